@@ -1,0 +1,56 @@
+# HealthForce Integration — every task in one place. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets with what they do
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: bootstrap
+bootstrap: ## Create the virtualenv, install the project and the Node tools (idempotent)
+	@./scripts/bootstrap.sh
+
+.PHONY: demo
+demo: bootstrap ## The main job: bring the harness up on the embedded default and show it working
+	@$(PY) -m harness.demo
+
+.PHONY: test
+test: bootstrap lint typecheck ## Run every test (unit, integration, contract, fuzz) — what CI runs
+	@$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: bootstrap ## Only the unit tests (no servers)
+	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: bootstrap ## ruff lint and format check
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: bootstrap ## Apply ruff formatting and safe fixes
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+.PHONY: typecheck
+typecheck: bootstrap ## mypy --strict on the packages
+	@$(VENV)/bin/mypy
+
+.PHONY: mock-kki
+mock-kki: bootstrap ## Start the KKI mock on :8081 (SIZE=1000 SEED=42)
+	@$(VENV)/bin/hf-mock kki --port 8081 --size $${SIZE:-1000} --seed $${SEED:-42}
+
+.PHONY: mock-sisdmk
+mock-sisdmk: bootstrap ## Start the SISDMK mock on :8082 (SIZE=1000 SEED=42)
+	@$(VENV)/bin/hf-mock sisdmk --port 8082 --size $${SIZE:-1000} --seed $${SEED:-42}
+
+.PHONY: bench-mocks
+bench-mocks: bootstrap ## Benchmark both mocks at N=100,000 against Prism (writes reports/bench-mocks.json)
+	@$(PY) bench/bench_mocks.py
+
+.PHONY: clean
+clean: ## Remove caches and generated reports (keeps the virtualenv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache reports var .hypothesis

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up a fresh checkout: a virtual environment with the project and its dev tools, and the
+# Node tools (Prism, oidc-provider). Safe to run again; it only does what is missing or stale.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+  echo "bootstrap: Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1)). Set PYTHON=/path/to/python3.11." >&2
+  exit 2
+fi
+
+stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: creating $VENV and installing the project (about a minute on a fresh machine)"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+
+if command -v npm >/dev/null 2>&1; then
+  lock_stamp="tools/node/node_modules/.installed-$(sha256sum tools/node/package-lock.json | cut -c1-16)"
+  if [ ! -f "$lock_stamp" ]; then
+    echo "bootstrap: installing Node tools (prism, oidc-provider) with npm ci"
+    (cd tools/node && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$lock_stamp"
+  fi
+else
+  echo "bootstrap: npm not found; the Prism benchmark peer and the OIDC test provider need Node.js 20+." >&2
+fi
