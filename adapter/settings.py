@@ -1,0 +1,260 @@
+"""All adapter configuration, read from environment variables and validated once at start.
+
+`load_settings()` is the one way in; its `ConfigurationError` names every bad variable and what
+to do about it, and never repeats a secret. docs/configuration.md describes each variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from adapter.errors import ConfigurationError
+from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
+
+DEFAULT_DATABASE_URL: Final = "sqlite:///var/hf-adapter.sqlite3"
+WEBHOOK_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+# Standard Webhooks: a signing secret SHOULD be 24 to 64 bytes.
+WEBHOOK_SECRET_MIN_BYTES: Final = 24
+WEBHOOK_SECRET_MAX_BYTES: Final = 64
+
+_DATABASE_SCHEMES: Final = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    # psycopg 3 is the installed driver; SQLAlchemy would pick psycopg2 for a bare scheme.
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+_BROKER_SCHEMES: Final = frozenset({"amqp", "amqps"})
+_SCHEME: Final = re.compile(r"[a-z][a-z0-9+.-]{0,30}")
+_STANDARD_BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+# What to do when a required variable is missing, by variable name.
+_MISSING_HINTS: Final = {
+    "OIDC_ISSUER": "Set it to the SSO issuer URL exactly as it appears in the tokens' `iss` "
+    "claim, e.g. https://sso.example.go.id/realms/healthforce",
+    "OIDC_AUDIENCE": "Set it to the audience the SSO puts in access tokens meant for the "
+    "adapter (the `aud` claim), e.g. hf-adapter",
+    "KKI_BASE_URL": "Set it to KKI's API base URL, or the mock's (e.g. http://127.0.0.1:8081)",
+    "KKI_API_TOKEN": "Set it to the API token KKI issued for HealthForce "
+    "(the mock accepts kki-dev-token)",
+    "SISDMK_BASE_URL": "Set it to SISDMK's API base URL, or the mock's "
+    "(e.g. http://127.0.0.1:8082)",
+    "SISDMK_CLIENT_ID": "Set it to the OAuth2 client id SISDMK issued for HealthForce "
+    "(the mock accepts sisdmk-dev-client)",
+    "SISDMK_CLIENT_SECRET": "Set it to the OAuth2 client secret SISDMK issued for HealthForce "
+    "(the mock accepts sisdmk-dev-secret)",
+    "KKI_WEBHOOK_SECRET": "Set it to the whsec_... signing secret of the adapter's KKI webhook "
+    "subscription",
+    "SISDMK_WEBHOOK_SECRET": "Set it to the whsec_... signing secret of the adapter's SISDMK "
+    "webhook subscription",
+    "ENCRYPTION_KEYS": "Generate one with `hf-adapter keys generate` and set "
+    "ENCRYPTION_KEYS=<the printed kid:key>",
+    "BLIND_INDEX_KEY": "Generate a separate key with `hf-adapter keys generate` and set "
+    "BLIND_INDEX_KEY=<the printed kid:key>",
+}
+
+
+class Settings(BaseSettings):
+    """The adapter's configuration; build it with `load_settings()`.
+
+    Field names are the environment variable names in lower case. Values holding credentials
+    are `SecretStr`, so neither ``repr()`` nor a log line shows them.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="ignore",
+        validate_default=True,
+        hide_input_in_errors=True,
+    )
+
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    broker_url: SecretStr | None = None
+    oidc_issuer: str
+    oidc_audience: str
+    kki_base_url: str
+    kki_api_token: SecretStr
+    sisdmk_base_url: str
+    sisdmk_client_id: str
+    sisdmk_client_secret: SecretStr
+    kki_webhook_secret: SecretStr
+    sisdmk_webhook_secret: SecretStr
+    # encryption_keys comes before blind_index_key: the latter's check needs the former's value.
+    encryption_keys: SecretStr
+    blind_index_key: SecretStr
+    log_format: Literal["json", "console"] = "json"
+    http_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    http_read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    ca_bundle: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() reads the environment (or the mapping a test passes) itself, so that
+        # nothing from the process environment or a stray .env file leaks into a test.
+        return (init_settings,)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        scheme, separator, rest = url.partition("://")
+        # A bare "sqlite://" is SQLAlchemy's in-memory database; other schemes need a location.
+        if not separator or (not rest and not scheme.startswith("sqlite")):
+            raise ValueError(
+                "is not a URL; use sqlite:///path/to/file.sqlite3 or "
+                "postgresql+psycopg://user:password@host:5432/database"
+            )
+        if scheme not in _DATABASE_SCHEMES:
+            shown = f" {scheme!r}" if _SCHEME.fullmatch(scheme) else ""
+            raise ValueError(
+                f"unsupported scheme{shown}; use sqlite:///path/to/file.sqlite3 or "
+                "postgresql+psycopg://user:password@host:5432/database"
+            )
+        return SecretStr(f"{_DATABASE_SCHEMES[scheme]}://{rest}")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme, separator, rest = value.get_secret_value().partition("://")
+        if not separator or scheme not in _BROKER_SCHEMES or not rest:
+            raise ValueError(
+                "must be a RabbitMQ URL like amqp://user:password@host:5672/vhost (or amqps://); "
+                "leave it unset for the embedded broker"
+            )
+        return value
+
+    @field_validator("oidc_issuer", "kki_base_url", "sisdmk_base_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL like https://host/path")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials in the URL; they have their own variables")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query string or fragment")
+        return value
+
+    @field_validator("kki_webhook_secret", "sisdmk_webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+        rule = (
+            f"must be '{WEBHOOK_SECRET_PREFIX}' followed by standard base64 of "
+            f"{WEBHOOK_SECRET_MIN_BYTES}-{WEBHOOK_SECRET_MAX_BYTES} bytes "
+            "(the Standard Webhooks secret the provider gave for the subscription)"
+        )
+        if encoded == secret or not _STANDARD_BASE64.fullmatch(encoded):
+            raise ValueError(rule)
+        try:
+            raw = base64.b64decode(encoded.rstrip("=") + "=" * (-len(encoded.rstrip("=")) % 4))
+        except binascii.Error:
+            raise ValueError(rule) from None
+        if not WEBHOOK_SECRET_MIN_BYTES <= len(raw) <= WEBHOOK_SECRET_MAX_BYTES:
+            raise ValueError(f"{rule}; it decodes to {len(raw)} bytes")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _check_encryption_keys(cls, value: SecretStr) -> SecretStr:
+        try:
+            KeyRing.parse(value.get_secret_value())
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("blind_index_key")
+    @classmethod
+    def _check_blind_index_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        try:
+            key = Key.parse(value.get_secret_value(), variable="BLIND_INDEX_KEY")
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        encryption_keys = info.data.get("encryption_keys")
+        # Absent when ENCRYPTION_KEYS itself failed: that error is reported on its own.
+        if isinstance(encryption_keys, SecretStr) and KeyRing.parse(
+            encryption_keys.get_secret_value()
+        ).holds(key):
+            raise ValueError(
+                "is also one of the ENCRYPTION_KEYS; the blind index needs its own key. "
+                "Generate one with `hf-adapter keys generate`"
+            )
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(
+                f"no readable file at {value}; point it at a PEM bundle or leave it unset"
+            )
+        return value
+
+    def field_cipher(self) -> FieldCipher:
+        """The cipher for personal fields, from ``ENCRYPTION_KEYS``."""
+        return FieldCipher(KeyRing.parse(self.encryption_keys.get_secret_value()))
+
+    def blind_index(self) -> BlindIndex:
+        """The NIK blind index, from ``BLIND_INDEX_KEY``."""
+        return BlindIndex(
+            Key.parse(self.blind_index_key.get_secret_value(), variable="BLIND_INDEX_KEY")
+        )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `env` (the process environment when ``None``), or `ConfigurationError`.
+
+    Only the variables named in docs/configuration.md are read. A variable set to an empty or
+    blank string counts as unset, and surrounding whitespace is dropped.
+    """
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = source.get(name.upper())
+        if raw is not None and raw.strip():
+            values[name] = raw.strip()
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        # `from None`: the pydantic error (and its traceback) must not carry the inputs along.
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem, by variable name, built from pydantic's messages but never inputs."""
+    order = {name: index for index, name in enumerate(Settings.model_fields)}
+    problems: list[tuple[int, str]] = []
+    for item in error.errors(include_input=False, include_url=False):
+        name = str(item["loc"][0]) if item["loc"] else ""
+        variable = name.upper() or "configuration"
+        if item["type"] == "missing":
+            text = f"{variable}: missing. {_MISSING_HINTS.get(variable, 'Set it.')}"
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            text = message if message.startswith(f"{variable}:") else f"{variable}: {message}"
+        problems.append((order.get(name, len(order)), text))
+    problems.sort(key=lambda problem: problem[0])
+    count = len(problems)
+    header = f"invalid adapter configuration ({count} problem{'s' if count != 1 else ''}):"
+    return "\n".join([header, *(f"- {text}" for _, text in problems)])

@@ -1,0 +1,1 @@
+"""The adapter's store: models, repositories, migrations and field encryption (`crypto`)."""

@@ -1,0 +1,369 @@
+"""Field encryption for personal data: the key ring, AES-256-GCM field tokens, the blind index.
+
+``ENCRYPTION_KEYS`` is a comma-separated list of ``kid:key`` entries, e.g.
+``2025-06:Jp3...,2025-01:q8Z...``. ``kid`` is 1-32 characters of ``a-z``, ``0-9`` and ``-``,
+unique in the list; ``key`` is 32 random bytes in base64url (``-`` and ``_``; the ``=`` padding
+may be left out). The first entry is the active key and encrypts everything new; the others only
+decrypt, so a key is rotated by putting a new entry first and keeping the old one until every
+token has been re-encrypted. Spaces around entries are ignored.
+
+``BLIND_INDEX_KEY`` is a single ``kid:key`` entry of the same shape, used only for the HMAC blind
+index; it must not be one of the encryption keys.
+
+A field token is ``v1.<kid>.<base64url(nonce || ciphertext || tag)>``: ASCII, unpadded, with a
+random 96-bit nonce. The associated data binds the token to its table, column and row id, so a
+token copied to another row, column or table fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import unicodedata
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from adapter.errors import ConfigurationError, DecryptionError, KeyNotFoundError
+
+KEY_BYTES: Final = 32
+NONCE_BYTES: Final = 12
+TAG_BYTES: Final = 16
+TOKEN_VERSION: Final = "v1"  # noqa: S105 - a format version, not a secret
+KEYS_GENERATE_HINT: Final = "generate one with `hf-adapter keys generate`"
+
+_KID = re.compile(r"[a-z0-9-]{1,32}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_TOKEN_BODY = re.compile(r"[A-Za-z0-9_-]+")
+_PURPOSE = re.compile(r"[a-z0-9_.-]{1,64}")
+_KID_RULE: Final = "1-32 characters of a-z, 0-9 and '-'"
+# Domain-separation labels: a field token's associated data and a blind-index input can never
+# be mistaken for each other, nor for anything a later version computes.
+_FIELD_AAD_LABEL: Final = "hf-adapter/field/v1"
+_BLIND_INDEX_LABEL: Final = "hf-adapter/blind-index/v1"
+
+
+@dataclass(frozen=True, eq=False)
+class Key:
+    """A 256-bit secret and its key id; ``repr()`` shows the id only."""
+
+    kid: str
+    material: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not _KID.fullmatch(self.kid):
+            raise ValueError(f"key id must be {_KID_RULE}")
+        if len(self.material) != KEY_BYTES:
+            raise ValueError(f"key must be {KEY_BYTES} bytes, got {len(self.material)}")
+
+    @classmethod
+    def parse(cls, entry: str, *, variable: str) -> Key:
+        """One ``kid:base64url(32 bytes)`` entry, or `ConfigurationError` naming `variable`."""
+        if "," in entry:
+            raise ConfigurationError(
+                f"{variable}: holds exactly one 'kid:key' entry, found {entry.count(',') + 1}"
+            )
+        key, problem = _parse_entry(entry.strip())
+        if key is None:
+            raise ConfigurationError(f"{variable}: {problem}; {KEYS_GENERATE_HINT}")
+        return key
+
+
+class KeyRing:
+    """The encryption keys: the first is active (encrypts), the others only decrypt."""
+
+    def __init__(self, keys: Sequence[Key]) -> None:
+        if not keys:
+            raise ConfigurationError("a key ring needs at least one key")
+        kids = [key.kid for key in keys]
+        if len(set(kids)) != len(kids):
+            raise ConfigurationError("key ids in a key ring must be unique")
+        self._keys: tuple[Key, ...] = tuple(keys)
+        self._by_kid = {key.kid: key for key in keys}
+
+    @classmethod
+    def parse(cls, value: str) -> KeyRing:
+        """Parse ``ENCRYPTION_KEYS``; the `ConfigurationError` lists every bad entry."""
+        if not value.strip():
+            raise ConfigurationError(f"ENCRYPTION_KEYS: empty; {KEYS_GENERATE_HINT}")
+        entries = value.split(",")
+        problems: list[str] = []
+        keys: list[tuple[int, Key]] = []
+        for position, entry in enumerate(entries, start=1):
+            key, problem = _parse_entry(entry.strip())
+            if key is None:
+                problems.append(f"entry {position} of {len(entries)}: {problem}")
+            else:
+                keys.append((position, key))
+        problems.extend(_duplicate_problems(keys))
+        if problems:
+            raise ConfigurationError(
+                "ENCRYPTION_KEYS: "
+                + "; ".join(problems)
+                + f". Each entry is 'kid:base64url(32 bytes)'; {KEYS_GENERATE_HINT}"
+            )
+        return cls([key for _, key in keys])
+
+    @staticmethod
+    def generate_key_entry(kid: str) -> str:
+        """A fresh ``kid:key`` entry from the OS random source, for ``hf-adapter keys generate``."""
+        if not _KID.fullmatch(kid):
+            raise ConfigurationError(f"key id must be {_KID_RULE}")
+        return f"{kid}:{_encode_base64url(os.urandom(KEY_BYTES))}"
+
+    @property
+    def active(self) -> Key:
+        return self._keys[0]
+
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        return self._keys
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        return tuple(key.kid for key in self._keys)
+
+    def get(self, kid: str) -> Key:
+        try:
+            return self._by_kid[kid]
+        except KeyError:
+            raise KeyNotFoundError(kid) from None
+
+    def holds(self, key: Key) -> bool:
+        """Whether any key in the ring has the same secret as `key` (compared in constant time)."""
+        return any(hmac.compare_digest(own.material, key.material) for own in self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(active={self.active.kid!r}, decrypt_only={self.kids[1:]!r})"
+
+
+@dataclass(frozen=True)
+class FieldContext:
+    """Where a value lives; bound into the token so it only decrypts there.
+
+    `row_id` is the row's stable id as text (a UUID as ``str(uuid)``), never personal data.
+    """
+
+    table: str
+    column: str
+    row_id: str
+
+    def __post_init__(self) -> None:
+        for name in ("table", "column", "row_id"):
+            if not getattr(self, name):
+                raise ValueError(f"FieldContext.{name} must not be empty")
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column} of row {self.row_id}"
+
+
+class FieldCipher:
+    """AES-256-GCM encryption of single field values, bound to their `FieldContext`."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self._keyring = keyring
+        self._aeads = {key.kid: AESGCM(key.material) for key in keyring.keys}
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self._keyring
+
+    def encrypt(self, plaintext: str, *, context: FieldContext) -> str:
+        """A new token for `plaintext` under the active key (a fresh random nonce every call)."""
+        kid = self._keyring.active.kid
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aeads[kid].encrypt(
+            nonce, plaintext.encode("utf-8"), _associated_data(kid, context)
+        )
+        return f"{TOKEN_VERSION}.{kid}.{_encode_base64url(nonce + sealed)}"
+
+    def decrypt(self, token: str, *, context: FieldContext) -> str:
+        """The plaintext of `token`; `DecryptionError` if it was altered or belongs elsewhere."""
+        kid, body = _split_token(token, context)
+        aead = self._aeads.get(kid)
+        if aead is None:
+            raise KeyNotFoundError(kid)
+        nonce, sealed = body[:NONCE_BYTES], body[NONCE_BYTES:]
+        try:
+            plaintext = aead.decrypt(nonce, sealed, _associated_data(kid, context))
+            return plaintext.decode("utf-8")
+        except (InvalidTag, UnicodeDecodeError):
+            raise DecryptionError(
+                f"cannot decrypt {context}: authentication failed (the token was altered, "
+                "or belongs to another row, column or table)"
+            ) from None
+
+    def needs_rotation(self, token: str) -> bool:
+        """Whether `token` was encrypted under a key other than the active one."""
+        kid, _ = _split_token(token, context=None)
+        return kid != self._keyring.active.kid
+
+    def reencrypt(self, token: str, context: FieldContext) -> str:
+        """`token`'s value, checked and encrypted again under the active key with a new nonce."""
+        return self.encrypt(self.decrypt(token, context=context), context=context)
+
+    def __repr__(self) -> str:
+        return f"FieldCipher({self._keyring!r})"
+
+
+class BlindIndex:
+    """Keyed HMAC-SHA256 digests of normalised values, for exact look-ups without plaintext.
+
+    The purpose label separates domains: a NIK digest never equals any other field's digest.
+    """
+
+    def __init__(self, key: Key) -> None:
+        self._key = key
+
+    @property
+    def kid(self) -> str:
+        """Stored next to digests so that a re-index after a key change can find stale rows."""
+        return self._key.kid
+
+    def digest(self, value: str, *, purpose: str) -> str:
+        """Lowercase hex HMAC-SHA256 of `value` normalised for `purpose` (``nik``: digits only)."""
+        if not _PURPOSE.fullmatch(purpose):
+            raise ValueError("purpose must be 1-64 characters of a-z, 0-9, '_', '.' and '-'")
+        normalised = _normalise(value, purpose=purpose)
+        if not normalised:
+            raise ValueError(f"nothing left to index for purpose {purpose!r} after normalising")
+        message = _length_prefixed(_BLIND_INDEX_LABEL, purpose, normalised)
+        return hmac.new(self._key.material, message, hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"BlindIndex(kid={self.kid!r})"
+
+
+def encrypt_fields(
+    cipher: FieldCipher,
+    table: str,
+    row_id: str | uuid.UUID,
+    values: Mapping[str, str | None],
+) -> dict[str, str | None]:
+    """Column name → token for one row; ``None`` stays ``None`` (SQL NULL)."""
+    return {
+        column: None
+        if value is None
+        else cipher.encrypt(value, context=FieldContext(table, column, str(row_id)))
+        for column, value in values.items()
+    }
+
+
+def decrypt_fields(
+    cipher: FieldCipher,
+    table: str,
+    row_id: str | uuid.UUID,
+    values: Mapping[str, str | None],
+) -> dict[str, str | None]:
+    """Column name → plaintext for one row, the inverse of `encrypt_fields`."""
+    return {
+        column: None
+        if token is None
+        else cipher.decrypt(token, context=FieldContext(table, column, str(row_id)))
+        for column, token in values.items()
+    }
+
+
+# -- internals ----------------------------------------------------------------------------
+
+
+def _parse_entry(entry: str) -> tuple[Key, None] | tuple[None, str]:
+    """The key in one ``kid:key`` entry, or what is wrong with it (never echoing the key)."""
+    if not entry:
+        return None, "empty (a stray comma?)"
+    kid, separator, encoded = entry.partition(":")
+    if not separator:
+        return None, "no ':' between the key id and the key"
+    if not _KID.fullmatch(kid):
+        return None, f"key id must be {_KID_RULE}"
+    if not encoded:
+        return None, f"key {kid!r} has nothing after ':'"
+    if not _BASE64URL.fullmatch(encoded):
+        if "+" in encoded or "/" in encoded:
+            return None, (
+                f"key {kid!r} is standard base64 ('+' or '/'); write it as base64url "
+                "('-' for '+', '_' for '/')"
+            )
+        return None, f"key {kid!r} is not base64url (allowed: A-Z a-z 0-9 - _ and '=' padding)"
+    try:
+        material = _decode_base64url(encoded)
+    except (binascii.Error, ValueError):
+        return None, f"key {kid!r} is not valid base64url (wrong length)"
+    if len(material) != KEY_BYTES:
+        return None, (
+            f"key {kid!r} decodes to {len(material)} bytes; AES-256 needs exactly {KEY_BYTES}"
+        )
+    return Key(kid, material), None
+
+
+def _duplicate_problems(keys: Sequence[tuple[int, Key]]) -> Iterable[str]:
+    for index, (position, key) in enumerate(keys):
+        for earlier_position, earlier in keys[:index]:
+            if earlier.kid == key.kid:
+                yield (
+                    f"key id {key.kid!r} is used twice (entries {earlier_position} and {position})"
+                )
+            elif hmac.compare_digest(earlier.material, key.material):
+                yield (
+                    f"entries {earlier_position} and {position} ({earlier.kid!r} and "
+                    f"{key.kid!r}) hold the same key; a rotation needs a new random key"
+                )
+
+
+def _split_token(token: str, context: FieldContext | None) -> tuple[str, bytes]:
+    """The key id and raw bytes of a v1 token; `DecryptionError` if it is not one."""
+    where = f" {context}" if context is not None else " token"
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != TOKEN_VERSION:
+        raise DecryptionError(f"cannot decrypt{where}: not a {TOKEN_VERSION} field token")
+    _, kid, encoded = parts
+    if not _KID.fullmatch(kid) or not _TOKEN_BODY.fullmatch(encoded):
+        raise DecryptionError(f"cannot decrypt{where}: malformed {TOKEN_VERSION} field token")
+    try:
+        body = _decode_base64url(encoded)
+    except (binascii.Error, ValueError):
+        raise DecryptionError(f"cannot decrypt{where}: malformed token body") from None
+    if len(body) < NONCE_BYTES + TAG_BYTES:
+        raise DecryptionError(f"cannot decrypt{where}: token too short")
+    return kid, body
+
+
+def _associated_data(kid: str, context: FieldContext) -> bytes:
+    return _length_prefixed(
+        _FIELD_AAD_LABEL, TOKEN_VERSION, kid, context.table, context.column, context.row_id
+    )
+
+
+def _length_prefixed(*parts: str) -> bytes:
+    """An unambiguous encoding of `parts`: no choice of strings makes two lists encode alike."""
+    encoded = bytearray()
+    for part in parts:
+        data = part.encode("utf-8")
+        encoded += len(data).to_bytes(4, "big") + data
+    return bytes(encoded)
+
+
+def _normalise(value: str, *, purpose: str) -> str:
+    # NFKC first so that full-width or other compatibility digits index like ASCII ones.
+    folded = unicodedata.normalize("NFKC", value)
+    if purpose == "nik":
+        return "".join(ch for ch in folded if "0" <= ch <= "9")
+    return " ".join(folded.casefold().split())
+
+
+def _encode_base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _decode_base64url(text: str) -> bytes:
+    """Decode base64url with or without padding; the caller has checked the alphabet."""
+    unpadded = text.rstrip("=")
+    return base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))

@@ -1,0 +1,235 @@
+"""Benchmark both mocks at N=100,000 people against Prism on the same spec, in one invocation.
+
+Measures, per system: start-up time and memory (RSS, peak RSS) of `hf-mock`; requests/s and
+p50/p99 latency of GET by id and of a 100-item page, for hf-mock and for `prism mock`.
+Load comes from `wrk` (apt-get install wrk) on the same machine. Writes reports/bench-mocks.json.
+
+    .venv/bin/python bench/bench_mocks.py [--size 100000] [--duration 10] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
+
+PRISM = ROOT / "tools" / "node" / "node_modules" / ".bin" / "prism"
+SPECS = ROOT / "contracts" / "openapi"
+
+
+@dataclass
+class Load:
+    server: str
+    system: str
+    scenario: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+@dataclass
+class Startup:
+    system: str
+    size: int
+    startup_s: float
+    rss_mib: float
+    peak_rss_mib: float
+
+
+def wrk(
+    url: str, headers: dict[str, str], duration: int, connections: int
+) -> tuple[float, float, float, int]:
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, pct("50"), pct("99"), int(non2xx.group(1)) if non2xx else 0
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    return rss / 1024, peak / 1024
+
+
+def scenario_urls(system: str, base: str, headers: dict[str, str]) -> dict[str, str]:
+    if system == "kki":
+        first = httpx.get(f"{base}/v1/registrations?limit=1", headers=headers).json()["data"][0]
+        return {
+            "GET by id": f"{base}/v1/registrations/{first['str_number']}",
+            "page of 100": f"{base}/v1/registrations?limit=100",
+        }
+    first = httpx.get(f"{base}/v1/health-workers?limit=1", headers=headers).json()["data"][0]
+    return {
+        "GET by id": f"{base}/v1/health-workers/{first['worker_id']}",
+        "page of 100": f"{base}/v1/health-workers?limit=100",
+    }
+
+
+def auth_headers(system: str, base: str) -> dict[str, str]:
+    if system == "kki":
+        return {"X-API-Key": "kki-dev-token"}
+    token = httpx.post(
+        f"{base}/oauth2/v1/accesstoken",
+        params={"grant_type": "client_credentials"},
+        data={"client_id": "sisdmk-dev-client", "client_secret": "sisdmk-dev-secret"},
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def start_prism(system: str) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    process = ManagedProcess(
+        f"prism-{system}",
+        [str(PRISM), "mock", str(SPECS / f"{system}.yaml"), "-p", str(port), "-h", "127.0.0.1"],
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"prism did not start:\n{process.output()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-mocks.json")
+    args = parser.parse_args()
+    console = Console()
+    for tool, hint in (("wrk", "apt-get install wrk"), (str(PRISM), "make bootstrap")):
+        if not shutil.which(tool) and not Path(tool).exists():
+            console.print(f"[red]{tool} not found[/]: {hint}")
+            return 2
+
+    loads: list[Load] = []
+    startups: list[Startup] = []
+    for system in ("kki", "sisdmk"):
+        with console.status(f"starting hf-mock {system} with {args.size:,} people"):
+            started = time.perf_counter()
+            process, base = start_mock(system, size=args.size, timeout_s=900)
+            startup_s = time.perf_counter() - started
+        try:
+            headers = auth_headers(system, base)
+            urls = scenario_urls(system, base, headers)
+            for scenario, url in urls.items():
+                with console.status(f"hf-mock {system}: {scenario}"):
+                    loads.append(
+                        Load(
+                            "hf-mock",
+                            system,
+                            scenario,
+                            *wrk(url, headers, args.duration, args.connections),
+                        )
+                    )
+            rss, peak = memory_mib(process.pid)
+            startups.append(Startup(system, args.size, startup_s, rss, peak))
+        finally:
+            process.close()
+
+        prism, prism_base = start_prism(system)
+        try:
+            for scenario, url in urls.items():
+                prism_url = prism_base + url[len(base) :]
+                with console.status(f"prism {system}: {scenario}"):
+                    loads.append(
+                        Load(
+                            "prism",
+                            system,
+                            scenario,
+                            *wrk(prism_url, headers, args.duration, args.connections),
+                        )
+                    )
+        finally:
+            prism.close()
+
+    table = Table(title=f"Mocks at N={args.size:,} vs Prism (wrk, {args.connections} connections)")
+    for column in (
+        "system",
+        "scenario",
+        "server",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "vs prism",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("system", "scenario", "server") else "left"
+        )
+    for load in loads:
+        peer = next(
+            p
+            for p in loads
+            if p.server == "prism" and p.system == load.system and p.scenario == load.scenario
+        )
+        ratio = (
+            f"{load.requests_per_s / peer.requests_per_s:.2f}x" if load.server == "hf-mock" else ""
+        )
+        table.add_row(
+            load.system,
+            load.scenario,
+            load.server,
+            f"{load.requests_per_s:,.0f}",
+            f"{load.p50_ms:.2f}",
+            f"{load.p99_ms:.2f}",
+            str(load.non_2xx),
+            ratio,
+        )
+    console.print(table)
+    start_table = Table(title="hf-mock start-up")
+    for column in ("system", "people", "start-up s", "RSS MiB", "peak RSS MiB"):
+        start_table.add_column(column)
+    for s in startups:
+        start_table.add_row(
+            s.system,
+            f"{s.size:,}",
+            f"{s.startup_s:.1f}",
+            f"{s.rss_mib:,.0f}",
+            f"{s.peak_rss_mib:,.0f}",
+        )
+    console.print(start_table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {"loads": [asdict(x) for x in loads], "startups": [asdict(x) for x in startups]},
+            indent=2,
+        )
+    )
+    console.print(f"figures written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""`make demo`: bring the harness up on the embedded default and show each part working.
+
+Today: both mocks, paging through their data, an injected fault seen by a client, and a
+signed webhook to a local receiver. Later parts (adapter, worker, sync, conformance) join here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from harness.processes import ManagedProcess, ProcessFailed, start_mock
+from harness.receiver import WebhookReceiver
+
+SIZE = 1000
+SEED = 42
+KKI_TOKEN = {"X-API-Key": "kki-dev-token"}
+SISDMK_CLIENT = {"client_id": "sisdmk-dev-client", "client_secret": "sisdmk-dev-secret"}
+
+
+@dataclass
+class Step:
+    name: str
+    outcome: str = ""
+    ok: bool = False
+    seconds: float = 0.0
+
+
+class Demo:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.steps: list[Step] = []
+
+    def step(self, name: str, action: Callable[[], str]) -> None:
+        step = Step(name)
+        self.steps.append(step)
+        started = time.perf_counter()
+        with self.console.status(name + " ..."):
+            step.outcome = action()
+        step.ok = True
+        step.seconds = time.perf_counter() - started
+        self.console.print(f"[green]✓[/] {name}: {step.outcome} [dim]({step.seconds:.1f} s)[/]")
+
+    def summary(self) -> Table:
+        table = Table(title="HealthForce harness — summary")
+        table.add_column("step")
+        table.add_column("result")
+        table.add_column("time", justify="right")
+        for step in self.steps:
+            mark = "[green]ok[/]" if step.ok else "[red]FAILED[/]"
+            table.add_row(step.name, f"{mark} {step.outcome}", f"{step.seconds:.1f} s")
+        return table
+
+
+def pages(client: httpx.Client, path: str, unwrap: Callable[[Any], Any]) -> Iterator[list[Any]]:
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        response = client.get(path, params=params)
+        response.raise_for_status()
+        body = unwrap(response.json())
+        yield body["data"]
+        cursor = body["page"]["next_cursor"]
+        if not cursor:
+            return
+
+
+def run(console: Console) -> int:
+    demo = Demo(console)
+    with ExitStack() as stack:
+        procs: dict[str, tuple[ManagedProcess, str]] = {}
+
+        def start(system: str) -> Callable[[], str]:
+            def action() -> str:
+                process, url = start_mock(system, size=SIZE, seed=SEED)
+                stack.callback(process.close)
+                procs[system] = (process, url)
+                return f"{url} ({SIZE:,} people, seed {SEED})"
+
+            return action
+
+        demo.step("start the KKI mock", start("kki"))
+        demo.step("start the SISDMK mock", start("sisdmk"))
+        kki_url, sisdmk_url = procs["kki"][1], procs["sisdmk"][1]
+        kki = stack.enter_context(httpx.Client(base_url=kki_url, headers=KKI_TOKEN, timeout=10))
+        sisdmk = stack.enter_context(httpx.Client(base_url=sisdmk_url, timeout=10))
+        niks: dict[str, set[str]] = {}
+
+        def page_kki() -> str:
+            found = [r for page in pages(kki, "/v1/registrations", lambda b: b) for r in page]
+            niks["kki"] = {r["nik"] for r in found}
+            return f"{len(found):,} registrations in {-(-len(found) // 100)} pages"
+
+        def page_sisdmk() -> str:
+            token = sisdmk.post(
+                "/oauth2/v1/accesstoken",
+                params={"grant_type": "client_credentials"},
+                data=SISDMK_CLIENT,
+            )
+            token.raise_for_status()
+            sisdmk.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            found = [w for page in pages(sisdmk, "/v1/health-workers", lambda b: b) for w in page]
+            niks["sisdmk"] = {w["nik"] for w in found}
+            shared = len(niks["kki"] & niks["sisdmk"])
+            return (
+                f"token (expires_in {token.json()['expires_in']} s), {len(found):,} workers; "
+                f"{shared:,} NIKs shared with KKI"
+            )
+
+        demo.step("page through KKI registrations", page_kki)
+        demo.step("page through SISDMK health workers", page_sisdmk)
+
+        def inject_fault() -> str:
+            admin = httpx.Client(base_url=kki_url, timeout=10)
+            rule = admin.post(
+                "/__admin/faults",
+                json={
+                    "route": "listRegistrations",
+                    "kind": "error",
+                    "status": 503,
+                    "retry_after_s": 1,
+                    "times": 2,
+                },
+            )
+            rule.raise_for_status()
+            seen = [kki.get("/v1/registrations", params={"limit": 1}) for _ in range(3)]
+            statuses = [r.status_code for r in seen]
+            if statuses != [503, 503, 200]:
+                raise RuntimeError(f"expected 503, 503, 200 from the fault; saw {statuses}")
+            retry_after = seen[0].headers.get("retry-after")
+            content_type = seen[0].headers["content-type"]
+            return f"503 twice (Retry-After {retry_after}, {content_type}), then 200"
+
+        demo.step("inject a fault (503 twice) and watch a client see it", inject_fault)
+
+        def webhook() -> str:
+            receiver = stack.enter_context(WebhookReceiver())
+            sub = kki.post("/v1/webhook-subscriptions", json={"url": receiver.url})
+            sub.raise_for_status()
+            receiver.secret = sub.json()["secret"]
+            str_number = kki.get("/v1/registrations", params={"limit": 1}).json()["data"][0][
+                "str_number"
+            ]
+            admin = httpx.Client(base_url=kki_url, timeout=10)
+            change = admin.post(
+                f"/__admin/registrations/{str_number}/status",
+                json={"status": "NONAKTIF_SEMENTARA", "reason": "SKP tidak mencukupi"},
+            )
+            change.raise_for_status()
+            received = receiver.wait_for(2, timeout_s=15)
+            types = [r.event["type"] for r in received]
+            if not all(r.verified for r in received):
+                raise RuntimeError(f"signature did not verify: {received[0].verify_error}")
+            return f"{', '.join(types)} — signatures verified (Standard Webhooks)"
+
+        demo.step("subscribe a receiver and change an STR status", webhook)
+    console.print(demo.summary())
+    return 0
+
+
+def main() -> int:
+    console = Console()
+    try:
+        return run(console)
+    except (ProcessFailed, httpx.HTTPError, RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        console.print("Run `make test` to see which part is broken, or see docs/quickstart.md.")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Start the harness's servers as real processes and know when they are ready.
+
+Used by the demo, the e2e tests and the benchmarks, so each starts mocks the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+READY_POLL_S = 0.05
+
+
+class ProcessFailed(RuntimeError):
+    """A process exited or never became ready; the message carries the end of its output."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its output captured to a file (never a pipe that can fill up)."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self._log = tempfile.NamedTemporaryFile(prefix=f"hf-{self.name}-", suffix=".log")  # noqa: SIM115
+        self.process = subprocess.Popen(  # noqa: S603 - argv built by this module
+            list(self.argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
+            start_new_session=True,  # our Ctrl-C reaches only us; we stop children ourselves
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def output(self, tail: int = 4000) -> str:
+        if self._log is None:
+            return ""
+        with open(self._log.name, "rb") as fh:
+            data = fh.read()
+        return data[-tail:].decode("utf-8", "replace")
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_http(self, url: str, timeout_s: float = 60.0) -> None:
+        """Wait until `url` answers 2xx, failing fast if the process dies."""
+        deadline = time.monotonic() + timeout_s
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise ProcessFailed(
+                    f"{self.name} exited with status {self.process and self.process.returncode} "
+                    f"before {url} answered. Its output:\n{self.output()}"
+                )
+            try:
+                response = httpx.get(url, timeout=2.0)
+                if response.is_success:
+                    return
+                last_error = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last_error = type(exc).__name__
+            time.sleep(READY_POLL_S)
+        self.stop()
+        raise ProcessFailed(
+            f"{self.name} did not answer {url} within {timeout_s:.0f} s ({last_error}). "
+            f"Its output:\n{self.output()}"
+        )
+
+    def signal(self, signum: int) -> None:
+        if self.is_running():
+            os.killpg(self.pid, signum)
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.process.wait(timeout=timeout_s)
+        return self.process.returncode
+
+    def close(self) -> None:
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def hf_mock(
+    system: str,
+    *,
+    port: int | None = None,
+    size: int = 1000,
+    seed: int = 42,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> tuple[ManagedProcess, str]:
+    """A started (not yet ready) `hf-mock` process and its base URL."""
+    port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "mocks.cli",
+        system,
+        "--port",
+        str(port),
+        "--size",
+        str(size),
+        "--seed",
+        str(seed),
+        "--quiet",
+        *extra,
+    ]
+    process = ManagedProcess(f"mock-{system}", argv, env=env or {}).start()
+    return process, f"http://127.0.0.1:{port}"
+
+
+def start_mock(
+    system: str,
+    *,
+    size: int = 1000,
+    seed: int = 42,
+    extra: Sequence[str] = (),
+    timeout_s: float = 120.0,
+) -> tuple[ManagedProcess, str]:
+    """A ready `hf-mock` process and its base URL."""
+    process, url = hf_mock(system, size=size, seed=seed, extra=extra)
+    process.wait_http(f"{url}/__admin/health", timeout_s=timeout_s)
+    return process, url

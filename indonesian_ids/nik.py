@@ -1,0 +1,154 @@
+"""NIK (Nomor Induk Kependudukan): `PP KK CC DDMMYY SSSS`, with DD + 40 for women.
+
+PP KK CC is the kecamatan of registration, DDMMYY the birth date, SSSS a serial from 0001.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from indonesian_ids.regions import PROVINCES
+
+Gender = Literal["male", "female"]
+
+NIK_LENGTH = 16
+FEMALE_DAY_OFFSET = 40
+MAX_AGE_YEARS = 100
+
+
+class InvalidNikError(ValueError):
+    """A NIK that can't be parsed; `problems` says why, as `validate_nik` would."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class NikParts:
+    province_code: str  # 2 digits
+    regency_code: str  # 4 digits
+    district_code: str  # 6 digits (kecamatan)
+    birth_date: dt.date
+    gender: Gender
+    serial: int  # 1..9999
+
+
+def make_nik(region_district_code: str, birth_date: dt.date, gender: Gender, serial: int) -> str:
+    """Build a NIK from a 6-digit kecamatan code, birth date, gender and serial 1..9999."""
+    if len(region_district_code) != 6 or not region_district_code.isdigit():
+        raise ValueError(f"kecamatan code must be 6 digits, got {region_district_code!r}")
+    if not 1 <= serial <= 9999:
+        raise ValueError(f"serial must be 1..9999, got {serial}")
+    day = birth_date.day + (FEMALE_DAY_OFFSET if gender == "female" else 0)
+    return (
+        f"{region_district_code}{day:02d}{birth_date.month:02d}"
+        f"{birth_date.year % 100:02d}{serial:04d}"
+    )
+
+
+def _shape_problems(nik: str) -> list[str]:
+    if len(nik) != NIK_LENGTH:
+        return [f"NIK must be {NIK_LENGTH} digits, got {len(nik)} characters"]
+    for position, char in enumerate(nik, start=1):
+        if not char.isascii() or not char.isdigit():
+            return [f"NIK must contain digits only; character {position} is not a digit"]
+    return []
+
+
+def _century_year(yy: int, month: int, day: int, reference: dt.date) -> int:
+    """The year ending in `yy` that makes the person 0-100 years old on `reference`."""
+    year = reference.year - (reference.year - yy) % 100
+    if (year, month, day) > (reference.year, reference.month, reference.day):
+        year -= 100
+    return year
+
+
+def _check(
+    nik: str, reference: dt.date
+) -> tuple[list[str], dt.date | None, Gender | None, tuple[int, int, int]]:
+    """Problems of a well-shaped NIK, plus what could be decoded: date, gender, (day, month, yy)."""
+    problems: list[str] = []
+    province = nik[:2]
+    if province not in PROVINCES:
+        problems.append(f"province code {province} does not exist")
+    if nik[2:4] == "00":
+        problems.append("kab/kota code 00 does not exist")
+    if nik[4:6] == "00":
+        problems.append("kecamatan code 00 does not exist")
+
+    raw_day, month, yy = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
+    gender: Gender | None = None
+    day = raw_day
+    if 1 <= raw_day <= 31:
+        gender = "male"
+    elif FEMALE_DAY_OFFSET + 1 <= raw_day <= FEMALE_DAY_OFFSET + 31:
+        gender = "female"
+        day = raw_day - FEMALE_DAY_OFFSET
+    else:
+        problems.append(
+            f"birth day field {raw_day:02d} is impossible: "
+            f"it must be 01-31 (men) or 41-71 (women, day + 40)"
+        )
+    birth_date: dt.date | None = None
+    if not 1 <= month <= 12:
+        problems.append(f"birth month {month:02d} does not exist")
+    elif gender is not None:
+        year = _century_year(yy, month, day, reference)
+        try:
+            birth_date = dt.date(year, month, day)
+        except ValueError:
+            problems.append(f"birth date {year:04d}-{month:02d}-{day:02d} does not exist")
+    if nik[12:] == "0000":
+        problems.append("serial 0000 is not valid; serials start at 0001")
+    return problems, birth_date, gender, (day, month, yy)
+
+
+def validate_nik(
+    nik: str,
+    *,
+    birth_date: dt.date | None = None,
+    gender: Gender | None = None,
+    reference: dt.date | None = None,
+) -> list[str]:
+    """Every reason `nik` can't be a real NIK (or can't be this person's); empty if valid.
+
+    The two-digit year is read in the century that makes the holder 0-100 years old on
+    `reference` (default today). `birth_date` and `gender`, when given, must agree with the NIK.
+    """
+    problems = _shape_problems(nik)
+    if problems:
+        return problems
+    problems, _, nik_gender, (day, month, yy) = _check(nik, reference or dt.date.today())
+    if birth_date is not None and (day, month, yy) != (
+        birth_date.day,
+        birth_date.month,
+        birth_date.year % 100,
+    ):
+        problems.append(
+            f"NIK encodes birth date {day:02d}-{month:02d}-{yy:02d} (DD-MM-YY) but the given "
+            f"birth date is {birth_date:%d-%m-%y}"
+        )
+    if gender is not None and nik_gender is not None and gender != nik_gender:
+        problems.append(f"NIK encodes gender {nik_gender} but the given gender is {gender}")
+    return problems
+
+
+def parse_nik(nik: str, *, reference: dt.date | None = None) -> NikParts:
+    """Decode a NIK; an invalid one raises `InvalidNikError` (a `ValueError`) with the problems."""
+    problems = _shape_problems(nik)
+    if problems:
+        raise InvalidNikError(problems)
+    problems, birth_date, gender, _ = _check(nik, reference or dt.date.today())
+    if problems or birth_date is None or gender is None:
+        raise InvalidNikError(problems)
+    return NikParts(
+        province_code=nik[:2],
+        regency_code=nik[:4],
+        district_code=nik[:6],
+        birth_date=birth_date,
+        gender=gender,
+        serial=int(nik[12:]),
+    )

@@ -1,0 +1,189 @@
+"""`hf-mock kki|sisdmk --port P [--size N --seed S]`: run one mock server in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mocks.core.faults import FaultSpecError, load_fault_profile
+from mocks.core.runtime import MockRuntime, MockSettings
+from mocks.core.system import MockSystem
+from mocks.core.webhooks import WebhookPolicy
+from mocks.registry import SYSTEMS, system_named
+
+MAX_SIZE = 1_000_000
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SIZE:,} people, got {value:,}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
+def env_name(system: str, credential: str) -> str:
+    return f"HF_MOCK_{system.upper()}_{credential.upper()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-mock",
+        description="Run a stateful, fault-injectable mock of KKI or SISDMK that sends signed "
+        "webhooks. Admin API under /__admin, API docs under /ui.",
+    )
+    sub = parser.add_subparsers(dest="system", required=True, metavar="{kki,sisdmk}")
+    for name, system in SYSTEMS.items():
+        p = sub.add_parser(name, help=f"mock of {system.title}")
+        p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+        p.add_argument("--port", type=_port, required=True, help="TCP port (0 = any free port)")
+        p.add_argument("--size", type=_size, default=1000, help="synthetic people (default 1000)")
+        p.add_argument("--seed", type=int, default=42, help="data set seed (default 42)")
+        p.add_argument(
+            "--mismatch-rate",
+            type=_rate,
+            default=0.02,
+            help="share of people whose KKI name or birth date differs from SISDMK's "
+            "(default 0.02)",
+        )
+        p.add_argument("--faults", type=Path, help="YAML fault profile applied at start")
+        p.add_argument("--webhook-max-attempts", type=_positive_int, default=8)
+        p.add_argument("--webhook-base-delay-ms", type=_positive_int, default=500)
+        p.add_argument("--webhook-max-delay-ms", type=_positive_int, default=60_000)
+        p.add_argument("--webhook-timeout-ms", type=_positive_int, default=5_000)
+        p.add_argument("--token-ttl", type=_positive_int, default=14_399, help=argparse.SUPPRESS)
+        p.add_argument("--quiet", action="store_true", help="no progress or summary output")
+        for credential, default in system.default_credentials().values.items():
+            flag = "--" + credential.replace("_", "-")
+            variable = env_name(name, credential)
+            p.add_argument(
+                flag,
+                default=os.environ.get(variable, default),
+                help=f"development credential (env {variable}; default {default!r})",
+            )
+    return parser
+
+
+def settings_from(args: argparse.Namespace, system: MockSystem) -> MockSettings:
+    credentials = {
+        credential: str(getattr(args, credential))
+        for credential in system.default_credentials().values
+    }
+    faults = load_fault_profile(args.faults) if args.faults else []
+    return MockSettings(
+        host=args.host,
+        port=args.port,
+        size=args.size,
+        seed=args.seed,
+        mismatch_rate=args.mismatch_rate,
+        credentials=credentials,
+        faults=faults,
+        webhook_policy=WebhookPolicy(
+            max_attempts=args.webhook_max_attempts,
+            base_delay_ms=args.webhook_base_delay_ms,
+            max_delay_ms=args.webhook_max_delay_ms,
+            timeout_ms=args.webhook_timeout_ms,
+        ),
+        token_ttl_s=args.token_ttl,
+    )
+
+
+def build_runtime(
+    system: MockSystem, settings: MockSettings, console: Console | None
+) -> MockRuntime:
+    if console is None:
+        return MockRuntime.build(system, settings)
+    with Progress(
+        TextColumn(f"[bold]{system.name}[/] generating people"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("people", total=settings.size)
+        return MockRuntime.build(
+            system, settings, on_progress=lambda done: progress.update(task, completed=done)
+        )
+
+
+def summary_table(runtime: MockRuntime, url: str, startup_s: float) -> Table:
+    table = Table(title=f"hf-mock {runtime.system.name} ready", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("URL", url)
+    table.add_row("API docs", f"{url}/ui/")
+    table.add_row("admin API", f"{url}/__admin/health")
+    table.add_row("people (seed)", f"{runtime.settings.size:,} (seed {runtime.settings.seed})")
+    for name, store in runtime.stores.items():
+        table.add_row(f"  {name}", f"{len(store):,}")
+    table.add_row("faults at start", str(len(runtime.injector.list())))
+    for credential, value in runtime.settings.credentials.items():
+        table.add_row(credential, value)
+    table.add_row("start-up", f"{startup_s:.2f} s")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    system = system_named(args.system)
+    err = Console(stderr=True)
+    started = time.perf_counter()
+    try:
+        settings = settings_from(args, system)
+    except FaultSpecError as exc:
+        err.print(f"[red]hf-mock: bad fault profile:[/] {exc}\nFix the file and start again.")
+        return 2
+    runtime = build_runtime(system, settings, None if args.quiet else err)
+
+    def ready(port: int) -> None:
+        url = f"http://{settings.host}:{port}"
+        if args.quiet:
+            print(f"hf-mock {system.name} listening on {url}", file=sys.stderr, flush=True)
+        else:
+            err.print(summary_table(runtime, url, time.perf_counter() - started))
+
+    try:
+        asyncio.run(runtime.serve(on_ready=ready))
+    except OSError as exc:
+        err.print(
+            f"[red]hf-mock: cannot listen on {settings.host}:{settings.port}:[/] {exc.strerror}. "
+            "Pick another --port (or 0 for any free one)."
+        )
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

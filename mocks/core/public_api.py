@@ -1,0 +1,150 @@
+"""What both mocks' public APIs share: response wrapping, paging and webhook subscriptions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mocks.core.problems import FieldError, MockProblem
+from mocks.core.runtime import MockRuntime
+from mocks.core.store import Page, RecordStore
+
+Response = tuple[Any, int] | tuple[Any, int, dict[str, str]]
+WEBHOOK_SCOPE = "webhooks:manage"
+DEFAULT_LIMIT = 100
+
+
+def parse_datetime(value: str | dt.datetime | None, name: str) -> dt.datetime | None:
+    """connexion hands date-time query values over as strings."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise MockProblem(
+            400,
+            f"{name} must be an RFC 3339 date-time such as 2026-01-31T08:00:00Z",
+            errors=[FieldError("query", name, "not an RFC 3339 date-time")],
+        ) from exc
+    if moment.tzinfo is None:
+        raise MockProblem(
+            400,
+            f"{name} needs a time zone offset (e.g. Z or +07:00)",
+            errors=[FieldError("query", name, "no time zone offset")],
+        )
+    return moment
+
+
+class PublicApi:
+    """Base of a mock's public handlers; subclasses decide the success envelope."""
+
+    def __init__(self, runtime: MockRuntime) -> None:
+        self.runtime = runtime
+
+    # -- envelopes --------------------------------------------------------------------------
+
+    def ok(self, data: Any, status: int = 200) -> Response:
+        """A single resource (KKI sends it bare; SISDMK overrides with its envelope)."""
+        return data, status
+
+    def items(self, items: list[Any]) -> Response:
+        """A short, unpaginated list: `{data}` (SISDMK adds its status and message)."""
+        return {"data": items}, 200
+
+    def listing(self, items: list[Any], limit: int, next_cursor: str | None) -> Response:
+        """A page of a list: `{data, page}` (SISDMK adds its status and message)."""
+        page = {"limit": limit, "next_cursor": next_cursor, "has_more": next_cursor is not None}
+        return {"data": items, "page": page}, 200
+
+    def page(
+        self, page: Page, limit: int, transform: Callable[[Any], Any] | None = None
+    ) -> Response:
+        items = [transform(d) for d in page.items] if transform else page.items
+        return self.listing(items, limit, page.next_cursor)
+
+    def embedded_page(self, items: list[Any], limit: int, cursor: str | None) -> Response:
+        """A page of a list embedded in one record (trainings, SIPs, employments...)."""
+        chosen, next_cursor = self.sub_page(items, limit, cursor)
+        return self.listing(chosen, limit, next_cursor)
+
+    def list_page(
+        self,
+        store: RecordStore,
+        *,
+        limit: int,
+        cursor: str | None,
+        updated_since: str | None = None,
+        filters: Mapping[str, str | None] | None = None,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> Response:
+        """A page of `store`, narrowed by indexed filters (index name → wanted value)."""
+        among: frozenset[str] | None = None
+        for index, value in (filters or {}).items():
+            if value is None:
+                continue
+            keys = store.keys_for(index, value)
+            among = keys if among is None else among & keys
+        result = store.page(
+            limit=limit,
+            cursor=cursor,
+            updated_since=parse_datetime(updated_since, "updated_since"),
+            among=among,
+        )
+        return self.page(result, limit, transform)
+
+    @staticmethod
+    def sub_page(items: list[Any], limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
+        """Offset paging over a small embedded list; the cursor is the offset as digits."""
+        start = 0
+        if cursor is not None:
+            if not cursor.isdigit() or int(cursor) > len(items):
+                raise MockProblem(
+                    400,
+                    "cursor is not one this server issued; start again without a cursor",
+                    errors=[FieldError("query", "cursor", "unknown cursor")],
+                )
+            start = int(cursor)
+        end = start + limit
+        return items[start:end], (str(end) if end < len(items) else None)
+
+    # -- webhook subscriptions ------------------------------------------------------------
+
+    def _require_webhook_scope(self, token_info: Mapping[str, Any] | None) -> None:
+        scopes = (token_info or {}).get("scope") or []
+        if WEBHOOK_SCOPE not in scopes:
+            raise MockProblem(
+                403,
+                "these credentials may read data but not manage webhook subscriptions",
+            )
+
+    async def list_webhook_subscriptions(
+        self, token_info: Mapping[str, Any] | None = None
+    ) -> Response:
+        self._require_webhook_scope(token_info)
+        return self.items([s.to_dict() for s in self.runtime.subscriptions.list()])
+
+    async def create_webhook_subscription(
+        self, body: Mapping[str, Any], token_info: Mapping[str, Any] | None = None
+    ) -> Response:
+        self._require_webhook_scope(token_info)
+        subscription = self.runtime.subscriptions.create(
+            url=str(body["url"]),
+            event_types=list(body.get("event_types") or []),
+            secret=body.get("secret"),
+        )
+        return self.ok(subscription.to_dict(include_secret=True), 201)
+
+    async def get_webhook_subscription(
+        self, subscription_id: str, token_info: Mapping[str, Any] | None = None
+    ) -> Response:
+        self._require_webhook_scope(token_info)
+        return self.ok(self.runtime.subscriptions.get(subscription_id).to_dict())
+
+    async def delete_webhook_subscription(
+        self, subscription_id: str, token_info: Mapping[str, Any] | None = None
+    ) -> Response:
+        self._require_webhook_scope(token_info)
+        self.runtime.subscriptions.delete(subscription_id)
+        return None, 204

@@ -1,0 +1,351 @@
+"""The live state of one mock process: records, tokens, faults, subscriptions and deliveries.
+
+Every entry point (public handlers, admin API, provider states) changes records through
+`MockRuntime`, so each change bumps the version and fires the webhooks it should.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from connexion.json_schema import Draft4ResponseValidator, resolve_refs
+from jsonschema import FormatChecker
+
+from mocks.core.faults import FaultInjector, FaultRule
+from mocks.core.population import Population, generate_population
+from mocks.core.problems import FieldError, MockProblem
+from mocks.core.store import MonotonicClock, RecordStore, StoreSnapshot
+from mocks.core.system import EventDraft, MockSystem
+from mocks.core.validation import field_errors
+from mocks.core.webhooks import Dispatcher, SubscriptionRegistry, WebhookEvent, WebhookPolicy
+
+CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
+MAX_SNAPSHOTS = 20
+
+
+@dataclass(slots=True)
+class MockSettings:
+    host: str = "127.0.0.1"
+    port: int = 0
+    size: int = 1000
+    seed: int = 42
+    mismatch_rate: float = 0.02
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    faults: list[FaultRule] = field(default_factory=list)
+    webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
+    token_ttl_s: int = 14_399
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    client_id: str
+    scopes: frozenset[str]
+    expires_at: dt.datetime
+
+
+def load_spec(filename: str) -> dict[str, Any]:
+    with (CONTRACTS_DIR / filename).open(encoding="utf-8") as fh:
+        spec: dict[str, Any] = yaml.safe_load(fh)
+    return spec
+
+
+def merge_specs(base: dict[str, Any], extension: dict[str, Any]) -> dict[str, Any]:
+    """One spec from the common admin API and a system's admin additions (same base path)."""
+    merged = dict(base)
+    merged["paths"] = {**base.get("paths", {}), **extension.get("paths", {})}
+    components = dict(base.get("components", {}))
+    for section, entries in extension.get("components", {}).items():
+        components[section] = {**components.get(section, {}), **entries}
+    merged["components"] = components
+    merged["tags"] = [*base.get("tags", []), *extension.get("tags", [])]
+    return merged
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result
+
+
+class MockRuntime:
+    def __init__(
+        self,
+        system: MockSystem,
+        settings: MockSettings,
+        population: Population,
+    ) -> None:
+        self.system = system
+        self.settings = settings
+        self.population = population
+        self.clock = MonotonicClock()
+        newest = max((p.updated_at for p in population.people), default=None)
+        if newest is not None:
+            self.clock.observe(newest)
+        self.stores: dict[str, RecordStore] = system.build_stores(population, self.clock)
+        self.injector = FaultInjector(seed=settings.seed)
+        for rule in settings.faults:
+            self.injector.add(rule)
+        self.subscriptions = SubscriptionRegistry(event_types=system.event_types)
+        self.dispatcher = Dispatcher(
+            self.subscriptions,
+            policy=settings.webhook_policy,
+            seed=settings.seed,
+            user_agent=f"hf-mock/{system.name}",
+        )
+        self.tokens: dict[str, IssuedToken] = {}
+        self.snapshots: dict[str, dict[str, StoreSnapshot]] = {}
+        self._initial = self._snapshot_stores()
+        self._emit_rng = random.Random(settings.seed)
+        self.started_at = dt.datetime.now(dt.UTC)
+
+    @classmethod
+    def build(
+        cls,
+        system: MockSystem,
+        settings: MockSettings,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> MockRuntime:
+        population = generate_population(
+            size=settings.size,
+            seed=settings.seed,
+            mismatch_rate=settings.mismatch_rate,
+            on_progress=on_progress,
+        )
+        return cls(system, settings, population)
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def serve(self, on_ready: Callable[[int], None] | None = None) -> None:
+        from mocks.core.app import create_asgi_app
+        from mocks.core.listener import serve
+
+        app = create_asgi_app(self)
+        self.dispatcher.start()
+        try:
+            await serve(
+                app,
+                host=self.settings.host,
+                port=self.settings.port,
+                control_ready=self._attach_listener,
+                on_ready=on_ready,
+            )
+        finally:
+            await self.dispatcher.aclose()
+
+    def _attach_listener(self, control: Any) -> None:
+        self.injector.on_down = control.go_down
+
+    # -- specs and validation ------------------------------------------------------------------
+
+    @cached_property
+    def public_spec(self) -> dict[str, Any]:
+        return load_spec(self.system.spec_file)
+
+    @cached_property
+    def admin_spec(self) -> dict[str, Any]:
+        spec = load_spec("mock-admin.yaml")
+        if self.system.admin_extension_file:
+            spec = merge_specs(spec, load_spec(self.system.admin_extension_file))
+        return spec
+
+    @cached_property
+    def _resolved_public_spec(self) -> dict[str, Any]:
+        resolved: dict[str, Any] = resolve_refs(self.public_spec)
+        return resolved
+
+    def validate_document(self, collection: str, doc: Mapping[str, Any]) -> list[FieldError]:
+        """Problems that would make `doc` an invalid response of the public API."""
+        schema_name = self.system.collection_schema(collection)
+        schema = self._resolved_public_spec["components"]["schemas"][schema_name]
+        validator = Draft4ResponseValidator(schema, format_checker=FormatChecker())
+        return field_errors(validator.iter_errors(doc))
+
+    # -- records ----------------------------------------------------------------------------
+
+    def store(self, collection: str) -> RecordStore:
+        store = self.stores.get(collection)
+        if store is None:
+            known = ", ".join(sorted(self.stores))
+            raise MockProblem(
+                404,
+                f"the {self.system.name} mock has no collection {collection!r} (it has {known})",
+            )
+        return store
+
+    def _checked(self, collection: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        stamped = {
+            "version": 1,
+            "updated_at": "1970-01-01T00:00:00.000000Z",
+            **doc,
+        }  # placeholders so schemas requiring them validate; the store overwrites both
+        errors = self.validate_document(collection, stamped)
+        if errors:
+            raise MockProblem(
+                422,
+                f"the document is not a valid {self.system.collection_schema(collection)}; "
+                "the mock only stores what its API could serve",
+                errors=errors,
+            )
+        return stamped
+
+    def create_record(self, collection: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        store = self.store(collection)
+        stored = store.create(self._checked(collection, doc))
+        self.publish(self.system.events_for_change(collection, None, stored))
+        return stored
+
+    def replace_record(self, collection: str, key: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        store = self.store(collection)
+        before = store.require(key)
+        stored = store.replace(key, self._checked(collection, doc))
+        self.publish(self.system.events_for_change(collection, before, stored))
+        return stored
+
+    def patch_record(self, collection: str, key: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        before = self.store(collection).require(key)
+        merged = merge_patch(before, patch)
+        return self.replace_record(collection, key, merged)
+
+    def delete_record(self, collection: str, key: str) -> dict[str, Any]:
+        before = self.store(collection).delete(key)
+        self.publish(self.system.events_for_change(collection, before, None))
+        return before
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _snapshot_stores(self) -> dict[str, StoreSnapshot]:
+        return {name: store.snapshot() for name, store in self.stores.items()}
+
+    def reset(self) -> None:
+        """Back to the seeded data set (records only; faults and subscriptions are separate)."""
+        for name, store in self.stores.items():
+            store.restore(self._initial[name])
+
+    def save_snapshot(self, name: str) -> None:
+        if name not in self.snapshots and len(self.snapshots) >= MAX_SNAPSHOTS:
+            raise MockProblem(409, f"at most {MAX_SNAPSHOTS} snapshots are kept; delete one first")
+        self.snapshots[name] = self._snapshot_stores()
+
+    def restore_snapshot(self, name: str) -> None:
+        saved = self.snapshots.get(name)
+        if saved is None:
+            raise MockProblem(404, f"no snapshot named {name!r}")
+        for store_name, store in self.stores.items():
+            store.restore(saved[store_name])
+
+    # -- tokens (SISDMK client credentials) -------------------------------------------------
+
+    def issue_token(self, client_id: str, scopes: frozenset[str]) -> tuple[str, IssuedToken]:
+        token = secrets.token_urlsafe(24)
+        issued = IssuedToken(
+            client_id=client_id,
+            scopes=scopes,
+            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.settings.token_ttl_s),
+        )
+        self.tokens[token] = issued
+        if len(self.tokens) > 10_000:  # keep memory bounded under token-fetch storms
+            now = dt.datetime.now(dt.UTC)
+            self.tokens = {t: i for t, i in self.tokens.items() if i.expires_at > now}
+        return token, issued
+
+    def token_info(self, token: str) -> IssuedToken | None:
+        issued = self.tokens.get(token)
+        if issued is None or issued.expires_at <= dt.datetime.now(dt.UTC):
+            return None
+        return issued
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def publish(
+        self,
+        drafts: list[EventDraft],
+        *,
+        mode: str = "normal",
+        copies: int = 2,
+        subscription_id: str | None = None,
+    ) -> tuple[list[WebhookEvent], int]:
+        """Send events to every matching subscription; returns them and deliveries scheduled."""
+        events = [self._event(d) for d in drafts]
+        if not events:
+            return events, 0
+        if mode == "out_of_order":
+            deliveries = self.dispatcher.publish_batch(
+                events, mode=mode, subscription_id=subscription_id
+            )
+            return events, len(deliveries)
+        scheduled = 0
+        for event in events:
+            scheduled += len(
+                self.dispatcher.publish(
+                    event, mode=mode, copies=copies, subscription_id=subscription_id
+                )
+            )
+        return events, scheduled
+
+    def _event(self, draft: EventDraft) -> WebhookEvent:
+        return WebhookEvent(
+            event_id=str(uuid.uuid4()),
+            type=draft.type,
+            occurred_at=draft.occurred_at or self.clock.tick(),
+            source=self.system.name,
+            subject=dict(draft.subject),
+            data=dict(draft.data),
+            nik=draft.nik,
+        )
+
+    def emit_events(
+        self,
+        event_type: str,
+        *,
+        key: str | None,
+        count: int,
+        mode: str,
+        copies: int,
+        subscription_id: str | None,
+    ) -> tuple[list[tuple[str, EventDraft]], int]:
+        """Touch records (new version) and announce them, for traffic and delivery tests.
+
+        Returns (event id, draft) pairs and the number of deliveries scheduled.
+        """
+        if event_type not in self.system.event_types:
+            raise MockProblem(
+                422,
+                f"event type {event_type!r} is not one the {self.system.name} mock sends",
+                errors=[FieldError("body", "type", "unknown event type")],
+            )
+        if subscription_id is not None:
+            self.subscriptions.get(subscription_id)  # raises when unknown
+        collection = self.system.collection_for_event(event_type)
+        store = self.store(collection)
+        if key is not None:
+            store.require(key)
+            keys = [key]
+        else:
+            if len(store) == 0:
+                raise MockProblem(409, f"the {collection} collection is empty")
+            pool = [store.key_of(d) for d in store.documents()]
+            keys = [self._emit_rng.choice(pool) for _ in range(count)]
+        drafts: list[EventDraft] = []
+        for record_key in keys:
+            doc = store.touch(record_key)
+            drafts.append(self.system.event_about(event_type, doc))
+        events, scheduled = self.publish(
+            drafts, mode=mode, copies=copies, subscription_id=subscription_id
+        )
+        return [(e.event_id, d) for e, d in zip(events, drafts, strict=True)], scheduled

@@ -1,0 +1,1 @@
+"""The KKI mock: registrations (STR) with certification status, SKP, trainings and SIPs."""

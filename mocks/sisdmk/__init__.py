@@ -1,0 +1,1 @@
+"""The SISDMK mock: health workers with employment, education and certifications; facilities."""

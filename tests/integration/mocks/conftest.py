@@ -1,0 +1,54 @@
+"""Real mock processes for the integration tests, one pair per test session (and xdist worker).
+
+Tests that change state reset through the admin API first (the `kki`/`sisdmk` fixtures do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from harness.processes import start_mock
+from tests.support.mock_servers import FAST_WEBHOOKS, KKI_TOKEN, SEED, SIZE, Mock, sisdmk_token
+
+
+def _mock(system: str, extra: list[str] | None = None) -> Iterator[Mock]:
+    process, url = start_mock(system, size=SIZE, seed=SEED, extra=[*FAST_WEBHOOKS, *(extra or [])])
+    mock = Mock(process, url)
+    try:
+        yield mock
+    finally:
+        mock.close()
+
+
+@pytest.fixture(scope="session")
+def kki_mock() -> Iterator[Mock]:
+    yield from _mock("kki")
+
+
+@pytest.fixture(scope="session")
+def sisdmk_mock() -> Iterator[Mock]:
+    yield from _mock("sisdmk")
+
+
+@pytest.fixture
+def kki(kki_mock: Mock) -> Iterator[httpx.Client]:
+    """A client with KKI's full token, against a mock reset to the seeded data."""
+    kki_mock.reset()
+    with httpx.Client(
+        base_url=kki_mock.url, headers={"X-API-Key": KKI_TOKEN}, timeout=10
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def sisdmk(sisdmk_mock: Mock) -> Iterator[httpx.Client]:
+    """A client with a fresh SISDMK bearer token, against a mock reset to the seeded data."""
+    sisdmk_mock.reset()
+    token = sisdmk_token(sisdmk_mock.url)
+    with httpx.Client(
+        base_url=sisdmk_mock.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ) as client:
+        yield client

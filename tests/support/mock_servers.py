@@ -1,0 +1,47 @@
+"""Constants and helpers the mock integration tests share."""
+
+from __future__ import annotations
+
+import httpx
+
+from harness.processes import ManagedProcess
+
+SIZE = 500
+SEED = 42
+KKI_TOKEN = "kki-dev-token"
+KKI_READONLY_TOKEN = "kki-dev-readonly-token"
+SISDMK_CLIENT = {"client_id": "sisdmk-dev-client", "client_secret": "sisdmk-dev-secret"}
+SISDMK_READONLY = {
+    "client_id": "sisdmk-dev-readonly",
+    "client_secret": "sisdmk-dev-readonly-secret",
+}
+# Tests see webhook retries in seconds, not minutes.
+FAST_WEBHOOKS = ["--webhook-base-delay-ms", "100", "--webhook-max-delay-ms", "2000"]
+
+
+class Mock:
+    def __init__(self, process: ManagedProcess, url: str) -> None:
+        self.process = process
+        self.url = url
+        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=10)
+
+    def reset(self) -> None:
+        response = self.admin.post(
+            "/reset", json={"faults": True, "subscriptions": True, "deliveries": True}
+        )
+        response.raise_for_status()
+
+    def close(self) -> None:
+        self.admin.close()
+        self.process.close()
+
+
+def sisdmk_token(url: str, credentials: dict[str, str] = SISDMK_CLIENT) -> str:
+    response = httpx.post(
+        f"{url}/oauth2/v1/accesstoken",
+        params={"grant_type": "client_credentials"},
+        data=credentials,
+        timeout=10,
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
