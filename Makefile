@@ -19,7 +19,7 @@ demo: bootstrap ## The main job: bring the harness up on the embedded default an
 
 .PHONY: test
 test: bootstrap lint typecheck ## Run every test (unit, integration, contract, fuzz) — what CI runs
-	@$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	@$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: bootstrap ## Only the unit tests (no servers)

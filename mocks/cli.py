@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mocks.core.faults import FaultSpecError, load_fault_profile
-from mocks.core.runtime import MockRuntime, MockSettings
+from mocks.core.faults import FaultSpecError, RouteTable, load_fault_profile
+from mocks.core.runtime import MockRuntime, MockSettings, load_spec
 from mocks.core.system import MockSystem
-from mocks.core.webhooks import WebhookPolicy
+from mocks.core.webhooks import WebhookConfigError, WebhookPolicy
 from mocks.registry import SYSTEMS, system_named
 
 MAX_SIZE = 1_000_000
@@ -98,7 +98,8 @@ def settings_from(args: argparse.Namespace, system: MockSystem) -> MockSettings:
         credential: str(getattr(args, credential))
         for credential in system.default_credentials().values
     }
-    faults = load_fault_profile(args.faults) if args.faults else []
+    routes = RouteTable.from_spec(load_spec(system.spec_file))
+    faults = load_fault_profile(args.faults, routes=routes) if args.faults else []
     return MockSettings(
         host=args.host,
         port=args.port,
@@ -162,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args, system)
     except FaultSpecError as exc:
         err.print(f"[red]hf-mock: bad fault profile:[/] {exc}\nFix the file and start again.")
+        return 2
+    except WebhookConfigError as exc:
+        err.print(f"[red]hf-mock: bad webhook option:[/] {exc}")
         return 2
     runtime = build_runtime(system, settings, None if args.quiet else err)
 

@@ -103,10 +103,9 @@ class AdminHandlers:
 
     async def create_fault(self, body: dict[str, Any]) -> Response:
         try:
-            rule = FaultRule.from_dict(body)
+            rule = self.runtime.injector.add(FaultRule.from_dict(body))
         except FaultSpecError as exc:
             raise MockProblem(422, str(exc), errors=[FieldError("body", "", str(exc))]) from exc
-        self.runtime.injector.add(rule)
         return rule.to_dict(), 201
 
     async def get_fault(self, fault_id: str) -> Response:

@@ -7,7 +7,7 @@ import functools
 import http
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mocks.core.admin import AdminHandlers
 from mocks.core.faults import FaultMiddleware, RouteTable
-from mocks.core.problems import FieldError, MockProblem, ProblemJson
+from mocks.core.problems import ErrorFormat, FieldError, MockProblem
 from mocks.core.runtime import CONTRACTS_DIR, MockRuntime
 from mocks.core.store import StoreError
 from mocks.core.validation import PreciseJSONBodyValidator
@@ -73,38 +73,54 @@ def method_resolver(*handler_objects: object) -> Resolver:
     return Resolver(function_resolver=resolve)
 
 
-class PathGuard:
-    """Rejects request targets no real API accepts, before routing can trip over them."""
+class RequestGuard:
+    """Rejects what no real API accepts before routing can trip over it: over-long targets,
+    control characters (connexion's router answers those 500), and methods a path doesn't
+    declare (405 with every allowed method, the concrete path winning over a template)."""
 
-    def __init__(self, app: ASGIApp, render: Callable[[int, str, str], tuple[bytes, str]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        format_for: Callable[[str], ErrorFormat],
+        route_tables: Sequence[RouteTable],
+    ) -> None:
         self.app = app
-        self.render = render
+        self.format_for = format_for
+        self.route_tables = route_tables
+
+    def _problem(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        target = raw + "?" + scope.get("query_string", b"").decode("latin-1")
+        if len(target) > MAX_TARGET_LENGTH:
+            return 414, f"request target longer than {MAX_TARGET_LENGTH} characters", {}
+        if _CONTROL.search(unquote(target)) or _CONTROL.search(scope["path"]):
+            return 400, "the request path or query contains a control character", {}
+        for table in self.route_tables:
+            allowed = table.allowed_methods(raw)
+            if allowed and scope["method"] not in allowed:
+                detail = f"{scope['method']} is not allowed here; use {', '.join(allowed)}"
+                return 405, detail, {"allow": ", ".join(allowed)}
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raw = scope.get("raw_path") or scope["path"].encode()
-            target = raw.decode("latin-1") + "?" + scope.get("query_string", b"").decode("latin-1")
-            problem: tuple[int, str] | None = None
-            if len(target) > MAX_TARGET_LENGTH:
-                problem = (414, f"request target longer than {MAX_TARGET_LENGTH} characters")
-            elif _CONTROL.search(unquote(target)) or _CONTROL.search(scope["path"]):
-                problem = (400, "the request path or query contains a control character")
-            if problem is not None:
-                status, detail = problem
-                body, content_type = self.render(status, _title(status), detail)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": [
-                            (b"content-type", content_type.encode()),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+        problem = self._problem(scope) if scope["type"] == "http" else None
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        status, detail, headers = problem
+        body, content_type = self.format_for(scope["path"]).render(status, _title(status), detail)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    *((k.encode(), v.encode()) for k, v in headers.items()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class RuntimeScope:
@@ -129,10 +145,9 @@ def _title(status: int) -> str:
 
 def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
     system = runtime.system
-    admin_format = ProblemJson()
 
     def render_for(path: str) -> Callable[[int, str, str, list[FieldError]], ConnexionResponse]:
-        error_format = admin_format if path.startswith(ADMIN_PREFIX) else system.error_format
+        error_format = system.error_format_for(path)
 
         def render(
             status: int, title: str, detail: str, errors: list[FieldError]
@@ -168,11 +183,16 @@ def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
             response.headers = dict(exc.headers)
         return response
 
+    routes = RouteTable.from_spec(runtime.public_spec)
+    admin_routes = RouteTable.from_spec(runtime.admin_spec, base_path=ADMIN_PREFIX)
+
     def on_http(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, HTTPException)
-        return render_for(request.url.path)(
+        response = render_for(request.url.path)(
             exc.status_code, _title(exc.status_code), str(exc.detail), []
         )
+        response.headers = dict(exc.headers or {})
+        return response
 
     def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.error("unhandled error in the %s mock", system.name, exc_info=exc)
@@ -214,13 +234,14 @@ def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
     app.add_error_handler(HTTPException, on_http)
     app.add_error_handler(Exception, on_unexpected)
 
-    def render_plain(status: int, title: str, detail: str) -> tuple[bytes, str]:
-        return system.error_format.render(status, title, detail)
-
     faulted = FaultMiddleware(
         app,
         injector=runtime.injector,
-        route_table=RouteTable.from_spec(runtime.public_spec),
-        error_renderer=lambda status, title, detail, headers: render_plain(status, title, detail),
+        route_table=routes,
+        error_renderer=lambda status, title, detail, _headers: system.error_format.render(
+            status, title, detail
+        ),
     )
-    return PathGuard(RuntimeScope(faulted, runtime), render_plain)
+    return RequestGuard(
+        RuntimeScope(faulted, runtime), system.error_format_for, [routes, admin_routes]
+    )

@@ -448,6 +448,13 @@ class RouteTable:
     def routes(self) -> tuple[Route, ...]:
         return self._routes
 
+    def allowed_methods(self, path: str) -> list[str]:
+        """Methods some operation declares for `path` (what a 405's `Allow` header lists)."""
+        # Routes are ordered concrete-first, so the first match is the path's own template.
+        template = next((r.template for r in self._routes if r.pattern.fullmatch(path)), None)
+        methods = {r.method for r in self._routes if r.template == template}
+        return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
+
     def match(self, method: str, path: str) -> Route | None:
         """The route of `path` (raw, percent-encoded); HEAD falls back to GET like Starlette."""
         method = method.upper()

@@ -82,6 +82,12 @@ class _HandleMixin(asyncio.Protocol):
     _hf_handle: ConnectionHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio turns Nagle off only for sockets created with proto=IPPROTO_TCP, and ours come
+        # from `socket.create_server` (proto 0): without this every keep-alive request waits
+        # ~40 ms for the client's delayed ACK.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         handle = ConnectionHandle(cast(asyncio.Transport, transport))
         self._hf_handle = handle

@@ -92,3 +92,34 @@ class SisdmkEnvelope:
         if errors:
             body["errors"] = [e.to_dict() for e in errors]
         return json.dumps(body).encode(), self.content_type
+
+
+FHIR_ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    429: "throttled",
+}
+
+
+class OperationOutcomeFormat:
+    """FHIR OperationOutcome: what SATUSEHAT's gateway (SISDMK's token endpoint) answers."""
+
+    content_type = "application/json"
+
+    def render(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: Sequence[FieldError] = (),
+    ) -> tuple[bytes, str]:
+        code = FHIR_ISSUE_CODES.get(status, "exception" if status >= 500 else "processing")
+        issues = [{"severity": "error", "code": code, "details": {"text": f"{title}: {detail}"}}]
+        issues += [
+            {"severity": "error", "code": "invalid", "details": {"text": f"{e.name}: {e.message}"}}
+            for e in errors
+        ]
+        body = {"resourceType": "OperationOutcome", "issue": issues}
+        return json.dumps(body).encode(), self.content_type

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mocks.core.population import Population
-from mocks.core.problems import ErrorFormat
+from mocks.core.problems import ErrorFormat, ProblemJson
 from mocks.core.store import MonotonicClock, RecordStore
 
 if TYPE_CHECKING:
     from mocks.core.runtime import MockRuntime
+
+
+ADMIN_ERROR_FORMAT = ProblemJson()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,10 @@ class MockSystem(abc.ABC):
     admin_extension_file: str | None = None
     error_format: ErrorFormat
     event_types: tuple[str, ...]
+
+    def error_format_for(self, path: str) -> ErrorFormat:
+        """The error format of the API `path` belongs to (the admin API is always problem+json)."""
+        return ADMIN_ERROR_FORMAT if path.startswith("/__admin") else self.error_format
 
     @abc.abstractmethod
     def build_stores(self, population: Population, clock: MonotonicClock) -> dict[str, RecordStore]:

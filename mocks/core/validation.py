@@ -6,11 +6,13 @@ variant chosen by a discriminator (fault `kind`), the useful errors are those of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from connexion.validators import JSONRequestBodyValidator
 from jsonschema.exceptions import ValidationError, best_match
+from starlette.types import Scope
 
 from mocks.core.problems import FieldError, MockProblem
 
@@ -85,12 +87,31 @@ def field_errors(errors: Iterable[ValidationError], location: str = "body") -> l
     return [FieldError(location, _path(leaf), _message(leaf)) for leaf in leaves]
 
 
+# What `_parse` returns for an empty body, so that an explicit JSON `null` is still validated.
+NO_BODY: Any = object()
+
+
 class PreciseJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     """connexion's JSON body validator, answering 400 with every problem listed by field."""
 
+    async def _parse(self, stream: AsyncIterator[bytes], scope: Scope) -> Any:
+        raw = b"".join([chunk async for chunk in stream])
+        if not raw:
+            return NO_BODY
+        try:
+            return json.loads(raw.decode(self._encoding))
+        except UnicodeDecodeError as exc:
+            raise MockProblem(
+                400, f"the request body is not valid {self._encoding}: {exc.reason}"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise MockProblem(400, f"the request body is not valid JSON: {exc}") from exc
+
     def _validate(self, body: Any) -> dict[str, Any] | None:
-        if not self._nullable and body is None:
-            raise MockProblem(400, "the request body must not be empty")
+        if body is NO_BODY:
+            if self._required:
+                raise MockProblem(400, "this operation needs a request body")
+            return None  # an optional body left out; an explicit `null` is validated below
         errors = list(self._validator.iter_errors(body))
         if not errors:
             return None

@@ -142,9 +142,14 @@ class SisdmkApi(PublicApi):
     # -- facilities -------------------------------------------------------------------------
 
     async def list_facilities(
-        self, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+        self,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        updated_since: str | None = None,
     ) -> Response:
-        return self.list_page(self.runtime.store(FACILITIES), limit=limit, cursor=cursor)
+        return self.list_page(
+            self.runtime.store(FACILITIES), limit=limit, cursor=cursor, updated_since=updated_since
+        )
 
     async def get_facility(self, facility_code: str) -> Response:
         return self.ok(self._facility(facility_code))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mocks.core.population import Population
-from mocks.core.problems import SisdmkEnvelope
+from mocks.core.problems import ErrorFormat, OperationOutcomeFormat, SisdmkEnvelope
 from mocks.core.store import MonotonicClock, RecordStore
 from mocks.core.system import Credentials, EventDraft, MockSystem
 from mocks.sisdmk import resources
@@ -14,6 +14,7 @@ from mocks.sisdmk import resources
 if TYPE_CHECKING:
     from mocks.core.runtime import MockRuntime
 
+TOKEN_ERROR_FORMAT = OperationOutcomeFormat()
 HEALTH_WORKERS = "health-workers"
 FACILITIES = "facilities"
 
@@ -43,6 +44,11 @@ class SisdmkSystem(MockSystem):
     spec_file = "sisdmk.yaml"
     error_format = SisdmkEnvelope()
     event_types = EVENT_TYPES
+
+    def error_format_for(self, path: str) -> ErrorFormat:
+        if path.startswith("/oauth2/"):
+            return TOKEN_ERROR_FORMAT
+        return super().error_format_for(path)
 
     def build_stores(self, population: Population, clock: MonotonicClock) -> dict[str, RecordStore]:
         facilities_by_code = {f.code: f for f in population.facilities}

@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "contracts" / "openapi"
 ST = Path(sys.executable).with_name("st")
-MAX_EXAMPLES = "40"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+MAX_EXAMPLES = "25"
 SEED = "20261126"
 
 
@@ -43,6 +44,8 @@ def schemathesis(
     junit = tmp_path / "junit.xml"
     argv = [
         str(ST),
+        "--config-file",
+        str(CONFIG),
         "run",
         str(spec),
         "--url",
@@ -56,7 +59,7 @@ def schemathesis(
         "--seed",
         SEED,
         "--workers",
-        "2",
+        "1",  # 2 trips a Hypothesis/Python 3.11 "AST recursion" error on these schemas
         "--report",
         "junit",
         "--report-junit-path",

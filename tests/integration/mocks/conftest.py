@@ -24,19 +24,32 @@ def _mock(system: str, extra: list[str] | None = None) -> Iterator[Mock]:
 
 
 @pytest.fixture(scope="session")
-def kki_mock() -> Iterator[Mock]:
+def kki_process() -> Iterator[Mock]:
     yield from _mock("kki")
 
 
 @pytest.fixture(scope="session")
-def sisdmk_mock() -> Iterator[Mock]:
+def sisdmk_process() -> Iterator[Mock]:
     yield from _mock("sisdmk")
+
+
+@pytest.fixture
+def kki_mock(kki_process: Mock) -> Mock:
+    """The session's KKI mock, reset to the seeded data with no faults or subscriptions."""
+    kki_process.reset()
+    return kki_process
+
+
+@pytest.fixture
+def sisdmk_mock(sisdmk_process: Mock) -> Mock:
+    """The session's SISDMK mock, reset to the seeded data with no faults or subscriptions."""
+    sisdmk_process.reset()
+    return sisdmk_process
 
 
 @pytest.fixture
 def kki(kki_mock: Mock) -> Iterator[httpx.Client]:
     """A client with KKI's full token, against a mock reset to the seeded data."""
-    kki_mock.reset()
     with httpx.Client(
         base_url=kki_mock.url, headers={"X-API-Key": KKI_TOKEN}, timeout=10
     ) as client:
@@ -46,7 +59,6 @@ def kki(kki_mock: Mock) -> Iterator[httpx.Client]:
 @pytest.fixture
 def sisdmk(sisdmk_mock: Mock) -> Iterator[httpx.Client]:
     """A client with a fresh SISDMK bearer token, against a mock reset to the seeded data."""
-    sisdmk_mock.reset()
     token = sisdmk_token(sisdmk_mock.url)
     with httpx.Client(
         base_url=sisdmk_mock.url, headers={"Authorization": f"Bearer {token}"}, timeout=10

@@ -151,3 +151,23 @@ def test_invalid_cursor_is_400(kki: httpx.Client) -> None:
 
 def test_limit_above_maximum_is_400(kki: httpx.Client) -> None:
     assert kki.get("/v1/registrations", params={"limit": 501}).status_code == 400
+
+
+def test_undeclared_method_is_405_with_allow(kki: httpx.Client) -> None:
+    response = kki.get("/v1/registrations/lookup")  # POST only; not a {str_number}
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    deleted = kki.delete("/v1/registrations")
+    assert deleted.status_code == 405
+    assert deleted.headers["allow"] == "GET, HEAD"
+
+
+def test_body_that_is_not_utf8_is_400(kki: httpx.Client) -> None:
+    response = kki.post(
+        "/v1/webhook-subscriptions",
+        content=b"\x7a\xfe\x58",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "utf-8" in response.json()["detail"]

@@ -391,7 +391,7 @@ def example_checks(name: str) -> Iterator[Check]:
     resolved = resolve_refs(spec)
     for schema_name, schema in resolved["components"]["schemas"].items():
         yield name, f"schema {schema_name}", schema, schema["example"], "any"
-    for path, method, operation in operations(resolved):
+    for _, _, operation in operations(resolved):
         op_id = operation["operationId"]
         body = operation.get("requestBody")
         for media_type, media in (body or {}).get("content", {}).items():
@@ -407,7 +407,6 @@ def example_checks(name: str) -> Iterator[Check]:
                         media = item[cb_method]["requestBody"]["content"]["application/json"]
                         where = f"{op_id} callback body"
                         yield name, where, media["schema"], media["example"], "read"
-        del path, method
 
 
 ALL_CHECKS = [check for name in ALL for check in example_checks(name)]

@@ -737,3 +737,17 @@ def test_latency_fault_serves_the_request_after_the_delay() -> None:
     sent, _, body = call(middleware, "GET", "/v1/registrations")
     assert sent[0]["status"] == 200
     assert json.loads(body) == {"data": [1, 2, 3]}
+
+
+def test_allowed_methods_prefer_the_concrete_path() -> None:
+    table = RouteTable.from_spec(
+        {
+            "paths": {
+                "/v1/things/{id}": {"get": {"operationId": "getThing"}},
+                "/v1/things/lookup": {"post": {"operationId": "lookupThing"}},
+            }
+        }
+    )
+    assert table.allowed_methods("/v1/things/lookup") == ["POST"]
+    assert table.allowed_methods("/v1/things/42") == ["GET", "HEAD"]
+    assert table.allowed_methods("/nowhere") == []
