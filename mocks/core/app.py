@@ -26,7 +26,7 @@ from mocks.core.faults import FaultMiddleware, RouteTable
 from mocks.core.problems import ErrorFormat, FieldError, MockProblem
 from mocks.core.runtime import CONTRACTS_DIR, MockRuntime
 from mocks.core.store import StoreError
-from mocks.core.validation import PreciseJSONBodyValidator
+from mocks.core.validation import FastJSONResponseBodyValidator, PreciseJSONBodyValidator
 from mocks.core.webhooks import WebhookConfigError
 
 log = logging.getLogger("hf_mock")
@@ -203,6 +203,9 @@ def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
     validators = {
         **VALIDATOR_MAP,
         "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": PreciseJSONBodyValidator}),
+        "response": MediaTypeDict(
+            {**VALIDATOR_MAP["response"], "*/*json": FastJSONResponseBodyValidator}
+        ),
     }
     app = AsyncApp(__name__, specification_dir=str(CONTRACTS_DIR), validator_map=validators)
     ui = SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui")

@@ -91,6 +91,8 @@ class MockRuntime:
         population: Population,
     ) -> None:
         self.system = system
+        # Documented development defaults for any credential the caller did not set.
+        settings.credentials = {**system.default_credentials().values, **settings.credentials}
         self.settings = settings
         self.population = population
         self.clock = MonotonicClock()

@@ -11,7 +11,7 @@ from jsonschema import Draft4Validator
 from mocks.core.app import _snake, method_resolver
 from mocks.core.problems import FieldError, ProblemJson, SisdmkEnvelope
 from mocks.core.runtime import merge_patch, merge_specs
-from mocks.core.validation import field_errors
+from mocks.core.validation import _compiled, field_errors
 
 
 def test_merge_patch_follows_rfc_7396() -> None:
@@ -101,3 +101,22 @@ def test_validation_messages_never_echo_personal_values() -> None:
     errors = field_errors(Draft4Validator(schema).iter_errors({"nik": "317101010190000X"}))
     assert errors[0].name == "nik"
     assert "317101010190000X" not in errors[0].message
+
+
+def test_nullable_becomes_json_schema_null() -> None:
+    schema = {
+        "type": "object",
+        "required": ["a", "b"],
+        "properties": {
+            "a": {"type": "string", "nullable": True, "enum": ["x"]},
+            "b": {"type": "string", "format": "date-time"},
+            "c": {"allOf": [{"type": "integer"}], "nullable": True},
+        },
+    }
+    validator = _compiled(schema)
+    assert validator.is_valid({"a": None, "b": "2026-01-01T00:00:00Z", "c": None})
+    assert validator.is_valid({"a": "x", "b": "2026-01-01T00:00:00Z", "c": 3})
+    assert not validator.is_valid({"a": "y", "b": "2026-01-01T00:00:00Z"})
+    assert not validator.is_valid({"a": None, "b": None})
+    assert not validator.is_valid({"a": None, "b": "yesterday"}), "formats are checked"
+    assert _compiled(schema) is validator, "compiled once per schema"
