@@ -41,6 +41,16 @@ class Load:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    items: int = 0
+    bytes_per_response: int = 0
+
+    @property
+    def items_per_s(self) -> float:
+        return self.requests_per_s * self.items
+
+    @property
+    def mib_per_s(self) -> float:
+        return self.requests_per_s * self.bytes_per_response / 2**20
 
 
 @dataclass
@@ -69,6 +79,14 @@ def wrk(
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return rps, pct("50"), pct("99"), int(non2xx.group(1)) if non2xx else 0
+
+
+def response_shape(url: str, headers: dict[str, str]) -> tuple[int, int]:
+    """Items in a list answer (1 for a single resource) and the body size in bytes."""
+    response = httpx.get(url, headers=headers)
+    body = response.json()
+    data = body.get("data", body) if isinstance(body, dict) else body
+    return (len(data) if isinstance(data, list) else 1), len(response.content)
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -151,6 +169,7 @@ def main() -> int:
                             system,
                             scenario,
                             *wrk(url, headers, args.duration, args.connections),
+                            *response_shape(url, headers),
                         )
                     )
             rss, peak = memory_mib(process.pid)
@@ -169,6 +188,7 @@ def main() -> int:
                             system,
                             scenario,
                             *wrk(prism_url, headers, args.duration, args.connections),
+                            *response_shape(prism_url, headers),
                         )
                     )
         finally:
@@ -183,7 +203,11 @@ def main() -> int:
         "p50 ms",
         "p99 ms",
         "non-2xx",
-        "vs prism",
+        "items/resp",
+        "items/s",
+        "MiB/s",
+        "req/s vs prism",
+        "items/s vs prism",
     ):
         table.add_column(
             column, justify="right" if column not in ("system", "scenario", "server") else "left"
@@ -194,9 +218,13 @@ def main() -> int:
             for p in loads
             if p.server == "prism" and p.system == load.system and p.scenario == load.scenario
         )
-        ratio = (
-            f"{load.requests_per_s / peer.requests_per_s:.2f}x" if load.server == "hf-mock" else ""
-        )
+        mine = load.server == "hf-mock"
+        ratio = f"{load.requests_per_s / peer.requests_per_s:.2f}x" if mine else ""
+        item_ratio = ""
+        if mine:
+            item_ratio = (
+                f"{load.items_per_s / peer.items_per_s:.2f}x" if peer.items_per_s else "n/a"
+            )
         table.add_row(
             load.system,
             load.scenario,
@@ -205,7 +233,11 @@ def main() -> int:
             f"{load.p50_ms:.2f}",
             f"{load.p99_ms:.2f}",
             str(load.non_2xx),
+            str(load.items),
+            f"{load.items_per_s:,.0f}",
+            f"{load.mib_per_s:.1f}",
             ratio,
+            item_ratio,
         )
     console.print(table)
     start_table = Table(title="hf-mock start-up")
@@ -223,7 +255,13 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"loads": [asdict(x) for x in loads], "startups": [asdict(x) for x in startups]},
+            {
+                "loads": [
+                    {**asdict(x), "items_per_s": x.items_per_s, "mib_per_s": x.mib_per_s}
+                    for x in loads
+                ],
+                "startups": [asdict(x) for x in startups],
+            },
             indent=2,
         )
     )
