@@ -6,6 +6,7 @@ fail requests on purpose to exercise the sender's retries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -45,6 +46,7 @@ class WebhookReceiver:
     secret: str | None = None
     respond: Callable[[int], int | tuple[int, dict[str, str]]] = lambda _n: 204
     received: list[ReceivedWebhook] = field(default_factory=list)
+    port: int = 0
     _server: ThreadingHTTPServer | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -80,7 +82,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -111,3 +113,37 @@ class WebhookReceiver:
                     )
                 self._cond.wait(remaining)
             return list(self.received[:count])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.receiver --port 9000 [--secret whsec_...]`: print each webhook."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.receiver",
+        description="Receive webhooks on 127.0.0.1 and print each one with its signature check.",
+    )
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--secret", help="the subscription's whsec_... secret (to verify)")
+    args = parser.parse_args(argv)
+
+    def show(n: int) -> int:
+        hook = receiver.received[n - 1]
+        verdict = "signature OK" if hook.verified else f"NOT VERIFIED ({hook.verify_error})"
+        try:
+            kind = hook.event.get("type", "?")
+        except ValueError:
+            kind = "(body is not JSON)"
+        print(f"{n:>4}  {hook.webhook_id}  {kind:<32} {verdict}", flush=True)
+        return 204
+
+    receiver = WebhookReceiver(secret=args.secret, respond=show, port=args.port)
+    with receiver:
+        print(f"listening on {receiver.url} (Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
