@@ -123,14 +123,22 @@ class PreciseJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
         )
 
 
-def openapi30_to_json_schema(schema: Any) -> Any:
+class CyclicSchema(ValueError):
+    """A schema that refers to itself (after $ref resolution): jsonschema-rs can't take it."""
+
+
+def openapi30_to_json_schema(schema: Any, _path: tuple[int, ...] = ()) -> Any:
     """OpenAPI 3.0's `nullable: true` spelled in plain JSON Schema (for jsonschema-rs)."""
+    if isinstance(schema, (dict, list)):
+        if id(schema) in _path:
+            raise CyclicSchema("the schema contains itself")
+        _path = (*_path, id(schema))
     if isinstance(schema, list):
-        return [openapi30_to_json_schema(item) for item in schema]
+        return [openapi30_to_json_schema(item, _path) for item in schema]
     if not isinstance(schema, dict):
         return schema
     converted = {
-        key: openapi30_to_json_schema(value)
+        key: openapi30_to_json_schema(value, _path)
         for key, value in schema.items()
         if key not in ("nullable", "example", "discriminator", "readOnly", "writeOnly")
     }
@@ -148,11 +156,15 @@ _COMPILED: dict[int, tuple[object, Any]] = {}
 
 
 def _compiled(schema: dict[str, Any]) -> Any:
+    """jsonschema-rs validator for `schema`, or None when only the Python validator can do it."""
     entry = _COMPILED.get(id(schema))
     if entry is None or entry[0] is not schema:  # keep the schema alive so its id stays unique
-        validator = jsonschema_rs.Draft4Validator(
-            openapi30_to_json_schema(schema), validate_formats=True
-        )
+        try:
+            validator = jsonschema_rs.Draft4Validator(
+                openapi30_to_json_schema(schema), validate_formats=True
+            )
+        except CyclicSchema:
+            validator = None
         entry = (schema, validator)
         _COMPILED[id(schema)] = entry
     return entry[1]
@@ -167,6 +179,7 @@ class FastJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ignore[
     """
 
     def _validate(self, body: Any) -> None:
-        if _compiled(self._schema).is_valid(body):
+        fast = _compiled(self._schema)
+        if fast is not None and fast.is_valid(body):
             return
         super()._validate(body)

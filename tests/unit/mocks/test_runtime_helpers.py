@@ -120,3 +120,9 @@ def test_nullable_becomes_json_schema_null() -> None:
     assert not validator.is_valid({"a": None, "b": None})
     assert not validator.is_valid({"a": None, "b": "yesterday"}), "formats are checked"
     assert _compiled(schema) is validator, "compiled once per schema"
+
+
+def test_self_referencing_schema_falls_back_to_python_validation() -> None:
+    node: dict[str, object] = {"type": "object", "properties": {}}
+    node["properties"] = {"child": node}  # what $ref resolution makes of a recursive schema
+    assert _compiled(node) is None

@@ -1,0 +1,207 @@
+"""Engines, sessions and migrations for the store, on PostgreSQL (psycopg 3) or a SQLite file.
+
+`upgrade` runs the Alembic migrations in ``adapter/store/migrations``; `check` fails when the
+database is behind them or the models have changed without a migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.errors import AdapterError, ConfigurationError
+from adapter.settings import Settings
+from adapter.store.models import Base
+
+MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
+# PostgreSQL: a small pool per process (serve and worker scale by processes, DESIGN.md),
+# pre-ping so a restarted server or a dropped idle connection costs a retry, not an error.
+PG_POOL_SIZE: Final = 5
+PG_MAX_OVERFLOW: Final = 10
+PG_POOL_TIMEOUT_S: Final = 30
+PG_POOL_RECYCLE_S: Final = 1800
+PG_CONNECT_TIMEOUT_S: Final = 10
+# SQLite: wait this long for another process's write lock instead of failing at once.
+SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+
+
+class DatabaseUnavailableError(AdapterError):
+    """The database cannot be reached or opened."""
+
+    default_reason = "database_unavailable"
+
+
+class SchemaDriftError(AdapterError):
+    """The database is not at the migrations' head, or the models differ from the migrations."""
+
+    default_reason = "schema_drift"
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+def create_engine_from_settings(settings: Settings) -> Engine:
+    """The engine for ``DATABASE_URL``."""
+    return create_engine_from_url(settings.database_url.get_secret_value())
+
+
+def create_engine_from_url(url: str | URL) -> Engine:
+    """An engine with the adapter's pool and connection settings for `url`'s backend.
+
+    Statement parameters are left out of logs and error messages: they can be personal data.
+
+    For a SQLite file the parent folder is created; connections use WAL (readers do not block
+    the writer) and enforce foreign keys, which SQLite leaves off by default.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            "DATABASE_URL: not a database URL; use sqlite:///path/to/file.sqlite3 or "
+            "postgresql+psycopg://user:password@host:5432/database"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(
+            parsed,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_MAX_OVERFLOW,
+            pool_timeout=PG_POOL_TIMEOUT_S,
+            pool_recycle=PG_POOL_RECYCLE_S,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args={
+                "connect_timeout": PG_CONNECT_TIMEOUT_S,
+                "application_name": "hf-adapter",
+            },
+        )
+    raise ConfigurationError(
+        f"DATABASE_URL: unsupported backend {parsed.get_backend_name()!r}; use SQLite or PostgreSQL"
+    )
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to `engine`; objects stay readable after commit (no lazy refresh)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
+    """Run the migrations up to `revision` (the newest by default)."""
+    with _migration_config(engine_or_url) as config:
+        command.upgrade(config, revision)
+
+
+def downgrade(engine_or_url: Engine | str | URL, revision: str = "base") -> None:
+    """Run the migrations down to `revision` (an empty database by default)."""
+    with _migration_config(engine_or_url) as config:
+        command.downgrade(config, revision)
+
+
+def check(engine_or_url: Engine | str | URL) -> None:
+    """`SchemaDriftError` unless the database is at head and matches the models exactly."""
+    with _connection(engine_or_url) as connection:
+        heads = set(ScriptDirectory.from_config(_base_config()).get_heads())
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "render_as_batch": True}
+        )
+        current = set(context.get_current_heads())
+        if current != heads:
+            shown = ", ".join(sorted(current)) or "none (empty database)"
+            raise SchemaDriftError(
+                f"the database is at revision {shown}, the migrations' head is "
+                f"{', '.join(sorted(heads))}; run `hf-adapter db upgrade`",
+                [],
+            )
+        differences = [repr(diff) for diff in compare_metadata(context, Base.metadata)]
+    if differences:
+        raise SchemaDriftError(
+            f"the models differ from the migrations in {len(differences)} place(s); add a "
+            "migration (`hf-adapter db revision -m '...'`) and review it",
+            differences,
+        )
+
+
+def revision(engine_or_url: Engine | str | URL, message: str) -> None:
+    """Write a new migration from the difference between the models and an up-to-date database."""
+    with _migration_config(engine_or_url) as config:
+        command.revision(config, message=message, autogenerate=True)
+
+
+# -- internals ----------------------------------------------------------------------------
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def _base_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # Readable revision file names, ordered by creation date.
+    config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
+    return config
+
+
+@contextmanager
+def _connection(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
+    if isinstance(engine_or_url, Engine):
+        engine, owned = engine_or_url, False
+    else:
+        engine, owned = create_engine_from_url(engine_or_url), True
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except OperationalError as exc:
+        raise DatabaseUnavailableError(
+            f"cannot use the database at {engine.url.render_as_string(hide_password=True)}: "
+            f"{_first_line(exc.orig)}; check DATABASE_URL and that the server is running"
+        ) from None
+    finally:
+        if owned:
+            engine.dispose()
+
+
+@contextmanager
+def _migration_config(engine_or_url: Engine | str | URL) -> Iterator[Config]:
+    with _connection(engine_or_url) as connection:
+        config = _base_config()
+        # env.py runs on this connection instead of opening its own.
+        config.attributes["connection"] = connection
+        yield config
+        connection.commit()
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip() if error is not None else ""
+    return text.splitlines()[0] if text else "no details"

@@ -1,0 +1,439 @@
+"""The canonical health-workforce model (DOMAIN.md §7) as typed SQLAlchemy tables.
+
+Personal columns are `EncryptedToken`: they hold only ``v1.<kid>.<...>`` field tokens, encrypted by
+the repositories with the row's id bound in; the column type refuses anything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    true,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from adapter.store.crypto import TOKEN_VERSION
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SYSTEMS: Final = ("kki", "sisdmk")
+GENDERS: Final = ("male", "female")
+CITIZENSHIPS: Final = ("WNI", "WNA")
+STR_STATUSES: Final = ("AKTIF", "NONAKTIF_SEMENTARA", "DICABUT", "KEDALUWARSA")
+REGISTRATION_TYPES: Final = ("reguler", "sementara", "bersyarat")
+SIP_STATUSES: Final = ("BERLAKU", "TIDAK_BERLAKU")
+SKP_ADEQUACIES: Final = ("CUKUP", "TIDAK_CUKUP")
+SKP_DOMAINS: Final = ("pembelajaran", "pelayanan", "pengabdian")
+TRAINING_SOURCES: Final = ("PLATARAN_SEHAT", "OTHER")
+EDUCATION_LEVELS: Final = ("D3", "D4", "S1", "PROFESI", "SP", "SUBSP", "S2", "S3")
+END_REASONS: Final = ("MUTASI", "PENSIUN", "RESIGN", "MENINGGAL", "KONTRAK_HABIS")
+IDENTITY_FIELDS: Final = ("full_name", "gelar_depan", "gelar_belakang", "birth_date", "gender")
+SYNC_MODES: Final = ("full", "incremental")
+SYNC_STATUSES: Final = ("running", "succeeded", "failed")
+
+_TOKEN = re.compile(rf"{TOKEN_VERSION}\.[a-z0-9-]{{1,32}}\.[A-Za-z0-9_-]+")
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; pass an aware one (e.g. datetime.now(UTC))")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class EncryptedToken(TypeDecorator[str]):
+    """TEXT that only accepts field tokens: a clear value written by mistake fails the flush."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is not None and not _TOKEN.fullmatch(value):
+            # The message must not repeat the value: it may be the personal data itself.
+            raise ValueError("an encrypted column was given something that is not a field token")
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: Any = {
+        dt.datetime: UtcDateTime(),
+        dt.date: Date(),
+        uuid.UUID: Uuid(),
+        Decimal: Numeric(10, 2),
+    }
+
+
+def _one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
+    allowed = ", ".join(f"'{value}'" for value in values)
+    condition = f"{column} IN ({allowed})"
+    if nullable:
+        condition = f"{column} IS NULL OR {condition}"
+    return CheckConstraint(condition, name=column)
+
+
+class Timestamps:
+    """When the adapter created and last changed the row (not the source's times)."""
+
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class Provenance:
+    """Where a sourced row came from: which system, which record, which version, and when."""
+
+    source_system: Mapped[str] = mapped_column(String(16))
+    source_id: Mapped[str] = mapped_column(String(64))
+    source_version: Mapped[int]
+    fetched_at: Mapped[dt.datetime]
+    # Keyed (HMAC) digest of the source document, so equal payloads are found without keeping them.
+    payload_hash: Mapped[str] = mapped_column(String(64))
+
+
+class HealthWorker(Provenance, Timestamps, Base):
+    """One person, matched across KKI and SISDMK on NIK; SISDMK is authoritative for identity."""
+
+    __tablename__ = "health_workers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    nik_bidx: Mapped[str] = mapped_column(String(64), unique=True)
+    nik_bidx_kid: Mapped[str] = mapped_column(String(32))
+    nik: Mapped[str] = mapped_column(EncryptedToken)
+    full_name: Mapped[str] = mapped_column(EncryptedToken)
+    gelar_depan: Mapped[str | None] = mapped_column(EncryptedToken)
+    gelar_belakang: Mapped[str | None] = mapped_column(EncryptedToken)
+    birth_date: Mapped[str] = mapped_column(EncryptedToken)
+    birth_place: Mapped[str | None] = mapped_column(EncryptedToken)
+    # The address line with district and village (JSON); province and regency stay clear below.
+    address: Mapped[str | None] = mapped_column(EncryptedToken)
+    phone: Mapped[str | None] = mapped_column(EncryptedToken)
+    email: Mapped[str | None] = mapped_column(EncryptedToken)
+    ihs_number: Mapped[str | None] = mapped_column(EncryptedToken)
+    nip: Mapped[str | None] = mapped_column(EncryptedToken)
+    gender: Mapped[str] = mapped_column(String(6))
+    citizenship: Mapped[str] = mapped_column(String(3))
+    profession: Mapped[str] = mapped_column(String(64), index=True)
+    tenaga_group: Mapped[str] = mapped_column(String(64))
+    province_code: Mapped[str | None] = mapped_column(String(2))
+    regency_code: Mapped[str | None] = mapped_column(String(4), index=True)
+    facility_code: Mapped[str | None] = mapped_column(String(7), index=True)
+    is_active: Mapped[bool] = mapped_column(server_default=true())
+    sisdmk_worker_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    # Which system the identity columns come from: "kki" until SISDMK knows the person.
+    identity_source: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (
+        _one_of("gender", GENDERS),
+        _one_of("citizenship", CITIZENSHIPS),
+        _one_of("identity_source", SYSTEMS),
+        _one_of("source_system", SYSTEMS),
+        Index(None, "updated_at", "id"),
+    )
+
+
+class Registration(Provenance, Timestamps, Base):
+    """An STR as KKI knows it, with KKI's (encrypted) spelling of the holder's identity."""
+
+    __tablename__ = "registrations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    worker_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
+    )
+    str_number: Mapped[str] = mapped_column(String(50), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[dt.datetime]
+    valid_until: Mapped[dt.date | None]  # None: an STR for life (UU 17/2023)
+    validated: Mapped[bool]
+    registration_type: Mapped[str] = mapped_column(String(16))
+    profession: Mapped[str] = mapped_column(String(64), index=True)
+    tenaga_group: Mapped[str] = mapped_column(String(64))
+    kompetensi: Mapped[str] = mapped_column(String(200))
+    issued_at: Mapped[dt.date]
+    kki_full_name: Mapped[str] = mapped_column(EncryptedToken)
+    kki_gelar_depan: Mapped[str | None] = mapped_column(EncryptedToken)
+    kki_gelar_belakang: Mapped[str | None] = mapped_column(EncryptedToken)
+    kki_birth_date: Mapped[str] = mapped_column(EncryptedToken)
+    kki_gender: Mapped[str] = mapped_column(String(6))
+
+    __table_args__ = (
+        _one_of("status", STR_STATUSES),
+        _one_of("registration_type", REGISTRATION_TYPES),
+        _one_of("kki_gender", GENDERS),
+        _one_of("source_system", SYSTEMS),
+        Index(None, "updated_at", "id"),
+        Index(None, "status"),
+    )
+
+
+class PracticeLicense(Provenance, Base):
+    """A SIP (per practice location), as listed on KKI's registration."""
+
+    __tablename__ = "practice_licenses"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    registration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE")
+    )
+    sip_number: Mapped[str] = mapped_column(String(100))
+    sip_seq: Mapped[int]
+    issuer_regency_code: Mapped[str] = mapped_column(String(4))
+    # The facility's natural key, not a foreign key: a sync may see the SIP before the facility.
+    facility_code: Mapped[str] = mapped_column(String(7), index=True)
+    issued_at: Mapped[dt.date]
+    valid_until: Mapped[dt.date]
+    status: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (
+        UniqueConstraint("registration_id", "sip_seq"),
+        CheckConstraint("sip_seq BETWEEN 1 AND 3", name="sip_seq"),
+        _one_of("status", SIP_STATUSES),
+        Index(None, "valid_until"),
+    )
+
+
+class CpdSummary(Provenance, Base):
+    """The SKP position of one registration for its current five-year period."""
+
+    __tablename__ = "cpd_summaries"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    registration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), unique=True
+    )
+    period_start: Mapped[dt.date]
+    period_end: Mapped[dt.date]
+    required_total: Mapped[int]
+    earned_total: Mapped[Decimal]
+    pembelajaran: Mapped[Decimal]
+    pelayanan: Mapped[Decimal]
+    pengabdian: Mapped[Decimal]
+    adequacy: Mapped[str] = mapped_column(String(16))
+    as_of: Mapped[dt.date]
+
+    __table_args__ = (_one_of("adequacy", SKP_ADEQUACIES),)
+
+
+class Training(Provenance, Base):
+    """A completed training (Plataran Sehat or other) credited to a registration."""
+
+    __tablename__ = "trainings"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    registration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), index=True
+    )
+    course_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(300))
+    provider: Mapped[str] = mapped_column(String(200))
+    jpl: Mapped[int]
+    skp_value: Mapped[Decimal]
+    domain: Mapped[str] = mapped_column(String(16))
+    completed_at: Mapped[dt.date]
+    certificate_no: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (_one_of("source", TRAINING_SOURCES), _one_of("domain", SKP_DOMAINS))
+
+
+class Employment(Provenance, Base):
+    """A worker's post at a facility, current or past, as SISDMK records it."""
+
+    __tablename__ = "employments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    worker_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
+    )
+    facility_code: Mapped[str] = mapped_column(String(7), index=True)
+    facility_name: Mapped[str | None] = mapped_column(String(200))
+    unit_code: Mapped[str] = mapped_column(String(32))
+    unit: Mapped[str] = mapped_column(String(200))
+    jabatan: Mapped[str] = mapped_column(String(200))
+    jenis_sdmk_id: Mapped[int]
+    employment_status: Mapped[str] = mapped_column(String(40))
+    nip: Mapped[str | None] = mapped_column(EncryptedToken)
+    tmt_start: Mapped[dt.date]
+    end_date: Mapped[dt.date | None]
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+    is_current: Mapped[bool]
+
+    __table_args__ = (_one_of("end_reason", END_REASONS, nullable=True),)
+
+
+class Education(Provenance, Base):
+    """A completed education, as SISDMK records it."""
+
+    __tablename__ = "educations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    worker_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[str] = mapped_column(String(8))
+    program: Mapped[str] = mapped_column(String(200))
+    institution: Mapped[str] = mapped_column(String(200))
+    graduation_year: Mapped[int]
+    ijazah_no: Mapped[str] = mapped_column(EncryptedToken)
+
+    __table_args__ = (_one_of("level", EDUCATION_LEVELS),)
+
+
+class Facility(Provenance, Timestamps, Base):
+    """A health facility (fasyankes) from SISDMK's register; no personal data."""
+
+    __tablename__ = "facilities"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(7), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    org_type: Mapped[str] = mapped_column(String(3))
+    rs_class: Mapped[str | None] = mapped_column(String(1))
+    bpjs_code: Mapped[str | None] = mapped_column(String(8))
+    satusehat_org_id: Mapped[str] = mapped_column(String(9))
+    ownership: Mapped[str] = mapped_column(String(32))
+    province_code: Mapped[str] = mapped_column(String(2))
+    province_name: Mapped[str] = mapped_column(String(100))
+    regency_code: Mapped[str] = mapped_column(String(4), index=True)
+    regency_name: Mapped[str] = mapped_column(String(100))
+    district_code: Mapped[str] = mapped_column(String(6))
+    village_code: Mapped[str] = mapped_column(String(10))
+
+    __table_args__ = (
+        _one_of("rs_class", ("A", "B", "C", "D"), nullable=True),
+        Index(None, "updated_at", "id"),
+    )
+
+
+class IdentityFinding(Base):
+    """KKI and SISDMK disagree on one identity field of a person; both kept, neither shown.
+
+    Only keyed digests of the two values are stored (``None`` when the source has no value),
+    so the finding can be compared and resolved without holding either value in clear.
+    """
+
+    __tablename__ = "identity_findings"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    worker_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
+    )
+    registration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(32))
+    kki_digest: Mapped[str | None] = mapped_column(String(64))
+    sisdmk_digest: Mapped[str | None] = mapped_column(String(64))
+    digest_kid: Mapped[str] = mapped_column(String(32))
+    detected_at: Mapped[dt.datetime]
+    resolved_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (_one_of("field", IDENTITY_FIELDS), Index(None, "resolved_at"))
+
+
+class SyncRun(Base):
+    """One batch sync of one system, with what it did."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    system: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    fetched: Mapped[int] = mapped_column(server_default="0")
+    created: Mapped[int] = mapped_column(server_default="0")
+    updated: Mapped[int] = mapped_column(server_default="0")
+    unchanged: Mapped[int] = mapped_column(server_default="0")
+    rejected: Mapped[int] = mapped_column(server_default="0")
+    # What went wrong, for operators; never personal data or a secret.
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        _one_of("system", SYSTEMS),
+        _one_of("mode", SYNC_MODES),
+        _one_of("status", SYNC_STATUSES),
+        Index(None, "system", "started_at"),
+    )
+
+
+class SyncCheckpoint(Base):
+    """Where the next incremental sync of a system starts; committed with each page."""
+
+    __tablename__ = "sync_checkpoints"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    updated_since: Mapped[dt.datetime | None]
+    # The source's opaque page cursor within a run, so a crashed run resumes mid-way.
+    cursor: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("sync_runs.id", ondelete="SET NULL")
+    )
+    committed_at: Mapped[dt.datetime]
+
+    __table_args__ = (_one_of("system", SYSTEMS),)
+
+
+class QuarantinedRecord(Base):
+    """A source record the adapter refused (invalid, conflicting); kept only encrypted."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    system: Mapped[str] = mapped_column(String(16))
+    resource: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str | None] = mapped_column(String(64))
+    # A reason slug and field names only: validation messages can quote the bad value.
+    reason: Mapped[str] = mapped_column(String(500))
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str | None] = mapped_column(EncryptedToken)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("sync_runs.id", ondelete="SET NULL"), index=True
+    )
+    received_at: Mapped[dt.datetime]
+    resolved_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (_one_of("system", SYSTEMS), Index(None, "system", "received_at"))

@@ -1,0 +1,659 @@
+"""Idempotent upserts of source documents into the store, and decrypted reads of a worker.
+
+Repositories work inside the caller's session and never commit: a batch sync commits once per
+page, together with its checkpoint. Personal fields are encrypted here, bound to the row's id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from adapter.errors import AdapterError
+from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields, encrypt_fields
+from adapter.store.models import (
+    IDENTITY_FIELDS,
+    CpdSummary,
+    Education,
+    Employment,
+    Facility,
+    HealthWorker,
+    IdentityFinding,
+    PracticeLicense,
+    Registration,
+    Training,
+)
+
+WORKER_PERSONAL_COLUMNS: Final = (
+    "nik",
+    "full_name",
+    "gelar_depan",
+    "gelar_belakang",
+    "birth_date",
+    "birth_place",
+    "address",
+    "phone",
+    "email",
+    "ihs_number",
+    "nip",
+)
+_NIK: Final = "nik"
+_PAYLOAD: Final = "payload"
+
+
+class UpsertResult(enum.StrEnum):
+    """What an upsert did; a batch sync counts these."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+class IdentityConflictError(AdapterError):
+    """A source record would give a person the NIK another stored person already has."""
+
+    default_reason = "identity_conflict"
+
+
+@dataclass(frozen=True)
+class Address:
+    line: str
+    province_code: str
+    province_name: str
+    regency_code: str
+    regency_name: str
+    district_code: str
+    village_code: str
+
+
+@dataclass(frozen=True)
+class HealthWorkerRecord:
+    """A stored worker; personal fields are ``None`` when read with ``decrypt=False``."""
+
+    id: uuid.UUID
+    sisdmk_worker_id: uuid.UUID | None
+    identity_source: str
+    gender: str
+    citizenship: str
+    profession: str
+    tenaga_group: str
+    province_code: str | None
+    regency_code: str | None
+    facility_code: str | None
+    is_active: bool
+    source_system: str
+    source_version: int
+    updated_at: dt.datetime
+    nik: str | None = None
+    full_name: str | None = None
+    gelar_depan: str | None = None
+    gelar_belakang: str | None = None
+    birth_date: dt.date | None = None
+    birth_place: str | None = None
+    address: Address | None = None
+    phone: str | None = None
+    email: str | None = None
+    ihs_number: str | None = None
+    nip: str | None = None
+
+
+class HealthWorkerRepository:
+    """Health workers and everything hanging off them: registrations, SIPs, SKP, findings."""
+
+    def __init__(self, session: Session, cipher: FieldCipher, blind_index: BlindIndex) -> None:
+        self._session = session
+        self._cipher = cipher
+        self._blind_index = blind_index
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, worker_id: uuid.UUID, *, decrypt: bool = True) -> HealthWorkerRecord | None:
+        worker = self._session.get(HealthWorker, worker_id)
+        return None if worker is None else self._record(worker, decrypt=decrypt)
+
+    def find_by_nik(self, nik: str, *, decrypt: bool = True) -> HealthWorkerRecord | None:
+        """The worker with this NIK, found through the blind index (the NIK is never queried)."""
+        worker = self._worker_by_nik(nik)
+        return None if worker is None else self._record(worker, decrypt=decrypt)
+
+    # -- SISDMK -----------------------------------------------------------------------------
+
+    def upsert_from_sisdmk(
+        self, doc: Mapping[str, Any], *, fetched_at: dt.datetime
+    ) -> UpsertResult:
+        """Store a SISDMK ``HealthWorker`` document (authoritative for identity and employment)."""
+        sisdmk_id = uuid.UUID(str(doc["worker_id"]))
+        version = int(doc["version"])
+        payload_hash = self.payload_hash(doc)
+        worker = self._session.scalars(
+            select(HealthWorker).where(HealthWorker.sisdmk_worker_id == sisdmk_id)
+        ).one_or_none()
+        nik_bidx = self._blind_index.digest(str(doc["nik"]), purpose=_NIK)
+        if worker is not None and _is_current(worker, version, payload_hash):
+            return UpsertResult.UNCHANGED
+        by_nik = self._session.scalars(
+            select(HealthWorker).where(HealthWorker.nik_bidx == nik_bidx)
+        ).one_or_none()
+        if worker is None:
+            # A person KKI told us about first keeps their id; SISDMK now owns their identity.
+            worker = by_nik
+        elif by_nik is not None and by_nik.id != worker.id:
+            raise IdentityConflictError(
+                f"SISDMK worker {sisdmk_id} now has the NIK of stored worker {by_nik.id}; "
+                "quarantine it and merge the two by hand"
+            )
+        result = UpsertResult.UPDATED
+        if worker is None:
+            worker = HealthWorker(id=uuid.uuid4())
+            self._session.add(worker)
+            result = UpsertResult.CREATED
+
+        address = doc.get("address")
+        clear: dict[str, str | None] = {
+            "nik": str(doc["nik"]),
+            "full_name": str(doc["full_name"]),
+            "gelar_depan": doc.get("gelar_depan"),
+            "gelar_belakang": doc.get("gelar_belakang"),
+            "birth_date": str(doc["birth_date"]),
+            "birth_place": doc.get("birth_place"),
+            "address": None if address is None else _canonical_json(address),
+            "phone": doc.get("phone"),
+            "email": doc.get("email"),
+            "ihs_number": doc.get("ihs_number"),
+            "nip": doc.get("nip"),
+        }
+        for column, token in encrypt_fields(
+            self._cipher, HealthWorker.__tablename__, worker.id, clear
+        ).items():
+            setattr(worker, column, token)
+        worker.nik_bidx = nik_bidx
+        worker.nik_bidx_kid = self._blind_index.kid
+        worker.gender = str(doc["gender"])
+        worker.citizenship = str(doc["citizenship"])
+        worker.profession = str(doc["profession"])
+        worker.tenaga_group = str(doc["tenaga_group"])
+        worker.province_code = None if address is None else address.get("province_code")
+        worker.regency_code = None if address is None else address.get("regency_code")
+        worker.facility_code = doc.get("facility_code")
+        worker.is_active = bool(doc["is_active"])
+        worker.sisdmk_worker_id = sisdmk_id
+        worker.identity_source = "sisdmk"
+        _set_provenance(worker, "sisdmk", str(sisdmk_id), version, fetched_at, payload_hash)
+        worker.updated_at = _now()
+        self._session.flush()
+
+        self._replace_employments(worker, doc.get("employments") or [])
+        self._replace_educations(worker, doc.get("educations") or [])
+        sisdmk_identity = _identity(clear, gender=worker.gender)
+        for registration in self._session.scalars(
+            select(Registration).where(Registration.worker_id == worker.id)
+        ):
+            self._reconcile_identity(worker, registration, sisdmk_identity, self._kki(registration))
+        return result
+
+    # -- KKI --------------------------------------------------------------------------------
+
+    def upsert_registration_from_kki(
+        self, doc: Mapping[str, Any], *, fetched_at: dt.datetime
+    ) -> UpsertResult:
+        """Store a KKI ``Registration`` with its SKP, trainings and SIPs (authoritative for them).
+
+        KKI's spelling of the holder's identity is kept on the registration; where it differs
+        from SISDMK's, an identity finding is recorded and the worker's identity stays as it is.
+        """
+        str_number = str(doc["str_number"])
+        version = int(doc["version"])
+        payload_hash = self.payload_hash(doc)
+        registration = self._session.scalars(
+            select(Registration).where(Registration.str_number == str_number)
+        ).one_or_none()
+        if registration is not None and _is_current(registration, version, payload_hash):
+            return UpsertResult.UNCHANGED
+
+        kki_clear: dict[str, str | None] = {
+            "full_name": str(doc["full_name"]),
+            "gelar_depan": doc.get("gelar_depan"),
+            "gelar_belakang": doc.get("gelar_belakang"),
+            "birth_date": str(doc["birth_date"]),
+        }
+        worker = self._worker_by_nik(str(doc["nik"]))
+        if worker is None:
+            worker = HealthWorker(id=uuid.uuid4(), identity_source="kki")
+            self._session.add(worker)
+        if worker.identity_source == "kki":
+            # Nobody in SISDMK yet: KKI's identity stands in until SISDMK's arrives.
+            self._fill_worker_from_kki(worker, doc, kki_clear, fetched_at, payload_hash)
+
+        result = UpsertResult.UPDATED
+        if registration is None:
+            registration = Registration(id=uuid.uuid4())
+            self._session.add(registration)
+            result = UpsertResult.CREATED
+        certification = doc["certification"]
+        registration.worker_id = worker.id
+        registration.str_number = str_number
+        registration.status = str(certification["status"])
+        registration.status_reason = certification.get("status_reason")
+        registration.status_changed_at = _datetime(certification["status_changed_at"])
+        registration.valid_until = _optional_date(certification.get("valid_until"))
+        registration.validated = bool(certification["validated"])
+        registration.registration_type = str(doc["registration_type"])
+        registration.profession = str(doc["profession"])
+        registration.tenaga_group = str(doc["tenaga_group"])
+        registration.kompetensi = str(doc["kompetensi"])
+        registration.issued_at = _date(doc["issued_at"])
+        tokens = encrypt_fields(
+            self._cipher,
+            Registration.__tablename__,
+            registration.id,
+            {f"kki_{name}": value for name, value in kki_clear.items()},
+        )
+        for column, token in tokens.items():
+            setattr(registration, column, token)
+        registration.kki_gender = str(doc["gender"])
+        _set_provenance(registration, "kki", str_number, version, fetched_at, payload_hash)
+        registration.updated_at = _now()
+        self._session.flush()
+
+        self._replace_registration_details(registration, doc)
+        if worker.identity_source == "sisdmk":
+            self._reconcile_identity(
+                worker,
+                registration,
+                self._sisdmk_identity(worker),
+                _identity(kki_clear, gender=registration.kki_gender),
+            )
+        return result
+
+    def open_findings(self, worker_id: uuid.UUID) -> list[IdentityFinding]:
+        """The unresolved identity findings of a worker, oldest first."""
+        return list(
+            self._session.scalars(
+                select(IdentityFinding)
+                .where(
+                    IdentityFinding.worker_id == worker_id, IdentityFinding.resolved_at.is_(None)
+                )
+                .order_by(IdentityFinding.detected_at, IdentityFinding.field)
+            )
+        )
+
+    def payload_hash(self, doc: Mapping[str, Any]) -> str:
+        """A keyed digest of the document: equal documents, equal digests; no guessing back."""
+        plain = hashlib.sha256(_canonical_json(doc).encode("utf-8")).hexdigest()
+        return self._blind_index.digest(plain, purpose=_PAYLOAD)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _worker_by_nik(self, nik: str) -> HealthWorker | None:
+        digest = self._blind_index.digest(nik, purpose=_NIK)
+        return self._session.scalars(
+            select(HealthWorker).where(HealthWorker.nik_bidx == digest)
+        ).one_or_none()
+
+    def _fill_worker_from_kki(
+        self,
+        worker: HealthWorker,
+        doc: Mapping[str, Any],
+        kki_clear: Mapping[str, str | None],
+        fetched_at: dt.datetime,
+        payload_hash: str,
+    ) -> None:
+        clear = {"nik": str(doc["nik"]), **kki_clear}
+        for column, token in encrypt_fields(
+            self._cipher, HealthWorker.__tablename__, worker.id, clear
+        ).items():
+            setattr(worker, column, token)
+        worker.nik_bidx = self._blind_index.digest(str(doc["nik"]), purpose=_NIK)
+        worker.nik_bidx_kid = self._blind_index.kid
+        worker.gender = str(doc["gender"])
+        worker.citizenship = str(doc["citizenship"])
+        worker.profession = str(doc["profession"])
+        worker.tenaga_group = str(doc["tenaga_group"])
+        if worker.is_active is None:
+            worker.is_active = True
+        _set_provenance(
+            worker, "kki", str(doc["str_number"]), int(doc["version"]), fetched_at, payload_hash
+        )
+        worker.updated_at = _now()
+        self._session.flush()
+
+    def _replace_employments(
+        self, worker: HealthWorker, items: Sequence[Mapping[str, Any]]
+    ) -> None:
+        # Delete first and flush, so re-inserted natural keys never meet their old rows.
+        self._session.execute(delete(Employment).where(Employment.worker_id == worker.id))
+        for item in items:
+            employment = Employment(
+                id=uuid.uuid4(),
+                worker_id=worker.id,
+                facility_code=str(item["facility_code"]),
+                facility_name=item.get("facility_name"),
+                unit_code=str(item["unit_code"]),
+                unit=str(item["unit"]),
+                jabatan=str(item["jabatan"]),
+                jenis_sdmk_id=int(item["jenis_sdmk_id"]),
+                employment_status=str(item["employment_status"]),
+                tmt_start=_date(item["tmt_start"]),
+                end_date=_optional_date(item.get("end_date")),
+                end_reason=item.get("end_reason"),
+                is_current=bool(item["is_current"]),
+            )
+            employment.nip = encrypt_fields(
+                self._cipher, Employment.__tablename__, employment.id, {"nip": item.get("nip")}
+            )["nip"]
+            _copy_provenance(employment, worker)
+            self._session.add(employment)
+
+    def _replace_educations(self, worker: HealthWorker, items: Sequence[Mapping[str, Any]]) -> None:
+        self._session.execute(delete(Education).where(Education.worker_id == worker.id))
+        for item in items:
+            education = Education(
+                id=uuid.uuid4(),
+                worker_id=worker.id,
+                level=str(item["level"]),
+                program=str(item["program"]),
+                institution=str(item["institution"]),
+                graduation_year=int(item["graduation_year"]),
+            )
+            education.ijazah_no = str(
+                encrypt_fields(
+                    self._cipher,
+                    Education.__tablename__,
+                    education.id,
+                    {"ijazah_no": str(item["ijazah_no"])},
+                )["ijazah_no"]
+            )
+            _copy_provenance(education, worker)
+            self._session.add(education)
+
+    def _replace_registration_details(
+        self, registration: Registration, doc: Mapping[str, Any]
+    ) -> None:
+        for model in (PracticeLicense, CpdSummary, Training):
+            self._session.execute(delete(model).where(model.registration_id == registration.id))
+        details: list[PracticeLicense | CpdSummary | Training] = []
+        skp = doc.get("skp")
+        if skp is not None:
+            by_domain = skp["by_domain"]
+            details.append(
+                CpdSummary(
+                    period_start=_date(skp["period_start"]),
+                    period_end=_date(skp["period_end"]),
+                    required_total=int(skp["required_total"]),
+                    earned_total=_decimal(skp["earned_total"]),
+                    pembelajaran=_decimal(by_domain["pembelajaran"]),
+                    pelayanan=_decimal(by_domain["pelayanan"]),
+                    pengabdian=_decimal(by_domain["pengabdian"]),
+                    adequacy=str(skp["adequacy"]),
+                    as_of=_date(skp["as_of"]),
+                )
+            )
+        details.extend(
+            PracticeLicense(
+                sip_number=str(sip["sip_number"]),
+                sip_seq=int(sip["sip_seq"]),
+                issuer_regency_code=str(sip["issuer_regency_code"]),
+                facility_code=str(sip["facility_code"]),
+                issued_at=_date(sip["issued_at"]),
+                valid_until=_date(sip["valid_until"]),
+                status=str(sip["status"]),
+            )
+            for sip in doc.get("sips") or []
+        )
+        details.extend(
+            Training(
+                course_id=str(training["course_id"]),
+                source=str(training["source"]),
+                title=str(training["title"]),
+                provider=str(training["provider"]),
+                jpl=int(training["jpl"]),
+                skp_value=_decimal(training["skp_value"]),
+                domain=str(training["domain"]),
+                completed_at=_date(training["completed_at"]),
+                certificate_no=str(training["certificate_no"]),
+            )
+            for training in doc.get("trainings") or []
+        )
+        for detail in details:
+            detail.id = uuid.uuid4()
+            detail.registration_id = registration.id
+            _copy_provenance(detail, registration)
+            self._session.add(detail)
+
+    def _sisdmk_identity(self, worker: HealthWorker) -> dict[str, str | None]:
+        columns = ("full_name", "gelar_depan", "gelar_belakang", "birth_date")
+        clear = decrypt_fields(
+            self._cipher,
+            HealthWorker.__tablename__,
+            worker.id,
+            {column: getattr(worker, column) for column in columns},
+        )
+        return _identity(clear, gender=worker.gender)
+
+    def _kki(self, registration: Registration) -> dict[str, str | None]:
+        columns = ("full_name", "gelar_depan", "gelar_belakang", "birth_date")
+        clear = decrypt_fields(
+            self._cipher,
+            Registration.__tablename__,
+            registration.id,
+            {f"kki_{column}": getattr(registration, f"kki_{column}") for column in columns},
+        )
+        return _identity(
+            {column: clear[f"kki_{column}"] for column in columns}, gender=registration.kki_gender
+        )
+
+    def _reconcile_identity(
+        self,
+        worker: HealthWorker,
+        registration: Registration,
+        sisdmk: Mapping[str, str | None],
+        kki: Mapping[str, str | None],
+    ) -> None:
+        """Open a finding per field the sources disagree on; resolve those they now agree on."""
+        now = _now()
+        open_findings = {
+            finding.field: finding
+            for finding in self._session.scalars(
+                select(IdentityFinding).where(
+                    IdentityFinding.registration_id == registration.id,
+                    IdentityFinding.resolved_at.is_(None),
+                )
+            )
+        }
+        for field in IDENTITY_FIELDS:
+            kki_digest = self._identity_digest(field, kki[field])
+            sisdmk_digest = self._identity_digest(field, sisdmk[field])
+            current = open_findings.get(field)
+            if current is not None and (
+                current.worker_id != worker.id
+                or (current.kki_digest, current.sisdmk_digest) != (kki_digest, sisdmk_digest)
+            ):
+                current.resolved_at = now
+                current = None
+            if kki_digest != sisdmk_digest and current is None:
+                self._session.add(
+                    IdentityFinding(
+                        id=uuid.uuid4(),
+                        worker_id=worker.id,
+                        registration_id=registration.id,
+                        field=field,
+                        kki_digest=kki_digest,
+                        sisdmk_digest=sisdmk_digest,
+                        digest_kid=self._blind_index.kid,
+                        detected_at=now,
+                    )
+                )
+        self._session.flush()
+
+    def _identity_digest(self, field: str, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        # Normalised (case and spacing folded) before hashing: only real differences count.
+        return self._blind_index.digest(value, purpose=f"identity.{field}")
+
+    def _record(self, worker: HealthWorker, *, decrypt: bool) -> HealthWorkerRecord:
+        base = HealthWorkerRecord(
+            id=worker.id,
+            sisdmk_worker_id=worker.sisdmk_worker_id,
+            identity_source=worker.identity_source,
+            gender=worker.gender,
+            citizenship=worker.citizenship,
+            profession=worker.profession,
+            tenaga_group=worker.tenaga_group,
+            province_code=worker.province_code,
+            regency_code=worker.regency_code,
+            facility_code=worker.facility_code,
+            is_active=worker.is_active,
+            source_system=worker.source_system,
+            source_version=worker.source_version,
+            updated_at=worker.updated_at,
+        )
+        if not decrypt:
+            return base
+        clear = decrypt_fields(
+            self._cipher,
+            HealthWorker.__tablename__,
+            worker.id,
+            {column: getattr(worker, column) for column in WORKER_PERSONAL_COLUMNS},
+        )
+        birth_date, address = clear["birth_date"], clear["address"]
+        return replace(
+            base,
+            nik=clear["nik"],
+            full_name=clear["full_name"],
+            gelar_depan=clear["gelar_depan"],
+            gelar_belakang=clear["gelar_belakang"],
+            birth_date=None if birth_date is None else dt.date.fromisoformat(birth_date),
+            birth_place=clear["birth_place"],
+            address=None if address is None else Address(**json.loads(address)),
+            phone=clear["phone"],
+            email=clear["email"],
+            ihs_number=clear["ihs_number"],
+            nip=clear["nip"],
+        )
+
+
+class FacilityRepository:
+    """Facilities from SISDMK's register (no personal data, nothing encrypted)."""
+
+    def __init__(self, session: Session, blind_index: BlindIndex) -> None:
+        self._session = session
+        self._blind_index = blind_index
+
+    def upsert_from_sisdmk(
+        self, doc: Mapping[str, Any], *, fetched_at: dt.datetime
+    ) -> UpsertResult:
+        code = str(doc["code"])
+        version = int(doc["version"])
+        plain = hashlib.sha256(_canonical_json(doc).encode("utf-8")).hexdigest()
+        payload_hash = self._blind_index.digest(plain, purpose=_PAYLOAD)
+        facility = self._session.scalars(
+            select(Facility).where(Facility.code == code)
+        ).one_or_none()
+        if facility is not None and _is_current(facility, version, payload_hash):
+            return UpsertResult.UNCHANGED
+        result = UpsertResult.UPDATED
+        if facility is None:
+            facility = Facility(id=uuid.uuid4(), code=code)
+            self._session.add(facility)
+            result = UpsertResult.CREATED
+        region = doc["region"]
+        facility.name = str(doc["name"])
+        facility.org_type = str(doc["org_type"])
+        facility.rs_class = doc.get("rs_class")
+        facility.bpjs_code = doc.get("bpjs_code")
+        facility.satusehat_org_id = str(doc["satusehat_org_id"])
+        facility.ownership = str(doc["ownership"])
+        for name in (
+            "province_code",
+            "province_name",
+            "regency_code",
+            "regency_name",
+            "district_code",
+            "village_code",
+        ):
+            setattr(facility, name, str(region[name]))
+        _set_provenance(facility, "sisdmk", code, version, fetched_at, payload_hash)
+        facility.updated_at = _now()
+        self._session.flush()
+        return result
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _is_current(row: Any, version: int, payload_hash: str) -> bool:
+    """Whether `row` holds this version already, or a newer one (a late delivery is a no-op)."""
+    stored: int = row.source_version
+    return version < stored or (version == stored and row.payload_hash == payload_hash)
+
+
+def _set_provenance(
+    row: Any,
+    system: str,
+    source_id: str,
+    version: int,
+    fetched_at: dt.datetime,
+    payload_hash: str,
+) -> None:
+    row.source_system = system
+    row.source_id = source_id
+    row.source_version = version
+    row.fetched_at = fetched_at
+    row.payload_hash = payload_hash
+
+
+def _copy_provenance(row: Any, parent: Any) -> None:
+    _set_provenance(
+        row,
+        parent.source_system,
+        parent.source_id,
+        parent.source_version,
+        parent.fetched_at,
+        parent.payload_hash,
+    )
+
+
+def _identity(clear: Mapping[str, str | None], *, gender: str) -> dict[str, str | None]:
+    return {
+        "full_name": clear["full_name"],
+        "gelar_depan": clear["gelar_depan"],
+        "gelar_belakang": clear["gelar_belakang"],
+        "birth_date": clear["birth_date"],
+        "gender": gender,
+    }
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _optional_date(value: Any) -> dt.date | None:
+    return None if value is None else _date(value)
+
+
+def _datetime(value: Any) -> dt.datetime:
+    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(str(value))

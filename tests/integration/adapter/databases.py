@@ -1,0 +1,30 @@
+"""Throw-away PostgreSQL databases for the store tests."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+
+class PostgresServer:
+    """Creates throw-away databases on one server and drops them all at the end."""
+
+    def __init__(self, admin: Engine, worker: str) -> None:
+        self._admin = admin
+        self._worker = worker
+        self._created: list[str] = []
+
+    def create_database(self) -> URL:
+        name = f"hf_test_{self._worker}_{secrets.token_hex(4)}"
+        with self._admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        self._created.append(name)
+        return self._admin.url.set(database=name)
+
+    def drop_all(self) -> None:
+        with self._admin.connect() as connection:
+            for name in self._created:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._created.clear()

@@ -1,0 +1,364 @@
+"""The health-worker repository against real PostgreSQL and SQLite: encryption at rest,
+look-up by NIK through the blind index, idempotent upserts, identity findings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.errors import DecryptionError
+from adapter.store.crypto import BlindIndex, FieldCipher
+from adapter.store.models import (
+    Education,
+    Employment,
+    HealthWorker,
+    IdentityFinding,
+    PracticeLicense,
+    Registration,
+    Training,
+)
+from adapter.store.repositories import (
+    Address,
+    FacilityRepository,
+    HealthWorkerRepository,
+    UpsertResult,
+)
+from tests.integration.adapter.documents import bumped, kki_registration, sisdmk_worker
+
+pytestmark = pytest.mark.integration
+
+FETCHED_AT = dt.datetime(2026, 1, 30, 1, 2, 3, tzinfo=dt.UTC)
+PERSONAL_KEYS = ("nik", "full_name", "birth_place", "phone", "email", "ihs_number")
+
+
+def _repository(session: Session, cipher: FieldCipher, blind_index: BlindIndex) -> Any:
+    return HealthWorkerRepository(session, cipher, blind_index)
+
+
+def _upsert_sisdmk(
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    doc: dict[str, Any],
+) -> UpsertResult:
+    with sessions.begin() as session:
+        result: UpsertResult = _repository(session, cipher, blind_index).upsert_from_sisdmk(
+            doc, fetched_at=FETCHED_AT
+        )
+    return result
+
+
+def _upsert_kki(
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    doc: dict[str, Any],
+) -> UpsertResult:
+    with sessions.begin() as session:
+        result: UpsertResult = _repository(
+            session, cipher, blind_index
+        ).upsert_registration_from_kki(doc, fetched_at=FETCHED_AT)
+    return result
+
+
+def _worker_id(session: Session, doc: dict[str, Any]) -> uuid.UUID:
+    return session.scalars(
+        select(HealthWorker.id).where(HealthWorker.sisdmk_worker_id == uuid.UUID(doc["worker_id"]))
+    ).one()
+
+
+def test_upsert_from_sisdmk_stores_only_ciphertext_when_reading_raw_rows(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker(nip="198503122010011001")
+    _upsert_sisdmk(sessions, cipher, blind_index, doc)
+
+    with sessions() as session:
+        worker_id = _worker_id(session, doc)
+        raw = (
+            session.execute(
+                text("SELECT * FROM health_workers WHERE nik_bidx = :digest"),
+                {"digest": blind_index.digest(doc["nik"], purpose="nik")},
+            )
+            .mappings()
+            .one()
+        )
+        employment_nip = session.execute(
+            text("SELECT nip FROM employments WHERE worker_id = :id"),
+            {"id": raw["id"]},
+        ).scalar_one()
+
+    stored = " ".join(str(value) for value in raw.values())
+    for key in (*PERSONAL_KEYS, "nip"):
+        assert doc[key] not in stored, key
+    assert doc["address"]["line"] not in stored
+    for column in ("nik", "full_name", "birth_date", "phone", "email", "nip", "address"):
+        assert str(raw[column]).startswith("v1.test-1."), column
+    assert employment_nip is None  # the employment carried no NIP
+
+    with sessions() as session:
+        record = _repository(session, cipher, blind_index).get(worker_id)
+    assert record is not None
+    for key in (*PERSONAL_KEYS, "nip", "gelar_depan", "gelar_belakang"):
+        assert getattr(record, key) == doc[key], key
+    assert record.birth_date == dt.date.fromisoformat(doc["birth_date"])
+    assert record.address == Address(**doc["address"])
+    assert record.identity_source == "sisdmk"
+    assert record.facility_code == doc["facility_code"]
+
+
+def test_get_leaves_personal_fields_empty_when_not_decrypting(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, doc)
+
+    with sessions() as session:
+        record = _repository(session, cipher, blind_index).get(
+            _worker_id(session, doc), decrypt=False
+        )
+
+    assert record is not None
+    assert (record.nik, record.full_name, record.birth_date) == (None, None, None)
+    assert record.profession == doc["profession"]
+
+
+def test_find_by_nik_finds_worker_through_blind_index(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker()
+    other = sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, doc)
+    _upsert_sisdmk(sessions, cipher, blind_index, other)
+
+    with sessions() as session:
+        repository = _repository(session, cipher, blind_index)
+        found = repository.find_by_nik(doc["nik"])
+        stored_index = session.scalars(
+            select(HealthWorker.nik_bidx).where(HealthWorker.id == _worker_id(session, doc))
+        ).one()
+
+    assert found is not None
+    assert found.full_name == doc["full_name"]
+    assert stored_index == blind_index.digest(doc["nik"], purpose="nik")
+    assert doc["nik"] not in stored_index
+
+
+def test_find_by_nik_returns_none_when_nobody_has_it(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    with sessions() as session:
+        assert _repository(session, cipher, blind_index).find_by_nik("3200000000000000") is None
+
+
+def test_upsert_from_sisdmk_is_unchanged_when_repeated(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker()
+
+    first = _upsert_sisdmk(sessions, cipher, blind_index, doc)
+    second = _upsert_sisdmk(sessions, cipher, blind_index, doc)
+
+    assert (first, second) == (UpsertResult.CREATED, UpsertResult.UNCHANGED)
+    with sessions() as session:
+        worker_id = _worker_id(session, doc)
+        assert session.scalar(select(func.count()).where(Employment.worker_id == worker_id)) == 1
+        assert session.scalar(select(func.count()).where(Education.worker_id == worker_id)) == 1
+
+
+def test_upsert_from_sisdmk_updates_when_version_is_bumped(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, doc)
+    changed = bumped(doc, email="pindah@example.id", is_active=False, educations=[])
+
+    result = _upsert_sisdmk(sessions, cipher, blind_index, changed)
+
+    assert result is UpsertResult.UPDATED
+    with sessions() as session:
+        worker_id = _worker_id(session, doc)
+        record = _repository(session, cipher, blind_index).get(worker_id)
+        educations = session.scalar(select(func.count()).where(Education.worker_id == worker_id))
+    assert record is not None
+    assert (record.email, record.is_active, record.source_version) == (
+        "pindah@example.id",
+        False,
+        2,
+    )
+    assert educations == 0
+
+
+def test_upsert_from_sisdmk_changes_nothing_when_an_older_version_arrives_late(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker()
+    newer = bumped(doc, email="baru@example.id")
+    _upsert_sisdmk(sessions, cipher, blind_index, newer)
+
+    result = _upsert_sisdmk(sessions, cipher, blind_index, doc)
+
+    assert result is UpsertResult.UNCHANGED
+    with sessions() as session:
+        record = _repository(session, cipher, blind_index).find_by_nik(doc["nik"])
+    assert record is not None
+    assert record.email == "baru@example.id"
+
+
+def test_upsert_registration_from_kki_is_idempotent_and_updates_on_version_bump(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    worker = sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, worker)
+    doc = kki_registration(worker)
+
+    results = [_upsert_kki(sessions, cipher, blind_index, doc) for _ in range(2)]
+    revoked = bumped(doc, trainings=[], certification={**doc["certification"], "status": "DICABUT"})
+    results.append(_upsert_kki(sessions, cipher, blind_index, revoked))
+
+    assert results == [UpsertResult.CREATED, UpsertResult.UNCHANGED, UpsertResult.UPDATED]
+    with sessions() as session:
+        registration = session.scalars(
+            select(Registration).where(Registration.str_number == doc["str_number"])
+        ).one()
+        assert registration.worker_id == _worker_id(session, worker)
+        assert registration.status == "DICABUT"
+        assert registration.valid_until is None
+        rid = registration.id
+        assert session.scalar(select(func.count()).where(Training.registration_id == rid)) == 0
+        assert (
+            session.scalar(select(func.count()).where(PracticeLicense.registration_id == rid)) == 1
+        )
+
+
+def test_upsert_registration_from_kki_creates_worker_when_sisdmk_has_not_sent_them(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = kki_registration()
+    _upsert_kki(sessions, cipher, blind_index, doc)
+    worker = sisdmk_worker(nik=doc["nik"], full_name=doc["full_name"])
+
+    result = _upsert_sisdmk(sessions, cipher, blind_index, worker)
+
+    assert result is UpsertResult.UPDATED  # the person KKI told us about, not a second one
+    with sessions() as session:
+        record = _repository(session, cipher, blind_index).find_by_nik(doc["nik"])
+        count = session.scalar(
+            select(func.count()).where(
+                HealthWorker.nik_bidx == blind_index.digest(doc["nik"], purpose="nik")
+            )
+        )
+    assert record is not None
+    assert (record.identity_source, record.sisdmk_worker_id, count) == (
+        "sisdmk",
+        uuid.UUID(worker["worker_id"]),
+        1,
+    )
+
+
+def test_kki_name_mismatch_records_finding_without_clear_values(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    worker = sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, worker)
+    kki_name = worker["full_name"] + " Berbeda"
+    doc = kki_registration(worker, full_name=kki_name)
+
+    _upsert_kki(sessions, cipher, blind_index, doc)
+
+    with sessions() as session:
+        repository = _repository(session, cipher, blind_index)
+        worker_id = _worker_id(session, worker)
+        findings = repository.open_findings(worker_id)
+        record = repository.get(worker_id)
+        raw = session.execute(text("SELECT * FROM identity_findings")).all()
+    assert [finding.field for finding in findings] == ["full_name"]
+    assert findings[0].kki_digest == blind_index.digest(kki_name, purpose="identity.full_name")
+    assert record is not None
+    assert record.full_name == worker["full_name"]  # SISDMK's identity is kept
+    assert kki_name not in repr(raw)
+    assert worker["full_name"] not in repr(raw)
+
+    _upsert_kki(sessions, cipher, blind_index, bumped(doc, full_name=worker["full_name"]))
+
+    with sessions() as session:
+        assert _repository(session, cipher, blind_index).open_findings(worker_id) == []
+        resolved = session.scalars(
+            select(IdentityFinding.resolved_at).where(IdentityFinding.worker_id == worker_id)
+        ).all()
+    assert len(resolved) == 1
+    assert resolved[0] is not None
+
+
+def test_swapped_ciphertext_between_rows_fails_to_decrypt(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    victim, donor = sisdmk_worker(), sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, victim)
+    _upsert_sisdmk(sessions, cipher, blind_index, donor)
+    with sessions.begin() as session:
+        victim_id, donor_id = _worker_id(session, victim), _worker_id(session, donor)
+        donor_token = session.scalars(
+            select(HealthWorker.full_name).where(HealthWorker.id == donor_id)
+        ).one()
+        session.execute(
+            update(HealthWorker).where(HealthWorker.id == victim_id).values(full_name=donor_token)
+        )
+
+    with sessions() as session, pytest.raises(DecryptionError, match=r"health_workers\.full_name"):
+        _repository(session, cipher, blind_index).get(victim_id)
+
+
+def test_encrypted_column_refuses_clear_text_on_flush(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, doc)
+
+    with sessions() as session:
+        worker = session.get(HealthWorker, _worker_id(session, doc))
+        assert worker is not None
+        worker.full_name = doc["full_name"]
+        with pytest.raises(StatementError, match="not a field token") as raised:
+            session.flush()
+        assert doc["full_name"] not in str(raised.value)
+
+
+def test_facility_upsert_is_unchanged_when_repeated(
+    sessions: sessionmaker[Session], blind_index: BlindIndex
+) -> None:
+    doc = {
+        "code": f"{uuid.uuid4().int % 10**7:07d}",
+        "version": 1,
+        "updated_at": "2025-12-01T00:00:00.000000Z",
+        "name": "RSUD Kemayoran Sintetis",
+        "org_type": "104",
+        "rs_class": "C",
+        "bpjs_code": "3171R014",
+        "satusehat_org_id": "100012345",
+        "ownership": "PEMERINTAH_DAERAH",
+        "region": {
+            "province_code": "31",
+            "province_name": "DKI Jakarta",
+            "regency_code": "3171",
+            "regency_name": "Kota Jakarta Pusat",
+            "district_code": "317101",
+            "village_code": "3171011001",
+        },
+    }
+    results = []
+    for version_doc in (doc, doc, bumped(doc, name="RSUD Kemayoran Baru Sintetis")):
+        with sessions.begin() as session:
+            results.append(
+                FacilityRepository(session, blind_index).upsert_from_sisdmk(
+                    version_doc, fetched_at=FETCHED_AT
+                )
+            )
+
+    assert results == [UpsertResult.CREATED, UpsertResult.UNCHANGED, UpsertResult.UPDATED]

@@ -1,0 +1,303 @@
+"""KKI and SISDMK clients over `httpx.MockTransport`: headers, paging, contract, token cache."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from adapter.clients import (
+    AuthenticationFailed,
+    ClientMetrics,
+    ContractViolation,
+    HttpKkiClient,
+    HttpSisdmkClient,
+    RetryPolicy,
+    disable_retries,
+)
+from adapter.clients.contract import CONTRACTS_DIR
+from adapter.clients.tracing import trace
+
+Handler = Callable[[httpx.Request], httpx.Response]
+NIK = "3171015708900042"
+
+
+def example(filename: str, path: str, method: str) -> Any:
+    spec = yaml.safe_load((CONTRACTS_DIR / filename).read_text(encoding="utf-8"))
+    content = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+    return copy.deepcopy(content["example"])
+
+
+REGISTRATION = example("kki.yaml", "/v1/registrations/{str_number}", "get")
+WORKER = example("sisdmk.yaml", "/v1/health-workers/lookup", "post")["data"]
+TOKEN = example("sisdmk.yaml", "/oauth2/v1/accesstoken", "post")
+
+
+@pytest.fixture(autouse=True)
+def _no_retries() -> Iterator[None]:
+    disable_retries()
+    yield
+    disable_retries(False)
+
+
+def kki_client(handler: Handler) -> HttpKkiClient:
+    return HttpKkiClient(
+        "http://kki.test",
+        "secret-token",
+        transport=httpx.MockTransport(handler),
+        metrics=ClientMetrics.for_registry(CollectorRegistry()),
+    )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeSisdmk:
+    """Issues numbered tokens; refuses tokens listed in `revoked`."""
+
+    def __init__(self, expires_in: str = "14399") -> None:
+        self.expires_in = expires_in
+        self.issued = 0
+        self.revoked: set[str] = set()
+        self.refuse_all = False
+        self.data_calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/v1/accesstoken":
+            assert request.url.params["grant_type"] == "client_credentials"
+            assert b"client_secret=s3cret" in request.content
+            self.issued += 1
+            token = {
+                **TOKEN,
+                "access_token": f"token-{self.issued:016d}",
+                "expires_in": self.expires_in,
+            }
+            return httpx.Response(200, json=token)
+        self.data_calls += 1
+        bearer = request.headers["Authorization"].removeprefix("Bearer ")
+        if self.refuse_all or bearer in self.revoked:
+            return httpx.Response(401, json={"status": 401, "message": "token expired"})
+        return httpx.Response(200, json={"status": 200, "message": "OK", "data": WORKER})
+
+
+def sisdmk_client(fake: FakeSisdmk, clock: FakeClock | None = None) -> HttpSisdmkClient:
+    return HttpSisdmkClient(
+        "http://sisdmk.test",
+        "client",
+        "s3cret",
+        transport=httpx.MockTransport(fake),
+        metrics=ClientMetrics.for_registry(CollectorRegistry()),
+        clock=clock or FakeClock(),
+    )
+
+
+def test_kki_requests_carry_api_key_user_agent_and_traceparent() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=REGISTRATION)
+
+    client = kki_client(handler)
+    client.get_registration("QZ00011234567890")
+    with trace("4bf92f3577b34da6a3ce929d0e0e4736"):
+        client.get_registration("QZ00011234567890")
+    first, second = seen
+    assert first.url.path == "/v1/registrations/QZ00011234567890"
+    assert first.headers["X-API-Key"] == "secret-token"
+    assert re.fullmatch(r"hf-adapter/\S+", first.headers["User-Agent"])
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", first.headers["traceparent"])
+    assert second.headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+
+
+def test_kki_lookup_sends_the_nik_in_the_body_never_the_url() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"data": [REGISTRATION]})
+
+    assert kki_client(handler).lookup_by_nik(NIK) == [REGISTRATION]
+    assert NIK not in str(seen[0].url)
+    assert json.loads(seen[0].content) == {"nik": NIK}
+
+
+def test_kki_identifiers_are_quoted_into_one_path_segment() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json=REGISTRATION)
+
+    kki_client(handler).get_registration("../webhook-subscriptions")
+    assert seen == ["/v1/registrations/..%2Fwebhook-subscriptions"]
+
+
+def test_kki_page_walk_follows_cursors_and_resumes_from_one() -> None:
+    records = [{**REGISTRATION, "str_number": f"QZ{n:014d}"} for n in range(5)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        start = int(request.url.params.get("cursor", "0"))
+        limit = int(request.url.params["limit"])
+        end = min(start + limit, len(records))
+        next_cursor = str(end) if end < len(records) else None
+        page = {"limit": limit, "next_cursor": next_cursor, "has_more": next_cursor is not None}
+        return httpx.Response(200, json={"data": records[start:end], "page": page})
+
+    client = kki_client(handler)
+    pages = list(client.iter_registrations(page_size=2))
+    assert [len(page.items) for page in pages] == [2, 2, 1]
+    assert [page.cursor for page in pages] == [None, "2", "4"]
+    assert [page.next_cursor for page in pages] == ["2", "4", None]
+    resumed = list(client.iter_registrations(page_size=2, cursor="4"))
+    assert [item["str_number"] for page in resumed for item in page.items] == ["QZ00000000000004"]
+
+
+def test_kki_page_whose_has_more_contradicts_next_cursor_is_a_contract_violation() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = {"limit": 2, "next_cursor": None, "has_more": True}
+        return httpx.Response(200, json={"data": [], "page": page})
+
+    with pytest.raises(ContractViolation, match="has_more"):
+        list(kki_client(handler).iter_registrations())
+
+
+def test_contract_violation_names_the_field_but_not_the_value() -> None:
+    bad = {**REGISTRATION, "nik": "31710157089000421234", "birth_date": 19900817}
+    bad.pop("full_name")
+    client = kki_client(lambda request: httpx.Response(200, json=bad))
+    with pytest.raises(ContractViolation) as info:
+        client.get_registration("QZ00011234567890")
+    message = str(info.value)
+    assert info.value.reason == "contract_violation"
+    assert "KKI getRegistration: 200 response does not match the contract" in message
+    assert re.search(r"\(and \d+ more\)", message)
+    assert "31710157089000421234" not in message
+    assert "19900817" not in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("nik", "31710157089000421234", "body.nik: violates maxLength 16"),
+        ("birth_date", 19900817, "body.birth_date: expected string, got integer"),
+        ("gender", "unknown-gender", "body.gender: not one of the allowed values"),
+    ],
+)
+def test_contract_violation_describes_the_rule(field: str, value: Any, expected: str) -> None:
+    client = kki_client(lambda request: httpx.Response(200, json={**REGISTRATION, field: value}))
+    with pytest.raises(ContractViolation) as info:
+        client.get_registration("QZ00011234567890")
+    assert expected in str(info.value).replace(" at body", " body")
+    assert str(value) not in str(info.value)
+
+
+def test_body_that_is_not_json_is_a_contract_violation() -> None:
+    client = kki_client(lambda request: httpx.Response(200, content=b'{"str_number": "QZ0001",'))
+    with pytest.raises(ContractViolation, match="not valid JSON") as info:
+        client.get_registration("QZ00011234567890")
+    assert "QZ0001" not in str(info.value)
+
+
+def test_sisdmk_token_is_reused_until_shortly_before_it_expires() -> None:
+    fake, clock = FakeSisdmk(expires_in="3600"), FakeClock()
+    client = sisdmk_client(fake, clock)
+    for _ in range(3):
+        assert client.lookup_by_nik(NIK) == WORKER  # the envelope unwrapped
+    assert fake.issued == 1
+    clock.now = 3539.0
+    client.get_health_worker(WORKER["worker_id"])
+    assert fake.issued == 1
+    clock.now = 3540.0  # expires_in - 60
+    client.get_health_worker(WORKER["worker_id"])
+    assert fake.issued == 2
+
+
+def test_sisdmk_short_lived_token_is_used_for_half_its_life() -> None:
+    fake, clock = FakeSisdmk(expires_in="10"), FakeClock()
+    client = sisdmk_client(fake, clock)
+    client.lookup_by_nik(NIK)
+    clock.now = 4.9
+    client.lookup_by_nik(NIK)
+    assert fake.issued == 1
+    clock.now = 5.0
+    client.lookup_by_nik(NIK)
+    assert fake.issued == 2
+
+
+def test_sisdmk_refreshes_the_token_once_on_401_and_retries() -> None:
+    fake = FakeSisdmk()
+    client = sisdmk_client(fake)
+    client.lookup_by_nik(NIK)
+    fake.revoked.add(f"token-{1:016d}")
+    assert client.lookup_by_nik(NIK) == WORKER
+    assert fake.issued == 2
+    assert fake.data_calls == 3
+
+
+def test_sisdmk_401_with_a_fresh_token_is_authentication_failed() -> None:
+    fake = FakeSisdmk()
+    fake.refuse_all = True
+    with pytest.raises(AuthenticationFailed) as info:
+        sisdmk_client(fake).lookup_by_nik(NIK)
+    assert fake.issued == 2  # refreshed once, not in a loop
+    assert fake.data_calls == 2
+    assert info.value.reason == "authentication_failed"
+
+
+def test_sisdmk_refused_credentials_are_authentication_failed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "login", "details": {"text": "bad"}}],
+        }
+        return httpx.Response(401, json=outcome)
+
+    client = HttpSisdmkClient(
+        "http://sisdmk.test",
+        "client",
+        "wrong",
+        transport=httpx.MockTransport(handler),
+        metrics=ClientMetrics.for_registry(CollectorRegistry()),
+    )
+    with pytest.raises(AuthenticationFailed, match="issueAccessToken"):
+        client.lookup_by_nik(NIK)
+
+
+def test_sisdmk_expires_in_that_is_not_a_number_is_a_contract_violation() -> None:
+    with pytest.raises(ContractViolation, match="expires_in"):
+        sisdmk_client(FakeSisdmk(expires_in="soon")).lookup_by_nik(NIK)
+
+
+def test_sisdmk_token_request_is_retried_on_server_errors() -> None:
+    disable_retries(False)
+    fake = FakeSisdmk()
+    failures = [503]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/v1/accesstoken" and failures:
+            return httpx.Response(failures.pop(), json={"resourceType": "OperationOutcome"})
+        return fake(request)
+
+    client = HttpSisdmkClient(
+        "http://sisdmk.test",
+        "client",
+        "s3cret",
+        transport=httpx.MockTransport(handler),
+        policy=RetryPolicy(base_delay_s=0),
+        metrics=ClientMetrics.for_registry(CollectorRegistry()),
+    )
+    assert client.lookup_by_nik(NIK) == WORKER
+    assert fake.issued == 1
