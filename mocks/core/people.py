@@ -131,6 +131,16 @@ class Identity:
     gelar_belakang: str | None
     birth_date: dt.date
 
+    @property
+    def display_name(self) -> str:
+        """`{gelar_depan} {full_name}, {gelar_belakang}` with absent titles left out."""
+        name = self.full_name
+        if self.gelar_depan:
+            name = f"{self.gelar_depan} {name}"
+        if self.gelar_belakang:
+            name = f"{name}, {self.gelar_belakang}"
+        return name
+
 
 @dataclass(frozen=True, slots=True)
 class Person:

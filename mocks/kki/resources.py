@@ -11,23 +11,12 @@ from typing import Any
 
 from mocks.core.people import (
     CpdSummary,
-    Identity,
     Person,
     PracticeLicense,
     Registration,
     Training,
 )
 from mocks.core.store import format_timestamp
-
-
-def display_name(identity: Identity) -> str:
-    """`{gelar_depan} {full_name}, {gelar_belakang}` with absent titles left out."""
-    name = identity.full_name
-    if identity.gelar_depan:
-        name = f"{identity.gelar_depan} {name}"
-    if identity.gelar_belakang:
-        name = f"{name}, {identity.gelar_belakang}"
-    return name
 
 
 def certification_document(registration: Registration) -> dict[str, Any]:
@@ -109,7 +98,7 @@ def registration_document(
         "full_name": identity.full_name,
         "gelar_depan": identity.gelar_depan,
         "gelar_belakang": identity.gelar_belakang,
-        "display_name": display_name(identity),
+        "display_name": identity.display_name,
         "birth_date": identity.birth_date.isoformat(),
         "gender": person.gender,
         "citizenship": person.citizenship,

@@ -14,23 +14,12 @@ from mocks.core.people import (
     Education,
     Employment,
     Facility,
-    Identity,
     Person,
     PracticeLicense,
     Region,
     Registration,
 )
 from mocks.core.store import format_timestamp
-
-
-def display_name(identity: Identity) -> str:
-    """`{gelar_depan} {full_name}, {gelar_belakang}` with absent titles left out (as KKI's)."""
-    name = identity.full_name
-    if identity.gelar_depan:
-        name = f"{identity.gelar_depan} {name}"
-    if identity.gelar_belakang:
-        name = f"{name}, {identity.gelar_belakang}"
-    return name
 
 
 def current_employment(person: Person) -> Employment | None:
@@ -145,7 +134,7 @@ def health_worker_document(
         "full_name": identity.full_name,
         "gelar_depan": identity.gelar_depan,
         "gelar_belakang": identity.gelar_belakang,
-        "display_name": display_name(identity),
+        "display_name": identity.display_name,
         "gender": person.gender,
         "birth_place": person.birth_place,
         "birth_date": identity.birth_date.isoformat(),

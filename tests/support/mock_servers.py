@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from harness.processes import ManagedProcess
@@ -45,3 +47,21 @@ def sisdmk_token(url: str, credentials: dict[str, str] = SISDMK_CLIENT) -> str:
     )
     response.raise_for_status()
     return str(response.json()["access_token"])
+
+
+def all_pages(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a cursor-paged list (either mock's envelope), checking the page object."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(10_000):
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = client.get(path, params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body.get("status", 200) == 200  # SISDMK's envelope repeats the status
+        items += body["data"]
+        cursor = body["page"]["next_cursor"]
+        assert body["page"]["has_more"] == (cursor is not None)
+        if cursor is None:
+            return items
+    raise AssertionError("pagination never ended")

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
 from indonesian_ids.nik import validate_nik
-from tests.support.mock_servers import KKI_READONLY_TOKEN, SIZE, Mock
+from tests.support.mock_servers import KKI_READONLY_TOKEN, SIZE, Mock, all_pages
 
 pytestmark = pytest.mark.integration
-
-
-def all_pages(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(10_000):
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        response = client.get(path, params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items += body["data"]
-        cursor = body["page"]["next_cursor"]
-        assert body["page"]["has_more"] == (cursor is not None)
-        if cursor is None:
-            return items
-    raise AssertionError("pagination never ended")
 
 
 def test_request_without_token_is_401_problem(kki_mock: Mock) -> None:

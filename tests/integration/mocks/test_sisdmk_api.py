@@ -3,8 +3,6 @@ with KKI for the same seed."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
@@ -15,28 +13,13 @@ from tests.support.mock_servers import (
     SISDMK_READONLY,
     SIZE,
     Mock,
+    all_pages,
     sisdmk_token,
 )
 
 pytestmark = pytest.mark.integration
 
 TOKEN_PATH = "/oauth2/v1/accesstoken"
-
-
-def all_pages(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(10_000):
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        response = client.get(path, params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["status"] == 200
-        items += body["data"]
-        cursor = body["page"]["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError("pagination never ended")
 
 
 def test_token_response_has_satusehat_shape(sisdmk_mock: Mock) -> None:

@@ -481,10 +481,10 @@ def test_display_name_puts_titles_around_the_name() -> None:
     assert registration(PEOPLE[1])["display_name"] == "Budi Santoso, S.Kep., Ners"
     assert registration(PEOPLE[3])["display_name"] == "drg. Kenji Watanabe"
     plain = Identity("Ani", None, None, dt.date(2000, 1, 1))
-    assert kki.display_name(plain) == sisdmk.display_name(plain) == "Ani"
+    assert plain.display_name == "Ani"
     for person in PEOPLE:
         identity = person.sisdmk_identity
-        assert kki.display_name(identity) == sisdmk.display_name(identity)
+        assert worker(person)["display_name"] == identity.display_name
 
 
 def test_registration_lists_are_in_documented_order() -> None:
