@@ -155,7 +155,7 @@ def openapi30_to_json_schema(schema: Any, _path: tuple[int, ...] = ()) -> Any:
 _COMPILED: dict[int, tuple[object, Any]] = {}
 
 
-def _compiled(schema: dict[str, Any]) -> Any:
+def compiled_validator(schema: dict[str, Any]) -> Any:
     """jsonschema-rs validator for `schema`, or None when only the Python validator can do it."""
     entry = _COMPILED.get(id(schema))
     if entry is None or entry[0] is not schema:  # keep the schema alive so its id stays unique
@@ -179,7 +179,7 @@ class FastJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ignore[
     """
 
     def _validate(self, body: Any) -> None:
-        fast = _compiled(self._schema)
+        fast = compiled_validator(self._schema)
         if fast is not None and fast.is_valid(body):
             return
         super()._validate(body)

@@ -11,7 +11,7 @@ from jsonschema import Draft4Validator
 from mocks.core.app import _snake, method_resolver
 from mocks.core.problems import FieldError, ProblemJson, SisdmkEnvelope
 from mocks.core.runtime import merge_patch, merge_specs
-from mocks.core.validation import _compiled, field_errors
+from mocks.core.validation import compiled_validator, field_errors
 
 
 def test_merge_patch_follows_rfc_7396() -> None:
@@ -113,16 +113,16 @@ def test_nullable_becomes_json_schema_null() -> None:
             "c": {"allOf": [{"type": "integer"}], "nullable": True},
         },
     }
-    validator = _compiled(schema)
+    validator = compiled_validator(schema)
     assert validator.is_valid({"a": None, "b": "2026-01-01T00:00:00Z", "c": None})
     assert validator.is_valid({"a": "x", "b": "2026-01-01T00:00:00Z", "c": 3})
     assert not validator.is_valid({"a": "y", "b": "2026-01-01T00:00:00Z"})
     assert not validator.is_valid({"a": None, "b": None})
     assert not validator.is_valid({"a": None, "b": "yesterday"}), "formats are checked"
-    assert _compiled(schema) is validator, "compiled once per schema"
+    assert compiled_validator(schema) is validator, "compiled once per schema"
 
 
 def test_self_referencing_schema_falls_back_to_python_validation() -> None:
     node: dict[str, object] = {"type": "object", "properties": {}}
     node["properties"] = {"child": node}  # what $ref resolution makes of a recursive schema
-    assert _compiled(node) is None
+    assert compiled_validator(node) is None
