@@ -94,11 +94,11 @@ class MockRuntime:
         # Documented development defaults for any credential the caller did not set.
         settings.credentials = {**system.default_credentials().values, **settings.credentials}
         self.settings = settings
-        self.population = population
         self.clock = MonotonicClock()
         newest = max((p.updated_at for p in population.people), default=None)
         if newest is not None:
             self.clock.observe(newest)
+        # The stores hold everything served; the population is dropped once they are built.
         self.stores: dict[str, RecordStore] = system.build_stores(population, self.clock)
         self.injector = FaultInjector(seed=settings.seed)
         for rule in settings.faults:
