@@ -241,9 +241,9 @@ def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
         app,
         injector=runtime.injector,
         route_table=routes,
-        error_renderer=lambda status, title, detail, _headers: system.error_format.render(
-            status, title, detail
-        ),
+        error_renderer=lambda path, status, title, detail, _headers: system.error_format_for(
+            path
+        ).render(status, title, detail),
     )
     return RequestGuard(
         RuntimeScope(faulted, runtime), system.error_format_for, [routes, admin_routes]

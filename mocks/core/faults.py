@@ -575,7 +575,8 @@ class FaultInjector:
 
 # -- the middleware ---------------------------------------------------------------------------
 
-ErrorRenderer = Callable[[int, str, str, dict[str, str]], tuple[bytes, str]]
+# (path, status, title, detail, headers) -> (body, content type)
+ErrorRenderer = Callable[[str, int, str, str, dict[str, str]], tuple[bytes, str]]
 
 
 class FaultNotSupportedError(RuntimeError):
@@ -585,7 +586,7 @@ class FaultNotSupportedError(RuntimeError):
 class FaultMiddleware:
     """Pure ASGI middleware acting out `FaultInjector` decisions on the public API's routes.
 
-    `error_renderer(status, title, detail, headers)` returns the body and content type of an
+    `error_renderer(path, status, title, detail, headers)` returns the body and content type of an
     error in the system's own format, so injected errors look like its real ones.
     """
 
@@ -619,7 +620,7 @@ class FaultMiddleware:
             return
         log.info("fault %s (%s) on %s %s", decision.rule_id, decision.kind, scope["method"], path)
         if decision.kind in ("error", "rate_limit"):
-            await self._send_error(send, cast(int, decision.status), decision.retry_after_s)
+            await self._send_error(scope, send, cast(int, decision.status), decision.retry_after_s)
         elif decision.kind == "latency":
             await self._latency(decision, scope, receive, send)
         elif decision.kind == "timeout":
@@ -631,11 +632,13 @@ class FaultMiddleware:
         else:
             await self._truncated(decision, scope, receive, send)
 
-    async def _send_error(self, send: Send, status: int, retry_after_s: int | None) -> None:
+    async def _send_error(
+        self, scope: Scope, send: Send, status: int, retry_after_s: int | None
+    ) -> None:
         headers = {} if retry_after_s is None else {"Retry-After": str(retry_after_s)}
         title = _status_phrase(status)
         body, content_type = self.render(
-            status, title, f"{title} (fault injected by the mock)", dict(headers)
+            scope["path"], status, title, f"{title} (fault injected by the mock)", dict(headers)
         )
         raw_headers = [
             (b"content-type", content_type.encode("latin-1")),
@@ -666,7 +669,7 @@ class FaultMiddleware:
     async def _down(self, decision: Decision, scope: Scope, send: Send) -> None:
         if self.injector.on_down is None:
             log.warning("fault %s: no listener control attached; answering 503", decision.rule_id)
-            await self._send_error(send, 503, max(1, math.ceil(decision.duration_s)))
+            await self._send_error(scope, send, 503, max(1, math.ceil(decision.duration_s)))
             return
         await self.injector.on_down(decision.duration_s)
         handle = connection_handle(scope)

@@ -32,7 +32,7 @@ ITEMS = [
 
 
 def render_problem(
-    status: int, title: str, detail: str, headers: dict[str, str]
+    path: str, status: int, title: str, detail: str, headers: dict[str, str]
 ) -> tuple[bytes, str]:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return json.dumps(body).encode(), "application/problem+json"

@@ -155,3 +155,14 @@ def test_invalid_fault_rule_is_422(kki_mock: Mock) -> None:
     response = kki_mock.admin.post("/faults", json={"route": "*", "kind": "down"})
     assert response.status_code in (400, 422)
     assert "duration_ms" in response.text
+
+
+def test_fault_on_token_endpoint_answers_operation_outcome(sisdmk_mock: Mock) -> None:
+    add_fault(sisdmk_mock, route="issueAccessToken", kind="error", status=503)
+    response = httpx.post(
+        f"{sisdmk_mock.url}/oauth2/v1/accesstoken",
+        params={"grant_type": "client_credentials"},
+        data={"client_id": "sisdmk-dev-client", "client_secret": "sisdmk-dev-secret"},
+    )
+    assert response.status_code == 503
+    assert response.json()["resourceType"] == "OperationOutcome"

@@ -574,8 +574,12 @@ def test_rate_limit_lets_later_rules_see_admitted_requests() -> None:
 Rendered = list[tuple[int, str, str, dict[str, str]]]
 
 
-def render_problem(calls: Rendered) -> Callable[[int, str, str, dict[str, str]], tuple[bytes, str]]:
-    def render(status: int, title: str, detail: str, headers: dict[str, str]) -> tuple[bytes, str]:
+def render_problem(
+    calls: Rendered,
+) -> Callable[[str, int, str, str, dict[str, str]], tuple[bytes, str]]:
+    def render(
+        path: str, status: int, title: str, detail: str, headers: dict[str, str]
+    ) -> tuple[bytes, str]:
         calls.append((status, title, detail, headers))
         return json.dumps({"status": status, "title": title}).encode(), "application/problem+json"
 
