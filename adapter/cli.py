@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     # serve, worker, sync and keys are added here as their packages land (DESIGN.md).
     _add_db(commands)
+    _add_keys(commands)
+    _add_sync(commands)
     return parser
 
 
@@ -96,6 +98,170 @@ def _db_revision(args: argparse.Namespace) -> int:
     database.revision(_database_url(), str(args.message))
     print("review the new file in adapter/store/migrations/versions/ before committing it")
     return EXIT_OK
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="field-encryption keys: generate, rotate")
+    keys.set_defaults(handler=_usage(keys))
+    actions = keys.add_subparsers(title="actions", metavar="ACTION")
+
+    generate = actions.add_parser(
+        "generate", help="print a new kid:key entry (for ENCRYPTION_KEYS or BLIND_INDEX_KEY)"
+    )
+    generate.add_argument(
+        "--kid", help="the key id, 1-32 of a-z, 0-9, '-' (default: today's date and 4 hex digits)"
+    )
+    generate.set_defaults(handler=_keys_generate)
+
+    rotate = actions.add_parser(
+        "rotate",
+        help="re-encrypt stored values under the first (active) key of ENCRYPTION_KEYS; "
+        "runs beside the service, safe to interrupt and run again",
+    )
+    rotate.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=500,
+        help="rows per transaction (1-10000, default 500)",
+    )
+    rotate.set_defaults(handler=_keys_rotate)
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import secrets
+
+    from adapter.store.crypto import KeyRing
+
+    kid = args.kid or f"{dt.datetime.now(dt.UTC):%Y-%m-%d}-{secrets.token_hex(2)}"
+    print(KeyRing.generate_key_entry(kid))
+    print(
+        "put it first in ENCRYPTION_KEYS (keep the old entries after it), or use it alone as "
+        "BLIND_INDEX_KEY; keep it in the secret store",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    import signal
+    from types import FrameType
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from adapter.store.rotation import BatchDone, count_stale, rotate_keys
+
+    # The whole configuration is validated first: bad or missing keys stop here, exit 2.
+    settings = load_settings()
+    cipher = settings.field_cipher()
+    engine = database.create_engine_from_settings(settings)
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.append(signum)
+
+    try:
+        database.check(engine)
+        stale = count_stale(engine, cipher)
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+            with Progress(*columns, console=Console(stderr=True)) as bar:
+                tasks = {name: bar.add_task(name, total=count) for name, count in stale.items()}
+
+                def show(batch: BatchDone) -> None:
+                    bar.update(tasks[batch.table], completed=batch.done, total=batch.total)
+
+                report = rotate_keys(
+                    engine,
+                    cipher,
+                    batch_size=args.batch_size,
+                    progress=show,
+                    stop=lambda: bool(stop_requested),
+                )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        engine.dispose()
+
+    table = Table(title=f"re-encrypted under key {report.active_kid!r}")
+    table.add_column("table")
+    table.add_column("rows re-encrypted", justify="right")
+    table.add_column("values re-encrypted", justify="right")
+    table.add_column("remaining", justify="right")
+    for name, done in report.tables.items():
+        table.add_row(name, str(done.rows), str(done.tokens), str(done.remaining))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{report.rows} rows in {report.elapsed_s:.1f} s ({report.rows_per_second:.0f} rows/s)"
+    )
+    if report.interrupted:
+        _error(f"interrupted; {report.remaining} rows left, run `hf-adapter keys rotate` again")
+        return EXIT_PROBLEM
+    if report.remaining:
+        _error(
+            f"{report.remaining} rows were locked by other transactions or written under an old "
+            "key meanwhile; run `hf-adapter keys rotate` again"
+        )
+        return EXIT_PROBLEM
+    console.print(
+        f"every value is under key {report.active_kid!r}; the other ENCRYPTION_KEYS entries "
+        "can be removed once every process runs with this ring"
+    )
+    return EXIT_OK
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be between 1 and 10000")
+    return value
+
+
+# -- sync ---------------------------------------------------------------------------------
+
+
+def _add_sync(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="pull every health worker from KKI or SISDMK into the store (resumable)",
+        description="Batch sync: page through the source from the checkpoint (everything with "
+        "--full), upsert each record, commit the checkpoint with each page. Exit 1 when the run "
+        "failed; the next run resumes from the last committed page.",
+    )
+    sync.add_argument("--system", required=True, choices=("kki", "sisdmk"), help="the source")
+    sync.add_argument(
+        "--full", action="store_true", help="ignore the checkpoint and fetch every record"
+    )
+    sync.add_argument(
+        "--page-size", type=_page_size, default=500, help="records per page and commit (1-500)"
+    )
+    sync.set_defaults(handler=_sync)
+
+
+def _page_size(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 500:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 500")
+    return int(text)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    # Imported here: rich and the HTTP clients load only for this command.
+    from adapter.sync.command import run
+
+    return run(str(args.system), full=bool(args.full), page_size=int(args.page_size))
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""`hf-adapter sync --system kki|sisdmk [--full]`: wiring, a progress bar and a summary.
+
+The progress bar goes to stderr, the summary table to stdout. Exit 0 when the run succeeded,
+1 when it failed (the message says what to do next), 2 when it could not start.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final
+
+from rich.console import Console
+from rich.progress import (
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import OperationalError
+
+from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.settings import load_settings
+from adapter.store import database
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.sync.service import PAGE_SIZE, SyncProgress, SyncRunResult, sync_system
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+
+_UNAVAILABLE: Final = frozenset({"UpstreamUnavailable", "CircuitOpen", "UpstreamRateLimited"})
+_CREDENTIALS: Final = {
+    "kki": "KKI_API_TOKEN",
+    "sisdmk": "SISDMK_CLIENT_ID and SISDMK_CLIENT_SECRET",
+}
+
+
+class RateColumn(ProgressColumn):
+    """Records per second over the run so far."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:,.0f} records/s", style="progress.data.speed")
+
+
+def run(system: str, *, full: bool, page_size: int = PAGE_SIZE) -> int:
+    settings = load_settings()
+    engine = database.create_engine_from_settings(settings)
+    stderr = Console(stderr=True)
+    blind_index = settings.blind_index()
+    cipher = settings.field_cipher()
+    client: HttpKkiClient | HttpSisdmkClient
+    if system == "kki":
+        client = HttpKkiClient.from_settings(settings)
+    else:
+        client = HttpSisdmkClient.from_settings(settings)
+    try:
+        with (
+            client,
+            Progress(
+                SpinnerColumn(),
+                TextColumn(f"sync {system}"),
+                TextColumn("{task.completed:,.0f} records, page {task.fields[pages]}"),
+                RateColumn(),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            ) as bar,
+        ):
+            task = bar.add_task(system, total=None, pages=0)
+
+            def on_page(progress: SyncProgress) -> None:
+                bar.update(task, completed=progress.counts.fetched, pages=progress.pages)
+
+            result = sync_system(
+                system,
+                session_factory=database.session_factory(engine),
+                client=client,
+                repository_factory=lambda session: HealthWorkerRepository(
+                    session, cipher, blind_index
+                ),
+                full=full,
+                progress=on_page,
+                cipher=cipher,
+                page_size=page_size,
+            )
+    except OperationalError as exc:
+        raise database.DatabaseUnavailableError(
+            f"cannot use the database at {engine.url.render_as_string(hide_password=True)}: "
+            f"{_first_line(exc.orig)}; check DATABASE_URL and that the server is running, "
+            "then run the sync again"
+        ) from None
+    finally:
+        engine.dispose()
+
+    Console().print(summary_table(result))
+    if result.succeeded:
+        return EXIT_OK
+    print(f"hf-adapter: sync {system} failed: {result.error}", file=sys.stderr)
+    print(f"hf-adapter: next step: {next_step(result)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def summary_table(result: SyncRunResult) -> Table:
+    resumed = ", resumed" if result.resumed else ""
+    table = Table(title=f"sync {result.system} ({result.mode}{resumed}): {result.status}")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    counts = result.counts
+    rows = (
+        ("fetched", f"{counts.fetched:,}"),
+        ("created", f"{counts.created:,}"),
+        ("updated", f"{counts.updated:,}"),
+        ("unchanged", f"{counts.unchanged:,}"),
+        ("rejected (quarantined)", f"{counts.rejected:,}"),
+        ("identity findings", f"{result.findings:,}"),
+        ("pages", f"{result.pages:,}"),
+        ("duration", f"{result.duration_s:.1f} s"),
+        ("records/s", f"{result.records_per_s:,.0f}"),
+        ("run id", str(result.run_id)),
+    )
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def next_step(result: SyncRunResult) -> str:
+    """What an operator should do about a failed run."""
+    if result.pages:
+        resume = (
+            f"the next run resumes from page {result.pages + 1} "
+            f"(after the {result.pages} page(s) this run committed)"
+        )
+    else:
+        resume = "the next run starts from the same checkpoint (this run committed no page)"
+    kind = result.error_type or ""
+    if kind in _UNAVAILABLE:
+        return f"{result.system} is unavailable; retry later; {resume}"
+    if kind == "AuthenticationFailed":
+        return f"check {_CREDENTIALS.get(result.system, 'the credentials')}, then rerun; {resume}"
+    if kind == "ContractViolation":
+        return (
+            f"{result.system} answered outside its contract; report it to its operators with "
+            f"the time of this run; {resume}"
+        )
+    if kind in {"OperationalError", "InterfaceError", "DatabaseUnavailableError"}:
+        return f"check the database (DATABASE_URL) and rerun; {resume}"
+    return f"see the log for details and rerun; if it fails again run with --full; {resume}"
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip() if error is not None else ""
+    return text.splitlines()[0] if text else "no details"

@@ -1,0 +1,453 @@
+"""Batch sync of one system into the store: full or incremental, page by page, resumable.
+
+Each page is upserted through the repositories and committed in ONE transaction together with
+the checkpoint (the page's ``next_cursor`` and the newest ``updated_at`` seen), so a crash loses
+at most the page in flight and the next run resumes right after the last committed page.
+Records the store refuses are quarantined (encrypted, with a reason that names no value) and
+do not stop the run. Every run leaves a ``sync_runs`` row with its counts and outcome.
+
+Merge rules live in the repositories: SISDMK is authoritative for identity, employment and
+education; KKI for registration, certification and training; where both speak of the same
+person and disagree, an identity finding is recorded. This module counts the findings a run
+opened.
+
+No web framework here: the CLI and the scheduler call `sync_system`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, cast
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.clients.http import MAX_PAGE_SIZE, Page
+from adapter.clients.kki import KkiClient
+from adapter.clients.sisdmk import SisdmkClient
+from adapter.errors import AdapterError
+from adapter.store.crypto import FieldCipher, encrypt_fields
+from adapter.store.models import (
+    SYSTEMS,
+    IdentityFinding,
+    QuarantinedRecord,
+    SyncCheckpoint,
+    SyncRun,
+)
+from adapter.store.repositories import HealthWorkerRepository, UpsertResult
+
+log = logging.getLogger("adapter.sync")
+
+System = Literal["kki", "sisdmk"]
+PAGE_SIZE: Final = MAX_PAGE_SIZE
+# Errors that condemn one record, not the run: bad or missing fields, a value the database or
+# an encrypted column refuses, an identity conflict. Anything else (the source is down, the
+# database is gone) ends the run.
+RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, IntegrityError, DataError)
+_ABANDONED: Final = (
+    "abandoned: the process ended without finishing this run (crash or kill); "
+    "a later run resumed from its last committed page"
+)
+
+
+@dataclass
+class SyncCounts:
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def add(self, other: SyncCounts) -> None:
+        self.fetched += other.fetched
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """Sent to the `progress` callback after each committed page."""
+
+    system: str
+    pages: int
+    counts: SyncCounts
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class SyncRunResult:
+    """What one run did. `error` is set (and `status` is ``failed``) when it stopped early."""
+
+    run_id: uuid.UUID
+    system: str
+    mode: str
+    status: str
+    counts: SyncCounts
+    findings: int
+    pages: int
+    duration_s: float
+    resumed: bool
+    error: str | None = None
+    # The exception class that ended the run (e.g. ``UpstreamUnavailable``), for the caller's
+    # advice on what to do next.
+    error_type: str | None = None
+    error_reason: str | None = None
+    quarantined_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def records_per_s(self) -> float:
+        return self.counts.fetched / self.duration_s if self.duration_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Source:
+    resource: str
+    key: str
+    pages: Callable[[dt.datetime | None, str | None], Iterator[Page]]
+    upsert: Callable[[HealthWorkerRepository, Mapping[str, Any], dt.datetime], UpsertResult]
+
+
+def sync_system(
+    system: str,
+    *,
+    session_factory: sessionmaker[Session],
+    client: KkiClient | SisdmkClient,
+    repository_factory: Callable[[Session], HealthWorkerRepository],
+    full: bool = False,
+    progress: Callable[[SyncProgress], None] | None = None,
+    cipher: FieldCipher | None = None,
+    page_size: int = PAGE_SIZE,
+) -> SyncRunResult:
+    """Sync every record of `system` changed since the checkpoint (all of them with `full`).
+
+    `client` is a `KkiClient` for ``kki`` and a `SisdmkClient` for ``sisdmk``. With `cipher`,
+    quarantined records keep their payload encrypted; without it only a keyed digest is kept.
+    The result says whether the run succeeded; failures are recorded, not raised.
+    """
+    if system not in SYSTEMS:
+        raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
+    source = _source(system, client, page_size)
+    started = time.monotonic()
+    started_at = _now()
+
+    with session_factory() as session, session.begin():
+        checkpoint = session.get(SyncCheckpoint, system)
+        updated_since = None if full or checkpoint is None else checkpoint.updated_since
+        cursor = None if full or checkpoint is None else checkpoint.cursor
+        mode = "full" if full or checkpoint is None else "incremental"
+        resumed = cursor is not None
+        # A run still marked running was ended without a chance to say so (killed, crashed).
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.system == system, SyncRun.status == "running")
+            .values(status="failed", finished_at=started_at, error=_ABANDONED)
+        )
+        run = SyncRun(
+            id=uuid.uuid4(), system=system, mode=mode, started_at=started_at, status="running"
+        )
+        session.add(run)
+    run_id = run.id
+    log.info(
+        "sync started",
+        extra={"system": system, "mode": mode, "run_id": str(run_id), "resumed": resumed},
+    )
+
+    counts = SyncCounts()
+    pages = 0
+    quarantined: list[str] = []
+    high_water = updated_since
+    error: BaseException | None = None
+    try:
+        for page in source.pages(updated_since, cursor):
+            fetched_at = _now()
+            page_counts, bad = _store_page(
+                session_factory,
+                repository_factory,
+                source,
+                system,
+                page,
+                fetched_at,
+                run_id,
+                cipher,
+                high_water,
+                counts,
+            )
+            counts.add(page_counts)
+            quarantined.extend(bad)
+            high_water = _newest(page, high_water)
+            pages += 1
+            if progress is not None:
+                progress(SyncProgress(system, pages, counts, time.monotonic() - started))
+    except Exception as exc:  # noqa: BLE001 - recorded on the run and returned, never lost
+        error = exc
+        log.warning(
+            "sync failed",
+            extra={"system": system, "run_id": str(run_id), "error": _describe(exc)},
+        )
+
+    findings = _finish(session_factory, run_id, started_at, counts, error)
+    return SyncRunResult(
+        run_id=run_id,
+        system=system,
+        mode=mode,
+        status="failed" if error is not None else "succeeded",
+        counts=counts,
+        findings=findings,
+        pages=pages,
+        duration_s=time.monotonic() - started,
+        resumed=resumed,
+        error=None if error is None else _describe(error),
+        error_type=None if error is None else type(error).__name__,
+        error_reason=getattr(error, "reason", None),
+        quarantined_ids=tuple(quarantined),
+    )
+
+
+# -- one page -----------------------------------------------------------------------------
+
+
+def _store_page(
+    session_factory: sessionmaker[Session],
+    repository_factory: Callable[[Session], HealthWorkerRepository],
+    source: _Source,
+    system: str,
+    page: Page,
+    fetched_at: dt.datetime,
+    run_id: uuid.UUID,
+    cipher: FieldCipher | None,
+    high_water: dt.datetime | None,
+    totals: SyncCounts,
+) -> tuple[SyncCounts, list[str]]:
+    """Upsert one page and commit it with the checkpoint; the page's counts and rejected ids.
+
+    A record that fails rolls the page back; the page is replayed without it (a failed flush
+    leaves the session unusable, and savepoints are unreliable on SQLite's driver), and the
+    record goes to quarantine in the same transaction.
+    """
+    rejected: dict[int, str] = {}
+    while True:
+        counts = SyncCounts(fetched=len(page.items), rejected=len(rejected))
+        failed: tuple[int, str] | None = None
+        with session_factory() as session:  # closing rolls back whatever was not committed
+            repository = repository_factory(session)
+            for index, doc in enumerate(page.items):
+                if index in rejected:
+                    continue
+                try:
+                    result = source.upsert(repository, doc, fetched_at)
+                except RECORD_ERRORS as exc:
+                    failed = (index, _record_reason(exc))
+                    session.rollback()
+                    break
+                _count(counts, result)
+            if failed is None:
+                for index, reason in rejected.items():
+                    _quarantine(
+                        session,
+                        repository,
+                        cipher,
+                        system,
+                        source,
+                        page.items[index],
+                        reason,
+                        run_id,
+                    )
+                _advance(session, system, page, run_id, _newest(page, high_water))
+                _record_counts(session, run_id, totals, counts)
+                session.commit()
+                return counts, [str(page.items[i].get(source.key)) for i in rejected]
+        rejected[failed[0]] = failed[1]
+
+
+def _count(counts: SyncCounts, result: UpsertResult) -> None:
+    if result is UpsertResult.CREATED:
+        counts.created += 1
+    elif result is UpsertResult.UPDATED:
+        counts.updated += 1
+    else:
+        counts.unchanged += 1
+
+
+def _quarantine(
+    session: Session,
+    repository: HealthWorkerRepository,
+    cipher: FieldCipher | None,
+    system: str,
+    source: _Source,
+    doc: Mapping[str, Any],
+    reason: str,
+    run_id: uuid.UUID,
+) -> None:
+    row_id = uuid.uuid4()
+    payload = None
+    if cipher is not None:
+        clear = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+        payload = encrypt_fields(
+            cipher, QuarantinedRecord.__tablename__, row_id, {"payload": clear}
+        )["payload"]
+    key = doc.get(source.key)
+    session.add(
+        QuarantinedRecord(
+            id=row_id,
+            system=system,
+            resource=source.resource,
+            source_id=None if key is None else str(key)[:64],
+            reason=reason[:500],
+            payload_hash=repository.payload_hash(doc),
+            payload=payload,
+            run_id=run_id,
+            received_at=_now(),
+        )
+    )
+
+
+def _advance(
+    session: Session,
+    system: str,
+    page: Page,
+    run_id: uuid.UUID,
+    updated_since: dt.datetime | None,
+) -> None:
+    checkpoint = session.get(SyncCheckpoint, system)
+    if checkpoint is None:
+        checkpoint = SyncCheckpoint(system=system)
+        session.add(checkpoint)
+    checkpoint.updated_since = updated_since
+    # None after the last page: the next run starts from `updated_since`, not mid-way.
+    checkpoint.cursor = page.next_cursor
+    checkpoint.run_id = run_id
+    checkpoint.committed_at = _now()
+
+
+def _record_counts(
+    session: Session, run_id: uuid.UUID, totals: SyncCounts, page: SyncCounts
+) -> None:
+    session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(
+            fetched=totals.fetched + page.fetched,
+            created=totals.created + page.created,
+            updated=totals.updated + page.updated,
+            unchanged=totals.unchanged + page.unchanged,
+            rejected=totals.rejected + page.rejected,
+        )
+    )
+
+
+def _finish(
+    session_factory: sessionmaker[Session],
+    run_id: uuid.UUID,
+    started_at: dt.datetime,
+    counts: SyncCounts,
+    error: BaseException | None,
+) -> int:
+    """Close the run's row; the number of identity findings opened since it started."""
+    try:
+        with session_factory() as session, session.begin():
+            session.execute(
+                update(SyncRun)
+                .where(SyncRun.id == run_id)
+                .values(
+                    status="failed" if error is not None else "succeeded",
+                    finished_at=_now(),
+                    fetched=counts.fetched,
+                    created=counts.created,
+                    updated=counts.updated,
+                    unchanged=counts.unchanged,
+                    rejected=counts.rejected,
+                    error=None if error is None else _describe(error)[:2000],
+                )
+            )
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(IdentityFinding)
+                    .where(IdentityFinding.detected_at >= started_at)
+                )
+                or 0
+            )
+    except SQLAlchemyError as exc:
+        # The database went away too: the row stays "running" and the next run marks it.
+        log.error("could not record the end of sync run %s: %s", run_id, _describe(exc))
+        return 0
+
+
+# -- sources ------------------------------------------------------------------------------
+
+
+def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _Source:
+    if system == "kki":
+        kki = cast(KkiClient, client)
+        return _Source(
+            resource="registrations",
+            key="str_number",
+            pages=lambda since, cursor: kki.iter_registrations(since, page_size, cursor),
+            upsert=lambda repo, doc, at: repo.upsert_registration_from_kki(doc, fetched_at=at),
+        )
+    sisdmk = cast(SisdmkClient, client)
+    return _Source(
+        resource="health-workers",
+        key="worker_id",
+        pages=lambda since, cursor: sisdmk.iter_health_workers(since, page_size, cursor),
+        upsert=lambda repo, doc, at: repo.upsert_from_sisdmk(doc, fetched_at=at),
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _newest(page: Page, current: dt.datetime | None) -> dt.datetime | None:
+    newest = current
+    for item in page.items:
+        raw = item.get("updated_at")
+        if raw is None:
+            continue
+        try:
+            stamp = dt.datetime.fromisoformat(str(raw))
+        except ValueError:
+            continue
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        if newest is None or stamp > newest:
+            newest = stamp
+    return newest
+
+
+def _record_reason(exc: BaseException) -> str:
+    """A reason slug and field names only: exception messages can quote the refused value."""
+    if isinstance(exc, KeyError):
+        return f"missing_field: {str(exc.args[0])[:64] if exc.args else '?'}"
+    if isinstance(exc, AdapterError):
+        return f"{exc.reason}: {type(exc).__name__}"
+    if isinstance(exc, IntegrityError | DataError):
+        return f"database_rejected: {type(exc.orig).__name__ if exc.orig else type(exc).__name__}"
+    return f"invalid_value: {type(exc).__name__}"
+
+
+def _describe(exc: BaseException) -> str:
+    """An operator's one-line account of an error, without personal data or secrets."""
+    if isinstance(exc, AdapterError):
+        return f"{type(exc).__name__}: {exc.message}"
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        text = str(orig if orig is not None else exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0] if text else 'no details'}"
+    return f"{type(exc).__name__} (unexpected; see the log)"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

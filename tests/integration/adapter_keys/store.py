@@ -1,0 +1,124 @@
+"""A store filled under key A, and raw views of its tokens, for the key-rotation tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, Key, KeyRing
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.models import Base, QuarantinedRecord
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.store.rotation import encrypted_tables
+from tests.integration.adapter.databases import PostgresServer
+from tests.integration.adapter.documents import kki_registration, sisdmk_worker
+
+KEY_A = Key("key-a", bytes(range(32)))
+KEY_B = Key("key-b", bytes(range(50, 82)))
+FETCHED_AT = dt.datetime(2026, 1, 30, 1, 2, 3, tzinfo=dt.UTC)
+WORKERS = 200
+REGISTRATIONS = 40
+
+TokenPlace = tuple[str, str, str]  # table, column, row id
+
+
+def cipher_of(*keys: Key) -> FieldCipher:
+    return FieldCipher(KeyRing(list(keys)))
+
+
+@dataclass
+class Store:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    workers: list[dict[str, Any]]
+
+    def repository(self, session: Session, cipher: FieldCipher, bidx: BlindIndex) -> Any:
+        return HealthWorkerRepository(session, cipher, bidx)
+
+
+def database_url(backend: str, tmp_path: Path, server: PostgresServer) -> URL:
+    if backend == "postgresql":
+        return server.create_database()
+    return make_url(f"sqlite:///{tmp_path / 'keys' / 'adapter.sqlite3'}")
+
+
+def filled_store(url: URL, bidx: BlindIndex) -> Store:
+    """A migrated database with workers, registrations and a quarantined record under key A."""
+    engine = create_engine_from_url(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    cipher = cipher_of(KEY_A)
+    workers: list[dict[str, Any]] = []
+    niks: set[str] = set()
+    while len(workers) < WORKERS:
+        index = len(workers)
+        doc = sisdmk_worker()
+        if doc["nik"] in niks:  # random synthetic NIKs may repeat; one NIK is one person
+            continue
+        niks.add(doc["nik"])
+        if index % 3 == 0:
+            doc["employments"][0]["nip"] = f"19850312201001{index:04d}"
+        workers.append(doc)
+    with sessions.begin() as session:
+        repository = HealthWorkerRepository(session, cipher, bidx)
+        for doc in workers:
+            repository.upsert_from_sisdmk(doc, fetched_at=FETCHED_AT)
+        for doc in workers[:REGISTRATIONS]:
+            repository.upsert_registration_from_kki(kki_registration(doc), fetched_at=FETCHED_AT)
+        record_id = uuid.uuid4()
+        session.add(
+            QuarantinedRecord(
+                id=record_id,
+                system="kki",
+                resource="registration",
+                source_id="QN-quarantined",
+                reason="invalid",
+                payload_hash="0" * 64,
+                payload=cipher.encrypt(
+                    '{"full_name": "Quarantined Sintetis"}',
+                    context=FieldContext("quarantine", "payload", str(record_id)),
+                ),
+                received_at=FETCHED_AT,
+            )
+        )
+    return Store(engine, sessions, workers)
+
+
+def tokens(engine: Engine) -> dict[TokenPlace, str]:
+    """Every stored field token, by where it lives."""
+    found: dict[TokenPlace, str] = {}
+    with engine.connect() as connection:
+        for spec in encrypted_tables():
+            for row in connection.execute(select(spec.key, *spec.columns)):
+                for column, token in zip(spec.columns, row[1:], strict=True):
+                    if token is not None:
+                        found[(spec.name, column.name, str(row[0]))] = token
+    return found
+
+
+def plaintexts(engine: Engine, cipher: FieldCipher) -> dict[TokenPlace, str]:
+    """Every stored value decrypted with `cipher`, by where it lives."""
+    return {
+        place: cipher.decrypt(token, context=FieldContext(*place))
+        for place, token in tokens(engine).items()
+    }
+
+
+def kids(engine: Engine) -> set[str]:
+    return {token.split(".")[1] for token in tokens(engine).values()}
+
+
+def raw_dump(engine: Engine) -> str:
+    """Every row of every table as text, as a database dump would show it."""
+    lines: list[str] = []
+    with engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            lines.extend(repr(tuple(row)) for row in connection.execute(select(table)))
+    return "\n".join(lines)

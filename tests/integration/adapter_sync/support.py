@@ -1,0 +1,162 @@
+"""Helpers for the batch-sync tests: mocks, their admin API, databases, and a sync call."""
+
+from __future__ import annotations
+
+import base64
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.clients import ClientMetrics, HttpKkiClient, HttpSisdmkClient, RetryPolicy, Timeouts
+from adapter.store.crypto import BlindIndex, FieldCipher
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.sync import SyncProgress, SyncRunResult, sync_system
+from tests.integration.adapter.conftest import BLIND_INDEX_KEY, ENCRYPTION_KEY
+
+KKI_TOKEN = "kki-dev-token"
+SISDMK_ID, SISDMK_SECRET = "sisdmk-dev-client", "sisdmk-dev-secret"
+FAST = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05, max_retry_after_s=0)
+IDENTITY_FIELDS = ("full_name", "gelar_depan", "gelar_belakang", "birth_date", "gender")
+
+
+class Mock:
+    """A running mock's base URL and its admin API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=10.0)
+
+    def health(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.admin.get("/health").raise_for_status().json()
+        return body
+
+    def records(self, collection: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+            body = self.admin.get(f"/records/{collection}", params=params).raise_for_status()
+            page = body.json()
+            items.extend(page["data"])
+            cursor = page["page"].get("next_cursor")
+            if not cursor:
+                return items
+
+    def patch(self, collection: str, key: str, patch: dict[str, Any]) -> dict[str, Any]:
+        response = self.admin.patch(f"/records/{collection}/{key}", json=patch)
+        body: dict[str, Any] = response.raise_for_status().json()
+        return body
+
+    def fault(self, rule: dict[str, Any]) -> None:
+        self.admin.post("/faults", json=rule).raise_for_status()
+
+    def reset(self) -> None:
+        self.admin.delete("/faults").raise_for_status()
+        self.admin.post("/reset").raise_for_status()
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+def migrated(url: URL) -> Engine:
+    engine = create_engine_from_url(url)
+    upgrade(engine)
+    return engine
+
+
+def client_for(system: str, mock: Mock) -> HttpKkiClient | HttpSisdmkClient:
+    options: dict[str, Any] = {
+        "timeouts": Timeouts(connect_s=1.0, read_s=5.0),
+        "policy": FAST,
+        "metrics": ClientMetrics.for_registry(CollectorRegistry()),
+    }
+    if system == "kki":
+        return HttpKkiClient(mock.url, KKI_TOKEN, **options)
+    return HttpSisdmkClient(mock.url, SISDMK_ID, SISDMK_SECRET, **options)
+
+
+def run_sync(
+    system: str,
+    mock: Mock,
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    *,
+    full: bool = False,
+    page_size: int = 100,
+    on_page: Any = None,
+) -> SyncRunResult:
+    with client_for(system, mock) as client:
+
+        def progress(update: SyncProgress) -> None:
+            if on_page is not None:
+                on_page(update)
+
+        return sync_system(
+            system,
+            session_factory=sessions,
+            client=client,
+            repository_factory=lambda session: HealthWorkerRepository(session, cipher, blind_index),
+            full=full,
+            progress=progress,
+            cipher=cipher,
+            page_size=page_size,
+        )
+
+
+@contextmanager
+def store(url: URL) -> Iterator[sessionmaker[Session]]:
+    engine = migrated(url)
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def adapter_environment(database_url: str, kki: str, sisdmk: str) -> dict[str, str]:
+    def key(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": database_url,
+        "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
+        "OIDC_AUDIENCE": "hf-adapter",
+        "KKI_BASE_URL": kki,
+        "KKI_API_TOKEN": KKI_TOKEN,
+        "SISDMK_BASE_URL": sisdmk,
+        "SISDMK_CLIENT_ID": SISDMK_ID,
+        "SISDMK_CLIENT_SECRET": SISDMK_SECRET,
+        "KKI_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(1, 25))).decode(),
+        "SISDMK_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(30, 62))).decode(),
+        "ENCRYPTION_KEYS": f"{ENCRYPTION_KEY.kid}:{key(ENCRYPTION_KEY.material)}",
+        "BLIND_INDEX_KEY": f"{BLIND_INDEX_KEY.kid}:{key(BLIND_INDEX_KEY.material)}",
+    }
+
+
+def _fold(value: Any) -> str | None:
+    if value is None or not str(value).strip():
+        return None
+    return " ".join(unicodedata.normalize("NFKC", str(value)).casefold().split())
+
+
+def expected_findings(kki: list[dict[str, Any]], sisdmk: list[dict[str, Any]]) -> int:
+    """(registration, field) pairs where KKI's identity differs from SISDMK's for one NIK."""
+    people = {worker["nik"]: worker for worker in sisdmk}
+    count = 0
+    for registration in kki:
+        worker = people.get(registration["nik"])
+        if worker is None:
+            continue
+        count += sum(
+            _fold(registration.get(name)) != _fold(worker.get(name)) for name in IDENTITY_FIELDS
+        )
+    return count
