@@ -19,6 +19,7 @@ from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress, SyncRunResult, sync_system
+from harness.processes import start_mock
 from tests.integration.adapter.conftest import BLIND_INDEX_KEY, ENCRYPTION_KEY
 
 KKI_TOKEN = "kki-dev-token"
@@ -64,6 +65,17 @@ class Mock:
 
     def close(self) -> None:
         self.admin.close()
+
+
+def running_mock(system: str, *, size: int, seed: int) -> Iterator[Mock]:
+    """A real mock process and its admin client for one test module (use with `yield from`)."""
+    process, url = start_mock(system, size=size, seed=seed)
+    mock = Mock(url)
+    try:
+        yield mock
+    finally:
+        mock.close()
+        process.close()
 
 
 def migrated(url: URL) -> Engine:

@@ -22,9 +22,14 @@ from adapter.store.models import (
 )
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress
-from harness.processes import start_mock
 from tests.integration.adapter.conftest import BACKENDS
-from tests.integration.adapter_sync.support import Mock, expected_findings, run_sync, store
+from tests.integration.adapter_sync.support import (
+    Mock,
+    expected_findings,
+    run_sync,
+    running_mock,
+    store,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,24 +39,12 @@ SAMPLE = 25
 
 @pytest.fixture(scope="module")
 def sisdmk() -> Iterator[Mock]:
-    process, url = start_mock("sisdmk", size=SIZE, seed=7)
-    mock = Mock(url)
-    try:
-        yield mock
-    finally:
-        mock.close()
-        process.close()
+    yield from running_mock("sisdmk", size=SIZE, seed=7)
 
 
 @pytest.fixture(scope="module")
 def kki() -> Iterator[Mock]:
-    process, url = start_mock("kki", size=SIZE, seed=7)
-    mock = Mock(url)
-    try:
-        yield mock
-    finally:
-        mock.close()
-        process.close()
+    yield from running_mock("kki", size=SIZE, seed=7)
 
 
 @pytest.fixture

@@ -16,9 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.models import Employment, HealthWorker, SyncCheckpoint, SyncRun
-from harness.processes import start_mock
 from tests.integration.adapter.conftest import BACKENDS
-from tests.integration.adapter_sync.support import Mock, adapter_environment, run_sync, store
+from tests.integration.adapter_sync.support import (
+    Mock,
+    adapter_environment,
+    run_sync,
+    running_mock,
+    store,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +34,7 @@ PAGE = 20
 
 @pytest.fixture(scope="module")
 def sisdmk() -> Iterator[Mock]:
-    process, url = start_mock("sisdmk", size=SIZE, seed=11)
-    mock = Mock(url)
-    try:
-        yield mock
-    finally:
-        mock.close()
-        process.close()
+    yield from running_mock("sisdmk", size=SIZE, seed=11)
 
 
 def _state(sessions: sessionmaker[Session]) -> tuple[set[tuple[str, int, str]], int]:
