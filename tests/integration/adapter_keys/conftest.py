@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
-from tests.integration.adapter.conftest import blind_index, postgres_server
+from collections.abc import Iterator
+from pathlib import Path
 
-__all__ = ["blind_index", "postgres_server"]
+import pytest
+
+from adapter.store.crypto import BlindIndex
+from tests.integration.adapter.conftest import blind_index, postgres_server
+from tests.integration.adapter.databases import PostgresServer
+from tests.integration.adapter_keys.store import Store, database_url, filled_store
+
+__all__ = ["blind_index", "postgres_server", "store"]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def store(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    postgres_server: PostgresServer,
+    blind_index: BlindIndex,
+) -> Iterator[Store]:
+    filled = filled_store(database_url(request.param, tmp_path, postgres_server), blind_index)
+    try:
+        yield filled
+    finally:
+        filled.engine.dispose()

@@ -4,14 +4,11 @@ to "B,A", `rotate_keys` re-encrypting in batches, interrupted, crashed, resumed,
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, KeyRing
 from adapter.store.rotation import BatchDone, count_stale, rotate_keys
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter.documents import bumped, sisdmk_worker
 from tests.integration.adapter_keys.store import (
     FETCHED_AT,
@@ -19,8 +16,6 @@ from tests.integration.adapter_keys.store import (
     KEY_B,
     Store,
     cipher_of,
-    database_url,
-    filled_store,
     kids,
     plaintexts,
     raw_dump,
@@ -30,20 +25,6 @@ from tests.integration.adapter_keys.store import (
 pytestmark = pytest.mark.integration
 
 BATCH = 50
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    postgres_server: PostgresServer,
-    blind_index: BlindIndex,
-) -> Iterator[Store]:
-    filled = filled_store(database_url(request.param, tmp_path, postgres_server), blind_index)
-    try:
-        yield filled
-    finally:
-        filled.engine.dispose()
 
 
 def test_rotate_reencrypts_every_token_once_under_active_key_when_ring_is_b_then_a(

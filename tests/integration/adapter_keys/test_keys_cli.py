@@ -5,20 +5,16 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from adapter.store.crypto import BlindIndex, Key, KeyRing
-from tests.integration.adapter.databases import PostgresServer
+from adapter.store.crypto import Key, KeyRing
 from tests.integration.adapter_keys.store import (
     KEY_A,
     KEY_B,
     Store,
     cipher_of,
-    database_url,
-    filled_store,
     kids,
     plaintexts,
 )
@@ -57,20 +53,6 @@ def _hf_adapter(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
     return subprocess.run(
         [str(HF_ADAPTER), *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    postgres_server: PostgresServer,
-    blind_index: BlindIndex,
-) -> Iterator[Store]:
-    filled = filled_store(database_url(request.param, tmp_path, postgres_server), blind_index)
-    try:
-        yield filled
-    finally:
-        filled.engine.dispose()
 
 
 def test_keys_generate_prints_entry_that_parses_as_key_ring() -> None:

@@ -30,6 +30,9 @@ from openapi_schema_validator import (
 from openapi_spec_validator import OpenAPIV30SpecValidator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mocks.kki.system import EVENT_TYPES as KKI_EVENT_TYPES
+from mocks.sisdmk.system import EVENT_TYPES as SISDMK_EVENT_TYPES
+
 SPECS = Path(__file__).resolve().parents[3] / "contracts" / "openapi"
 PUBLIC = ("kki.yaml", "sisdmk.yaml")
 ADMIN = ("mock-admin.yaml", "kki-admin.yaml")
@@ -95,34 +98,9 @@ OUTLINE_OPERATIONS = {
     },
     "kki-admin.yaml": {"changeRegistrationStatus"},
 }
-KKI_EVENTS = [
-    "registration.issued",
-    "registration.status_changed",
-    "registration.suspended",
-    "registration.reinstated",
-    "registration.revoked",
-    "registration.corrected",
-    "skp.credited",
-    "skp.adequacy_changed",
-    "skp.period_rolled",
-    "training.completed",
-    "sip.recorded",
-    "sip.expiring",
-    "sip.invalidated",
-]
-SISDMK_EVENTS = [
-    "worker.registered",
-    "worker.updated",
-    "worker.deactivated",
-    "worker.merged",
-    "employment.started",
-    "employment.changed",
-    "employment.transferred",
-    "employment.ended",
-    "education.added",
-    "education.updated",
-    "facility.updated",
-]
+# The mocks send exactly these; the specs' enums must list the same, in the same order.
+KKI_EVENTS = list(KKI_EVENT_TYPES)
+SISDMK_EVENTS = list(SISDMK_EVENT_TYPES)
 # Error schema and media type per spec (the SISDMK token endpoint answers FHIR OperationOutcome).
 ERROR_FORMAT = {
     "kki.yaml": ("application/problem+json", "Problem"),
