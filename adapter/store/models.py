@@ -55,6 +55,8 @@ END_REASONS: Final = ("MUTASI", "PENSIUN", "RESIGN", "MENINGGAL", "KONTRAK_HABIS
 IDENTITY_FIELDS: Final = ("full_name", "gelar_depan", "gelar_belakang", "birth_date", "gender")
 SYNC_MODES: Final = ("full", "incremental")
 SYNC_STATUSES: Final = ("running", "succeeded", "failed")
+CONNECTION_STATUSES: Final = ("unknown", "healthy", "degraded", "down")
+BREAKER_STATES: Final = ("closed", "open", "half_open")
 
 _TOKEN = re.compile(rf"{TOKEN_VERSION}\.[a-z0-9-]{{1,32}}\.[A-Za-z0-9_-]+")
 
@@ -389,6 +391,8 @@ class SyncRun(Base):
     updated: Mapped[int] = mapped_column(server_default="0")
     unchanged: Mapped[int] = mapped_column(server_default="0")
     rejected: Mapped[int] = mapped_column(server_default="0")
+    # Identity findings (KKI and SISDMK disagree) this run opened.
+    findings: Mapped[int] = mapped_column(server_default="0")
     # What went wrong, for operators; never personal data or a secret.
     error: Mapped[str | None] = mapped_column(Text)
 
@@ -415,6 +419,36 @@ class SyncCheckpoint(Base):
     committed_at: Mapped[dt.datetime]
 
     __table_args__ = (_one_of("system", SYSTEMS),)
+
+
+class Connection(Base):
+    """The state of the adapter's link to one external system, as the last calls saw it.
+
+    ``degraded``: the last sync or look-up could not reach the system (down, breaker open,
+    5xx after retries) and the adapter serves its stored copy; ``next_attempt_at`` says when the
+    scheduler tries again. ``down``: that has happened `DOWN_AFTER` times in a row.
+    """
+
+    __tablename__ = "connections"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(server_default=true())
+    status: Mapped[str] = mapped_column(String(16), server_default="unknown")
+    breaker_state: Mapped[str] = mapped_column(String(16), server_default="closed")
+    last_success_at: Mapped[dt.datetime | None]
+    last_failure_at: Mapped[dt.datetime | None]
+    # The last failure in an operator's words; never personal data or a secret.
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(server_default="0")
+    error_count: Mapped[int] = mapped_column(server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None]
+    changed_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        _one_of("system", SYSTEMS),
+        _one_of("status", CONNECTION_STATUSES),
+        _one_of("breaker_state", BREAKER_STATES),
+    )
 
 
 class QuarantinedRecord(Base):
