@@ -14,7 +14,7 @@ from adapter.clients.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from adapter.clients.http import Page, Timeouts
+from adapter.clients.http import Page, RejectedItem, Timeouts
 from adapter.clients.kki import HttpKkiClient, KkiClient
 from adapter.clients.policy import (
     BreakerState,
@@ -37,6 +37,7 @@ __all__ = [
     "KkiClient",
     "NotFound",
     "Page",
+    "RejectedItem",
     "RetryPolicy",
     "SisdmkClient",
     "Timeouts",

@@ -1,7 +1,8 @@
 """Response bodies checked against the operation's schema in contracts/openapi/*.yaml.
 
-Each spec is loaded and its `$ref`s resolved once per process; validators are cached per
-(operationId, status). Messages say where and which rule failed, never the offending value.
+Each spec is loaded and its `$ref`s resolved once per process; validators are compiled once per
+schema (jsonschema-rs decides, the Python validator words a failure). Messages say where and
+which rule failed, never the offending value.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
 from adapter.clients.errors import ContractViolation
+from openapi_schemas import compiled_validator
 
 CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 _HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 _SIZE_RULES: Final = frozenset(
     {"minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems", "multipleOf"}
 )
+# One object, so the validator cache (keyed by schema identity) never meets a recycled id.
+_ANY_BODY: Final[dict[str, Any]] = {}
 _JSON_TYPES: Final = {
     dict: "object",
     list: "array",
@@ -45,7 +49,9 @@ class OpenApiContract:
         self.system = system
         resolved: dict[str, Any] = resolve_refs(dict(spec))
         self._responses = dict(_responses_by_operation(resolved))
-        self._validators: dict[tuple[str, int], Validator] = {}
+        # Per schema object; the schemas live as long as the contract, so their ids stay unique.
+        self._validators: dict[int, Validator] = {}
+        self._list_parts: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -53,16 +59,6 @@ class OpenApiContract:
         with path.open(encoding="utf-8") as fh:
             spec = yaml.safe_load(fh)
         return cls(system, spec)
-
-    def validator(self, operation_id: str, status: int) -> Validator:
-        key = (operation_id, status)
-        with self._lock:
-            validator = self._validators.get(key)
-            if validator is None:
-                schema = self._schema(operation_id, status)
-                validator = Draft4ResponseValidator(schema, format_checker=FormatChecker())
-                self._validators[key] = validator
-            return validator
 
     def _schema(self, operation_id: str, status: int) -> dict[str, Any]:
         responses = self._responses.get(operation_id)
@@ -80,22 +76,76 @@ class OpenApiContract:
             if media_type.split(";")[0].strip().endswith("json") and "schema" in content:
                 schema: dict[str, Any] = content["schema"]
                 return schema
-        return {}  # no JSON body documented for this status: anything parseable passes
+        return _ANY_BODY  # no JSON body documented for this status: anything parseable passes
 
     def validate(self, operation_id: str, status: int, body: Any) -> None:
         """Raise `ContractViolation` unless `body` is a valid `status` answer of the operation."""
-        errors = list(self.validator(operation_id, status).iter_errors(body))
+        self._check(self._schema(operation_id, status), operation_id, status, body, "body")
+
+    def validate_envelope(self, operation_id: str, status: int, body: Any) -> None:
+        """Like `validate` for a list answer, but the items of ``data`` are not looked at.
+
+        A list's items are checked one by one with `item_error`, so that one bad record is
+        set aside (quarantined) instead of failing the page that carries it.
+        """
+        envelope, _ = self._list_schema(operation_id, status)
+        self._check(envelope, operation_id, status, body, "body")
+
+    def item_error(self, operation_id: str, status: int, index: int, item: Any) -> str | None:
+        """Why ``data[index]`` of a list answer breaks the contract, or ``None`` if it doesn't."""
+        _, item_schema = self._list_schema(operation_id, status)
+        try:
+            self._check(item_schema, operation_id, status, item, f"body.data[{index}]")
+        except ContractViolation as exc:
+            return exc.message
+        return None
+
+    def _check(
+        self, schema: dict[str, Any], operation_id: str, status: int, body: Any, root: str
+    ) -> None:
+        fast = compiled_validator(schema)
+        if fast is not None and fast.is_valid(body):
+            return
+        # The slow validator words the error (and checks what jsonschema-rs could not compile).
+        errors = list(self._python_validator(schema).iter_errors(body))
         if not errors:
             return
         first = best_match(errors)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ContractViolation(
-            f"{status} response does not match the contract at {_where(first)}: "
+            f"{status} response does not match the contract at {_where(first, root)}: "
             f"{_what(first)}{more}",
             system=self.system,
             operation=operation_id,
             status=status,
         )
+
+    def _python_validator(self, schema: dict[str, Any]) -> Validator:
+        with self._lock:
+            validator = self._validators.get(id(schema))
+            if validator is None:
+                validator = Draft4ResponseValidator(schema, format_checker=FormatChecker())
+                self._validators[id(schema)] = validator
+            return validator
+
+    def _list_schema(self, operation_id: str, status: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The list answer's schema without its items' schema, and the items' schema."""
+        key = (operation_id, status)
+        with self._lock:
+            parts = self._list_parts.get(key)
+        if parts is not None:
+            return parts
+        schema = self._schema(operation_id, status)
+        data = (schema.get("properties") or {}).get("data") or {}
+        if data.get("type") != "array" or "items" not in data:
+            raise KeyError(f"{self.system} operation {operation_id!r} does not answer a list")
+        envelope = {
+            **schema,
+            "properties": {**schema["properties"], "data": {**data, "items": {}}},
+        }
+        parts = (envelope, data["items"])
+        with self._lock:
+            return self._list_parts.setdefault(key, parts)
 
 
 def _responses_by_operation(
@@ -107,8 +157,8 @@ def _responses_by_operation(
                 yield operation["operationId"], operation.get("responses") or {}
 
 
-def _where(error: ValidationError) -> str:
-    where = "body"
+def _where(error: ValidationError, root: str = "body") -> str:
+    where = root
     for part in error.absolute_path:
         where += f"[{part}]" if isinstance(part, int) else f".{part}"
     return where

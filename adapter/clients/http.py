@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 500
+# A page of 500 records is ~1.5 MB; anything near this limit is a broken or hostile answer.
+MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
 EventHooks = Mapping[str, Sequence[Callable[..., Any]]]
 Params = Mapping[str, str | int]
@@ -59,13 +61,29 @@ def verify_from(ca_bundle: Path | str | None) -> str | bool:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """A record of a page that breaks the contract: set aside with the reason, never used."""
+
+    index: int
+    reason: str  # names the field and the rule, never the value
+    item: Any  # the record as received, for an encrypted quarantine copy
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a cursor-paginated list. Store `next_cursor` as the checkpoint once the
-    items are committed; passing it back as `cursor` resumes right after this page."""
+    items are committed; passing it back as `cursor` resumes right after this page.
+
+    `items` are the records that match the contract; `rejected` those that don't."""
 
     items: tuple[dict[str, Any], ...]
     next_cursor: str | None
     cursor: str | None = None  # the cursor this page was fetched with (None: the first page)
+    rejected: tuple[RejectedItem, ...] = ()
+
+    @property
+    def received(self) -> int:
+        return len(self.items) + len(self.rejected)
 
     @property
     def has_more(self) -> bool:
@@ -102,8 +120,10 @@ class JsonExchange:
         verify: str | bool,
         transport: httpx.BaseTransport | None,
         event_hooks: EventHooks | None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.system = system
+        self.max_response_bytes = max_response_bytes
         self.contract = contract
         self.caller = caller
         self.http = httpx.Client(
@@ -129,8 +149,13 @@ class JsonExchange:
         params: Params | None = None,
         json: Any = None,
         data: Mapping[str, str] | None = None,
+        items_unchecked: bool = False,
     ) -> Any:
-        """The validated JSON body of the 2xx answer, or an error from `errors`."""
+        """The validated JSON body of the 2xx answer, or an error from `errors`.
+
+        With `items_unchecked` (list answers) the records under ``data`` are left for the
+        caller to check one by one; everything around them is validated as usual.
+        """
         trace_id = active_or_new_trace_id()
 
         def send() -> httpx.Response:
@@ -143,16 +168,59 @@ class JsonExchange:
                 json=json,
                 data=data,
             )
-            return self.http.send(request)
+            return self._bounded(operation, self.http.send(request, stream=True))
 
         response = self.caller.call(operation, send)
         body = decode_json(self.system, operation, response)
-        self.contract.validate(operation, response.status_code, body)
+        if items_unchecked:
+            self.contract.validate_envelope(operation, response.status_code, body)
+        else:
+            self.contract.validate(operation, response.status_code, body)
         return body
 
+    def _bounded(self, operation: str, response: httpx.Response) -> httpx.Response:
+        """The response read in full, refused once it passes `max_response_bytes`."""
+        limit = self.max_response_bytes
+        try:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise self._too_large(operation, response.status_code)
+            received = bytearray()
+            for chunk in response.iter_bytes():
+                received += chunk
+                if len(received) > limit:
+                    raise self._too_large(operation, response.status_code)
+        finally:
+            response.close()
+        headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=bytes(received),
+            request=response.request,
+            extensions=response.extensions,
+        )
+
+    def _too_large(self, operation: str, status: int) -> ContractViolation:
+        return ContractViolation(
+            f"{status} response is larger than {self.max_response_bytes:,} bytes; not read",
+            system=self.system,
+            operation=operation,
+            status=status,
+        )
+
     def page(self, operation: str, body: Any, cursor: str | None) -> Page:
-        """A `Page` from a validated list answer (`{data, page}`, SISDMK's in its envelope)."""
-        items, page = body["data"], body["page"]
+        """A `Page` from a list answer whose envelope is valid (`{data, page}`, SISDMK's in its
+        envelope); each record is checked on its own and the bad ones set aside."""
+        items: list[dict[str, Any]] = []
+        rejected: list[RejectedItem] = []
+        for index, item in enumerate(body["data"]):
+            reason = self.contract.item_error(operation, 200, index, item)
+            if reason is None:
+                items.append(item)
+            else:
+                rejected.append(RejectedItem(index, reason, item))
+        page = body["page"]
         next_cursor = page.get("next_cursor")
         if bool(page.get("has_more")) != (next_cursor is not None):
             raise ContractViolation(
@@ -166,7 +234,9 @@ class JsonExchange:
                 system=self.system,
                 operation=operation,
             )
-        return Page(items=tuple(items), next_cursor=next_cursor, cursor=cursor)
+        return Page(
+            items=tuple(items), next_cursor=next_cursor, cursor=cursor, rejected=tuple(rejected)
+        )
 
     def pages(
         self,
@@ -182,11 +252,20 @@ class JsonExchange:
         `call` replaces `self.call` (SISDMK wraps it to add its bearer token).
         """
         send = call if call is not None else self.call
+        seen: set[str] = set()
         while True:
             page_params = {**params, **({"cursor": cursor} if cursor is not None else {})}
-            body = send(operation, "GET", path, params=page_params)
+            body = send(operation, "GET", path, params=page_params, items_unchecked=True)
             page = self.page(operation, body, cursor)
+            if page.next_cursor is not None and page.next_cursor in seen:
+                # A → B → A: the list loops and would never end.
+                raise ContractViolation(
+                    "page.next_cursor points back to a page already read (paging would never end)",
+                    system=self.system,
+                    operation=operation,
+                )
             yield page
             if page.next_cursor is None:
                 return
+            seen.add(page.next_cursor)
             cursor = page.next_cursor

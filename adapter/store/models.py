@@ -28,7 +28,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from adapter.store.crypto import TOKEN_VERSION
@@ -183,6 +183,8 @@ class Registration(Provenance, Timestamps, Base):
     worker_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
     )
+    # Never loaded by the code; tells the unit of work to insert the worker first.
+    _worker: Mapped[HealthWorker] = relationship(lazy="raise")
     str_number: Mapped[str] = mapped_column(String(50), unique=True)
     status: Mapped[str] = mapped_column(String(20))
     status_reason: Mapped[str | None] = mapped_column(Text)
@@ -219,6 +221,8 @@ class PracticeLicense(Provenance, Base):
     registration_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("registrations.id", ondelete="CASCADE")
     )
+    # Never loaded by the code; tells the unit of work to insert the registration first.
+    _registration: Mapped[Registration] = relationship(lazy="raise")
     sip_number: Mapped[str] = mapped_column(String(100))
     sip_seq: Mapped[int]
     issuer_regency_code: Mapped[str] = mapped_column(String(4))
@@ -245,6 +249,8 @@ class CpdSummary(Provenance, Base):
     registration_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("registrations.id", ondelete="CASCADE"), unique=True
     )
+    # Never loaded by the code; tells the unit of work to insert the registration first.
+    _registration: Mapped[Registration] = relationship(lazy="raise")
     period_start: Mapped[dt.date]
     period_end: Mapped[dt.date]
     required_total: Mapped[int]
@@ -267,6 +273,8 @@ class Training(Provenance, Base):
     registration_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("registrations.id", ondelete="CASCADE"), index=True
     )
+    # Never loaded by the code; tells the unit of work to insert the registration first.
+    _registration: Mapped[Registration] = relationship(lazy="raise")
     course_id: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))
     title: Mapped[str] = mapped_column(String(300))
@@ -289,6 +297,8 @@ class Employment(Provenance, Base):
     worker_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
     )
+    # Never loaded by the code; tells the unit of work to insert the worker first.
+    _worker: Mapped[HealthWorker] = relationship(lazy="raise")
     facility_code: Mapped[str] = mapped_column(String(7), index=True)
     facility_name: Mapped[str | None] = mapped_column(String(200))
     unit_code: Mapped[str] = mapped_column(String(32))
@@ -314,6 +324,8 @@ class Education(Provenance, Base):
     worker_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
     )
+    # Never loaded by the code; tells the unit of work to insert the worker first.
+    _worker: Mapped[HealthWorker] = relationship(lazy="raise")
     level: Mapped[str] = mapped_column(String(8))
     program: Mapped[str] = mapped_column(String(200))
     institution: Mapped[str] = mapped_column(String(200))
@@ -362,9 +374,13 @@ class IdentityFinding(Base):
     worker_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
     )
+    # Never loaded by the code; tells the unit of work to insert the worker first.
+    _worker: Mapped[HealthWorker] = relationship(lazy="raise")
     registration_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("registrations.id", ondelete="CASCADE"), index=True
     )
+    # Never loaded by the code; tells the unit of work to insert the registration first.
+    _registration: Mapped[Registration] = relationship(lazy="raise")
     field: Mapped[str] = mapped_column(String(32))
     kki_digest: Mapped[str | None] = mapped_column(String(64))
     sisdmk_digest: Mapped[str | None] = mapped_column(String(64))

@@ -6,6 +6,7 @@ page, together with its checkpoint. Personal fields are encrypted here, bound to
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
@@ -107,13 +108,165 @@ class HealthWorkerRecord:
     nip: str | None = None
 
 
+@dataclass
+class _PageRows:
+    """The stored rows a page of documents will touch, loaded in a few queries up front.
+
+    A key in a `*_known` set was looked up (found or not): the upserts trust the dicts for it
+    and query the database only for keys outside the page. Rows created while the page is
+    stored are added, so a later document of the same page finds them.
+    """
+
+    by_sisdmk: dict[uuid.UUID, HealthWorker] = dataclasses.field(default_factory=dict)
+    sisdmk_known: set[uuid.UUID] = dataclasses.field(default_factory=set)
+    by_nik: dict[str, HealthWorker] = dataclasses.field(default_factory=dict)
+    nik_of: dict[uuid.UUID, str] = dataclasses.field(default_factory=dict)
+    nik_known: set[str] = dataclasses.field(default_factory=set)
+    by_str: dict[str, Registration] = dataclasses.field(default_factory=dict)
+    str_known: set[str] = dataclasses.field(default_factory=set)
+    registrations_of: dict[uuid.UUID, list[Registration]] = dataclasses.field(default_factory=dict)
+    findings_of: dict[uuid.UUID, list[IdentityFinding]] = dataclasses.field(default_factory=dict)
+    # Rows created in this page: they have no children to delete yet.
+    new_rows: set[uuid.UUID] = dataclasses.field(default_factory=set)
+
+    def index_worker(self, worker: HealthWorker) -> None:
+        """(Re-)index a worker under its current keys; a NIK it no longer has points nowhere."""
+        if worker.sisdmk_worker_id is not None:
+            self.by_sisdmk[worker.sisdmk_worker_id] = worker
+            self.sisdmk_known.add(worker.sisdmk_worker_id)
+        previous = self.nik_of.get(worker.id)
+        if previous is not None and previous != worker.nik_bidx:
+            self.by_nik.pop(previous, None)
+        self.by_nik[worker.nik_bidx] = worker
+        self.nik_known.add(worker.nik_bidx)
+        self.nik_of[worker.id] = worker.nik_bidx
+
+    def add_worker(self, worker: HealthWorker) -> None:
+        self.new_rows.add(worker.id)
+        self.registrations_of[worker.id] = []
+
+    def add_registration(self, registration: Registration) -> None:
+        self.new_rows.add(registration.id)
+        self.findings_of[registration.id] = []
+
+
 class HealthWorkerRepository:
-    """Health workers and everything hanging off them: registrations, SIPs, SKP, findings."""
+    """Health workers and everything hanging off them: registrations, SIPs, SKP, findings.
+
+    Upserts stage rows in the session and leave the flush to the caller's commit (one batched
+    INSERT per table per page). A batch sync first calls `prefetch_sisdmk` / `prefetch_kki`
+    with the page so that the upserts find stored rows without a query per document.
+    """
 
     def __init__(self, session: Session, cipher: FieldCipher, blind_index: BlindIndex) -> None:
         self._session = session
         self._cipher = cipher
         self._blind_index = blind_index
+        self._rows = _PageRows()
+
+    # -- batching ---------------------------------------------------------------------------
+
+    def prefetch_sisdmk(self, docs: Sequence[Mapping[str, Any]]) -> None:
+        """Load the workers (and their registrations and open findings) SISDMK `docs` touch."""
+        ids = {uuid.UUID(str(doc["worker_id"])) for doc in docs if _has(doc, "worker_id")}
+        niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
+        self._load_workers(ids, niks)
+
+    def prefetch_kki(self, docs: Sequence[Mapping[str, Any]]) -> None:
+        """Load the registrations and workers (with their open findings) KKI `docs` touch."""
+        numbers = {str(doc["str_number"]) for doc in docs if _has(doc, "str_number")}
+        niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
+        rows = self._rows
+        for registration in self._session.scalars(
+            select(Registration).where(Registration.str_number.in_(numbers))
+        ):
+            rows.by_str[registration.str_number] = registration
+        rows.str_known |= numbers
+        self._load_workers(set(), niks)
+
+    def _load_workers(self, sisdmk_ids: set[uuid.UUID], niks: set[str]) -> None:
+        rows = self._rows
+        workers = list(
+            self._session.scalars(
+                select(HealthWorker).where(
+                    HealthWorker.sisdmk_worker_id.in_(sisdmk_ids) | HealthWorker.nik_bidx.in_(niks)
+                )
+            )
+        )
+        for worker in workers:
+            rows.index_worker(worker)
+            rows.registrations_of[worker.id] = []
+        rows.sisdmk_known |= sisdmk_ids
+        rows.nik_known |= niks
+        worker_ids = [worker.id for worker in workers]
+        registrations = list(
+            self._session.scalars(
+                select(Registration).where(Registration.worker_id.in_(worker_ids))
+            )
+        )
+        for registration in registrations:
+            rows.registrations_of[registration.worker_id].append(registration)
+            rows.by_str.setdefault(registration.str_number, registration)
+        touched = {registration.id for registration in registrations}
+        touched |= {registration.id for registration in rows.by_str.values()}
+        for registration_id in touched:
+            rows.findings_of.setdefault(registration_id, [])
+        for finding in self._session.scalars(
+            select(IdentityFinding).where(
+                IdentityFinding.registration_id.in_(touched),
+                IdentityFinding.resolved_at.is_(None),
+            )
+        ):
+            rows.findings_of[finding.registration_id].append(finding)
+
+    def _worker_by_sisdmk_id(self, sisdmk_id: uuid.UUID) -> HealthWorker | None:
+        if sisdmk_id in self._rows.sisdmk_known:
+            return self._rows.by_sisdmk.get(sisdmk_id)
+        return self._session.scalars(
+            select(HealthWorker).where(HealthWorker.sisdmk_worker_id == sisdmk_id)
+        ).one_or_none()
+
+    def _worker_by_nik_digest(self, digest: str) -> HealthWorker | None:
+        if digest in self._rows.nik_known:
+            return self._rows.by_nik.get(digest)
+        return self._session.scalars(
+            select(HealthWorker).where(HealthWorker.nik_bidx == digest)
+        ).one_or_none()
+
+    def _registration_by_str(self, str_number: str) -> Registration | None:
+        if str_number in self._rows.str_known:
+            return self._rows.by_str.get(str_number)
+        return self._session.scalars(
+            select(Registration).where(Registration.str_number == str_number)
+        ).one_or_none()
+
+    def _registrations_of(self, worker: HealthWorker) -> list[Registration]:
+        cached = self._rows.registrations_of.get(worker.id)
+        if cached is not None:
+            return [r for r in cached if r.worker_id == worker.id]
+        return list(
+            self._session.scalars(select(Registration).where(Registration.worker_id == worker.id))
+        )
+
+    def _open_findings_of(self, registration: Registration) -> list[IdentityFinding]:
+        cached = self._rows.findings_of.get(registration.id)
+        if cached is not None:
+            return [f for f in cached if f.resolved_at is None]
+        return list(
+            self._session.scalars(
+                select(IdentityFinding).where(
+                    IdentityFinding.registration_id == registration.id,
+                    IdentityFinding.resolved_at.is_(None),
+                )
+            )
+        )
+
+    def _remember_worker(self, worker: HealthWorker) -> None:
+        """Index a worker whose keys were (re)set, so later documents of the page find it."""
+        self._rows.index_worker(worker)
+
+    def _nik_digest(self, nik: Any) -> str:
+        return self._blind_index.digest(str(nik), purpose=_NIK)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -135,15 +288,11 @@ class HealthWorkerRepository:
         sisdmk_id = uuid.UUID(str(doc["worker_id"]))
         version = int(doc["version"])
         payload_hash = self.payload_hash(doc)
-        worker = self._session.scalars(
-            select(HealthWorker).where(HealthWorker.sisdmk_worker_id == sisdmk_id)
-        ).one_or_none()
-        nik_bidx = self._blind_index.digest(str(doc["nik"]), purpose=_NIK)
+        worker = self._worker_by_sisdmk_id(sisdmk_id)
+        nik_bidx = self._nik_digest(doc["nik"])
         if worker is not None and _is_current(worker, version, payload_hash):
             return UpsertResult.UNCHANGED
-        by_nik = self._session.scalars(
-            select(HealthWorker).where(HealthWorker.nik_bidx == nik_bidx)
-        ).one_or_none()
+        by_nik = self._worker_by_nik_digest(nik_bidx)
         if worker is None:
             # A person KKI told us about first keeps their id; SISDMK now owns their identity.
             worker = by_nik
@@ -156,6 +305,7 @@ class HealthWorkerRepository:
         if worker is None:
             worker = HealthWorker(id=uuid.uuid4())
             self._session.add(worker)
+            self._rows.add_worker(worker)
             result = UpsertResult.CREATED
 
         address = doc.get("address")
@@ -190,14 +340,12 @@ class HealthWorkerRepository:
         worker.identity_source = "sisdmk"
         _set_provenance(worker, "sisdmk", str(sisdmk_id), version, fetched_at, payload_hash)
         worker.updated_at = _now()
-        self._session.flush()
+        self._remember_worker(worker)
 
         self._replace_employments(worker, doc.get("employments") or [])
         self._replace_educations(worker, doc.get("educations") or [])
         sisdmk_identity = _identity(clear, gender=worker.gender)
-        for registration in self._session.scalars(
-            select(Registration).where(Registration.worker_id == worker.id)
-        ):
+        for registration in self._registrations_of(worker):
             self._reconcile_identity(worker, registration, sisdmk_identity, self._kki(registration))
         return result
 
@@ -214,9 +362,7 @@ class HealthWorkerRepository:
         str_number = str(doc["str_number"])
         version = int(doc["version"])
         payload_hash = self.payload_hash(doc)
-        registration = self._session.scalars(
-            select(Registration).where(Registration.str_number == str_number)
-        ).one_or_none()
+        registration = self._registration_by_str(str_number)
         if registration is not None and _is_current(registration, version, payload_hash):
             return UpsertResult.UNCHANGED
 
@@ -226,10 +372,11 @@ class HealthWorkerRepository:
             "gelar_belakang": doc.get("gelar_belakang"),
             "birth_date": str(doc["birth_date"]),
         }
-        worker = self._worker_by_nik(str(doc["nik"]))
+        worker = self._worker_by_nik_digest(self._nik_digest(doc["nik"]))
         if worker is None:
             worker = HealthWorker(id=uuid.uuid4(), identity_source="kki")
             self._session.add(worker)
+            self._rows.add_worker(worker)
         if worker.identity_source == "kki":
             # Nobody in SISDMK yet: KKI's identity stands in until SISDMK's arrives.
             self._fill_worker_from_kki(worker, doc, kki_clear, fetched_at, payload_hash)
@@ -238,9 +385,10 @@ class HealthWorkerRepository:
         if registration is None:
             registration = Registration(id=uuid.uuid4())
             self._session.add(registration)
+            self._rows.add_registration(registration)
             result = UpsertResult.CREATED
         certification = doc["certification"]
-        registration.worker_id = worker.id
+        self._move_registration(registration, worker)
         registration.str_number = str_number
         registration.status = str(certification["status"])
         registration.status_reason = certification.get("status_reason")
@@ -263,7 +411,8 @@ class HealthWorkerRepository:
         registration.kki_gender = str(doc["gender"])
         _set_provenance(registration, "kki", str_number, version, fetched_at, payload_hash)
         registration.updated_at = _now()
-        self._session.flush()
+        self._rows.by_str[str_number] = registration
+        self._rows.str_known.add(str_number)
 
         self._replace_registration_details(registration, doc)
         if worker.identity_source == "sisdmk":
@@ -295,10 +444,19 @@ class HealthWorkerRepository:
     # -- internals --------------------------------------------------------------------------
 
     def _worker_by_nik(self, nik: str) -> HealthWorker | None:
-        digest = self._blind_index.digest(nik, purpose=_NIK)
-        return self._session.scalars(
-            select(HealthWorker).where(HealthWorker.nik_bidx == digest)
-        ).one_or_none()
+        return self._worker_by_nik_digest(self._nik_digest(nik))
+
+    def _move_registration(self, registration: Registration, worker: HealthWorker) -> None:
+        """Hang `registration` under `worker`, keeping the page's index of them right."""
+        if registration.worker_id == worker.id:
+            return
+        previous = self._rows.registrations_of.get(registration.worker_id)
+        if previous is not None and registration in previous:
+            previous.remove(registration)
+        registration.worker_id = worker.id
+        mine = self._rows.registrations_of.get(worker.id)
+        if mine is not None:
+            mine.append(registration)
 
     def _fill_worker_from_kki(
         self,
@@ -313,7 +471,7 @@ class HealthWorkerRepository:
             self._cipher, HealthWorker.__tablename__, worker.id, clear
         ).items():
             setattr(worker, column, token)
-        worker.nik_bidx = self._blind_index.digest(str(doc["nik"]), purpose=_NIK)
+        worker.nik_bidx = self._nik_digest(doc["nik"])
         worker.nik_bidx_kid = self._blind_index.kid
         worker.gender = str(doc["gender"])
         worker.citizenship = str(doc["citizenship"])
@@ -325,13 +483,14 @@ class HealthWorkerRepository:
             worker, "kki", str(doc["str_number"]), int(doc["version"]), fetched_at, payload_hash
         )
         worker.updated_at = _now()
-        self._session.flush()
+        self._remember_worker(worker)
 
     def _replace_employments(
         self, worker: HealthWorker, items: Sequence[Mapping[str, Any]]
     ) -> None:
-        # Delete first and flush, so re-inserted natural keys never meet their old rows.
-        self._session.execute(delete(Employment).where(Employment.worker_id == worker.id))
+        # Deleted now (at once), so re-inserted natural keys never meet their old rows.
+        if worker.id not in self._rows.new_rows:
+            self._session.execute(delete(Employment).where(Employment.worker_id == worker.id))
         for item in items:
             employment = Employment(
                 id=uuid.uuid4(),
@@ -355,7 +514,8 @@ class HealthWorkerRepository:
             self._session.add(employment)
 
     def _replace_educations(self, worker: HealthWorker, items: Sequence[Mapping[str, Any]]) -> None:
-        self._session.execute(delete(Education).where(Education.worker_id == worker.id))
+        if worker.id not in self._rows.new_rows:
+            self._session.execute(delete(Education).where(Education.worker_id == worker.id))
         for item in items:
             education = Education(
                 id=uuid.uuid4(),
@@ -379,8 +539,9 @@ class HealthWorkerRepository:
     def _replace_registration_details(
         self, registration: Registration, doc: Mapping[str, Any]
     ) -> None:
-        for model in (PracticeLicense, CpdSummary, Training):
-            self._session.execute(delete(model).where(model.registration_id == registration.id))
+        if registration.id not in self._rows.new_rows:
+            for model in (PracticeLicense, CpdSummary, Training):
+                self._session.execute(delete(model).where(model.registration_id == registration.id))
         details: list[PracticeLicense | CpdSummary | Training] = []
         skp = doc.get("skp")
         if skp is not None:
@@ -461,15 +622,7 @@ class HealthWorkerRepository:
     ) -> None:
         """Open a finding per field the sources disagree on; resolve those they now agree on."""
         now = _now()
-        open_findings = {
-            finding.field: finding
-            for finding in self._session.scalars(
-                select(IdentityFinding).where(
-                    IdentityFinding.registration_id == registration.id,
-                    IdentityFinding.resolved_at.is_(None),
-                )
-            )
-        }
+        open_findings = {finding.field: finding for finding in self._open_findings_of(registration)}
         for field in IDENTITY_FIELDS:
             kki_digest = self._identity_digest(field, kki[field])
             sisdmk_digest = self._identity_digest(field, sisdmk[field])
@@ -481,19 +634,18 @@ class HealthWorkerRepository:
                 current.resolved_at = now
                 current = None
             if kki_digest != sisdmk_digest and current is None:
-                self._session.add(
-                    IdentityFinding(
-                        id=uuid.uuid4(),
-                        worker_id=worker.id,
-                        registration_id=registration.id,
-                        field=field,
-                        kki_digest=kki_digest,
-                        sisdmk_digest=sisdmk_digest,
-                        digest_kid=self._blind_index.kid,
-                        detected_at=now,
-                    )
+                finding = IdentityFinding(
+                    id=uuid.uuid4(),
+                    worker_id=worker.id,
+                    registration_id=registration.id,
+                    field=field,
+                    kki_digest=kki_digest,
+                    sisdmk_digest=sisdmk_digest,
+                    digest_kid=self._blind_index.kid,
+                    detected_at=now,
                 )
-        self._session.flush()
+                self._session.add(finding)
+                self._rows.findings_of.setdefault(registration.id, []).append(finding)
 
     def _identity_digest(self, field: str, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -590,6 +742,17 @@ class FacilityRepository:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _has(doc: Mapping[str, Any], key: str) -> bool:
+    """Whether `doc` has a usable `key` (bad documents are left for their upsert to refuse)."""
+    value = doc.get(key)
+    if key == "worker_id":
+        try:
+            uuid.UUID(str(value))
+        except ValueError:
+            return False
+    return value is not None
 
 
 def _is_current(row: Any, version: int, payload_hash: str) -> bool:

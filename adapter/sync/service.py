@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
@@ -117,6 +117,7 @@ class _Source:
     resource: str
     key: str
     pages: Callable[[dt.datetime | None, str | None], Iterator[Page]]
+    prefetch: Callable[[HealthWorkerRepository, Sequence[Mapping[str, Any]]], None]
     upsert: Callable[[HealthWorkerRepository, Mapping[str, Any], dt.datetime], UpsertResult]
 
 
@@ -233,26 +234,42 @@ def _store_page(
 ) -> tuple[SyncCounts, list[str]]:
     """Upsert one page and commit it with the checkpoint; the page's counts and rejected ids.
 
-    A record that fails rolls the page back; the page is replayed without it (a failed flush
-    leaves the session unusable, and savepoints are unreliable on SQLite's driver), and the
-    record goes to quarantine in the same transaction.
+    The page's stored rows are loaded up front and its writes flushed once (batched INSERTs).
+    Records the contract refused arrive in `page.rejected` and go straight to quarantine.
+    A record the store refuses rolls the page back; the page is replayed without it (a failed
+    flush leaves the session unusable, and savepoints are unreliable on SQLite's driver),
+    flushing after every record when the culprit is not yet known, and the record goes to
+    quarantine in the same transaction.
     """
     rejected: dict[int, str] = {}
+    careful = False
     while True:
-        counts = SyncCounts(fetched=len(page.items), rejected=len(rejected))
+        counts = SyncCounts(fetched=page.received, rejected=len(page.rejected) + len(rejected))
         failed: tuple[int, str] | None = None
         with session_factory() as session:  # closing rolls back whatever was not committed
             repository = repository_factory(session)
+            kept = [doc for index, doc in enumerate(page.items) if index not in rejected]
+            source.prefetch(repository, kept)
             for index, doc in enumerate(page.items):
                 if index in rejected:
                     continue
                 try:
                     result = source.upsert(repository, doc, fetched_at)
+                    if careful:
+                        session.flush()
                 except RECORD_ERRORS as exc:
                     failed = (index, _record_reason(exc))
                     session.rollback()
                     break
                 _count(counts, result)
+            if failed is None and not careful:
+                try:
+                    session.flush()
+                except RECORD_ERRORS:
+                    # Some record of the page broke a constraint: find it record by record.
+                    session.rollback()
+                    careful = True
+                    continue
             if failed is None:
                 for index, reason in rejected.items():
                     _quarantine(
@@ -265,11 +282,29 @@ def _store_page(
                         reason,
                         run_id,
                     )
+                for item in page.rejected:
+                    _quarantine(
+                        session,
+                        repository,
+                        cipher,
+                        system,
+                        source,
+                        item.item,
+                        f"contract_violation: {item.reason}",
+                        run_id,
+                    )
                 _advance(session, system, page, run_id, _newest(page, high_water))
                 _record_counts(session, run_id, totals, counts)
                 session.commit()
-                return counts, [str(page.items[i].get(source.key)) for i in rejected]
+                ids = [_source_id(page.items[i], source) for i in rejected]
+                ids += [_source_id(item.item, source) for item in page.rejected]
+                return counts, ids
         rejected[failed[0]] = failed[1]
+
+
+def _source_id(doc: Any, source: _Source) -> str:
+    key = doc.get(source.key) if isinstance(doc, Mapping) else None
+    return str(key)[:64] if key is not None else "?"
 
 
 def _count(counts: SyncCounts, result: UpsertResult) -> None:
@@ -287,12 +322,13 @@ def _quarantine(
     cipher: FieldCipher | None,
     system: str,
     source: _Source,
-    doc: Mapping[str, Any],
+    doc: Any,
     reason: str,
     run_id: uuid.UUID,
 ) -> None:
     row_id = uuid.uuid4()
     payload = None
+    doc = doc if isinstance(doc, Mapping) else {"_": doc}  # a record that is not even an object
     if cipher is not None:
         clear = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
         payload = encrypt_fields(
@@ -396,6 +432,7 @@ def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _S
             resource="registrations",
             key="str_number",
             pages=lambda since, cursor: kki.iter_registrations(since, page_size, cursor),
+            prefetch=lambda repo, docs: repo.prefetch_kki(docs),
             upsert=lambda repo, doc, at: repo.upsert_registration_from_kki(doc, fetched_at=at),
         )
     sisdmk = cast(SisdmkClient, client)
@@ -403,6 +440,7 @@ def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _S
         resource="health-workers",
         key="worker_id",
         pages=lambda since, cursor: sisdmk.iter_health_workers(since, page_size, cursor),
+        prefetch=lambda repo, docs: repo.prefetch_sisdmk(docs),
         upsert=lambda repo, doc, at: repo.upsert_from_sisdmk(doc, fetched_at=at),
     )
 

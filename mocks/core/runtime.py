@@ -25,8 +25,9 @@ from mocks.core.population import Population, generate_population
 from mocks.core.problems import FieldError, MockProblem
 from mocks.core.store import MonotonicClock, RecordStore, StoreSnapshot
 from mocks.core.system import EventDraft, MockSystem
-from mocks.core.validation import compiled_validator, field_errors
+from mocks.core.validation import field_errors
 from mocks.core.webhooks import Dispatcher, SubscriptionRegistry, WebhookEvent, WebhookPolicy
+from openapi_schemas import compiled_validator
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 MAX_SNAPSHOTS = 20

@@ -10,12 +10,12 @@ import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-import jsonschema_rs
 from connexion.validators import JSONRequestBodyValidator, JSONResponseBodyValidator
 from jsonschema.exceptions import ValidationError, best_match
 from starlette.types import Scope
 
 from mocks.core.problems import FieldError, MockProblem
+from openapi_schemas import compiled_validator
 
 # Fields whose values are personal data: never echoed back in an error message.
 PERSONAL_FIELDS = frozenset(
@@ -121,53 +121,6 @@ class PreciseJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
         raise MockProblem(
             400, f"the request body does not match the schema: {summary}", errors=problems
         )
-
-
-class CyclicSchema(ValueError):
-    """A schema that refers to itself (after $ref resolution): jsonschema-rs can't take it."""
-
-
-def openapi30_to_json_schema(schema: Any, _path: tuple[int, ...] = ()) -> Any:
-    """OpenAPI 3.0's `nullable: true` spelled in plain JSON Schema (for jsonschema-rs)."""
-    if isinstance(schema, (dict, list)):
-        if id(schema) in _path:
-            raise CyclicSchema("the schema contains itself")
-        _path = (*_path, id(schema))
-    if isinstance(schema, list):
-        return [openapi30_to_json_schema(item, _path) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    converted = {
-        key: openapi30_to_json_schema(value, _path)
-        for key, value in schema.items()
-        if key not in ("nullable", "example", "discriminator", "readOnly", "writeOnly")
-    }
-    if schema.get("nullable") is True:
-        if isinstance(converted.get("type"), str):
-            converted["type"] = [converted["type"], "null"]
-            if "enum" in converted:
-                converted["enum"] = [*converted["enum"], None]
-        else:
-            converted = {"anyOf": [converted, {"type": "null"}]}
-    return converted
-
-
-_COMPILED: dict[int, tuple[object, Any]] = {}
-
-
-def compiled_validator(schema: dict[str, Any]) -> Any:
-    """jsonschema-rs validator for `schema`, or None when only the Python validator can do it."""
-    entry = _COMPILED.get(id(schema))
-    if entry is None or entry[0] is not schema:  # keep the schema alive so its id stays unique
-        try:
-            validator = jsonschema_rs.Draft4Validator(
-                openapi30_to_json_schema(schema), validate_formats=True
-            )
-        except CyclicSchema:
-            validator = None
-        entry = (schema, validator)
-        _COMPILED[id(schema)] = entry
-    return entry[1]
 
 
 class FastJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ignore[misc]

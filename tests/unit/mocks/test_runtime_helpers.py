@@ -11,7 +11,8 @@ from jsonschema import Draft4Validator
 from mocks.core.app import _snake, method_resolver
 from mocks.core.problems import FieldError, ProblemJson, SisdmkEnvelope
 from mocks.core.runtime import merge_patch, merge_specs
-from mocks.core.validation import compiled_validator, field_errors
+from mocks.core.validation import field_errors
+from openapi_schemas import compiled_validator
 
 
 def test_merge_patch_follows_rfc_7396() -> None:

@@ -174,6 +174,64 @@ def test_kki_page_whose_has_more_contradicts_next_cursor_is_a_contract_violation
         list(kki_client(handler).iter_registrations())
 
 
+def test_records_that_break_the_contract_are_set_aside_and_the_rest_of_the_page_kept() -> None:
+    good = [{**REGISTRATION, "str_number": f"QZ{n:014d}"} for n in range(4)]
+    missing = {key: value for key, value in good[1].items() if key != "certification"}
+    wrong_type = {**good[2], "nik": 3171015708900042}
+    served = [good[0], missing, wrong_type, good[3]]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = {"limit": 10, "next_cursor": None, "has_more": False}
+        return httpx.Response(200, json={"data": served, "page": page})
+
+    (page,) = list(kki_client(handler).iter_registrations(page_size=10))
+    assert [item["str_number"] for item in page.items] == ["QZ00000000000000", "QZ00000000000003"]
+    assert [(item.index, item.item) for item in page.rejected] == [(1, missing), (2, wrong_type)]
+    assert page.received == 4
+    assert "body.data[1]: missing required field(s) certification" in page.rejected[0].reason
+    assert "body.data[2].nik: expected string, got integer" in page.rejected[1].reason
+    assert "3171015708900042" not in page.rejected[1].reason
+
+
+def test_a_broken_page_envelope_still_fails_the_whole_page() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [REGISTRATION], "page": {"limit": "ten"}})
+
+    with pytest.raises(ContractViolation, match=r"body\.page"):
+        list(kki_client(handler).iter_registrations())
+
+
+def test_cursors_that_lead_back_to_a_page_already_read_end_the_walk() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        following = {None: "A", "A": "B", "B": "A"}[request.url.params.get("cursor")]
+        page = {"limit": 1, "next_cursor": following, "has_more": True}
+        return httpx.Response(200, json={"data": [REGISTRATION], "page": page})
+
+    pages = kki_client(handler).iter_registrations(page_size=1)
+    assert [next(pages).cursor, next(pages).cursor] == [None, "A"]
+    with pytest.raises(ContractViolation, match="points back to a page already read"):
+        next(pages)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_an_answer_larger_than_the_limit_is_refused_unread(declared: bool) -> None:
+    body = json.dumps({**REGISTRATION, "kompetensi": "x" * 5_000}).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 1_000):
+            yield body[start : start + 1_000]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if declared:
+            return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+        return httpx.Response(200, content=chunks(), headers={"Content-Type": "application/json"})
+
+    client = kki_client(handler)
+    client._exchange.max_response_bytes = 2_000
+    with pytest.raises(ContractViolation, match="larger than 2,000 bytes"):
+        client.get_registration("QZ00011234567890")
+
+
 def test_contract_violation_names_the_field_but_not_the_value() -> None:
     bad = {**REGISTRATION, "nik": "31710157089000421234", "birth_date": 19900817}
     bad.pop("full_name")
