@@ -487,3 +487,51 @@ class QuarantinedRecord(Base):
     resolved_at: Mapped[dt.datetime | None]
 
     __table_args__ = (_one_of("system", SYSTEMS), Index(None, "system", "received_at"))
+
+
+WEBHOOK_EVENT_STATES: Final = ("pending", "done", "failed", "purged")
+
+
+class WebhookEvent(Base):
+    """The inbox: one row per webhook received, keyed by (source, webhook-id), and its fate.
+
+    Only ids, the event type and times are kept, never the body: the envelope's ``nik_hash``
+    stays out of the store. ``published_at`` is the transactional outbox (NULL: the broker has
+    not confirmed it yet, the relay publishes it); ``available_at`` is when the event may be
+    handed to a worker next (after a retry delay, or a lease on the embedded queue).
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    webhook_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    # The source's id of the resource to fetch: an STR number, a worker id or a facility code.
+    resource_id: Mapped[str] = mapped_column(String(64))
+    resource_version: Mapped[int]
+    occurred_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    traceparent: Mapped[str | None] = mapped_column(String(55))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    published_at: Mapped[dt.datetime | None]
+    available_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    # Failed attempts to apply (retries spent), and hand-overs to a worker (crash detection).
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    deliveries: Mapped[int] = mapped_column(server_default="0")
+    # Times the event changed the store: 1 when done, never more (the tests count on it).
+    applied_count: Mapped[int] = mapped_column(server_default="0")
+    # A reason slug and the error class/message of the last failure; never personal data.
+    last_error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    processed_at: Mapped[dt.datetime | None]
+    replays: Mapped[int] = mapped_column(server_default="0")
+    purge_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("source", "webhook_id"),
+        _one_of("source", SYSTEMS),
+        _one_of("state", WEBHOOK_EVENT_STATES),
+        Index(None, "state", "available_at"),
+        Index(None, "published_at", "state"),
+    )
