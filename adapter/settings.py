@@ -38,6 +38,8 @@ _DATABASE_SCHEMES: Final = {
 _BROKER_SCHEMES: Final = frozenset({"amqp", "amqps"})
 _SCHEME: Final = re.compile(r"[a-z][a-z0-9+.-]{0,30}")
 _STANDARD_BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_QUEUE_PREFIX: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
+MAX_RETRY_TIERS: Final = 10
 
 # What to do when a required variable is missing, by variable name.
 _MISSING_HINTS: Final = {
@@ -97,6 +99,24 @@ class Settings(BaseSettings):
     http_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     http_read_timeout_s: float = Field(default=30.0, gt=0, le=600)
     ca_bundle: Path | None = None
+    # -- real-time sync: webhooks, broker, worker (docs/webhooks.md) --------------------------
+    # The secret being retired while KKI or SISDMK rotates it: either one's signature is accepted.
+    kki_webhook_previous_secret: SecretStr | None = None
+    sisdmk_webhook_previous_secret: SecretStr | None = None
+    webhook_max_body_bytes: int = Field(default=65_536, ge=1024, le=10_485_760)
+    webhook_timestamp_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    broker_queue_prefix: str = "hf"
+    broker_prefetch: int = Field(default=16, ge=1, le=1000)
+    # Hand-overs of one message to a worker without a verdict (crashes) before it is dead-lettered.
+    broker_delivery_limit: int = Field(default=5, ge=1, le=100)
+    # Failed attempts to apply an event (source down, 5xx) before it is dead-lettered.
+    event_max_attempts: int = Field(default=8, ge=1, le=50)
+    event_retry_delays_s: str = "1,5,30,120,600"
+    # Embedded queue: how long a worker holds an event before another may take it.
+    event_lease_s: float = Field(default=120.0, ge=1, le=3600)
+    # The outbox relay publishes again an event still pending this long after its last publish.
+    event_republish_after_s: float = Field(default=1800.0, ge=10, le=86_400)
+    alert_webhook_url: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -210,6 +230,72 @@ class Settings(BaseSettings):
                 f"no readable file at {value}; point it at a PEM bundle or leave it unset"
             )
         return value
+
+    @field_validator("kki_webhook_previous_secret", "sisdmk_webhook_previous_secret")
+    @classmethod
+    def _check_previous_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        # The same rules as the current secret's.
+        checked: SecretStr = cls._check_webhook_secret(value)
+        return checked
+
+    @field_validator("broker_queue_prefix")
+    @classmethod
+    def _check_broker_queue_prefix(cls, value: str) -> str:
+        if not _QUEUE_PREFIX.fullmatch(value):
+            raise ValueError(
+                "must be 1-40 of a-z, 0-9, '.', '_', '-' starting with a letter or digit "
+                "(e.g. hf, or hf-staging when two deployments share one RabbitMQ vhost)"
+            )
+        return value
+
+    @field_validator("event_retry_delays_s")
+    @classmethod
+    def _check_event_retry_delays(cls, value: str) -> str:
+        rule = (
+            "must be 1-10 comma-separated delays in seconds, each 0.05-86400 and none shorter "
+            "than the one before, e.g. 1,5,30,120,600"
+        )
+        try:
+            delays = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(rule) from None
+        if (
+            not 1 <= len(delays) <= MAX_RETRY_TIERS
+            or any(not 0.05 <= delay <= 86_400 for delay in delays)
+            or delays != sorted(delays)
+        ):
+            raise ValueError(rule)
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_alert_webhook_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(
+                "must be an http(s) URL that accepts a JSON POST (e.g. an Alertmanager or chat "
+                "webhook); leave it unset to alert through metrics and logs only"
+            )
+        return value
+
+    def event_retry_delays(self) -> tuple[float, ...]:
+        """The retry tiers' delays, in seconds, shortest first (``EVENT_RETRY_DELAYS_S``)."""
+        return tuple(float(part) for part in self.event_retry_delays_s.split(","))
+
+    def webhook_secrets(self, source: str) -> tuple[str, ...]:
+        """The signing secrets accepted from `source` (kki or sisdmk), the current one first."""
+        if source == "kki":
+            current, previous = self.kki_webhook_secret, self.kki_webhook_previous_secret
+        else:
+            current, previous = self.sisdmk_webhook_secret, self.sisdmk_webhook_previous_secret
+        secrets = [current.get_secret_value()]
+        if previous is not None:
+            secrets.append(previous.get_secret_value())
+        return tuple(secrets)
 
     def field_cipher(self) -> FieldCipher:
         """The cipher for personal fields, from ``ENCRYPTION_KEYS``."""
