@@ -1,7 +1,8 @@
 """The ``hf-adapter`` command: one sub-command per entry point, each a thin layer over a service.
 
 Exit codes: 0 done, 1 the command ran and found a problem (e.g. schema drift), 2 it could not
-run (bad configuration, unreachable database, wrong usage).
+run (bad configuration, unreachable database, wrong usage, the same sync already running,
+a disabled connection).
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Final
 
 from adapter.errors import AdapterError, ConfigurationError
+from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
 from adapter.store import database
+from adapter.store.locks import LockHeld
 
 EXIT_OK: Final = 0
 EXIT_PROBLEM: Final = 1
@@ -31,7 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CANNOT_RUN
     try:
         return handler(args)
-    except (ConfigurationError, database.DatabaseUnavailableError) as exc:
+    except (
+        ConfigurationError,
+        database.DatabaseUnavailableError,
+        LockHeld,
+        ConnectionDisabled,
+    ) as exc:
         _error(str(exc))
         return EXIT_CANNOT_RUN
     except database.SchemaDriftError as exc:
@@ -53,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     # serve, worker, sync and keys are added here as their packages land (DESIGN.md).
     _add_db(commands)
+    _add_lookup(commands)
     _add_keys(commands)
     _add_sync(commands)
     return parser
@@ -248,7 +258,37 @@ def _add_sync(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     sync.add_argument(
         "--page-size", type=_page_size, default=500, help="records per page and commit (1-500)"
     )
+    sync.add_argument(
+        "--metrics-file",
+        type=Path,
+        help="also write the run's Prometheus metrics to this file "
+        "(node_exporter textfile collector format)",
+    )
     sync.set_defaults(handler=_sync)
+
+
+def _add_lookup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lookup = commands.add_parser(
+        "lookup",
+        help="look an STR registration up at KKI now (stored copy, marked stale, if KKI is down)",
+        description="Live KKI look-up through the store: a fresh answer is stored like a synced "
+        "record; when KKI cannot answer, the stored copy is shown marked STALE with its age. "
+        "Exit 1 when nothing is found.",
+    )
+    which = lookup.add_mutually_exclusive_group(required=True)
+    which.add_argument("--str", dest="str_number", help="the STR number")
+    which.add_argument(
+        "--nik-stdin",
+        action="store_true",
+        help="read the NIK from standard input (never put a NIK on the command line)",
+    )
+    lookup.set_defaults(handler=_lookup)
+
+
+def _lookup(args: argparse.Namespace) -> int:
+    from adapter.sync.lookup_command import run
+
+    return run(str_number=args.str_number, nik_from_stdin=bool(args.nik_stdin))
 
 
 def _page_size(text: str) -> int:
@@ -261,7 +301,12 @@ def _sync(args: argparse.Namespace) -> int:
     # Imported here: rich and the HTTP clients load only for this command.
     from adapter.sync.command import run
 
-    return run(str(args.system), full=bool(args.full), page_size=int(args.page_size))
+    return run(
+        str(args.system),
+        full=bool(args.full),
+        page_size=int(args.page_size),
+        metrics_file=args.metrics_file,
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------

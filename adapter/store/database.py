@@ -84,6 +84,9 @@ def create_engine_from_url(url: str | URL) -> Engine:
             pool_recycle=PG_POOL_RECYCLE_S,
             pool_pre_ping=True,
             hide_parameters=True,
+            # Rows carry client-made UUID keys, so nothing needs RETURNING: psycopg's pipelined
+            # executemany beats one giant multi-VALUES statement that psycopg re-parses each time.
+            use_insertmanyvalues=False,
             connect_args={
                 "connect_timeout": PG_CONNECT_TIMEOUT_S,
                 "application_name": "hf-adapter",

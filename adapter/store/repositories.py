@@ -150,6 +150,28 @@ class _PageRows:
         self.findings_of[registration.id] = []
 
 
+@dataclass(frozen=True)
+class RegistrationRecord:
+    """A stored STR registration; KKI's spelling of the holder's name only when decrypted."""
+
+    id: uuid.UUID
+    worker_id: uuid.UUID
+    str_number: str
+    status: str
+    status_reason: str | None
+    status_changed_at: dt.datetime
+    valid_until: dt.date | None
+    validated: bool
+    registration_type: str
+    profession: str
+    tenaga_group: str
+    kompetensi: str
+    issued_at: dt.date
+    source_version: int
+    fetched_at: dt.datetime
+    kki_full_name: str | None = None
+
+
 class HealthWorkerRepository:
     """Health workers and everything hanging off them: registrations, SIPs, SKP, findings.
 
@@ -278,6 +300,52 @@ class HealthWorkerRepository:
         """The worker with this NIK, found through the blind index (the NIK is never queried)."""
         worker = self._worker_by_nik(nik)
         return None if worker is None else self._record(worker, decrypt=decrypt)
+
+    def registration(self, str_number: str, *, decrypt: bool = False) -> RegistrationRecord | None:
+        row = self._session.scalars(
+            select(Registration).where(Registration.str_number == str_number)
+        ).one_or_none()
+        return None if row is None else self._registration_record(row, decrypt=decrypt)
+
+    def registrations_of_nik(self, nik: str, *, decrypt: bool = False) -> list[RegistrationRecord]:
+        """The registrations of the worker with this NIK (blind index), by STR number."""
+        worker = self._worker_by_nik(nik)
+        if worker is None:
+            return []
+        rows = self._session.scalars(
+            select(Registration)
+            .where(Registration.worker_id == worker.id)
+            .order_by(Registration.str_number)
+        )
+        return [self._registration_record(row, decrypt=decrypt) for row in rows]
+
+    def _registration_record(self, row: Registration, *, decrypt: bool) -> RegistrationRecord:
+        name = None
+        if decrypt:
+            name = decrypt_fields(
+                self._cipher,
+                Registration.__tablename__,
+                row.id,
+                {"kki_full_name": row.kki_full_name},
+            )["kki_full_name"]
+        return RegistrationRecord(
+            id=row.id,
+            worker_id=row.worker_id,
+            str_number=row.str_number,
+            status=row.status,
+            status_reason=row.status_reason,
+            status_changed_at=row.status_changed_at,
+            valid_until=row.valid_until,
+            validated=row.validated,
+            registration_type=row.registration_type,
+            profession=row.profession,
+            tenaga_group=row.tenaga_group,
+            kompetensi=row.kompetensi,
+            issued_at=row.issued_at,
+            source_version=row.source_version,
+            fetched_at=row.fetched_at,
+            kki_full_name=name,
+        )
 
     # -- SISDMK -----------------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ The progress bar goes to stderr, the summary table to stdout. Exit 0 when the ru
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Final
 
+from prometheus_client import REGISTRY, write_to_textfile
 from rich.console import Console
 from rich.progress import (
     Progress,
@@ -47,7 +49,9 @@ class RateColumn(ProgressColumn):
         return Text(f"{rate:,.0f} records/s", style="progress.data.speed")
 
 
-def run(system: str, *, full: bool, page_size: int = PAGE_SIZE) -> int:
+def run(
+    system: str, *, full: bool, page_size: int = PAGE_SIZE, metrics_file: Path | None = None
+) -> int:
     settings = load_settings()
     engine = database.create_engine_from_settings(settings)
     stderr = Console(stderr=True)
@@ -98,6 +102,9 @@ def run(system: str, *, full: bool, page_size: int = PAGE_SIZE) -> int:
         engine.dispose()
 
     Console().print(summary_table(result))
+    if metrics_file is not None:
+        # For node_exporter's textfile collector: a one-shot CLI run has no /metrics to scrape.
+        write_to_textfile(str(metrics_file), REGISTRY)
     if result.succeeded:
         return EXIT_OK
     print(f"hf-adapter: sync {system} failed: {result.error}", file=sys.stderr)

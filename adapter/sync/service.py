@@ -29,11 +29,21 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.errors import AdapterError
+from adapter.observability.sync_metrics import SyncMetrics
+from adapter.sdmk_integration_manager import (
+    ConnectionDisabled,
+    breaker_state_of,
+    connection_state,
+    record_failure,
+    record_success,
+)
 from adapter.store.crypto import FieldCipher, encrypt_fields
+from adapter.store.locks import exclusive
 from adapter.store.models import (
     SYSTEMS,
     IdentityFinding,
@@ -131,20 +141,55 @@ def sync_system(
     progress: Callable[[SyncProgress], None] | None = None,
     cipher: FieldCipher | None = None,
     page_size: int = PAGE_SIZE,
+    metrics: SyncMetrics | None = None,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
     `client` is a `KkiClient` for ``kki`` and a `SisdmkClient` for ``sisdmk``. With `cipher`,
     quarantined records keep their payload encrypted; without it only a keyed digest is kept.
-    The result says whether the run succeeded; failures are recorded, not raised.
+    The result says whether the run succeeded; failures are recorded, not raised. Two runs
+    of one system never overlap, whatever process starts them: the second raises `LockHeld`.
+    A disabled connection raises `ConnectionDisabled`. A run that cannot reach the system
+    marks its connection degraded (the scheduler retries at its ``next_attempt_at``).
     """
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
+    engine = session_factory.kw.get("bind")
+    if engine is None:
+        raise ValueError("session_factory must be bound to an engine")
+    with exclusive(engine, f"sync-{system}"):
+        return _locked_sync(
+            system,
+            session_factory,
+            client,
+            repository_factory,
+            full=full,
+            progress=progress,
+            cipher=cipher,
+            page_size=page_size,
+            metrics=metrics if metrics is not None else SyncMetrics.for_registry(),
+        )
+
+
+def _locked_sync(
+    system: str,
+    session_factory: sessionmaker[Session],
+    client: KkiClient | SisdmkClient,
+    repository_factory: Callable[[Session], HealthWorkerRepository],
+    *,
+    full: bool,
+    progress: Callable[[SyncProgress], None] | None,
+    cipher: FieldCipher | None,
+    page_size: int,
+    metrics: SyncMetrics,
+) -> SyncRunResult:
     source = _source(system, client, page_size)
     started = time.monotonic()
     started_at = _now()
 
     with session_factory() as session, session.begin():
+        if not connection_state(session, system).enabled:
+            raise ConnectionDisabled(system)
         checkpoint = session.get(SyncCheckpoint, system)
         updated_since = None if full or checkpoint is None else checkpoint.updated_since
         cursor = None if full or checkpoint is None else checkpoint.cursor
@@ -199,16 +244,21 @@ def sync_system(
             extra={"system": system, "run_id": str(run_id), "error": _describe(exc)},
         )
 
-    findings = _finish(session_factory, run_id, started_at, counts, error)
+    findings = _finish(session_factory, system, client, run_id, started_at, counts, error)
+    status = "failed" if error is not None else "succeeded"
+    duration = time.monotonic() - started
+    _observe(metrics, system, mode, status, counts, findings, duration)
+    with session_factory() as session:
+        metrics.set_connection_status(system, connection_state(session, system).status)
     return SyncRunResult(
         run_id=run_id,
         system=system,
         mode=mode,
-        status="failed" if error is not None else "succeeded",
+        status=status,
         counts=counts,
         findings=findings,
         pages=pages,
-        duration_s=time.monotonic() - started,
+        duration_s=duration,
         resumed=resumed,
         error=None if error is None else _describe(error),
         error_type=None if error is None else type(error).__name__,
@@ -386,14 +436,29 @@ def _record_counts(
 
 def _finish(
     session_factory: sessionmaker[Session],
+    system: str,
+    client: KkiClient | SisdmkClient,
     run_id: uuid.UUID,
     started_at: dt.datetime,
     counts: SyncCounts,
     error: BaseException | None,
 ) -> int:
-    """Close the run's row; the number of identity findings opened since it started."""
+    """Close the run's row and update the connection; the identity findings the run opened."""
     try:
         with session_factory() as session, session.begin():
+            findings = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(IdentityFinding)
+                    .where(IdentityFinding.detected_at >= started_at)
+                )
+                or 0
+            )
+            breaker = breaker_state_of(client)
+            if error is None:
+                record_success(session, system, breaker_state=breaker)
+            elif isinstance(error, UpstreamError):
+                record_failure(session, system, _describe(error), breaker_state=breaker)
             session.execute(
                 update(SyncRun)
                 .where(SyncRun.id == run_id)
@@ -405,21 +470,33 @@ def _finish(
                     updated=counts.updated,
                     unchanged=counts.unchanged,
                     rejected=counts.rejected,
+                    findings=findings,
                     error=None if error is None else _describe(error)[:2000],
                 )
             )
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(IdentityFinding)
-                    .where(IdentityFinding.detected_at >= started_at)
-                )
-                or 0
-            )
+            return findings
     except SQLAlchemyError as exc:
         # The database went away too: the row stays "running" and the next run marks it.
         log.error("could not record the end of sync run %s: %s", run_id, _describe(exc))
         return 0
+
+
+def _observe(
+    metrics: SyncMetrics,
+    system: str,
+    mode: str,
+    status: str,
+    counts: SyncCounts,
+    findings: int,
+    duration_s: float,
+) -> None:
+    metrics.runs.labels(system, mode, status).inc()
+    for outcome in ("created", "updated", "unchanged", "rejected"):
+        metrics.records.labels(system, outcome).inc(getattr(counts, outcome))
+    metrics.findings.labels(system).inc(findings)
+    metrics.duration.labels(system, status).observe(duration_s)
+    if status == "succeeded":
+        metrics.last_success.labels(system).set_to_current_time()
 
 
 # -- sources ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients import ClientMetrics, HttpKkiClient, HttpSisdmkClient, RetryPolicy, Timeouts
+from adapter.observability.sync_metrics import SyncMetrics
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.repositories import HealthWorkerRepository
@@ -56,6 +58,18 @@ class Mock:
         body: dict[str, Any] = response.raise_for_status().json()
         return body
 
+    def wait_until_up(self, timeout_s: float = 20.0) -> None:
+        """Wait out a `down` fault: the admin API answers again when the outage ends."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.admin.get("/health").raise_for_status()
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     def fault(self, rule: dict[str, Any]) -> None:
         self.admin.post("/faults", json=rule).raise_for_status()
 
@@ -84,11 +98,15 @@ def migrated(url: URL) -> Engine:
     return engine
 
 
-def client_for(system: str, mock: Mock) -> HttpKkiClient | HttpSisdmkClient:
+def client_for(
+    system: str, mock: Mock, *, policy: RetryPolicy = FAST, **overrides: Any
+) -> HttpKkiClient | HttpSisdmkClient:
+    """A client of the mock with test timeouts and retries; `overrides` go to its constructor."""
     options: dict[str, Any] = {
         "timeouts": Timeouts(connect_s=1.0, read_s=5.0),
-        "policy": FAST,
+        "policy": policy,
         "metrics": ClientMetrics.for_registry(CollectorRegistry()),
+        **overrides,
     }
     if system == "kki":
         return HttpKkiClient(mock.url, KKI_TOKEN, **options)
@@ -105,8 +123,11 @@ def run_sync(
     full: bool = False,
     page_size: int = 100,
     on_page: Any = None,
+    client: HttpKkiClient | HttpSisdmkClient | None = None,
+    metrics: SyncMetrics | None = None,
 ) -> SyncRunResult:
-    with client_for(system, mock) as client:
+    """One sync of `system` from `mock` (through `client` when given; it is closed after)."""
+    with client if client is not None else client_for(system, mock) as client:
 
         def progress(update: SyncProgress) -> None:
             if on_page is not None:
@@ -121,6 +142,9 @@ def run_sync(
             progress=progress,
             cipher=cipher,
             page_size=page_size,
+            metrics=metrics
+            if metrics is not None
+            else SyncMetrics.for_registry(CollectorRegistry()),
         )
 
 

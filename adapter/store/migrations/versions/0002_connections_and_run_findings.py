@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    connections = op.create_table(
         "connections",
         sa.Column("system", sa.String(length=16), nullable=False),
         sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
@@ -45,6 +45,8 @@ def upgrade() -> None:
         sa.CheckConstraint("system IN ('kki', 'sisdmk')", name=op.f("ck_connections_system")),
         sa.PrimaryKeyConstraint("system", name=op.f("pk_connections")),
     )
+    # One row per system from the start, so concurrent first users never race to create it.
+    op.bulk_insert(connections, [{"system": "kki"}, {"system": "sisdmk"}])
     with op.batch_alter_table("sync_runs") as batch_op:
         batch_op.add_column(sa.Column("findings", sa.Integer(), server_default="0", nullable=False))
 

@@ -1,0 +1,1 @@
+"""Metrics, tracing, structured logs and the audit trail."""

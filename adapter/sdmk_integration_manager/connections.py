@@ -1,0 +1,148 @@
+"""Connection state per external system, as syncs, look-ups and workers last saw it.
+
+A failure to reach a system (down, breaker open, 5xx after retries, rate limited) marks its
+connection ``degraded`` and sets ``next_attempt_at`` with exponential backoff; the scheduler
+retries then, and live look-ups meanwhile serve the stored copy. `DOWN_AFTER` failures in a
+row make it ``down``. One success makes it ``healthy`` again. Functions work in the caller's
+session and never commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.orm import Session
+
+from adapter.errors import AdapterError
+from adapter.store.models import SYSTEMS, Connection
+
+DOWN_AFTER: Final = 3
+# Retry after 1, 2, 4 … minutes, at most an hour: soon enough to catch a short outage,
+# far enough apart not to hammer a system that is struggling.
+FIRST_RETRY: Final = dt.timedelta(minutes=1)
+LONGEST_RETRY: Final = dt.timedelta(hours=1)
+
+
+class ConnectionDisabled(AdapterError):
+    """An operator disabled the connection: no sync, look-up or event processing for it."""
+
+    default_reason = "connection_disabled"
+
+    def __init__(self, system: str) -> None:
+        super().__init__(
+            f"the {system} connection is disabled; enable it (integration manager) to sync"
+        )
+        self.system = system
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """A connection as operators see it."""
+
+    system: str
+    enabled: bool
+    status: str
+    breaker_state: str
+    last_success_at: dt.datetime | None
+    last_failure_at: dt.datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    error_count: int
+    next_attempt_at: dt.datetime | None
+
+    @property
+    def lag_s(self) -> float | None:
+        """Seconds since the last success (None: never succeeded)."""
+        if self.last_success_at is None:
+            return None
+        return (_now() - self.last_success_at).total_seconds()
+
+
+def breaker_state_of(client: object) -> str:
+    """A client's circuit breaker as the connections table spells it (closed if it has none)."""
+    breaker = getattr(client, "breaker", None)
+    state = getattr(breaker, "state", None)
+    return "closed" if state is None else str(state.name).lower()
+
+
+def record_success(session: Session, system: str, *, breaker_state: str = "closed") -> None:
+    row = _row(session, system)
+    row.status = "healthy"
+    row.breaker_state = breaker_state
+    row.last_success_at = _now()
+    row.consecutive_failures = 0
+    row.next_attempt_at = None
+    row.changed_at = _now()
+
+
+def record_failure(
+    session: Session, system: str, error: str, *, breaker_state: str = "closed"
+) -> ConnectionState:
+    """Count a failure to reach `system`; `error` is an operator's line, never personal data."""
+    row = _row(session, system)
+    now = _now()
+    row.consecutive_failures = (row.consecutive_failures or 0) + 1
+    row.error_count = (row.error_count or 0) + 1
+    row.status = "down" if row.consecutive_failures >= DOWN_AFTER else "degraded"
+    row.breaker_state = breaker_state
+    row.last_failure_at = now
+    row.last_error = error[:2000]
+    wait = FIRST_RETRY * 2 ** (row.consecutive_failures - 1)
+    row.next_attempt_at = now + min(wait, LONGEST_RETRY)
+    row.changed_at = now
+    return _state(row)
+
+
+def set_enabled(session: Session, system: str, enabled: bool) -> ConnectionState:
+    row = _row(session, system)
+    row.enabled = enabled
+    row.changed_at = _now()
+    return _state(row)
+
+
+def connection_state(session: Session, system: str) -> ConnectionState:
+    """The state of `system`'s connection (``unknown`` and enabled until first used)."""
+    return _state(_row(session, system))
+
+
+def list_connections(session: Session) -> list[ConnectionState]:
+    return [connection_state(session, system) for system in SYSTEMS]
+
+
+def _row(session: Session, system: str) -> Connection:
+    if system not in SYSTEMS:
+        raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
+    row = session.get(Connection, system)
+    if row is None:  # migration 0002 creates one per system; a test's bare schema may not
+        row = Connection(
+            system=system,
+            enabled=True,
+            status="unknown",
+            breaker_state="closed",
+            consecutive_failures=0,
+            error_count=0,
+            changed_at=_now(),
+        )
+        session.add(row)
+    return row
+
+
+def _state(row: Connection) -> ConnectionState:
+    return ConnectionState(
+        system=row.system,
+        enabled=bool(row.enabled),
+        status=row.status,
+        breaker_state=row.breaker_state,
+        last_success_at=row.last_success_at,
+        last_failure_at=row.last_failure_at,
+        last_error=row.last_error,
+        consecutive_failures=row.consecutive_failures or 0,
+        error_count=row.error_count or 0,
+        next_attempt_at=row.next_attempt_at,
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

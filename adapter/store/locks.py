@@ -1,0 +1,116 @@
+"""Named locks that hold across processes and machines, released when their holder dies.
+
+PostgreSQL: a session-level advisory lock on a connection kept open for the lock's life; the
+server drops it when that connection ends (exit, SIGKILL, a lost network), so a crashed sync
+never blocks the next one. SQLite (the embedded default, one machine): an exclusive `flock` on
+a file next to the database, which the kernel releases when the process ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import Engine, func, select
+
+from adapter.errors import AdapterError
+
+# One namespace for the adapter's advisory lock keys, so they don't meet another application's.
+_NAMESPACE: Final = "healthforce-adapter"
+_in_process: dict[str, threading.Lock] = {}
+_in_process_guard = threading.Lock()
+
+
+class LockHeld(AdapterError):
+    """Someone else holds the lock: the work it guards is already being done."""
+
+    default_reason = "lock_held"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name} is already running in another process (a sync, the scheduler or a "
+            "worker); wait for it to finish, or look at sync_runs for the run in progress"
+        )
+        self.name = name
+
+
+def advisory_key(name: str) -> int:
+    """The signed 64-bit PostgreSQL advisory lock key for `name`."""
+    digest = hashlib.sha256(f"{_NAMESPACE}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str) -> Iterator[None]:
+    """Hold the lock `name` for the body, or raise `LockHeld` at once if someone else has it."""
+    if engine.dialect.name == "postgresql":
+        with _advisory(engine, name):
+            yield
+        return
+    database = engine.url.database
+    on_disk = database and database != ":memory:" and not database.startswith("file:")
+    if engine.dialect.name == "sqlite" and on_disk:
+        with _file_lock(Path(f"{database}.{_slug(name)}.lock"), name):
+            yield
+        return
+    # An in-memory database lives in one process: a process-local lock is the whole truth.
+    with _process_lock(name):
+        yield
+
+
+@contextmanager
+def _advisory(engine: Engine, name: str) -> Iterator[None]:
+    key = advisory_key(name)
+    connection = engine.connect()
+    try:
+        taken = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
+        # Session-level lock: it outlives this transaction, so end the transaction now rather
+        # than hold a snapshot open for the whole sync.
+        connection.commit()
+        if not taken:
+            raise LockHeld(name)
+        try:
+            yield
+        finally:
+            connection.scalar(select(func.pg_advisory_unlock(key)))
+            connection.commit()
+    finally:
+        connection.close()
+
+
+@contextmanager
+def _file_lock(path: Path, name: str) -> Iterator[None]:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(name) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def _process_lock(name: str) -> Iterator[None]:
+    with _in_process_guard:
+        lock = _in_process.setdefault(name, threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise LockHeld(name)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _slug(name: str) -> str:
+    return "".join(char if char.isalnum() or char in "-_" else "-" for char in name)

@@ -1,0 +1,166 @@
+"""Live look-up of STR registrations at KKI, served from the store when KKI cannot answer.
+
+A live answer is stored through the same repository code as the batch sync and returned as
+fresh. When KKI is unreachable (down, 5xx after retries, rate limited, breaker open) or its
+connection is disabled, the stored copy is returned marked stale with its age, and the
+connection is marked degraded. No stored copy either: the upstream error is raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.clients.errors import NotFound, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
+from adapter.clients.kki import KkiClient
+from adapter.observability.sync_metrics import SyncMetrics
+from adapter.sdmk_integration_manager import (
+    breaker_state_of,
+    connection_state,
+    record_failure,
+    record_success,
+)
+from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
+
+SYSTEM: Final = "kki"
+# KKI could not answer: serve what we know. Other errors (a contract violation, 404, 401)
+# are answers, and are raised.
+UNREACHABLE: Final = (UpstreamUnavailable, UpstreamRateLimited)
+
+
+@dataclass(frozen=True)
+class LookupAnswer:
+    """Registrations found, and whether they come from KKI just now or from the store."""
+
+    registrations: tuple[RegistrationRecord, ...]
+    live: bool
+    # Why the stored copy was served (the error's reason slug), None for a live answer.
+    stale_reason: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        return not self.live
+
+    @property
+    def fetched_at(self) -> dt.datetime | None:
+        """When the oldest of the registrations was fetched from KKI."""
+        stamps = [registration.fetched_at for registration in self.registrations]
+        return min(stamps) if stamps else None
+
+    def age_s(self, now: dt.datetime | None = None) -> float | None:
+        """Seconds since `fetched_at` (0 for a live answer)."""
+        fetched = self.fetched_at
+        if self.live or fetched is None:
+            return 0.0 if self.live else None
+        return ((now or dt.datetime.now(dt.UTC)) - fetched).total_seconds()
+
+
+class RegistryLookup:
+    """Look-ups by STR number or by NIK, live when KKI answers and from the store otherwise."""
+
+    def __init__(
+        self,
+        client: KkiClient,
+        session_factory: sessionmaker[Session],
+        repository_factory: Callable[[Session], HealthWorkerRepository],
+        metrics: SyncMetrics | None = None,
+    ) -> None:
+        self._client = client
+        self._sessions = session_factory
+        self._repositories = repository_factory
+        self._metrics = metrics if metrics is not None else SyncMetrics.for_registry()
+
+    def by_str(self, str_number: str, *, decrypt: bool = False) -> LookupAnswer:
+        """The registration with this STR number; `NotFound` when KKI (or the store) has none."""
+        return self._lookup(
+            lambda: [self._client.get_registration(str_number)],
+            lambda repository: _one(repository.registration(str_number, decrypt=decrypt)),
+            decrypt=decrypt,
+        )
+
+    def by_nik(self, nik: str, *, decrypt: bool = False) -> LookupAnswer:
+        """Every registration KKI holds for this NIK (none is an empty answer, not an error)."""
+        return self._lookup(
+            lambda: self._client.lookup_by_nik(nik),
+            lambda repository: repository.registrations_of_nik(nik, decrypt=decrypt),
+            decrypt=decrypt,
+        )
+
+    def _lookup(
+        self,
+        fetch: Callable[[], list[dict[str, object]]],
+        stored: Callable[[HealthWorkerRepository], list[RegistrationRecord]],
+        *,
+        decrypt: bool,
+    ) -> LookupAnswer:
+        with self._sessions() as session:
+            enabled = connection_state(session, SYSTEM).enabled
+        if not enabled:
+            return self._stale(stored, "connection_disabled", None)
+        try:
+            documents = fetch()
+        except UNREACHABLE as exc:
+            with self._sessions.begin() as session:
+                self._record_failure(session, exc)
+            return self._stale(stored, exc.reason, exc)
+        except NotFound:
+            self._mark_reachable()
+            self._metrics.lookups.labels(SYSTEM, "miss").inc()
+            raise
+        except UpstreamError as exc:
+            with self._sessions.begin() as session:
+                self._record_failure(session, exc)
+            raise
+        fetched_at = dt.datetime.now(dt.UTC)
+        with self._sessions.begin() as session:
+            repository = self._repositories(session)
+            for document in documents:
+                repository.upsert_registration_from_kki(document, fetched_at=fetched_at)
+            record_success(session, SYSTEM, breaker_state=breaker_state_of(self._client))
+            session.flush()
+            records = [
+                record
+                for document in documents
+                for record in [
+                    repository.registration(str(document["str_number"]), decrypt=decrypt)
+                ]
+                if record is not None
+            ]
+        self._metrics.lookups.labels(SYSTEM, "live").inc()
+        return LookupAnswer(tuple(records), live=True)
+
+    def _stale(
+        self,
+        stored: Callable[[HealthWorkerRepository], list[RegistrationRecord]],
+        reason: str,
+        error: UpstreamError | None,
+    ) -> LookupAnswer:
+        with self._sessions() as session:
+            records = stored(self._repositories(session))
+        if not records and error is not None:
+            self._metrics.lookups.labels(SYSTEM, "miss").inc()
+            raise UpstreamUnavailable(
+                f"unreachable ({error.reason}) and the store holds no copy to serve meanwhile",
+                system=SYSTEM,
+                operation=error.operation,
+            ) from error
+        self._metrics.lookups.labels(SYSTEM, "stale").inc()
+        return LookupAnswer(tuple(records), live=False, stale_reason=reason)
+
+    def _record_failure(self, session: Session, error: UpstreamError) -> None:
+        breaker = breaker_state_of(self._client)
+        record_failure(
+            session, SYSTEM, f"{type(error).__name__}: {error.message}", breaker_state=breaker
+        )
+
+    def _mark_reachable(self) -> None:
+        with self._sessions.begin() as session:
+            record_success(session, SYSTEM, breaker_state=breaker_state_of(self._client))
+
+
+def _one(record: RegistrationRecord | None) -> list[RegistrationRecord]:
+    return [] if record is None else [record]
