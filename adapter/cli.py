@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from adapter.errors import AdapterError, ConfigurationError
+from adapter.observability.logging import configure_logging
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
 from adapter.store import database
@@ -27,6 +28,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)

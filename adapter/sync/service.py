@@ -33,6 +33,7 @@ from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
+from adapter.clients.tracing import trace
 from adapter.errors import AdapterError
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import (
@@ -157,7 +158,7 @@ def sync_system(
     engine = session_factory.kw.get("bind")
     if engine is None:
         raise ValueError("session_factory must be bound to an engine")
-    with exclusive(engine, f"sync-{system}"):
+    with exclusive(engine, f"sync-{system}"), trace():
         return _locked_sync(
             system,
             session_factory,
