@@ -51,6 +51,10 @@ mock-sisdmk: bootstrap ## Start the SISDMK mock on :8082 (SIZE=1000 SEED=42)
 bench-mocks: bootstrap ## Benchmark both mocks at N=100,000 against Prism (writes reports/bench-mocks.json)
 	@$(PY) bench/bench_mocks.py
 
+.PHONY: bench-sync
+bench-sync: bootstrap ## Full sync into PostgreSQL at N=10,000 and 100,000 vs COPY (writes reports/bench-sync.json)
+	@$(PY) bench/bench_sync.py --systems sisdmk kki
+
 .PHONY: clean
 clean: ## Remove caches and generated reports (keeps the virtualenv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache reports var .hypothesis

@@ -1,0 +1,219 @@
+"""Benchmark a full `hf-adapter sync` into PostgreSQL against PostgreSQL `COPY` of the same rows.
+
+For each system and size: start the mock with N people, sync everything into a fresh database
+with the real command (HTTP, contract checks, encryption, upserts, one commit per page) and
+record records/s and the sync process's peak RSS. Baseline, in the same invocation: the rows
+that sync wrote (already encrypted) are copied out and `COPY`-ed into an empty database with the
+same schema — the fastest way PostgreSQL takes those rows; the ratio is sync / COPY.
+
+    .venv/bin/python bench/bench_sync.py [--sizes 10000 100000] [--systems sisdmk kki]
+
+Writes reports/bench-sync.json. Needs PostgreSQL at 127.0.0.1:5432 (trust, database `test`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.processes import start_mock  # noqa: E402
+
+HF_ADAPTER = Path(sys.executable).parent / "hf-adapter"
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+# Tables a sync writes, parents first (COPY honours the foreign keys).
+TABLES = {
+    "sisdmk": ("sync_runs", "health_workers", "employments", "educations"),
+    "kki": (
+        "sync_runs",
+        "health_workers",
+        "registrations",
+        "practice_licenses",
+        "cpd_summaries",
+        "trainings",
+        "identity_findings",
+    ),
+}
+
+
+@dataclass
+class Result:
+    system: str
+    size: int
+    sync_s: float
+    sync_records_per_s: float
+    peak_rss_mib: float
+    rows_written: int
+    copy_s: float
+    copy_records_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.sync_records_per_s / self.copy_records_per_s
+
+
+def key() -> str:
+    return f"bench:{base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip('=')}"
+
+
+def fresh_database(name: str) -> str:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def environment(database_url: str, system: str, mock_url: str) -> dict[str, str]:
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
+        "OIDC_AUDIENCE": "hf-adapter",
+        "KKI_BASE_URL": mock_url if system == "kki" else "http://127.0.0.1:9",
+        "KKI_API_TOKEN": "kki-dev-token",
+        "SISDMK_BASE_URL": mock_url if system == "sisdmk" else "http://127.0.0.1:9",
+        "SISDMK_CLIENT_ID": "sisdmk-dev-client",
+        "SISDMK_CLIENT_SECRET": "sisdmk-dev-secret",
+        "KKI_WEBHOOK_SECRET": secret,
+        "SISDMK_WEBHOOK_SECRET": secret,
+        "ENCRYPTION_KEYS": key(),
+        "BLIND_INDEX_KEY": key(),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def run_sync(env: dict[str, str], system: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one `hf-adapter sync --full` process."""
+    subprocess.run([str(HF_ADAPTER), "db", "upgrade"], env=env, check=True, capture_output=True)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(HF_ADAPTER), "sync", "--system", system, "--full"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    # wait4 gives this child's own rusage: ru_maxrss is its peak resident set, in KiB.
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    summary = process.stdout.read() if process.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"sync {system} failed:\n{summary}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def copy_baseline(source: str, target: str, tables: tuple[str, ...]) -> tuple[float, int]:
+    """Seconds to COPY the synced rows into an empty migrated database, and the row count."""
+    dumps: dict[str, bytes] = {}
+    with psycopg.connect(source.replace("+psycopg", "")) as connection:
+        for table in tables:
+            with connection.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+                dumps[table] = b"".join(bytes(chunk) for chunk in copy)
+    rows = sum(dump.count(b"\n") for dump in dumps.values())
+    with psycopg.connect(target.replace("+psycopg", "")) as connection:
+        connection.execute("DELETE FROM connections")  # seeded by the migration; not copied
+        started = time.perf_counter()
+        with connection.transaction():
+            for table in tables:
+                with connection.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                    copy.write(dumps[table])
+        elapsed = time.perf_counter() - started
+    return elapsed, rows
+
+
+def bench(system: str, size: int, console: Console) -> Result:
+    console.print(f"[bold]{system} N={size:,}[/]: starting the mock…")
+    process, url = start_mock(system, size=size, seed=42, timeout_s=600.0)
+    try:
+        synced = fresh_database(f"bench_sync_{system}_{size}")
+        env = environment(synced, system, url)
+        console.print(f"  syncing {size:,} records into PostgreSQL…")
+        sync_s, rss = run_sync(env, system)
+    finally:
+        process.close()
+    with psycopg.connect(synced.replace("+psycopg", "")) as connection:
+        fetched = connection.execute("SELECT max(fetched) FROM sync_runs").fetchone()
+    records = int(fetched[0]) if fetched and fetched[0] is not None else size
+    baseline = fresh_database(f"bench_copy_{system}_{size}")
+    subprocess.run(
+        [str(HF_ADAPTER), "db", "upgrade"],
+        env=environment(baseline, system, "http://127.0.0.1:9"),
+        check=True,
+        capture_output=True,
+    )
+    console.print("  COPY baseline of the same rows…")
+    copy_s, rows = copy_baseline(synced, baseline, TABLES[system])
+    return Result(
+        system=system,
+        size=records,
+        sync_s=sync_s,
+        sync_records_per_s=records / sync_s,
+        peak_rss_mib=rss,
+        rows_written=rows,
+        copy_s=copy_s,
+        copy_records_per_s=records / copy_s,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--systems", nargs="+", choices=("sisdmk", "kki"), default=["sisdmk"])
+    args = parser.parse_args()
+    console = Console(stderr=True)
+    results = [bench(system, size, console) for system in args.systems for size in args.sizes]
+
+    table = Table(title="full sync into PostgreSQL vs COPY of the same encrypted rows")
+    for column in (
+        "system",
+        "records",
+        "sync s",
+        "sync rec/s",
+        "COPY rec/s",
+        "sync/COPY",
+        "peak RSS MiB",
+    ):
+        table.add_column(column, justify="right")
+    for result in results:
+        table.add_row(
+            result.system,
+            f"{result.size:,}",
+            f"{result.sync_s:,.1f}",
+            f"{result.sync_records_per_s:,.0f}",
+            f"{result.copy_records_per_s:,.0f}",
+            f"{result.ratio:.3f}",
+            f"{result.peak_rss_mib:,.0f}",
+        )
+    Console().print(table)
+    for system in args.systems:
+        mine = [r for r in results if r.system == system]
+        if len(mine) >= 2:
+            smallest, largest = min(mine, key=lambda r: r.size), max(mine, key=lambda r: r.size)
+            Console().print(
+                f"{system}: peak RSS at N={largest.size:,} / N={smallest.size:,} = "
+                f"{largest.peak_rss_mib / smallest.peak_rss_mib:.2f}"
+            )
+    report = ROOT / "reports" / "bench-sync.json"
+    report.parent.mkdir(exist_ok=True)
+    report.write_text(
+        json.dumps([{**asdict(r), "ratio": r.ratio} for r in results], indent=2), encoding="utf-8"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
