@@ -15,6 +15,7 @@ from typing import Final
 
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
+from adapter.queue.subcommands import add_realtime_commands
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
 from adapter.store import database
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lookup(commands)
     _add_keys(commands)
     _add_sync(commands)
+    add_realtime_commands(commands)  # serve, worker, events
     return parser
 
 

@@ -1,0 +1,113 @@
+"""`create_app(settings)`: the adapter's Flask service, one blueprint per module.
+
+Errors leave as RFC 9457 ``application/problem+json``: an `AdapterError` with its status and
+reason, anything else as a logged 500 that says nothing about the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from adapter import health
+from adapter.errors import AdapterError
+from adapter.observability.event_metrics import EventMetrics
+from adapter.queue.messages import EventPublisher
+from adapter.queue.rabbit import CONNECTION_ERRORS, open_connection
+from adapter.queue.wiring import publisher_from
+from adapter.settings import Settings
+from adapter.store import database
+from adapter.webhooks import views as webhook_views
+from adapter.webhooks.receiver import WebhookReceiver
+from adapter.webhooks.signature import WebhookRejected
+
+log = logging.getLogger("adapter.app")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    publisher: EventPublisher | None = None,
+    metrics: EventMetrics | None = None,
+) -> Flask:
+    """The WSGI app; `engine`, `publisher` and `metrics` default to what the settings say."""
+    app = Flask("adapter")
+    engine = engine if engine is not None else database.create_engine_from_settings(settings)
+    publisher = publisher if publisher is not None else publisher_from(settings)
+    metrics = metrics if metrics is not None else EventMetrics.for_registry()
+    sessions = database.session_factory(engine)
+    app.extensions["hf_engine"] = engine
+    app.extensions["hf_publisher"] = publisher
+    app.extensions[webhook_views.EXTENSION] = WebhookReceiver(
+        settings=settings, sessions=sessions, publisher=publisher, metrics=metrics
+    )
+
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(webhook_views.blueprint)
+    health.add_readiness_check(app, "database", lambda: _database_problem(engine))
+    broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
+    health.add_readiness_check(app, "broker", lambda: _broker_problem(broker_url))
+
+    app.register_error_handler(AdapterError, _adapter_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    response = jsonify(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    )
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    return response
+
+
+def _adapter_error(error: AdapterError) -> Response:
+    status = error.status if isinstance(error, WebhookRejected) else 500
+    if status >= 500:
+        log.error("request failed: %r", error)
+    return problem(status, error.reason.replace("_", " "), error.message, reason=error.reason)
+
+
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    response = problem(status, error.name, error.description or error.name)
+    if status == 405 and error.get_response().headers.get("Allow"):
+        response.headers["Allow"] = error.get_response().headers["Allow"]
+    return response
+
+
+def _unexpected_error(error: Exception) -> Response:
+    log.exception("unexpected error while handling a request")
+    return problem(500, "Internal Server Error", "the adapter failed; the log has the details")
+
+
+def _database_problem(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return None
+
+
+def _broker_problem(url: str | None) -> str | None:
+    if url is None:
+        return None  # the embedded queue lives in the database
+    connection = open_connection(url)
+    try:
+        connection.ensure_connection(max_retries=1)  # type: ignore[no-untyped-call]
+    except CONNECTION_ERRORS as exc:
+        return f"unreachable ({type(exc).__name__})"
+    finally:
+        connection.release()  # type: ignore[no-untyped-call]
+    return None

@@ -1,0 +1,72 @@
+"""Dead-letter alerts: a log line always, a JSON POST to ``ALERT_WEBHOOK_URL`` when it is set.
+
+The metric that alert rules use (`hf_event_dead_letters`) is counted by the processor; this
+module only tells people. Alerts carry ids, the event type and the reason, never personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Final
+
+import httpx
+
+from adapter.observability.event_metrics import EventMetrics
+
+log = logging.getLogger("adapter.alerts")
+
+ALERT_TIMEOUT_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class DeadLetterAlert:
+    event_id: str
+    source: str
+    event_type: str
+    reason: str
+    attempts: int
+    last_error: str
+
+    def to_document(self) -> dict[str, object]:
+        return {"alert": "webhook_event_dead_lettered", **asdict(self)}
+
+
+class DeadLetterAlerts:
+    """Sends alerts off the worker's thread, so a slow alert endpoint never slows the queue."""
+
+    def __init__(self, url: str | None, metrics: EventMetrics) -> None:
+        self._url = url
+        self._metrics = metrics
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-alerts")
+
+    def raise_alert(self, alert: DeadLetterAlert) -> None:
+        log.error(
+            "ALERT event dead-lettered: event_id=%s source=%s type=%s reason=%s attempts=%d "
+            "last_error=%s; see `hf-adapter events show %s`, replay with `hf-adapter events "
+            "replay %s`",
+            alert.event_id,
+            alert.source,
+            alert.event_type,
+            alert.reason,
+            alert.attempts,
+            alert.last_error,
+            alert.event_id,
+            alert.event_id,
+        )
+        if self._url is not None:
+            self._pool.submit(self._post, alert)
+
+    def _post(self, alert: DeadLetterAlert) -> None:
+        assert self._url is not None
+        try:
+            httpx.post(self._url, json=alert.to_document(), timeout=ALERT_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            self._metrics.alerts.labels("failed").inc()
+            log.warning("alert webhook failed: %s", type(exc).__name__)
+            return
+        self._metrics.alerts.labels("sent").inc()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,148 @@
+"""`hf-adapter worker`: wiring, a live status line, and a summary table when it stops.
+
+Runs until SIGTERM or SIGINT, then finishes the events in hand (each acked after its commit).
+The status line goes to stderr, the summary to stdout.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Final
+
+from prometheus_client import start_http_server
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from adapter.clients import CircuitBreaker, HttpKkiClient, HttpSisdmkClient, RetryPolicy
+from adapter.observability.event_metrics import EventMetrics
+from adapter.queue.alerts import DeadLetterAlerts
+from adapter.queue.embedded import EmbeddedQueue
+from adapter.queue.rabbit import RabbitConsumer, RabbitPublisher
+from adapter.queue.wiring import processor_from, topology_from
+from adapter.queue.worker import OutboxRelay, Worker, WorkerStats
+from adapter.settings import load_settings
+from adapter.store import database
+
+EXIT_OK: Final = 0
+# The queue retries with its own backoff: one quick retry inside the call is enough, and a
+# Retry-After longer than a couple of seconds goes back to the queue instead of holding a thread.
+WORKER_CALL_POLICY: Final = RetryPolicy(
+    max_attempts=2, base_delay_s=0.2, max_delay_s=1.0, max_retry_after_s=2.0
+)
+WORKER_BREAKER_RESET_S: Final = 5.0
+STATUS_REFRESH_PER_S: Final = 2
+
+
+def run(*, concurrency: int, metrics_port: int | None) -> int:
+    settings = load_settings()
+    engine = database.create_engine_from_settings(settings)
+    database.check(engine)
+    sessions = database.session_factory(engine)
+    metrics = EventMetrics.for_registry()
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    alerts = DeadLetterAlerts(settings.alert_webhook_url, metrics)
+    kki = HttpKkiClient.from_settings(
+        settings,
+        policy=WORKER_CALL_POLICY,
+        breaker=CircuitBreaker("kki", reset_timeout_s=WORKER_BREAKER_RESET_S),
+    )
+    sisdmk = HttpSisdmkClient.from_settings(
+        settings,
+        policy=WORKER_CALL_POLICY,
+        breaker=CircuitBreaker("sisdmk", reset_timeout_s=WORKER_BREAKER_RESET_S),
+    )
+    processor = processor_from(
+        settings, sessions=sessions, kki=kki, sisdmk=sisdmk, metrics=metrics, alerts=alerts
+    )
+    stats = WorkerStats()
+    worker = Worker(
+        processor=processor,
+        sessions=sessions,
+        metrics=metrics,
+        concurrency=concurrency,
+        stats=stats,
+    )
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        worker.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+
+    broker = "embedded queue (the database)"
+    if settings.broker_url is not None:
+        broker = f"RabbitMQ, queues {settings.broker_queue_prefix}.*"
+    stderr = Console(stderr=True)
+    stderr.print(f"hf-adapter worker: {broker}, {concurrency} threads; Ctrl-C stops")
+    done = threading.Event()
+    try:
+        with Live(
+            _status(stats), console=stderr, refresh_per_second=STATUS_REFRESH_PER_S, transient=True
+        ) as live:
+            ticker = threading.Thread(
+                target=_tick, args=(live, stats, done), name="hf-status", daemon=True
+            )
+            ticker.start()
+            if settings.broker_url is None:
+                worker.run_embedded(EmbeddedQueue(sessions, lease_s=settings.event_lease_s))
+            else:
+                url = settings.broker_url.get_secret_value()
+                topology = topology_from(settings)
+                publisher = RabbitPublisher(url, topology)
+                worker.run_rabbit(
+                    RabbitConsumer(url, topology, prefetch=settings.broker_prefetch),
+                    publisher,
+                    topology,
+                    OutboxRelay(
+                        sessions,
+                        publisher,
+                        republish_after_s=settings.event_republish_after_s,
+                        metrics=metrics,
+                        stats=stats,
+                    ),
+                )
+    finally:
+        done.set()
+        alerts.close()
+        kki.close()
+        sisdmk.close()
+        engine.dispose()
+    Console().print(summary_table(stats))
+    return EXIT_OK
+
+
+def _tick(live: Live, stats: WorkerStats, done: threading.Event) -> None:
+    while not done.wait(1 / STATUS_REFRESH_PER_S):
+        live.update(_status(stats))
+
+
+def _status(stats: WorkerStats) -> str:
+    return (
+        f"applied {stats.applied:,}  retried {stats.retried:,}  dead-lettered "
+        f"{stats.dead_lettered:,}  skipped {stats.skipped:,}  relayed {stats.relayed:,}  "
+        f"({stats.elapsed_s:,.0f} s)"
+    )
+
+
+def summary_table(stats: WorkerStats) -> Table:
+    table = Table(title="worker stopped")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    rate = stats.applied / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
+    rows = [
+        ("applied", f"{stats.applied:,}"),
+        *((f"  {outcome}", f"{count:,}") for outcome, count in sorted(stats.by_outcome.items())),
+        ("retries scheduled", f"{stats.retried:,}"),
+        ("dead-lettered", f"{stats.dead_lettered:,}"),
+        ("skipped (duplicate deliveries)", f"{stats.skipped:,}"),
+        ("relayed from the outbox", f"{stats.relayed:,}"),
+        ("ran for", f"{stats.elapsed_s:,.1f} s"),
+        ("events/s", f"{rate:,.1f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

@@ -1,0 +1,291 @@
+"""`EventProcessor`: apply one inbox event by fetching the authoritative resource and upserting it.
+
+The same repository methods as the batch sync do the upsert. The event is marked done in the
+SAME transaction as the upsert, and the marking is a guarded update (pending → done) taken
+first, so two workers holding the same event apply it once: the second finds it done.
+Transient failures (the source down, 5xx, 429, a database hiccup) come back as a retry verdict;
+permanent ones (404, a contract violation, a 4xx, a record the store refuses) dead-letter the
+event at once. No web framework, no broker here: the transports act on the verdict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.clients.errors import (
+    AuthenticationFailed,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
+from adapter.clients.kki import KkiClient
+from adapter.clients.sisdmk import SisdmkClient
+from adapter.clients.tracing import trace
+from adapter.errors import AdapterError
+from adapter.observability.event_metrics import EventMetrics
+from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
+from adapter.queue.retry import RetrySchedule
+from adapter.store.models import HealthWorker, Registration, WebhookEvent
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.webhooks.envelope import FACILITY_EVENT
+from adapter.webhooks.inbox import WebhookInbox, now
+
+log = logging.getLogger("adapter.worker")
+
+Kind = Literal["done", "skip", "retry", "dead"]
+# Errors from the store that the next attempt may not meet: a concurrent insert of the same
+# person, a deadlock, a dropped connection.
+TRANSIENT_DB_ERRORS: Final = (IntegrityError, OperationalError)
+# What a record the store refuses raises (as the batch sync's RECORD_ERRORS): permanent.
+RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, DBAPIError)
+MAX_ERROR_LENGTH: Final = 500
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    outcome: str
+    delay_s: float = 0.0
+    tier: int = 0
+    reason: str = ""
+
+
+class TransientFailure(AdapterError):
+    """Worth another attempt later."""
+
+    default_reason = "transient"
+
+
+class PermanentFailure(AdapterError):
+    """No attempt will do better: dead-letter now."""
+
+    default_reason = "permanent"
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        kki: KkiClient,
+        sisdmk: SisdmkClient,
+        repository_factory: Callable[[Session], HealthWorkerRepository],
+        schedule: RetrySchedule,
+        delivery_limit: int,
+        metrics: EventMetrics,
+        alerts: DeadLetterAlerts,
+        draw: Callable[[], float] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._kki = kki
+        self._sisdmk = sisdmk
+        self._repository_factory = repository_factory
+        self._schedule = schedule
+        self._delivery_limit = delivery_limit
+        self._metrics = metrics
+        self._alerts = alerts
+        self._draw = draw
+
+    def process(self, event_id: uuid.UUID, *, unfinished_deliveries: int = 0) -> Verdict:
+        """Apply the event; `unfinished_deliveries`: earlier hand-overs that ended in no verdict."""
+        with self._sessions() as session:
+            event = WebhookInbox(session).get(event_id)
+            if event is None:
+                return Verdict("skip", "unknown")
+            if event.state != "pending":
+                return Verdict("skip", f"already_{event.state}")
+            session.expunge(event)
+        trace_id = _trace_id(event.traceparent)
+        with trace(trace_id):
+            self._metrics.event_age.labels(event.source).observe(
+                max(0.0, (now() - event.received_at).total_seconds())
+            )
+            if unfinished_deliveries >= self._delivery_limit:
+                return self._dead(
+                    event,
+                    "delivery_limit",
+                    f"delivery_limit: handed to a worker {unfinished_deliveries + 1} times "
+                    "without a result (the worker crashed or was killed each time)",
+                    count_attempt=False,
+                )
+            try:
+                outcome = self._apply(event)
+            except TransientFailure as exc:
+                return self._retry(event, exc.reason, exc.message)
+            except PermanentFailure as exc:
+                return self._dead(event, exc.reason, exc.message, count_attempt=True)
+        if outcome == "skipped":
+            return Verdict("skip", "already_done")
+        self._metrics.processed.labels(event.source, event.event_type, outcome).inc()
+        self._metrics.end_to_end_lag.labels(event.source).observe(
+            max(0.0, (now() - event.occurred_at).total_seconds())
+        )
+        return Verdict("done", outcome)
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def _apply(self, event: WebhookEvent) -> str:
+        if event.event_type == FACILITY_EVENT:
+            # SISDMK has no single-facility read in the client: the daily batch carries them.
+            return self._commit(event, "ignored", None)
+        if self._stored_version(event) >= event.resource_version:
+            # The store already holds this version or a newer one (a late or duplicate event).
+            return self._commit(event, "superseded", None)
+        document = self._fetch(event)
+        return self._commit(event, None, document)
+
+    def _stored_version(self, event: WebhookEvent) -> int:
+        with self._sessions() as session:
+            if event.source == "kki":
+                query = select(Registration.source_version).where(
+                    Registration.str_number == event.resource_id
+                )
+            else:
+                try:
+                    worker_id = uuid.UUID(event.resource_id)
+                except ValueError:
+                    return 0
+                query = select(HealthWorker.source_version).where(
+                    HealthWorker.sisdmk_worker_id == worker_id,
+                    HealthWorker.source_system == "sisdmk",
+                )
+            version = session.scalar(query)
+        return int(version) if version is not None else 0
+
+    def _fetch(self, event: WebhookEvent) -> dict[str, Any]:
+        try:
+            if event.source == "kki":
+                return self._kki.get_registration(event.resource_id)
+            return self._sisdmk.get_health_worker(event.resource_id)
+        except (UpstreamUnavailable, UpstreamRateLimited, AuthenticationFailed) as exc:
+            raise TransientFailure(_describe(exc), reason=exc.reason) from None
+        except UpstreamError as exc:
+            if exc.status is not None and exc.status >= 500:
+                raise TransientFailure(_describe(exc), reason=exc.reason) from None
+            # NotFound, ContractViolation, UpstreamRejected: the next attempt gets the same.
+            raise PermanentFailure(_describe(exc), reason=exc.reason) from None
+
+    def _commit(self, event: WebhookEvent, outcome: str | None, document: Any) -> str:
+        fetched_at = now()
+        try:
+            with self._sessions() as session, session.begin():
+                inbox = WebhookInbox(session)
+                # First statement of the transaction: the row (PostgreSQL) or the database
+                # (SQLite) is ours until commit, so a second worker waits, then finds it done.
+                if not inbox.mark_applied(event.id, outcome or "applying"):
+                    return "skipped"
+                if document is not None:
+                    repository = self._repository_factory(session)
+                    if event.source == "kki":
+                        result = repository.upsert_registration_from_kki(
+                            document, fetched_at=fetched_at
+                        )
+                    else:
+                        result = repository.upsert_from_sisdmk(document, fetched_at=fetched_at)
+                    outcome = str(result.value)
+                    session.flush()
+                    session.execute(
+                        update(WebhookEvent)
+                        .where(WebhookEvent.id == event.id)
+                        .values(outcome=outcome)
+                    )
+        except TRANSIENT_DB_ERRORS as exc:
+            raise TransientFailure(
+                f"store: {type(exc).__name__} (retried)", reason="database"
+            ) from None
+        except RECORD_ERRORS as exc:
+            reason = exc.reason if isinstance(exc, AdapterError) else "record_refused"
+            raise PermanentFailure(
+                f"store refused the record: {type(exc).__name__}", reason=reason
+            ) from None
+        return outcome or "applied"
+
+    # -- failing ----------------------------------------------------------------------------
+
+    def _retry(self, event: WebhookEvent, reason: str, message: str) -> Verdict:
+        attempts = event.attempts + 1
+        if self._schedule.exhausted(attempts):
+            return self._dead(
+                event,
+                reason,
+                f"{message} (after {attempts} attempts)",
+                count_attempt=True,
+            )
+        delay = (
+            self._schedule.delay_s(attempts)
+            if self._draw is None
+            else self._schedule.delay_s(attempts, self._draw)
+        )
+        try:
+            with self._sessions() as session, session.begin():
+                WebhookInbox(session).mark_retry(
+                    event.id,
+                    _bounded(f"{reason}: {message}"),
+                    available_at=now() + dt.timedelta(seconds=delay),
+                )
+        except SQLAlchemyError as exc:
+            # Without the database the count is not kept; the message comes back anyway.
+            log.warning("could not record the retry of %s: %s", event.id, type(exc).__name__)
+        self._metrics.retries.labels(event.source, reason).inc()
+        self._metrics.processed.labels(event.source, event.event_type, "retry").inc()
+        log.info(
+            "event %s (%s %s) failed (%s), retry %d in %.1f s",
+            event.id,
+            event.source,
+            event.event_type,
+            reason,
+            attempts,
+            delay,
+        )
+        return Verdict(
+            "retry", "retry", delay_s=delay, tier=self._schedule.tier(attempts), reason=reason
+        )
+
+    def _dead(
+        self, event: WebhookEvent, reason: str, message: str, *, count_attempt: bool
+    ) -> Verdict:
+        error = _bounded(f"{reason}: {message}")
+        with self._sessions() as session, session.begin():
+            changed = WebhookInbox(session).mark_failed(
+                event.id, error, count_attempt=count_attempt
+            )
+        if not changed:
+            return Verdict("skip", "already_final")
+        self._metrics.dead_letters.labels(event.source, reason).inc()
+        self._metrics.processed.labels(event.source, event.event_type, "failed").inc()
+        self._alerts.raise_alert(
+            DeadLetterAlert(
+                event_id=str(event.id),
+                source=event.source,
+                event_type=event.event_type,
+                reason=reason,
+                attempts=event.attempts + (1 if count_attempt else 0),
+                last_error=error,
+            )
+        )
+        return Verdict("dead", "failed", reason=reason)
+
+
+def _describe(error: UpstreamError) -> str:
+    # Client messages name the system, operation and status, never ids or personal values.
+    return f"{type(error).__name__}: {error.message}"
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 else None

@@ -1,0 +1,225 @@
+# mypy: disallow-untyped-calls=False
+"""RabbitMQ through kombu: a confirming publisher (one connection per thread) and a consumer.
+
+Messages are persistent and published with publisher confirms, so `publish` returning means the
+broker has them on disk (quorum queues: on a majority). The consumer acks only after the worker
+committed the outcome to the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import amqp.exceptions
+import kombu.exceptions
+from kombu.connection import Connection
+from kombu.message import Message
+from kombu.messaging import Consumer, Producer
+
+from adapter.queue.messages import BrokerUnavailable, EventMessage
+from adapter.queue.topology import DEAD_ROUTING_KEY, EVENT_ROUTING_KEY, QueueTopology
+
+log = logging.getLogger("adapter.queue")
+
+CONNECT_TIMEOUT_S: Final = 2.0
+CONFIRM_TIMEOUT_S: Final = 5.0
+# After a failed connect, publishers wait this long before trying again: a broker outage
+# must not add a connect timeout to every webhook (the outbox keeps the events meanwhile).
+PAUSE_AFTER_FAILURE_S: Final = 1.0
+HEARTBEAT_S: Final = 30
+# Errors that mean "the broker is not there or dropped us" (kombu and py-amqp spell them apart).
+CONNECTION_ERRORS: Final = (
+    OSError,
+    kombu.exceptions.OperationalError,
+    amqp.exceptions.ConnectionError,
+    amqp.exceptions.ChannelError,
+    amqp.exceptions.RecoverableConnectionError,
+    amqp.exceptions.MessageNacked,
+)
+
+
+def open_connection(url: str) -> Connection:
+    return Connection(
+        url,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        heartbeat=HEARTBEAT_S,
+        transport_options={"confirm_publish": True, "confirm_timeout": CONFIRM_TIMEOUT_S},
+    )
+
+
+def declare_topology(connection: Connection, topology: QueueTopology) -> None:
+    """Declare the exchanges and queues (idempotent; the same arguments every time)."""
+    channel = connection.default_channel
+    for exchange in (topology.events_exchange, topology.retry_exchange, topology.dead_exchange):
+        exchange(channel).declare()
+    for queue in topology.all_queues:
+        queue(channel).declare()
+
+
+def message_properties(message: EventMessage) -> dict[str, Any]:
+    return {
+        "delivery_mode": 2,  # persistent
+        "content_type": "application/json",
+        "message_id": str(message.event_id),
+        "headers": {"traceparent": message.traceparent} if message.traceparent else {},
+    }
+
+
+class RabbitPublisher:
+    """`EventPublisher` for RabbitMQ; thread-safe (a connection per thread)."""
+
+    needs_relay = True
+
+    def __init__(self, url: str, topology: QueueTopology) -> None:
+        self._url = url
+        self._topology = topology
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._declared = False
+
+    def _producer(self) -> Producer:
+        producer: Producer | None = getattr(self._local, "producer", None)
+        if producer is not None:
+            return producer
+        connection = open_connection(self._url)
+        connection.ensure_connection(max_retries=1)
+        if not self._declared:
+            declare_topology(connection, self._topology)
+            self._declared = True
+        producer = Producer(connection.channel(), serializer="json")
+        self._local.connection = connection
+        self._local.producer = producer
+        with self._lock:
+            self._connections.append(connection)
+        return producer
+
+    def _drop_connection(self) -> None:
+        connection: Connection | None = getattr(self._local, "connection", None)
+        self._local.producer = None
+        self._local.connection = None
+        if connection is not None:
+            with self._lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+            _close_quietly(connection)
+
+    def publish(self, messages: Sequence[EventMessage], *, path: str) -> None:
+        self.publish_to(messages, exchange="events", routing_key=EVENT_ROUTING_KEY)
+
+    def publish_to(
+        self,
+        messages: Sequence[EventMessage],
+        *,
+        exchange: str,
+        routing_key: str,
+        expiration_s: float | None = None,
+    ) -> None:
+        if time.monotonic() < self._paused_until:
+            raise BrokerUnavailable("the broker was unreachable a moment ago; kept in the outbox")
+        target = {
+            "events": self._topology.events_exchange,
+            "retry": self._topology.retry_exchange,
+            "dead": self._topology.dead_exchange,
+        }[exchange]
+        try:
+            producer = self._producer()
+            for message in messages:
+                extra: dict[str, Any] = {}
+                if expiration_s is not None:
+                    extra["expiration"] = expiration_s
+                producer.publish(
+                    message.to_body(),
+                    exchange=target,
+                    routing_key=routing_key,
+                    retry=False,
+                    **message_properties(message),
+                    **extra,
+                )
+        except CONNECTION_ERRORS as exc:
+            self._drop_connection()
+            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
+            raise BrokerUnavailable(f"RabbitMQ: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            _close_quietly(connection)
+
+
+class RabbitConsumer:
+    """Receives event messages from the events queue on one connection (one thread)."""
+
+    def __init__(self, url: str, topology: QueueTopology, *, prefetch: int) -> None:
+        self._url = url
+        self._topology = topology
+        self._prefetch = prefetch
+        self._connection: Connection | None = None
+        self._consumer: Consumer | None = None
+
+    def connect(self, on_message: Callable[[Any, Message], None]) -> None:
+        self.close()
+        connection = open_connection(self._url)
+        connection.ensure_connection(max_retries=1)
+        declare_topology(connection, self._topology)
+        channel = connection.channel()
+        consumer = Consumer(
+            channel,
+            queues=[self._topology.events_queue],
+            callbacks=[on_message],
+            accept=["json"],
+            prefetch_count=self._prefetch,
+        )
+        consumer.consume()
+        self._connection = connection
+        self._consumer = consumer
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    def drain(self, timeout_s: float) -> None:
+        """Deliver waiting messages to the callback; returns after `timeout_s` without one."""
+        assert self._connection is not None
+        try:
+            self._connection.drain_events(timeout=timeout_s)
+        except TimeoutError:
+            self._connection.heartbeat_check()
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages ready in each queue (passive declares on the consumer's connection)."""
+        assert self._connection is not None
+        channel = self._connection.default_channel
+        depths: dict[str, int] = {}
+        for queue in self._topology.all_queues:
+            declared = channel.queue_declare(queue=queue.name, passive=True)
+            depths[queue.name] = int(declared.message_count)
+        return depths
+
+    def close(self) -> None:
+        if self._connection is not None:
+            _close_quietly(self._connection)
+        self._connection = None
+        self._consumer = None
+
+
+def _close_quietly(connection: Connection) -> None:
+    try:
+        connection.release()
+    except CONNECTION_ERRORS as exc:
+        log.debug("closing a broken broker connection: %s", exc)
+
+
+__all__ = [
+    "DEAD_ROUTING_KEY",
+    "RabbitConsumer",
+    "RabbitPublisher",
+    "declare_topology",
+    "open_connection",
+]

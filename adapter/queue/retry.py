@@ -1,0 +1,28 @@
+"""How an event that failed is retried: exponential tiers with jitter, then the dead letter."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """``delays_s[n-1]`` after the n-th failure (the last tier repeats), `max_attempts` in all."""
+
+    delays_s: tuple[float, ...]
+    max_attempts: int
+
+    def exhausted(self, attempts: int) -> bool:
+        """True when `attempts` failures leave no retry."""
+        return attempts >= self.max_attempts
+
+    def tier(self, attempts: int) -> int:
+        """The retry tier after `attempts` (>= 1) failures."""
+        return min(attempts, len(self.delays_s)) - 1
+
+    def delay_s(self, attempts: int, draw: Callable[[], float] = random.random) -> float:
+        """Equal jitter on the tier's delay: uniform in [delay/2, delay]."""
+        delay = self.delays_s[self.tier(attempts)]
+        return delay / 2 + draw() * delay / 2

@@ -1,0 +1,1 @@
+"""Webhook receivers: signature, timestamp window, size and schema checks, the inbox, enqueue."""

@@ -1,0 +1,99 @@
+"""The webhook envelope: checked against the `WebhookEvent` schema of the source's contract.
+
+Only what the worker needs leaves this module (ids, type, version, time): the envelope's
+``nik_hash`` is never kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from connexion.json_schema import resolve_refs
+
+from adapter.webhooks.signature import WebhookRejected
+from openapi_schemas import compiled_validator
+
+CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
+SOURCES: Final = ("kki", "sisdmk")
+# The resource an event is about, by source: the id the worker fetches.
+FACILITY_EVENT: Final = "facility.updated"
+
+
+@dataclass(frozen=True)
+class EventEnvelope:
+    """What the adapter keeps of one event: ids, type, version and when it happened."""
+
+    source: str
+    event_id: str
+    event_type: str
+    resource_id: str
+    resource_version: int
+    occurred_at: dt.datetime
+
+
+def parse_envelope(source: str, webhook_id: str, body: bytes) -> EventEnvelope:
+    """The envelope of a verified body, or `WebhookRejected` (400 not JSON, 422 not the schema)."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WebhookRejected(400, "json", "the body is not valid UTF-8 JSON") from None
+    validator = _event_validator(source)
+    if not validator.is_valid(document):
+        # Which rule failed, never the value: the body may carry a NIK by mistake.
+        error = next(iter(validator.iter_errors(document)))
+        where = "/".join(str(part) for part in error.instance_path) or "(root)"
+        raise WebhookRejected(
+            422,
+            "schema",
+            f"the body is not a {source} WebhookEvent: at {where}, rule "
+            f"{'/'.join(str(part) for part in error.schema_path)} failed",
+        )
+    if document["event_id"] != webhook_id:
+        raise WebhookRejected(422, "id_mismatch", "event_id differs from the webhook-id header")
+    data = document["data"]
+    if source == "kki":
+        resource_id = str(data["str_number"])
+    elif document["type"] == FACILITY_EVENT:
+        resource_id = str(data["facility_code"])
+    else:
+        resource_id = str(data["worker_id"])
+    return EventEnvelope(
+        source=source,
+        event_id=str(document["event_id"]),
+        event_type=str(document["type"]),
+        resource_id=resource_id,
+        resource_version=int(data["version"]),
+        occurred_at=_instant(str(document["occurred_at"])),
+    )
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise WebhookRejected(422, "schema", "occurred_at is not an RFC 3339 date-time") from None
+    if moment.tzinfo is None:
+        raise WebhookRejected(422, "schema", "occurred_at has no time zone")
+    return moment.astimezone(dt.UTC)
+
+
+@cache
+def _event_schema(source: str) -> dict[str, Any]:
+    with (CONTRACTS_DIR / f"{source}.yaml").open(encoding="utf-8") as fh:
+        spec = yaml.safe_load(fh)
+    resolved: dict[str, Any] = resolve_refs(spec)
+    schema: dict[str, Any] = resolved["components"]["schemas"]["WebhookEvent"]
+    return schema
+
+
+def _event_validator(source: str) -> Any:
+    validator = compiled_validator(_event_schema(source))
+    if validator is None:  # the envelope schemas are not self-referencing
+        raise RuntimeError(f"the {source} WebhookEvent schema could not be compiled")
+    return validator

@@ -1,0 +1,263 @@
+"""`WebhookInbox`: the inbox table's queries, from the receiver, the relay, the worker and the CLI.
+
+An event is inserted once per (source, webhook-id): the unique constraint decides, so duplicates
+arriving at the same instant on several processes still give one row. ``published_at`` is the
+transactional outbox: NULL until the broker has confirmed the event's message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from adapter.store.models import WEBHOOK_EVENT_STATES, WebhookEvent
+from adapter.webhooks.envelope import EventEnvelope
+
+LIST_LIMIT: Final = 1000
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    replayed: list[uuid.UUID]
+    skipped: int
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class WebhookInbox:
+    """Queries on ``webhook_events`` within the caller's session (the caller commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def record(
+        self, envelope: EventEnvelope, *, traceparent: str | None, published: bool
+    ) -> uuid.UUID | None:
+        """Insert the event; its new id, or ``None`` when (source, webhook-id) is already in."""
+        moment = now()
+        values: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "source": envelope.source,
+            "webhook_id": envelope.event_id,
+            "event_type": envelope.event_type,
+            "resource_id": envelope.resource_id,
+            "resource_version": envelope.resource_version,
+            "occurred_at": envelope.occurred_at,
+            "received_at": moment,
+            "available_at": moment,
+            "traceparent": traceparent,
+            "state": "pending",
+            "published_at": moment if published else None,
+        }
+        insert = (
+            postgresql_insert
+            if self._session.get_bind().dialect.name == "postgresql"
+            else sqlite_insert
+        )
+        statement = (
+            insert(WebhookEvent)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
+            .returning(WebhookEvent.id)
+        )
+        inserted = self._session.execute(statement).scalar_one_or_none()
+        return inserted
+
+    # -- the outbox -----------------------------------------------------------------------
+
+    def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
+        if event_ids:
+            self._session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id.in_(event_ids))
+                .values(published_at=now())
+            )
+
+    def to_relay(self, *, limit: int, republish_before: dt.datetime) -> list[WebhookEvent]:
+        """Pending events never published, or published so long ago that the message is lost."""
+        query = (
+            select(WebhookEvent)
+            .where(
+                WebhookEvent.state == "pending",
+                or_(
+                    WebhookEvent.published_at.is_(None),
+                    and_(
+                        WebhookEvent.published_at < republish_before,
+                        WebhookEvent.available_at < republish_before,
+                    ),
+                ),
+            )
+            .order_by(WebhookEvent.received_at)
+            .limit(limit)
+        )
+        return list(self._session.scalars(query))
+
+    # -- the worker -----------------------------------------------------------------------
+
+    def get(self, event_id: uuid.UUID, *, for_update: bool = False) -> WebhookEvent | None:
+        query = select(WebhookEvent).where(WebhookEvent.id == event_id)
+        if for_update:
+            query = query.with_for_update()
+        return self._session.scalars(query).one_or_none()
+
+    def mark_applied(self, event_id: uuid.UUID, outcome: str) -> bool:
+        """Pending → done, counted once; False when another worker got there first."""
+        result = self._session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
+            .values(
+                state="done",
+                outcome=outcome,
+                processed_at=now(),
+                applied_count=WebhookEvent.applied_count + 1,
+                last_error=None,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def mark_retry(self, event_id: uuid.UUID, error: str, *, available_at: dt.datetime) -> int:
+        """Count a failed attempt; the attempts spent so far (0 when no longer pending)."""
+        self._session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
+            .values(
+                attempts=WebhookEvent.attempts + 1,
+                last_error=error,
+                available_at=available_at,
+            )
+        )
+        attempts = self._session.scalar(
+            select(WebhookEvent.attempts).where(
+                WebhookEvent.id == event_id, WebhookEvent.state == "pending"
+            )
+        )
+        return int(attempts or 0)
+
+    def mark_failed(self, event_id: uuid.UUID, error: str, *, count_attempt: bool) -> bool:
+        """Pending → failed (dead-lettered) with the last error; False when not pending."""
+        values: dict[str, Any] = {"state": "failed", "last_error": error, "processed_at": now()}
+        if count_attempt:
+            values["attempts"] = WebhookEvent.attempts + 1
+        result = self._session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
+            .values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def claim(self, *, limit: int, lease_s: float) -> list[WebhookEvent]:
+        """Embedded queue: take up to `limit` due events, hidden from others for `lease_s`.
+
+        PostgreSQL skips rows another worker holds; SQLite serialises writers, so the
+        select-then-update below is atomic there too.
+        """
+        moment = now()
+        due: Select[uuid.UUID] = (
+            select(WebhookEvent.id)
+            .where(WebhookEvent.state == "pending", WebhookEvent.available_at <= moment)
+            .order_by(WebhookEvent.available_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(self._session.scalars(due))
+        if not ids:
+            return []
+        self._session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(ids))
+            .values(
+                available_at=moment + dt.timedelta(seconds=lease_s),
+                deliveries=WebhookEvent.deliveries + 1,
+            )
+        )
+        return list(
+            self._session.scalars(
+                select(WebhookEvent)
+                .where(WebhookEvent.id.in_(ids))
+                .order_by(WebhookEvent.received_at)
+            )
+        )
+
+    def depths(self) -> dict[str, int]:
+        """Events by queue-ish state: pending, unpublished (outbox), failed."""
+        pending = self._session.scalar(select(func.count()).where(WebhookEvent.state == "pending"))
+        unpublished = self._session.scalar(
+            select(func.count()).where(
+                WebhookEvent.state == "pending", WebhookEvent.published_at.is_(None)
+            )
+        )
+        failed = self._session.scalar(select(func.count()).where(WebhookEvent.state == "failed"))
+        return {
+            "inbox_pending": int(pending or 0),
+            "outbox_unpublished": int(unpublished or 0),
+            "failed": int(failed or 0),
+        }
+
+    # -- operators ------------------------------------------------------------------------
+
+    def list(
+        self, *, state: str | None = "failed", source: str | None = None, limit: int = 100
+    ) -> list[WebhookEvent]:
+        query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc())
+        if state is not None:
+            if state not in WEBHOOK_EVENT_STATES:
+                raise ValueError(f"unknown state {state!r}")
+            query = query.where(WebhookEvent.state == state)
+        if source is not None:
+            query = query.where(WebhookEvent.source == source)
+        return list(self._session.scalars(query.limit(min(limit, LIST_LIMIT))))
+
+    def count(self, *, state: str) -> int:
+        return int(
+            self._session.scalar(select(func.count()).where(WebhookEvent.state == state)) or 0
+        )
+
+    def replay(self, event_ids: Sequence[uuid.UUID] | None) -> ReplayResult:
+        """Failed events (these, or all of them) back to pending with fresh retries."""
+        query = select(WebhookEvent.id, WebhookEvent.state)
+        if event_ids is not None:
+            query = query.where(WebhookEvent.id.in_(event_ids))
+        else:
+            query = query.where(WebhookEvent.state == "failed")
+        rows = list(self._session.execute(query))
+        replayable = [row.id for row in rows if row.state == "failed"]
+        if replayable:
+            moment = now()
+            self._session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id.in_(replayable), WebhookEvent.state == "failed")
+                .values(
+                    state="pending",
+                    attempts=0,
+                    deliveries=0,
+                    available_at=moment,
+                    published_at=None,
+                    replays=WebhookEvent.replays + 1,
+                )
+            )
+        skipped = len(rows) - len(replayable)
+        if event_ids is not None:
+            skipped += len(set(event_ids)) - len(rows)
+        return ReplayResult(replayable, skipped)
+
+    def purge(self, event_ids: Sequence[uuid.UUID] | None, *, reason: str) -> int:
+        """Failed events (these, or all of them) set aside for good, with the operator's reason."""
+        query = update(WebhookEvent).where(WebhookEvent.state == "failed")
+        if event_ids is not None:
+            query = query.where(WebhookEvent.id.in_(event_ids))
+        result = self._session.execute(
+            query.values(state="purged", purge_reason=reason, processed_at=now())
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
