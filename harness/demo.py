@@ -1,22 +1,34 @@
 """`make demo`: bring the harness up on the embedded default and show each part working.
 
-Today: both mocks, paging through their data, an injected fault seen by a client, and a
-signed webhook to a local receiver. Later parts (adapter, worker, sync, conformance) join here.
+Today: both mocks, paging through their data, an injected fault seen by a client, a signed
+webhook to a local receiver, the adapter's batch sync of both systems into a SQLite store, and
+a live look-up served from that store (marked stale) while KKI is down. Later parts (serve,
+worker, conformance) join here.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
+from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.errors import AdapterError
+from adapter.settings import Settings, load_settings
+from adapter.store import database
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.sync import sync_system
+from adapter.sync.lookup import RegistryLookup
+from harness.embedded import embedded_environment
 from harness.processes import ManagedProcess, ProcessFailed, start_mock
 from harness.receiver import WebhookReceiver
 
@@ -164,15 +176,77 @@ def run(console: Console) -> int:
             return f"{', '.join(types)} — signatures verified (Standard Webhooks)"
 
         demo.step("subscribe a receiver and change an STR status", webhook)
+
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hf-demo-")))
+        settings = load_settings(
+            embedded_environment(workdir, kki_url=kki_url, sisdmk_url=sisdmk_url)
+        )
+        engine = database.create_engine_from_settings(settings)
+        stack.callback(engine.dispose)
+        database.upgrade(engine)
+        sessions = database.session_factory(engine)
+        cipher, blind_index = settings.field_cipher(), settings.blind_index()
+
+        def repositories(session: Any) -> HealthWorkerRepository:
+            return HealthWorkerRepository(session, cipher, blind_index)
+
+        def sync(system: str) -> Callable[[], str]:
+            def action() -> str:
+                with _client(system, settings) as client:
+                    result = sync_system(
+                        system,
+                        session_factory=sessions,
+                        client=client,
+                        repository_factory=repositories,
+                        cipher=cipher,
+                    )
+                if not result.succeeded:
+                    raise RuntimeError(f"sync {system} failed: {result.error}")
+                counts = result.counts
+                return (
+                    f"{counts.fetched:,} fetched, {counts.created:,} created, "
+                    f"{result.findings} identity findings, {result.records_per_s:,.0f} records/s"
+                )
+
+            return action
+
+        demo.step("adapter: batch sync SISDMK into the encrypted store (SQLite)", sync("sisdmk"))
+        demo.step("adapter: batch sync KKI, identity checked against SISDMK", sync("kki"))
+
+        def stale_lookup() -> str:
+            str_number = kki.get("/v1/registrations", params={"limit": 1}).json()["data"][0][
+                "str_number"
+            ]
+            admin = stack.enter_context(httpx.Client(base_url=kki_url, timeout=10))
+            admin.post(
+                "/__admin/faults",
+                json={"route": "getRegistration", "kind": "error", "status": 503},
+            ).raise_for_status()
+            with HttpKkiClient.from_settings(settings) as client:
+                answer = RegistryLookup(client, sessions, repositories).by_str(str_number)
+            admin.delete("/__admin/faults").raise_for_status()
+            age = answer.age_s() or 0.0
+            return (
+                f"KKI answers 503: stored copy of {str_number} served, stale "
+                f"({answer.stale_reason}), {age:.0f} s old"
+            )
+
+        demo.step("adapter: live look-up while KKI is down", stale_lookup)
     console.print(demo.summary())
     return 0
+
+
+def _client(system: str, settings: Settings) -> HttpKkiClient | HttpSisdmkClient:
+    if system == "kki":
+        return HttpKkiClient.from_settings(settings)
+    return HttpSisdmkClient.from_settings(settings)
 
 
 def main() -> int:
     console = Console()
     try:
         return run(console)
-    except (ProcessFailed, httpx.HTTPError, RuntimeError, TimeoutError) as exc:
+    except (ProcessFailed, httpx.HTTPError, RuntimeError, TimeoutError, AdapterError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         console.print("Run `make test` to see which part is broken, or see docs/quickstart.md.")
         return 1
