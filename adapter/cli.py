@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     # serve, worker, sync and keys are added here as their packages land (DESIGN.md).
     _add_db(commands)
     _add_lookup(commands)
+    _add_schedule(commands)
     _add_keys(commands)
     _add_sync(commands)
     add_realtime_commands(commands)  # serve, worker, events
@@ -293,6 +294,26 @@ def _lookup(args: argparse.Namespace) -> int:
     from adapter.sync.lookup_command import run
 
     return run(str_number=args.str_number, nik_from_stdin=bool(args.nik_stdin))
+
+
+def _add_schedule(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedule = commands.add_parser(
+        "schedule",
+        help="run each system's daily batch sync at its time (SYNC_SCHEDULE), retry degraded ones",
+        description="Daily batch sync per system at the times in SYNC_SCHEDULE (SYNC_TIMEZONE). "
+        "Safe to run in several processes: each daily sync runs once. A failed run is retried "
+        "at the connection's next_attempt_at. Exit 1 if a run it made failed.",
+    )
+    schedule.add_argument(
+        "--once", action="store_true", help="run what is due now, then exit (for cron)"
+    )
+    schedule.set_defaults(handler=_schedule)
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from adapter.sync.schedule_command import run
+
+    return run(once=bool(args.once))
 
 
 def _page_size(text: str) -> int:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -117,6 +119,10 @@ class Settings(BaseSettings):
     # The outbox relay publishes again an event still pending this long after its last publish.
     event_republish_after_s: float = Field(default=1800.0, ge=10, le=86_400)
     alert_webhook_url: str | None = None
+    # -- daily batch sync (hf-adapter schedule) --------------------------------------------------
+    # "system=HH:MM" per system, in SYNC_TIMEZONE; SISDMK first (identity), then KKI.
+    sync_schedule: str = "sisdmk=01:00,kki=01:30"
+    sync_timezone: str = "Asia/Jakarta"
 
     @classmethod
     def settings_customise_sources(
@@ -130,6 +136,28 @@ class Settings(BaseSettings):
         # load_settings() reads the environment (or the mapping a test passes) itself, so that
         # nothing from the process environment or a stray .env file leaks into a test.
         return (init_settings,)
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _check_sync_schedule(cls, value: str) -> str:
+        parse_schedule(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("sync_timezone")
+    @classmethod
+    def _check_sync_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Asia/Jakarta, "
+                "Asia/Makassar or Asia/Jayapura"
+            ) from None
+        return value
+
+    def daily_sync_times(self) -> dict[str, dt.time]:
+        """When each system's daily batch sync starts, in `sync_timezone`."""
+        return parse_schedule(self.sync_schedule)
 
     @field_validator("database_url")
     @classmethod
@@ -306,6 +334,26 @@ class Settings(BaseSettings):
         return BlindIndex(
             Key.parse(self.blind_index_key.get_secret_value(), variable="BLIND_INDEX_KEY")
         )
+
+
+def parse_schedule(text: str) -> dict[str, dt.time]:
+    """``"sisdmk=01:00,kki=01:30"`` as {system: time}; `ValueError` saying what is wrong."""
+    times: dict[str, dt.time] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        system, separator, clock = (piece.strip() for piece in entry.partition("="))
+        if not separator or system not in ("kki", "sisdmk"):
+            raise ValueError(f"{entry!r}: write system=HH:MM with system kki or sisdmk")
+        if system in times:
+            raise ValueError(f"{system} is listed twice")
+        try:
+            times[system] = dt.time.fromisoformat(clock)
+        except ValueError:
+            raise ValueError(f"{entry!r}: {clock!r} is not a time of day (HH:MM)") from None
+    if not times:
+        raise ValueError("no system listed; e.g. sisdmk=01:00,kki=01:30")
+    return times
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -16,7 +17,12 @@ from typing import Any, Final
 
 import httpx
 import yaml
-from connexion.json_schema import Draft4ResponseValidator, resolve_refs
+
+with warnings.catch_warnings():
+    # Importing connexion imports starlette's test client, which warns about httpx on every
+    # `hf-adapter` start; the adapter uses only connexion's schema helpers.
+    warnings.simplefilter("ignore")
+    from connexion.json_schema import Draft4ResponseValidator, resolve_refs
 from jsonschema import FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator

@@ -1,0 +1,114 @@
+"""The daily batch sync of each system at its configured time, and retries of a degraded one.
+
+The scheduler keeps no state of its own: whether a system is due is read from `sync_runs` and
+`connections`, and the sync lock keeps two runs of one system apart, so any number of
+`hf-adapter schedule` processes (on any number of machines) run each daily sync once.
+
+A system is due when today's slot (its time in `SYNC_TIMEZONE`) has passed and
+- no run of it has started since the slot, or
+- the last run since the slot failed and the connection's `next_attempt_at` has passed
+  (exponential backoff, set by the failed run), so a source that was down is retried later.
+A disabled connection is never due.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
+from adapter.store.locks import LockHeld
+from adapter.store.models import SyncRun
+from adapter.sync.service import SyncRunResult
+
+log = logging.getLogger("adapter.schedule")
+
+POLL_S: Final = 30.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    system: str
+    due: bool
+    why: str
+    slot: dt.datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    system: str
+    result: SyncRunResult | None
+    skipped: str | None = None  # why nothing ran although the system was due
+
+
+class DailySchedule:
+    """Decides which systems are due and runs them through `run_sync` (one at a time)."""
+
+    def __init__(
+        self,
+        times: Mapping[str, dt.time],
+        timezone: str,
+        session_factory: sessionmaker[Session],
+        run_sync: Callable[[str], SyncRunResult],
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._times = dict(times)
+        self._zone = ZoneInfo(timezone)
+        self._sessions = session_factory
+        self._run_sync = run_sync
+        self._clock = clock
+
+    def slot(self, system: str, now: dt.datetime) -> dt.datetime:
+        """The most recent start time of `system`'s daily sync at or before `now` (UTC)."""
+        local = now.astimezone(self._zone)
+        today = dt.datetime.combine(local.date(), self._times[system], tzinfo=self._zone)
+        if today > local:
+            today -= dt.timedelta(days=1)
+        return today.astimezone(dt.UTC)
+
+    def decide(self, system: str) -> Decision:
+        now = self._clock()
+        slot = self.slot(system, now)
+        with self._sessions() as session:
+            state = connection_state(session, system)
+            last = session.scalars(
+                select(SyncRun)
+                .where(SyncRun.system == system, SyncRun.started_at >= slot)
+                .order_by(SyncRun.started_at.desc())
+                .limit(1)
+            ).first()
+        if not state.enabled:
+            return Decision(system, False, "connection disabled", slot)
+        if last is None:
+            return Decision(system, True, "daily slot reached", slot)
+        if last.status == "running":
+            return Decision(system, False, "a run is in progress", slot)
+        if last.status == "succeeded":
+            return Decision(system, False, "done for today", slot)
+        if state.next_attempt_at is None or state.next_attempt_at <= now:
+            return Decision(system, True, "retrying after a failed run", slot)
+        return Decision(system, False, f"next attempt at {state.next_attempt_at:%H:%M} UTC", slot)
+
+    def run_due(self) -> list[Outcome]:
+        """Run every system that is due now, in the configured order."""
+        outcomes: list[Outcome] = []
+        for system in self._times:
+            decision = self.decide(system)
+            if not decision.due:
+                continue
+            log.info("scheduled sync due", extra={"system": system, "why": decision.why})
+            try:
+                outcomes.append(Outcome(system, self._run_sync(system)))
+            except LockHeld:
+                # Another scheduler (or an operator) got there first: that run counts.
+                outcomes.append(Outcome(system, None, "another process is running it"))
+            except ConnectionDisabled:
+                outcomes.append(Outcome(system, None, "connection disabled"))
+        return outcomes

@@ -1,0 +1,111 @@
+"""`hf-adapter schedule [--once]`: run each system's daily batch sync at its configured time.
+
+Without `--once` it checks every 30 s until SIGINT/SIGTERM (a run in progress finishes first).
+With `--once` it runs what is due now and exits — for cron or a Kubernetes CronJob. Either way
+it ends with a table of the runs it made.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.settings import Settings, load_settings
+from adapter.store import database
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.sync.schedule import POLL_S, DailySchedule, Decision, Outcome
+from adapter.sync.service import SyncRunResult, sync_system
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def run(*, once: bool, poll_s: float = POLL_S) -> int:
+    settings = load_settings()
+    engine = database.create_engine_from_settings(settings)
+    sessions = database.session_factory(engine)
+    cipher, blind_index = settings.field_cipher(), settings.blind_index()
+
+    def sync(system: str) -> SyncRunResult:
+        with _client(system, settings) as client:
+            return sync_system(
+                system,
+                session_factory=sessions,
+                client=client,
+                repository_factory=lambda session: HealthWorkerRepository(
+                    session, cipher, blind_index
+                ),
+                cipher=cipher,
+            )
+
+    schedule = DailySchedule(settings.daily_sync_times(), settings.sync_timezone, sessions, sync)
+    console = Console(stderr=True)
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        times = ", ".join(
+            f"{system} {when:%H:%M}" for system, when in settings.daily_sync_times().items()
+        )
+        console.print(f"schedule: {times} ({settings.sync_timezone})")
+        while True:
+            for outcome in schedule.run_due():
+                outcomes.append(outcome)
+                console.print(_line(outcome))
+            if once or stop.wait(poll_s):
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        engine.dispose()
+    Console().print(summary(outcomes, [schedule.decide(s) for s in settings.daily_sync_times()]))
+    failed = any(o.result is not None and not o.result.succeeded for o in outcomes)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def summary(outcomes: list[Outcome], decisions: list[Decision]) -> Table:
+    table = Table(title=f"scheduled syncs: {len(outcomes)} run(s)")
+    for column in ("system", "status", "fetched", "created", "updated", "rejected", "duration"):
+        table.add_column(column, justify="right" if column not in ("system", "status") else "left")
+    for outcome in outcomes:
+        result = outcome.result
+        if result is None:
+            table.add_row(outcome.system, f"skipped: {outcome.skipped}", "", "", "", "", "")
+            continue
+        counts = result.counts
+        table.add_row(
+            outcome.system,
+            result.status,
+            f"{counts.fetched:,}",
+            f"{counts.created:,}",
+            f"{counts.updated:,}",
+            f"{counts.rejected:,}",
+            f"{result.duration_s:.1f} s",
+        )
+    if not outcomes:
+        for decision in decisions:
+            table.add_row(decision.system, f"not due: {decision.why}", *[""] * 5)
+    return table
+
+
+def _line(outcome: Outcome) -> str:
+    if outcome.result is None:
+        return f"{outcome.system}: skipped ({outcome.skipped})"
+    result = outcome.result
+    tail = "" if result.succeeded else f" — {result.error}"
+    return f"{outcome.system}: {result.status}, {result.counts.fetched:,} records{tail}"
+
+
+def _client(system: str, settings: Settings) -> HttpKkiClient | HttpSisdmkClient:
+    if system == "kki":
+        return HttpKkiClient.from_settings(settings)
+    return HttpSisdmkClient.from_settings(settings)

@@ -1,0 +1,146 @@
+"""When a system's daily sync is due: slots in the configured time zone, runs and retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.sdmk_integration_manager import record_failure, set_enabled
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.locks import LockHeld
+from adapter.store.models import SyncRun
+from adapter.sync.schedule import DailySchedule
+from adapter.sync.service import SyncCounts, SyncRunResult
+
+WIB = "Asia/Jakarta"  # UTC+7
+# 01:00 WIB is 18:00 UTC the day before.
+SLOT_UTC = dt.datetime(2026, 11, 26, 18, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def _result(system: str) -> SyncRunResult:
+    return SyncRunResult(
+        run_id=uuid.uuid4(),
+        system=system,
+        mode="incremental",
+        status="succeeded",
+        counts=SyncCounts(),
+        findings=0,
+        pages=0,
+        duration_s=0.1,
+        resumed=False,
+    )
+
+
+def _run(sessions: sessionmaker[Session], system: str, started: dt.datetime, status: str) -> None:
+    with sessions.begin() as session:
+        session.add(
+            SyncRun(id=uuid.uuid4(), system=system, mode="full", started_at=started, status=status)
+        )
+
+
+def _schedule(sessions: sessionmaker[Session], clock: Clock, ran: list[str]) -> DailySchedule:
+    def run_sync(system: str) -> SyncRunResult:
+        ran.append(system)
+        _run(sessions, system, clock(), "succeeded")
+        return _result(system)
+
+    times = {"sisdmk": dt.time(1, 0), "kki": dt.time(1, 30)}
+    return DailySchedule(times, WIB, sessions, run_sync, clock)
+
+
+def test_the_slot_is_the_configured_time_in_the_configured_zone(
+    sessions: sessionmaker[Session],
+) -> None:
+    schedule = _schedule(sessions, Clock(SLOT_UTC), [])
+    assert schedule.slot("sisdmk", SLOT_UTC + dt.timedelta(minutes=5)) == SLOT_UTC
+    assert schedule.slot("sisdmk", SLOT_UTC - dt.timedelta(minutes=5)) == SLOT_UTC - dt.timedelta(
+        days=1
+    )
+    assert schedule.slot("kki", SLOT_UTC + dt.timedelta(hours=1)) == SLOT_UTC + dt.timedelta(
+        minutes=30
+    )
+
+
+def test_due_once_per_day_in_order_and_not_again_after_success(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock, ran = Clock(SLOT_UTC + dt.timedelta(minutes=45)), []
+    schedule = _schedule(sessions, clock, ran)
+    _run(sessions, "sisdmk", SLOT_UTC - dt.timedelta(hours=23), "succeeded")  # yesterday's
+    _run(sessions, "kki", SLOT_UTC - dt.timedelta(hours=23), "succeeded")
+    assert [o.system for o in schedule.run_due()] == ["sisdmk", "kki"]
+    assert schedule.run_due() == []
+    assert schedule.decide("kki").why == "done for today"
+    clock.now += dt.timedelta(days=1)
+    assert [o.system for o in schedule.run_due()] == ["sisdmk", "kki"]
+    assert ran == ["sisdmk", "kki", "sisdmk", "kki"]
+
+
+def test_before_the_slot_nothing_is_due(sessions: sessionmaker[Session]) -> None:
+    clock = Clock(SLOT_UTC - dt.timedelta(minutes=1))
+    schedule = _schedule(sessions, clock, [])
+    _run(sessions, "sisdmk", SLOT_UTC - dt.timedelta(hours=23, minutes=59), "succeeded")
+    assert not schedule.decide("sisdmk").due
+
+
+def test_a_failed_run_is_retried_at_the_connections_next_attempt(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock = Clock(SLOT_UTC + dt.timedelta(minutes=2))
+    schedule = _schedule(sessions, clock, [])
+    _run(sessions, "sisdmk", SLOT_UTC + dt.timedelta(seconds=5), "failed")
+    with sessions.begin() as session:
+        state = record_failure(session, "sisdmk", "UpstreamUnavailable: sisdmk is down")
+    assert state.next_attempt_at is not None
+    clock.now = state.next_attempt_at - dt.timedelta(seconds=1)
+    decision = schedule.decide("sisdmk")
+    assert not decision.due
+    assert decision.why.startswith("next attempt at")
+    clock.now = state.next_attempt_at + dt.timedelta(seconds=1)
+    decision = schedule.decide("sisdmk")
+    assert decision.due
+    assert decision.why == "retrying after a failed run"
+
+
+def test_a_run_in_progress_or_a_disabled_connection_is_not_due(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock = Clock(SLOT_UTC + dt.timedelta(minutes=2))
+    schedule = _schedule(sessions, clock, [])
+    _run(sessions, "sisdmk", SLOT_UTC + dt.timedelta(minutes=1), "running")
+    assert schedule.decide("sisdmk").why == "a run is in progress"
+    with sessions.begin() as session:
+        set_enabled(session, "kki", False)
+    assert schedule.decide("kki").why == "connection disabled"
+
+
+def test_a_sync_another_process_holds_is_reported_skipped(sessions: sessionmaker[Session]) -> None:
+    def held(system: str) -> SyncRunResult:
+        raise LockHeld(f"sync-{system}")
+
+    clock = Clock(SLOT_UTC + dt.timedelta(hours=1))
+    schedule = DailySchedule({"sisdmk": dt.time(1, 0)}, WIB, sessions, held, clock)
+    (outcome,) = schedule.run_due()
+    assert outcome.result is None
+    assert outcome.skipped == "another process is running it"
