@@ -243,6 +243,45 @@ def test_records_that_break_the_contract_are_quarantined_and_the_rest_stored(
         assert (run.status, run.rejected) == ("succeeded", 3 * pages)
 
 
+class Repeating(httpx.BaseTransport):
+    """Forwards to the real mock; every page after the first also carries the first page's
+    first record again (a source whose paging shifts under concurrent writes does this)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._first: Any = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if request.url.path != "/v1/health-workers":
+            return response
+        response.read()
+        body = json.loads(response.content)
+        if self._first is None:
+            self._first = body["data"][0]
+        else:
+            body["data"].append(self._first)
+        headers = {"Content-Type": response.headers["Content-Type"]}
+        return httpx.Response(response.status_code, headers=headers, json=body)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_a_record_repeated_on_later_pages_is_stored_once(
+    mock: Mock, sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    client = client_for("sisdmk", mock, policy=PATIENT, transport=Repeating())
+    result = run_sync("sisdmk", mock, sessions, cipher, blind_index, page_size=PAGE, client=client)
+    repeats = SIZE // PAGE - 1
+    assert result.succeeded, result.error
+    assert result.counts.fetched == SIZE + repeats
+    assert (result.counts.created, result.counts.unchanged) == (SIZE, repeats)
+    assert result.counts.rejected == 0
+    assert _workers(sessions) == SIZE
+
+
 # -- one sync per system at a time ---------------------------------------------------------
 
 
