@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(commands)
     _add_lookup(commands)
     _add_schedule(commands)
+    _add_audit(commands)
     _add_keys(commands)
     _add_sync(commands)
     add_realtime_commands(commands)  # serve, worker, events
@@ -314,6 +315,37 @@ def _schedule(args: argparse.Namespace) -> int:
     from adapter.sync.schedule_command import run
 
     return run(once=bool(args.once))
+
+
+def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser("audit", help="the audit trail: verify its hash chain")
+    actions = audit.add_subparsers(title="actions", metavar="ACTION")
+    verify = actions.add_parser(
+        "verify",
+        help="walk the trail and report the first broken link (exit 1 if there is one)",
+    )
+    verify.set_defaults(handler=_audit_verify)
+    audit.set_defaults(handler=_usage(audit))
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from adapter.observability.audit import verify_chain
+
+    engine = database.create_engine_from_url(_database_url())
+    try:
+        with database.session_factory(engine)() as session:
+            report = verify_chain(session)
+    finally:
+        engine.dispose()
+    if report.intact:
+        print(f"audit trail intact: {report.entries:,} entries, newest is #{report.last_seq}")
+        return EXIT_OK
+    _error(
+        f"audit trail broken at entry #{report.broken_at}: {report.problem}; "
+        f"entries #1-#{report.last_seq} verified. Restore the trail from a backup and "
+        "investigate who had write access to the database"
+    )
+    return EXIT_PROBLEM
 
 
 def _page_size(text: str) -> int:

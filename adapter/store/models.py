@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Date,
     DateTime,
@@ -535,3 +536,60 @@ class WebhookEvent(Base):
         Index(None, "state", "available_at"),
         Index(None, "published_at", "state"),
     )
+
+
+AUDIT_OUTCOMES: Final = ("success", "denied", "error")
+AUDIT_ACTOR_KINDS: Final = ("user", "service", "system")
+AUDIT_GENESIS: Final = "0" * 64
+
+
+class AuditEvent(Base):
+    """One entry of the append-only audit trail; `hash` chains it to the entry before.
+
+    Who (the token's subject and client, or the adapter itself), what (action, resource,
+    the personal fields touched), when, the outcome and the trace id. Never a value of a
+    personal field. Triggers refuse UPDATE and DELETE; the hash chain shows any change made
+    around them (`hf-adapter audit verify`).
+    """
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    at: Mapped[dt.datetime]
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_subject: Mapped[str | None] = mapped_column(String(255))
+    actor_client: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(String(128))
+    # JSON list of the personal fields read or written (names only).
+    fields: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    # JSON object of ids and counts (never personal values).
+    detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        _one_of("outcome", AUDIT_OUTCOMES),
+        _one_of("actor_kind", AUDIT_ACTOR_KINDS),
+        Index(None, "at"),
+        Index(None, "actor_subject", "at"),
+        Index(None, "resource_type", "resource_id"),
+    )
+
+
+class AuditChainHead(Base):
+    """The newest entry of the audit chain (one row): appending locks it, so entries are
+    numbered and chained one at a time, and a cut-off tail does not go unnoticed."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients.errors import NotFound, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from adapter.clients.kki import KkiClient
+from adapter.observability.audit import Actor, record_audit
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import (
     breaker_state_of,
@@ -30,6 +31,8 @@ SYSTEM: Final = "kki"
 # KKI could not answer: serve what we know. Other errors (a contract violation, 404, 401)
 # are answers, and are raised.
 UNREACHABLE: Final = (UpstreamUnavailable, UpstreamRateLimited)
+# The store writes of a live answer; the API records the caller's read of it separately.
+LOOKUP_ACTOR: Final = Actor("system", "hf-adapter lookup")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,15 @@ class RegistryLookup:
             repository = self._repositories(session)
             for document in documents:
                 repository.upsert_registration_from_kki(document, fetched_at=fetched_at)
+            if documents:
+                record_audit(
+                    session,
+                    LOOKUP_ACTOR,
+                    "lookup.refresh",
+                    "kki:registrations",
+                    fields=("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date"),
+                    detail={"str_numbers": [str(d.get("str_number")) for d in documents]},
+                )
             record_success(session, SYSTEM, breaker_state=breaker_state_of(self._client))
             session.flush()
             records = [

@@ -35,6 +35,7 @@ from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.clients.tracing import trace
 from adapter.errors import AdapterError
+from adapter.observability.audit import SYSTEM_SYNC, record_audit
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
@@ -52,7 +53,11 @@ from adapter.store.models import (
     SyncCheckpoint,
     SyncRun,
 )
-from adapter.store.repositories import HealthWorkerRepository, UpsertResult
+from adapter.store.repositories import (
+    WORKER_PERSONAL_COLUMNS,
+    HealthWorkerRepository,
+    UpsertResult,
+)
 
 log = logging.getLogger("adapter.sync")
 
@@ -127,6 +132,7 @@ class SyncRunResult:
 class _Source:
     resource: str
     key: str
+    personal_fields: tuple[str, ...]
     pages: Callable[[dt.datetime | None, str | None], Iterator[Page]]
     prefetch: Callable[[HealthWorkerRepository, Sequence[Mapping[str, Any]]], None]
     upsert: Callable[[HealthWorkerRepository, Mapping[str, Any], dt.datetime], UpsertResult]
@@ -297,6 +303,7 @@ def _store_page(
     while True:
         counts = SyncCounts(fetched=page.received, rejected=len(page.rejected) + len(rejected))
         failed: tuple[int, str] | None = None
+        written: list[str] = []
         with session_factory() as session:  # closing rolls back whatever was not committed
             repository = repository_factory(session)
             kept = [doc for index, doc in enumerate(page.items) if index not in rejected]
@@ -313,6 +320,8 @@ def _store_page(
                     session.rollback()
                     break
                 _count(counts, result)
+                if result is not UpsertResult.UNCHANGED:
+                    written.append(_source_id(doc, source))
             if failed is None and not careful:
                 try:
                     session.flush()
@@ -346,9 +355,25 @@ def _store_page(
                     )
                 _advance(session, system, page, run_id, _newest(page, high_water))
                 _record_counts(session, run_id, totals, counts)
-                session.commit()
                 ids = [_source_id(page.items[i], source) for i in rejected]
                 ids += [_source_id(item.item, source) for item in page.rejected]
+                if written or ids:
+                    record_audit(
+                        session,
+                        SYSTEM_SYNC,
+                        "sync.write",
+                        f"{system}:{source.resource}",
+                        fields=source.personal_fields,
+                        detail={
+                            "run_id": str(run_id),
+                            "created": counts.created,
+                            "updated": counts.updated,
+                            "quarantined": counts.rejected,
+                            "written_ids": written,
+                            "quarantined_ids": ids,
+                        },
+                    )
+                session.commit()
                 return counts, ids
         rejected[failed[0]] = failed[1]
 
@@ -509,6 +534,7 @@ def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _S
         return _Source(
             resource="registrations",
             key="str_number",
+            personal_fields=("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date"),
             pages=lambda since, cursor: kki.iter_registrations(since, page_size, cursor),
             prefetch=lambda repo, docs: repo.prefetch_kki(docs),
             upsert=lambda repo, doc, at: repo.upsert_registration_from_kki(doc, fetched_at=at),
@@ -517,6 +543,7 @@ def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _S
     return _Source(
         resource="health-workers",
         key="worker_id",
+        personal_fields=WORKER_PERSONAL_COLUMNS,
         pages=lambda since, cursor: sisdmk.iter_health_workers(since, page_size, cursor),
         prefetch=lambda repo, docs: repo.prefetch_sisdmk(docs),
         upsert=lambda repo, doc, at: repo.upsert_from_sisdmk(doc, fetched_at=at),

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients import RetryPolicy
+from adapter.observability.audit import verify_chain
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
@@ -25,7 +26,7 @@ from adapter.sdmk_integration_manager import (
 )
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
 from adapter.store.locks import LockHeld, exclusive
-from adapter.store.models import HealthWorker, QuarantinedRecord, SyncRun
+from adapter.store.models import AuditEvent, HealthWorker, QuarantinedRecord, SyncRun
 from adapter.sync import SyncProgress
 from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import (
@@ -388,3 +389,31 @@ def test_sync_metrics_count_runs_records_and_connection_status(
     for worker in mock.records("health-workers")[:20]:
         assert worker["nik"] not in exposition
         assert worker["worker_id"] not in exposition
+
+
+def test_every_page_a_sync_writes_is_on_the_audit_trail(
+    mock: Mock, sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    first = _sync(mock, sessions, cipher, blind_index)
+    assert first.succeeded, first.error
+    unchanged = _sync(mock, sessions, cipher, blind_index, full=True)
+    assert unchanged.counts.unchanged == SIZE
+    with sessions() as session:
+        entries = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        assert verify_chain(session).intact
+    assert len(entries) == SIZE // PAGE, "one entry per page written; none for unchanged pages"
+    written: list[str] = []
+    for entry in entries:
+        assert (entry.actor_kind, entry.action) == ("system", "sync.write")
+        assert entry.resource_type == "sisdmk:health-workers"
+        assert entry.fields is not None
+        assert "nik" in json.loads(entry.fields)
+        assert entry.trace_id is not None
+        assert entry.detail is not None
+        detail = json.loads(entry.detail)
+        assert detail["run_id"] == str(first.run_id)
+        written += detail["written_ids"]
+    workers = mock.records("health-workers")
+    assert sorted(written) == sorted(worker["worker_id"] for worker in workers)
+    trail = " ".join(str(entry.detail) for entry in entries)
+    assert not [worker["nik"] for worker in workers if worker["nik"] in trail]

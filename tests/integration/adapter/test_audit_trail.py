@@ -1,0 +1,175 @@
+"""The audit trail on PostgreSQL and SQLite: chained, append-only, tampering found."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.observability.audit import Actor, record_audit, verify_chain
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.models import AuditEvent
+from tests.integration.adapter.conftest import BACKENDS
+from tests.integration.adapter_sync.support import adapter_environment
+from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
+
+pytestmark = pytest.mark.integration
+
+ALICE = Actor("user", "7d1f0c1e-5a7c-4c1e-9a53-2f4d1c0b9e11", "healthforce-portal")
+
+
+@pytest.fixture
+def engine(empty_database_url: URL) -> Iterator[Engine]:
+    engine = create_engine_from_url(empty_database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> None:
+    for n in range(start, start + count):
+        with sessions.begin() as session:
+            record_audit(
+                session,
+                ALICE,
+                "healthworker.read",
+                "health-workers",
+                resource_id=f"worker-{n}",
+                fields=("nik", "full_name"),
+                detail={"n": n},
+            )
+
+
+def _without_guard(engine: Engine, statement: object) -> None:
+    """Change the trail behind the triggers' back, as someone with DDL rights could."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+            connection.execute(statement)  # type: ignore[call-overload]
+            connection.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_update"))
+            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+            connection.execute(statement)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_entries_are_numbered_and_chained_and_verify(sessions: sessionmaker[Session]) -> None:
+    _append(sessions, 30)
+    with sessions() as session:
+        report = verify_chain(session)
+        entries = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+    assert report.intact
+    assert (report.entries, report.last_seq) == (30, 30)
+    assert [entry.seq for entry in entries] == list(range(1, 31))
+    assert entries[0].prev_hash == "0" * 64
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+    assert entries[3].actor_subject == ALICE.subject
+    assert entries[3].fields == '["full_name", "nik"]'
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_the_database_refuses_to_update_or_delete_an_entry(
+    sessions: sessionmaker[Session],
+) -> None:
+    _append(sessions, 3)
+    for statement in (
+        update(AuditEvent).where(AuditEvent.seq == 2).values(action="nothing.happened"),
+        delete(AuditEvent).where(AuditEvent.seq == 3),
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as session:
+            session.execute(statement)
+    with sessions() as session:
+        assert verify_chain(session).intact
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+@pytest.mark.parametrize(
+    ("tamper", "broken_at", "problem"),
+    [
+        (
+            update(AuditEvent).where(AuditEvent.seq == 7).values(actor_subject="someone-else"),
+            7,
+            "edited",
+        ),
+        (delete(AuditEvent).where(AuditEvent.seq == 7), 7, "entry 7 is missing"),
+        (delete(AuditEvent).where(AuditEvent.seq == 12), 12, "removed from the end"),
+    ],
+    ids=["edited", "removed", "tail cut"],
+)
+def test_tampering_is_found_at_the_first_broken_link(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    tamper: object,
+    broken_at: int,
+    problem: str,
+) -> None:
+    _append(sessions, 12)
+    _without_guard(engine, tamper)
+    with sessions() as session:
+        report = verify_chain(session)
+    assert not report.intact
+    assert report.broken_at == broken_at
+    assert report.problem is not None
+    assert problem in report.problem
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_concurrent_writers_chain_one_at_a_time(sessions: sessionmaker[Session]) -> None:
+    threads = [
+        threading.Thread(target=_append, args=(sessions, 25), kwargs={"start": 100 * n})
+        for n in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    with sessions() as session:
+        report = verify_chain(session)
+    assert report.intact
+    assert report.entries == 100
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_audit_verify_command_exits_1_and_names_the_entry(
+    engine: Engine, sessions: sessionmaker[Session], empty_database_url: URL
+) -> None:
+    _append(sessions, 5)
+    environment = adapter_environment(
+        empty_database_url.render_as_string(hide_password=False),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+    )
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(HF_ADAPTER), "audit", "verify"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    intact = verify()
+    assert intact.returncode == 0, intact.stderr
+    assert "audit trail intact: 5 entries, newest is #5" in intact.stdout
+    _without_guard(
+        engine, update(AuditEvent).where(AuditEvent.seq == 4).values(resource_id="worker-x")
+    )
+    broken = verify()
+    assert broken.returncode == 1
+    assert "broken at entry #4" in broken.stderr
+    assert "entries #1-#3 verified" in broken.stderr
