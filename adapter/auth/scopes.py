@@ -17,7 +17,7 @@ EVENTS_ADMIN: Final = "events:admin"
 
 DESCRIPTIONS: Final[dict[str, str]] = {
     HEALTHWORKERS_READ: "Read health workers, findings and look-ups, with personal fields masked",
-    HEALTHWORKERS_READ_PII: "See NIK, names and other personal fields in clear (with healthworkers:read)",
+    HEALTHWORKERS_READ_PII: "See NIK, names and other personal fields in clear",
     SYNC_RUN: "List sync runs and start a batch sync",
     INTEGRATIONS_ADMIN: "Manage the integrations: status, enable or disable each, recent logs",
     AUDIT_READ: "Query the audit trail",

@@ -1,0 +1,113 @@
+"""OpenID Connect discovery: the SSO's metadata from its ``/.well-known/openid-configuration``.
+
+Fetched once, when first needed, and kept: an issuer's endpoints do not move while we run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from adapter.auth.errors import ProviderError
+
+log = logging.getLogger("adapter.auth")
+
+WELL_KNOWN_PATH: Final = "/.well-known/openid-configuration"
+HTTP_TIMEOUT_S: Final = 5.0
+# Discovery documents and key sets are a few KiB; anything far larger is not one.
+MAX_DOCUMENT_BYTES: Final = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ProviderMetadata:
+    """The parts of the discovery document the adapter uses."""
+
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str | None
+
+
+def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
+    """GET `url` and return its JSON object; `ProviderError` for anything else.
+
+    Redirects are not followed and the body is read up to `MAX_DOCUMENT_BYTES` only.
+    """
+    try:
+        with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise ProviderError(f"{what}: the SSO answered HTTP {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise ProviderError(f"{what}: the answer exceeds {MAX_DOCUMENT_BYTES} bytes")
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"{what}: the SSO is unreachable ({type(exc).__name__})") from exc
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise ProviderError(f"{what}: the answer is not JSON") from exc
+    if not isinstance(document, dict):
+        raise ProviderError(f"{what}: the answer is not a JSON object")
+    return document
+
+
+def parse_metadata(document: Mapping[str, Any], issuer: str) -> ProviderMetadata:
+    """Check the document against `issuer` (OpenID Connect Discovery §4.3) and pick our fields."""
+    if document.get("issuer") != issuer:
+        # A provider answering for another issuer would have us trust its keys for ours.
+        raise ProviderError(
+            "OIDC discovery: the document's issuer differs from OIDC_ISSUER; set OIDC_ISSUER to "
+            "the exact issuer the SSO announces"
+        )
+    jwks_uri = document.get("jwks_uri")
+    if not isinstance(jwks_uri, str) or not _same_security(jwks_uri, issuer):
+        raise ProviderError("OIDC discovery: jwks_uri is missing or not an http(s) URL")
+    token_endpoint = document.get("token_endpoint")
+    if token_endpoint is not None and (
+        not isinstance(token_endpoint, str) or not _same_security(token_endpoint, issuer)
+    ):
+        raise ProviderError("OIDC discovery: token_endpoint is not an http(s) URL")
+    return ProviderMetadata(issuer=issuer, jwks_uri=jwks_uri, token_endpoint=token_endpoint)
+
+
+def _same_security(url: str, issuer: str) -> bool:
+    """An http(s) URL, and https whenever the issuer is https."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return False
+    return parts.scheme == "https" or urlsplit(issuer).scheme == "http"
+
+
+class OidcDiscovery:
+    """The issuer's metadata, fetched on first use and cached; thread-safe."""
+
+    def __init__(self, issuer: str, *, http: httpx.Client | None = None) -> None:
+        self.issuer = issuer
+        self._http = http if http is not None else default_http_client()
+        self._lock = threading.Lock()
+        self._metadata: ProviderMetadata | None = None
+
+    @property
+    def url(self) -> str:
+        return self.issuer.rstrip("/") + WELL_KNOWN_PATH
+
+    def metadata(self) -> ProviderMetadata:
+        """The metadata; `ProviderError` if it cannot be fetched (tried again on the next call)."""
+        with self._lock:
+            if self._metadata is None:
+                document = fetch_json(self._http, self.url, what="OIDC discovery")
+                self._metadata = parse_metadata(document, self.issuer)
+                log.info("OIDC discovery done for %s", self.issuer)
+            return self._metadata
+
+
+def default_http_client() -> httpx.Client:
+    return httpx.Client(timeout=HTTP_TIMEOUT_S, follow_redirects=False)
