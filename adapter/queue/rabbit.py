@@ -63,7 +63,6 @@ def declare_topology(connection: Connection, topology: QueueTopology) -> None:
 def message_properties(message: EventMessage) -> dict[str, Any]:
     return {
         "delivery_mode": 2,  # persistent
-        "content_type": "application/json",
         "message_id": str(message.event_id),
         "headers": {"traceparent": message.traceparent} if message.traceparent else {},
     }

@@ -9,7 +9,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -99,8 +99,16 @@ class Adapter:
         self.server = ManagedProcess("adapter-serve", argv, env=self.environment).start()
         self.server.wait_http(f"{self.url}/healthz", timeout_s=60)
 
-    def start_worker(self, *, concurrency: int = 4) -> ManagedProcess:
-        argv = [sys.executable, "-m", "adapter.cli", "worker", "--concurrency", str(concurrency)]
+    def start_worker(self, *, concurrency: int = 4, extra: Sequence[str] = ()) -> ManagedProcess:
+        argv = [
+            sys.executable,
+            "-m",
+            "adapter.cli",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            *extra,
+        ]
         worker = ManagedProcess("adapter-worker", argv, env=self.environment).start()
         self.workers.append(worker)
         return worker
@@ -209,15 +217,10 @@ def emit(mock: Mock, event_type: str, **body: Any) -> dict[str, Any]:
 
 
 def deliveries(mock: Mock, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
-        page = mock.admin.get("/deliveries", params=query).raise_for_status().json()
-        items.extend(page["data"])
-        cursor = page["page"].get("next_cursor")
-        if not cursor:
-            return items
+    """The newest 500 deliveries matching `params` (event_id, status, event_type)."""
+    response = mock.admin.get("/deliveries", params={"limit": 500, **params})
+    items: list[dict[str, Any]] = response.raise_for_status().json()["data"]
+    return items
 
 
 def port_open(port: int) -> bool:
@@ -250,7 +253,7 @@ def adapter_stack(
     environment.update(extra_env or {})
     adapter = Adapter(environment, migrated_engine(database_url))
     try:
-        adapter.serve()
+        adapter.serve(workers=int(os.environ.get("HF_TEST_SERVE_WORKERS", "2")))
         subscribe(kki, "kki", f"{adapter.url}/webhooks/kki", environment["KKI_WEBHOOK_SECRET"])
         subscribe(
             sisdmk, "sisdmk", f"{adapter.url}/webhooks/sisdmk", environment["SISDMK_WEBHOOK_SECRET"]
