@@ -1,0 +1,334 @@
+"""Reading health workers from the store for the API: search, one worker in full, masking.
+
+Personal fields are decrypted only for callers allowed to see them (`clear=True`); everyone
+else gets them masked (`3171••••••••0042`, `S••• A•••`). Every answer carries provenance
+(source system, version, when fetched) and how stale it is. Lists use keyset pagination on the
+row id with an opaque cursor, and a page-size cap. No web framework here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapter.errors import AdapterError
+from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
+from adapter.store.models import (
+    CpdSummary,
+    Education,
+    Employment,
+    HealthWorker,
+    IdentityFinding,
+    PracticeLicense,
+    Registration,
+    Training,
+)
+from adapter.store.repositories import WORKER_PERSONAL_COLUMNS
+
+MAX_PAGE_SIZE: Final = 200
+DEFAULT_PAGE_SIZE: Final = 50
+MASK: Final = "•"
+# The personal fields of a worker as the API names them (for the audit trail).
+PERSONAL_FIELDS: Final = WORKER_PERSONAL_COLUMNS
+
+
+class InvalidQuery(AdapterError):
+    """A search the API cannot run: a bad cursor, page size or filter."""
+
+    default_reason = "invalid_query"
+
+
+class WorkerNotFound(AdapterError):
+    default_reason = "not_found"
+
+
+@dataclass(frozen=True)
+class WorkerFilter:
+    str_number: str | None = None
+    facility_code: str | None = None
+    profession: str | None = None
+    regency_code: str | None = None
+    active: bool | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class WorkforceDirectory:
+    """Queries over the store for one session, decrypting with the adapter's keys."""
+
+    def __init__(self, session: Session, cipher: FieldCipher, blind_index: BlindIndex) -> None:
+        self._session = session
+        self._cipher = cipher
+        self._blind_index = blind_index
+
+    # -- lists ------------------------------------------------------------------------------
+
+    def search(self, where: WorkerFilter, *, cursor: str | None, limit: int, clear: bool) -> Page:
+        limit = page_size(limit)
+        query = select(HealthWorker)
+        if where.str_number is not None:
+            query = query.join(Registration, Registration.worker_id == HealthWorker.id).where(
+                Registration.str_number == where.str_number
+            )
+        if where.facility_code is not None:
+            query = query.where(HealthWorker.facility_code == where.facility_code)
+        if where.profession is not None:
+            query = query.where(HealthWorker.profession == where.profession)
+        if where.regency_code is not None:
+            query = query.where(HealthWorker.regency_code == where.regency_code)
+        if where.active is not None:
+            query = query.where(HealthWorker.is_active.is_(where.active))
+        after = decode_cursor(cursor)
+        if after is not None:
+            query = query.where(HealthWorker.id > after)
+        rows = list(self._session.scalars(query.order_by(HealthWorker.id).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [self._summary(row, clear=clear) for row in rows]
+        return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
+
+    def find_by_nik(self, nik: str, *, clear: bool) -> dict[str, Any] | None:
+        """The worker with this NIK, through the blind index (the NIK itself is never queried)."""
+        digest = self._blind_index.digest(nik, purpose="nik")
+        row = self._session.scalars(
+            select(HealthWorker).where(HealthWorker.nik_bidx == digest)
+        ).one_or_none()
+        return None if row is None else self._summary(row, clear=clear)
+
+    def findings(self, *, cursor: str | None, limit: int, open_only: bool) -> Page:
+        limit = page_size(limit)
+        query = select(IdentityFinding)
+        if open_only:
+            query = query.where(IdentityFinding.resolved_at.is_(None))
+        after = decode_cursor(cursor)
+        if after is not None:
+            query = query.where(IdentityFinding.id > after)
+        rows = list(self._session.scalars(query.order_by(IdentityFinding.id).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            {
+                "id": str(row.id),
+                "worker_id": str(row.worker_id),
+                "registration_id": str(row.registration_id),
+                "field": row.field,
+                # Which side has a value; the values themselves are only keyed digests.
+                "kki_has_value": row.kki_digest is not None,
+                "sisdmk_has_value": row.sisdmk_digest is not None,
+                "detected_at": _iso(row.detected_at),
+                "resolved_at": _iso(row.resolved_at),
+            }
+            for row in rows
+        ]
+        return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
+
+    # -- one worker -------------------------------------------------------------------------
+
+    def worker(self, worker_id: uuid.UUID, *, clear: bool) -> dict[str, Any]:
+        row = self._session.get(HealthWorker, worker_id)
+        if row is None:
+            raise WorkerNotFound(f"no health worker {worker_id}")
+        document = self._summary(row, clear=clear)
+        employments = self._session.scalars(
+            select(Employment).where(Employment.worker_id == row.id).order_by(Employment.tmt_start)
+        )
+        document["employments"] = [
+            {
+                "facility_code": e.facility_code,
+                "facility_name": e.facility_name,
+                "unit": e.unit,
+                "jabatan": e.jabatan,
+                "employment_status": e.employment_status,
+                "tmt_start": _iso(e.tmt_start),
+                "end_date": _iso(e.end_date),
+                "end_reason": e.end_reason,
+                "is_current": e.is_current,
+            }
+            for e in employments
+        ]
+        educations = self._session.scalars(
+            select(Education)
+            .where(Education.worker_id == row.id)
+            .order_by(Education.graduation_year)
+        )
+        document["educations"] = [
+            {
+                "level": e.level,
+                "program": e.program,
+                "institution": e.institution,
+                "graduation_year": e.graduation_year,
+            }
+            for e in educations
+        ]
+        registrations = self._session.scalars(
+            select(Registration)
+            .where(Registration.worker_id == row.id)
+            .order_by(Registration.str_number)
+        )
+        document["registrations"] = [self._registration(r) for r in registrations]
+        return document
+
+    def _registration(self, row: Registration) -> dict[str, Any]:
+        sips = self._session.scalars(
+            select(PracticeLicense)
+            .where(PracticeLicense.registration_id == row.id)
+            .order_by(PracticeLicense.sip_seq)
+        )
+        skp = self._session.scalars(
+            select(CpdSummary).where(CpdSummary.registration_id == row.id)
+        ).first()
+        trainings = self._session.scalars(
+            select(Training)
+            .where(Training.registration_id == row.id)
+            .order_by(Training.completed_at)
+        )
+        return {
+            "str_number": row.str_number,
+            "status": row.status,
+            "status_reason": row.status_reason,
+            "status_changed_at": _iso(row.status_changed_at),
+            "valid_until": _iso(row.valid_until),
+            "registration_type": row.registration_type,
+            "profession": row.profession,
+            "kompetensi": row.kompetensi,
+            "issued_at": _iso(row.issued_at),
+            "sips": [
+                {
+                    "sip_number": s.sip_number,
+                    "sip_seq": s.sip_seq,
+                    "facility_code": s.facility_code,
+                    "issued_at": _iso(s.issued_at),
+                    "valid_until": _iso(s.valid_until),
+                    "status": s.status,
+                }
+                for s in sips
+            ],
+            "skp": None
+            if skp is None
+            else {
+                "period_start": _iso(skp.period_start),
+                "period_end": _iso(skp.period_end),
+                "required_total": skp.required_total,
+                "earned_total": float(skp.earned_total),
+                "adequacy": skp.adequacy,
+                "as_of": _iso(skp.as_of),
+            },
+            "trainings": [
+                {
+                    "course_id": t.course_id,
+                    "source": t.source,
+                    "title": t.title,
+                    "jpl": t.jpl,
+                    "skp_value": float(t.skp_value),
+                    "domain": t.domain,
+                    "completed_at": _iso(t.completed_at),
+                }
+                for t in trainings
+            ],
+            "provenance": _provenance(row),
+        }
+
+    def _summary(self, row: HealthWorker, *, clear: bool) -> dict[str, Any]:
+        personal = decrypt_fields(
+            self._cipher,
+            HealthWorker.__tablename__,
+            row.id,
+            {
+                name: getattr(row, name)
+                for name in ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
+            },
+        )
+        if not clear:
+            personal = {
+                "nik": mask_nik(personal["nik"]),
+                "full_name": mask_name(personal["full_name"]),
+                "gelar_depan": personal["gelar_depan"],
+                "gelar_belakang": personal["gelar_belakang"],
+                "birth_date": None,
+            }
+        return {
+            "id": str(row.id),
+            **personal,
+            "masked": not clear,
+            "gender": row.gender,
+            "profession": row.profession,
+            "tenaga_group": row.tenaga_group,
+            "province_code": row.province_code,
+            "regency_code": row.regency_code,
+            "facility_code": row.facility_code,
+            "is_active": row.is_active,
+            "identity_source": row.identity_source,
+            "provenance": _provenance(row),
+        }
+
+
+def page_size(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    return limit
+
+
+def encode_cursor(last: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": str(last)}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> uuid.UUID | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return uuid.UUID(json.loads(base64.urlsafe_b64decode(padded))["after"])
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidQuery("cursor is not one this API issued; start again without it") from None
+
+
+def mask_nik(nik: str | None) -> str | None:
+    if nik is None:
+        return None
+    return nik[:4] + MASK * (len(nik) - 8) + nik[-4:] if len(nik) > 8 else MASK * len(nik)
+
+
+def mask_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    return " ".join(part[:1] + MASK * 3 for part in name.split())
+
+
+def _provenance(row: Any) -> dict[str, Any]:
+    fetched: dt.datetime = row.fetched_at
+    return {
+        "source_system": row.source_system,
+        "source_id": row.source_id,
+        "source_version": row.source_version,
+        "fetched_at": _iso(fetched),
+        "age_s": round((dt.datetime.now(dt.UTC) - fetched).total_seconds(), 3),
+    }
+
+
+def _iso(value: dt.date | dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+__all__: Sequence[str] = (
+    "MAX_PAGE_SIZE",
+    "InvalidQuery",
+    "Page",
+    "WorkerFilter",
+    "WorkerNotFound",
+    "WorkforceDirectory",
+    "mask_name",
+    "mask_nik",
+)

@@ -1,0 +1,130 @@
+"""The API's view of the store: search, masking, one worker in full, cursors — both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store.crypto import BlindIndex, FieldCipher
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.workforce.directory import (
+    InvalidQuery,
+    WorkerFilter,
+    WorkerNotFound,
+    WorkforceDirectory,
+    mask_name,
+    mask_nik,
+)
+from tests.integration.adapter.conftest import BACKENDS
+from tests.integration.adapter.documents import kki_registration, sisdmk_worker
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True),
+]
+
+FETCHED_AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def stored(
+    empty_database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
+) -> Iterator[tuple[sessionmaker[Session], list[dict[str, Any]], list[dict[str, Any]]]]:
+    engine = create_engine_from_url(empty_database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    workers = [sisdmk_worker() for _ in range(7)]
+    workers[0]["facility_code"] = "3171010"
+    registrations = [kki_registration(worker) for worker in workers[:3]]
+    with sessions.begin() as session:
+        repository = HealthWorkerRepository(session, cipher, blind_index)
+        for worker in workers:
+            repository.upsert_from_sisdmk(worker, fetched_at=FETCHED_AT)
+        for registration in registrations:
+            repository.upsert_registration_from_kki(registration, fetched_at=FETCHED_AT)
+    yield sessions, workers, registrations
+    engine.dispose()
+
+
+def _directory(
+    session: Session, cipher: FieldCipher, blind_index: BlindIndex
+) -> WorkforceDirectory:
+    return WorkforceDirectory(session, cipher, blind_index)
+
+
+def test_search_by_facility_str_and_nik_masks_unless_clear(
+    stored: Any, cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    sessions, workers, registrations = stored
+    with sessions() as session:
+        directory = _directory(session, cipher, blind_index)
+        (by_facility,) = directory.search(
+            WorkerFilter(facility_code="3171010"), cursor=None, limit=10, clear=False
+        ).items
+        assert by_facility["masked"] is True
+        assert by_facility["nik"] == mask_nik(workers[0]["nik"])
+        assert by_facility["nik"] != workers[0]["nik"]
+        assert by_facility["full_name"] == mask_name(workers[0]["full_name"])
+        assert by_facility["birth_date"] is None
+        (by_str,) = directory.search(
+            WorkerFilter(str_number=registrations[1]["str_number"]),
+            cursor=None,
+            limit=10,
+            clear=True,
+        ).items
+        assert by_str["nik"] == workers[1]["nik"]
+        assert by_str["full_name"] == workers[1]["full_name"]
+        by_nik = directory.find_by_nik(workers[2]["nik"], clear=True)
+        assert by_nik is not None
+        assert by_nik["birth_date"] == workers[2]["birth_date"]
+        assert by_nik["provenance"]["source_system"] == "sisdmk"
+        assert by_nik["provenance"]["age_s"] > 0
+        assert directory.find_by_nik("3299999999999999", clear=True) is None
+
+
+def test_cursor_pages_through_everything_once(
+    stored: Any, cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    sessions, workers, _ = stored
+    seen: list[str] = []
+    cursor = None
+    with sessions() as session:
+        directory = _directory(session, cipher, blind_index)
+        while True:
+            page = directory.search(WorkerFilter(), cursor=cursor, limit=3, clear=False)
+            seen += [item["id"] for item in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == len(workers)
+        with pytest.raises(InvalidQuery, match="cursor is not one this API issued"):
+            directory.search(WorkerFilter(), cursor="not-a-cursor", limit=3, clear=False)
+        with pytest.raises(InvalidQuery, match="limit must be between 1 and 200"):
+            directory.search(WorkerFilter(), cursor=None, limit=201, clear=False)
+
+
+def test_one_worker_in_full_with_registrations_and_provenance(
+    stored: Any, cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    sessions, workers, registrations = stored
+    with sessions() as session:
+        directory = _directory(session, cipher, blind_index)
+        found = directory.find_by_nik(workers[0]["nik"], clear=False)
+        assert found is not None
+        full = directory.worker(uuid.UUID(found["id"]), clear=False)
+        assert [r["str_number"] for r in full["registrations"]] == [registrations[0]["str_number"]]
+        registration = full["registrations"][0]
+        assert len(registration["sips"]) == len(registrations[0]["sips"])
+        assert len(registration["trainings"]) == len(registrations[0]["trainings"])
+        assert registration["provenance"]["source_system"] == "kki"
+        assert len(full["employments"]) == len(workers[0]["employments"])
+        assert workers[0]["nik"] not in str(full)
+        with pytest.raises(WorkerNotFound):
+            directory.worker(uuid.uuid4(), clear=False)
