@@ -1,0 +1,141 @@
+"""EventProcessor verdicts with fake clients: transient errors retry, permanent ones dead-letter
+at once, a done event is never applied again. The store is a SQLite file (no server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.clients.errors import ContractViolation, NotFound, UpstreamUnavailable
+from adapter.observability.event_metrics import EventMetrics
+from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
+from adapter.queue.processor import EventProcessor
+from adapter.queue.retry import RetrySchedule
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.repositories import UpsertResult
+from adapter.webhooks.envelope import EventEnvelope
+from adapter.webhooks.inbox import WebhookInbox
+
+
+class FakeKki:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+        self.calls = 0
+
+    def get_registration(self, str_number: str) -> dict[str, Any]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return {"str_number": str_number, "version": 9}
+
+
+class FakeRepository:
+    applied: list[str] = []
+
+    def upsert_registration_from_kki(self, doc: Any, *, fetched_at: dt.datetime) -> UpsertResult:
+        FakeRepository.applied.append(doc["str_number"])
+        return UpsertResult.UPDATED
+
+
+class RecordingAlerts(DeadLetterAlerts):
+    def __init__(self) -> None:
+        self.raised: list[DeadLetterAlert] = []
+
+    def raise_alert(self, alert: DeadLetterAlert) -> None:
+        self.raised.append(alert)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    upgrade(engine)
+    return session_factory(engine)
+
+
+def an_event(sessions: sessionmaker[Session]) -> uuid.UUID:
+    envelope = EventEnvelope(
+        "kki",
+        str(uuid.uuid4()),
+        "registration.revoked",
+        "QZ00011234567890",
+        2,
+        dt.datetime.now(dt.UTC),
+    )
+    with sessions() as session, session.begin():
+        event_id = WebhookInbox(session).record(envelope, traceparent=None, published=True)
+    assert event_id is not None
+    return event_id
+
+
+def processor(
+    sessions: sessionmaker[Session], kki: FakeKki, alerts: RecordingAlerts
+) -> EventProcessor:
+    return EventProcessor(
+        sessions=sessions,
+        kki=kki,  # type: ignore[arg-type]
+        sisdmk=None,  # type: ignore[arg-type]
+        repository_factory=lambda session: FakeRepository(),  # type: ignore[arg-type,return-value]
+        schedule=RetrySchedule((0.2, 0.4), max_attempts=3),
+        delivery_limit=3,
+        metrics=EventMetrics.for_registry(CollectorRegistry()),
+        alerts=alerts,
+        draw=lambda: 1.0,
+    )
+
+
+def test_applied_once_then_skipped(sessions: sessionmaker[Session]) -> None:
+    event_id = an_event(sessions)
+    worker = processor(sessions, FakeKki(None), RecordingAlerts())
+    assert worker.process(event_id).kind == "done"
+    assert worker.process(event_id).kind == "skip"
+    with sessions() as session:
+        stored = WebhookInbox(session).get(event_id)
+    assert stored is not None
+    assert (stored.state, stored.applied_count, stored.outcome) == ("done", 1, "updated")
+
+
+def test_transient_error_retries_then_dead_letters_with_alert(
+    sessions: sessionmaker[Session],
+) -> None:
+    event_id = an_event(sessions)
+    alerts = RecordingAlerts()
+    down = UpstreamUnavailable("503 after retries", system="kki", operation="getRegistration")
+    worker = processor(sessions, FakeKki(down), alerts)
+    first, second, third = (worker.process(event_id) for _ in range(3))
+    assert (first.kind, first.tier, first.delay_s) == ("retry", 0, 0.2)
+    assert (second.kind, second.tier, second.delay_s) == ("retry", 1, 0.4)
+    assert third.kind == "dead"
+    assert [alert.reason for alert in alerts.raised] == ["upstream_unavailable"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NotFound("404", system="kki", operation="getRegistration", status=404),
+        ContractViolation("bad body", system="kki", operation="getRegistration"),
+    ],
+)
+def test_permanent_error_dead_letters_without_retrying(
+    sessions: sessionmaker[Session], error: Exception
+) -> None:
+    event_id = an_event(sessions)
+    kki = FakeKki(error)
+    verdict = processor(sessions, kki, RecordingAlerts()).process(event_id)
+    assert verdict.kind == "dead"
+    assert kki.calls == 1
+
+
+def test_delivery_limit_dead_letters_a_message_that_keeps_killing_workers(
+    sessions: sessionmaker[Session],
+) -> None:
+    event_id = an_event(sessions)
+    kki = FakeKki(None)
+    verdict = processor(sessions, kki, RecordingAlerts()).process(event_id, unfinished_deliveries=3)
+    assert (verdict.kind, verdict.reason) == ("dead", "delivery_limit")
+    assert kki.calls == 0
