@@ -56,7 +56,7 @@ _PYJWT_ERRORS: Final[tuple[tuple[type[jwt.PyJWTError], str, str], ...]] = (
     (jwt.InvalidSignatureError, "signature", "the token's signature does not verify"),
     (jwt.InvalidAlgorithmError, "algorithm", "the token's algorithm does not match its key"),
     (jwt.InvalidKeyError, "key", "the SSO's key for this token is unusable"),
-    (jwt.DecodeError, "malformed", "the token is not a well-formed JWT"),
+    (jwt.DecodeError, "malformed", "the token is malformed (its JSON, or a claim's type)"),
 )
 
 
@@ -172,7 +172,7 @@ class TokenValidator:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidTokenError(
-                "the token's header is not valid JSON", cause="malformed"
+                "the token's header is malformed (JSON, kid or crit)", cause="malformed"
             ) from None
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
