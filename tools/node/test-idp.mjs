@@ -191,7 +191,8 @@ function main() {
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
-      scope: c.scopes.join(' '),
+      // An empty allow-list would mean "any scope": a client without scopes may ask only openid.
+      scope: c.scopes.join(' ') || 'openid',
     })),
     jwks: { keys },
     scopes: ['openid', ...config.tokenScopes],
