@@ -52,9 +52,7 @@ def record_audit(
     """Append one entry in `session`'s transaction. `detail` holds ids and counts only."""
     # Taking the head first (a row lock on PostgreSQL, the write lock on SQLite) orders the
     # appenders; it is released when the caller's transaction ends.
-    session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == 1).values(changed_at=_now())
-    )
+    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(changed_at=_now()))
     head = session.scalars(select(AuditChainHead).where(AuditChainHead.id == 1)).one()
     entry = AuditEvent(
         seq=head.seq + 1,
