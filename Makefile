@@ -55,6 +55,10 @@ bench-mocks: bootstrap ## Benchmark both mocks at N=100,000 against Prism (write
 bench-sync: bootstrap ## Full sync into PostgreSQL at N=10,000 and 100,000 vs COPY (writes reports/bench-sync.json)
 	@$(PY) bench/bench_sync.py --systems sisdmk kki
 
+.PHONY: bench-webhooks
+bench-webhooks: bootstrap ## Webhooks under gunicorn vs a bare endpoint, lag, fault run (writes reports/bench-webhooks.json)
+	@$(PY) bench/bench_webhooks.py
+
 .PHONY: clean
 clean: ## Remove caches and generated reports (keeps the virtualenv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache reports var .hypothesis

@@ -1,0 +1,375 @@
+"""Benchmark the webhook path of `hf-adapter serve` (gunicorn, gthread) with its real durability.
+
+1. Accepted webhooks/s and p99 latency of ``POST /webhooks/kki`` (signature, schema, inbox insert
+   in PostgreSQL, confirmed publish to RabbitMQ), against a bare endpoint in the SAME gunicorn
+   server that only reads the body and answers 202, in the same invocation (ratio). Load from
+   `wrk` replaying pre-signed requests, each with its own webhook id.
+2. Webhook-to-database lag p50/p95 at a steady load: a real KKI/SISDMK mock emits events at a
+   fixed rate; `hf-adapter worker` applies them; lag = commit time - the event's occurred_at.
+3. A fault run: a storm with the worker SIGKILLed mid-way and RabbitMQ cut off (TCP fault proxy)
+   for a while; events lost and applied twice, which must be 0 and 0.
+
+Needs PostgreSQL and RabbitMQ as the tests do. Writes reports/bench-webhooks.json.
+
+    .venv/bin/python bench/bench_webhooks.py [--duration 10] [--connections 16] [--rate 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from adapter.webhooks.signature import sign  # noqa: E402
+from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
+from tests.integration.adapter_sync.support import Mock  # noqa: E402
+from tests.integration.queue.tcp_proxy import TcpFaultProxy  # noqa: E402
+from tests.integration.webhooks.support import (  # noqa: E402
+    FAST_WEBHOOKS,
+    Adapter,
+    delete_topology,
+    emit,
+    migrated_engine,
+    stack_environment,
+    subscribe,
+    unique_prefix,
+)
+
+ADMIN_URL = (
+    os.environ.get("HF_TEST_POSTGRES_URL")
+    or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BROKER_URL = os.environ.get("HF_TEST_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+REPORT = ROOT / "reports" / "bench-webhooks.json"
+PRESIGNED = 60_000
+
+
+def bench_app() -> Flask:
+    """The adapter's app plus a bare endpoint, for gunicorn: `bench.bench_webhooks:bench_app()`."""
+    from flask import request
+
+    from adapter.app import create_app
+    from adapter.settings import load_settings
+
+    app = create_app(load_settings())
+
+    def bare() -> tuple[Response, int]:
+        request.get_data()
+        return Response('{"status":"accepted"}', mimetype="application/json"), 202
+
+    app.add_url_rule("/bench/bare", "bench_bare", bare, methods=["POST"])
+    return app
+
+
+def lua_script(path: Path, secret: str, count: int) -> None:
+    """A wrk script cycling through `count` pre-signed requests with distinct webhook ids."""
+    moment = int(time.time())
+    lines = ["local requests = {}"]
+    for index in range(count):
+        event_id = str(uuid.uuid4())
+        body = json.dumps(
+            {
+                "event_id": event_id,
+                "type": "registration.corrected",
+                "occurred_at": "2026-02-01T09:30:00.000000Z",
+                "source": "kki",
+                "subject": {"nik_hash": "0" * 64, "str_number": f"QZ{index:014d}"},
+                "data": {"str_number": f"QZ{index:014d}", "version": 2, "status": "AKTIF"},
+                "version": "1",
+            },
+            separators=(",", ":"),
+        )
+        signature = sign(secret, event_id, moment, body.encode())
+        lines.append(
+            f"requests[{index + 1}] = {{{json.dumps(event_id)}, {json.dumps(signature)}, "
+            f"{json.dumps(body)}}}"
+        )
+    lines += [
+        f"local timestamp = {json.dumps(str(moment))}",
+        "local n = 0",
+        "request = function()",
+        f"  n = n % {count} + 1",
+        "  local r = requests[n]",
+        '  return wrk.format("POST", nil, {["content-type"] = "application/json",',
+        '    ["webhook-id"] = r[1], ["webhook-timestamp"] = timestamp,',
+        '    ["webhook-signature"] = r[2]}, r[3])',
+        "end",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+    # One wrk thread: each thread has its own Lua state, so two would replay the same ids.
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "requests_per_s": rps,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def new_database() -> str:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"hf_bench_{secrets.token_hex(4)}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def lags_ms(adapter: Adapter) -> list[float]:
+    return [
+        (event.processed_at - event.occurred_at).total_seconds() * 1000
+        for event in adapter.events()
+        if event.processed_at is not None
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--rate", type=int, default=20, help="events/s in the lag run")
+    parser.add_argument("--lag-seconds", type=int, default=15)
+    parser.add_argument("--fault-events", type=int, default=1000)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    console = Console()
+    report: dict[str, Any] = {"connections": args.connections, "gunicorn_workers": args.workers}
+    kki_process, kki_url = start_mock("kki", size=200, seed=5, extra=FAST_WEBHOOKS)
+    sisdmk_process, sisdmk_url = start_mock("sisdmk", size=200, seed=5, extra=FAST_WEBHOOKS)
+    kki, sisdmk = Mock(kki_url), Mock(sisdmk_url)
+    try:
+        # -- 1. throughput: durability path vs bare endpoint, same server --------------------
+        database = new_database()
+        prefix = unique_prefix()
+        environment = stack_environment(
+            database, kki_url, sisdmk_url, broker=BROKER_URL, prefix=prefix
+        )
+        environment["WEBHOOK_TIMESTAMP_TOLERANCE_S"] = "3600"
+        engine = migrated_engine(database)
+        port = free_port()
+        server = ManagedProcess(
+            "bench-serve",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--worker-class",
+                "gthread",
+                "--workers",
+                str(args.workers),
+                "--threads",
+                "8",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--chdir",
+                str(ROOT),
+                "bench.bench_webhooks:bench_app()",
+            ],
+            env=environment,
+        ).start()
+        try:
+            server.wait_http(f"http://127.0.0.1:{port}/healthz")
+            with tempfile.TemporaryDirectory() as folder:
+                script = Path(folder) / "webhooks.lua"
+                console.print(f"pre-signing {PRESIGNED:,} webhooks …")
+                lua_script(script, environment["KKI_WEBHOOK_SECRET"], PRESIGNED)
+                base = f"http://127.0.0.1:{port}"
+                bare = wrk(f"{base}/bench/bare", script, args.duration, args.connections)
+                durable = wrk(f"{base}/webhooks/kki", script, args.duration, args.connections)
+            with engine.connect() as connection:
+                stored = connection.execute(text("SELECT count(*) FROM webhook_events")).scalar()
+                unpublished = connection.execute(
+                    text("SELECT count(*) FROM webhook_events WHERE published_at IS NULL")
+                ).scalar()
+        finally:
+            server.close()
+            engine.dispose()
+            delete_topology(BROKER_URL, prefix)
+            drop_database(database)
+        report["throughput"] = {
+            "bare": bare,
+            "durable": durable,
+            "ratio": durable["requests_per_s"] / bare["requests_per_s"],
+            "stored": stored,
+            "left_unpublished": unpublished,
+        }
+
+        # -- 2. lag at a steady load ----------------------------------------------------------
+        report["lag"] = steady_lag(kki, sisdmk, args)
+        # -- 3. fault run: worker SIGKILLed, broker cut off --------------------------------------
+        report["fault_run"] = fault_run(kki, sisdmk, args)
+    finally:
+        kki.close()
+        sisdmk.close()
+        kki_process.close()
+        sisdmk_process.close()
+
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    throughput, lag, fault = report["throughput"], report["lag"], report["fault_run"]
+    table = Table(
+        title=f"webhooks under gunicorn ({args.workers} gthread workers x 8 threads, "
+        f"wrk {args.connections} connections)"
+    )
+    for column in ("measure", "value"):
+        table.add_column(column)
+    bare, durable = throughput["bare"], throughput["durable"]
+    rows = [
+        ("bare endpoint", f"{bare['requests_per_s']:,.0f} req/s, p99 {bare['p99_ms']:.1f} ms"),
+        (
+            "durable path (verify + inbox + confirmed publish)",
+            f"{durable['requests_per_s']:,.0f} req/s, p99 {durable['p99_ms']:.1f} ms, "
+            f"non-2xx {durable['non_2xx']:.0f}",
+        ),
+        ("ratio durable / bare", f"{throughput['ratio']:.2f}"),
+        (
+            f"lag at {lag['rate_per_s']} events/s (webhook -> store)",
+            f"p50 {lag['p50_ms']:,.0f} ms, p95 {lag['p95_ms']:,.0f} ms ({lag['events']} events)",
+        ),
+        ("fault run: events", f"{fault['events']:,}"),
+        ("fault run: lost / applied twice", f"{fault['lost']} / {fault['duplicated']}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"wrote {REPORT.relative_to(ROOT)}")
+    return 0 if fault["lost"] == 0 and fault["duplicated"] == 0 else 1
+
+
+def started_adapter(kki: Mock, sisdmk: Mock, database: str, broker: str, prefix: str) -> Adapter:
+    environment = stack_environment(database, kki.url, sisdmk.url, broker=broker, prefix=prefix)
+    adapter = Adapter(environment, migrated_engine(database))
+    adapter.serve(workers=2)
+    subscribe(kki, "kki", f"{adapter.url}/webhooks/kki", environment["KKI_WEBHOOK_SECRET"])
+    subscribe(
+        sisdmk, "sisdmk", f"{adapter.url}/webhooks/sisdmk", environment["SISDMK_WEBHOOK_SECRET"]
+    )
+    return adapter
+
+
+def reset(*mocks: Mock) -> None:
+    for mock in mocks:
+        mock.admin.post("/reset", json={"faults": True, "subscriptions": True, "deliveries": True})
+
+
+def steady_lag(kki: Mock, sisdmk: Mock, args: argparse.Namespace) -> dict[str, Any]:
+    database, prefix = new_database(), unique_prefix()
+    adapter = started_adapter(kki, sisdmk, database, BROKER_URL, prefix)
+    try:
+        adapter.start_worker(concurrency=4)
+        time.sleep(2)
+        sent = 0
+        start = time.monotonic()
+        for second in range(args.lag_seconds):
+            for index in range(args.rate):
+                mock, kind = (
+                    (kki, "registration.corrected") if index % 2 else (sisdmk, "worker.updated")
+                )
+                emit(mock, kind)
+                sent += 1
+                time.sleep(max(0.0, start + second + (index + 1) / args.rate - time.monotonic()))
+        adapter.wait_for(
+            lambda: adapter.counts().get("done", 0) == sent, what="lag events", timeout_s=300
+        )
+        lags = lags_ms(adapter)
+    finally:
+        adapter.close()
+        delete_topology(BROKER_URL, prefix)
+        drop_database(database)
+        reset(kki, sisdmk)
+    return {
+        "rate_per_s": args.rate,
+        "events": sent,
+        "p50_ms": percentile(lags, 0.5),
+        "p95_ms": percentile(lags, 0.95),
+    }
+
+
+def fault_run(kki: Mock, sisdmk: Mock, args: argparse.Namespace) -> dict[str, Any]:
+    database, prefix = new_database(), unique_prefix()
+    proxy = TcpFaultProxy(("127.0.0.1", 5672))
+    broker = BROKER_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    adapter = started_adapter(kki, sisdmk, database, broker, prefix)
+    try:
+        worker = adapter.start_worker(concurrency=4)
+        emitted = emit(kki, "skp.credited", count=args.fault_events // 2)["events"]
+        adapter.wait_for(
+            lambda: adapter.counts().get("done", 0) >= args.fault_events // 10, what="a tenth"
+        )
+        worker.signal(signal.SIGKILL)
+        proxy.down()
+        emitted += emit(
+            sisdmk, "employment.changed", count=args.fault_events - args.fault_events // 2
+        )["events"]
+        time.sleep(3)
+        proxy.up()
+        adapter.start_worker(concurrency=4)
+        expected = {event["event_id"] for event in emitted}
+        adapter.wait_for(
+            lambda: adapter.counts().get("done", 0) >= len(expected),
+            what="fault run",
+            timeout_s=600,
+        )
+        events = adapter.events()
+        done = {event.webhook_id for event in events if event.state == "done"}
+        duplicated = sum(1 for event in events if event.applied_count > 1)
+    finally:
+        adapter.close()
+        proxy.close()
+        delete_topology(BROKER_URL, prefix)
+        drop_database(database)
+        reset(kki, sisdmk)
+    return {"events": len(expected), "lost": len(expected - done), "duplicated": duplicated}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
