@@ -14,7 +14,7 @@ from tests.integration.webhooks.support import adapter_stack, emit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BATCH = 300
+BATCH = 200
 
 
 def sqlite_url(tmp_path: Path) -> URL:

@@ -27,7 +27,7 @@ from tests.integration.webhooks.support import Adapter, adapter_stack, deliverie
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BATCH = 600
+BATCH = 200
 
 
 def assert_each_applied_once(adapter: Adapter, expected: set[str]) -> None:

@@ -142,14 +142,23 @@ class Adapter:
     def wait_for(
         self, condition: Callable[[], bool], *, what: str, timeout_s: float = WAIT_S
     ) -> None:
+        """Wait until `condition`; fail when the inbox has not changed for `timeout_s`.
+
+        A stall, not a slow machine, fails the test: while events keep moving the wait goes
+        on (the tests never assert speed).
+        """
+        last = self.counts()
         deadline = time.monotonic() + timeout_s
         while not condition():
+            now_counts = self.counts()
+            if now_counts != last:
+                last, deadline = now_counts, time.monotonic() + timeout_s
             if time.monotonic() > deadline:
                 logs = "\n".join(
                     f"--- {p.name}:\n{p.output(3000)}" for p in [self.server, *self.workers] if p
                 )
                 raise AssertionError(
-                    f"timed out waiting for {what}; counts {self.counts()}\n{logs}"
+                    f"no progress for {timeout_s:.0f} s waiting for {what}; counts {last}\n{logs}"
                 )
             time.sleep(0.2)
 

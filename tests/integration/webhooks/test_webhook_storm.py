@@ -41,9 +41,7 @@ def test_storm_of_5000_events_is_applied_once_each(
         emitted += emit(sisdmk, "worker.updated", count=STORM - STORM // 2)["events"]
         expected = {event["event_id"] for event in emitted}
         assert len(expected) == STORM
-        adapter.wait_for(
-            lambda: adapter.counts().get("done", 0) == STORM, what="5000 events done", timeout_s=150
-        )
+        adapter.wait_for(lambda: adapter.counts().get("done", 0) == STORM, what="5000 events done")
         assert_each_applied_once(adapter.events(), expected)
         # Every delivery ended with a 2xx from the adapter.
         statuses = {d["status"] for d in deliveries(kki)} | {
