@@ -17,7 +17,7 @@ import httpx
 import jwt
 
 from adapter.auth.bearer import MAX_TOKEN_LENGTH
-from adapter.auth.discovery import OidcDiscovery
+from adapter.auth.discovery import OidcDiscovery, default_http_client
 from adapter.auth.errors import InvalidTokenError
 from adapter.auth.jwks import (
     ALLOWED_ALGORITHMS,
@@ -102,7 +102,11 @@ class TokenValidator:
         jwks_max_age_s: float = JWKS_MAX_AGE_S,
         leeway_s: float = CLOCK_SKEW_LEEWAY_S,
     ) -> TokenValidator:
-        """A validator whose keys come from the issuer's discovery document, fetched lazily."""
+        """A validator whose keys come from the issuer's discovery document, fetched lazily.
+
+        Pass `http` to set TLS verification (e.g. ``httpx.Client(verify=ca_bundle)``).
+        """
+        http = http if http is not None else default_http_client()
         discovery = OidcDiscovery(issuer, http=http)
         keys = JwksCache(
             HttpJwksFetcher.from_discovery(discovery, http=http),
