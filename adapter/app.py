@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from adapter import health
+from adapter.api import views as api_views
 from adapter.errors import AdapterError
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.messages import EventPublisher
@@ -52,6 +53,7 @@ def create_app(
 
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhook_views.blueprint)
+    api_views.init_app(app, settings, engine=engine, sessions=sessions, publisher=publisher)
     health.add_readiness_check(app, "database", lambda: _database_problem(engine))
     broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
     health.add_readiness_check(app, "broker", lambda: _broker_problem(broker_url))

@@ -1,0 +1,353 @@
+"""The ``/api/v1`` blueprint (contracts/openapi/adapter.yaml): check the request, call a service,
+map the answer. Scopes per operation are the spec's; errors leave as problem+json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any, Final, cast
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.http import HTTP_STATUS_CODES
+
+from adapter.api import observability
+from adapter.api.listings import AuditFilter
+from adapter.api.services import (
+    ApiServices,
+    Caller,
+    EventNotFailed,
+    EventNotFound,
+    SyncDidNotStart,
+)
+from adapter.api.spec import RequestChecker, RequestProblem
+from adapter.auth import scopes
+from adapter.auth import web as auth_web
+from adapter.auth.tokens import TokenValidator
+from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.clients.errors import (
+    ContractViolation,
+    NotFound,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
+from adapter.errors import AdapterError
+from adapter.queue.messages import EventPublisher
+from adapter.sdmk_integration_manager import ConnectionDisabled
+from adapter.settings import Settings
+from adapter.store.locks import LockHeld
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.sync.lookup import RegistryLookup
+from adapter.workforce.directory import InvalidQuery, Page, WorkerFilter, WorkerNotFound
+
+log = logging.getLogger("adapter.api")
+
+EXTENSION: Final = "hf_api"
+CHECKER: Final = "hf_api_checker"
+PROBLEM_JSON: Final = "application/problem+json"
+# Every request body of this API is a few fields; anything bigger is refused unread.
+MAX_BODY_BYTES: Final = 16 * 1024
+
+blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+READ = scopes.HEALTHWORKERS_READ
+
+
+def init_app(
+    app: Flask,
+    settings: Settings,
+    *,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    publisher: EventPublisher,
+) -> None:
+    """Register the API on `app`, with the SSO's token validator unless one is already set."""
+    if auth_web.EXTENSION not in app.extensions:
+        auth_web.init_app(
+            app, TokenValidator.for_issuer(settings.oidc_issuer, settings.oidc_audience)
+        )
+    cipher, blind_index = settings.field_cipher(), settings.blind_index()
+
+    def repository(session: Session) -> HealthWorkerRepository:
+        return HealthWorkerRepository(session, cipher, blind_index)
+
+    def sync_client(system: str) -> HttpKkiClient | HttpSisdmkClient:
+        if system == "kki":
+            return HttpKkiClient.from_settings(settings)
+        return HttpSisdmkClient.from_settings(settings)
+
+    app.extensions[EXTENSION] = ApiServices(
+        engine=engine,
+        sessions=sessions,
+        cipher=cipher,
+        blind_index=blind_index,
+        lookup=RegistryLookup(HttpKkiClient.from_settings(settings), sessions, repository),
+        publisher=publisher,
+        sync_client=sync_client,
+    )
+    app.extensions[CHECKER] = RequestChecker()
+    observability.init_app(app)
+    app.register_blueprint(blueprint)
+
+
+# -- health workers -------------------------------------------------------------------------
+
+
+@blueprint.get("/health-workers")
+@auth_web.require_scope(READ)
+def list_health_workers() -> Response:
+    query = _query("listHealthWorkers")
+    where = WorkerFilter(
+        str_number=query["str_number"],
+        facility_code=query["facility_code"],
+        profession=query["profession"],
+        regency_code=query["regency_code"],
+        active=query["active"],
+    )
+    page = _services().search_workers(
+        _caller(), where, cursor=query["cursor"], limit=query["limit"]
+    )
+    return _page(page, query["limit"])
+
+
+@blueprint.post("/health-workers/search-by-nik")
+@auth_web.require_scope(READ)
+def search_health_workers_by_nik() -> Response:
+    body = _body("searchHealthWorkersByNik")
+    return jsonify(data=_services().find_worker_by_nik(_caller(), body["nik"]))
+
+
+@blueprint.get("/health-workers/<uuid:worker_id>")
+@auth_web.require_scope(READ)
+def get_health_worker(worker_id: uuid.UUID) -> Response:
+    _query("getHealthWorker")
+    return jsonify(_services().worker(_caller(), worker_id))
+
+
+@blueprint.get("/identity-findings")
+@auth_web.require_scope(READ)
+def list_identity_findings() -> Response:
+    query = _query("listIdentityFindings")
+    page = _services().findings(
+        cursor=query["cursor"], limit=query["limit"], open_only=query["open_only"]
+    )
+    return _page(page, query["limit"])
+
+
+@blueprint.post("/registrations/lookup")
+@auth_web.require_scope(READ)
+def lookup_registration() -> Response:
+    body = _body("lookupRegistration")
+    result = _services().lookup(_caller(), str_number=body.get("str_number"), nik=body.get("nik"))
+    age = result.answer.age_s()
+    return jsonify(
+        live=result.answer.live,
+        stale=result.answer.stale,
+        stale_reason=result.answer.stale_reason,
+        age_s=None if age is None else round(age, 3),
+        registrations=result.documents,
+    )
+
+
+# -- sync runs ------------------------------------------------------------------------------
+
+
+@blueprint.get("/sync-runs")
+@auth_web.require_scope(scopes.SYNC_RUN)
+def list_sync_runs() -> Response:
+    query = _query("listSyncRuns")
+    page = _services().sync_runs(
+        system=query["system"], cursor=query["cursor"], limit=query["limit"]
+    )
+    return _page(page, query["limit"])
+
+
+@blueprint.post("/sync-runs")
+@auth_web.require_scope(scopes.SYNC_RUN)
+def start_sync_run() -> tuple[Response, int, dict[str, str]]:
+    body = _body("startSyncRun")
+    run = _services().start_sync(_caller(), body["system"], full=bool(body.get("full", False)))
+    return jsonify(run), 202, {"Location": f"{blueprint.url_prefix}/sync-runs/{run['id']}"}
+
+
+@blueprint.get("/sync-runs/<uuid:run_id>")
+@auth_web.require_scope(scopes.SYNC_RUN)
+def get_sync_run(run_id: uuid.UUID) -> Response:
+    _query("getSyncRun")
+    run = _services().sync_run(run_id)
+    if run is None:
+        raise RequestProblem(404, f"no sync run {run_id}", reason="not_found")
+    return jsonify(run)
+
+
+# -- integrations ---------------------------------------------------------------------------
+
+
+@blueprint.get("/integrations")
+@auth_web.require_scope(scopes.INTEGRATIONS_ADMIN)
+def list_integrations() -> Response:
+    _query("listIntegrations")
+    return jsonify(data=_services().integrations())
+
+
+@blueprint.patch("/integrations/<any(kki, sisdmk):system>")
+@auth_web.require_scope(scopes.INTEGRATIONS_ADMIN)
+def update_integration(system: str) -> Response:
+    body = _body("updateIntegration")
+    return jsonify(_services().set_integration(_caller(), system, enabled=body["enabled"]))
+
+
+@blueprint.get("/integrations/<any(kki, sisdmk):system>/logs")
+@auth_web.require_scope(scopes.INTEGRATIONS_ADMIN)
+def get_integration_logs(system: str) -> Response:
+    query = _query("getIntegrationLogs")
+    return jsonify(_services().integration_logs(system, limit=query["limit"]))
+
+
+# -- webhook events -------------------------------------------------------------------------
+
+
+@blueprint.get("/webhook-events")
+@auth_web.require_scope(scopes.EVENTS_ADMIN)
+def list_webhook_events() -> Response:
+    query = _query("listWebhookEvents")
+    page = _services().webhook_events(
+        state=query["state"], source=query["source"], cursor=query["cursor"], limit=query["limit"]
+    )
+    return _page(page, query["limit"])
+
+
+@blueprint.post("/webhook-events/replay")
+@auth_web.require_scope(scopes.EVENTS_ADMIN)
+def replay_failed_webhook_events() -> Response:
+    _query("replayFailedWebhookEvents")
+    return jsonify(_services().replay(_caller(), None))
+
+
+@blueprint.post("/webhook-events/<uuid:event_id>/replay")
+@auth_web.require_scope(scopes.EVENTS_ADMIN)
+def replay_webhook_event(event_id: uuid.UUID) -> Response:
+    _query("replayWebhookEvent")
+    return jsonify(_services().replay(_caller(), event_id))
+
+
+# -- audit trail ----------------------------------------------------------------------------
+
+
+@blueprint.get("/audit-events")
+@auth_web.require_scope(scopes.AUDIT_READ)
+def list_audit_events() -> Response:
+    query = _query("listAuditEvents")
+    since = query["since"]
+    where = AuditFilter(
+        action=query["action"],
+        resource_type=query["resource_type"],
+        resource_id=query["resource_id"],
+        actor_subject=query["actor_subject"],
+        outcome=query["outcome"],
+        since=None if since is None else _instant("since", since),
+    )
+    page = _services().audit_events(where, cursor=query["cursor"], limit=query["limit"])
+    return _page(page, query["limit"])
+
+
+# -- plumbing -------------------------------------------------------------------------------
+
+
+def _services() -> ApiServices:
+    return cast(ApiServices, current_app.extensions[EXTENSION])
+
+
+def _caller() -> Caller:
+    principal = auth_web.current_principal()
+    return Caller(
+        subject=principal.subject,
+        client_id=principal.client_id,
+        pii=principal.has_scopes(scopes.HEALTHWORKERS_READ_PII),
+    )
+
+
+def _query(operation_id: str) -> dict[str, Any]:
+    checker = cast(RequestChecker, current_app.extensions[CHECKER])
+    return checker.query(operation_id, request.args.to_dict(flat=False))
+
+
+def _body(operation_id: str) -> dict[str, Any]:
+    _query(operation_id)  # the body operations take no query parameters: refuse strays
+    if request.mimetype != "application/json":
+        raise RequestProblem(415, "send the body as application/json", reason="content_type")
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise RequestProblem(413, f"the body is over {MAX_BODY_BYTES} bytes", reason="too_large")
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestProblem(413, f"the body is over {MAX_BODY_BYTES} bytes", reason="too_large")
+    checker = cast(RequestChecker, current_app.extensions[CHECKER])
+    return checker.body(operation_id, raw)
+
+
+def _page(page: Page, limit: int) -> Response:
+    return jsonify(data=page.items, page={"next_cursor": page.next_cursor, "limit": limit})
+
+
+def _instant(name: str, text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise RequestProblem(
+            400, f"{name}: must be a date-time", reason="invalid_parameter"
+        ) from None
+    if value.tzinfo is None:
+        raise RequestProblem(400, f"{name}: needs a time zone", reason="invalid_parameter")
+    return value
+
+
+# Status and a fixed detail for errors whose own message may name an upstream URL.
+_UPSTREAM: Final[tuple[tuple[type[UpstreamError], int, str], ...]] = (
+    (NotFound, 404, "KKI has no such registration"),
+    (UpstreamUnavailable, 503, "KKI is unreachable and the store holds no copy; try again later"),
+    (UpstreamRateLimited, 503, "KKI is rate limiting the adapter and the store holds no copy"),
+    (ContractViolation, 502, "KKI answered outside its contract"),
+    (UpstreamError, 502, "KKI refused the look-up"),
+)
+_STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
+    (InvalidQuery, 400),
+    (WorkerNotFound, 404),
+    (EventNotFound, 404),
+    (EventNotFailed, 409),
+    (LockHeld, 409),
+    (ConnectionDisabled, 409),
+    (SyncDidNotStart, 503),
+)
+
+
+@blueprint.errorhandler(AdapterError)
+def _problem_of(error: AdapterError) -> Response:
+    detail, errors = error.message, None
+    status = 500
+    if isinstance(error, RequestProblem):
+        status, errors = error.status, error.errors or None
+    elif isinstance(error, UpstreamError):
+        status, detail = next((s, d) for kind, s, d in _UPSTREAM if isinstance(error, kind))
+    else:
+        status = next((s for kind, s in _STATUS if isinstance(error, kind)), 500)
+    if status >= 500:
+        log.error("api request failed: %s (%s)", error.reason, type(error).__name__)
+        if status == 500:
+            detail = "the adapter failed; the log has the details"
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "reason": error.reason,
+    }
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    return response

@@ -1,0 +1,74 @@
+"""The API tests' stack: the test IdP, both mocks, PostgreSQL filled by a real sync, and the
+adapter over HTTP. Anything missing fails the tests with what to start; nothing is skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from adapter.store.crypto import BlindIndex, FieldCipher
+from harness.idp import IdpProcess
+from tests.integration.adapter.conftest import blind_index, cipher, postgres_server
+from tests.integration.adapter.databases import PostgresServer
+from tests.integration.adapter_sync.support import Mock, run_sync, running_mock
+from tests.integration.api.stack import OPS, PORTAL, READONLY, Adapter, served_adapter, started_idp
+
+__all__ = ["blind_index", "cipher", "postgres_server"]
+
+SIZE = 30
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdpProcess]:
+    provider = started_idp()
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+@pytest.fixture(scope="module")
+def kki() -> Iterator[Mock]:
+    yield from running_mock("kki", size=SIZE, seed=11)
+
+
+@pytest.fixture(scope="module")
+def sisdmk() -> Iterator[Mock]:
+    yield from running_mock("sisdmk", size=SIZE, seed=11)
+
+
+@pytest.fixture(scope="module")
+def adapter(
+    postgres_server: PostgresServer,
+    idp: IdpProcess,
+    kki: Mock,
+    sisdmk: Mock,
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+) -> Iterator[Adapter]:
+    database = postgres_server.create_database()
+    with served_adapter(database, idp, kki, sisdmk) as served:
+        for system in ("sisdmk", "kki"):
+            result = run_sync(
+                system,
+                kki if system == "kki" else sisdmk,
+                served.sessions,
+                cipher,
+                blind_index,
+                full=True,
+            )
+            assert result.succeeded, result.error
+        yield served
+
+
+@pytest.fixture(scope="module")
+def tokens(idp: IdpProcess) -> dict[str, str]:
+    return {client: idp.token(client) for client in (PORTAL, OPS, READONLY)}
+
+
+@pytest.fixture(scope="module")
+def people(sisdmk: Mock) -> list[dict[str, Any]]:
+    """SISDMK's workers as the mock holds them (the NIKs and names to look for)."""
+    return sisdmk.records("health-workers")
