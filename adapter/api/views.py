@@ -32,6 +32,7 @@ from adapter.clients.errors import (
     NotFound,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRejected,
     UpstreamUnavailable,
 )
 from adapter.errors import AdapterError
@@ -311,6 +312,7 @@ _UPSTREAM: Final[tuple[tuple[type[UpstreamError], int, str], ...]] = (
     (UpstreamUnavailable, 503, "KKI is unreachable and the store holds no copy; try again later"),
     (UpstreamRateLimited, 503, "KKI is rate limiting the adapter and the store holds no copy"),
     (ContractViolation, 502, "KKI answered outside its contract"),
+    (UpstreamRejected, 422, "KKI refused the look-up as invalid (e.g. a NIK that cannot exist)"),
     (UpstreamError, 502, "KKI refused the look-up"),
 )
 _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
