@@ -59,6 +59,10 @@ bench-sync: bootstrap ## Full sync into PostgreSQL at N=10,000 and 100,000 vs CO
 bench-webhooks: bootstrap ## Webhooks under gunicorn vs a bare endpoint, lag, fault run (writes reports/bench-webhooks.json)
 	@$(PY) bench/bench_webhooks.py
 
+.PHONY: bench-api
+bench-api: bootstrap ## Authenticated GET /api/v1/health-workers/{id} vs a bare endpoint under gunicorn (writes reports/bench-api.json)
+	@$(PY) bench/bench_api.py
+
 .PHONY: clean
 clean: ## Remove caches and generated reports (keeps the virtualenv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache reports var .hypothesis
