@@ -156,6 +156,7 @@ def configure_logging(
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(numeric)
-    # Third-party chatter that would log URLs with query strings at INFO.
-    for noisy in ("httpx", "httpcore", "urllib3"):
+    # Third-party chatter: URLs with query strings (httpx), a line per migration step (alembic;
+    # `hf-adapter db upgrade` says what it did itself).
+    for noisy in ("httpx", "httpcore", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
