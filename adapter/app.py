@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 from flask import Flask, Response, jsonify
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from adapter import health
 from adapter.api import views as api_views
+from adapter.clients.http import verify_from
 from adapter.errors import AdapterError
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.messages import EventPublisher
@@ -30,6 +32,8 @@ from adapter.webhooks.signature import WebhookRejected
 log = logging.getLogger("adapter.app")
 
 PROBLEM_JSON = "application/problem+json"
+# A readiness probe must answer quickly; an SSO slower than this counts as not reachable.
+SSO_PROBE_TIMEOUT_S = 2.0
 
 
 def create_app(
@@ -57,6 +61,7 @@ def create_app(
     health.add_readiness_check(app, "database", lambda: _database_problem(engine))
     broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
     health.add_readiness_check(app, "broker", lambda: _broker_problem(broker_url))
+    health.add_readiness_check(app, "sso", lambda: _sso_problem(settings))
 
     app.register_error_handler(AdapterError, _adapter_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -99,6 +104,20 @@ def _database_problem(engine: Engine) -> str | None:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         return f"unreachable ({type(exc).__name__})"
+    return None
+
+
+def _sso_problem(settings: Settings) -> str | None:
+    """Whether the SSO answers its discovery document (tokens can't be checked without it)."""
+    url = settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        response = httpx.get(
+            url, timeout=SSO_PROBE_TIMEOUT_S, verify=verify_from(settings.ca_bundle)
+        )
+    except httpx.HTTPError as exc:
+        return f"unreachable ({type(exc).__name__})"
+    if response.status_code != 200:
+        return f"discovery answered {response.status_code}"
     return None
 
 

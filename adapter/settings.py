@@ -17,7 +17,14 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from adapter.errors import ConfigurationError
@@ -101,6 +108,16 @@ class Settings(BaseSettings):
     http_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     http_read_timeout_s: float = Field(default=30.0, gt=0, le=600)
     ca_bundle: Path | None = None
+    # -- SSO (docs/auth.md) ----------------------------------------------------------------------
+    # Least time between two JWKS fetches caused by tokens with an unknown `kid` (flood guard).
+    oidc_jwks_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+    # The key set is refetched after this long even without an unknown `kid` (rotation).
+    oidc_jwks_max_age_s: float = Field(default=600.0, gt=0, le=86_400)
+    # Clock skew allowed on exp/nbf/iat.
+    oidc_leeway_s: float = Field(default=30.0, ge=0, le=300)
+    # The adapter's own SSO client (client credentials), for calling other HealthForce services.
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
     # -- real-time sync: webhooks, broker, worker (docs/webhooks.md) --------------------------
     # The secret being retired while KKI or SISDMK rotates it: either one's signature is accepted.
     kki_webhook_previous_secret: SecretStr | None = None
@@ -154,6 +171,15 @@ class Settings(BaseSettings):
                 "Asia/Makassar or Asia/Jayapura"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _check_oidc_client(self) -> Settings:
+        if (self.oidc_client_id is None) != (self.oidc_client_secret is None):
+            raise ValueError(
+                "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET go together: set both (the adapter's "
+                "own SSO client) or neither"
+            )
+        return self
 
     def daily_sync_times(self) -> dict[str, dt.time]:
         """When each system's daily batch sync starts, in `sync_timezone`."""

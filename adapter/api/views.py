@@ -8,6 +8,7 @@ import logging
 import uuid
 from typing import Any, Final, cast
 
+import httpx
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +36,7 @@ from adapter.clients.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from adapter.clients.http import verify_from
 from adapter.errors import AdapterError
 from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import ConnectionDisabled
@@ -57,6 +59,25 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 READ = scopes.HEALTHWORKERS_READ
 
 
+def token_validator(settings: Settings) -> TokenValidator:
+    """The SSO's access-token validator as the settings describe it (CA bundle included)."""
+    http = httpx.Client(
+        verify=verify_from(settings.ca_bundle),
+        timeout=httpx.Timeout(
+            settings.http_read_timeout_s, connect=settings.http_connect_timeout_s
+        ),
+        follow_redirects=False,
+    )
+    return TokenValidator.for_issuer(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        http=http,
+        jwks_cooldown_s=settings.oidc_jwks_cooldown_s,
+        jwks_max_age_s=settings.oidc_jwks_max_age_s,
+        leeway_s=settings.oidc_leeway_s,
+    )
+
+
 def init_app(
     app: Flask,
     settings: Settings,
@@ -67,9 +88,7 @@ def init_app(
 ) -> None:
     """Register the API on `app`, with the SSO's token validator unless one is already set."""
     if auth_web.EXTENSION not in app.extensions:
-        auth_web.init_app(
-            app, TokenValidator.for_issuer(settings.oidc_issuer, settings.oidc_audience)
-        )
+        auth_web.init_app(app, token_validator(settings))
     cipher, blind_index = settings.field_cipher(), settings.blind_index()
 
     def repository(session: Session) -> HealthWorkerRepository:

@@ -462,3 +462,13 @@ def test_lookup_needs_exactly_one_key(adapter: Adapter, tokens: dict[str, str]) 
     assert_problem(both, 422)
     assert_problem(neither, 422)
     assert_problem(bad_system, 403)  # the reader may not start syncs at all
+
+
+def test_readyz_checks_database_broker_and_sso(adapter: Adapter) -> None:
+    with adapter.client() as client:
+        ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "broker": "ok", "sso": "ok"},
+    }

@@ -391,3 +391,33 @@ def test_secret_fields_are_secret_str() -> None:
 
     for name in secret_fields:
         assert isinstance(getattr(settings, name), SecretStr), name
+
+
+# -- SSO and schedule --------------------------------------------------------------------------
+
+
+def test_sso_client_needs_both_id_and_secret() -> None:
+    with pytest.raises(
+        ConfigurationError, match="OIDC_CLIENT_ID and OIDC_CLIENT_SECRET go together"
+    ):
+        load_settings({**valid_env(), "OIDC_CLIENT_ID": "hf-adapter-service"})
+    both = load_settings(
+        {**valid_env(), "OIDC_CLIENT_ID": "hf-adapter-service", "OIDC_CLIENT_SECRET": "s3cret"}
+    )
+    assert both.oidc_client_id == "hf-adapter-service"
+    assert "s3cret" not in repr(both)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("OIDC_LEEWAY_S", "301", "OIDC_LEEWAY_S"),
+        ("OIDC_JWKS_COOLDOWN_S", "0", "OIDC_JWKS_COOLDOWN_S"),
+        ("SYNC_SCHEDULE", "kki=7", "'7' is not a time of day"),
+        ("SYNC_SCHEDULE", "satusehat=01:00", "system kki or sisdmk"),
+        ("SYNC_TIMEZONE", "Mars/Olympus", "unknown time zone"),
+    ],
+)
+def test_bad_sso_and_schedule_values_are_refused(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=expected):
+        load_settings({**valid_env(), variable: value})
