@@ -1,13 +1,15 @@
 """`make demo`: bring the harness up on the embedded default and show each part working.
 
-Today: both mocks, paging through their data, an injected fault seen by a client, a signed
-webhook to a local receiver, the adapter's batch sync of both systems into a SQLite store, and
-a live look-up served from that store (marked stale) while KKI is down. Later parts (serve,
-worker, conformance) join here.
+Both mocks, paging through their data, an injected fault seen by a client, a signed webhook to
+a local receiver, the adapter's batch sync of both systems into a SQLite store, a live look-up
+served from that store (marked stale) while KKI is down, and `hf-adapter serve` + `worker` on
+the embedded queue applying an STR revocation that KKI announces by webhook. The conformance
+suite joins here when it lands.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -28,8 +30,8 @@ from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import sync_system
 from adapter.sync.lookup import RegistryLookup
-from harness.embedded import embedded_environment
-from harness.processes import ManagedProcess, ProcessFailed, start_mock
+from harness.embedded import embedded_environment, webhook_secret
+from harness.processes import ManagedProcess, ProcessFailed, free_port, start_mock
 from harness.receiver import WebhookReceiver
 
 SIZE = 1000
@@ -178,9 +180,11 @@ def run(console: Console) -> int:
         demo.step("subscribe a receiver and change an STR status", webhook)
 
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hf-demo-")))
-        settings = load_settings(
-            embedded_environment(workdir, kki_url=kki_url, sisdmk_url=sisdmk_url)
+        kki_secret = webhook_secret()
+        environment = embedded_environment(
+            workdir, kki_url=kki_url, sisdmk_url=sisdmk_url, kki_webhook_secret=kki_secret
         )
+        settings = load_settings(environment)
         engine = database.create_engine_from_settings(settings)
         stack.callback(engine.dispose)
         database.upgrade(engine)
@@ -232,6 +236,56 @@ def run(console: Console) -> int:
             )
 
         demo.step("adapter: live look-up while KKI is down", stale_lookup)
+
+        adapter_env = {**os.environ, **environment, "LOG_LEVEL": "WARNING"}
+        port = free_port()
+        adapter_url = f"http://127.0.0.1:{port}"
+
+        def serve_and_work() -> str:
+            server = ManagedProcess(
+                "adapter-serve",
+                [sys.executable, "-m", "adapter.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+                env=adapter_env,
+            ).start()
+            stack.callback(server.close)
+            server.wait_http(f"{adapter_url}/healthz", timeout_s=60)
+            worker = ManagedProcess(
+                "adapter-worker",
+                [sys.executable, "-m", "adapter.cli", "worker", "--concurrency", "2"],
+                env=adapter_env,
+            ).start()
+            stack.callback(worker.close)
+            subscription = kki.post(
+                "/v1/webhook-subscriptions",
+                json={"url": f"{adapter_url}/webhooks/kki", "secret": kki_secret},
+            )
+            subscription.raise_for_status()
+            return f"{adapter_url} (gunicorn) + worker on the embedded queue; KKI subscribed"
+
+        demo.step("adapter: serve + worker (embedded queue, no broker)", serve_and_work)
+
+        def realtime() -> str:
+            registration = kki.get("/v1/registrations", params={"limit": 3}).json()["data"][2]
+            str_number = registration["str_number"]
+            admin = stack.enter_context(httpx.Client(base_url=kki_url, timeout=10))
+            changed = time.monotonic()
+            admin.post(
+                f"/__admin/registrations/{str_number}/status",
+                json={"status": "DICABUT", "reason": "Sanksi disiplin (sintetis)"},
+            ).raise_for_status()
+            deadline = changed + 60
+            while time.monotonic() < deadline:
+                with sessions() as session:
+                    stored = HealthWorkerRepository(session, cipher, blind_index).registration(
+                        str_number
+                    )
+                if stored is not None and stored.status == "DICABUT":
+                    lag = time.monotonic() - changed
+                    return f"STR {str_number} DICABUT in the store {lag:.1f} s after the change"
+                time.sleep(0.25)
+            raise RuntimeError(f"the status change of {str_number} did not reach the store in 60 s")
+
+        demo.step("adapter: an STR is revoked at KKI and the change arrives by webhook", realtime)
     console.print(demo.summary())
     return 0
 

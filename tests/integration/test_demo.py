@@ -26,3 +26,5 @@ def test_demo_brings_the_harness_up_and_ends_with_a_summary() -> None:
     assert "1,000 fetched, 1,000 created" in summary
     assert "identity findings" in summary
     assert "stale (upstream_unavailable)" in summary
+    assert "KKI subscribed" in summary
+    assert "DICABUT in the store" in summary
