@@ -20,34 +20,12 @@ from tests.integration.webhooks.support import adapter_stack, deliveries, emit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-STORM = 5000
-
 
 def assert_each_applied_once(events: list[WebhookEvent], expected_ids: set[str]) -> None:
     by_id = {event.webhook_id: event for event in events}
     assert set(by_id) == expected_ids
     assert {event.state for event in events} == {"done"}
     assert {event.applied_count for event in events} == {1}
-
-
-@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
-def test_storm_of_5000_events_is_applied_once_each(
-    empty_database_url: URL, mocks: tuple[Mock, Mock], broker: str
-) -> None:
-    kki, sisdmk = mocks
-    with adapter_stack(empty_database_url, kki, sisdmk, broker=broker) as adapter:
-        adapter.start_worker(concurrency=6)
-        emitted = emit(kki, "registration.corrected", count=STORM // 2)["events"]
-        emitted += emit(sisdmk, "worker.updated", count=STORM - STORM // 2)["events"]
-        expected = {event["event_id"] for event in emitted}
-        assert len(expected) == STORM
-        adapter.wait_for(lambda: adapter.counts().get("done", 0) == STORM, what="5000 events done")
-        assert_each_applied_once(adapter.events(), expected)
-        # Every delivery ended with a 2xx from the adapter.
-        statuses = {d["status"] for d in deliveries(kki)} | {
-            d["status"] for d in deliveries(sisdmk)
-        }
-        assert statuses == {"succeeded"}
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
