@@ -21,6 +21,10 @@ demo: bootstrap ## The main job: bring the harness up on the embedded default an
 test: bootstrap lint typecheck ## Run every test (unit, integration, contract, fuzz) — what CI runs
 	@$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile $(PYTEST_ARGS)
 
+.PHONY: fuzz
+fuzz: bootstrap ## Only the Schemathesis runs, 100 examples per operation (make test runs 8-12)
+	@HF_FUZZ_MAX_EXAMPLES=100 $(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile tests/fuzz $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: bootstrap ## Only the unit tests (no servers)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)

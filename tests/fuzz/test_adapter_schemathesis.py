@@ -7,6 +7,7 @@ run is split by tag: the portal's token (health workers, PII, audit) and the ope
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "contracts" / "openapi" / "adapter.yaml"
 ST = Path(sys.executable).with_name("st")
 CONFIG = Path(__file__).with_name("adapter-schemathesis.toml")
-MAX_EXAMPLES = "8"
+MAX_EXAMPLES = os.environ.get("HF_FUZZ_MAX_EXAMPLES", "8")  # `make fuzz` runs 100
 SEED = "20261127"
 RUNS = {
     "reader": (PORTAL, ["health-workers", "registrations", "audit"]),
