@@ -23,9 +23,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.clients import HttpKkiClient, client_from_settings
 from adapter.errors import AdapterError
-from adapter.settings import Settings, load_settings
+from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import sync_system
@@ -196,7 +196,7 @@ def run(console: Console) -> int:
 
         def sync(system: str) -> Callable[[], str]:
             def action() -> str:
-                with _client(system, settings) as client:
+                with client_from_settings(system, settings) as client:
                     result = sync_system(
                         system,
                         session_factory=sessions,
@@ -288,12 +288,6 @@ def run(console: Console) -> int:
         demo.step("adapter: an STR is revoked at KKI and the change arrives by webhook", realtime)
     console.print(demo.summary())
     return 0
-
-
-def _client(system: str, settings: Settings) -> HttpKkiClient | HttpSisdmkClient:
-    if system == "kki":
-        return HttpKkiClient.from_settings(settings)
-    return HttpSisdmkClient.from_settings(settings)
 
 
 def main() -> int:

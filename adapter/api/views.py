@@ -27,7 +27,7 @@ from adapter.api.spec import RequestChecker, RequestProblem
 from adapter.auth import scopes
 from adapter.auth import web as auth_web
 from adapter.auth.tokens import TokenValidator
-from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clients.errors import (
     ContractViolation,
     NotFound,
@@ -95,9 +95,7 @@ def init_app(
         return HealthWorkerRepository(session, cipher, blind_index)
 
     def sync_client(system: str) -> HttpKkiClient | HttpSisdmkClient:
-        if system == "kki":
-            return HttpKkiClient.from_settings(settings)
-        return HttpSisdmkClient.from_settings(settings)
+        return client_from_settings(system, settings)
 
     app.extensions[EXTENSION] = ApiServices(
         engine=engine,

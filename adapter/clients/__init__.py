@@ -4,6 +4,10 @@ Each system has a `Protocol` port and an HTTP implementation; every error they r
 `adapter.clients.errors`, rooted in `AdapterError`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from adapter.clients.errors import (
     AuthenticationFailed,
     CircuitOpen,
@@ -25,6 +29,19 @@ from adapter.clients.policy import (
 )
 from adapter.clients.sisdmk import HttpSisdmkClient, SisdmkClient
 
+if TYPE_CHECKING:
+    from adapter.settings import Settings
+
+
+def client_from_settings(system: str, settings: Settings) -> HttpKkiClient | HttpSisdmkClient:
+    """The HTTP client of `system` (``kki`` or ``sisdmk``) as the settings describe it."""
+    if system == "kki":
+        return HttpKkiClient.from_settings(settings)
+    if system == "sisdmk":
+        return HttpSisdmkClient.from_settings(settings)
+    raise ValueError("system must be kki or sisdmk")
+
+
 __all__ = [
     "AuthenticationFailed",
     "BreakerState",
@@ -45,5 +62,6 @@ __all__ = [
     "UpstreamRateLimited",
     "UpstreamRejected",
     "UpstreamUnavailable",
+    "client_from_settings",
     "disable_retries",
 ]

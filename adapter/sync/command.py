@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
-from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.clients import client_from_settings
 from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
@@ -57,11 +57,7 @@ def run(
     stderr = Console(stderr=True)
     blind_index = settings.blind_index()
     cipher = settings.field_cipher()
-    client: HttpKkiClient | HttpSisdmkClient
-    if system == "kki":
-        client = HttpKkiClient.from_settings(settings)
-    else:
-        client = HttpSisdmkClient.from_settings(settings)
+    client = client_from_settings(system, settings)
     try:
         with (
             client,

@@ -14,8 +14,8 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
-from adapter.clients import HttpKkiClient, HttpSisdmkClient
-from adapter.settings import Settings, load_settings
+from adapter.clients import client_from_settings
+from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.schedule import POLL_S, DailySchedule, Decision, Outcome
@@ -32,7 +32,7 @@ def run(*, once: bool, poll_s: float = POLL_S) -> int:
     cipher, blind_index = settings.field_cipher(), settings.blind_index()
 
     def sync(system: str) -> SyncRunResult:
-        with _client(system, settings) as client:
+        with client_from_settings(system, settings) as client:
             return sync_system(
                 system,
                 session_factory=sessions,
@@ -103,9 +103,3 @@ def _line(outcome: Outcome) -> str:
     result = outcome.result
     tail = "" if result.succeeded else f" — {result.error}"
     return f"{outcome.system}: {result.status}, {result.counts.fetched:,} records{tail}"
-
-
-def _client(system: str, settings: Settings) -> HttpKkiClient | HttpSisdmkClient:
-    if system == "kki":
-        return HttpKkiClient.from_settings(settings)
-    return HttpSisdmkClient.from_settings(settings)
