@@ -7,14 +7,20 @@ and record. A pact written by the adapter's consumer tests names them in `.given
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from mocks.core.faults import FaultRule, FaultSpecError
 from mocks.core.problems import FieldError, MockProblem
+from mocks.core.store import Cursor
 
 if TYPE_CHECKING:
     from mocks.core.runtime import MockRuntime
 
 StateHandler = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Bounds a pact can ask for: a state is test set-up, not a bulk loader.
+MAX_STATE_DOCUMENTS: Final = 100
+MAX_RETRY_AFTER_S: Final = 86_400
 
 
 class ProviderStates:
@@ -25,6 +31,13 @@ class ProviderStates:
             "record exists": self._record_exists,
             "record is absent": self._record_absent,
             "record has fields": self._record_has_fields,
+            "only these records exist": self._only_these_records,
+            "records follow a cursor": self._records_follow_cursor,
+            "a record changed after a moment": self._record_changed_after,
+            "nothing changed after the newest record": self._nothing_changed_after,
+            "no record has the NIK": self._no_record_has_nik,
+            "requests are rate limited": self._rate_limited,
+            "an access token is issued": self._access_token_issued,
         }
 
     @property
@@ -50,6 +63,19 @@ class ProviderStates:
                 400,
                 f"provider state needs the string parameter {name!r}",
                 errors=[FieldError("body", f"params.{name}", "missing or not a string")],
+            )
+        return value
+
+    def _int_param(
+        self, params: dict[str, Any], name: str, default: int | None, low: int, high: int
+    ) -> int:
+        value = params.get(name, default)
+        # bool is an int in Python; `true` is no count.
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise MockProblem(
+                400,
+                f"provider state needs the integer parameter {name!r} in {low}..{high}",
+                errors=[FieldError("body", f"params.{name}", f"not an integer in {low}..{high}")],
             )
         return value
 
@@ -93,3 +119,114 @@ class ProviderStates:
             raise MockProblem(400, "provider state needs params.fields (a merge patch)")
         self.runtime.patch_record(collection, key, fields)
         return {"key": key}
+
+    def _only_these_records(self, params: dict[str, Any]) -> dict[str, Any]:
+        collection = self._param(params, "collection")
+        documents = params.get("documents")
+        if (
+            not isinstance(documents, list)
+            or not 1 <= len(documents) <= MAX_STATE_DOCUMENTS
+            or not all(isinstance(doc, dict) for doc in documents)
+        ):
+            raise MockProblem(
+                400,
+                f"provider state needs params.documents: 1..{MAX_STATE_DOCUMENTS} objects",
+                errors=[FieldError("body", "params.documents", "missing or not a list of objects")],
+            )
+        # Check every document before touching the store, so a bad one leaves it as it was.
+        for index, doc in enumerate(documents):
+            errors = self.runtime.validate_document(
+                collection, {"version": 1, "updated_at": "1970-01-01T00:00:00.000000Z", **doc}
+            )
+            if errors:
+                raise MockProblem(
+                    422,
+                    f"params.documents[{index}] is not a valid "
+                    f"{self.runtime.system.collection_schema(collection)}",
+                    errors=errors,
+                )
+        store = self.runtime.store(collection)
+        for key in [store.key_of(doc) for doc in store.documents()]:
+            self.runtime.delete_record(collection, key)
+        keys = [store.key_of(self.runtime.create_record(collection, doc)) for doc in documents]
+        return {"keys": keys}
+
+    def _records_follow_cursor(self, params: dict[str, Any]) -> dict[str, Any]:
+        collection = self._param(params, "collection")
+        store = self.runtime.store(collection)
+        remaining = self._int_param(params, "remaining", 1, 1, max(1, len(store) - 1))
+        ordered = list(store.documents())
+        if len(ordered) <= remaining:
+            raise MockProblem(
+                409, f"the {collection} collection has no record before the last {remaining}"
+            )
+        before = ordered[-remaining - 1]
+        cursor = Cursor(str(before["updated_at"]), store.key_of(before)).encode()
+        return {"cursor": cursor}
+
+    def _newest_updated_at(self, collection: str) -> str:
+        store = self.runtime.store(collection)
+        newest = max((str(doc["updated_at"]) for doc in store.documents()), default=None)
+        if newest is None:
+            raise MockProblem(409, f"the {collection} collection is empty")
+        return newest
+
+    def _record_changed_after(self, params: dict[str, Any]) -> dict[str, Any]:
+        collection = self._param(params, "collection")
+        moment = self._newest_updated_at(collection)
+        store = self.runtime.store(collection)
+        if "key" in params:
+            key = self._param(params, "key")
+            store.require(key)
+        else:
+            first = next(store.documents())
+            key = store.key_of(first)
+        # An empty merge patch is still a change: a new version, a later `updated_at`.
+        self.runtime.patch_record(collection, key, {})
+        return {"updated_since": moment, "key": key}
+
+    def _nothing_changed_after(self, params: dict[str, Any]) -> dict[str, Any]:
+        collection = self._param(params, "collection")
+        return {"updated_since": self._newest_updated_at(collection)}
+
+    def _no_record_has_nik(self, params: dict[str, Any]) -> dict[str, Any]:
+        collection = self._param(params, "collection")
+        nik = self._param(params, "nik")
+        store = self.runtime.store(collection)
+        try:
+            keys = store.keys_for("nik", nik)
+        except KeyError:
+            raise MockProblem(400, f"the {collection} collection has no NIK index") from None
+        for key in sorted(keys):
+            self.runtime.delete_record(collection, key)
+        return {"nik": nik}
+
+    def _rate_limited(self, params: dict[str, Any]) -> dict[str, Any]:
+        route = self._param(params, "route")
+        retry_after = self._int_param(params, "retry_after_s", None, 0, MAX_RETRY_AFTER_S)
+        times = self._int_param(params, "times", 1, 1, 1000)
+        try:
+            rule = self.runtime.injector.add(
+                FaultRule(
+                    route=route, kind="error", status=429, retry_after_s=retry_after, times=times
+                )
+            )
+        except FaultSpecError as exc:
+            raise MockProblem(
+                400, str(exc), errors=[FieldError("body", "params.route", str(exc))]
+            ) from exc
+        return {"fault_id": rule.id}
+
+    def _access_token_issued(self, params: dict[str, Any]) -> dict[str, Any]:
+        credentials = self.runtime.settings.credentials
+        client_id = params.get("client_id", credentials.get("client_id"))
+        if not isinstance(client_id, str) or not client_id:
+            raise MockProblem(400, "provider state needs the string parameter 'client_id'")
+        scopes = self.runtime.system.token_scopes(client_id, credentials)
+        if scopes is None:
+            raise MockProblem(
+                409,
+                f"the {self.runtime.system.name} mock issues no access token to {client_id!r}",
+            )
+        token, _issued = self.runtime.issue_token(client_id, scopes)
+        return {"access_token": token}

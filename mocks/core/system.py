@@ -87,6 +87,10 @@ class MockSystem(abc.ABC):
     def event_about(self, event_type: str, doc: Mapping[str, Any]) -> EventDraft:
         """An event of `event_type` describing the current state of `doc`."""
 
+    def token_scopes(self, client_id: str, credentials: Mapping[str, str]) -> frozenset[str] | None:
+        """Scopes of an access token for `client_id`, or None when the system issues none."""
+        return None
+
     @abc.abstractmethod
     def default_credentials(self) -> Credentials:
         """Development credentials, each overridable by flag and environment variable."""

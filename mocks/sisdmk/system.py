@@ -133,6 +133,17 @@ class SisdmkSystem(MockSystem):
             key=worker_id,
         )
 
+    def token_scopes(self, client_id: str, credentials: Mapping[str, str]) -> frozenset[str] | None:
+        from mocks.sisdmk.handlers import API_PRODUCTS, PRODUCT_SCOPES, READ_PRODUCTS
+
+        products = {
+            credentials["client_id"]: API_PRODUCTS,
+            credentials["readonly_client_id"]: READ_PRODUCTS,
+        }.get(client_id)
+        if products is None:
+            return None
+        return frozenset(PRODUCT_SCOPES[p] for p in products)
+
     def default_credentials(self) -> Credentials:
         return Credentials(
             {
