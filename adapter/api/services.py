@@ -7,6 +7,7 @@ the request body. No web framework here.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
 from adapter.clients import HttpKkiClient, HttpSisdmkClient
+from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.observability.audit import Actor, record_audit
 from adapter.queue.messages import BrokerUnavailable, EventMessage, EventPublisher
@@ -94,7 +96,9 @@ class ApiServices:
         lookup: RegistryLookup,
         publisher: EventPublisher,
         sync_client: SyncClientFactory,
+        clock: Clock = utc_now,
     ) -> None:
+        self._clock = clock
         self._engine = engine
         self._sessions = sessions
         self._cipher = cipher
@@ -258,11 +262,12 @@ class ApiServices:
 
     def integrations(self) -> list[dict[str, Any]]:
         with self._sessions.begin() as session:
-            return [integration_document(state) for state in list_connections(session)]
+            now = self._clock()
+            return [integration_document(state, now) for state in list_connections(session)]
 
     def set_integration(self, caller: Caller, system: str, *, enabled: bool) -> dict[str, Any]:
         with self._sessions.begin() as session:
-            state = set_enabled(session, system, enabled)
+            state = set_enabled(session, system, enabled, clock=self._clock)
             record_audit(
                 session,
                 caller.actor,
@@ -271,7 +276,7 @@ class ApiServices:
                 resource_id=system,
                 detail={"enabled": enabled},
             )
-            return integration_document(state)
+            return integration_document(state, self._clock())
 
     def integration_logs(self, system: str, *, limit: int) -> dict[str, Any]:
         with self._sessions() as session:
@@ -344,10 +349,10 @@ class ApiServices:
             return listings.audit_events(session, where, cursor=cursor, limit=limit)
 
     def _directory(self, session: Session) -> WorkforceDirectory:
-        return WorkforceDirectory(session, self._cipher, self._blind_index)
+        return WorkforceDirectory(session, self._cipher, self._blind_index, self._clock)
 
 
-def integration_document(state: ConnectionState) -> dict[str, Any]:
+def integration_document(state: ConnectionState, now: dt.datetime) -> dict[str, Any]:
     return {
         "system": state.system,
         "enabled": state.enabled,
@@ -356,7 +361,7 @@ def integration_document(state: ConnectionState) -> dict[str, Any]:
         "last_success_at": listings.iso(state.last_success_at),
         "last_failure_at": listings.iso(state.last_failure_at),
         "last_error": state.last_error,
-        "lag_s": None if state.lag_s is None else round(state.lag_s, 3),
+        "lag_s": None if (lag := state.lag_s(now)) is None else round(lag, 3),
         "consecutive_failures": state.consecutive_failures,
         "error_count": state.error_count,
         "next_attempt_at": listings.iso(state.next_attempt_at),

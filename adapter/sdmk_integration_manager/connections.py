@@ -15,6 +15,7 @@ from typing import Final
 
 from sqlalchemy.orm import Session
 
+from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.store.models import SYSTEMS, Connection
 
@@ -52,12 +53,11 @@ class ConnectionState:
     error_count: int
     next_attempt_at: dt.datetime | None
 
-    @property
-    def lag_s(self) -> float | None:
-        """Seconds since the last success (None: never succeeded)."""
+    def lag_s(self, now: dt.datetime) -> float | None:
+        """Seconds from the last success to `now` (None: never succeeded)."""
         if self.last_success_at is None:
             return None
-        return (_now() - self.last_success_at).total_seconds()
+        return (now - self.last_success_at).total_seconds()
 
 
 def breaker_state_of(client: object) -> str:
@@ -67,22 +67,34 @@ def breaker_state_of(client: object) -> str:
     return "closed" if state is None else str(state.name).lower()
 
 
-def record_success(session: Session, system: str, *, breaker_state: str = "closed") -> None:
-    row = _row(session, system)
+def record_success(
+    session: Session, system: str, *, breaker_state: str = "closed", clock: Clock = utc_now
+) -> None:
+    now = clock()
+    row = _row(session, system, now)
     row.status = "healthy"
     row.breaker_state = breaker_state
-    row.last_success_at = _now()
+    row.last_success_at = now
     row.consecutive_failures = 0
     row.next_attempt_at = None
-    row.changed_at = _now()
+    row.changed_at = now
 
 
 def record_failure(
-    session: Session, system: str, error: str, *, breaker_state: str = "closed"
+    session: Session,
+    system: str,
+    error: str,
+    *,
+    breaker_state: str = "closed",
+    clock: Clock = utc_now,
 ) -> ConnectionState:
-    """Count a failure to reach `system`; `error` is an operator's line, never personal data."""
-    row = _row(session, system)
-    now = _now()
+    """Count a failure to reach `system`; `error` is an operator's line, never personal data.
+
+    The next attempt is due `clock()` plus the backoff: pass the clock that will later decide
+    whether it is due (the scheduler's), so both use one notion of now.
+    """
+    now = clock()
+    row = _row(session, system, now)
     row.consecutive_failures = (row.consecutive_failures or 0) + 1
     row.error_count = (row.error_count or 0) + 1
     row.status = "down" if row.consecutive_failures >= DOWN_AFTER else "degraded"
@@ -95,23 +107,26 @@ def record_failure(
     return _state(row)
 
 
-def set_enabled(session: Session, system: str, enabled: bool) -> ConnectionState:
-    row = _row(session, system)
+def set_enabled(
+    session: Session, system: str, enabled: bool, *, clock: Clock = utc_now
+) -> ConnectionState:
+    now = clock()
+    row = _row(session, system, now)
     row.enabled = enabled
-    row.changed_at = _now()
+    row.changed_at = now
     return _state(row)
 
 
 def connection_state(session: Session, system: str) -> ConnectionState:
     """The state of `system`'s connection (``unknown`` and enabled until first used)."""
-    return _state(_row(session, system))
+    return _state(_row(session, system, None))
 
 
 def list_connections(session: Session) -> list[ConnectionState]:
     return [connection_state(session, system) for system in SYSTEMS]
 
 
-def _row(session: Session, system: str) -> Connection:
+def _row(session: Session, system: str, now: dt.datetime | None) -> Connection:
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
     row = session.get(Connection, system)
@@ -123,7 +138,7 @@ def _row(session: Session, system: str) -> Connection:
             breaker_state="closed",
             consecutive_failures=0,
             error_count=0,
-            changed_at=_now(),
+            changed_at=now or utc_now(),
         )
         session.add(row)
     return row
@@ -142,7 +157,3 @@ def _state(row: Connection) -> ConnectionState:
         error_count=row.error_count or 0,
         next_attempt_at=row.next_attempt_at,
     )
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.clock import Clock, utc_now
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
@@ -57,7 +58,7 @@ class DailySchedule:
         timezone: str,
         session_factory: sessionmaker[Session],
         run_sync: Callable[[str], SyncRunResult],
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self._times = dict(times)
         self._zone = ZoneInfo(timezone)

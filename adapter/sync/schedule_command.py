@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adapter.clients import client_from_settings
+from adapter.clock import utc_now
 from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
@@ -30,6 +31,7 @@ def run(*, once: bool, poll_s: float = POLL_S) -> int:
     engine = database.create_engine_from_settings(settings)
     sessions = database.session_factory(engine)
     cipher, blind_index = settings.field_cipher(), settings.blind_index()
+    clock = utc_now  # one clock for the schedule's decisions and the runs it starts
 
     def sync(system: str) -> SyncRunResult:
         with client_from_settings(system, settings) as client:
@@ -41,9 +43,12 @@ def run(*, once: bool, poll_s: float = POLL_S) -> int:
                     session, cipher, blind_index
                 ),
                 cipher=cipher,
+                clock=clock,
             )
 
-    schedule = DailySchedule(settings.daily_sync_times(), settings.sync_timezone, sessions, sync)
+    schedule = DailySchedule(
+        settings.daily_sync_times(), settings.sync_timezone, sessions, sync, clock
+    )
     console = Console(stderr=True)
     outcomes: list[Outcome] = []
     stop = threading.Event()

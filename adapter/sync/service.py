@@ -34,6 +34,7 @@ from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.clients.tracing import trace
+from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.observability.audit import SYSTEM_SYNC, record_audit
 from adapter.observability.sync_metrics import SyncMetrics
@@ -149,6 +150,7 @@ def sync_system(
     cipher: FieldCipher | None = None,
     page_size: int = PAGE_SIZE,
     metrics: SyncMetrics | None = None,
+    clock: Clock = utc_now,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
@@ -157,7 +159,8 @@ def sync_system(
     The result says whether the run succeeded; failures are recorded, not raised. Two runs
     of one system never overlap, whatever process starts them: the second raises `LockHeld`.
     A disabled connection raises `ConnectionDisabled`. A run that cannot reach the system
-    marks its connection degraded (the scheduler retries at its ``next_attempt_at``).
+    marks its connection degraded (the scheduler retries at its ``next_attempt_at``); `clock`
+    dates the run and that retry, so a scheduler passes its own.
     """
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
@@ -175,6 +178,7 @@ def sync_system(
             cipher=cipher,
             page_size=page_size,
             metrics=metrics if metrics is not None else SyncMetrics.for_registry(),
+            clock=clock,
         )
 
 
@@ -189,10 +193,11 @@ def _locked_sync(
     cipher: FieldCipher | None,
     page_size: int,
     metrics: SyncMetrics,
+    clock: Clock,
 ) -> SyncRunResult:
     source = _source(system, client, page_size)
     started = time.monotonic()
-    started_at = _now()
+    started_at = clock()
 
     with session_factory() as session, session.begin():
         if not connection_state(session, system).enabled:
@@ -225,7 +230,7 @@ def _locked_sync(
     error: BaseException | None = None
     try:
         for page in source.pages(updated_since, cursor):
-            fetched_at = _now()
+            fetched_at = clock()
             page_counts, bad = _store_page(
                 session_factory,
                 repository_factory,
@@ -237,6 +242,7 @@ def _locked_sync(
                 cipher,
                 high_water,
                 counts,
+                clock,
             )
             counts.add(page_counts)
             quarantined.extend(bad)
@@ -251,7 +257,7 @@ def _locked_sync(
             extra={"system": system, "run_id": str(run_id), "error": _describe(exc)},
         )
 
-    findings = _finish(session_factory, system, client, run_id, started_at, counts, error)
+    findings = _finish(session_factory, system, client, run_id, started_at, counts, error, clock)
     status = "failed" if error is not None else "succeeded"
     duration = time.monotonic() - started
     _observe(metrics, system, mode, status, counts, findings, duration)
@@ -288,6 +294,7 @@ def _store_page(
     cipher: FieldCipher | None,
     high_water: dt.datetime | None,
     totals: SyncCounts,
+    clock: Clock,
 ) -> tuple[SyncCounts, list[str]]:
     """Upsert one page and commit it with the checkpoint; the page's counts and rejected ids.
 
@@ -341,6 +348,7 @@ def _store_page(
                         page.items[index],
                         reason,
                         run_id,
+                        fetched_at,
                     )
                 for item in page.rejected:
                     _quarantine(
@@ -352,8 +360,9 @@ def _store_page(
                         item.item,
                         f"contract_violation: {item.reason}",
                         run_id,
+                        fetched_at,
                     )
-                _advance(session, system, page, run_id, _newest(page, high_water))
+                _advance(session, system, page, run_id, _newest(page, high_water), clock())
                 _record_counts(session, run_id, totals, counts)
                 ids = [_source_id(page.items[i], source) for i in rejected]
                 ids += [_source_id(item.item, source) for item in page.rejected]
@@ -401,6 +410,7 @@ def _quarantine(
     doc: Any,
     reason: str,
     run_id: uuid.UUID,
+    received_at: dt.datetime,
 ) -> None:
     row_id = uuid.uuid4()
     payload = None
@@ -421,7 +431,7 @@ def _quarantine(
             payload_hash=repository.payload_hash(doc),
             payload=payload,
             run_id=run_id,
-            received_at=_now(),
+            received_at=received_at,
         )
     )
 
@@ -432,6 +442,7 @@ def _advance(
     page: Page,
     run_id: uuid.UUID,
     updated_since: dt.datetime | None,
+    committed_at: dt.datetime,
 ) -> None:
     checkpoint = session.get(SyncCheckpoint, system)
     if checkpoint is None:
@@ -441,7 +452,7 @@ def _advance(
     # None after the last page: the next run starts from `updated_since`, not mid-way.
     checkpoint.cursor = page.next_cursor
     checkpoint.run_id = run_id
-    checkpoint.committed_at = _now()
+    checkpoint.committed_at = committed_at
 
 
 def _record_counts(
@@ -468,6 +479,7 @@ def _finish(
     started_at: dt.datetime,
     counts: SyncCounts,
     error: BaseException | None,
+    clock: Clock,
 ) -> int:
     """Close the run's row and update the connection; the identity findings the run opened."""
     try:
@@ -482,15 +494,17 @@ def _finish(
             )
             breaker = breaker_state_of(client)
             if error is None:
-                record_success(session, system, breaker_state=breaker)
+                record_success(session, system, breaker_state=breaker, clock=clock)
             elif isinstance(error, UpstreamError):
-                record_failure(session, system, _describe(error), breaker_state=breaker)
+                record_failure(
+                    session, system, _describe(error), breaker_state=breaker, clock=clock
+                )
             session.execute(
                 update(SyncRun)
                 .where(SyncRun.id == run_id)
                 .values(
                     status="failed" if error is not None else "succeeded",
-                    finished_at=_now(),
+                    finished_at=clock(),
                     fetched=counts.fetched,
                     created=counts.created,
                     updated=counts.updated,
@@ -590,7 +604,3 @@ def _describe(exc: BaseException) -> str:
         text = str(orig if orig is not None else exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else 'no details'}"
     return f"{type(exc).__name__} (unexpected; see the log)"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -20,6 +20,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
 from adapter.store.models import (
@@ -69,7 +70,14 @@ class Page:
 class WorkforceDirectory:
     """Queries over the store for one session, decrypting with the adapter's keys."""
 
-    def __init__(self, session: Session, cipher: FieldCipher, blind_index: BlindIndex) -> None:
+    def __init__(
+        self,
+        session: Session,
+        cipher: FieldCipher,
+        blind_index: BlindIndex,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._clock = clock
         self._session = session
         self._cipher = cipher
         self._blind_index = blind_index
@@ -238,7 +246,7 @@ class WorkforceDirectory:
                 }
                 for t in trainings
             ],
-            "provenance": _provenance(row),
+            "provenance": _provenance(row, self._clock()),
         }
 
     def _summary(self, row: HealthWorker, *, clear: bool) -> dict[str, Any]:
@@ -271,7 +279,7 @@ class WorkforceDirectory:
             "facility_code": row.facility_code,
             "is_active": row.is_active,
             "identity_source": row.identity_source,
-            "provenance": _provenance(row),
+            "provenance": _provenance(row, self._clock()),
         }
 
 
@@ -307,14 +315,14 @@ def mask_name(name: str | None) -> str | None:
     return " ".join(part[:1] + MASK * 3 for part in name.split())
 
 
-def _provenance(row: Any) -> dict[str, Any]:
+def _provenance(row: Any, now: dt.datetime) -> dict[str, Any]:
     fetched: dt.datetime = row.fetched_at
     return {
         "source_system": row.source_system,
         "source_id": row.source_id,
         "source_version": row.source_version,
         "fetched_at": _iso(fetched),
-        "age_s": round((dt.datetime.now(dt.UTC) - fetched).total_seconds(), 3),
+        "age_s": round((now - fetched).total_seconds(), 3),
     }
 
 

@@ -31,6 +31,7 @@ pytestmark = [
 ]
 
 FETCHED_AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+READ_AT = FETCHED_AT + dt.timedelta(hours=2, milliseconds=500)
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def stored(
 def _directory(
     session: Session, cipher: FieldCipher, blind_index: BlindIndex
 ) -> WorkforceDirectory:
-    return WorkforceDirectory(session, cipher, blind_index)
+    return WorkforceDirectory(session, cipher, blind_index, lambda: READ_AT)
 
 
 def test_search_by_facility_str_and_nik_masks_unless_clear(
@@ -85,7 +86,7 @@ def test_search_by_facility_str_and_nik_masks_unless_clear(
         assert by_nik is not None
         assert by_nik["birth_date"] == workers[2]["birth_date"]
         assert by_nik["provenance"]["source_system"] == "sisdmk"
-        assert by_nik["provenance"]["age_s"] > 0
+        assert by_nik["provenance"]["age_s"] == 7200.5
         assert directory.find_by_nik("3299999999999999", clear=True) is None
 
 

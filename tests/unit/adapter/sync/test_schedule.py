@@ -18,8 +18,14 @@ from adapter.sync.schedule import DailySchedule
 from adapter.sync.service import SyncCounts, SyncRunResult
 
 WIB = "Asia/Jakarta"  # UTC+7
-# 01:00 WIB is 18:00 UTC the day before.
-SLOT_UTC = dt.datetime(2026, 11, 26, 18, 0, tzinfo=dt.UTC)
+# 01:00 WIB is 18:00 UTC the day before. Every test runs at dates years before and after the
+# real one: the schedule, its sync runs and the connection state must read the injected clock
+# only, so what "now" really is cannot change a result.
+SLOTS_UTC = (
+    dt.datetime(2019, 3, 10, 18, 0, tzinfo=dt.UTC),
+    dt.datetime(2026, 11, 26, 18, 0, tzinfo=dt.UTC),
+    dt.datetime(2041, 6, 15, 18, 0, tzinfo=dt.UTC),
+)
 
 
 class Clock:
@@ -28,6 +34,12 @@ class Clock:
 
     def __call__(self) -> dt.datetime:
         return self.now
+
+
+@pytest.fixture(params=SLOTS_UTC, ids=lambda slot: f"{slot:%Y}")
+def slot_utc(request: pytest.FixtureRequest) -> dt.datetime:
+    slot: dt.datetime = request.param
+    return slot
 
 
 @pytest.fixture
@@ -70,25 +82,25 @@ def _schedule(sessions: sessionmaker[Session], clock: Clock, ran: list[str]) -> 
 
 
 def test_the_slot_is_the_configured_time_in_the_configured_zone(
-    sessions: sessionmaker[Session],
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
 ) -> None:
-    schedule = _schedule(sessions, Clock(SLOT_UTC), [])
-    assert schedule.slot("sisdmk", SLOT_UTC + dt.timedelta(minutes=5)) == SLOT_UTC
-    assert schedule.slot("sisdmk", SLOT_UTC - dt.timedelta(minutes=5)) == SLOT_UTC - dt.timedelta(
+    schedule = _schedule(sessions, Clock(slot_utc), [])
+    assert schedule.slot("sisdmk", slot_utc + dt.timedelta(minutes=5)) == slot_utc
+    assert schedule.slot("sisdmk", slot_utc - dt.timedelta(minutes=5)) == slot_utc - dt.timedelta(
         days=1
     )
-    assert schedule.slot("kki", SLOT_UTC + dt.timedelta(hours=1)) == SLOT_UTC + dt.timedelta(
+    assert schedule.slot("kki", slot_utc + dt.timedelta(hours=1)) == slot_utc + dt.timedelta(
         minutes=30
     )
 
 
 def test_due_once_per_day_in_order_and_not_again_after_success(
-    sessions: sessionmaker[Session],
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
 ) -> None:
-    clock, ran = Clock(SLOT_UTC + dt.timedelta(minutes=45)), []
+    clock, ran = Clock(slot_utc + dt.timedelta(minutes=45)), []
     schedule = _schedule(sessions, clock, ran)
-    _run(sessions, "sisdmk", SLOT_UTC - dt.timedelta(hours=23), "succeeded")  # yesterday's
-    _run(sessions, "kki", SLOT_UTC - dt.timedelta(hours=23), "succeeded")
+    _run(sessions, "sisdmk", slot_utc - dt.timedelta(hours=23), "succeeded")  # yesterday's
+    _run(sessions, "kki", slot_utc - dt.timedelta(hours=23), "succeeded")
     assert [o.system for o in schedule.run_due()] == ["sisdmk", "kki"]
     assert schedule.run_due() == []
     assert schedule.decide("kki").why == "done for today"
@@ -97,21 +109,25 @@ def test_due_once_per_day_in_order_and_not_again_after_success(
     assert ran == ["sisdmk", "kki", "sisdmk", "kki"]
 
 
-def test_before_the_slot_nothing_is_due(sessions: sessionmaker[Session]) -> None:
-    clock = Clock(SLOT_UTC - dt.timedelta(minutes=1))
+def test_before_the_slot_nothing_is_due(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc - dt.timedelta(minutes=1))
     schedule = _schedule(sessions, clock, [])
-    _run(sessions, "sisdmk", SLOT_UTC - dt.timedelta(hours=23, minutes=59), "succeeded")
+    _run(sessions, "sisdmk", slot_utc - dt.timedelta(hours=23, minutes=59), "succeeded")
     assert not schedule.decide("sisdmk").due
 
 
 def test_a_failed_run_is_retried_at_the_connections_next_attempt(
-    sessions: sessionmaker[Session],
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
 ) -> None:
-    clock = Clock(SLOT_UTC + dt.timedelta(minutes=2))
+    clock = Clock(slot_utc + dt.timedelta(minutes=2))
     schedule = _schedule(sessions, clock, [])
-    _run(sessions, "sisdmk", SLOT_UTC + dt.timedelta(seconds=5), "failed")
+    _run(sessions, "sisdmk", slot_utc + dt.timedelta(seconds=5), "failed")
     with sessions.begin() as session:
-        state = record_failure(session, "sisdmk", "UpstreamUnavailable: sisdmk is down")
+        state = record_failure(
+            session, "sisdmk", "UpstreamUnavailable: sisdmk is down", clock=clock
+        )
     assert state.next_attempt_at is not None
     clock.now = state.next_attempt_at - dt.timedelta(seconds=1)
     decision = schedule.decide("sisdmk")
@@ -124,22 +140,24 @@ def test_a_failed_run_is_retried_at_the_connections_next_attempt(
 
 
 def test_a_run_in_progress_or_a_disabled_connection_is_not_due(
-    sessions: sessionmaker[Session],
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
 ) -> None:
-    clock = Clock(SLOT_UTC + dt.timedelta(minutes=2))
+    clock = Clock(slot_utc + dt.timedelta(minutes=2))
     schedule = _schedule(sessions, clock, [])
-    _run(sessions, "sisdmk", SLOT_UTC + dt.timedelta(minutes=1), "running")
+    _run(sessions, "sisdmk", slot_utc + dt.timedelta(minutes=1), "running")
     assert schedule.decide("sisdmk").why == "a run is in progress"
     with sessions.begin() as session:
-        set_enabled(session, "kki", False)
+        set_enabled(session, "kki", False, clock=clock)
     assert schedule.decide("kki").why == "connection disabled"
 
 
-def test_a_sync_another_process_holds_is_reported_skipped(sessions: sessionmaker[Session]) -> None:
+def test_a_sync_another_process_holds_is_reported_skipped(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
     def held(system: str) -> SyncRunResult:
         raise LockHeld(f"sync-{system}")
 
-    clock = Clock(SLOT_UTC + dt.timedelta(hours=1))
+    clock = Clock(slot_utc + dt.timedelta(hours=1))
     schedule = DailySchedule({"sisdmk": dt.time(1, 0)}, WIB, sessions, held, clock)
     (outcome,) = schedule.run_due()
     assert outcome.result is None

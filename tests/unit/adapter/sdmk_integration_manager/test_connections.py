@@ -1,0 +1,84 @@
+"""Connection state: backoff, down after repeated failures, recovery, lag — all on the injected
+clock, at dates years before and after the real one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.sdmk_integration_manager import (
+    connection_state,
+    record_failure,
+    record_success,
+    set_enabled,
+)
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.models import Connection
+
+NOW = (
+    dt.datetime(2019, 3, 10, 4, 0, tzinfo=dt.UTC),
+    dt.datetime(2041, 6, 15, 23, 30, tzinfo=dt.UTC),
+)
+
+
+@pytest.fixture(params=NOW, ids=lambda now: f"{now:%Y}")
+def start(request: pytest.FixtureRequest) -> dt.datetime:
+    now: dt.datetime = request.param
+    return now
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def test_failures_back_off_doubling_from_the_clock_then_mark_the_connection_down(
+    sessions: sessionmaker[Session], start: dt.datetime
+) -> None:
+    waits, statuses = [], []
+    with sessions.begin() as session:
+        for n in range(8):
+            now = start + dt.timedelta(hours=n)
+            state = record_failure(session, "kki", "UpstreamUnavailable", clock=lambda now=now: now)
+            assert state.last_failure_at == now
+            assert state.next_attempt_at is not None
+            waits.append(state.next_attempt_at - now)
+            statuses.append(state.status)
+    assert [w.total_seconds() / 60 for w in waits] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert statuses == ["degraded", "degraded"] + ["down"] * 6
+
+
+def test_a_success_makes_the_connection_healthy_and_lag_counts_from_it(
+    sessions: sessionmaker[Session], start: dt.datetime
+) -> None:
+    with sessions.begin() as session:
+        record_failure(session, "sisdmk", "UpstreamUnavailable", clock=lambda: start)
+        record_success(session, "sisdmk", clock=lambda: start + dt.timedelta(minutes=3))
+        state = connection_state(session, "sisdmk")
+    assert (state.status, state.consecutive_failures, state.next_attempt_at) == (
+        "healthy",
+        0,
+        None,
+    )
+    assert state.error_count == 1
+    assert state.lag_s(start + dt.timedelta(minutes=5)) == 120.0
+
+
+def test_disabling_a_connection_is_dated_by_the_clock(
+    sessions: sessionmaker[Session], start: dt.datetime
+) -> None:
+    with sessions.begin() as session:
+        state = set_enabled(session, "kki", False, clock=lambda: start)
+        assert not state.enabled
+        assert connection_state(session, "kki").lag_s(start) is None
+    with sessions() as session:
+        row = session.get(Connection, "kki")
+        assert row is not None
+        assert row.changed_at == start
