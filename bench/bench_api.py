@@ -27,13 +27,13 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import os  # noqa: E402
 
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import session_factory  # noqa: E402
+from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
 from tests.integration.adapter.conftest import BLIND_INDEX_KEY, ENCRYPTION_KEY  # noqa: E402
@@ -44,10 +44,7 @@ from tests.integration.adapter_sync.support import (  # noqa: E402
     run_sync,
 )
 
-ADMIN_URL = (
-    os.environ.get("HF_TEST_POSTGRES_URL")
-    or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+ADMIN_URL = services.database_url()
 REPORT = ROOT / "reports" / "bench-api.json"
 READER = "hf-readonly"
 

@@ -26,14 +26,15 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import services  # noqa: E402
 from harness.processes import start_mock  # noqa: E402
 
 HF_ADAPTER = Path(sys.executable).parent / "hf-adapter"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 # Tables a sync writes, parents first (COPY honours the foreign keys).
 TABLES = {
     "sisdmk": ("sync_runs", "health_workers", "employments", "educations"),
@@ -70,10 +71,12 @@ def key() -> str:
 
 
 def fresh_database(name: str) -> str:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+    admin_url = make_url(services.database_url())
+    dsn = admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    return admin_url.set(database=name).render_as_string(hide_password=False)
 
 
 def environment(database_url: str, system: str, mock_url: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import secrets
 import shutil
@@ -42,6 +41,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.webhooks.signature import sign  # noqa: E402
+from harness import services  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
 from tests.integration.adapter_sync.support import Mock  # noqa: E402
 from tests.integration.queue.tcp_proxy import TcpFaultProxy  # noqa: E402
@@ -56,11 +56,8 @@ from tests.integration.webhooks.support import (  # noqa: E402
     unique_prefix,
 )
 
-ADMIN_URL = (
-    os.environ.get("HF_TEST_POSTGRES_URL")
-    or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-BROKER_URL = os.environ.get("HF_TEST_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+ADMIN_URL = services.database_url()
+BROKER_URL = services.broker_url()
 REPORT = ROOT / "reports" / "bench-webhooks.json"
 PRESIGNED = 60_000
 

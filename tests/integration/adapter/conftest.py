@@ -1,7 +1,7 @@
 """Real databases for the adapter's store tests: PostgreSQL and a SQLite file.
 
 Each session (each xdist worker) creates its own PostgreSQL databases, named
-``hf_test_<worker>_<random>``, and drops them at the end. ``HF_TEST_POSTGRES_URL`` points the
+``hf_test_<worker>_<random>``, and drops them at the end. ``TEST_DATABASE_URL`` points the
 tests at another server (an administrative URL whose user may CREATE DATABASE).
 """
 
@@ -20,13 +20,12 @@ from sqlalchemy.pool import NullPool
 
 from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from harness import services
 from tests.integration.adapter.databases import PostgresServer
 
-DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 START_HINT = (
-    "start the local cluster with `pg_ctlcluster --skip-systemctl-redirect "
-    "$(ls /etc/postgresql) main start`, or set HF_TEST_POSTGRES_URL to a server whose user "
-    "may CREATE DATABASE (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)"
+    "run `make services` (it installs and starts a local PostgreSQL), or set "
+    "TEST_DATABASE_URL to a server whose user may CREATE DATABASE"
 )
 BACKENDS = ("postgresql", "sqlite")
 ENCRYPTION_KEY = Key("test-1", bytes(range(32)))
@@ -35,7 +34,7 @@ BLIND_INDEX_KEY = Key("bidx-1", bytes(range(100, 132)))
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    url = make_url(os.environ.get("HF_TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL)
+    url = make_url(services.database_url())
     admin = create_engine(
         url, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
     )

@@ -23,13 +23,13 @@ from sqlalchemy.engine import URL
 from adapter.queue.topology import QueueTopology
 from adapter.store.database import create_engine_from_url, upgrade
 from adapter.store.models import WebhookEvent
+from harness import services
 from harness.processes import ManagedProcess, free_port
 from tests.integration.adapter_sync.support import KKI_TOKEN, Mock, adapter_environment
 
-DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 RABBIT_HINT = (
-    "start it with `rabbitmq-server -detached`, or point HF_TEST_BROKER_URL at a RabbitMQ "
-    "whose user may declare queues (e.g. amqp://guest:guest@127.0.0.1:5672//)"
+    "run `make services` (it installs and starts a local RabbitMQ), or point TEST_BROKER_URL "
+    "at a RabbitMQ whose user may declare queues"
 )
 # Retries in tenths of seconds, so a failing source is retried several times within a test.
 FAST_RETRIES = "0.2,0.4,0.8,1.6"
@@ -39,7 +39,7 @@ WAIT_S = 60.0
 
 
 def broker_url() -> str:
-    url = os.environ.get("HF_TEST_BROKER_URL") or DEFAULT_BROKER_URL
+    url = services.broker_url()
     connection = Connection(url, connect_timeout=3)
     try:
         connection.ensure_connection(max_retries=1)

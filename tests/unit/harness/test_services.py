@@ -1,0 +1,167 @@
+"""The test-services script's decisions: what it uses, installs and starts, and the one clear
+line it ends with when it can't — with a fake machine (commands recorded, not run) and real
+sockets standing in for servers that are not PostgreSQL or RabbitMQ."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from harness import services
+from harness.processes import free_port
+from harness.services import ServiceError, System
+
+
+class FakeMachine:
+    """Records commands; answers each by the first matching prefix in `answers`."""
+
+    def __init__(self, answers: dict[str, tuple[int, str]] | None = None) -> None:
+        self.answers = answers or {}
+        self.commands: list[str] = []
+        self.said: list[str] = []
+
+    def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        line = " ".join(argv)
+        self.commands.append(line)
+        for prefix, (code, out) in self.answers.items():
+            if line.startswith(prefix):
+                return subprocess.CompletedProcess(argv, code, out, out)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    def system(self, *, root: bool, tools: set[str], pg_port: int, amqp_port: int) -> System:
+        return System(
+            run=self.run,
+            which=lambda name: f"/usr/bin/{name}" if name in tools else None,
+            is_root=lambda: root,
+            say=self.said.append,
+            pg_port=pg_port,
+            amqp_port=amqp_port,
+        )
+
+
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    """A port where an HTTP server listens: something that is neither PostgreSQL nor AMQP."""
+
+    class Quiet(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def no_service_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(services.DATABASE_ENV, raising=False)
+    monkeypatch.delenv(services.BROKER_ENV, raising=False)
+
+
+def test_a_port_taken_by_a_web_server_is_not_taken_for_postgres(http_port: int) -> None:
+    machine = FakeMachine()
+    system = machine.system(root=True, tools=set(), pg_port=http_port, amqp_port=1)
+    with pytest.raises(ServiceError, match=rf"127.0.0.1:{http_port} is taken by .* not PostgreSQL"):
+        services.ensure_postgres(system, timeout_s=2)
+    assert machine.commands == [], "nothing installed or started"
+
+
+def test_a_port_taken_by_a_web_server_is_not_taken_for_rabbitmq(http_port: int) -> None:
+    machine = FakeMachine()
+    system = machine.system(root=True, tools=set(), pg_port=1, amqp_port=http_port)
+    with pytest.raises(ServiceError, match=rf"127.0.0.1:{http_port} is taken by .* not RabbitMQ"):
+        services.ensure_rabbitmq(system, timeout_s=2)
+    assert machine.commands == []
+
+
+def test_a_silent_listener_is_not_taken_for_postgres() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        # Accepted by the kernel, never answered: the probe times out instead of hanging.
+        assert services.speaks("127.0.0.1", port, b"\x00" * 8, timeout_s=0.3) == b""
+        assert not services.is_postgres(b"")
+
+
+def test_missing_postgres_is_installed_and_started_as_root() -> None:
+    machine = FakeMachine({"pg_lsclusters": (0, "")})
+    system = machine.system(root=True, tools={"apt-get"}, pg_port=free_port(), amqp_port=1)
+    with pytest.raises(ServiceError, match=r"PostgreSQL is installed but has no (server|cluster)"):
+        services.ensure_postgres(system, timeout_s=0.5)
+    assert machine.commands[0].startswith("apt-get install -y -q --no-install-recommends")
+    assert machine.commands[0].endswith("postgresql")
+
+
+def test_a_failed_apt_install_is_retried_after_an_update_then_named() -> None:
+    machine = FakeMachine({"apt-get install": (100, "E: Unable to locate package postgresql")})
+    system = machine.system(root=True, tools={"apt-get"}, pg_port=free_port(), amqp_port=1)
+    with pytest.raises(ServiceError) as failure:
+        services.ensure_postgres(system, timeout_s=0.5)
+    assert [c.split()[1] for c in machine.commands] == ["install", "update", "install"]
+    message = str(failure.value)
+    assert message.startswith("installing postgresql failed")
+    assert "Unable to locate package postgresql" in message
+
+
+def test_without_root_it_says_what_to_install_or_set() -> None:
+    machine = FakeMachine()
+    system = machine.system(root=False, tools={"apt-get"}, pg_port=free_port(), amqp_port=1)
+    with pytest.raises(ServiceError) as failure:
+        services.ensure_postgres(system, timeout_s=0.5)
+    assert str(failure.value) == (
+        "PostgreSQL is not running and cannot be installed here (not root): install postgresql "
+        "and start it, or set TEST_DATABASE_URL to a running one"
+    )
+    assert machine.commands == []
+
+
+def test_without_apt_it_says_what_to_install_or_set_for_rabbitmq() -> None:
+    machine = FakeMachine()
+    system = machine.system(root=True, tools=set(), pg_port=1, amqp_port=free_port())
+    with pytest.raises(ServiceError, match=r"\(no apt-get\): install rabbitmq-server .* "):
+        services.ensure_rabbitmq(system, timeout_s=0.5)
+
+
+def test_a_stopped_cluster_is_started_without_systemd() -> None:
+    machine = FakeMachine(
+        {"pg_lsclusters": (0, "15 main 5432 down postgres /var/lib/x /var/log/y")}
+    )
+    system = machine.system(
+        root=True, tools={"pg_lsclusters", "pg_ctlcluster"}, pg_port=free_port(), amqp_port=1
+    )
+    with pytest.raises(ServiceError, match="did not accept connections within 0 s"):
+        services.ensure_postgres(system, timeout_s=0.3)
+    assert "pg_ctlcluster --skip-systemctl-redirect 15 main start" in machine.commands
+
+
+def _up(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.services", "up"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_wrong_database_url_ends_with_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", services.DATABASE_ENV: f"postgresql://u:pw@127.0.0.1:{port}/x"}
+    result = _up(env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"services: TEST_DATABASE_URL=postgresql://u:***@127.0.0.1:{port}/x")
+    assert "does not accept connections" in lines[0]
+    assert "pw" not in lines[0].replace("postgresql", "")
