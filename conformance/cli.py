@@ -1,0 +1,225 @@
+"""`hf-conformance SYSTEM --base-url URL`: check an implementation of KKI or SISDMK against its
+contract, protocol and domain rules. Exit 0 conforming, 1 violations, 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from conformance import reports
+from conformance.baseline import BaselineEntry, BaselineError, load_baseline
+from conformance.context import Clock, Credentials, RunOptions
+from conformance.masking import mask_finding
+from conformance.provider import CannotRun
+from conformance.runner import RunResult, execute
+from conformance.systems import SYSTEMS
+
+EXIT_CONFORMING, EXIT_VIOLATIONS, EXIT_CANNOT_RUN = 0, 1, 2
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _rate(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*s)?\s*", text)
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate like 5/s")
+    return float(match.group(1))
+
+
+def _positive(kind: type[int] | type[float]) -> argparse._ActionType:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-conformance",
+        description="Check a KKI or SISDMK implementation (a mock, a vendor's staging URL) "
+        "against its contract, the protocols and the domain rules.",
+        epilog="Exit status: 0 conforming, 1 violations, 2 could not run.",
+    )
+    parser.add_argument("system", choices=sorted(SYSTEMS), help="which system the URL implements")
+    parser.add_argument("--base-url", required=True, help="the implementation's base URL")
+    creds = parser.add_argument_group("credentials (also from the environment)")
+    creds.add_argument("--api-key", default=os.environ.get("HF_CONFORMANCE_API_KEY"))
+    creds.add_argument("--client-id", default=os.environ.get("HF_CONFORMANCE_CLIENT_ID"))
+    creds.add_argument("--client-secret", default=os.environ.get("HF_CONFORMANCE_CLIENT_SECRET"))
+    creds.add_argument(
+        "--insecure", action="store_true", help="do not verify TLS certificates (test setups)"
+    )
+    out = parser.add_argument_group("reports")
+    out.add_argument("--junit", type=Path, metavar="FILE")
+    out.add_argument("--html", type=Path, metavar="FILE")
+    out.add_argument("--json", type=Path, metavar="FILE")
+    out.add_argument("--baseline", type=Path, metavar="FILE", help="YAML of accepted deviations")
+    bounds = parser.add_argument_group("bounds")
+    bounds.add_argument("--spec", type=Path, help="contract to use instead of the bundled one")
+    bounds.add_argument("--max-examples", type=_positive(int), default=20, metavar="N")
+    bounds.add_argument(
+        "--time-budget", type=_positive(float), default=600.0, metavar="S", help="seconds"
+    )
+    bounds.add_argument("--include", nargs="+", default=[], metavar="OP", help="operationIds")
+    bounds.add_argument("--exclude", nargs="+", default=[], metavar="OP", help="operationIds")
+    bounds.add_argument("--seed", type=int, help="makes the generated requests reproducible")
+    bounds.add_argument("--rate-limit", type=_rate, metavar="R/s", help="at most R requests/s")
+    bounds.add_argument(
+        "--phases", nargs="+", default=[], metavar="PHASE", help="run only these phases"
+    )
+    peer = parser.add_argument_group("cross-registry checks")
+    peer.add_argument("--peer", metavar="URL", help="the other registry (SISDMK for kki, ...)")
+    peer.add_argument("--peer-api-key", default=os.environ.get("HF_CONFORMANCE_PEER_API_KEY"))
+    peer.add_argument("--peer-client-id", default=os.environ.get("HF_CONFORMANCE_PEER_CLIENT_ID"))
+    peer.add_argument(
+        "--peer-client-secret", default=os.environ.get("HF_CONFORMANCE_PEER_CLIENT_SECRET")
+    )
+    parser.add_argument("--webhooks", action="store_true", help="also check webhook delivery")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        system=args.system,
+        base_url=args.base_url.rstrip("/"),
+        credentials=Credentials(args.api_key, args.client_id, args.client_secret),
+        spec=args.spec,
+        max_examples=args.max_examples,
+        time_budget_s=args.time_budget,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        peer_url=args.peer.rstrip("/") if args.peer else None,
+        peer_credentials=Credentials(
+            args.peer_api_key, args.peer_client_id, args.peer_client_secret
+        ),
+        webhooks=args.webhooks,
+        tls_verify=not args.insecure,
+        phases=tuple(args.phases),
+    )
+
+
+def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False)
+    try:
+        baseline: list[BaselineEntry] = load_baseline(args.baseline) if args.baseline else []
+        result = _run(options_from(args), clock, baseline, err, quiet=args.quiet)
+        _write_reports(result, args)
+    except (CannotRun, BaselineError, OSError) as exc:
+        err.print(f"hf-conformance: cannot run: {_one_line(exc)}", markup=False)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        err.print("hf-conformance: interrupted", markup=False)
+        return EXIT_CANNOT_RUN
+    except (
+        Exception
+    ) as exc:  # the edge: one line, never a traceback (HF_CONFORMANCE_DEBUG shows it)
+        if os.environ.get("HF_CONFORMANCE_DEBUG"):
+            raise
+        err.print(
+            f"hf-conformance: cannot run: internal error {type(exc).__name__}: {_one_line(exc)}",
+            markup=False,
+        )
+        return EXIT_CANNOT_RUN
+    print_summary(result, Console(highlight=False))
+    return result.exit_code
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _run(
+    options: RunOptions, clock: Clock, baseline: list[BaselineEntry], err: Console, *, quiet: bool
+) -> RunResult:
+    if quiet or not err.is_terminal:
+
+        def plain(phase: str, state: str) -> None:
+            if not quiet and state != "start":
+                err.print(f"{phase}: {state}", markup=False)
+
+        return execute(options, clock, baseline, plain)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
+    ) as progress:
+        tasks: dict[str, object] = {}
+
+        def show(phase: str, state: str) -> None:
+            if state == "start":
+                tasks[phase] = progress.add_task(f"{phase} …", total=1)
+            else:
+                progress.update(tasks[phase], description=f"{phase}: {state}", completed=1)  # type: ignore[arg-type]
+
+        return execute(options, clock, baseline, show)
+
+
+def _write_reports(result: RunResult, args: argparse.Namespace) -> None:
+    if args.junit:
+        reports.write_junit(result, args.junit)
+    if args.html:
+        reports.write_html(result, args.html)
+    if args.json:
+        reports.write_json(result, args.json)
+
+
+def print_summary(result: RunResult, console: Console) -> None:
+    findings = [mask_finding(f) for f in result.findings]
+    table = Table(title=f"hf-conformance {result.options.system} — {result.options.base_url}")
+    table.add_column("rule")
+    table.add_column("checked", justify="right")
+    table.add_column("failing", justify="right")
+    table.add_column("accepted/warnings", justify="right")
+    checked = Counter(rule for rule, _ in result.checked)
+    failing = Counter(f.rule for f in findings if f.fails_run)
+    reported = Counter(f.rule for f in findings if not f.fails_run)
+    for rule in sorted(checked | failing | reported):
+        table.add_row(
+            rule,
+            str(checked[rule]),
+            f"[red]{failing[rule]}[/]" if failing[rule] else "0",
+            str(reported[rule]),
+        )
+    console.print(table)
+    for finding in findings[:50]:
+        mark = "FAIL" if finding.fails_run else "note"
+        console.print(f"{mark} {finding.rule} {finding.operation}: {finding.message}", markup=False)
+    if len(findings) > 50:
+        console.print(f"… and {len(findings) - 50} more findings (see the reports)")
+    for phase in result.phases:
+        if phase.status != "done":
+            console.print(f"{phase.name}: {phase.status}", markup=False)
+    verdict = "violations" if result.failed else "conforming"
+    console.print(
+        f"{verdict}: {sum(f.fails_run for f in findings)} failing, "
+        f"{sum(not f.fails_run for f in findings)} reported only, "
+        f"{len(result.checked)} checks, {result.seconds:.1f} s",
+        markup=False,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""What every check of a run shares: options, the contract, the client, findings so far.
+
+Checks report through `RunContext.fail` and record what they verified with `RunContext.ok`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conformance.findings import Exchange, Finding, Severity
+from conformance.provider import ProviderClient
+from conformance.spec import Contract, Operation
+
+Clock = Callable[[], dt.date]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    api_key: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    system: str
+    base_url: str
+    credentials: Credentials
+    spec: Path | None = None
+    max_examples: int = 20
+    time_budget_s: float = 600.0
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    seed: int | None = None
+    rate_limit: float | None = None
+    peer_url: str | None = None
+    peer_credentials: Credentials = Credentials()
+    webhooks: bool = False
+    tls_verify: bool = True
+    phases: tuple[str, ...] = ()  # empty: all of the system's phases
+
+
+@dataclass
+class RunContext:
+    options: RunOptions
+    contract: Contract
+    client: ProviderClient
+    clock: Clock
+    started: float = field(default_factory=time.monotonic)
+    findings: list[Finding] = field(default_factory=list)
+    # (rule, operation) pairs a check verified, failing or not: the JUnit test cases.
+    checked: set[tuple[str, str]] = field(default_factory=set)
+    # Records read while paging, per list operation: the domain checks' input.
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Path parameter values of records that exist (for requests that need one).
+    samples: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.options.time_budget_s
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def selected(self, operation: Operation | str) -> bool:
+        op_id = operation if isinstance(operation, str) else operation.id
+        if self.options.include and op_id not in self.options.include:
+            return False
+        return op_id not in self.options.exclude
+
+    def operations(self) -> list[Operation]:
+        return [op for op in self.contract.operations if self.selected(op)]
+
+    def ok(self, rule: str, operation: str) -> None:
+        self.checked.add((rule, operation))
+
+    def fail(
+        self,
+        rule: str,
+        operation: str,
+        message: str,
+        evidence: httpx.Response | Exchange | None = None,
+        severity: Severity = Severity.ERROR,
+    ) -> None:
+        self.checked.add((rule, operation))
+        if isinstance(evidence, httpx.Response):
+            evidence = Exchange.from_response(evidence)
+        self.findings.append(Finding(rule, operation, message, severity, evidence))

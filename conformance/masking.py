@@ -1,0 +1,123 @@
+"""Personal data and secrets masked out of evidence before any report is written.
+
+Reuses the adapter's masks (NIK keeps its region and serial, names their initials) and its list
+of sensitive keys; free text is scrubbed of NIK/NIP-like numbers, e-mail addresses and phones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from adapter.observability.logging import REDACTED, SENSITIVE_KEYS
+from adapter.workforce.directory import mask_name, mask_nik
+from conformance.findings import Exchange, Finding
+
+NAME_KEYS: Final = frozenset({"full_name", "display_name", "name", "holder_name"})
+NUMBER_KEYS: Final = frozenset({"nik", "nip"})
+SECRET_HEADERS: Final = frozenset(
+    {"authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
+)
+# Sensitive keys in a form body or query string (the SISDMK token call).
+SECRET_FIELDS: Final = frozenset({"client_secret", "password", "token", "access_token"})
+# A key "body" is a request body in log lines, not here; "birth_date" stays visible because
+# the domain findings are about it and a date alone does not identify anyone.
+_KEY_MASKED: Final = (SENSITIVE_KEYS - {"body", "payload", "birth_date"}) | NAME_KEYS
+
+_LONG_NUMBER: Final = re.compile(r"(?<!\d)(\d{16}|\d{18})(?!\d)")
+_EMAIL: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PHONE: Final = re.compile(r"\+62[\d -]{8,16}\d")
+_BEARER: Final = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+
+
+def mask_text(text: str) -> str:
+    """Free text with NIK/NIP-like numbers, e-mail addresses, phones and bearer tokens masked."""
+    text = _LONG_NUMBER.sub(lambda match: mask_nik(match.group(1)) or "", text)
+    text = _EMAIL.sub(REDACTED, text)
+    text = _PHONE.sub(REDACTED, text)
+    return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+
+
+def mask_value(key: str, value: Any) -> Any:
+    """A JSON value with every personal or secret field under it masked."""
+    lowered = key.lower()
+    if isinstance(value, str):
+        if lowered in NUMBER_KEYS:
+            return mask_nik(value)
+        if lowered in NAME_KEYS:
+            return mask_name(value)
+        if lowered in _KEY_MASKED:
+            return REDACTED
+        return mask_text(value)
+    if value is not None and lowered in _KEY_MASKED and lowered not in NAME_KEYS:
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_value(key if lowered in NAME_KEYS else "", item) for item in value]
+    return value
+
+
+def mask_body(body: str | None) -> str | None:
+    if body is None:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return _mask_form(body)
+    return json.dumps(mask_value("", document), ensure_ascii=False)
+
+
+def _mask_form(body: str) -> str:
+    """A form-encoded body with secret fields masked; other text scrubbed."""
+    pairs = parse_qsl(body, keep_blank_values=True)
+    if pairs and "=" in body and "\n" not in body:
+        return urlencode(
+            [(k, REDACTED if k.lower() in SECRET_FIELDS else mask_text(v)) for k, v in pairs]
+        )
+    return mask_text(body)
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    masked = urlencode(
+        [(k, REDACTED if k.lower() in SECRET_FIELDS else mask_text(v)) for k, v in query]
+    )
+    return urlunsplit(parts._replace(path=mask_text(parts.path), query=masked))
+
+
+def mask_headers(headers: dict[str, str]) -> dict[str, str]:
+    masked: dict[str, str] = {}
+    for name, value in headers.items():
+        if name.lower() in SECRET_HEADERS:
+            scheme = value.split(" ", 1)[0] if " " in value else ""
+            masked[name] = f"{scheme} {REDACTED}".strip()
+        else:
+            masked[name] = mask_text(value)
+    return masked
+
+
+def mask_exchange(exchange: Exchange) -> Exchange:
+    return exchange.with_changes(
+        url=mask_url(exchange.url),
+        request_headers=mask_headers(exchange.request_headers),
+        request_body=mask_body(exchange.request_body),
+        response_headers=mask_headers(exchange.response_headers),
+        response_body=mask_body(exchange.response_body),
+    )
+
+
+def mask_finding(finding: Finding) -> Finding:
+    """A copy of `finding` safe to write into a report."""
+    return Finding(
+        rule=finding.rule,
+        operation=finding.operation,
+        message=mask_text(finding.message),
+        severity=finding.severity,
+        evidence=None if finding.evidence is None else mask_exchange(finding.evidence),
+        accepted=finding.accepted,
+        baseline_expired=finding.baseline_expired,
+    )

@@ -1,0 +1,407 @@
+"""Protocol checks: credentials refused, cursor paging, `updated_since`, error bodies, 429s and
+the SATUSEHAT-style token endpoint — what a schema alone cannot say.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import httpx
+
+from conformance.context import RunContext
+from conformance.findings import Exchange
+from conformance.provider import ClientCredentialsAuth, parse_retry_after, send
+from conformance.spec import Operation
+
+# A walk through a list stops after this many pages (a provider that never ends its list).
+MAX_PAGES = 400
+# The small-limit walk aims at about this many pages: enough page boundaries to lose a record.
+SMALL_WALK_PAGES = 12
+# Lists under a path parameter (a worker's employments) are walked with this limit.
+SUB_LIST_LIMIT = 2
+PLACEHOLDER_UUID = "00000000-0000-4000-8000-000000000000"
+
+
+def record_key(ctx: RunContext, operation: Operation, item: dict[str, Any]) -> str:
+    """The record's identity: its key field when the system names one, else the whole item."""
+    for name in ctx.stats.get("record_keys", {}).get(operation.id, ()):
+        if name in item:
+            return str(item[name])
+    return json.dumps(item, sort_keys=True)
+
+
+def fill_path(ctx: RunContext, operation: Operation, absent: bool = False) -> str | None:
+    """The operation's path with a real (or, `absent`, a surely unknown) value per parameter."""
+    path = operation.path
+    values: dict[str, str] = ctx.stats.get("absent_values", {}) if absent else ctx.samples
+    for name in operation.path_params:
+        value = values.get(name)
+        if value is None and name.endswith("_id") and "subscription" in name:
+            value = PLACEHOLDER_UUID
+        if value is None:
+            return None
+        path = path.replace("{" + name + "}", value)
+    return path
+
+
+def max_limit(operation: Operation) -> int:
+    param = operation.query_param("limit") or {}
+    return int(param.get("schema", {}).get("maximum", 100))
+
+
+class _Walk:
+    """The items of one walk through a cursor-paged list, with what went wrong on the way."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.complete = False
+
+
+def walk(
+    ctx: RunContext,
+    operation: Operation,
+    path: str,
+    limit: int,
+    params: dict[str, str] | None = None,
+    *,
+    report: bool = True,
+) -> _Walk:
+    result = _Walk()
+    seen_keys: dict[str, int] = {}
+    seen_cursors: set[str] = set()
+    cursor: str | None = None
+    for page_number in range(1, MAX_PAGES + 1):
+        query = {**(params or {}), "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        response = ctx.client.request(operation.id, "GET", path, params=query)
+        if response.status_code != 200:
+            ctx.notes.append(
+                f"{operation.id}: page {page_number} answered {response.status_code}; "
+                "the walk stopped there"
+            )
+            return result
+        try:
+            body = response.json()
+            items = body["data"]
+            page = body["page"]
+        except (ValueError, KeyError, TypeError):
+            ctx.notes.append(f"{operation.id}: page {page_number} has no data/page; walk stopped")
+            return result
+        for item in items:
+            key = record_key(ctx, operation, item)
+            if key in seen_keys and report:
+                ctx.fail(
+                    "pagination/repeated-record",
+                    operation.id,
+                    f"record {key} on page {page_number} was already on page {seen_keys[key]} "
+                    f"(limit {limit})",
+                    response,
+                )
+            seen_keys.setdefault(key, page_number)
+            result.items.append(item)
+        next_cursor = page.get("next_cursor")
+        if report and bool(page.get("has_more")) != (next_cursor is not None):
+            ctx.fail(
+                "pagination/has-more",
+                operation.id,
+                f"page {page_number}: has_more is {page.get('has_more')} but next_cursor is "
+                f"{'null' if next_cursor is None else 'set'}",
+                response,
+            )
+        if next_cursor is None:
+            result.complete = True
+            return result
+        if next_cursor in seen_cursors or next_cursor == cursor:
+            if report:
+                ctx.fail(
+                    "pagination/cursor-loop",
+                    operation.id,
+                    f"page {page_number} hands out a cursor already used; paging never ends",
+                    response,
+                )
+            return result
+        seen_cursors.add(next_cursor)
+        cursor = next_cursor
+    if report:
+        ctx.fail(
+            "pagination/cursor-loop",
+            operation.id,
+            f"the list did not end within {MAX_PAGES} pages of {limit}",
+        )
+    return result
+
+
+def check_pagination(ctx: RunContext) -> None:
+    """Walk every paged list twice (largest and a small limit); keep the records for later."""
+    for operation in ctx.operations():
+        if not operation.is_paged_list:
+            continue
+        path = fill_path(ctx, operation)
+        if path is None:
+            ctx.notes.append(f"{operation.id}: not paged (no record to put in its path yet)")
+            continue
+        if operation.path_params:
+            walk(ctx, operation, path, SUB_LIST_LIMIT)
+            _mark_paging_checked(ctx, operation)
+            continue
+        full = walk(ctx, operation, path, max_limit(operation))
+        ctx.records[operation.id] = full.items
+        _remember_samples(ctx, full.items)
+        if not full.complete or ctx.time_left() <= 0:
+            _mark_paging_checked(ctx, operation)
+            continue
+        small_limit = max(2, min(max_limit(operation) // 2, math.ceil(len(full.items) / 12)))
+        small = walk(ctx, operation, path, small_limit)
+        big_keys = {record_key(ctx, operation, item) for item in full.items}
+        small_keys = {record_key(ctx, operation, item) for item in small.items}
+        lost = sorted(big_keys - small_keys)
+        if small.complete and lost:
+            ctx.fail(
+                "pagination/lost-record",
+                operation.id,
+                f"{len(lost)} of {len(big_keys)} records seen with limit "
+                f"{max_limit(operation)} are missing when paging with limit {small_limit} "
+                f"(e.g. {lost[0]})",
+            )
+        _mark_paging_checked(ctx, operation)
+        if operation.query_param("updated_since") is not None:
+            check_updated_since(ctx, operation, path, full.items)
+
+
+def _mark_paging_checked(ctx: RunContext, operation: Operation) -> None:
+    for rule in ("repeated-record", "cursor-loop", "has-more"):
+        ctx.ok(f"pagination/{rule}", operation.id)
+    if not operation.path_params:
+        ctx.ok("pagination/lost-record", operation.id)
+
+
+def _remember_samples(ctx: RunContext, items: list[dict[str, Any]]) -> None:
+    for item in items[:1]:
+        for name in ("str_number", "worker_id", "facility_code"):
+            if isinstance(item.get(name), str):
+                ctx.samples.setdefault(name, item[name])
+
+
+def check_updated_since(
+    ctx: RunContext, operation: Operation, path: str, items: list[dict[str, Any]]
+) -> None:
+    stamps = sorted({str(item["updated_at"]) for item in items if "updated_at" in item})
+    if len(stamps) < 2:
+        ctx.notes.append(f"{operation.id}: too few distinct updated_at values to test it")
+        return
+    since = stamps[len(stamps) // 2]
+    expected = {
+        record_key(ctx, operation, item) for item in items if str(item.get("updated_at")) > since
+    }
+    got = walk(ctx, operation, path, max_limit(operation), {"updated_since": since}, report=False)
+    early = [item for item in got.items if str(item.get("updated_at", "")) <= since]
+    got_keys = {record_key(ctx, operation, item) for item in got.items}
+    missing = expected - got_keys
+    ctx.ok("pagination/updated-since", operation.id)
+    if early:
+        ctx.fail(
+            "pagination/updated-since",
+            operation.id,
+            f"updated_since={since} returned {len(early)} record(s) not changed after it "
+            f"(e.g. {record_key(ctx, operation, early[0])} updated {early[0].get('updated_at')})",
+        )
+    elif got.complete and missing:
+        ctx.fail(
+            "pagination/updated-since",
+            operation.id,
+            f"updated_since={since} left out {len(missing)} record(s) changed after it "
+            f"(e.g. {sorted(missing)[0]})",
+        )
+
+
+def _probe_body(operation: Operation) -> dict[str, Any] | None:
+    # An empty JSON object: refused by a correct provider for lack of credentials, and by a
+    # broken one as invalid input, so an auth probe never creates anything.
+    return {} if operation.request_body is not None else None
+
+
+def check_credentials(ctx: RunContext) -> None:
+    """Every secured operation refuses a request with no credentials and with wrong ones."""
+    for operation in ctx.operations():
+        if not operation.secured:
+            continue
+        path = fill_path(ctx, operation) or fill_path(ctx, operation, absent=True)
+        if path is None:
+            ctx.notes.append(f"{operation.id}: no value for its path; credentials not probed")
+            continue
+        for mode, rule in (
+            ("none", "auth/missing-credentials"),
+            ("wrong", "auth/wrong-credentials"),
+        ):
+            response = ctx.client.request(
+                operation.id, operation.method, path, credentials=mode, json=_probe_body(operation)
+            )
+            ctx.ok(rule, operation.id)
+            if response.status_code != 401:
+                what = "no credentials" if mode == "none" else "credentials it never issued"
+                ctx.fail(
+                    rule,
+                    operation.id,
+                    f"answered {response.status_code} to a request with {what} (expected 401)",
+                    response,
+                )
+            else:
+                check_error_body(ctx, operation, response)
+
+
+def check_error_body(ctx: RunContext, operation: Operation, response: httpx.Response) -> None:
+    ctx.ok("errors/error-body", operation.id)
+    problems = ctx.contract.check_response(operation, response)
+    if problems:
+        ctx.fail(
+            "errors/error-body",
+            operation.id,
+            f"the {response.status_code} answer is not the documented error: "
+            + "; ".join(problems[:3]),
+            response,
+        )
+
+
+def check_error_responses(ctx: RunContext) -> None:
+    """Provoke the documented errors (unknown record, unissued cursor, impossible NIK)."""
+    for operation in ctx.operations():
+        probes: list[tuple[str, dict[str, Any]]] = []
+        if operation.path_params:
+            absent = fill_path(ctx, operation, absent=True)
+            if absent is not None and "404" in operation.responses:
+                probes.append((absent, {"json": _probe_body(operation)}))
+        if operation.is_paged_list and "400" in operation.responses:
+            path = fill_path(ctx, operation)
+            if path is not None:
+                probes.append((path, {"params": {"cursor": "AAAAAAAA"}}))
+        if operation.id.startswith("lookup") and "422" in operation.responses:
+            probes.append((operation.path, {"json": {"nik": "9900000000000000"}}))
+        for path, kwargs in probes:
+            if operation.method != "GET" and operation.request_body is None:
+                continue  # a DELETE of an unknown record would still be a change request
+            response = ctx.client.request(operation.id, operation.method, path, **kwargs)
+            if response.status_code >= 400:
+                check_error_body(ctx, operation, response)
+
+
+def on_too_many_requests(ctx: RunContext) -> Any:
+    """The client's 429 hook: every 429 needs a valid Retry-After and the body documented."""
+
+    def handle(operation_id: str, response: httpx.Response, delay: float | None) -> None:
+        ctx.stats["429s"] = ctx.stats.get("429s", 0) + 1
+        ctx.ok("rate-limit/retry-after", operation_id)
+        value = response.headers.get("retry-after")
+        if delay is None:
+            ctx.fail(
+                "rate-limit/retry-after",
+                operation_id,
+                "429 without Retry-After"
+                if value is None
+                else f"429 with an invalid Retry-After {value!r}",
+                response,
+            )
+        try:
+            operation = ctx.contract.operation(operation_id)
+        except StopIteration:
+            return
+        check_error_body(ctx, operation, response)
+
+    return handle
+
+
+def check_token_endpoint(ctx: RunContext) -> None:
+    """SATUSEHAT-style client credentials: form body, grant_type in the query, lifetime, refusal."""
+    auth = ctx.client.auth
+    if not isinstance(auth, ClientCredentialsAuth):
+        return
+    operation = next(
+        (
+            op
+            for op in ctx.contract.operations
+            if op.path == auth.token_path and op.method == "POST"
+        ),
+        None,
+    )
+    if operation is None or not ctx.selected(operation):
+        return
+    http = ctx.client.http
+    form = {"client_id": auth.client_id, "client_secret": auth.client_secret}
+    grant = {"grant_type": "client_credentials"}
+
+    good = send(http, "POST", auth.token_path, params=grant, data=form)
+    ctx.ok("token/client-credentials", operation.id)
+    ctx.ok("token/lifetime", operation.id)
+    problems = ctx.contract.check_response(operation, good)
+    if good.status_code != 200 or problems:
+        ctx.fail(
+            "token/client-credentials",
+            operation.id,
+            f"a form-encoded request with grant_type in the query answered {good.status_code}"
+            + (": " + "; ".join(problems[:3]) if problems else ""),
+            good,
+        )
+    else:
+        _check_lifetime(ctx, operation, good)
+
+    wrong = send(
+        http, "POST", auth.token_path, params=grant, data={**form, "client_secret": "wrong-secret"}
+    )
+    ctx.ok("token/wrong-secret", operation.id)
+    if wrong.status_code != 401:
+        ctx.fail(
+            "token/wrong-secret",
+            operation.id,
+            f"a wrong client secret was answered {wrong.status_code} (expected 401)",
+            wrong,
+        )
+    else:
+        check_error_body(ctx, operation, wrong)
+
+    no_grant = send(http, "POST", auth.token_path, data=form)
+    ctx.ok("token/grant-type", operation.id)
+    if no_grant.status_code != 400:
+        ctx.fail(
+            "token/grant-type",
+            operation.id,
+            f"a request without grant_type in the query was answered {no_grant.status_code} "
+            "(expected 400)",
+            no_grant,
+        )
+
+
+def _check_lifetime(ctx: RunContext, operation: Operation, response: httpx.Response) -> None:
+    body = response.json()
+    expires = str(body.get("expires_in", ""))
+    if not expires.isdigit() or int(expires) < 60:
+        ctx.fail(
+            "token/lifetime",
+            operation.id,
+            f"expires_in {expires!r} is not a whole number of seconds of at least 60",
+            response,
+        )
+        return
+    ctx.stats["token_lifetime_s"] = int(expires)
+    probe = next((op for op in ctx.contract.operations if op.is_paged_list), None)
+    if probe is None or probe.path_params:
+        return
+    token = str(body.get("access_token", ""))
+    used = send(
+        ctx.client.http,
+        "GET",
+        probe.path,
+        params={"limit": "1"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if used.status_code != 200:
+        ctx.fail(
+            "token/lifetime",
+            operation.id,
+            f"a token just issued (expires_in {expires}) was refused by {probe.id} "
+            f"with {used.status_code}",
+            Exchange.from_response(used),
+        )
+
+
+def retry_after_is_valid(value: str | None) -> bool:
+    return parse_retry_after(value, 0.0) is not None

@@ -1,0 +1,196 @@
+"""The HTTP side of a run: credentials per system, a request rate limit, and 429 handling.
+
+Every 429 is checked for a valid `Retry-After` and then honoured before the request is retried.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+# How long one 429 may hold the run up, and how often one request is retried after a 429.
+MAX_RETRY_WAIT_S = 30.0
+MAX_429_RETRIES = 3
+# Without (or with an unreadable) Retry-After, wait this long before retrying.
+FALLBACK_RETRY_S = 1.0
+
+
+class CannotRun(Exception):
+    """The run cannot start or go on (unreachable, TLS, credentials refused); one-line reason."""
+
+
+class Auth(Protocol):
+    def headers(self, client: httpx.Client) -> dict[str, str]:
+        """Headers that authenticate a request."""
+
+    def wrong_headers(self) -> dict[str, str]:
+        """Headers with credentials the provider never issued."""
+
+
+@dataclass
+class ApiKeyAuth:
+    header: str
+    key: str
+
+    def headers(self, client: httpx.Client) -> dict[str, str]:
+        return {self.header: self.key}
+
+    def wrong_headers(self) -> dict[str, str]:
+        return {self.header: "hf-conformance-not-a-key"}
+
+
+@dataclass
+class ClientCredentialsAuth:
+    """SATUSEHAT-style: `POST {token_path}?grant_type=client_credentials` with a form body."""
+
+    token_path: str
+    client_id: str
+    client_secret: str
+    _token: str | None = field(default=None, repr=False)
+
+    def headers(self, client: httpx.Client) -> dict[str, str]:
+        if self._token is None:
+            self._token = self.fetch_token(client)
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def wrong_headers(self) -> dict[str, str]:
+        return {"Authorization": "Bearer hf-conformance-not-a-token-0000"}
+
+    def fetch_token(self, client: httpx.Client) -> str:
+        response = send(
+            client,
+            "POST",
+            self.token_path,
+            params={"grant_type": "client_credentials"},
+            data={"client_id": self.client_id, "client_secret": self.client_secret},
+        )
+        if response.status_code in (400, 401, 403):
+            raise CannotRun(
+                f"credentials refused: the token endpoint answered {response.status_code} "
+                f"for client {self.client_id}"
+            )
+        if response.status_code != 200:
+            raise CannotRun(f"the token endpoint answered {response.status_code}")
+        try:
+            return str(response.json()["access_token"])
+        except (ValueError, KeyError, TypeError):
+            raise CannotRun("the token endpoint's answer has no access_token") from None
+
+
+def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request; network failures become `CannotRun` with a one-line reason."""
+    try:
+        return client.request(method, url, **kwargs)
+    except httpx.ConnectError as exc:
+        if _is_tls(exc):
+            raise CannotRun(f"TLS failure talking to {client.base_url}: {_reason(exc)}") from None
+        raise CannotRun(f"cannot reach {client.base_url}: {_reason(exc)}") from None
+    except httpx.TimeoutException as exc:
+        raise CannotRun(
+            f"{client.base_url} did not answer in time ({type(exc).__name__})"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise CannotRun(f"talking to {client.base_url} failed: {_reason(exc)}") from None
+
+
+def _is_tls(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, ssl.SSLError) or "SSL" in str(exc) or "CERTIFICATE" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait, from delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None if invalid."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+TooManyRequests = Callable[[str, httpx.Response, float | None], None]
+
+
+class ProviderClient:
+    """Requests to the system under test, authenticated, rate-limited, 429s honoured."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: Auth,
+        *,
+        rate_limit: float | None = None,
+        verify: bool | str = True,
+        timeout_s: float = 30.0,
+        on_429: TooManyRequests | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.http = httpx.Client(base_url=base_url, verify=verify, timeout=timeout_s)
+        self.auth = auth
+        self.min_interval = 1.0 / rate_limit if rate_limit else 0.0
+        self.on_429 = on_429
+        self.sleep = sleep
+        self.retry_waits: list[float] = []
+        self.requests = 0
+        self._last = 0.0
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        credentials: str = "valid",
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """`credentials` is `valid`, `none` or `wrong`."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if credentials == "valid":
+            headers.update(self.auth.headers(self.http))
+        elif credentials == "wrong":
+            headers.update(self.auth.wrong_headers())
+        for attempt in range(MAX_429_RETRIES + 1):
+            self._pace()
+            response = send(self.http, method, path, headers=headers, **kwargs)
+            self.requests += 1
+            if response.status_code != 429:
+                return response
+            delay = parse_retry_after(response.headers.get("retry-after"), time.time())
+            if self.on_429 is not None:
+                self.on_429(operation, response, delay)
+            if attempt == MAX_429_RETRIES:
+                return response
+            wait = min(MAX_RETRY_WAIT_S, FALLBACK_RETRY_S if delay is None else delay)
+            self.retry_waits.append(wait)
+            self.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pace(self) -> None:
+        if self.min_interval:
+            wait = self._last + self.min_interval - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+            self._last = time.monotonic()

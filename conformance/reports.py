@@ -1,0 +1,223 @@
+"""Reports of a run: JUnit XML for CI, a self-contained HTML page for people, JSON for machines.
+
+Every report is written from masked findings: personal data never reaches a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from conformance.findings import Finding, pretty_body
+from conformance.masking import mask_finding
+from conformance.rules import RULES, rule_title
+from conformance.runner import RunResult
+
+
+def masked(result: RunResult) -> list[Finding]:
+    return [mask_finding(finding) for finding in result.findings]
+
+
+def _cases(result: RunResult) -> dict[tuple[str, str], list[Finding]]:
+    """Every (operation, rule) verified, with its findings (none when it passed)."""
+    cases: dict[tuple[str, str], list[Finding]] = {
+        (operation, rule): [] for rule, operation in sorted(result.checked)
+    }
+    for finding in masked(result):
+        cases.setdefault((finding.operation, finding.rule), []).append(finding)
+    return dict(sorted(cases.items()))
+
+
+def to_json(result: RunResult) -> dict[str, Any]:
+    findings = masked(result)
+    return {
+        "system": result.options.system,
+        "base_url": result.options.base_url,
+        "verdict": "violations" if result.failed else "conforming",
+        "exit_code": result.exit_code,
+        "seconds": round(result.seconds, 2),
+        "phases": [
+            {"name": p.name, "status": p.status, "seconds": round(p.seconds, 2)}
+            for p in result.phases
+        ],
+        "operations": result.operations,
+        "checked": [{"rule": r, "operation": o} for r, o in sorted(result.checked)],
+        "findings": [finding.to_dict() for finding in findings],
+        "notes": result.notes,
+        "stats": result.stats,
+    }
+
+
+def write_json(result: RunResult, path: Path) -> None:
+    path.write_text(json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+
+def write_junit(result: RunResult, path: Path) -> None:
+    """One test suite per operation, one test case per rule checked on it."""
+    cases = _cases(result)
+    root = ET.Element("testsuites", name=f"hf-conformance {result.options.system}")
+    by_operation: dict[str, list[tuple[str, list[Finding]]]] = defaultdict(list)
+    for (operation, rule), findings in cases.items():
+        by_operation[operation].append((rule, findings))
+    total = failures = 0
+    for operation, rules in by_operation.items():
+        suite = ET.SubElement(root, "testsuite", name=operation)
+        suite_failures = 0
+        for rule, findings in rules:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"{result.options.system}.{operation}", name=rule
+            )
+            failing = [f for f in findings if f.fails_run]
+            reported = [f for f in findings if not f.fails_run]
+            if failing:
+                suite_failures += 1
+                failure = ET.SubElement(
+                    case, "failure", message=failing[0].message[:500], type=rule
+                )
+                failure.text = "\n\n".join(_finding_text(f) for f in failing)
+            if reported:
+                out = ET.SubElement(case, "system-out")
+                out.text = "\n\n".join(_finding_text(f) for f in reported)
+        suite.set("tests", str(len(rules)))
+        suite.set("failures", str(suite_failures))
+        suite.set("errors", "0")
+        total += len(rules)
+        failures += suite_failures
+    root.set("tests", str(total))
+    root.set("failures", str(failures))
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _finding_text(finding: Finding) -> str:
+    lines = [f"[{finding.severity}] {finding.message}"]
+    if finding.accepted:
+        lines.append(f"accepted by the baseline: {finding.accepted}")
+    if finding.baseline_expired:
+        lines.append(f"baseline entry expired on {finding.baseline_expired}")
+    if finding.evidence is not None:
+        lines.append(f"reproduce: {finding.evidence.curl()}")
+        if finding.evidence.status is not None:
+            lines.append(f"response: {finding.evidence.status}")
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem;color:#222}
+h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;
+text-align:left;vertical-align:top}th{background:#f4f4f4}
+.fail{color:#b00020;font-weight:600}.ok{color:#137333}.warn{color:#a05a00}
+pre{background:#f7f7f7;padding:.5rem;overflow:auto;max-height:24rem;white-space:pre-wrap}
+details{margin:.5rem 0 1rem 0}summary{cursor:pointer}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _status(findings: list[Finding]) -> str:
+    if any(f.fails_run for f in findings):
+        return '<span class="fail">FAIL</span>'
+    if findings:
+        return '<span class="warn">reported</span>'
+    return '<span class="ok">pass</span>'
+
+
+def _evidence_html(finding: Finding) -> str:
+    evidence = finding.evidence
+    if evidence is None:
+        return ""
+    request_headers = "\n".join(f"{k}: {v}" for k, v in evidence.request_headers.items())
+    response_headers = "\n".join(f"{k}: {v}" for k, v in evidence.response_headers.items())
+    response = (
+        "(no response)"
+        if evidence.status is None
+        else f"HTTP {evidence.status}\n{response_headers}\n\n{pretty_body(evidence.response_body)}"
+    )
+    return (
+        "<details><summary>request, response and curl</summary>"
+        f"<p>Reproduce:</p><pre>{_e(evidence.curl())}</pre>"
+        f"<p>Request:</p><pre>{_e(evidence.method)} {_e(evidence.url)}\n{_e(request_headers)}"
+        f"\n\n{_e(pretty_body(evidence.request_body))}</pre>"
+        f"<p>Response:</p><pre>{_e(response)}</pre></details>"
+    )
+
+
+def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
+    cases = _cases(result)
+    findings = masked(result)
+    verdict = "violations found" if result.failed else "conforming"
+    generated = generated or dt.datetime.now(dt.UTC)
+    parts = [
+        "<!doctype html><html lang=en><meta charset=utf-8>",
+        f"<title>hf-conformance {_e(result.options.system)}</title><style>{_CSS}</style>",
+        f"<h1>hf-conformance {_e(result.options.system)} — "
+        f"<span class={'fail' if result.failed else 'ok'}>{verdict}</span></h1>",
+        f"<p>Target {_e(result.options.base_url)}; {len(findings)} finding(s) "
+        f"({sum(f.fails_run for f in findings)} failing); {len(cases)} checks; "
+        f"{result.seconds:.1f} s; generated {_e(generated.isoformat(timespec='seconds'))}. "
+        "Personal data (NIK, NIP, names, phone, e-mail) is masked.</p>",
+        "<h2>Phases</h2><table><tr><th>phase</th><th>status</th><th>seconds</th></tr>",
+        *(
+            f"<tr><td>{_e(p.name)}</td><td>{_e(p.status)}</td><td>{p.seconds:.1f}</td></tr>"
+            for p in result.phases
+        ),
+        "</table>",
+        "<h2>Per rule</h2><table><tr><th>rule</th><th>meaning</th><th>source</th>"
+        "<th>operations checked</th><th>failing</th><th>reported</th></tr>",
+    ]
+    by_rule: dict[str, list[tuple[str, list[Finding]]]] = defaultdict(list)
+    for (operation, rule), rule_findings in cases.items():
+        by_rule[rule].append((operation, rule_findings))
+    for rule, entries in sorted(by_rule.items()):
+        known = RULES.get(rule)
+        failing = sorted({op for op, fs in entries if any(f.fails_run for f in fs)})
+        reported = sorted({op for op, fs in entries if fs and not any(f.fails_run for f in fs)})
+        parts.append(
+            f"<tr><td><a href='#rule-{_e(rule)}'>{_e(rule)}</a></td><td>{_e(rule_title(rule))}"
+            f"</td><td>{_e(known.source if known else '')}</td><td>{len(entries)}</td>"
+            f"<td class={'fail' if failing else 'ok'}>{_e(', '.join(failing) or '—')}</td>"
+            f"<td>{_e(', '.join(reported) or '—')}</td></tr>"
+        )
+    parts.append(
+        "</table><h2>Per operation</h2><table><tr><th>operation</th><th>rule</th>"
+        "<th>result</th></tr>"
+    )
+    for (operation, rule), rule_findings in cases.items():
+        parts.append(
+            f"<tr><td>{_e(operation)}</td><td><a href='#rule-{_e(rule)}'>{_e(rule)}</a></td>"
+            f"<td>{_status(rule_findings)}</td></tr>"
+        )
+    parts.append("</table><h2>Findings</h2>")
+    if not findings:
+        parts.append("<p class=ok>No findings.</p>")
+    for rule in sorted({f.rule for f in findings}):
+        parts.append(f"<h3 id='rule-{_e(rule)}'>{_e(rule)} — {_e(rule_title(rule))}</h3>")
+        for finding in (f for f in findings if f.rule == rule):
+            badge = "fail" if finding.fails_run else "warn"
+            extra = ""
+            if finding.accepted:
+                extra = f" <em>(accepted by the baseline: {_e(finding.accepted)})</em>"
+            elif finding.baseline_expired:
+                extra = f" <em>(baseline entry expired {_e(finding.baseline_expired)})</em>"
+            parts.append(
+                f"<p><span class={badge}>{_e(finding.severity)}</span> "
+                f"<strong>{_e(finding.operation)}</strong>: {_e(finding.message)}{extra}</p>"
+                + _evidence_html(finding)
+            )
+    if result.notes:
+        parts.append("<h2>Notes</h2><ul>")
+        parts.extend(f"<li>{_e(note)}</li>" for note in result.notes)
+        parts.append("</ul>")
+    parts.append("</html>\n")
+    return "\n".join(parts)
+
+
+def write_html(result: RunResult, path: Path) -> None:
+    path.write_text(render_html(result), encoding="utf-8")

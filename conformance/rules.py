@@ -1,0 +1,223 @@
+"""The rule catalogue: every rule a run can report, what it means and where it comes from.
+
+Rule ids are stable (baselines and CI dashboards refer to them); docs/conformance.md lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    title: str
+    source: str
+
+
+def _rules(*rules: Rule) -> dict[str, Rule]:
+    return {rule.id: rule for rule in rules}
+
+
+CONTRACT_PREFIX: Final = "contract/"
+
+RULES: Final[dict[str, Rule]] = _rules(
+    # Schemathesis checks, one rule per check.
+    Rule(
+        "contract/not_a_server_error",
+        "No request, however odd, is answered with a 5xx",
+        "contract: documented responses; RFC 9110 §15.6",
+    ),
+    Rule(
+        "contract/status_code_conformance",
+        "Every status code answered is documented for the operation",
+        "contract: `responses` of the operation",
+    ),
+    Rule(
+        "contract/content_type_conformance",
+        "The Content-Type is one the contract documents for that status",
+        "contract: response `content`",
+    ),
+    Rule(
+        "contract/response_headers_conformance",
+        "Documented response headers are present and valid",
+        "contract: response `headers`",
+    ),
+    Rule(
+        "contract/response_schema_conformance",
+        "The response body validates against the documented schema",
+        "contract: response schema (OpenAPI 3.0.3)",
+    ),
+    Rule(
+        "contract/negative_data_rejection",
+        "A request the contract forbids is refused with a 4xx",
+        "contract: parameter and body schemas",
+    ),
+    Rule(
+        "contract/positive_data_acceptance",
+        "A request the contract allows is accepted",
+        "contract: parameter and body schemas",
+    ),
+    Rule(
+        "contract/missing_required_header",
+        "A request without a required header is refused",
+        "contract: required header parameters",
+    ),
+    Rule(
+        "contract/unsupported_method",
+        "A method the path does not document is answered 405",
+        "RFC 9110 §15.5.6",
+    ),
+    Rule(
+        "contract/ignored_auth",
+        "An operation with security refuses requests without valid credentials",
+        "contract: `security`",
+    ),
+    Rule(
+        "contract/use_after_free",
+        "A deleted resource is not found afterwards",
+        "contract: links between operations",
+    ),
+    Rule(
+        "contract/ensure_resource_availability",
+        "A created resource can be read afterwards",
+        "contract: links between operations",
+    ),
+    Rule(
+        "contract/run-error",
+        "Schemathesis could test the operation at all",
+        "contract: the operation must be testable from its documented schema",
+    ),
+    # Protocol.
+    Rule(
+        "auth/missing-credentials",
+        "Every secured operation answers 401 when no credentials are sent",
+        "contract `security`; RFC 9110 §11.6.1, §15.5.2",
+    ),
+    Rule(
+        "auth/wrong-credentials",
+        "Every secured operation answers 401 to credentials it did not issue",
+        "contract `security`; RFC 6750 §3.1 (bearer), RFC 9110 §15.5.2",
+    ),
+    Rule(
+        "errors/error-body",
+        "Error responses have the documented content type and body schema",
+        "contract error responses (KKI: RFC 9457 problem+json; SISDMK: envelope, OperationOutcome)",
+    ),
+    Rule(
+        "pagination/repeated-record",
+        "No record appears twice while paging through a list",
+        "contract: Page (cursor paging in (updated_at, key) order)",
+    ),
+    Rule(
+        "pagination/lost-record",
+        "Paging with a small limit returns the same records as paging with the largest",
+        "contract: Page",
+    ),
+    Rule(
+        "pagination/cursor-loop",
+        "A cursor is never handed out twice (paging always ends)",
+        "contract: Page.next_cursor",
+    ),
+    Rule(
+        "pagination/has-more",
+        "`has_more` is true exactly when `next_cursor` is not null",
+        "contract: Page.has_more",
+    ),
+    Rule(
+        "pagination/updated-since",
+        "`updated_since` returns exactly the records changed strictly after it",
+        "contract: `updated_since` parameter",
+    ),
+    Rule(
+        "rate-limit/retry-after",
+        "Every 429 carries a valid Retry-After (delay-seconds or HTTP-date)",
+        "RFC 6585 §4; RFC 9110 §10.2.3; contract TooManyRequests",
+    ),
+    Rule(
+        "token/client-credentials",
+        "The token endpoint takes a form body with `grant_type` in the query and answers "
+        "the documented token document",
+        "SATUSEHAT auth (POST /oauth2/v1/accesstoken?grant_type=client_credentials); contract",
+    ),
+    Rule(
+        "token/lifetime",
+        "`expires_in` is a whole number of seconds, at least 60, and the token works",
+        'SATUSEHAT auth (expires_in "14399"); contract AccessToken',
+    ),
+    Rule(
+        "token/wrong-secret",
+        "A wrong client secret is refused with 401 and an OperationOutcome",
+        "SATUSEHAT auth; contract TokenUnauthorized",
+    ),
+    Rule(
+        "token/grant-type",
+        "A token request without `grant_type=client_credentials` in the query is refused",
+        "SATUSEHAT auth; contract issueAccessToken",
+    ),
+    # Domain.
+    Rule(
+        "domain/nik-structure",
+        "A NIK is PP KK CC DDMMYY SSSS with an existing province, a possible date, serial ≥ 1",
+        "Permendagri on NIK (Dukcapil); indonesian_ids.nik",
+    ),
+    Rule(
+        "domain/nik-birth-date",
+        "The birth date encoded in the NIK is the record's birth date",
+        "NIK layout (DDMMYY); Dukcapil is authoritative for identity",
+    ),
+    Rule(
+        "domain/nik-sex",
+        "The NIK's day field (+40 for women) agrees with the record's gender",
+        "NIK layout (DD + 40 for women)",
+    ),
+    Rule(
+        "domain/nip-structure",
+        "A NIP is YYYYMMDD YYYYMM G SSS (PNS) or YYYYMMDD YYYY 21 G SSS (PPPK)",
+        "PP 11/2017 NIP layout; BKN NI PPPK; indonesian_ids.nip",
+    ),
+    Rule(
+        "domain/nip-agreement",
+        "The NIP's birth date and gender digit agree with the record",
+        "NIP layout",
+    ),
+    Rule(
+        "domain/str-format",
+        "An STR number has a known shape: two letters + 14 digits (new) or 16 digits (old KKI)",
+        "SATUSEHAT SDMK STR numbers; KKI doctor STRs",
+    ),
+    Rule(
+        "domain/str-citizen-lifetime",
+        "A citizen's (WNI) STR issued under UU 17/2023 has no end date; an older one at most "
+        "five years",
+        "UU 17/2023 Pasal 260(4) (STR for life); Pasal 449 (old STRs keep their dates)",
+    ),
+    Rule(
+        "domain/str-foreigner-term",
+        "A foreign national's (WNA) STR has an end date at most two years plus one two-year "
+        "extension after issue",
+        "UU 17/2023 (STR for WNA is temporary: 2 years, extendable once)",
+    ),
+    Rule(
+        "domain/sip-five-years",
+        "A SIP ends at most five years after it was issued",
+        "UU 17/2023 and PP 28/2024: SIP valid for five years",
+    ),
+    Rule(
+        "domain/skp-deactivation",
+        "An STR deactivated for missing SKP shows the same status and reason on every endpoint, "
+        "SKP not adequate and no SIP in force",
+        "SE HK.02.01/MENKES/1063/2024; contract CertificationStatus",
+    ),
+    Rule(
+        "domain/peer-identity",
+        "The same NIK has the same name and birth date at KKI and SISDMK",
+        "UU 27/2022 Pasal 16 (accurate personal data); Dukcapil identity is authoritative",
+    ),
+)
+
+
+def rule_title(rule_id: str) -> str:
+    rule = RULES.get(rule_id)
+    return rule.title if rule is not None else rule_id

@@ -1,0 +1,86 @@
+"""The systems `hf-conformance` knows: each one's contract, credentials and checks.
+
+Adding a system (sso, adapter) is one more `SystemProfile` in `SYSTEMS` naming its phases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance.context import Credentials
+from conformance.domain import PersonList
+from conformance.findings import Severity
+from conformance.provider import ApiKeyAuth, Auth, CannotRun, ClientCredentialsAuth
+
+CONTRACTS = Path(__file__).resolve().parents[1] / "contracts" / "openapi"
+
+
+@dataclass(frozen=True, slots=True)
+class SystemProfile:
+    name: str
+    contract: Path
+    make_auth: Callable[[Credentials], Auth]
+    # A cheap authenticated list call: the start-up probe of reachability and credentials.
+    probe_operation: str
+    phases: tuple[str, ...]
+    people: PersonList | None = None
+    peer: str | None = None
+    record_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Values of path parameters that surely name no record (for 404 probes).
+    absent_values: dict[str, str] = field(default_factory=dict)
+
+
+def _kki_auth(credentials: Credentials) -> Auth:
+    if not credentials.api_key:
+        raise CannotRun("kki needs an API key: --api-key KEY (or HF_CONFORMANCE_API_KEY)")
+    return ApiKeyAuth("X-API-Key", credentials.api_key)
+
+
+def _sisdmk_auth(credentials: Credentials) -> Auth:
+    if not credentials.client_id or not credentials.client_secret:
+        raise CannotRun(
+            "sisdmk needs client credentials: --client-id ID --client-secret SECRET "
+            "(or HF_CONFORMANCE_CLIENT_ID / HF_CONFORMANCE_CLIENT_SECRET)"
+        )
+    return ClientCredentialsAuth(
+        "/oauth2/v1/accesstoken", credentials.client_id, credentials.client_secret
+    )
+
+
+UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
+
+SYSTEMS: dict[str, SystemProfile] = {
+    "kki": SystemProfile(
+        name="kki",
+        contract=CONTRACTS / "kki.yaml",
+        make_auth=_kki_auth,
+        probe_operation="listRegistrations",
+        phases=("pagination", "credentials", "errors", "domain", "skp", "peer", "schemathesis"),
+        # KKI's identity fields may differ from Dukcapil's (the contract says so): warnings.
+        people=PersonList("listRegistrations", "str_number", Severity.WARNING),
+        peer="sisdmk",
+        record_keys={"listRegistrations": ("str_number",)},
+        absent_values={"str_number": "ZZ99999999999999", "subscription_id": UNKNOWN_UUID},
+    ),
+    "sisdmk": SystemProfile(
+        name="sisdmk",
+        contract=CONTRACTS / "sisdmk.yaml",
+        make_auth=_sisdmk_auth,
+        probe_operation="listHealthWorkers",
+        phases=("token", "pagination", "credentials", "errors", "domain", "peer", "schemathesis"),
+        people=PersonList("listHealthWorkers", "worker_id", Severity.ERROR),
+        peer="kki",
+        record_keys={
+            "listHealthWorkers": ("worker_id",),
+            "listFacilities": ("facility_code",),
+            "listFacilityHealthWorkers": ("worker_id",),
+        },
+        absent_values={
+            "worker_id": UNKNOWN_UUID,
+            "facility_code": "9999999",
+            "subscription_id": UNKNOWN_UUID,
+        },
+    ),
+}
