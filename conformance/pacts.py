@@ -1,0 +1,430 @@
+"""Pact provider verification: the adapter's pacts (contracts/pacts/) replayed against a provider.
+
+`verify_pacts` is what `hf-conformance` and the contract tests both call; it reports each
+interaction as passed, failed (with the mismatch) or skipped (with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pact import Verifier
+from pact.types import Message
+
+CONSUMER: Final = "healthforce-adapter"
+HTTP_PROVIDERS: Final = ("kki", "sisdmk")
+# The webhook events each system sends, as message pacts under a provider name of their own.
+MESSAGE_PROVIDERS: Final = ("kki-webhooks", "sisdmk-webhooks")
+PROVIDERS: Final = HTTP_PROVIDERS + MESSAGE_PROVIDERS
+PACT_DIR: Final = Path(__file__).resolve().parents[1] / "contracts" / "pacts"
+# The description of a webhook event's message interaction; the type is how a source finds it.
+MESSAGE_DESCRIPTION: Final = "a {type} webhook event"
+_MESSAGE_DESCRIPTION: Final = re.compile(r"^a (?P<type>[a-z_]+\.[a-z_]+) webhook event$")
+STATE_TIMEOUT_S: Final = 30.0
+EVENT_TIMEOUT_S: Final = 20.0
+
+Outcome = Literal["passed", "failed", "skipped"]
+# Produces the body a provider really sends for a message interaction (by its description).
+MessageSource = Callable[[str], bytes]
+
+
+class PactVerificationError(Exception):
+    """The verification could not run at all (no pact file, a provider name we do not know)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionResult:
+    description: str
+    states: tuple[str, ...]
+    outcome: Outcome
+    detail: str = ""  # the mismatch of a failure, the reason for a skip
+
+
+@dataclass(frozen=True, slots=True)
+class PactVerification:
+    provider: str
+    base_url: str
+    pact_file: Path
+    results: tuple[InteractionResult, ...]
+    output: str = field(default="", repr=False)  # the verifier's own report, for a log
+
+    def with_outcome(self, outcome: Outcome) -> tuple[InteractionResult, ...]:
+        return tuple(r for r in self.results if r.outcome == outcome)
+
+    @property
+    def passed(self) -> tuple[InteractionResult, ...]:
+        return self.with_outcome("passed")
+
+    @property
+    def failed(self) -> tuple[InteractionResult, ...]:
+        return self.with_outcome("failed")
+
+    @property
+    def skipped(self) -> tuple[InteractionResult, ...]:
+        return self.with_outcome("skipped")
+
+    @property
+    def ok(self) -> bool:
+        """No interaction failed (skipped ones are reported, not failures)."""
+        return not self.failed
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.provider} at {self.base_url}: {len(self.passed)} passed, "
+            f"{len(self.failed)} failed, {len(self.skipped)} skipped"
+        ]
+        for result in self.failed:
+            lines.append(f"  FAILED {result.description}: {result.detail}")
+        for result in self.skipped:
+            lines.append(f"  skipped {result.description}: {result.detail}")
+        return "\n".join(lines)
+
+
+def pact_file(provider: str, pact_dir: Path = PACT_DIR) -> Path:
+    return pact_dir / f"{CONSUMER}-{provider}.json"
+
+
+def pact_interactions(path: Path) -> list[dict[str, Any]]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PactVerificationError(f"no pact file {path}") from None
+    except (OSError, ValueError) as exc:
+        raise PactVerificationError(f"cannot read the pact file {path}: {exc}") from None
+    interactions: list[dict[str, Any]] = document.get("interactions") or []
+    return interactions
+
+
+def _states(interaction: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(state["name"]) for state in interaction.get("providerStates") or [])
+
+
+def verify_pacts(
+    provider: str,
+    base_url: str,
+    *,
+    state_url: str | None,
+    pact_dir: Path = PACT_DIR,
+    messages: MessageSource | None = None,
+    request_timeout_s: float = 30.0,
+) -> PactVerification:
+    """Replay the adapter's pact with `provider` against `base_url`.
+
+    `state_url` receives each interaction's provider states (`{state, params, action}`, as the
+    mocks' `POST /__admin/provider-states`); the values it answers (at the top level or under
+    ``result``) fill the pact's `fromProviderState` expressions. Without it, interactions that
+    need a state are skipped. Message pacts (``*-webhooks``) take their bodies from `messages`;
+    without one they are all skipped.
+    """
+    if provider not in PROVIDERS:
+        raise PactVerificationError(
+            f"unknown provider {provider!r}; the adapter has pacts with {', '.join(PROVIDERS)}"
+        )
+    path = pact_file(provider, pact_dir)
+    interactions = pact_interactions(path)
+    is_messages = provider in MESSAGE_PROVIDERS
+    skipped: list[InteractionResult] = []
+    to_verify: list[dict[str, Any]] = []
+    for interaction in interactions:
+        states = _states(interaction)
+        if is_messages and messages is None:
+            reason = "no source of the provider's webhook events was given"
+        elif states and state_url is None:
+            reason = (
+                f"needs the provider state(s) {', '.join(repr(s) for s in states)} and the "
+                "target offers no state-setup URL"
+            )
+        else:
+            to_verify.append(interaction)
+            continue
+        skipped.append(
+            InteractionResult(str(interaction["description"]), states, "skipped", reason)
+        )
+    if not to_verify:
+        return PactVerification(provider, base_url, path, tuple(skipped))
+
+    host = urlsplit(base_url).hostname or "localhost"
+    verifier = Verifier(provider, host=host).add_source(path)
+    verifier.set_request_timeout(int(request_timeout_s * 1000))
+    verifier.set_coloured_output(enabled=False)
+    if is_messages:
+        assert messages is not None
+        verifier.message_handler(_message_handler(messages))
+    else:
+        verifier.add_transport(url=base_url)
+    if state_url is None:
+        verifier.filter(no_state=True)
+    proxy: AbstractContextManager[str | None] = (
+        _state_proxy(state_url) if state_url is not None else nullcontext(None)
+    )
+    with proxy as proxy_url:
+        if proxy_url is not None:
+            verifier.state_handler(proxy_url, teardown=False, body=True)
+        # A failed verification raises; the per-interaction results below say which and why.
+        with suppress(RuntimeError):
+            verifier.verify()
+    verified = _results(verifier.results, to_verify)
+    return PactVerification(
+        provider,
+        base_url,
+        path,
+        tuple(verified + skipped),
+        output=verifier.output(strip_ansi=True),
+    )
+
+
+def _results(
+    report: Mapping[str, Any], interactions: list[dict[str, Any]]
+) -> list[InteractionResult]:
+    by_description = {str(r.get("description")): r for r in report.get("interactionResults") or []}
+    results: list[InteractionResult] = []
+    for interaction in interactions:
+        description = str(interaction["description"])
+        states = _states(interaction)
+        entry = by_description.get(description)
+        if entry is None:
+            # The verifier never reached it (e.g. it stopped early): that is not a pass.
+            detail = _first_error(report) or "the verifier reported no result for it"
+            results.append(InteractionResult(description, states, "failed", detail))
+        elif entry.get("result") == "Success" or not entry.get("mismatch"):
+            results.append(InteractionResult(description, states, "passed"))
+        else:
+            results.append(
+                InteractionResult(description, states, "failed", _mismatch_text(entry["mismatch"]))
+            )
+    return results
+
+
+def _first_error(report: Mapping[str, Any]) -> str:
+    for error in report.get("errors") or []:
+        if isinstance(error, Mapping):
+            return _mismatch_text(error.get("mismatch") or error)
+    return ""
+
+
+def _mismatch_text(mismatch: Any) -> str:
+    """One readable paragraph from the verifier's mismatch object."""
+    if not isinstance(mismatch, Mapping):
+        return str(mismatch)
+    parts: list[str] = []
+    if mismatch.get("message"):
+        parts.append(str(mismatch["message"]))
+    for item in mismatch.get("mismatches") or []:
+        if isinstance(item, Mapping):
+            where = item.get("path") or item.get("key") or item.get("parameter") or ""
+            kind = str(item.get("type", "mismatch"))
+            text = str(item.get("mismatch") or item.get("description") or "")
+            parts.append(f"{kind} {where}: {text}".replace("  ", " ").strip())
+        else:
+            parts.append(str(item))
+    return "; ".join(parts) if parts else json.dumps(mismatch, sort_keys=True)
+
+
+# -- provider states ------------------------------------------------------------------------
+
+
+@contextmanager
+def _state_proxy(state_url: str, timeout_s: float = STATE_TIMEOUT_S) -> Iterator[str]:
+    """A local state-change endpoint that forwards to `state_url` and answers its values flat.
+
+    The verifier reads `fromProviderState` values from the top level of the answer; the mocks
+    answer them under ``result``, so the proxy lifts them.
+    """
+    client = httpx.Client(timeout=timeout_s, follow_redirects=False)
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            if not _names_a_state(body):
+                # The verifier's generic set-up around an interaction with no state: no-op.
+                self._reply(200, {})
+                return
+            try:
+                answer = client.post(
+                    state_url, content=body, headers={"Content-Type": "application/json"}
+                )
+            except httpx.HTTPError as exc:
+                self._reply(502, {"error": f"state URL unreachable ({type(exc).__name__})"})
+                return
+            if not answer.is_success:
+                # The verifier shows this text as the interaction's failure.
+                self._reply(
+                    500,
+                    {"error": f"state set-up answered {answer.status_code}: {answer.text[:500]}"},
+                )
+                return
+            self._reply(200, _state_values(answer))
+
+        def _reply(self, status: int, document: Mapping[str, Any]) -> None:
+            payload = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # the verifier's output is the record of what happened
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=server.serve_forever, name="pact-state-proxy", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/provider-states"
+    finally:
+        server.shutdown()
+        server.server_close()
+        client.close()
+
+
+def _names_a_state(body: bytes) -> bool:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return True  # let the state URL say what is wrong with it
+    return not isinstance(request, dict) or bool(request.get("state"))
+
+
+def _state_values(answer: httpx.Response) -> dict[str, Any]:
+    try:
+        document = answer.json()
+    except ValueError:
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    result = document.get("result")
+    values = dict(result) if isinstance(result, dict) else {}
+    values.update({k: v for k, v in document.items() if k not in ("result", "state")})
+    return values
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+def event_type_of(description: str) -> str:
+    """The webhook event type a message interaction is about (see `MESSAGE_DESCRIPTION`)."""
+    found = _MESSAGE_DESCRIPTION.match(description)
+    if found is None:
+        raise ValueError(
+            f"message interaction {description!r} does not name an event type "
+            f"(expected {MESSAGE_DESCRIPTION!r})"
+        )
+    return found["type"]
+
+
+def _message_handler(source: MessageSource) -> Callable[[str, dict[str, Any] | None], Message]:
+    def produce(name: str, metadata: dict[str, Any] | None) -> Message:
+        return Message(contents=source(name), metadata=None, content_type="application/json")
+
+    return produce
+
+
+class MockEventSource:
+    """Webhook events exactly as a mock delivers them: a local receiver is subscribed through the
+    public API, and each message is an event the mock's admin API makes it send.
+
+    Use as a context manager; `auth_headers` are what the public API's subscription calls need.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth_headers: Mapping[str, str],
+        *,
+        timeout_s: float = EVENT_TIMEOUT_S,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self._base_url, headers=dict(auth_headers), timeout=timeout_s
+        )
+        self._timeout_s = timeout_s
+        self._received: queue.Queue[bytes] = queue.Queue()
+        self._server: ThreadingHTTPServer | None = None
+        self._subscription_id: str | None = None
+
+    def __enter__(self) -> MockEventSource:
+        received = self._received
+
+        class Receive(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.put(self.rfile.read(length))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Receive)
+        threading.Thread(
+            target=self._server.serve_forever, name="pact-event-receiver", daemon=True
+        ).start()
+        try:
+            answer = self._client.post(
+                "/v1/webhook-subscriptions",
+                json={"url": f"http://127.0.0.1:{self._server.server_port}/events"},
+            )
+            answer.raise_for_status()
+            self._subscription_id = str(answer.json()["id"])
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._subscription_id is not None:
+                self._client.delete(f"/v1/webhook-subscriptions/{self._subscription_id}")
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self._client.close()
+
+    def __call__(self, description: str) -> bytes:
+        """The body the mock delivers for an event of the interaction's type."""
+        event_type = event_type_of(description)
+        answer = self._client.post(
+            "/__admin/events",
+            json={"type": event_type, "subscription_id": self._subscription_id},
+        )
+        if answer.status_code != 202:
+            raise RuntimeError(
+                f"the mock would not emit {event_type}: {answer.status_code} {answer.text[:300]}"
+            )
+        event_id = str(answer.json()["events"][0]["event_id"])
+        return self._delivery_of(event_id)
+
+    def _delivery_of(self, event_id: str) -> bytes:
+        while True:
+            try:
+                body = self._received.get(timeout=self._timeout_s)
+            except queue.Empty:
+                raise TimeoutError(
+                    f"event {event_id} was not delivered within {self._timeout_s:.0f} s"
+                ) from None
+            if json.loads(body).get("event_id") == event_id:
+                return body
+            # An older event's redelivery: not the one asked for.
