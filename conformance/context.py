@@ -19,6 +19,8 @@ from conformance.provider import ProviderClient
 from conformance.spec import Contract, Operation
 
 Clock = Callable[[], dt.date]
+# A report shows this many findings per (rule, operation); the rest are only counted.
+MAX_FINDINGS_PER_CHECK = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,10 @@ class RunContext:
         severity: Severity = Severity.ERROR,
     ) -> None:
         self.checked.add((rule, operation))
+        same = self.stats.setdefault("findings_per_check", {})
+        same[f"{rule} {operation}"] = same.get(f"{rule} {operation}", 0) + 1
+        if same[f"{rule} {operation}"] > MAX_FINDINGS_PER_CHECK:
+            return  # counted, not repeated: the first few show the problem
         if isinstance(evidence, httpx.Response):
             evidence = Exchange.from_response(evidence)
         self.findings.append(Finding(rule, operation, message, severity, evidence))

@@ -4,6 +4,7 @@ the SATUSEHAT-style token endpoint — what a schema alone cannot say.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from typing import Any
@@ -88,6 +89,8 @@ def walk(
         except (ValueError, KeyError, TypeError):
             ctx.notes.append(f"{operation.id}: page {page_number} has no data/page; walk stopped")
             return result
+        if report:
+            _check_page_schema(ctx, operation, response)
         for item in items:
             key = record_key(ctx, operation, item)
             if key in seen_keys and report:
@@ -130,6 +133,19 @@ def walk(
             f"the list did not end within {MAX_PAGES} pages of {limit}",
         )
     return result
+
+
+def _check_page_schema(ctx: RunContext, operation: Operation, response: httpx.Response) -> None:
+    """Every page read is also checked against the contract (cheap: compiled validators)."""
+    ctx.ok("contract/response_schema_conformance", operation.id)
+    problems = ctx.contract.check_response(operation, response)
+    if problems:
+        ctx.fail(
+            "contract/response_schema_conformance",
+            operation.id,
+            "a page does not match the documented schema: " + "; ".join(problems[:3]),
+            response,
+        )
 
 
 def check_pagination(ctx: RunContext) -> None:
@@ -183,19 +199,30 @@ def _remember_samples(ctx: RunContext, items: list[dict[str, Any]]) -> None:
                 ctx.samples.setdefault(name, item[name])
 
 
+def _instant(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
 def check_updated_since(
     ctx: RunContext, operation: Operation, path: str, items: list[dict[str, Any]]
 ) -> None:
-    stamps = sorted({str(item["updated_at"]) for item in items if "updated_at" in item})
-    if len(stamps) < 2:
-        ctx.notes.append(f"{operation.id}: too few distinct updated_at values to test it")
+    stamped = [(when, item) for item in items if (when := _instant(item.get("updated_at")))]
+    if not stamped:
+        ctx.notes.append(f"{operation.id}: no updated_at values to test updated_since with")
         return
-    since = stamps[len(stamps) // 2]
-    expected = {
-        record_key(ctx, operation, item) for item in items if str(item.get("updated_at")) > since
-    }
+    ordered = sorted({when for when, _ in stamped})
+    pivot = ordered[len(ordered) // 2]
+    since = next(str(item["updated_at"]) for when, item in stamped if when == pivot)
+    expected = {record_key(ctx, operation, item) for when, item in stamped if when > pivot}
     got = walk(ctx, operation, path, max_limit(operation), {"updated_since": since}, report=False)
-    early = [item for item in got.items if str(item.get("updated_at", "")) <= since]
+    early = [
+        item
+        for item in got.items
+        if (when := _instant(item.get("updated_at"))) is not None and when <= pivot
+    ]
     got_keys = {record_key(ctx, operation, item) for item in got.items}
     missing = expected - got_keys
     ctx.ok("pagination/updated-since", operation.id)
@@ -204,14 +231,14 @@ def check_updated_since(
             "pagination/updated-since",
             operation.id,
             f"updated_since={since} returned {len(early)} record(s) not changed after it "
-            f"(e.g. {record_key(ctx, operation, early[0])} updated {early[0].get('updated_at')})",
+            f"(e.g. one updated {early[0].get('updated_at')})",
         )
     elif got.complete and missing:
         ctx.fail(
             "pagination/updated-since",
             operation.id,
-            f"updated_since={since} left out {len(missing)} record(s) changed after it "
-            f"(e.g. {sorted(missing)[0]})",
+            f"updated_since={since} left out {len(missing)} of {len(expected)} record(s) "
+            "changed after it",
         )
 
 

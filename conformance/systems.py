@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conformance.context import Credentials
 from conformance.domain import PersonList
@@ -30,6 +31,8 @@ class SystemProfile:
     record_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Values of path parameters that surely name no record (for 404 probes).
     absent_values: dict[str, str] = field(default_factory=dict)
+    # Schemathesis per-operation settings: rejections a schema cannot express, with the reason.
+    schemathesis_operations: tuple[dict[str, Any], ...] = ()
 
 
 def _kki_auth(credentials: Credentials) -> Auth:
@@ -51,6 +54,30 @@ def _sisdmk_auth(credentials: Credentials) -> Auth:
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 
+
+def _semantic_rejections(lists: list[str], lookups: list[str]) -> tuple[dict[str, Any], ...]:
+    """A cursor the server never issued is 400 however well-formed; a 16-digit NIK that cannot
+    exist (unknown province, impossible date) is 422: both documented, neither in a schema."""
+    return (
+        {
+            "include-operation-id": lists,
+            "checks": {
+                "positive_data_acceptance": {
+                    "expected-statuses": ["2xx", "400", "401", "403", "404", "429"]
+                }
+            },
+        },
+        {
+            "include-operation-id": lookups,
+            "checks": {
+                "positive_data_acceptance": {
+                    "expected-statuses": ["2xx", "401", "403", "404", "422", "429"]
+                }
+            },
+        },
+    )
+
+
 SYSTEMS: dict[str, SystemProfile] = {
     "kki": SystemProfile(
         name="kki",
@@ -63,6 +90,10 @@ SYSTEMS: dict[str, SystemProfile] = {
         peer="sisdmk",
         record_keys={"listRegistrations": ("str_number",)},
         absent_values={"str_number": "ZZ99999999999999", "subscription_id": UNKNOWN_UUID},
+        schemathesis_operations=_semantic_rejections(
+            ["listRegistrations", "listTrainings", "listPracticeLicenses"],
+            ["lookupRegistrationsByNik"],
+        ),
     ),
     "sisdmk": SystemProfile(
         name="sisdmk",
@@ -82,5 +113,16 @@ SYSTEMS: dict[str, SystemProfile] = {
             "facility_code": "9999999",
             "subscription_id": UNKNOWN_UUID,
         },
+        schemathesis_operations=_semantic_rejections(
+            [
+                "listHealthWorkers",
+                "listEmployments",
+                "listEducations",
+                "listCertifications",
+                "listFacilities",
+                "listFacilityHealthWorkers",
+            ],
+            ["lookupHealthWorkerByNik"],
+        ),
     ),
 }
