@@ -378,7 +378,9 @@ class MockEventSource:
                 json={"url": f"http://127.0.0.1:{self._server.server_port}/events"},
             )
             answer.raise_for_status()
-            self._subscription_id = str(answer.json()["id"])
+            created = answer.json()
+            # SISDMK answers in its envelope, KKI with the subscription itself.
+            self._subscription_id = str(created.get("data", created)["id"])
         except BaseException:
             self._stop()
             raise

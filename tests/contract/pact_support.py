@@ -84,6 +84,12 @@ def _stored_fields_dropped(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k not in ("version", "updated_at")}
 
 
+def event_types(spec_file: str) -> list[str]:
+    """The webhook event types a system's contract says it sends (all of them the adapter takes)."""
+    types: list[str] = _spec(spec_file)["components"]["schemas"]["EventType"]["enum"]
+    return list(types)
+
+
 def registrations() -> list[dict[str, Any]]:
     """Two registrations of two people, as the provider state creates them."""
     first = _stored_fields_dropped(_example("kki.yaml", "/v1/registrations/{str_number}"))
