@@ -11,6 +11,7 @@ import copy
 from functools import cache
 from typing import Any, Final
 
+import httpx
 import yaml
 from pact import generate, match
 from prometheus_client import CollectorRegistry
@@ -43,21 +44,30 @@ ONE_ATTEMPT: Final = RetryPolicy(max_attempts=1)
 EXACT_KEYS: Final = frozenset({"str_number", "worker_id", "code"})
 
 
-def kki_client(base_url: str, api_token: str = KKI_TOKEN) -> HttpKkiClient:
+def kki_client(
+    base_url: str, api_token: str = KKI_TOKEN, *, transport: httpx.BaseTransport | None = None
+) -> HttpKkiClient:
     return HttpKkiClient(
         base_url,
         api_token,
+        transport=transport,
         policy=ONE_ATTEMPT,
         breaker=CircuitBreaker("KKI", failure_threshold=1_000),
         metrics=ClientMetrics.for_registry(CollectorRegistry()),
     )
 
 
-def sisdmk_client(base_url: str, client_secret: str = SISDMK_CLIENT_SECRET) -> HttpSisdmkClient:
+def sisdmk_client(
+    base_url: str,
+    client_secret: str = SISDMK_CLIENT_SECRET,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> HttpSisdmkClient:
     return HttpSisdmkClient(
         base_url,
         SISDMK_CLIENT_ID,
         client_secret,
+        transport=transport,
         policy=ONE_ATTEMPT,
         breaker=CircuitBreaker("SISDMK", failure_threshold=1_000),
         metrics=ClientMetrics.for_registry(CollectorRegistry()),
