@@ -220,6 +220,8 @@ class ProviderStates:
     def _access_token_issued(self, params: dict[str, Any]) -> dict[str, Any]:
         credentials = self.runtime.settings.credentials
         client_id = params.get("client_id", credentials.get("client_id"))
+        if client_id is None:
+            raise MockProblem(409, f"the {self.runtime.system.name} mock issues no access tokens")
         if not isinstance(client_id, str) or not client_id:
             raise MockProblem(400, "provider state needs the string parameter 'client_id'")
         scopes = self.runtime.system.token_scopes(client_id, credentials)
