@@ -1,0 +1,179 @@
+"""`conformance.pacts` without a provider: skips, reports, the state proxy, event descriptions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conformance.pacts import (
+    MESSAGE_DESCRIPTION,
+    PACT_DIR,
+    InteractionResult,
+    PactVerification,
+    PactVerificationError,
+    _mismatch_text,
+    _state_proxy,
+    event_type_of,
+    pact_file,
+    verify_pacts,
+)
+
+
+class StateEndpoint:
+    """A state-change URL that records what it got and answers like the mocks' admin API."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.received: list[dict[str, Any]] = []
+        received, answer_status = self.received, status
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.append(body)
+                if answer_status == 200:
+                    payload = {"state": body["state"], "result": {"cursor": "abc"}}
+                else:
+                    payload = {"title": "Bad Request", "detail": "unknown provider state"}
+                data = json.dumps(payload).encode()
+                self.send_response(answer_status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/__admin/provider-states"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def state_endpoint() -> Iterator[StateEndpoint]:
+    endpoint = StateEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+def unreachable_url() -> str:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = server.server_port
+    server.server_close()  # nothing listens there any more
+    return f"http://127.0.0.1:{port}"
+
+
+def test_unknown_provider_is_refused_before_anything_runs() -> None:
+    with pytest.raises(PactVerificationError, match="unknown provider 'keycloak'"):
+        verify_pacts("keycloak", "http://127.0.0.1:1", state_url=None)
+
+
+def test_missing_pact_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PactVerificationError, match="no pact file"):
+        verify_pacts("kki", "http://127.0.0.1:1", state_url=None, pact_dir=tmp_path)
+
+
+def test_interactions_needing_a_state_are_skipped_without_a_state_url(tmp_path: Path) -> None:
+    shutil.copy(pact_file("kki"), tmp_path)
+    verification = verify_pacts("kki", unreachable_url(), state_url=None, pact_dir=tmp_path)
+    assert verification.skipped
+    for result in verification.skipped:
+        assert result.states
+        assert "offers no state-setup URL" in result.detail
+        assert all(repr(state) in result.detail for state in result.states)
+
+
+def test_unreachable_provider_fails_the_interactions_that_ran() -> None:
+    verification = verify_pacts("kki", unreachable_url(), state_url=None, pact_dir=PACT_DIR)
+    assert verification.failed
+    assert not verification.ok
+    assert all("error sending request" in r.detail for r in verification.failed)
+    assert all(not r.states for r in verification.failed)
+
+
+def test_message_pact_without_a_source_skips_every_event() -> None:
+    verification = verify_pacts("sisdmk-webhooks", "http://127.0.0.1:1", state_url="http://x")
+    assert len(verification.skipped) == len(verification.results) > 0
+    assert verification.ok
+
+
+def test_state_proxy_forwards_and_lifts_the_result(state_endpoint: StateEndpoint) -> None:
+    change = {"state": "records follow a cursor", "params": {"collection": "c"}, "action": "setup"}
+    with _state_proxy(state_endpoint.url) as proxy_url:
+        answer = httpx.post(proxy_url, json=change, timeout=10)
+    assert answer.status_code == 200
+    assert answer.json() == {"cursor": "abc"}
+    assert state_endpoint.received == [change]
+
+
+def test_state_proxy_answers_the_generic_setup_itself(state_endpoint: StateEndpoint) -> None:
+    with _state_proxy(state_endpoint.url) as proxy_url:
+        answer = httpx.post(proxy_url, json={"state": "", "action": "setup"}, timeout=10)
+    assert (answer.status_code, answer.json()) == (200, {})
+    assert state_endpoint.received == []
+
+
+def test_state_proxy_reports_a_refused_state_as_a_failure() -> None:
+    endpoint = StateEndpoint(status=400)
+    try:
+        with _state_proxy(endpoint.url) as proxy_url:
+            answer = httpx.post(proxy_url, json={"state": "the moon is full"}, timeout=10)
+    finally:
+        endpoint.close()
+    assert answer.status_code == 500
+    assert "unknown provider state" in answer.json()["error"]
+
+
+def test_event_type_is_read_from_the_message_description() -> None:
+    description = MESSAGE_DESCRIPTION.format(type="registration.status_changed")
+    assert event_type_of(description) == "registration.status_changed"
+    with pytest.raises(ValueError, match="does not name an event type"):
+        event_type_of("a registration event")
+
+
+def test_mismatch_text_names_each_mismatch() -> None:
+    mismatch = {
+        "type": "mismatches",
+        "mismatches": [
+            {
+                "type": "BodyMismatch",
+                "path": "$.page",
+                "mismatch": "Actual map is missing has_more",
+            },
+            {"type": "StatusMismatch", "mismatch": "expected 200 but was 500"},
+        ],
+    }
+    text = _mismatch_text(mismatch)
+    assert "BodyMismatch $.page: Actual map is missing has_more" in text
+    assert "StatusMismatch" in text
+    assert "expected 200 but was 500" in text
+
+
+def test_summary_lists_failures_and_skips() -> None:
+    verification = PactVerification(
+        "kki",
+        "http://staging",
+        Path("p.json"),
+        (
+            InteractionResult("a", (), "passed"),
+            InteractionResult("b", ("s",), "failed", "status 500"),
+            InteractionResult("c", ("s",), "skipped", "no state URL"),
+        ),
+    )
+    assert not verification.ok
+    assert verification.summary().splitlines() == [
+        "kki at http://staging: 1 passed, 1 failed, 1 skipped",
+        "  FAILED b: status 500",
+        "  skipped c: no state URL",
+    ]
