@@ -99,8 +99,31 @@ def test_test_provider_config_matches_realm_export(idp_config: dict[str, Any]) -
 def test_test_provider_roles_match_service_accounts(
     idp_config: dict[str, Any], realm: dict[str, Any]
 ) -> None:
-    users = {user["serviceAccountClientId"]: user for user in realm["users"]}
+    users = {
+        user["serviceAccountClientId"]: user
+        for user in realm["users"]
+        if "serviceAccountClientId" in user
+    }
     for client in idp_config["clients"]:
         user = users[client["clientId"]]
         assert client["realmRoles"] == user["realmRoles"]
         assert client["clientRoles"] == user["clientRoles"]
+
+
+def test_only_the_test_login_client_takes_passwords(realm: dict[str, Any]) -> None:
+    password_clients = [
+        client["clientId"] for client in realm["clients"] if client["directAccessGrantsEnabled"]
+    ]
+    assert password_clients == ["hf-test-login"]
+    login = clients_by_id(realm)["hf-test-login"]
+    assert login["serviceAccountsEnabled"] is False
+    assert login["secret"].startswith("dev-only-")
+
+
+def test_test_user_has_a_complete_profile(realm: dict[str, Any]) -> None:
+    # Keycloak 24+ refuses a password login ("Account is not fully set up") to a user whose
+    # profile lacks a required attribute: email, first name and last name by default.
+    (user,) = [u for u in realm["users"] if "serviceAccountClientId" not in u]
+    assert user["username"] == "hf-test-user"
+    assert all(user.get(attribute) for attribute in ("email", "firstName", "lastName"))
+    assert user["credentials"][0]["temporary"] is False
