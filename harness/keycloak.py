@@ -1,0 +1,389 @@
+"""A real Keycloak server (the distribution scripts/keycloak.sh fetched) as a process, with the
+realm export imported, and the few admin REST calls the tests need (keys, realms, clients).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from harness.processes import ManagedProcess, free_port
+
+REPO: Final = Path(__file__).resolve().parents[1]
+REALM_EXPORT: Final = REPO / "deploy" / "keycloak" / "healthforce-realm.json"
+VERSION_FILE: Final = REPO / "deploy" / "keycloak" / "keycloak-version"
+INSTALL_ROOT: Final = REPO / "var" / "keycloak"
+FETCH_SCRIPT: Final = "scripts/keycloak.sh"
+# Written by scripts/keycloak.sh once the unpacked server is built for start-dev.
+READY_STAMP: Final = ".hf-ready"
+REALM: Final = "healthforce"
+OIDC_PATH: Final = "/protocol/openid-connect"
+# A fresh H2 database plus the realm import: about 15 s on an idle 2-core machine, more when busy.
+START_TIMEOUT_S: Final = 240.0
+# Keycloak shuts down in a few seconds; past this its process group is killed.
+STOP_TIMEOUT_S: Final = 30.0
+HTTP_TIMEOUT_S: Final = 30.0
+# For test stacks only, like every secret in the realm export.
+ADMIN_USER: Final = "admin"
+ADMIN_PASSWORD: Final = "dev-only-admin-password-change-me"  # noqa: S105
+# The realm export's test-only login client and user (direct access grants).
+LOGIN_CLIENT: Final = "hf-test-login"
+TEST_USER: Final = "hf-test-user"
+KEY_PROVIDER_TYPE: Final = "org.keycloak.keys.KeyProvider"
+
+
+class KeycloakUnavailable(RuntimeError):
+    """The Keycloak distribution or a Java runtime is missing: the server cannot run."""
+
+
+class KeycloakRequestFailed(RuntimeError):
+    """Keycloak refused a request; the message has the status and its error."""
+
+
+def keycloak_version() -> str:
+    """The pinned version (deploy/keycloak/keycloak-version), or ``KEYCLOAK_VERSION``."""
+    return os.environ.get("KEYCLOAK_VERSION") or VERSION_FILE.read_text(encoding="utf-8").strip()
+
+
+def installed_home(version: str | None = None) -> Path:
+    """The unpacked, built distribution; `KeycloakUnavailable` saying what to run if missing."""
+    version = version or keycloak_version()
+    home = INSTALL_ROOT / f"keycloak-{version}"
+    if not (home / READY_STAMP).is_file():
+        raise KeycloakUnavailable(
+            f"Keycloak {version} is not installed under var/keycloak/; run {FETCH_SCRIPT} "
+            "(needs Maven and Java 17+; it fetches org.keycloak:keycloak-quarkus-dist from "
+            "Maven Central) and run the tests again"
+        )
+    return home
+
+
+def java_home() -> str:
+    """``JAVA_HOME`` if it holds a java, else the JDK of the ``java`` on PATH (17 here)."""
+    configured = os.environ.get("JAVA_HOME")
+    if configured and (Path(configured) / "bin" / "java").is_file():
+        return configured
+    java = shutil.which("java")
+    if java is None:
+        raise KeycloakUnavailable(
+            "Keycloak needs Java 17 or newer and no `java` is on PATH (nor JAVA_HOME set); "
+            "install a JDK (Debian: apt-get install -y openjdk-17-jdk-headless)"
+        )
+    return str(Path(java).resolve().parents[1])
+
+
+class KeycloakServer:
+    """``kc.sh start-dev`` on 127.0.0.1 with its own H2 database and the realm export imported.
+
+    Each server gets its own Keycloak home: a copy of ``bin/`` (kc.sh derives the home from its
+    own path), links to the shared read-only ``lib``, ``conf``, ``themes`` and ``providers``, and
+    a ``data/`` folder of its own (database, transaction log, imports). `stop()` keeps that
+    folder, so `start()` brings the same realm and keys back on the same port (same issuer).
+    """
+
+    def __init__(
+        self,
+        *,
+        realm_exports: Sequence[Path] = (REALM_EXPORT,),
+        port: int | None = None,
+        java_opts_heap: str | None = None,
+    ) -> None:
+        self.home = installed_home()
+        self.version = keycloak_version()
+        self.java_home = java_home()
+        self.realm_exports = tuple(realm_exports)
+        self.port = port or free_port()
+        self.management_port = free_port()
+        self.java_opts_heap = java_opts_heap
+        self._instance: Path | None = None
+        self._process: ManagedProcess | None = None
+        self.last_start_s: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def issuer(self, realm: str = REALM) -> str:
+        return f"{self.base_url}/realms/{realm}"
+
+    def discovery_url(self, realm: str = REALM) -> str:
+        return self.issuer(realm) + "/.well-known/openid-configuration"
+
+    def token_endpoint(self, realm: str = REALM) -> str:
+        return self.issuer(realm) + OIDC_PATH + "/token"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process and self._process.is_running() else None
+
+    def __enter__(self) -> KeycloakServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def start(self) -> KeycloakServer:
+        """Start and wait until the realm's discovery document answers (polled, no fixed sleep)."""
+        if self._process is not None and self._process.is_running():
+            return self
+        instance = self._instance_home()
+        env = {
+            "JAVA_HOME": self.java_home,
+            "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
+            "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        }
+        if self.java_opts_heap is not None:
+            env["JAVA_OPTS_KC_HEAP"] = self.java_opts_heap
+        argv = [
+            str(instance / "bin" / "kc.sh"),
+            "start-dev",
+            "--http-host=127.0.0.1",
+            f"--http-port={self.port}",
+            f"--http-management-port={self.management_port}",
+            # The H2 file database of start-dev lives in this server's own data/ folder.
+            "--import-realm",
+        ]
+        if self._process is not None:
+            self._process.close()
+        started = time.monotonic()
+        self._process = ManagedProcess(f"keycloak-{self.port}", argv, env=env).start()
+        self._process.wait_http(self.discovery_url(), timeout_s=START_TIMEOUT_S)
+        self.last_start_s = time.monotonic() - started
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (its whole process group); its data stays for a later `start()`."""
+        if self._process is not None:
+            self._process.stop(timeout_s=STOP_TIMEOUT_S)
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+        if self._instance is not None:
+            shutil.rmtree(self._instance, ignore_errors=True)
+            self._instance = None
+
+    def output(self, tail: int = 8000) -> str:
+        return self._process.output(tail) if self._process else ""
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server's process group (kc.sh and its JVM), from /proc."""
+        if self._process is None or not self._process.is_running():
+            return 0
+        group = os.getpgid(self._process.pid)
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) != group:
+                    continue
+                status = (entry / "status").read_text(encoding="ascii")
+            except (OSError, ProcessLookupError):
+                continue  # the process ended while we looked
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
+    # Tokens ---------------------------------------------------------------------------------
+
+    def token_response(
+        self, form: Mapping[str, str], *, client_id: str, secret: str, realm: str = REALM
+    ) -> httpx.Response:
+        return httpx.post(
+            self.token_endpoint(realm),
+            data=dict(form),
+            auth=(client_id, secret),
+            timeout=HTTP_TIMEOUT_S,
+        )
+
+    def client_credentials(
+        self,
+        client_id: str,
+        secret: str,
+        scopes: Sequence[str] = (),
+        *,
+        realm: str = REALM,
+    ) -> dict[str, Any]:
+        """The token endpoint's answer to a client-credentials grant."""
+        form = {"grant_type": "client_credentials"}
+        if scopes:
+            form["scope"] = " ".join(scopes)
+        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
+
+    def password_grant(
+        self,
+        client_id: str,
+        secret: str,
+        username: str,
+        password: str,
+        *,
+        scope: str = "openid",
+        realm: str = REALM,
+    ) -> dict[str, Any]:
+        """The answer to a direct access grant: access, ID (with ``openid``) and refresh token."""
+        form = {
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+            "scope": scope,
+        }
+        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
+
+    def admin(self) -> KeycloakAdmin:
+        return KeycloakAdmin(self.base_url, ADMIN_USER, ADMIN_PASSWORD)
+
+    def _instance_home(self) -> Path:
+        if self._instance is not None:
+            return self._instance
+        instance = Path(tempfile.mkdtemp(prefix="hf-keycloak-"))
+        shutil.copytree(self.home / "bin", instance / "bin")
+        for shared in ("lib", "conf", "providers", "themes", "version.txt"):
+            (instance / shared).symlink_to(self.home / shared)
+        imports = instance / "data" / "import"
+        imports.mkdir(parents=True)
+        for export in self.realm_exports:
+            # Keycloak imports every *.json here; one file per realm, named after it.
+            realm = json.loads(export.read_text(encoding="utf-8"))["realm"]
+            shutil.copyfile(export, imports / f"{realm}-realm.json")
+        self._instance = instance
+        return instance
+
+
+class KeycloakAdmin:
+    """Keycloak's admin REST API, as the bootstrap admin of the master realm."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self.base_url = base_url
+        self._username = username
+        self._password = password
+        self._http = httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> KeycloakAdmin:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _headers(self) -> dict[str, str]:
+        # Admin tokens live 60 s: a new one per call costs a few ms and never goes stale.
+        answer = self._http.post(
+            "/realms/master" + OIDC_PATH + "/token",
+            data={
+                "grant_type": "password",
+                "client_id": "admin-cli",
+                "username": self._username,
+                "password": self._password,
+            },
+        )
+        return {"Authorization": f"Bearer {_ok_json(answer)['access_token']}"}
+
+    def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        response = self._http.request(
+            method, "/admin/realms" + path, json=body, headers=self._headers()
+        )
+        if not response.is_success:
+            raise KeycloakRequestFailed(
+                f"{method} /admin/realms{path}: HTTP {response.status_code} {response.text[:300]}"
+            )
+        return response
+
+    def realm(self, realm: str = REALM) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", f"/{realm}").json()
+        return body
+
+    def create_realm(self, representation: Mapping[str, Any]) -> None:
+        self._request("POST", "", dict(representation))
+
+    def realm_keys(self, realm: str = REALM) -> list[dict[str, Any]]:
+        """The realm's keys (kid, algorithm, status ACTIVE/PASSIVE, providerId ...)."""
+        keys: list[dict[str, Any]] = self._request("GET", f"/{realm}/keys").json()["keys"]
+        return keys
+
+    def key_providers(self, realm: str = REALM) -> list[dict[str, Any]]:
+        providers: list[dict[str, Any]] = self._request(
+            "GET", f"/{realm}/components?type={KEY_PROVIDER_TYPE}"
+        ).json()
+        return providers
+
+    def add_rsa_key(
+        self,
+        name: str,
+        *,
+        priority: int,
+        realm: str = REALM,
+        private_key_pem: str | None = None,
+        active: bool = True,
+    ) -> str:
+        """A new RS256 key provider (generated, or the given key); returns its component id."""
+        config: dict[str, list[str]] = {
+            "priority": [str(priority)],
+            "enabled": ["true"],
+            "active": ["true" if active else "false"],
+            "algorithm": ["RS256"],
+        }
+        if private_key_pem is None:
+            provider = "rsa-generated"
+            config["keySize"] = ["2048"]
+        else:
+            provider = "rsa"
+            config["privateKey"] = [private_key_pem]
+        response = self._request(
+            "POST",
+            f"/{realm}/components",
+            {
+                "name": name,
+                "providerId": provider,
+                "providerType": KEY_PROVIDER_TYPE,
+                "parentId": self.realm(realm)["id"],
+                "config": config,
+            },
+        )
+        # 201 Created with the new component's URL; its id is the last path segment.
+        return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+
+    def set_key_active(self, component_id: str, active: bool, *, realm: str = REALM) -> None:
+        """Make a key provider active (signs) or passive (still published, verifies only)."""
+        component: dict[str, Any] = self._request(
+            "GET", f"/{realm}/components/{component_id}"
+        ).json()
+        component["config"]["active"] = ["true" if active else "false"]
+        self._request("PUT", f"/{realm}/components/{component_id}", component)
+
+    def client(self, client_id: str, *, realm: str = REALM) -> dict[str, Any]:
+        found: list[dict[str, Any]] = self._request(
+            "GET", f"/{realm}/clients?clientId={client_id}"
+        ).json()
+        if len(found) != 1:
+            raise KeycloakRequestFailed(f"realm {realm} has no client {client_id}")
+        return found[0]
+
+    def set_client_attributes(
+        self, client_id: str, attributes: Mapping[str, str], *, realm: str = REALM
+    ) -> None:
+        client = self.client(client_id, realm=realm)
+        client["attributes"] = {**client.get("attributes", {}), **attributes}
+        self._request("PUT", f"/{realm}/clients/{client['id']}", client)
+
+
+def _ok_json(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code != 200:
+        raise KeycloakRequestFailed(
+            f"{response.request.method} {response.request.url.path}: HTTP "
+            f"{response.status_code} {response.text[:300]}"
+        )
+    body: dict[str, Any] = response.json()
+    return body
