@@ -17,12 +17,16 @@ bootstrap: ## Create the virtualenv, install the project and the Node tools (ide
 services: bootstrap ## Make sure PostgreSQL and RabbitMQ run for the tests (installs/starts them as root, or uses TEST_DATABASE_URL / TEST_BROKER_URL)
 	@$(PY) -m harness.services up
 
+.PHONY: keycloak
+keycloak: ## Fetch the pinned Keycloak server with Maven and unpack it under var/keycloak (idempotent)
+	@./scripts/keycloak.sh >/dev/null
+
 .PHONY: demo
 demo: bootstrap ## The main job: bring the harness up on the embedded default and show it working
 	@$(PY) -m harness.demo
 
 .PHONY: test
-test: bootstrap services lint typecheck ## Run every test (unit, integration, contract, fuzz) — what CI runs
+test: bootstrap services keycloak lint typecheck ## Run every test (unit, integration, contract, fuzz) — what CI runs
 	@$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: fuzz
