@@ -32,6 +32,8 @@ PACT_DIR: Final = Path(__file__).resolve().parents[1] / "contracts" / "pacts"
 # The description of a webhook event's message interaction; the type is how a source finds it.
 MESSAGE_DESCRIPTION: Final = "a {type} webhook event"
 _MESSAGE_DESCRIPTION: Final = re.compile(r"^a (?P<type>[a-z_]+\.[a-z_]+) webhook event$")
+# What the verifier's JSON report says of an interaction that verified.
+PASSED_RESULTS: Final = frozenset({"OK", "Success"})
 STATE_TIMEOUT_S: Final = 30.0
 EVENT_TIMEOUT_S: Final = 20.0
 
@@ -198,12 +200,11 @@ def _results(
             # The verifier never reached it (e.g. it stopped early): that is not a pass.
             detail = _first_error(report) or "the verifier reported no result for it"
             results.append(InteractionResult(description, states, "failed", detail))
-        elif entry.get("result") == "Success" or not entry.get("mismatch"):
+        elif entry.get("result") in PASSED_RESULTS:
             results.append(InteractionResult(description, states, "passed"))
         else:
-            results.append(
-                InteractionResult(description, states, "failed", _mismatch_text(entry["mismatch"]))
-            )
+            detail = _mismatch_text(entry.get("mismatch")) or f"result {entry.get('result')!r}"
+            results.append(InteractionResult(description, states, "failed", detail))
     return results
 
 
@@ -216,6 +217,8 @@ def _first_error(report: Mapping[str, Any]) -> str:
 
 def _mismatch_text(mismatch: Any) -> str:
     """One readable paragraph from the verifier's mismatch object."""
+    if mismatch is None:
+        return ""
     if not isinstance(mismatch, Mapping):
         return str(mismatch)
     parts: list[str] = []

@@ -108,6 +108,7 @@ def test_committed_pacts_are_what_the_consumer_tests_write(tmp_path: Path) -> No
 # -- every port method is in the pacts ------------------------------------------------------
 
 
+@cache
 def operations(provider: str) -> list[tuple[str, re.Pattern[str], str]]:
     """(method, path pattern, operationId) of every operation in the provider's contract."""
     with (CONTRACTS_DIR / SPEC_FILES[provider]).open(encoding="utf-8") as fh:
