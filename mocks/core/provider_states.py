@@ -146,9 +146,17 @@ class ProviderStates:
                     errors=errors,
                 )
         store = self.runtime.store(collection)
+        keys = [store.key_of(doc) for doc in documents]
+        if len(set(keys)) != len(keys):
+            raise MockProblem(
+                422,
+                "params.documents has two documents with the same key",
+                errors=[FieldError("body", "params.documents", "duplicate key")],
+            )
         for key in [store.key_of(doc) for doc in store.documents()]:
             self.runtime.delete_record(collection, key)
-        keys = [store.key_of(self.runtime.create_record(collection, doc)) for doc in documents]
+        for doc in documents:
+            self.runtime.create_record(collection, doc)
         return {"keys": keys}
 
     def _records_follow_cursor(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -88,6 +88,21 @@ def test_only_these_records_exist_refuses_an_invalid_document_without_change(
     assert len(kki_runtime.store("registrations")) == before
 
 
+def test_only_these_records_exist_refuses_two_documents_with_one_key(
+    kki: ProviderStates, kki_runtime: MockRuntime
+) -> None:
+    before = len(kki_runtime.store("registrations"))
+    first, _ = two_new_registrations(kki_runtime)
+    with pytest.raises(MockProblem) as raised:
+        kki.apply(
+            "only these records exist",
+            {"collection": "registrations", "documents": [first, first]},
+            "setup",
+        )
+    assert raised.value.status == 422
+    assert len(kki_runtime.store("registrations")) == before
+
+
 def test_records_follow_a_cursor_lists_exactly_the_last_records(
     kki: ProviderStates, kki_runtime: MockRuntime
 ) -> None:
