@@ -38,6 +38,7 @@ class ProviderStates:
             "no record has the NIK": self._no_record_has_nik,
             "requests are rate limited": self._rate_limited,
             "an access token is issued": self._access_token_issued,
+            "the client credentials are valid": self._client_credentials_valid,
         }
 
     @property
@@ -224,6 +225,17 @@ class ProviderStates:
                 400, str(exc), errors=[FieldError("body", "params.route", str(exc))]
             ) from exc
         return {"fault_id": rule.id}
+
+    def _client_credentials_valid(self, params: dict[str, Any]) -> dict[str, Any]:
+        # The mock's credentials are fixed at start: the state only confirms the pact's client
+        # is one of them, so a pact written for other credentials fails here, not later.
+        client_id = self._param(params, "client_id")
+        credentials = self.runtime.settings.credentials
+        if self.runtime.system.token_scopes(client_id, credentials) is None:
+            raise MockProblem(
+                409, f"the {self.runtime.system.name} mock has no client {client_id!r}"
+            )
+        return {"client_id": client_id}
 
     def _access_token_issued(self, params: dict[str, Any]) -> dict[str, Any]:
         credentials = self.runtime.settings.credentials

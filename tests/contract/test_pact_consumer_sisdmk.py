@@ -49,6 +49,7 @@ def with_token(pact: Pact) -> Pact:
     """The token request the client makes before its first call."""
     (
         pact.upon_receiving("a request for an access token")
+        .given("the client credentials are valid", {"client_id": SISDMK_CLIENT_ID})
         .with_request("POST", TOKEN_PATH)
         .with_query_parameter("grant_type", "client_credentials")
         .with_body(token_form(SISDMK_CLIENT_SECRET), content_type=FORM)

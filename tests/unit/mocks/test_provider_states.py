@@ -208,6 +208,18 @@ def test_an_access_token_is_issued_gives_a_live_token(
     assert "workforce:read" in issued.scopes
 
 
+def test_client_credentials_are_valid_only_for_the_mocks_clients(
+    sisdmk: ProviderStates,
+) -> None:
+    confirmed = sisdmk.apply(
+        "the client credentials are valid", {"client_id": "sisdmk-dev-client"}, "setup"
+    )
+    assert confirmed == {"client_id": "sisdmk-dev-client"}
+    with pytest.raises(MockProblem) as raised:
+        sisdmk.apply("the client credentials are valid", {"client_id": "someone"}, "setup")
+    assert raised.value.status == 409
+
+
 def test_an_access_token_is_issued_refuses_on_kki(kki: ProviderStates) -> None:
     with pytest.raises(MockProblem) as raised:
         kki.apply("an access token is issued", {"client_id": "anyone"}, "setup")
