@@ -105,7 +105,9 @@ def pact_interactions(path: Path) -> list[dict[str, Any]]:
         raise PactVerificationError(f"no pact file {path}") from None
     except (OSError, ValueError) as exc:
         raise PactVerificationError(f"cannot read the pact file {path}: {exc}") from None
-    interactions: list[dict[str, Any]] = document.get("interactions") or []
+    interactions = document.get("interactions") if isinstance(document, dict) else None
+    if not isinstance(interactions, list):
+        raise PactVerificationError(f"{path} is not a pact file (no interactions list)")
     return interactions
 
 
@@ -161,23 +163,23 @@ def verify_pacts(
     verifier = Verifier(provider, host=host).add_source(path)
     verifier.set_request_timeout(int(request_timeout_s * 1000))
     verifier.set_coloured_output(enabled=False)
-    if is_messages:
-        assert messages is not None
+    if messages is not None and is_messages:
         verifier.message_handler(_message_handler(messages))
     else:
         verifier.add_transport(url=base_url)
     if state_url is None:
         verifier.filter(no_state=True)
-    proxy: AbstractContextManager[str | None] = (
+    proxy: AbstractContextManager[StateProxy | None] = (
         _state_proxy(state_url) if state_url is not None else nullcontext(None)
     )
-    with proxy as proxy_url:
-        if proxy_url is not None:
-            verifier.state_handler(proxy_url, teardown=False, body=True)
+    with proxy as state_proxy:
+        if state_proxy is not None:
+            verifier.state_handler(state_proxy.url, teardown=False, body=True)
         # A failed verification raises; the per-interaction results below say which and why.
         with suppress(RuntimeError):
             verifier.verify()
-    verified = _results(verifier.results, to_verify)
+    state_failures = state_proxy.failures if state_proxy is not None else {}
+    verified = _results(verifier.results, to_verify, state_failures)
     return PactVerification(
         provider,
         base_url,
@@ -188,7 +190,9 @@ def verify_pacts(
 
 
 def _results(
-    report: Mapping[str, Any], interactions: list[dict[str, Any]]
+    report: Mapping[str, Any],
+    interactions: list[dict[str, Any]],
+    state_failures: Mapping[str, str],
 ) -> list[InteractionResult]:
     by_description = {str(r.get("description")): r for r in report.get("interactionResults") or []}
     results: list[InteractionResult] = []
@@ -204,6 +208,11 @@ def _results(
             results.append(InteractionResult(description, states, "passed"))
         else:
             detail = _mismatch_text(entry.get("mismatch")) or f"result {entry.get('result')!r}"
+            why = [
+                f"{state!r} {state_failures[state]}" for state in states if state in state_failures
+            ]
+            if why and "state change" in detail:
+                detail = f"{detail}: {'; '.join(why)}"
             results.append(InteractionResult(description, states, "failed", detail))
     return results
 
@@ -238,20 +247,31 @@ def _mismatch_text(mismatch: Any) -> str:
 # -- provider states ------------------------------------------------------------------------
 
 
+@dataclass
+class StateProxy:
+    """Where the verifier sends state changes, and why set-ups failed, by state name."""
+
+    url: str
+    failures: dict[str, str] = field(default_factory=dict)
+
+
 @contextmanager
-def _state_proxy(state_url: str, timeout_s: float = STATE_TIMEOUT_S) -> Iterator[str]:
+def _state_proxy(state_url: str, timeout_s: float = STATE_TIMEOUT_S) -> Iterator[StateProxy]:
     """A local state-change endpoint that forwards to `state_url` and answers its values flat.
 
     The verifier reads `fromProviderState` values from the top level of the answer; the mocks
-    answer them under ``result``, so the proxy lifts them.
+    answer them under ``result``, so the proxy lifts them. The verifier only says that a set-up
+    failed, so the proxy keeps what the state URL answered.
     """
     client = httpx.Client(timeout=timeout_s, follow_redirects=False)
+    failures: dict[str, str] = {}
 
     class Forward(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
-            if not _names_a_state(body):
+            state = _state_named(body)
+            if state is None:
                 # The verifier's generic set-up around an interaction with no state: no-op.
                 self._reply(200, {})
                 return
@@ -260,16 +280,18 @@ def _state_proxy(state_url: str, timeout_s: float = STATE_TIMEOUT_S) -> Iterator
                     state_url, content=body, headers={"Content-Type": "application/json"}
                 )
             except httpx.HTTPError as exc:
-                self._reply(502, {"error": f"state URL unreachable ({type(exc).__name__})"})
+                self._refuse(state, f"the state URL is unreachable ({type(exc).__name__})")
                 return
             if not answer.is_success:
-                # The verifier shows this text as the interaction's failure.
-                self._reply(
-                    500,
-                    {"error": f"state set-up answered {answer.status_code}: {answer.text[:500]}"},
-                )
+                self._refuse(state, f"answered {answer.status_code}: {answer.text[:500]}")
                 return
             self._reply(200, _state_values(answer))
+
+        def _refuse(self, state: str, why: str) -> None:
+            failures[state] = why
+            # A 4xx: the verifier retries a 5xx for about two minutes, which a set-up the
+            # provider refuses (or a URL that is down) would not survive anyway.
+            self._reply(400, {"error": why})
 
         def _reply(self, status: int, document: Mapping[str, Any]) -> None:
             payload = json.dumps(document).encode()
@@ -286,19 +308,22 @@ def _state_proxy(state_url: str, timeout_s: float = STATE_TIMEOUT_S) -> Iterator
     thread = threading.Thread(target=server.serve_forever, name="pact-state-proxy", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/provider-states"
+        yield StateProxy(f"http://127.0.0.1:{server.server_port}/provider-states", failures)
     finally:
         server.shutdown()
         server.server_close()
         client.close()
 
 
-def _names_a_state(body: bytes) -> bool:
+def _state_named(body: bytes) -> str | None:
+    """The state a change request names; None for the verifier's nameless generic set-up."""
     try:
         request = json.loads(body)
     except ValueError:
-        return True  # let the state URL say what is wrong with it
-    return not isinstance(request, dict) or bool(request.get("state"))
+        return "(unparseable state change)"  # let the state URL say what is wrong with it
+    if not isinstance(request, dict):
+        return "(unparseable state change)"
+    return str(request["state"]) if request.get("state") else None
 
 
 def _state_values(answer: httpx.Response) -> dict[str, Any]:

@@ -6,9 +6,12 @@ events the mocks really deliver. A mock that drifts from what the adapter expect
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -152,3 +155,18 @@ def test_message_pact_without_an_event_source_is_skipped_with_the_reason(
     assert {r.detail for r in verification.skipped} == {
         "no source of the provider's webhook events was given"
     }
+
+
+def test_state_the_mock_does_not_know_fails_fast_with_the_mocks_reason(
+    kki: RunningMock, tmp_path: Path
+) -> None:
+    document = json.loads(pact_file("kki").read_text(encoding="utf-8"))
+    absent = "a request for a registration KKI does not hold"
+    document["interactions"] = [i for i in document["interactions"] if i["description"] == absent]
+    document["interactions"][0]["providerStates"][0]["name"] = "the moon is full"
+    (tmp_path / pact_file("kki").name).write_text(json.dumps(document), encoding="utf-8")
+    started = time.monotonic()
+    verification = verify_pacts("kki", kki.url, state_url=kki.state_url, pact_dir=tmp_path)
+    assert [r.description for r in verification.failed] == [absent]
+    assert "unknown provider state 'the moon is full'" in verification.failed[0].detail
+    assert time.monotonic() - started < 30, "a refused state must not be retried for minutes"

@@ -110,16 +110,16 @@ def test_message_pact_without_a_source_skips_every_event() -> None:
 
 def test_state_proxy_forwards_and_lifts_the_result(state_endpoint: StateEndpoint) -> None:
     change = {"state": "records follow a cursor", "params": {"collection": "c"}, "action": "setup"}
-    with _state_proxy(state_endpoint.url) as proxy_url:
-        answer = httpx.post(proxy_url, json=change, timeout=10)
+    with _state_proxy(state_endpoint.url) as proxy:
+        answer = httpx.post(proxy.url, json=change, timeout=10)
     assert answer.status_code == 200
     assert answer.json() == {"cursor": "abc"}
     assert state_endpoint.received == [change]
 
 
 def test_state_proxy_answers_the_generic_setup_itself(state_endpoint: StateEndpoint) -> None:
-    with _state_proxy(state_endpoint.url) as proxy_url:
-        answer = httpx.post(proxy_url, json={"state": "", "action": "setup"}, timeout=10)
+    with _state_proxy(state_endpoint.url) as proxy:
+        answer = httpx.post(proxy.url, json={"state": "", "action": "setup"}, timeout=10)
     assert (answer.status_code, answer.json()) == (200, {})
     assert state_endpoint.received == []
 
@@ -127,12 +127,13 @@ def test_state_proxy_answers_the_generic_setup_itself(state_endpoint: StateEndpo
 def test_state_proxy_reports_a_refused_state_as_a_failure() -> None:
     endpoint = StateEndpoint(status=400)
     try:
-        with _state_proxy(endpoint.url) as proxy_url:
-            answer = httpx.post(proxy_url, json={"state": "the moon is full"}, timeout=10)
+        with _state_proxy(endpoint.url) as proxy:
+            answer = httpx.post(proxy.url, json={"state": "the moon is full"}, timeout=10)
     finally:
         endpoint.close()
-    assert answer.status_code == 500
+    assert answer.status_code == 400  # a 4xx, so the verifier does not retry for minutes
     assert "unknown provider state" in answer.json()["error"]
+    assert "unknown provider state" in proxy.failures["the moon is full"]
 
 
 def test_event_type_is_read_from_the_message_description() -> None:
