@@ -95,8 +95,10 @@ class KeycloakServer:
         realm_exports: Sequence[Path] = (REALM_EXPORT,),
         port: int | None = None,
         java_opts_heap: str | None = None,
+        home: Path | None = None,
     ) -> None:
-        self.home = installed_home()
+        # `home`: another unpacked distribution (the benchmark's fresh, not yet built unpack).
+        self.home = home if home is not None else installed_home()
         self.version = keycloak_version()
         self.java_home = java_home()
         self.realm_exports = tuple(realm_exports)
@@ -307,6 +309,14 @@ class KeycloakAdmin:
 
     def create_realm(self, representation: Mapping[str, Any]) -> None:
         self._request("POST", "", dict(representation))
+
+    def create_user(
+        self, username: str, password: str, *, realm: str = REALM, **profile: str
+    ) -> None:
+        """An enabled user with a permanent password; `profile` sets email, firstName ..."""
+        credential = {"type": "password", "value": password, "temporary": False}
+        user = {"username": username, "enabled": True, "credentials": [credential], **profile}
+        self._request("POST", f"/{realm}/users", user)
 
     def realm_keys(self, realm: str = REALM) -> list[dict[str, Any]]:
         """The realm's keys (kid, algorithm, status ACTIVE/PASSIVE, providerId ...)."""
