@@ -7,15 +7,13 @@ Pacts go to a fresh directory per session (`HF_PACT_OUTPUT_DIR` overrides it, wh
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pact import Pact
 
-from tests.contract.pact_support import CONSUMER
-
-PactFactory = Callable[[str], Pact]
+from tests.contract.pact_support import CONSUMER, PactFactory
 
 
 @pytest.fixture(scope="session")

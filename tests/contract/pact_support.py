@@ -8,12 +8,13 @@ except for what the adapter relies on exactly (the record's key, paging flags, e
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Final
 
 import httpx
 import yaml
-from pact import generate, match
+from pact import Pact, generate, match
 from prometheus_client import CollectorRegistry
 
 from adapter.clients import (
@@ -27,6 +28,9 @@ from adapter.clients.contract import CONTRACTS_DIR
 from conformance.pacts import CONSUMER, PROVIDERS
 
 __all__ = ["CONSUMER", "PROVIDERS"]
+
+# `new_pact(provider)` (the fixture): a pact whose interactions are written after the test.
+PactFactory = Callable[[str], Pact]
 
 KKI_TOKEN: Final = "kki-dev-token"
 SISDMK_CLIENT_ID: Final = "sisdmk-dev-client"

@@ -10,11 +10,11 @@ import datetime as dt
 import pytest
 
 from adapter.clients import AuthenticationFailed, NotFound, UpstreamRateLimited
-from tests.contract.conftest import PactFactory
 from tests.contract.pact_support import (
     EXAMPLE_INSTANT,
     KKI_TOKEN,
     UNKNOWN_NIK,
+    PactFactory,
     from_state,
     kki_client,
     page,

@@ -14,13 +14,13 @@ import pytest
 from pact import Pact, match
 
 from adapter.clients import AuthenticationFailed, NotFound, UpstreamRateLimited
-from tests.contract.conftest import PactFactory
 from tests.contract.pact_support import (
     EXAMPLE_ACCESS_TOKEN,
     EXAMPLE_INSTANT,
     SISDMK_CLIENT_ID,
     SISDMK_CLIENT_SECRET,
     UNKNOWN_NIK,
+    PactFactory,
     facilities,
     from_state,
     health_workers,

@@ -15,8 +15,7 @@ from pact import match
 
 from adapter.webhooks.envelope import FACILITY_EVENT, parse_envelope
 from conformance.pacts import MESSAGE_DESCRIPTION
-from tests.contract.conftest import PactFactory
-from tests.contract.pact_support import EXAMPLE_INSTANT, RFC3339_UTC, event_types
+from tests.contract.pact_support import EXAMPLE_INSTANT, RFC3339_UTC, PactFactory, event_types
 
 pytestmark = pytest.mark.contract
 
