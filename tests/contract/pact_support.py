@@ -2,7 +2,7 @@
 the pacts ask the providers for, and matchers built from them.
 
 Records come from the examples in contracts/openapi/*.yaml; a response matches one by type,
-except for what the adapter relies on exactly (the record's key, paging flags, envelope status).
+except for what the adapter relies on exactly (the record's key, the paging flags).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _shaped(value: Any, key: str | None = None) -> Any:
 def page(limit: int, *, more: bool) -> dict[str, Any]:
     """The `page` object: whether there is more and the cursor are what paging relies on."""
     return {
-        "limit": limit,
+        "limit": match.int(limit),
         "next_cursor": match.like("WyIyMDI2LTAxLTMxVDA4OjAwOjAwLjAwMDAwMFoiLCJRWjAwMSJd")
         if more
         else None,

@@ -83,8 +83,8 @@ def bearer() -> Any:
 
 
 def envelope(data: Any, **extra: Any) -> dict[str, Any]:
-    """SISDMK's answer envelope; the client relies on `status` 200 and on `data`."""
-    return {"status": 200, "message": match.like("OK"), "data": data, **extra}
+    """SISDMK's answer envelope: the client takes `data`; the status is a 2xx number."""
+    return {"status": match.int(200), "message": match.like("OK"), "data": data, **extra}
 
 
 def only(collection: dict[str, str], documents: list[dict[str, Any]]) -> dict[str, Any]:
