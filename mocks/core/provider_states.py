@@ -39,6 +39,7 @@ class ProviderStates:
             "requests are rate limited": self._rate_limited,
             "an access token is issued": self._access_token_issued,
             "the client credentials are valid": self._client_credentials_valid,
+            "the API token is valid": self._api_token_valid,
         }
 
     @property
@@ -236,6 +237,15 @@ class ProviderStates:
                 409, f"the {self.runtime.system.name} mock has no client {client_id!r}"
             )
         return {"client_id": client_id}
+
+    def _api_token_valid(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Like the client credentials: fixed at start, so the state only confirms the token.
+        token = self._param(params, "api_token")
+        credentials = self.runtime.settings.credentials
+        known = {credentials.get("api_token"), credentials.get("readonly_token")} - {None}
+        if token not in known:
+            raise MockProblem(409, f"the {self.runtime.system.name} mock accepts no such API token")
+        return {}
 
     def _access_token_issued(self, params: dict[str, Any]) -> dict[str, Any]:
         credentials = self.runtime.settings.credentials

@@ -28,6 +28,8 @@ PROVIDER = "kki"
 COLLECTION: dict[str, object] = {"collection": "registrations"}
 JSON = "application/json"
 AUTH = {"X-API-Key": KKI_TOKEN}
+TOKEN_STATE = "the API token is valid"
+TOKEN_PARAMS: dict[str, object] = {"api_token": KKI_TOKEN}
 EXAMPLE_CURSOR = "WyIyMDI2LTAxLTMxVDA4OjAwOjAwLjAwMDAwMFoiLCJRWjAwMDExMjM0NTY3ODkwIl0"
 
 
@@ -41,6 +43,7 @@ def test_first_page_of_registrations_has_a_cursor_when_more_follow(new_pact: Pac
     (
         pact.upon_receiving("a request for the first page of registrations")
         .given("only these records exist", only_registrations())
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("GET", "/v1/registrations")
         .with_headers(AUTH)
         .with_query_parameter("limit", "1")
@@ -61,6 +64,7 @@ def test_page_after_a_cursor_ends_the_listing(new_pact: PactFactory) -> None:
         pact.upon_receiving("a request for the page after a cursor")
         .given("only these records exist", only_registrations())
         .given("records follow a cursor", {**COLLECTION, "remaining": 1})
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("GET", "/v1/registrations")
         .with_headers(AUTH)
         .with_query_parameter("limit", "100")
@@ -84,6 +88,7 @@ def test_registrations_updated_since_a_moment_are_only_the_changed_ones(
         pact.upon_receiving("a request for registrations updated since a moment")
         .given("only these records exist", only_registrations())
         .given("a record changed after a moment", {**COLLECTION, "key": changed["str_number"]})
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("GET", "/v1/registrations")
         .with_headers(AUTH)
         .with_query_parameter("limit", "100")
@@ -107,6 +112,7 @@ def test_registrations_updated_since_the_newest_change_are_none(new_pact: PactFa
         pact.upon_receiving("a request for registrations updated since the newest change")
         .given("only these records exist", only_registrations())
         .given("nothing changed after the newest record", COLLECTION)
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("GET", "/v1/registrations")
         .with_headers(AUTH)
         .with_query_parameter("limit", "100")
@@ -125,6 +131,7 @@ def test_registration_by_str_number_is_the_whole_record(new_pact: PactFactory) -
     (
         pact.upon_receiving("a request for a registration by STR number")
         .given("only these records exist", only_registrations())
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("GET", f"/v1/registrations/{record['str_number']}")
         .with_headers(AUTH)
         .will_respond_with(200)
@@ -142,6 +149,7 @@ def test_registration_by_unknown_str_number_is_not_found(new_pact: PactFactory) 
     (
         pact.upon_receiving("a request for a registration KKI does not hold")
         .given("record is absent", {**COLLECTION, "key": unknown})
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("GET", f"/v1/registrations/{unknown}")
         .with_headers(AUTH)
         .will_respond_with(404)
@@ -161,6 +169,7 @@ def test_lookup_by_nik_returns_the_persons_registrations(new_pact: PactFactory) 
     (
         pact.upon_receiving("a look-up of a person's registrations by NIK")
         .given("only these records exist", only_registrations())
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("POST", "/v1/registrations/lookup")
         .with_headers(AUTH)
         .with_body({"nik": record["nik"]}, content_type=JSON)
@@ -177,6 +186,7 @@ def test_lookup_by_nik_nobody_has_is_not_found(new_pact: PactFactory) -> None:
     (
         pact.upon_receiving("a look-up by a NIK no registration carries")
         .given("no record has the NIK", {**COLLECTION, "nik": UNKNOWN_NIK})
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("POST", "/v1/registrations/lookup")
         .with_headers(AUTH)
         .with_body({"nik": UNKNOWN_NIK}, content_type=JSON)
@@ -214,6 +224,7 @@ def test_rate_limited_listing_carries_retry_after(new_pact: PactFactory) -> None
     (
         pact.upon_receiving("a request for registrations while rate limited")
         .given("requests are rate limited", {"route": "listRegistrations", "retry_after_s": 7})
+        .given(TOKEN_STATE, TOKEN_PARAMS)
         .with_request("GET", "/v1/registrations")
         .with_headers(AUTH)
         .with_query_parameter("limit", "100")

@@ -220,6 +220,13 @@ def test_client_credentials_are_valid_only_for_the_mocks_clients(
     assert raised.value.status == 409
 
 
+def test_api_token_is_valid_only_for_the_mocks_tokens(kki: ProviderStates) -> None:
+    assert kki.apply("the API token is valid", {"api_token": "kki-dev-token"}, "setup") == {}
+    with pytest.raises(MockProblem) as raised:
+        kki.apply("the API token is valid", {"api_token": "guessed"}, "setup")
+    assert raised.value.status == 409
+
+
 def test_an_access_token_is_issued_refuses_on_kki(kki: ProviderStates) -> None:
     with pytest.raises(MockProblem) as raised:
         kki.apply("an access token is issued", {"client_id": "anyone"}, "setup")
