@@ -139,6 +139,8 @@ class EventProcessor:
             return self._commit(event, "ignored", None)
         if self._stored_version(event) >= event.resource_version:
             # The store already holds this version or a newer one (a late or duplicate event).
+            # Only saves a fetch: the upsert re-checks the version under the row's lock, since
+            # another thread or a sync page may store a newer one before this commits.
             return self._commit(event, "superseded", None)
         document = self._fetch(event)
         return self._commit(event, None, document)

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from adapter.errors import AdapterError
@@ -50,14 +50,17 @@ WORKER_PERSONAL_COLUMNS: Final = (
 )
 _NIK: Final = "nik"
 _PAYLOAD: Final = "payload"
+_Query = TypeVar("_Query", bound=Select[Any])
 
 
 class UpsertResult(enum.StrEnum):
-    """What an upsert did; a batch sync counts these."""
+    """What an upsert did; a batch sync counts these (superseded with unchanged)."""
 
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    # The store holds a newer version than the document: nothing was written.
+    SUPERSEDED = "superseded"
 
 
 class IdentityConflictError(AdapterError):
@@ -178,6 +181,12 @@ class HealthWorkerRepository:
     Upserts stage rows in the session and leave the flush to the caller's commit (one batched
     INSERT per table per page). A batch sync first calls `prefetch_sisdmk` / `prefetch_kki`
     with the page so that the upserts find stored rows without a query per document.
+
+    Versions never go backwards: every stored row an upsert may write is read under a lock
+    held until the caller's commit (PostgreSQL: ``SELECT … FOR UPDATE``, registrations before
+    workers; SQLite: the database's write lock, taken before the first read), so the version
+    compared with the document's is the one the write replaces. A document older than the
+    stored row is `UpsertResult.SUPERSEDED` and writes nothing, children included.
     """
 
     def __init__(self, session: Session, cipher: FieldCipher, blind_index: BlindIndex) -> None:
@@ -192,6 +201,7 @@ class HealthWorkerRepository:
         """Load the workers (and their registrations and open findings) SISDMK `docs` touch."""
         ids = {uuid.UUID(str(doc["worker_id"])) for doc in docs if _has(doc, "worker_id")}
         niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
+        self._begin_write()
         self._load_workers(ids, niks)
 
     def prefetch_kki(self, docs: Sequence[Mapping[str, Any]]) -> None:
@@ -199,8 +209,13 @@ class HealthWorkerRepository:
         numbers = {str(doc["str_number"]) for doc in docs if _has(doc, "str_number")}
         niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
         rows = self._rows
+        self._begin_write()
         for registration in self._session.scalars(
-            select(Registration).where(Registration.str_number.in_(numbers))
+            _locked(
+                select(Registration)
+                .where(Registration.str_number.in_(numbers))
+                .order_by(Registration.str_number)
+            )
         ):
             rows.by_str[registration.str_number] = registration
         rows.str_known |= numbers
@@ -210,8 +225,13 @@ class HealthWorkerRepository:
         rows = self._rows
         workers = list(
             self._session.scalars(
-                select(HealthWorker).where(
-                    HealthWorker.sisdmk_worker_id.in_(sisdmk_ids) | HealthWorker.nik_bidx.in_(niks)
+                _locked(
+                    select(HealthWorker)
+                    .where(
+                        HealthWorker.sisdmk_worker_id.in_(sisdmk_ids)
+                        | HealthWorker.nik_bidx.in_(niks)
+                    )
+                    .order_by(HealthWorker.id)
                 )
             )
         )
@@ -245,21 +265,21 @@ class HealthWorkerRepository:
         if sisdmk_id in self._rows.sisdmk_known:
             return self._rows.by_sisdmk.get(sisdmk_id)
         return self._session.scalars(
-            select(HealthWorker).where(HealthWorker.sisdmk_worker_id == sisdmk_id)
+            _locked(select(HealthWorker).where(HealthWorker.sisdmk_worker_id == sisdmk_id))
         ).one_or_none()
 
     def _worker_by_nik_digest(self, digest: str) -> HealthWorker | None:
         if digest in self._rows.nik_known:
             return self._rows.by_nik.get(digest)
         return self._session.scalars(
-            select(HealthWorker).where(HealthWorker.nik_bidx == digest)
+            _locked(select(HealthWorker).where(HealthWorker.nik_bidx == digest))
         ).one_or_none()
 
     def _registration_by_str(self, str_number: str) -> Registration | None:
         if str_number in self._rows.str_known:
             return self._rows.by_str.get(str_number)
         return self._session.scalars(
-            select(Registration).where(Registration.str_number == str_number)
+            _locked(select(Registration).where(Registration.str_number == str_number))
         ).one_or_none()
 
     def _registrations_of(self, worker: HealthWorker) -> list[Registration]:
@@ -289,6 +309,9 @@ class HealthWorkerRepository:
 
     def _nik_digest(self, nik: Any) -> str:
         return self._blind_index.digest(str(nik), purpose=_NIK)
+
+    def _begin_write(self) -> None:
+        _begin_write(self._session)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -356,10 +379,11 @@ class HealthWorkerRepository:
         sisdmk_id = uuid.UUID(str(doc["worker_id"]))
         version = int(doc["version"])
         payload_hash = self.payload_hash(doc)
+        self._begin_write()
         worker = self._worker_by_sisdmk_id(sisdmk_id)
         nik_bidx = self._nik_digest(doc["nik"])
-        if worker is not None and _is_current(worker, version, payload_hash):
-            return UpsertResult.UNCHANGED
+        if worker is not None and (held := _held(worker, version, payload_hash)) is not None:
+            return held
         by_nik = self._worker_by_nik_digest(nik_bidx)
         if worker is None:
             # A person KKI told us about first keeps their id; SISDMK now owns their identity.
@@ -430,9 +454,13 @@ class HealthWorkerRepository:
         str_number = str(doc["str_number"])
         version = int(doc["version"])
         payload_hash = self.payload_hash(doc)
+        self._begin_write()
         registration = self._registration_by_str(str_number)
-        if registration is not None and _is_current(registration, version, payload_hash):
-            return UpsertResult.UNCHANGED
+        if (
+            registration is not None
+            and (held := _held(registration, version, payload_hash)) is not None
+        ):
+            return held
 
         kki_clear: dict[str, str | None] = {
             "full_name": str(doc["full_name"]),
@@ -512,7 +540,10 @@ class HealthWorkerRepository:
     # -- internals --------------------------------------------------------------------------
 
     def _worker_by_nik(self, nik: str) -> HealthWorker | None:
-        return self._worker_by_nik_digest(self._nik_digest(nik))
+        """For reads: no lock, whatever the page has loaded."""
+        return self._session.scalars(
+            select(HealthWorker).where(HealthWorker.nik_bidx == self._nik_digest(nik))
+        ).one_or_none()
 
     def _move_registration(self, registration: Registration, worker: HealthWorker) -> None:
         """Hang `registration` under `worker`, keeping the page's index of them right."""
@@ -777,11 +808,12 @@ class FacilityRepository:
         version = int(doc["version"])
         plain = hashlib.sha256(_canonical_json(doc).encode("utf-8")).hexdigest()
         payload_hash = self._blind_index.digest(plain, purpose=_PAYLOAD)
+        _begin_write(self._session)
         facility = self._session.scalars(
-            select(Facility).where(Facility.code == code)
+            _locked(select(Facility).where(Facility.code == code))
         ).one_or_none()
-        if facility is not None and _is_current(facility, version, payload_hash):
-            return UpsertResult.UNCHANGED
+        if facility is not None and (held := _held(facility, version, payload_hash)) is not None:
+            return held
         result = UpsertResult.UPDATED
         if facility is None:
             facility = Facility(id=uuid.uuid4(), code=code)
@@ -823,10 +855,42 @@ def _has(doc: Mapping[str, Any], key: str) -> bool:
     return value is not None
 
 
-def _is_current(row: Any, version: int, payload_hash: str) -> bool:
-    """Whether `row` holds this version already, or a newer one (a late delivery is a no-op)."""
+def _held(row: Any, version: int, payload_hash: str) -> UpsertResult | None:
+    """What the store holds instead, when `row` (read under lock) needs no write: ``None``
+    when the document is newer or a correction of the same version."""
     stored: int = row.source_version
-    return version < stored or (version == stored and row.payload_hash == payload_hash)
+    if version < stored:
+        return UpsertResult.SUPERSEDED  # a late delivery or a page read before a newer write
+    if version == stored and row.payload_hash == payload_hash:
+        return UpsertResult.UNCHANGED
+    return None
+
+
+def _locked(query: _Query) -> _Query:
+    """`query` locking its rows until commit; rows already in the session are refreshed, so
+    the version compared is the one the lock protects, not a copy loaded earlier.
+
+    ``FOR NO KEY UPDATE`` (the lock an UPDATE takes anyway): writers of a row wait for each
+    other, but a foreign-key check (an identity finding inserted for a locked registration)
+    does not, so a KKI page and a SISDMK writer of the same person cannot deadlock.
+    """
+    return query.with_for_update(key_share=True).execution_options(populate_existing=True)
+
+
+def _begin_write(session: Session) -> None:
+    """On SQLite, take the database's write lock before the first read of the transaction.
+
+    SQLite has no row locks; pysqlite begins a transaction only at the first INSERT, UPDATE
+    or DELETE, so rows read before it could change under us. ``BEGIN IMMEDIATE`` makes the
+    reads and the writes one serialised transaction (other writers wait up to busy_timeout).
+    PostgreSQL needs nothing here: `_locked` reads lock each row.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi = connection.connection.dbapi_connection
+    if dbapi is not None and not dbapi.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _set_provenance(

@@ -298,7 +298,8 @@ def _store_page(
 ) -> tuple[SyncCounts, list[str]]:
     """Upsert one page and commit it with the checkpoint; the page's counts and rejected ids.
 
-    The page's stored rows are loaded up front and its writes flushed once (batched INSERTs).
+    The page's stored rows are loaded (and locked) up front and its writes flushed once
+    (batched INSERTs); a document older than its stored row is counted unchanged, not written.
     Records the contract refused arrive in `page.rejected` and go straight to quarantine.
     A record the store refuses rolls the page back; the page is replayed without it (a failed
     flush leaves the session unusable, and savepoints are unreliable on SQLite's driver),
@@ -327,7 +328,7 @@ def _store_page(
                     session.rollback()
                     break
                 _count(counts, result)
-                if result is not UpsertResult.UNCHANGED:
+                if result in (UpsertResult.CREATED, UpsertResult.UPDATED):
                     written.append(_source_id(doc, source))
             if failed is None and not careful:
                 try:
@@ -398,6 +399,7 @@ def _count(counts: SyncCounts, result: UpsertResult) -> None:
     elif result is UpsertResult.UPDATED:
         counts.updated += 1
     else:
+        # Superseded too: the store already held a newer version (the worker was quicker).
         counts.unchanged += 1
 
 

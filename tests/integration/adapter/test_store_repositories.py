@@ -3,6 +3,7 @@ look-up by NIK through the blind index, idempotent upserts, identity findings.""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import uuid
 from typing import Any
@@ -204,11 +205,61 @@ def test_upsert_from_sisdmk_changes_nothing_when_an_older_version_arrives_late(
 
     result = _upsert_sisdmk(sessions, cipher, blind_index, doc)
 
-    assert result is UpsertResult.UNCHANGED
+    assert result is UpsertResult.SUPERSEDED
     with sessions() as session:
         record = _repository(session, cipher, blind_index).find_by_nik(doc["nik"])
     assert record is not None
     assert record.email == "baru@example.id"
+
+
+def test_upsert_registration_from_kki_writes_nothing_when_an_older_version_arrives_late(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = kki_registration()
+    revoked = bumped(doc, sips=[], certification={**doc["certification"], "status": "DICABUT"})
+    _upsert_kki(sessions, cipher, blind_index, revoked)
+
+    result = _upsert_kki(sessions, cipher, blind_index, doc)
+
+    assert result is UpsertResult.SUPERSEDED
+    with sessions() as session:
+        registration = session.scalars(
+            select(Registration).where(Registration.str_number == doc["str_number"])
+        ).one()
+        sips = session.scalar(
+            select(func.count()).where(PracticeLicense.registration_id == registration.id)
+        )
+    assert (registration.source_version, registration.status, sips) == (2, "DICABUT", 0)
+
+
+def test_page_keeps_a_newer_version_written_after_it_loaded_its_rows(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    """A batch-sync page loads its rows, another writer stores a newer version, then the page
+    upserts the older one: the newer version stays (PostgreSQL: the page's row locks make the
+    writer wait; SQLite: the page holds the database's write lock from its first read)."""
+    doc = kki_registration()
+    _upsert_kki(sessions, cipher, blind_index, doc)
+    synced = bumped(doc, kompetensi="Kompetensi (koreksi)")
+    newer = bumped(synced, certification={**doc["certification"], "status": "DICABUT"})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        with sessions() as session:
+            page = _repository(session, cipher, blind_index)
+            page.prefetch_kki([synced])
+            writer = pool.submit(_upsert_kki, sessions, cipher, blind_index, newer)
+            # Today the writer waits for the page; a store without locks lets it finish here.
+            concurrent.futures.wait([writer], timeout=1.0)
+            result = page.upsert_registration_from_kki(synced, fetched_at=FETCHED_AT)
+            session.commit()
+        assert writer.result() is UpsertResult.UPDATED
+
+    assert result is UpsertResult.UPDATED or result is UpsertResult.SUPERSEDED
+    with sessions() as session:
+        registration = session.scalars(
+            select(Registration).where(Registration.str_number == doc["str_number"])
+        ).one()
+    assert (registration.source_version, registration.status) == (3, "DICABUT")
 
 
 def test_upsert_registration_from_kki_is_idempotent_and_updates_on_version_bump(
