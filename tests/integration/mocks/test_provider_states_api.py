@@ -113,3 +113,16 @@ def test_issued_access_token_is_accepted_by_the_public_api(sisdmk_mock: Mock) ->
 
 def test_access_token_state_is_refused_by_kki(kki_mock: Mock) -> None:
     assert set_state(kki_mock, "an access token is issued").status_code == 409
+
+
+def test_credential_states_confirm_only_what_the_mock_accepts(
+    kki_mock: Mock, sisdmk_mock: Mock
+) -> None:
+    assert set_state(kki_mock, "the API token is valid", api_token="kki-dev-token").is_success
+    assert set_state(kki_mock, "the API token is valid", api_token="guess").status_code == 409
+    valid = set_state(
+        sisdmk_mock, "the client credentials are valid", client_id="sisdmk-dev-client"
+    )
+    assert valid.json()["result"] == {"client_id": "sisdmk-dev-client"}
+    unknown = set_state(sisdmk_mock, "the client credentials are valid", client_id="nobody")
+    assert unknown.status_code == 409
