@@ -102,6 +102,13 @@ def test_unreachable_provider_fails_the_interactions_that_ran() -> None:
     assert all(not r.states for r in verification.failed)
 
 
+def test_unverified_tls_still_reports_each_interaction() -> None:
+    verification = verify_pacts(
+        "kki", unreachable_url(), state_url=None, pact_dir=PACT_DIR, verify_tls=False
+    )
+    assert [r.outcome for r in verification.results if not r.states] == ["failed"]
+
+
 def test_message_pact_without_a_source_skips_every_event() -> None:
     verification = verify_pacts("sisdmk-webhooks", "http://127.0.0.1:1", state_url="http://x")
     assert len(verification.skipped) == len(verification.results) > 0
