@@ -290,6 +290,36 @@ def check_error_body(ctx: RunContext, operation: Operation, response: httpx.Resp
         )
 
 
+def check_reads(ctx: RunContext) -> None:
+    """Each read of a record that exists answers 200 with the documented document."""
+    for operation in ctx.operations():
+        if operation.method != "GET" or not operation.path_params:
+            continue
+        path = fill_path(ctx, operation)
+        if path is None or "subscription_id" in operation.path_params:
+            continue
+        params = {"limit": "2"} if operation.query_param("limit") is not None else {}
+        response = ctx.client.request(operation.id, "GET", path, params=params)
+        ctx.ok("contract/response_schema_conformance", operation.id)
+        ctx.ok("contract/status_code_conformance", operation.id)
+        if response.status_code != 200:
+            ctx.fail(
+                "contract/status_code_conformance",
+                operation.id,
+                f"reading a record listed by the provider itself answered {response.status_code}",
+                response,
+            )
+            continue
+        problems = ctx.contract.check_response(operation, response)
+        if problems:
+            ctx.fail(
+                "contract/response_schema_conformance",
+                operation.id,
+                "the answer does not match the documented schema: " + "; ".join(problems[:3]),
+                response,
+            )
+
+
 def check_error_responses(ctx: RunContext) -> None:
     """Provoke the documented errors (unknown record, unissued cursor, impossible NIK)."""
     for operation in ctx.operations():

@@ -58,6 +58,10 @@ def _credentials(ctx: RunContext, profile: SystemProfile) -> None:
     protocol.check_credentials(ctx)
 
 
+def _reads(ctx: RunContext, profile: SystemProfile) -> None:
+    protocol.check_reads(ctx)
+
+
 def _errors(ctx: RunContext, profile: SystemProfile) -> None:
     protocol.check_error_responses(ctx)
 
@@ -117,6 +121,7 @@ PHASES: dict[str, PhaseFunction] = {
     "token": _token,
     "pagination": _pagination,
     "credentials": _credentials,
+    "reads": _reads,
     "errors": _errors,
     "domain": _domain,
     "skp": _skp,

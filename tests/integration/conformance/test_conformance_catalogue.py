@@ -1,0 +1,458 @@
+"""The catalogue of broken providers: each made from a real mock (a proxy that rewrites its
+traffic, or a record changed through its admin API) must be reported with the rule and the
+operation it breaks. Every entry runs only the phases that can see it, to keep the suite short.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conformance.conftest import Target, failing, run_conformance
+from tests.support.breaking_proxy import Breakage, Exchange
+
+pytestmark = pytest.mark.integration
+
+
+def _json(exchange: Exchange) -> Any:
+    return json.loads(exchange.response_body)
+
+
+def _set_json(exchange: Exchange, document: Any) -> None:
+    exchange.response_body = json.dumps(document).encode()
+
+
+class Rewrite(Breakage):
+    """Rewrite the JSON body of answers to `method path` (a regex) with status `status`."""
+
+    def __init__(
+        self, method: str, path: str, status: int, change: Callable[[Any], Any | None]
+    ) -> None:
+        self.method, self.path, self.status, self.change = method, re.compile(path), status, change
+
+    def response(self, exchange: Exchange) -> None:
+        if (
+            exchange.method == self.method
+            and self.path.fullmatch(exchange.path)
+            and exchange.status == self.status
+        ):
+            document = _json(exchange)
+            changed = self.change(document)
+            _set_json(exchange, document if changed is None else changed)
+
+
+class WrongStatus(Breakage):
+    def response(self, exchange: Exchange) -> None:
+        if re.fullmatch(r"/v1/registrations/[^/]+", exchange.path) and exchange.status == 404:
+            exchange.status = 410  # not documented: 404 is
+
+
+class LetInWithoutKey(Breakage):
+    """listPracticeLicenses no longer asks for credentials (the proxy adds valid ones)."""
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path.endswith("/sips"):
+            exchange.headers = {
+                k: v for k, v in exchange.headers.items() if k.lower() != "x-api-key"
+            }
+            exchange.headers["X-API-Key"] = "kki-dev-token"
+
+
+class RepeatRecord(Breakage):
+    """Each page after the first starts with the last record of the page before."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path != "/v1/registrations" or exchange.status != 200:
+            return
+        document = _json(exchange)
+        if exchange.param("cursor") and self.last is not None:
+            document["data"].insert(0, self.last)
+        if document["data"]:
+            self.last = document["data"][-1]
+        _set_json(exchange, document)
+
+
+class LoseRecord(Breakage):
+    """Pages after the first silently drop their last record."""
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/v1/registrations" and exchange.param("cursor"):
+            document = _json(exchange)
+            document["data"] = document["data"][:-1]
+            _set_json(exchange, document)
+
+
+class CursorLoop(Breakage):
+    """From the second page on, the next cursor is the one just used."""
+
+    def response(self, exchange: Exchange) -> None:
+        cursor = exchange.param("cursor")
+        if exchange.path == "/v1/health-workers" and cursor and exchange.status == 200:
+            document = _json(exchange)
+            document["page"] = {**document["page"], "next_cursor": cursor, "has_more": True}
+            _set_json(exchange, document)
+
+
+class HasMoreLies(Breakage):
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/v1/facilities" and exchange.status == 200:
+            document = _json(exchange)
+            if document["page"]["next_cursor"] is not None:
+                document["page"]["has_more"] = False
+                _set_json(exchange, document)
+
+
+class IgnoreUpdatedSince(Breakage):
+    def request(self, exchange: Exchange) -> None:
+        exchange.query = [(k, v) for k, v in exchange.query if k != "updated_since"]
+
+
+class DropRetryAfter(Breakage):
+    def response(self, exchange: Exchange) -> None:
+        if exchange.status == 429:
+            exchange.response_headers = {
+                k: v for k, v in exchange.response_headers.items() if k.lower() != "retry-after"
+            }
+
+
+class OffSchemaError(Breakage):
+    def response(self, exchange: Exchange) -> None:
+        if exchange.status == 401 and exchange.path.startswith("/v1/registrations/"):
+            _set_json(exchange, {"error": "unauthorized"})
+
+
+class AcceptAnySecret(Breakage):
+    """The token endpoint takes any secret for the development client."""
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path == "/oauth2/v1/accesstoken":
+            exchange.body = exchange.body.replace(b"wrong-secret", b"sisdmk-dev-secret")
+
+
+class SkpReactivated(Breakage):
+    """The certification endpoint shows an SKP-deactivated STR as active."""
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path.endswith("/certification") and exchange.status == 200:
+            document = _json(exchange)
+            if document["status"] == "NONAKTIF_SEMENTARA":
+                document["status"] = "AKTIF"
+                _set_json(exchange, document)
+
+
+def _drop_full_name(document: dict[str, Any]) -> None:
+    document.pop("full_name", None)
+
+
+def _version_as_text(document: dict[str, Any]) -> None:
+    document["version"] = str(document["version"])
+
+
+def _first(target: Target, path: str, accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    with target.public() as client:
+        items = client.get(path, params={"limit": 500}).json()["data"]
+    return next(item for item in items if accept(item))
+
+
+def _shift_birth_date(target: Target) -> None:
+    worker = _first(target, "/v1/health-workers", lambda w: True)
+    born = dt.date.fromisoformat(worker["birth_date"])
+    target.patch(
+        "health-workers",
+        worker["worker_id"],
+        {"birth_date": (born + dt.timedelta(days=3)).isoformat()},
+    )
+
+
+def _impossible_nik(target: Target) -> None:
+    worker = _first(target, "/v1/health-workers", lambda w: True)
+    target.patch("health-workers", worker["worker_id"], {"nik": "99" + worker["nik"][2:]})
+
+
+def _flip_nip_gender(target: Target) -> None:
+    worker = _first(target, "/v1/health-workers", lambda w: w["nip"] is not None)
+    nip = worker["nip"]
+    flipped = nip[:14] + ("2" if nip[14] == "1" else "1") + nip[15:]
+    target.patch("health-workers", worker["worker_id"], {"nip": flipped})
+
+
+def _is_new_citizen_str(r: dict[str, Any]) -> bool:
+    return (
+        r["citizenship"] == "WNI"
+        and r["issued_at"] >= "2023-08-08"
+        and r["certification"]["valid_until"] is None
+    )
+
+
+def _citizen_str_with_end_date(target: Target) -> None:
+    registration = _first(target, "/v1/registrations", _is_new_citizen_str)
+    target.patch(
+        "registrations",
+        registration["str_number"],
+        {"certification": {"valid_until": "2031-01-31"}},
+    )
+
+
+def _foreign_str_for_ten_years(target: Target) -> None:
+    registration = _first(target, "/v1/registrations", _is_new_citizen_str)
+    issued = dt.date.fromisoformat(registration["issued_at"])
+    target.patch(
+        "registrations",
+        registration["str_number"],
+        {
+            "citizenship": "WNA",
+            "registration_type": "sementara",
+            "certification": {"valid_until": issued.replace(year=issued.year + 10).isoformat()},
+        },
+    )
+
+
+def _sip_for_seven_years(target: Target) -> None:
+    registration = _first(target, "/v1/registrations", lambda r: bool(r["sips"]))
+    sips = registration["sips"]
+    issued = dt.date.fromisoformat(sips[0]["issued_at"])
+    sips[0] = {**sips[0], "valid_until": issued.replace(year=issued.year + 7).isoformat()}
+    target.patch("registrations", registration["str_number"], {"sips": sips})
+
+
+def _rate_limit(target: Target) -> None:
+    response = target.mock.admin.post(
+        "/faults",
+        json={"route": "listRegistrations", "kind": "rate_limit", "limit": 2, "window_s": 1},
+    )
+    assert response.status_code == 201, response.text
+
+
+def _server_error(target: Target) -> None:
+    response = target.mock.admin.post(
+        "/faults", json={"route": "getFacility", "kind": "error", "status": 500}
+    )
+    assert response.status_code == 201, response.text
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    system: str
+    rule: str
+    operation: str
+    breakage: Callable[[], Breakage] | None = None
+    setup: Callable[[Target], None] | None = None
+    args: tuple[str, ...] = ()
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+PAGING = ("--phases", "pagination")
+FUZZ_ONE = ("--phases", "schemathesis", "--max-examples", "3", "--seed", "7", "--include")
+
+CATALOGUE = [
+    Entry(
+        "required field dropped",
+        "kki",
+        "contract/response_schema_conformance",
+        "getRegistration",
+        breakage=lambda: Rewrite("GET", r"/v1/registrations/[A-Z0-9]+", 200, _drop_full_name),
+        args=("--phases", "pagination", "reads"),
+    ),
+    Entry(
+        "required field dropped from a list page",
+        "kki",
+        "contract/response_schema_conformance",
+        "listRegistrations",
+        breakage=lambda: Rewrite(
+            "GET",
+            r"/v1/registrations",
+            200,
+            lambda d: [_drop_full_name(r) for r in d["data"][:1]] and None,
+        ),
+        args=PAGING,
+    ),
+    Entry(
+        "type changed",
+        "kki",
+        "contract/response_schema_conformance",
+        "getRegistration",
+        breakage=lambda: Rewrite("GET", r"/v1/registrations/[A-Z0-9]+", 200, _version_as_text),
+        args=("--phases", "pagination", "reads"),
+    ),
+    Entry(
+        "undocumented status code",
+        "kki",
+        "contract/status_code_conformance",
+        "getRegistration",
+        breakage=WrongStatus,
+        args=(*FUZZ_ONE, "getRegistration"),
+    ),
+    Entry(
+        "server error",
+        "sisdmk",
+        "contract/not_a_server_error",
+        "getFacility",
+        setup=_server_error,
+        args=(*FUZZ_ONE, "getFacility"),
+    ),
+    Entry(
+        "operation without authentication",
+        "kki",
+        "auth/missing-credentials",
+        "listPracticeLicenses",
+        breakage=LetInWithoutKey,
+        args=("--phases", "pagination", "credentials"),
+    ),
+    Entry(
+        "operation taking any key",
+        "kki",
+        "auth/wrong-credentials",
+        "listPracticeLicenses",
+        breakage=LetInWithoutKey,
+        args=("--phases", "pagination", "credentials"),
+    ),
+    Entry(
+        "page repeating a record",
+        "kki",
+        "pagination/repeated-record",
+        "listRegistrations",
+        breakage=RepeatRecord,
+        args=PAGING,
+    ),
+    Entry(
+        "page losing a record",
+        "kki",
+        "pagination/lost-record",
+        "listRegistrations",
+        breakage=LoseRecord,
+        args=PAGING,
+    ),
+    Entry(
+        "cursor loop",
+        "sisdmk",
+        "pagination/cursor-loop",
+        "listHealthWorkers",
+        breakage=CursorLoop,
+        args=PAGING,
+    ),
+    Entry(
+        "has_more contradicting next_cursor",
+        "sisdmk",
+        "pagination/has-more",
+        "listFacilities",
+        breakage=HasMoreLies,
+        args=PAGING,
+    ),
+    Entry(
+        "updated_since ignored",
+        "kki",
+        "pagination/updated-since",
+        "listRegistrations",
+        breakage=IgnoreUpdatedSince,
+        args=PAGING,
+    ),
+    Entry(
+        "429 without Retry-After",
+        "kki",
+        "rate-limit/retry-after",
+        "listRegistrations",
+        breakage=DropRetryAfter,
+        setup=_rate_limit,
+        args=PAGING,
+    ),
+    Entry(
+        "error body off the documented schema",
+        "kki",
+        "errors/error-body",
+        "getRegistration",
+        breakage=OffSchemaError,
+        args=("--phases", "pagination", "credentials"),
+    ),
+    Entry(
+        "token endpoint accepting a wrong secret",
+        "sisdmk",
+        "token/wrong-secret",
+        "issueAccessToken",
+        breakage=AcceptAnySecret,
+        args=("--phases", "token"),
+    ),
+    Entry(
+        "SKP deactivation not shown by the certification endpoint",
+        "kki",
+        "domain/skp-deactivation",
+        "getCertificationStatus",
+        breakage=SkpReactivated,
+        args=("--phases", "pagination", "skp"),
+    ),
+    Entry(
+        "NIK contradicting the birth date",
+        "sisdmk",
+        "domain/nik-birth-date",
+        "listHealthWorkers",
+        setup=_shift_birth_date,
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "NIK that cannot exist",
+        "sisdmk",
+        "domain/nik-structure",
+        "listHealthWorkers",
+        setup=_impossible_nik,
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "NIP contradicting the gender",
+        "sisdmk",
+        "domain/nip-agreement",
+        "listHealthWorkers",
+        setup=_flip_nip_gender,
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "citizen's STR with an end date",
+        "kki",
+        "domain/str-citizen-lifetime",
+        "listRegistrations",
+        setup=_citizen_str_with_end_date,
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "foreigner's STR for ten years",
+        "kki",
+        "domain/str-foreigner-term",
+        "listRegistrations",
+        setup=_foreign_str_for_ten_years,
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "SIP for seven years",
+        "kki",
+        "domain/sip-five-years",
+        "listRegistrations",
+        setup=_sip_for_seven_years,
+        args=("--phases", "pagination", "domain"),
+    ),
+]
+
+
+@pytest.mark.parametrize("entry", CATALOGUE, ids=[entry.name for entry in CATALOGUE])
+def test_broken_provider_is_reported_with_rule_and_operation(
+    entry: Entry, kki_target: Target, sisdmk_target: Target, tmp_path: Path
+) -> None:
+    target = kki_target if entry.system == "kki" else sisdmk_target
+    target.reset(entry.breakage() if entry.breakage else None)
+    if entry.setup is not None:
+        entry.setup(target)
+    code, report = run_conformance(entry.system, target.proxy.url, tmp_path, *entry.args)
+    found = failing(report)
+    assert (entry.rule, entry.operation) in found, (
+        f"{entry.name}: expected {entry.rule} on {entry.operation}; got {sorted(found)}; "
+        f"notes {report.get('notes')}"
+    )
+    assert code == 1
