@@ -1,9 +1,6 @@
-"""What the consumer tests share: names, the adapter's clients as configured here, the records
-the pacts ask the providers for, and matchers built from them.
-
-Records come from the examples in contracts/openapi/*.yaml; a response matches one by type,
-except for what the adapter relies on exactly (the record's key, the paging flags).
-"""
+"""What the consumer tests share: names, the adapter's clients (one attempt per call), the
+records the pacts ask providers for (from the specs' examples) and matchers built from them:
+by type for data, exact for what the adapter relies on (keys, paging flags)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """Consumer pact for SISDMK: the adapter's real `HttpSisdmkClient` against Pact's mock server.
 
-The client asks for a SATUSEHAT-style token before its first call, so every test that makes a
-call also declares that token interaction (one interaction in the pact file, however many
-tests declare it); the call itself carries the token a provider state issues.
-"""
+The client asks for a token before its first call, so each test also declares that (shared)
+token interaction; the call itself carries the token a provider state issues."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Message pacts: every webhook event type the adapter takes, as its receiver parses it.
-
-The adapter keeps the event's ids, type, resource version and time (`parse_envelope`, which also
-checks the body against the source's `WebhookEvent` schema) and fetches the rest; the pacts ask
-for exactly that. Event types come from the contracts, so a new type needs a new pact.
+"""Message pacts: every webhook event type in the contracts, as the adapter's receiver parses it
+(`parse_envelope`: schema check, then ids, type, version and time; the worker fetches the rest).
 """
 
 from __future__ import annotations

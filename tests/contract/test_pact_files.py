@@ -1,8 +1,5 @@
-"""The committed pacts (contracts/pacts/) are what the consumer tests write today, and they cover
-every method of the adapter's KKI and SISDMK client ports.
-
-`HF_PACT_WRITE=1` makes the first test write the regenerated pacts into contracts/pacts/
-instead of comparing: the documented way to refresh them after a client change.
+"""The committed pacts (contracts/pacts/) are what the consumer tests write now and cover every
+method of the KKI and SISDMK client ports. `HF_PACT_WRITE=1` makes the first test refresh them.
 """
 
 from __future__ import annotations
