@@ -33,6 +33,11 @@ test: bootstrap services keycloak lint typecheck ## Run every test (unit, integr
 fuzz: bootstrap ## Only the Schemathesis runs, 100 examples per operation (make test runs 8-12)
 	@HF_FUZZ_MAX_EXAMPLES=100 $(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile tests/fuzz $(PYTEST_ARGS)
 
+.PHONY: pacts
+pacts: bootstrap ## Regenerate contracts/pacts/ from the consumer tests, then verify them against the mocks
+	@HF_PACT_WRITE=1 $(PY) -m pytest -p no:cacheprovider tests/contract/test_pact_files.py $(PYTEST_ARGS)
+	@$(PY) -m pytest -p no:cacheprovider tests/contract $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: bootstrap ## Only the unit tests (no servers)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
