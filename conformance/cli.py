@@ -128,23 +128,25 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
         result = _run(options_from(args), clock, baseline, err, quiet=args.quiet)
         _write_reports(result, args)
     except (CannotRun, BaselineError, OSError) as exc:
-        err.print(f"hf-conformance: cannot run: {_one_line(exc)}", markup=False)
+        _say(f"cannot run: {_one_line(exc)}")
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:
-        err.print("hf-conformance: interrupted", markup=False)
+        _say("cannot run: interrupted")
         return EXIT_CANNOT_RUN
     except (
         Exception
     ) as exc:  # the edge: one line, never a traceback (HF_CONFORMANCE_DEBUG shows it)
         if os.environ.get("HF_CONFORMANCE_DEBUG"):
             raise
-        err.print(
-            f"hf-conformance: cannot run: internal error {type(exc).__name__}: {_one_line(exc)}",
-            markup=False,
-        )
+        _say(f"cannot run: internal error {type(exc).__name__}: {_one_line(exc)}")
         return EXIT_CANNOT_RUN
     print_summary(result, Console(highlight=False))
     return result.exit_code
+
+
+def _say(line: str) -> None:
+    """One unwrapped line on stderr (rich would wrap it at the terminal width)."""
+    print(f"hf-conformance: {line}", file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -206,7 +208,11 @@ def print_summary(result: RunResult, console: Console) -> None:
     console.print(table)
     for finding in findings[:50]:
         mark = "FAIL" if finding.fails_run else "note"
-        console.print(f"{mark} {finding.rule} {finding.operation}: {finding.message}", markup=False)
+        console.print(
+            f"{mark} {finding.rule} {finding.operation}: {finding.message}",
+            markup=False,
+            soft_wrap=True,
+        )
     if len(findings) > 50:
         console.print(f"… and {len(findings) - 50} more findings (see the reports)")
     for phase in result.phases:
