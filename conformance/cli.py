@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument(
         "--peer-client-secret", default=os.environ.get("HF_CONFORMANCE_PEER_CLIENT_SECRET")
     )
+    parser.add_argument(
+        "--state-url",
+        metavar="URL",
+        help="Pact provider-state set-up URL (default: the mocks' /__admin/provider-states "
+        "when the target has one; without it only stateless interactions are verified)",
+    )
     parser.add_argument("--webhooks", action="store_true", help="also check webhook delivery")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
@@ -115,6 +121,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
             args.peer_api_key, args.peer_client_id, args.peer_client_secret
         ),
         webhooks=args.webhooks,
+        state_url=args.state_url,
         tls_verify=not args.insecure,
         phases=tuple(args.phases),
     )

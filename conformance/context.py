@@ -45,6 +45,7 @@ class RunOptions:
     peer_url: str | None = None
     peer_credentials: Credentials = Credentials()
     webhooks: bool = False
+    state_url: str | None = None
     tls_verify: bool = True
     phases: tuple[str, ...] = ()  # empty: all of the system's phases
 

@@ -156,6 +156,12 @@ RULES: Final[dict[str, Rule]] = _rules(
         "A token request without `grant_type=client_credentials` in the query is refused",
         "SATUSEHAT auth; contract issueAccessToken",
     ),
+    Rule(
+        "pact/interaction",
+        "Every interaction of the adapter's pact with this system verifies against the target "
+        "(the operation column names the interaction)",
+        "contracts/pacts/ (the adapter's consumer tests)",
+    ),
     # Domain.
     Rule(
         "domain/nik-structure",

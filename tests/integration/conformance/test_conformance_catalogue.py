@@ -278,6 +278,19 @@ CATALOGUE = [
         args=PAGING,
     ),
     Entry(
+        "list drifted from the adapter's pact",
+        "kki",
+        "pact/interaction",
+        "a request for the first page of registrations",
+        breakage=lambda: Rewrite(
+            "GET",
+            r"/v1/registrations",
+            200,
+            lambda d: [_drop_full_name(r) for r in d["data"]] and None,
+        ),
+        args=("--phases", "pact"),
+    ),
+    Entry(
         "type changed",
         "kki",
         "contract/response_schema_conformance",

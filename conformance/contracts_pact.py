@@ -1,0 +1,73 @@
+"""The Pact step: the adapter's pacts with this system replayed against the target by
+`conformance.pacts.verify_pacts`; failed interactions become findings, skipped ones notes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from conformance.context import RunContext
+from conformance.pacts import PactVerificationError, verify_pacts
+
+STATE_PATH = "/__admin/provider-states"
+
+
+def state_url(ctx: RunContext) -> str | None:
+    """The target's provider-state URL: given, or the mocks' admin API when it answers."""
+    if ctx.options.state_url:
+        return ctx.options.state_url
+    try:
+        health = ctx.client.http.get("/__admin/health", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return f"{ctx.options.base_url}{STATE_PATH}" if health.status_code == 200 else None
+
+
+@contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """The verifier's Rust core writes its report to file descriptor 1; the result keeps it."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def verify(ctx: RunContext, provider: str) -> None:
+    os.environ.setdefault("PACT_DO_NOT_TRACK", "true")
+    states = state_url(ctx)
+    try:
+        with _quiet_stdout():
+            result = verify_pacts(
+                provider,
+                ctx.options.base_url,
+                state_url=states,
+                verify_tls=ctx.options.tls_verify,
+            )
+    except PactVerificationError as exc:
+        ctx.notes.append(f"pact: not run ({exc})")
+        return
+    ctx.stats["pact"] = {
+        "passed": len(result.passed),
+        "failed": len(result.failed),
+        "skipped": len(result.skipped),
+        "state_url": states,
+    }
+    for interaction in result.results:
+        ctx.ok("pact/interaction", interaction.description)
+        if interaction.outcome == "failed":
+            ctx.fail("pact/interaction", interaction.description, interaction.detail)
+        elif interaction.outcome == "skipped":
+            ctx.notes.append(f"pact: skipped {interaction.description}: {interaction.detail}")
+    ctx.notes.append(
+        f"pact: the {provider}-webhooks message pacts need the webhook phase's events; not run"
+    )

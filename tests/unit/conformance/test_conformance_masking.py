@@ -1,0 +1,95 @@
+"""Personal data and secrets never reach a report: evidence and messages are masked."""
+
+from __future__ import annotations
+
+import json
+
+from conformance.findings import Exchange, Finding
+from conformance.masking import mask_exchange, mask_finding, mask_text
+
+NIK = "3171015708900042"
+NIP = "199008172015032001"
+
+
+def _exchange(body: dict[str, object]) -> Exchange:
+    return Exchange(
+        method="POST",
+        url="https://kki.example/v1/registrations/lookup?client_secret=s3cret&limit=5",
+        request_headers={"X-API-Key": "live-key", "Authorization": "Bearer abc.def.ghi"},
+        request_body=json.dumps({"nik": NIK}),
+        status=200,
+        response_headers={"content-type": "application/json"},
+        response_body=json.dumps(body),
+    )
+
+
+def test_personal_fields_are_masked_in_bodies() -> None:
+    masked = mask_exchange(
+        _exchange(
+            {
+                "data": [
+                    {
+                        "nik": NIK,
+                        "nip": NIP,
+                        "full_name": "Siti Rahmawati",
+                        "display_name": "dr. Siti Rahmawati, Sp.A",
+                        "phone": "+62 812-3456-7890",
+                        "email": "siti@example.id",
+                        "address": {"line": "Jl. Merdeka 1"},
+                        "birth_date": "1990-08-17",
+                        "str_number": "QZ00011234567890",
+                    }
+                ]
+            }
+        )
+    )
+    text = (masked.response_body or "") + (masked.request_body or "")
+    for secret in (NIK, NIP, "Rahmawati", "+62 812", "siti@example.id", "Merdeka"):
+        assert secret not in text
+    record = json.loads(masked.response_body or "")["data"][0]
+    assert record["nik"].startswith("3171")
+    assert record["nik"].endswith("0042")
+    assert record["full_name"].startswith("S")
+    assert record["str_number"] == "QZ00011234567890"  # not personal: needed to find the record
+
+
+def test_credentials_are_masked_in_headers_and_query() -> None:
+    masked = mask_exchange(_exchange({}))
+    assert "live-key" not in json.dumps(masked.request_headers)
+    assert "abc.def.ghi" not in json.dumps(masked.request_headers)
+    assert masked.request_headers["Authorization"].startswith("Bearer ")
+    assert "s3cret" not in masked.url
+    assert "limit=5" in masked.url
+    assert "live-key" not in masked.curl()
+
+
+def test_form_body_secret_is_masked() -> None:
+    exchange = Exchange(
+        method="POST",
+        url="https://sisdmk.example/oauth2/v1/accesstoken?grant_type=client_credentials",
+        request_headers={},
+        request_body="client_id=dev&client_secret=hunter2",
+    )
+    masked = mask_exchange(exchange)
+    assert "hunter2" not in (masked.request_body or "")
+    assert "client_id=dev" in (masked.request_body or "")
+
+
+def test_numbers_and_emails_in_messages_are_masked() -> None:
+    text = mask_text(f"NIK {NIK} of siti@example.id, NIP {NIP}, phone +62 812-3456-7890")
+    assert NIK not in text
+    assert NIP not in text
+    assert "siti@example.id" not in text
+    assert "3456" not in text
+
+
+def test_masked_finding_keeps_rule_operation_and_verdict() -> None:
+    finding = Finding("domain/nik-structure", "listHealthWorkers", f"NIK {NIK} is impossible")
+    finding.accepted = "known"
+    masked = mask_finding(finding)
+    assert (masked.rule, masked.operation, masked.accepted) == (
+        "domain/nik-structure",
+        "listHealthWorkers",
+        "known",
+    )
+    assert NIK not in masked.message
