@@ -1,0 +1,94 @@
+"""Reports: one JUnit test case per operation and rule, a readable HTML page, JSON; all masked."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from conformance.context import Credentials, RunOptions
+from conformance.findings import Exchange, Finding, Severity
+from conformance.provider import parse_retry_after
+from conformance.reports import render_html, to_json, write_junit
+from conformance.runner import PhaseResult, RunResult
+
+NIK = "3171015708900042"
+
+
+def _result() -> RunResult:
+    evidence = Exchange(
+        method="GET",
+        url="http://kki.test/v1/registrations?limit=5",
+        request_headers={"X-API-Key": "secret-key"},
+        request_body=None,
+        status=200,
+        response_headers={"content-type": "application/json"},
+        response_body=json.dumps({"data": [{"nik": NIK, "full_name": "Siti Rahmawati"}]}),
+    )
+    accepted = Finding("pagination/updated-since", "listFacilities", "ignored")
+    accepted.accepted = "ticket 9"
+    return RunResult(
+        options=RunOptions("kki", "http://kki.test", Credentials(api_key="secret-key")),
+        findings=[
+            Finding(
+                "pagination/repeated-record", "listRegistrations", f"NIK {NIK}", evidence=evidence
+            ),
+            Finding("domain/peer-identity", "listRegistrations", "2 %", Severity.WARNING),
+            accepted,
+        ],
+        checked={
+            ("pagination/repeated-record", "listRegistrations"),
+            ("domain/peer-identity", "listRegistrations"),
+            ("pagination/updated-since", "listFacilities"),
+            ("auth/missing-credentials", "getRegistration"),
+        },
+        phases=[PhaseResult("pagination", "done", 1.0), PhaseResult("pact", "not run (x)")],
+        notes=["a note"],
+        stats={},
+        seconds=2.0,
+    )
+
+
+def test_junit_has_one_case_per_operation_and_rule(tmp_path: Path) -> None:
+    write_junit(_result(), tmp_path / "junit.xml")
+    root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - our own report
+    cases = {(c.get("classname"), c.get("name")) for c in root.iter("testcase")}
+    assert ("kki.getRegistration", "auth/missing-credentials") in cases
+    assert len(cases) == 4
+    failed = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["pagination/repeated-record"]  # the warning and the accepted one pass
+    assert root.get("failures") == "1"
+    text = (tmp_path / "junit.xml").read_text()
+    assert NIK not in text
+    assert "secret-key" not in text
+    assert "curl" in text
+
+
+def test_html_shows_rules_operations_and_curl_masked() -> None:
+    page = render_html(_result())
+    assert "violations found" in page
+    assert "pagination/repeated-record" in page
+    assert "listRegistrations" in page
+    assert "curl" in page
+    assert "accepted by the baseline: ticket 9" in page
+    assert NIK not in page
+    assert "Rahmawati" not in page
+    assert "secret-key" not in page
+
+
+def test_json_verdict_and_masked_evidence() -> None:
+    document = to_json(_result())
+    assert document["verdict"] == "violations"
+    assert document["exit_code"] == 1
+    dumped = json.dumps(document)
+    assert NIK not in dumped
+    assert "secret-key" not in dumped
+    assert document["findings"][0]["evidence"]["curl"].startswith("curl")
+
+
+def test_retry_after_accepts_seconds_and_http_dates_only() -> None:
+    assert parse_retry_after("5", now=0.0) == 5.0
+    assert parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=0.0) == 10.0
+    assert parse_retry_after("soon", now=0.0) is None
+    assert parse_retry_after("-1", now=0.0) is None
+    assert parse_retry_after(None, now=0.0) is None
