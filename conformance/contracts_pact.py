@@ -15,6 +15,7 @@ from conformance.context import RunContext
 from conformance.pacts import PactVerificationError, verify_pacts
 
 STATE_PATH = "/__admin/provider-states"
+SNAPSHOT = "hf-conformance-before-pact"
 
 
 def state_url(ctx: RunContext) -> str | None:
@@ -42,11 +43,31 @@ def _quiet_stdout() -> Iterator[None]:
             os.close(saved)
 
 
+@contextmanager
+def _data_kept(ctx: RunContext, states: str | None) -> Iterator[None]:
+    """On the mocks, the data as it was before the pact's states replaced it, afterwards."""
+    admin = f"{ctx.options.base_url}/__admin"
+    if states != f"{admin}/provider-states":
+        yield
+        return
+    http = ctx.client.http
+    http.delete(f"{admin}/snapshots/{SNAPSHOT}", timeout=30)  # left by an interrupted run
+    taken = http.post(f"{admin}/snapshots", json={"name": SNAPSHOT}, timeout=30)
+    try:
+        yield
+    finally:
+        if taken.status_code in (200, 201):
+            http.post(f"{admin}/snapshots/{SNAPSHOT}/restore", timeout=30)
+            http.delete(f"{admin}/snapshots/{SNAPSHOT}", timeout=30)
+        else:
+            ctx.notes.append("pact: no snapshot of the mock's data; its states replaced the data")
+
+
 def verify(ctx: RunContext, provider: str) -> None:
     os.environ.setdefault("PACT_DO_NOT_TRACK", "true")
     states = state_url(ctx)
     try:
-        with _quiet_stdout():
+        with _data_kept(ctx, states), _quiet_stdout():
             result = verify_pacts(
                 provider,
                 ctx.options.base_url,
