@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from conformance import reports
+from conformance import oidc, reports
 from conformance.baseline import BaselineEntry, BaselineError, load_baseline
 from conformance.context import Clock, Credentials, RunOptions
 from conformance.masking import mask_finding
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-conformance",
         description="Check a KKI or SISDMK implementation (a mock, a vendor's staging URL) "
-        "against its contract, the protocols and the domain rules.",
+        "against its contract, the protocols and the domain rules; an SSO realm (sso) against "
+        "what the adapter needs; the adapter's own API (adapter) with tokens from the realm.",
         epilog="Exit status: 0 conforming, 1 violations, 2 could not run.",
     )
     parser.add_argument("system", choices=sorted(SYSTEMS), help="which system the URL implements")
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Pact provider-state set-up URL (default: the mocks' /__admin/provider-states "
         "when the target has one; without it only stateless interactions are verified)",
     )
+    oidc.add_arguments(parser)
     parser.add_argument("--webhooks", action="store_true", help="also check webhook delivery")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
@@ -124,6 +126,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         state_url=args.state_url,
         tls_verify=not args.insecure,
         phases=tuple(args.phases),
+        oidc=oidc.options_from(args),
     )
 
 

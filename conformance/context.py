@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from conformance.findings import Exchange, Finding, Severity
+from conformance.oidc import OidcOptions
 from conformance.provider import ProviderClient
 from conformance.spec import Contract, Operation
 
@@ -48,6 +49,7 @@ class RunOptions:
     state_url: str | None = None
     tls_verify: bool = True
     phases: tuple[str, ...] = ()  # empty: all of the system's phases
+    oidc: OidcOptions | None = None  # sso and adapter: the realm and its clients
 
 
 @dataclass

@@ -221,6 +221,100 @@ RULES: Final[dict[str, Rule]] = _rules(
         "The same NIK has the same name and birth date at KKI and SISDMK",
         "UU 27/2022 Pasal 16 (accurate personal data); Dukcapil identity is authoritative",
     ),
+    # SSO realm (sso): what the adapter needs of it.
+    Rule(
+        "sso/discovery-document",
+        "The discovery document is a JSON object with the metadata OpenID Connect requires, "
+        "offers client_credentials and client_secret_basic when it lists grants and methods, "
+        "and the adapter accepts it",
+        "OpenID Connect Discovery 1.0 §3; RFC 8414 §2; adapter/auth/discovery.py",
+    ),
+    Rule(
+        "sso/discovery-issuer",
+        "`issuer` equals the URL the document was fetched for, character for character",
+        "OpenID Connect Discovery 1.0 §4.3; RFC 8414 §3.3",
+    ),
+    Rule(
+        "sso/https",
+        "issuer, jwks_uri and token_endpoint use https (http only on loopback or --allow-http)",
+        "OpenID Connect Discovery 1.0 §3; RFC 6749 §3.2, §10.9",
+    ),
+    Rule(
+        "sso/jwks-asymmetric",
+        "The JWKS publishes only asymmetric (RSA, EC) keys, never a symmetric one",
+        "RFC 7517 §4.1; RFC 8725 §3.1",
+    ),
+    Rule(
+        "sso/jwks-no-private",
+        "No key of the JWKS carries private parts (d, p, q, dp, dq, qi, oth, k)",
+        "RFC 7517 §4, RFC 7518 §6.2.2, §6.3.2, §6.4.1",
+    ),
+    Rule(
+        "sso/jwks-unique-kid",
+        "Every key of the JWKS has a kid and no two keys share one",
+        "RFC 7517 §4.5; RFC 7515 §4.1.4; adapter/auth/jwks.py",
+    ),
+    Rule(
+        "sso/jwks-usable-key",
+        "The JWKS holds a signing key the adapter uses (RS256 or ES256, use sig)",
+        "RFC 8725 §3.1; adapter/auth/jwks.py ALLOWED_ALGORITHMS",
+    ),
+    Rule(
+        "sso/client-credentials",
+        "A client of the adapter gets a Bearer access token by client credentials "
+        "(client_secret_basic)",
+        "RFC 6749 §4.4, §2.3.1, §5.1; adapter/auth/client_credentials.py",
+    ),
+    Rule(
+        "sso/wrong-secret",
+        "A wrong client secret is refused with 400 or 401 and no token",
+        "RFC 6749 §5.2",
+    ),
+    Rule(
+        "sso/token-audience",
+        "The access token's `aud` contains the adapter's audience (--audience, hf-adapter)",
+        "RFC 9068 §3, RFC 7519 §4.1.3; docs/auth.md (OIDC_AUDIENCE)",
+    ),
+    Rule(
+        "sso/token-scopes",
+        "The access token's `scope` is a space-separated string holding the scopes the client "
+        "needs (--expect-scopes; otherwise at least one of the adapter's)",
+        "RFC 9068 §2.2.3, RFC 8693 §4.2; adapter/auth/scopes.py; contracts/openapi/adapter.yaml",
+    ),
+    Rule(
+        "sso/token-type",
+        "The access token is marked as one (claim typ Bearer, or JOSE typ at+jwt): not an ID token",
+        "RFC 9068 §2.1, §4; RFC 8725 §3.11; adapter/auth/tokens.py",
+    ),
+    Rule(
+        "sso/token-algorithm",
+        "The access token is signed with RS256 or ES256 by a key the JWKS publishes (its kid)",
+        "RFC 8725 §3.1; RFC 9068 §2.1; adapter/auth/jwks.py ALLOWED_ALGORITHMS",
+    ),
+    Rule(
+        "sso/token-lifetime",
+        "exp and iat are present and the token lives at most --max-token-lifetime (3600 s), "
+        "as `expires_in` says",
+        "RFC 9068 §2.2; RFC 6749 §5.1; RFC 6819 §5.1.5.3",
+    ),
+    Rule(
+        "sso/token-validates",
+        "The adapter's own validator (adapter/auth/tokens.py TokenValidator) accepts the token",
+        "RFC 9068 §4; RFC 8725; adapter/auth/tokens.py",
+    ),
+    # The adapter's API (adapter).
+    Rule(
+        "scopes/wrong-scope",
+        "A token without the operation's scope is refused with 403 and a Bearer challenge "
+        'error="insufficient_scope"',
+        "contracts/openapi/adapter.yaml `security`; RFC 6750 §3.1",
+    ),
+    Rule(
+        "scopes/right-scope",
+        "A token with the operation's scope is let through: 2xx (a documented 404 or 409 for "
+        "an id that does not exist or a state that conflicts)",
+        "contracts/openapi/adapter.yaml `security`; deploy/keycloak/healthforce-realm.json",
+    ),
 )
 
 

@@ -152,7 +152,10 @@ def prepare(options: RunOptions) -> tuple[SystemProfile, Contract]:
     if profile is None:
         raise CannotRun(f"unknown system {options.system!r} (known: {', '.join(SYSTEMS)})")
     try:
-        contract = load_contract(options.spec or profile.contract)
+        if profile.make_contract is not None and options.spec is None:
+            contract = profile.make_contract(options)
+        else:
+            contract = load_contract(options.spec or profile.contract)
     except SpecError as exc:
         raise CannotRun(str(exc)) from None
     unknown = sorted(set(options.include + options.exclude) - {op.id for op in contract.operations})
@@ -184,9 +187,11 @@ def execute(
     client.on_429 = protocol.on_too_many_requests(ctx)
     phases: list[PhaseResult] = []
     try:
-        _probe(ctx, profile)
+        (profile.probe or _probe)(ctx, profile)
         # Pact's provider states replace the target's data: it goes after every other phase.
         wanted = [*profile.phases, "webhooks", "pact"]
+        if not profile.shared_phases:
+            wanted = list(profile.phases)
         for name in wanted:
             if options.phases and name not in options.phases:
                 continue
@@ -198,7 +203,7 @@ def execute(
                 status = "skipped (time budget spent)"
             else:
                 try:
-                    PHASES[name](ctx, profile)
+                    (profile.own_phases.get(name) or PHASES[name])(ctx, profile)
                 except _Skip as skip:
                     status = str(skip) if str(skip).startswith("not run") else f"skipped ({skip})"
             phases.append(PhaseResult(name, status, time.monotonic() - phase_started))

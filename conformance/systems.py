@@ -1,6 +1,7 @@
 """The systems `hf-conformance` knows: each one's contract, credentials and checks.
 
-Adding a system (sso, adapter) is one more `SystemProfile` in `SYSTEMS` naming its phases.
+Adding a system is one more `SystemProfile` in `SYSTEMS` naming its phases (sso and adapter
+bring their own operations, probe and phases).
 """
 
 from __future__ import annotations
@@ -9,18 +10,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.context import Credentials
+from conformance import adapter_api, sso
+from conformance.context import Credentials, RunContext, RunOptions
 from conformance.domain import PersonList
 from conformance.findings import Severity
+from conformance.oidc import NoAuth
 from conformance.provider import ApiKeyAuth, Auth, CannotRun, ClientCredentialsAuth
+from conformance.spec import Contract
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts" / "openapi"
+
+
+PhaseFunction = Callable[[RunContext, "SystemProfile"], None]
 
 
 @dataclass(frozen=True, slots=True)
 class SystemProfile:
     name: str
-    contract: Path
+    contract: Path  # sso: a name only; `make_contract` builds the operations from the options
     make_auth: Callable[[Credentials], Auth]
     # A cheap authenticated list call: the start-up probe of reachability and credentials.
     probe_operation: str
@@ -33,6 +40,11 @@ class SystemProfile:
     # Statuses that answer a schema-valid request correctly for reasons no schema can express
     # (Schemathesis' positive_data_acceptance would call them failures).
     semantic_rejections: dict[str, frozenset[int]] = field(default_factory=dict)
+    # sso and adapter: their own operations, start-up probe and phases; no Pact, no webhooks.
+    make_contract: Callable[[RunOptions], Contract] | None = None
+    probe: PhaseFunction | None = None
+    own_phases: dict[str, PhaseFunction] = field(default_factory=dict)
+    shared_phases: bool = True
 
 
 def _kki_auth(credentials: Credentials) -> Auth:
@@ -128,5 +140,66 @@ SYSTEMS: dict[str, SystemProfile] = {
             ],
             ["lookupHealthWorkerByNik"],
         ),
+    ),
+    "sso": SystemProfile(
+        name="sso",
+        contract=sso.CONTRACT_NAME,
+        make_auth=lambda credentials: NoAuth(),
+        probe_operation=sso.DISCOVERY,
+        phases=("discovery", "jwks", "tokens"),
+        make_contract=sso.contract,
+        probe=sso.probe,
+        own_phases={
+            "discovery": sso.check_discovery,
+            "jwks": sso.check_jwks,
+            "tokens": sso.check_tokens,
+        },
+        shared_phases=False,
+    ),
+    "adapter": SystemProfile(
+        name="adapter",
+        contract=CONTRACTS / "adapter.yaml",
+        # The probe replaces it with the first client's token once the realm has issued it.
+        make_auth=lambda credentials: NoAuth(),
+        probe_operation="getHealthz",
+        phases=("scopes", "credentials", "schemathesis"),
+        absent_values={
+            "worker_id": UNKNOWN_UUID,
+            "run_id": UNKNOWN_UUID,
+            "event_id": UNKNOWN_UUID,
+            "system": "kki",
+        },
+        semantic_rejections={
+            # tests/fuzz/adapter-schemathesis.toml says why, operation by operation.
+            **{
+                operation: frozenset({400})
+                for operation in (
+                    "listHealthWorkers",
+                    "listIdentityFindings",
+                    "listSyncRuns",
+                    "listWebhookEvents",
+                    "listAuditEvents",
+                )
+            },
+            **{
+                operation: frozenset({404, 409})
+                for operation in (
+                    "getHealthWorker",
+                    "getSyncRun",
+                    "startSyncRun",
+                    "replayWebhookEvent",
+                )
+            },
+            "lookupRegistration": frozenset({404, 422}),
+            "receiveKkiWebhook": frozenset({400, 401, 413, 415, 422}),
+            "receiveSisdmkWebhook": frozenset({400, 401, 413, 415, 422}),
+            "getReadyz": frozenset({503}),
+        },
+        probe=adapter_api.probe,
+        own_phases={
+            "scopes": adapter_api.check_scope_matrix,
+            "schemathesis": adapter_api.run_schemathesis,
+        },
+        shared_phases=False,
     ),
 }
