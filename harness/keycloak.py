@@ -179,23 +179,45 @@ class KeycloakServer:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server's process group (kc.sh and its JVM), from /proc."""
+        total_kib = 0
+        for status, _ in self._group_proc_files():
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        return total_kib * 1024
+
+    def cpu_seconds(self) -> float:
+        """CPU time the process group has used, waited-for children included (load-independent,
+        unlike wall time on a shared machine)."""
+        ticks = 0
+        for _, stat in self._group_proc_files():
+            # Fields after the ")" that ends the command name: utime, stime, cutime, cstime
+            # are fields 14-17 of proc(5), i.e. 11-14 counted from the state field.
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += sum(int(value) for value in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def _group_proc_files(self) -> list[tuple[str, str]]:
+        """(status, stat) of every live process in the server's process group."""
         if self._process is None or not self._process.is_running():
-            return 0
+            return []
         group = os.getpgid(self._process.pid)
-        total = 0
+        found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 if os.getpgid(int(entry.name)) != group:
                     continue
-                status = (entry / "status").read_text(encoding="ascii")
+                found.append(
+                    (
+                        (entry / "status").read_text(encoding="ascii"),
+                        (entry / "stat").read_text(encoding="ascii"),
+                    )
+                )
             except (OSError, ProcessLookupError):
                 continue  # the process ended while we looked
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        return total
+        return found
 
     # Tokens ---------------------------------------------------------------------------------
 
