@@ -62,26 +62,28 @@ def idp() -> Iterator[IdpProcess]:
 
 
 @pytest.fixture(scope="module")
+def kki() -> Iterator[Mock]:
+    yield from running_mock("kki", size=SIZE, seed=7)
+
+
+@pytest.fixture(scope="module")
+def sisdmk() -> Iterator[Mock]:
+    yield from running_mock("sisdmk", size=SIZE, seed=7)
+
+
+@pytest.fixture(scope="module")
 def adapter(
     postgres_server: PostgresServer,
     idp: IdpProcess,
+    kki: Mock,
+    sisdmk: Mock,
     cipher: FieldCipher,
     blind_index: BlindIndex,
 ) -> Iterator[Adapter]:
-    kki_mocks, sisdmk_mocks = (
-        running_mock("kki", size=SIZE, seed=7),
-        running_mock("sisdmk", size=SIZE, seed=7),
-    )
-    kki, sisdmk = next(kki_mocks), next(sisdmk_mocks)
-    try:
-        with served_adapter(postgres_server.create_database(), idp, kki, sisdmk) as served:
-            mocks: dict[str, Mock] = {"sisdmk": sisdmk, "kki": kki}
-            for system, mock in mocks.items():
-                assert run_sync(system, mock, served.sessions, cipher, blind_index, full=True)
-            yield served
-    finally:
-        for generator in (kki_mocks, sisdmk_mocks):
-            generator.close()
+    with served_adapter(postgres_server.create_database(), idp, kki, sisdmk) as served:
+        for system, mock in (("sisdmk", sisdmk), ("kki", kki)):
+            assert run_sync(system, mock, served.sessions, cipher, blind_index, full=True).succeeded
+        yield served
 
 
 @pytest.fixture
