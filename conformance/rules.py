@@ -157,6 +157,38 @@ RULES: Final[dict[str, Rule]] = _rules(
         "SATUSEHAT auth; contract issueAccessToken",
     ),
     Rule(
+        "webhooks/signature",
+        "Every delivery carries a Standard Webhooks v1 signature of id.timestamp.body under the "
+        "subscription's secret",
+        "Standard Webhooks (webhook-signature); contract webhook section",
+    ),
+    Rule(
+        "webhooks/timestamp",
+        "webhook-timestamp is the delivery time in Unix seconds, within 5 minutes",
+        "Standard Webhooks (replay protection, 5 min tolerance)",
+    ),
+    Rule(
+        "webhooks/unique-id",
+        "A webhook-id is never used for two different events",
+        "Standard Webhooks (webhook-id identifies the message)",
+    ),
+    Rule(
+        "webhooks/stable-id",
+        "Redeliveries of an event keep its webhook-id (so receivers can drop duplicates)",
+        "Standard Webhooks (idempotency key)",
+    ),
+    Rule(
+        "webhooks/retry",
+        "An event answered 5xx is retried with growing delays until accepted; every event "
+        "caused is delivered",
+        "Standard Webhooks (retries with exponential backoff); contract: at-least-once",
+    ),
+    Rule(
+        "webhooks/payload",
+        "Every event body validates against the contract's WebhookEvent",
+        "contract WebhookEvent",
+    ),
+    Rule(
         "pact/interaction",
         "Every interaction of the adapter's pact with this system verifies against the target "
         "(the operation column names the interaction)",

@@ -51,9 +51,20 @@ class Contract:
     path: Path
     document: dict[str, Any]
     operations: list[Operation]
+    _schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def operation(self, operation_id: str) -> Operation:
         return next(op for op in self.operations if op.id == operation_id)
+
+    def schema(self, name: str) -> dict[str, Any] | None:
+        """A named component schema with its references resolved, if the contract has it."""
+        schemas = self.document.get("components", {}).get("schemas", {})
+        if name not in schemas:
+            return None
+        resolved = self._schemas.get(name)
+        if resolved is None:
+            resolved = self._schemas[name] = _resolve(copy.deepcopy(schemas[name]), self.document)
+        return resolved
 
     def check_response(self, operation: Operation, response: httpx.Response) -> list[str]:
         """Why `response` is not what the contract documents for its status; empty if it is."""

@@ -35,7 +35,10 @@ class Exchange:
 
 
 class Breakage:
-    """No change; subclasses override one or both hooks."""
+    """No change; subclasses override one or both hooks. The admin API passes untouched unless
+    `admin` is set (a breakage that makes the mock misbehave when the command drives it)."""
+
+    admin = False
 
     def request(self, exchange: Exchange) -> None:
         return None
@@ -83,7 +86,7 @@ class BreakingProxy:
             },
             body=handler.rfile.read(length) if length else b"",
         )
-        admin = exchange.path.startswith("/__admin")
+        admin = exchange.path.startswith("/__admin") and not self.breakage.admin
         if not admin:
             self.breakage.request(exchange)
         exchange.headers.pop("Host", None)

@@ -150,6 +150,31 @@ class SkpReactivated(Breakage):
                 _set_json(exchange, document)
 
 
+class EmitMisbehaving(Breakage):
+    """The events the command causes through the admin API are sent in a misbehaving mode."""
+
+    admin = True
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path == "/__admin/events":
+            exchange.body = json.dumps({**json.loads(exchange.body), "mode": self.mode}).encode()
+
+
+class NoRetries(Breakage):
+    """The provider gives up after the first attempt."""
+
+    admin = True
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path == "/__admin/webhook-policy" and exchange.method == "PUT":
+            document = json.loads(exchange.body)
+            if document.get("base_delay_ms") == 300:  # the command's fast policy, not its restore
+                exchange.body = json.dumps({**document, "max_attempts": 1}).encode()
+
+
 def _drop_full_name(document: dict[str, Any]) -> None:
     document.pop("full_name", None)
 
@@ -450,6 +475,35 @@ CATALOGUE = [
         "listRegistrations",
         setup=_sip_for_seven_years,
         args=("--phases", "pagination", "domain"),
+    ),
+]
+
+
+WEBHOOKS = ("--phases", "webhooks", "--webhooks")
+CATALOGUE += [
+    Entry(
+        "webhook with a bad signature",
+        "kki",
+        "webhooks/signature",
+        "createWebhookSubscription",
+        breakage=lambda: EmitMisbehaving("bad_signature"),
+        args=WEBHOOKS,
+    ),
+    Entry(
+        "webhook with a stale timestamp",
+        "sisdmk",
+        "webhooks/timestamp",
+        "createWebhookSubscription",
+        breakage=lambda: EmitMisbehaving("stale_timestamp"),
+        args=WEBHOOKS,
+    ),
+    Entry(
+        "webhook not retried after a 503",
+        "sisdmk",
+        "webhooks/retry",
+        "createWebhookSubscription",
+        breakage=NoRetries,
+        args=WEBHOOKS,
     ),
 ]
 

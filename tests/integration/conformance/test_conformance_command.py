@@ -58,6 +58,7 @@ def test_clean_mock_conforms_with_reports_written(
         "3",
         "--seed",
         "20261202",
+        "--webhooks",
         "--junit",
         str(tmp_path / "junit.xml"),
         "--html",
@@ -70,6 +71,7 @@ def test_clean_mock_conforms_with_reports_written(
     assert failing(report) == set()
     assert {f["rule"] for f in report["findings"]} <= DOCUMENTED_WARNINGS
     assert report["stats"]["peer_matched"] > 0
+    assert report["stats"]["webhook_deliveries"] >= 3
     assert "conforming" in run.stdout
     junit = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - our own report
     assert int(junit.get("tests", 0)) > 50

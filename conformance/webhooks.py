@@ -1,0 +1,308 @@
+"""`--webhooks`: a receiver, a subscription, changes caused through the mocks' admin API (or a
+bounded wait on a real provider), then the Standard Webhooks checks on what arrived.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook
+
+from conformance.context import RunContext
+from conformance.findings import Exchange
+from conformance.spec import schema_problems
+
+# Standard Webhooks' default tolerance for `webhook-timestamp`.
+TIMESTAMP_TOLERANCE_S = 300
+EVENTS = 3
+# The first event is answered 503 this often before it is accepted: two retries to time.
+FAILURES_BEFORE_SUCCESS = 2
+# On the mocks: retries in fractions of a second, without jitter so the delays can be compared.
+FAST_POLICY = {
+    "max_attempts": 4,
+    "base_delay_ms": 300,
+    "max_delay_ms": 3000,
+    "timeout_ms": 5000,
+    "jitter": False,
+}
+MOCK_WAIT_S = 10.0
+PROVIDER_WAIT_S = 120.0
+HOOK_PATH = "/hf-conformance/webhook"
+
+
+@dataclass
+class Delivery:
+    received: float  # time.time()
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+    @property
+    def event_id(self) -> str:
+        try:
+            return str(json.loads(self.body).get("event_id"))
+        except (ValueError, AttributeError):
+            return self.headers.get("webhook-id", "")
+
+
+@dataclass
+class Receiver:
+    """Answers 503 to the first attempts of the first event it sees, 204 to everything else."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    failing_event: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, host: str = "127.0.0.1") -> str:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                status = receiver.answer(
+                    {k.lower(): v for k, v in self.headers.items()}, body, time.time()
+                )
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://{host}:{self.server.server_address[1]}{HOOK_PATH}"
+
+    def answer(self, headers: dict[str, str], body: bytes, now: float) -> int:
+        with self.lock:
+            delivery = Delivery(now, headers, body, 204)
+            if self.failing_event is None:
+                self.failing_event = delivery.event_id
+            if delivery.event_id == self.failing_event:
+                earlier = sum(1 for d in self.deliveries if d.event_id == self.failing_event)
+                if earlier < FAILURES_BEFORE_SUCCESS:
+                    delivery.answered = 503
+            self.deliveries.append(delivery)
+            return delivery.answered
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def snapshot(self) -> list[Delivery]:
+        with self.lock:
+            return list(self.deliveries)
+
+
+def _find_key(document: Any, key: str) -> Any:
+    if isinstance(document, dict):
+        if key in document:
+            return document[key]
+        for value in document.values():
+            found = _find_key(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _evidence(url: str, delivery: Delivery) -> Exchange:
+    return Exchange(
+        method="POST",
+        url=url,
+        request_headers=delivery.headers,
+        request_body=delivery.body.decode("utf-8", "replace"),
+        status=delivery.answered,
+    )
+
+
+def check_webhooks(ctx: RunContext) -> None:
+    contract = ctx.contract
+    event_schema = contract.schema("WebhookEvent")
+    event_types = (contract.schema("EventType") or {}).get("enum", [])
+    create = next((op for op in contract.operations if op.id == "createWebhookSubscription"), None)
+    if create is None or event_schema is None or not event_types:
+        ctx.notes.append("webhooks: the contract has no webhook subscriptions")
+        return
+    event_type = str(event_types[0])
+    receiver = Receiver()
+    url = receiver.start()
+    admin = f"{ctx.options.base_url}/__admin"
+    http = ctx.client.http
+    has_admin = _answers(http, f"{admin}/health")
+    saved_policy: Any = None
+    subscription_id: str | None = None
+    try:
+        created = ctx.client.request(
+            create.id,
+            "POST",
+            create.path,
+            json={"url": url, "event_types": [event_type]},
+        )
+        if created.status_code != 201:
+            ctx.notes.append(f"webhooks: subscribing answered {created.status_code}; not checked")
+            return
+        secret = str(_find_key(created.json(), "secret") or "")
+        subscription_id = _find_key(created.json(), "id")
+        emitted: set[str] = set()
+        if has_admin:
+            saved_policy = http.get(f"{admin}/webhook-policy").json()
+            http.put(f"{admin}/webhook-policy", json=FAST_POLICY)
+            response = http.post(
+                f"{admin}/events",
+                json={"type": event_type, "count": EVENTS, "subscription_id": subscription_id},
+            )
+            emitted = {str(e["event_id"]) for e in response.json().get("events", [])}
+        _wait(ctx, receiver, emitted, MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S)
+        deliveries = receiver.snapshot()
+        ctx.stats["webhook_deliveries"] = len(deliveries)
+        if not deliveries:
+            ctx.notes.append("webhooks: no delivery arrived in time; nothing to check")
+            return
+        _check_deliveries(ctx, create.id, url, secret, event_schema, deliveries)
+        _check_retries(ctx, create.id, url, receiver, deliveries)
+        missing = emitted - {d.event_id for d in deliveries}
+        if missing:
+            ctx.fail(
+                "webhooks/retry",
+                create.id,
+                f"{len(missing)} of {len(emitted)} events caused were never delivered",
+            )
+    finally:
+        receiver.stop()
+        if saved_policy is not None:
+            http.put(f"{admin}/webhook-policy", json=saved_policy)
+        if subscription_id:
+            ctx.client.request(
+                "deleteWebhookSubscription", "DELETE", f"{create.path}/{subscription_id}"
+            )
+
+
+def _answers(http: httpx.Client, url: str) -> bool:
+    try:
+        return http.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait(ctx: RunContext, receiver: Receiver, emitted: set[str], limit_s: float) -> None:
+    deadline = time.monotonic() + min(limit_s, max(ctx.time_left(), 1.0))
+    while time.monotonic() < deadline:
+        deliveries = receiver.snapshot()
+        accepted = {d.event_id for d in deliveries if d.answered < 300}
+        if emitted and emitted <= accepted:
+            return
+        if not emitted and deliveries and receiver.failing_event in accepted:
+            return
+        time.sleep(0.1)
+
+
+def _check_deliveries(
+    ctx: RunContext,
+    operation: str,
+    url: str,
+    secret: str,
+    event_schema: dict[str, Any],
+    deliveries: list[Delivery],
+) -> None:
+    for rule in ("signature", "timestamp", "unique-id", "stable-id", "payload"):
+        ctx.ok(f"webhooks/{rule}", operation)
+    ids_per_event: dict[str, set[str]] = {}
+    events_per_id: dict[str, set[str]] = {}
+    for delivery in deliveries:
+        headers = delivery.headers
+        webhook_id = headers.get("webhook-id", "")
+        ids_per_event.setdefault(delivery.event_id, set()).add(webhook_id)
+        events_per_id.setdefault(webhook_id, set()).add(delivery.event_id)
+        stamp = headers.get("webhook-timestamp", "")
+        if not stamp.isdigit() or abs(delivery.received - int(stamp)) > TIMESTAMP_TOLERANCE_S:
+            ctx.fail(
+                "webhooks/timestamp",
+                operation,
+                f"webhook-timestamp {stamp or '(missing)'} is not within "
+                f"{TIMESTAMP_TOLERANCE_S} s of the delivery",
+                _evidence(url, delivery),
+            )
+        elif not _signed(secret, webhook_id, int(stamp), delivery):
+            ctx.fail(
+                "webhooks/signature",
+                operation,
+                "no webhook-signature entry is the HMAC-SHA256 of id.timestamp.body under the "
+                "subscription's secret",
+                _evidence(url, delivery),
+            )
+        try:
+            body = json.loads(delivery.body)
+        except ValueError:
+            ctx.fail(
+                "webhooks/payload", operation, "the body is not JSON", _evidence(url, delivery)
+            )
+            continue
+        problems = schema_problems(event_schema, body)
+        if problems:
+            ctx.fail(
+                "webhooks/payload",
+                operation,
+                "the event does not match the contract's WebhookEvent: " + "; ".join(problems[:3]),
+                _evidence(url, delivery),
+            )
+    for event_id, ids in ids_per_event.items():
+        if len(ids) > 1:
+            ctx.fail(
+                "webhooks/stable-id",
+                operation,
+                f"event {event_id} was delivered under {len(ids)} different webhook-ids",
+            )
+    for webhook_id, events in events_per_id.items():
+        if len(events) > 1:
+            ctx.fail(
+                "webhooks/unique-id",
+                operation,
+                f"webhook-id {webhook_id} was used for {len(events)} different events",
+            )
+
+
+def _signed(secret: str, webhook_id: str, stamp: int, delivery: Delivery) -> bool:
+    try:
+        expected = Webhook(secret).sign(
+            webhook_id, dt.datetime.fromtimestamp(stamp, tz=dt.UTC), delivery.body.decode()
+        )
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        return False
+    offered = delivery.headers.get("webhook-signature", "").split()
+    return expected in offered
+
+
+def _check_retries(
+    ctx: RunContext, operation: str, url: str, receiver: Receiver, deliveries: list[Delivery]
+) -> None:
+    ctx.ok("webhooks/retry", operation)
+    attempts = [d for d in deliveries if d.event_id == receiver.failing_event]
+    if len(attempts) <= FAILURES_BEFORE_SUCCESS:
+        ctx.fail(
+            "webhooks/retry",
+            operation,
+            f"an event answered 503 was attempted {len(attempts)} time(s) in the wait; "
+            f"expected retries until it was accepted (attempt {FAILURES_BEFORE_SUCCESS + 1})",
+            _evidence(url, attempts[-1]) if attempts else None,
+        )
+        return
+    gaps = [b.received - a.received for a, b in itertools.pairwise(attempts)]
+    ctx.stats["webhook_retry_gaps_s"] = [round(gap, 3) for gap in gaps]
+    if gaps[1] < gaps[0] * 0.9:  # 10 % for scheduling noise
+        ctx.fail(
+            "webhooks/retry",
+            operation,
+            f"the delay before the third attempt ({gaps[1]:.2f} s) is shorter than before the "
+            f"second ({gaps[0]:.2f} s): retries should back off",
+        )
