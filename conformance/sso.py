@@ -60,7 +60,7 @@ def token_operation(client: OidcClient) -> str:
 def oidc_options(options: RunOptions) -> OidcOptions:
     oidc = options.oidc
     if oidc is None or not oidc.issuer:
-        raise CannotRun(f"{options.system} needs the realm's issuer URL")
+        raise CannotRun(f"{options.system} needs the realm's issuer: --issuer URL")
     return oidc
 
 
@@ -255,6 +255,11 @@ def check_tokens(ctx: RunContext, profile: SystemProfile) -> None:
     if not isinstance(endpoint, str):
         ctx.notes.append("tokens: the discovery document names no token_endpoint; not checked")
         return
+    if JWKS not in ctx.records:  # the jwks phase was left out (--phases)
+        jwks_uri = document.get("jwks_uri")
+        if isinstance(jwks_uri, str):
+            answer = ctx.client.request(JWKS, "GET", jwks_uri, credentials="none")
+            ctx.records[JWKS] = [_json_object(answer) or {}]
     key_set = ctx.records.get(JWKS, [{}])[0]
     selected = [client for client in oidc.clients if ctx.selected(token_operation(client))]
     for client in selected:

@@ -36,6 +36,11 @@ CATALOGUE: dict[str, tuple[StubBreakage, str, str]] = {
         "sso/discovery-issuer",
         "discovery",
     ),
+    "plain-http-issuer": (
+        StubBreakage(announced_issuer="http://sso.example.go.id/realms/healthforce"),
+        "sso/https",
+        "discovery",
+    ),
     "required-metadata-missing": (
         StubBreakage(missing_metadata="subject_types_supported"),
         "sso/discovery-document",
@@ -99,3 +104,20 @@ def test_private_key_parts_never_reach_the_report(provider: StubProvider, tmp_pa
     d_value = json.loads(private)["keys"][0]["d"]
     _, report = run_sso(provider, tmp_path)
     assert d_value not in json.dumps(report)
+
+
+def test_tokens_phase_alone_conforms_without_the_jwks_phase(
+    provider: StubProvider, tmp_path: Path
+) -> None:
+    provider.breakage = StubBreakage()
+    code, report = run_in_process(
+        "sso",
+        provider.issuer,
+        tmp_path,
+        "--client",
+        f"{CLIENT_ID}:{CLIENT_SECRET}",
+        "--phases",
+        "tokens",
+    )
+    assert code == 0, report.get("findings")
+    assert [phase["name"] for phase in report["phases"]] == ["tokens"]
