@@ -225,6 +225,10 @@ def print_summary(result: RunResult, console: Console) -> None:
         )
     if len(findings) > 50:
         console.print(f"… and {len(findings) - 50} more findings (see the reports)")
+    shown = Counter(f"{f.rule} {f.operation}" for f in findings)
+    for check, total in sorted(result.stats.get("findings_per_check", {}).items()):
+        if total > shown[check]:
+            console.print(f"{check}: {total} findings in all, {shown[check]} shown", markup=False)
     for phase in result.phases:
         if phase.status != "done":
             console.print(f"{phase.name}: {phase.status}", markup=False)
