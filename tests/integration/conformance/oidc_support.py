@@ -1,5 +1,5 @@
-"""Running `hf-conformance sso` and `adapter` in this process for the tests, and a Keycloak admin
-that can add the deliberately misconfigured clients and keys the sso proofs need.
+"""Running `hf-conformance sso` and `adapter` in this process for the tests, the adapter served
+for any issuer, and a Keycloak admin that adds the misconfigured clients and keys the proofs need.
 """
 
 from __future__ import annotations
@@ -7,10 +7,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import URL
+from werkzeug.serving import make_server
+
+from adapter.app import create_app
+from adapter.settings import load_settings
 from conformance.cli import main
 from harness.keycloak import (
     ADMIN_PASSWORD,
@@ -20,6 +27,8 @@ from harness.keycloak import (
     KeycloakAdmin,
     KeycloakServer,
 )
+from harness.processes import free_port
+from tests.integration.adapter_sync.support import adapter_environment, migrated
 from tests.integration.conformance.conftest import TODAY
 
 COMMAND = Path(sys.executable).with_name("hf-conformance")
@@ -112,3 +121,22 @@ class ConformanceAdmin(KeycloakAdmin):
                 },
             },
         )
+
+
+@contextmanager
+def adapter_for_issuer(issuer: str, database: URL, kki_url: str, sisdmk_url: str) -> Iterator[str]:
+    """The adapter on a free port, trusting `issuer`'s tokens (tests/integration/api/stack.py
+    does the same for the test IdP); yields its base URL."""
+    env = adapter_environment(database.render_as_string(hide_password=False), kki_url, sisdmk_url)
+    engine = migrated(database)
+    app = create_app(load_settings(env | {"OIDC_ISSUER": issuer}), engine=engine)
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="adapter-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        engine.dispose()

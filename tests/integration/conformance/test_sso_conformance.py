@@ -1,5 +1,6 @@
 """`hf-conformance sso` against a real Keycloak with the realm export: it conforms, and clients
 broken through the admin REST API are caught with the rule named; bad input exits 2 in one line.
+The adapter's scope matrix with this Keycloak's tokens runs here too (one Keycloak per module).
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from conformance.rules import RULES
 from harness.idp import IdpProcess, IdpUnavailable, realm_clients
 from harness.keycloak import KeycloakServer, KeycloakUnavailable
 from harness.processes import free_port
+from tests.integration.adapter.conftest import postgres_server
+from tests.integration.adapter.databases import PostgresServer
+from tests.integration.adapter_sync.support import Mock, running_mock
 from tests.integration.conformance.oidc_support import (
     ConformanceAdmin,
+    adapter_for_issuer,
     client_args,
     failing,
     run_command,
     run_in_process,
 )
+
+__all__ = ["postgres_server"]
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +200,40 @@ def test_oidc_provider_test_idp_conforms(tmp_path: Path) -> None:
         idp.close()
     assert code == 0, report.get("findings")
     assert failing(report) == set()
+
+
+@pytest.fixture(scope="module")
+def kki() -> Iterator[Mock]:
+    yield from running_mock("kki", size=5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def sisdmk() -> Iterator[Mock]:
+    yield from running_mock("sisdmk", size=5, seed=3)
+
+
+def test_adapter_scope_matrix_conforms_with_keycloak_tokens(
+    keycloak: KeycloakServer,
+    postgres_server: PostgresServer,
+    kki: Mock,
+    sisdmk: Mock,
+    tmp_path: Path,
+) -> None:
+    database = postgres_server.create_database()
+    with adapter_for_issuer(keycloak.issuer(), database, kki.url, sisdmk.url) as url:
+        code, report = run_in_process(
+            "adapter",
+            url,
+            tmp_path,
+            "--issuer",
+            keycloak.issuer(),
+            *client_args(ADAPTER_CALLERS),
+            "--phases",
+            "scopes",
+            "credentials",
+        )
+    assert code == 0, report.get("findings")
+    checked = {(c["rule"], c["operation"]) for c in report["checked"]}
+    assert ("scopes/wrong-scope", "listAuditEvents") in checked
+    assert ("scopes/right-scope", "startSyncRun") in checked
+    assert report["stats"]["adapter_clients"]["hf-ops"] == sorted(CLIENTS["hf-ops"].default_scopes)
