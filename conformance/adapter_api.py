@@ -120,9 +120,16 @@ def _auth(ctx: RunContext, client: OidcClient) -> Auth:
     return BearerTokenAuth(_source(ctx, client))
 
 
+def _operation(ctx: RunContext, operation_id: str) -> Operation | None:
+    """The operation, if the contract in use (`--spec` may give another) has it."""
+    return next((op for op in ctx.contract.operations if op.id == operation_id), None)
+
+
 def _read_as(ctx: RunContext, operation_id: str, path: str, query: dict[str, str]) -> Any:
     """A JSON answer to a GET made with a client that holds the operation's scope."""
-    operation = ctx.contract.operation(operation_id)
+    operation = _operation(ctx, operation_id)
+    if operation is None:
+        return None
     client = _holder(ctx, required_scopes(ctx.contract, operation), holds=True)
     if client is None:
         return None
@@ -150,6 +157,8 @@ def collect_samples(ctx: RunContext) -> None:
     """Real values for path parameters (a worker, a run, a dead letter, the integrations)."""
     by_path = {op.path: op.id for op in ctx.contract.operations if op.method == "GET"}
     for name, (path, query, field) in SAMPLE_SOURCES.items():
+        if path not in by_path:
+            continue
         answer = _read_as(ctx, by_path[path], path, query)
         items = answer.get("data") if isinstance(answer, dict) else None
         if isinstance(items, list) and items and isinstance(items[0], dict) and field in items[0]:
@@ -329,7 +338,9 @@ def _coverage(ctx: RunContext) -> Iterator[tuple[OidcClient | None, list[str]]]:
 
 def restore_integrations(ctx: RunContext) -> None:
     """Put every integration back as found: Schemathesis may have disabled one."""
-    operation = ctx.contract.operation("updateIntegration")
+    operation = _operation(ctx, "updateIntegration")
+    if operation is None:
+        return
     client = _holder(ctx, required_scopes(ctx.contract, operation), holds=True)
     if client is None:
         return
