@@ -154,7 +154,7 @@ def prepare(options: RunOptions) -> tuple[SystemProfile, Contract]:
     if profile is None:
         raise CannotRun(f"unknown system {options.system!r} (known: {', '.join(SYSTEMS)})")
     try:
-        if profile.make_contract is not None and options.spec is None:
+        if profile.make_contract is not None:
             contract = profile.make_contract(options)
         else:
             contract = load_contract(options.spec or profile.contract)

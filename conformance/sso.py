@@ -67,6 +67,8 @@ def oidc_options(options: RunOptions) -> OidcOptions:
 def contract(options: RunOptions) -> Contract:
     """The provider's surface as operations: discovery, JWKS, one token request per client."""
     oidc = oidc_options(options)
+    if options.spec is not None:
+        raise CannotRun("sso has no OpenAPI contract: --spec does not apply")
     if not oidc.clients:
         raise CannotRun(
             "sso needs the adapter's client credentials: --client-id ID --client-secret SECRET "
