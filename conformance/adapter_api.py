@@ -42,8 +42,9 @@ SAMPLE_SOURCES: Final = {
 # them: an id that does not exist (404) or a state that conflicts (409: a sync already runs).
 ALLOWED_REFUSALS: Final = frozenset({404, 409})
 
-# Token sources live as long as the process: the scope phase, credentials and Schemathesis
-# reuse one token per client (renewed when it nears expiry, as the adapter does its own).
+# One token source per client for a run: the scope phase, credentials and Schemathesis reuse
+# its token (renewed when it nears expiry, as the adapter does its own). Cleared by each probe:
+# another run may meet another realm at the same URL (a restarted test server).
 _SOURCES: dict[tuple[str, str, str, bool], ClientCredentialsToken] = {}
 
 
@@ -75,6 +76,7 @@ def probe(ctx: RunContext, profile: SystemProfile) -> None:
             "adapter needs clients of the realm: --client ID:SECRET (repeat it; the scope "
             "matrix needs a client with and one without each scope)"
         )
+    _SOURCES.clear()
     health = ctx.client.request("getHealthz", "GET", HEALTH_PATH, credentials="none")
     if health.status_code != 200:
         raise CannotRun(
