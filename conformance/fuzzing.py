@@ -14,6 +14,9 @@ from conformance.context import RunContext
 from conformance.findings import MAX_BODY_CHARS, Exchange
 from conformance.systems import SystemProfile
 
+LIST_SUBSCRIPTIONS = "listWebhookSubscriptions"
+DELETE_SUBSCRIPTION = "deleteWebhookSubscription"
+
 
 def schemathesis_config(ctx: RunContext, profile: SystemProfile) -> dict[str, Any]:
     options = ctx.options
@@ -52,6 +55,46 @@ def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
     if ctx.options.exclude:
         schema = schema.exclude(operation_id=list(ctx.options.exclude))
     by_label = {f"{op.method} {op.path}": op.id for op in ctx.contract.operations}
+    subscriptions_before = _subscriptions(ctx)
+    try:
+        _run(ctx, profile, schema, by_label)
+    finally:
+        _delete_new_subscriptions(ctx, subscriptions_before)
+
+
+def _subscriptions(ctx: RunContext) -> set[str] | None:
+    """The target's webhook subscriptions, when it lists them (None when it does not)."""
+    listing = next((op for op in ctx.contract.operations if op.id == LIST_SUBSCRIPTIONS), None)
+    if listing is None:
+        return None
+    response = ctx.client.request(listing.id, "GET", listing.path)
+    if response.status_code != 200:
+        return None
+    items = response.json().get("data")
+    return {str(item["id"]) for item in items or [] if isinstance(item, dict) and "id" in item}
+
+
+def _delete_new_subscriptions(ctx: RunContext, before: set[str] | None) -> None:
+    """Schemathesis subscribes generated URLs; a run leaves no subscription it did not find.
+    (On the mocks they would also keep the delivery workers busy with unreachable hosts.)"""
+    after = _subscriptions(ctx)
+    if before is None or after is None:
+        return
+    deleting = next((op for op in ctx.contract.operations if op.id == DELETE_SUBSCRIPTION), None)
+    if deleting is None:
+        return
+    for subscription_id in sorted(after - before):
+        path = deleting.path.replace("{subscription_id}", subscription_id)
+        ctx.client.request(deleting.id, "DELETE", path)
+    ctx.stats["schemathesis_subscriptions_deleted"] = len(after - before)
+
+
+def _run(
+    ctx: RunContext,
+    profile: SystemProfile,
+    schema: schemathesis.BaseSchema,
+    by_label: dict[str, str],
+) -> None:
     stream = from_schema(schema).execute()
     scenarios = 0
     # Schemathesis knows no deadline without also cycling its fuzzing until it is reached: the
