@@ -85,6 +85,16 @@ RULES: Final[dict[str, Rule]] = _rules(
         "contract: links between operations",
     ),
     Rule(
+        "contract/allow_header_conformance",
+        "A 405 answer carries an Allow header listing the documented methods",
+        "RFC 9110 §15.5.6 and §10.2.1",
+    ),
+    Rule(
+        "contract/object_level_authorization",
+        "One client cannot read another's resources by changing an id",
+        "OWASP API1:2023 (broken object level authorization); contract `security`",
+    ),
+    Rule(
         "contract/run-error",
         "Schemathesis could test the operation at all",
         "contract: the operation must be testable from its documented schema",
