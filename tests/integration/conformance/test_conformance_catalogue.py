@@ -139,6 +139,28 @@ class AcceptAnySecret(Breakage):
             exchange.body = exchange.body.replace(b"wrong-secret", b"sisdmk-dev-secret")
 
 
+class GrantTypeOptional(Breakage):
+    """The token endpoint no longer needs grant_type in the query (the proxy supplies it)."""
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path == "/oauth2/v1/accesstoken" and exchange.param("grant_type") is None:
+            exchange.query.append(("grant_type", "client_credentials"))
+
+
+class PlainTextNotFound(Breakage):
+    def response(self, exchange: Exchange) -> None:
+        if re.fullmatch(r"/v1/registrations/[^/]+", exchange.path) and exchange.status == 404:
+            exchange.response_headers = {
+                **{
+                    k: v
+                    for k, v in exchange.response_headers.items()
+                    if k.lower() != "content-type"
+                },
+                "content-type": "text/plain",
+            }
+            exchange.response_body = b"Not Found"
+
+
 class SkpReactivated(Breakage):
     """The certification endpoint shows an SKP-deactivated STR as active."""
 
@@ -181,6 +203,24 @@ def _drop_full_name(document: dict[str, Any]) -> None:
 
 def _version_as_text(document: dict[str, Any]) -> None:
     document["version"] = str(document["version"])
+
+
+def _token_lifetime_of_seconds(document: dict[str, Any]) -> None:
+    document["expires_in"] = "30"
+
+
+def _token_without_type(document: dict[str, Any]) -> None:
+    document.pop("token_type", None)
+
+
+def _odd_str_number(document: dict[str, Any]) -> None:
+    document["data"][0]["str_number"] = "KKI/2020/77"
+
+
+def _flip_gender(target: Target) -> None:
+    worker = _first(target, "/v1/health-workers", lambda w: w["nip"] is None)
+    flipped = "male" if worker["gender"] == "female" else "female"
+    target.patch("health-workers", worker["worker_id"], {"gender": flipped})
 
 
 def _first(target: Target, path: str, accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -478,6 +518,58 @@ CATALOGUE = [
     ),
 ]
 
+
+TOKEN = ("--phases", "token")
+CATALOGUE += [
+    Entry(
+        "token endpoint without grant_type in the query",
+        "sisdmk",
+        "token/grant-type",
+        "issueAccessToken",
+        breakage=GrantTypeOptional,
+        args=TOKEN,
+    ),
+    Entry(
+        "token living 30 seconds",
+        "sisdmk",
+        "token/lifetime",
+        "issueAccessToken",
+        breakage=lambda: Rewrite("POST", "/oauth2/v1/accesstoken", 200, _token_lifetime_of_seconds),
+        args=TOKEN,
+    ),
+    Entry(
+        "token document without token_type",
+        "sisdmk",
+        "token/client-credentials",
+        "issueAccessToken",
+        breakage=lambda: Rewrite("POST", "/oauth2/v1/accesstoken", 200, _token_without_type),
+        args=TOKEN,
+    ),
+    Entry(
+        "NIK contradicting the gender",
+        "sisdmk",
+        "domain/nik-sex",
+        "listHealthWorkers",
+        setup=_flip_gender,
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "STR number with characters an STR never has",
+        "kki",
+        "domain/str-format",
+        "listRegistrations",
+        breakage=lambda: Rewrite("GET", "/v1/registrations", 200, _odd_str_number),
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "undocumented content type",
+        "kki",
+        "contract/content_type_conformance",
+        "getRegistration",
+        breakage=PlainTextNotFound,
+        args=(*FUZZ_ONE, "getRegistration"),
+    ),
+]
 
 WEBHOOKS = ("--phases", "webhooks", "--webhooks")
 CATALOGUE += [
