@@ -13,7 +13,7 @@ import httpx
 
 from conformance.context import RunContext
 from conformance.findings import Exchange
-from conformance.provider import ClientCredentialsAuth, parse_retry_after, send
+from conformance.provider import ClientCredentialsAuth, send
 from conformance.spec import Operation
 
 # A walk through a list stops after this many pages (a provider that never ends its list).
@@ -458,7 +458,3 @@ def _check_lifetime(ctx: RunContext, operation: Operation, response: httpx.Respo
             f"with {used.status_code}",
             Exchange.from_response(used),
         )
-
-
-def retry_after_is_valid(value: str | None) -> bool:
-    return parse_retry_after(value, 0.0) is not None
