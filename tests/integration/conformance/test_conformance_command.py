@@ -212,3 +212,15 @@ def test_bad_baseline_cannot_run(
         str(baseline),
     )
     _assert_cannot_run(run, words)
+
+
+def test_unknown_operation_cannot_run(kki_target: Target) -> None:
+    run = hf_conformance(
+        "kki",
+        "--base-url",
+        kki_target.mock.url,
+        *CREDENTIALS["kki"],
+        "--include",
+        "listEverything",
+    )
+    _assert_cannot_run(run, "no operation listEverything")
