@@ -217,6 +217,12 @@ def _odd_str_number(document: dict[str, Any]) -> None:
     document["data"][0]["str_number"] = "KKI/2020/77"
 
 
+def _nip_with_month_13(target: Target) -> None:
+    worker = _first(target, "/v1/health-workers", lambda w: w["nip"] is not None)
+    nip = worker["nip"]
+    target.patch("health-workers", worker["worker_id"], {"nip": nip[:12] + "13" + nip[14:]})
+
+
 def _flip_gender(target: Target) -> None:
     worker = _first(target, "/v1/health-workers", lambda w: w["nip"] is None)
     flipped = "male" if worker["gender"] == "female" else "female"
@@ -551,6 +557,14 @@ CATALOGUE += [
         "domain/nik-sex",
         "listHealthWorkers",
         setup=_flip_gender,
+        args=("--phases", "pagination", "domain"),
+    ),
+    Entry(
+        "NIP with a TMT month 13",
+        "sisdmk",
+        "domain/nip-structure",
+        "listHealthWorkers",
+        setup=_nip_with_month_13,
         args=("--phases", "pagination", "domain"),
     ),
     Entry(
