@@ -8,11 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.conformance.conftest import Target, failing, run_conformance
@@ -195,6 +198,59 @@ class NoRetries(Breakage):
             document = json.loads(exchange.body)
             if document.get("base_delay_ms") == 300:  # the command's fast policy, not its restore
                 exchange.body = json.dumps({**document, "max_attempts": 1}).encode()
+
+
+class DeliveryRelay(Breakage):
+    """Webhook deliveries pass through a relay that changes them on the way to the receiver:
+    the subscription the command creates is pointed at the relay instead."""
+
+    def __init__(self, change: Callable[[dict[str, str], dict[str, Any], int], None]) -> None:
+        self.change = change
+        self.receiver: str | None = None
+        self.count = 0
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                headers = {
+                    k.lower(): v
+                    for k, v in self.headers.items()
+                    if k.lower().startswith("webhook-") or k.lower() == "content-type"
+                }
+                relay.count += 1
+                relay.change(headers, body, relay.count)
+                assert relay.receiver is not None
+                answer = httpx.post(relay.receiver, content=json.dumps(body), headers=headers)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/relay"
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.method == "POST" and exchange.path == "/v1/webhook-subscriptions":
+            document = json.loads(exchange.body)
+            self.receiver = document["url"]
+            exchange.body = json.dumps({**document, "url": self.url}).encode()
+
+
+def _same_webhook_id(headers: dict[str, str], body: dict[str, Any], count: int) -> None:
+    headers["webhook-id"] = "msg_always_the_same"
+
+
+def _new_webhook_id_per_attempt(headers: dict[str, str], body: dict[str, Any], count: int) -> None:
+    headers["webhook-id"] = f"msg_attempt_{count}"
+
+
+def _event_without_source(headers: dict[str, str], body: dict[str, Any], count: int) -> None:
+    body.pop("source", None)
 
 
 def _drop_full_name(document: dict[str, Any]) -> None:
@@ -601,6 +657,30 @@ CATALOGUE += [
         "webhooks/timestamp",
         "createWebhookSubscription",
         breakage=lambda: EmitMisbehaving("stale_timestamp"),
+        args=WEBHOOKS,
+    ),
+    Entry(
+        "webhook ids reused for different events",
+        "kki",
+        "webhooks/unique-id",
+        "createWebhookSubscription",
+        breakage=lambda: DeliveryRelay(_same_webhook_id),
+        args=WEBHOOKS,
+    ),
+    Entry(
+        "webhook id changing on redelivery",
+        "sisdmk",
+        "webhooks/stable-id",
+        "createWebhookSubscription",
+        breakage=lambda: DeliveryRelay(_new_webhook_id_per_attempt),
+        args=WEBHOOKS,
+    ),
+    Entry(
+        "webhook event without its source",
+        "kki",
+        "webhooks/payload",
+        "createWebhookSubscription",
+        breakage=lambda: DeliveryRelay(_event_without_source),
         args=WEBHOOKS,
     ),
     Entry(
