@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -94,6 +95,19 @@ def test_rate_limited_provider_is_waited_for_not_reported(
     assert ("rate-limit/retry-after", "listRegistrations") in {
         (c["rule"], c["operation"]) for c in report["checked"]
     }
+
+
+def test_rate_limit_spaces_requests(kki_target: Target, tmp_path: Path) -> None:
+    kki_target.reset()
+    started = time.monotonic()
+    code, report = run_conformance(
+        "kki", kki_target.mock.url, tmp_path, "--phases", "pagination", "--rate-limit", "25/s"
+    )
+    elapsed = time.monotonic() - started
+    assert code == 0
+    requests = report["stats"]["requests"]
+    assert requests > 10
+    assert elapsed >= (requests - 1) / 25
 
 
 def _break_citizen_str(target: Target) -> None:
