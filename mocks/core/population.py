@@ -1583,6 +1583,14 @@ class _PersonFactory:
             else:
                 issued = _day_between(rng, LIFETIME_CONVERSION_START, conversion_end)
             str_number = f"{_pick(rng, _STR_LETTERS)}{self._new_str(index):014d}"
+        if foreign:
+            # A foreigner's STR (sementara) is never for life: one year plus at most one
+            # extension, so the current one was issued within the last two years.
+            recent = _day_between(
+                rng, today - dt.timedelta(days=700), today - dt.timedelta(days=30)
+            )
+            issued = max(issued, recent)
+            valid_until = _add_years(issued, 2) - dt.timedelta(days=1)
 
         status: StrStatus = "AKTIF"
         reason: str | None = None

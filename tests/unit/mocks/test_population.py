@@ -103,7 +103,8 @@ def test_every_str_validates_and_most_are_in_the_new_format(population: Populati
         kinds[kind] += 1
         if kind == "new":
             assert registration.str_number[2:6] in ("0000", "0001")
-            assert registration.valid_until is None
+            # For life, except a foreigner's temporary STR (see the test below).
+            assert (registration.valid_until is None) == (person.citizenship == "WNI")
         else:
             assert kind == "old_kki"
             assert registration.profession.startswith("dokter")
@@ -449,3 +450,16 @@ def test_by_nik_and_by_str_number_find_the_person(population: Population) -> Non
 def test_generate_population_rejects_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate_population(**kwargs)
+
+
+def test_a_foreigners_str_is_temporary_and_ends_within_two_years(population: Population) -> None:
+    foreigners = [p for p in population.people if p.citizenship == "WNA"]
+    assert foreigners, "the data set has foreign nationals"
+    for person in foreigners:
+        registration = person.registration
+        assert registration.registration_type == "sementara"
+        assert registration.valid_until is not None
+        assert registration.valid_until < registration.issued_at.replace(
+            year=registration.issued_at.year + 2
+        )
+        assert registration.issued_at < person.updated_at.date()
