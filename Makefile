@@ -33,6 +33,10 @@ test: bootstrap services keycloak lint typecheck ## Run every test (unit, integr
 fuzz: bootstrap ## Only the Schemathesis runs, 100 examples per operation (make test runs 8-12)
 	@HF_FUZZ_MAX_EXAMPLES=100 $(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile tests/fuzz $(PYTEST_ARGS)
 
+.PHONY: conformance
+conformance: bootstrap ## hf-conformance against both mocks, peers and webhooks included (reports/conformance/)
+	@$(PY) -m harness.conformance_run
+
 .PHONY: pacts
 pacts: bootstrap ## Regenerate contracts/pacts/ from the consumer tests, then verify them against the mocks
 	@HF_PACT_WRITE=1 $(PY) -m pytest -p no:cacheprovider tests/contract/test_pact_files.py $(PYTEST_ARGS)
