@@ -21,6 +21,14 @@ if [ -f "$stamp" ]; then
   exit 0
 fi
 
+# A fresh Debian/Ubuntu machine may lack Maven (and with it a JDK): as root, install it.
+if ! command -v mvn >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "keycloak.sh: installing Maven (Debian package maven) to fetch Keycloak $version" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q maven >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q maven >/dev/null 2>&1; } \
+    || fail "installing Maven failed (apt-get install -y maven); install it yourself"
+fi
 command -v mvn >/dev/null 2>&1 \
   || fail "Maven (mvn) is needed to fetch Keycloak $version ($artifact); install it (Debian: apt-get install -y maven)"
 
