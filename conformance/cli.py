@@ -102,8 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     oidc.add_arguments(parser)
     parser.add_argument("--webhooks", action="store_true", help="also check webhook delivery")
+    parser.add_argument(
+        "--receiver-listen",
+        metavar="HOST:PORT",
+        type=_host_port,
+        default=("127.0.0.1", 0),
+        help="where the --webhooks receiver listens (default 127.0.0.1, a free port)",
+    )
+    parser.add_argument(
+        "--receiver-url",
+        metavar="URL",
+        help="the URL the provider is subscribed with, when it reaches the receiver by another "
+        "address (a tunnel, a public host); default: the listening address",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:9000)")
+    return host, int(port)
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
@@ -123,6 +143,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
             args.peer_api_key, args.peer_client_id, args.peer_client_secret
         ),
         webhooks=args.webhooks,
+        receiver_listen=args.receiver_listen,
+        receiver_url=args.receiver_url,
         state_url=args.state_url,
         tls_verify=not args.insecure,
         phases=tuple(args.phases),

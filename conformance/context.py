@@ -46,6 +46,10 @@ class RunOptions:
     peer_url: str | None = None
     peer_credentials: Credentials = Credentials()
     webhooks: bool = False
+    # Where the webhook receiver listens, and the URL the provider is told to call when that
+    # differs (a staging system reaches the receiver through a tunnel or a public address).
+    receiver_listen: tuple[str, int] = ("127.0.0.1", 0)
+    receiver_url: str | None = None
     state_url: str | None = None
     tls_verify: bool = True
     phases: tuple[str, ...] = ()  # empty: all of the system's phases

@@ -62,7 +62,7 @@ class Receiver:
     failing_event: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, host: str = "127.0.0.1") -> str:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,7 +79,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return f"http://{host}:{self.server.server_address[1]}{HOOK_PATH}"
@@ -136,7 +136,8 @@ def check_webhooks(ctx: RunContext) -> None:
         return
     event_type = str(event_types[0])
     receiver = Receiver()
-    url = receiver.start()
+    listening = receiver.start(*ctx.options.receiver_listen)
+    url = ctx.options.receiver_url or listening
     admin = f"{ctx.options.base_url}/__admin"
     http = ctx.client.http
     has_admin = _answers(http, f"{admin}/health")

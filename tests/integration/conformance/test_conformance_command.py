@@ -238,3 +238,35 @@ def test_unknown_operation_cannot_run(kki_target: Target) -> None:
         "listEverything",
     )
     _assert_cannot_run(run, "no operation listEverything")
+
+
+def test_webhook_receiver_listens_where_told_and_is_subscribed_by_the_given_url(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # As against a staging system behind a tunnel: the provider calls --receiver-url, which
+    # reaches the receiver listening at --receiver-listen (here: localhost for 127.0.0.1).
+    kki_target.reset()
+    port = free_port()
+    code, report = run_conformance(
+        "kki",
+        kki_target.mock.url,
+        tmp_path,
+        "--phases",
+        "webhooks",
+        "--webhooks",
+        "--receiver-listen",
+        f"127.0.0.1:{port}",
+        "--receiver-url",
+        f"http://localhost:{port}/hf-conformance/webhook",
+    )
+    assert code == 0, report["findings"]
+    assert report["stats"]["webhook_deliveries"] >= 3
+
+
+def test_a_receiver_address_that_is_not_host_and_port_cannot_run(kki_target: Target) -> None:
+    run = hf_conformance(
+        "kki", "--base-url", kki_target.mock.url, "--webhooks", "--receiver-listen", "9000"
+    )
+    assert run.returncode == 2
+    assert "'9000' is not HOST:PORT" in run.stderr
+    assert "Traceback" not in run.stderr
