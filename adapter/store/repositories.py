@@ -183,7 +183,7 @@ class HealthWorkerRepository:
     with the page so that the upserts find stored rows without a query per document.
 
     Versions never go backwards: every stored row an upsert may write is read under a lock
-    held until the caller's commit (PostgreSQL: ``SELECT … FOR UPDATE``, registrations before
+    held until the caller's commit (PostgreSQL: ``SELECT … FOR NO KEY UPDATE``, registrations before
     workers; SQLite: the database's write lock, taken before the first read), so the version
     compared with the document's is the one the write replaces. A document older than the
     stored row is `UpsertResult.SUPERSEDED` and writes nothing, children included.
