@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 
 from conformance.context import RunContext
+from conformance.masking import mask_quoted
 from conformance.pacts import MockEventSource, PactVerificationError, verify_pacts
 
 STATE_PATH = "/__admin/provider-states"
@@ -115,6 +116,10 @@ def verify(ctx: RunContext, provider: str) -> None:
         for interaction in result.results:
             ctx.ok("pact/interaction", interaction.description)
             if interaction.outcome == "failed":
-                ctx.fail("pact/interaction", interaction.description, interaction.detail)
+                # The verifier quotes the provider's values: on staging, real people's.
+                ctx.fail(
+                    "pact/interaction", interaction.description, mask_quoted(interaction.detail)
+                )
             elif interaction.outcome == "skipped":
-                ctx.notes.append(f"pact: skipped {interaction.description}: {interaction.detail}")
+                detail = mask_quoted(interaction.detail)
+                ctx.notes.append(f"pact: skipped {interaction.description}: {detail}")

@@ -116,10 +116,15 @@ def _headers(headers: httpx.Headers) -> dict[str, str]:
 
 
 def _text(content: bytes) -> str:
-    text = content.decode("utf-8", "replace")
-    if len(text) > MAX_BODY_CHARS:
-        return text[:MAX_BODY_CHARS] + f"… [{len(text) - MAX_BODY_CHARS} more characters]"
-    return text
+    # Whole: a body is masked as parsed JSON, so it is cut only after masking (`cut_body`).
+    return content.decode("utf-8", "replace")
+
+
+def cut_body(text: str | None) -> str | None:
+    """At most `MAX_BODY_CHARS` of an already masked body, saying how much was left out."""
+    if text is None or len(text) <= MAX_BODY_CHARS:
+        return text
+    return text[:MAX_BODY_CHARS] + f"… [{len(text) - MAX_BODY_CHARS} more characters]"
 
 
 def pretty_body(body: str | None) -> str:

@@ -11,7 +11,7 @@ import schemathesis
 from schemathesis.engine import events, from_schema
 
 from conformance.context import RunContext
-from conformance.findings import MAX_BODY_CHARS, Exchange
+from conformance.findings import Exchange
 from conformance.systems import SystemProfile
 
 LIST_SUBSCRIPTIONS = "listWebhookSubscriptions"
@@ -168,5 +168,5 @@ def _exchange(interaction: Any) -> Exchange:
         else {k: ", ".join(v) for k, v in response.headers.items()},
         response_body=None
         if response is None or not response.content
-        else response.content.decode("utf-8", "replace")[:MAX_BODY_CHARS],
+        else response.content.decode("utf-8", "replace"),
     )

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from adapter.observability.logging import REDACTED, SENSITIVE_KEYS
 from adapter.workforce.directory import mask_name, mask_nik
-from conformance.findings import Exchange, Finding
+from conformance.findings import Exchange, Finding, cut_body
 
 NAME_KEYS: Final = frozenset({"full_name", "display_name", "name", "holder_name"})
 NUMBER_KEYS: Final = frozenset({"nik", "nip"})
@@ -28,7 +28,7 @@ _KEY_MASKED: Final = (SENSITIVE_KEYS - {"body", "payload", "birth_date"}) | NAME
 
 _LONG_NUMBER: Final = re.compile(r"(?<!\d)(\d{16}|\d{18})(?!\d)")
 _EMAIL: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_PHONE: Final = re.compile(r"\+62[\d -]{8,16}\d")
+_PHONE: Final = re.compile(r"\+62[\d -]{8,16}\d|(?<!\d)08\d{8,11}(?!\d)")
 _BEARER: Final = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
@@ -38,6 +38,18 @@ def mask_text(text: str) -> str:
     text = _EMAIL.sub(REDACTED, text)
     text = _PHONE.sub(REDACTED, text)
     return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+
+
+_QUOTED: Final = re.compile(r"""(['"])([^'"\n]{3,200})\1""")
+
+
+def mask_quoted(text: str) -> str:
+    """`mask_text`, and every quoted value reduced to initials: for text that quotes what a
+    provider answered (a verifier's mismatch), where a quoted value may be anyone's name."""
+    return _QUOTED.sub(
+        lambda match: f"{match.group(1)}{mask_name(match.group(2))}{match.group(1)}",
+        mask_text(text),
+    )
 
 
 def mask_value(key: str, value: Any) -> Any:
@@ -66,6 +78,10 @@ def mask_body(body: str | None) -> str | None:
     try:
         document = json.loads(body)
     except ValueError:
+        if body.lstrip()[:1] in ("{", "["):
+            # JSON that does not parse (cut short, broken) cannot be masked field by field:
+            # names and places would pass the text scrubber, so none of it is shown.
+            return f"{REDACTED} (JSON that does not parse, {len(body)} characters)"
         return _mask_form(body)
     return json.dumps(mask_value("", document), ensure_ascii=False)
 
@@ -104,9 +120,9 @@ def mask_exchange(exchange: Exchange) -> Exchange:
     return exchange.with_changes(
         url=mask_url(exchange.url),
         request_headers=mask_headers(exchange.request_headers),
-        request_body=mask_body(exchange.request_body),
+        request_body=cut_body(mask_body(exchange.request_body)),
         response_headers=mask_headers(exchange.response_headers),
-        response_body=mask_body(exchange.response_body),
+        response_body=cut_body(mask_body(exchange.response_body)),
     )
 
 

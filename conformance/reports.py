@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.findings import Finding, pretty_body
-from conformance.masking import mask_finding
+from conformance.masking import mask_finding, mask_text
 from conformance.rules import RULES, rule_title
 from conformance.runner import RunResult
 
@@ -48,7 +48,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "operations": result.operations,
         "checked": [{"rule": r, "operation": o} for r, o in sorted(result.checked)],
         "findings": [finding.to_dict() for finding in findings],
-        "notes": result.notes,
+        "notes": [mask_text(note) for note in result.notes],
         "stats": result.stats,
     }
 
@@ -213,7 +213,7 @@ def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
             )
     if result.notes:
         parts.append("<h2>Notes</h2><ul>")
-        parts.extend(f"<li>{_e(note)}</li>" for note in result.notes)
+        parts.extend(f"<li>{_e(mask_text(note))}</li>" for note in result.notes)
         parts.append("</ul>")
     parts.append("</html>\n")
     return "\n".join(parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conformance.findings import Exchange, Finding
-from conformance.masking import mask_exchange, mask_finding, mask_text
+from conformance.masking import mask_exchange, mask_finding, mask_quoted, mask_text
 
 NIK = "3171015708900042"
 NIP = "199008172015032001"
@@ -93,3 +93,39 @@ def test_masked_finding_keeps_rule_operation_and_verdict() -> None:
         "known",
     )
     assert NIK not in masked.message
+
+
+def test_a_long_page_is_masked_before_it_is_cut() -> None:
+    people = [
+        {
+            "nik": NIK,
+            "full_name": f"Budi Santoso {i}",
+            "birth_place": "Pekalongan",
+            "phone": "081234567890",
+            "str_number": f"QZ{i:014d}",
+        }
+        for i in range(60)
+    ]
+    masked = mask_exchange(_exchange({"data": people}))
+    body = masked.response_body or ""
+    assert "more characters]" in body, "the page is longer than a report shows"
+    for secret in (NIK, "Santoso", "Pekalongan", "081234567890"):
+        assert secret not in body
+
+
+def test_json_that_does_not_parse_is_not_shown() -> None:
+    broken = '{"data": [{"full_name": "Budi Santoso", "birth_place": "Pekalongan"'
+    masked = mask_exchange(_exchange({}).with_changes(response_body=broken))
+    assert "Santoso" not in (masked.response_body or "")
+    assert "Pekalongan" not in (masked.response_body or "")
+
+
+def test_a_verifiers_quoted_values_and_local_phones_are_masked() -> None:
+    detail = (
+        "$.data[0].full_name: Expected 'Siti Rahmawati' to be equal to 'Budi Santoso'; "
+        "phone 081234567890"
+    )
+    masked = mask_quoted(detail)
+    for secret in ("Rahmawati", "Santoso", "081234567890"):
+        assert secret not in masked
+    assert "$.data[0].full_name" in masked
