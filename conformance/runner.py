@@ -163,7 +163,21 @@ def prepare(options: RunOptions) -> tuple[SystemProfile, Contract]:
     unknown = sorted(set(options.include + options.exclude) - {op.id for op in contract.operations})
     if unknown:
         raise CannotRun(f"no operation {', '.join(unknown)} in {contract.path.name}")
+    known = phases_of(profile)
+    unknown = sorted(set(options.phases) - set(known))
+    if unknown:
+        raise CannotRun(
+            f"no phase {', '.join(unknown)} for {options.system} (its phases: {', '.join(known)})"
+        )
     return profile, contract
+
+
+def phases_of(profile: SystemProfile) -> list[str]:
+    """The system's phases in the order they run."""
+    if not profile.shared_phases:
+        return list(profile.phases)
+    # Pact's provider states replace the target's data: it goes after every other phase.
+    return [*profile.phases, "webhooks", "pact"]
 
 
 def execute(
@@ -190,11 +204,7 @@ def execute(
     phases: list[PhaseResult] = []
     try:
         (profile.probe or _probe)(ctx, profile)
-        # Pact's provider states replace the target's data: it goes after every other phase.
-        wanted = [*profile.phases, "webhooks", "pact"]
-        if not profile.shared_phases:
-            wanted = list(profile.phases)
-        for name in wanted:
+        for name in phases_of(profile):
             if options.phases and name not in options.phases:
                 continue
             if progress:

@@ -4,7 +4,6 @@ bounded wait on a real provider), then the Standard Webhooks checks on what arri
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import itertools
 import json
@@ -29,12 +28,14 @@ FAILURES_BEFORE_SUCCESS = 2
 # On the mocks: retries in fractions of a second, without jitter so the delays can be compared.
 FAST_POLICY = {
     "max_attempts": 4,
-    "base_delay_ms": 300,
+    "base_delay_ms": 1000,
     "max_delay_ms": 3000,
     "timeout_ms": 5000,
     "jitter": False,
 }
 MOCK_WAIT_S = 10.0
+# A busy machine can start one retry late; a shorter later delay within this is not a finding.
+SCHEDULING_SLACK_S = 0.25
 PROVIDER_WAIT_S = 120.0
 HOOK_PATH = "/hf-conformance/webhook"
 
@@ -153,8 +154,23 @@ def check_webhooks(ctx: RunContext) -> None:
         if created.status_code != 201:
             ctx.notes.append(f"webhooks: subscribing answered {created.status_code}; not checked")
             return
-        secret = str(_find_key(created.json(), "secret") or "")
-        subscription_id = _find_key(created.json(), "id")
+        try:
+            document = created.json()
+        except ValueError:
+            ctx.fail(
+                "webhooks/payload",
+                create.id,
+                "subscribing answered 201 with a body that is not JSON",
+            )
+            return
+        secret = str(_find_key(document, "secret") or "")
+        subscription_id = _find_key(document, "id")
+        if not secret:
+            ctx.fail(
+                "webhooks/signature",
+                create.id,
+                "the subscription's answer carries no secret: deliveries cannot be verified",
+            )
         emitted: set[str] = set()
         if has_admin:
             saved_policy = http.get(f"{admin}/webhook-policy").json()
@@ -163,7 +179,10 @@ def check_webhooks(ctx: RunContext) -> None:
                 f"{admin}/events",
                 json={"type": event_type, "count": EVENTS, "subscription_id": subscription_id},
             )
-            emitted = {str(e["event_id"]) for e in response.json().get("events", [])}
+            try:
+                emitted = {str(e["event_id"]) for e in response.json().get("events", [])}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                ctx.notes.append(f"webhooks: causing events answered {response.status_code}")
         _wait(ctx, receiver, emitted, MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S)
         deliveries = receiver.snapshot()
         ctx.stats["webhook_deliveries"] = len(deliveries)
@@ -181,12 +200,20 @@ def check_webhooks(ctx: RunContext) -> None:
             )
     finally:
         receiver.stop()
-        if saved_policy is not None:
-            http.put(f"{admin}/webhook-policy", json=saved_policy)
-        if subscription_id:
-            ctx.client.request(
-                "deleteWebhookSubscription", "DELETE", f"{create.path}/{subscription_id}"
-            )
+        # Each clean-up on its own: one that fails must neither hide the run's own error nor
+        # stop the next (a subscription left behind keeps the provider sending).
+        try:
+            if saved_policy is not None:
+                http.put(f"{admin}/webhook-policy", json=saved_policy)
+        except httpx.HTTPError as exc:
+            ctx.notes.append(f"webhooks: the mock's retry policy was not restored ({exc})")
+        try:
+            if subscription_id:
+                ctx.client.request(
+                    "deleteWebhookSubscription", "DELETE", f"{create.path}/{subscription_id}"
+                )
+        except httpx.HTTPError as exc:
+            ctx.notes.append(f"webhooks: subscription {subscription_id} was not deleted ({exc})")
 
 
 def _answers(http: httpx.Client, url: str) -> bool:
@@ -234,7 +261,7 @@ def _check_deliveries(
                 f"{TIMESTAMP_TOLERANCE_S} s of the delivery",
                 _evidence(url, delivery),
             )
-        elif not _signed(secret, webhook_id, int(stamp), delivery):
+        elif secret and not _signed(secret, webhook_id, int(stamp), delivery):
             ctx.fail(
                 "webhooks/signature",
                 operation,
@@ -278,7 +305,7 @@ def _signed(secret: str, webhook_id: str, stamp: int, delivery: Delivery) -> boo
         expected = Webhook(secret).sign(
             webhook_id, dt.datetime.fromtimestamp(stamp, tz=dt.UTC), delivery.body.decode()
         )
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+    except Exception:  # noqa: BLE001 - the provider's secret or headers: any failure is "unsigned"
         return False
     offered = delivery.headers.get("webhook-signature", "").split()
     return expected in offered
@@ -300,7 +327,7 @@ def _check_retries(
         return
     gaps = [b.received - a.received for a, b in itertools.pairwise(attempts)]
     ctx.stats["webhook_retry_gaps_s"] = [round(gap, 3) for gap in gaps]
-    if gaps[1] < gaps[0] * 0.9:  # 10 % for scheduling noise
+    if gaps[1] < gaps[0] * 0.9 - SCHEDULING_SLACK_S:
         ctx.fail(
             "webhooks/retry",
             operation,

@@ -270,3 +270,12 @@ def test_a_receiver_address_that_is_not_host_and_port_cannot_run(kki_target: Tar
     assert run.returncode == 2
     assert "'9000' is not HOST:PORT" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(("system", "phase"), [("kki", "pagnation"), ("kki", "discovery")])
+def test_unknown_phase_cannot_run(kki_target: Target, system: str, phase: str) -> None:
+    # A misspelt phase used to run nothing and report "conforming".
+    run = hf_conformance(
+        system, "--base-url", kki_target.mock.url, *CREDENTIALS["kki"], "--phases", phase
+    )
+    _assert_cannot_run(run, f"no phase {phase} for {system}")
