@@ -120,6 +120,15 @@ def _redact(url: str) -> str:
 # -- system commands ------------------------------------------------------------------------
 
 
+def installed_server_versions() -> list[str]:
+    """The PostgreSQL major versions whose server Debian's packages installed, oldest first."""
+    binaries = Path("/usr/lib/postgresql").glob("*/bin/postgres")
+    return sorted(
+        (path.parts[-3] for path in binaries),
+        key=lambda version: tuple(int(part) for part in version.split(".") if part.isdigit()),
+    )
+
+
 @dataclass
 class System:
     """The machine's commands, behind one object so the decisions can be unit-tested."""
@@ -130,6 +139,7 @@ class System:
     say: Callable[[str], None] = lambda line: print(f"services: {line}", file=sys.stderr)
     pg_port: int = PG_PORT
     amqp_port: int = AMQP_PORT
+    server_versions: Callable[[], list[str]] = installed_server_versions
 
     @classmethod
     def real(cls) -> System:
@@ -214,13 +224,13 @@ def ensure_postgres(system: System, timeout_s: float = START_TIMEOUT_S) -> str:
     return _redact(url)
 
 
-def _clusters(system: System) -> list[tuple[str, str, str]]:
-    """(version, name, status) of the Debian clusters on this machine."""
+def _clusters(system: System) -> list[tuple[str, str, str, str]]:
+    """(version, name, port, status) of the Debian clusters on this machine."""
     if system.which("pg_lsclusters") is None:
         return []
     rows = system.must(["pg_lsclusters", "--no-header"], "listing PostgreSQL clusters")
     return [
-        (fields[0], fields[1], fields[3])
+        (fields[0], fields[1], fields[2], fields[3])
         for fields in (line.split() for line in rows.splitlines())
         if len(fields) >= 4
     ]
@@ -231,17 +241,27 @@ def _start_local_postgres(system: System, timeout_s: float) -> None:
         if system.which("pg_ctlcluster") is None:
             system.apt_install(["postgresql"], "PostgreSQL", DATABASE_ENV)
         if not _clusters(system):  # installed without a cluster (e.g. create_main_cluster off)
-            versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+            versions = system.server_versions()
             if not versions:
                 raise ServiceError("PostgreSQL is installed but no server binary was found")
-            system.must(["pg_createcluster", versions[-1].parts[-3], "main"], "pg_createcluster")
+            system.must(
+                ["pg_createcluster", "--port", str(system.pg_port), versions[-1], "main"],
+                "pg_createcluster",
+            )
     clusters = _clusters(system)
     if not clusters:
         raise ServiceError(
             "PostgreSQL is installed but has no cluster (pg_lsclusters lists none): create one "
             f"with `pg_createcluster VERSION main`, or set {DATABASE_ENV}"
         )
-    version, name, status = clusters[0]
+    on_port = [c for c in clusters if c[2] == str(system.pg_port)]
+    if not on_port:
+        listed = ", ".join(f"{v}/{n} on port {p}" for v, n, p, _ in clusters)
+        raise ServiceError(
+            f"no PostgreSQL cluster is set up for port {system.pg_port} ({listed}); start one "
+            f"there, or set {DATABASE_ENV} to the one you use"
+        )
+    version, name, _, status = on_port[0]
     if status != "online":
         if not system.is_root():
             raise ServiceError(
@@ -312,7 +332,14 @@ def ensure_rabbitmq(system: System, timeout_s: float = START_TIMEOUT_S) -> str:
             )
         system.say("starting RabbitMQ (rabbitmq-server -detached)")
         system.must(["rabbitmq-server", "-detached"], "starting RabbitMQ")
-    wait_until(lambda: amqp_connect_error(url), "RabbitMQ", timeout_s)
+        wait_until(lambda: amqp_connect_error(url), "RabbitMQ", timeout_s)
+        return _redact(url)
+    error = amqp_connect_error(url)  # a running broker answers at once: no waiting
+    if error is not None:
+        raise ServiceError(
+            f"RabbitMQ on {HOST}:{port} refuses {_redact(url)} ({error}); set {BROKER_ENV} to "
+            f"a URL whose user may declare queues"
+        )
     return _redact(url)
 
 

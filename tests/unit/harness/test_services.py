@@ -34,7 +34,15 @@ class FakeMachine:
                 return subprocess.CompletedProcess(argv, code, out, out)
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    def system(self, *, root: bool, tools: set[str], pg_port: int, amqp_port: int) -> System:
+    def system(
+        self,
+        *,
+        root: bool,
+        tools: set[str],
+        pg_port: int,
+        amqp_port: int,
+        versions: tuple[str, ...] = (),
+    ) -> System:
         return System(
             run=self.run,
             which=lambda name: f"/usr/bin/{name}" if name in tools else None,
@@ -42,6 +50,7 @@ class FakeMachine:
             say=self.said.append,
             pg_port=pg_port,
             amqp_port=amqp_port,
+            server_versions=lambda: list(versions),
         )
 
 
@@ -93,13 +102,41 @@ def test_a_silent_listener_is_not_taken_for_postgres() -> None:
         assert not services.is_postgres(b"")
 
 
-def test_missing_postgres_is_installed_and_started_as_root() -> None:
+def test_missing_postgres_is_installed_then_a_cluster_is_made_on_the_port() -> None:
     machine = FakeMachine({"pg_lsclusters": (0, "")})
-    system = machine.system(root=True, tools={"apt-get"}, pg_port=free_port(), amqp_port=1)
-    with pytest.raises(ServiceError, match=r"PostgreSQL is installed but has no (server|cluster)"):
+    port = free_port()
+    system = machine.system(
+        root=True, tools={"apt-get"}, pg_port=port, amqp_port=1, versions=("13", "15")
+    )
+    # The fake pg_createcluster makes nothing: the script says so instead of starting nothing.
+    with pytest.raises(ServiceError, match=r"installed but has no cluster"):
         services.ensure_postgres(system, timeout_s=0.5)
-    assert machine.commands[0].startswith("apt-get install -y -q --no-install-recommends")
-    assert machine.commands[0].endswith("postgresql")
+    assert machine.commands == [
+        "apt-get install -y -q --no-install-recommends postgresql",
+        f"pg_createcluster --port {port} 15 main",
+    ]
+
+
+def test_installed_postgres_without_a_server_binary_is_named() -> None:
+    machine = FakeMachine({"pg_lsclusters": (0, "")})
+    system = machine.system(root=True, tools={"pg_ctlcluster"}, pg_port=free_port(), amqp_port=1)
+    with pytest.raises(ServiceError, match="no server binary was found"):
+        services.ensure_postgres(system, timeout_s=0.5)
+
+
+def test_a_cluster_on_another_port_is_named_not_waited_for() -> None:
+    listing = "15 main 5433 down postgres /var/lib/x /var/log/y"
+    machine = FakeMachine({"pg_lsclusters": (0, listing)})
+    port = free_port()
+    system = machine.system(
+        root=True, tools={"pg_lsclusters", "pg_ctlcluster"}, pg_port=port, amqp_port=1
+    )
+    with pytest.raises(ServiceError) as failure:
+        services.ensure_postgres(system, timeout_s=30)
+    assert f"no PostgreSQL cluster is set up for port {port} (15/main on port 5433)" in str(
+        failure.value
+    )
+    assert not any("start" in c for c in machine.commands)
 
 
 def test_a_failed_apt_install_is_retried_after_an_update_then_named() -> None:
@@ -133,11 +170,10 @@ def test_without_apt_it_says_what_to_install_or_set_for_rabbitmq() -> None:
 
 
 def test_a_stopped_cluster_is_started_without_systemd() -> None:
-    machine = FakeMachine(
-        {"pg_lsclusters": (0, "15 main 5432 down postgres /var/lib/x /var/log/y")}
-    )
+    port = free_port()
+    machine = FakeMachine({"pg_lsclusters": (0, f"15 main {port} down postgres /var/lib/x /y")})
     system = machine.system(
-        root=True, tools={"pg_lsclusters", "pg_ctlcluster"}, pg_port=free_port(), amqp_port=1
+        root=True, tools={"pg_lsclusters", "pg_ctlcluster"}, pg_port=port, amqp_port=1
     )
     with pytest.raises(ServiceError, match="did not accept connections within 0 s"):
         services.ensure_postgres(system, timeout_s=0.3)
@@ -165,3 +201,29 @@ def test_a_wrong_database_url_ends_with_one_clear_line(monkeypatch: pytest.Monke
     assert lines[0].startswith(f"services: TEST_DATABASE_URL=postgresql://u:***@127.0.0.1:{port}/x")
     assert "does not accept connections" in lines[0]
     assert "pw" not in lines[0].replace("postgresql", "")
+
+
+def test_a_broker_that_refuses_the_connection_is_one_line_not_a_wait() -> None:
+    # Something that answers the AMQP header like a broker, then closes: a running broker that
+    # will not have us (another user, another vhost). It is said at once, nothing is started.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def answer_then_close() -> None:
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                with connection:
+                    connection.recv(8)
+                    connection.sendall(b"\x01\x00\x00\x00\x00\x00\x00")
+
+        threading.Thread(target=answer_then_close, daemon=True).start()
+        machine = FakeMachine()
+        system = machine.system(root=True, tools={"rabbitmq-server"}, pg_port=1, amqp_port=port)
+        with pytest.raises(ServiceError, match=rf"RabbitMQ on 127.0.0.1:{port} refuses"):
+            services.ensure_rabbitmq(system, timeout_s=600)
+        assert machine.commands == []
