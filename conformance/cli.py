@@ -1,6 +1,6 @@
-"""`hf-conformance SYSTEM --base-url URL`: check an implementation of KKI or SISDMK against its
-contract, protocol and domain rules. Exit 0 conforming, 1 violations, 2 could not run.
-"""
+"""`hf-conformance SYSTEM --base-url URL`: check an implementation of KKI or SISDMK, an SSO realm
+or the adapter's API against its contract and rules. Exit 0 conforming, 1 violations, 2 could
+not run."""
 
 from __future__ import annotations
 
@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         "address (a tunnel, a public host); default: the listening address",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        type=dt.date.fromisoformat,
+        help="judge dates as of this day (ages in NIKs, validity periods, baseline expiry); "
+        "default today — set it to reproduce an earlier run's report",
+    )
     return parser
 
 
@@ -157,6 +164,9 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
     err = Console(stderr=True, highlight=False)
     try:
         baseline: list[BaselineEntry] = load_baseline(args.baseline) if args.baseline else []
+        if args.as_of is not None:
+            as_of: dt.date = args.as_of
+            clock = lambda: as_of  # noqa: E731 - the one clock of this run
         result = _run(options_from(args), clock, baseline, err, quiet=args.quiet)
         _write_reports(result, args)
     except (CannotRun, BaselineError, OSError) as exc:

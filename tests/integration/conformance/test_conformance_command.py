@@ -18,6 +18,7 @@ import pytest
 from harness.processes import free_port
 from tests.integration.conformance.conftest import (
     CREDENTIALS,
+    TODAY,
     Target,
     failing,
     run_conformance,
@@ -60,6 +61,8 @@ def test_clean_mock_conforms_with_reports_written(
         "--seed",
         "20261202",
         "--webhooks",
+        "--as-of",
+        TODAY.isoformat(),
         "--junit",
         str(tmp_path / "junit.xml"),
         "--html",
@@ -67,8 +70,8 @@ def test_clean_mock_conforms_with_reports_written(
         "--json",
         str(tmp_path / "report.json"),
     )
-    report = json.loads((tmp_path / "report.json").read_text())
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
     assert failing(report) == set()
     assert {f["rule"] for f in report["findings"]} <= DOCUMENTED_WARNINGS
     assert report["stats"]["peer_matched"] > 0
