@@ -13,7 +13,7 @@ import pytest
 
 from conformance.rules import RULES
 from harness.idp import IdpProcess, IdpUnavailable, realm_clients
-from harness.keycloak import KeycloakServer, KeycloakUnavailable
+from harness.keycloak import KeycloakServer
 from harness.processes import free_port
 from tests.integration.adapter.conftest import postgres_server
 from tests.integration.adapter.databases import PostgresServer
@@ -26,6 +26,7 @@ from tests.integration.conformance.oidc_support import (
     run_command,
     run_in_process,
 )
+from tests.support.keycloak import new_keycloak
 
 __all__ = ["postgres_server"]
 
@@ -53,10 +54,7 @@ BROKEN_CLIENTS: dict[str, tuple[list[str], dict[str, str]]] = {
 @pytest.fixture(scope="module")
 def keycloak() -> Iterator[KeycloakServer]:
     """One Keycloak for the module, with the misconfigured clients added next to the realm's."""
-    try:
-        server = KeycloakServer()
-    except KeycloakUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    server = new_keycloak()
     try:
         server.start()
         admin = ConformanceAdmin.of(server)

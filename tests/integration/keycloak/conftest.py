@@ -7,15 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.keycloak import KeycloakServer, KeycloakUnavailable
-
-
-def new_keycloak() -> KeycloakServer:
-    try:
-        return KeycloakServer()
-    except KeycloakUnavailable as exc:
-        missing = str(exc)  # failed outside the except block: no chained traceback
-    pytest.fail(missing, pytrace=False)
+from harness.keycloak import KeycloakServer
+from tests.support.keycloak import new_keycloak
 
 
 @pytest.fixture(scope="module")
