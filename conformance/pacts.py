@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -452,9 +453,11 @@ class MockEventSource:
         return self._delivery_of(event_id)
 
     def _delivery_of(self, event_id: str) -> bytes:
+        # One deadline for the event: other events' redeliveries must not extend the wait.
+        deadline = time.monotonic() + self._timeout_s
         while True:
             try:
-                body = self._received.get(timeout=self._timeout_s)
+                body = self._received.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 raise TimeoutError(
                     f"event {event_id} was not delivered within {self._timeout_s:.0f} s"
