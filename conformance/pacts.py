@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import queue
-import time
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
