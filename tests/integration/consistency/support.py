@@ -5,15 +5,29 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, text
 
-from harness.processes import ManagedProcess
+from harness.processes import ManagedProcess, start_mock
 from tests.integration.adapter_sync.support import Mock
 from tests.integration.webhooks.support import Adapter, deliveries
+
+
+@contextmanager
+def mock_process(system: str, *, size: int, seed: int, extra: Sequence[str] = ()) -> Iterator[Mock]:
+    """A running `hf-mock` process and a client for it; both closed on exit."""
+    process, url = start_mock(system, size=size, seed=seed, extra=extra)
+    mock = Mock(url)
+    try:
+        yield mock
+    finally:
+        mock.close()
+        process.close()
+
 
 # A stall this long (nothing moved: no page, no event, no stored version) fails a wait.
 STALL_S = 60.0

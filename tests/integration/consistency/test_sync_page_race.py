@@ -11,13 +11,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from adapter.clients import HttpKkiClient
-from harness.processes import ManagedProcess, start_mock
+from harness.processes import ManagedProcess
 from tests.integration.adapter_sync.support import Mock, client_for
 from tests.integration.consistency.support import (
     assert_never_backwards,
     blocked_by,
     finish,
     kki_registrations,
+    mock_process,
     record_registration_writes,
     start_sync,
     stored_registrations,
@@ -44,24 +45,14 @@ CHANGED = 20
 
 @pytest.fixture(scope="module")
 def kki_mock() -> Iterator[Mock]:
-    process, url = start_mock("kki", size=REGISTRATIONS, seed=23, extra=FAST_WEBHOOKS)
-    mock = Mock(url)
-    try:
+    with mock_process("kki", size=REGISTRATIONS, seed=23, extra=FAST_WEBHOOKS) as mock:
         yield mock
-    finally:
-        mock.close()
-        process.close()
 
 
 @pytest.fixture(scope="module")
 def sisdmk_mock() -> Iterator[Mock]:
-    process, url = start_mock("sisdmk", size=10, seed=23)
-    mock = Mock(url)
-    try:
+    with mock_process("sisdmk", size=10, seed=23) as mock:
         yield mock
-    finally:
-        mock.close()
-        process.close()
 
 
 def flip_status(kki: Mock, number: str, status_of: dict[tuple[str, int], str]) -> None:

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from harness.processes import start_mock
 from tests.integration.adapter_sync.support import Mock
 from tests.integration.consistency.support import (
     assert_never_backwards,
     finish,
     kki_registrations,
+    mock_process,
     record_registration_writes,
     start_sync,
     wait_for_quiescence,
@@ -43,24 +43,14 @@ CONCURRENCY = 16
 
 @pytest.fixture(scope="module")
 def kki_mock() -> Iterator[Mock]:
-    process, url = start_mock("kki", size=REGISTRATIONS, seed=29, extra=FAST_WEBHOOKS)
-    mock = Mock(url)
-    try:
+    with mock_process("kki", size=REGISTRATIONS, seed=29, extra=FAST_WEBHOOKS) as mock:
         yield mock
-    finally:
-        mock.close()
-        process.close()
 
 
 @pytest.fixture(scope="module")
 def sisdmk_mock() -> Iterator[Mock]:
-    process, url = start_mock("sisdmk", size=10, seed=29)
-    mock = Mock(url)
-    try:
+    with mock_process("sisdmk", size=10, seed=29) as mock:
         yield mock
-    finally:
-        mock.close()
-        process.close()
 
 
 def flip(kki: Mock, number: str, times: int) -> dict[tuple[str, int], str]:
