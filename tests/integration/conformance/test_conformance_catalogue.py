@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.webhooks import FAST_POLICY
 from tests.integration.conformance.conftest import Target, failing, run_conformance
 from tests.support.breaking_proxy import Breakage, Exchange
 
@@ -196,7 +197,7 @@ class NoRetries(Breakage):
     def request(self, exchange: Exchange) -> None:
         if exchange.path == "/__admin/webhook-policy" and exchange.method == "PUT":
             document = json.loads(exchange.body)
-            if document.get("base_delay_ms") == 300:  # the command's fast policy, not its restore
+            if document == FAST_POLICY:  # the command's fast policy, not its restore
                 exchange.body = json.dumps({**document, "max_attempts": 1}).encode()
 
 

@@ -329,7 +329,9 @@ def test_token_from_another_realm_refused_even_when_both_share_a_key(
 def test_key_rotation_followed_with_one_fetch_and_old_tokens_valid_until_they_expire(
     keycloak: KeycloakServer,
 ) -> None:
-    lifespan_s = 4
+    # Long enough for the rotation steps on a loaded machine (4 s was not), short enough to wait
+    # for the old token's expiry.
+    lifespan_s = 15
     validator = validator_for(keycloak, leeway_s=0)
     with keycloak.admin() as admin:
         admin.set_client_attributes("hf-readonly", {"access.token.lifespan": str(lifespan_s)})
