@@ -25,6 +25,7 @@ from rich.table import Table
 
 from adapter.clients import HttpKkiClient, client_from_settings
 from adapter.errors import AdapterError
+from adapter.observability.audit import command_line_operator
 from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
@@ -227,7 +228,9 @@ def run(console: Console) -> int:
                 json={"route": "getRegistration", "kind": "error", "status": 503},
             ).raise_for_status()
             with HttpKkiClient.from_settings(settings) as client:
-                answer = RegistryLookup(client, sessions, repositories).by_str(str_number)
+                answer = RegistryLookup(client, sessions, repositories).by_str(
+                    str_number, actor=command_line_operator()
+                )
             admin.delete("/__admin/faults").raise_for_status()
             age = answer.age_s() or 0.0
             return (

@@ -167,9 +167,9 @@ class ApiServices:
     def lookup(self, caller: Caller, *, str_number: str | None, nik: str | None) -> LookupResult:
         """Live at KKI, else the stored copy; the caller's read is audited once answered."""
         if str_number is not None:
-            answer = self._lookup.by_str(str_number, decrypt=True)
+            answer = self._lookup.by_str(str_number, actor=caller.actor, decrypt=True)
         elif nik is not None:
-            answer = self._lookup.by_nik(nik, decrypt=True)
+            answer = self._lookup.by_nik(nik, actor=caller.actor, decrypt=True)
         else:
             raise ValueError("give str_number or nik")
         documents = [_registration(r, clear=caller.pii) for r in answer.registrations]

@@ -24,6 +24,7 @@ from adapter.api.services import (
     SyncDidNotStart,
 )
 from adapter.api.spec import RequestChecker, RequestProblem
+from adapter.apply import RecordRefused
 from adapter.auth import scopes
 from adapter.auth import web as auth_web
 from adapter.auth.tokens import TokenValidator
@@ -340,6 +341,7 @@ _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
     (LockHeld, 409),
     (ConnectionDisabled, 409),
     (SyncDidNotStart, 503),
+    (RecordRefused, 502),
 )
 
 

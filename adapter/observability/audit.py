@@ -10,6 +10,7 @@ the trail and reports the first broken link: an edited entry, a removed one, or 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import json
 import uuid
@@ -36,6 +37,13 @@ class Actor:
 
 
 SYSTEM_SYNC: Final = Actor("system", "hf-adapter sync")
+WORKER: Final = Actor("system", "hf-adapter worker")
+CLI_CLIENT: Final = "hf-adapter"
+
+
+def command_line_operator() -> Actor:
+    """Who runs an ``hf-adapter`` command by hand: the operating-system account."""
+    return Actor("user", f"os:{getpass.getuser()}", CLI_CLIENT)
 
 
 def record_audit(

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adapter.clients import HttpKkiClient, NotFound, UpstreamError
+from adapter.observability.audit import command_line_operator
 from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
@@ -34,9 +35,11 @@ def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
             )
             try:
                 if str_number is not None:
-                    answer = lookup.by_str(str_number)
+                    answer = lookup.by_str(str_number, actor=command_line_operator())
                 else:
-                    answer = lookup.by_nik(sys.stdin.readline().strip())
+                    answer = lookup.by_nik(
+                        sys.stdin.readline().strip(), actor=command_line_operator()
+                    )
             except NotFound:
                 print("hf-adapter: KKI has no such registration", file=sys.stderr)
                 return EXIT_NOT_FOUND

@@ -145,6 +145,14 @@ class WebhookInbox:
         )
         return int(attempts or 0)
 
+    def hold(self, event_id: uuid.UUID, note: str, *, available_at: dt.datetime) -> None:
+        """Put a pending event back until `available_at` without counting an attempt."""
+        self._session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
+            .values(last_error=note, available_at=available_at)
+        )
+
     def mark_failed(self, event_id: uuid.UUID, error: str, *, count_attempt: bool) -> bool:
         """Pending → failed (dead-lettered) with the last error; False when not pending."""
         values: dict[str, Any] = {"state": "failed", "last_error": error, "processed_at": now()}
