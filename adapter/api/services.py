@@ -221,7 +221,6 @@ class ApiServices:
                             session, self._cipher, self._blind_index
                         ),
                         full=full,
-                        cipher=self._cipher,
                     )
             except AdapterError as error:  # LockHeld, ConnectionDisabled: the answer says so
                 outcome["error"] = error

@@ -6,12 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import httpx
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.http import HTTP_STATUS_CODES
 
 from adapter.api import observability
@@ -28,7 +26,6 @@ from adapter.apply import RecordRefused
 from adapter.auth import scopes
 from adapter.auth import web as auth_web
 from adapter.auth.tokens import TokenValidator
-from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clients.errors import (
     ContractViolation,
     NotFound,
@@ -39,13 +36,13 @@ from adapter.clients.errors import (
 )
 from adapter.clients.http import verify_from
 from adapter.errors import AdapterError
-from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import Settings
 from adapter.store.locks import LockHeld
-from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.lookup import RegistryLookup
 from adapter.workforce.directory import InvalidQuery, Page, WorkerFilter, WorkerNotFound
+
+if TYPE_CHECKING:
+    from adapter.composition import Services
 
 log = logging.getLogger("adapter.api")
 
@@ -79,34 +76,11 @@ def token_validator(settings: Settings) -> TokenValidator:
     )
 
 
-def init_app(
-    app: Flask,
-    settings: Settings,
-    *,
-    engine: Engine,
-    sessions: sessionmaker[Session],
-    publisher: EventPublisher,
-) -> None:
+def init_app(app: Flask, services: Services) -> None:
     """Register the API on `app`, with the SSO's token validator unless one is already set."""
     if auth_web.EXTENSION not in app.extensions:
-        auth_web.init_app(app, token_validator(settings))
-    cipher, blind_index = settings.field_cipher(), settings.blind_index()
-
-    def repository(session: Session) -> HealthWorkerRepository:
-        return HealthWorkerRepository(session, cipher, blind_index)
-
-    def sync_client(system: str) -> HttpKkiClient | HttpSisdmkClient:
-        return client_from_settings(system, settings)
-
-    app.extensions[EXTENSION] = ApiServices(
-        engine=engine,
-        sessions=sessions,
-        cipher=cipher,
-        blind_index=blind_index,
-        lookup=RegistryLookup(HttpKkiClient.from_settings(settings), sessions, repository),
-        publisher=publisher,
-        sync_client=sync_client,
-    )
+        auth_web.init_app(app, token_validator(services.settings))
+    app.extensions[EXTENSION] = services.api
     app.extensions[CHECKER] = RequestChecker()
     observability.init_app(app)
     app.register_blueprint(blueprint)

@@ -195,6 +195,11 @@ class HealthWorkerRepository:
         self._blind_index = blind_index
         self._rows = _PageRows()
 
+    @property
+    def cipher(self) -> FieldCipher:
+        """The cipher personal fields are sealed with (the quarantine seals its payloads too)."""
+        return self._cipher
+
     # -- batching ---------------------------------------------------------------------------
 
     def prefetch_sisdmk(self, docs: Sequence[Mapping[str, Any]]) -> None:

@@ -46,7 +46,7 @@ from adapter.sdmk_integration_manager import (
     record_failure,
     record_success,
 )
-from adapter.store.crypto import FieldCipher, encrypt_fields
+from adapter.store.crypto import encrypt_fields
 from adapter.store.locks import exclusive
 from adapter.store.models import (
     SYSTEMS,
@@ -136,15 +136,14 @@ def sync_system(
     repository_factory: Callable[[Session], HealthWorkerRepository],
     full: bool = False,
     progress: Callable[[SyncProgress], None] | None = None,
-    cipher: FieldCipher | None = None,
     page_size: int = PAGE_SIZE,
     metrics: SyncMetrics | None = None,
     clock: Clock = utc_now,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
-    `client` is a `KkiClient` for ``kki`` and a `SisdmkClient` for ``sisdmk``. With `cipher`,
-    quarantined records keep their payload encrypted; without it only a keyed digest is kept.
+    `client` is a `KkiClient` for ``kki`` and a `SisdmkClient` for ``sisdmk``. Quarantined
+    records keep their payload encrypted with the repository's cipher, and a keyed digest.
     The result says whether the run succeeded; failures are recorded, not raised. Two runs
     of one system never overlap, whatever process starts them: the second raises `LockHeld`.
     A disabled connection raises `ConnectionDisabled`. A run that cannot reach the system
@@ -164,7 +163,6 @@ def sync_system(
             repository_factory,
             full=full,
             progress=progress,
-            cipher=cipher,
             page_size=page_size,
             metrics=metrics if metrics is not None else SyncMetrics.for_registry(),
             clock=clock,
@@ -179,7 +177,6 @@ def _locked_sync(
     *,
     full: bool,
     progress: Callable[[SyncProgress], None] | None,
-    cipher: FieldCipher | None,
     page_size: int,
     metrics: SyncMetrics,
     clock: Clock,
@@ -228,7 +225,6 @@ def _locked_sync(
                 page,
                 fetched_at,
                 run_id,
-                cipher,
                 high_water,
                 counts,
                 clock,
@@ -280,7 +276,6 @@ def _store_page(
     page: Page,
     fetched_at: dt.datetime,
     run_id: uuid.UUID,
-    cipher: FieldCipher | None,
     high_water: dt.datetime | None,
     totals: SyncCounts,
     clock: Clock,
@@ -327,7 +322,6 @@ def _store_page(
                 _quarantine(
                     session,
                     repository,
-                    cipher,
                     system,
                     source.kind,
                     page.items[index],
@@ -339,7 +333,6 @@ def _store_page(
                 _quarantine(
                     session,
                     repository,
-                    cipher,
                     system,
                     source.kind,
                     item.item,
@@ -364,7 +357,6 @@ def _store_page(
 def _quarantine(
     session: Session,
     repository: HealthWorkerRepository,
-    cipher: FieldCipher | None,
     system: str,
     source: SourceKind,
     doc: Any,
@@ -373,13 +365,11 @@ def _quarantine(
     received_at: dt.datetime,
 ) -> None:
     row_id = uuid.uuid4()
-    payload = None
     doc = doc if isinstance(doc, Mapping) else {"_": doc}  # a record that is not even an object
-    if cipher is not None:
-        clear = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-        payload = encrypt_fields(
-            cipher, QuarantinedRecord.__tablename__, row_id, {"payload": clear}
-        )["payload"]
+    clear = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    payload = encrypt_fields(
+        repository.cipher, QuarantinedRecord.__tablename__, row_id, {"payload": clear}
+    )["payload"]
     key = doc.get(source.key)
     session.add(
         QuarantinedRecord(
