@@ -26,6 +26,7 @@ from adapter.queue.wiring import publisher_from
 from adapter.settings import Settings
 from adapter.store import database
 from adapter.webhooks import views as webhook_views
+from adapter.webhooks.event_admin import WebhookEventAdmin
 from adapter.webhooks.receiver import WebhookReceiver
 from adapter.webhooks.signature import WebhookRejected
 
@@ -54,10 +55,13 @@ def create_app(
     app.extensions[webhook_views.EXTENSION] = WebhookReceiver(
         settings=settings, sessions=sessions, publisher=publisher, metrics=metrics
     )
+    events = WebhookEventAdmin(sessions=sessions, publisher=publisher, metrics=metrics)
 
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhook_views.blueprint)
-    api_views.init_app(app, settings, engine=engine, sessions=sessions, publisher=publisher)
+    api_views.init_app(
+        app, settings, engine=engine, sessions=sessions, publisher=publisher, events=events
+    )
     health.add_readiness_check(app, "database", lambda: _database_problem(engine))
     broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
     health.add_readiness_check(app, "broker", lambda: _broker_problem(broker_url))
