@@ -101,7 +101,10 @@ def _add_events(commands: Commands) -> None:
     )
     listing.add_argument("--source", choices=("kki", "sisdmk"))
     listing.add_argument(
-        "--limit", type=_positive(MAX_PAGE_SIZE), default=100, help="events per page (default 100)"
+        "--limit",
+        type=_positive(MAX_PAGE_SIZE),
+        default=100,
+        help="events per page, 1-200 (default 100)",
     )
     listing.add_argument("--cursor", help="the next page: the cursor the previous page printed")
     listing.set_defaults(handler=_events_list)
