@@ -56,7 +56,7 @@ def create_app(
 
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhook_views.blueprint)
-    api_views.init_app(app, services)
+    api_views.init_app(app, services, services.event_admin(metrics))
     health.add_readiness_check(app, "database", lambda: _database_problem(engine))
     broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
     health.add_readiness_check(app, "broker", lambda: _broker_problem(broker_url))

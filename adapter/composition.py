@@ -33,6 +33,7 @@ from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.lookup import RegistryLookup
 from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
+from adapter.webhooks.event_admin import WebhookEventAdmin
 from adapter.webhooks.receiver import WebhookReceiver
 
 
@@ -52,6 +53,7 @@ class Services:
         self._engine = engine
         self._owns_engine = engine is None
         self._publisher = publisher
+        self._owns_publisher = publisher is None
         self._closers: list[Callable[[], None]] = []
 
     # -- the store --------------------------------------------------------------------------
@@ -180,13 +182,22 @@ class Services:
             metrics=metrics,
         )
 
+    def event_admin(self, metrics: EventMetrics) -> WebhookEventAdmin:
+        """List, show, replay and purge webhook events (the CLI's and the API's)."""
+        return WebhookEventAdmin(
+            sessions=self.sessions, publisher=self.publisher, metrics=metrics, clock=self.clock
+        )
+
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the clients opened here and dispose of the engine if it was made here."""
+        """Close the clients and the publisher opened here, and the engine if made here."""
         for close in reversed(self._closers):
             close()
         self._closers.clear()
+        if self._owns_publisher and self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
         if self._owns_engine and self._engine is not None:
             self._engine.dispose()
 

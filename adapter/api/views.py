@@ -14,13 +14,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from adapter.api import observability
 from adapter.api.listings import AuditFilter
-from adapter.api.services import (
-    ApiServices,
-    Caller,
-    EventNotFailed,
-    EventNotFound,
-    SyncDidNotStart,
-)
+from adapter.api.services import ApiServices, Caller, SyncDidNotStart
 from adapter.api.spec import RequestChecker, RequestProblem
 from adapter.apply import RecordRefused
 from adapter.auth import scopes
@@ -39,6 +33,15 @@ from adapter.errors import AdapterError
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import Settings
 from adapter.store.locks import LockHeld
+from adapter.webhooks.event_admin import (
+    EventFilter,
+    EventNotFailed,
+    EventNotFound,
+    InvalidPurgeReason,
+    Purged,
+    Replayed,
+    WebhookEventAdmin,
+)
 from adapter.workforce.directory import InvalidQuery, Page, WorkerFilter, WorkerNotFound
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("adapter.api")
 
 EXTENSION: Final = "hf_api"
+EVENTS: Final = "hf_webhook_event_admin"
 CHECKER: Final = "hf_api_checker"
 PROBLEM_JSON: Final = "application/problem+json"
 # Every request body of this API is a few fields; anything bigger is refused unread.
@@ -76,11 +80,12 @@ def token_validator(settings: Settings) -> TokenValidator:
     )
 
 
-def init_app(app: Flask, services: Services) -> None:
+def init_app(app: Flask, services: Services, events: WebhookEventAdmin) -> None:
     """Register the API on `app`, with the SSO's token validator unless one is already set."""
     if auth_web.EXTENSION not in app.extensions:
         auth_web.init_app(app, token_validator(services.settings))
     app.extensions[EXTENSION] = services.api
+    app.extensions[EVENTS] = events
     app.extensions[CHECKER] = RequestChecker()
     observability.init_app(app)
     app.register_blueprint(blueprint)
@@ -207,9 +212,8 @@ def get_integration_logs(system: str) -> Response:
 @auth_web.require_scope(scopes.EVENTS_ADMIN)
 def list_webhook_events() -> Response:
     query = _query("listWebhookEvents")
-    page = _services().webhook_events(
-        state=query["state"], source=query["source"], cursor=query["cursor"], limit=query["limit"]
-    )
+    where = EventFilter(state=query["state"], source=query["source"])
+    page = _events().list(where, cursor=query["cursor"], limit=query["limit"])
     return _page(page, query["limit"])
 
 
@@ -217,14 +221,40 @@ def list_webhook_events() -> Response:
 @auth_web.require_scope(scopes.EVENTS_ADMIN)
 def replay_failed_webhook_events() -> Response:
     _query("replayFailedWebhookEvents")
-    return jsonify(_services().replay(_caller(), None))
+    return jsonify(_replayed(_events().replay(_caller().actor, None)))
 
 
 @blueprint.post("/webhook-events/<uuid:event_id>/replay")
 @auth_web.require_scope(scopes.EVENTS_ADMIN)
 def replay_webhook_event(event_id: uuid.UUID) -> Response:
     _query("replayWebhookEvent")
-    return jsonify(_services().replay(_caller(), event_id))
+    return jsonify(_replayed(_events().replay(_caller().actor, [event_id])))
+
+
+@blueprint.post("/webhook-events/purge")
+@auth_web.require_scope(scopes.EVENTS_ADMIN)
+def purge_failed_webhook_events() -> Response:
+    body = _body("purgeFailedWebhookEvents")
+    return jsonify(_purged(_events().purge(_caller().actor, None, reason=body["reason"])))
+
+
+@blueprint.post("/webhook-events/<uuid:event_id>/purge")
+@auth_web.require_scope(scopes.EVENTS_ADMIN)
+def purge_webhook_event(event_id: uuid.UUID) -> Response:
+    body = _body("purgeWebhookEvent")
+    return jsonify(_purged(_events().purge(_caller().actor, [event_id], reason=body["reason"])))
+
+
+def _replayed(result: Replayed) -> dict[str, Any]:
+    return {
+        "replayed": [str(event_id) for event_id in result.replayed],
+        "skipped": result.skipped,
+        "published": result.published,
+    }
+
+
+def _purged(result: Purged) -> dict[str, Any]:
+    return {"purged": [str(event_id) for event_id in result.purged], "skipped": result.skipped}
 
 
 # -- audit trail ----------------------------------------------------------------------------
@@ -252,6 +282,10 @@ def list_audit_events() -> Response:
 
 def _services() -> ApiServices:
     return cast(ApiServices, current_app.extensions[EXTENSION])
+
+
+def _events() -> WebhookEventAdmin:
+    return cast(WebhookEventAdmin, current_app.extensions[EVENTS])
 
 
 def _caller() -> Caller:
@@ -312,6 +346,7 @@ _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
     (WorkerNotFound, 404),
     (EventNotFound, 404),
     (EventNotFailed, 409),
+    (InvalidPurgeReason, 422),
     (LockHeld, 409),
     (ConnectionDisabled, 409),
     (SyncDidNotStart, 503),

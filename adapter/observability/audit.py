@@ -13,6 +13,7 @@ import datetime as dt
 import getpass
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,12 +39,18 @@ class Actor:
 
 SYSTEM_SYNC: Final = Actor("system", "hf-adapter sync")
 WORKER: Final = Actor("system", "hf-adapter worker")
-CLI_CLIENT: Final = "hf-adapter"
+# The audit trail's client for actions taken at the console (beside SSO clients' ids).
+CLI_CLIENT: Final = "hf-adapter-cli"
 
 
 def command_line_operator() -> Actor:
-    """Who runs an ``hf-adapter`` command by hand: the operating-system account."""
-    return Actor("user", f"os:{getpass.getuser()}", CLI_CLIENT)
+    """Who runs an ``hf-adapter`` command by hand: the OS user (its uid when the system has
+    no name for it)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no LOGNAME/USER and no passwd entry (some containers)
+        name = f"uid:{os.getuid()}"
+    return Actor("user", name, CLI_CLIENT)
 
 
 def record_audit(
