@@ -8,10 +8,11 @@ a disabled connection).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
@@ -20,6 +21,10 @@ from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.locks import LockHeld
+
+if TYPE_CHECKING:
+    from adapter.composition import Services
+    from adapter.observability.audit import ChainReport
 
 EXIT_OK: Final = 0
 EXIT_PROBLEM: Final = 1
@@ -97,6 +102,21 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     revision.add_argument("-m", "--message", required=True, help="what the migration does")
     revision.set_defaults(handler=_db_revision)
 
+    grant = actions.add_parser(
+        "grant",
+        help="print (or --apply) the GRANTs of the runtime role serve, worker and schedule use",
+        description="The least rights `serve`, `worker` and `schedule` need on PostgreSQL: "
+        "read and write the adapter's tables, append to the audit trail and read it; no "
+        "UPDATE, DELETE or TRUNCATE of the trail, no change of its head, no DDL. Prints the "
+        "statements; --apply runs them as DATABASE_URL's user, which must own the tables (the "
+        "role that runs `db upgrade`). Run it again after every `db upgrade`.",
+    )
+    grant.add_argument("--role", required=True, help="the runtime role (created beforehand)")
+    grant.add_argument(
+        "--apply", action="store_true", help="run the statements instead of printing them"
+    )
+    grant.set_defaults(handler=_db_grant)
+
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     database.upgrade(_database_url())
@@ -113,6 +133,23 @@ def _db_check(args: argparse.Namespace) -> int:
 def _db_revision(args: argparse.Namespace) -> int:
     database.revision(_database_url(), str(args.message))
     print("review the new file in adapter/store/migrations/versions/ before committing it")
+    return EXIT_OK
+
+
+def _db_grant(args: argparse.Namespace) -> int:
+    from adapter.store.privileges import grant_runtime_role, runtime_grants
+
+    role = str(args.role)
+    if not args.apply:
+        for statement in runtime_grants(role):
+            print(f"{statement};")
+        return EXIT_OK
+    engine = database.create_engine_from_url(_database_url())
+    try:
+        statements = grant_runtime_role(engine, role)
+    finally:
+        engine.dispose()
+    print(f"role {role!r} now has the runtime rights ({len(statements)} statements run)")
     return EXIT_OK
 
 
@@ -318,28 +355,103 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    audit = commands.add_parser("audit", help="the audit trail: verify its hash chain")
+    audit = commands.add_parser(
+        "audit",
+        help="the audit trail: verify its keyed chain, anchor its head outside the database",
+    )
     actions = audit.add_subparsers(title="actions", metavar="ACTION")
     verify = actions.add_parser(
         "verify",
         help="walk the trail and report the first broken link (exit 1 if there is one)",
+        description="Walk the trail up to the chain's head, checking each entry's number, link "
+        "and HMAC under AUDIT_KEYS, and (with --anchor) that the trail still passes through "
+        "every anchor in the file. Exit 1 at the first broken link, naming the entry.",
+    )
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        metavar="FILE",
+        help="an anchor file written by `hf-adapter audit anchor`: a trail shorter than an "
+        "anchor, or with another entry at an anchor's number, is broken",
     )
     verify.set_defaults(handler=_audit_verify)
+    anchor = actions.add_parser(
+        "anchor",
+        help="verify the trail, then append its signed head to a file kept outside the database",
+        description="Verify the trail (through the anchors already in FILE), then append one "
+        "JSON line to FILE: the newest entry's number and hash, the time and the audit key id, "
+        "with an HMAC over them under AUDIT_KEYS. Keep the file where the database's "
+        "administrators cannot write (or use --out - and send it elsewhere). Exit 1, writing "
+        "nothing, if the trail is broken.",
+    )
+    anchor.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the anchor file to append to (created if missing); - for standard output",
+    )
+    anchor.set_defaults(handler=_audit_anchor)
     audit.set_defaults(handler=_usage(audit))
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from adapter.observability.audit import verify_chain
+    anchor_file: Path | None = args.anchor
+    with _services() as services:
+        report = _verify_audit_trail(services, anchor_file)
+    if not report.intact:
+        return _audit_broken(report)
+    print(f"audit trail intact: {report.entries:,} entries, newest is #{report.last_seq}")
+    if report.unkeyed:
+        print(
+            f"entries #1-#{report.unkeyed} were written before the chain was keyed "
+            "(plain SHA-256): they show order and removal, not who wrote them"
+        )
+    if anchor_file is not None:
+        print(f"it passes through all {report.anchors} anchor(s) in {anchor_file}")
+    return EXIT_OK
 
-    engine = database.create_engine_from_url(_database_url())
-    try:
-        with database.session_factory(engine)() as session:
-            report = verify_chain(session)
-    finally:
-        engine.dispose()
-    if report.intact:
-        print(f"audit trail intact: {report.entries:,} entries, newest is #{report.last_seq}")
+
+def _audit_anchor(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from adapter.observability.audit import Anchor
+
+    anchor_file = None if args.out == "-" else Path(args.out)
+    with _services() as services:
+        # The anchors already in the file are checked too: a trail is anchored only if intact.
+        report = _verify_audit_trail(
+            services, anchor_file if anchor_file is not None and anchor_file.exists() else None
+        )
+        key = services.audit_keys.active
+    if not report.intact:
+        return _audit_broken(report)
+    anchor = Anchor.sign(report.last_seq, report.last_hash, dt.datetime.now(dt.UTC), key)
+    if anchor_file is None:
+        print(anchor.to_json())
         return EXIT_OK
+    with anchor_file.open("a", encoding="utf-8") as stream:
+        stream.write(anchor.to_json() + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+    print(f"anchored entry #{anchor.seq} under audit key {anchor.key_id!r} in {anchor_file}")
+    return EXIT_OK
+
+
+def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainReport:
+    from adapter.observability.audit import read_anchors, verify_chain
+
+    anchors = []
+    if anchor_file is not None:
+        try:
+            lines = anchor_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read the anchor file {anchor_file}: {exc}") from None
+        anchors = read_anchors(lines, services.audit_keys)
+    with services.sessions() as session:
+        return verify_chain(session, anchors)
+
+
+def _audit_broken(report: ChainReport) -> int:
     _error(
         f"audit trail broken at entry #{report.broken_at}: {report.problem}; "
         f"entries #1-#{report.last_seq} verified. Restore the trail from a backup and "
@@ -367,6 +479,13 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _services() -> Services:
+    """The adapter's services for this command (a context manager: it closes them)."""
+    from adapter.composition import build_services
+
+    return build_services(load_settings())
 
 
 def _database_url() -> str:

@@ -29,7 +29,7 @@ from adapter.queue.retry import RetrySchedule
 from adapter.queue.wiring import publisher_from
 from adapter.settings import Settings
 from adapter.store import database
-from adapter.store.crypto import BlindIndex, FieldCipher
+from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.lookup import RegistryLookup
 from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
@@ -66,7 +66,12 @@ class Services:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        return database.session_factory(self.engine)
+        """Sessions that carry the audit keys, so whatever they write can be audited."""
+        return database.session_factory(self.engine, audit_keys=self.audit_keys)
+
+    @cached_property
+    def audit_keys(self) -> KeyRing:
+        return self.settings.audit_key_ring()
 
     @cached_property
     def cipher(self) -> FieldCipher:

@@ -73,6 +73,8 @@ _MISSING_HINTS: Final = {
     "ENCRYPTION_KEYS=<the printed kid:key>",
     "BLIND_INDEX_KEY": "Generate a separate key with `hf-adapter keys generate` and set "
     "BLIND_INDEX_KEY=<the printed kid:key>",
+    "AUDIT_KEYS": "Generate a separate key with `hf-adapter keys generate` and set "
+    "AUDIT_KEYS=<the printed kid:key>",
 }
 
 
@@ -101,9 +103,12 @@ class Settings(BaseSettings):
     sisdmk_client_secret: SecretStr
     kki_webhook_secret: SecretStr
     sisdmk_webhook_secret: SecretStr
-    # encryption_keys comes before blind_index_key: the latter's check needs the former's value.
+    # encryption_keys comes before blind_index_key and audit_keys: their checks need its value.
     encryption_keys: SecretStr
     blind_index_key: SecretStr
+    # Signs the audit chain and its anchors (docs/security.md): first entry active, the others
+    # only verify entries signed under them.
+    audit_keys: SecretStr
     log_format: Literal["json", "console"] = "json"
     http_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     http_read_timeout_s: float = Field(default=30.0, gt=0, le=600)
@@ -276,6 +281,28 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("audit_keys")
+    @classmethod
+    def _check_audit_keys(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        try:
+            ring = KeyRing.parse(value.get_secret_value(), variable="AUDIT_KEYS")
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        # The others are absent from info.data when they failed: those errors stand on their own.
+        others: list[Key] = []
+        encryption_keys = info.data.get("encryption_keys")
+        if isinstance(encryption_keys, SecretStr):
+            others.extend(KeyRing.parse(encryption_keys.get_secret_value()).keys)
+        blind_index_key = info.data.get("blind_index_key")
+        if isinstance(blind_index_key, SecretStr):
+            others.append(Key.parse(blind_index_key.get_secret_value(), variable="BLIND_INDEX_KEY"))
+        if any(ring.holds(other) for other in others):
+            raise ValueError(
+                "shares a key with ENCRYPTION_KEYS or BLIND_INDEX_KEY; the audit chain needs "
+                "keys of its own. Generate one with `hf-adapter keys generate`"
+            )
+        return value
+
     @field_validator("ca_bundle")
     @classmethod
     def _check_ca_bundle(cls, value: Path | None) -> Path | None:
@@ -354,6 +381,10 @@ class Settings(BaseSettings):
     def field_cipher(self) -> FieldCipher:
         """The cipher for personal fields, from ``ENCRYPTION_KEYS``."""
         return FieldCipher(KeyRing.parse(self.encryption_keys.get_secret_value()))
+
+    def audit_key_ring(self) -> KeyRing:
+        """The keys of the audit chain, from ``AUDIT_KEYS`` (the first one signs)."""
+        return KeyRing.parse(self.audit_keys.get_secret_value(), variable="AUDIT_KEYS")
 
     def blind_index(self) -> BlindIndex:
         """The NIK blind index, from ``BLIND_INDEX_KEY``."""

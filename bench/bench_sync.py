@@ -95,6 +95,7 @@ def environment(database_url: str, system: str, mock_url: str) -> dict[str, str]
         "SISDMK_WEBHOOK_SECRET": secret,
         "ENCRYPTION_KEYS": key(),
         "BLIND_INDEX_KEY": key(),
+        "AUDIT_KEYS": key(),
         "LOG_LEVEL": "WARNING",
     }
 

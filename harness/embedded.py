@@ -47,4 +47,5 @@ def embedded_environment(
         "SISDMK_WEBHOOK_SECRET": sisdmk_webhook_secret or webhook_secret(),
         "ENCRYPTION_KEYS": KeyRing.generate_key_entry("demo-1"),
         "BLIND_INDEX_KEY": KeyRing.generate_key_entry("demo-bidx"),
+        "AUDIT_KEYS": KeyRing.generate_key_entry("demo-audit"),
     }

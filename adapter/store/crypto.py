@@ -90,10 +90,11 @@ class KeyRing:
         self._by_kid = {key.kid: key for key in keys}
 
     @classmethod
-    def parse(cls, value: str) -> KeyRing:
-        """Parse ``ENCRYPTION_KEYS``; the `ConfigurationError` lists every bad entry."""
+    def parse(cls, value: str, *, variable: str = "ENCRYPTION_KEYS") -> KeyRing:
+        """Parse a key ring (``ENCRYPTION_KEYS``, ``AUDIT_KEYS``); the `ConfigurationError` names
+        `variable` and lists every bad entry."""
         if not value.strip():
-            raise ConfigurationError(f"ENCRYPTION_KEYS: empty; {KEYS_GENERATE_HINT}")
+            raise ConfigurationError(f"{variable}: empty; {KEYS_GENERATE_HINT}")
         entries = value.split(",")
         problems: list[str] = []
         keys: list[tuple[int, Key]] = []
@@ -106,7 +107,7 @@ class KeyRing:
         problems.extend(_duplicate_problems(keys))
         if problems:
             raise ConfigurationError(
-                "ENCRYPTION_KEYS: "
+                f"{variable}: "
                 + "; ".join(problems)
                 + f". Each entry is 'kid:base64url(32 bytes)'; {KEYS_GENERATE_HINT}"
             )

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.settings import Settings
+from adapter.store.crypto import KeyRing
 from adapter.store.models import Base
 
 MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
@@ -33,6 +34,8 @@ PG_MAX_OVERFLOW: Final = 10
 PG_POOL_TIMEOUT_S: Final = 30
 PG_POOL_RECYCLE_S: Final = 1800
 PG_CONNECT_TIMEOUT_S: Final = 10
+# Where a session keeps the audit chain's keys (`Session.info`).
+AUDIT_KEYS_INFO: Final = "hf_adapter.audit_keys"
 # SQLite: wait this long for another process's write lock instead of failing at once.
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
@@ -97,9 +100,14 @@ def create_engine_from_url(url: str | URL) -> Engine:
     )
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions bound to `engine`; objects stay readable after commit (no lazy refresh)."""
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, audit_keys: KeyRing | None = None) -> sessionmaker[Session]:
+    """Sessions bound to `engine`; objects stay readable after commit (no lazy refresh).
+
+    `audit_keys` (``AUDIT_KEYS``) travel in each session's ``info``: the audit trail signs the
+    entries appended in it with them, and only sessions that carry them can append.
+    """
+    info = {} if audit_keys is None else {AUDIT_KEYS_INFO: audit_keys}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:

@@ -548,8 +548,8 @@ class AuditEvent(Base):
 
     Who (the token's subject and client, or the adapter itself), what (action, resource,
     the personal fields touched), when, the outcome and the trace id. Never a value of a
-    personal field. Triggers refuse UPDATE and DELETE; the hash chain shows any change made
-    around them (`hf-adapter audit verify`).
+    personal field. Triggers refuse UPDATE, DELETE and TRUNCATE, and entries that do not chain
+    to the head; the keyed chain shows any change made around them (`hf-adapter audit verify`).
     """
 
     __tablename__ = "audit_events"
@@ -570,7 +570,10 @@ class AuditEvent(Base):
     # JSON object of ids and counts (never personal values).
     detail: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 under the AUDIT_KEYS key `key_id`; plain SHA-256 when `key_id` is NULL (only
+    # entries written before migration 0007: the database refuses new ones).
     hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         _one_of("outcome", AUDIT_OUTCOMES),
@@ -583,7 +586,8 @@ class AuditEvent(Base):
 
 class AuditChainHead(Base):
     """The newest entry of the audit chain (one row): appending locks it, so entries are
-    numbered and chained one at a time, and a cut-off tail does not go unnoticed."""
+    numbered and chained one at a time, and a cut-off tail does not go unnoticed. Only the
+    database moves it (a trigger on each new entry); `changed_at` is what appenders lock with."""
 
     __tablename__ = "audit_chain_head"
 

@@ -30,6 +30,9 @@ START_HINT = (
 BACKENDS = ("postgresql", "sqlite")
 ENCRYPTION_KEY = Key("test-1", bytes(range(32)))
 BLIND_INDEX_KEY = Key("bidx-1", bytes(range(100, 132)))
+AUDIT_KEY = Key("audit-1", bytes(range(150, 182)))
+# What AUDIT_KEYS holds in the tests' settings: the sessions the tests build carry it.
+AUDIT_KEYS = KeyRing([AUDIT_KEY])
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +92,7 @@ def migrated_engine(
 
 @pytest.fixture
 def sessions(migrated_engine: Engine) -> sessionmaker[Session]:
-    return session_factory(migrated_engine)
+    return session_factory(migrated_engine, audit_keys=AUDIT_KEYS)
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ def _environment(database_url: str) -> dict[str, str]:
         "SISDMK_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(30, 62))).decode(),
         "ENCRYPTION_KEYS": f"k1:{key(0)}",
         "BLIND_INDEX_KEY": f"b1:{key(100)}",
+        "AUDIT_KEYS": f"a1:{key(150)}",
     }
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.observability.audit import Actor, record_audit, verify_chain
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AuditEvent
-from tests.integration.adapter.conftest import BACKENDS
+from tests.integration.adapter.conftest import AUDIT_KEYS, BACKENDS
 from tests.integration.adapter_sync.support import adapter_environment
 from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
 
@@ -35,7 +35,7 @@ def engine(empty_database_url: URL) -> Iterator[Engine]:
 
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
+    return session_factory(engine, audit_keys=AUDIT_KEYS)
 
 
 def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> None:

@@ -42,6 +42,7 @@ def _environment(database: str, encryption_keys: str | None) -> dict[str, str]:
         "KKI_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(1, 25))).decode(),
         "SISDMK_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(30, 62))).decode(),
         "BLIND_INDEX_KEY": _entry(Key("bidx-1", bytes(range(100, 132)))),
+        "AUDIT_KEYS": _entry(Key("audit-1", bytes(range(150, 182)))),
     }
     if encryption_keys is not None:
         env["ENCRYPTION_KEYS"] = encryption_keys

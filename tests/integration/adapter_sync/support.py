@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress, SyncRunResult, sync_system
 from harness.processes import start_mock
-from tests.integration.adapter.conftest import BLIND_INDEX_KEY, ENCRYPTION_KEY
+from tests.integration.adapter.conftest import AUDIT_KEY, AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY
 
 KKI_TOKEN = "kki-dev-token"
 SISDMK_ID, SISDMK_SECRET = "sisdmk-dev-client", "sisdmk-dev-secret"
@@ -151,7 +152,7 @@ def run_sync(
 def store(url: URL) -> Iterator[sessionmaker[Session]]:
     engine = migrated(url)
     try:
-        yield session_factory(engine)
+        yield session_factory(engine, audit_keys=AUDIT_KEYS)
     finally:
         engine.dispose()
 
@@ -160,8 +161,11 @@ def adapter_environment(database_url: str, kki: str, sisdmk: str) -> dict[str, s
     def key(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
+    # PYTHONPATH passes through: a checkout run with it (a worktree) tests its own code.
+    python_path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return {
         "PATH": "/usr/bin:/bin",
+        **python_path,
         "DATABASE_URL": database_url,
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",
@@ -174,6 +178,7 @@ def adapter_environment(database_url: str, kki: str, sisdmk: str) -> dict[str, s
         "SISDMK_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(30, 62))).decode(),
         "ENCRYPTION_KEYS": f"{ENCRYPTION_KEY.kid}:{key(ENCRYPTION_KEY.material)}",
         "BLIND_INDEX_KEY": f"{BLIND_INDEX_KEY.kid}:{key(BLIND_INDEX_KEY.material)}",
+        "AUDIT_KEYS": f"{AUDIT_KEY.kid}:{key(AUDIT_KEY.material)}",
     }
 
 

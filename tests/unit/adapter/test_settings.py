@@ -28,10 +28,12 @@ REQUIRED = (
     "SISDMK_WEBHOOK_SECRET",
     "ENCRYPTION_KEYS",
     "BLIND_INDEX_KEY",
+    "AUDIT_KEYS",
 )
 ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
 OLD_ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(50, 82))).decode().rstrip("=")
 BLIND_KEY = base64.urlsafe_b64encode(bytes(range(100, 132))).decode().rstrip("=")
+AUDIT_KEY = base64.urlsafe_b64encode(bytes(range(150, 182))).decode().rstrip("=")
 KKI_TOKEN = "kki-token-5f1e0c9a7b"
 SISDMK_SECRET = "sisdmk-secret-2b8d4e6f"
 KKI_WEBHOOK_SECRET = "whsec_" + base64.b64encode(bytes(range(1, 25))).decode()
@@ -51,6 +53,7 @@ def valid_env() -> dict[str, str]:
         "SISDMK_WEBHOOK_SECRET": SISDMK_WEBHOOK_SECRET,
         "ENCRYPTION_KEYS": f"k2:{ENCRYPTION_KEY},k1:{OLD_ENCRYPTION_KEY}",
         "BLIND_INDEX_KEY": f"bidx-1:{BLIND_KEY}",
+        "AUDIT_KEYS": f"audit-1:{AUDIT_KEY}",
     }
 
 
@@ -269,6 +272,9 @@ def test_missing_encryption_keys_says_how_to_make_one() -> None:
         ("BLIND_INDEX_KEY", f"b:{BLIND_KEY},c:{BLIND_KEY}", "holds exactly one"),
         ("BLIND_INDEX_KEY", f"bidx:{ENCRYPTION_KEY}", "is also one of the ENCRYPTION_KEYS"),
         ("BLIND_INDEX_KEY", f"bidx:{OLD_ENCRYPTION_KEY}", "is also one of the ENCRYPTION_KEYS"),
+        ("AUDIT_KEYS", "a1", "AUDIT_KEYS: entry 1 of 1: no ':'"),
+        ("AUDIT_KEYS", f"a2:{AUDIT_KEY},a1:{OLD_ENCRYPTION_KEY}", "shares a key with"),
+        ("AUDIT_KEYS", f"a1:{BLIND_KEY}", "shares a key with"),
         ("LOG_FORMAT", "xml", "'json' or 'console'"),
         ("HTTP_CONNECT_TIMEOUT_S", "0", "greater than 0"),
         ("HTTP_READ_TIMEOUT_S", "soon", "valid number"),
@@ -331,6 +337,7 @@ def test_errors_never_echo_secret_values() -> None:
         "SISDMK_WEBHOOK_SECRET": "webhook-secret-without-prefix-4d9f",
         "ENCRYPTION_KEYS": f"k1:{ENCRYPTION_KEY}x,k2:{OLD_ENCRYPTION_KEY}",
         "BLIND_INDEX_KEY": f"bidx:{BLIND_KEY[:-2]}",
+        "AUDIT_KEYS": f"audit-1:{AUDIT_KEY[:-3]}",
         "KKI_BASE_URL": "https://kki-user:url-password-3b6a@kki.example.go.id",
     }
 

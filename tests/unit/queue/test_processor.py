@@ -19,6 +19,7 @@ from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.processor import EventProcessor
 from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import connection_state, set_enabled
+from adapter.store.crypto import Key, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AuditEvent
 from adapter.store.repositories import UpsertResult
@@ -61,7 +62,7 @@ class RecordingAlerts(DeadLetterAlerts):
 def sessions(tmp_path: Path) -> sessionmaker[Session]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     upgrade(engine)
-    return session_factory(engine)
+    return session_factory(engine, audit_keys=KeyRing([Key("audit-test", bytes(range(32)))]))
 
 
 def an_event(sessions: sessionmaker[Session]) -> uuid.UUID:

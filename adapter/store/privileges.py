@@ -1,0 +1,101 @@
+"""The runtime database role on PostgreSQL: what ``serve``, ``worker`` and ``schedule`` may do.
+
+They read and write the adapter's tables, append to the audit trail and read it, and nothing
+more: no UPDATE, DELETE or TRUNCATE of the audit trail, no change of its head but by appending,
+no DDL. The migrations run as the tables' owner, which grants these rights (`hf-adapter db
+grant`); docs/operations.md shows the roles.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from sqlalchemy import Engine, text
+
+from adapter.errors import AdapterError
+from adapter.store.models import Base
+
+# What the runtime role may do, by table; every other table of the models gets `_READ_WRITE`.
+_READ_WRITE: Final = "SELECT, INSERT, UPDATE, DELETE"
+_SPECIAL: Final = {
+    # Append and read; the BEFORE UPDATE/DELETE/TRUNCATE triggers stand behind this.
+    "audit_events": "SELECT, INSERT",
+    # Appending locks the head by touching `changed_at`; the number and hash are moved only by
+    # the trigger on audit_events, which runs as the owner.
+    "audit_chain_head": "SELECT, UPDATE (changed_at)",
+    # `db check` and start-up checks read the schema's revision.
+    "alembic_version": "SELECT",
+}
+_ROLE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class RoleError(AdapterError):
+    """The runtime role cannot be granted its rights (missing, badly named, or too powerful)."""
+
+    default_reason = "database_role"
+
+
+def runtime_grants(role: str) -> list[str]:
+    """The statements that give `role` exactly the runtime rights (run as the tables' owner).
+
+    Every right on each table is revoked first, so running them again after a migration (new
+    tables) or on a role that had more leaves exactly these.
+    """
+    if not _ROLE_NAME.fullmatch(role):
+        raise RoleError(
+            f"role name {role!r}: use 1-63 of a-z, 0-9 and '_', not starting with a digit"
+        )
+    tables = sorted({*Base.metadata.tables, *_SPECIAL})
+    statements = [f'REVOKE ALL ON TABLE "{table}" FROM "{role}"' for table in tables]
+    statements += [
+        f'GRANT {_SPECIAL.get(table, _READ_WRITE)} ON TABLE "{table}" TO "{role}"'
+        for table in tables
+    ]
+    return statements
+
+
+def grant_runtime_role(engine: Engine, role: str) -> list[str]:
+    """Run `runtime_grants` for `role` in one transaction, as `engine`'s user (the owner).
+
+    `RoleError` when the role does not exist, is the owner itself, or could act as the owner
+    (a member of its role, a superuser, or allowed to bypass row security): its rights would
+    then be the owner's, whatever is granted here.
+    """
+    statements = runtime_grants(role)
+    if engine.dialect.name != "postgresql":
+        raise RoleError(
+            "database roles are a PostgreSQL feature; SQLite has none (docs/security.md says "
+            "what the audit trail can promise there)"
+        )
+    with engine.begin() as connection:
+        owner = connection.scalar(
+            text(
+                "SELECT tableowner FROM pg_tables "
+                "WHERE tablename = 'audit_events' AND schemaname = current_schema()"
+            )
+        )
+        if owner is None:
+            raise RoleError("the adapter's tables are not there yet; run `hf-adapter db upgrade`")
+        found = connection.execute(
+            text(
+                "SELECT rolsuper OR rolbypassrls, pg_has_role(rolname, :owner, 'MEMBER') "
+                "FROM pg_roles WHERE rolname = :role"
+            ),
+            {"role": role, "owner": owner},
+        ).one_or_none()
+        if found is None:
+            raise RoleError(
+                f"no database role {role!r}; create it first (as a user with CREATEROLE): "
+                f"CREATE ROLE {role} LOGIN PASSWORD '...'"
+            )
+        superuser, acts_as_owner = found
+        if superuser or acts_as_owner:
+            raise RoleError(
+                f"role {role!r} is a superuser, the owner of the adapter's tables ({owner!r}) "
+                "or a member of the owner's role: it would keep the owner's rights. Use a role "
+                "of its own"
+            )
+        for statement in statements:
+            connection.execute(text(statement))
+    return statements
