@@ -137,18 +137,22 @@ def _db_revision(args: argparse.Namespace) -> int:
 
 
 def _db_grant(args: argparse.Namespace) -> int:
-    from adapter.store.privileges import grant_runtime_role, runtime_grants
+    from adapter.store.privileges import RoleError, grant_runtime_role, runtime_grants
 
     role = str(args.role)
-    if not args.apply:
-        for statement in runtime_grants(role):
-            print(f"{statement};")
-        return EXIT_OK
-    engine = database.create_engine_from_url(_database_url())
     try:
-        statements = grant_runtime_role(engine, role)
-    finally:
-        engine.dispose()
+        if not args.apply:
+            for statement in runtime_grants(role):
+                print(f"{statement};")
+            return EXIT_OK
+        engine = database.create_engine_from_url(_database_url())
+        try:
+            statements = grant_runtime_role(engine, role)
+        finally:
+            engine.dispose()
+    except RoleError as exc:
+        _error(str(exc))
+        return EXIT_CANNOT_RUN
     print(f"role {role!r} now has the runtime rights ({len(statements)} statements run)")
     return EXIT_OK
 

@@ -36,7 +36,11 @@ from adapter.store.database import session_factory  # noqa: E402
 from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
-from tests.integration.adapter.conftest import BLIND_INDEX_KEY, ENCRYPTION_KEY  # noqa: E402
+from tests.integration.adapter.conftest import (  # noqa: E402
+    AUDIT_KEYS,
+    BLIND_INDEX_KEY,
+    ENCRYPTION_KEY,
+)
 from tests.integration.adapter_sync.support import (  # noqa: E402
     Mock,
     adapter_environment,
@@ -129,7 +133,13 @@ def main() -> int:
         cipher, blind_index = FieldCipher(KeyRing([ENCRYPTION_KEY])), BlindIndex(BLIND_INDEX_KEY)
         console.print(f"filling the store with {args.size} workers (sync from the mocks) …")
         for system in ("sisdmk", "kki"):
-            result = run_sync(system, mocks[system], session_factory(engine), cipher, blind_index)
+            result = run_sync(
+                system,
+                mocks[system],
+                session_factory(engine, audit_keys=AUDIT_KEYS),
+                cipher,
+                blind_index,
+            )
             assert result.succeeded, result.error
         with engine.connect() as connection:
             worker_ids = [

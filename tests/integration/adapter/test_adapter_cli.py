@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect
 
 from adapter.store.database import create_engine_from_url
+from tests.integration.adapter_sync.support import python_path
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +25,7 @@ def _environment(database_url: str) -> dict[str, str]:
 
     return {
         "PATH": "/usr/bin:/bin",
+        **python_path(),
         "DATABASE_URL": database_url,
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",

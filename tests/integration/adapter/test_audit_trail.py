@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import json
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy import DateTime, Engine, Uuid, bindparam, delete, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.observability.audit import Actor, record_audit, verify_chain
+from adapter.observability.audit import Actor, entry_hash, record_audit, verify_chain
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
-from adapter.store.models import AuditEvent
+from adapter.store.models import AUDIT_GENESIS, AuditEvent
 from tests.integration.adapter.conftest import AUDIT_KEYS, BACKENDS
 from tests.integration.adapter_sync.support import adapter_environment
 from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
@@ -173,3 +176,84 @@ def test_audit_verify_command_exits_1_and_names_the_entry(
     assert broken.returncode == 1
     assert "broken at entry #4" in broken.stderr
     assert "entries #1-#3 verified" in broken.stderr
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_entries_from_before_the_keyed_chain_still_verify(empty_database_url: URL) -> None:
+    engine = create_engine_from_url(empty_database_url)
+    try:
+        upgrade(engine, "0004")
+        _append_as_revision_0004_did(engine, 5)
+        upgrade(engine)
+        sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
+        _append(sessions, 3)
+        with sessions() as session:
+            report = verify_chain(session)
+            key_ids = session.scalars(select(AuditEvent.key_id).order_by(AuditEvent.seq)).all()
+    finally:
+        engine.dispose()
+    assert report.intact, report.problem
+    assert (report.entries, report.unkeyed) == (8, 5)
+    assert key_ids == [None] * 5 + ["audit-1"] * 3
+    environment = adapter_environment(
+        empty_database_url.render_as_string(hide_password=False),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+    )
+    verified = subprocess.run(
+        [str(HF_ADAPTER), "audit", "verify"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert "entries #1-#5 were written before the chain was keyed" in verified.stdout
+
+
+def _append_as_revision_0004_did(engine: Engine, count: int) -> None:
+    """Plain SHA-256 entries, and the head moved by the writer: the trail before 0007."""
+    previous = AUDIT_GENESIS
+    with engine.begin() as connection:
+        for seq in range(1, count + 1):
+            entry = AuditEvent(
+                seq=seq,
+                id=uuid.uuid4(),
+                at=dt.datetime.now(dt.UTC),
+                actor_kind="system",
+                actor_subject="hf-adapter sync",
+                action="sync.write",
+                resource_type="sisdmk:health-workers",
+                fields='["nik"]',
+                outcome="success",
+                detail=json.dumps({"page": seq}),
+                prev_hash=previous,
+            )
+            previous = entry_hash(entry, None)
+            connection.execute(
+                text(
+                    "INSERT INTO audit_events (seq, id, at, actor_kind, actor_subject, action, "
+                    "resource_type, fields, outcome, detail, prev_hash, hash) VALUES (:seq, :id, "
+                    ":at, :actor_kind, :actor_subject, :action, :resource_type, :fields, "
+                    ":outcome, :detail, :prev_hash, :hash)"
+                ).bindparams(bindparam("id", type_=Uuid()), bindparam("at", type_=DateTime(True))),
+                {
+                    "seq": seq,
+                    "id": entry.id,
+                    "at": entry.at,
+                    "actor_kind": entry.actor_kind,
+                    "actor_subject": entry.actor_subject,
+                    "action": entry.action,
+                    "resource_type": entry.resource_type,
+                    "fields": entry.fields,
+                    "outcome": entry.outcome,
+                    "detail": entry.detail,
+                    "prev_hash": entry.prev_hash,
+                    "hash": previous,
+                },
+            )
+        connection.execute(
+            text("UPDATE audit_chain_head SET seq = :seq, hash = :hash WHERE id = 1"),
+            {"seq": count, "hash": previous},
+        )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.repositories import HealthWorkerRepository
+from tests.integration.adapter.conftest import AUDIT_KEYS
 from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter.documents import kki_registration, sisdmk_worker
 
@@ -29,7 +30,7 @@ def test_pg_dump_contains_no_personal_data_when_workers_are_stored(
     engine = create_engine_from_url(url)
     try:
         upgrade(engine)
-        sessions: sessionmaker[Session] = session_factory(engine)
+        sessions: sessionmaker[Session] = session_factory(engine, audit_keys=AUDIT_KEYS)
         workers = [sisdmk_worker(nip=f"19850312201001100{index}") for index in range(3)]
         registrations = [kki_registration(worker) for worker in workers]
         # A KKI-only person, and a KKI spelling that differs (kept on the registration).

@@ -22,7 +22,7 @@ from adapter.workforce.directory import (
     mask_name,
     mask_nik,
 )
-from tests.integration.adapter.conftest import BACKENDS
+from tests.integration.adapter.conftest import AUDIT_KEYS, BACKENDS
 from tests.integration.adapter.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
@@ -40,7 +40,7 @@ def stored(
 ) -> Iterator[tuple[sessionmaker[Session], list[dict[str, Any]], list[dict[str, Any]]]]:
     engine = create_engine_from_url(empty_database_url)
     upgrade(engine)
-    sessions = session_factory(engine)
+    sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
     workers = [sisdmk_worker() for _ in range(7)]
     workers[0]["facility_code"] = "3171010"
     registrations = [kki_registration(worker) for worker in workers[:3]]

@@ -17,6 +17,7 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from adapter.store.models import Base, QuarantinedRecord
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.store.rotation import encrypted_tables
+from tests.integration.adapter.conftest import AUDIT_KEYS
 from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter.documents import kki_registration, sisdmk_worker
 
@@ -53,7 +54,7 @@ def filled_store(url: URL, bidx: BlindIndex) -> Store:
     """A migrated database with workers, registrations and a quarantined record under key A."""
     engine = create_engine_from_url(url)
     upgrade(engine)
-    sessions = session_factory(engine)
+    sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
     cipher = cipher_of(KEY_A)
     workers: list[dict[str, Any]] = []
     niks: set[str] = set()

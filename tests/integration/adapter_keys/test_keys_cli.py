@@ -18,6 +18,7 @@ from tests.integration.adapter_keys.store import (
     kids,
     plaintexts,
 )
+from tests.integration.adapter_sync.support import python_path
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +32,7 @@ def _entry(key: Key) -> str:
 def _environment(database: str, encryption_keys: str | None) -> dict[str, str]:
     env = {
         "PATH": "/usr/bin:/bin",
+        **python_path(),
         "DATABASE_URL": database,
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",

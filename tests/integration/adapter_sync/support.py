@@ -23,7 +23,12 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress, SyncRunResult, sync_system
 from harness.processes import start_mock
-from tests.integration.adapter.conftest import AUDIT_KEY, AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY
+from tests.integration.adapter.conftest import (
+    AUDIT_KEY,
+    AUDIT_KEYS,
+    BLIND_INDEX_KEY,
+    ENCRYPTION_KEY,
+)
 
 KKI_TOKEN = "kki-dev-token"
 SISDMK_ID, SISDMK_SECRET = "sisdmk-dev-client", "sisdmk-dev-secret"
@@ -157,15 +162,19 @@ def store(url: URL) -> Iterator[sessionmaker[Session]]:
         engine.dispose()
 
 
+def python_path() -> dict[str, str]:
+    """PYTHONPATH for a child process, when the tests run with one: a checkout run that way (a
+    git worktree beside the installed one) tests its own code in its subprocesses too."""
+    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+
+
 def adapter_environment(database_url: str, kki: str, sisdmk: str) -> dict[str, str]:
     def key(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    # PYTHONPATH passes through: a checkout run with it (a worktree) tests its own code.
-    python_path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return {
         "PATH": "/usr/bin:/bin",
-        **python_path,
+        **python_path(),
         "DATABASE_URL": database_url,
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",

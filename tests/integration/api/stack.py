@@ -20,6 +20,7 @@ from adapter.settings import load_settings
 from adapter.store.database import session_factory
 from harness.idp import IdpProcess, IdpUnavailable
 from harness.processes import free_port
+from tests.integration.adapter.conftest import AUDIT_KEYS
 from tests.integration.adapter_sync.support import Mock, adapter_environment, migrated
 
 AUDIENCE = "hf-adapter"
@@ -63,7 +64,9 @@ def served_adapter(database: URL, idp: IdpProcess, kki: Mock, sisdmk: Mock) -> I
     thread = threading.Thread(target=server.serve_forever, name="adapter-http", daemon=True)
     thread.start()
     try:
-        yield Adapter(f"http://127.0.0.1:{port}", engine, session_factory(engine))
+        yield Adapter(
+            f"http://127.0.0.1:{port}", engine, session_factory(engine, audit_keys=AUDIT_KEYS)
+        )
     finally:
         server.shutdown()
         thread.join(timeout=10)

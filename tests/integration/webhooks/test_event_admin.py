@@ -34,7 +34,7 @@ from adapter.webhooks.event_admin import WebhookEventAdmin
 from adapter.webhooks.inbox import WebhookInbox
 from harness.idp import IdpProcess
 from harness.processes import free_port
-from tests.integration.adapter.conftest import migrated_engine
+from tests.integration.adapter.conftest import AUDIT_KEYS, migrated_engine
 from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, adapter_environment
 from tests.integration.api.stack import AUDIENCE, OPS, Adapter, served_adapter, started_idp
@@ -350,7 +350,7 @@ def queued(broker: str, topology: QueueTopology) -> int:
 def test_replay_publishes_and_marks_published(
     migrated_engine: Engine, broker: str, topology: QueueTopology
 ) -> None:
-    sessions = session_factory(migrated_engine)
+    sessions = session_factory(migrated_engine, audit_keys=AUDIT_KEYS)
     registry = CollectorRegistry()
     metrics = EventMetrics.for_registry(registry)
     publisher = RabbitPublisher(broker, topology)
@@ -369,7 +369,7 @@ def test_replay_publishes_and_marks_published(
 def test_replay_while_the_broker_is_away_leaves_the_event_to_the_relay(
     migrated_engine: Engine, broker: str, topology: QueueTopology
 ) -> None:
-    sessions = session_factory(migrated_engine)
+    sessions = session_factory(migrated_engine, audit_keys=AUDIT_KEYS)
     registry = CollectorRegistry()
     metrics = EventMetrics.for_registry(registry)
     away = RabbitPublisher(f"amqp://guest:guest@127.0.0.1:{free_port()}//", topology)
