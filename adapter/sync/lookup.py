@@ -25,6 +25,7 @@ from adapter.sdmk_integration_manager import (
     record_failure,
     record_success,
 )
+from adapter.store.personal_fields import REGISTRATION_PERSONAL_FIELDS
 from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
 
 SYSTEM: Final = "kki"
@@ -129,7 +130,7 @@ class RegistryLookup:
                     LOOKUP_ACTOR,
                     "lookup.refresh",
                     "kki:registrations",
-                    fields=("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date"),
+                    fields=REGISTRATION_PERSONAL_FIELDS,
                     detail={"str_numbers": [str(d.get("str_number")) for d in documents]},
                 )
             record_success(session, SYSTEM, breaker_state=breaker_state_of(self._client))

@@ -54,6 +54,7 @@ from adapter.store.models import (
     SyncCheckpoint,
     SyncRun,
 )
+from adapter.store.personal_fields import REGISTRATION_PERSONAL_FIELDS
 from adapter.store.repositories import (
     WORKER_PERSONAL_COLUMNS,
     HealthWorkerRepository,
@@ -550,7 +551,7 @@ def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _S
         return _Source(
             resource="registrations",
             key="str_number",
-            personal_fields=("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date"),
+            personal_fields=REGISTRATION_PERSONAL_FIELDS,
             pages=lambda since, cursor: kki.iter_registrations(since, page_size, cursor),
             prefetch=lambda repo, docs: repo.prefetch_kki(docs),
             upsert=lambda repo, doc, at: repo.upsert_registration_from_kki(doc, fetched_at=at),

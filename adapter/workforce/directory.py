@@ -31,11 +31,9 @@ from adapter.store.models import (
     Registration,
     Training,
 )
-from adapter.store.repositories import WORKER_PERSONAL_COLUMNS
+from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 
 MASK: Final = "•"
-# The personal fields of a worker as the API names them (for the audit trail).
-PERSONAL_FIELDS: Final = WORKER_PERSONAL_COLUMNS
 
 
 class WorkerNotFound(AdapterError):
@@ -223,10 +221,7 @@ class WorkforceDirectory:
             self._cipher,
             HealthWorker.__tablename__,
             row.id,
-            {
-                name: getattr(row, name)
-                for name in ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
-            },
+            {name: getattr(row, name) for name in PERSON_IDENTITY_FIELDS},
         )
         if not clear:
             personal = {
