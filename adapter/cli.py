@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "variables (docs/configuration.md).",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    # serve, worker, sync and keys are added here as their packages land (DESIGN.md).
+    # One group of subcommands per package (docs/architecture.md, "Packages of the adapter").
     _add_db(commands)
     _add_lookup(commands)
     _add_schedule(commands)

@@ -28,13 +28,14 @@ from adapter.sdmk_integration_manager import ConnectionState, list_connections, 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
+from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
 from adapter.sync.lookup import LookupAnswer, RegistryLookup
 from adapter.sync.service import sync_system
 from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, mask_name
 
 # The personal fields of a worker summary (in clear or masked), as the audit trail names them.
-SUMMARY_FIELDS: Final = ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
+SUMMARY_FIELDS: Final = PERSON_IDENTITY_FIELDS
 WORKER_RESOURCE: Final = "health_worker"
 # How long POST /sync-runs waits for the background run to show up before answering.
 SYNC_START_TIMEOUT_S: Final = 15.0

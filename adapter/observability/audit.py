@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from adapter.clients.tracing import current_trace_id
 from adapter.store.models import AUDIT_GENESIS, AuditChainHead, AuditEvent
+from adapter.store.personal_fields import PERSONAL_FIELDS
 
 _VERIFY_BATCH: Final = 5_000
 
@@ -64,7 +65,14 @@ def record_audit(
     outcome: str = "success",
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one entry in `session`'s transaction. `detail` holds ids and counts only."""
+    """Append one entry in `session`'s transaction. `detail` holds ids and counts only.
+
+    `fields` are names from `adapter.store.personal_fields` (the log redaction covers the same).
+    """
+    named = sorted(set(fields))
+    unknown = set(named) - PERSONAL_FIELDS
+    if unknown:
+        raise ValueError(f"not personal fields: {', '.join(sorted(unknown))}")
     # Taking the head first (a row lock on PostgreSQL, the write lock on SQLite) orders the
     # appenders; it is released when the caller's transaction ends.
     session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(changed_at=_now()))
@@ -79,7 +87,7 @@ def record_audit(
         action=action,
         resource_type=resource_type,
         resource_id=resource_id,
-        fields=json.dumps(sorted(set(fields))) if fields else None,
+        fields=json.dumps(named) if named else None,
         outcome=outcome,
         trace_id=current_trace_id.get(),
         detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str),

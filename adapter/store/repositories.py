@@ -34,20 +34,9 @@ from adapter.store.models import (
     Registration,
     Training,
 )
+from adapter.store.personal_fields import WORKER_PERSONAL_FIELDS
 
-WORKER_PERSONAL_COLUMNS: Final = (
-    "nik",
-    "full_name",
-    "gelar_depan",
-    "gelar_belakang",
-    "birth_date",
-    "birth_place",
-    "address",
-    "phone",
-    "email",
-    "ihs_number",
-    "nip",
-)
+WORKER_PERSONAL_COLUMNS: Final = WORKER_PERSONAL_FIELDS
 _NIK: Final = "nik"
 _PAYLOAD: Final = "payload"
 _Query = TypeVar("_Query", bound=Select[Any])
