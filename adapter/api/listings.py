@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from adapter.store.models import AuditEvent, SyncRun, WebhookEvent
+from adapter.store.models import AuditEvent, SyncRequest, SyncRun, WebhookEvent
 from adapter.workforce.directory import InvalidQuery, Page, page_size
 
 
@@ -58,6 +58,12 @@ def sync_runs(session: Session, *, system: str | None, cursor: str | None, limit
 
 
 def sync_run(session: Session, run_id: uuid.UUID) -> dict[str, Any] | None:
+    """The run, or the request waiting to become it (``status: requested``)."""
+    # The request first: the scheduler deletes it in the transaction that inserts the run, so
+    # one of the two reads sees it whenever it happens in between.
+    request = session.scalars(select(SyncRequest).where(SyncRequest.run_id == run_id)).first()
+    if request is not None:
+        return sync_request_document(request)
     row = session.get(SyncRun, run_id)
     return None if row is None else sync_run_document(row)
 
@@ -128,6 +134,29 @@ def sync_run_document(row: SyncRun) -> dict[str, Any]:
         "rejected": row.rejected,
         "findings": row.findings,
         "error": row.error,
+        "requested_at": iso(row.requested_at),
+        "requested_by": row.requested_by,
+    }
+
+
+def sync_request_document(request: SyncRequest) -> dict[str, Any]:
+    """A requested run as `sync_run_document` shows it, before the scheduler starts it."""
+    return {
+        "id": str(request.run_id),
+        "system": request.system,
+        "mode": "full" if request.full else "incremental",
+        "status": "requested",
+        "started_at": None,
+        "finished_at": None,
+        "fetched": 0,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "findings": 0,
+        "error": None,
+        "requested_at": iso(request.requested_at),
+        "requested_by": request.requested_by,
     }
 
 

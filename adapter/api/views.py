@@ -21,13 +21,13 @@ from adapter.api.services import (
     Caller,
     EventNotFailed,
     EventNotFound,
-    SyncDidNotStart,
+    SyncInProgress,
 )
 from adapter.api.spec import RequestChecker, RequestProblem
 from adapter.auth import scopes
 from adapter.auth import web as auth_web
 from adapter.auth.tokens import TokenValidator
-from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
+from adapter.clients import HttpKkiClient
 from adapter.clients.errors import (
     ContractViolation,
     NotFound,
@@ -41,7 +41,6 @@ from adapter.errors import AdapterError
 from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import Settings
-from adapter.store.locks import LockHeld
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.lookup import RegistryLookup
 from adapter.workforce.directory import InvalidQuery, Page, WorkerFilter, WorkerNotFound
@@ -94,9 +93,6 @@ def init_app(
     def repository(session: Session) -> HealthWorkerRepository:
         return HealthWorkerRepository(session, cipher, blind_index)
 
-    def sync_client(system: str) -> HttpKkiClient | HttpSisdmkClient:
-        return client_from_settings(system, settings)
-
     app.extensions[EXTENSION] = ApiServices(
         engine=engine,
         sessions=sessions,
@@ -104,7 +100,6 @@ def init_app(
         blind_index=blind_index,
         lookup=RegistryLookup(HttpKkiClient.from_settings(settings), sessions, repository),
         publisher=publisher,
-        sync_client=sync_client,
     )
     app.extensions[CHECKER] = RequestChecker()
     observability.init_app(app)
@@ -337,9 +332,8 @@ _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
     (WorkerNotFound, 404),
     (EventNotFound, 404),
     (EventNotFailed, 409),
-    (LockHeld, 409),
+    (SyncInProgress, 409),
     (ConnectionDisabled, 409),
-    (SyncDidNotStart, 503),
 )
 
 
@@ -366,6 +360,9 @@ def _problem_of(error: AdapterError) -> Response:
     }
     if errors:
         body["errors"] = errors
+    if isinstance(error, SyncInProgress):  # the run that answers the request instead
+        body["run_id"] = str(error.run_id)
+        body["run_status"] = error.status
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON

@@ -9,15 +9,19 @@ A system is due when today's slot (its time in `SYNC_TIMEZONE`) has passed and
 - the last run since the slot failed and the connection's `next_attempt_at` has passed
   (exponential backoff, set by the failed run), so a source that was down is retried later.
 A disabled connection is never due.
+
+Runs requested through the API (`adapter.sync.requests`) are started at the next poll, before
+any daily run, under the same lock; one whose connection was disabled meanwhile ends failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -27,11 +31,18 @@ from adapter.clock import Clock, utc_now
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
+from adapter.sync.requests import RunNotRequested, pending_requests, refuse_request
 from adapter.sync.service import SyncRunResult
 
 log = logging.getLogger("adapter.schedule")
 
-POLL_S: Final = 30.0
+
+class RunSync(Protocol):
+    """Runs one sync of `system`; with `run_id`, the run requested under that id."""
+
+    def __call__(
+        self, system: str, *, full: bool = False, run_id: uuid.UUID | None = None
+    ) -> SyncRunResult: ...
 
 
 @dataclass(frozen=True)
@@ -50,14 +61,14 @@ class Outcome:
 
 
 class DailySchedule:
-    """Decides which systems are due and runs them through `run_sync` (one at a time)."""
+    """Runs the requested runs and the systems due through `run_sync`, one at a time."""
 
     def __init__(
         self,
         times: Mapping[str, dt.time],
         timezone: str,
         session_factory: sessionmaker[Session],
-        run_sync: Callable[[str], SyncRunResult],
+        run_sync: RunSync,
         clock: Clock = utc_now,
     ) -> None:
         self._times = dict(times)
@@ -96,6 +107,32 @@ class DailySchedule:
         if state.next_attempt_at is None or state.next_attempt_at <= now:
             return Decision(system, True, "retrying after a failed run", slot)
         return Decision(system, False, f"next attempt at {state.next_attempt_at:%H:%M} UTC", slot)
+
+    def run_requested(self) -> list[Outcome]:
+        """Start the runs requested through the API, oldest first, one at a time.
+
+        A request waits (no outcome) while another process syncs its system, and is gone
+        when another scheduler took it; either way the run happens once.
+        """
+        with self._sessions() as session:
+            pending = [(r.system, r.run_id, r.full) for r in pending_requests(session)]
+        outcomes: list[Outcome] = []
+        for system, run_id, full in pending:
+            log.info("requested sync", extra={"system": system, "run_id": str(run_id)})
+            try:
+                outcomes.append(Outcome(system, self._run_sync(system, full=full, run_id=run_id)))
+            except (LockHeld, RunNotRequested) as exc:
+                # Every poll until the other run ends: not worth more than a debug line.
+                log.debug(
+                    "requested sync not started here: %s", exc.reason, extra={"system": system}
+                )
+            except ConnectionDisabled as exc:
+                with self._sessions.begin() as session:
+                    refuse_request(
+                        session, system, run_id, f"ConnectionDisabled: {exc.message}", self._clock()
+                    )
+                outcomes.append(Outcome(system, None, "connection disabled"))
+        return outcomes
 
     def run_due(self) -> list[Outcome]:
         """Run every system that is due now, in the configured order."""

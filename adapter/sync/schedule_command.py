@@ -1,14 +1,16 @@
-"""`hf-adapter schedule [--once]`: run each system's daily batch sync at its configured time.
+"""`hf-adapter schedule [--once]`: run the syncs requested through the API, and each system's
+daily batch sync at its configured time.
 
-Without `--once` it checks every 30 s until SIGINT/SIGTERM (a run in progress finishes first).
-With `--once` it runs what is due now and exits — for cron or a Kubernetes CronJob. Either way
-it ends with a table of the runs it made.
+Without `--once` it checks every SCHEDULE_POLL_S (5 s) until SIGINT/SIGTERM (a run in progress
+finishes first). With `--once` it runs what is requested or due now and exits — for cron or a
+Kubernetes CronJob. Either way it ends with a table of the runs it made.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import uuid
 from types import FrameType
 
 from rich.console import Console
@@ -19,21 +21,21 @@ from adapter.clock import utc_now
 from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.schedule import POLL_S, DailySchedule, Decision, Outcome
+from adapter.sync.schedule import DailySchedule, Decision, Outcome
 from adapter.sync.service import SyncRunResult, sync_system
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-def run(*, once: bool, poll_s: float = POLL_S) -> int:
+def run(*, once: bool) -> int:
     settings = load_settings()
     engine = database.create_engine_from_settings(settings)
     sessions = database.session_factory(engine)
     cipher, blind_index = settings.field_cipher(), settings.blind_index()
     clock = utc_now  # one clock for the schedule's decisions and the runs it starts
 
-    def sync(system: str) -> SyncRunResult:
+    def sync(system: str, *, full: bool = False, run_id: uuid.UUID | None = None) -> SyncRunResult:
         with client_from_settings(system, settings) as client:
             return sync_system(
                 system,
@@ -42,8 +44,10 @@ def run(*, once: bool, poll_s: float = POLL_S) -> int:
                 repository_factory=lambda session: HealthWorkerRepository(
                     session, cipher, blind_index
                 ),
+                full=full,
                 cipher=cipher,
                 clock=clock,
+                run_id=run_id,
             )
 
     schedule = DailySchedule(
@@ -63,10 +67,12 @@ def run(*, once: bool, poll_s: float = POLL_S) -> int:
         )
         console.print(f"schedule: {times} ({settings.sync_timezone})")
         while True:
-            for outcome in schedule.run_due():
-                outcomes.append(outcome)
-                console.print(_line(outcome))
-            if once or stop.wait(poll_s):
+            # Requested runs first: someone is waiting for them.
+            for due in (schedule.run_requested, schedule.run_due):
+                for outcome in due():
+                    outcomes.append(outcome)
+                    console.print(_line(outcome))
+            if once or stop.wait(settings.schedule_poll_s):
                 break
     finally:
         for sig, handler in previous.items():

@@ -59,6 +59,7 @@ from adapter.store.repositories import (
     HealthWorkerRepository,
     UpsertResult,
 )
+from adapter.sync.requests import take_request
 
 log = logging.getLogger("adapter.sync")
 
@@ -151,6 +152,7 @@ def sync_system(
     page_size: int = PAGE_SIZE,
     metrics: SyncMetrics | None = None,
     clock: Clock = utc_now,
+    run_id: uuid.UUID | None = None,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
@@ -160,7 +162,9 @@ def sync_system(
     of one system never overlap, whatever process starts them: the second raises `LockHeld`.
     A disabled connection raises `ConnectionDisabled`. A run that cannot reach the system
     marks its connection degraded (the scheduler retries at its ``next_attempt_at``); `clock`
-    dates the run and that retry, so a scheduler passes its own.
+    dates the run and that retry, so a scheduler passes its own. With `run_id`, the run is
+    the one requested through the API under that id (`adapter.sync.requests`): it keeps the
+    id and who requested it, or `RunNotRequested` is raised when another process took it.
     """
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
@@ -179,6 +183,7 @@ def sync_system(
             page_size=page_size,
             metrics=metrics if metrics is not None else SyncMetrics.for_registry(),
             clock=clock,
+            run_id=run_id,
         )
 
 
@@ -194,6 +199,7 @@ def _locked_sync(
     page_size: int,
     metrics: SyncMetrics,
     clock: Clock,
+    run_id: uuid.UUID | None,
 ) -> SyncRunResult:
     source = _source(system, client, page_size)
     started = time.monotonic()
@@ -213,8 +219,15 @@ def _locked_sync(
             .where(SyncRun.system == system, SyncRun.status == "running")
             .values(status="failed", finished_at=started_at, error=_ABANDONED)
         )
+        request = None if run_id is None else take_request(session, system, run_id)
         run = SyncRun(
-            id=uuid.uuid4(), system=system, mode=mode, started_at=started_at, status="running"
+            id=uuid.uuid4() if run_id is None else run_id,
+            system=system,
+            mode=mode,
+            started_at=started_at,
+            status="running",
+            requested_at=None if request is None else request.requested_at,
+            requested_by=None if request is None else request.requested_by,
         )
         session.add(run)
     run_id = run.id

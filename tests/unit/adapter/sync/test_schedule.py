@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.sdmk_integration_manager import record_failure, set_enabled
+from adapter.sdmk_integration_manager import ConnectionDisabled, record_failure, set_enabled
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
+from adapter.sync.requests import request_run, take_request
 from adapter.sync.schedule import DailySchedule
 from adapter.sync.service import SyncCounts, SyncRunResult
 
@@ -162,3 +163,106 @@ def test_a_sync_another_process_holds_is_reported_skipped(
     (outcome,) = schedule.run_due()
     assert outcome.result is None
     assert outcome.skipped == "another process is running it"
+
+
+# -- runs requested through the API ---------------------------------------------------------
+
+SUBJECT = "0b6a4c1e-6f0e-4d6c-9c59-1f1d7b2b9a11"
+
+
+def _request(
+    sessions: sessionmaker[Session], system: str, *, full: bool, at: dt.datetime
+) -> uuid.UUID:
+    engine = sessions.kw["bind"]
+    with sessions.begin() as session:
+        return request_run(session, engine, system, full=full, requested_by=SUBJECT, now=at).run_id
+
+
+class FakeSync:
+    """Stands in for `sync_system`: takes the request like it does, records each call."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions, self.clock = sessions, clock
+        self.calls: list[tuple[str, bool, uuid.UUID | None]] = []
+        self.error: Exception | None = None
+
+    def __call__(
+        self, system: str, *, full: bool = False, run_id: uuid.UUID | None = None
+    ) -> SyncRunResult:
+        self.calls.append((system, full, run_id))
+        if self.error is not None:
+            raise self.error
+        with self.sessions.begin() as session:
+            if run_id is not None:
+                take_request(session, system, run_id)
+            session.add(
+                SyncRun(
+                    id=run_id or uuid.uuid4(),
+                    system=system,
+                    mode="full" if full else "incremental",
+                    started_at=self.clock(),
+                    status="succeeded",
+                )
+            )
+        return _result(system)
+
+
+def test_requested_runs_start_first_oldest_first_with_their_id_and_mode(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc + dt.timedelta(minutes=45))  # both daily runs due too
+    sync = FakeSync(sessions, clock)
+    schedule = DailySchedule(
+        {"sisdmk": dt.time(1, 0), "kki": dt.time(1, 30)}, WIB, sessions, sync, clock
+    )
+    kki = _request(sessions, "kki", full=True, at=clock() - dt.timedelta(seconds=2))
+    sisdmk = _request(sessions, "sisdmk", full=False, at=clock() - dt.timedelta(seconds=1))
+
+    requested = schedule.run_requested()
+    due = schedule.run_due()
+
+    assert [o.system for o in requested] == ["kki", "sisdmk"]
+    assert sync.calls[:2] == [("kki", True, kki), ("sisdmk", False, sisdmk)]
+    # The requested runs started after the slot: they are today's runs.
+    assert due == []
+    assert schedule.run_requested() == []
+
+
+def test_a_request_waits_while_another_process_syncs_its_system(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc - dt.timedelta(hours=2))
+    sync = FakeSync(sessions, clock)
+    schedule = DailySchedule({"sisdmk": dt.time(1, 0)}, WIB, sessions, sync, clock)
+    run_id = _request(sessions, "sisdmk", full=False, at=clock())
+    sync.error = LockHeld("sync-sisdmk")
+
+    assert schedule.run_requested() == []
+
+    sync.error = None
+    (outcome,) = schedule.run_requested()
+    assert outcome.result is not None
+    assert sync.calls == [("sisdmk", False, run_id)] * 2
+
+
+def test_a_request_whose_connection_was_disabled_since_ends_failed_under_its_id(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc - dt.timedelta(hours=2))
+    sync = FakeSync(sessions, clock)
+    schedule = DailySchedule({"sisdmk": dt.time(1, 0)}, WIB, sessions, sync, clock)
+    run_id = _request(sessions, "kki", full=False, at=clock())
+    with sessions.begin() as session:
+        set_enabled(session, "kki", False, clock=clock)
+    sync.error = ConnectionDisabled("kki")
+
+    (outcome,) = schedule.run_requested()
+
+    assert (outcome.system, outcome.result, outcome.skipped) == ("kki", None, "connection disabled")
+    with sessions() as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        assert (run.status, run.requested_by) == ("failed", SUBJECT)
+        assert run.error is not None
+        assert "disabled" in run.error
+    assert schedule.run_requested() == []
