@@ -18,9 +18,10 @@ from sqlalchemy import func, select
 
 from adapter.api.spec import operations
 from adapter.auth import scopes
+from adapter.clock import utc_now
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.models import AuditEvent, HealthWorker, Registration, SyncCheckpoint, SyncRun
-from adapter.sync.requests import pending_requests
+from adapter.sync.requests import pending_requests, request_run
 from adapter.sync.schedule import DailySchedule
 from adapter.sync.service import SyncRunResult
 from adapter.webhooks.envelope import EventEnvelope
@@ -302,6 +303,45 @@ def test_a_second_request_is_409_naming_the_requested_then_the_running_run(
     denied = audit_rows(adapter, action="sync.start", outcome="denied")
     assert len(denied) == before + 2
     assert {row.actor_subject for row in denied[before:]} == {subject(tokens[OPS])}
+
+
+def test_two_requests_racing_past_the_check_make_one_run_and_a_409_naming_it(
+    adapter: Adapter, tokens: dict[str, str], scheduler: DailySchedule
+) -> None:
+    racing: list[httpx.Response] = []
+
+    def post() -> None:
+        with adapter.client(tokens[OPS]) as client:
+            racing.append(client.post("/api/v1/sync-runs", json={"system": "kki"}))
+
+    with adapter.sessions() as session:
+        # This request is flushed, not committed: the POST does not see it and inserts too.
+        first = request_run(
+            session, adapter.engine, "kki", full=False, requested_by="racer", now=utc_now()
+        )
+        poster = threading.Thread(target=post, name="racing-post")
+        poster.start()
+        deadline = time.monotonic() + 60
+        while not _waiting_on_a_lock(adapter) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _waiting_on_a_lock(adapter), "the POST never reached its insert"
+        session.commit()
+        poster.join(timeout=60)
+    (response,) = racing
+    problem = assert_problem(response, 409)
+    assert (problem["run_id"], problem["run_status"]) == (str(first.run_id), "requested")
+    with adapter.sessions() as session:
+        assert [r.run_id for r in pending_requests(session)] == [first.run_id]
+
+
+def _waiting_on_a_lock(adapter: Adapter) -> bool:
+    # A connection of its own: within one transaction PostgreSQL shows a frozen pg_stat_activity.
+    with adapter.engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(waiting.scalar())
 
 
 def test_a_sync_of_a_disabled_connection_is_409_and_records_no_request(
