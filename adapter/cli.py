@@ -300,13 +300,16 @@ def _lookup(args: argparse.Namespace) -> int:
 def _add_schedule(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schedule = commands.add_parser(
         "schedule",
-        help="run each system's daily batch sync at its time (SYNC_SCHEDULE), retry degraded ones",
-        description="Daily batch sync per system at the times in SYNC_SCHEDULE (SYNC_TIMEZONE). "
-        "Safe to run in several processes: each daily sync runs once. A failed run is retried "
-        "at the connection's next_attempt_at. Exit 1 if a run it made failed.",
+        help="run the syncs requested through the API and each system's daily batch sync at its "
+        "time (SYNC_SCHEDULE), retry degraded ones",
+        description="Runs requested through POST /api/v1/sync-runs (checked every "
+        "SCHEDULE_POLL_S), and the daily batch sync per system at the times in SYNC_SCHEDULE "
+        "(SYNC_TIMEZONE). Safe to run in several processes: each request and each daily sync "
+        "runs once. A failed run is retried at the connection's next_attempt_at. Exit 1 if a "
+        "run it made failed.",
     )
     schedule.add_argument(
-        "--once", action="store_true", help="run what is due now, then exit (for cron)"
+        "--once", action="store_true", help="run what is requested or due now, then exit (for cron)"
     )
     schedule.set_defaults(handler=_schedule)
 
