@@ -61,14 +61,14 @@ class Stack:
         )
 
     def sync(self, system: str) -> dict[str, Any]:
-        """A sync run started through the API, as an operator does; its document once ended."""
+        """A sync run requested through the API, as an operator does, and started by the
+        scheduler (`hf-adapter schedule --once`); its document once ended."""
         with self.api(OPS) as ops:
             started = ops.post("/api/v1/sync-runs", json={"system": system})
             assert started.status_code == 202, started.text
             location = started.headers["Location"]
-            self.adapter.wait_for(
-                lambda: ops.get(location).json()["status"] != "running", what="the sync's end"
-            )
+            status, output = self.adapter.cli("schedule", "--once")
+            assert status == 0, output
             run: dict[str, Any] = ops.get(location).json()
         return run
 

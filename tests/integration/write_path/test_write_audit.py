@@ -72,7 +72,7 @@ def test_each_door_leaves_one_audit_entry_naming_its_actor(
         lookups = stack.entries("lookup.refresh")
         assert [(entry.actor, entry.written) for entry in lookups] == [
             (PORTAL_SERVICE, [by_api]),
-            (("user", f"os:{getpass.getuser()}", "hf-adapter"), [by_cli]),
+            (("user", getpass.getuser(), "hf-adapter-cli"), [by_cli]),
         ]
         for entry in lookups:
             assert entry.resource_type == "kki:registrations"
