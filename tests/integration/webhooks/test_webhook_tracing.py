@@ -31,10 +31,15 @@ from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.embedded import EmbeddedPublisher
 from adapter.queue.topology import EVENT_ROUTING_KEY, QueueTopology
 from adapter.settings import Settings, load_settings
-from adapter.store.models import WebhookEvent
+from adapter.store.models import AuditEvent, WebhookEvent
 from adapter.webhooks.signature import sign
 from tests.integration.adapter_sync.support import Mock
-from tests.integration.webhooks.support import adapter_stack, migrated_engine, stack_environment
+from tests.integration.webhooks.support import (
+    Adapter,
+    adapter_stack,
+    migrated_engine,
+    stack_environment,
+)
 from tests.integration.webhooks.test_webhook_rejections import kki_event, signed
 from tests.support.breaking_proxy import Breakage, BreakingProxy, Exchange
 from tests.support.otlp_receiver import OtlpReceiver
@@ -143,7 +148,7 @@ def test_future_version_traceparent_is_continued_and_stored_in_version_00(
     assert stored.startswith(f"00-{TRACE_ID}-")
 
 
-# -- one trace from the webhook to the source's answer, through real processes -------------
+# -- one trace from the webhook to the applied change, through real processes ---------------
 
 
 class RecordingBreakage(Breakage):
@@ -194,9 +199,44 @@ def json_lines(output: str) -> list[dict[str, Any]]:
     return lines
 
 
+def post_kki_event(adapter: Adapter, registration: dict[str, Any], traceparent: str) -> Any:
+    """A signed ``registration.corrected`` event about `registration`, with `traceparent`."""
+    event_id = str(uuid.uuid4())
+    str_number = registration["str_number"]
+    body = json.dumps(
+        {
+            "event_id": event_id,
+            "type": "registration.corrected",
+            "occurred_at": "2026-02-01T09:30:00.000000Z",
+            "source": "kki",
+            "subject": {"nik_hash": "0" * 64, "str_number": str_number},
+            "data": {
+                "str_number": str_number,
+                "version": registration["version"],
+                "status": registration["certification"]["status"],
+            },
+            "version": "1",
+        }
+    ).encode()
+    moment = int(time.time())
+    secret = adapter.environment["KKI_WEBHOOK_SECRET"]
+    return httpx.post(
+        f"{adapter.url}/webhooks/kki",
+        content=body,
+        headers={
+            "webhook-id": event_id,
+            "webhook-timestamp": str(moment),
+            "webhook-signature": sign(secret, event_id, moment, body),
+            "content-type": "application/json",
+            "traceparent": traceparent,
+        },
+        timeout=10,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
-def test_webhook_traceparent_is_the_trace_of_the_message_the_fetch_and_the_log(
+def test_webhook_traceparent_is_the_trace_of_the_message_the_fetch_the_audit_and_the_log(
     empty_database_url: URL,
     mocks: tuple[Mock, Mock],
     broker: str,
@@ -226,37 +266,7 @@ def test_webhook_traceparent_is_the_trace_of_the_message_the_fetch_and_the_log(
         # The first attempt fails (a call and the client's quick retry), the second applies it.
         kki.fault({"route": "getRegistration", "kind": "error", "status": 503, "times": 2})
 
-        event_id = str(uuid.uuid4())
-        body = json.dumps(
-            {
-                "event_id": event_id,
-                "type": "registration.corrected",
-                "occurred_at": "2026-02-01T09:30:00.000000Z",
-                "source": "kki",
-                "subject": {"nik_hash": "0" * 64, "str_number": str_number},
-                "data": {
-                    "str_number": str_number,
-                    "version": registration["version"],
-                    "status": registration["certification"]["status"],
-                },
-                "version": "1",
-            }
-        ).encode()
-        moment = int(time.time())
-        response = httpx.post(
-            f"{adapter.url}/webhooks/kki",
-            content=body,
-            headers={
-                "webhook-id": event_id,
-                "webhook-timestamp": str(moment),
-                "webhook-signature": sign(
-                    adapter.environment["KKI_WEBHOOK_SECRET"], event_id, moment, body
-                ),
-                "content-type": "application/json",
-                "traceparent": TRACEPARENT,
-            },
-            timeout=10,
-        )
+        response = post_kki_event(adapter, registration, TRACEPARENT)
         assert response.status_code == 202, response.text
         assert response.headers["X-Trace-Id"] == TRACE_ID
 
@@ -266,6 +276,14 @@ def test_webhook_traceparent_is_the_trace_of_the_message_the_fetch_and_the_log(
         messages = []
         while (message := copies.get(no_ack=True)) is not None:
             messages.append(message)
+        with Session(adapter.engine) as session:
+            applied = [
+                entry
+                for entry in session.scalars(
+                    select(AuditEvent).where(AuditEvent.action == "event.apply")
+                )
+                if json.loads(entry.detail or "{}").get("event_id") == str(event.id)
+            ]
         (worker,) = adapter.workers
         worker_lines = json_lines(worker.output(1_000_000))
         # The spans of both processes, exported under the webhook's trace.
@@ -281,6 +299,9 @@ def test_webhook_traceparent_is_the_trace_of_the_message_the_fetch_and_the_log(
     for message in messages:
         assert message.headers["traceparent"] == event.traceparent
         assert json.loads(message.body)["traceparent"] == event.traceparent
+
+    # The audit entry of the change the worker applied.
+    assert [entry.trace_id for entry in applied] == [TRACE_ID]
 
     # Every call to KKI for the resource: one span of the trace per attempt.
     calls = recording.seen(f"/v1/registrations/{str_number}")
