@@ -15,6 +15,7 @@ from typing import Final
 
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
+from adapter.observability.tracing import configure_tracing
 from adapter.queue.subcommands import add_realtime_commands
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_CANNOT_RUN
     try:
+        configure_tracing()
         return handler(args)
     except (
         ConfigurationError,

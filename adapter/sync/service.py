@@ -34,11 +34,11 @@ from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
-from adapter.clients.tracing import trace
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.observability.audit import SYSTEM_SYNC
 from adapter.observability.sync_metrics import SyncMetrics
+from adapter.observability.tracing import start_span
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
     breaker_state_of,
@@ -171,7 +171,7 @@ def sync_system(
     engine = session_factory.kw.get("bind")
     if engine is None:
         raise ValueError("session_factory must be bound to an engine")
-    with exclusive(engine, f"sync-{system}"), trace():
+    with exclusive(engine, f"sync-{system}"), start_span(f"sync {system}"):
         if still_wanted is not None and not still_wanted():
             raise NoLongerWanted(system)
         return _locked_sync(
