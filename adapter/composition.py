@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.api.services import ApiServices
 from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clock import Clock, utc_now
+from adapter.lookup import RegistryLookup
 from adapter.observability.event_metrics import EventMetrics
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.queue.alerts import DeadLetterAlerts
@@ -32,7 +33,6 @@ from adapter.settings import Settings
 from adapter.store import database
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.lookup import RegistryLookup
 from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
 from adapter.webhooks.event_admin import WebhookEventAdmin
 from adapter.webhooks.receiver import WebhookReceiver

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
 from adapter.clock import Clock, utc_now
+from adapter.lookup import LookupAnswer, RegistryLookup
 from adapter.observability.audit import Actor, record_audit
 from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import (
@@ -29,7 +30,6 @@ from adapter.sdmk_integration_manager import (
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 from adapter.store.repositories import RegistrationRecord
-from adapter.sync.lookup import LookupAnswer, RegistryLookup
 from adapter.sync.requests import SyncInProgress, request_run, waiting_request
 from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, mask_name
 

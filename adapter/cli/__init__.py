@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from adapter.cli.realtime import add_realtime_commands
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
 from adapter.observability.tracing import configure_tracing
-from adapter.queue.subcommands import add_realtime_commands
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
 from adapter.store import database
@@ -294,7 +294,7 @@ def _add_lookup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _lookup(args: argparse.Namespace) -> int:
-    from adapter.sync.lookup_command import run
+    from adapter.cli.lookup import run
 
     return run(str_number=args.str_number, nik_from_stdin=bool(args.nik_stdin))
 
@@ -317,7 +317,7 @@ def _add_schedule(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from adapter.sync.schedule_command import run
+    from adapter.cli.schedule import run
 
     return run(once=bool(args.once))
 
@@ -361,7 +361,7 @@ def _page_size(text: str) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     # Imported here: rich and the HTTP clients load only for this command.
-    from adapter.sync.command import run
+    from adapter.cli.sync import run
 
     return run(
         str(args.system),
