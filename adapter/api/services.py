@@ -31,7 +31,7 @@ from adapter.store.models import SyncRun
 from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
 from adapter.sync.lookup import LookupAnswer, RegistryLookup
 from adapter.sync.service import sync_system
-from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, mask_name
+from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, withhold
 
 # The personal fields of a worker summary (in clear or masked), as the audit trail names them.
 SUMMARY_FIELDS: Final = ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
@@ -309,7 +309,7 @@ def _registration(record: RegistrationRecord, *, clear: bool) -> dict[str, Any]:
         "profession": record.profession,
         "kompetensi": record.kompetensi,
         "issued_at": record.issued_at.isoformat(),
-        "holder_name": name if clear else mask_name(name),
+        "holder_name": name if clear else withhold(name),
         "masked": not clear,
         "source_version": record.source_version,
         "fetched_at": listings.iso(record.fetched_at),
