@@ -4,8 +4,10 @@ by client and logged once per burst."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from adapter.api.rate_limits import NikQueryLimiter, RateLimited, RateLimitMetrics
@@ -86,3 +88,20 @@ def test_a_burst_logs_one_warning_naming_the_caller_not_the_nik(
     assert "user-1" in warnings[0].getMessage()
     assert "portal" in warnings[0].getMessage()
     assert "1 per 1 hour" in warnings[0].getMessage()
+
+
+def test_the_alert_rule_watches_the_refusal_counter() -> None:
+    rules = Path(__file__).resolve().parents[4] / "deploy" / "prometheus" / "alerts.yml"
+    document = yaml.safe_load(rules.read_text(encoding="utf-8"))
+    (rule,) = [
+        rule
+        for group in document["groups"]
+        for rule in group["rules"]
+        if rule["alert"] == "HfNikQueriesRefused"
+    ]
+    _, registry = limiter()
+    exported = {metric.name for metric in registry.collect()}
+
+    assert exported == {"hf_nik_queries_refused"}
+    assert "hf_nik_queries_refused_total" in rule["expr"]
+    assert "by (client)" in rule["expr"]  # the only label: never a subject or a NIK
