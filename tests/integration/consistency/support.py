@@ -153,14 +153,13 @@ def assert_never_backwards(
     )
     writes = registration_writes(engine)
     backwards = [
-        f"{w.str_number}: v{w.old_version} -> v{w.new_version}"
-        + (f" by the {w.writer}" if w.writer else "")
+        f"{w.str_number}: v{w.old_version} -> v{w.new_version}{_by(w)}"
         for w in writes
         if w.old_version is not None and w.new_version < w.old_version
     ]
     status_of = {**status_of, **{(n, v): s for n, (v, s) in now.items()}}
     mixed = [
-        f"{w.str_number}: v{w.new_version} stored with {w.new_status}, "
+        f"{w.str_number}: v{w.new_version} stored with {w.new_status}{_by(w)}, "
         f"KKI's v{w.new_version} is {status_of[(w.str_number, w.new_version)]}"
         for w in writes
         if (w.str_number, w.new_version) in status_of
@@ -174,6 +173,10 @@ def assert_never_backwards(
         f"{len(mixed)} writes mixed two versions: {mixed[:10]}; "
         f"{len(children)} child rows of another version: {children[:10]}"
     )
+
+
+def _by(write: Write) -> str:
+    return f" by the {write.writer}" if write.writer else ""
 
 
 def wait_until(
