@@ -19,7 +19,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -290,7 +290,7 @@ def test_store_equals_kki_after_a_storm_of_flips_full_syncs_and_kills(
             """Events KKI fired that the adapter has not applied yet."""
             return len(changes.events) - applied_events(adapter)
 
-        def wait_for(condition: Any, what: str) -> None:
+        def wait_for(condition: Callable[[], bool], what: str) -> None:
             wait_until(
                 condition,
                 lambda: (backlog(), sync_progress(adapter.engine), len(chaos.done)),
