@@ -118,7 +118,7 @@ def reconcile_breaches(
     `open_findings` are the record's open findings (identity mismatches among them are left
     alone). One of another worker or record is resolved and, if still broken, opened anew.
     """
-    wanted = sorted(set(breaches))
+    wanted = list(dict.fromkeys(breaches))  # in the rules' order, once each
     kept: set[Breach] = set()
     resolved: list[uuid.UUID] = []
     for finding in open_findings:

@@ -46,7 +46,7 @@ RULES: Final = tuple(rule.value for rule in Rule)
 _NIK_RULES: Final = {"birth_date": Rule.NIK_BIRTH_DATE, "gender": Rule.NIK_SEX}
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Breach:
     """A record breaks `rule` at `field` (a document path such as ``sips[2].valid_until``)."""
 
