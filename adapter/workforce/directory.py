@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
+from adapter.merge.rules import Rule
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
 from adapter.store.models import (
     CpdSummary,
@@ -116,31 +117,23 @@ class WorkforceDirectory:
         ).one_or_none()
         return None if row is None else self._summary(row, clear=clear)
 
-    def findings(self, *, cursor: str | None, limit: int, open_only: bool) -> Page:
+    def findings(
+        self, *, cursor: str | None, limit: int, open_only: bool, rule: str | None = None
+    ) -> Page:
+        """Identity mismatches and broken domain rules, by id; `rule` keeps one kind."""
         limit = page_size(limit)
         query = select(IdentityFinding)
         if open_only:
             query = query.where(IdentityFinding.resolved_at.is_(None))
+        if rule is not None:
+            query = query.where(IdentityFinding.rule == rule)
         after = decode_cursor(cursor)
         if after is not None:
             query = query.where(IdentityFinding.id > after)
         rows = list(self._session.scalars(query.order_by(IdentityFinding.id).limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
-        items = [
-            {
-                "id": str(row.id),
-                "worker_id": str(row.worker_id),
-                "registration_id": str(row.registration_id),
-                "field": row.field,
-                # Which side has a value; the values themselves are only keyed digests.
-                "kki_has_value": row.kki_digest is not None,
-                "sisdmk_has_value": row.sisdmk_digest is not None,
-                "detected_at": _iso(row.detected_at),
-                "resolved_at": _iso(row.resolved_at),
-            }
-            for row in rows
-        ]
+        items = [_finding(row) for row in rows]
         return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
 
     # -- one worker -------------------------------------------------------------------------
@@ -323,6 +316,25 @@ def _provenance(row: Any, now: dt.datetime) -> dict[str, Any]:
         "source_version": row.source_version,
         "fetched_at": _iso(fetched),
         "age_s": round((now - fetched).total_seconds(), 3),
+    }
+
+
+def _finding(row: IdentityFinding) -> dict[str, Any]:
+    mismatch = row.rule == Rule.IDENTITY_MISMATCH
+    return {
+        "id": str(row.id),
+        "rule": row.rule,
+        "worker_id": str(row.worker_id),
+        "registration_id": None if row.registration_id is None else str(row.registration_id),
+        # The record that breaks a domain rule (an STR number, a SISDMK worker id).
+        "source_system": row.source_system,
+        "source_id": row.source_id,
+        "field": row.field,
+        # A mismatch: which side has a value; the values themselves are only keyed digests.
+        "kki_has_value": row.kki_digest is not None if mismatch else None,
+        "sisdmk_has_value": row.sisdmk_digest is not None if mismatch else None,
+        "detected_at": _iso(row.detected_at),
+        "resolved_at": _iso(row.resolved_at),
     }
 
 
