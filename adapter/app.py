@@ -18,15 +18,13 @@ from werkzeug.exceptions import HTTPException
 from adapter import health
 from adapter.api import views as api_views
 from adapter.clients.http import verify_from
+from adapter.composition import build_services
 from adapter.errors import AdapterError
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.messages import EventPublisher
 from adapter.queue.rabbit import CONNECTION_ERRORS, open_connection
-from adapter.queue.wiring import publisher_from
 from adapter.settings import Settings
-from adapter.store import database
 from adapter.webhooks import views as webhook_views
-from adapter.webhooks.receiver import WebhookReceiver
 from adapter.webhooks.signature import WebhookRejected
 
 log = logging.getLogger("adapter.app")
@@ -43,21 +41,22 @@ def create_app(
     publisher: EventPublisher | None = None,
     metrics: EventMetrics | None = None,
 ) -> Flask:
-    """The WSGI app; `engine`, `publisher` and `metrics` default to what the settings say."""
+    """The WSGI app; `engine`, `publisher` and `metrics` default to what the settings say.
+
+    Its services come from the composition root (`adapter.composition.build_services`).
+    """
     app = Flask("adapter")
-    engine = engine if engine is not None else database.create_engine_from_settings(settings)
-    publisher = publisher if publisher is not None else publisher_from(settings)
+    services = build_services(settings, engine=engine, publisher=publisher)
+    engine = services.engine
     metrics = metrics if metrics is not None else EventMetrics.for_registry()
-    sessions = database.session_factory(engine)
+    app.extensions["hf_services"] = services
     app.extensions["hf_engine"] = engine
-    app.extensions["hf_publisher"] = publisher
-    app.extensions[webhook_views.EXTENSION] = WebhookReceiver(
-        settings=settings, sessions=sessions, publisher=publisher, metrics=metrics
-    )
+    app.extensions["hf_publisher"] = services.publisher
+    app.extensions[webhook_views.EXTENSION] = services.webhook_receiver(metrics)
 
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhook_views.blueprint)
-    api_views.init_app(app, settings, engine=engine, sessions=sessions, publisher=publisher)
+    api_views.init_app(app, services, services.event_admin(metrics))
     health.add_readiness_check(app, "database", lambda: _database_problem(engine))
     broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
     health.add_readiness_check(app, "broker", lambda: _broker_problem(broker_url))

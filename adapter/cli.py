@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "variables (docs/configuration.md).",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    # serve, worker, sync and keys are added here as their packages land (DESIGN.md).
+    # One group of subcommands per package (docs/architecture.md, "Packages of the adapter").
     _add_db(commands)
     _add_lookup(commands)
     _add_schedule(commands)
@@ -170,12 +170,12 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from adapter.composition import build_services
     from adapter.store.rotation import BatchDone, count_stale, rotate_keys
 
     # The whole configuration is validated first: bad or missing keys stop here, exit 2.
-    settings = load_settings()
-    cipher = settings.field_cipher()
-    engine = database.create_engine_from_settings(settings)
+    services = build_services(load_settings())
+    cipher, engine = services.cipher, services.engine
     stop_requested: list[int] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -206,7 +206,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
-        engine.dispose()
+        services.close()
 
     table = Table(title=f"re-encrypted under key {report.active_kid!r}")
     table.add_column("table")

@@ -41,6 +41,10 @@ SAMPLE_SOURCES: Final = {
 # Statuses a request with the right scope may get besides 2xx, when the contract documents
 # them: an id that does not exist (404) or a state that conflicts (409: a sync already runs).
 ALLOWED_REFUSALS: Final = frozenset({404, 409})
+# Operations whose allowed request changes the target for good (purged events stay purged):
+# their right scope is probed on an id that surely does not exist (the 404 counts), and one
+# with no id in its path is neither probed with the right scope nor fuzzed.
+IRREVERSIBLE: Final = frozenset({"purgeWebhookEvent", "purgeFailedWebhookEvents"})
 
 # One token source per client for a run: the scope phase, credentials and Schemathesis reuse
 # its token (renewed when it nears expiry, as the adapter does its own). Cleared by each probe:
@@ -213,6 +217,13 @@ def check_scope_matrix(ctx: RunContext, profile: SystemProfile) -> None:
                 f"{operation.id}: no client holds {' '.join(scopes)}; right scope not checked"
             )
             continue
+        if operation.id in IRREVERSIBLE:
+            path = None
+            if operation.path_params:
+                path = protocol.fill_path(ctx, operation, absent=True)
+            if path is None:
+                ctx.notes.append(f"{operation.id}: irreversible; right scope not checked")
+                continue
         body = _right_body(ctx, operation)
         if operation.request_body is not None and body is None:
             ctx.notes.append(f"{operation.id}: no harmless body to send; right scope not checked")
@@ -320,6 +331,10 @@ def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
 
 def _coverage(ctx: RunContext) -> Iterator[tuple[OidcClient | None, list[str]]]:
     remaining = [op for op in ctx.operations()]
+    unsafe = [op.id for op in remaining if op.id in IRREVERSIBLE and not op.path_params]
+    if unsafe:
+        ctx.notes.append(f"schemathesis: {', '.join(unsafe)} left out (irreversible)")
+        remaining = [op for op in remaining if op.id not in unsafe]
     open_ops = [op.id for op in remaining if not required_scopes(ctx.contract, op)]
     if open_ops:
         yield None, open_ops

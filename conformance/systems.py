@@ -188,6 +188,7 @@ SYSTEMS: dict[str, SystemProfile] = {
                     "getSyncRun",
                     "startSyncRun",
                     "replayWebhookEvent",
+                    "purgeWebhookEvent",
                 )
             },
             "lookupRegistration": frozenset({404, 422}),

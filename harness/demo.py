@@ -23,13 +23,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from adapter.clients import HttpKkiClient, client_from_settings
+from adapter.composition import build_services
 from adapter.errors import AdapterError
+from adapter.observability.audit import command_line_operator
 from adapter.settings import load_settings
 from adapter.store import database
-from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync import sync_system
-from adapter.sync.lookup import RegistryLookup
 from harness.embedded import embedded_environment, webhook_secret
 from harness.processes import ManagedProcess, ProcessFailed, free_port, start_mock
 from harness.receiver import WebhookReceiver
@@ -185,25 +183,12 @@ def run(console: Console) -> int:
             workdir, kki_url=kki_url, sisdmk_url=sisdmk_url, kki_webhook_secret=kki_secret
         )
         settings = load_settings(environment)
-        engine = database.create_engine_from_settings(settings)
-        stack.callback(engine.dispose)
-        database.upgrade(engine)
-        sessions = database.session_factory(engine)
-        cipher, blind_index = settings.field_cipher(), settings.blind_index()
-
-        def repositories(session: Any) -> HealthWorkerRepository:
-            return HealthWorkerRepository(session, cipher, blind_index)
+        services = stack.enter_context(build_services(settings))
+        database.upgrade(services.engine)
 
         def sync(system: str) -> Callable[[], str]:
             def action() -> str:
-                with client_from_settings(system, settings) as client:
-                    result = sync_system(
-                        system,
-                        session_factory=sessions,
-                        client=client,
-                        repository_factory=repositories,
-                        cipher=cipher,
-                    )
+                result = services.sync(system)
                 if not result.succeeded:
                     raise RuntimeError(f"sync {system} failed: {result.error}")
                 counts = result.counts
@@ -226,8 +211,7 @@ def run(console: Console) -> int:
                 "/__admin/faults",
                 json={"route": "getRegistration", "kind": "error", "status": 503},
             ).raise_for_status()
-            with HttpKkiClient.from_settings(settings) as client:
-                answer = RegistryLookup(client, sessions, repositories).by_str(str_number)
+            answer = services.lookup.by_str(str_number, actor=command_line_operator())
             admin.delete("/__admin/faults").raise_for_status()
             age = answer.age_s() or 0.0
             return (
@@ -275,10 +259,8 @@ def run(console: Console) -> int:
             ).raise_for_status()
             deadline = changed + 60
             while time.monotonic() < deadline:
-                with sessions() as session:
-                    stored = HealthWorkerRepository(session, cipher, blind_index).registration(
-                        str_number
-                    )
+                with services.sessions() as session:
+                    stored = services.repository(session).registration(str_number)
                 if stored is not None and stored.status == "DICABUT":
                     lag = time.monotonic() - changed
                     return f"STR {str_number} DICABUT in the store {lag:.1f} s after the change"

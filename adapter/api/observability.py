@@ -9,16 +9,16 @@ template, method and status: never a path with ids in it.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import Final
 
 import structlog
 from flask import Flask, Response, g, request
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from adapter.clients.tracing import current_trace_id, new_span_id, new_trace_id
+from adapter.observability.metric_sets import MetricSet
 
 TRACE_HEADER: Final = "X-Trace-Id"
 _TRACEPARENT: Final = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
@@ -26,36 +26,27 @@ LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 @dataclass(frozen=True)
-class RequestMetrics:
+class RequestMetrics(MetricSet):
     requests: Counter
     latency: Histogram
 
     @classmethod
-    def for_registry(cls, registry: CollectorRegistry | None = None) -> RequestMetrics:
-        target = registry if registry is not None else REGISTRY
-        with _lock:
-            existing = _registered.get(target)
-            if existing is None:
-                existing = _registered[target] = cls(
-                    requests=Counter(
-                        "hf_http_requests",
-                        "HTTP requests answered, by route template, method and status.",
-                        ["route", "method", "status"],
-                        registry=target,
-                    ),
-                    latency=Histogram(
-                        "hf_http_request_duration_seconds",
-                        "Time to answer an HTTP request, by route template and method.",
-                        ["route", "method"],
-                        buckets=LATENCY_BUCKETS,
-                        registry=target,
-                    ),
-                )
-            return existing
-
-
-_lock = threading.Lock()
-_registered: dict[CollectorRegistry, RequestMetrics] = {}
+    def register(cls, registry: CollectorRegistry) -> RequestMetrics:
+        return cls(
+            requests=Counter(
+                "hf_http_requests",
+                "HTTP requests answered, by route template, method and status.",
+                ["route", "method", "status"],
+                registry=registry,
+            ),
+            latency=Histogram(
+                "hf_http_request_duration_seconds",
+                "Time to answer an HTTP request, by route template and method.",
+                ["route", "method"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+        )
 
 
 def trace_id_from(traceparent: str | None) -> str | None:

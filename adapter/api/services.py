@@ -8,11 +8,10 @@ the request body. No web framework here.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,35 +23,23 @@ from adapter.clients import HttpKkiClient, HttpSisdmkClient
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.observability.audit import Actor, record_audit
-from adapter.queue.messages import BrokerUnavailable, EventMessage, EventPublisher
+from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import ConnectionState, list_connections, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
+from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
 from adapter.sync.lookup import LookupAnswer, RegistryLookup
 from adapter.sync.service import sync_system
-from adapter.webhooks.inbox import WebhookInbox
 from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, mask_name
 
-log = logging.getLogger("adapter.api")
-
 # The personal fields of a worker summary (in clear or masked), as the audit trail names them.
-SUMMARY_FIELDS: Final = ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
+SUMMARY_FIELDS: Final = PERSON_IDENTITY_FIELDS
 WORKER_RESOURCE: Final = "health_worker"
 # How long POST /sync-runs waits for the background run to show up before answering.
 SYNC_START_TIMEOUT_S: Final = 15.0
 _POLL_S: Final = 0.02
-
-
-class EventNotFound(AdapterError):
-    default_reason = "not_found"
-
-
-class EventNotFailed(AdapterError):
-    """Only dead-lettered events can be replayed."""
-
-    default_reason = "not_failed"
 
 
 class SyncDidNotStart(AdapterError):
@@ -169,9 +156,9 @@ class ApiServices:
     def lookup(self, caller: Caller, *, str_number: str | None, nik: str | None) -> LookupResult:
         """Live at KKI, else the stored copy; the caller's read is audited once answered."""
         if str_number is not None:
-            answer = self._lookup.by_str(str_number, decrypt=True)
+            answer = self._lookup.by_str(str_number, actor=caller.actor, decrypt=True)
         elif nik is not None:
-            answer = self._lookup.by_nik(nik, decrypt=True)
+            answer = self._lookup.by_nik(nik, actor=caller.actor, decrypt=True)
         else:
             raise ValueError("give str_number or nik")
         documents = [_registration(r, clear=caller.pii) for r in answer.registrations]
@@ -223,7 +210,6 @@ class ApiServices:
                             session, self._cipher, self._blind_index
                         ),
                         full=full,
-                        cipher=self._cipher,
                     )
             except AdapterError as error:  # LockHeld, ConnectionDisabled: the answer says so
                 outcome["error"] = error
@@ -287,62 +273,6 @@ class ApiServices:
                 session, state="failed", source=system, cursor=None, limit=limit
             )
         return {"system": system, "sync_runs": runs.items, "failed_events": events.items}
-
-    # -- webhook events ---------------------------------------------------------------------
-
-    def webhook_events(
-        self, *, state: str | None, source: str | None, cursor: str | None, limit: int
-    ) -> Page:
-        with self._sessions() as session:
-            return listings.webhook_events(
-                session, state=state, source=source, cursor=cursor, limit=limit
-            )
-
-    def replay(self, caller: Caller, event_id: uuid.UUID | None) -> dict[str, Any]:
-        """One failed event (or, with None, every one) back to the queue, then published."""
-        with self._sessions.begin() as session:
-            inbox = WebhookInbox(session)
-            if event_id is not None:
-                event = inbox.get(event_id)
-                if event is None:
-                    raise EventNotFound(f"no webhook event {event_id}")
-                if event.state != "failed":
-                    raise EventNotFailed(
-                        f"event {event_id} is {event.state}; only failed events can be replayed"
-                    )
-            result = inbox.replay(None if event_id is None else [event_id])
-            rows = [inbox.get(replayed) for replayed in result.replayed]
-            messages = [
-                EventMessage(row.id, row.source, row.event_type, row.traceparent)
-                for row in rows
-                if row is not None
-            ]
-            record_audit(
-                session,
-                caller.actor,
-                "events.replay",
-                "webhook_event",
-                resource_id=None if event_id is None else str(event_id),
-                detail={"replayed": len(result.replayed), "skipped": result.skipped},
-            )
-        published = self._publish(messages)
-        return {
-            "replayed": [str(replayed) for replayed in result.replayed],
-            "skipped": result.skipped,
-            "published": published,
-        }
-
-    def _publish(self, messages: Sequence[EventMessage]) -> bool:
-        if not messages:
-            return True
-        try:
-            self._publisher.publish(messages, path="replay")
-        except BrokerUnavailable as exc:
-            log.warning("replayed events wait for the outbox relay: %s", exc.reason)
-            return False
-        with self._sessions.begin() as session:
-            WebhookInbox(session).mark_published([m.event_id for m in messages])
-        return True
 
     # -- audit trail ------------------------------------------------------------------------
 
@@ -410,4 +340,4 @@ def _run_started_after(
         return None if row is None else listings.sync_run_document(row)
 
 
-__all__ = ["ApiServices", "Caller", "EventNotFailed", "EventNotFound", "LockHeld"]
+__all__ = ["ApiServices", "Caller", "LockHeld"]

@@ -6,28 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import httpx
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.http import HTTP_STATUS_CODES
 
 from adapter.api import observability
 from adapter.api.listings import AuditFilter
-from adapter.api.services import (
-    ApiServices,
-    Caller,
-    EventNotFailed,
-    EventNotFound,
-    SyncDidNotStart,
-)
+from adapter.api.services import ApiServices, Caller, SyncDidNotStart
 from adapter.api.spec import RequestChecker, RequestProblem
+from adapter.apply import RecordRefused
 from adapter.auth import scopes
 from adapter.auth import web as auth_web
 from adapter.auth.tokens import TokenValidator
-from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clients.errors import (
     ContractViolation,
     NotFound,
@@ -38,17 +30,27 @@ from adapter.clients.errors import (
 )
 from adapter.clients.http import verify_from
 from adapter.errors import AdapterError
-from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import Settings
 from adapter.store.locks import LockHeld
-from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.lookup import RegistryLookup
+from adapter.webhooks.event_admin import (
+    EventFilter,
+    EventNotFailed,
+    EventNotFound,
+    InvalidPurgeReason,
+    Purged,
+    Replayed,
+    WebhookEventAdmin,
+)
 from adapter.workforce.directory import InvalidQuery, Page, WorkerFilter, WorkerNotFound
+
+if TYPE_CHECKING:
+    from adapter.composition import Services
 
 log = logging.getLogger("adapter.api")
 
 EXTENSION: Final = "hf_api"
+EVENTS: Final = "hf_webhook_event_admin"
 CHECKER: Final = "hf_api_checker"
 PROBLEM_JSON: Final = "application/problem+json"
 # Every request body of this API is a few fields; anything bigger is refused unread.
@@ -78,34 +80,12 @@ def token_validator(settings: Settings) -> TokenValidator:
     )
 
 
-def init_app(
-    app: Flask,
-    settings: Settings,
-    *,
-    engine: Engine,
-    sessions: sessionmaker[Session],
-    publisher: EventPublisher,
-) -> None:
+def init_app(app: Flask, services: Services, events: WebhookEventAdmin) -> None:
     """Register the API on `app`, with the SSO's token validator unless one is already set."""
     if auth_web.EXTENSION not in app.extensions:
-        auth_web.init_app(app, token_validator(settings))
-    cipher, blind_index = settings.field_cipher(), settings.blind_index()
-
-    def repository(session: Session) -> HealthWorkerRepository:
-        return HealthWorkerRepository(session, cipher, blind_index)
-
-    def sync_client(system: str) -> HttpKkiClient | HttpSisdmkClient:
-        return client_from_settings(system, settings)
-
-    app.extensions[EXTENSION] = ApiServices(
-        engine=engine,
-        sessions=sessions,
-        cipher=cipher,
-        blind_index=blind_index,
-        lookup=RegistryLookup(HttpKkiClient.from_settings(settings), sessions, repository),
-        publisher=publisher,
-        sync_client=sync_client,
-    )
+        auth_web.init_app(app, token_validator(services.settings))
+    app.extensions[EXTENSION] = services.api
+    app.extensions[EVENTS] = events
     app.extensions[CHECKER] = RequestChecker()
     observability.init_app(app)
     app.register_blueprint(blueprint)
@@ -235,9 +215,8 @@ def get_integration_logs(system: str) -> Response:
 @auth_web.require_scope(scopes.EVENTS_ADMIN)
 def list_webhook_events() -> Response:
     query = _query("listWebhookEvents")
-    page = _services().webhook_events(
-        state=query["state"], source=query["source"], cursor=query["cursor"], limit=query["limit"]
-    )
+    where = EventFilter(state=query["state"], source=query["source"])
+    page = _events().list(where, cursor=query["cursor"], limit=query["limit"])
     return _page(page, query["limit"])
 
 
@@ -245,14 +224,40 @@ def list_webhook_events() -> Response:
 @auth_web.require_scope(scopes.EVENTS_ADMIN)
 def replay_failed_webhook_events() -> Response:
     _query("replayFailedWebhookEvents")
-    return jsonify(_services().replay(_caller(), None))
+    return jsonify(_replayed(_events().replay(_caller().actor, None)))
 
 
 @blueprint.post("/webhook-events/<uuid:event_id>/replay")
 @auth_web.require_scope(scopes.EVENTS_ADMIN)
 def replay_webhook_event(event_id: uuid.UUID) -> Response:
     _query("replayWebhookEvent")
-    return jsonify(_services().replay(_caller(), event_id))
+    return jsonify(_replayed(_events().replay(_caller().actor, [event_id])))
+
+
+@blueprint.post("/webhook-events/purge")
+@auth_web.require_scope(scopes.EVENTS_ADMIN)
+def purge_failed_webhook_events() -> Response:
+    body = _body("purgeFailedWebhookEvents")
+    return jsonify(_purged(_events().purge(_caller().actor, None, reason=body["reason"])))
+
+
+@blueprint.post("/webhook-events/<uuid:event_id>/purge")
+@auth_web.require_scope(scopes.EVENTS_ADMIN)
+def purge_webhook_event(event_id: uuid.UUID) -> Response:
+    body = _body("purgeWebhookEvent")
+    return jsonify(_purged(_events().purge(_caller().actor, [event_id], reason=body["reason"])))
+
+
+def _replayed(result: Replayed) -> dict[str, Any]:
+    return {
+        "replayed": [str(event_id) for event_id in result.replayed],
+        "skipped": result.skipped,
+        "published": result.published,
+    }
+
+
+def _purged(result: Purged) -> dict[str, Any]:
+    return {"purged": [str(event_id) for event_id in result.purged], "skipped": result.skipped}
 
 
 # -- audit trail ----------------------------------------------------------------------------
@@ -280,6 +285,10 @@ def list_audit_events() -> Response:
 
 def _services() -> ApiServices:
     return cast(ApiServices, current_app.extensions[EXTENSION])
+
+
+def _events() -> WebhookEventAdmin:
+    return cast(WebhookEventAdmin, current_app.extensions[EVENTS])
 
 
 def _caller() -> Caller:
@@ -340,9 +349,11 @@ _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
     (WorkerNotFound, 404),
     (EventNotFound, 404),
     (EventNotFailed, 409),
+    (InvalidPurgeReason, 422),
     (LockHeld, 409),
     (ConnectionDisabled, 409),
     (SyncDidNotStart, 503),
+    (RecordRefused, 502),
 )
 
 

@@ -21,7 +21,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     SYNC_RUN: "List sync runs and start a batch sync",
     INTEGRATIONS_ADMIN: "Manage the integrations: status, enable or disable each, recent logs",
     AUDIT_READ: "Query the audit trail",
-    EVENTS_ADMIN: "List webhook events and dead letters, and replay them",
+    EVENTS_ADMIN: "List webhook events and dead letters, replay and purge them",
 }
 
 ALL_SCOPES: Final[frozenset[str]] = frozenset(DESCRIPTIONS)

@@ -10,8 +10,10 @@ the trail and reports the first broken link: an edited entry, a removed one, or 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from adapter.clients.tracing import current_trace_id
 from adapter.store.models import AUDIT_GENESIS, AuditChainHead, AuditEvent
+from adapter.store.personal_fields import PERSONAL_FIELDS
 
 _VERIFY_BATCH: Final = 5_000
 
@@ -36,6 +39,19 @@ class Actor:
 
 
 SYSTEM_SYNC: Final = Actor("system", "hf-adapter sync")
+WORKER: Final = Actor("system", "hf-adapter worker")
+# The audit trail's client for actions taken at the console (beside SSO clients' ids).
+CLI_CLIENT: Final = "hf-adapter-cli"
+
+
+def command_line_operator() -> Actor:
+    """Who runs an ``hf-adapter`` command by hand: the OS user (its uid when the system has
+    no name for it)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no LOGNAME/USER and no passwd entry (some containers)
+        name = f"uid:{os.getuid()}"
+    return Actor("user", name, CLI_CLIENT)
 
 
 def record_audit(
@@ -49,7 +65,14 @@ def record_audit(
     outcome: str = "success",
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one entry in `session`'s transaction. `detail` holds ids and counts only."""
+    """Append one entry in `session`'s transaction. `detail` holds ids and counts only.
+
+    `fields` are names from `adapter.store.personal_fields` (the log redaction covers the same).
+    """
+    named = sorted(set(fields))
+    unknown = set(named) - PERSONAL_FIELDS
+    if unknown:
+        raise ValueError(f"not personal fields: {', '.join(sorted(unknown))}")
     # Taking the head first (a row lock on PostgreSQL, the write lock on SQLite) orders the
     # appenders; it is released when the caller's transaction ends.
     session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(changed_at=_now()))
@@ -64,7 +87,7 @@ def record_audit(
         action=action,
         resource_type=resource_type,
         resource_id=resource_id,
-        fields=json.dumps(sorted(set(fields))) if fields else None,
+        fields=json.dumps(named) if named else None,
         outcome=outcome,
         trace_id=current_trace_id.get(),
         detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str),

@@ -19,24 +19,12 @@ import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
 from adapter.clients.tracing import current_trace_id
+from adapter.store.personal_fields import PERSONAL_FIELDS
 
 REDACTED: Final = "[redacted]"
-# Keys whose values are personal data or secrets, wherever they appear in a log line.
-SENSITIVE_KEYS: Final = frozenset(
+# Keys whose values are secrets (or whole bodies, which may hold anything), wherever they appear.
+SECRET_KEYS: Final = frozenset(
     {
-        "nik",
-        "nip",
-        "full_name",
-        "gelar_depan",
-        "gelar_belakang",
-        "display_name",
-        "birth_date",
-        "birth_place",
-        "address",
-        "phone",
-        "email",
-        "ihs_number",
-        "ijazah_no",
         "password",
         "secret",
         "client_secret",
@@ -49,6 +37,8 @@ SENSITIVE_KEYS: Final = frozenset(
         "body",
     }
 )
+# Keys whose values are redacted: every personal field and every secret.
+SENSITIVE_KEYS: Final = PERSONAL_FIELDS | SECRET_KEYS
 _NIK_LIKE: Final = re.compile(r"(?<!\d)\d{16}(?!\d)")
 _BEARER: Final = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _WHSEC: Final = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")

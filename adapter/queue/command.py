@@ -16,12 +16,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from adapter.clients import CircuitBreaker, HttpKkiClient, HttpSisdmkClient, RetryPolicy
+from adapter.clients import CircuitBreaker, RetryPolicy
+from adapter.composition import build_services
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlerts
 from adapter.queue.embedded import EmbeddedQueue
 from adapter.queue.rabbit import RabbitConsumer, RabbitPublisher
-from adapter.queue.wiring import processor_from, topology_from
+from adapter.queue.wiring import topology_from
 from adapter.queue.worker import OutboxRelay, Worker, WorkerStats
 from adapter.settings import load_settings
 from adapter.store import database
@@ -38,26 +39,22 @@ STATUS_REFRESH_PER_S: Final = 2
 
 def run(*, concurrency: int, metrics_port: int | None) -> int:
     settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
-    database.check(engine)
-    sessions = database.session_factory(engine)
+    services = build_services(settings)
+    database.check(services.engine)
+    sessions = services.sessions
     metrics = EventMetrics.for_registry()
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1")
     alerts = DeadLetterAlerts(settings.alert_webhook_url, metrics)
-    kki = HttpKkiClient.from_settings(
-        settings,
+    kki = services.kki_client(
         policy=WORKER_CALL_POLICY,
         breaker=CircuitBreaker("kki", reset_timeout_s=WORKER_BREAKER_RESET_S),
     )
-    sisdmk = HttpSisdmkClient.from_settings(
-        settings,
+    sisdmk = services.sisdmk_client(
         policy=WORKER_CALL_POLICY,
         breaker=CircuitBreaker("sisdmk", reset_timeout_s=WORKER_BREAKER_RESET_S),
     )
-    processor = processor_from(
-        settings, sessions=sessions, kki=kki, sisdmk=sisdmk, metrics=metrics, alerts=alerts
-    )
+    processor = services.event_processor(kki=kki, sisdmk=sisdmk, metrics=metrics, alerts=alerts)
     stats = WorkerStats()
     worker = Worker(
         processor=processor,
@@ -110,7 +107,7 @@ def run(*, concurrency: int, metrics_port: int | None) -> int:
         alerts.close()
         kki.close()
         sisdmk.close()
-        engine.dispose()
+        services.close()
     Console().print(summary_table(stats))
     return EXIT_OK
 

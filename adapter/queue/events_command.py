@@ -1,34 +1,32 @@
 """`hf-adapter events list|show|replay|purge`: the operator's view of the inbox.
 
-``list`` shows dead-lettered events (state ``failed``) by default; ``replay`` puts failed events
-back in the queue with fresh retries; ``purge`` sets them aside for good, with a reason.
-Tables to stdout, advice to stderr. Nothing shown is personal data (ids, types, reasons).
+Each action calls `WebhookEventAdmin`, the service behind ``/api/v1/webhook-events`` too;
+replays and purges are audited with the operator (the OS user running the command) as actor.
+``list`` shows dead-lettered events (state ``failed``) by default. Tables to stdout, advice to
+stderr. Nothing shown is personal data (ids, types, reasons).
 """
 
 from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
 
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
+from adapter.composition import build_services
 from adapter.errors import AdapterError
-from adapter.queue.messages import BrokerUnavailable, EventMessage
-from adapter.queue.wiring import publisher_from
+from adapter.observability.audit import command_line_operator
+from adapter.observability.event_metrics import EventMetrics
 from adapter.settings import load_settings
-from adapter.store import database
-from adapter.store.models import WebhookEvent
-from adapter.webhooks.inbox import WebhookInbox
+from adapter.webhooks.event_admin import EventFilter, WebhookEventAdmin
 
 EXIT_OK: Final = 0
 EXIT_PROBLEM: Final = 1
-
-
-class EventNotFound(AdapterError):
-    default_reason = "event_not_found"
 
 
 def parse_ids(values: Sequence[str]) -> list[uuid.UUID]:
@@ -41,46 +39,43 @@ def parse_ids(values: Sequence[str]) -> list[uuid.UUID]:
     return ids
 
 
-def list_events(*, state: str | None, source: str | None, limit: int) -> int:
-    settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
-    try:
-        with database.session_factory(engine)() as session:
-            inbox = WebhookInbox(session)
-            events = inbox.list(state=state, source=source, limit=limit)
-            failed = inbox.count(state="failed")
-    finally:
-        engine.dispose()
-    table = Table(title=f"webhook events ({state or 'any state'}): {len(events)} shown")
+@contextmanager
+def event_admin() -> Iterator[WebhookEventAdmin]:
+    """The events service on the configured store and broker, closed after the block."""
+    with build_services(load_settings()) as services:
+        # Nobody scrapes a one-shot command: its counters stay in a registry of their own.
+        yield services.event_admin(EventMetrics.for_registry(CollectorRegistry()))
+
+
+def list_events(*, state: str | None, source: str | None, limit: int, cursor: str | None) -> int:
+    with event_admin() as events:
+        page = events.list(EventFilter(state=state, source=source), cursor=cursor, limit=limit)
+        failed = events.count(state="failed")
+    table = Table(title=f"webhook events ({state or 'any state'}): {len(page.items)} shown")
     for column in ("id", "source", "type", "state", "attempts", "received", "last error"):
         table.add_column(column, overflow="fold")
-    for event in events:
+    for event in page.items:
         table.add_row(
-            str(event.id),
-            event.source,
-            event.event_type,
-            event.state,
-            str(event.attempts),
-            f"{event.received_at:%Y-%m-%d %H:%M:%S}",
-            event.last_error or "",
+            event["id"],
+            event["source"],
+            event["event_type"],
+            event["state"],
+            str(event["attempts"]),
+            _when(event["received_at"]),
+            event["last_error"] or "",
         )
     Console(width=200).print(table)
+    if page.next_cursor is not None:
+        print(f"more: add --cursor {page.next_cursor}", file=sys.stderr)
     print(f"{failed} event(s) dead-lettered (state failed) in all", file=sys.stderr)
     return EXIT_OK
 
 
 def show_event(event_id: str) -> int:
     (parsed,) = parse_ids([event_id])
-    settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
-    try:
-        with database.session_factory(engine)() as session:
-            event = WebhookInbox(session).get(parsed)
-    finally:
-        engine.dispose()
-    if event is None:
-        raise EventNotFound(f"no event with id {event_id}")
-    table = Table(title=f"event {event.id}", show_header=False)
+    with event_admin() as events:
+        event = events.show(parsed)
+    table = Table(title=f"event {event['id']}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")
     for name, value in _fields(event):
@@ -91,82 +86,56 @@ def show_event(event_id: str) -> int:
 
 def replay(event_ids: Sequence[str], *, replay_all: bool) -> int:
     ids = None if replay_all else parse_ids(event_ids)
-    settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
-    publisher = publisher_from(settings)
-    try:
-        sessions = database.session_factory(engine)
-        with sessions() as session, session.begin():
-            result = WebhookInbox(session).replay(ids)
-            rows = [WebhookInbox(session).get(event_id) for event_id in result.replayed]
-            messages = [
-                EventMessage(row.id, row.source, row.event_type, row.traceparent)
-                for row in rows
-                if row is not None
-            ]
-        published = False
-        if messages:
-            try:
-                publisher.publish(messages, path="replay")
-                published = True
-            except BrokerUnavailable as exc:
-                print(f"broker unavailable ({exc.message}); the worker's relay publishes them")
-            if published:
-                with sessions() as session, session.begin():
-                    WebhookInbox(session).mark_published([m.event_id for m in messages])
-    finally:
-        publisher.close()
-        engine.dispose()
+    with event_admin() as events:
+        result = events.replay(command_line_operator(), ids)
     table = Table(title="replay")
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     table.add_row("replayed (back in the queue)", f"{len(result.replayed):,}")
-    table.add_row("skipped (not failed, or unknown)", f"{result.skipped:,}")
+    table.add_row("skipped (no longer failed)", f"{result.skipped:,}")
     Console().print(table)
-    return EXIT_OK if not result.skipped or replay_all else EXIT_PROBLEM
+    if result.replayed and not result.published:
+        print("broker unavailable: the worker's outbox relay publishes them", file=sys.stderr)
+    return EXIT_PROBLEM if result.skipped else EXIT_OK
 
 
 def purge(event_ids: Sequence[str], *, purge_all: bool, reason: str) -> int:
-    if not reason.strip():
-        raise AdapterError("--reason must say why the events are set aside", reason="no_reason")
     ids = None if purge_all else parse_ids(event_ids)
-    settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
-    try:
-        with database.session_factory(engine)() as session, session.begin():
-            purged = WebhookInbox(session).purge(ids, reason=reason.strip())
-    finally:
-        engine.dispose()
+    with event_admin() as events:
+        result = events.purge(command_line_operator(), ids, reason=reason)
     table = Table(title="purge")
     table.add_column("", style="bold")
     table.add_column("", justify="right")
-    table.add_row("purged (state purged, kept for the record)", f"{purged:,}")
+    table.add_row("purged (state purged, kept for the record)", f"{len(result.purged):,}")
+    table.add_row("skipped (no longer failed)", f"{result.skipped:,}")
     Console().print(table)
-    if ids is not None and purged < len(set(ids)):
-        print("some ids were not failed events; only failed events can be purged", file=sys.stderr)
-        return EXIT_PROBLEM
-    return EXIT_OK
+    return EXIT_PROBLEM if result.skipped else EXIT_OK
 
 
-def _fields(event: WebhookEvent) -> list[tuple[str, str]]:
-    def when(value: object) -> str:
+def _when(value: str | None) -> str:
+    return "" if value is None else value.replace("T", " ")[:19]
+
+
+def _fields(event: dict[str, Any]) -> list[tuple[str, str]]:
+    def text(name: str) -> str:
+        value = event[name]
         return "" if value is None else str(value)
 
     return [
-        ("source", event.source),
-        ("webhook id", event.webhook_id),
-        ("type", event.event_type),
-        ("resource", f"{event.resource_id} (version {event.resource_version})"),
-        ("state", event.state),
-        ("outcome", event.outcome or ""),
-        ("attempts", str(event.attempts)),
-        ("deliveries", str(event.deliveries)),
-        ("replays", str(event.replays)),
-        ("occurred at", when(event.occurred_at)),
-        ("received at", when(event.received_at)),
-        ("published at", when(event.published_at)),
-        ("processed at", when(event.processed_at)),
-        ("last error", event.last_error or ""),
-        ("purge reason", event.purge_reason or ""),
-        ("traceparent", event.traceparent or ""),
+        ("source", text("source")),
+        ("webhook id", text("webhook_id")),
+        ("type", text("event_type")),
+        ("resource", f"{event['resource_id']} (version {event['resource_version']})"),
+        ("state", text("state")),
+        ("outcome", text("outcome")),
+        ("attempts", text("attempts")),
+        ("deliveries", text("deliveries")),
+        ("replays", text("replays")),
+        ("occurred at", text("occurred_at")),
+        ("received at", text("received_at")),
+        ("published at", text("published_at")),
+        ("processed at", text("processed_at")),
+        ("last error", text("last_error")),
+        ("purge reason", text("purge_reason")),
+        ("traceparent", text("traceparent")),
     ]

@@ -1,8 +1,12 @@
 """`EventProcessor`: apply one inbox event by fetching the authoritative resource and upserting it.
 
-The same repository methods as the batch sync do the upsert. The event is marked done in the
-SAME transaction as the upsert, and the marking is a guarded update (pending → done) taken
-first, so two workers holding the same event apply it once: the second finds it done.
+The document is written by `adapter.apply.apply_documents`, as the batch sync and the live
+look-up write theirs: with an ``event.apply`` audit entry naming the event, and the source's
+connection marked healthy (a failed fetch counts a failure). While the connection is disabled
+the event is held: back in the queue at a calm retry tier, no attempt spent, never
+dead-lettered. The event is marked done in the SAME transaction as the write, and the marking
+is a guarded update (pending → done) taken first, so two workers holding the same event apply
+it once: the second finds it done.
 Transient failures (the source down, 5xx, 429, a database hiccup) come back as a retry verdict;
 permanent ones (404, a contract violation, a 4xx, a record the store refuses) dead-letter the
 event at once. No web framework, no broker here: the transports act on the verdict.
@@ -21,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.apply import Origin, RecordRefused, apply_documents
 from adapter.clients.errors import (
     AuthenticationFailed,
     UpstreamError,
@@ -31,9 +36,11 @@ from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.clients.tracing import trace
 from adapter.errors import AdapterError
+from adapter.observability.audit import WORKER
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.retry import RetrySchedule
+from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
 from adapter.store.models import HealthWorker, Registration, WebhookEvent
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.webhooks.envelope import FACILITY_EVENT
@@ -119,6 +126,8 @@ class EventProcessor:
                 )
             try:
                 outcome = self._apply(event)
+            except ConnectionDisabled:
+                return self._hold(event)
             except TransientFailure as exc:
                 return self._retry(event, exc.reason, exc.message)
             except PermanentFailure as exc:
@@ -137,6 +146,8 @@ class EventProcessor:
         if event.event_type == FACILITY_EVENT:
             # SISDMK has no single-facility read in the client: the daily batch carries them.
             return self._commit(event, "ignored", None)
+        if not self._enabled(event.source):
+            raise ConnectionDisabled(event.source)
         if self._stored_version(event) >= event.resource_version:
             # The store already holds this version or a newer one (a late or duplicate event).
             # Only saves a fetch: the upsert re-checks the version under the row's lock, since
@@ -144,6 +155,10 @@ class EventProcessor:
             return self._commit(event, "superseded", None)
         document = self._fetch(event)
         return self._commit(event, None, document)
+
+    def _enabled(self, system: str) -> bool:
+        with self._sessions() as session:
+            return connection_state(session, system).enabled
 
     def _stored_version(self, event: WebhookEvent) -> int:
         with self._sessions() as session:
@@ -164,17 +179,28 @@ class EventProcessor:
         return int(version) if version is not None else 0
 
     def _fetch(self, event: WebhookEvent) -> dict[str, Any]:
+        client: KkiClient | SisdmkClient = self._kki if event.source == "kki" else self._sisdmk
         try:
             if event.source == "kki":
                 return self._kki.get_registration(event.resource_id)
             return self._sisdmk.get_health_worker(event.resource_id)
-        except (UpstreamUnavailable, UpstreamRateLimited, AuthenticationFailed) as exc:
-            raise TransientFailure(_describe(exc), reason=exc.reason) from None
         except UpstreamError as exc:
+            self._record_outcome(event.source, client, exc)
+            if isinstance(exc, UpstreamUnavailable | UpstreamRateLimited | AuthenticationFailed):
+                raise TransientFailure(_describe(exc), reason=exc.reason) from None
             if exc.status is not None and exc.status >= 500:
                 raise TransientFailure(_describe(exc), reason=exc.reason) from None
             # NotFound, ContractViolation, UpstreamRejected: the next attempt gets the same.
             raise PermanentFailure(_describe(exc), reason=exc.reason) from None
+
+    def _record_outcome(
+        self, system: str, client: object, error: BaseException | None = None
+    ) -> None:
+        try:
+            with self._sessions.begin() as session:
+                record_outcome(session, system, client, error)
+        except SQLAlchemyError as exc:  # the event's own verdict matters more than the gauge
+            log.warning("could not record %s's connection state: %s", system, type(exc).__name__)
 
     def _commit(self, event: WebhookEvent, outcome: str | None, document: Any) -> str:
         fetched_at = now()
@@ -186,23 +212,42 @@ class EventProcessor:
                 if not inbox.mark_applied(event.id, outcome or "applying"):
                     return "skipped"
                 if document is not None:
-                    repository = self._repository_factory(session)
-                    if event.source == "kki":
-                        result = repository.upsert_registration_from_kki(
-                            document, fetched_at=fetched_at
-                        )
-                    else:
-                        result = repository.upsert_from_sisdmk(document, fetched_at=fetched_at)
-                    outcome = str(result.value)
-                    session.flush()
+                    applied = apply_documents(
+                        session,
+                        self._repository_factory(session),
+                        event.source,
+                        [document],
+                        fetched_at=fetched_at,
+                        origin=Origin(
+                            WORKER,
+                            "event.apply",
+                            {"event_id": str(event.id), "event_type": event.event_type},
+                        ),
+                    )
+                    outcome = str(applied.results[0].value)
                     session.execute(
                         update(WebhookEvent)
                         .where(WebhookEvent.id == event.id)
                         .values(outcome=outcome)
                     )
+                    client = self._kki if event.source == "kki" else self._sisdmk
+                    record_outcome(session, event.source, client)
+        except ConnectionDisabled:
+            raise  # disabled since the check: nothing written, the event is held
         except TRANSIENT_DB_ERRORS as exc:
             raise TransientFailure(
                 f"store: {type(exc).__name__} (retried)", reason="database"
+            ) from None
+        except RecordRefused as refused:
+            if isinstance(refused.cause, TRANSIENT_DB_ERRORS):
+                # A concurrent insert of the same person: the next attempt finds the row.
+                raise TransientFailure(
+                    f"store: {type(refused.cause).__name__} (retried)", reason="database"
+                ) from None
+            cause = refused.cause
+            reason = cause.reason if isinstance(cause, AdapterError) else "record_refused"
+            raise PermanentFailure(
+                f"store refused the record: {type(cause).__name__}", reason=reason
             ) from None
         except RECORD_ERRORS as exc:
             reason = exc.reason if isinstance(exc, AdapterError) else "record_refused"
@@ -210,6 +255,26 @@ class EventProcessor:
                 f"store refused the record: {type(exc).__name__}", reason=reason
             ) from None
         return outcome or "applied"
+
+    def _hold(self, event: WebhookEvent) -> Verdict:
+        """A disabled connection holds its events: back later, no attempt spent, never dead."""
+        tier = self._schedule.hold_tier()
+        delay = self._schedule.delays_s[tier]
+        with self._sessions() as session, session.begin():
+            WebhookInbox(session).hold(
+                event.id,
+                f"held: the {event.source} connection is disabled",
+                available_at=now() + dt.timedelta(seconds=delay),
+            )
+        self._metrics.processed.labels(event.source, event.event_type, "held").inc()
+        log.info(
+            "event %s (%s %s) held: connection disabled, looked at again in %.0f s",
+            event.id,
+            event.source,
+            event.event_type,
+            delay,
+        )
+        return Verdict("retry", "held", delay_s=delay, tier=tier, reason="connection_disabled")
 
     # -- failing ----------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
+
+HOLD_S: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,14 @@ class RetrySchedule:
     def tier(self, attempts: int) -> int:
         """The retry tier after `attempts` (>= 1) failures."""
         return min(attempts, len(self.delays_s)) - 1
+
+    def hold_tier(self) -> int:
+        """The tier an event waits in while its connection is disabled: the first tier of at
+        least `HOLD_S` (the longest when none is), so held events are looked at calmly."""
+        for tier, delay in enumerate(self.delays_s):
+            if delay >= HOLD_S:
+                return tier
+        return len(self.delays_s) - 1
 
     def delay_s(self, attempts: int, draw: Callable[[], float] = random.random) -> float:
         """Equal jitter on the tier's delay: uniform in [delay/2, delay]."""

@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from adapter.store.models import WEBHOOK_EVENT_STATES
+from adapter.workforce.directory import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -99,7 +100,13 @@ def _add_events(commands: Commands) -> None:
         help="failed = dead-lettered (default)",
     )
     listing.add_argument("--source", choices=("kki", "sisdmk"))
-    listing.add_argument("--limit", type=_positive(1000), default=100)
+    listing.add_argument(
+        "--limit",
+        type=_positive(MAX_PAGE_SIZE),
+        default=100,
+        help="events per page, 1-200 (default 100)",
+    )
+    listing.add_argument("--cursor", help="the next page: the cursor the previous page printed")
     listing.set_defaults(handler=_events_list)
 
     show = actions.add_parser("show", help="one event: state, attempts, last error, times")
@@ -124,7 +131,7 @@ def _events_list(args: argparse.Namespace) -> int:
     from adapter.queue.events_command import list_events
 
     state = None if args.state == "any" else args.state
-    return list_events(state=state, source=args.source, limit=args.limit)
+    return list_events(state=state, source=args.source, limit=args.limit, cursor=args.cursor)
 
 
 def _events_show(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from adapter.queue.processor import EventProcessor, Verdict
 from adapter.queue.rabbit import CONNECTION_ERRORS, RabbitConsumer, RabbitPublisher
 from adapter.queue.topology import DEAD_ROUTING_KEY, QueueTopology
 from adapter.webhooks.inbox import WebhookInbox, now
+from adapter.webhooks.outbox import event_message, publish_events
 
 log = logging.getLogger("adapter.worker")
 
@@ -101,25 +102,20 @@ class OutboxRelay:
                 limit=RELAY_BATCH,
                 republish_before=now() - dt.timedelta(seconds=self._republish_after_s),
             )
-            messages = [
-                EventMessage(row.id, row.source, row.event_type, row.traceparent) for row in rows
-            ]
+            messages = [event_message(row) for row in rows]
         if not messages:
             return 0
-        try:
-            self._publisher.publish(messages, path="relay")
-        except BrokerUnavailable as exc:
-            self._metrics.publish_failures.labels("relay").inc()
+        unavailable = publish_events(
+            self._sessions, self._publisher, messages, path="relay", metrics=self._metrics
+        )
+        if unavailable is not None:
             if not self._broker_down:
-                log.warning("outbox relay: broker unavailable (%s); retrying", exc.message)
+                log.warning("outbox relay: broker unavailable (%s); retrying", unavailable.message)
             self._broker_down = True
             return 0
         if self._broker_down:
             log.info("outbox relay: broker back")
         self._broker_down = False
-        with self._sessions() as session, session.begin():
-            WebhookInbox(session).mark_published([message.event_id for message in messages])
-        self._metrics.published.labels("relay").inc(len(messages))
         self._stats.add_relayed(len(messages))
         return len(messages)
 

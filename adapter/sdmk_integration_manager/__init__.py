@@ -8,6 +8,7 @@ from adapter.sdmk_integration_manager.connections import (
     connection_state,
     list_connections,
     record_failure,
+    record_outcome,
     record_success,
     set_enabled,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "connection_state",
     "list_connections",
     "record_failure",
+    "record_outcome",
     "record_success",
     "set_enabled",
 ]

@@ -15,6 +15,7 @@ from typing import Final
 
 from sqlalchemy.orm import Session
 
+from adapter.clients.errors import NotFound, UpstreamError
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.store.models import SYSTEMS, Connection
@@ -105,6 +106,33 @@ def record_failure(
     row.next_attempt_at = now + min(wait, LONGEST_RETRY)
     row.changed_at = now
     return _state(row)
+
+
+def record_outcome(
+    session: Session,
+    system: str,
+    client: object,
+    error: BaseException | None = None,
+    *,
+    clock: Clock = utc_now,
+) -> None:
+    """What every door does after calling `system` (sync, look-up, worker), the same way.
+
+    An answer — `NotFound` included: the system answered — marks the connection healthy;
+    an `UpstreamError` counts a failure with the operator's line of it; anything else (the
+    store failing, a bug) says nothing about the connection and is not recorded.
+    """
+    breaker = breaker_state_of(client)
+    if error is None or isinstance(error, NotFound):
+        record_success(session, system, breaker_state=breaker, clock=clock)
+    elif isinstance(error, UpstreamError):
+        record_failure(
+            session,
+            system,
+            f"{type(error).__name__}: {error.message}",
+            breaker_state=breaker,
+            clock=clock,
+        )
 
 
 def set_enabled(

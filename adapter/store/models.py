@@ -1,4 +1,4 @@
-"""The canonical health-workforce model (DOMAIN.md §7) as typed SQLAlchemy tables.
+"""The canonical health-workforce model (docs/architecture.md) as typed SQLAlchemy tables.
 
 Personal columns are `EncryptedToken`: they hold only ``v1.<kid>.<...>`` field tokens, encrypted by
 the repositories with the row's id bound in; the column type refuses anything else.

@@ -58,20 +58,9 @@ from adapter.store.models import (
     Registration,
     Training,
 )
+from adapter.store.personal_fields import WORKER_PERSONAL_FIELDS
 
-WORKER_PERSONAL_COLUMNS: Final = (
-    "nik",
-    "full_name",
-    "gelar_depan",
-    "gelar_belakang",
-    "birth_date",
-    "birth_place",
-    "address",
-    "phone",
-    "email",
-    "ihs_number",
-    "nip",
-)
+WORKER_PERSONAL_COLUMNS: Final = WORKER_PERSONAL_FIELDS
 _NIK: Final = "nik"
 _PAYLOAD: Final = "payload"
 _Query = TypeVar("_Query", bound=Select[Any])
@@ -207,6 +196,11 @@ class HealthWorkerRepository:
         self._cipher = cipher
         self._blind_index = blind_index
         self._rows = _PageRows()
+
+    @property
+    def cipher(self) -> FieldCipher:
+        """The cipher personal fields are sealed with (the quarantine seals its payloads too)."""
+        return self._cipher
 
     # -- batching ---------------------------------------------------------------------------
 

@@ -24,11 +24,10 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
-from adapter.clients import client_from_settings
+from adapter.composition import build_services
 from adapter.settings import load_settings
 from adapter.store import database
-from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.service import PAGE_SIZE, SyncProgress, SyncRunResult, sync_system
+from adapter.sync.service import PAGE_SIZE, SyncProgress, SyncRunResult
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -52,50 +51,33 @@ class RateColumn(ProgressColumn):
 def run(
     system: str, *, full: bool, page_size: int = PAGE_SIZE, metrics_file: Path | None = None
 ) -> int:
-    settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
+    services = build_services(load_settings())
     stderr = Console(stderr=True)
-    blind_index = settings.blind_index()
-    cipher = settings.field_cipher()
-    client = client_from_settings(system, settings)
     try:
-        with (
-            client,
-            Progress(
-                SpinnerColumn(),
-                TextColumn(f"sync {system}"),
-                TextColumn("{task.completed:,.0f} records, page {task.fields[pages]}"),
-                RateColumn(),
-                TimeElapsedColumn(),
-                console=stderr,
-                transient=True,
-            ) as bar,
-        ):
+        with Progress(
+            SpinnerColumn(),
+            TextColumn(f"sync {system}"),
+            TextColumn("{task.completed:,.0f} records, page {task.fields[pages]}"),
+            RateColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+        ) as bar:
             task = bar.add_task(system, total=None, pages=0)
 
             def on_page(progress: SyncProgress) -> None:
                 bar.update(task, completed=progress.counts.fetched, pages=progress.pages)
 
-            result = sync_system(
-                system,
-                session_factory=database.session_factory(engine),
-                client=client,
-                repository_factory=lambda session: HealthWorkerRepository(
-                    session, cipher, blind_index
-                ),
-                full=full,
-                progress=on_page,
-                cipher=cipher,
-                page_size=page_size,
-            )
+            result = services.sync(system, full=full, progress=on_page, page_size=page_size)
     except OperationalError as exc:
+        url = services.engine.url.render_as_string(hide_password=True)
         raise database.DatabaseUnavailableError(
-            f"cannot use the database at {engine.url.render_as_string(hide_password=True)}: "
+            f"cannot use the database at {url}: "
             f"{_first_line(exc.orig)}; check DATABASE_URL and that the server is running, "
             "then run the sync again"
         ) from None
     finally:
-        engine.dispose()
+        services.close()
 
     Console().print(summary_table(result))
     if metrics_file is not None:

@@ -15,24 +15,19 @@ from typing import Final
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.apply import Origin, apply_documents
 from adapter.clients.errors import NotFound, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from adapter.clients.kki import KkiClient
-from adapter.observability.audit import Actor, record_audit
+from adapter.clock import Clock, utc_now
+from adapter.observability.audit import Actor
 from adapter.observability.sync_metrics import SyncMetrics
-from adapter.sdmk_integration_manager import (
-    breaker_state_of,
-    connection_state,
-    record_failure,
-    record_success,
-)
+from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
 from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
 
 SYSTEM: Final = "kki"
 # KKI could not answer: serve what we know. Other errors (a contract violation, 404, 401)
 # are answers, and are raised.
 UNREACHABLE: Final = (UpstreamUnavailable, UpstreamRateLimited)
-# The store writes of a live answer; the API records the caller's read of it separately.
-LOOKUP_ACTOR: Final = Actor("system", "hf-adapter lookup")
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,11 @@ class LookupAnswer:
 
 
 class RegistryLookup:
-    """Look-ups by STR number or by NIK, live when KKI answers and from the store otherwise."""
+    """Look-ups by STR number or by NIK, live when KKI answers and from the store otherwise.
+
+    A live answer is written through `apply_documents` in the name of `actor` (the API's
+    caller, the CLI's operator), so the refresh of the store is audited as theirs.
+    """
 
     def __init__(
         self,
@@ -71,25 +70,31 @@ class RegistryLookup:
         session_factory: sessionmaker[Session],
         repository_factory: Callable[[Session], HealthWorkerRepository],
         metrics: SyncMetrics | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self._client = client
         self._sessions = session_factory
         self._repositories = repository_factory
         self._metrics = metrics if metrics is not None else SyncMetrics.for_registry()
+        self._clock = clock
 
-    def by_str(self, str_number: str, *, decrypt: bool = False) -> LookupAnswer:
+    def by_str(self, str_number: str, *, actor: Actor, decrypt: bool = False) -> LookupAnswer:
         """The registration with this STR number; `NotFound` when KKI (or the store) has none."""
         return self._lookup(
             lambda: [self._client.get_registration(str_number)],
             lambda repository: _one(repository.registration(str_number, decrypt=decrypt)),
+            actor=actor,
+            by="str_number",
             decrypt=decrypt,
         )
 
-    def by_nik(self, nik: str, *, decrypt: bool = False) -> LookupAnswer:
+    def by_nik(self, nik: str, *, actor: Actor, decrypt: bool = False) -> LookupAnswer:
         """Every registration KKI holds for this NIK (none is an empty answer, not an error)."""
         return self._lookup(
             lambda: self._client.lookup_by_nik(nik),
             lambda repository: repository.registrations_of_nik(nik, decrypt=decrypt),
+            actor=actor,
+            by="nik",
             decrypt=decrypt,
         )
 
@@ -98,6 +103,8 @@ class RegistryLookup:
         fetch: Callable[[], list[dict[str, object]]],
         stored: Callable[[HealthWorkerRepository], list[RegistrationRecord]],
         *,
+        actor: Actor,
+        by: str,
         decrypt: bool,
     ) -> LookupAnswer:
         with self._sessions() as session:
@@ -106,34 +113,29 @@ class RegistryLookup:
             return self._stale(stored, "connection_disabled", None)
         try:
             documents = fetch()
-        except UNREACHABLE as exc:
-            with self._sessions.begin() as session:
-                self._record_failure(session, exc)
-            return self._stale(stored, exc.reason, exc)
-        except NotFound:
-            self._mark_reachable()
-            self._metrics.lookups.labels(SYSTEM, "miss").inc()
-            raise
         except UpstreamError as exc:
             with self._sessions.begin() as session:
-                self._record_failure(session, exc)
+                record_outcome(session, SYSTEM, self._client, exc, clock=self._clock)
+            if isinstance(exc, UNREACHABLE):
+                return self._stale(stored, exc.reason, exc)
+            if isinstance(exc, NotFound):
+                self._metrics.lookups.labels(SYSTEM, "miss").inc()
             raise
-        fetched_at = dt.datetime.now(dt.UTC)
         with self._sessions.begin() as session:
             repository = self._repositories(session)
-            for document in documents:
-                repository.upsert_registration_from_kki(document, fetched_at=fetched_at)
-            if documents:
-                record_audit(
+            try:
+                apply_documents(
                     session,
-                    LOOKUP_ACTOR,
-                    "lookup.refresh",
-                    "kki:registrations",
-                    fields=("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date"),
-                    detail={"str_numbers": [str(d.get("str_number")) for d in documents]},
+                    repository,
+                    SYSTEM,
+                    documents,
+                    fetched_at=self._clock(),
+                    origin=Origin(actor, "lookup.refresh", {"by": by}),
                 )
-            record_success(session, SYSTEM, breaker_state=breaker_state_of(self._client))
-            session.flush()
+            except ConnectionDisabled:
+                session.rollback()  # disabled while KKI answered: nothing of it is kept
+                return self._stale(stored, "connection_disabled", None)
+            record_outcome(session, SYSTEM, self._client, clock=self._clock)
             records = [
                 record
                 for document in documents
@@ -162,16 +164,6 @@ class RegistryLookup:
             ) from error
         self._metrics.lookups.labels(SYSTEM, "stale").inc()
         return LookupAnswer(tuple(records), live=False, stale_reason=reason)
-
-    def _record_failure(self, session: Session, error: UpstreamError) -> None:
-        breaker = breaker_state_of(self._client)
-        record_failure(
-            session, SYSTEM, f"{type(error).__name__}: {error.message}", breaker_state=breaker
-        )
-
-    def _mark_reachable(self) -> None:
-        with self._sessions.begin() as session:
-            record_success(session, SYSTEM, breaker_state=breaker_state_of(self._client))
 
 
 def _one(record: RegistrationRecord | None) -> list[RegistrationRecord]:

@@ -11,45 +11,38 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from adapter.clients import HttpKkiClient, NotFound, UpstreamError
+from adapter.clients import NotFound, UpstreamError
+from adapter.composition import build_services
+from adapter.observability.audit import command_line_operator
 from adapter.settings import load_settings
-from adapter.store import database
-from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.lookup import LookupAnswer, RegistryLookup
+from adapter.sync.lookup import LookupAnswer
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 
 
 def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
-    settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
-    cipher, blind_index = settings.field_cipher(), settings.blind_index()
+    services = build_services(load_settings())
+    operator = command_line_operator()
     try:
-        with HttpKkiClient.from_settings(settings) as client:
-            lookup = RegistryLookup(
-                client,
-                database.session_factory(engine),
-                lambda session: HealthWorkerRepository(session, cipher, blind_index),
+        try:
+            if str_number is not None:
+                answer = services.lookup.by_str(str_number, actor=operator)
+            else:
+                answer = services.lookup.by_nik(sys.stdin.readline().strip(), actor=operator)
+        except NotFound:
+            print("hf-adapter: KKI has no such registration", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except UpstreamError as exc:
+            print(f"hf-adapter: {exc}", file=sys.stderr)
+            print(
+                "hf-adapter: next step: check KKI_BASE_URL and `hf-adapter sync --system "
+                "kki` so the store holds a copy to fall back on",
+                file=sys.stderr,
             )
-            try:
-                if str_number is not None:
-                    answer = lookup.by_str(str_number)
-                else:
-                    answer = lookup.by_nik(sys.stdin.readline().strip())
-            except NotFound:
-                print("hf-adapter: KKI has no such registration", file=sys.stderr)
-                return EXIT_NOT_FOUND
-            except UpstreamError as exc:
-                print(f"hf-adapter: {exc}", file=sys.stderr)
-                print(
-                    "hf-adapter: next step: check KKI_BASE_URL and `hf-adapter sync --system "
-                    "kki` so the store holds a copy to fall back on",
-                    file=sys.stderr,
-                )
-                return EXIT_NOT_FOUND
+            return EXIT_NOT_FOUND
     finally:
-        engine.dispose()
+        services.close()
     Console().print(answer_table(answer))
     return EXIT_OK if answer.registrations else EXIT_NOT_FOUND
 

@@ -14,13 +14,11 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
-from adapter.clients import client_from_settings
 from adapter.clock import utc_now
+from adapter.composition import build_services
 from adapter.settings import load_settings
-from adapter.store import database
-from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.schedule import POLL_S, DailySchedule, Decision, Outcome
-from adapter.sync.service import SyncRunResult, sync_system
+from adapter.sync.service import SyncRunResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,26 +26,14 @@ EXIT_FAILED = 1
 
 def run(*, once: bool, poll_s: float = POLL_S) -> int:
     settings = load_settings()
-    engine = database.create_engine_from_settings(settings)
-    sessions = database.session_factory(engine)
-    cipher, blind_index = settings.field_cipher(), settings.blind_index()
+    services = build_services(settings)
     clock = utc_now  # one clock for the schedule's decisions and the runs it starts
 
     def sync(system: str) -> SyncRunResult:
-        with client_from_settings(system, settings) as client:
-            return sync_system(
-                system,
-                session_factory=sessions,
-                client=client,
-                repository_factory=lambda session: HealthWorkerRepository(
-                    session, cipher, blind_index
-                ),
-                cipher=cipher,
-                clock=clock,
-            )
+        return services.sync(system, clock=clock)
 
     schedule = DailySchedule(
-        settings.daily_sync_times(), settings.sync_timezone, sessions, sync, clock
+        settings.daily_sync_times(), settings.sync_timezone, services.sessions, sync, clock
     )
     console = Console(stderr=True)
     outcomes: list[Outcome] = []
@@ -71,7 +57,7 @@ def run(*, once: bool, poll_s: float = POLL_S) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        engine.dispose()
+        services.close()
     Console().print(summary(outcomes, [schedule.decide(s) for s in settings.daily_sync_times()]))
     failed = any(o.result is not None and not o.result.succeeded for o in outcomes)
     return EXIT_FAILED if failed else EXIT_OK

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.apply import SOURCES, Origin, RecordRefused, SourceKind, apply_documents
 from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
@@ -36,7 +37,7 @@ from adapter.clients.sisdmk import SisdmkClient
 from adapter.clients.tracing import trace
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
-from adapter.observability.audit import SYSTEM_SYNC, record_audit
+from adapter.observability.audit import SYSTEM_SYNC
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
@@ -45,7 +46,7 @@ from adapter.sdmk_integration_manager import (
     record_failure,
     record_success,
 )
-from adapter.store.crypto import FieldCipher, encrypt_fields
+from adapter.store.crypto import encrypt_fields
 from adapter.store.locks import exclusive
 from adapter.store.models import (
     SYSTEMS,
@@ -54,20 +55,12 @@ from adapter.store.models import (
     SyncCheckpoint,
     SyncRun,
 )
-from adapter.store.repositories import (
-    WORKER_PERSONAL_COLUMNS,
-    HealthWorkerRepository,
-    UpsertResult,
-)
+from adapter.store.repositories import HealthWorkerRepository, UpsertResult
 
 log = logging.getLogger("adapter.sync")
 
 System = Literal["kki", "sisdmk"]
 PAGE_SIZE: Final = MAX_PAGE_SIZE
-# Errors that condemn one record, not the run: bad or missing fields, a value the database or
-# an encrypted column refuses, an identity conflict. Anything else (the source is down, the
-# database is gone) ends the run.
-RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, IntegrityError, DataError)
 _ABANDONED: Final = (
     "abandoned: the process ended without finishing this run (crash or kill); "
     "a later run resumed from its last committed page"
@@ -131,12 +124,8 @@ class SyncRunResult:
 
 @dataclass(frozen=True)
 class _Source:
-    resource: str
-    key: str
-    personal_fields: tuple[str, ...]
+    kind: SourceKind
     pages: Callable[[dt.datetime | None, str | None], Iterator[Page]]
-    prefetch: Callable[[HealthWorkerRepository, Sequence[Mapping[str, Any]]], None]
-    upsert: Callable[[HealthWorkerRepository, Mapping[str, Any], dt.datetime], UpsertResult]
 
 
 def sync_system(
@@ -147,15 +136,14 @@ def sync_system(
     repository_factory: Callable[[Session], HealthWorkerRepository],
     full: bool = False,
     progress: Callable[[SyncProgress], None] | None = None,
-    cipher: FieldCipher | None = None,
     page_size: int = PAGE_SIZE,
     metrics: SyncMetrics | None = None,
     clock: Clock = utc_now,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
-    `client` is a `KkiClient` for ``kki`` and a `SisdmkClient` for ``sisdmk``. With `cipher`,
-    quarantined records keep their payload encrypted; without it only a keyed digest is kept.
+    `client` is a `KkiClient` for ``kki`` and a `SisdmkClient` for ``sisdmk``. Quarantined
+    records keep their payload encrypted with the repository's cipher, and a keyed digest.
     The result says whether the run succeeded; failures are recorded, not raised. Two runs
     of one system never overlap, whatever process starts them: the second raises `LockHeld`.
     A disabled connection raises `ConnectionDisabled`. A run that cannot reach the system
@@ -175,7 +163,6 @@ def sync_system(
             repository_factory,
             full=full,
             progress=progress,
-            cipher=cipher,
             page_size=page_size,
             metrics=metrics if metrics is not None else SyncMetrics.for_registry(),
             clock=clock,
@@ -190,7 +177,6 @@ def _locked_sync(
     *,
     full: bool,
     progress: Callable[[SyncProgress], None] | None,
-    cipher: FieldCipher | None,
     page_size: int,
     metrics: SyncMetrics,
     clock: Clock,
@@ -239,7 +225,6 @@ def _locked_sync(
                 page,
                 fetched_at,
                 run_id,
-                cipher,
                 high_water,
                 counts,
                 clock,
@@ -291,15 +276,14 @@ def _store_page(
     page: Page,
     fetched_at: dt.datetime,
     run_id: uuid.UUID,
-    cipher: FieldCipher | None,
     high_water: dt.datetime | None,
     totals: SyncCounts,
     clock: Clock,
 ) -> tuple[SyncCounts, list[str]]:
-    """Upsert one page and commit it with the checkpoint; the page's counts and rejected ids.
+    """Apply one page and commit it with the checkpoint; the page's counts and rejected ids.
 
-    The page's stored rows are loaded (and locked) up front and its writes flushed once
-    (batched INSERTs); a document older than its stored row is counted unchanged, not written.
+    `apply_documents` writes the page (stored rows loaded and locked up front, one flush, one
+    audit entry); a document older than its stored row is counted unchanged, not written.
     Records the contract refused arrive in `page.rejected` and go straight to quarantine.
     A record the store refuses rolls the page back; the page is replayed without it (a failed
     flush leaves the session unusable, and savepoints are unreliable on SQLite's driver),
@@ -308,120 +292,84 @@ def _store_page(
     """
     rejected: dict[int, str] = {}
     careful = False
+    origin = Origin(SYSTEM_SYNC, "sync.write", {"run_id": str(run_id)})
     while True:
-        counts = SyncCounts(fetched=page.received, rejected=len(page.rejected) + len(rejected))
-        failed: tuple[int, str] | None = None
-        written: list[str] = []
+        kept = [index for index in range(len(page.items)) if index not in rejected]
+        ids = [source.kind.source_id(page.items[i]) for i in rejected]
+        ids += [source.kind.source_id(item.item) for item in page.rejected]
         with session_factory() as session:  # closing rolls back whatever was not committed
             repository = repository_factory(session)
-            kept = [doc for index, doc in enumerate(page.items) if index not in rejected]
-            source.prefetch(repository, kept)
-            for index, doc in enumerate(page.items):
-                if index in rejected:
-                    continue
-                try:
-                    result = source.upsert(repository, doc, fetched_at)
-                    if careful:
-                        session.flush()
-                except RECORD_ERRORS as exc:
-                    failed = (index, _record_reason(exc))
-                    session.rollback()
-                    break
-                _count(counts, result)
-                if result in (UpsertResult.CREATED, UpsertResult.UPDATED):
-                    written.append(_source_id(doc, source))
-            if failed is None and not careful:
-                try:
-                    session.flush()
-                except RECORD_ERRORS:
-                    # Some record of the page broke a constraint: find it record by record.
-                    session.rollback()
-                    careful = True
-                    continue
-            if failed is None:
-                for index, reason in rejected.items():
-                    _quarantine(
-                        session,
-                        repository,
-                        cipher,
-                        system,
-                        source,
-                        page.items[index],
-                        reason,
-                        run_id,
-                        fetched_at,
-                    )
-                for item in page.rejected:
-                    _quarantine(
-                        session,
-                        repository,
-                        cipher,
-                        system,
-                        source,
-                        item.item,
-                        f"contract_violation: {item.reason}",
-                        run_id,
-                        fetched_at,
-                    )
-                _advance(session, system, page, run_id, _newest(page, high_water), clock())
-                _record_counts(session, run_id, totals, counts)
-                ids = [_source_id(page.items[i], source) for i in rejected]
-                ids += [_source_id(item.item, source) for item in page.rejected]
-                if written or ids:
-                    record_audit(
-                        session,
-                        SYSTEM_SYNC,
-                        "sync.write",
-                        f"{system}:{source.resource}",
-                        fields=source.personal_fields,
-                        detail={
-                            "run_id": str(run_id),
-                            "created": counts.created,
-                            "updated": counts.updated,
-                            "quarantined": counts.rejected,
-                            "written_ids": written,
-                            "quarantined_ids": ids,
-                        },
-                    )
-                session.commit()
-                return counts, ids
-        rejected[failed[0]] = failed[1]
-
-
-def _source_id(doc: Any, source: _Source) -> str:
-    key = doc.get(source.key) if isinstance(doc, Mapping) else None
-    return str(key)[:64] if key is not None else "?"
-
-
-def _count(counts: SyncCounts, result: UpsertResult) -> None:
-    if result is UpsertResult.CREATED:
-        counts.created += 1
-    elif result is UpsertResult.UPDATED:
-        counts.updated += 1
-    else:
-        # Superseded too: the store already held a newer version (the worker was quicker).
-        counts.unchanged += 1
+            try:
+                applied = apply_documents(
+                    session,
+                    repository,
+                    system,
+                    [page.items[index] for index in kept],
+                    fetched_at=fetched_at,
+                    origin=origin,
+                    quarantined_ids=ids,
+                    flush_each=careful,
+                )
+            except RecordRefused as refused:
+                session.rollback()
+                if refused.index is not None:
+                    rejected[kept[refused.index]] = _record_reason(refused.cause)
+                elif careful:  # every record flushed alone, yet the page fails: not a record
+                    raise refused.cause from None
+                careful = True  # some record of the page broke a constraint: find it
+                continue
+            for index, reason in rejected.items():
+                _quarantine(
+                    session,
+                    repository,
+                    system,
+                    source.kind,
+                    page.items[index],
+                    reason,
+                    run_id,
+                    fetched_at,
+                )
+            for item in page.rejected:
+                _quarantine(
+                    session,
+                    repository,
+                    system,
+                    source.kind,
+                    item.item,
+                    f"contract_violation: {item.reason}",
+                    run_id,
+                    fetched_at,
+                )
+            counts = SyncCounts(
+                fetched=page.received,
+                created=applied.count(UpsertResult.CREATED),
+                updated=applied.count(UpsertResult.UPDATED),
+                # Superseded too: the store already held a newer version (the worker was quicker).
+                unchanged=applied.count(UpsertResult.UNCHANGED, UpsertResult.SUPERSEDED),
+                rejected=len(ids),
+            )
+            _advance(session, system, page, run_id, _newest(page, high_water), clock())
+            _record_counts(session, run_id, totals, counts)
+            session.commit()
+            return counts, ids
 
 
 def _quarantine(
     session: Session,
     repository: HealthWorkerRepository,
-    cipher: FieldCipher | None,
     system: str,
-    source: _Source,
+    source: SourceKind,
     doc: Any,
     reason: str,
     run_id: uuid.UUID,
     received_at: dt.datetime,
 ) -> None:
     row_id = uuid.uuid4()
-    payload = None
     doc = doc if isinstance(doc, Mapping) else {"_": doc}  # a record that is not even an object
-    if cipher is not None:
-        clear = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-        payload = encrypt_fields(
-            cipher, QuarantinedRecord.__tablename__, row_id, {"payload": clear}
-        )["payload"]
+    clear = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    payload = encrypt_fields(
+        repository.cipher, QuarantinedRecord.__tablename__, row_id, {"payload": clear}
+    )["payload"]
     key = doc.get(source.key)
     session.add(
         QuarantinedRecord(
@@ -548,21 +496,13 @@ def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _S
     if system == "kki":
         kki = cast(KkiClient, client)
         return _Source(
-            resource="registrations",
-            key="str_number",
-            personal_fields=("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date"),
-            pages=lambda since, cursor: kki.iter_registrations(since, page_size, cursor),
-            prefetch=lambda repo, docs: repo.prefetch_kki(docs),
-            upsert=lambda repo, doc, at: repo.upsert_registration_from_kki(doc, fetched_at=at),
+            SOURCES[system],
+            lambda since, cursor: kki.iter_registrations(since, page_size, cursor),
         )
     sisdmk = cast(SisdmkClient, client)
     return _Source(
-        resource="health-workers",
-        key="worker_id",
-        personal_fields=WORKER_PERSONAL_COLUMNS,
-        pages=lambda since, cursor: sisdmk.iter_health_workers(since, page_size, cursor),
-        prefetch=lambda repo, docs: repo.prefetch_sisdmk(docs),
-        upsert=lambda repo, doc, at: repo.upsert_from_sisdmk(doc, fetched_at=at),
+        SOURCES[system],
+        lambda since, cursor: sisdmk.iter_health_workers(since, page_size, cursor),
     )
 
 

@@ -1,4 +1,4 @@
-"""`WebhookInbox`: the inbox table's queries, from the receiver, the relay, the worker and the CLI.
+"""`WebhookInbox`: the inbox table's queries, for the receiver, the relay, the worker and operators.
 
 An event is inserted once per (source, webhook-id): the unique constraint decides, so duplicates
 arriving at the same instant on several processes still give one row. ``published_at`` is the
@@ -11,17 +11,16 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from adapter.store.models import WEBHOOK_EVENT_STATES, WebhookEvent
+from adapter.clock import Clock
+from adapter.store.models import WebhookEvent
 from adapter.webhooks.envelope import EventEnvelope
-
-LIST_LIMIT: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,9 @@ def now() -> dt.datetime:
 class WebhookInbox:
     """Queries on ``webhook_events`` within the caller's session (the caller commits)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, clock: Clock | None = None) -> None:
         self._session = session
+        self._clock = clock if clock is not None else now
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -46,7 +46,7 @@ class WebhookInbox:
         self, envelope: EventEnvelope, *, traceparent: str | None, published: bool
     ) -> uuid.UUID | None:
         """Insert the event; its new id, or ``None`` when (source, webhook-id) is already in."""
-        moment = now()
+        moment = self._clock()
         values: dict[str, Any] = {
             "id": uuid.uuid4(),
             "source": envelope.source,
@@ -82,7 +82,7 @@ class WebhookInbox:
             self._session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id.in_(event_ids))
-                .values(published_at=now())
+                .values(published_at=self._clock())
             )
 
     def to_relay(self, *, limit: int, republish_before: dt.datetime) -> list[WebhookEvent]:
@@ -120,7 +120,7 @@ class WebhookInbox:
             .values(
                 state="done",
                 outcome=outcome,
-                processed_at=now(),
+                processed_at=self._clock(),
                 applied_count=WebhookEvent.applied_count + 1,
                 last_error=None,
             )
@@ -145,9 +145,21 @@ class WebhookInbox:
         )
         return int(attempts or 0)
 
+    def hold(self, event_id: uuid.UUID, note: str, *, available_at: dt.datetime) -> None:
+        """Put a pending event back until `available_at` without counting an attempt."""
+        self._session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
+            .values(last_error=note, available_at=available_at)
+        )
+
     def mark_failed(self, event_id: uuid.UUID, error: str, *, count_attempt: bool) -> bool:
         """Pending → failed (dead-lettered) with the last error; False when not pending."""
-        values: dict[str, Any] = {"state": "failed", "last_error": error, "processed_at": now()}
+        values: dict[str, Any] = {
+            "state": "failed",
+            "last_error": error,
+            "processed_at": self._clock(),
+        }
         if count_attempt:
             values["attempts"] = WebhookEvent.attempts + 1
         result = self._session.execute(
@@ -163,7 +175,7 @@ class WebhookInbox:
         PostgreSQL skips rows another worker holds; SQLite serialises writers, so the
         select-then-update below is atomic there too.
         """
-        moment = now()
+        moment = self._clock()
         due: Select[uuid.UUID] = (
             select(WebhookEvent.id)
             .where(WebhookEvent.state == "pending", WebhookEvent.available_at <= moment)
@@ -207,17 +219,12 @@ class WebhookInbox:
 
     # -- operators ------------------------------------------------------------------------
 
-    def list(
-        self, *, state: str | None = "failed", source: str | None = None, limit: int = 100
-    ) -> list[WebhookEvent]:
-        query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc())
-        if state is not None:
-            if state not in WEBHOOK_EVENT_STATES:
-                raise ValueError(f"unknown state {state!r}")
-            query = query.where(WebhookEvent.state == state)
-        if source is not None:
-            query = query.where(WebhookEvent.source == source)
-        return list(self._session.scalars(query.limit(min(limit, LIST_LIMIT))))
+    def states(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The state of each of these events that exists."""
+        rows = self._session.execute(
+            select(WebhookEvent.id, WebhookEvent.state).where(WebhookEvent.id.in_(event_ids))
+        )
+        return {row.id: row.state for row in rows}
 
     def count(self, *, state: str) -> int:
         return int(
@@ -234,7 +241,7 @@ class WebhookInbox:
         rows = list(self._session.execute(query))
         replayable = [row.id for row in rows if row.state == "failed"]
         if replayable:
-            moment = now()
+            moment = self._clock()
             self._session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id.in_(replayable), WebhookEvent.state == "failed")
@@ -252,12 +259,15 @@ class WebhookInbox:
             skipped += len(set(event_ids)) - len(rows)
         return ReplayResult(replayable, skipped)
 
-    def purge(self, event_ids: Sequence[uuid.UUID] | None, *, reason: str) -> int:
-        """Failed events (these, or all of them) set aside for good, with the operator's reason."""
+    def purge(self, event_ids: Sequence[uuid.UUID] | None, *, reason: str) -> list[uuid.UUID]:
+        """Failed events (these, or all of them) set aside for good, with the operator's reason;
+        the ids of those purged."""
         query = update(WebhookEvent).where(WebhookEvent.state == "failed")
         if event_ids is not None:
             query = query.where(WebhookEvent.id.in_(event_ids))
-        result = self._session.execute(
-            query.values(state="purged", purge_reason=reason, processed_at=now())
+        purged = self._session.execute(
+            query.values(state="purged", purge_reason=reason, processed_at=self._clock()).returning(
+                WebhookEvent.id
+            )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return list(purged.scalars())

@@ -18,10 +18,11 @@ from typing import Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.observability.event_metrics import EventMetrics
-from adapter.queue.messages import BrokerUnavailable, EventMessage, EventPublisher
+from adapter.queue.messages import EventMessage, EventPublisher
 from adapter.settings import Settings
 from adapter.webhooks.envelope import SOURCES, parse_envelope
 from adapter.webhooks.inbox import WebhookInbox
+from adapter.webhooks.outbox import publish_events
 from adapter.webhooks.signature import SignatureVerifier, WebhookRejected
 
 log = logging.getLogger("adapter.webhooks")
@@ -125,15 +126,13 @@ class WebhookReceiver:
         if not relayed:
             return Receipt(202, "accepted", published=True)
         message = EventMessage(event_id, source, envelope.event_type, traceparent)
-        try:
-            self._publisher.publish([message], path="receiver")
-        except BrokerUnavailable as exc:
+        unavailable = publish_events(
+            self._sessions, self._publisher, [message], path="receiver", metrics=self._metrics
+        )
+        if unavailable is not None:
             # Committed already: the outbox relay publishes it when the broker is back.
-            log.warning("event %s kept in the outbox: %s", event_id, exc.message)
-            return Receipt(202, "accepted", published=False)
-        with self._sessions() as session, session.begin():
-            WebhookInbox(session).mark_published([event_id])
-        return Receipt(202, "accepted", published=True)
+            log.warning("event %s kept in the outbox: %s", event_id, unavailable.message)
+        return Receipt(202, "accepted", published=unavailable is None)
 
 
 def _too_large(limit: int) -> WebhookRejected:

@@ -3,15 +3,12 @@
 Personal fields are decrypted only for callers allowed to see them (`clear=True`); everyone
 else gets them masked (`3171••••••••0042`, `S••• A•••`). Every answer carries provenance
 (source system, version, when fetched) and how stale it is. Lists use keyset pagination on the
-row id with an opaque cursor, and a page-size cap. No web framework here.
+row id (`adapter.store.keyset`). No web framework here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.merge.rules import Rule
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
+from adapter.store.keyset import MAX_PAGE_SIZE, InvalidQuery, Page, keyset_page
 from adapter.store.models import (
     CpdSummary,
     Education,
@@ -34,19 +32,9 @@ from adapter.store.models import (
     Registration,
     Training,
 )
-from adapter.store.repositories import WORKER_PERSONAL_COLUMNS
+from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 
-MAX_PAGE_SIZE: Final = 200
-DEFAULT_PAGE_SIZE: Final = 50
 MASK: Final = "•"
-# The personal fields of a worker as the API names them (for the audit trail).
-PERSONAL_FIELDS: Final = WORKER_PERSONAL_COLUMNS
-
-
-class InvalidQuery(AdapterError):
-    """A search the API cannot run: a bad cursor, page size or filter."""
-
-    default_reason = "invalid_query"
 
 
 class WorkerNotFound(AdapterError):
@@ -60,12 +48,6 @@ class WorkerFilter:
     profession: str | None = None
     regency_code: str | None = None
     active: bool | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 class WorkforceDirectory:
@@ -86,7 +68,6 @@ class WorkforceDirectory:
     # -- lists ------------------------------------------------------------------------------
 
     def search(self, where: WorkerFilter, *, cursor: str | None, limit: int, clear: bool) -> Page:
-        limit = page_size(limit)
         query = select(HealthWorker)
         if where.str_number is not None:
             query = query.join(Registration, Registration.worker_id == HealthWorker.id).where(
@@ -100,14 +81,14 @@ class WorkforceDirectory:
             query = query.where(HealthWorker.regency_code == where.regency_code)
         if where.active is not None:
             query = query.where(HealthWorker.is_active.is_(where.active))
-        after = decode_cursor(cursor)
-        if after is not None:
-            query = query.where(HealthWorker.id > after)
-        rows = list(self._session.scalars(query.order_by(HealthWorker.id).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [self._summary(row, clear=clear) for row in rows]
-        return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
+        return keyset_page(
+            self._session,
+            query,
+            (HealthWorker.id,),
+            cursor=cursor,
+            limit=limit,
+            document=lambda row: self._summary(row, clear=clear),
+        )
 
     def find_by_nik(self, nik: str, *, clear: bool) -> dict[str, Any] | None:
         """The worker with this NIK, through the blind index (the NIK itself is never queried)."""
@@ -121,20 +102,19 @@ class WorkforceDirectory:
         self, *, cursor: str | None, limit: int, open_only: bool, rule: str | None = None
     ) -> Page:
         """Identity mismatches and broken domain rules, by id; `rule` keeps one kind."""
-        limit = page_size(limit)
         query = select(IdentityFinding)
         if open_only:
             query = query.where(IdentityFinding.resolved_at.is_(None))
         if rule is not None:
             query = query.where(IdentityFinding.rule == rule)
-        after = decode_cursor(cursor)
-        if after is not None:
-            query = query.where(IdentityFinding.id > after)
-        rows = list(self._session.scalars(query.order_by(IdentityFinding.id).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [_finding(row) for row in rows]
-        return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
+        return keyset_page(
+            self._session,
+            query,
+            (IdentityFinding.id,),
+            cursor=cursor,
+            limit=limit,
+            document=_finding_document,
+        )
 
     # -- one worker -------------------------------------------------------------------------
 
@@ -247,10 +227,7 @@ class WorkforceDirectory:
             self._cipher,
             HealthWorker.__tablename__,
             row.id,
-            {
-                name: getattr(row, name)
-                for name in ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
-            },
+            {name: getattr(row, name) for name in PERSON_IDENTITY_FIELDS},
         )
         if not clear:
             personal = {
@@ -276,26 +253,6 @@ class WorkforceDirectory:
         }
 
 
-def page_size(limit: int) -> int:
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE_SIZE}")
-    return limit
-
-
-def encode_cursor(last: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": str(last)}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> uuid.UUID | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return uuid.UUID(json.loads(base64.urlsafe_b64decode(padded))["after"])
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidQuery("cursor is not one this API issued; start again without it") from None
-
-
 def mask_nik(nik: str | None) -> str | None:
     if nik is None:
         return None
@@ -319,7 +276,7 @@ def _provenance(row: Any, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _finding(row: IdentityFinding) -> dict[str, Any]:
+def _finding_document(row: IdentityFinding) -> dict[str, Any]:
     mismatch = row.rule == Rule.IDENTITY_MISMATCH
     return {
         "id": str(row.id),

@@ -141,7 +141,6 @@ def run_sync(
             repository_factory=lambda session: HealthWorkerRepository(session, cipher, blind_index),
             full=full,
             progress=progress,
-            cipher=cipher,
             page_size=page_size,
             metrics=metrics
             if metrics is not None

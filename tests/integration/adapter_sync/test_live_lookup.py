@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients import HttpKkiClient, NotFound, RetryPolicy, UpstreamUnavailable
+from adapter.observability.audit import Actor
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 SIZE = 40
 ONE_TRY = RetryPolicy(max_attempts=1)
+CALLER = Actor("user", "lookup-tester", "hf-tests")
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +113,7 @@ def test_a_live_answer_is_stored_and_served_fresh(
         {"certification": {"status": "DICABUT", "status_reason": "Sanksi disiplin (sintetis)"}},
     )
 
-    answer = lookup.by_str(registration["str_number"], decrypt=True)
+    answer = lookup.by_str(registration["str_number"], decrypt=True, actor=CALLER)
 
     assert answer.live
     assert not answer.stale
@@ -152,7 +154,7 @@ def test_kki_unreachable_serves_the_stored_copy_marked_stale_with_its_age(
     _age_registration(sessions, registration["str_number"], hours=5)
     mock.fault({"route": "getRegistration", **rule})
 
-    answer = lookup.by_str(registration["str_number"])
+    answer = lookup.by_str(registration["str_number"], actor=CALLER)
 
     assert answer.stale
     assert not answer.live
@@ -183,10 +185,10 @@ def test_an_open_breaker_serves_the_stored_copy_without_calling_kki(
         mock, {"route": "getRegistration", "kind": "error", "status": 503, "retry_after_s": 0}
     )
     while client.breaker.state.name != "OPEN":
-        lookup.by_str(registration["str_number"])
+        lookup.by_str(registration["str_number"], actor=CALLER)
     calls = _matched(mock, failing)
 
-    answer = lookup.by_str(registration["str_number"])
+    answer = lookup.by_str(registration["str_number"], actor=CALLER)
 
     assert answer.stale
     assert answer.stale_reason == "circuit_open"
@@ -200,14 +202,14 @@ def test_nothing_stored_and_kki_unreachable_is_an_error_that_says_so(
 ) -> None:
     mock.fault({"route": "getRegistration", "kind": "error", "status": 503, "retry_after_s": 0})
     with pytest.raises(UpstreamUnavailable, match="store holds no copy"):
-        lookup.by_str(mock.records("registrations")[0]["str_number"])
+        lookup.by_str(mock.records("registrations")[0]["str_number"], actor=CALLER)
 
 
 def test_an_str_kki_does_not_know_is_not_found_even_with_a_store(
     mock: Mock, lookup: RegistryLookup, sessions: sessionmaker[Session]
 ) -> None:
     with pytest.raises(NotFound):
-        lookup.by_str("QZ99999999999999")
+        lookup.by_str("QZ99999999999999", actor=CALLER)
     with sessions() as session:
         assert connection_state(session, "kki").status == "healthy", "KKI answered"
 
@@ -220,12 +222,12 @@ def test_look_up_by_nik_live_and_stale(
     blind_index: BlindIndex,
 ) -> None:
     registration = mock.records("registrations")[3]
-    live = lookup.by_nik(registration["nik"])
+    live = lookup.by_nik(registration["nik"], actor=CALLER)
     assert live.live
     assert registration["str_number"] in {found.str_number for found in live.registrations}
 
     mock.fault({"route": "lookupRegistrationsByNik", "kind": "error", "status": 502})
-    stale = lookup.by_nik(registration["nik"])
+    stale = lookup.by_nik(registration["nik"], actor=CALLER)
     assert stale.stale
     assert {found.str_number for found in stale.registrations} == {
         found.str_number for found in live.registrations
@@ -247,7 +249,7 @@ def test_a_disabled_connection_serves_the_stored_copy_without_calling_kki(
     counter = _rule(
         mock, {"route": "getRegistration", "kind": "error", "status": 503, "probability": 0}
     )
-    answer = lookup.by_str(registration["str_number"])
+    answer = lookup.by_str(registration["str_number"], actor=CALLER)
     assert answer.stale_reason == "connection_disabled"
     assert [found.str_number for found in answer.registrations] == [registration["str_number"]]
     assert _matched(mock, counter) == 0

@@ -353,6 +353,8 @@ def request_for(adapter: Adapter, operation_id: str) -> tuple[str, str, dict[str
             "lookupRegistration": {"str_number": any_str_number(adapter)},
             "startSyncRun": {"system": "kki"},
             "updateIntegration": {"enabled": True},
+            "purgeWebhookEvent": {"reason": "scope matrix"},
+            "purgeFailedWebhookEvents": {"reason": "scope matrix"},
         }[operation_id]
     return op.method, path, body
 
@@ -385,7 +387,7 @@ def test_scope_matrix(adapter: Adapter, tokens: dict[str, str], operation_id: st
     assert "nik" not in json.dumps(body_401).lower()
     with adapter.client(tokens[OWNER[scope]]) as allowed:
         response = allowed.request(method, path, json=body)
-    if operation_id in {"replayWebhookEvent"}:
+    if operation_id in {"replayWebhookEvent", "purgeWebhookEvent"}:
         assert_problem(response, 404)  # a random event id: allowed through, then not found
     elif operation_id == "startSyncRun":
         assert response.status_code in (202, 409), response.text

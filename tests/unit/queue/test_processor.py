@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients.errors import ContractViolation, NotFound, UpstreamUnavailable
@@ -17,7 +18,9 @@ from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.processor import EventProcessor
 from adapter.queue.retry import RetrySchedule
+from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.models import AuditEvent
 from adapter.store.repositories import UpsertResult
 from adapter.webhooks.envelope import EventEnvelope
 from adapter.webhooks.inbox import WebhookInbox
@@ -37,6 +40,9 @@ class FakeKki:
 
 class FakeRepository:
     applied: list[str] = []
+
+    def prefetch_kki(self, docs: Any) -> None:
+        pass
 
     def upsert_registration_from_kki(self, doc: Any, *, fetched_at: dt.datetime) -> UpsertResult:
         FakeRepository.applied.append(doc["str_number"])
@@ -139,3 +145,55 @@ def test_delivery_limit_dead_letters_a_message_that_keeps_killing_workers(
     verdict = processor(sessions, kki, RecordingAlerts()).process(event_id, unfinished_deliveries=3)
     assert (verdict.kind, verdict.reason) == ("dead", "delivery_limit")
     assert kki.calls == 0
+
+
+def test_an_applied_event_is_audited_in_the_workers_name_and_marks_the_connection_healthy(
+    sessions: sessionmaker[Session],
+) -> None:
+    event_id = an_event(sessions)
+    assert processor(sessions, FakeKki(None), RecordingAlerts()).process(event_id).kind == "done"
+    with sessions() as session:
+        entries = session.scalars(select(AuditEvent)).all()
+        state = connection_state(session, "kki")
+    assert [(e.actor_kind, e.actor_subject, e.action) for e in entries] == [
+        ("system", "hf-adapter worker", "event.apply")
+    ]
+    assert f'"event_id": "{event_id}"' in (entries[0].detail or "")
+    assert '"written_ids": ["QZ00011234567890"]' in (entries[0].detail or "")
+    assert (state.status, state.consecutive_failures) == ("healthy", 0)
+
+
+def test_a_failed_fetch_counts_against_the_connection(sessions: sessionmaker[Session]) -> None:
+    event_id = an_event(sessions)
+    down = UpstreamUnavailable("503 after retries", system="kki", operation="getRegistration")
+    processor(sessions, FakeKki(down), RecordingAlerts()).process(event_id)
+    with sessions() as session:
+        state = connection_state(session, "kki")
+    assert (state.status, state.consecutive_failures) == ("degraded", 1)
+    assert state.last_error == "UpstreamUnavailable: kki getRegistration: 503 after retries"
+
+
+def test_a_disabled_connection_holds_the_event_without_spending_an_attempt(
+    sessions: sessionmaker[Session],
+) -> None:
+    event_id = an_event(sessions)
+    with sessions.begin() as session:
+        set_enabled(session, "kki", False)
+    kki, alerts = FakeKki(None), RecordingAlerts()
+    worker = processor(sessions, kki, alerts)
+    verdicts = [worker.process(event_id) for _ in range(5)]  # more than max_attempts
+    assert {(v.kind, v.outcome, v.reason) for v in verdicts} == {
+        ("retry", "held", "connection_disabled")
+    }
+    assert {v.tier for v in verdicts} == {1}  # the longest tier: none reaches HOLD_S here
+    with sessions() as session:
+        held = WebhookInbox(session).get(event_id)
+    assert held is not None
+    assert (held.state, held.attempts) == ("pending", 0)
+    assert held.last_error == "held: the kki connection is disabled"
+    assert (kki.calls, alerts.raised) == (0, [])
+
+    with sessions.begin() as session:
+        set_enabled(session, "kki", True)
+    assert worker.process(event_id).kind == "done"
+    assert kki.calls == 1

@@ -1,0 +1,171 @@
+"""`apply_documents`: the one function that writes source documents into the store.
+
+Every change to a health worker — a batch sync page, a live look-up's answer, a webhook event
+the worker fetched — goes through `apply_documents`, in the caller's transaction:
+
+1. the connection to the source must be enabled (`ConnectionDisabled` otherwise), checked in
+   the same transaction as the write, so an operator's "disable" stops all three doors;
+2. each document is upserted by the repository (locked reads, versions never go backwards,
+   identity reconciled, personal fields encrypted);
+3. the writes are flushed, so a record the database refuses is known before anything else;
+4. one audit entry names the actor (the sync run, the look-up's caller, the webhook event),
+   the personal fields written and the ids of the records, with the current trace id.
+
+The caller commits. How each entry point reaches the source, and what it does with a refused
+record (quarantine, dead letter, an error to the caller), stays with the entry point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
+
+from adapter.errors import AdapterError
+from adapter.observability.audit import Actor, record_audit
+from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
+from adapter.store.personal_fields import REGISTRATION_PERSONAL_FIELDS, WORKER_PERSONAL_FIELDS
+from adapter.store.repositories import HealthWorkerRepository, UpsertResult
+
+# Errors that condemn one record, not the whole batch: bad or missing fields, a value the
+# database or an encrypted column refuses, an identity conflict.
+RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, IntegrityError, DataError)
+WRITTEN: Final = (UpsertResult.CREATED, UpsertResult.UPDATED)
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """How one system's documents are keyed and written."""
+
+    system: str
+    resource: str
+    key: str
+    personal_fields: tuple[str, ...]
+    prefetch: Callable[[HealthWorkerRepository, Sequence[Mapping[str, Any]]], None]
+    upsert: Callable[[HealthWorkerRepository, Mapping[str, Any], dt.datetime], UpsertResult]
+
+    def source_id(self, doc: Any) -> str:
+        """The document's key as the audit trail and the quarantine name it (``?`` if none)."""
+        key = doc.get(self.key) if isinstance(doc, Mapping) else None
+        return str(key)[:64] if key is not None else "?"
+
+
+SOURCES: Final[Mapping[str, SourceKind]] = {
+    "kki": SourceKind(
+        system="kki",
+        resource="registrations",
+        key="str_number",
+        personal_fields=REGISTRATION_PERSONAL_FIELDS,
+        prefetch=lambda repository, docs: repository.prefetch_kki(docs),
+        upsert=lambda repository, doc, at: repository.upsert_registration_from_kki(
+            doc, fetched_at=at
+        ),
+    ),
+    "sisdmk": SourceKind(
+        system="sisdmk",
+        resource="health-workers",
+        key="worker_id",
+        personal_fields=WORKER_PERSONAL_FIELDS,
+        prefetch=lambda repository, docs: repository.prefetch_sisdmk(docs),
+        upsert=lambda repository, doc, at: repository.upsert_from_sisdmk(doc, fetched_at=at),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who brings the documents, as the audit entry records it.
+
+    `action` is ``sync.write``, ``lookup.refresh`` or ``event.apply``; `detail` holds ids
+    only (the run id, the event id), never personal values.
+    """
+
+    actor: Actor
+    action: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What `apply_documents` did, one result per document, in order."""
+
+    results: tuple[UpsertResult, ...]
+    written_ids: tuple[str, ...]
+
+    def count(self, *results: UpsertResult) -> int:
+        return sum(1 for result in self.results if result in results)
+
+
+class RecordRefused(AdapterError):
+    """A document the store refuses; `index` is its position, None when the flush of the whole
+    batch failed and the culprit is not known (apply again with ``flush_each=True``)."""
+
+    default_reason = "record_refused"
+
+    def __init__(self, index: int | None, cause: BaseException) -> None:
+        super().__init__(f"record refused: {type(cause).__name__}")
+        self.index = index
+        self.cause = cause
+
+
+def apply_documents(
+    session: Session,
+    repository: HealthWorkerRepository,
+    system: str,
+    documents: Sequence[Mapping[str, Any]],
+    *,
+    fetched_at: dt.datetime,
+    origin: Origin,
+    quarantined_ids: Sequence[str] = (),
+    flush_each: bool = False,
+) -> Applied:
+    """Write `documents` of `system` in `session`'s transaction, with one audit entry.
+
+    Raises `ConnectionDisabled` (nothing written) when the connection is off, and
+    `RecordRefused` when a document cannot be stored; the session must then be rolled back.
+    `quarantined_ids` are the records the caller set aside in the same transaction: the audit
+    entry lists them with the written ones. No entry is appended when nothing was written or
+    quarantined (every document unchanged or superseded).
+    """
+    source = SOURCES[system]
+    if not connection_state(session, system).enabled:
+        raise ConnectionDisabled(system)
+    source.prefetch(repository, documents)
+    results: list[UpsertResult] = []
+    for index, doc in enumerate(documents):
+        try:
+            results.append(source.upsert(repository, doc, fetched_at))
+            if flush_each:
+                session.flush()
+        except RECORD_ERRORS as exc:
+            raise RecordRefused(index, exc) from exc
+    try:
+        session.flush()
+    except RECORD_ERRORS as exc:
+        raise RecordRefused(None, exc) from exc
+    written = tuple(
+        source.source_id(doc)
+        for doc, result in zip(documents, results, strict=True)
+        if result in WRITTEN
+    )
+    if written or quarantined_ids:
+        record_audit(
+            session,
+            origin.actor,
+            origin.action,
+            f"{system}:{source.resource}",
+            fields=source.personal_fields,
+            detail={
+                **origin.detail,
+                "created": results.count(UpsertResult.CREATED),
+                "updated": results.count(UpsertResult.UPDATED),
+                "quarantined": len(quarantined_ids),
+                "written_ids": list(written),
+                "quarantined_ids": list(quarantined_ids),
+            },
+        )
+    return Applied(tuple(results), written)

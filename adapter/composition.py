@@ -1,0 +1,225 @@
+"""The composition root: the adapter's services, built once from `Settings`.
+
+Every entry point — the gunicorn app (`adapter.server`), ``hf-adapter worker``, ``schedule``,
+``sync``, ``lookup``, ``events``, ``audit``, and the demo — builds one `Services` from its
+settings and takes what it needs from it, so settings → engine → cipher → blind index →
+repository → clients → sync / look-up / event processing / API services are wired here and
+nowhere else. Nothing is connected until it is used; `close` releases what was opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.api.services import ApiServices
+from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
+from adapter.clock import Clock, utc_now
+from adapter.observability.event_metrics import EventMetrics
+from adapter.observability.sync_metrics import SyncMetrics
+from adapter.queue.alerts import DeadLetterAlerts
+from adapter.queue.messages import EventPublisher
+from adapter.queue.processor import EventProcessor
+from adapter.queue.retry import RetrySchedule
+from adapter.queue.wiring import publisher_from
+from adapter.settings import Settings
+from adapter.store import database
+from adapter.store.crypto import BlindIndex, FieldCipher
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.sync.lookup import RegistryLookup
+from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
+from adapter.webhooks.event_admin import WebhookEventAdmin
+from adapter.webhooks.receiver import WebhookReceiver
+
+
+class Services:
+    """What the adapter is made of, for one process. Build with `build_services`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        publisher: EventPublisher | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._publisher = publisher
+        self._owns_publisher = publisher is None
+        self._closers: list[Callable[[], None]] = []
+
+    # -- the store --------------------------------------------------------------------------
+
+    @cached_property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = database.create_engine_from_settings(self.settings)
+        return self._engine
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return database.session_factory(self.engine)
+
+    @cached_property
+    def cipher(self) -> FieldCipher:
+        return self.settings.field_cipher()
+
+    @cached_property
+    def blind_index(self) -> BlindIndex:
+        return self.settings.blind_index()
+
+    def repository(self, session: Session) -> HealthWorkerRepository:
+        """The repository of health workers in `session` (it never commits)."""
+        return HealthWorkerRepository(session, self.cipher, self.blind_index)
+
+    # -- the sources ------------------------------------------------------------------------
+
+    def client(self, system: str) -> HttpKkiClient | HttpSisdmkClient:
+        """A new HTTP client of `system`; the caller closes it (it is a context manager)."""
+        return client_from_settings(system, self.settings)
+
+    def kki_client(self, **overrides: Any) -> HttpKkiClient:
+        """A new KKI client; `overrides` (policy, breaker …) for a caller with its own needs."""
+        return HttpKkiClient.from_settings(self.settings, **overrides)
+
+    def sisdmk_client(self, **overrides: Any) -> HttpSisdmkClient:
+        return HttpSisdmkClient.from_settings(self.settings, **overrides)
+
+    @cached_property
+    def kki(self) -> HttpKkiClient:
+        """The process's KKI client for look-ups (closed by `close`)."""
+        client = self.kki_client()
+        self._closers.append(client.close)
+        return client
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def sync(
+        self,
+        system: str,
+        *,
+        full: bool = False,
+        progress: Callable[[SyncProgress], None] | None = None,
+        page_size: int | None = None,
+        metrics: SyncMetrics | None = None,
+        clock: Clock | None = None,
+    ) -> SyncRunResult:
+        """One batch sync of `system` (see `sync_system`), with a client opened for it."""
+        extra: dict[str, Any] = {} if page_size is None else {"page_size": page_size}
+        with self.client(system) as client:
+            return sync_system(
+                system,
+                session_factory=self.sessions,
+                client=client,
+                repository_factory=self.repository,
+                full=full,
+                progress=progress,
+                metrics=metrics,
+                clock=clock if clock is not None else self.clock,
+                **extra,
+            )
+
+    @cached_property
+    def lookup(self) -> RegistryLookup:
+        """Live KKI look-ups with the stored fallback, through the process's KKI client."""
+        return RegistryLookup(self.kki, self.sessions, self.repository, clock=self.clock)
+
+    @cached_property
+    def publisher(self) -> EventPublisher:
+        if self._publisher is None:
+            self._publisher = publisher_from(self.settings)
+        return self._publisher
+
+    def event_processor(
+        self,
+        *,
+        kki: HttpKkiClient,
+        sisdmk: HttpSisdmkClient,
+        metrics: EventMetrics,
+        alerts: DeadLetterAlerts,
+    ) -> EventProcessor:
+        """The worker's processor; its clients carry the worker's own retry policy."""
+        return EventProcessor(
+            sessions=self.sessions,
+            kki=kki,
+            sisdmk=sisdmk,
+            repository_factory=self.repository,
+            schedule=RetrySchedule(
+                self.settings.event_retry_delays(), self.settings.event_max_attempts
+            ),
+            delivery_limit=self.settings.broker_delivery_limit,
+            metrics=metrics,
+            alerts=alerts,
+        )
+
+    @cached_property
+    def api(self) -> ApiServices:
+        """What the API's views call (one per app)."""
+        return ApiServices(
+            engine=self.engine,
+            sessions=self.sessions,
+            cipher=self.cipher,
+            blind_index=self.blind_index,
+            lookup=self.lookup,
+            publisher=self.publisher,
+            sync_client=self.client,
+            clock=self.clock,
+        )
+
+    def webhook_receiver(self, metrics: EventMetrics) -> WebhookReceiver:
+        return WebhookReceiver(
+            settings=self.settings,
+            sessions=self.sessions,
+            publisher=self.publisher,
+            metrics=metrics,
+        )
+
+    def event_admin(self, metrics: EventMetrics) -> WebhookEventAdmin:
+        """List, show, replay and purge webhook events (the CLI's and the API's)."""
+        return WebhookEventAdmin(
+            sessions=self.sessions, publisher=self.publisher, metrics=metrics, clock=self.clock
+        )
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the clients and the publisher opened here, and the engine if made here."""
+        for close in reversed(self._closers):
+            close()
+        self._closers.clear()
+        if self._owns_publisher and self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
+        if self._owns_engine and self._engine is not None:
+            self._engine.dispose()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    publisher: EventPublisher | None = None,
+    clock: Clock = utc_now,
+) -> Services:
+    """The adapter's services for `settings`; `engine` and `publisher` when the caller has
+    them already (a test's database, the app's publisher), else made from the settings."""
+    return Services(settings, engine=engine, publisher=publisher, clock=clock)
