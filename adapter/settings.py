@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # "system=HH:MM" per system, in SYNC_TIMEZONE; SISDMK first (identity), then KKI.
     sync_schedule: str = "sisdmk=01:00,kki=01:30"
     sync_timezone: str = "Asia/Jakarta"
+    # How often the scheduler looks for runs requested through the API and for due ones.
+    schedule_poll_s: float = Field(default=5.0, gt=0, le=3600)
 
     @classmethod
     def settings_customise_sources(

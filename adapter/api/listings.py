@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapter.store.keyset import Page, keyset_page
-from adapter.store.models import AuditEvent, SyncRun, WebhookEvent
+from adapter.store.models import AuditEvent, SyncRequest, SyncRun, WebhookEvent
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ def sync_runs(session: Session, *, system: str | None, cursor: str | None, limit
 
 
 def sync_run(session: Session, run_id: uuid.UUID) -> dict[str, Any] | None:
+    """The run, or the request waiting to become it (``status: requested``)."""
+    # The request first: the scheduler deletes it in the transaction that inserts the run, so
+    # one of the two reads sees it whenever it happens in between.
+    request = session.scalars(select(SyncRequest).where(SyncRequest.run_id == run_id)).first()
+    if request is not None:
+        return sync_request_document(request)
     row = session.get(SyncRun, run_id)
     return None if row is None else sync_run_document(row)
 
@@ -106,6 +112,29 @@ def sync_run_document(row: SyncRun) -> dict[str, Any]:
         "rejected": row.rejected,
         "findings": row.findings,
         "error": row.error,
+        "requested_at": iso(row.requested_at),
+        "requested_by": row.requested_by,
+    }
+
+
+def sync_request_document(request: SyncRequest) -> dict[str, Any]:
+    """A requested run as `sync_run_document` shows it, before the scheduler starts it."""
+    return {
+        "id": str(request.run_id),
+        "system": request.system,
+        "mode": "full" if request.full else "incremental",
+        "status": "requested",
+        "started_at": None,
+        "finished_at": None,
+        "fetched": 0,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "findings": 0,
+        "error": None,
+        "requested_at": iso(request.requested_at),
+        "requested_by": request.requested_by,
     }
 
 

@@ -14,7 +14,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from adapter.api import observability
 from adapter.api.listings import AuditFilter
-from adapter.api.services import ApiServices, Caller, SyncDidNotStart
+from adapter.api.services import ApiServices, Caller, SyncInProgress
 from adapter.api.spec import RequestChecker, RequestProblem
 from adapter.apply import RecordRefused
 from adapter.auth import scopes
@@ -32,7 +32,6 @@ from adapter.clients.http import verify_from
 from adapter.errors import AdapterError
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import Settings
-from adapter.store.locks import LockHeld
 from adapter.webhooks.event_admin import (
     EventFilter,
     EventNotFailed,
@@ -350,9 +349,8 @@ _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
     (EventNotFound, 404),
     (EventNotFailed, 409),
     (InvalidPurgeReason, 422),
-    (LockHeld, 409),
+    (SyncInProgress, 409),
     (ConnectionDisabled, 409),
-    (SyncDidNotStart, 503),
     (RecordRefused, 502),
 )
 
@@ -380,6 +378,9 @@ def _problem_of(error: AdapterError) -> Response:
     }
     if errors:
         body["errors"] = errors
+    if isinstance(error, SyncInProgress):  # the run that answers the request instead
+        body["run_id"] = str(error.run_id)
+        body["run_status"] = error.status
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON

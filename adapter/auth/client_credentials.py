@@ -17,6 +17,7 @@ import httpx
 from adapter.auth.discovery import OidcDiscovery, default_http_client
 from adapter.auth.errors import ClientCredentialsError, ProviderError
 from adapter.auth.token_cache import AccessTokenCache
+from adapter.observability.tracing import inject
 
 log = logging.getLogger("adapter.auth")
 
@@ -115,7 +116,7 @@ class ClientCredentialsToken:
                 auth=httpx.BasicAuth(
                     _form_encode(self.client_id), _form_encode(self._client_secret)
                 ),
-                headers={"Accept": "application/json"},
+                headers=inject({"Accept": "application/json"}),
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:

@@ -22,7 +22,7 @@ from typing import Any, Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from adapter.clients.tracing import current_trace_id
+from adapter.observability.tracing import current_trace_id
 from adapter.store.models import AUDIT_GENESIS, AuditChainHead, AuditEvent
 from adapter.store.personal_fields import PERSONAL_FIELDS
 
@@ -89,7 +89,7 @@ def record_audit(
         resource_id=resource_id,
         fields=json.dumps(named) if named else None,
         outcome=outcome,
-        trace_id=current_trace_id.get(),
+        trace_id=current_trace_id(),
         detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str),
         prev_hash=head.hash,
     )

@@ -74,7 +74,7 @@ class EventMetrics(MetricSet):
             processed=Counter(
                 "hf_events_processed",
                 "Events the worker finished, by source, event type and outcome (created, "
-                "updated, unchanged, ignored, retry, failed, skipped).",
+                "updated, unchanged, ignored, retry, held, failed, skipped).",
                 ["source", "type", "outcome"],
                 registry=registry,
             ),

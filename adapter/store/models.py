@@ -433,6 +433,9 @@ class SyncRun(Base):
     findings: Mapped[int] = mapped_column(server_default="0")
     # What went wrong, for operators; never personal data or a secret.
     error: Mapped[str | None] = mapped_column(Text)
+    # Set on a run requested through the API: when, and by whom (the token's subject id).
+    requested_at: Mapped[dt.datetime | None]
+    requested_by: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         _one_of("system", SYSTEMS),
@@ -440,6 +443,25 @@ class SyncRun(Base):
         _one_of("status", SYNC_STATUSES),
         Index(None, "system", "started_at"),
     )
+
+
+class SyncRequest(Base):
+    """A sync run asked for through the API that the scheduler has not started yet.
+
+    The system is the key: one request waits per system at most. The scheduler deletes the
+    row in the transaction that creates the run's `SyncRun` (with the same id, `run_id`).
+    """
+
+    __tablename__ = "sync_requests"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    full: Mapped[bool]
+    requested_at: Mapped[dt.datetime]
+    # The access token's subject: an id, never a name.
+    requested_by: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (_one_of("system", SYSTEMS),)
 
 
 class SyncCheckpoint(Base):

@@ -86,7 +86,7 @@ def test_upgrade_is_a_no_op_when_repeated(empty_database_url: URL) -> None:
 def test_identity_findings_stay_identity_mismatches_down_and_up_across_rule_findings(
     empty_database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
 ) -> None:
-    """0005 gave findings a rule: going back drops the rule findings and keeps the others,
+    """0006 gave findings a rule: going back drops the rule findings and keeps the others,
     which are identity mismatches again when it is applied once more."""
     upgrade(empty_database_url)
     engine = create_engine_from_url(empty_database_url)
@@ -109,7 +109,7 @@ def test_identity_findings_stay_identity_mismatches_down_and_up_across_rule_find
             ("nik_birth_date", "birth_date"),
         ]
 
-        downgrade(engine, "0004")
+        downgrade(engine, "0005")
         with engine.connect() as connection:
             kept = connection.execute(text("SELECT field FROM identity_findings")).scalars()
             assert sorted(kept) == ["birth_date", "full_name"]

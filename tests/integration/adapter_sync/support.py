@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import time
 import unicodedata
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -126,8 +127,10 @@ def run_sync(
     on_page: Any = None,
     client: HttpKkiClient | HttpSisdmkClient | None = None,
     metrics: SyncMetrics | None = None,
+    run_id: uuid.UUID | None = None,
 ) -> SyncRunResult:
-    """One sync of `system` from `mock` (through `client` when given; it is closed after)."""
+    """One sync of `system` from `mock` (through `client` when given; it is closed after);
+    with `run_id`, the run requested under that id."""
     with client if client is not None else client_for(system, mock) as client:
 
         def progress(update: SyncProgress) -> None:
@@ -145,6 +148,7 @@ def run_sync(
             metrics=metrics
             if metrics is not None
             else SyncMetrics.for_registry(CollectorRegistry()),
+            run_id=run_id,
         )
 
 

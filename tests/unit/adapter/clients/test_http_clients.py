@@ -23,7 +23,7 @@ from adapter.clients import (
     disable_retries,
 )
 from adapter.clients.contract import CONTRACTS_DIR
-from adapter.clients.tracing import trace
+from adapter.observability.tracing import start_span
 
 Handler = Callable[[httpx.Request], httpx.Response]
 NIK = "3171015708900042"
@@ -112,14 +112,19 @@ def test_kki_requests_carry_api_key_user_agent_and_traceparent() -> None:
 
     client = kki_client(handler)
     client.get_registration("QZ00011234567890")
-    with trace("4bf92f3577b34da6a3ce929d0e0e4736"):
+    with start_span("test", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"):
         client.get_registration("QZ00011234567890")
     first, second = seen
     assert first.url.path == "/v1/registrations/QZ00011234567890"
     assert first.headers["X-API-Key"] == "secret-token"
     assert re.fullmatch(r"hf-adapter/\S+", first.headers["User-Agent"])
-    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", first.headers["traceparent"])
-    assert second.headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    # Outside any span a call starts its own trace; inside one it continues it (flags: sampled,
+    # and the trace id's "random" bit of Trace Context Level 2 when the SDK made it).
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[13]", first.headers["traceparent"])
+    assert re.fullmatch(
+        r"00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01", second.headers["traceparent"]
+    )
+    assert "00f067aa0ba902b7" not in second.headers["traceparent"]  # a span of its own
 
 
 def test_kki_lookup_sends_the_nik_in_the_body_never_the_url() -> None:

@@ -11,13 +11,13 @@ import pytest
 import structlog
 
 from adapter.api.services import SUMMARY_FIELDS
-from adapter.clients.tracing import trace
 from adapter.observability.logging import (
     REDACTED,
     SENSITIVE_KEYS,
     configure_logging,
     redact_text,
 )
+from adapter.observability.tracing import current_ids, start_span
 from adapter.store.personal_fields import (
     PERSON_IDENTITY_FIELDS,
     PERSONAL_FIELDS,
@@ -45,13 +45,16 @@ def _lines(stream: io.StringIO) -> list[dict[str, object]]:
 def test_structlog_lines_are_json_with_the_trace_id_and_no_personal_values(
     output: io.StringIO,
 ) -> None:
-    with trace("4bf92f3577b34da6a3ce929d0e0e4736"):
+    with start_span("test", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"):
+        ids = current_ids()
         structlog.get_logger("adapter.test").info(
             "record refused", nik=NIK, full_name="Siti Aminah", system="kki", detail=f"nik {NIK}"
         )
     (line,) = _lines(output)
+    assert ids is not None
     assert line["event"] == "record refused"
     assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert line["span_id"] == ids.span_id
     assert line["system"] == "kki"
     assert line["nik"] == line["full_name"] == REDACTED
     assert NIK not in output.getvalue()
