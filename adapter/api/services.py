@@ -31,7 +31,7 @@ from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 from adapter.store.repositories import RegistrationRecord
 from adapter.sync.requests import SyncInProgress, request_run, waiting_request
-from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, mask_name
+from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, withhold
 
 # The personal fields of a worker summary (in clear or masked), as the audit trail names them.
 SUMMARY_FIELDS: Final = PERSON_IDENTITY_FIELDS
@@ -294,7 +294,7 @@ def _registration(record: RegistrationRecord, *, clear: bool) -> dict[str, Any]:
         "profession": record.profession,
         "kompetensi": record.kompetensi,
         "issued_at": record.issued_at.isoformat(),
-        "holder_name": name if clear else mask_name(name),
+        "holder_name": name if clear else withhold(name),
         "masked": not clear,
         "source_version": record.source_version,
         "fetched_at": listings.iso(record.fetched_at),

@@ -14,6 +14,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from adapter.api import observability
 from adapter.api.listings import AuditFilter
+from adapter.api.rate_limits import NikQueryLimiter, RateLimited
 from adapter.api.services import ApiServices, Caller, SyncInProgress
 from adapter.api.spec import RequestChecker, RequestProblem
 from adapter.apply import RecordRefused
@@ -51,6 +52,7 @@ log = logging.getLogger("adapter.api")
 EXTENSION: Final = "hf_api"
 EVENTS: Final = "hf_webhook_event_admin"
 CHECKER: Final = "hf_api_checker"
+NIK_QUERIES: Final = "hf_nik_query_limiter"
 PROBLEM_JSON: Final = "application/problem+json"
 # Every request body of this API is a few fields; anything bigger is refused unread.
 MAX_BODY_BYTES: Final = 16 * 1024
@@ -86,6 +88,7 @@ def init_app(app: Flask, services: Services, events: WebhookEventAdmin) -> None:
     app.extensions[EXTENSION] = services.api
     app.extensions[EVENTS] = events
     app.extensions[CHECKER] = RequestChecker()
+    app.extensions[NIK_QUERIES] = NikQueryLimiter(services.settings.nik_search_rate_limit)
     observability.init_app(app)
     app.register_blueprint(blueprint)
 
@@ -114,7 +117,8 @@ def list_health_workers() -> Response:
 @auth_web.require_scope(READ)
 def search_health_workers_by_nik() -> Response:
     body = _body("searchHealthWorkersByNik")
-    return jsonify(data=_services().find_worker_by_nik(_caller(), body["nik"]))
+    caller = _nik_query_caller()
+    return jsonify(data=_services().find_worker_by_nik(caller, body["nik"]))
 
 
 @blueprint.get("/health-workers/<uuid:worker_id>")
@@ -141,7 +145,8 @@ def list_identity_findings() -> Response:
 @auth_web.require_scope(READ)
 def lookup_registration() -> Response:
     body = _body("lookupRegistration")
-    result = _services().lookup(_caller(), str_number=body.get("str_number"), nik=body.get("nik"))
+    caller = _caller() if body.get("nik") is None else _nik_query_caller()
+    result = _services().lookup(caller, str_number=body.get("str_number"), nik=body.get("nik"))
     age = result.answer.age_s()
     return jsonify(
         live=result.answer.live,
@@ -299,6 +304,13 @@ def _caller() -> Caller:
     )
 
 
+def _nik_query_caller() -> Caller:
+    """The caller of a NIK query, once the per-caller rate limit lets it through."""
+    caller = _caller()
+    cast(NikQueryLimiter, current_app.extensions[NIK_QUERIES]).hit(caller.subject, caller.client_id)
+    return caller
+
+
 def _query(operation_id: str) -> dict[str, Any]:
     checker = cast(RequestChecker, current_app.extensions[CHECKER])
     return checker.query(operation_id, request.args.to_dict(flat=False))
@@ -352,6 +364,7 @@ _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
     (SyncInProgress, 409),
     (ConnectionDisabled, 409),
     (RecordRefused, 502),
+    (RateLimited, 429),
 )
 
 
@@ -384,4 +397,6 @@ def _problem_of(error: AdapterError) -> Response:
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after_s)
     return response

@@ -390,7 +390,3 @@ def _usage(parser: argparse.ArgumentParser) -> Handler:
 
 def _error(message: str) -> None:
     print(f"hf-adapter: error: {message}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

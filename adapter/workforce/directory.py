@@ -1,7 +1,7 @@
 """Reading health workers from the store for the API: search, one worker in full, masking.
 
 Personal fields are decrypted only for callers allowed to see them (`clear=True`); everyone
-else gets them masked (`3171••••••••0042`, `S••• A•••`). Every answer carries provenance
+else gets them withheld (`•••`, no digit or initial of the value). Every answer carries provenance
 (source system, version, when fetched) and how stale it is. Lists use keyset pagination on the
 row id (`adapter.store.keyset`). No web framework here.
 """
@@ -35,6 +35,9 @@ from adapter.store.models import (
 from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 
 MASK: Final = "•"
+# What a caller without `healthworkers:read:pii` gets instead of a personal value: the same for
+# every worker, so it tells nothing of the value (docs/security.md, "Masking").
+WITHHELD: Final = MASK * 3
 
 
 class WorkerNotFound(AdapterError):
@@ -230,11 +233,13 @@ class WorkforceDirectory:
             {name: getattr(row, name) for name in PERSON_IDENTITY_FIELDS},
         )
         if not clear:
+            # No digit of the NIK (it encodes district, birth date and gender), no initial of
+            # the name, no title: docs/security.md, "Masking", says why field by field.
             personal = {
-                "nik": mask_nik(personal["nik"]),
-                "full_name": mask_name(personal["full_name"]),
-                "gelar_depan": personal["gelar_depan"],
-                "gelar_belakang": personal["gelar_belakang"],
+                "nik": withhold(personal["nik"]),
+                "full_name": withhold(personal["full_name"]),
+                "gelar_depan": withhold(personal["gelar_depan"]),
+                "gelar_belakang": withhold(personal["gelar_belakang"]),
                 "birth_date": None,
             }
         return {
@@ -253,7 +258,16 @@ class WorkforceDirectory:
         }
 
 
+def withhold(value: str | None) -> str | None:
+    """`WITHHELD` for a value the caller may not see, None when there is none."""
+    return None if value is None else WITHHELD
+
+
 def mask_nik(nik: str | None) -> str | None:
+    """First and last four digits, for operator reports (the conformance command).
+
+    Not for API answers: with gender and the NIK search they give the whole NIK back.
+    """
     if nik is None:
         return None
     return nik[:4] + MASK * (len(nik) - 8) + nik[-4:] if len(nik) > 8 else MASK * len(nik)
@@ -301,6 +315,7 @@ def _iso(value: dt.date | dt.datetime | None) -> str | None:
 
 __all__: Sequence[str] = (
     "MAX_PAGE_SIZE",
+    "WITHHELD",
     "InvalidQuery",
     "Page",
     "WorkerFilter",
@@ -308,4 +323,5 @@ __all__: Sequence[str] = (
     "WorkforceDirectory",
     "mask_name",
     "mask_nik",
+    "withhold",
 )

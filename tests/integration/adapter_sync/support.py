@@ -168,6 +168,7 @@ def adapter_environment(database_url: str, kki: str, sisdmk: str) -> dict[str, s
     return {
         "PATH": "/usr/bin:/bin",
         "DATABASE_URL": database_url,
+        "ALLOW_INSECURE_HTTP": "true",  # the mocks and the test IdP speak plain http
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",
         "KKI_BASE_URL": kki,

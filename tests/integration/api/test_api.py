@@ -90,7 +90,8 @@ def test_list_health_workers_masked_without_pii_scope(
     assert body["page"]["next_cursor"]
     for worker in body["data"]:
         assert worker["masked"] is True
-        assert "•" in worker["nik"]
+        assert worker["nik"] == "•••"
+        assert worker["full_name"] == "•••"
         assert worker["birth_date"] is None
     for value in personal_values(people):
         assert value not in response.text
@@ -625,3 +626,32 @@ def test_readyz_checks_database_broker_and_sso(adapter: Adapter) -> None:
         "status": "ready",
         "checks": {"database": "ok", "broker": "ok", "sso": "ok"},
     }
+
+
+# -- HTTP hardening ---------------------------------------------------------------------------
+
+
+def test_every_answer_says_no_store_and_nosniff(
+    adapter: Adapter, tokens: dict[str, str], people: list[dict[str, Any]]
+) -> None:
+    worker_id = any_worker_id(adapter)
+    with adapter.client(tokens[PORTAL]) as reader, adapter.client() as anonymous:
+        answers = {
+            "list in clear": reader.get("/api/v1/health-workers", params={"limit": 2}),
+            "one worker": reader.get(f"/api/v1/health-workers/{worker_id}"),
+            "search by NIK": reader.post(
+                "/api/v1/health-workers/search-by-nik", json={"nik": people[0]["nik"]}
+            ),
+            "bad query": reader.get("/api/v1/health-workers", params={"limit": "0"}),
+            "unknown worker": reader.get(f"/api/v1/health-workers/{uuid.uuid4()}"),
+            "no scope": reader.get("/api/v1/sync-runs"),
+            "no token": anonymous.get("/api/v1/health-workers"),
+            "no such path": reader.get("/api/v1/nothing-here"),
+            "webhook refused": anonymous.post("/webhooks/kki", json={}),
+            "liveness": anonymous.get("/healthz"),
+            "readiness": anonymous.get("/readyz"),
+        }
+    for what, response in answers.items():
+        assert response.headers.get("Cache-Control") == "no-store", what
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", what
+    assert answers["list in clear"].json()["data"][0]["masked"] is False

@@ -35,6 +35,7 @@ from adapter.merge.plans import (
     sisdmk_target,
 )
 from adapter.merge.rules import Rule
+from adapter.store.personal_fields import WORKER_PERSONAL_FIELDS
 from tests.unit.adapter.merge.merge_documents import (
     NIK,
     SISDMK_ID,
@@ -250,6 +251,8 @@ def test_sisdmk_writes_every_worker_field_whoever_wrote_it_before() -> None:
     assert changes.result is UpsertResult.UPDATED
     assert (changes.worker.id, changes.worker.created) == (WORKER_ID, False)
     assert set(_written(changes.worker)) == {*SISDMK_ONLY, *STANDS_IN, "identity_source"}
+    # The personal ones are the columns the store encrypts, no more, no fewer.
+    assert sorted(changes.worker.personal) == sorted(WORKER_PERSONAL_FIELDS)
 
 
 def test_kki_first_then_sisdmk_keeps_the_person_and_gives_sisdmk_the_identity() -> None:
