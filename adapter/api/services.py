@@ -132,10 +132,12 @@ class ApiServices:
             )
         return document
 
-    def findings(self, *, cursor: str | None, limit: int, open_only: bool) -> Page:
+    def findings(
+        self, *, cursor: str | None, limit: int, open_only: bool, rule: str | None = None
+    ) -> Page:
         with self._sessions() as session:
             return self._directory(session).findings(
-                cursor=cursor, limit=limit, open_only=open_only
+                cursor=cursor, limit=limit, open_only=open_only, rule=rule
             )
 
     def lookup(self, caller: Caller, *, str_number: str | None, nik: str | None) -> LookupResult:

@@ -133,7 +133,10 @@ def get_health_worker(worker_id: uuid.UUID) -> Response:
 def list_identity_findings() -> Response:
     query = _query("listIdentityFindings")
     page = _services().findings(
-        cursor=query["cursor"], limit=query["limit"], open_only=query["open_only"]
+        cursor=query["cursor"],
+        limit=query["limit"],
+        open_only=query["open_only"],
+        rule=query["rule"],
     )
     return _page(page, query["limit"])
 

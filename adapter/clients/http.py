@@ -171,6 +171,10 @@ class JsonExchange:
                 return self._bounded(operation, self.http.send(request, stream=True))
 
         response = self.caller.call(operation, send)
+        # JSON under another label (text/plain, text/html from a proxy) is refused, not guessed.
+        self.contract.check_media_type(
+            operation, response.status_code, response.headers.get("Content-Type")
+        )
         body = decode_json(self.system, operation, response)
         if items_unchecked:
             self.contract.validate_envelope(operation, response.status_code, body)

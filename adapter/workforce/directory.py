@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
+from adapter.merge.rules import Rule
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
 from adapter.store.keyset import MAX_PAGE_SIZE, InvalidQuery, Page, keyset_page
 from adapter.store.models import (
@@ -100,10 +101,15 @@ class WorkforceDirectory:
         ).one_or_none()
         return None if row is None else self._summary(row, clear=clear)
 
-    def findings(self, *, cursor: str | None, limit: int, open_only: bool) -> Page:
+    def findings(
+        self, *, cursor: str | None, limit: int, open_only: bool, rule: str | None = None
+    ) -> Page:
+        """Identity mismatches and broken domain rules, by id; `rule` keeps one kind."""
         query = select(IdentityFinding)
         if open_only:
             query = query.where(IdentityFinding.resolved_at.is_(None))
+        if rule is not None:
+            query = query.where(IdentityFinding.rule == rule)
         return keyset_page(
             self._session,
             query,
@@ -252,20 +258,6 @@ class WorkforceDirectory:
         }
 
 
-def _finding_document(row: IdentityFinding) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "worker_id": str(row.worker_id),
-        "registration_id": str(row.registration_id),
-        "field": row.field,
-        # Which side has a value; the values themselves are only keyed digests.
-        "kki_has_value": row.kki_digest is not None,
-        "sisdmk_has_value": row.sisdmk_digest is not None,
-        "detected_at": _iso(row.detected_at),
-        "resolved_at": _iso(row.resolved_at),
-    }
-
-
 def withhold(value: str | None) -> str | None:
     """`WITHHELD` for a value the caller may not see, None when there is none."""
     return None if value is None else WITHHELD
@@ -295,6 +287,25 @@ def _provenance(row: Any, now: dt.datetime) -> dict[str, Any]:
         "source_version": row.source_version,
         "fetched_at": _iso(fetched),
         "age_s": round((now - fetched).total_seconds(), 3),
+    }
+
+
+def _finding_document(row: IdentityFinding) -> dict[str, Any]:
+    mismatch = row.rule == Rule.IDENTITY_MISMATCH
+    return {
+        "id": str(row.id),
+        "rule": row.rule,
+        "worker_id": str(row.worker_id),
+        "registration_id": None if row.registration_id is None else str(row.registration_id),
+        # The record that breaks a domain rule (an STR number, a SISDMK worker id).
+        "source_system": row.source_system,
+        "source_id": row.source_id,
+        "field": row.field,
+        # A mismatch: which side has a value; the values themselves are only keyed digests.
+        "kki_has_value": row.kki_digest is not None if mismatch else None,
+        "sisdmk_has_value": row.sisdmk_digest is not None if mismatch else None,
+        "detected_at": _iso(row.detected_at),
+        "resolved_at": _iso(row.resolved_at),
     }
 
 

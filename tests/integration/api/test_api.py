@@ -203,8 +203,14 @@ def test_lookup_is_live_then_stale_when_kki_is_disabled(
 def test_identity_findings_list(adapter: Adapter, tokens: dict[str, str]) -> None:
     with adapter.client(tokens[READONLY]) as client:
         response = client.get("/api/v1/identity-findings", params={"open_only": "false"})
+        one_rule = client.get("/api/v1/identity-findings", params={"rule": "nik_sex"})
+        unknown = client.get("/api/v1/identity-findings", params={"rule": "nik"})
     assert response.status_code == 200
     assert set(response.json()) == {"data", "page"}
+    assert one_rule.status_code == 200
+    assert all(item["rule"] == "nik_sex" for item in one_rule.json()["data"])
+    assert_problem(unknown, 400)
+    assert "rule: must be one of identity_mismatch" in unknown.json()["detail"]
 
 
 # -- sync runs, integrations, events, audit -------------------------------------------------
