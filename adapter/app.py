@@ -1,7 +1,8 @@
 """`create_app(settings)`: the adapter's Flask service, one blueprint per module.
 
 Errors leave as RFC 9457 ``application/problem+json``: an `AdapterError` with its status and
-reason, anything else as a logged 500 that says nothing about the request.
+reason, anything else as a logged 500 that says nothing about the request. Every answer says
+``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff`` (docs/security.md).
 """
 
 from __future__ import annotations
@@ -54,18 +55,35 @@ def create_app(
     app.extensions["hf_publisher"] = services.publisher
     app.extensions[webhook_views.EXTENSION] = services.webhook_receiver(metrics)
 
-    app.register_blueprint(health.blueprint)
+    readiness = health.Readiness(settings.readiness_cache_s)
+    readiness.add("database", lambda: _database_problem(engine))
+    broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
+    readiness.add("broker", lambda: _broker_problem(broker_url))
+    readiness.add("sso", lambda: _sso_problem(settings))
+    # With OPS_BIND, /readyz and /metrics are answered only there (`serve` wires the listener).
+    separate_ops = settings.ops_bind is not None
+    health.init_app(app, readiness, ops_routes=not separate_ops)
+    if separate_ops:
+        app.extensions[health.OPS_APP] = health.ops_app(readiness, after_request=[no_store])
     app.register_blueprint(webhook_views.blueprint)
     api_views.init_app(app, services, services.event_admin(metrics))
-    health.add_readiness_check(app, "database", lambda: _database_problem(engine))
-    broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
-    health.add_readiness_check(app, "broker", lambda: _broker_problem(broker_url))
-    health.add_readiness_check(app, "sso", lambda: _sso_problem(settings))
+    app.after_request(no_store)
 
     app.register_error_handler(AdapterError, _adapter_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
+
+
+def no_store(response: Response) -> Response:
+    """No cache (browser, proxy) keeps an answer, and no browser guesses its type.
+
+    On every answer, not only those with personal data: simpler to check, and nothing here
+    is meant to be cached.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:

@@ -28,11 +28,8 @@ from sqlalchemy.orm import Session
 from adapter.errors import AdapterError
 from adapter.observability.audit import Actor, record_audit
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
-from adapter.store.repositories import (
-    WORKER_PERSONAL_COLUMNS,
-    HealthWorkerRepository,
-    UpsertResult,
-)
+from adapter.store.personal_fields import REGISTRATION_PERSONAL_FIELDS, WORKER_PERSONAL_FIELDS
+from adapter.store.repositories import HealthWorkerRepository, UpsertResult
 
 # Errors that condemn one record, not the whole batch: bad or missing fields, a value the
 # database or an encrypted column refuses, an identity conflict.
@@ -62,7 +59,7 @@ SOURCES: Final[Mapping[str, SourceKind]] = {
         system="kki",
         resource="registrations",
         key="str_number",
-        personal_fields=("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date"),
+        personal_fields=REGISTRATION_PERSONAL_FIELDS,
         prefetch=lambda repository, docs: repository.prefetch_kki(docs),
         upsert=lambda repository, doc, at: repository.upsert_registration_from_kki(
             doc, fetched_at=at
@@ -72,7 +69,7 @@ SOURCES: Final[Mapping[str, SourceKind]] = {
         system="sisdmk",
         resource="health-workers",
         key="worker_id",
-        personal_fields=WORKER_PERSONAL_COLUMNS,
+        personal_fields=WORKER_PERSONAL_FIELDS,
         prefetch=lambda repository, docs: repository.prefetch_sisdmk(docs),
         upsert=lambda repository, doc, at: repository.upsert_from_sisdmk(doc, fetched_at=at),
     ),

@@ -9,6 +9,7 @@ nowhere else. Nothing is connected until it is used; `close` releases what was o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.api.services import ApiServices
 from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clock import Clock, utc_now
+from adapter.lookup import RegistryLookup
 from adapter.observability.event_metrics import EventMetrics
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.queue.alerts import DeadLetterAlerts
@@ -31,7 +33,6 @@ from adapter.settings import Settings
 from adapter.store import database
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing
 from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.lookup import RegistryLookup
 from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
 from adapter.webhooks.event_admin import WebhookEventAdmin
 from adapter.webhooks.receiver import WebhookReceiver
@@ -116,8 +117,11 @@ class Services:
         page_size: int | None = None,
         metrics: SyncMetrics | None = None,
         clock: Clock | None = None,
+        run_id: uuid.UUID | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> SyncRunResult:
-        """One batch sync of `system` (see `sync_system`), with a client opened for it."""
+        """One batch sync of `system` (see `sync_system`), with a client opened for it;
+        `run_id` adopts a run requested through the API."""
         extra: dict[str, Any] = {} if page_size is None else {"page_size": page_size}
         with self.client(system) as client:
             return sync_system(
@@ -129,6 +133,8 @@ class Services:
                 progress=progress,
                 metrics=metrics,
                 clock=clock if clock is not None else self.clock,
+                run_id=run_id,
+                still_wanted=still_wanted,
                 **extra,
             )
 
@@ -175,7 +181,6 @@ class Services:
             blind_index=self.blind_index,
             lookup=self.lookup,
             publisher=self.publisher,
-            sync_client=self.client,
             clock=self.clock,
         )
 

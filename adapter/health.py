@@ -1,14 +1,18 @@
 """Liveness, readiness and metrics: ``/healthz``, ``/readyz``, ``/metrics``.
 
-Readiness checks are named callables in ``app.extensions["hf_readiness_checks"]``; another
-module adds its own (the SSO's JWKS, say) with `add_readiness_check`.
+Readiness runs named checks (`Readiness.add`) and reuses their answer for ``READINESS_CACHE_S``,
+so a flood of unauthenticated probes costs one round of checks per window. With ``OPS_BIND``
+set, ``/readyz`` and ``/metrics`` leave the public app for a small ops app (`ops_app`) that
+`ByListener` serves on that address only.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Final
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final, cast
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from prometheus_client import (
@@ -19,16 +23,80 @@ from prometheus_client import (
     multiprocess,
 )
 
-READINESS_CHECKS: Final = "hf_readiness_checks"
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+READINESS: Final = "hf_readiness"
+OPS_APP: Final = "hf_ops_app"
 
 # A check returns None when ready, or a short reason (no secrets, no personal data).
 ReadinessCheck = Callable[[], str | None]
 
-blueprint = Blueprint("health", __name__)
+blueprint = Blueprint("health", __name__)  # /healthz: no dependency, served everywhere
+ops_blueprint = Blueprint("ops", __name__)  # /readyz and /metrics: the public port or OPS_BIND
 
 
-def add_readiness_check(app: Flask, name: str, check: ReadinessCheck) -> None:
-    app.extensions.setdefault(READINESS_CHECKS, {})[name] = check
+class Readiness:
+    """The readiness checks of one app and their last answer, reused for `max_age_s`."""
+
+    def __init__(self, max_age_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._checks: dict[str, ReadinessCheck] = {}
+        # Held while the checks run: probes arriving meanwhile wait and share that round.
+        self._lock = threading.Lock()
+        self._answer: tuple[float, dict[str, str | None]] | None = None
+
+    def add(self, name: str, check: ReadinessCheck) -> None:
+        with self._lock:
+            self._checks[name] = check
+            self._answer = None
+
+    def results(self) -> dict[str, str | None]:
+        """Each check's problem (None when fine), run again only when the last answer is old."""
+        with self._lock:
+            if self._answer is not None and self._clock() - self._answer[0] < self._max_age_s:
+                return self._answer[1]
+            results = {name: check() for name, check in self._checks.items()}
+            self._answer = (self._clock(), results)
+            return results
+
+
+def init_app(app: Flask, readiness: Readiness, *, ops_routes: bool = True) -> None:
+    """``/healthz`` on `app`; ``/readyz`` and ``/metrics`` as well unless `ops_routes` is False."""
+    app.extensions[READINESS] = readiness
+    app.register_blueprint(blueprint)
+    if ops_routes:
+        app.register_blueprint(ops_blueprint)
+
+
+def ops_app(
+    readiness: Readiness, *, after_request: Iterable[Callable[[Response], Response]] = ()
+) -> Flask:
+    """The app `serve` answers on ``OPS_BIND``: ``/healthz``, ``/readyz`` and ``/metrics`` only."""
+    app = Flask("adapter-ops")
+    init_app(app, readiness)
+    for hook in after_request:
+        app.after_request(hook)
+    return app
+
+
+class ByListener:
+    """WSGI: requests that arrived on the ops listener's port go to `ops`, all others to `public`.
+
+    Gunicorn and werkzeug take ``SERVER_PORT`` from the listening TCP socket, not from the
+    request, so a caller cannot choose it (a unix-socket bind would take it from ``Host``:
+    `serve` refuses that combination).
+    """
+
+    def __init__(self, public: WSGIApplication, ops: WSGIApplication, ops_port: int) -> None:
+        self._public = public
+        self._ops = ops
+        self._ops_port = str(ops_port)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        app = self._ops if environ.get("SERVER_PORT") == self._ops_port else self._public
+        return app(environ, start_response)
 
 
 @blueprint.get("/healthz")
@@ -36,10 +104,9 @@ def healthz() -> tuple[Response, int]:
     return jsonify(status="ok"), 200
 
 
-@blueprint.get("/readyz")
+@ops_blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    checks: dict[str, ReadinessCheck] = current_app.extensions.get(READINESS_CHECKS, {})
-    results = {name: check() for name, check in checks.items()}
+    results = cast(Readiness, current_app.extensions[READINESS]).results()
     ready = all(result is None for result in results.values())
     body = {
         "status": "ready" if ready else "not_ready",
@@ -48,7 +115,7 @@ def readyz() -> tuple[Response, int]:
     return jsonify(body), 200 if ready else 503
 
 
-@blueprint.get("/metrics")
+@ops_blueprint.get("/metrics")
 def metrics() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several gunicorn workers: each writes its samples to that folder; add them up here.

@@ -2,18 +2,26 @@
 
 Each gunicorn worker builds its own app after the fork (engine pools and broker connections
 must not cross a fork). Several workers share their metrics through ``PROMETHEUS_MULTIPROC_DIR``
-when it is set.
+when it is set. With ``OPS_BIND``, gunicorn listens there too and `health.ByListener` sends
+what arrives on it to the ops app (``/readyz``, ``/metrics``), which the public bind lacks.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+import threading
+from typing import TYPE_CHECKING, Any, Final
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from werkzeug.serving import make_server
 
-from adapter.settings import Settings, load_settings
+from adapter import health
+from adapter.errors import ConfigurationError
+from adapter.settings import Settings, load_settings, ops_address
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 DEFAULT_BIND: Final = "127.0.0.1:8000"
 GRACEFUL_TIMEOUT_S: Final = 30
@@ -30,24 +38,42 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> WSGIApplication:
         from adapter.app import create_app
 
-        return create_app(load_settings())
+        settings = load_settings()
+        return served_app(create_app(settings), settings)
+
+
+def served_app(app: Flask, settings: Settings) -> WSGIApplication:
+    """`app`, behind `health.ByListener` when ``OPS_BIND`` moves the ops routes off it."""
+    ops = app.extensions.get(health.OPS_APP)
+    if settings.ops_bind is None or ops is None:
+        return app
+    return health.ByListener(app, ops, ops_address(settings.ops_bind)[1])
 
 
 def serve(*, bind: str, workers: int, threads: int, dev: bool) -> int:
     # Validate once in the parent: a bad configuration stops here with the usual message.
     settings: Settings = load_settings()
+    binds = [bind]
+    if settings.ops_bind is not None:
+        _check_ops_bind(bind, settings.ops_bind)
+        binds.append(settings.ops_bind)
     if dev:
         from adapter.app import create_app
 
+        app = create_app(settings)
+        if settings.ops_bind is not None:
+            ops_host, ops_port = ops_address(settings.ops_bind)
+            ops = make_server(ops_host, ops_port, app.extensions[health.OPS_APP], threaded=True)
+            threading.Thread(target=ops.serve_forever, name="ops-http", daemon=True).start()
         host, _, port = bind.rpartition(":")
-        create_app(settings).run(host=host or "127.0.0.1", port=int(port), threaded=True)
+        app.run(host=host or "127.0.0.1", port=int(port), threaded=True)
         return 0
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     options: dict[str, Any] = {
-        "bind": bind,
+        "bind": binds,
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
@@ -64,3 +90,18 @@ def serve(*, bind: str, workers: int, threads: int, dev: bool) -> int:
         options["child_exit"] = child_exit
     AdapterServer(options).run()
     return 0
+
+
+def _check_ops_bind(bind: str, ops_bind: str) -> None:
+    # The ops app is chosen by the listener's port: both must be TCP addresses, on two ports.
+    try:
+        _, port = ops_address(bind)
+    except ValueError:
+        raise ConfigurationError(
+            f"--bind {bind}: with OPS_BIND set, bind a TCP host:port (not a unix socket), "
+            "so that requests can be told apart by the port they arrived on"
+        ) from None
+    if port == ops_address(ops_bind)[1]:
+        raise ConfigurationError(
+            f"OPS_BIND {ops_bind} uses the port of --bind {bind}; give it a port of its own"
+        )

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from limits import parse_many
 from pydantic import (
     Field,
     SecretStr,
@@ -94,6 +95,9 @@ class Settings(BaseSettings):
 
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     broker_url: SecretStr | None = None
+    # Plain http to KKI, SISDMK and the SSO: only for local development against the mocks.
+    # Before the URLs: their check reads it.
+    allow_insecure_http: bool = False
     oidc_issuer: str
     oidc_audience: str
     kki_base_url: str
@@ -145,6 +149,16 @@ class Settings(BaseSettings):
     # "system=HH:MM" per system, in SYNC_TIMEZONE; SISDMK first (identity), then KKI.
     sync_schedule: str = "sisdmk=01:00,kki=01:30"
     sync_timezone: str = "Asia/Jakarta"
+    # How often the scheduler looks for runs requested through the API and for due ones.
+    schedule_poll_s: float = Field(default=5.0, gt=0, le=3600)
+    # -- HTTP hardening (docs/security.md) -------------------------------------------------------
+    # NIK queries (search-by-nik, look-up by NIK) one caller (subject and client) may make, per
+    # process, in `limits` notation; several limits separated by ";".
+    nik_search_rate_limit: str = "30/minute;500/day"
+    # How long a readiness answer is reused before the checks run again (0: every call).
+    readiness_cache_s: float = Field(default=5.0, ge=0, le=300)
+    # host:port where `serve` answers /readyz and /metrics instead of on the public --bind.
+    ops_bind: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -224,14 +238,41 @@ class Settings(BaseSettings):
 
     @field_validator("oidc_issuer", "kki_base_url", "sisdmk_base_url")
     @classmethod
-    def _check_http_url(cls, value: str) -> str:
+    def _check_http_url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http(s) URL like https://host/path")
+        if parts.scheme == "http" and not info.data.get("allow_insecure_http", False):
+            raise ValueError(
+                "must be an https URL: tokens, credentials and personal data travel over it. "
+                "Only for local development against the mocks, set ALLOW_INSECURE_HTTP=true"
+            )
         if parts.username is not None or parts.password is not None:
             raise ValueError("must not carry credentials in the URL; they have their own variables")
         if parts.query or parts.fragment:
             raise ValueError("must not have a query string or fragment")
+        return value
+
+    @field_validator("nik_search_rate_limit")
+    @classmethod
+    def _check_nik_search_rate_limit(cls, value: str) -> str:
+        rule = (
+            "must be one or more limits like 30/minute or 30/minute;500/day "
+            "(a count of at least 1 per second, minute, hour or day)"
+        )
+        try:
+            limits = parse_many(value)
+        except ValueError:
+            raise ValueError(rule) from None
+        if any(limit.amount < 1 for limit in limits):
+            raise ValueError(rule)
+        return value
+
+    @field_validator("ops_bind")
+    @classmethod
+    def _check_ops_bind(cls, value: str | None) -> str | None:
+        if value is not None:
+            ops_address(value)  # raises ValueError with the reason
         return value
 
     @field_validator("kki_webhook_secret", "sisdmk_webhook_secret")
@@ -391,6 +432,19 @@ class Settings(BaseSettings):
         return BlindIndex(
             Key.parse(self.blind_index_key.get_secret_value(), variable="BLIND_INDEX_KEY")
         )
+
+
+def ops_address(bind: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9000`` for IPv6) as (host, port); `ValueError` saying what's wrong."""
+    rule = "must be host:port, e.g. 127.0.0.1:9000 or [::1]:9000 (a TCP address, not a socket)"
+    try:
+        parts = urlsplit(f"//{bind}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(rule) from None
+    if not host or port is None or port == 0 or parts.path or parts.username is not None:
+        raise ValueError(rule)
+    return host, port
 
 
 def parse_schedule(text: str) -> dict[str, dt.time]:

@@ -84,6 +84,7 @@ def environment(database_url: str, system: str, mock_url: str) -> dict[str, str]
     return {
         **os.environ,
         "DATABASE_URL": database_url,
+        "ALLOW_INSECURE_HTTP": "true",
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",
         "KKI_BASE_URL": mock_url if system == "kki" else "http://127.0.0.1:9",

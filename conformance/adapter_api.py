@@ -39,7 +39,8 @@ SAMPLE_SOURCES: Final = {
     "event_id": ("/api/v1/webhook-events", {"limit": "1", "state": "failed"}, "id"),
 }
 # Statuses a request with the right scope may get besides 2xx, when the contract documents
-# them: an id that does not exist (404) or a state that conflicts (409: a sync already runs).
+# them: an id that does not exist (404) or a state that conflicts (409: a sync already requested
+# or running).
 ALLOWED_REFUSALS: Final = frozenset({404, 409})
 # Operations whose allowed request changes the target for good (purged events stay purged):
 # their right scope is probed on an id that surely does not exist (the 404 counts), and one

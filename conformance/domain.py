@@ -9,6 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.merge.rules import (
+    FOREIGN_STR_YEARS,
+    LAW_DATE,
+    PRE_LAW_STR_YEARS,
+    SIP_YEARS,
+    add_years,
+)
 from adapter.workforce.directory import mask_nik
 from conformance.context import RunContext
 from conformance.findings import Severity
@@ -17,12 +24,6 @@ from indonesian_ids.nik import InvalidNikError, parse_nik, validate_nik
 from indonesian_ids.nip import validate_nip
 from indonesian_ids.str_number import classify_str, validate_str
 
-# UU 17/2023 took effect on 8 August 2023: STRs issued from then on are for life (Pasal 260(4)).
-LAW_DATE = dt.date(2023, 8, 8)
-PRE_LAW_STR_YEARS = 5
-# A foreign national's STR: two years, extendable once by two years.
-FOREIGN_STR_YEARS = 2 + 2
-SIP_YEARS = 5
 # The SKP deactivation of SE HK.02.01/MENKES/1063/2024 is recognised by its reason text.
 SKP_REASON_MARK = "SKP"
 MAX_SKP_RECORDS = 10
@@ -46,13 +47,6 @@ def _date(value: Any) -> dt.date | None:
         return dt.date.fromisoformat(value[:10])
     except ValueError:
         return None
-
-
-def add_years(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
 
 
 def check_people(ctx: RunContext, people: PersonList) -> None:

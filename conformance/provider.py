@@ -5,7 +5,6 @@ Every 429 is checked for a valid `Retry-After` and then honoured before the requ
 
 from __future__ import annotations
 
-import email.utils
 import ssl
 import time
 from collections.abc import Callable
@@ -13,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+
+from retry_after import parse_retry_after
 
 # How long one 429 may hold the run up, and how often one request is retried after a 429.
 MAX_RETRY_WAIT_S = 30.0
@@ -112,22 +113,6 @@ def _reason(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait, from delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None if invalid."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
 TooManyRequests = Callable[[str, httpx.Response, float | None], None]
 
 
@@ -178,7 +163,7 @@ class ProviderClient:
             self.requests += 1
             if response.status_code != 429:
                 return response
-            delay = parse_retry_after(response.headers.get("retry-after"), time.time())
+            delay = parse_retry_after(response.headers.get("retry-after"))
             if self.on_429 is not None:
                 self.on_429(operation, response, delay)
             if attempt == MAX_429_RETRIES:

@@ -36,6 +36,8 @@ def embedded_environment(
     workdir.mkdir(parents=True, exist_ok=True)
     return {
         "DATABASE_URL": f"sqlite:///{workdir / 'adapter.sqlite3'}",
+        # The mocks and the test IdP speak plain http on this machine.
+        "ALLOW_INSECURE_HTTP": "true",
         "OIDC_ISSUER": issuer,
         "OIDC_AUDIENCE": "hf-adapter",
         "KKI_BASE_URL": kki_url,

@@ -66,6 +66,17 @@ def _century_year(yy: int, month: int, day: int, reference: dt.date) -> int:
     return year
 
 
+def _birth_digits(nik: str) -> tuple[int, int, int, Gender | None]:
+    """Day, month and two-digit year of DDMMYY, and the gender its day says (``None``: neither
+    01-31 nor 41-71, in which case the day is the raw field)."""
+    raw_day, month, yy = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
+    if 1 <= raw_day <= 31:
+        return raw_day, month, yy, "male"
+    if FEMALE_DAY_OFFSET + 1 <= raw_day <= FEMALE_DAY_OFFSET + 31:
+        return raw_day - FEMALE_DAY_OFFSET, month, yy, "female"
+    return raw_day, month, yy, None
+
+
 def _check(
     nik: str, reference: dt.date
 ) -> tuple[list[str], dt.date | None, Gender | None, tuple[int, int, int]]:
@@ -79,15 +90,9 @@ def _check(
     if nik[4:6] == "00":
         problems.append("kecamatan code 00 does not exist")
 
-    raw_day, month, yy = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
-    gender: Gender | None = None
-    day = raw_day
-    if 1 <= raw_day <= 31:
-        gender = "male"
-    elif FEMALE_DAY_OFFSET + 1 <= raw_day <= FEMALE_DAY_OFFSET + 31:
-        gender = "female"
-        day = raw_day - FEMALE_DAY_OFFSET
-    else:
+    raw_day = int(nik[6:8])
+    day, month, yy, gender = _birth_digits(nik)
+    if gender is None:
         problems.append(
             f"birth day field {raw_day:02d} is impossible: "
             f"it must be 01-31 (men) or 41-71 (women, day + 40)"
@@ -122,18 +127,39 @@ def validate_nik(
     if problems:
         return problems
     problems, _, nik_gender, (day, month, yy) = _check(nik, reference or dt.date.today())
+    contradicted = contradicted_fields(nik, birth_date=birth_date, gender=gender)
+    if "birth_date" in contradicted and birth_date is not None:
+        problems.append(
+            f"NIK encodes birth date {day:02d}-{month:02d}-{yy:02d} (DD-MM-YY) but the given "
+            f"birth date is {birth_date:%d-%m-%y}"
+        )
+    if "gender" in contradicted:
+        problems.append(f"NIK encodes gender {nik_gender} but the given gender is {gender}")
+    return problems
+
+
+def contradicted_fields(
+    nik: str, *, birth_date: dt.date | None = None, gender: str | None = None
+) -> tuple[str, ...]:
+    """Which of ``birth_date`` and ``gender`` the NIK's DDMMYY digits contradict, in that order.
+
+    Only those digits are read: a NIK with another problem (an unknown region) still says
+    whether it agrees. One that is not 16 digits contradicts nothing (`validate_nik` says what
+    is wrong with it), nor does a day field that encodes no gender contradict a gender.
+    """
+    if _shape_problems(nik):
+        return ()
+    day, month, yy, nik_gender = _birth_digits(nik)
+    contradicted: list[str] = []
     if birth_date is not None and (day, month, yy) != (
         birth_date.day,
         birth_date.month,
         birth_date.year % 100,
     ):
-        problems.append(
-            f"NIK encodes birth date {day:02d}-{month:02d}-{yy:02d} (DD-MM-YY) but the given "
-            f"birth date is {birth_date:%d-%m-%y}"
-        )
+        contradicted.append("birth_date")
     if gender is not None and nik_gender is not None and gender != nik_gender:
-        problems.append(f"NIK encodes gender {nik_gender} but the given gender is {gender}")
-    return problems
+        contradicted.append("gender")
+    return tuple(contradicted)
 
 
 def parse_nik(nik: str, *, reference: dt.date | None = None) -> NikParts:

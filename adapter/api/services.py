@@ -8,41 +8,34 @@ the request body. No web framework here.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
-from adapter.clients import HttpKkiClient, HttpSisdmkClient
 from adapter.clock import Clock, utc_now
-from adapter.errors import AdapterError
+from adapter.lookup import LookupAnswer, RegistryLookup
 from adapter.observability.audit import Actor, record_audit
 from adapter.queue.messages import EventPublisher
-from adapter.sdmk_integration_manager import ConnectionState, list_connections, set_enabled
+from adapter.sdmk_integration_manager import (
+    ConnectionDisabled,
+    ConnectionState,
+    list_connections,
+    set_enabled,
+)
 from adapter.store.crypto import BlindIndex, FieldCipher
-from adapter.store.locks import LockHeld
-from adapter.store.models import SyncRun
-from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
-from adapter.sync.lookup import LookupAnswer, RegistryLookup
-from adapter.sync.service import sync_system
-from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, mask_name
+from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
+from adapter.store.repositories import RegistrationRecord
+from adapter.sync.requests import SyncInProgress, request_run, waiting_request
+from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, withhold
 
 # The personal fields of a worker summary (in clear or masked), as the audit trail names them.
-SUMMARY_FIELDS: Final = ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
+SUMMARY_FIELDS: Final = PERSON_IDENTITY_FIELDS
 WORKER_RESOURCE: Final = "health_worker"
-# How long POST /sync-runs waits for the background run to show up before answering.
-SYNC_START_TIMEOUT_S: Final = 15.0
-_POLL_S: Final = 0.02
-
-
-class SyncDidNotStart(AdapterError):
-    default_reason = "sync_not_started"
 
 
 @dataclass(frozen=True)
@@ -66,11 +59,8 @@ class LookupResult:
     documents: list[dict[str, Any]]
 
 
-SyncClientFactory = Callable[[str], HttpKkiClient | HttpSisdmkClient]
-
-
 class ApiServices:
-    """The store, the keys, the KKI look-up, the publisher and the sync starter of one app."""
+    """The store, the keys, the KKI look-up and the publisher of one app."""
 
     def __init__(
         self,
@@ -81,7 +71,6 @@ class ApiServices:
         blind_index: BlindIndex,
         lookup: RegistryLookup,
         publisher: EventPublisher,
-        sync_client: SyncClientFactory,
         clock: Clock = utc_now,
     ) -> None:
         self._clock = clock
@@ -91,7 +80,6 @@ class ApiServices:
         self._blind_index = blind_index
         self._lookup = lookup
         self._publisher = publisher
-        self._sync_client = sync_client
 
     # -- health workers ---------------------------------------------------------------------
 
@@ -144,10 +132,12 @@ class ApiServices:
             )
         return document
 
-    def findings(self, *, cursor: str | None, limit: int, open_only: bool) -> Page:
+    def findings(
+        self, *, cursor: str | None, limit: int, open_only: bool, rule: str | None = None
+    ) -> Page:
         with self._sessions() as session:
             return self._directory(session).findings(
-                cursor=cursor, limit=limit, open_only=open_only
+                cursor=cursor, limit=limit, open_only=open_only, rule=rule
             )
 
     def lookup(self, caller: Caller, *, str_number: str | None, nik: str | None) -> LookupResult:
@@ -187,59 +177,54 @@ class ApiServices:
             return listings.sync_run(session, run_id)
 
     def start_sync(self, caller: Caller, system: str, *, full: bool) -> dict[str, Any]:
-        """Start a run in a background thread; its document once its row exists.
+        """Record a requested run of `system` for the scheduler; the run's document.
 
-        `LockHeld` when a run of `system` is already going (here or in another process),
-        `ConnectionDisabled` when the connection is off; both are audited as refused.
+        `hf-adapter schedule` starts it within its poll interval, in its own process, so the
+        run does not depend on this web worker. `SyncInProgress` when a run of `system` is
+        already requested or running, `ConnectionDisabled` when the connection is off; both
+        are audited as refused. The request and its audit entry commit together.
         """
-        started_after = _latest_run_start(self._sessions, system)
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                with self._sync_client(system) as client:
-                    outcome["result"] = sync_system(
-                        system,
-                        session_factory=self._sessions,
-                        client=client,
-                        repository_factory=lambda session: HealthWorkerRepository(
-                            session, self._cipher, self._blind_index
-                        ),
-                        full=full,
-                    )
-            except AdapterError as error:  # LockHeld, ConnectionDisabled: the answer says so
-                outcome["error"] = error
-            finally:  # anything else ends the thread, and threading's excepthook logs it
-                done.set()
-
-        threading.Thread(target=run, name=f"api-sync-{system}", daemon=True).start()
-        deadline = time.monotonic() + SYNC_START_TIMEOUT_S
-        document: dict[str, Any] | None = None
-        while document is None and time.monotonic() < deadline:
-            finished = done.wait(_POLL_S)
-            if "error" in outcome:
-                self._audit_sync(caller, system, full, outcome="denied", run_id=None)
-                raise outcome["error"]
-            document = _run_started_after(self._sessions, system, started_after)
-            if finished and document is None:
-                break
-        if document is None:
-            raise SyncDidNotStart(f"the {system} sync did not start; see the log")
-        self._audit_sync(caller, system, full, outcome="success", run_id=document["id"])
+        try:
+            with self._sessions.begin() as session:
+                request = request_run(
+                    session,
+                    self._engine,
+                    system,
+                    full=full,
+                    requested_by=caller.subject,
+                    now=self._clock(),
+                )
+                document = listings.sync_request_document(request)
+                record_audit(
+                    session,
+                    caller.actor,
+                    "sync.start",
+                    "sync_run",
+                    resource_id=document["id"],
+                    detail={"system": system, "full": full},
+                )
+        except (SyncInProgress, ConnectionDisabled):
+            self._audit_sync(caller, system, full)
+            raise
+        except IntegrityError:
+            # Another request of `system` committed between the check and this insert.
+            with self._sessions() as session:
+                waiting = waiting_request(session, system)
+            if waiting is None:
+                raise
+            self._audit_sync(caller, system, full)
+            raise SyncInProgress(system, waiting.run_id, "requested") from None
         return document
 
-    def _audit_sync(
-        self, caller: Caller, system: str, full: bool, *, outcome: str, run_id: str | None
-    ) -> None:
+    def _audit_sync(self, caller: Caller, system: str, full: bool) -> None:
+        """The refused request's audit entry (nothing else was written)."""
         with self._sessions.begin() as session:
             record_audit(
                 session,
                 caller.actor,
                 "sync.start",
                 "sync_run",
-                resource_id=run_id,
-                outcome=outcome,
+                outcome="denied",
                 detail={"system": system, "full": full},
             )
 
@@ -309,32 +294,11 @@ def _registration(record: RegistrationRecord, *, clear: bool) -> dict[str, Any]:
         "profession": record.profession,
         "kompetensi": record.kompetensi,
         "issued_at": record.issued_at.isoformat(),
-        "holder_name": name if clear else mask_name(name),
+        "holder_name": name if clear else withhold(name),
         "masked": not clear,
         "source_version": record.source_version,
         "fetched_at": listings.iso(record.fetched_at),
     }
 
 
-def _latest_run_start(sessions: sessionmaker[Session], system: str) -> Any:
-    with sessions() as session:
-        return session.scalar(
-            select(SyncRun.started_at)
-            .where(SyncRun.system == system)
-            .order_by(SyncRun.started_at.desc())
-            .limit(1)
-        )
-
-
-def _run_started_after(
-    sessions: sessionmaker[Session], system: str, after: Any
-) -> dict[str, Any] | None:
-    query = select(SyncRun).where(SyncRun.system == system)
-    if after is not None:
-        query = query.where(SyncRun.started_at > after)
-    with sessions() as session:
-        row = session.scalars(query.order_by(SyncRun.started_at.desc()).limit(1)).first()
-        return None if row is None else listings.sync_run_document(row)
-
-
-__all__ = ["ApiServices", "Caller", "LockHeld"]
+__all__ = ["ApiServices", "Caller", "SyncInProgress"]

@@ -14,7 +14,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from adapter.api import observability
 from adapter.api.listings import AuditFilter
-from adapter.api.services import ApiServices, Caller, SyncDidNotStart
+from adapter.api.rate_limits import NikQueryLimiter, RateLimited
+from adapter.api.services import ApiServices, Caller, SyncInProgress
 from adapter.api.spec import RequestChecker, RequestProblem
 from adapter.apply import RecordRefused
 from adapter.auth import scopes
@@ -32,7 +33,6 @@ from adapter.clients.http import verify_from
 from adapter.errors import AdapterError
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import Settings
-from adapter.store.locks import LockHeld
 from adapter.webhooks.event_admin import (
     EventFilter,
     EventNotFailed,
@@ -52,6 +52,7 @@ log = logging.getLogger("adapter.api")
 EXTENSION: Final = "hf_api"
 EVENTS: Final = "hf_webhook_event_admin"
 CHECKER: Final = "hf_api_checker"
+NIK_QUERIES: Final = "hf_nik_query_limiter"
 PROBLEM_JSON: Final = "application/problem+json"
 # Every request body of this API is a few fields; anything bigger is refused unread.
 MAX_BODY_BYTES: Final = 16 * 1024
@@ -87,6 +88,7 @@ def init_app(app: Flask, services: Services, events: WebhookEventAdmin) -> None:
     app.extensions[EXTENSION] = services.api
     app.extensions[EVENTS] = events
     app.extensions[CHECKER] = RequestChecker()
+    app.extensions[NIK_QUERIES] = NikQueryLimiter(services.settings.nik_search_rate_limit)
     observability.init_app(app)
     app.register_blueprint(blueprint)
 
@@ -115,7 +117,8 @@ def list_health_workers() -> Response:
 @auth_web.require_scope(READ)
 def search_health_workers_by_nik() -> Response:
     body = _body("searchHealthWorkersByNik")
-    return jsonify(data=_services().find_worker_by_nik(_caller(), body["nik"]))
+    caller = _nik_query_caller()
+    return jsonify(data=_services().find_worker_by_nik(caller, body["nik"]))
 
 
 @blueprint.get("/health-workers/<uuid:worker_id>")
@@ -130,7 +133,10 @@ def get_health_worker(worker_id: uuid.UUID) -> Response:
 def list_identity_findings() -> Response:
     query = _query("listIdentityFindings")
     page = _services().findings(
-        cursor=query["cursor"], limit=query["limit"], open_only=query["open_only"]
+        cursor=query["cursor"],
+        limit=query["limit"],
+        open_only=query["open_only"],
+        rule=query["rule"],
     )
     return _page(page, query["limit"])
 
@@ -139,7 +145,8 @@ def list_identity_findings() -> Response:
 @auth_web.require_scope(READ)
 def lookup_registration() -> Response:
     body = _body("lookupRegistration")
-    result = _services().lookup(_caller(), str_number=body.get("str_number"), nik=body.get("nik"))
+    caller = _caller() if body.get("nik") is None else _nik_query_caller()
+    result = _services().lookup(caller, str_number=body.get("str_number"), nik=body.get("nik"))
     age = result.answer.age_s()
     return jsonify(
         live=result.answer.live,
@@ -297,6 +304,13 @@ def _caller() -> Caller:
     )
 
 
+def _nik_query_caller() -> Caller:
+    """The caller of a NIK query, once the per-caller rate limit lets it through."""
+    caller = _caller()
+    cast(NikQueryLimiter, current_app.extensions[NIK_QUERIES]).hit(caller.subject, caller.client_id)
+    return caller
+
+
 def _query(operation_id: str) -> dict[str, Any]:
     checker = cast(RequestChecker, current_app.extensions[CHECKER])
     return checker.query(operation_id, request.args.to_dict(flat=False))
@@ -347,10 +361,10 @@ _STATUS: Final[tuple[tuple[type[AdapterError], int], ...]] = (
     (EventNotFound, 404),
     (EventNotFailed, 409),
     (InvalidPurgeReason, 422),
-    (LockHeld, 409),
+    (SyncInProgress, 409),
     (ConnectionDisabled, 409),
-    (SyncDidNotStart, 503),
     (RecordRefused, 502),
+    (RateLimited, 429),
 )
 
 
@@ -377,7 +391,12 @@ def _problem_of(error: AdapterError) -> Response:
     }
     if errors:
         body["errors"] = errors
+    if isinstance(error, SyncInProgress):  # the run that answers the request instead
+        body["run_id"] = str(error.run_id)
+        body["run_status"] = error.status
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after_s)
     return response

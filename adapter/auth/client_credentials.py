@@ -7,7 +7,6 @@ before it expires, or at once after the callee refused it (`invalidate`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -17,6 +16,8 @@ import httpx
 
 from adapter.auth.discovery import OidcDiscovery, default_http_client
 from adapter.auth.errors import ClientCredentialsError, ProviderError
+from adapter.auth.token_cache import AccessTokenCache
+from adapter.observability.tracing import inject
 
 log = logging.getLogger("adapter.auth")
 
@@ -46,11 +47,9 @@ class ClientCredentialsToken:
         self.scopes = tuple(scopes)
         self.resource = resource
         self._http = http if http is not None else httpx.Client(timeout=TOKEN_TIMEOUT_S)
-        self._renew_before_s = renew_before_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._renew_at = 0.0
+        self._cache = AccessTokenCache(
+            self._request_token, renew_before_s=renew_before_s, clock=clock
+        )
         self.fetch_count = 0
 
     @classmethod
@@ -88,25 +87,14 @@ class ClientCredentialsToken:
 
     def token(self) -> str:
         """A valid access token: the cached one, or a new one when it is (nearly) expired."""
-        with self._lock:
-            if self._token is None or self._clock() >= self._renew_at:
-                token, expires_in = self._request_token()
-                self._token = token
-                # A very short-lived token (test setups) is used for half its life instead.
-                usable = expires_in - self._renew_before_s
-                self._renew_at = self._clock() + (
-                    usable if usable > expires_in / 2 else expires_in / 2
-                )
-            return self._token
+        return self._cache.get()
 
     def authorization_header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}"}
 
     def invalidate(self, token: str) -> None:
         """Forget `token` (a callee answered 401), unless another thread replaced it already."""
-        with self._lock:
-            if self._token == token:
-                self._token = None
+        self._cache.invalidate(token)
 
     def _request_token(self) -> tuple[str, float]:
         endpoint = (
@@ -128,7 +116,7 @@ class ClientCredentialsToken:
                 auth=httpx.BasicAuth(
                     _form_encode(self.client_id), _form_encode(self._client_secret)
                 ),
-                headers={"Accept": "application/json"},
+                headers=inject({"Accept": "application/json"}),
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:

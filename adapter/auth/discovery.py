@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from adapter.auth.errors import ProviderError
+from adapter.observability.tracing import SpanKind, inject, start_span
 
 log = logging.getLogger("adapter.auth")
 
@@ -40,7 +41,10 @@ def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
     Redirects are not followed and the body is read up to `MAX_DOCUMENT_BYTES` only.
     """
     try:
-        with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        with (
+            start_span(f"sso {what}", kind=SpanKind.CLIENT),
+            http.stream("GET", url, headers=inject({"Accept": "application/json"})) as response,
+        ):
             if response.status_code != 200:
                 raise ProviderError(f"{what}: the SSO answered HTTP {response.status_code}")
             body = bytearray()

@@ -66,7 +66,7 @@ class OpenApiContract:
             spec = yaml.safe_load(fh)
         return cls(system, spec)
 
-    def _schema(self, operation_id: str, status: int) -> dict[str, Any]:
+    def _response(self, operation_id: str, status: int) -> dict[str, Any]:
         responses = self._responses.get(operation_id)
         if responses is None:
             raise KeyError(f"{self.system} contract has no operation {operation_id!r}")
@@ -78,11 +78,42 @@ class OpenApiContract:
                 system=self.system,
                 operation=operation_id,
             )
+        documented: dict[str, Any] = response
+        return documented
+
+    def _schema(self, operation_id: str, status: int) -> dict[str, Any]:
+        response = self._response(operation_id, status)
         for media_type, content in (response.get("content") or {}).items():
             if media_type.split(";")[0].strip().endswith("json") and "schema" in content:
                 schema: dict[str, Any] = content["schema"]
                 return schema
         return _ANY_BODY  # no JSON body documented for this status: anything parseable passes
+
+    def check_media_type(self, operation_id: str, status: int, content_type: str | None) -> None:
+        """Raise `ContractViolation` unless `content_type` is one the contract documents for
+        the `status` answer of the operation (parameters such as ``charset`` aside).
+
+        A status documented without a body takes any. The value is not repeated in the
+        message beyond its media type, which is cut to a sane length.
+        """
+        documented = self._media_types(operation_id, status)
+        if not documented:
+            return
+        media_type = (content_type or "").split(";", 1)[0].strip().lower()
+        if media_type in documented:
+            return
+        shown = media_type[:60] or "(none)"
+        raise ContractViolation(
+            f"{status} response has Content-Type {shown}; the contract documents "
+            f"{', '.join(sorted(documented))}",
+            system=self.system,
+            operation=operation_id,
+            status=status,
+        )
+
+    def _media_types(self, operation_id: str, status: int) -> frozenset[str]:
+        content = self._response(operation_id, status).get("content") or {}
+        return frozenset(str(media_type).lower() for media_type in content)
 
     def validate(self, operation_id: str, status: int, body: Any) -> None:
         """Raise `ContractViolation` unless `body` is a valid `status` answer of the operation."""

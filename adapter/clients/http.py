@@ -15,7 +15,7 @@ import httpx
 from adapter.clients.contract import OpenApiContract, decode_json
 from adapter.clients.errors import ContractViolation
 from adapter.clients.policy import ResilientCaller
-from adapter.clients.tracing import active_or_new_trace_id, traceparent
+from adapter.observability.tracing import SpanKind, inject, start_span
 
 if TYPE_CHECKING:
     from adapter.settings import Settings
@@ -156,21 +156,25 @@ class JsonExchange:
         With `items_unchecked` (list answers) the records under ``data`` are left for the
         caller to check one by one; everything around them is validated as usual.
         """
-        trace_id = active_or_new_trace_id()
 
         def send() -> httpx.Response:
-            # Built per attempt: each attempt is its own span of the same trace.
-            request = self.http.build_request(
-                method,
-                path,
-                headers={**(headers or {}), "traceparent": traceparent(trace_id)},
-                params=dict(params) if params else None,
-                json=json,
-                data=data,
-            )
-            return self._bounded(operation, self.http.send(request, stream=True))
+            # Each attempt is a client span of the current trace, its `traceparent` sent along.
+            with start_span(f"{self.system} {operation}", kind=SpanKind.CLIENT):
+                request = self.http.build_request(
+                    method,
+                    path,
+                    headers=inject({**(headers or {})}),
+                    params=dict(params) if params else None,
+                    json=json,
+                    data=data,
+                )
+                return self._bounded(operation, self.http.send(request, stream=True))
 
         response = self.caller.call(operation, send)
+        # JSON under another label (text/plain, text/html from a proxy) is refused, not guessed.
+        self.contract.check_media_type(
+            operation, response.status_code, response.headers.get("Content-Type")
+        )
         body = decode_json(self.system, operation, response)
         if items_unchecked:
             self.contract.validate_envelope(operation, response.status_code, body)

@@ -6,21 +6,18 @@ Every client sends its requests through a `ResilientCaller`; nothing else retrie
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 import httpx
 import structlog
 import tenacity
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from adapter.clients.errors import (
     AuthenticationFailed,
@@ -33,6 +30,8 @@ from adapter.clients.errors import (
     UpstreamUnavailable,
 )
 from adapter.errors import ConfigurationError
+from adapter.observability.metric_sets import MetricSet
+from retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -94,26 +93,6 @@ class RetryPolicy:
         """The jittered wait before retry `retry_number` (1 for the first retry)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry_number - 1))
         return ceiling * draw()
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delay-seconds or an HTTP date), or ``None``.
-
-    A date in the past is 0; an unparseable value is ``None`` (the policy's own backoff applies).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
-        when = when.replace(tzinfo=UTC)
-    current = now if now is not None else datetime.now(UTC)
-    return max(0.0, (when - current).total_seconds())
 
 
 class RetryBudget:
@@ -229,14 +208,9 @@ class CircuitBreaker:
 # -- metrics -------------------------------------------------------------------------------------
 
 
-class ClientMetrics:
+class ClientMetrics(MetricSet):
     """Prometheus metrics about external calls. Labels are the system, the operationId and a
     status class, never a URL or a value from a request."""
-
-    _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = (
-        weakref.WeakKeyDictionary()
-    )
-    _by_registry_lock = threading.Lock()
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram(
@@ -273,14 +247,8 @@ class ClientMetrics:
         )
 
     @classmethod
-    def for_registry(cls, registry: CollectorRegistry | None = None) -> ClientMetrics:
-        """The metrics registered in `registry` (the default one when ``None``), made once."""
-        target = registry if registry is not None else REGISTRY
-        with cls._by_registry_lock:
-            metrics = cls._by_registry.get(target)
-            if metrics is None:
-                metrics = cls._by_registry[target] = cls(target)
-            return metrics
+    def register(cls, registry: CollectorRegistry) -> ClientMetrics:
+        return cls(registry)
 
     def track_breaker(self, breaker: CircuitBreaker) -> None:
         # Read at scrape time, so the open → half-open transition (a matter of time) shows too.
@@ -489,6 +457,5 @@ __all__ = [
     "RetryPolicy",
     "disable_retries",
     "error_for_response",
-    "parse_retry_after",
     "retries_enabled",
 ]

@@ -25,11 +25,12 @@ from typing import Any, Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from adapter.clients.tracing import current_trace_id
 from adapter.errors import AdapterError
+from adapter.observability.tracing import current_trace_id
 from adapter.store.crypto import Key, KeyRing
 from adapter.store.database import AUDIT_KEYS_INFO
 from adapter.store.models import AUDIT_GENESIS, AuditChainHead, AuditEvent
+from adapter.store.personal_fields import PERSONAL_FIELDS
 
 _VERIFY_BATCH: Final = 5_000
 # Domain separation: an entry's MAC can never pass for an anchor's, nor the other way round.
@@ -88,9 +89,14 @@ def record_audit(
 ) -> AuditEvent:
     """Append one entry in `session`'s transaction. `detail` holds ids and counts only.
 
+    `fields` are names from `adapter.store.personal_fields` (the log redaction covers the same).
     `session` must come from a factory made with the audit keys
     (``database.session_factory(engine, audit_keys=...)``, as the composition root does).
     """
+    named = sorted(set(fields))
+    unknown = set(named) - PERSONAL_FIELDS
+    if unknown:
+        raise ValueError(f"not personal fields: {', '.join(sorted(unknown))}")
     key = audit_keys(session).active
     # Taking the head first (a row lock on PostgreSQL, the write lock on SQLite) orders the
     # appenders; it is released when the caller's transaction ends. Only the database moves
@@ -113,9 +119,9 @@ def record_audit(
         action=action,
         resource_type=resource_type,
         resource_id=resource_id,
-        fields=json.dumps(sorted(set(fields))) if fields else None,
+        fields=json.dumps(named) if named else None,
         outcome=outcome,
-        trace_id=current_trace_id.get(),
+        trace_id=current_trace_id(),
         detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str),
         prev_hash=head_hash,
         key_id=key.kid,

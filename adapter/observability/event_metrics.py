@@ -6,11 +6,12 @@ an id or personal data. deploy/prometheus/alerts.yml alerts on these names.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from adapter.observability.metric_sets import MetricSet
 
 # From "a few milliseconds behind" to "an hour late" (retries and outages sit in the tail).
 LAG_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -18,7 +19,7 @@ RECEIVE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 @dataclass(frozen=True)
-class EventMetrics:
+class EventMetrics(MetricSet):
     received: Counter
     rejected: Counter
     receive_duration: Histogram
@@ -33,102 +34,88 @@ class EventMetrics:
     end_to_end_lag: Histogram
 
     @classmethod
-    def for_registry(cls, registry: CollectorRegistry | None = None) -> EventMetrics:
-        """The metrics registered once per registry (the default one unless given)."""
-        target = registry if registry is not None else REGISTRY
-        with _registered_lock:
-            existing = _registered.get(target)
-            if existing is None:
-                existing = _registered[target] = cls._create(target)
-            return existing
-
-    @classmethod
-    def _create(cls, target: CollectorRegistry) -> EventMetrics:
+    def register(cls, registry: CollectorRegistry) -> EventMetrics:
         return cls(
             received=Counter(
                 "hf_webhooks_received",
                 "Webhooks accepted, by source and result (accepted = new event, "
                 "duplicate = an event id already in the inbox, answered 2xx with no effect).",
                 ["source", "result"],
-                registry=target,
+                registry=registry,
             ),
             rejected=Counter(
                 "hf_webhooks_rejected",
                 "Webhooks refused with a 4xx, by source and reason (signature, timestamp, "
                 "too_large, content_type, headers, json, schema, ...). Nothing was stored.",
                 ["source", "reason"],
-                registry=target,
+                registry=registry,
             ),
             receive_duration=Histogram(
                 "hf_webhook_receive_duration_seconds",
                 "Time to verify, store and publish one webhook (the receiver's answer time).",
                 ["source"],
                 buckets=RECEIVE_BUCKETS,
-                registry=target,
+                registry=registry,
             ),
             published=Counter(
                 "hf_events_published",
                 "Event messages the broker confirmed, by path (receiver = right after the "
                 "inbox commit, relay = the outbox relay, replay = an operator's replay).",
                 ["path"],
-                registry=target,
+                registry=registry,
             ),
             publish_failures=Counter(
                 "hf_event_publish_failures",
                 "Publishes that failed (broker unreachable or no confirm); the outbox relay "
                 "publishes those events later.",
                 ["path"],
-                registry=target,
+                registry=registry,
             ),
             processed=Counter(
                 "hf_events_processed",
                 "Events the worker finished, by source, event type and outcome (created, "
-                "updated, unchanged, ignored, retry, failed, skipped).",
+                "updated, unchanged, ignored, retry, held, failed, skipped).",
                 ["source", "type", "outcome"],
-                registry=target,
+                registry=registry,
             ),
             retries=Counter(
                 "hf_event_retries",
                 "Event attempts that failed transiently and were scheduled again, by reason.",
                 ["source", "reason"],
-                registry=target,
+                registry=registry,
             ),
             dead_letters=Counter(
                 "hf_event_dead_letters",
                 "Events dead-lettered (state failed): retries exhausted, a permanent error, or "
                 "the delivery limit reached. Alert rules fire on its increase.",
                 ["source", "reason"],
-                registry=target,
+                registry=registry,
             ),
             alerts=Counter(
                 "hf_event_alerts",
                 "Dead-letter alerts sent to ALERT_WEBHOOK_URL, by result (sent, failed).",
                 ["result"],
-                registry=target,
+                registry=registry,
             ),
             queue_depth=Gauge(
                 "hf_event_queue_depth",
                 "Events waiting, by queue: inbox_pending, outbox_unpublished, failed (the "
                 "dead letters in the inbox), and the broker's own queues when it reports them.",
                 ["queue"],
-                registry=target,
+                registry=registry,
             ),
             event_age=Histogram(
                 "hf_event_age_seconds",
                 "Time from receiving a webhook to a worker starting on it (queueing delay).",
                 ["source"],
                 buckets=LAG_BUCKETS,
-                registry=target,
+                registry=registry,
             ),
             end_to_end_lag=Histogram(
                 "hf_event_end_to_end_lag_seconds",
                 "Time from the change at the source (occurred_at) to its commit in the store.",
                 ["source"],
                 buckets=LAG_BUCKETS,
-                registry=target,
+                registry=registry,
             ),
         )
-
-
-_registered: dict[CollectorRegistry, EventMetrics] = {}
-_registered_lock = threading.Lock()

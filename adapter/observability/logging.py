@@ -1,9 +1,9 @@
 """Structured logs: structlog for our lines, stdlib logging routed through the same processors.
 
 `LOG_FORMAT=json` (the default when stderr is not a terminal) writes one JSON object per line;
-`console` writes readable lines. Every line carries the active trace id. A last processor
-redacts what must never be logged: values under personal-data or secret keys, and anything in
-a message that looks like a NIK (16 digits) or a bearer token.
+`console` writes readable lines. Every line written inside a span carries its `trace_id` and
+`span_id`. A last processor redacts what must never be logged: values under personal-data or
+secret keys, and anything in a message that looks like a NIK (16 digits) or a bearer token.
 """
 
 from __future__ import annotations
@@ -18,25 +18,13 @@ from typing import Any, Final
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-from adapter.clients.tracing import current_trace_id
+from adapter.observability.tracing import current_ids
+from adapter.store.personal_fields import PERSONAL_FIELDS
 
 REDACTED: Final = "[redacted]"
-# Keys whose values are personal data or secrets, wherever they appear in a log line.
-SENSITIVE_KEYS: Final = frozenset(
+# Keys whose values are secrets (or whole bodies, which may hold anything), wherever they appear.
+SECRET_KEYS: Final = frozenset(
     {
-        "nik",
-        "nip",
-        "full_name",
-        "gelar_depan",
-        "gelar_belakang",
-        "display_name",
-        "birth_date",
-        "birth_place",
-        "address",
-        "phone",
-        "email",
-        "ihs_number",
-        "ijazah_no",
         "password",
         "secret",
         "client_secret",
@@ -49,6 +37,8 @@ SENSITIVE_KEYS: Final = frozenset(
         "body",
     }
 )
+# Keys whose values are redacted: every personal field and every secret.
+SENSITIVE_KEYS: Final = PERSONAL_FIELDS | SECRET_KEYS
 _NIK_LIKE: Final = re.compile(r"(?<!\d)\d{16}(?!\d)")
 _BEARER: Final = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _WHSEC: Final = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")
@@ -80,10 +70,12 @@ def redact(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
-def add_trace_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    trace_id = current_trace_id.get()
-    if trace_id is not None:
-        event_dict.setdefault("trace_id", trace_id)
+def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """The current span's ids, so a line can be found from a trace and a trace from a line."""
+    ids = current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids.trace_id)
+        event_dict.setdefault("span_id", ids.span_id)
     return event_dict
 
 
@@ -124,7 +116,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        add_trace_id,
+        add_trace_context,
     ]
     renderer: Processor = (
         structlog.processors.JSONRenderer()

@@ -7,19 +7,19 @@ external-call metrics (latency, status, retries, breaker) live with the clients
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from adapter.observability.metric_sets import MetricSet
 from adapter.store.models import CONNECTION_STATUSES
 
 SYNC_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
 @dataclass(frozen=True)
-class SyncMetrics:
+class SyncMetrics(MetricSet):
     runs: Counter
     records: Counter
     findings: Counter
@@ -29,62 +29,52 @@ class SyncMetrics:
     lookups: Counter
 
     @classmethod
-    def for_registry(cls, registry: CollectorRegistry | None = None) -> SyncMetrics:
-        """The metrics registered once per registry (the default one unless given)."""
-        target = registry if registry is not None else REGISTRY
-        with _registered_lock:
-            existing = _registered.get(target)
-            if existing is None:
-                existing = _registered[target] = cls._create(target)
-            return existing
-
-    @classmethod
-    def _create(cls, target: CollectorRegistry) -> SyncMetrics:
+    def register(cls, registry: CollectorRegistry) -> SyncMetrics:
         return cls(
             runs=Counter(
                 "hf_sync_runs",
                 "Batch sync runs by system, mode and final status.",
                 ["system", "mode", "status"],
-                registry=target,
+                registry=registry,
             ),
             records=Counter(
                 "hf_sync_records",
                 "Records handled by batch syncs, by outcome "
                 "(created, updated, unchanged, rejected).",
                 ["system", "outcome"],
-                registry=target,
+                registry=registry,
             ),
             findings=Counter(
                 "hf_sync_identity_findings",
                 "Identity findings (KKI and SISDMK disagree) opened by batch syncs.",
                 ["system"],
-                registry=target,
+                registry=registry,
             ),
             duration=Histogram(
                 "hf_sync_duration_seconds",
                 "Wall time of batch sync runs.",
                 ["system", "status"],
                 buckets=SYNC_BUCKETS,
-                registry=target,
+                registry=registry,
             ),
             last_success=Gauge(
                 "hf_sync_last_success_timestamp_seconds",
                 "Unix time the last successful batch sync of the system finished.",
                 ["system"],
-                registry=target,
+                registry=registry,
             ),
             connection_status=Gauge(
                 "hf_connection_status",
                 "1 for the current status of each external system's connection, 0 otherwise.",
                 ["system", "status"],
-                registry=target,
+                registry=registry,
             ),
             lookups=Counter(
                 "hf_live_lookups",
                 "Live look-ups by system and how they were answered "
                 "(live, stale = stored copy because the system was unreachable, miss).",
                 ["system", "answer"],
-                registry=target,
+                registry=registry,
             ),
         )
 
@@ -93,7 +83,3 @@ class SyncMetrics:
             self.connection_status.labels(system, candidate).set(
                 1.0 if candidate == status else 0.0
             )
-
-
-_registered: dict[CollectorRegistry, SyncMetrics] = {}
-_registered_lock = threading.Lock()

@@ -34,10 +34,10 @@ from adapter.clients.errors import (
 )
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
-from adapter.clients.tracing import trace
 from adapter.errors import AdapterError
 from adapter.observability.audit import WORKER
 from adapter.observability.event_metrics import EventMetrics
+from adapter.observability.tracing import SpanKind, start_span
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
@@ -111,8 +111,8 @@ class EventProcessor:
             if event.state != "pending":
                 return Verdict("skip", f"already_{event.state}")
             session.expunge(event)
-        trace_id = _trace_id(event.traceparent)
-        with trace(trace_id):
+        # The trace the webhook's request started (its `traceparent` was stored with the event).
+        with start_span(f"process {event.event_type}", event.traceparent, kind=SpanKind.CONSUMER):
             self._metrics.event_age.labels(event.source).observe(
                 max(0.0, (now() - event.received_at).total_seconds())
             )
@@ -349,10 +349,3 @@ def _describe(error: UpstreamError) -> str:
 
 def _bounded(text: str) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
-
-
-def _trace_id(traceparent: str | None) -> str | None:
-    if not traceparent:
-        return None
-    parts = traceparent.split("-")
-    return parts[1] if len(parts) == 4 else None

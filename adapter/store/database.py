@@ -27,8 +27,9 @@ from adapter.store.crypto import KeyRing
 from adapter.store.models import Base
 
 MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
-# PostgreSQL: a small pool per process (serve and worker scale by processes, DESIGN.md),
-# pre-ping so a restarted server or a dropped idle connection costs a retry, not an error.
+# PostgreSQL: a small pool per process (serve and worker scale by processes; docs/architecture.md,
+# "Processes and scaling"), pre-ping so a restarted server or a dropped idle connection costs a
+# retry, not an error.
 PG_POOL_SIZE: Final = 5
 PG_MAX_OVERFLOW: Final = 10
 PG_POOL_TIMEOUT_S: Final = 30

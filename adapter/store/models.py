@@ -1,4 +1,4 @@
-"""The canonical health-workforce model (DOMAIN.md §7) as typed SQLAlchemy tables.
+"""The canonical health-workforce model (docs/architecture.md) as typed SQLAlchemy tables.
 
 Personal columns are `EncryptedToken`: they hold only ``v1.<kid>.<...>`` field tokens, encrypted by
 the repositories with the row's id bound in; the column type refuses anything else.
@@ -32,6 +32,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from adapter.merge.documents import IDENTITY_FIELDS
+from adapter.merge.rules import RULES, Rule
 from adapter.store.crypto import TOKEN_VERSION
 
 NAMING_CONVENTION: Final = {
@@ -53,7 +55,6 @@ SKP_DOMAINS: Final = ("pembelajaran", "pelayanan", "pengabdian")
 TRAINING_SOURCES: Final = ("PLATARAN_SEHAT", "OTHER")
 EDUCATION_LEVELS: Final = ("D3", "D4", "S1", "PROFESI", "SP", "SUBSP", "S2", "S3")
 END_REASONS: Final = ("MUTASI", "PENSIUN", "RESIGN", "MENINGGAL", "KONTRAK_HABIS")
-IDENTITY_FIELDS: Final = ("full_name", "gelar_depan", "gelar_belakang", "birth_date", "gender")
 SYNC_MODES: Final = ("full", "incremental")
 SYNC_STATUSES: Final = ("running", "succeeded", "failed")
 CONNECTION_STATUSES: Final = ("unknown", "healthy", "degraded", "down")
@@ -108,9 +109,13 @@ class Base(DeclarativeBase):
     }
 
 
-def _one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
+def _in(column: str, values: tuple[str, ...]) -> str:
     allowed = ", ".join(f"'{value}'" for value in values)
-    condition = f"{column} IN ({allowed})"
+    return f"{column} IN ({allowed})"
+
+
+def _one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
+    condition = _in(column, values)
     if nullable:
         condition = f"{column} IS NULL OR {condition}"
     return CheckConstraint(condition, name=column)
@@ -363,33 +368,49 @@ class Facility(Provenance, Timestamps, Base):
 
 
 class IdentityFinding(Base):
-    """KKI and SISDMK disagree on one identity field of a person; both kept, neither shown.
+    """Something wrong with a person's records, both kept as the sources sent them, neither shown.
 
-    Only keyed digests of the two values are stored (``None`` when the source has no value),
-    so the finding can be compared and resolved without holding either value in clear.
+    `rule` says what: ``identity_mismatch`` (KKI and SISDMK disagree on one identity `field`;
+    only keyed digests of the two values are stored, ``None`` when a source has no value) or a
+    domain rule the record `source_system`/`source_id` breaks at `field` (an STR's or SIP's
+    term, a NIK against the birth date or sex; see `adapter.merge.rules`). Resolved when a
+    later version of the records no longer shows it.
     """
 
     __tablename__ = "identity_findings"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(String(32))
     worker_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("health_workers.id", ondelete="CASCADE"), index=True
     )
     # Never loaded by the code; tells the unit of work to insert the worker first.
     _worker: Mapped[HealthWorker] = relationship(lazy="raise")
-    registration_id: Mapped[uuid.UUID] = mapped_column(
+    # None for a rule a SISDMK worker record breaks.
+    registration_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("registrations.id", ondelete="CASCADE"), index=True
     )
     # Never loaded by the code; tells the unit of work to insert the registration first.
     _registration: Mapped[Registration] = relationship(lazy="raise")
+    # The record that breaks a domain rule: a KKI STR number or a SISDMK worker id.
+    source_system: Mapped[str | None] = mapped_column(String(16))
+    source_id: Mapped[str | None] = mapped_column(String(64))
     field: Mapped[str] = mapped_column(String(32))
     kki_digest: Mapped[str | None] = mapped_column(String(64))
     sisdmk_digest: Mapped[str | None] = mapped_column(String(64))
-    digest_kid: Mapped[str] = mapped_column(String(32))
+    digest_kid: Mapped[str | None] = mapped_column(String(32))
     detected_at: Mapped[dt.datetime]
     resolved_at: Mapped[dt.datetime | None]
 
-    __table_args__ = (_one_of("field", IDENTITY_FIELDS), Index(None, "resolved_at"))
+    __table_args__ = (
+        _one_of("rule", RULES),
+        _one_of("source_system", SYSTEMS, nullable=True),
+        CheckConstraint(
+            f"rule <> '{Rule.IDENTITY_MISMATCH}' OR {_in('field', IDENTITY_FIELDS)}",
+            name="field",
+        ),
+        Index(None, "resolved_at"),
+    )
 
 
 class SyncRun(Base):
@@ -408,10 +429,13 @@ class SyncRun(Base):
     updated: Mapped[int] = mapped_column(server_default="0")
     unchanged: Mapped[int] = mapped_column(server_default="0")
     rejected: Mapped[int] = mapped_column(server_default="0")
-    # Identity findings (KKI and SISDMK disagree) this run opened.
+    # Findings (identity mismatches, broken domain rules) opened while this run ran.
     findings: Mapped[int] = mapped_column(server_default="0")
     # What went wrong, for operators; never personal data or a secret.
     error: Mapped[str | None] = mapped_column(Text)
+    # Set on a run requested through the API: when, and by whom (the token's subject id).
+    requested_at: Mapped[dt.datetime | None]
+    requested_by: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         _one_of("system", SYSTEMS),
@@ -419,6 +443,25 @@ class SyncRun(Base):
         _one_of("status", SYNC_STATUSES),
         Index(None, "system", "started_at"),
     )
+
+
+class SyncRequest(Base):
+    """A sync run asked for through the API that the scheduler has not started yet.
+
+    The system is the key: one request waits per system at most. The scheduler deletes the
+    row in the transaction that creates the run's `SyncRun` (with the same id, `run_id`).
+    """
+
+    __tablename__ = "sync_requests"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    full: Mapped[bool]
+    requested_at: Mapped[dt.datetime]
+    # The access token's subject: an id, never a name.
+    requested_by: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (_one_of("system", SYSTEMS),)
 
 
 class SyncCheckpoint(Base):

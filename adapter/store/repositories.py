@@ -1,29 +1,53 @@
 """Idempotent upserts of source documents into the store, and decrypted reads of a worker.
 
 Repositories work inside the caller's session and never commit: a batch sync commits once per
-page, together with its checkpoint. Personal fields are encrypted here, bound to the row's id.
+page, together with its checkpoint. What a document changes is decided by `adapter.merge`
+(pure); here the rows are loaded and locked, decrypted for the merge, then written encrypted,
+personal fields bound to the row's id.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
-from adapter.errors import AdapterError
+from adapter.merge.documents import (
+    EducationValues,
+    EmploymentValues,
+    Identity,
+    KkiRegistration,
+    SisdmkWorker,
+    canonical_json,
+)
+from adapter.merge.findings import FindingChanges, StoredFinding
+from adapter.merge.plans import (
+    IdentityConflictError as IdentityConflictError,  # re-exported: callers catch it from here
+)
+from adapter.merge.plans import (
+    KkiChanges,
+    LinkedRegistration,
+    Provenance,
+    StoredRegistration,
+    StoredWorker,
+    WorkerWrite,
+    held,
+    merge_kki,
+    merge_sisdmk,
+    sisdmk_target,
+)
+from adapter.merge.plans import UpsertResult as UpsertResult  # re-exported, as above
+from adapter.merge.rules import Rule
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields, encrypt_fields
 from adapter.store.models import (
-    IDENTITY_FIELDS,
     CpdSummary,
     Education,
     Employment,
@@ -34,39 +58,12 @@ from adapter.store.models import (
     Registration,
     Training,
 )
+from adapter.store.personal_fields import WORKER_PERSONAL_FIELDS
 
-WORKER_PERSONAL_COLUMNS: Final = (
-    "nik",
-    "full_name",
-    "gelar_depan",
-    "gelar_belakang",
-    "birth_date",
-    "birth_place",
-    "address",
-    "phone",
-    "email",
-    "ihs_number",
-    "nip",
-)
+WORKER_PERSONAL_COLUMNS: Final = WORKER_PERSONAL_FIELDS
 _NIK: Final = "nik"
 _PAYLOAD: Final = "payload"
 _Query = TypeVar("_Query", bound=Select[Any])
-
-
-class UpsertResult(enum.StrEnum):
-    """What an upsert did; a batch sync counts these (superseded with unchanged)."""
-
-    CREATED = "created"
-    UPDATED = "updated"
-    UNCHANGED = "unchanged"
-    # The store holds a newer version than the document: nothing was written.
-    SUPERSEDED = "superseded"
-
-
-class IdentityConflictError(AdapterError):
-    """A source record would give a person the NIK another stored person already has."""
-
-    default_reason = "identity_conflict"
 
 
 @dataclass(frozen=True)
@@ -129,6 +126,10 @@ class _PageRows:
     str_known: set[str] = dataclasses.field(default_factory=set)
     registrations_of: dict[uuid.UUID, list[Registration]] = dataclasses.field(default_factory=dict)
     findings_of: dict[uuid.UUID, list[IdentityFinding]] = dataclasses.field(default_factory=dict)
+    # Findings on a worker's SISDMK record (no registration), loaded by `prefetch_sisdmk`.
+    record_findings_of: dict[uuid.UUID, list[IdentityFinding]] = dataclasses.field(
+        default_factory=dict
+    )
     # Rows created in this page: they have no children to delete yet.
     new_rows: set[uuid.UUID] = dataclasses.field(default_factory=set)
 
@@ -147,6 +148,7 @@ class _PageRows:
     def add_worker(self, worker: HealthWorker) -> None:
         self.new_rows.add(worker.id)
         self.registrations_of[worker.id] = []
+        self.record_findings_of[worker.id] = []
 
     def add_registration(self, registration: Registration) -> None:
         self.new_rows.add(registration.id)
@@ -207,7 +209,7 @@ class HealthWorkerRepository:
         ids = {uuid.UUID(str(doc["worker_id"])) for doc in docs if _has(doc, "worker_id")}
         niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
         self._begin_write()
-        self._load_workers(ids, niks)
+        self._load_workers(ids, niks, record_findings=True)
 
     def prefetch_kki(self, docs: Sequence[Mapping[str, Any]]) -> None:
         """Load the registrations and workers (with their open findings) KKI `docs` touch."""
@@ -226,7 +228,9 @@ class HealthWorkerRepository:
         rows.str_known |= numbers
         self._load_workers(set(), niks)
 
-    def _load_workers(self, sisdmk_ids: set[uuid.UUID], niks: set[str]) -> None:
+    def _load_workers(
+        self, sisdmk_ids: set[uuid.UUID], niks: set[str], *, record_findings: bool = False
+    ) -> None:
         rows = self._rows
         workers = list(
             self._session.scalars(
@@ -264,7 +268,19 @@ class HealthWorkerRepository:
                 IdentityFinding.resolved_at.is_(None),
             )
         ):
-            rows.findings_of[finding.registration_id].append(finding)
+            if finding.registration_id is not None:  # always: selected by registration
+                rows.findings_of[finding.registration_id].append(finding)
+        if record_findings:
+            for worker_id in worker_ids:
+                rows.record_findings_of.setdefault(worker_id, [])
+            for finding in self._session.scalars(
+                select(IdentityFinding).where(
+                    IdentityFinding.worker_id.in_(worker_ids),
+                    IdentityFinding.registration_id.is_(None),
+                    IdentityFinding.resolved_at.is_(None),
+                )
+            ):
+                rows.record_findings_of[finding.worker_id].append(finding)
 
     def _worker_by_sisdmk_id(self, sisdmk_id: uuid.UUID) -> HealthWorker | None:
         if sisdmk_id in self._rows.sisdmk_known:
@@ -293,6 +309,21 @@ class HealthWorkerRepository:
             return [r for r in cached if r.worker_id == worker.id]
         return list(
             self._session.scalars(select(Registration).where(Registration.worker_id == worker.id))
+        )
+
+    def _open_record_findings_of(self, worker: HealthWorker) -> list[IdentityFinding]:
+        """The open findings on the worker's SISDMK record (none has a registration)."""
+        cached = self._rows.record_findings_of.get(worker.id)
+        if cached is not None:
+            return [f for f in cached if f.resolved_at is None]
+        return list(
+            self._session.scalars(
+                select(IdentityFinding).where(
+                    IdentityFinding.worker_id == worker.id,
+                    IdentityFinding.registration_id.is_(None),
+                    IdentityFinding.resolved_at.is_(None),
+                )
+            )
         )
 
     def _open_findings_of(self, registration: Registration) -> list[IdentityFinding]:
@@ -387,64 +418,44 @@ class HealthWorkerRepository:
         self._begin_write()
         worker = self._worker_by_sisdmk_id(sisdmk_id)
         nik_bidx = self._nik_digest(doc["nik"])
-        if worker is not None and (held := _held(worker, version, payload_hash)) is not None:
-            return held
+        if (
+            worker is not None
+            and (outcome := held(worker.source_version, worker.payload_hash, version, payload_hash))
+            is not None
+        ):
+            return outcome
         by_nik = self._worker_by_nik_digest(nik_bidx)
+        target = sisdmk_target(sisdmk_id, _stored_worker(worker), _stored_worker(by_nik))
         if worker is None:
-            # A person KKI told us about first keeps their id; SISDMK now owns their identity.
-            worker = by_nik
-        elif by_nik is not None and by_nik.id != worker.id:
-            raise IdentityConflictError(
-                f"SISDMK worker {sisdmk_id} now has the NIK of stored worker {by_nik.id}; "
-                "quarantine it and merge the two by hand"
-            )
-        result = UpsertResult.UPDATED
+            worker = by_nik  # the person KKI told us about first, or nobody
+
+        document = SisdmkWorker.from_document(doc)
+        registrations = [] if worker is None else self._registrations_of(worker)
+        record_findings = [] if worker is None else self._open_record_findings_of(worker)
+        findings_of = {r.id: self._open_findings_of(r) for r in registrations}
+        changes = merge_sisdmk(
+            document,
+            target=target,
+            registrations=[
+                LinkedRegistration(r.id, self._kki(r), _stored_findings(findings_of[r.id]))
+                for r in registrations
+            ],
+            open_findings=_stored_findings(record_findings),
+            fetched_at=fetched_at,
+            payload_hash=payload_hash,
+            fingerprint=self._fingerprint,
+        )
         if worker is None:
-            worker = HealthWorker(id=uuid.uuid4())
+            worker = HealthWorker(id=changes.worker.id)
             self._session.add(worker)
             self._rows.add_worker(worker)
-            result = UpsertResult.CREATED
-
-        address = doc.get("address")
-        clear: dict[str, str | None] = {
-            "nik": str(doc["nik"]),
-            "full_name": str(doc["full_name"]),
-            "gelar_depan": doc.get("gelar_depan"),
-            "gelar_belakang": doc.get("gelar_belakang"),
-            "birth_date": str(doc["birth_date"]),
-            "birth_place": doc.get("birth_place"),
-            "address": None if address is None else _canonical_json(address),
-            "phone": doc.get("phone"),
-            "email": doc.get("email"),
-            "ihs_number": doc.get("ihs_number"),
-            "nip": doc.get("nip"),
-        }
-        for column, token in encrypt_fields(
-            self._cipher, HealthWorker.__tablename__, worker.id, clear
-        ).items():
-            setattr(worker, column, token)
-        worker.nik_bidx = nik_bidx
-        worker.nik_bidx_kid = self._blind_index.kid
-        worker.gender = str(doc["gender"])
-        worker.citizenship = str(doc["citizenship"])
-        worker.profession = str(doc["profession"])
-        worker.tenaga_group = str(doc["tenaga_group"])
-        worker.province_code = None if address is None else address.get("province_code")
-        worker.regency_code = None if address is None else address.get("regency_code")
-        worker.facility_code = doc.get("facility_code")
-        worker.is_active = bool(doc["is_active"])
-        worker.sisdmk_worker_id = sisdmk_id
-        worker.identity_source = "sisdmk"
-        _set_provenance(worker, "sisdmk", str(sisdmk_id), version, fetched_at, payload_hash)
-        worker.updated_at = _now()
-        self._remember_worker(worker)
-
-        self._replace_employments(worker, doc.get("employments") or [])
-        self._replace_educations(worker, doc.get("educations") or [])
-        sisdmk_identity = _identity(clear, gender=worker.gender)
-        for registration in self._registrations_of(worker):
-            self._reconcile_identity(worker, registration, sisdmk_identity, self._kki(registration))
-        return result
+        self._write_worker(worker, changes.worker)
+        self._replace_employments(worker, changes.employments)
+        self._replace_educations(worker, changes.educations)
+        self._apply_findings(
+            changes.findings, [*record_findings, *(f for fs in findings_of.values() for f in fs)]
+        )
+        return changes.result
 
     # -- KKI --------------------------------------------------------------------------------
 
@@ -463,67 +474,45 @@ class HealthWorkerRepository:
         registration = self._registration_by_str(str_number)
         if (
             registration is not None
-            and (held := _held(registration, version, payload_hash)) is not None
+            and (
+                outcome := held(
+                    registration.source_version, registration.payload_hash, version, payload_hash
+                )
+            )
+            is not None
         ):
-            return held
+            return outcome
 
-        kki_clear: dict[str, str | None] = {
-            "full_name": str(doc["full_name"]),
-            "gelar_depan": doc.get("gelar_depan"),
-            "gelar_belakang": doc.get("gelar_belakang"),
-            "birth_date": str(doc["birth_date"]),
-        }
-        worker = self._worker_by_nik_digest(self._nik_digest(doc["nik"]))
+        document = KkiRegistration.from_document(doc)
+        worker = self._worker_by_nik_digest(self._nik_digest(document.nik))
+        sisdmk = None
+        if worker is not None and worker.identity_source == "sisdmk":
+            sisdmk = self._sisdmk_identity(worker)
+        open_findings = [] if registration is None else self._open_findings_of(registration)
+        changes = merge_kki(
+            document,
+            registration=None if registration is None else _stored_registration(registration),
+            worker=_stored_worker(worker),
+            sisdmk=sisdmk,
+            open_findings=_stored_findings(open_findings),
+            fetched_at=fetched_at,
+            payload_hash=payload_hash,
+            fingerprint=self._fingerprint,
+        )
         if worker is None:
-            worker = HealthWorker(id=uuid.uuid4(), identity_source="kki")
+            worker = HealthWorker(id=changes.registration.worker_id)
             self._session.add(worker)
             self._rows.add_worker(worker)
-        if worker.identity_source == "kki":
-            # Nobody in SISDMK yet: KKI's identity stands in until SISDMK's arrives.
-            self._fill_worker_from_kki(worker, doc, kki_clear, fetched_at, payload_hash)
-
-        result = UpsertResult.UPDATED
+        if changes.worker is not None:
+            self._write_worker(worker, changes.worker)
         if registration is None:
-            registration = Registration(id=uuid.uuid4())
+            registration = Registration(id=changes.registration.id)
             self._session.add(registration)
             self._rows.add_registration(registration)
-            result = UpsertResult.CREATED
-        certification = doc["certification"]
-        self._move_registration(registration, worker)
-        registration.str_number = str_number
-        registration.status = str(certification["status"])
-        registration.status_reason = certification.get("status_reason")
-        registration.status_changed_at = _datetime(certification["status_changed_at"])
-        registration.valid_until = _optional_date(certification.get("valid_until"))
-        registration.validated = bool(certification["validated"])
-        registration.registration_type = str(doc["registration_type"])
-        registration.profession = str(doc["profession"])
-        registration.tenaga_group = str(doc["tenaga_group"])
-        registration.kompetensi = str(doc["kompetensi"])
-        registration.issued_at = _date(doc["issued_at"])
-        tokens = encrypt_fields(
-            self._cipher,
-            Registration.__tablename__,
-            registration.id,
-            {f"kki_{name}": value for name, value in kki_clear.items()},
-        )
-        for column, token in tokens.items():
-            setattr(registration, column, token)
-        registration.kki_gender = str(doc["gender"])
-        _set_provenance(registration, "kki", str_number, version, fetched_at, payload_hash)
-        registration.updated_at = _now()
-        self._rows.by_str[str_number] = registration
-        self._rows.str_known.add(str_number)
-
-        self._replace_registration_details(registration, doc)
-        if worker.identity_source == "sisdmk":
-            self._reconcile_identity(
-                worker,
-                registration,
-                self._sisdmk_identity(worker),
-                _identity(kki_clear, gender=registration.kki_gender),
-            )
-        return result
+        self._write_registration(registration, worker, changes)
+        self._replace_registration_details(registration, changes)
+        self._apply_findings(changes.findings, open_findings)
+        return changes.result
 
     def open_findings(self, worker_id: uuid.UUID) -> list[IdentityFinding]:
         """The unresolved identity findings of a worker, oldest first."""
@@ -539,7 +528,7 @@ class HealthWorkerRepository:
 
     def payload_hash(self, doc: Mapping[str, Any]) -> str:
         """A keyed digest of the document: equal documents, equal digests; no guessing back."""
-        plain = hashlib.sha256(_canonical_json(doc).encode("utf-8")).hexdigest()
+        plain = hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
         return self._blind_index.digest(plain, purpose=_PAYLOAD)
 
     # -- internals --------------------------------------------------------------------------
@@ -562,140 +551,85 @@ class HealthWorkerRepository:
         if mine is not None:
             mine.append(registration)
 
-    def _fill_worker_from_kki(
-        self,
-        worker: HealthWorker,
-        doc: Mapping[str, Any],
-        kki_clear: Mapping[str, str | None],
-        fetched_at: dt.datetime,
-        payload_hash: str,
-    ) -> None:
-        clear = {"nik": str(doc["nik"]), **kki_clear}
+    def _write_worker(self, worker: HealthWorker, write: WorkerWrite) -> None:
         for column, token in encrypt_fields(
-            self._cipher, HealthWorker.__tablename__, worker.id, clear
+            self._cipher, HealthWorker.__tablename__, worker.id, write.personal
         ).items():
             setattr(worker, column, token)
-        worker.nik_bidx = self._nik_digest(doc["nik"])
+        worker.nik_bidx = self._nik_digest(write.personal["nik"])
         worker.nik_bidx_kid = self._blind_index.kid
-        worker.gender = str(doc["gender"])
-        worker.citizenship = str(doc["citizenship"])
-        worker.profession = str(doc["profession"])
-        worker.tenaga_group = str(doc["tenaga_group"])
-        if worker.is_active is None:
-            worker.is_active = True
-        _set_provenance(
-            worker, "kki", str(doc["str_number"]), int(doc["version"]), fetched_at, payload_hash
-        )
+        for column, value in write.columns.items():
+            setattr(worker, column, value)
+        _set_provenance(worker, write.provenance)
         worker.updated_at = _now()
         self._remember_worker(worker)
 
-    def _replace_employments(
-        self, worker: HealthWorker, items: Sequence[Mapping[str, Any]]
+    def _write_registration(
+        self, registration: Registration, worker: HealthWorker, changes: KkiChanges
     ) -> None:
+        write = changes.registration
+        self._move_registration(registration, worker)
+        for column, value in write.columns.items():
+            setattr(registration, column, value)
+        for column, token in encrypt_fields(
+            self._cipher, Registration.__tablename__, registration.id, write.personal
+        ).items():
+            setattr(registration, column, token)
+        _set_provenance(registration, write.provenance)
+        registration.updated_at = _now()
+        self._rows.by_str[registration.str_number] = registration
+        self._rows.str_known.add(registration.str_number)
+
+    def _replace_employments(self, worker: HealthWorker, items: Sequence[EmploymentValues]) -> None:
         # Deleted now (at once), so re-inserted natural keys never meet their old rows.
         if worker.id not in self._rows.new_rows:
             self._session.execute(delete(Employment).where(Employment.worker_id == worker.id))
         for item in items:
-            employment = Employment(
-                id=uuid.uuid4(),
-                worker_id=worker.id,
-                facility_code=str(item["facility_code"]),
-                facility_name=item.get("facility_name"),
-                unit_code=str(item["unit_code"]),
-                unit=str(item["unit"]),
-                jabatan=str(item["jabatan"]),
-                jenis_sdmk_id=int(item["jenis_sdmk_id"]),
-                employment_status=str(item["employment_status"]),
-                tmt_start=_date(item["tmt_start"]),
-                end_date=_optional_date(item.get("end_date")),
-                end_reason=item.get("end_reason"),
-                is_current=bool(item["is_current"]),
-            )
+            columns = dataclasses.asdict(item)
+            nip = columns.pop("nip")
+            employment = Employment(id=uuid.uuid4(), worker_id=worker.id, **columns)
             employment.nip = encrypt_fields(
-                self._cipher, Employment.__tablename__, employment.id, {"nip": item.get("nip")}
+                self._cipher, Employment.__tablename__, employment.id, {"nip": nip}
             )["nip"]
             _copy_provenance(employment, worker)
             self._session.add(employment)
 
-    def _replace_educations(self, worker: HealthWorker, items: Sequence[Mapping[str, Any]]) -> None:
+    def _replace_educations(self, worker: HealthWorker, items: Sequence[EducationValues]) -> None:
         if worker.id not in self._rows.new_rows:
             self._session.execute(delete(Education).where(Education.worker_id == worker.id))
         for item in items:
-            education = Education(
-                id=uuid.uuid4(),
-                worker_id=worker.id,
-                level=str(item["level"]),
-                program=str(item["program"]),
-                institution=str(item["institution"]),
-                graduation_year=int(item["graduation_year"]),
-            )
+            columns = dataclasses.asdict(item)
+            ijazah_no = columns.pop("ijazah_no")
+            education = Education(id=uuid.uuid4(), worker_id=worker.id, **columns)
             education.ijazah_no = str(
                 encrypt_fields(
                     self._cipher,
                     Education.__tablename__,
                     education.id,
-                    {"ijazah_no": str(item["ijazah_no"])},
+                    {"ijazah_no": ijazah_no},
                 )["ijazah_no"]
             )
             _copy_provenance(education, worker)
             self._session.add(education)
 
     def _replace_registration_details(
-        self, registration: Registration, doc: Mapping[str, Any]
+        self, registration: Registration, changes: KkiChanges
     ) -> None:
         if registration.id not in self._rows.new_rows:
             for model in (PracticeLicense, CpdSummary, Training):
                 self._session.execute(delete(model).where(model.registration_id == registration.id))
         details: list[PracticeLicense | CpdSummary | Training] = []
-        skp = doc.get("skp")
-        if skp is not None:
-            by_domain = skp["by_domain"]
-            details.append(
-                CpdSummary(
-                    period_start=_date(skp["period_start"]),
-                    period_end=_date(skp["period_end"]),
-                    required_total=int(skp["required_total"]),
-                    earned_total=_decimal(skp["earned_total"]),
-                    pembelajaran=_decimal(by_domain["pembelajaran"]),
-                    pelayanan=_decimal(by_domain["pelayanan"]),
-                    pengabdian=_decimal(by_domain["pengabdian"]),
-                    adequacy=str(skp["adequacy"]),
-                    as_of=_date(skp["as_of"]),
-                )
-            )
-        details.extend(
-            PracticeLicense(
-                sip_number=str(sip["sip_number"]),
-                sip_seq=int(sip["sip_seq"]),
-                issuer_regency_code=str(sip["issuer_regency_code"]),
-                facility_code=str(sip["facility_code"]),
-                issued_at=_date(sip["issued_at"]),
-                valid_until=_date(sip["valid_until"]),
-                status=str(sip["status"]),
-            )
-            for sip in doc.get("sips") or []
-        )
-        details.extend(
-            Training(
-                course_id=str(training["course_id"]),
-                source=str(training["source"]),
-                title=str(training["title"]),
-                provider=str(training["provider"]),
-                jpl=int(training["jpl"]),
-                skp_value=_decimal(training["skp_value"]),
-                domain=str(training["domain"]),
-                completed_at=_date(training["completed_at"]),
-                certificate_no=str(training["certificate_no"]),
-            )
-            for training in doc.get("trainings") or []
-        )
+        if changes.skp is not None:
+            details.append(CpdSummary(**dataclasses.asdict(changes.skp)))
+        details.extend(PracticeLicense(**dataclasses.asdict(sip)) for sip in changes.sips)
+        details.extend(Training(**dataclasses.asdict(t)) for t in changes.trainings)
         for detail in details:
             detail.id = uuid.uuid4()
             detail.registration_id = registration.id
             _copy_provenance(detail, registration)
             self._session.add(detail)
 
-    def _sisdmk_identity(self, worker: HealthWorker) -> dict[str, str | None]:
+    def _sisdmk_identity(self, worker: HealthWorker) -> Identity:
         columns = ("full_name", "gelar_depan", "gelar_belakang", "birth_date")
         clear = decrypt_fields(
             self._cipher,
@@ -703,9 +637,9 @@ class HealthWorkerRepository:
             worker.id,
             {column: getattr(worker, column) for column in columns},
         )
-        return _identity(clear, gender=worker.gender)
+        return Identity(**clear, gender=worker.gender)
 
-    def _kki(self, registration: Registration) -> dict[str, str | None]:
+    def _kki(self, registration: Registration) -> Identity:
         columns = ("full_name", "gelar_depan", "gelar_belakang", "birth_date")
         clear = decrypt_fields(
             self._cipher,
@@ -713,48 +647,40 @@ class HealthWorkerRepository:
             registration.id,
             {f"kki_{column}": getattr(registration, f"kki_{column}") for column in columns},
         )
-        return _identity(
-            {column: clear[f"kki_{column}"] for column in columns}, gender=registration.kki_gender
+        return Identity(
+            **{column: clear[f"kki_{column}"] for column in columns},
+            gender=registration.kki_gender,
         )
 
-    def _reconcile_identity(
-        self,
-        worker: HealthWorker,
-        registration: Registration,
-        sisdmk: Mapping[str, str | None],
-        kki: Mapping[str, str | None],
-    ) -> None:
-        """Open a finding per field the sources disagree on; resolve those they now agree on."""
+    def _apply_findings(self, changes: FindingChanges, loaded: Iterable[IdentityFinding]) -> None:
+        """Resolve and open what the merge decided; `loaded` holds the findings it was given."""
         now = _now()
-        open_findings = {finding.field: finding for finding in self._open_findings_of(registration)}
-        for field in IDENTITY_FIELDS:
-            kki_digest = self._identity_digest(field, kki[field])
-            sisdmk_digest = self._identity_digest(field, sisdmk[field])
-            current = open_findings.get(field)
-            if current is not None and (
-                current.worker_id != worker.id
-                or (current.kki_digest, current.sisdmk_digest) != (kki_digest, sisdmk_digest)
-            ):
-                current.resolved_at = now
-                current = None
-            if kki_digest != sisdmk_digest and current is None:
-                finding = IdentityFinding(
-                    id=uuid.uuid4(),
-                    worker_id=worker.id,
-                    registration_id=registration.id,
-                    field=field,
-                    kki_digest=kki_digest,
-                    sisdmk_digest=sisdmk_digest,
-                    digest_kid=self._blind_index.kid,
-                    detected_at=now,
-                )
-                self._session.add(finding)
-                self._rows.findings_of.setdefault(registration.id, []).append(finding)
+        by_id = {finding.id: finding for finding in loaded}
+        for finding_id in changes.resolved:
+            by_id[finding_id].resolved_at = now
+        for new in changes.opened:
+            identity = new.rule == Rule.IDENTITY_MISMATCH
+            finding = IdentityFinding(
+                id=uuid.uuid4(),
+                rule=new.rule.value,
+                worker_id=new.worker_id,
+                registration_id=new.registration_id,
+                source_system=new.source_system,
+                source_id=new.source_id,
+                field=new.field,
+                kki_digest=new.kki_digest,
+                sisdmk_digest=new.sisdmk_digest,
+                digest_kid=self._blind_index.kid if identity else None,
+                detected_at=now,
+            )
+            self._session.add(finding)
+            if new.registration_id is None:
+                self._rows.record_findings_of.setdefault(new.worker_id, []).append(finding)
+            else:
+                self._rows.findings_of.setdefault(new.registration_id, []).append(finding)
 
-    def _identity_digest(self, field: str, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        # Normalised (case and spacing folded) before hashing: only real differences count.
+    def _fingerprint(self, field: str, value: str) -> str:
+        # The blind index folds case and spacing before hashing, as the merge compares them.
         return self._blind_index.digest(value, purpose=f"identity.{field}")
 
     def _record(self, worker: HealthWorker, *, decrypt: bool) -> HealthWorkerRecord:
@@ -811,14 +737,22 @@ class FacilityRepository:
     ) -> UpsertResult:
         code = str(doc["code"])
         version = int(doc["version"])
-        plain = hashlib.sha256(_canonical_json(doc).encode("utf-8")).hexdigest()
+        plain = hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
         payload_hash = self._blind_index.digest(plain, purpose=_PAYLOAD)
         _begin_write(self._session)
         facility = self._session.scalars(
             _locked(select(Facility).where(Facility.code == code))
         ).one_or_none()
-        if facility is not None and (held := _held(facility, version, payload_hash)) is not None:
-            return held
+        if (
+            facility is not None
+            and (
+                outcome := held(
+                    facility.source_version, facility.payload_hash, version, payload_hash
+                )
+            )
+            is not None
+        ):
+            return outcome
         result = UpsertResult.UPDATED
         if facility is None:
             facility = Facility(id=uuid.uuid4(), code=code)
@@ -840,7 +774,7 @@ class FacilityRepository:
             "village_code",
         ):
             setattr(facility, name, str(region[name]))
-        _set_provenance(facility, "sisdmk", code, version, fetched_at, payload_hash)
+        _set_provenance(facility, Provenance("sisdmk", code, version, fetched_at, payload_hash))
         facility.updated_at = _now()
         self._session.flush()
         return result
@@ -858,17 +792,6 @@ def _has(doc: Mapping[str, Any], key: str) -> bool:
         except ValueError:
             return False
     return value is not None
-
-
-def _held(row: Any, version: int, payload_hash: str) -> UpsertResult | None:
-    """What the store holds instead, when `row` (read under lock) needs no write: ``None``
-    when the document is newer or a correction of the same version."""
-    stored: int = row.source_version
-    if version < stored:
-        return UpsertResult.SUPERSEDED  # a late delivery or a page read before a newer write
-    if version == stored and row.payload_hash == payload_hash:
-        return UpsertResult.UNCHANGED
-    return None
 
 
 def _locked(query: _Query) -> _Query:
@@ -898,62 +821,52 @@ def _begin_write(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _set_provenance(
-    row: Any,
-    system: str,
-    source_id: str,
-    version: int,
-    fetched_at: dt.datetime,
-    payload_hash: str,
-) -> None:
-    row.source_system = system
-    row.source_id = source_id
-    row.source_version = version
-    row.fetched_at = fetched_at
-    row.payload_hash = payload_hash
+def _set_provenance(row: Any, provenance: Provenance) -> None:
+    row.source_system = provenance.system
+    row.source_id = provenance.source_id
+    row.source_version = provenance.version
+    row.fetched_at = provenance.fetched_at
+    row.payload_hash = provenance.payload_hash
 
 
 def _copy_provenance(row: Any, parent: Any) -> None:
     _set_provenance(
         row,
-        parent.source_system,
-        parent.source_id,
-        parent.source_version,
-        parent.fetched_at,
-        parent.payload_hash,
+        Provenance(
+            parent.source_system,
+            parent.source_id,
+            parent.source_version,
+            parent.fetched_at,
+            parent.payload_hash,
+        ),
     )
 
 
-def _identity(clear: Mapping[str, str | None], *, gender: str) -> dict[str, str | None]:
-    return {
-        "full_name": clear["full_name"],
-        "gelar_depan": clear["gelar_depan"],
-        "gelar_belakang": clear["gelar_belakang"],
-        "birth_date": clear["birth_date"],
-        "gender": gender,
-    }
+def _stored_worker(row: HealthWorker | None) -> StoredWorker | None:
+    if row is None:
+        return None
+    return StoredWorker(row.id, row.identity_source, row.source_version, row.payload_hash)
 
 
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+def _stored_registration(row: Registration) -> StoredRegistration:
+    return StoredRegistration(row.id, row.worker_id, row.source_version, row.payload_hash)
+
+
+def _stored_findings(rows: Iterable[IdentityFinding]) -> list[StoredFinding]:
+    return [
+        StoredFinding(
+            id=row.id,
+            rule=row.rule,
+            field=row.field,
+            worker_id=row.worker_id,
+            registration_id=row.registration_id,
+            source_id=row.source_id,
+            kki_digest=row.kki_digest,
+            sisdmk_digest=row.sisdmk_digest,
+        )
+        for row in rows
+    ]
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-
-
-def _optional_date(value: Any) -> dt.date | None:
-    return None if value is None else _date(value)
-
-
-def _datetime(value: Any) -> dt.datetime:
-    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
-
-
-def _decimal(value: Any) -> Decimal:
-    return Decimal(str(value))

@@ -1,4 +1,4 @@
-"""Batch sync of KKI and SISDMK into the store (DESIGN.md, data flow 1)."""
+"""Batch sync of KKI and SISDMK into the store (docs/architecture.md, data flow 1)."""
 
 from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
 

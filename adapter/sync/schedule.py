@@ -9,15 +9,19 @@ A system is due when today's slot (its time in `SYNC_TIMEZONE`) has passed and
 - the last run since the slot failed and the connection's `next_attempt_at` has passed
   (exponential backoff, set by the failed run), so a source that was down is retried later.
 A disabled connection is never due.
+
+Runs requested through the API (`adapter.sync.requests`) are started at the next poll, before
+any daily run, under the same lock; one whose connection was disabled meanwhile ends failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -27,11 +31,23 @@ from adapter.clock import Clock, utc_now
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
-from adapter.sync.service import SyncRunResult
+from adapter.sync.requests import RunNotRequested, pending_requests, refuse_request
+from adapter.sync.service import NoLongerWanted, SyncRunResult
 
 log = logging.getLogger("adapter.schedule")
 
-POLL_S: Final = 30.0
+
+class RunSync(Protocol):
+    """Runs one sync of `system`; with `run_id`, the run requested under that id."""
+
+    def __call__(
+        self,
+        system: str,
+        *,
+        full: bool = False,
+        run_id: uuid.UUID | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> SyncRunResult: ...
 
 
 @dataclass(frozen=True)
@@ -50,14 +66,14 @@ class Outcome:
 
 
 class DailySchedule:
-    """Decides which systems are due and runs them through `run_sync` (one at a time)."""
+    """Runs the requested runs and the systems due through `run_sync`, one at a time."""
 
     def __init__(
         self,
         times: Mapping[str, dt.time],
         timezone: str,
         session_factory: sessionmaker[Session],
-        run_sync: Callable[[str], SyncRunResult],
+        run_sync: RunSync,
         clock: Clock = utc_now,
     ) -> None:
         self._times = dict(times)
@@ -97,6 +113,35 @@ class DailySchedule:
             return Decision(system, True, "retrying after a failed run", slot)
         return Decision(system, False, f"next attempt at {state.next_attempt_at:%H:%M} UTC", slot)
 
+    def run_requested(self) -> list[Outcome]:
+        """Start the runs requested through the API, oldest first, one at a time.
+
+        A request waits (no outcome) while another process syncs its system, and is gone
+        when another scheduler took it; either way the run happens once.
+        """
+        with self._sessions() as session:
+            pending = [(r.system, r.run_id, r.full) for r in pending_requests(session)]
+        outcomes: list[Outcome] = []
+        for system, run_id, full in pending:
+            log.info("requested sync", extra={"system": system, "run_id": str(run_id)})
+            try:
+                outcomes.append(Outcome(system, self._run_sync(system, full=full, run_id=run_id)))
+            except (LockHeld, RunNotRequested) as exc:
+                # Every poll until the other run ends: not worth more than a debug line.
+                log.debug(
+                    "requested sync not started here: %s", exc.reason, extra={"system": system}
+                )
+            except ConnectionDisabled as exc:
+                with self._sessions.begin() as session:
+                    refuse_request(
+                        session, system, run_id, f"ConnectionDisabled: {exc.message}", self._clock()
+                    )
+                outcomes.append(Outcome(system, None, "connection disabled"))
+        return outcomes
+
+    def _still_due(self, system: str) -> Callable[[], bool]:
+        return lambda: self.decide(system).due
+
     def run_due(self) -> list[Outcome]:
         """Run every system that is due now, in the configured order."""
         outcomes: list[Outcome] = []
@@ -106,10 +151,14 @@ class DailySchedule:
                 continue
             log.info("scheduled sync due", extra={"system": system, "why": decision.why})
             try:
-                outcomes.append(Outcome(system, self._run_sync(system)))
+                run = self._run_sync(system, still_wanted=self._still_due(system))
+                outcomes.append(Outcome(system, run))
             except LockHeld:
                 # Another scheduler (or an operator) got there first: that run counts.
                 outcomes.append(Outcome(system, None, "another process is running it"))
+            except NoLongerWanted:
+                # … and finished between our decision and our lock: that run counts too.
+                outcomes.append(Outcome(system, None, "another process has just run it"))
             except ConnectionDisabled:
                 outcomes.append(Outcome(system, None, "connection disabled"))
         return outcomes

@@ -34,11 +34,11 @@ from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
-from adapter.clients.tracing import trace
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.observability.audit import SYSTEM_SYNC
 from adapter.observability.sync_metrics import SyncMetrics
+from adapter.observability.tracing import start_span
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
     breaker_state_of,
@@ -56,6 +56,7 @@ from adapter.store.models import (
     SyncRun,
 )
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult
+from adapter.sync.requests import take_request
 
 log = logging.getLogger("adapter.sync")
 
@@ -65,6 +66,15 @@ _ABANDONED: Final = (
     "abandoned: the process ended without finishing this run (crash or kill); "
     "a later run resumed from its last committed page"
 )
+
+
+class NoLongerWanted(AdapterError):
+    """Checked under the sync lock, the run's reason had gone (another process ran it)."""
+
+    default_reason = "no_longer_wanted"
+
+    def __init__(self, system: str) -> None:
+        super().__init__(f"the {system} sync is no longer due: another process has just run it")
 
 
 @dataclass
@@ -139,6 +149,8 @@ def sync_system(
     page_size: int = PAGE_SIZE,
     metrics: SyncMetrics | None = None,
     clock: Clock = utc_now,
+    run_id: uuid.UUID | None = None,
+    still_wanted: Callable[[], bool] | None = None,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
@@ -148,14 +160,20 @@ def sync_system(
     of one system never overlap, whatever process starts them: the second raises `LockHeld`.
     A disabled connection raises `ConnectionDisabled`. A run that cannot reach the system
     marks its connection degraded (the scheduler retries at its ``next_attempt_at``); `clock`
-    dates the run and that retry, so a scheduler passes its own.
+    dates the run and that retry, so a scheduler passes its own. With `run_id`, the run is
+    the one requested through the API under that id (`adapter.sync.requests`): it keeps the
+    id and who requested it, or `RunNotRequested` is raised when another process took it.
+    `still_wanted` is asked once the lock is held (a scheduler's "is it still due?": the run
+    another scheduler just finished makes it false); false raises `NoLongerWanted`.
     """
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
     engine = session_factory.kw.get("bind")
     if engine is None:
         raise ValueError("session_factory must be bound to an engine")
-    with exclusive(engine, f"sync-{system}"), trace():
+    with exclusive(engine, f"sync-{system}"), start_span(f"sync {system}"):
+        if still_wanted is not None and not still_wanted():
+            raise NoLongerWanted(system)
         return _locked_sync(
             system,
             session_factory,
@@ -166,6 +184,7 @@ def sync_system(
             page_size=page_size,
             metrics=metrics if metrics is not None else SyncMetrics.for_registry(),
             clock=clock,
+            run_id=run_id,
         )
 
 
@@ -180,6 +199,7 @@ def _locked_sync(
     page_size: int,
     metrics: SyncMetrics,
     clock: Clock,
+    run_id: uuid.UUID | None,
 ) -> SyncRunResult:
     source = _source(system, client, page_size)
     started = time.monotonic()
@@ -199,8 +219,15 @@ def _locked_sync(
             .where(SyncRun.system == system, SyncRun.status == "running")
             .values(status="failed", finished_at=started_at, error=_ABANDONED)
         )
+        request = None if run_id is None else take_request(session, system, run_id)
         run = SyncRun(
-            id=uuid.uuid4(), system=system, mode=mode, started_at=started_at, status="running"
+            id=uuid.uuid4() if run_id is None else run_id,
+            system=system,
+            mode=mode,
+            started_at=started_at,
+            status="running",
+            requested_at=None if request is None else request.requested_at,
+            requested_by=None if request is None else request.requested_by,
         )
         session.add(run)
     run_id = run.id

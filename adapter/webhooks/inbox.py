@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -146,11 +146,21 @@ class WebhookInbox:
         return int(attempts or 0)
 
     def hold(self, event_id: uuid.UUID, note: str, *, available_at: dt.datetime) -> None:
-        """Put a pending event back until `available_at` without counting an attempt."""
+        """Put a pending event back until `available_at` without counting an attempt.
+
+        The hand-over ended in a verdict, so the embedded queue's claim is taken back too:
+        held events never reach the delivery limit (which catches hand-overs with none).
+        """
         self._session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
-            .values(last_error=note, available_at=available_at)
+            .values(
+                last_error=note,
+                available_at=available_at,
+                deliveries=case(
+                    (WebhookEvent.deliveries > 0, WebhookEvent.deliveries - 1), else_=0
+                ),
+            )
         )
 
     def mark_failed(self, event_id: uuid.UUID, error: str, *, count_attempt: bool) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from adapter.observability.tracing import current_traceparent
 from adapter.webhooks.receiver import WebhookReceiver
 
 EXTENSION = "hf_webhook_receiver"
@@ -19,6 +20,8 @@ def receive(source: str) -> tuple[Response, int]:
         source,
         headers,
         request.stream.read,
-        traceparent=request.headers.get("traceparent"),
+        # The request's span (a valid incoming `traceparent` continued, else a new trace), never
+        # the header as received: the worker continues this trace.
+        traceparent=current_traceparent(),
     )
     return jsonify(status=receipt.result), receipt.status

@@ -1,17 +1,14 @@
 """Reading health workers from the store for the API: search, one worker in full, masking.
 
 Personal fields are decrypted only for callers allowed to see them (`clear=True`); everyone
-else gets them masked (`3171••••••••0042`, `S••• A•••`). Every answer carries provenance
+else gets them withheld (`•••`, no digit or initial of the value). Every answer carries provenance
 (source system, version, when fetched) and how stale it is. Lists use keyset pagination on the
-row id with an opaque cursor, and a page-size cap. No web framework here.
+row id (`adapter.store.keyset`). No web framework here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
+from adapter.merge.rules import Rule
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
+from adapter.store.keyset import MAX_PAGE_SIZE, InvalidQuery, Page, keyset_page
 from adapter.store.models import (
     CpdSummary,
     Education,
@@ -33,19 +32,12 @@ from adapter.store.models import (
     Registration,
     Training,
 )
-from adapter.store.repositories import WORKER_PERSONAL_COLUMNS
+from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 
-MAX_PAGE_SIZE: Final = 200
-DEFAULT_PAGE_SIZE: Final = 50
 MASK: Final = "•"
-# The personal fields of a worker as the API names them (for the audit trail).
-PERSONAL_FIELDS: Final = WORKER_PERSONAL_COLUMNS
-
-
-class InvalidQuery(AdapterError):
-    """A search the API cannot run: a bad cursor, page size or filter."""
-
-    default_reason = "invalid_query"
+# What a caller without `healthworkers:read:pii` gets instead of a personal value: the same for
+# every worker, so it tells nothing of the value (docs/security.md, "Masking").
+WITHHELD: Final = MASK * 3
 
 
 class WorkerNotFound(AdapterError):
@@ -59,12 +51,6 @@ class WorkerFilter:
     profession: str | None = None
     regency_code: str | None = None
     active: bool | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 class WorkforceDirectory:
@@ -85,7 +71,6 @@ class WorkforceDirectory:
     # -- lists ------------------------------------------------------------------------------
 
     def search(self, where: WorkerFilter, *, cursor: str | None, limit: int, clear: bool) -> Page:
-        limit = page_size(limit)
         query = select(HealthWorker)
         if where.str_number is not None:
             query = query.join(Registration, Registration.worker_id == HealthWorker.id).where(
@@ -99,14 +84,14 @@ class WorkforceDirectory:
             query = query.where(HealthWorker.regency_code == where.regency_code)
         if where.active is not None:
             query = query.where(HealthWorker.is_active.is_(where.active))
-        after = decode_cursor(cursor)
-        if after is not None:
-            query = query.where(HealthWorker.id > after)
-        rows = list(self._session.scalars(query.order_by(HealthWorker.id).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [self._summary(row, clear=clear) for row in rows]
-        return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
+        return keyset_page(
+            self._session,
+            query,
+            (HealthWorker.id,),
+            cursor=cursor,
+            limit=limit,
+            document=lambda row: self._summary(row, clear=clear),
+        )
 
     def find_by_nik(self, nik: str, *, clear: bool) -> dict[str, Any] | None:
         """The worker with this NIK, through the blind index (the NIK itself is never queried)."""
@@ -116,32 +101,23 @@ class WorkforceDirectory:
         ).one_or_none()
         return None if row is None else self._summary(row, clear=clear)
 
-    def findings(self, *, cursor: str | None, limit: int, open_only: bool) -> Page:
-        limit = page_size(limit)
+    def findings(
+        self, *, cursor: str | None, limit: int, open_only: bool, rule: str | None = None
+    ) -> Page:
+        """Identity mismatches and broken domain rules, by id; `rule` keeps one kind."""
         query = select(IdentityFinding)
         if open_only:
             query = query.where(IdentityFinding.resolved_at.is_(None))
-        after = decode_cursor(cursor)
-        if after is not None:
-            query = query.where(IdentityFinding.id > after)
-        rows = list(self._session.scalars(query.order_by(IdentityFinding.id).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [
-            {
-                "id": str(row.id),
-                "worker_id": str(row.worker_id),
-                "registration_id": str(row.registration_id),
-                "field": row.field,
-                # Which side has a value; the values themselves are only keyed digests.
-                "kki_has_value": row.kki_digest is not None,
-                "sisdmk_has_value": row.sisdmk_digest is not None,
-                "detected_at": _iso(row.detected_at),
-                "resolved_at": _iso(row.resolved_at),
-            }
-            for row in rows
-        ]
-        return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
+        if rule is not None:
+            query = query.where(IdentityFinding.rule == rule)
+        return keyset_page(
+            self._session,
+            query,
+            (IdentityFinding.id,),
+            cursor=cursor,
+            limit=limit,
+            document=_finding_document,
+        )
 
     # -- one worker -------------------------------------------------------------------------
 
@@ -254,17 +230,16 @@ class WorkforceDirectory:
             self._cipher,
             HealthWorker.__tablename__,
             row.id,
-            {
-                name: getattr(row, name)
-                for name in ("nik", "full_name", "gelar_depan", "gelar_belakang", "birth_date")
-            },
+            {name: getattr(row, name) for name in PERSON_IDENTITY_FIELDS},
         )
         if not clear:
+            # No digit of the NIK (it encodes district, birth date and gender), no initial of
+            # the name, no title: docs/security.md, "Masking", says why field by field.
             personal = {
-                "nik": mask_nik(personal["nik"]),
-                "full_name": mask_name(personal["full_name"]),
-                "gelar_depan": personal["gelar_depan"],
-                "gelar_belakang": personal["gelar_belakang"],
+                "nik": withhold(personal["nik"]),
+                "full_name": withhold(personal["full_name"]),
+                "gelar_depan": withhold(personal["gelar_depan"]),
+                "gelar_belakang": withhold(personal["gelar_belakang"]),
                 "birth_date": None,
             }
         return {
@@ -283,27 +258,16 @@ class WorkforceDirectory:
         }
 
 
-def page_size(limit: int) -> int:
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE_SIZE}")
-    return limit
-
-
-def encode_cursor(last: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": str(last)}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> uuid.UUID | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return uuid.UUID(json.loads(base64.urlsafe_b64decode(padded))["after"])
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidQuery("cursor is not one this API issued; start again without it") from None
+def withhold(value: str | None) -> str | None:
+    """`WITHHELD` for a value the caller may not see, None when there is none."""
+    return None if value is None else WITHHELD
 
 
 def mask_nik(nik: str | None) -> str | None:
+    """First and last four digits, for operator reports (the conformance command).
+
+    Not for API answers: with gender and the NIK search they give the whole NIK back.
+    """
     if nik is None:
         return None
     return nik[:4] + MASK * (len(nik) - 8) + nik[-4:] if len(nik) > 8 else MASK * len(nik)
@@ -326,12 +290,32 @@ def _provenance(row: Any, now: dt.datetime) -> dict[str, Any]:
     }
 
 
+def _finding_document(row: IdentityFinding) -> dict[str, Any]:
+    mismatch = row.rule == Rule.IDENTITY_MISMATCH
+    return {
+        "id": str(row.id),
+        "rule": row.rule,
+        "worker_id": str(row.worker_id),
+        "registration_id": None if row.registration_id is None else str(row.registration_id),
+        # The record that breaks a domain rule (an STR number, a SISDMK worker id).
+        "source_system": row.source_system,
+        "source_id": row.source_id,
+        "field": row.field,
+        # A mismatch: which side has a value; the values themselves are only keyed digests.
+        "kki_has_value": row.kki_digest is not None if mismatch else None,
+        "sisdmk_has_value": row.sisdmk_digest is not None if mismatch else None,
+        "detected_at": _iso(row.detected_at),
+        "resolved_at": _iso(row.resolved_at),
+    }
+
+
 def _iso(value: dt.date | dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
 __all__: Sequence[str] = (
     "MAX_PAGE_SIZE",
+    "WITHHELD",
     "InvalidQuery",
     "Page",
     "WorkerFilter",
@@ -339,4 +323,5 @@ __all__: Sequence[str] = (
     "WorkforceDirectory",
     "mask_name",
     "mask_nik",
+    "withhold",
 )

@@ -13,7 +13,6 @@ import builtins
 import contextlib
 import dataclasses
 import datetime as dt
-import email.utils
 import hashlib
 import heapq
 import hmac
@@ -36,6 +35,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from mocks.core.store import RecordConflict, RecordNotFound, format_timestamp
+from retry_after import parse_retry_after
 
 log = logging.getLogger("hf_mock.webhooks")
 
@@ -385,29 +385,6 @@ def classify_status(status_code: int) -> Outcome:
     if status_code in RETRYABLE_STATUSES or 500 <= status_code < 600:
         return "retry"
     return "rejected"
-
-
-def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP-date).
-
-    None when absent or unparseable (the caller falls back to its backoff); a date in the
-    past means 0.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        return float(int(text))
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # "-0000" in an HTTP-date: UTC by RFC 9110
-        moment = moment.replace(tzinfo=dt.UTC)
-    reference = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (moment - reference).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)

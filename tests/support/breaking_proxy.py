@@ -6,6 +6,7 @@ The conformance catalogue swaps breakages on one shared proxy, one broken behavi
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +46,23 @@ class Breakage:
 
     def response(self, exchange: Exchange) -> None:
         return None
+
+
+class Relabelled(Breakage):
+    """The 200 answers of the paths matching `path` keep their JSON body but are labelled
+    `content_type`, as a gateway or a misconfigured server would send them."""
+
+    def __init__(self, path: str, content_type: str) -> None:
+        self.path = re.compile(path)
+        self.content_type = content_type
+        self.relabelled = 0
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.status != 200 or not self.path.fullmatch(exchange.path):
+            return
+        headers = {k: v for k, v in exchange.response_headers.items() if k != "content-type"}
+        exchange.response_headers = {**headers, "content-type": self.content_type}
+        self.relabelled += 1
 
 
 class BreakingProxy:

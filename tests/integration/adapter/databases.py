@@ -6,6 +6,7 @@ import secrets
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import ProgrammingError
 
 
 class PostgresServer:
@@ -26,5 +27,19 @@ class PostgresServer:
     def drop_all(self) -> None:
         with self._admin.connect() as connection:
             for name in self._created:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                try:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                except ProgrammingError:
+                    # FORCE refuses to end a backend of another role — an autovacuum worker
+                    # busy on the database after a heavy test is one. End ours, then a plain
+                    # DROP, which stops autovacuum on the database itself.
+                    connection.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = :name AND usename = current_user "
+                            "AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": name},
+                    )
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         self._created.clear()

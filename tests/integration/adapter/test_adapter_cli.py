@@ -27,6 +27,7 @@ def _environment(database_url: str) -> dict[str, str]:
         "PATH": "/usr/bin:/bin",
         **python_path(),
         "DATABASE_URL": database_url,
+        "ALLOW_INSECURE_HTTP": "true",
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",
         "KKI_BASE_URL": "http://127.0.0.1:8081",

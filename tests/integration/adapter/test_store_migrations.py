@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import URL
 
+from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.database import (
     SchemaDriftError,
     check,
     create_engine_from_url,
     downgrade,
+    session_factory,
     upgrade,
 )
-from adapter.store.models import Base
+from adapter.store.models import Base, IdentityFinding
+from adapter.store.repositories import HealthWorkerRepository
+from tests.integration.adapter.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
     pytest.mark.integration,
@@ -75,3 +81,44 @@ def test_upgrade_is_a_no_op_when_repeated(empty_database_url: URL) -> None:
     upgrade(empty_database_url)
 
     check(empty_database_url)
+
+
+def test_identity_findings_stay_identity_mismatches_down_and_up_across_rule_findings(
+    empty_database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    """0006 gave findings a rule: going back drops the rule findings and keeps the others,
+    which are identity mismatches again when it is applied once more."""
+    upgrade(empty_database_url)
+    engine = create_engine_from_url(empty_database_url)
+    try:
+        worker = sisdmk_worker()
+        doc = kki_registration(worker, full_name="Nama Lain Sintetis", birth_date="1985-03-21")
+        with session_factory(engine).begin() as session:
+            repository = HealthWorkerRepository(session, cipher, blind_index)
+            repository.upsert_from_sisdmk(worker, fetched_at=dt.datetime.now(dt.UTC))
+            repository.upsert_registration_from_kki(doc, fetched_at=dt.datetime.now(dt.UTC))
+
+        def findings() -> list[tuple[str, str]]:
+            with session_factory(engine)() as session:
+                rows = session.execute(select(IdentityFinding.rule, IdentityFinding.field))
+                return sorted((rule, field) for rule, field in rows)
+
+        assert findings() == [
+            ("identity_mismatch", "birth_date"),
+            ("identity_mismatch", "full_name"),
+            ("nik_birth_date", "birth_date"),
+        ]
+
+        downgrade(engine, "0005")
+        with engine.connect() as connection:
+            kept = connection.execute(text("SELECT field FROM identity_findings")).scalars()
+            assert sorted(kept) == ["birth_date", "full_name"]
+        upgrade(engine)
+
+        check(engine)
+        assert findings() == [
+            ("identity_mismatch", "birth_date"),
+            ("identity_mismatch", "full_name"),
+        ]
+    finally:
+        engine.dispose()

@@ -413,3 +413,129 @@ def test_facility_upsert_is_unchanged_when_repeated(
             )
 
     assert results == [UpsertResult.CREATED, UpsertResult.UNCHANGED, UpsertResult.UPDATED]
+
+
+def _findings(sessions: sessionmaker[Session], **where: Any) -> list[IdentityFinding]:
+    with sessions() as session:
+        query = select(IdentityFinding).order_by(IdentityFinding.detected_at, IdentityFinding.field)
+        for column, value in where.items():
+            query = query.where(getattr(IdentityFinding, column) == value)
+        return list(session.scalars(query))
+
+
+def test_a_kki_record_that_breaks_domain_rules_is_stored_with_findings_until_corrected(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    worker = sisdmk_worker()
+    _upsert_sisdmk(sessions, cipher, blind_index, worker)
+    sip = {**kki_registration()["sips"][0], "valid_until": "2030-06-01"}  # issued 2024-06-01
+    doc = kki_registration(
+        worker,
+        issued_at="2024-03-11",
+        sips=[sip],
+        birth_date="1985-03-21",  # the NIK says 12-03-85
+    )
+    doc["certification"]["valid_until"] = "2029-03-10"  # a citizen's STR under UU 17/2023
+
+    assert _upsert_kki(sessions, cipher, blind_index, doc) is UpsertResult.CREATED
+
+    with sessions() as session:
+        registration = session.scalars(
+            select(Registration).where(Registration.str_number == doc["str_number"])
+        ).one()
+        raw = session.execute(
+            text("SELECT * FROM identity_findings WHERE source_id = :id"),
+            {"id": doc["str_number"]},
+        ).all()
+    assert registration.valid_until == dt.date(2029, 3, 10)  # stored as KKI sent it
+    opened = _findings(sessions, registration_id=registration.id)
+    assert {(f.rule, f.field) for f in opened} == {
+        ("str_citizen_lifetime", "valid_until"),
+        ("sip_five_years", "sips[1].valid_until"),
+        ("nik_birth_date", "birth_date"),
+        ("identity_mismatch", "birth_date"),  # and SISDMK's birth date is another
+    }
+    rule_findings = [f for f in opened if f.rule != "identity_mismatch"]
+    assert {(f.source_system, f.source_id) for f in rule_findings} == {("kki", doc["str_number"])}
+    assert all(f.kki_digest is None and f.digest_kid is None for f in rule_findings)
+    assert all(f.resolved_at is None for f in opened)
+    for value in (doc["nik"], doc["birth_date"], doc["full_name"]):
+        assert value not in repr(raw)
+
+    fixed = bumped(doc, birth_date=worker["birth_date"], sips=[])
+    fixed["certification"]["valid_until"] = None
+    assert _upsert_kki(sessions, cipher, blind_index, fixed) is UpsertResult.UPDATED
+
+    after = _findings(sessions, registration_id=registration.id)
+    assert len(after) == 4
+    assert all(f.resolved_at is not None for f in after)
+
+
+def test_a_sisdmk_record_whose_nik_contradicts_its_sex_gets_a_finding_on_the_record(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    doc = sisdmk_worker(gender="female")  # the NIK's day 12 is a man's
+    _upsert_sisdmk(sessions, cipher, blind_index, doc)
+
+    with sessions() as session:
+        worker_id = _worker_id(session, doc)
+    [finding] = _findings(sessions, worker_id=worker_id)
+    assert (finding.rule, finding.field, finding.registration_id) == ("nik_sex", "gender", None)
+    assert (finding.source_system, finding.source_id) == ("sisdmk", doc["worker_id"])
+    assert finding.resolved_at is None
+
+    # Unchanged documents leave it alone; the corrected version resolves it.
+    assert _upsert_sisdmk(sessions, cipher, blind_index, doc) is UpsertResult.UNCHANGED
+    _upsert_sisdmk(sessions, cipher, blind_index, bumped(doc, gender="male"))
+    [resolved] = _findings(sessions, worker_id=worker_id)
+    assert resolved.id == finding.id
+    assert resolved.resolved_at is not None
+
+
+def test_a_page_of_sisdmk_documents_finds_the_open_findings_it_prefetched(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    broken = [sisdmk_worker(birth_date="1985-03-13") for _ in range(3)]
+    for doc in broken:
+        _upsert_sisdmk(sessions, cipher, blind_index, doc)
+    corrected = [bumped(doc, birth_date="1985-03-12") for doc in broken]
+
+    with sessions.begin() as session:
+        page = _repository(session, cipher, blind_index)
+        page.prefetch_sisdmk(corrected)
+        for doc in corrected:
+            assert page.upsert_from_sisdmk(doc, fetched_at=FETCHED_AT) is UpsertResult.UPDATED
+
+    for doc in broken:
+        with sessions() as session:
+            worker_id = _worker_id(session, doc)
+        [finding] = _findings(sessions, worker_id=worker_id)
+        assert finding.rule == "nik_birth_date"
+        assert finding.resolved_at is not None
+
+
+def test_a_registration_whose_nik_names_another_person_moves_there_with_its_findings(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    first, second = sisdmk_worker(), sisdmk_worker()
+    for worker in (first, second):
+        _upsert_sisdmk(sessions, cipher, blind_index, worker)
+    doc = kki_registration(first, full_name="Nama Lain Sintetis")
+    _upsert_kki(sessions, cipher, blind_index, doc)
+    with sessions() as session:
+        first_id, second_id = _worker_id(session, first), _worker_id(session, second)
+    [before] = _findings(sessions, worker_id=first_id)
+
+    moved = bumped(doc, nik=second["nik"])
+    assert _upsert_kki(sessions, cipher, blind_index, moved) is UpsertResult.UPDATED
+
+    with sessions() as session:
+        registration = session.scalars(
+            select(Registration).where(Registration.str_number == doc["str_number"])
+        ).one()
+        repository = _repository(session, cipher, blind_index)
+        assert registration.worker_id == second_id
+        assert repository.open_findings(first_id) == []
+        assert [f.field for f in repository.open_findings(second_id)] == ["full_name"]
+    [resolved] = _findings(sessions, worker_id=first_id)
+    assert (resolved.id, resolved.resolved_at is not None) == (before.id, True)

@@ -19,8 +19,6 @@ from adapter.workforce.directory import (
     WorkerFilter,
     WorkerNotFound,
     WorkforceDirectory,
-    mask_name,
-    mask_nik,
 )
 from tests.integration.adapter.conftest import AUDIT_KEYS, BACKENDS
 from tests.integration.adapter.documents import kki_registration, sisdmk_worker
@@ -60,7 +58,7 @@ def _directory(
     return WorkforceDirectory(session, cipher, blind_index, lambda: READ_AT)
 
 
-def test_search_by_facility_str_and_nik_masks_unless_clear(
+def test_search_by_facility_str_and_nik_withholds_unless_clear(
     stored: Any, cipher: FieldCipher, blind_index: BlindIndex
 ) -> None:
     sessions, workers, registrations = stored
@@ -70,10 +68,13 @@ def test_search_by_facility_str_and_nik_masks_unless_clear(
             WorkerFilter(facility_code="3171010"), cursor=None, limit=10, clear=False
         ).items
         assert by_facility["masked"] is True
-        assert by_facility["nik"] == mask_nik(workers[0]["nik"])
-        assert by_facility["nik"] != workers[0]["nik"]
-        assert by_facility["full_name"] == mask_name(workers[0]["full_name"])
+        # Not a digit of the NIK, not an initial or a title: the same for every worker.
+        assert by_facility["nik"] == "•••"
+        assert by_facility["full_name"] == "•••"
+        for title in ("gelar_depan", "gelar_belakang"):
+            assert by_facility[title] == (None if workers[0].get(title) is None else "•••")
         assert by_facility["birth_date"] is None
+        assert by_facility["gender"] == workers[0]["gender"]
         (by_str,) = directory.search(
             WorkerFilter(str_number=registrations[1]["str_number"]),
             cursor=None,
@@ -129,3 +130,54 @@ def test_one_worker_in_full_with_registrations_and_provenance(
         assert workers[0]["nik"] not in str(full)
         with pytest.raises(WorkerNotFound):
             directory.worker(uuid.uuid4(), clear=False)
+
+
+def test_findings_list_mismatches_and_broken_rules_with_their_record_never_a_value(
+    stored: tuple[sessionmaker[Session], list[dict[str, Any]], list[dict[str, Any]]],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+) -> None:
+    sessions, workers, _ = stored
+    mismatch = kki_registration(workers[3], full_name="Nama Lain Sintetis")
+    broken = kki_registration(workers[4])
+    broken["certification"]["valid_until"] = "2029-03-10"  # a citizen's STR since UU 17/2023
+    with sessions.begin() as session:
+        repository = HealthWorkerRepository(session, cipher, blind_index)
+        for doc in (mismatch, broken):
+            repository.upsert_registration_from_kki(doc, fetched_at=FETCHED_AT)
+        repository.upsert_from_sisdmk(
+            {**workers[5], "version": 2, "gender": "female"}, fetched_at=FETCHED_AT
+        )
+
+    with sessions() as session:
+        directory = _directory(session, cipher, blind_index)
+        listed = directory.findings(cursor=None, limit=50, open_only=True).items
+        only = directory.findings(cursor=None, limit=50, open_only=True, rule="nik_sex").items
+
+    by_rule = {item["rule"]: item for item in listed}
+    assert set(by_rule) == {"identity_mismatch", "str_citizen_lifetime", "nik_sex"}
+    assert by_rule["identity_mismatch"]["field"] == "full_name"
+    assert (
+        by_rule["identity_mismatch"]["kki_has_value"],
+        by_rule["identity_mismatch"]["source_id"],
+    ) == (True, None)
+    lifetime = by_rule["str_citizen_lifetime"]
+    assert (lifetime["source_system"], lifetime["source_id"], lifetime["field"]) == (
+        "kki",
+        broken["str_number"],
+        "valid_until",
+    )
+    assert (lifetime["kki_has_value"], lifetime["sisdmk_has_value"]) == (None, None)
+    assert lifetime["registration_id"] is not None
+    sex = by_rule["nik_sex"]
+    assert (sex["source_system"], sex["source_id"], sex["registration_id"]) == (
+        "sisdmk",
+        workers[5]["worker_id"],
+        None,
+    )
+    assert only == [sex]
+    shown = repr(listed)
+    for worker in workers[3:6]:
+        for key in ("nik", "full_name", "birth_date"):
+            assert worker[key] not in shown
+    assert "Nama Lain Sintetis" not in shown

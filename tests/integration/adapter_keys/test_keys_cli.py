@@ -34,6 +34,7 @@ def _environment(database: str, encryption_keys: str | None) -> dict[str, str]:
         "PATH": "/usr/bin:/bin",
         **python_path(),
         "DATABASE_URL": database,
+        "ALLOW_INSECURE_HTTP": "true",
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",
         "KKI_BASE_URL": "http://127.0.0.1:8081",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import time
 import unicodedata
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -131,8 +133,10 @@ def run_sync(
     on_page: Any = None,
     client: HttpKkiClient | HttpSisdmkClient | None = None,
     metrics: SyncMetrics | None = None,
+    run_id: uuid.UUID | None = None,
 ) -> SyncRunResult:
-    """One sync of `system` from `mock` (through `client` when given; it is closed after)."""
+    """One sync of `system` from `mock` (through `client` when given; it is closed after);
+    with `run_id`, the run requested under that id."""
     with client if client is not None else client_for(system, mock) as client:
 
         def progress(update: SyncProgress) -> None:
@@ -150,6 +154,7 @@ def run_sync(
             metrics=metrics
             if metrics is not None
             else SyncMetrics.for_registry(CollectorRegistry()),
+            run_id=run_id,
         )
 
 
@@ -176,6 +181,7 @@ def adapter_environment(database_url: str, kki: str, sisdmk: str) -> dict[str, s
         "PATH": "/usr/bin:/bin",
         **python_path(),
         "DATABASE_URL": database_url,
+        "ALLOW_INSECURE_HTTP": "true",  # the mocks and the test IdP speak plain http
         "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",
         "KKI_BASE_URL": kki,
@@ -209,3 +215,45 @@ def expected_findings(kki: list[dict[str, Any]], sisdmk: list[dict[str, Any]]) -
             _fold(registration.get(name)) != _fold(worker.get(name)) for name in IDENTITY_FIELDS
         )
     return count
+
+
+def expected_rule_findings(records: list[dict[str, Any]]) -> int:
+    """The domain rules KKI or SISDMK `records` break, counted the way the law states them:
+    the NIK's DDMMYY (day + 40 for women) against birth date and sex; for KKI also the STR's
+    term (a citizen's for life since 8 August 2023, else 5 years; a foreigner's 2 + 2 years)
+    and each SIP's (5 years)."""
+    count = 0
+    for record in records:
+        nik, born = record["nik"], dt.date.fromisoformat(record["birth_date"])
+        day = int(nik[6:8])
+        female = day > 40
+        count += (day - 40 * female, int(nik[8:10]), int(nik[10:12])) != (
+            born.day,
+            born.month,
+            born.year % 100,
+        )
+        count += female != (record["gender"] == "female")
+        certification = record.get("certification")
+        if certification is None:
+            continue  # a SISDMK worker: no STR of its own
+        issued = dt.date.fromisoformat(record["issued_at"])
+        until = certification["valid_until"]
+        end = None if until is None else dt.date.fromisoformat(until)
+        if record["citizenship"] == "WNI":
+            law = dt.date(2023, 8, 8)
+            count += end is not None and (issued >= law or end > _years_later(issued, 5))
+        else:
+            count += end is None or end > _years_later(issued, 4)
+        count += sum(
+            dt.date.fromisoformat(sip["valid_until"])
+            > _years_later(dt.date.fromisoformat(sip["issued_at"]), 5)
+            for sip in record.get("sips") or []
+        )
+    return count
+
+
+def _years_later(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)

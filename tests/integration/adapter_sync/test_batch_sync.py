@@ -26,6 +26,7 @@ from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import (
     Mock,
     expected_findings,
+    expected_rule_findings,
     run_sync,
     running_mock,
     store,
@@ -94,6 +95,7 @@ def test_full_sync_stores_every_record_encrypted_idempotently_with_findings(
     first = run_sync("sisdmk", sisdmk, sessions, cipher, blind_index)
     assert first.succeeded, first.error
     assert first.mode == "full"
+    assert first.findings == expected_rule_findings(workers)
     assert _counts(first) == {
         "fetched": SIZE,
         "created": SIZE,
@@ -107,11 +109,25 @@ def test_full_sync_stores_every_record_encrypted_idempotently_with_findings(
     assert _count(sessions, HealthWorker, HealthWorker.sisdmk_worker_id.is_not(None)) == SIZE
     assert _count(sessions, Registration) == len(registrations)
 
-    # Every deliberate mismatch (--mismatch-rate) is one finding per differing field.
-    expected = expected_findings(registrations, workers)
-    assert expected > 0
-    assert registered.findings == expected
-    assert _count(sessions, IdentityFinding, IdentityFinding.resolved_at.is_(None)) == expected
+    # Every deliberate mismatch (--mismatch-rate) is one finding per differing field; KKI's
+    # differing birth dates also contradict the NIK KKI sends with them.
+    identity = expected_findings(registrations, workers)
+    rules = expected_rule_findings(registrations)
+    assert identity > 0
+    assert rules > 0
+    assert registered.findings == identity + rules
+    assert (
+        _count(
+            sessions,
+            IdentityFinding,
+            IdentityFinding.resolved_at.is_(None),
+            IdentityFinding.rule == "identity_mismatch",
+        )
+        == identity
+    )
+    assert _count(sessions, IdentityFinding, IdentityFinding.resolved_at.is_(None)) == (
+        identity + rules + first.findings
+    )
 
     # Stored encrypted, decrypts to the source's values field by field.
     with sessions() as session:

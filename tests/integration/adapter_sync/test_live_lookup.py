@@ -12,13 +12,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients import HttpKkiClient, NotFound, RetryPolicy, UpstreamUnavailable
+from adapter.lookup import RegistryLookup
 from adapter.observability.audit import Actor
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.models import Registration
 from adapter.store.repositories import HealthWorkerRepository
-from adapter.sync.lookup import RegistryLookup
 from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import Mock, client_for, run_sync, running_mock, store
 

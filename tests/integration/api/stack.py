@@ -4,7 +4,7 @@ migrated store; shared by the API tests and the Schemathesis run."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,13 +50,21 @@ class Adapter:
 
 
 @contextmanager
-def served_adapter(database: URL, idp: IdpProcess, kki: Mock, sisdmk: Mock) -> Iterator[Adapter]:
-    """`create_app` on the real settings, served on a free port until the block ends."""
+def served_adapter(
+    database: URL,
+    idp: IdpProcess,
+    kki: Mock,
+    sisdmk: Mock,
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[Adapter]:
+    """`create_app` on the real settings (plus `environment`), served on a free port until the
+    block ends."""
     url = database.render_as_string(hide_password=False)
-    env = adapter_environment(url, kki.url, sisdmk.url) | {
-        "OIDC_ISSUER": idp.issuer,
-        "OIDC_AUDIENCE": AUDIENCE,
-    }
+    env = (
+        adapter_environment(url, kki.url, sisdmk.url)
+        | {"OIDC_ISSUER": idp.issuer, "OIDC_AUDIENCE": AUDIENCE}
+        | dict(environment or {})
+    )
     engine = migrated(database)
     app = create_app(load_settings(env), engine=engine)
     port = free_port()

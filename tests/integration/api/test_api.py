@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,11 +18,17 @@ from sqlalchemy import func, select
 
 from adapter.api.spec import operations
 from adapter.auth import scopes
-from adapter.store.locks import exclusive
-from adapter.store.models import AuditEvent, HealthWorker, Registration, SyncRun
+from adapter.clock import utc_now
+from adapter.store.crypto import BlindIndex, FieldCipher
+from adapter.store.models import AuditEvent, HealthWorker, Registration, SyncCheckpoint, SyncRun
+from adapter.sync.requests import pending_requests, request_run
+from adapter.sync.schedule import DailySchedule
+from adapter.sync.service import SyncRunResult
 from adapter.webhooks.envelope import EventEnvelope
 from adapter.webhooks.inbox import WebhookInbox
 from harness.idp import IdpProcess, realm_clients
+from tests.integration.adapter_sync.support import Mock, run_sync
+from tests.integration.api.conftest import SIZE
 from tests.integration.api.stack import OPS, PORTAL, READONLY, Adapter
 
 pytestmark = pytest.mark.integration
@@ -81,7 +90,8 @@ def test_list_health_workers_masked_without_pii_scope(
     assert body["page"]["next_cursor"]
     for worker in body["data"]:
         assert worker["masked"] is True
-        assert "•" in worker["nik"]
+        assert worker["nik"] == "•••"
+        assert worker["full_name"] == "•••"
         assert worker["birth_date"] is None
     for value in personal_values(people):
         assert value not in response.text
@@ -193,29 +203,168 @@ def test_lookup_is_live_then_stale_when_kki_is_disabled(
 def test_identity_findings_list(adapter: Adapter, tokens: dict[str, str]) -> None:
     with adapter.client(tokens[READONLY]) as client:
         response = client.get("/api/v1/identity-findings", params={"open_only": "false"})
+        one_rule = client.get("/api/v1/identity-findings", params={"rule": "nik_sex"})
+        unknown = client.get("/api/v1/identity-findings", params={"rule": "nik"})
     assert response.status_code == 200
     assert set(response.json()) == {"data", "page"}
+    assert one_rule.status_code == 200
+    assert all(item["rule"] == "nik_sex" for item in one_rule.json()["data"])
+    assert_problem(unknown, 400)
+    assert "rule: must be one of identity_mismatch" in unknown.json()["detail"]
 
 
 # -- sync runs, integrations, events, audit -------------------------------------------------
 
 
-def test_sync_run_starts_in_the_background_and_is_409_while_one_runs(
-    adapter: Adapter, tokens: dict[str, str]
+@pytest.fixture
+def scheduler(
+    adapter: Adapter, kki: Mock, sisdmk: Mock, cipher: FieldCipher, blind_index: BlindIndex
+) -> Iterator[DailySchedule]:
+    """The scheduler's request path, in this process, against the mocks. It runs whatever a
+    test requested when the test ends, so no request outlives its test."""
+
+    def sync(system: str, *, full: bool = False, run_id: uuid.UUID | None = None) -> SyncRunResult:
+        mock = kki if system == "kki" else sisdmk
+        return run_sync(
+            system, mock, adapter.sessions, cipher, blind_index, full=full, run_id=run_id
+        )
+
+    schedule = DailySchedule({}, "UTC", adapter.sessions, sync)
+    schedule.run_requested()
+    yield schedule
+    for outcome in schedule.run_requested():
+        assert outcome.result is not None, outcome.skipped
+        assert outcome.result.succeeded, outcome.result.error
+
+
+def wait_for_status(client: httpx.Client, location: str, status: str) -> dict[str, Any]:
+    """The run once it shows `status`; only the deadline guards against a hang."""
+    deadline = time.monotonic() + 60
+    while True:
+        run: dict[str, Any] = client.get(location).raise_for_status().json()
+        if run["status"] == status or time.monotonic() > deadline:
+            return run
+        time.sleep(0.05)
+
+
+def test_a_sync_run_request_is_202_requested_then_running_then_succeeded(
+    adapter: Adapter, tokens: dict[str, str], scheduler: DailySchedule
 ) -> None:
     with adapter.client(tokens[OPS]) as client:
-        with exclusive(adapter.engine, "sync-sisdmk"):
-            held = client.post("/api/v1/sync-runs", json={"system": "sisdmk"})
-        assert_problem(held, 409)
-        started = client.post("/api/v1/sync-runs", json={"system": "sisdmk", "full": False})
+        started = client.post("/api/v1/sync-runs", json={"system": "sisdmk", "full": True})
         assert started.status_code == 202, started.text
+        run = started.json()
         location = started.headers["Location"]
-        assert location == f"/api/v1/sync-runs/{started.json()['id']}"
-        assert client.get(location).status_code == 200
-        listed = client.get("/api/v1/sync-runs", params={"system": "sisdmk"}).json()
-        assert started.json()["id"] in [run["id"] for run in listed["data"]]
-    outcomes = {r.outcome for r in audit_rows(adapter, action="sync.start")}
-    assert outcomes >= {"success", "denied"}
+        assert location == f"/api/v1/sync-runs/{run['id']}"
+        assert (run["status"], run["mode"], run["started_at"]) == ("requested", "full", None)
+        assert run["requested_by"] == subject(tokens[OPS])
+        assert client.get(location).json() == run
+
+        # Hold SISDMK's checkpoint row: the run blocks at its first page's commit, running.
+        with adapter.engine.connect() as blocker:
+            blocker.execute(
+                select(SyncCheckpoint).where(SyncCheckpoint.system == "sisdmk").with_for_update()
+            ).one()
+            runner = threading.Thread(target=scheduler.run_requested, name="scheduler")
+            runner.start()
+            running = wait_for_status(client, location, "running")
+            assert running["status"] == "running"
+            assert running["started_at"] is not None
+            assert running["requested_by"] == run["requested_by"]
+            blocker.rollback()
+        runner.join(timeout=120)
+        done = client.get(location).json()
+    assert not runner.is_alive()
+    assert (done["id"], done["status"], done["mode"]) == (run["id"], "succeeded", "full")
+    assert done["fetched"] == SIZE
+    assert (done["requested_by"], done["requested_at"]) == (
+        run["requested_by"],
+        run["requested_at"],
+    )
+    (audit,) = audit_rows(adapter, action="sync.start", resource_id=run["id"])
+    assert (audit.outcome, audit.actor_subject) == ("success", subject(tokens[OPS]))
+
+
+def test_a_second_request_is_409_naming_the_requested_then_the_running_run(
+    adapter: Adapter, tokens: dict[str, str], scheduler: DailySchedule
+) -> None:
+    before = len(audit_rows(adapter, action="sync.start", outcome="denied"))
+    with adapter.client(tokens[OPS]) as client:
+        run = client.post("/api/v1/sync-runs", json={"system": "sisdmk"}).json()
+        requested = assert_problem(client.post("/api/v1/sync-runs", json={"system": "sisdmk"}), 409)
+        with adapter.engine.connect() as blocker:
+            blocker.execute(
+                select(SyncCheckpoint).where(SyncCheckpoint.system == "sisdmk").with_for_update()
+            ).one()
+            runner = threading.Thread(target=scheduler.run_requested, name="scheduler")
+            runner.start()
+            wait_for_status(client, f"/api/v1/sync-runs/{run['id']}", "running")
+            running = client.post("/api/v1/sync-runs", json={"system": "sisdmk", "full": True})
+            blocker.rollback()
+        runner.join(timeout=120)
+    assert (requested["reason"], requested["run_id"]) == ("sync_in_progress", run["id"])
+    assert requested["run_status"] == "requested"
+    assert run["id"] in requested["detail"]
+    problem = assert_problem(running, 409)
+    assert (problem["run_id"], problem["run_status"]) == (run["id"], "running")
+    denied = audit_rows(adapter, action="sync.start", outcome="denied")
+    assert len(denied) == before + 2
+    assert {row.actor_subject for row in denied[before:]} == {subject(tokens[OPS])}
+
+
+def test_two_requests_racing_past_the_check_make_one_run_and_a_409_naming_it(
+    adapter: Adapter, tokens: dict[str, str], scheduler: DailySchedule
+) -> None:
+    racing: list[httpx.Response] = []
+
+    def post() -> None:
+        with adapter.client(tokens[OPS]) as client:
+            racing.append(client.post("/api/v1/sync-runs", json={"system": "kki"}))
+
+    with adapter.sessions() as session:
+        # This request is flushed, not committed: the POST does not see it and inserts too.
+        first = request_run(
+            session, adapter.engine, "kki", full=False, requested_by="racer", now=utc_now()
+        )
+        poster = threading.Thread(target=post, name="racing-post")
+        poster.start()
+        deadline = time.monotonic() + 60
+        while not _waiting_on_a_lock(adapter) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _waiting_on_a_lock(adapter), "the POST never reached its insert"
+        session.commit()
+        poster.join(timeout=60)
+    (response,) = racing
+    problem = assert_problem(response, 409)
+    assert (problem["run_id"], problem["run_status"]) == (str(first.run_id), "requested")
+    with adapter.sessions() as session:
+        assert [r.run_id for r in pending_requests(session)] == [first.run_id]
+
+
+def _waiting_on_a_lock(adapter: Adapter) -> bool:
+    # A connection of its own: within one transaction PostgreSQL shows a frozen pg_stat_activity.
+    with adapter.engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(waiting.scalar())
+
+
+def test_a_sync_of_a_disabled_connection_is_409_and_records_no_request(
+    adapter: Adapter, tokens: dict[str, str], scheduler: DailySchedule
+) -> None:
+    with adapter.client(tokens[OPS]) as client:
+        client.patch("/api/v1/integrations/kki", json={"enabled": False}).raise_for_status()
+        try:
+            refused = client.post("/api/v1/sync-runs", json={"system": "kki"})
+        finally:
+            client.patch("/api/v1/integrations/kki", json={"enabled": True}).raise_for_status()
+    problem = assert_problem(refused, 409)
+    assert problem["reason"] == "connection_disabled"
+    assert "kki connection is disabled" in problem["detail"]
+    with adapter.sessions() as session:
+        assert pending_requests(session) == []
 
 
 def test_integrations_list_and_logs(adapter: Adapter, tokens: dict[str, str]) -> None:
@@ -365,7 +514,9 @@ def test_every_api_operation_needs_a_scope_that_exists() -> None:
 
 
 @pytest.mark.parametrize("operation_id", sorted(API_OPERATIONS))
-def test_scope_matrix(adapter: Adapter, tokens: dict[str, str], operation_id: str) -> None:
+def test_scope_matrix(
+    adapter: Adapter, tokens: dict[str, str], scheduler: DailySchedule, operation_id: str
+) -> None:
     method, path, body = request_for(adapter, operation_id)
     (scope,) = API_OPERATIONS[operation_id].scopes
     before = audit_count(adapter)
@@ -384,7 +535,8 @@ def test_scope_matrix(adapter: Adapter, tokens: dict[str, str], operation_id: st
     if operation_id in {"replayWebhookEvent", "purgeWebhookEvent"}:
         assert_problem(response, 404)  # a random event id: allowed through, then not found
     elif operation_id == "startSyncRun":
-        assert response.status_code in (202, 409), response.text
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "requested"
     else:
         assert 200 <= response.status_code < 300, response.text
 
@@ -474,3 +626,32 @@ def test_readyz_checks_database_broker_and_sso(adapter: Adapter) -> None:
         "status": "ready",
         "checks": {"database": "ok", "broker": "ok", "sso": "ok"},
     }
+
+
+# -- HTTP hardening ---------------------------------------------------------------------------
+
+
+def test_every_answer_says_no_store_and_nosniff(
+    adapter: Adapter, tokens: dict[str, str], people: list[dict[str, Any]]
+) -> None:
+    worker_id = any_worker_id(adapter)
+    with adapter.client(tokens[PORTAL]) as reader, adapter.client() as anonymous:
+        answers = {
+            "list in clear": reader.get("/api/v1/health-workers", params={"limit": 2}),
+            "one worker": reader.get(f"/api/v1/health-workers/{worker_id}"),
+            "search by NIK": reader.post(
+                "/api/v1/health-workers/search-by-nik", json={"nik": people[0]["nik"]}
+            ),
+            "bad query": reader.get("/api/v1/health-workers", params={"limit": "0"}),
+            "unknown worker": reader.get(f"/api/v1/health-workers/{uuid.uuid4()}"),
+            "no scope": reader.get("/api/v1/sync-runs"),
+            "no token": anonymous.get("/api/v1/health-workers"),
+            "no such path": reader.get("/api/v1/nothing-here"),
+            "webhook refused": anonymous.post("/webhooks/kki", json={}),
+            "liveness": anonymous.get("/healthz"),
+            "readiness": anonymous.get("/readyz"),
+        }
+    for what, response in answers.items():
+        assert response.headers.get("Cache-Control") == "no-store", what
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", what
+    assert answers["list in clear"].json()["data"][0]["masked"] is False

@@ -10,11 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from kombu.connection import Connection
 from sqlalchemy import Engine, text
 
+from adapter.queue.topology import QueueTopology
 from harness.processes import ManagedProcess, start_mock
 from tests.integration.adapter_sync.support import Mock
-from tests.integration.webhooks.support import Adapter, deliveries
+from tests.integration.webhooks.support import FAST_RETRIES, Adapter, deliveries
 
 
 @contextmanager
@@ -29,6 +31,8 @@ def mock_process(system: str, *, size: int, seed: int, extra: Sequence[str] = ()
         process.close()
 
 
+# A delivery in one of these is still to be (re)sent or answered.
+UNFINISHED_DELIVERIES = ("pending", "delivering", "retrying")
 # A stall this long (nothing moved: no page, no event, no stored version) fails a wait.
 STALL_S = 60.0
 # The trigger lives outside the adapter's schema, so `serve` and `worker` (which refuse a
@@ -42,7 +46,8 @@ _WRITES_DDL = (
         old_version integer,
         new_version integer NOT NULL,
         new_status text NOT NULL,
-        application_name text
+        application_name text,
+        writer text
     )
     """,
     """
@@ -50,13 +55,14 @@ _WRITES_DDL = (
     LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO hf_test_audit.registration_writes
-            (str_number, old_version, new_version, new_status, application_name)
+            (str_number, old_version, new_version, new_status, application_name, writer)
         VALUES (
             NEW.str_number,
             CASE WHEN TG_OP = 'UPDATE' THEN OLD.source_version END,
             NEW.source_version,
             NEW.status,
-            current_setting('application_name', true)
+            current_setting('application_name', true),
+            current_setting('hf_test.writer', true)
         );
         RETURN NEW;
     END
@@ -79,6 +85,7 @@ class Write:
     old_version: int | None
     new_version: int
     new_status: str
+    writer: str | None
 
 
 def record_registration_writes(engine: Engine) -> None:
@@ -92,11 +99,11 @@ def registration_writes(engine: Engine) -> list[Write]:
     with engine.connect() as connection:
         rows = connection.execute(
             text(
-                "SELECT str_number, old_version, new_version, new_status "
+                "SELECT str_number, old_version, new_version, new_status, writer "
                 "FROM hf_test_audit.registration_writes ORDER BY seq"
             )
         ).all()
-    return [Write(str(r[0]), r[1], int(r[2]), str(r[3])) for r in rows]
+    return [Write(str(r[0]), r[1], int(r[2]), str(r[3]), r[4]) for r in rows]
 
 
 def stored_registrations(engine: Engine) -> dict[str, tuple[int, str]]:
@@ -133,7 +140,7 @@ def torn_children(engine: Engine) -> list[str]:
 
 
 def assert_never_backwards(
-    engine: Engine, kki: Mock, status_of: dict[tuple[str, int], str]
+    engine: Engine, kki: Mock, status_of: dict[tuple[str, int], str], *, context: str = ""
 ) -> None:
     """The store equals KKI, and no write took a version back or mixed two versions."""
     now = kki_registrations(kki)
@@ -146,13 +153,13 @@ def assert_never_backwards(
     )
     writes = registration_writes(engine)
     backwards = [
-        f"{w.str_number}: v{w.old_version} -> v{w.new_version}"
+        f"{w.str_number}: v{w.old_version} -> v{w.new_version}{_by(w)}"
         for w in writes
         if w.old_version is not None and w.new_version < w.old_version
     ]
     status_of = {**status_of, **{(n, v): s for n, (v, s) in now.items()}}
     mixed = [
-        f"{w.str_number}: v{w.new_version} stored with {w.new_status}, "
+        f"{w.str_number}: v{w.new_version} stored with {w.new_status}{_by(w)}, "
         f"KKI's v{w.new_version} is {status_of[(w.str_number, w.new_version)]}"
         for w in writes
         if (w.str_number, w.new_version) in status_of
@@ -160,11 +167,16 @@ def assert_never_backwards(
     ]
     children = torn_children(engine)
     assert (wrong, backwards, mixed, children) == ([], [], [], []), (
-        f"{len(wrong)} of {len(now)} STRs differ from KKI: {wrong[:10]}; "
+        f"{context + ' ' if context else ''}{len(wrong)} of {len(now)} STRs differ from KKI: "
+        f"{wrong[:10]}; "
         f"{len(backwards)} writes went backwards: {backwards[:10]}; "
         f"{len(mixed)} writes mixed two versions: {mixed[:10]}; "
         f"{len(children)} child rows of another version: {children[:10]}"
     )
+
+
+def _by(write: Write) -> str:
+    return f" by the {write.writer}" if write.writer else ""
 
 
 def wait_until(
@@ -224,7 +236,13 @@ def start_sync(adapter: Adapter, *, page_size: int) -> ManagedProcess:
         "--page-size",
         str(page_size),
     ]
-    return ManagedProcess("adapter-sync", argv, env=adapter.environment).start()
+    return ManagedProcess("adapter-sync", argv, env=labelled(adapter.environment, "sync")).start()
+
+
+def labelled(environment: dict[str, str], writer: str) -> dict[str, str]:
+    """`environment` for a process whose writes the trigger records as `writer`'s (libpq
+    passes PGOPTIONS to the server at connect)."""
+    return {**environment, "PGOPTIONS": f"-c hf_test.writer={writer}"}
 
 
 def sync_progress(engine: Engine) -> tuple[Any, ...]:
@@ -248,17 +266,42 @@ def finish(process: ManagedProcess, adapter: Adapter) -> int:
     return int(process.process.wait())
 
 
+def unfinished_deliveries(mock: Mock) -> int:
+    """Deliveries the mock has not finished (filtered by status, so none is past the list's
+    limit); one moving between two of the statuses meanwhile can be missed: ask twice."""
+    return sum(len(deliveries(mock, status=status)) for status in UNFINISHED_DELIVERIES)
+
+
 def quiescent(adapter: Adapter, kki: Mock) -> bool:
     """KKI delivered every webhook and the worker finished every event it received."""
-    unfinished = [d for d in deliveries(kki) if d["status"] not in ("succeeded", "failed")]
     states = set(adapter.counts())
-    return not unfinished and states <= {"done", "failed"}
+    return unfinished_deliveries(kki) == 0 and states <= {"done", "failed"}
 
 
 def wait_for_quiescence(adapter: Adapter, kki: Mock) -> None:
     wait_until(
-        lambda: quiescent(adapter, kki),
-        lambda: (tuple(sorted(adapter.counts().items())), len(deliveries(kki))),
+        lambda: quiescent(adapter, kki) and quiescent(adapter, kki),
+        lambda: (tuple(sorted(adapter.counts().items())), unfinished_deliveries(kki)),
         what="every webhook delivered and applied",
         processes=[adapter.server, *adapter.workers],
     )
+
+
+def queue_depths(broker: str, prefix: str) -> dict[str, int]:
+    """Messages ready in each of the test's RabbitMQ queues (events, retry tiers, dead)."""
+    topology = QueueTopology(prefix, 1, tuple(float(d) for d in FAST_RETRIES.split(",")))
+    with Connection(broker, connect_timeout=3) as connection:
+        channel = connection.default_channel
+        return {
+            queue.name.removeprefix(f"{prefix}."): int(
+                channel.queue_declare(queue=queue.name, passive=True).message_count
+            )
+            for queue in topology.all_queues
+        }
+
+
+def event_consumers(broker: str, prefix: str) -> int:
+    """Consumers of the test's events queue: a worker is taking events."""
+    with Connection(broker, connect_timeout=3) as connection:
+        declared = connection.default_channel.queue_declare(queue=f"{prefix}.events", passive=True)
+    return int(declared.consumer_count)

@@ -389,6 +389,7 @@ def test_keycloak_stopped_last_good_keys_serve_and_readyz_reports_sso_unreachabl
         "OIDC_AUDIENCE": AUDIENCE,
         "OIDC_JWKS_COOLDOWN_S": str(COOLDOWN_S),
         "OIDC_JWKS_MAX_AGE_S": str(MAX_AGE_S),
+        "READINESS_CACHE_S": "0",  # the test reads readiness again within seconds
     }
     engine = migrated(database)
     try:

@@ -22,6 +22,7 @@ class TcpFaultProxy:
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._accepting: threading.Thread | None = None
+        self.accepted = 0  # connections accepted so far (each one a new upstream connection)
         self.up()
 
     def up(self) -> None:
@@ -60,6 +61,7 @@ class TcpFaultProxy:
                 continue
             with self._lock:
                 self._sockets.update((client, server))
+                self.accepted += 1
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:

@@ -44,9 +44,9 @@ def valid_env() -> dict[str, str]:
     return {
         "OIDC_ISSUER": "https://sso.example.go.id/realms/healthforce",
         "OIDC_AUDIENCE": "hf-adapter",
-        "KKI_BASE_URL": "http://127.0.0.1:8081",
+        "KKI_BASE_URL": "https://kki.example.go.id/api",
         "KKI_API_TOKEN": KKI_TOKEN,
-        "SISDMK_BASE_URL": "http://127.0.0.1:8082",
+        "SISDMK_BASE_URL": "https://sisdmk.example.go.id",
         "SISDMK_CLIENT_ID": "sisdmk-dev-client",
         "SISDMK_CLIENT_SECRET": SISDMK_SECRET,
         "KKI_WEBHOOK_SECRET": KKI_WEBHOOK_SECRET,
@@ -428,3 +428,89 @@ def test_sso_client_needs_both_id_and_secret() -> None:
 def test_bad_sso_and_schedule_values_are_refused(variable: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigurationError, match=expected):
         load_settings({**valid_env(), variable: value})
+
+
+# -- HTTP hardening ------------------------------------------------------------------------------
+
+INSECURE = {
+    "OIDC_ISSUER": "http://sso.example.go.id/realms/healthforce",
+    "KKI_BASE_URL": "http://kki.example.go.id/api",
+    "SISDMK_BASE_URL": "http://127.0.0.1:8082",
+}
+
+
+def test_plain_http_to_the_registries_and_the_sso_is_refused() -> None:
+    lines = problem_lines(configuration_error(valid_env() | INSECURE))
+
+    assert list(lines) == ["OIDC_ISSUER", "KKI_BASE_URL", "SISDMK_BASE_URL"]
+    for line in lines.values():
+        assert "must be an https URL" in line
+        assert "ALLOW_INSECURE_HTTP=true" in line
+
+
+@pytest.mark.parametrize("variable", sorted(INSECURE))
+def test_one_plain_http_url_is_named_alone(variable: str) -> None:
+    lines = problem_lines(configuration_error(valid_env() | {variable: INSECURE[variable]}))
+
+    assert list(lines) == [variable]
+
+
+def test_allow_insecure_http_accepts_plain_http_for_development() -> None:
+    settings = load_settings(valid_env() | INSECURE | {"ALLOW_INSECURE_HTTP": "true"})
+
+    assert settings.allow_insecure_http is True
+    assert settings.kki_base_url == "http://kki.example.go.id/api"
+    assert settings.oidc_issuer == "http://sso.example.go.id/realms/healthforce"
+
+
+def test_allow_insecure_http_is_off_unless_set() -> None:
+    assert load_settings(valid_env()).allow_insecure_http is False
+    lines = problem_lines(
+        configuration_error(valid_env() | INSECURE | {"ALLOW_INSECURE_HTTP": "false"})
+    )
+    assert len(lines) == 3
+
+
+def test_hardening_defaults() -> None:
+    settings = load_settings(valid_env())
+
+    assert settings.nik_search_rate_limit == "30/minute;500/day"
+    assert settings.readiness_cache_s == 5.0
+    assert settings.ops_bind is None
+
+
+def test_hardening_variables_are_read() -> None:
+    settings = load_settings(
+        valid_env()
+        | {
+            "NIK_SEARCH_RATE_LIMIT": "10/minute",
+            "READINESS_CACHE_S": "0",
+            "OPS_BIND": "[::1]:9100",
+        }
+    )
+
+    assert settings.nik_search_rate_limit == "10/minute"
+    assert settings.readiness_cache_s == 0.0
+    assert settings.ops_bind == "[::1]:9100"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("NIK_SEARCH_RATE_LIMIT", "lots", "must be one or more limits like 30/minute"),
+        ("NIK_SEARCH_RATE_LIMIT", "30/fortnight", "must be one or more limits like 30/minute"),
+        ("NIK_SEARCH_RATE_LIMIT", "10/minute;0/day", "a count of at least 1"),
+        ("READINESS_CACHE_S", "-1", "greater than or equal to 0"),
+        ("READINESS_CACHE_S", "301", "less than or equal to 300"),
+        ("OPS_BIND", "9000", "must be host:port"),
+        ("OPS_BIND", "unix:/run/hf-ops.sock", "must be host:port"),
+        ("OPS_BIND", "127.0.0.1:70000", "must be host:port"),
+        ("OPS_BIND", "127.0.0.1:0", "must be host:port"),
+        ("ALLOW_INSECURE_HTTP", "maybe", "valid boolean"),
+    ],
+)
+def test_bad_hardening_values_are_refused(variable: str, value: str, expected: str) -> None:
+    lines = problem_lines(configuration_error(valid_env() | {variable: value}))
+
+    assert list(lines) == [variable]
+    assert expected in lines[variable]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from conformance.context import Credentials, RunOptions
 from conformance.findings import Exchange, Finding, Severity
-from conformance.provider import parse_retry_after
 from conformance.reports import render_html, to_json, write_junit
 from conformance.runner import PhaseResult, RunResult
 
@@ -84,11 +83,3 @@ def test_json_verdict_and_masked_evidence() -> None:
     assert NIK not in dumped
     assert "secret-key" not in dumped
     assert document["findings"][0]["evidence"]["curl"].startswith("curl")
-
-
-def test_retry_after_accepts_seconds_and_http_dates_only() -> None:
-    assert parse_retry_after("5", now=0.0) == 5.0
-    assert parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=0.0) == 10.0
-    assert parse_retry_after("soon", now=0.0) is None
-    assert parse_retry_after("-1", now=0.0) is None
-    assert parse_retry_after(None, now=0.0) is None

@@ -6,7 +6,14 @@ import datetime as dt
 
 import pytest
 
-from indonesian_ids.nik import InvalidNikError, NikParts, make_nik, parse_nik, validate_nik
+from indonesian_ids.nik import (
+    InvalidNikError,
+    NikParts,
+    contradicted_fields,
+    make_nik,
+    parse_nik,
+    validate_nik,
+)
 from indonesian_ids.regions import PROVINCES, REGENCIES, regencies_of
 
 REFERENCE = dt.date(2026, 1, 15)
@@ -214,3 +221,31 @@ def test_validate_nik_defaults_the_reference_to_today() -> None:
     nik = make_nik("327301", born_this_year, "male", 1)
     assert parse_nik(nik).birth_date == born_this_year
     assert validate_nik(nik) == []
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "gender", "contradicted"),
+    [
+        (dt.date(1990, 8, 17), "female", ()),
+        (dt.date(1990, 8, 18), "female", ("birth_date",)),
+        (dt.date(2090, 8, 17), "female", ()),  # only DDMMYY is encoded: the century is not
+        (dt.date(1990, 8, 17), "male", ("gender",)),
+        (dt.date(1991, 8, 17), "male", ("birth_date", "gender")),
+        (None, None, ()),
+    ],
+)
+def test_contradicted_fields_names_what_the_nik_disagrees_with(
+    birth_date: dt.date | None, gender: str | None, contradicted: tuple[str, ...]
+) -> None:
+    assert (
+        contradicted_fields("3174015708900042", birth_date=birth_date, gender=gender)
+        == contradicted
+    )
+
+
+def test_contradicted_fields_reads_the_birth_digits_of_an_otherwise_invalid_nik() -> None:
+    # Province 99 does not exist and day 35 is neither a man's nor a woman's.
+    assert contradicted_fields(
+        "9973013503850007", birth_date=dt.date(1985, 3, 5), gender="female"
+    ) == ("birth_date",)
+    assert contradicted_fields("99730112038500", birth_date=dt.date(1985, 3, 5)) == ()

@@ -1,11 +1,9 @@
-"""Retry timing, Retry-After parsing, secrets, subject hashing and the delivery log, without a
-network."""
+"""Retry timing, secrets, subject hashing and the delivery log, without a network."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import email.utils
 import hashlib
 import hmac
 import json
@@ -27,7 +25,6 @@ from mocks.core.webhooks import (
     decode_secret,
     generate_secret,
     nik_hash,
-    parse_retry_after,
 )
 
 EVENT_TYPES = ("registration.issued", "registration.revoked", "skp.credited")
@@ -157,36 +154,6 @@ def test_policy_defaults_and_serialisation() -> None:
 )
 def test_status_codes_decide_retry_or_final(status: int, outcome: str) -> None:
     assert classify_status(status) == outcome
-
-
-# -- Retry-After ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("value", "seconds"), [("120", 120.0), (" 7 ", 7.0), ("0", 0.0)])
-def test_retry_after_delta_seconds(value: str, seconds: float) -> None:
-    assert parse_retry_after(value, now=NOW) == seconds
-
-
-def test_retry_after_http_date_in_the_future() -> None:
-    value = email.utils.format_datetime(NOW + dt.timedelta(seconds=90), usegmt=True)
-    assert parse_retry_after(value, now=NOW) == 90.0
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["Sun, 02 Nov 2026 08:01:30 GMT", "Sunday, 02-Nov-26 08:01:30 GMT", "Sun Nov  2 08:01:30 2026"],
-)
-def test_retry_after_accepts_the_three_http_date_spellings(value: str) -> None:
-    assert parse_retry_after(value, now=NOW) == 90.0
-
-
-def test_retry_after_date_in_the_past_means_now() -> None:
-    assert parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now=NOW) == 0.0
-
-
-@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "\u0663", "12 34"])
-def test_retry_after_unparseable_falls_back(value: str | None) -> None:
-    assert parse_retry_after(value, now=NOW) is None
 
 
 # -- secrets ----------------------------------------------------------------------------------

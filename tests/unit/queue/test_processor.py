@@ -10,18 +10,19 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients.errors import ContractViolation, NotFound, UpstreamUnavailable
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
+from adapter.queue.embedded import EmbeddedQueue
 from adapter.queue.processor import EventProcessor
 from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import Key, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
-from adapter.store.models import AuditEvent
+from adapter.store.models import AuditEvent, WebhookEvent
 from adapter.store.repositories import UpsertResult
 from adapter.webhooks.envelope import EventEnvelope
 from adapter.webhooks.inbox import WebhookInbox
@@ -198,3 +199,28 @@ def test_a_disabled_connection_holds_the_event_without_spending_an_attempt(
         set_enabled(session, "kki", True)
     assert worker.process(event_id).kind == "done"
     assert kki.calls == 1
+
+
+def test_a_held_event_on_the_embedded_queue_never_reaches_the_delivery_limit(
+    sessions: sessionmaker[Session],
+) -> None:
+    event_id = an_event(sessions)
+    with sessions.begin() as session:
+        set_enabled(session, "kki", False)
+    worker, queue = (
+        processor(sessions, FakeKki(None), RecordingAlerts()),
+        EmbeddedQueue(sessions, lease_s=60),
+    )
+    for _ in range(5):  # more hand-overs than the delivery limit (3)
+        with sessions.begin() as session:  # the hold's delay is over
+            session.execute(
+                update(WebhookEvent).values(
+                    available_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+                )
+            )
+        ((event, unfinished),) = queue.take(10)
+        assert worker.process(event.id, unfinished_deliveries=unfinished).outcome == "held"
+    with sessions() as session:
+        held = WebhookInbox(session).get(event_id)
+    assert held is not None
+    assert (held.state, held.attempts) == ("pending", 0)

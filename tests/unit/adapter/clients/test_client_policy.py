@@ -26,7 +26,6 @@ from adapter.clients.policy import (
     RetryBudget,
     RetryPolicy,
     disable_retries,
-    parse_retry_after,
 )
 from adapter.errors import AdapterError, ConfigurationError
 
@@ -88,24 +87,6 @@ def make_caller(
         draw=draw,
     )
     return caller, registry
-
-
-def test_parse_retry_after_reads_delay_seconds() -> None:
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after(" 0 ") == 0.0
-
-
-def test_parse_retry_after_reads_http_date() -> None:
-    assert parse_retry_after("Sat, 31 Jan 2026 08:00:30 GMT", now=NOW) == 30.0
-
-
-def test_parse_retry_after_past_date_is_zero() -> None:
-    assert parse_retry_after("Sat, 31 Jan 2026 07:00:00 GMT", now=NOW) == 0.0
-
-
-@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5e3"])
-def test_parse_retry_after_unusable_value_is_none(value: str | None) -> None:
-    assert parse_retry_after(value) is None
 
 
 def test_backoff_grows_exponentially_up_to_the_cap_with_full_jitter() -> None:

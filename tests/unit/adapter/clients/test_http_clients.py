@@ -23,7 +23,7 @@ from adapter.clients import (
     disable_retries,
 )
 from adapter.clients.contract import CONTRACTS_DIR
-from adapter.clients.tracing import trace
+from adapter.observability.tracing import start_span
 
 Handler = Callable[[httpx.Request], httpx.Response]
 NIK = "3171015708900042"
@@ -112,14 +112,19 @@ def test_kki_requests_carry_api_key_user_agent_and_traceparent() -> None:
 
     client = kki_client(handler)
     client.get_registration("QZ00011234567890")
-    with trace("4bf92f3577b34da6a3ce929d0e0e4736"):
+    with start_span("test", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"):
         client.get_registration("QZ00011234567890")
     first, second = seen
     assert first.url.path == "/v1/registrations/QZ00011234567890"
     assert first.headers["X-API-Key"] == "secret-token"
     assert re.fullmatch(r"hf-adapter/\S+", first.headers["User-Agent"])
-    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", first.headers["traceparent"])
-    assert second.headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    # Outside any span a call starts its own trace; inside one it continues it (flags: sampled,
+    # and the trace id's "random" bit of Trace Context Level 2 when the SDK made it).
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[13]", first.headers["traceparent"])
+    assert re.fullmatch(
+        r"00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01", second.headers["traceparent"]
+    )
+    assert "00f067aa0ba902b7" not in second.headers["traceparent"]  # a span of its own
 
 
 def test_kki_lookup_sends_the_nik_in_the_body_never_the_url() -> None:
@@ -263,10 +268,43 @@ def test_contract_violation_describes_the_rule(field: str, value: Any, expected:
 
 
 def test_body_that_is_not_json_is_a_contract_violation() -> None:
-    client = kki_client(lambda request: httpx.Response(200, content=b'{"str_number": "QZ0001",'))
+    client = kki_client(
+        lambda request: httpx.Response(
+            200, content=b'{"str_number": "QZ0001",', headers={"Content-Type": "application/json"}
+        )
+    )
     with pytest.raises(ContractViolation, match="not valid JSON") as info:
         client.get_registration("QZ00011234567890")
     assert "QZ0001" not in str(info.value)
+
+
+def _labelled(content_type: str, document: Any) -> httpx.Response:
+    return httpx.Response(
+        200, content=json.dumps(document).encode(), headers={"Content-Type": content_type}
+    )
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html; charset=utf-8", ""])
+def test_json_under_another_content_type_is_a_contract_violation(content_type: str) -> None:
+    client = kki_client(lambda request: _labelled(content_type, REGISTRATION))
+    with pytest.raises(ContractViolation, match="the contract documents application/json") as info:
+        client.get_registration("QZ00011234567890")
+    assert info.value.reason == "contract_violation"
+    assert (content_type.split(";")[0] or "(none)") in str(info.value)
+
+
+def test_a_documented_content_type_with_parameters_or_capitals_is_accepted() -> None:
+    client = kki_client(lambda request: _labelled("Application/JSON; charset=utf-8", REGISTRATION))
+    assert client.get_registration("QZ00011234567890")["str_number"] == REGISTRATION["str_number"]
+
+
+def test_a_list_page_under_another_content_type_fails_the_whole_page() -> None:
+    page = {"limit": 100, "next_cursor": None, "has_more": False}
+    client = kki_client(
+        lambda request: _labelled("text/plain", {"data": [REGISTRATION], "page": page})
+    )
+    with pytest.raises(ContractViolation, match="Content-Type text/plain"):
+        list(client.iter_registrations())
 
 
 def test_sisdmk_token_is_reused_until_shortly_before_it_expires() -> None:

@@ -10,8 +10,21 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from adapter.clients.tracing import trace
-from adapter.observability.logging import REDACTED, configure_logging, redact_text
+from adapter.api.services import SUMMARY_FIELDS
+from adapter.observability.logging import (
+    REDACTED,
+    SENSITIVE_KEYS,
+    configure_logging,
+    redact_text,
+)
+from adapter.observability.tracing import current_ids, start_span
+from adapter.store.personal_fields import (
+    PERSON_IDENTITY_FIELDS,
+    PERSONAL_FIELDS,
+    REGISTRATION_PERSONAL_FIELDS,
+    WORKER_PERSONAL_FIELDS,
+)
+from adapter.store.repositories import WORKER_PERSONAL_COLUMNS
 
 NIK = "3171015708900042"
 
@@ -32,13 +45,16 @@ def _lines(stream: io.StringIO) -> list[dict[str, object]]:
 def test_structlog_lines_are_json_with_the_trace_id_and_no_personal_values(
     output: io.StringIO,
 ) -> None:
-    with trace("4bf92f3577b34da6a3ce929d0e0e4736"):
+    with start_span("test", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"):
+        ids = current_ids()
         structlog.get_logger("adapter.test").info(
             "record refused", nik=NIK, full_name="Siti Aminah", system="kki", detail=f"nik {NIK}"
         )
     (line,) = _lines(output)
+    assert ids is not None
     assert line["event"] == "record refused"
     assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert line["span_id"] == ids.span_id
     assert line["system"] == "kki"
     assert line["nik"] == line["full_name"] == REDACTED
     assert NIK not in output.getvalue()
@@ -71,3 +87,26 @@ def test_stdlib_lines_and_their_extras_go_through_the_same_redaction(
 )
 def test_redact_text(text: str, kept: str) -> None:
     assert redact_text(text) == kept
+
+
+@pytest.mark.parametrize("field", sorted(PERSONAL_FIELDS))
+def test_every_personal_field_is_redacted_at_any_depth(output: io.StringIO, field: str) -> None:
+    value = "Siti Aminah binti Rahmat"
+    structlog.get_logger("adapter.test").info(
+        "record seen", **{field: value}, record={field: value, "rows": [{field: value}]}
+    )
+    (line,) = _lines(output)
+    assert line[field] == REDACTED
+    assert line["record"] == {field: REDACTED, "rows": [{field: REDACTED}]}
+    assert value not in output.getvalue()
+
+
+def test_redaction_covers_every_list_the_audit_trail_names() -> None:
+    for names in (
+        WORKER_PERSONAL_FIELDS,
+        REGISTRATION_PERSONAL_FIELDS,
+        PERSON_IDENTITY_FIELDS,
+        SUMMARY_FIELDS,
+        WORKER_PERSONAL_COLUMNS,
+    ):
+        assert set(names) <= SENSITIVE_KEYS

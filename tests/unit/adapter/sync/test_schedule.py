@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.sdmk_integration_manager import record_failure, set_enabled
+from adapter.sdmk_integration_manager import ConnectionDisabled, record_failure, set_enabled
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
+from adapter.sync.requests import request_run, take_request
 from adapter.sync.schedule import DailySchedule
-from adapter.sync.service import SyncCounts, SyncRunResult
+from adapter.sync.service import NoLongerWanted, SyncCounts, SyncRunResult
 
 WIB = "Asia/Jakarta"  # UTC+7
 # 01:00 WIB is 18:00 UTC the day before. Every test runs at dates years before and after the
@@ -72,7 +74,15 @@ def _run(sessions: sessionmaker[Session], system: str, started: dt.datetime, sta
 
 
 def _schedule(sessions: sessionmaker[Session], clock: Clock, ran: list[str]) -> DailySchedule:
-    def run_sync(system: str) -> SyncRunResult:
+    def run_sync(
+        system: str,
+        *,
+        full: bool = False,
+        run_id: uuid.UUID | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> SyncRunResult:
+        if still_wanted is not None and not still_wanted():  # as sync_system, under its lock
+            raise NoLongerWanted(system)
         ran.append(system)
         _run(sessions, system, clock(), "succeeded")
         return _result(system)
@@ -92,6 +102,28 @@ def test_the_slot_is_the_configured_time_in_the_configured_zone(
     assert schedule.slot("kki", slot_utc + dt.timedelta(hours=1)) == slot_utc + dt.timedelta(
         minutes=30
     )
+
+
+def test_a_run_another_scheduler_finished_after_the_decision_is_not_run_again(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    """Two schedulers decide "due" at once; the first runs and finishes before the second gets
+    the lock. The second asks again under the lock (`still_wanted`) and stands down."""
+    clock, ran = Clock(slot_utc + dt.timedelta(minutes=45)), []
+    schedule = _schedule(sessions, clock, ran)
+    inner = schedule._run_sync
+
+    def other_scheduler_first(system: str, **kwargs: Any) -> SyncRunResult:
+        _run(sessions, system, clock(), "succeeded")  # the other process's run, just finished
+        return inner(system, **kwargs)
+
+    schedule._run_sync = other_scheduler_first
+    outcomes = schedule.run_due()
+    assert [(o.system, o.skipped) for o in outcomes] == [
+        ("sisdmk", "another process has just run it"),
+        ("kki", "another process has just run it"),
+    ]
+    assert ran == []
 
 
 def test_due_once_per_day_in_order_and_not_again_after_success(
@@ -154,7 +186,7 @@ def test_a_run_in_progress_or_a_disabled_connection_is_not_due(
 def test_a_sync_another_process_holds_is_reported_skipped(
     sessions: sessionmaker[Session], slot_utc: dt.datetime
 ) -> None:
-    def held(system: str) -> SyncRunResult:
+    def held(system: str, **kwargs: Any) -> SyncRunResult:
         raise LockHeld(f"sync-{system}")
 
     clock = Clock(slot_utc + dt.timedelta(hours=1))
@@ -162,3 +194,111 @@ def test_a_sync_another_process_holds_is_reported_skipped(
     (outcome,) = schedule.run_due()
     assert outcome.result is None
     assert outcome.skipped == "another process is running it"
+
+
+# -- runs requested through the API ---------------------------------------------------------
+
+SUBJECT = "0b6a4c1e-6f0e-4d6c-9c59-1f1d7b2b9a11"
+
+
+def _request(
+    sessions: sessionmaker[Session], system: str, *, full: bool, at: dt.datetime
+) -> uuid.UUID:
+    engine = sessions.kw["bind"]
+    with sessions.begin() as session:
+        return request_run(session, engine, system, full=full, requested_by=SUBJECT, now=at).run_id
+
+
+class FakeSync:
+    """Stands in for `sync_system`: takes the request like it does, records each call."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions, self.clock = sessions, clock
+        self.calls: list[tuple[str, bool, uuid.UUID | None]] = []
+        self.error: Exception | None = None
+
+    def __call__(
+        self,
+        system: str,
+        *,
+        full: bool = False,
+        run_id: uuid.UUID | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> SyncRunResult:
+        self.calls.append((system, full, run_id))
+        if self.error is not None:
+            raise self.error
+        with self.sessions.begin() as session:
+            if run_id is not None:
+                take_request(session, system, run_id)
+            session.add(
+                SyncRun(
+                    id=run_id or uuid.uuid4(),
+                    system=system,
+                    mode="full" if full else "incremental",
+                    started_at=self.clock(),
+                    status="succeeded",
+                )
+            )
+        return _result(system)
+
+
+def test_requested_runs_start_first_oldest_first_with_their_id_and_mode(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc + dt.timedelta(minutes=45))  # both daily runs due too
+    sync = FakeSync(sessions, clock)
+    schedule = DailySchedule(
+        {"sisdmk": dt.time(1, 0), "kki": dt.time(1, 30)}, WIB, sessions, sync, clock
+    )
+    kki = _request(sessions, "kki", full=True, at=clock() - dt.timedelta(seconds=2))
+    sisdmk = _request(sessions, "sisdmk", full=False, at=clock() - dt.timedelta(seconds=1))
+
+    requested = schedule.run_requested()
+    due = schedule.run_due()
+
+    assert [o.system for o in requested] == ["kki", "sisdmk"]
+    assert sync.calls[:2] == [("kki", True, kki), ("sisdmk", False, sisdmk)]
+    # The requested runs started after the slot: they are today's runs.
+    assert due == []
+    assert schedule.run_requested() == []
+
+
+def test_a_request_waits_while_another_process_syncs_its_system(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc - dt.timedelta(hours=2))
+    sync = FakeSync(sessions, clock)
+    schedule = DailySchedule({"sisdmk": dt.time(1, 0)}, WIB, sessions, sync, clock)
+    run_id = _request(sessions, "sisdmk", full=False, at=clock())
+    sync.error = LockHeld("sync-sisdmk")
+
+    assert schedule.run_requested() == []
+
+    sync.error = None
+    (outcome,) = schedule.run_requested()
+    assert outcome.result is not None
+    assert sync.calls == [("sisdmk", False, run_id)] * 2
+
+
+def test_a_request_whose_connection_was_disabled_since_ends_failed_under_its_id(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc - dt.timedelta(hours=2))
+    sync = FakeSync(sessions, clock)
+    schedule = DailySchedule({"sisdmk": dt.time(1, 0)}, WIB, sessions, sync, clock)
+    run_id = _request(sessions, "kki", full=False, at=clock())
+    with sessions.begin() as session:
+        set_enabled(session, "kki", False, clock=clock)
+    sync.error = ConnectionDisabled("kki")
+
+    (outcome,) = schedule.run_requested()
+
+    assert (outcome.system, outcome.result, outcome.skipped) == ("kki", None, "connection disabled")
+    with sessions() as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        assert (run.status, run.requested_by) == ("failed", SUBJECT)
+        assert run.error is not None
+        assert "disabled" in run.error
+    assert schedule.run_requested() == []

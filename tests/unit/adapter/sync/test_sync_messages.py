@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
+from adapter.cli.sync import next_step
 from adapter.clients.errors import ContractViolation, UpstreamUnavailable
 from adapter.store.repositories import IdentityConflictError
-from adapter.sync.command import next_step
 from adapter.sync.service import SyncCounts, SyncRunResult, _describe, _record_reason
 
 NIK = "3171014501900001"

@@ -1,7 +1,7 @@
 """The real-time sub-commands of ``hf-adapter``: serve, worker, events list|show|replay|purge.
 
 `adapter.cli` registers them with one call; the work is done in `adapter.server`,
-`adapter.queue.command` and `adapter.queue.events_command`, imported when a command runs.
+`adapter.cli.worker` and `adapter.cli.events`, imported when a command runs.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _add_worker(commands: Commands) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from adapter.queue.command import run
+    from adapter.cli.worker import run
 
     return run(concurrency=args.concurrency, metrics_port=args.metrics_port)
 
@@ -128,25 +128,25 @@ def _add_events(commands: Commands) -> None:
 
 
 def _events_list(args: argparse.Namespace) -> int:
-    from adapter.queue.events_command import list_events
+    from adapter.cli.events import list_events
 
     state = None if args.state == "any" else args.state
     return list_events(state=state, source=args.source, limit=args.limit, cursor=args.cursor)
 
 
 def _events_show(args: argparse.Namespace) -> int:
-    from adapter.queue.events_command import show_event
+    from adapter.cli.events import show_event
 
     return show_event(args.event_id)
 
 
 def _events_replay(args: argparse.Namespace) -> int:
-    from adapter.queue.events_command import replay
+    from adapter.cli.events import replay
 
     return replay(args.event_ids, replay_all=args.all)
 
 
 def _events_purge(args: argparse.Namespace) -> int:
-    from adapter.queue.events_command import purge
+    from adapter.cli.events import purge
 
     return purge(args.event_ids, purge_all=args.all, reason=args.reason)

@@ -1,14 +1,17 @@
-"""`hf-adapter schedule [--once]`: run each system's daily batch sync at its configured time.
+"""`hf-adapter schedule [--once]`: run the syncs requested through the API, and each system's
+daily batch sync at its configured time.
 
-Without `--once` it checks every 30 s until SIGINT/SIGTERM (a run in progress finishes first).
-With `--once` it runs what is due now and exits — for cron or a Kubernetes CronJob. Either way
-it ends with a table of the runs it made.
+Without `--once` it checks every SCHEDULE_POLL_S (5 s) until SIGINT/SIGTERM (a run in progress
+finishes first). With `--once` it runs what is requested or due now and exits — for cron or a
+Kubernetes CronJob. Either way it ends with a table of the runs it made.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import uuid
+from collections.abc import Callable
 from types import FrameType
 
 from rich.console import Console
@@ -17,20 +20,28 @@ from rich.table import Table
 from adapter.clock import utc_now
 from adapter.composition import build_services
 from adapter.settings import load_settings
-from adapter.sync.schedule import POLL_S, DailySchedule, Decision, Outcome
+from adapter.sync.schedule import DailySchedule, Decision, Outcome
 from adapter.sync.service import SyncRunResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-def run(*, once: bool, poll_s: float = POLL_S) -> int:
+def run(*, once: bool) -> int:
     settings = load_settings()
     services = build_services(settings)
     clock = utc_now  # one clock for the schedule's decisions and the runs it starts
 
-    def sync(system: str) -> SyncRunResult:
-        return services.sync(system, clock=clock)
+    def sync(
+        system: str,
+        *,
+        full: bool = False,
+        run_id: uuid.UUID | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> SyncRunResult:
+        return services.sync(
+            system, full=full, run_id=run_id, still_wanted=still_wanted, clock=clock
+        )
 
     schedule = DailySchedule(
         settings.daily_sync_times(), settings.sync_timezone, services.sessions, sync, clock
@@ -49,10 +60,12 @@ def run(*, once: bool, poll_s: float = POLL_S) -> int:
         )
         console.print(f"schedule: {times} ({settings.sync_timezone})")
         while True:
-            for outcome in schedule.run_due():
-                outcomes.append(outcome)
-                console.print(_line(outcome))
-            if once or stop.wait(poll_s):
+            # Requested runs first: someone is waiting for them.
+            for due in (schedule.run_requested, schedule.run_due):
+                for outcome in due():
+                    outcomes.append(outcome)
+                    console.print(_line(outcome))
+            if once or stop.wait(settings.schedule_poll_s):
                 break
     finally:
         for sig, handler in previous.items():

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from adapter.clients import NotFound, UpstreamError
 from adapter.composition import build_services
+from adapter.lookup import LookupAnswer
 from adapter.observability.audit import command_line_operator
 from adapter.settings import load_settings
-from adapter.sync.lookup import LookupAnswer
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1

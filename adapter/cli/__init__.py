@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from adapter.cli.realtime import add_realtime_commands
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
-from adapter.queue.subcommands import add_realtime_commands
+from adapter.observability.tracing import configure_tracing
 from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
 from adapter.store import database
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_CANNOT_RUN
     try:
+        configure_tracing()
         return handler(args)
     except (
         ConfigurationError,
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "variables (docs/configuration.md).",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    # serve, worker, sync and keys are added here as their packages land (DESIGN.md).
+    # One group of subcommands per package (docs/architecture.md, "Packages of the adapter").
     _add_db(commands)
     _add_lookup(commands)
     _add_schedule(commands)
@@ -333,7 +335,7 @@ def _add_lookup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _lookup(args: argparse.Namespace) -> int:
-    from adapter.sync.lookup_command import run
+    from adapter.cli.lookup import run
 
     return run(str_number=args.str_number, nik_from_stdin=bool(args.nik_stdin))
 
@@ -341,19 +343,22 @@ def _lookup(args: argparse.Namespace) -> int:
 def _add_schedule(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schedule = commands.add_parser(
         "schedule",
-        help="run each system's daily batch sync at its time (SYNC_SCHEDULE), retry degraded ones",
-        description="Daily batch sync per system at the times in SYNC_SCHEDULE (SYNC_TIMEZONE). "
-        "Safe to run in several processes: each daily sync runs once. A failed run is retried "
-        "at the connection's next_attempt_at. Exit 1 if a run it made failed.",
+        help="run the syncs requested through the API and each system's daily batch sync at its "
+        "time (SYNC_SCHEDULE), retry degraded ones",
+        description="Runs requested through POST /api/v1/sync-runs (checked every "
+        "SCHEDULE_POLL_S), and the daily batch sync per system at the times in SYNC_SCHEDULE "
+        "(SYNC_TIMEZONE). Safe to run in several processes: each request and each daily sync "
+        "runs once. A failed run is retried at the connection's next_attempt_at. Exit 1 if a "
+        "run it made failed.",
     )
     schedule.add_argument(
-        "--once", action="store_true", help="run what is due now, then exit (for cron)"
+        "--once", action="store_true", help="run what is requested or due now, then exit (for cron)"
     )
     schedule.set_defaults(handler=_schedule)
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from adapter.sync.schedule_command import run
+    from adapter.cli.schedule import run
 
     return run(once=bool(args.once))
 
@@ -472,7 +477,7 @@ def _page_size(text: str) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     # Imported here: rich and the HTTP clients load only for this command.
-    from adapter.sync.command import run
+    from adapter.cli.sync import run
 
     return run(
         str(args.system),
@@ -508,7 +513,3 @@ def _usage(parser: argparse.ArgumentParser) -> Handler:
 
 def _error(message: str) -> None:
     print(f"hf-adapter: error: {message}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

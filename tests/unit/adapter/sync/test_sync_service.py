@@ -1,0 +1,133 @@
+"""`sync_system` with a scripted SISDMK client on a SQLite store: what a page does with records
+the contract or the store refuses, the checkpoint, the run row, the audit entry per page and a
+connection disabled in the middle of a run. (Real sources over HTTP: tests/integration.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.clients.http import Page, RejectedItem
+from adapter.observability.sync_metrics import SyncMetrics
+from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, set_enabled
+from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.models import AuditEvent, QuarantinedRecord, SyncCheckpoint, SyncRun
+from adapter.store.repositories import HealthWorkerRepository
+from adapter.sync.service import sync_system
+from tests.integration.adapter.documents import sisdmk_worker
+
+AT = dt.datetime(2030, 5, 6, 7, 8, tzinfo=dt.UTC)
+CIPHER = FieldCipher(KeyRing([Key("enc-1", b"e" * 32)]))
+BLIND_INDEX = BlindIndex(Key("bidx-1", b"b" * 32))
+
+
+class ScriptedSisdmk:
+    """Hands out the given pages; `before_page(n)` runs before page n is handed out."""
+
+    def __init__(self, pages: Sequence[Page], before_page: Any = None) -> None:
+        self.pages = pages
+        self.before_page = before_page
+        self.calls: list[tuple[Any, Any]] = []
+
+    def iter_health_workers(
+        self, updated_since: Any = None, page_size: int = 100, cursor: str | None = None
+    ) -> Iterator[Page]:
+        self.calls.append((updated_since, cursor))
+        for number, page in enumerate(self.pages):
+            if self.before_page is not None:
+                self.before_page(number)
+            yield page
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    upgrade(engine)
+    yield session_factory(engine, audit_keys=KeyRing([Key("audit-test", bytes(range(32)))]))
+    engine.dispose()
+
+
+def run(sessions: sessionmaker[Session], client: ScriptedSisdmk) -> Any:
+    return sync_system(
+        "sisdmk",
+        session_factory=sessions,
+        client=client,  # type: ignore[arg-type]
+        repository_factory=lambda session: HealthWorkerRepository(session, CIPHER, BLIND_INDEX),
+        metrics=SyncMetrics.for_registry(CollectorRegistry()),
+        clock=lambda: AT,
+    )
+
+
+def test_a_page_stores_the_good_records_and_quarantines_the_refused_ones(
+    sessions: sessionmaker[Session],
+) -> None:
+    good, missing_name = sisdmk_worker(), sisdmk_worker()
+    del missing_name["full_name"]
+    broken = {"worker_id": "not-a-uuid", "nik": "1"}
+    page = Page(
+        items=(good, missing_name),
+        next_cursor="c-2",
+        rejected=(RejectedItem(2, "body.data[2].nik: too short", broken),),
+    )
+    result = run(sessions, ScriptedSisdmk([page]))
+    assert result.succeeded
+    assert (result.counts.fetched, result.counts.created, result.counts.rejected) == (3, 1, 2)
+    with sessions() as session:
+        quarantined = {
+            row.source_id: row.reason for row in session.scalars(select(QuarantinedRecord))
+        }
+        [entry] = session.scalars(select(AuditEvent)).all()
+        checkpoint = session.get(SyncCheckpoint, "sisdmk")
+        run_row = session.get(SyncRun, result.run_id)
+    assert quarantined == {
+        missing_name["worker_id"]: "missing_field: full_name",
+        "not-a-uuid": "contract_violation: body.data[2].nik: too short",
+    }
+    detail = json.loads(entry.detail or "{}")
+    assert (entry.action, detail["run_id"]) == ("sync.write", str(result.run_id))
+    assert detail["written_ids"] == [good["worker_id"]]
+    assert sorted(detail["quarantined_ids"]) == sorted([missing_name["worker_id"], "not-a-uuid"])
+    assert checkpoint is not None
+    assert checkpoint.cursor == "c-2"
+    assert run_row is not None
+    assert (run_row.status, run_row.created) == ("succeeded", 1)
+
+
+def test_a_connection_disabled_mid_run_stops_it_after_the_committed_pages(
+    sessions: sessionmaker[Session],
+) -> None:
+    first, second = sisdmk_worker(), sisdmk_worker()
+
+    def disable_before_second_page(number: int) -> None:
+        if number == 1:
+            with sessions.begin() as session:
+                set_enabled(session, "sisdmk", False)
+
+    client = ScriptedSisdmk(
+        [Page(items=(first,), next_cursor="c-1"), Page(items=(second,), next_cursor=None)],
+        disable_before_second_page,
+    )
+    result = run(sessions, client)
+    assert (result.status, result.error_type, result.counts.created) == (
+        "failed",
+        "ConnectionDisabled",
+        1,
+    )
+    with sessions() as session:
+        checkpoint = session.get(SyncCheckpoint, "sisdmk")
+        state = connection_state(session, "sisdmk")
+    assert checkpoint is not None
+    assert checkpoint.cursor == "c-1"
+    assert state.status != "degraded"  # an operator's choice, not a failure to reach SISDMK
+
+    with pytest.raises(ConnectionDisabled):  # and the next run does not start at all
+        run(sessions, ScriptedSisdmk([]))

@@ -1,0 +1,106 @@
+"""Readiness answers are reused for their cache window (on a controlled clock), and the ops
+routes leave the public app when asked."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask
+
+from adapter import health
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingCheck:
+    def __init__(self, problem: str | None = None) -> None:
+        self.calls = 0
+        self.problem = problem
+
+    def __call__(self) -> str | None:
+        self.calls += 1
+        return self.problem
+
+
+def test_checks_run_once_per_window() -> None:
+    clock, check = Clock(), CountingCheck()
+    readiness = health.Readiness(5.0, clock=clock)
+    readiness.add("database", check)
+
+    for _ in range(10):
+        assert readiness.results() == {"database": None}
+        clock.now += 0.25  # ten calls over 2.5 s: all inside the 5 s window
+    assert check.calls == 1
+
+    clock.now += 2.5  # 5 s after the first answer
+    readiness.results()
+    assert check.calls == 2
+
+
+def test_a_failing_answer_is_reused_too_and_then_rechecked() -> None:
+    clock, check = Clock(), CountingCheck("unreachable (OperationalError)")
+    readiness = health.Readiness(5.0, clock=clock)
+    readiness.add("database", check)
+
+    assert readiness.results() == {"database": "unreachable (OperationalError)"}
+    check.problem = None
+    assert readiness.results() == {"database": "unreachable (OperationalError)"}
+    clock.now += 5.0
+    assert readiness.results() == {"database": None}
+
+
+def test_zero_runs_the_checks_on_every_call() -> None:
+    check = CountingCheck()
+    readiness = health.Readiness(0.0, clock=Clock())
+    readiness.add("sso", check)
+
+    for _ in range(3):
+        readiness.results()
+
+    assert check.calls == 3
+
+
+def test_probes_arriving_during_a_round_share_it() -> None:
+    started, release = threading.Event(), threading.Event()
+    calls = 0
+
+    def slow() -> None:
+        nonlocal calls
+        calls += 1
+        started.set()
+        release.wait(10)
+
+    readiness = health.Readiness(60.0)
+    readiness.add("sso", slow)
+    first = threading.Thread(target=readiness.results)
+    first.start()
+    started.wait(10)
+    others = [threading.Thread(target=readiness.results) for _ in range(5)]
+    for thread in others:
+        thread.start()
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+
+    assert calls == 1
+
+
+def test_ops_routes_can_be_left_off_an_app() -> None:
+    readiness = health.Readiness(5.0)
+    public, ops = Flask("public"), health.ops_app(readiness)
+    health.init_app(public, readiness, ops_routes=False)
+
+    with public.test_client() as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 404
+        assert client.get("/metrics").status_code == 404
+    with ops.test_client() as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/metrics").status_code == 200
