@@ -25,8 +25,8 @@ from typing import Any, Final
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
+from adapter.audit import Actor, record_audit
 from adapter.errors import AdapterError
-from adapter.observability.audit import Actor, record_audit
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
 from adapter.store.personal_fields import REGISTRATION_PERSONAL_FIELDS, WORKER_PERSONAL_FIELDS
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult

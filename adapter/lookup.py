@@ -16,10 +16,10 @@ from typing import Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import Origin, apply_documents
+from adapter.audit import Actor
 from adapter.clients.errors import NotFound, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from adapter.clients.kki import KkiClient
 from adapter.clock import Clock, utc_now
-from adapter.observability.audit import Actor
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
 from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord

@@ -23,9 +23,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from adapter.audit import command_line_operator
 from adapter.composition import build_services
 from adapter.errors import AdapterError
-from adapter.observability.audit import command_line_operator
 from adapter.settings import load_settings
 from adapter.store import database
 from harness.embedded import embedded_environment, webhook_secret

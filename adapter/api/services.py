@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
+from adapter.audit import Actor, record_audit
 from adapter.clock import Clock, utc_now
 from adapter.lookup import LookupAnswer, RegistryLookup
-from adapter.observability.audit import Actor, record_audit
 from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,

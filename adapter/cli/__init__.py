@@ -24,8 +24,8 @@ from adapter.store import database
 from adapter.store.locks import LockHeld
 
 if TYPE_CHECKING:
+    from adapter.audit import ChainReport
     from adapter.composition import Services
-    from adapter.observability.audit import ChainReport
 
 EXIT_OK: Final = 0
 EXIT_PROBLEM: Final = 1
@@ -423,7 +423,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_anchor(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from adapter.observability.audit import Anchor
+    from adapter.audit import Anchor
 
     anchor_file = None if args.out == "-" else Path(args.out)
     with _services() as services:
@@ -447,7 +447,7 @@ def _audit_anchor(args: argparse.Namespace) -> int:
 
 
 def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainReport:
-    from adapter.observability.audit import read_anchors, verify_chain
+    from adapter.audit import read_anchors, verify_chain
 
     anchors = []
     if anchor_file is not None:

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
+from adapter.audit import command_line_operator
 from adapter.composition import build_services
 from adapter.errors import AdapterError
-from adapter.observability.audit import command_line_operator
 from adapter.observability.event_metrics import EventMetrics
 from adapter.settings import load_settings
 from adapter.webhooks.event_admin import EventFilter, WebhookEventAdmin

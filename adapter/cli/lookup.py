@@ -11,10 +11,10 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from adapter.audit import command_line_operator
 from adapter.clients import NotFound, UpstreamError
 from adapter.composition import build_services
 from adapter.lookup import LookupAnswer
-from adapter.observability.audit import command_line_operator
 from adapter.settings import load_settings
 
 EXIT_OK = 0

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import Origin, RecordRefused, apply_documents
+from adapter.audit import WORKER
 from adapter.clients.errors import (
     AuthenticationFailed,
     UpstreamError,
@@ -35,7 +36,6 @@ from adapter.clients.errors import (
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.errors import AdapterError
-from adapter.observability.audit import WORKER
 from adapter.observability.event_metrics import EventMetrics
 from adapter.observability.tracing import SpanKind, start_span
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts

@@ -30,13 +30,13 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import SOURCES, Origin, RecordRefused, SourceKind, apply_documents
+from adapter.audit import SYSTEM_SYNC
 from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
-from adapter.observability.audit import SYSTEM_SYNC
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.observability.tracing import start_span
 from adapter.sdmk_integration_manager import (

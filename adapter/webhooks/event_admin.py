@@ -18,9 +18,9 @@ from typing import Any, Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
+from adapter.audit import Actor, record_audit
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
-from adapter.observability.audit import Actor, record_audit
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.messages import EventPublisher
 from adapter.webhooks.inbox import WebhookInbox

@@ -16,8 +16,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
+from adapter.audit import verify_chain
 from adapter.composition import build_services
-from adapter.observability.audit import verify_chain
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.settings import load_settings
 from adapter.store.database import create_engine_from_url, upgrade

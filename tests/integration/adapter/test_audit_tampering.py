@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.observability.audit import Actor, entry_hash, record_audit
+from adapter.audit import Actor, entry_hash, record_audit
 from adapter.store.crypto import Key
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AUDIT_GENESIS, AuditEvent

@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.observability.audit import Actor, entry_hash, record_audit, verify_chain
+from adapter.audit import Actor, entry_hash, record_audit, verify_chain
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
 from tests.integration.adapter.conftest import AUDIT_KEYS, BACKENDS

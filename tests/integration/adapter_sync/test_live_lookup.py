@@ -11,9 +11,9 @@ from sqlalchemy import update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.audit import Actor
 from adapter.clients import HttpKkiClient, NotFound, RetryPolicy, UpstreamUnavailable
 from adapter.lookup import RegistryLookup
-from adapter.observability.audit import Actor
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.audit import verify_chain
 from adapter.clients import RetryPolicy
-from adapter.observability.audit import verify_chain
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,

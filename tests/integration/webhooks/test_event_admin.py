@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.observability.audit import Actor
+from adapter.audit import Actor
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.rabbit import RabbitPublisher
 from adapter.queue.topology import QueueTopology

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import Applied, Origin, RecordRefused, apply_documents
-from adapter.observability.audit import Actor, verify_chain
+from adapter.audit import Actor, verify_chain
 from adapter.sdmk_integration_manager import ConnectionDisabled, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory, upgrade

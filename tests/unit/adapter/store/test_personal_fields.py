@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.observability.audit import Actor, record_audit
+from adapter.audit import Actor, record_audit
 from adapter.store.models import Base, EncryptedToken
 from adapter.store.personal_fields import PERSONAL_FIELDS
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from adapter.observability.audit import Anchor, AnchorError, entry_hash, read_anchors
+from adapter.audit import Anchor, AnchorError, entry_hash, read_anchors
 from adapter.store.crypto import Key, KeyRing
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
 

@@ -1,0 +1,24 @@
+"""The audit trail: who did what to which personal data (`trail`), who acts (`actors`), the
+chain's anchors kept outside the database (`anchors`) and its verification (`verify`)."""
+
+from adapter.audit.actors import CLI_CLIENT, SYSTEM_SYNC, WORKER, Actor, command_line_operator
+from adapter.audit.anchors import Anchor, AnchorError, read_anchors
+from adapter.audit.trail import AuditKeysMissing, audit_keys, entry_hash, record_audit
+from adapter.audit.verify import ChainReport, verify_chain
+
+__all__ = [
+    "CLI_CLIENT",
+    "SYSTEM_SYNC",
+    "WORKER",
+    "Actor",
+    "Anchor",
+    "AnchorError",
+    "AuditKeysMissing",
+    "ChainReport",
+    "audit_keys",
+    "command_line_operator",
+    "entry_hash",
+    "read_anchors",
+    "record_audit",
+    "verify_chain",
+]
