@@ -139,6 +139,10 @@ class RequestChecker:
             document = json.loads(raw)
         except (UnicodeDecodeError, ValueError):
             raise RequestProblem(400, "the body is not valid JSON", reason="json") from None
+        except RecursionError:
+            raise RequestProblem(
+                400, "the body is not valid JSON here: it is nested too deeply", reason="json"
+            ) from None
         validator = compiled_validator(schema)
         errors = [_describe(error, schema) for error in validator.iter_errors(document)]
         if errors:

@@ -254,3 +254,10 @@ def decode_json(system: str, operation: str, response: httpx.Response) -> Any:
             operation=operation,
             status=response.status_code,
         ) from None
+    except RecursionError:
+        raise ContractViolation(
+            f"{response.status_code} response is JSON nested too deeply to read",
+            system=system,
+            operation=operation,
+            status=response.status_code,
+        ) from None

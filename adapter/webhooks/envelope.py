@@ -43,6 +43,8 @@ def parse_envelope(source: str, webhook_id: str, body: bytes) -> EventEnvelope:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise WebhookRejected(400, "json", "the body is not valid UTF-8 JSON") from None
+    except RecursionError:
+        raise WebhookRejected(400, "json", "the body's JSON is nested too deeply") from None
     validator = _event_validator(source)
     if not validator.is_valid(document):
         # Which rule failed, never the value: the body may carry a NIK by mistake.

@@ -107,6 +107,8 @@ class PreciseJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
             ) from exc
         except json.JSONDecodeError as exc:
             raise MockProblem(400, f"the request body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise MockProblem(400, "the request body's JSON is nested too deeply") from None
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if body is NO_BODY:

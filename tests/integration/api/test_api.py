@@ -578,6 +578,8 @@ BAD_BODIES = [
     (b'{"nik": "3171010101900001", "name": "x"}', "application/json", 422, "name"),
     (b"{}", "application/json", 422, "nik"),
     (b'{"nik": ', "application/json", 400, "JSON"),
+    # 8,000 levels deep (16,000 bytes, under the size limit): Python's parser gives up.
+    (b"[" * 8_000 + b"]" * 8_000, "application/json", 400, "nested too deeply"),
     (b'{"nik": "3171010101900001"}', "text/plain", 415, "application/json"),
     (b'{"nik": "' + b"1" * 20_000 + b'"}', "application/json", 413, "bytes"),
 ]

@@ -98,6 +98,17 @@ def test_malformed_lookup_body_is_400(kki: httpx.Client) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+def test_lookup_body_nested_too_deeply_is_400(kki: httpx.Client) -> None:
+    response = kki.post(
+        "/v1/registrations/lookup",
+        content=b"[" * 8_000 + b"]" * 8_000,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "nested too deeply" in response.json()["detail"]
+
+
 def test_sub_resources_agree_with_the_registration(kki: httpx.Client) -> None:
     registration = kki.get("/v1/registrations", params={"limit": 1}).json()["data"][0]
     number = registration["str_number"]

@@ -218,6 +218,18 @@ def test_body_not_json_rejected(
     assert_rejected(post(client, body, headers), 400, "json", engine, webhook_id, metrics)
 
 
+def test_body_nested_too_deeply_rejected(
+    client: FlaskClient, settings: Settings, engine: Engine, metrics: EventMetrics
+) -> None:
+    webhook_id = str(uuid.uuid4())
+    # 1,020 levels fit this module's 2,048-byte limit and are past Python's recursion limit.
+    body = b"[" * 1_020 + b"]" * 1_020
+    headers = signed(body, settings.kki_webhook_secret.get_secret_value(), webhook_id=webhook_id)
+    response = post(client, body, headers)
+    assert_rejected(response, 400, "json", engine, webhook_id, metrics)
+    assert "nested too deeply" in response.get_json()["detail"]
+
+
 def test_body_not_matching_event_schema_rejected(
     client: FlaskClient, settings: Settings, engine: Engine, metrics: EventMetrics
 ) -> None:

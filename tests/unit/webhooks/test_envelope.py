@@ -67,3 +67,9 @@ def test_non_json_body_rejected() -> None:
     with pytest.raises(WebhookRejected) as caught:
         parse_envelope("kki", "x", b"\xff\xfe")
     assert caught.value.reason == "json"
+
+
+def test_body_nested_too_deeply_rejected() -> None:
+    with pytest.raises(WebhookRejected) as caught:
+        parse_envelope("kki", "x", b"[" * 8_000 + b"]" * 8_000)
+    assert (caught.value.status, caught.value.reason) == (400, "json")

@@ -278,6 +278,16 @@ def test_body_that_is_not_json_is_a_contract_violation() -> None:
     assert "QZ0001" not in str(info.value)
 
 
+def test_body_nested_too_deeply_is_a_contract_violation() -> None:
+    client = kki_client(
+        lambda request: httpx.Response(
+            200, content=b"[" * 8_000 + b"]" * 8_000, headers={"Content-Type": "application/json"}
+        )
+    )
+    with pytest.raises(ContractViolation, match="nested too deeply"):
+        client.get_registration("QZ00011234567890")
+
+
 def _labelled(content_type: str, document: Any) -> httpx.Response:
     return httpx.Response(
         200, content=json.dumps(document).encode(), headers={"Content-Type": content_type}
