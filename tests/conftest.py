@@ -8,3 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# The integration suite's shared fixtures, one module (no chains of conftest imports).
+pytest_plugins = ["tests.support.fixtures"]

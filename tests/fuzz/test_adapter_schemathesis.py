@@ -18,12 +18,9 @@ import pytest
 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from harness.idp import IdpProcess
-from tests.integration.adapter.conftest import blind_index, cipher, postgres_server
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, run_sync, running_mock
 from tests.integration.api.stack import OPS, PORTAL, Adapter, served_adapter, started_idp
-
-__all__ = ["blind_index", "cipher", "postgres_server"]
+from tests.support.databases import PostgresServer
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 

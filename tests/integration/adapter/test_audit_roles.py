@@ -23,9 +23,9 @@ from adapter.settings import load_settings
 from adapter.store.database import create_engine_from_url, upgrade
 from adapter.store.models import AuditEvent
 from adapter.store.privileges import runtime_grants
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import PostgresServer
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from adapter.audit import Actor, entry_hash, record_audit
 from adapter.store.crypto import Key
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
-from tests.integration.adapter.conftest import AUDIT_KEYS, BACKENDS
 from tests.integration.adapter_sync.support import adapter_environment
 from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import AUDIT_KEYS, BACKENDS
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.repositories import HealthWorkerRepository
-from tests.integration.adapter.conftest import AUDIT_KEYS
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter.documents import kki_registration, sisdmk_worker
+from tests.support.databases import AUDIT_KEYS, PostgresServer
 
 pytestmark = pytest.mark.integration
 

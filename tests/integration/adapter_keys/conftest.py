@@ -8,11 +8,8 @@ from pathlib import Path
 import pytest
 
 from adapter.store.crypto import BlindIndex
-from tests.integration.adapter.conftest import blind_index, postgres_server
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_keys.store import Store, database_url, filled_store
-
-__all__ = ["blind_index", "postgres_server", "store"]
+from tests.support.databases import PostgresServer
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -25,12 +25,7 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress, SyncRunResult, sync_system
 from harness.processes import start_mock
-from tests.integration.adapter.conftest import (
-    AUDIT_KEY,
-    AUDIT_KEYS,
-    BLIND_INDEX_KEY,
-    ENCRYPTION_KEY,
-)
+from tests.support.databases import AUDIT_KEY, AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY
 
 KKI_TOKEN = "kki-dev-token"
 SISDMK_ID, SISDMK_SECRET = "sisdmk-dev-client", "sisdmk-dev-secret"

@@ -22,7 +22,6 @@ from adapter.store.models import (
 )
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import (
     Mock,
     expected_findings,
@@ -31,6 +30,7 @@ from tests.integration.adapter_sync.support import (
     running_mock,
     store,
 )
+from tests.support.databases import BACKENDS
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.models import Registration
 from adapter.store.repositories import HealthWorkerRepository
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import Mock, client_for, run_sync, running_mock, store
+from tests.support.databases import BACKENDS
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.models import SyncRun
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import Mock, adapter_environment, running_mock, store
 from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import BACKENDS
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.models import Employment, HealthWorker, SyncCheckpoint, SyncRun
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import (
     Mock,
     adapter_environment,
@@ -24,6 +23,7 @@ from tests.integration.adapter_sync.support import (
     running_mock,
     store,
 )
+from tests.support.databases import BACKENDS
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.models import HealthWorker
 from adapter.sync import SyncProgress
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import Mock, client_for, run_sync, running_mock, store
 from tests.support.breaking_proxy import Breakage, BreakingProxy, Relabelled
+from tests.support.databases import BACKENDS
 
 pytestmark = pytest.mark.integration
 

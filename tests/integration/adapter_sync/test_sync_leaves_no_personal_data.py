@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import PostgresServer
 
 pytestmark = pytest.mark.integration
 

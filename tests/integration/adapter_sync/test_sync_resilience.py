@@ -28,7 +28,6 @@ from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
 from adapter.store.locks import LockHeld, exclusive
 from adapter.store.models import AuditEvent, HealthWorker, QuarantinedRecord, SyncRun
 from adapter.sync import SyncProgress
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import (
     Mock,
     adapter_environment,
@@ -38,6 +37,7 @@ from tests.integration.adapter_sync.support import (
     store,
 )
 from tests.integration.adapter_sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import BACKENDS
 
 pytestmark = pytest.mark.integration
 

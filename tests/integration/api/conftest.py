@@ -1,4 +1,4 @@
-"""The API tests' stack: the test IdP, both mocks, PostgreSQL filled by a real sync, and the
+"""The API tests' stack: the shared test IdP, both mocks, PostgreSQL filled by a real sync, and the
 adapter over HTTP. Anything missing fails the tests with what to start; nothing is skipped."""
 
 from __future__ import annotations
@@ -10,23 +10,9 @@ import pytest
 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from harness.idp import IdpProcess
-from tests.integration.adapter.conftest import blind_index, cipher, postgres_server
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, run_sync, running_mock
-from tests.integration.api.stack import OPS, PORTAL, READONLY, Adapter, served_adapter, started_idp
-
-__all__ = ["blind_index", "cipher", "postgres_server"]
-
-SIZE = 30
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdpProcess]:
-    provider = started_idp()
-    try:
-        yield provider
-    finally:
-        provider.close()
+from tests.integration.api.stack import OPS, PORTAL, READONLY, SIZE, Adapter, served_adapter
+from tests.support.databases import PostgresServer
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,15 @@ from adapter.settings import load_settings
 from adapter.store.database import session_factory
 from harness.idp import IdpProcess, IdpUnavailable
 from harness.processes import free_port
-from tests.integration.adapter.conftest import AUDIT_KEYS
 from tests.integration.adapter_sync.support import Mock, adapter_environment, migrated
+from tests.support.databases import AUDIT_KEYS
 
 AUDIENCE = "hf-adapter"
 PORTAL = "healthforce-portal"  # healthworkers:read, healthworkers:read:pii, audit:read
 OPS = "hf-ops"  # sync:run, integrations:admin, events:admin, audit:read
 READONLY = "hf-readonly"  # healthworkers:read
+# People in each mock of the API tests.
+SIZE = 30
 
 
 def started_idp() -> IdpProcess:

@@ -28,8 +28,7 @@ from adapter.webhooks.envelope import EventEnvelope
 from adapter.webhooks.inbox import WebhookInbox
 from harness.idp import IdpProcess, realm_clients
 from tests.integration.adapter_sync.support import Mock, run_sync
-from tests.integration.api.conftest import SIZE
-from tests.integration.api.stack import OPS, PORTAL, READONLY, Adapter
+from tests.integration.api.stack import OPS, PORTAL, READONLY, SIZE, Adapter
 
 pytestmark = pytest.mark.integration
 

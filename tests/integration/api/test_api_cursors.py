@@ -16,10 +16,9 @@ from sqlalchemy.engine import make_url
 
 from adapter.store.models import AuditEvent, SyncRun
 from harness.idp import IdpProcess
-from tests.integration.adapter.conftest import BACKENDS
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock
 from tests.integration.api.stack import OPS, READONLY, Adapter, served_adapter
+from tests.support.databases import BACKENDS, PostgresServer
 
 pytestmark = pytest.mark.integration
 

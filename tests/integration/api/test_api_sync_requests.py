@@ -22,17 +22,15 @@ from adapter.store.models import AuditEvent, SyncRequest
 from adapter.sync.requests import request_run
 from harness.idp import IdpProcess
 from harness.processes import ManagedProcess, free_port
-from tests.integration.adapter.conftest import BACKENDS, empty_database_url
 from tests.integration.adapter_sync.support import Mock, adapter_environment, migrated
-from tests.integration.api.conftest import SIZE
-from tests.integration.api.stack import AUDIENCE, OPS
+from tests.integration.api.stack import AUDIENCE, OPS, SIZE
+from tests.support.databases import BACKENDS
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True),
 ]
 
-__all__ = ["empty_database_url"]
 
 # Only KKI has a daily slot (due at once: it never ran); the tests request SISDMK runs.
 SCHEDULE = "kki=00:00"

@@ -26,9 +26,9 @@ from limits import parse_many
 from adapter.settings import Settings
 from adapter.store.crypto import BlindIndex, FieldCipher
 from harness.idp import IdpProcess
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, run_sync
 from tests.integration.api.stack import PORTAL, READONLY, Adapter, served_adapter
+from tests.support.databases import PostgresServer
 
 pytestmark = pytest.mark.integration
 

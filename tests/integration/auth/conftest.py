@@ -8,17 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from adapter.auth.tokens import TokenValidator
-from harness.idp import IdpProcess, IdpUnavailable, generate_signing_keys
-
-AUDIENCE = "hf-adapter"
-
-
-def started(idp: IdpProcess) -> IdpProcess:
-    try:
-        return idp.start()
-    except IdpUnavailable as exc:
-        idp.close()
-        pytest.fail(str(exc), pytrace=False)
+from harness.idp import IdpProcess, generate_signing_keys
+from tests.integration.auth.support import AUDIENCE, started
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from adapter.auth.discovery import OidcDiscovery
 from adapter.auth.errors import InvalidTokenError
 from adapter.auth.tokens import TokenValidator
 from harness.idp import IdpProcess
-from tests.integration.auth.conftest import AUDIENCE
+from tests.integration.auth.support import AUDIENCE
 from tests.unit.auth.auth_fakes import access_claims, rsa_key, sign
 
 

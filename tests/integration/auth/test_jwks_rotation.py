@@ -13,7 +13,7 @@ import pytest
 from adapter.auth.errors import InvalidTokenError, KeySetUnavailableError
 from adapter.auth.tokens import TokenValidator
 from harness.idp import IdpProcess, generate_signing_keys
-from tests.integration.auth.conftest import AUDIENCE, started
+from tests.integration.auth.support import AUDIENCE, started
 
 COOLDOWN_S = 0.3
 MAX_AGE_S = 1.0

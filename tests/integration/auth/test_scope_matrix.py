@@ -12,7 +12,7 @@ from adapter.auth import scopes
 from adapter.auth.tokens import TokenValidator
 from adapter.auth.web import current_principal, init_app, require_scope
 from harness.idp import IdpProcess, realm_clients
-from tests.integration.auth.conftest import AUDIENCE
+from tests.integration.auth.support import AUDIENCE
 
 CLIENTS = sorted(realm_clients())
 # One route per scope, plus the pair the personal-data read needs.

@@ -1,67 +1,12 @@
-"""Real mock processes for the conformance tests (one pair per test module), a breaking proxy
-in front of each, and a helper that runs `hf-conformance` in-process and reads its JSON report.
-"""
+"""One pair of conformance targets (real mock + breaking proxy) per test module."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from conformance.cli import main
-from harness.processes import start_mock
-from tests.support.breaking_proxy import Breakage, BreakingProxy
-from tests.support.mock_servers import KKI_TOKEN, SEED, SISDMK_CLIENT, Mock, sisdmk_token
-
-SIZE = 500
-TODAY = dt.date(2026, 12, 1)
-
-KKI_ARGS = ["--api-key", KKI_TOKEN]
-SISDMK_ARGS = [
-    "--client-id",
-    SISDMK_CLIENT["client_id"],
-    "--client-secret",
-    SISDMK_CLIENT["client_secret"],
-]
-CREDENTIALS = {"kki": KKI_ARGS, "sisdmk": SISDMK_ARGS}
-
-
-class Target:
-    """A real mock, the breaking proxy in front of it, and clients for both APIs."""
-
-    def __init__(self, system: str) -> None:
-        process, url = start_mock(system, size=SIZE, seed=SEED)
-        self.system = system
-        self.mock = Mock(process, url)
-        self.proxy = BreakingProxy(url)
-
-    def public(self) -> httpx.Client:
-        if self.system == "kki":
-            headers = {"X-API-Key": KKI_TOKEN}
-        else:
-            headers = {"Authorization": f"Bearer {sisdmk_token(self.mock.url)}"}
-        return httpx.Client(base_url=self.mock.url, headers=headers, timeout=30)
-
-    def patch(self, collection: str, key: str, document: dict[str, Any]) -> None:
-        response = self.mock.admin.patch(
-            f"/records/{collection}/{key}",
-            json=document,
-            headers={"content-type": "application/merge-patch+json"},
-        )
-        assert response.status_code == 200, response.text
-
-    def reset(self, breakage: Breakage | None = None) -> None:
-        self.mock.reset()
-        self.proxy.breakage = breakage or Breakage()
-
-    def close(self) -> None:
-        self.proxy.close()
-        self.mock.close()
+from tests.integration.conformance.support import Target
 
 
 def _target(system: str) -> Iterator[Target]:
@@ -80,24 +25,3 @@ def kki_target() -> Iterator[Target]:
 @pytest.fixture(scope="module")
 def sisdmk_target() -> Iterator[Target]:
     yield from _target("sisdmk")
-
-
-def run_conformance(
-    system: str, url: str, tmp_path: Path, *args: str, today: dt.date = TODAY
-) -> tuple[int, dict[str, Any]]:
-    """`hf-conformance` in this process; its exit code and JSON report."""
-    report = tmp_path / "report.json"
-    code = main(
-        [system, "--base-url", url, *CREDENTIALS[system], "--quiet", "--json", str(report), *args],
-        clock=lambda: today,
-    )
-    document = json.loads(report.read_text()) if report.exists() else {}
-    return code, document
-
-
-def failing(report: dict[str, Any]) -> set[tuple[str, str]]:
-    return {
-        (f["rule"], f["operation"])
-        for f in report.get("findings", [])
-        if f["severity"] == "error" and not f["accepted"]
-    }

@@ -29,7 +29,7 @@ from harness.keycloak import (
 )
 from harness.processes import free_port
 from tests.integration.adapter_sync.support import adapter_environment, migrated
-from tests.integration.conformance.conftest import TODAY
+from tests.integration.conformance.support import TODAY
 
 COMMAND = Path(sys.executable).with_name("hf-conformance")
 

@@ -13,8 +13,6 @@ import pytest
 from adapter.store.crypto import BlindIndex, FieldCipher
 from harness.idp import IdpProcess, realm_clients
 from harness.processes import free_port
-from tests.integration.adapter.conftest import blind_index, cipher, postgres_server
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, run_sync, running_mock
 from tests.integration.api.stack import OPS, PORTAL, READONLY, Adapter, served_adapter, started_idp
 from tests.integration.conformance.oidc_support import (
@@ -24,8 +22,7 @@ from tests.integration.conformance.oidc_support import (
     run_in_process,
 )
 from tests.support.breaking_proxy import Breakage, BreakingProxy, Exchange
-
-__all__ = ["blind_index", "cipher", "postgres_server"]
+from tests.support.databases import PostgresServer
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from conformance.webhooks import FAST_POLICY
-from tests.integration.conformance.conftest import Target, failing, run_conformance
+from tests.integration.conformance.support import Target, failing, run_conformance
 from tests.support.breaking_proxy import Breakage, Exchange
 
 pytestmark = pytest.mark.integration

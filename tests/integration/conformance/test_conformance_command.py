@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.processes import free_port
-from tests.integration.conformance.conftest import (
+from tests.integration.conformance.support import (
     CREDENTIALS,
     TODAY,
     Target,

@@ -15,8 +15,6 @@ from conformance.rules import RULES
 from harness.idp import IdpProcess, IdpUnavailable, realm_clients
 from harness.keycloak import KeycloakServer
 from harness.processes import free_port
-from tests.integration.adapter.conftest import postgres_server
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, running_mock
 from tests.integration.conformance.oidc_support import (
     ConformanceAdmin,
@@ -26,9 +24,8 @@ from tests.integration.conformance.oidc_support import (
     run_command,
     run_in_process,
 )
+from tests.support.databases import PostgresServer
 from tests.support.keycloak import new_keycloak
-
-__all__ = ["postgres_server"]
 
 pytestmark = pytest.mark.integration
 

@@ -34,13 +34,10 @@ from adapter.webhooks.event_admin import WebhookEventAdmin
 from adapter.webhooks.inbox import WebhookInbox
 from harness.idp import IdpProcess
 from harness.processes import free_port
-from tests.integration.adapter.conftest import AUDIT_KEYS, migrated_engine
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, adapter_environment
 from tests.integration.api.stack import AUDIENCE, OPS, Adapter, served_adapter, started_idp
 from tests.integration.webhooks.support import delete_topology, unique_prefix
-
-__all__ = ["migrated_engine"]
+from tests.support.databases import AUDIT_KEYS, PostgresServer
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from adapter.store.models import Registration
 from harness.idp import IdpProcess
 from harness.processes import free_port
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import Mock
 from tests.integration.api.stack import OPS, PORTAL
 from tests.integration.webhooks.support import emit, port_open
 from tests.integration.write_path.support import WRITE_ACTIONS, Stack, metric, write_stack
+from tests.support.databases import BACKENDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy.engine import URL
 
 from harness.idp import IdpProcess
-from tests.integration.adapter.conftest import BACKENDS
 from tests.integration.adapter_sync.support import Mock
 from tests.integration.api.stack import PORTAL
 from tests.integration.webhooks.support import emit
 from tests.integration.write_path.support import WRITE_ACTIONS, write_stack
+from tests.support.databases import BACKENDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -26,6 +26,8 @@ from adapter.auth.errors import ProviderError
 
 ISSUER = "https://sso.example.go.id/realms/healthforce"
 AUDIENCE = "hf-adapter"
+# The JWKS cache's cool-down between refetches in the tests.
+COOLDOWN_S = 30.0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from adapter.auth.jwks import JwksCache
 from adapter.auth.tokens import TokenValidator
 from tests.unit.auth.auth_fakes import (
     AUDIENCE,
+    COOLDOWN_S,
     ISSUER,
     FakeClock,
     FakeJwksEndpoint,
@@ -16,8 +17,6 @@ from tests.unit.auth.auth_fakes import (
     jwks,
     rsa_key,
 )
-
-COOLDOWN_S = 30.0
 
 
 @pytest.fixture

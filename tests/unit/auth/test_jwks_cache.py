@@ -11,6 +11,7 @@ from adapter.auth.errors import InvalidTokenError, KeySetUnavailableError, Provi
 from adapter.auth.jwks import MAX_KEYS, JwksCache, parse_key_set
 from adapter.auth.tokens import TokenValidator
 from tests.unit.auth.auth_fakes import (
+    COOLDOWN_S,
     FakeClock,
     FakeJwksEndpoint,
     SigningKey,
@@ -19,7 +20,6 @@ from tests.unit.auth.auth_fakes import (
     rsa_key,
     sign,
 )
-from tests.unit.auth.conftest import COOLDOWN_S
 
 
 def test_rotated_key_found_by_refetch_after_cooldown(

@@ -15,6 +15,7 @@ from adapter.auth.jwks import JwksCache
 from adapter.auth.tokens import TokenValidator
 from tests.unit.auth.auth_fakes import (
     AUDIENCE,
+    COOLDOWN_S,
     FakeClock,
     FakeJwksEndpoint,
     SigningKey,
@@ -27,7 +28,6 @@ from tests.unit.auth.auth_fakes import (
     rsa_key,
     sign,
 )
-from tests.unit.auth.conftest import COOLDOWN_S
 
 
 def refused(validator: TokenValidator, token: str) -> InvalidTokenError:

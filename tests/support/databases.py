@@ -1,4 +1,5 @@
-"""Throw-away PostgreSQL databases for the store tests."""
+"""The store tests' databases and keys: throw-away PostgreSQL databases, the backends every
+store test runs on, and the keys the tests' settings and sessions carry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ import secrets
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ProgrammingError
+
+from adapter.store.crypto import Key, KeyRing
+
+START_HINT = (
+    "run `make services` (it installs and starts a local PostgreSQL), or set "
+    "TEST_DATABASE_URL to a server whose user may CREATE DATABASE"
+)
+BACKENDS = ("postgresql", "sqlite")
+ENCRYPTION_KEY = Key("test-1", bytes(range(32)))
+BLIND_INDEX_KEY = Key("bidx-1", bytes(range(100, 132)))
+AUDIT_KEY = Key("audit-1", bytes(range(150, 182)))
+# What AUDIT_KEYS holds in the tests' settings: the sessions the tests build carry it.
+AUDIT_KEYS = KeyRing([AUDIT_KEY])
 
 
 class PostgresServer:
