@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.repositories import HealthWorkerRepository
-from tests.integration.adapter.documents import kki_registration, sisdmk_worker
 from tests.support.databases import AUDIT_KEYS, PostgresServer
+from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = pytest.mark.integration
 

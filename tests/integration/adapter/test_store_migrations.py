@@ -19,7 +19,7 @@ from adapter.store.database import (
 )
 from adapter.store.models import Base, IdentityFinding
 from adapter.store.repositories import HealthWorkerRepository
-from tests.integration.adapter.documents import kki_registration, sisdmk_worker
+from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
     pytest.mark.integration,

@@ -30,7 +30,7 @@ from adapter.store.repositories import (
     HealthWorkerRepository,
     UpsertResult,
 )
-from tests.integration.adapter.documents import bumped, kki_registration, sisdmk_worker
+from tests.support.documents import bumped, kki_registration, sisdmk_worker
 
 pytestmark = pytest.mark.integration
 

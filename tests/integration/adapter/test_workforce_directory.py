@@ -20,8 +20,8 @@ from adapter.workforce.directory import (
     WorkerNotFound,
     WorkforceDirectory,
 )
-from tests.integration.adapter.documents import kki_registration, sisdmk_worker
 from tests.support.databases import AUDIT_KEYS, BACKENDS
+from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
     pytest.mark.integration,

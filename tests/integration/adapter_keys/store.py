@@ -17,8 +17,8 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from adapter.store.models import Base, QuarantinedRecord
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.store.rotation import encrypted_tables
-from tests.integration.adapter.documents import kki_registration, sisdmk_worker
 from tests.support.databases import AUDIT_KEYS, PostgresServer
+from tests.support.documents import kki_registration, sisdmk_worker
 
 KEY_A = Key("key-a", bytes(range(32)))
 KEY_B = Key("key-b", bytes(range(50, 82)))

@@ -9,7 +9,6 @@ import pytest
 
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, KeyRing
 from adapter.store.rotation import BatchDone, count_stale, rotate_keys
-from tests.integration.adapter.documents import bumped, sisdmk_worker
 from tests.integration.adapter_keys.store import (
     FETCHED_AT,
     KEY_A,
@@ -21,6 +20,7 @@ from tests.integration.adapter_keys.store import (
     raw_dump,
     tokens,
 )
+from tests.support.documents import bumped, sisdmk_worker
 
 pytestmark = pytest.mark.integration
 

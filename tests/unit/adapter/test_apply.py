@@ -20,7 +20,7 @@ from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AuditEvent, HealthWorker
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult
-from tests.integration.adapter.documents import sisdmk_worker
+from tests.support.documents import sisdmk_worker
 
 Repositories = Callable[[Session], HealthWorkerRepository]
 CALLER = Actor("user", "apply-tester", "hf-tests")

@@ -23,7 +23,7 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from adapter.store.models import AuditEvent, QuarantinedRecord, SyncCheckpoint, SyncRun
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.service import sync_system
-from tests.integration.adapter.documents import sisdmk_worker
+from tests.support.documents import sisdmk_worker
 
 AT = dt.datetime(2030, 5, 6, 7, 8, tzinfo=dt.UTC)
 CIPHER = FieldCipher(KeyRing([Key("enc-1", b"e" * 32)]))

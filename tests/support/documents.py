@@ -79,10 +79,14 @@ def sisdmk_worker(**overrides: Any) -> dict[str, Any]:
     return doc
 
 
-def kki_registration(worker: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """A registration for `worker` (a SISDMK document) with the same identity, or a new person."""
+def kki_registration(
+    worker: dict[str, Any] | None = None, *, str_number: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A registration for `worker` (a SISDMK document) with the same identity, or a new person;
+    a new STR number unless `str_number` is given."""
     person = worker if worker is not None else sisdmk_worker()
-    str_number = f"QN{secrets.randbelow(10**14):014d}"
+    if str_number is None:
+        str_number = f"QN{secrets.randbelow(10**14):014d}"
     doc: dict[str, Any] = {
         "str_number": str_number,
         "version": 1,
