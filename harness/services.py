@@ -1,6 +1,7 @@
 """PostgreSQL and RabbitMQ for the tests: use the ones named by TEST_DATABASE_URL and
 TEST_BROKER_URL, else the ones answering on the default ports, else install (Debian packages,
-as root) and start local ones without systemd. `python -m harness.services up` is idempotent."""
+as root) and start local ones without systemd; and promtool for the alert rules' tests (PROMTOOL,
+else the PATH, else Debian's prometheus package). `python -m harness.services up` is idempotent."""
 
 from __future__ import annotations
 
@@ -162,9 +163,18 @@ class System:
             raise ServiceError(f"{what} failed ({' '.join(argv)}): {' | '.join(tail)}")
         return result.stdout
 
-    def apt_install(self, packages: Sequence[str], purpose: str, variable: str) -> None:
+    def apt_install(
+        self, packages: Sequence[str], purpose: str, variable: str, *, missing: str = ""
+    ) -> None:
+        """Install Debian `packages` for `purpose`; `missing` says what is wrong (default: not
+        running), for the message when it cannot be done here."""
         if not self.is_root() or self.which("apt-get") is None:
             why = "no apt-get" if self.which("apt-get") is None else "not root"
+            if missing:
+                raise ServiceError(
+                    f"{purpose} {missing} and cannot be installed here ({why}): install "
+                    f"{' '.join(packages)}, or set {variable} to it"
+                )
             raise ServiceError(
                 f"{purpose} is not running and cannot be installed here ({why}): install "
                 f"{' '.join(packages)} and start it, or set {variable} to a running one"
@@ -343,10 +353,38 @@ def ensure_rabbitmq(system: System, timeout_s: float = START_TIMEOUT_S) -> str:
     return _redact(url)
 
 
+PROMTOOL_ENV = "PROMTOOL"
+
+
+def promtool_path() -> str | None:
+    """Prometheus' rule checker: ``PROMTOOL`` if set, else ``promtool`` on the PATH."""
+    return os.environ.get(PROMTOOL_ENV) or shutil.which("promtool")
+
+
+def ensure_promtool(system: System) -> str:
+    """promtool (the alert rules' tests need it): found, or installed with Debian's
+    prometheus package (only its promtool is used; the server is not started)."""
+    configured = os.environ.get(PROMTOOL_ENV)
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise ServiceError(f"{PROMTOOL_ENV}={configured} is not an executable file")
+        return configured
+    found = system.which("promtool")
+    if found is None:
+        system.apt_install(["prometheus"], "promtool", PROMTOOL_ENV, missing="is not installed")
+        found = system.which("promtool")
+        if found is None:
+            raise ServiceError(
+                f"the prometheus package installed no promtool on the PATH; set {PROMTOOL_ENV}"
+            )
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.services",
-        description="Make sure the PostgreSQL and RabbitMQ the tests need are running.",
+        description="Make sure the PostgreSQL and RabbitMQ the tests need are running, and that "
+        "promtool (the alert rules' tests) is installed.",
     )
     parser.add_argument("command", choices=["up"], help="start what is missing (idempotent)")
     parser.parse_args(argv)
@@ -354,10 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         database = ensure_postgres(system)
         broker = ensure_rabbitmq(system)
+        promtool = ensure_promtool(system)
     except ServiceError as exc:
         print(f"services: {exc}", file=sys.stderr)
         return 2
-    system.say(f"PostgreSQL {database} | RabbitMQ {broker}")
+    system.say(f"PostgreSQL {database} | RabbitMQ {broker} | promtool {promtool}")
     return 0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from adapter.cli.realtime import add_realtime_commands
+from adapter.cli.realtime import add_realtime_commands, positive
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
 from adapter.observability.tracing import configure_tracing
@@ -354,13 +354,25 @@ def _add_schedule(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     schedule.add_argument(
         "--once", action="store_true", help="run what is requested or due now, then exit (for cron)"
     )
+    schedule.add_argument(
+        "--metrics-port",
+        type=positive(65535),
+        help="serve the scheduler's Prometheus metrics on --metrics-host:PORT/metrics",
+    )
+    schedule.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     schedule.set_defaults(handler=_schedule)
 
 
 def _schedule(args: argparse.Namespace) -> int:
     from adapter.cli.schedule import run
 
-    return run(once=bool(args.once))
+    return run(
+        once=bool(args.once), metrics_port=args.metrics_port, metrics_host=str(args.metrics_host)
+    )
 
 
 def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -382,6 +394,13 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="an anchor file written by `hf-adapter audit anchor`: a trail shorter than an "
         "anchor, or with another entry at an anchor's number, is broken",
+    )
+    verify.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="also write the outcome as Prometheus metrics to FILE (node_exporter's textfile "
+        "collector): hf_audit_chain_intact, _entries, _verified_timestamp_seconds",
     )
     verify.set_defaults(handler=_audit_verify)
     anchor = actions.add_parser(
@@ -407,6 +426,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
     anchor_file: Path | None = args.anchor
     with _services() as services:
         report = _verify_audit_trail(services, anchor_file)
+    if args.metrics_file is not None:
+        _write_audit_metrics(report, args.metrics_file)
     if not report.intact:
         return _audit_broken(report)
     print(f"audit trail intact: {report.entries:,} entries, newest is #{report.last_seq}")
@@ -458,6 +479,19 @@ def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainRe
         anchors = read_anchors(lines, services.audit_keys)
     with services.sessions() as session:
         return verify_chain(session, anchors)
+
+
+def _write_audit_metrics(report: ChainReport, path: Path) -> None:
+    from prometheus_client import CollectorRegistry, write_to_textfile
+
+    from adapter.observability.sync_metrics import AuditMetrics
+
+    registry = CollectorRegistry()
+    metrics = AuditMetrics.for_registry(registry)
+    metrics.intact.set(1 if report.intact else 0)
+    metrics.entries.set(report.entries)
+    metrics.verified.set_to_current_time()
+    write_to_textfile(str(path), registry)  # written aside, then renamed: never half a file
 
 
 def _audit_broken(report: ChainReport) -> int:

@@ -22,7 +22,9 @@ def add_realtime_commands(commands: Commands) -> None:
     _add_events(commands)
 
 
-def _positive(limit: int) -> Any:
+def positive(limit: int) -> Any:
+    """An argparse type: a whole number from 1 to `limit`."""
+
     def parse(text: str) -> int:
         if not text.isdigit() or not 1 <= int(text) <= limit:
             raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {limit}")
@@ -39,9 +41,9 @@ def _add_serve(commands: Commands) -> None:
         "With several workers, set PROMETHEUS_MULTIPROC_DIR so /metrics adds them up.",
     )
     serve.add_argument("--bind", default="127.0.0.1:8000", help="host:port (default %(default)s)")
-    serve.add_argument("--workers", type=_positive(64), default=2, help="processes (default 2)")
+    serve.add_argument("--workers", type=positive(64), default=2, help="processes (default 2)")
     serve.add_argument(
-        "--threads", type=_positive(256), default=8, help="threads per process (default 8)"
+        "--threads", type=positive(256), default=8, help="threads per process (default 8)"
     )
     serve.add_argument(
         "--dev", action="store_true", help="Flask's single-process server instead (development)"
@@ -64,12 +66,17 @@ def _add_worker(commands: Commands) -> None:
         "dead-letters what keeps failing. Runs until SIGTERM or Ctrl-C.",
     )
     worker.add_argument(
-        "--concurrency", type=_positive(64), default=4, help="events applied at once (default 4)"
+        "--concurrency", type=positive(64), default=4, help="events applied at once (default 4)"
     )
     worker.add_argument(
         "--metrics-port",
-        type=_positive(65535),
-        help="serve this worker's Prometheus metrics on 127.0.0.1:PORT/metrics",
+        type=positive(65535),
+        help="serve this worker's Prometheus metrics on --metrics-host:PORT/metrics",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 in a container)",
     )
     worker.set_defaults(handler=_worker)
 
@@ -77,7 +84,11 @@ def _add_worker(commands: Commands) -> None:
 def _worker(args: argparse.Namespace) -> int:
     from adapter.cli.worker import run
 
-    return run(concurrency=args.concurrency, metrics_port=args.metrics_port)
+    return run(
+        concurrency=args.concurrency,
+        metrics_port=args.metrics_port,
+        metrics_host=str(args.metrics_host),
+    )
 
 
 def _add_events(commands: Commands) -> None:
@@ -102,7 +113,7 @@ def _add_events(commands: Commands) -> None:
     listing.add_argument("--source", choices=("kki", "sisdmk"))
     listing.add_argument(
         "--limit",
-        type=_positive(MAX_PAGE_SIZE),
+        type=positive(MAX_PAGE_SIZE),
         default=100,
         help="events per page, 1-200 (default 100)",
     )

@@ -4,6 +4,11 @@ daily batch sync at its configured time.
 Without `--once` it checks every SCHEDULE_POLL_S (5 s) until SIGINT/SIGTERM (a run in progress
 finishes first). With `--once` it runs what is requested or due now and exits — for cron or a
 Kubernetes CronJob. Either way it ends with a table of the runs it made.
+
+With ``--metrics-port`` it serves its Prometheus metrics: the syncs it ran, and at each poll
+when it last polled, how long each system's daily slot has waited unstarted, and each system's
+last successful sync (read from the store, so right after a restart and whichever process ran
+it). The alerts on them are in deploy/prometheus/alerts.yml.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 
+from prometheus_client import start_http_server
 from rich.console import Console
 from rich.table import Table
 
 from adapter.clock import utc_now
 from adapter.composition import build_services
+from adapter.observability.sync_metrics import ScheduleMetrics, SyncMetrics
 from adapter.settings import load_settings
 from adapter.sync.schedule import DailySchedule, Decision, Outcome
 from adapter.sync.service import SyncRunResult
@@ -27,9 +34,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-def run(*, once: bool) -> int:
+def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> int:
     settings = load_settings()
     services = build_services(settings)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host)
     clock = utc_now  # one clock for the schedule's decisions and the runs it starts
 
     def sync(
@@ -60,6 +69,7 @@ def run(*, once: bool) -> int:
         )
         console.print(f"schedule: {times} ({settings.sync_timezone})")
         while True:
+            observe(schedule, settings.daily_sync_times())
             # Requested runs first: someone is waiting for them.
             for due in (schedule.run_requested, schedule.run_due):
                 for outcome in due():
@@ -74,6 +84,16 @@ def run(*, once: bool) -> int:
     Console().print(summary(outcomes, [schedule.decide(s) for s in settings.daily_sync_times()]))
     failed = any(o.result is not None and not o.result.succeeded for o in outcomes)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def observe(schedule: DailySchedule, systems: Iterable[str]) -> None:
+    """Set the scheduler's gauges (default registry) from the store, as of now."""
+    metrics, sync_metrics = ScheduleMetrics.for_registry(), SyncMetrics.for_registry()
+    for system in systems:
+        metrics.overdue.labels(system).set(schedule.decide(system).overdue_s)
+    for system, finished in schedule.last_successes().items():
+        sync_metrics.last_success.labels(system).set(finished.timestamp())
+    metrics.polled.set_to_current_time()
 
 
 def summary(outcomes: list[Outcome], decisions: list[Decision]) -> Table:

@@ -37,14 +37,14 @@ WORKER_BREAKER_RESET_S: Final = 5.0
 STATUS_REFRESH_PER_S: Final = 2
 
 
-def run(*, concurrency: int, metrics_port: int | None) -> int:
+def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.0.0.1") -> int:
     settings = load_settings()
     services = build_services(settings)
     database.check(services.engine)
     sessions = services.sessions
     metrics = EventMetrics.for_registry()
     if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1")
+        start_http_server(metrics_port, addr=metrics_host)
     alerts = DeadLetterAlerts(settings.alert_webhook_url, metrics)
     kki = services.kki_client(
         policy=WORKER_CALL_POLICY,

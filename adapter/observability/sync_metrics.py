@@ -83,3 +83,57 @@ class SyncMetrics(MetricSet):
             self.connection_status.labels(system, candidate).set(
                 1.0 if candidate == status else 0.0
             )
+
+
+@dataclass(frozen=True)
+class ScheduleMetrics(MetricSet):
+    """What `hf-adapter schedule` reports at each poll (its alerts: deploy/prometheus)."""
+
+    polled: Gauge
+    overdue: Gauge
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> ScheduleMetrics:
+        return cls(
+            polled=Gauge(
+                "hf_schedule_poll_timestamp_seconds",
+                "Unix time the scheduler last checked for requested and due syncs.",
+                registry=registry,
+            ),
+            overdue=Gauge(
+                "hf_schedule_overdue_seconds",
+                "Seconds a system's daily sync slot has passed with no run started (0 when "
+                "none is waiting).",
+                ["system"],
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class AuditMetrics(MetricSet):
+    """The outcome of the last `hf-adapter audit verify` (for a textfile collector)."""
+
+    intact: Gauge
+    entries: Gauge
+    verified: Gauge
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> AuditMetrics:
+        return cls(
+            intact=Gauge(
+                "hf_audit_chain_intact",
+                "1 when the last verification found the audit chain intact, 0 when broken.",
+                registry=registry,
+            ),
+            entries=Gauge(
+                "hf_audit_chain_entries",
+                "Entries the last verification of the audit chain checked.",
+                registry=registry,
+            ),
+            verified=Gauge(
+                "hf_audit_chain_verified_timestamp_seconds",
+                "Unix time the audit chain was last verified.",
+                registry=registry,
+            ),
+        )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clock import Clock, utc_now
@@ -56,6 +56,8 @@ class Decision:
     due: bool
     why: str
     slot: dt.datetime
+    # Due and nothing has started since the slot: how long the slot has been waiting.
+    overdue_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ class DailySchedule:
         if not state.enabled:
             return Decision(system, False, "connection disabled", slot)
         if last is None:
-            return Decision(system, True, "daily slot reached", slot)
+            waited = (now - slot).total_seconds()
+            return Decision(system, True, "daily slot reached", slot, overdue_s=waited)
         if last.status == "running":
             return Decision(system, False, "a run is in progress", slot)
         if last.status == "succeeded":
@@ -112,6 +115,16 @@ class DailySchedule:
         if state.next_attempt_at is None or state.next_attempt_at <= now:
             return Decision(system, True, "retrying after a failed run", slot)
         return Decision(system, False, f"next attempt at {state.next_attempt_at:%H:%M} UTC", slot)
+
+    def last_successes(self) -> dict[str, dt.datetime]:
+        """When each scheduled system's last successful batch sync finished (any process's)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(SyncRun.system, func.max(SyncRun.finished_at))
+                .where(SyncRun.status == "succeeded", SyncRun.system.in_(list(self._times)))
+                .group_by(SyncRun.system)
+            ).all()
+        return {system: finished for system, finished in rows if finished is not None}
 
     def run_requested(self) -> list[Outcome]:
         """Start the runs requested through the API, oldest first, one at a time.

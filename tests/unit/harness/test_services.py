@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -227,3 +228,57 @@ def test_a_broker_that_refuses_the_connection_is_one_line_not_a_wait() -> None:
         with pytest.raises(ServiceError, match=rf"RabbitMQ on 127.0.0.1:{port} refuses"):
             services.ensure_rabbitmq(system, timeout_s=600)
         assert machine.commands == []
+
+
+def test_promtool_on_the_path_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(services.PROMTOOL_ENV, raising=False)
+    machine = FakeMachine()
+    system = machine.system(root=True, tools={"apt-get", "promtool"}, pg_port=1, amqp_port=1)
+    assert services.ensure_promtool(system) == "/usr/bin/promtool"
+    assert machine.commands == []
+
+
+def test_missing_promtool_is_installed_from_the_prometheus_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(services.PROMTOOL_ENV, raising=False)
+    machine = FakeMachine()
+    tools = {"apt-get"}
+
+    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if list(argv[:2]) == ["apt-get", "install"] and "prometheus" in argv:
+            tools.add("promtool")
+        return machine.run(argv)
+
+    system = System(
+        run=run,
+        which=lambda name: f"/usr/bin/{name}" if name in tools else None,
+        is_root=lambda: True,
+        say=machine.said.append,
+    )
+    assert services.ensure_promtool(system) == "/usr/bin/promtool"
+    assert machine.commands == ["apt-get install -y -q --no-install-recommends prometheus"]
+
+
+def test_without_root_it_says_to_install_promtool_or_set_promtool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(services.PROMTOOL_ENV, raising=False)
+    machine = FakeMachine()
+    system = machine.system(root=False, tools={"apt-get"}, pg_port=1, amqp_port=1)
+    with pytest.raises(ServiceError) as failure:
+        services.ensure_promtool(system)
+    assert str(failure.value) == (
+        "promtool is not installed and cannot be installed here (not root): install "
+        "prometheus, or set PROMTOOL to it"
+    )
+    assert machine.commands == []
+
+
+def test_a_promtool_setting_that_is_not_a_program_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(services.PROMTOOL_ENV, str(tmp_path / "promtool"))
+    system = FakeMachine().system(root=True, tools={"promtool"}, pg_port=1, amqp_port=1)
+    with pytest.raises(ServiceError, match=r"PROMTOOL=.* is not an executable file"):
+        services.ensure_promtool(system)
