@@ -302,3 +302,64 @@ def test_a_request_whose_connection_was_disabled_since_ends_failed_under_its_id(
         assert run.error is not None
         assert "disabled" in run.error
     assert schedule.run_requested() == []
+
+
+def test_a_due_slot_nothing_has_started_counts_as_overdue_since_the_slot(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    clock = Clock(slot_utc + dt.timedelta(minutes=20))
+    schedule = _schedule(sessions, clock, [])
+    _run(sessions, "sisdmk", slot_utc - dt.timedelta(days=1), "succeeded")  # yesterday's
+    before = _schedule(sessions, Clock(slot_utc - dt.timedelta(minutes=1)), []).decide("sisdmk")
+    assert not before.due
+    assert before.overdue_s == 0.0
+    assert schedule.decide("sisdmk").overdue_s == 20 * 60
+    _run(sessions, "sisdmk", clock(), "failed")
+    retry = schedule.decide("sisdmk")
+    assert retry.due
+    assert retry.overdue_s == 0.0, "a retry is not a missed slot"
+    _run(sessions, "kki", clock(), "running")
+    assert schedule.decide("kki").overdue_s == 0.0
+
+
+def test_last_successes_are_the_newest_finished_successful_runs_of_scheduled_systems(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    schedule = DailySchedule(
+        {"kki": dt.time(1, 30)},
+        WIB,
+        sessions,
+        _schedule(sessions, Clock(slot_utc), [])._run_sync,
+        Clock(slot_utc),
+    )
+    assert schedule.last_successes() == {}
+    finished = {
+        "old": slot_utc - dt.timedelta(days=2),
+        "new": slot_utc - dt.timedelta(days=1),
+        "failed": slot_utc - dt.timedelta(hours=1),
+    }
+    with sessions.begin() as session:
+        for label, status in (("old", "succeeded"), ("new", "succeeded"), ("failed", "failed")):
+            session.add(
+                SyncRun(
+                    id=uuid.uuid4(),
+                    system="kki",
+                    mode="full",
+                    started_at=finished[label] - dt.timedelta(minutes=5),
+                    finished_at=finished[label],
+                    status=status,
+                )
+            )
+        session.add(
+            SyncRun(
+                id=uuid.uuid4(),
+                system="sisdmk",  # its run is not what kki's schedule asks about
+                mode="full",
+                started_at=slot_utc,
+                finished_at=slot_utc,
+                status="succeeded",
+            )
+        )
+    last = schedule.last_successes()
+    assert set(last) == {"kki"}
+    assert last["kki"] == finished["new"]
