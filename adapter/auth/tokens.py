@@ -26,7 +26,7 @@ from adapter.auth.jwks import (
     HttpJwksFetcher,
     JwksCache,
 )
-from adapter.auth.principal import Principal
+from adapter.auth.principal import IDENTITY_CLAIMS, Principal
 from adapter.errors import ConfigurationError
 
 log = logging.getLogger("adapter.auth")
@@ -254,6 +254,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         client_roles=_client_roles(claims.get("resource_access")),
         token_id=token_id if isinstance(token_id, str) else None,
         expires_at=int(claims["exp"]),
+        identity={
+            name: value for name in IDENTITY_CLAIMS if isinstance(value := claims.get(name), str)
+        },
     )
 
 
