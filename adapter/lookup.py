@@ -20,7 +20,7 @@ from typing import Any, Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import Origin, RecordRefused, apply_documents
-from adapter.audit import Actor, record_audit
+from adapter.audit import Actor, nik_reference, record_audit
 from adapter.clients.errors import NotFound, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from adapter.clients.kki import KkiClient
 from adapter.clock import Clock, utc_now
@@ -251,16 +251,6 @@ class RegistryLookup:
             ) from error
         self._metrics.lookups.labels(SYSTEM, "stale").inc()
         return LookupAnswer(tuple(records), live=False, stale_reason=reason)
-
-
-def nik_reference(blind_index: BlindIndex, nik: str) -> dict[str, str | None]:
-    """How an audit entry names a NIK: its blind-index digest and that key's id (a NIK with no
-    digits has no digest), never the NIK."""
-    try:
-        digest: str | None = blind_index.digest(nik, purpose="nik")
-    except ValueError:
-        digest = None
-    return {"nik_digest": digest, "blind_index_key": blind_index.kid}
 
 
 def _one(record: RegistrationRecord | None) -> list[RegistrationRecord]:

@@ -18,15 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
-from adapter.audit import Actor, record_audit
+from adapter.audit import Actor, nik_reference, record_audit
 from adapter.clock import Clock, utc_now
-from adapter.lookup import (
-    LOOKUP_ACTION,
-    LOOKUP_RESOURCE,
-    LookupAnswer,
-    RegistryLookup,
-    nik_reference,
-)
+from adapter.lookup import LOOKUP_ACTION, LOOKUP_RESOURCE, LookupAnswer, RegistryLookup
 from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
