@@ -4,7 +4,7 @@ The one module of `adapter.auth` that imports Flask. A refused request gets RFC 
 `WWW-Authenticate` challenge and an RFC 9457 ``application/problem+json`` body; the principal of
 an accepted one is on ``flask.g.principal``. A valid token refused for a missing scope is
 logged with its subject and client, and handed to the app's `on_scope_denied` hook (the API
-audits it).
+audits it); an expired one whose signature verifies is logged with them too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from adapter.auth.errors import (
     AuthError,
     InsufficientScopeError,
     InvalidRequestError,
+    InvalidTokenError,
     KeySetUnavailableError,
     MissingTokenError,
 )
@@ -72,7 +73,7 @@ def require_scope(*scopes: str) -> Callable[[View], View]:
             try:
                 principal = authenticate()
             except AuthError as error:
-                log.info("request refused: %s (%s)", error.reason, error.cause)
+                _log_refusal(error)
                 return challenge(error, required)
             missing = principal.missing_scopes(required)
             if missing:
@@ -83,6 +84,21 @@ def require_scope(*scopes: str) -> Callable[[View], View]:
         return cast(View, protected)
 
     return decorate
+
+
+def _log_refusal(error: AuthError) -> None:
+    holder = error.holder if isinstance(error, InvalidTokenError) else None
+    if holder is None:
+        log.info("request refused: %s (%s)", error.reason, error.cause)
+        return
+    log.info(
+        "request refused: %s (%s) for %s of client %s",
+        error.reason,
+        error.cause,
+        holder.subject,
+        holder.client_id,
+        extra={"subject": holder.subject, "client": holder.client_id},
+    )
 
 
 def _refuse_scope(principal: Principal, error: InsufficientScopeError) -> Response:

@@ -124,6 +124,9 @@ def test_scope_denial_reaches_the_hook_and_the_log_with_the_caller(
     (line,) = [record for record in caplog.records if "lacking" in record.getMessage()]
     assert (line.__dict__["subject"], line.__dict__["client"]) == (subject, "healthforce-portal")
     assert line.__dict__["missing_scopes"] == ["healthworkers:read:pii"]
+    # An expired token whose signature verifies is only logged, with whose it was.
+    (stale,) = [record for record in caplog.records if "(expired)" in record.getMessage()]
+    assert (stale.__dict__["subject"], stale.__dict__["client"]) == (subject, "healthforce-portal")
 
 
 def test_scope_from_roles_alone_is_not_enough(client: FlaskClient, rsa: SigningKey) -> None:
