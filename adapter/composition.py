@@ -141,7 +141,9 @@ class Services:
     @cached_property
     def lookup(self) -> RegistryLookup:
         """Live KKI look-ups with the stored fallback, through the process's KKI client."""
-        return RegistryLookup(self.kki, self.sessions, self.repository, clock=self.clock)
+        return RegistryLookup(
+            self.kki, self.sessions, self.repository, self.blind_index, clock=self.clock
+        )
 
     @cached_property
     def publisher(self) -> EventPublisher:

@@ -4,30 +4,37 @@ A live answer is stored through the same repository code as the batch sync and r
 fresh. When KKI is unreachable (down, 5xx after retries, rate limited, breaker open) or its
 connection is disabled, the stored copy is returned marked stale with its age, and the
 connection is marked degraded. No stored copy either: the upstream error is raised.
+
+Every look-up leaves one ``registration.lookup`` entry in the audit trail in the asker's name,
+whatever came of it: found, found nothing, or KKI's error. A NIK is named by its blind-index
+digest only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.apply import Origin, apply_documents
-from adapter.audit import Actor
+from adapter.apply import Origin, RecordRefused, apply_documents
+from adapter.audit import Actor, nik_reference, record_audit
 from adapter.clients.errors import NotFound, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from adapter.clients.kki import KkiClient
 from adapter.clock import Clock, utc_now
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
+from adapter.store.crypto import BlindIndex
 from adapter.store.repositories import HealthWorkerRepository, RegistrationRecord
 
 SYSTEM: Final = "kki"
 # KKI could not answer: serve what we know. Other errors (a contract violation, 404, 401)
 # are answers, and are raised.
 UNREACHABLE: Final = (UpstreamUnavailable, UpstreamRateLimited)
+LOOKUP_ACTION: Final = "registration.lookup"
+LOOKUP_RESOURCE: Final = "kki:registrations"
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ class RegistryLookup:
     """Look-ups by STR number or by NIK, live when KKI answers and from the store otherwise.
 
     A live answer is written through `apply_documents` in the name of `actor` (the API's
-    caller, the CLI's operator), so the refresh of the store is audited as theirs.
+    caller, the CLI's operator), so the refresh of the store is audited as theirs; the look-up
+    itself is audited once more as their read, whatever its outcome.
     """
 
     def __init__(
@@ -69,34 +77,113 @@ class RegistryLookup:
         client: KkiClient,
         session_factory: sessionmaker[Session],
         repository_factory: Callable[[Session], HealthWorkerRepository],
+        blind_index: BlindIndex,
         metrics: SyncMetrics | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._client = client
         self._sessions = session_factory
         self._repositories = repository_factory
+        self._blind_index = blind_index
         self._metrics = metrics if metrics is not None else SyncMetrics.for_registry()
         self._clock = clock
 
-    def by_str(self, str_number: str, *, actor: Actor, decrypt: bool = False) -> LookupAnswer:
-        """The registration with this STR number; `NotFound` when KKI (or the store) has none."""
-        return self._lookup(
-            lambda: [self._client.get_registration(str_number)],
-            lambda repository: _one(repository.registration(str_number, decrypt=decrypt)),
-            actor=actor,
-            by="str_number",
+    def by_str(
+        self, str_number: str, *, actor: Actor, decrypt: bool = False, masked: bool = True
+    ) -> LookupAnswer:
+        """The registration with this STR number; `NotFound` when KKI (or the store) has none.
+
+        `masked`: whether the door withholds the holder's name from whoever asked (the audit
+        entry says so); `decrypt` whether the records carry it in clear for the door to show.
+        """
+        return self._audited(
+            lambda: self._lookup(
+                lambda: [self._client.get_registration(str_number)],
+                lambda repository: _one(repository.registration(str_number, decrypt=decrypt)),
+                actor=actor,
+                by="str_number",
+                decrypt=decrypt,
+            ),
+            actor,
+            resource_id=str_number,
+            fields=(),
+            detail={"by": "str_number", "masked": masked},
             decrypt=decrypt,
         )
 
-    def by_nik(self, nik: str, *, actor: Actor, decrypt: bool = False) -> LookupAnswer:
+    def by_nik(
+        self, nik: str, *, actor: Actor, decrypt: bool = False, masked: bool = True
+    ) -> LookupAnswer:
         """Every registration KKI holds for this NIK (none is an empty answer, not an error)."""
-        return self._lookup(
-            lambda: self._client.lookup_by_nik(nik),
-            lambda repository: repository.registrations_of_nik(nik, decrypt=decrypt),
-            actor=actor,
-            by="nik",
+        return self._audited(
+            lambda: self._lookup(
+                lambda: self._client.lookup_by_nik(nik),
+                lambda repository: repository.registrations_of_nik(nik, decrypt=decrypt),
+                actor=actor,
+                by="nik",
+                decrypt=decrypt,
+            ),
+            actor,
+            resource_id=None,
+            fields=("nik",),
+            detail={"by": "nik", "masked": masked, **nik_reference(self._blind_index, nik)},
             decrypt=decrypt,
         )
+
+    def _audited(
+        self,
+        look_up: Callable[[], LookupAnswer],
+        actor: Actor,
+        *,
+        resource_id: str | None,
+        fields: Iterable[str],
+        detail: dict[str, Any],
+        decrypt: bool,
+    ) -> LookupAnswer:
+        """`look_up()`, and its one audit entry: found, nothing found, or why KKI gave no answer
+        (the error is raised after its entry commits)."""
+        try:
+            answer = look_up()
+        except NotFound as exc:
+            self._audit(actor, resource_id, fields, detail | {"found": False, "reason": exc.reason})
+            raise
+        except (UpstreamError, RecordRefused) as exc:
+            self._audit(actor, resource_id, fields, detail | {"reason": exc.reason}, "error")
+            raise
+        found = bool(answer.registrations)
+        self._audit(
+            actor,
+            resource_id,
+            (*fields, "full_name") if found and decrypt else fields,
+            detail
+            | {
+                "found": found,
+                "live": answer.live,
+                "stale_reason": answer.stale_reason,
+                "worker_ids": sorted({str(r.worker_id) for r in answer.registrations}),
+            },
+        )
+        return answer
+
+    def _audit(
+        self,
+        actor: Actor,
+        resource_id: str | None,
+        fields: Iterable[str],
+        detail: dict[str, Any],
+        outcome: str = "success",
+    ) -> None:
+        with self._sessions.begin() as session:
+            record_audit(
+                session,
+                actor,
+                LOOKUP_ACTION,
+                LOOKUP_RESOURCE,
+                resource_id=resource_id,
+                fields=fields,
+                outcome=outcome,
+                detail=detail,
+            )
 
     def _lookup(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,9 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
-from adapter.audit import Actor, record_audit
+from adapter.audit import Actor, nik_reference, record_audit
 from adapter.clock import Clock, utc_now
-from adapter.lookup import LookupAnswer, RegistryLookup
+from adapter.lookup import LOOKUP_ACTION, LOOKUP_RESOURCE, LookupAnswer, RegistryLookup
 from adapter.queue.messages import EventPublisher
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
@@ -31,7 +32,13 @@ from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 from adapter.store.repositories import RegistrationRecord
 from adapter.sync.requests import SyncInProgress, request_run, waiting_request
-from adapter.workforce.directory import Page, WorkerFilter, WorkforceDirectory, withhold
+from adapter.workforce.directory import (
+    Page,
+    WorkerFilter,
+    WorkerNotFound,
+    WorkforceDirectory,
+    withhold,
+)
 
 # The personal fields of a worker summary (in clear or masked), as the audit trail names them.
 SUMMARY_FIELDS: Final = PERSON_IDENTITY_FIELDS
@@ -39,18 +46,35 @@ WORKER_RESOURCE: Final = "health_worker"
 
 
 @dataclass(frozen=True)
-class Caller:
-    """Who calls, from the validated access token, and whether they may see personal data."""
+class Read:
+    """A read of personal data as the audit trail names it: its action and resource type."""
 
-    subject: str
-    client_id: str
+    action: str
+    resource_type: str
+
+
+WORKER_LIST: Final = Read("healthworker.list", WORKER_RESOURCE)
+WORKER_BY_NIK: Final = Read("healthworker.search_by_nik", WORKER_RESOURCE)
+WORKER_DETAIL: Final = Read("healthworker.read", WORKER_RESOURCE)
+FINDING_LIST: Final = Read("finding.list", "identity_finding")
+REGISTRATION_LOOKUP: Final = Read(LOOKUP_ACTION, LOOKUP_RESOURCE)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls (`Actor.from_principal` of the validated access token) and whether they may
+    see personal data."""
+
+    actor: Actor
     pii: bool
 
     @property
-    def actor(self) -> Actor:
-        # A client-credentials token speaks for a service account, anything else for a person.
-        service = self.subject == self.client_id or self.subject.startswith("service-account-")
-        return Actor("service" if service else "user", self.subject, self.client_id)
+    def subject(self) -> str:
+        return self.actor.subject or ""
+
+    @property
+    def client_id(self) -> str:
+        return self.actor.client or ""
 
 
 @dataclass(frozen=True)
@@ -93,8 +117,8 @@ class ApiServices:
             record_audit(
                 session,
                 caller.actor,
-                "healthworker.list",
-                WORKER_RESOURCE,
+                WORKER_LIST.action,
+                WORKER_LIST.resource_type,
                 fields=SUMMARY_FIELDS if page.items else (),
                 detail={
                     "masked": not caller.pii,
@@ -110,61 +134,91 @@ class ApiServices:
             record_audit(
                 session,
                 caller.actor,
-                "healthworker.search_by_nik",
-                WORKER_RESOURCE,
+                WORKER_BY_NIK.action,
+                WORKER_BY_NIK.resource_type,
                 resource_id=None if found is None else found["id"],
                 fields=("nik", *(SUMMARY_FIELDS if found else ())),
-                detail={"masked": not caller.pii, "found": found is not None},
+                detail={
+                    "masked": not caller.pii,
+                    "found": found is not None,
+                    **nik_reference(self._blind_index, nik),
+                },
             )
         return [] if found is None else [found]
 
     def worker(self, caller: Caller, worker_id: uuid.UUID) -> dict[str, Any]:
+        """One worker in full; `WorkerNotFound` (audited as a read that found nothing)."""
+        try:
+            with self._sessions.begin() as session:
+                document = self._directory(session).worker(worker_id, clear=caller.pii)
+                self._audit_worker_read(session, caller, worker_id, found=True)
+        except WorkerNotFound:
+            with self._sessions.begin() as session:
+                self._audit_worker_read(session, caller, worker_id, found=False)
+            raise
+        return document
+
+    def _audit_worker_read(
+        self, session: Session, caller: Caller, worker_id: uuid.UUID, *, found: bool
+    ) -> None:
+        record_audit(
+            session,
+            caller.actor,
+            WORKER_DETAIL.action,
+            WORKER_DETAIL.resource_type,
+            resource_id=str(worker_id),
+            fields=SUMMARY_FIELDS if found else (),
+            detail={"masked": not caller.pii, "found": found},
+        )
+
+    def findings(
+        self,
+        caller: Caller,
+        *,
+        cursor: str | None,
+        limit: int,
+        open_only: bool,
+        rule: str | None = None,
+    ) -> Page:
+        """Findings about workers (no personal values, but about persons): audited like a list."""
         with self._sessions.begin() as session:
-            document = self._directory(session).worker(worker_id, clear=caller.pii)
+            page = self._directory(session).findings(
+                cursor=cursor, limit=limit, open_only=open_only, rule=rule
+            )
             record_audit(
                 session,
                 caller.actor,
-                "healthworker.read",
-                WORKER_RESOURCE,
-                resource_id=str(worker_id),
-                fields=SUMMARY_FIELDS,
-                detail={"masked": not caller.pii},
+                FINDING_LIST.action,
+                FINDING_LIST.resource_type,
+                detail={
+                    "count": len(page.items),
+                    "worker_ids": sorted({item["worker_id"] for item in page.items}),
+                },
             )
-        return document
-
-    def findings(
-        self, *, cursor: str | None, limit: int, open_only: bool, rule: str | None = None
-    ) -> Page:
-        with self._sessions() as session:
-            return self._directory(session).findings(
-                cursor=cursor, limit=limit, open_only=open_only, rule=rule
-            )
+        return page
 
     def lookup(self, caller: Caller, *, str_number: str | None, nik: str | None) -> LookupResult:
-        """Live at KKI, else the stored copy; the caller's read is audited once answered."""
+        """Live at KKI, else the stored copy; `RegistryLookup` audits the caller's read,
+        whatever comes of it."""
         if str_number is not None:
-            answer = self._lookup.by_str(str_number, actor=caller.actor, decrypt=True)
+            answer = self._lookup.by_str(
+                str_number, actor=caller.actor, decrypt=True, masked=not caller.pii
+            )
         elif nik is not None:
-            answer = self._lookup.by_nik(nik, actor=caller.actor, decrypt=True)
+            answer = self._lookup.by_nik(
+                nik, actor=caller.actor, decrypt=True, masked=not caller.pii
+            )
         else:
             raise ValueError("give str_number or nik")
         documents = [_registration(r, clear=caller.pii) for r in answer.registrations]
+        return LookupResult(answer, documents)
+
+    def refused(self, actor: Actor, read: Read, detail: Mapping[str, Any]) -> None:
+        """The audit entry of a read refused before it began (a scope missing, a rate limit)."""
         with self._sessions.begin() as session:
             record_audit(
-                session,
-                caller.actor,
-                "registration.lookup",
-                "kki:registrations",
-                resource_id=str_number,
-                fields=("nik",) if nik is not None else ("full_name",),
-                detail={
-                    "by": "str_number" if str_number is not None else "nik",
-                    "live": answer.live,
-                    "masked": not caller.pii,
-                    "worker_ids": sorted({d["worker_id"] for d in documents}),
-                },
+                session, actor, read.action, read.resource_type, outcome="denied", detail=detail
             )
-        return LookupResult(answer, documents)
 
     # -- sync runs --------------------------------------------------------------------------
 

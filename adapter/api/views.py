@@ -15,11 +15,24 @@ from werkzeug.http import HTTP_STATUS_CODES
 from adapter.api import observability
 from adapter.api.listings import AuditFilter
 from adapter.api.rate_limits import NikQueryLimiter, RateLimited
-from adapter.api.services import ApiServices, Caller, SyncInProgress
+from adapter.api.services import (
+    FINDING_LIST,
+    REGISTRATION_LOOKUP,
+    WORKER_BY_NIK,
+    WORKER_DETAIL,
+    WORKER_LIST,
+    ApiServices,
+    Caller,
+    Read,
+    SyncInProgress,
+)
 from adapter.api.spec import RequestChecker, RequestProblem
 from adapter.apply import RecordRefused
+from adapter.audit import Actor
 from adapter.auth import scopes
 from adapter.auth import web as auth_web
+from adapter.auth.errors import InsufficientScopeError
+from adapter.auth.principal import Principal
 from adapter.auth.tokens import TokenValidator
 from adapter.clients.errors import (
     ContractViolation,
@@ -89,6 +102,7 @@ def init_app(app: Flask, services: Services, events: WebhookEventAdmin) -> None:
     app.extensions[EVENTS] = events
     app.extensions[CHECKER] = RequestChecker()
     app.extensions[NIK_QUERIES] = NikQueryLimiter(services.settings.nik_search_rate_limit)
+    auth_web.on_scope_denied(app, _audit_scope_denial)
     observability.init_app(app)
     app.register_blueprint(blueprint)
 
@@ -117,7 +131,7 @@ def list_health_workers() -> Response:
 @auth_web.require_scope(READ)
 def search_health_workers_by_nik() -> Response:
     body = _body("searchHealthWorkersByNik")
-    caller = _nik_query_caller()
+    caller = _nik_query_caller(WORKER_BY_NIK)
     return jsonify(data=_services().find_worker_by_nik(caller, body["nik"]))
 
 
@@ -133,6 +147,7 @@ def get_health_worker(worker_id: uuid.UUID) -> Response:
 def list_identity_findings() -> Response:
     query = _query("listIdentityFindings")
     page = _services().findings(
+        _caller(),
         cursor=query["cursor"],
         limit=query["limit"],
         open_only=query["open_only"],
@@ -145,7 +160,7 @@ def list_identity_findings() -> Response:
 @auth_web.require_scope(READ)
 def lookup_registration() -> Response:
     body = _body("lookupRegistration")
-    caller = _caller() if body.get("nik") is None else _nik_query_caller()
+    caller = _caller() if body.get("nik") is None else _nik_query_caller(REGISTRATION_LOOKUP)
     result = _services().lookup(caller, str_number=body.get("str_number"), nik=body.get("nik"))
     age = result.answer.age_s()
     return jsonify(
@@ -298,17 +313,46 @@ def _events() -> WebhookEventAdmin:
 def _caller() -> Caller:
     principal = auth_web.current_principal()
     return Caller(
-        subject=principal.subject,
-        client_id=principal.client_id,
+        Actor.from_principal(principal),
         pii=principal.has_scopes(scopes.HEALTHWORKERS_READ_PII),
     )
 
 
-def _nik_query_caller() -> Caller:
-    """The caller of a NIK query, once the per-caller rate limit lets it through."""
+def _nik_query_caller(read: Read) -> Caller:
+    """The caller of a NIK query, once the per-caller rate limit lets it through (a refusal is
+    audited as a denied `read`)."""
     caller = _caller()
-    cast(NikQueryLimiter, current_app.extensions[NIK_QUERIES]).hit(caller.subject, caller.client_id)
+    limiter = cast(NikQueryLimiter, current_app.extensions[NIK_QUERIES])
+    try:
+        limiter.hit(caller.subject, caller.client_id)
+    except RateLimited as refused:
+        _services().refused(caller.actor, read, {"reason": refused.reason})
+        raise
     return caller
+
+
+# The views that read personal data, by endpoint: a caller refused one is audited under its read.
+_PERSONAL_READS: Final[dict[str, Read]] = {
+    f"{blueprint.name}.{view.__name__}": read
+    for view, read in (
+        (list_health_workers, WORKER_LIST),
+        (search_health_workers_by_nik, WORKER_BY_NIK),
+        (get_health_worker, WORKER_DETAIL),
+        (list_identity_findings, FINDING_LIST),
+        (lookup_registration, REGISTRATION_LOOKUP),
+    )
+}
+
+
+def _audit_scope_denial(principal: Principal, error: InsufficientScopeError) -> None:
+    """A valid token without a scope a personal-data view needs: one denied entry."""
+    read = _PERSONAL_READS.get(request.endpoint or "")
+    if read is not None:
+        _services().refused(
+            Actor.from_principal(principal),
+            read,
+            {"reason": error.reason, "missing_scopes": list(error.missing)},
+        )
 
 
 def _query(operation_id: str) -> dict[str, Any]:

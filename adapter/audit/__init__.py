@@ -3,7 +3,13 @@ chain's anchors kept outside the database (`anchors`) and its verification (`ver
 
 from adapter.audit.actors import CLI_CLIENT, SYSTEM_SYNC, WORKER, Actor, command_line_operator
 from adapter.audit.anchors import Anchor, AnchorError, read_anchors
-from adapter.audit.trail import AuditKeysMissing, audit_keys, entry_hash, record_audit
+from adapter.audit.trail import (
+    AuditKeysMissing,
+    audit_keys,
+    entry_hash,
+    nik_reference,
+    record_audit,
+)
 from adapter.audit.verify import ChainReport, verify_chain
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "audit_keys",
     "command_line_operator",
     "entry_hash",
+    "nik_reference",
     "read_anchors",
     "record_audit",
     "verify_chain",

@@ -1,4 +1,5 @@
-"""Who acts, as the audit trail records them."""
+"""Who acts, as the audit trail records them: an SSO token's holder (a person or a service
+account), the console's operator, or the adapter itself."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import getpass
 import os
 from dataclasses import dataclass
 from typing import Final
+
+from adapter.auth.principal import Principal
+
+# Keycloak names a client's service-account user "service-account-<client id>".
+SERVICE_ACCOUNT_PREFIX: Final = "service-account-"
+# The claims Keycloak's `service_account` client scope maps from a session's notes: the client's
+# id and where it called from. Keycloak writes those notes for a client-credentials grant only.
+SERVICE_ACCOUNT_CLAIM: Final = "client_id"
+SERVICE_ACCOUNT_ORIGIN_CLAIMS: Final = ("clientAddress", "clientHost")
 
 
 @dataclass(frozen=True)
@@ -15,6 +25,36 @@ class Actor:
     kind: str  # user | service | system
     subject: str | None = None
     client: str | None = None
+
+    @classmethod
+    def from_principal(cls, principal: Principal) -> Actor:
+        """The holder of a validated access token: subject and client from the token, the kind
+        from `is_service_account`. Every door that takes SSO tokens records callers this way."""
+        kind = "service" if is_service_account(principal) else "user"
+        return cls(kind, principal.subject, principal.client_id)
+
+
+def is_service_account(principal: Principal) -> bool:
+    """Whether the token speaks for a client's service account rather than for a person.
+
+    Keycloak gives a service account's token the account's UUID as ``sub`` (never the client's
+    id) and says what it is in claims a person's token never carries: ``preferred_username``
+    "service-account-<client>" (with a ``profile``-style username mapper), and ``client_id``
+    with ``clientAddress``/``clientHost`` (its ``service_account`` client scope; the realm export
+    gives it to every service-account client). An issuer whose client-credentials tokens name
+    the client as ``sub`` (RFC 9068 §2.2, the test IdP) is read by that.
+    """
+    identity = principal.identity
+    username = identity.get("preferred_username", "")
+    if username.startswith(SERVICE_ACCOUNT_PREFIX):
+        return True
+    # RFC 9068 puts client_id in every token, a person's too: alone it says nothing, only with
+    # the origin claims that Keycloak's service_account scope adds beside it.
+    if SERVICE_ACCOUNT_CLAIM in identity and any(
+        claim in identity for claim in SERVICE_ACCOUNT_ORIGIN_CLAIMS
+    ):
+        return True
+    return principal.subject == principal.client_id
 
 
 SYSTEM_SYNC: Final = Actor("system", "hf-adapter sync")

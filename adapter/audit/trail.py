@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from adapter.audit.actors import Actor
 from adapter.errors import AdapterError
 from adapter.observability.tracing import current_trace_id
-from adapter.store.crypto import Key, KeyRing
+from adapter.store.crypto import BlindIndex, Key, KeyRing
 from adapter.store.database import AUDIT_KEYS_INFO
 from adapter.store.models import AuditChainHead, AuditEvent
 from adapter.store.personal_fields import PERSONAL_FIELDS
@@ -92,6 +92,16 @@ def record_audit(
     entry.hash = entry_hash(entry, key)
     session.add(entry)  # flushed before the next append's head read (autoflush) or at commit
     return entry
+
+
+def nik_reference(blind_index: BlindIndex, nik: str) -> dict[str, str | None]:
+    """How an entry's `detail` names a NIK asked for: its blind-index digest and that key's id
+    (a NIK with no digits has no digest), never the NIK."""
+    try:
+        digest: str | None = blind_index.digest(nik, purpose="nik")
+    except ValueError:
+        digest = None
+    return {"nik_digest": digest, "blind_index_key": blind_index.kid}
 
 
 def audit_keys(session: Session) -> KeyRing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from adapter.auth.principal import Principal
 from adapter.errors import AdapterError
 
 
@@ -38,9 +39,14 @@ class InvalidRequestError(AuthError):
 
 
 class InvalidTokenError(AuthError):
-    """The token is malformed, forged, expired, meant for someone else, or not an access token."""
+    """The token is malformed, forged, expired, meant for someone else, or not an access token.
+
+    `holder`: whose token it is, when only its expiry refused it (its signature verified), for
+    the log line; None otherwise.
+    """
 
     default_reason = "invalid_token"
+    holder: Principal | None = None
 
 
 class InsufficientScopeError(AuthError):

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
+
+# The claims besides `sub` and `azp` that say who holds a token, kept (when strings) for
+# `adapter.audit.actors`: Keycloak's username, and the three claims of Keycloak's
+# ``service_account`` client scope, whose values only a service account's session carries.
+IDENTITY_CLAIMS: Final = ("preferred_username", "client_id", "clientHost", "clientAddress")
 
 
 @dataclass(frozen=True)
@@ -12,7 +18,9 @@ class Principal:
 
     `scopes` come from the token's space-separated ``scope`` claim and are what `require_scope`
     checks. Keycloak roles (``realm_access.roles``, ``resource_access.<client>.roles``) are
-    carried for callers that want them; they grant no scope.
+    carried for callers that want them; they grant no scope. `identity` holds the token's
+    `IDENTITY_CLAIMS` (those it carries), from which the audit trail tells a service account
+    from a person (`adapter.audit.actors.Actor.from_principal`).
     """
 
     subject: str
@@ -22,6 +30,7 @@ class Principal:
     client_roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
     token_id: str | None = None
     expires_at: int | None = None
+    identity: Mapping[str, str] = field(default_factory=dict)
 
     def has_scopes(self, *scopes: str) -> bool:
         return all(scope in self.scopes for scope in scopes)

@@ -26,7 +26,7 @@ from adapter.auth.jwks import (
     HttpJwksFetcher,
     JwksCache,
 )
-from adapter.auth.principal import Principal
+from adapter.auth.principal import IDENTITY_CLAIMS, Principal
 from adapter.errors import ConfigurationError
 
 log = logging.getLogger("adapter.auth")
@@ -121,46 +121,65 @@ class TokenValidator:
         header = self._checked_header(token)
         key = self.keys.signing_key(header["kid"])
         try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                # Hard-coded, never taken from the token: the key's own algorithm, which
-                # `parse_key_set` only admits from ALLOWED_ALGORITHMS; PyJWT also checks that
-                # the header's alg equals it, so an RSA key can never verify an HMAC.
-                algorithms=[key.algorithm_name],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway_s,
-                options={
-                    "verify_signature": True,
-                    # "require" only checks presence; each claim's "verify_" option checks
-                    # its value. nbf is not required: neither Keycloak nor RFC 9068 sends it.
-                    "require": ["exp", "iat", "iss", "aud", "sub"],
-                    "verify_exp": True,
-                    # Not before, checked whenever present.
-                    "verify_nbf": True,
-                    # iat must be a number and not in the future (beyond the leeway).
-                    "verify_iat": True,
-                    # Exact string comparison with OIDC_ISSUER: another realm is another issuer.
-                    "verify_iss": True,
-                    # aud (a string or a list) must contain OIDC_AUDIENCE; Keycloak sends lists.
-                    "verify_aud": True,
-                    "strict_aud": False,
-                    # sub and jti, when present, must be strings.
-                    "verify_sub": True,
-                    "verify_jti": True,
-                    # Refuse short RSA keys (< 2048 bits) instead of only warning.
-                    "enforce_minimum_key_length": True,
-                },
-            )
+            claims = self._decode(token, key, verify_exp=True)
         except jwt.MissingRequiredClaimError as exc:
             raise InvalidTokenError(
                 f"the token lacks the {exc.claim} claim", cause="missing_claim"
             ) from None
+        except jwt.ExpiredSignatureError:
+            raise self._expired(token, key, header) from None
         except jwt.PyJWTError as exc:
             raise _translated(exc) from None
         self._check_access_token_type(header, claims)
         return _principal(claims)
+
+    def _expired(self, token: str, key: jwt.PyJWK, header: Mapping[str, Any]) -> InvalidTokenError:
+        """The refusal of an expired token, naming its holder when every other check passes
+        (the signature has been verified), so the log can say whose token it was."""
+        refusal = InvalidTokenError("the token has expired", cause="expired")
+        try:
+            claims = self._decode(token, key, verify_exp=False)
+            self._check_access_token_type(header, claims)
+            refusal.holder = _principal(claims)
+        except (jwt.PyJWTError, InvalidTokenError):
+            pass  # not otherwise valid either: refused as expired, naming nobody
+        return refusal
+
+    def _decode(self, token: str, key: jwt.PyJWK, *, verify_exp: bool) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key,
+            # Hard-coded, never taken from the token: the key's own algorithm, which
+            # `parse_key_set` only admits from ALLOWED_ALGORITHMS; PyJWT also checks that
+            # the header's alg equals it, so an RSA key can never verify an HMAC.
+            algorithms=[key.algorithm_name],
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway_s,
+            options={
+                "verify_signature": True,
+                # "require" only checks presence; each claim's "verify_" option checks
+                # its value. nbf is not required: neither Keycloak nor RFC 9068 sends it.
+                "require": ["exp", "iat", "iss", "aud", "sub"],
+                # Off only to name the holder of a token already refused as expired.
+                "verify_exp": verify_exp,
+                # Not before, checked whenever present.
+                "verify_nbf": True,
+                # iat must be a number and not in the future (beyond the leeway).
+                "verify_iat": True,
+                # Exact string comparison with OIDC_ISSUER: another realm is another issuer.
+                "verify_iss": True,
+                # aud (a string or a list) must contain OIDC_AUDIENCE; Keycloak sends lists.
+                "verify_aud": True,
+                "strict_aud": False,
+                # sub and jti, when present, must be strings.
+                "verify_sub": True,
+                "verify_jti": True,
+                # Refuse short RSA keys (< 2048 bits) instead of only warning.
+                "enforce_minimum_key_length": True,
+            },
+        )
+        return claims
 
     def _checked_header(self, token: str) -> dict[str, Any]:
         """The JOSE header, after every check that needs no key."""
@@ -254,6 +273,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         client_roles=_client_roles(claims.get("resource_access")),
         token_id=token_id if isinstance(token_id, str) else None,
         expires_at=int(claims["exp"]),
+        identity={
+            name: value for name in IDENTITY_CLAIMS if isinstance(value := claims.get(name), str)
+        },
     )
 
 

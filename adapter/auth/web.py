@@ -2,7 +2,9 @@
 
 The one module of `adapter.auth` that imports Flask. A refused request gets RFC 6750's
 `WWW-Authenticate` challenge and an RFC 9457 ``application/problem+json`` body; the principal of
-an accepted one is on ``flask.g.principal``.
+an accepted one is on ``flask.g.principal``. A valid token refused for a missing scope is
+logged with its subject and client, and handed to the app's `on_scope_denied` hook (the API
+audits it); an expired one whose signature verifies is logged with them too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from adapter.auth.errors import (
     AuthError,
     InsufficientScopeError,
     InvalidRequestError,
+    InvalidTokenError,
     KeySetUnavailableError,
     MissingTokenError,
 )
@@ -32,17 +35,25 @@ from adapter.auth.tokens import AccessTokenValidator
 log = logging.getLogger("adapter.auth")
 
 EXTENSION: Final = "hf_auth"
+SCOPE_DENIED: Final = "hf_auth_scope_denied"
 REALM: Final = "healthforce"
 PROBLEM_JSON: Final = "application/problem+json"
 # RFC 6750 §3: error_description may only hold %x20-21 / %x23-5B / %x5D-7E.
 _UNSAFE_IN_QUOTED: Final = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
 
 View = TypeVar("View", bound=Callable[..., Any])
+# Called with the caller and the refusal when a valid token lacks a scope a view requires.
+ScopeDeniedHook = Callable[[Principal, InsufficientScopeError], None]
 
 
 def init_app(app: Flask, validator: AccessTokenValidator) -> None:
     """Make `validator` the one `require_scope` uses in this app."""
     app.extensions[EXTENSION] = validator
+
+
+def on_scope_denied(app: Flask, hook: ScopeDeniedHook) -> None:
+    """Have `hook` called (before the 403 is sent) whenever a valid token lacks a scope."""
+    app.extensions[SCOPE_DENIED] = hook
 
 
 def require_scope(*scopes: str) -> Callable[[View], View]:
@@ -61,18 +72,55 @@ def require_scope(*scopes: str) -> Callable[[View], View]:
         def protected(*args: Any, **kwargs: Any) -> Any:
             try:
                 principal = authenticate()
-                missing = principal.missing_scopes(required)
-                if missing:
-                    raise InsufficientScopeError(required, missing)
             except AuthError as error:
-                log.info("request refused: %s (%s)", error.reason, error.cause)
+                _log_refusal(error)
                 return challenge(error, required)
+            missing = principal.missing_scopes(required)
+            if missing:
+                return _refuse_scope(principal, InsufficientScopeError(required, missing))
             g.principal = principal
             return view(*args, **kwargs)
 
         return cast(View, protected)
 
     return decorate
+
+
+def _log_refusal(error: AuthError) -> None:
+    holder = error.holder if isinstance(error, InvalidTokenError) else None
+    if holder is None:
+        log.info("request refused: %s (%s)", error.reason, error.cause)
+        return
+    log.info(
+        "request refused: %s (%s) for %s of client %s",
+        error.reason,
+        error.cause,
+        holder.subject,
+        holder.client_id,
+        extra={"subject": holder.subject, "client": holder.client_id},
+    )
+
+
+def _refuse_scope(principal: Principal, error: InsufficientScopeError) -> Response:
+    """The 403 for a caller the token names: logged with who asked, reported to the hook."""
+    log.info(
+        "request refused: %s (%s) for %s of client %s, lacking %s",
+        error.reason,
+        error.cause,
+        principal.subject,
+        principal.client_id,
+        " ".join(error.missing),
+        extra={
+            "subject": principal.subject,
+            "client": principal.client_id,
+            "missing_scopes": list(error.missing),
+            "endpoint": request.endpoint,
+        },
+    )
+    hook = current_app.extensions.get(SCOPE_DENIED)
+    if hook is not None:
+        cast(ScopeDeniedHook, hook)(principal, error)
+    return challenge(error, error.required)
 
 
 def authenticate() -> Principal:

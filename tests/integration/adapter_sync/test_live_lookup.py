@@ -73,6 +73,7 @@ def lookup(
         client,
         sessions,
         lambda session: HealthWorkerRepository(session, cipher, blind_index),
+        blind_index,
         SyncMetrics.for_registry(registry),
     )
 

@@ -90,6 +90,31 @@ def test_expired_long_ago_refused(validator: TokenValidator, rsa: SigningKey) ->
     assert refused(validator, sign(rsa, claims)).cause == "expired"
 
 
+def test_expired_token_otherwise_valid_names_its_holder(
+    validator: TokenValidator, rsa: SigningKey
+) -> None:
+    now = int(time.time())
+    error = refused(validator, sign(rsa, access_claims(iat=now - 7200, exp=now - 3600)))
+    assert error.holder is not None
+    assert (error.holder.subject, error.holder.client_id) == (
+        access_claims()["sub"],
+        "healthforce-portal",
+    )
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"aud": "another-service"}, {"iss": "https://sso.example/realms/other"}, {"typ": "ID"}],
+)
+def test_expired_token_invalid_otherwise_names_nobody(
+    validator: TokenValidator, rsa: SigningKey, other: dict[str, str]
+) -> None:
+    now = int(time.time())
+    error = refused(validator, sign(rsa, access_claims(iat=now - 7200, exp=now - 3600, **other)))
+    assert error.cause == "expired"
+    assert error.holder is None
+
+
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
 def test_not_yet_valid_refused(validator: TokenValidator, rsa: SigningKey, claim: str) -> None:
     now = int(time.time())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -9,8 +10,10 @@ from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
 from adapter.auth import scopes
+from adapter.auth.errors import InsufficientScopeError
+from adapter.auth.principal import Principal
 from adapter.auth.tokens import TokenValidator
-from adapter.auth.web import current_principal, init_app, require_scope
+from adapter.auth.web import current_principal, init_app, on_scope_denied, require_scope
 from tests.unit.auth.auth_fakes import FakeJwksEndpoint, SigningKey, access_claims, sign
 
 
@@ -98,6 +101,32 @@ def test_insufficient_scope_gets_403_naming_the_scopes(
     assert response.json is not None
     assert response.json["required_scopes"] == ["healthworkers:read", "healthworkers:read:pii"]
     assert response.json["title"] == "Forbidden"
+
+
+def test_scope_denial_reaches_the_hook_and_the_log_with_the_caller(
+    app: Flask, rsa: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    denied: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def hook(principal: Principal, error: InsufficientScopeError) -> None:
+        denied.append((principal.subject, principal.client_id, error.missing))
+
+    on_scope_denied(app, hook)
+    caplog.set_level(logging.INFO, logger="adapter.auth")
+    with app.test_client() as client:
+        refused = client.get("/workers-pii", headers=bearer(sign(rsa)))
+        expired = client.get("/workers-pii", headers=bearer(sign(rsa, access_claims(exp=1))))
+        anonymous = client.get("/workers-pii")
+    assert (refused.status_code, expired.status_code, anonymous.status_code) == (403, 401, 401)
+    subject = access_claims()["sub"]
+    # Only the refusal of a caller the token names reaches the hook (the API audits it).
+    assert denied == [(subject, "healthforce-portal", ("healthworkers:read:pii",))]
+    (line,) = [record for record in caplog.records if "lacking" in record.getMessage()]
+    assert (line.__dict__["subject"], line.__dict__["client"]) == (subject, "healthforce-portal")
+    assert line.__dict__["missing_scopes"] == ["healthworkers:read:pii"]
+    # An expired token whose signature verifies is only logged, with whose it was.
+    (stale,) = [record for record in caplog.records if "(expired)" in record.getMessage()]
+    assert (stale.__dict__["subject"], stale.__dict__["client"]) == (subject, "healthforce-portal")
 
 
 def test_scope_from_roles_alone_is_not_enough(client: FlaskClient, rsa: SigningKey) -> None:
