@@ -21,10 +21,9 @@ from sqlalchemy.engine import URL, make_url
 from adapter.store.crypto import BlindIndex
 from adapter.store.models import AuditEvent
 from harness.idp import IdpProcess
-from tests.integration.adapter.conftest import BACKENDS
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import Mock, adapter_environment
 from tests.integration.api.stack import OPS, PORTAL, READONLY, Adapter, served_adapter
+from tests.support.databases import BACKENDS, PostgresServer
 
 pytestmark = pytest.mark.integration
 

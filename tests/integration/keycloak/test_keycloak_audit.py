@@ -21,13 +21,11 @@ from adapter.app import create_app
 from adapter.settings import load_settings
 from adapter.store.models import AuditEvent
 from harness.keycloak import LOGIN_CLIENT, TEST_USER, KeycloakServer
-from tests.integration.adapter.conftest import BACKENDS, postgres_server
-from tests.integration.adapter.databases import PostgresServer
 from tests.integration.adapter_sync.support import adapter_environment, migrated
 from tests.integration.keycloak.test_keycloak_sso import AUDIENCE, secret, user_password
+from tests.support.databases import BACKENDS, PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.keycloak]
-__all__ = ["postgres_server"]  # the fixture, for this module (the folder's conftest has none)
 
 # No registry is called: the reads here are of the store.
 NOWHERE = "http://127.0.0.1:9"
