@@ -230,3 +230,15 @@ def test_the_image_holds_every_package_and_the_contracts_the_code_reads() -> Non
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
     for path in (".git", ".venv", "var", ".env", "adapter/__pycache__"):
         assert ignored(path), path
+
+
+def test_the_deploy_docs_describe_this_image() -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    deploy = operations.partition("\n## Deploy\n")[2].partition("\n## ")[0]
+    assert deploy, "docs/operations.md has a Deploy section"
+    user = [command for command in final_stage() if command.cmd == "USER"][-1].value[0]
+    cmd = [command for command in final_stage() if command.cmd == "CMD"][-1].value
+    assert f"`{stages()[-1][0].value[0]}`" in deploy
+    assert f"user {user.partition(':')[0]}" in deploy
+    assert " ".join(cmd) in " ".join(deploy.split())
+    assert f"`HEALTHCHECK` on `:{healthcheck_url().port}{healthcheck_url().path}`" in deploy
