@@ -15,7 +15,7 @@ import pytest
 from harness.receiver import WebhookReceiver
 from tests.integration.adapter_sync.support import Mock
 from tests.integration.webhooks.support import emit
-from tests.unit.deploy.test_compose import SUBSCRIBE, command, environment
+from tests.support.deploy import SUBSCRIBE, command, environment
 
 pytestmark = pytest.mark.integration
 

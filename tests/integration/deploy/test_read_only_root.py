@@ -22,8 +22,7 @@ from adapter.settings import Settings
 from harness.processes import ManagedProcess, free_port
 from tests.integration.webhooks.support import delete_topology, unique_prefix
 from tests.support.databases import PostgresServer
-from tests.unit.deploy.test_compose import command, environment, services
-from tests.unit.deploy.test_dockerfile import ROOT, final_stage
+from tests.support.deploy import ROOT, command, environment, final_stage, services
 
 pytestmark = pytest.mark.integration
 

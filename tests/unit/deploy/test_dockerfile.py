@@ -8,72 +8,24 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 import tomllib
-from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
 
-import dockerfile
 import pytest
 
 from adapter.cli import build_parser
+from tests.support.deploy import (
+    DOCKERFILE,
+    ROOT,
+    final_stage,
+    healthcheck_url,
+    instructions,
+    pinned,
+    stages,
+    tool,
+)
 
-ROOT = Path(__file__).resolve().parents[3]
-DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-# An exact release (3.11.14, 16.4, v2.55.1, 26.4.7), optionally a variant, or a digest.
-PINNED_TAG = re.compile(r"v?\d+\.\d+(\.\d+)*(-[a-z0-9][a-z0-9.-]*)?")
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def tool(name: str, package: str) -> str:
-    """A tool the dev extras install next to the interpreter (or on PATH); fail if missing."""
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(
-            f"{name} is not installed: `pip install -e '.[dev]'` (the {package} package)",
-            pytrace=False,
-        )
-    return found
-
-
-def instructions() -> list[dockerfile.Command]:
-    return list(dockerfile.parse_file(str(DOCKERFILE)))
-
-
-def stages() -> list[list[dockerfile.Command]]:
-    found: list[list[dockerfile.Command]] = []
-    for command in instructions():
-        if command.cmd == "FROM":
-            found.append([])
-        found[-1].append(command)
-    return found
-
-
-def final_stage() -> list[dockerfile.Command]:
-    return stages()[-1]
-
-
-def pinned(image: str) -> bool:
-    """`name:version`, `name@sha256:…` or both; never `latest`, a bare name or a bare major.
-
-    A tag like 3.11 passes here (PostgreSQL's 16.4 is an exact release); where a project
-    publishes patch releases the callers also ask for the patch.
-    """
-    name, _, digest = image.partition("@")
-    if digest:
-        return DIGEST.fullmatch(digest) is not None
-    tag = name.rpartition("/")[2].partition(":")[2]
-    return tag != "latest" and PINNED_TAG.fullmatch(tag) is not None
-
-
-def healthcheck_url() -> SplitResult:
-    """The URL the image's HEALTHCHECK asks."""
-    check = [command for command in final_stage() if command.cmd == "HEALTHCHECK"][-1]
-    return urlsplit(re.search(r"'(http://[^']+)'", check.value[-1])[1])  # type: ignore[index]
 
 
 def test_hadolint_finds_nothing_with_every_rule() -> None:
