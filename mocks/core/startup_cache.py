@@ -8,29 +8,31 @@ contract when they were first stored, before the file was written.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import zstandard
 
 import indonesian_ids
 import mocks
-from mocks.core.store import BodyCodec, RecordRow, RecordStore
+from mocks.core.store import BodyCodec, RecordStore, StoreError
 
 if TYPE_CHECKING:
     from mocks.core.system import MockSystem
 
 log = logging.getLogger("hf_mock.cache")
 
-FORMAT = b"hf-mock-startup-cache 1\n"
+FORMAT = b"hf-mock-startup-cache 2\n"
 CACHE_DIR_ENV = "HF_MOCK_CACHE_DIR"
 # Files not read for this long are removed when a new one is written.
 UNUSED_FOR_S = 7 * 24 * 3600
@@ -84,7 +86,7 @@ class StartupCache:
             return False
         try:
             self._fill(stores, data, on_progress)
-        except (ValueError, KeyError, IndexError, TypeError, zstandard.ZstdError) as exc:
+        except (ValueError, KeyError, TypeError, StoreError, zstandard.ZstdError) as exc:
             log.warning("start-up cache %s is damaged (%s); generating instead", self.path, exc)
             for store in stores.values():  # start again from empty stores
                 store.clear()
@@ -95,40 +97,42 @@ class StartupCache:
     def _fill(
         self, stores: dict[str, RecordStore], data: bytes, on_progress: Progress | None
     ) -> None:
-        view = memoryview(data)
         if not data.startswith(FORMAT):
             raise ValueError("not a start-up cache file")
+        view = memoryview(data)
         offset = len(FORMAT)
         end = data.index(b"\n", offset)
-        header = json.loads(view[offset:end].tobytes())
+        header = json.loads(view[offset:end].tobytes())["collections"]
         offset = end + 1
-        if sorted(header["collections"]) != sorted(stores):
+        if sorted(header) != sorted(stores):
             raise ValueError("the file's collections differ from the system's")
         for name, store in stores.items():
-            entry = header["collections"][name]
-            dictionary_length = int(entry["dictionary"])
-            codec = BodyCodec(view[offset : offset + dictionary_length].tobytes() or None)
-            offset += dictionary_length
-            end = data.index(b"\n", offset)
-            rows = json.loads(view[offset:end].tobytes())
-            offset = end + 1
-            if len(rows) != int(entry["count"]):
-                raise ValueError(f"{name}: {len(rows)} rows, the header says {entry['count']}")
-
-            def records(rows: list[list[object]], start: int) -> Iterable[RecordRow]:
-                position = start
-                for key, updated_at, length, values in rows:
-                    assert isinstance(length, int)
-                    packed = view[position : position + length].tobytes()
-                    position += length
-                    yield str(key), str(updated_at), packed, values  # type: ignore[misc]
-
+            entry = header[name]
+            count = int(entry["count"])
             if on_progress is not None:
-                on_progress(f"loading {name} from the cache", 0, len(rows))
-            store.load_rows(codec, records(rows, offset))
-            offset += sum(int(row[2]) for row in rows)
+                on_progress(f"loading {name} from the cache", 0, count)
+            parts: dict[str, memoryview] = {}
+            for part in ("dictionary", "keys", "updated_at", "lengths", *entry["indexes"]):
+                length = int(entry["indexes"][part] if part in entry["indexes"] else entry[part])
+                parts[part] = view[offset : offset + length]
+                offset += length
+            keys = _lines(parts["keys"], count)
+            lengths = array.array("I")
+            lengths.frombytes(parts["lengths"].tobytes())
+            if len(lengths) != count:
+                raise ValueError(f"{name}: {len(lengths)} bodies, the header says {count}")
+            ends = list(itertools.accumulate(lengths, initial=offset))
+            packed = [view[a:b].tobytes() for a, b in itertools.pairwise(ends)]
+            offset = ends[-1]
+            store.load_columns(
+                BodyCodec(parts["dictionary"].tobytes() or None),
+                keys,
+                _lines(parts["updated_at"], count),
+                packed,
+                {index: _pairs(parts[index], keys) for index in entry["indexes"]},
+            )
             if on_progress is not None:
-                on_progress(f"loading {name} from the cache", len(rows), len(rows))
+                on_progress(f"loading {name} from the cache", count, count)
         if offset != len(data):
             raise ValueError("trailing bytes after the last collection")
 
@@ -145,7 +149,7 @@ class StartupCache:
                     Path(out.name).unlink(missing_ok=True)
                     raise
             os.replace(out.name, self.path)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.warning("could not write the start-up cache %s: %s", self.path, exc)
             return
         self._prune()
@@ -153,25 +157,43 @@ class StartupCache:
     def _write(
         self, out: IO[bytes], stores: dict[str, RecordStore], on_progress: Progress | None
     ) -> None:
-        parts: list[tuple[bytes, bytes, list[bytes]]] = []
-        header: dict[str, dict[str, int]] = {}
+        header: dict[str, dict[str, Any]] = {}
+        blobs: list[bytes] = []
         for name, store in stores.items():
-            rows: list[list[object]] = []
-            blobs: list[bytes] = []
-            for done, (key, updated_at, packed, values) in enumerate(store.rows(), 1):
-                rows.append([key, updated_at, len(packed), values])
-                blobs.append(packed)
+            keys: list[str] = []
+            updated_at: list[str] = []
+            lengths = array.array("I")
+            bodies: list[bytes] = []
+            index_lines: list[list[str]] = [[] for _ in store.index_names]
+            for done, (key, stamp, packed, values) in enumerate(store.rows(), 1):
+                keys.append(key)
+                updated_at.append(stamp)
+                lengths.append(len(packed))
+                bodies.append(packed)
+                for lines, index_values in zip(index_lines, values, strict=True):
+                    lines.append(_joined(index_values))
                 if on_progress is not None and done % 10_000 == 0:
                     on_progress(f"writing the start-up cache ({name})", done, len(store))
-            dictionary = store.codec.dictionary or b""
-            header[name] = {"count": len(rows), "dictionary": len(dictionary)}
-            parts.append((dictionary, json.dumps(rows, separators=(",", ":")).encode(), blobs))
+            parts = {
+                "dictionary": store.codec.dictionary or b"",
+                "keys": _text(keys),
+                "updated_at": _text(updated_at),
+                "lengths": lengths.tobytes(),
+            }
+            indexes = {
+                index: _text(lines)
+                for index, lines in zip(store.index_names, index_lines, strict=True)
+            }
+            header[name] = {
+                "count": len(keys),
+                **{part: len(blob) for part, blob in parts.items()},
+                "indexes": {index: len(blob) for index, blob in indexes.items()},
+            }
+            blobs += [*parts.values(), *indexes.values(), b"".join(bodies)]
         out.write(FORMAT)
         out.write(json.dumps({"collections": header}).encode() + b"\n")
-        for dictionary, rows_json, blobs in parts:
-            out.write(dictionary)
-            out.write(rows_json + b"\n")
-            out.write(b"".join(blobs))
+        for blob in blobs:
+            out.write(blob)
 
     def _prune(self) -> None:
         cutoff = time.time() - UNUSED_FOR_S
@@ -181,3 +203,41 @@ class StartupCache:
                     stale.unlink()
             except OSError:
                 continue  # another process removed or replaced it first
+
+
+# Column layout: one line per record ("\n"-separated, UTF-8); an index's values of one record
+# are joined by the unit separator, so a record with no value is an empty line.
+_VALUE_SEPARATOR = "\x1f"
+
+
+def _text(lines: list[str]) -> bytes:
+    return "\n".join(lines).encode()
+
+
+def _joined(values: list[str]) -> str:
+    for value in values:
+        if not value or "\n" in value or _VALUE_SEPARATOR in value:
+            raise ValueError(f"index value {value!r} can't be cached")
+    return _VALUE_SEPARATOR.join(values)
+
+
+def _lines(blob: memoryview | bytes, count: int) -> list[str]:
+    raw = blob.tobytes() if isinstance(blob, memoryview) else blob
+    lines = raw.decode().split("\n") if count else []
+    if len(lines) != count:
+        raise ValueError(f"{len(lines)} lines where {count} records were written")
+    return lines
+
+
+def _pairs(blob: memoryview, keys: list[str]) -> Iterator[tuple[str, str]]:
+    """(value, key) for every value of an index column."""
+    raw = blob.tobytes()
+    lines = _lines(raw, len(keys))
+    if _VALUE_SEPARATOR.encode() not in raw:
+        return ((value, key) for value, key in zip(lines, keys, strict=True) if value)
+    return (
+        (value, key)
+        for line, key in zip(lines, keys, strict=True)
+        for value in line.split(_VALUE_SEPARATOR)
+        if value
+    )
