@@ -171,12 +171,12 @@ def summary_table(runtime: MockRuntime, url: str, startup_s: float) -> Table:
     table.add_row("people (seed)", f"{runtime.settings.size:,} (seed {runtime.settings.seed})")
     for name, store in runtime.stores.items():
         table.add_row(f"  {name}", f"{len(store):,}")
-    if runtime.loaded_from is not None:
-        table.add_row("data set", f"from the start-up cache {runtime.loaded_from}")
-    elif runtime.settings.cache_dir is not None:
+    if runtime.settings.cache_dir is None:
+        table.add_row("data set", "generated (--no-cache)")
+    elif runtime.generated:
         table.add_row("data set", f"generated; cached in {runtime.settings.cache_dir}")
     else:
-        table.add_row("data set", "generated (--no-cache)")
+        table.add_row("data set", f"from the start-up cache {runtime.loaded_from}")
     table.add_row("faults at start", str(len(runtime.injector.list())))
     for credential, value in runtime.settings.credentials.items():
         table.add_row(credential, value)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import multiprocessing
 import random
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +42,8 @@ from openapi_schemas import compiled_validator
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 MAX_SNAPSHOTS = 20
+# From this many people, a data set missing from the start-up cache is generated in a child.
+GENERATE_APART_FROM = 10_000
 
 log = logging.getLogger("hf_mock")
 
@@ -156,6 +160,88 @@ def _report(progress: StartupProgress, phase: str, total: int, done: int) -> Non
     progress(phase, done, total)
 
 
+def fill_generated(
+    system: MockSystem,
+    settings: MockSettings,
+    stores: dict[str, RecordStore],
+    on_progress: StartupProgress | None = None,
+) -> None:
+    """Generate the population and load each store with its documents (checked, stored)."""
+
+    def report(phase: str) -> Callable[[int], None] | None:
+        if on_progress is None:
+            return None
+        return functools.partial(_report, on_progress, phase, settings.size)
+
+    population = generate_population(
+        size=settings.size,
+        seed=settings.seed,
+        mismatch_rate=settings.mismatch_rate,
+        on_progress=report("generating people"),
+    )
+    people_collection = next(iter(stores))  # the first; the others are small
+    for name, documents in system.generated_documents(population).items():
+        stores[name].load(
+            documents,
+            on_progress=report("checking and storing records")
+            if name == people_collection
+            else None,
+        )
+
+
+def _generate_in_child(
+    system: MockSystem, settings: MockSettings, on_progress: StartupProgress | None
+) -> None:
+    """Run `_write_cache` in a child process, passing its progress on; it may fail (logged)."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_write_cache,
+        args=(system.name, settings.size, settings.seed, settings.mismatch_rate),
+        kwargs={"cache_dir": settings.cache_dir, "progress": sender},
+        name=f"hf-mock-{system.name}-generate",
+        daemon=True,
+    )
+    child.start()
+    sender.close()
+    while True:
+        try:
+            phase, done, total = receiver.recv()
+        except EOFError:
+            break
+        if on_progress is not None:
+            on_progress(phase, done, total)
+    child.join()
+    if child.exitcode != 0:
+        log.warning(
+            "generating in a child process failed (exit %s); generating here", child.exitcode
+        )
+
+
+def _write_cache(
+    system_name: str,
+    size: int,
+    seed: int,
+    mismatch_rate: float,
+    *,
+    cache_dir: Path,
+    progress: Connection,
+) -> None:
+    """In the child: generate the data set and write it to the start-up cache."""
+    from mocks.registry import system_named
+
+    system = system_named(system_name)
+    settings = MockSettings(size=size, seed=seed, mismatch_rate=mismatch_rate, cache_dir=cache_dir)
+
+    def send(phase: str, done: int, total: int) -> None:
+        progress.send((phase, done, total))
+
+    stores = system.create_stores(MonotonicClock(), contract_check(system))
+    fill_generated(system, settings, stores, send)
+    StartupCache(cache_dir, system, size, seed, mismatch_rate).save(stores, send)
+    progress.close()
+
+
 class MockRuntime:
     def __init__(
         self,
@@ -192,6 +278,7 @@ class MockRuntime:
         self._emit_rng = random.Random(settings.seed)
         self.started_at = dt.datetime.now(dt.UTC)
         self.loaded_from: Path | None = None  # the cache file the records came from, if any
+        self.generated = True  # False when the records came from an existing cache file
 
     @classmethod
     def build(
@@ -209,38 +296,28 @@ class MockRuntime:
             else None
         )
         loaded_from: list[Path] = []
-
-        def report(phase: str, total: int) -> Callable[[int], None] | None:
-            if on_progress is None:
-                return None
-            return functools.partial(_report, on_progress, phase, total)
+        generated: list[bool] = []
 
         def fill(stores: dict[str, RecordStore]) -> None:
             if cache is not None and cache.load(stores, on_progress):
                 loaded_from.append(cache.path)
                 return
-            population = generate_population(
-                size=settings.size,
-                seed=settings.seed,
-                mismatch_rate=settings.mismatch_rate,
-                on_progress=report("generating people", settings.size),
-            )
-            people_collection = next(iter(stores))  # the first; the others are small
-            for name, documents in system.generated_documents(population).items():
-                stores[name].load(
-                    documents,
-                    on_progress=(
-                        report("checking and storing records", settings.size)
-                        if name == people_collection
-                        else None
-                    ),
-                )
-            del population
+            generated.append(True)
+            if cache is not None and settings.size >= GENERATE_APART_FROM:
+                # Generated in a child that writes the cache, then loaded: the generator's
+                # objects never fragment this process's heap (~650 instead of ~180 MiB RSS
+                # at 100,000 people).
+                _generate_in_child(system, settings, on_progress)
+                if cache.load(stores, on_progress):
+                    loaded_from.append(cache.path)
+                    return
+            fill_generated(system, settings, stores, on_progress)
             if cache is not None:
                 cache.save(stores, on_progress)
 
         runtime = cls(system, settings, fill)
         runtime.loaded_from = loaded_from[0] if loaded_from else None
+        runtime.generated = bool(generated)
         return runtime
 
     # -- serving -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mocks.core import runtime as runtime_module
 from mocks.core.runtime import MockRuntime, MockSettings
 from mocks.core.startup_cache import StartupCache
 from mocks.core.system import MockSystem
@@ -30,8 +31,10 @@ def test_second_start_loads_the_same_records_from_the_cache(
     system: MockSystem, tmp_path: Path
 ) -> None:
     first = build(system, tmp_path)
+    assert first.generated
     assert first.loaded_from is None
     second = build(system, tmp_path)
+    assert not second.generated
     assert second.loaded_from is not None
     assert second.loaded_from.parent == tmp_path
     assert served(second) == served(build(system, None))
@@ -78,3 +81,20 @@ def test_no_cache_dir_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     runtime = build(KkiSystem(), None, size=20)
     assert runtime.loaded_from is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_large_data_set_is_generated_in_a_child_and_loaded_from_its_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "GENERATE_APART_FROM", 100)
+    phases: list[str] = []
+    runtime = MockRuntime.build(
+        SisdmkSystem(),
+        MockSettings(size=300, seed=11, cache_dir=tmp_path),
+        on_progress=lambda phase, done, total: phases.append(phase),
+    )
+    assert runtime.generated
+    assert runtime.loaded_from is not None
+    assert "generating people" in phases  # reported by the child
+    assert phases[-1].startswith("loading")
+    assert served(runtime) == served(build(SisdmkSystem(), None))
