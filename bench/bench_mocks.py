@@ -1,8 +1,10 @@
 """Benchmark both mocks at N=100,000 people against Prism on the same spec, in one invocation.
 
-Measures, per system: start-up time and memory (RSS, peak RSS) of `hf-mock`; requests/s and
-p50/p99 latency of GET by id and of a 100-item page, for hf-mock and for `prism mock`.
-Load comes from `wrk` (apt-get install wrk) on the same machine. Writes reports/bench-mocks.json.
+Measures, per system: start-up time and memory (RSS, peak RSS) of `hf-mock`, first with an
+empty start-up cache (it generates the people and writes the cache) and then again (it loads
+the cache); requests/s and p50/p99 latency of GET by id and of a 100-item page, for the second
+hf-mock and for `prism mock`. Load comes from `wrk` (apt-get install wrk) on the same machine.
+Writes reports/bench-mocks.json, with the load average before and after.
 
     .venv/bin/python bench/bench_mocks.py [--size 100000] [--duration 10] [--connections 16]
 """
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,9 +61,14 @@ class Load:
 class Startup:
     system: str
     size: int
+    cache: str  # "empty" (generates and writes it) or "filled" (loads it)
     startup_s: float
     rss_mib: float
     peak_rss_mib: float
+
+    @property
+    def rss_kib_per_record(self) -> float:
+        return self.rss_mib * 1024 / self.size
 
 
 def wrk(
@@ -145,7 +154,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-mocks.json")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=200)
     for tool, hint in (("wrk", "apt-get install wrk"), (str(PRISM), "make bootstrap")):
         if not shutil.which(tool) and not Path(tool).exists():
             console.print(f"[red]{tool} not found[/]: {hint}")
@@ -153,11 +162,21 @@ def main() -> int:
 
     loads: list[Load] = []
     startups: list[Startup] = []
+    load_before = os.getloadavg()
+    cache_dir = Path(tempfile.mkdtemp(prefix="bench-mocks-cache-"))
     for system in ("kki", "sisdmk"):
-        with console.status(f"starting hf-mock {system} with {args.size:,} people"):
-            started = time.perf_counter()
-            process, base = start_mock(system, size=args.size, timeout_s=900)
-            startup_s = time.perf_counter() - started
+        for cache in ("empty", "filled"):
+            with console.status(f"starting hf-mock {system}, {args.size:,} people, {cache} cache"):
+                started = time.perf_counter()
+                process, base = start_mock(
+                    system, size=args.size, timeout_s=900, extra=["--cache-dir", str(cache_dir)]
+                )
+                startup_s = time.perf_counter() - started
+            if cache == "empty":
+                startups.append(
+                    Startup(system, args.size, cache, startup_s, *memory_mib(process.pid))
+                )
+                process.close()
         try:
             headers = auth_headers(system, base)
             urls = scenario_urls(system, base, headers)
@@ -172,8 +191,7 @@ def main() -> int:
                             *response_shape(url, headers),
                         )
                     )
-            rss, peak = memory_mib(process.pid)
-            startups.append(Startup(system, args.size, startup_s, rss, peak))
+            startups.append(Startup(system, args.size, cache, startup_s, *memory_mib(process.pid)))
         finally:
             process.close()
 
@@ -240,18 +258,31 @@ def main() -> int:
             item_ratio,
         )
     console.print(table)
-    start_table = Table(title="hf-mock start-up")
-    for column in ("system", "people", "start-up s", "RSS MiB", "peak RSS MiB"):
+    start_table = Table(title="hf-mock start-up (RSS after the load runs for a filled cache)")
+    for column in (
+        "system",
+        "people",
+        "cache",
+        "start-up s",
+        "RSS MiB",
+        "KiB/record",
+        "peak RSS MiB",
+    ):
         start_table.add_column(column)
     for s in startups:
         start_table.add_row(
             s.system,
             f"{s.size:,}",
+            s.cache,
             f"{s.startup_s:.1f}",
             f"{s.rss_mib:,.0f}",
+            f"{s.rss_kib_per_record:.2f}",
             f"{s.peak_rss_mib:,.0f}",
         )
     console.print(start_table)
+    load_after = os.getloadavg()
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    console.print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -260,7 +291,10 @@ def main() -> int:
                     {**asdict(x), "items_per_s": x.items_per_s, "mib_per_s": x.mib_per_s}
                     for x in loads
                 ],
-                "startups": [asdict(x) for x in startups],
+                "startups": [
+                    {**asdict(x), "rss_kib_per_record": x.rss_kib_per_record} for x in startups
+                ],
+                "load_average": {"before": load_before, "after": load_after},
             },
             indent=2,
         )

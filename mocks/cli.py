@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -16,6 +16,7 @@ from rich.table import Table
 
 from mocks.core.faults import FaultSpecError, RouteTable, load_fault_profile
 from mocks.core.runtime import MockRuntime, MockSettings, load_spec
+from mocks.core.startup_cache import CACHE_DIR_ENV, default_cache_dir
 from mocks.core.system import MockSystem
 from mocks.core.webhooks import WebhookConfigError, WebhookPolicy
 from mocks.registry import SYSTEMS, system_named
@@ -76,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
             "(default 0.02)",
         )
         p.add_argument("--faults", type=Path, help="YAML fault profile applied at start")
+        p.add_argument(
+            "--cache-dir",
+            type=Path,
+            default=None,
+            help=f"where generated data sets are kept between starts (env {CACHE_DIR_ENV}; "
+            "default $XDG_CACHE_HOME/hf-mock or ~/.cache/hf-mock)",
+        )
+        p.add_argument(
+            "--no-cache", action="store_true", help="always generate; neither read nor write"
+        )
         p.add_argument("--webhook-max-attempts", type=_positive_int, default=8)
         p.add_argument("--webhook-base-delay-ms", type=_positive_int, default=500)
         p.add_argument("--webhook-max-delay-ms", type=_positive_int, default=60_000)
@@ -115,7 +126,18 @@ def settings_from(args: argparse.Namespace, system: MockSystem) -> MockSettings:
             timeout_ms=args.webhook_timeout_ms,
         ),
         token_ttl_s=args.token_ttl,
+        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
     )
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (not on Windows): its C transports serve ~1.5x the
+    requests of the default loop's (bench/bench_mocks.py); else the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def build_runtime(
@@ -124,17 +146,19 @@ def build_runtime(
     if console is None:
         return MockRuntime.build(system, settings)
     with Progress(
-        TextColumn(f"[bold]{system.name}[/] generating people"),
+        TextColumn(f"[bold]{system.name}[/] {{task.description}}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("people", total=settings.size)
-        return MockRuntime.build(
-            system, settings, on_progress=lambda done: progress.update(task, completed=done)
-        )
+        task = progress.add_task("starting", total=settings.size)
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            progress.update(task, description=phase, completed=done, total=total)
+
+        return MockRuntime.build(system, settings, on_progress=on_progress)
 
 
 def summary_table(runtime: MockRuntime, url: str, startup_s: float) -> Table:
@@ -147,6 +171,12 @@ def summary_table(runtime: MockRuntime, url: str, startup_s: float) -> Table:
     table.add_row("people (seed)", f"{runtime.settings.size:,} (seed {runtime.settings.seed})")
     for name, store in runtime.stores.items():
         table.add_row(f"  {name}", f"{len(store):,}")
+    if runtime.settings.cache_dir is None:
+        table.add_row("data set", "generated (--no-cache)")
+    elif runtime.generated:
+        table.add_row("data set", f"generated; cached in {runtime.settings.cache_dir}")
+    else:
+        table.add_row("data set", f"from the start-up cache {runtime.loaded_from}")
     table.add_row("faults at start", str(len(runtime.injector.list())))
     for credential, value in runtime.settings.credentials.items():
         table.add_row(credential, value)
@@ -177,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             err.print(summary_table(runtime, url, time.perf_counter() - started))
 
     try:
-        asyncio.run(runtime.serve(on_ready=ready))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(runtime.serve(on_ready=ready))
     except OSError as exc:
         err.print(
             f"[red]hf-mock: cannot listen on {settings.host}:{settings.port}:[/] {exc.strerror}. "

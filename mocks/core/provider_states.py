@@ -91,10 +91,10 @@ class ProviderStates:
         store = self.runtime.store(collection)
         if "key" not in params:
             # Any record will do: hand its key back so the pact can use it (`fromProviderState`).
-            first = next(store.documents(), None)
+            first = next(store.records(), None)
             if first is None:
                 raise MockProblem(409, f"the {collection} collection is empty")
-            return {"key": store.key_of(first)}
+            return {"key": first.key}
         key = self._param(params, "key")
         if store.get(key) is None:
             document = params.get("document")
@@ -155,7 +155,7 @@ class ProviderStates:
                 "params.documents has two documents with the same key",
                 errors=[FieldError("body", "params.documents", "duplicate key")],
             )
-        for key in [store.key_of(doc) for doc in store.documents()]:
+        for key in [record.key for record in store.records()]:
             self.runtime.delete_record(collection, key)
         for doc in documents:
             self.runtime.create_record(collection, doc)
@@ -165,18 +165,18 @@ class ProviderStates:
         collection = self._param(params, "collection")
         store = self.runtime.store(collection)
         remaining = self._int_param(params, "remaining", 1, 1, max(1, len(store) - 1))
-        ordered = list(store.documents())
+        ordered = list(store.records())
         if len(ordered) <= remaining:
             raise MockProblem(
                 409, f"the {collection} collection has no record before the last {remaining}"
             )
         before = ordered[-remaining - 1]
-        cursor = Cursor(str(before["updated_at"]), store.key_of(before)).encode()
+        cursor = Cursor(before.updated_at, before.key).encode()
         return {"cursor": cursor}
 
     def _newest_updated_at(self, collection: str) -> str:
         store = self.runtime.store(collection)
-        newest = max((str(doc["updated_at"]) for doc in store.documents()), default=None)
+        newest = store.newest_updated_at()
         if newest is None:
             raise MockProblem(409, f"the {collection} collection is empty")
         return newest
@@ -189,8 +189,7 @@ class ProviderStates:
             key = self._param(params, "key")
             store.require(key)
         else:
-            first = next(store.documents())
-            key = store.key_of(first)
+            key = next(store.records()).key
         # An empty merge patch is still a change: a new version, a later `updated_at`.
         self.runtime.patch_record(collection, key, {})
         return {"updated_since": moment, "key": key}

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from starlette.responses import Response as HttpResponse
+
 from mocks.core.problems import FieldError, MockProblem
 from mocks.core.runtime import MockRuntime
-from mocks.core.store import Page, RecordStore
+from mocks.core.store import Page, RecordStore, StoredRecord, encode_document
+from mocks.core.validation import stored_json_response
 
-Response = tuple[Any, int] | tuple[Any, int, dict[str, str]]
+JsonAnswer = tuple[Any, int] | tuple[Any, int, dict[str, str]]
+Response = JsonAnswer | HttpResponse
 WEBHOOK_SCOPE = "webhooks:manage"
 DEFAULT_LIMIT = 100
+# Stands for the stored bodies in an envelope until they are spliced in.
+_STORED = "__hf_mock_stored_bodies__"
+_STORED_JSON = json.dumps(_STORED).encode()
+
+
+def splice(envelope: Any, data: bytes) -> bytes:
+    """`envelope` as JSON with `data` (raw JSON) where it holds the `_STORED` placeholder."""
+    head, tail = encode_document(envelope).split(_STORED_JSON)
+    return head + data + tail
 
 
 def parse_datetime(value: str | dt.datetime | None, name: str) -> dt.datetime | None:
@@ -45,15 +59,15 @@ class PublicApi:
 
     # -- envelopes --------------------------------------------------------------------------
 
-    def ok(self, data: Any, status: int = 200) -> Response:
+    def ok(self, data: Any, status: int = 200) -> JsonAnswer:
         """A single resource (KKI sends it bare; SISDMK overrides with its envelope)."""
         return data, status
 
-    def items(self, items: list[Any]) -> Response:
+    def items(self, items: list[Any]) -> JsonAnswer:
         """A short, unpaginated list: `{data}` (SISDMK adds its status and message)."""
         return {"data": items}, 200
 
-    def listing(self, items: list[Any], limit: int, next_cursor: str | None) -> Response:
+    def listing(self, items: list[Any], limit: int, next_cursor: str | None) -> JsonAnswer:
         """A page of a list: `{data, page}` (SISDMK adds its status and message)."""
         page = {"limit": limit, "next_cursor": next_cursor, "has_more": next_cursor is not None}
         return {"data": items, "page": page}, 200
@@ -61,8 +75,15 @@ class PublicApi:
     def page(
         self, page: Page, limit: int, transform: Callable[[Any], Any] | None = None
     ) -> Response:
-        items = [transform(d) for d in page.items] if transform else page.items
-        return self.listing(items, limit, page.next_cursor)
+        if transform is not None:
+            return self.listing([transform(d) for d in page.items], limit, page.next_cursor)
+        envelope = self.listing([], limit, page.next_cursor)[0]
+        body = splice(self.listing([_STORED], limit, page.next_cursor)[0], b",".join(page.bodies))
+        return stored_json_response(body, envelope)
+
+    def stored(self, store: RecordStore, record: StoredRecord) -> Response:
+        """One stored record, in the single-resource envelope, from its stored body."""
+        return stored_json_response(splice(self.ok(_STORED)[0], store.body(record)), None)
 
     def embedded_page(self, items: list[Any], limit: int, cursor: str | None) -> Response:
         """A page of a list embedded in one record (trainings, SIPs, employments...)."""

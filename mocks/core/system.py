@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mocks.core.population import Population
 from mocks.core.problems import ErrorFormat, ProblemJson
-from mocks.core.store import MonotonicClock, RecordStore
+from mocks.core.store import Document, DocumentCheck, MonotonicClock, RecordStore
 
 if TYPE_CHECKING:
     from mocks.core.runtime import MockRuntime
@@ -59,8 +59,15 @@ class MockSystem(abc.ABC):
         return ADMIN_ERROR_FORMAT if path.startswith("/__admin") else self.error_format
 
     @abc.abstractmethod
-    def build_stores(self, population: Population, clock: MonotonicClock) -> dict[str, RecordStore]:
-        """Collections by admin name (e.g. `registrations`), loaded from the population."""
+    def create_stores(
+        self, clock: MonotonicClock, check_for: Callable[[str], DocumentCheck]
+    ) -> dict[str, RecordStore]:
+        """Empty collections by admin name (e.g. `registrations`), each checking what it stores
+        with `check_for(collection)`."""
+
+    @abc.abstractmethod
+    def generated_documents(self, population: Population) -> dict[str, Iterable[Document]]:
+        """The documents of each collection for a generated population (lazily built)."""
 
     @abc.abstractmethod
     def public_handlers(self, runtime: MockRuntime) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import inspect
 from typing import Any
 
 from starlette.requests import Request
@@ -20,3 +21,7 @@ def api_key_info(key: str, request: Request) -> dict[str, Any] | None:
     if hmac.compare_digest(key.encode(), credentials["readonly_token"].encode()):
         return {"sub": "kki-dev-readonly-client", "scope": READ_SCOPES}
     return None
+
+
+# connexion inspects this function's signature on every request: computed once here.
+api_key_info.__signature__ = inspect.signature(api_key_info)  # type: ignore[attr-defined]

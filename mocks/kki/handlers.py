@@ -57,7 +57,10 @@ class KkiApi(PublicApi):
         return {"data": [self.registrations.require(k) for k in sorted(keys)]}, 200
 
     async def get_registration(self, str_number: str) -> Response:
-        return self._registration(str_number), 200
+        record = self.registrations.record(str_number)
+        if record is None:
+            raise MockProblem(404, f"no registration with STR number {str_number}")
+        return self.stored(self.registrations, record)
 
     async def get_certification_status(self, str_number: str) -> Response:
         return self._registration(str_number)["certification"], 200

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mocks.core.population import Population
 from mocks.core.problems import ProblemJson
-from mocks.core.store import MonotonicClock, RecordStore
+from mocks.core.store import Document, DocumentCheck, MonotonicClock, RecordStore
 from mocks.core.system import Credentials, EventDraft, MockSystem
 from mocks.kki import resources
 
@@ -51,7 +51,9 @@ class KkiSystem(MockSystem):
     error_format = ProblemJson()
     event_types = EVENT_TYPES
 
-    def build_stores(self, population: Population, clock: MonotonicClock) -> dict[str, RecordStore]:
+    def create_stores(
+        self, clock: MonotonicClock, check_for: Callable[[str], DocumentCheck]
+    ) -> dict[str, RecordStore]:
         store = RecordStore(
             REGISTRATIONS,
             key_of=resources.registration_key,
@@ -61,12 +63,17 @@ class KkiSystem(MockSystem):
                 "status": lambda d: [registration_status(d)],
                 "profession": lambda d: [str(d["profession"])],
             },
-        )
-        store.load(
-            resources.registration_document(person, version=1, updated_at=person.updated_at)
-            for person in population.people
+            check=check_for(REGISTRATIONS),
         )
         return {REGISTRATIONS: store}
+
+    def generated_documents(self, population: Population) -> dict[str, Iterable[Document]]:
+        return {
+            REGISTRATIONS: (
+                resources.registration_document(person, version=1, updated_at=person.updated_at)
+                for person in population.people
+            )
+        }
 
     def public_handlers(self, runtime: MockRuntime) -> object:
         from mocks.kki.handlers import KkiApi

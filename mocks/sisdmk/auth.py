@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from starlette.requests import Request
@@ -13,3 +14,7 @@ def bearer_info(token: str, request: Request) -> dict[str, Any] | None:
     if issued is None:
         return None
     return {"sub": issued.client_id, "scope": sorted(issued.scopes)}
+
+
+# connexion inspects this function's signature on every request: computed once here.
+bearer_info.__signature__ = inspect.signature(bearer_info)  # type: ignore[attr-defined]

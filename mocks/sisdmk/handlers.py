@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mocks.core.problems import MockProblem
-from mocks.core.public_api import DEFAULT_LIMIT, PublicApi, Response
+from mocks.core.public_api import DEFAULT_LIMIT, JsonAnswer, PublicApi, Response
 from mocks.core.store import RecordStore
 from mocks.kki.handlers import nik_problem
 from mocks.sisdmk.system import FACILITIES, HEALTH_WORKERS
@@ -29,13 +29,13 @@ def operation_outcome(code: str, text: str) -> dict[str, Any]:
 class SisdmkApi(PublicApi):
     # -- envelope ---------------------------------------------------------------------------
 
-    def ok(self, data: Any, status: int = 200) -> Response:
+    def ok(self, data: Any, status: int = 200) -> JsonAnswer:
         return {"status": status, "message": "OK", "data": data}, status
 
-    def items(self, items: list[Any]) -> Response:
+    def items(self, items: list[Any]) -> JsonAnswer:
         return self.ok(items)
 
-    def listing(self, items: list[Any], limit: int, next_cursor: str | None) -> Response:
+    def listing(self, items: list[Any], limit: int, next_cursor: str | None) -> JsonAnswer:
         body, status = super().listing(items, limit, next_cursor)[:2]
         return {"status": status, "message": "OK", **body}, status
 
@@ -113,7 +113,10 @@ class SisdmkApi(PublicApi):
         return self.ok(self.workers.require(min(keys)))
 
     async def get_health_worker(self, worker_id: str) -> Response:
-        return self.ok(self._worker(worker_id))
+        record = self.workers.record(worker_id)
+        if record is None:
+            raise MockProblem(404, f"no health worker with id {worker_id}")
+        return self.stored(self.workers, record)
 
     async def list_employments(
         self, worker_id: str, limit: int = DEFAULT_LIMIT, cursor: str | None = None
@@ -152,7 +155,11 @@ class SisdmkApi(PublicApi):
         )
 
     async def get_facility(self, facility_code: str) -> Response:
-        return self.ok(self._facility(facility_code))
+        facilities = self.runtime.store(FACILITIES)
+        record = facilities.record(facility_code)
+        if record is None:
+            raise MockProblem(404, f"no facility with code {facility_code}")
+        return self.stored(facilities, record)
 
     async def list_facility_health_workers(
         self,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mocks.core.population import Population
 from mocks.core.problems import ErrorFormat, OperationOutcomeFormat, SisdmkEnvelope
-from mocks.core.store import MonotonicClock, RecordStore
+from mocks.core.store import Document, DocumentCheck, MonotonicClock, RecordStore
 from mocks.core.system import Credentials, EventDraft, MockSystem
 from mocks.sisdmk import resources
 
@@ -50,8 +50,9 @@ class SisdmkSystem(MockSystem):
             return TOKEN_ERROR_FORMAT
         return super().error_format_for(path)
 
-    def build_stores(self, population: Population, clock: MonotonicClock) -> dict[str, RecordStore]:
-        facilities_by_code = {f.code: f for f in population.facilities}
+    def create_stores(
+        self, clock: MonotonicClock, check_for: Callable[[str], DocumentCheck]
+    ) -> dict[str, RecordStore]:
         workers = RecordStore(
             HEALTH_WORKERS,
             key_of=resources.health_worker_key,
@@ -61,21 +62,34 @@ class SisdmkSystem(MockSystem):
                 "facility": lambda d: [f] if (f := current_facility(d)) else [],
                 "profession": lambda d: [str(d["profession"])],
             },
+            check=check_for(HEALTH_WORKERS),
         )
-        workers.load(
-            resources.health_worker_document(
-                person, facilities_by_code, version=1, updated_at=person.updated_at
-            )
-            for person in population.people
+        facilities = RecordStore(
+            FACILITIES, key_of=resources.facility_key, clock=clock, check=check_for(FACILITIES)
         )
+        return {HEALTH_WORKERS: workers, FACILITIES: facilities}
+
+    def generated_documents(self, population: Population) -> dict[str, Iterable[Document]]:
+        facilities_by_code = {f.code: f for f in population.facilities}
+        # Facilities date from the oldest person (none at all without people).
         epoch = min((p.updated_at for p in population.people), default=None)
-        facilities = RecordStore(FACILITIES, key_of=resources.facility_key, clock=clock)
-        if epoch is not None:
-            facilities.load(
+        facilities: Iterable[Document] = (
+            ()
+            if epoch is None
+            else (
                 resources.facility_document(f, version=1, updated_at=epoch)
                 for f in population.facilities
             )
-        return {HEALTH_WORKERS: workers, FACILITIES: facilities}
+        )
+        return {
+            HEALTH_WORKERS: (
+                resources.health_worker_document(
+                    person, facilities_by_code, version=1, updated_at=person.updated_at
+                )
+                for person in population.people
+            ),
+            FACILITIES: facilities,
+        }
 
     def public_handlers(self, runtime: MockRuntime) -> object:
         from mocks.sisdmk.handlers import SisdmkApi

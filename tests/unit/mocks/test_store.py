@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -163,3 +166,35 @@ def test_restore_brings_back_state_and_clock_stays_ahead() -> None:
     assert store.keys_for("colour", "blue") == frozenset()
     again = store.replace("k00002", {**store.require("k00002"), "colour": "blue"})
     assert again["updated_at"] > changed["updated_at"]
+
+
+def test_a_state_failing_the_check_is_never_stored() -> None:
+    def no_blue(doc: Mapping[str, Any]) -> None:
+        if doc.get("colour") == "blue":
+            raise ValueError("blue is not in the contract")
+
+    store = RecordStore(
+        "things",
+        key_of=lambda d: str(d["id"]),
+        clock=fixed_clock(),
+        indexes={"colour": lambda d: [str(d["colour"])]},
+        check=no_blue,
+    )
+    store.load({"id": f"k{i}", "colour": "red", "version": 1, "updated_at": "x"} for i in range(3))
+    before = store.require("k1")
+    with pytest.raises(ValueError, match="not in the contract"):
+        store.replace("k1", {**before, "colour": "blue"})
+    with pytest.raises(ValueError, match="not in the contract"):
+        store.create({"id": "k9", "colour": "blue"})
+    assert store.require("k1") == before
+    assert store.get("k9") is None
+    assert store.keys_for("colour", "blue") == frozenset()
+    assert [r.key for r in store.records()] == ["k0", "k1", "k2"]
+
+
+def test_page_bodies_are_the_stored_documents_as_json() -> None:
+    store = make_store(50)
+    store.replace("k00003", {**store.require("k00003"), "colour": "blue"})
+    page = store.page(limit=50)
+    assert [json.loads(body) for body in page.bodies] == page.items
+    assert page.items[-1] == store.require("k00003")

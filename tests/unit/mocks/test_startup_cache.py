@@ -1,0 +1,100 @@
+"""The start-up cache: a restart serves exactly what generation served; a bad file is ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mocks.core import runtime as runtime_module
+from mocks.core.runtime import MockRuntime, MockSettings
+from mocks.core.startup_cache import StartupCache
+from mocks.core.system import MockSystem
+from mocks.kki.system import KkiSystem
+from mocks.sisdmk.system import SisdmkSystem
+
+
+def build(system: MockSystem, cache_dir: Path | None, size: int = 300) -> MockRuntime:
+    return MockRuntime.build(system, MockSettings(size=size, seed=11, cache_dir=cache_dir))
+
+
+def served(runtime: MockRuntime) -> dict[str, list[tuple[str, str, bytes]]]:
+    """Every record as served (key, updated_at, body), per collection."""
+    return {
+        name: [(r.key, r.updated_at, store.body(r)) for r in store.records()]
+        for name, store in runtime.stores.items()
+    }
+
+
+@pytest.mark.parametrize("system", [KkiSystem(), SisdmkSystem()], ids=lambda s: s.name)
+def test_second_start_loads_the_same_records_from_the_cache(
+    system: MockSystem, tmp_path: Path
+) -> None:
+    first = build(system, tmp_path)
+    assert first.generated
+    assert first.loaded_from is None
+    second = build(system, tmp_path)
+    assert not second.generated
+    assert second.loaded_from is not None
+    assert second.loaded_from.parent == tmp_path
+    assert served(second) == served(build(system, None))
+    assert served(second) == served(first)
+
+
+def test_indexes_and_changes_work_on_cached_records(tmp_path: Path) -> None:
+    build(KkiSystem(), tmp_path)
+    runtime = build(KkiSystem(), tmp_path)
+    store = runtime.store("registrations")
+    doc = next(store.documents())
+    assert store.keys_for("nik", doc["nik"]) >= {doc["str_number"]}
+    assert doc["str_number"] in store.keys_for("status", doc["certification"]["status"])
+    changed = runtime.patch_record("registrations", doc["str_number"], {"full_name": "Budi"})
+    assert changed["version"] == doc["version"] + 1
+    assert store.require(doc["str_number"])["full_name"] == "Budi"
+    runtime.reset()
+    assert store.require(doc["str_number"]) == doc
+
+
+def test_damaged_cache_file_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    build(KkiSystem(), tmp_path)
+    (cache_file,) = tmp_path.glob("*.cache")
+    cache_file.write_bytes(cache_file.read_bytes()[:-10])
+    runtime = build(KkiSystem(), tmp_path)
+    assert runtime.loaded_from is None
+    assert served(runtime) == served(build(KkiSystem(), None))
+    assert build(KkiSystem(), tmp_path).loaded_from == cache_file
+
+
+def test_each_data_set_has_its_own_file(tmp_path: Path) -> None:
+    names = {
+        StartupCache(tmp_path, KkiSystem(), 300, 11, 0.02).path.name,
+        StartupCache(tmp_path, KkiSystem(), 301, 11, 0.02).path.name,
+        StartupCache(tmp_path, KkiSystem(), 300, 12, 0.02).path.name,
+        StartupCache(tmp_path, KkiSystem(), 300, 11, 0.03).path.name,
+        StartupCache(tmp_path, SisdmkSystem(), 300, 11, 0.02).path.name,
+    }
+    assert len(names) == 5
+
+
+def test_no_cache_dir_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runtime = build(KkiSystem(), None, size=20)
+    assert runtime.loaded_from is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_large_data_set_is_generated_in_a_child_and_loaded_from_its_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "GENERATE_APART_FROM", 100)
+    phases: list[str] = []
+    runtime = MockRuntime.build(
+        SisdmkSystem(),
+        MockSettings(size=300, seed=11, cache_dir=tmp_path),
+        on_progress=lambda phase, done, total: phases.append(phase),
+    )
+    assert runtime.generated
+    assert runtime.loaded_from is not None
+    assert "generating people" in phases  # reported by the child
+    assert phases[-1].startswith("loading")
+    assert served(runtime) == served(build(SisdmkSystem(), None))
