@@ -36,16 +36,16 @@ from adapter.store.database import session_factory  # noqa: E402
 from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
-from tests.support.databases import (  # noqa: E402
-    AUDIT_KEYS,
-    BLIND_INDEX_KEY,
-    ENCRYPTION_KEY,
-)
 from tests.integration.adapter_sync.support import (  # noqa: E402
     Mock,
     adapter_environment,
     migrated,
     run_sync,
+)
+from tests.support.databases import (  # noqa: E402
+    AUDIT_KEYS,
+    BLIND_INDEX_KEY,
+    ENCRYPTION_KEY,
 )
 
 ADMIN_URL = services.database_url()
