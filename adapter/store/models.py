@@ -177,6 +177,8 @@ class HealthWorker(Provenance, Timestamps, Base):
         _one_of("identity_source", SYSTEMS),
         _one_of("source_system", SYSTEMS),
         Index(None, "updated_at", "id"),
+        # The blind-index keys in use (read at start) and a re-index's stale rows, by seeks.
+        Index(None, "nik_bidx_kid", "id"),
     )
 
 
@@ -410,6 +412,8 @@ class IdentityFinding(Base):
             name="field",
         ),
         Index(None, "resolved_at"),
+        # As on health_workers: the blind-index keys in use, and a re-index's stale findings.
+        Index(None, "digest_kid", "id"),
     )
 
 
