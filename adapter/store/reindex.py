@@ -295,7 +295,7 @@ def _workers_batch(
             select(HealthWorker.nik_bidx, HealthWorker.id).where(
                 HealthWorker.nik_bidx.in_(list(digests.values()))
             )
-        ).tuples()
+        ).all()
     )
     changes: list[dict[str, Any]] = []
     for row_id, digest in digests.items():
