@@ -213,6 +213,17 @@ def test_reindex_moves_every_digest_to_the_new_key_then_new_key_alone_finds_ever
         assert sisdmk_digest != before[id_][2]
     for id_ in set(before) - open_before:
         assert after[id_][:3] == (None, None, None)
+    # The API: an open mismatch still says both sides have a value; a withdrawn one cannot.
+    with store.sessions() as session:
+        listed = WorkforceDirectory(session, CIPHER, NEW).findings(
+            cursor=None, limit=200, open_only=False, rule="identity_mismatch"
+        )
+    has_value = {
+        item["id"]: (item["kki_has_value"], item["sisdmk_has_value"]) for item in listed.items
+    }
+    assert has_value == {
+        id_: (True, True) if id_ in open_before else (None, None) for id_ in before
+    }
     # One audit entry per batch, naming the rows and no value; the chain verifies.
     with store.sessions() as session:
         entries = session.scalars(select(AuditEvent).where(AuditEvent.action == AUDIT_ACTION))

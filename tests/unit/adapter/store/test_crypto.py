@@ -528,6 +528,31 @@ def test_blind_index_depends_on_the_key(blind_index: BlindIndex) -> None:
     assert blind_index.kid == "bidx-1"
 
 
+def test_blind_index_during_a_key_change_digests_new_values_under_the_current_key() -> None:
+    old = BlindIndex(Key("bidx-1", MATERIAL_3))
+    new = BlindIndex(Key("bidx-2", MATERIAL_1))
+    during = BlindIndex(Key("bidx-2", MATERIAL_1), Key("bidx-1", MATERIAL_3))
+
+    assert during.kid == "bidx-2"
+    assert during.kids == ("bidx-2", "bidx-1")
+    assert during.digest(NIK, purpose="nik") == new.digest(NIK, purpose="nik")
+    # Look-ups try the current key's digest first, then the previous key's.
+    assert during.digests(NIK, purpose="nik") == (
+        new.digest(NIK, purpose="nik"),
+        old.digest(NIK, purpose="nik"),
+    )
+    assert new.digests(NIK, purpose="nik") == (new.digest(NIK, purpose="nik"),)
+    assert new.kids == ("bidx-2",)
+
+
+@pytest.mark.parametrize(
+    "previous", [Key("bidx-1", MATERIAL_1), Key("bidx-0", MATERIAL_3)], ids=["same id", "same key"]
+)
+def test_blind_index_refuses_a_previous_key_like_the_current_one(previous: Key) -> None:
+    with pytest.raises(ConfigurationError, match="must differ from the current one"):
+        BlindIndex(Key("bidx-1", MATERIAL_3), previous)
+
+
 def test_blind_index_normalises_other_purposes_by_case_and_spacing(
     blind_index: BlindIndex,
 ) -> None:
