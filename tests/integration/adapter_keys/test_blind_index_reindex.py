@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -298,3 +299,61 @@ def test_reindex_leaves_a_person_stored_twice_under_the_old_key_and_names_the_ro
     assert report.remaining == 1
     with pytest.raises(BlindIndexKeyError):
         check_stored_keys(store.engine, NEW)
+
+
+def test_kki_records_stored_during_the_reindex_land_on_the_stored_workers(store: Store) -> None:
+    """A writer with both keys, interleaved with the re-index's batches: nobody stored twice."""
+    progress = threading.Condition()
+    written: list[str] = []
+    errors: list[Exception] = []
+    people = store.workers[::5]
+
+    def write() -> None:
+        try:
+            for worker in people:
+                with store.sessions.begin() as session:
+                    HealthWorkerRepository(session, CIPHER, DURING).upsert_registration_from_kki(
+                        kki_registration(worker), fetched_at=LATER
+                    )
+                with progress:
+                    written.append(worker["nik"])
+                    progress.notify_all()
+        except Exception as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    def on_batch(batch: BatchDone) -> None:
+        # Between batches (no lock held), let the writer commit, so the two really interleave.
+        with progress:
+            progress.wait_for(lambda: len(written) >= batch.done // 10 or bool(errors), 10)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    report = reindex_blind_index(
+        store.engine,
+        store.sessions,
+        CIPHER,
+        DURING,
+        actor=command_line_operator(),
+        batch_size=10,
+        progress=on_batch,
+    )
+    writes_during_reindex = len(written)
+    writer.join(timeout=60)
+
+    assert not writer.is_alive()
+    assert errors == []
+    assert writes_during_reindex >= 10
+    assert report.conflicts == []
+    final = reindex_blind_index(
+        store.engine, store.sessions, CIPHER, DURING, actor=command_line_operator()
+    )
+    assert final.remaining == 0
+    with store.engine.connect() as connection:
+        workers = connection.execute(select(func.count()).select_from(HealthWorker)).scalar_one()
+    assert workers == WORKERS
+    with store.sessions() as session:
+        repository = HealthWorkerRepository(session, CIPHER, NEW)
+        for worker in people:
+            found = repository.find_by_nik(worker["nik"])
+            assert found is not None
+            assert len(repository.registrations_of_nik(worker["nik"])) >= 1
