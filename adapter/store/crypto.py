@@ -51,6 +51,7 @@ _KID_RULE: Final = "1-32 characters of a-z, 0-9 and '-'"
 # be mistaken for each other, nor for anything a later version computes.
 _FIELD_AAD_LABEL: Final = "hf-adapter/field/v1"
 _BLIND_INDEX_LABEL: Final = "hf-adapter/blind-index/v1"
+_KEY_CHECK_LABEL: Final = "hf-adapter/blind-index-key-check/v1"
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,6 +257,17 @@ class BlindIndex:
         if self._previous is None:
             return (current,)
         return current, _hmac_digest(self._previous, value, purpose)
+
+    def check_values(self) -> dict[str, str]:
+        """Key id → a keyed digest of a fixed label: stored with the first digests under a key,
+        it tells whether a later key with the same id is the same key (and says nothing of it)."""
+        keys = (self._key,) if self._previous is None else (self._key, self._previous)
+        return {
+            key.kid: hmac.new(
+                key.material, _length_prefixed(_KEY_CHECK_LABEL), hashlib.sha256
+            ).hexdigest()
+            for key in keys
+        }
 
     def __repr__(self) -> str:
         return f"BlindIndex(kids={self.kids!r})"

@@ -417,6 +417,18 @@ class IdentityFinding(Base):
     )
 
 
+class BlindIndexKey(Base):
+    """A blind-index key id the adapter has run with, and a check value of its key
+    (`BlindIndex.check_values`): a key id is never reused for another key, or the digests
+    stored under it would stop matching. Never the key itself."""
+
+    __tablename__ = "blind_index_keys"
+
+    kid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    check_value: Mapped[str] = mapped_column(String(64))
+    first_used_at: Mapped[dt.datetime]
+
+
 class SyncRun(Base):
     """One batch sync of one system, with what it did."""
 

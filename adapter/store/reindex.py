@@ -24,14 +24,19 @@ old key is rewritten once, with the same values, the next time its source sends 
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
-from sqlalchemy import Engine, func, inspect, select, update
+from sqlalchemy import Connection, Engine, func, inspect, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
@@ -42,7 +47,7 @@ from adapter.merge.findings import identity_digest
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext
 from adapter.store.database import DatabaseUnavailableError
 from adapter.store.keyset import beyond
-from adapter.store.models import HealthWorker, IdentityFinding, Registration
+from adapter.store.models import BlindIndexKey, HealthWorker, IdentityFinding, Registration
 from adapter.store.personal_fields import PERSONAL_FIELDS
 from adapter.store.repositories import identity_fingerprint
 
@@ -114,49 +119,31 @@ class ReindexReport:
 
 def stored_key_ids(engine: Engine) -> dict[str, tuple[str, ...]]:
     """The blind-index key ids the stored digests are under, by table (a few index seeks)."""
-    try:
-        return _stored_key_ids(engine)
-    except OperationalError as exc:
-        raise DatabaseUnavailableError(
-            f"cannot read the database at {engine.url.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else 'no details'}; check "
-            "DATABASE_URL and that the server is running"
-        ) from None
+    with _connected(engine, begin=False) as connection:
+        return _stored_key_ids(connection)
 
 
-def _stored_key_ids(engine: Engine) -> dict[str, tuple[str, ...]]:
-    with engine.connect() as connection:
+def check_stored_keys(
+    engine: Engine, blind_index: BlindIndex, *, unknown_ids_allowed: bool = False
+) -> None:
+    """`BlindIndexKeyError` when a stored digest is under a key id `blind_index` lacks (unless
+    `unknown_ids_allowed`: the re-index), or a key of `blind_index` is not the one its id was
+    first used with. Records the check value of a key id used for the first time."""
+    with _connected(engine, begin=True) as connection:
         tables = set(inspect(connection).get_table_names())
-        found: dict[str, tuple[str, ...]] = {}
-        for table, column in KEY_ID_COLUMNS.items():
-            if table not in tables:  # a database `db upgrade` has not reached: nothing stored
-                continue
-            kids: list[str] = []
-            # A loose index scan: the smallest id, then the smallest above it, and so on.
-            while True:
-                query = select(func.min(column)).where(column.is_not(None))
-                if kids:
-                    query = query.where(column > kids[-1])
-                kid = connection.execute(query).scalar()
-                if kid is None:
-                    break
-                kids.append(kid)
-            found[table] = tuple(kids)
-    return found
-
-
-def check_stored_keys(engine: Engine, blind_index: BlindIndex) -> None:
-    """`BlindIndexKeyError` when a stored digest is under a key id `blind_index` lacks."""
-    unknown = sorted(
-        {kid for kids in stored_key_ids(engine).values() for kid in kids} - set(blind_index.kids)
-    )
-    if unknown:
-        shown = ", ".join(repr(kid) for kid in unknown)
-        raise BlindIndexKeyError(
-            f"stored NIK digests are under blind-index key {shown}, which BLIND_INDEX_KEY "
-            f"({blind_index.kid!r}) is not: set BLIND_INDEX_PREVIOUS_KEY to that key and run "
-            "`hf-adapter keys reindex`"
-        )
+        if BlindIndexKey.__tablename__ in tables:
+            _check_values(connection, blind_index)
+        if unknown_ids_allowed:
+            return
+        stored = {kid for kids in _stored_key_ids(connection).values() for kid in kids}
+        unknown = sorted(stored - set(blind_index.kids))
+        if unknown:
+            shown = ", ".join(repr(kid) for kid in unknown)
+            raise BlindIndexKeyError(
+                f"stored NIK digests are under blind-index key {shown}, which BLIND_INDEX_KEY "
+                f"({blind_index.kid!r}) is not: set BLIND_INDEX_PREVIOUS_KEY to that key and run "
+                "`hf-adapter keys reindex`"
+            )
 
 
 def count_stale(engine: Engine, blind_index: BlindIndex) -> dict[str, int]:
@@ -193,6 +180,8 @@ def reindex_blind_index(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    # Digests under a key that is not the one its id stands for would never match again.
+    check_stored_keys(engine, blind_index, unknown_ids_allowed=True)
     report = ReindexReport(kid=blind_index.kid)
     started = time.perf_counter()
     totals = count_stale(engine, blind_index)
@@ -408,6 +397,80 @@ def _audit(
             "conflict_ids": [str(row) for row in batch.conflicts],
         },
     )
+
+
+def _stored_key_ids(connection: Connection) -> dict[str, tuple[str, ...]]:
+    tables = set(inspect(connection).get_table_names())
+    found: dict[str, tuple[str, ...]] = {}
+    for table, column in KEY_ID_COLUMNS.items():
+        if table not in tables:  # a database `db upgrade` has not reached: nothing stored
+            continue
+        kids: list[str] = []
+        # A loose index scan: the smallest id, then the smallest above it, and so on.
+        while True:
+            query = select(func.min(column)).where(column.is_not(None))
+            if kids:
+                query = query.where(column > kids[-1])
+            kid = connection.execute(query).scalar()
+            if kid is None:
+                break
+            kids.append(kid)
+        found[table] = tuple(kids)
+    return found
+
+
+def _check_values(connection: Connection, blind_index: BlindIndex) -> None:
+    """Compare each configured key with the check value its id was first used with; record
+    the ids used for the first time (in the caller's transaction, undone by a refusal)."""
+    ours = blind_index.check_values()
+    postgresql = connection.dialect.name == "postgresql"
+    insert = postgresql_insert(BlindIndexKey) if postgresql else sqlite_insert(BlindIndexKey)
+    now = dt.datetime.now(dt.UTC)
+    # Another process starting with the same id at once: the first row wins, the other compares.
+    connection.execute(
+        insert.on_conflict_do_nothing(index_elements=["kid"]),
+        [{"kid": kid, "check_value": value, "first_used_at": now} for kid, value in ours.items()],
+    )
+    stored = dict(
+        connection.execute(
+            select(BlindIndexKey.kid, BlindIndexKey.check_value).where(
+                BlindIndexKey.kid.in_(list(ours))
+            )
+        ).all()
+    )
+    for kid, value in ours.items():
+        if hmac.compare_digest(stored[kid], value):
+            continue
+        if kid == blind_index.kid:
+            raise BlindIndexKeyError(
+                f"BLIND_INDEX_KEY {kid!r} is not the key that id was first used with; a new key "
+                "needs a new id (`hf-adapter keys generate`): put the old key in "
+                "BLIND_INDEX_PREVIOUS_KEY, the new one under a new id in BLIND_INDEX_KEY, and run "
+                "`hf-adapter keys reindex`"
+            )
+        raise BlindIndexKeyError(
+            f"BLIND_INDEX_PREVIOUS_KEY {kid!r} is not the key that id was first used with: set it "
+            "to the key BLIND_INDEX_KEY replaces"
+        )
+
+
+@contextmanager
+def _connected(engine: Engine, *, begin: bool) -> Iterator[Connection]:
+    """A connection (in a transaction with `begin`); an unreachable database is
+    `DatabaseUnavailableError`, as for the other commands."""
+    try:
+        with engine.connect() as connection:
+            if begin:
+                with connection.begin():
+                    yield connection
+            else:
+                yield connection
+    except OperationalError as exc:
+        raise DatabaseUnavailableError(
+            f"cannot read the database at {engine.url.render_as_string(hide_password=True)}: "
+            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else 'no details'}; check "
+            "DATABASE_URL and that the server is running"
+        ) from None
 
 
 def _write_lock(session: Session) -> None:

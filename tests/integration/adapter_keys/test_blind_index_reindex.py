@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from adapter.audit import command_line_operator, verify_chain
 from adapter.composition import build_services
 from adapter.settings import load_settings
-from adapter.store.crypto import BlindIndex, FieldContext
+from adapter.store.crypto import BlindIndex, FieldContext, Key
 from adapter.store.models import AuditEvent, HealthWorker, IdentityFinding
 from adapter.store.reindex import (
     AUDIT_ACTION,
@@ -121,6 +121,42 @@ def test_start_is_refused_while_stored_digests_are_under_a_key_not_configured(
     for blind_index_key, previous in ((NEW_KEY, BLIND_INDEX_KEY), (BLIND_INDEX_KEY, None)):
         settings = load_settings(settings_env(url, blind_index_key, previous))
         build_services(settings, engine=store.engine).close()
+
+
+def test_start_is_refused_when_a_key_id_comes_back_with_another_key(store: Store) -> None:
+    """The finding again, with the new key given the old key's id: the check value tells."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    impostor = Key(BLIND_INDEX_KEY.kid, NEW_KEY.material)
+    # The first start with a key id records its check value.
+    build_services(load_settings(settings_env(url, BLIND_INDEX_KEY, None)), engine=store.engine)
+
+    with pytest.raises(BlindIndexKeyError) as current:
+        build_services(load_settings(settings_env(url, impostor, None)), engine=store.engine)
+    with pytest.raises(BlindIndexKeyError) as previous:
+        build_services(
+            load_settings(settings_env(url, Key("bidx-3", bytes(range(7, 39))), impostor)),
+            engine=store.engine,
+        )
+    with pytest.raises(BlindIndexKeyError):
+        reindex_blind_index(
+            store.engine,
+            store.sessions,
+            CIPHER,
+            BlindIndex(impostor),
+            actor=command_line_operator(),
+        )
+
+    assert "BLIND_INDEX_KEY 'bidx-1' is not the key that id was first used with" in str(
+        current.value
+    )
+    assert "needs a new id" in str(current.value)
+    assert "BLIND_INDEX_PREVIOUS_KEY 'bidx-1' is not the key" in str(previous.value)
+    assert stored_key_ids(store.engine)["health_workers"] == ("bidx-1",)
+    with store.sessions() as session:
+        assert (
+            HealthWorkerRepository(session, CIPHER, OLD).find_by_nik(store.workers[0]["nik"])
+            is not None
+        )
 
 
 def test_during_the_change_lookups_find_rows_under_either_key_and_upserts_keep_one_row(

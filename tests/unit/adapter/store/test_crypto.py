@@ -545,6 +545,20 @@ def test_blind_index_during_a_key_change_digests_new_values_under_the_current_ke
     assert new.kids == ("bidx-2",)
 
 
+def test_blind_index_check_values_tell_keys_apart_and_not_the_key() -> None:
+    during = BlindIndex(Key("bidx-2", MATERIAL_1), Key("bidx-1", MATERIAL_3))
+    impostor = BlindIndex(Key("bidx-1", MATERIAL_1))
+
+    values = during.check_values()
+
+    assert list(values) == ["bidx-2", "bidx-1"]
+    assert values["bidx-1"] == BlindIndex(Key("bidx-1", MATERIAL_3)).check_values()["bidx-1"]
+    assert impostor.check_values()["bidx-1"] != values["bidx-1"]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", value) for value in values.values())
+    # Never a digest any value could have.
+    assert values["bidx-1"] not in BlindIndex(Key("bidx-1", MATERIAL_3)).digests(NIK, purpose="nik")
+
+
 @pytest.mark.parametrize(
     "previous", [Key("bidx-1", MATERIAL_1), Key("bidx-0", MATERIAL_3)], ids=["same id", "same key"]
 )
