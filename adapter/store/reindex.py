@@ -4,7 +4,9 @@ Two columns hold key ids of blind-index digests made from personal data:
 ``health_workers.nik_bidx_kid`` (the NIK's digest, ``nik_bidx``) and
 ``identity_findings.digest_kid`` (an identity mismatch's digests of both sides' values).
 `check_stored_keys` refuses to start a service when a stored id is not a configured key's, since
-every look-up of those rows would miss and the next upsert would store the person twice.
+every look-up of those rows would miss and the next upsert would store the person twice; and
+when a configured key is not the key its id was first used with (``blind_index_keys`` keeps a
+check value per id), which would do the same under an id that looks right.
 
 `reindex_blind_index` recomputes the digests of every row under another key than
 ``BLIND_INDEX_KEY``'s, from the decrypted value: the NIK of a worker; for an open mismatch, the
