@@ -4,7 +4,9 @@ Every entry point — the gunicorn app (`adapter.server`), ``hf-adapter worker``
 ``sync``, ``lookup``, ``events``, ``audit``, and the demo — builds one `Services` from its
 settings and takes what it needs from it, so settings → engine → cipher → blind index →
 repository → clients → sync / look-up / event processing / API services are wired here and
-nowhere else. Nothing is connected until it is used; `close` releases what was opened.
+nowhere else. Building them reads which blind-index keys the stored digests are under, and
+refuses a store with digests under a key not configured; nothing else is connected until it
+is used; `close` releases what was opened.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from adapter.queue.wiring import publisher_from
 from adapter.settings import Settings
 from adapter.store import database
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing
+from adapter.store.reindex import check_stored_keys
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
 from adapter.webhooks.event_admin import WebhookEventAdmin
@@ -81,6 +84,11 @@ class Services:
     @cached_property
     def blind_index(self) -> BlindIndex:
         return self.settings.blind_index()
+
+    def check_blind_index_keys(self) -> None:
+        """`BlindIndexKeyError` when stored digests are under a blind-index key not configured
+        (their look-ups would miss, and the next upsert would store the person twice)."""
+        check_stored_keys(self.engine, self.blind_index)
 
     def repository(self, session: Session) -> HealthWorkerRepository:
         """The repository of health workers in `session` (it never commits)."""
@@ -231,7 +239,20 @@ def build_services(
     engine: Engine | None = None,
     publisher: EventPublisher | None = None,
     clock: Clock = utc_now,
+    check_keys: bool = True,
 ) -> Services:
     """The adapter's services for `settings`; `engine` and `publisher` when the caller has
-    them already (a test's database, the app's publisher), else made from the settings."""
-    return Services(settings, engine=engine, publisher=publisher, clock=clock)
+    them already (a test's database, the app's publisher), else made from the settings.
+
+    Unless `check_keys` is false (commands that never use the blind index: the re-index
+    itself, the encryption-key rotation, the audit trail's), the stored digests' key ids are
+    checked first: `BlindIndexKeyError` if one is not configured.
+    """
+    services = Services(settings, engine=engine, publisher=publisher, clock=clock)
+    if check_keys:
+        try:
+            services.check_blind_index_keys()
+        except BaseException:
+            services.close()
+            raise
+    return services

@@ -56,6 +56,11 @@ def served_app(app: Flask, settings: Settings) -> WSGIApplication:
 def serve(*, bind: str, workers: int, threads: int, dev: bool) -> int:
     # Validate once in the parent: a bad configuration stops here with the usual message.
     settings: Settings = load_settings()
+    # Refused here with the usual one-line message, not in each worker after the fork, when
+    # stored digests are under a blind-index key not configured.
+    from adapter.composition import build_services
+
+    build_services(settings).close()
     binds = [bind]
     if settings.ops_bind is not None:
         _check_ops_bind(bind, settings.ops_bind)

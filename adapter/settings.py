@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # encryption_keys comes before blind_index_key and audit_keys: their checks need its value.
     encryption_keys: SecretStr
     blind_index_key: SecretStr
+    # Only while the blind-index key is changed: the key BLIND_INDEX_KEY replaces, so look-ups
+    # find rows `hf-adapter keys reindex` has not reached yet (docs/operations.md).
+    blind_index_previous_key: SecretStr | None = None
     # Signs the audit chain and its anchors (docs/security.md): first entry active, the others
     # only verify entries signed under them.
     audit_keys: SecretStr
@@ -322,6 +325,34 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("blind_index_previous_key")
+    @classmethod
+    def _check_blind_index_previous_key(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            previous = Key.parse(value.get_secret_value(), variable="BLIND_INDEX_PREVIOUS_KEY")
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        # Absent from info.data when they failed: those errors are reported on their own.
+        current = info.data.get("blind_index_key")
+        if isinstance(current, SecretStr):
+            key = Key.parse(current.get_secret_value(), variable="BLIND_INDEX_KEY")
+            if previous.kid == key.kid or KeyRing([key]).holds(previous):
+                raise ValueError(
+                    "must differ from BLIND_INDEX_KEY in key id and key: it is the key "
+                    "BLIND_INDEX_KEY replaces. Give the new key a new id "
+                    "(`hf-adapter keys generate`)"
+                )
+        encryption_keys = info.data.get("encryption_keys")
+        if isinstance(encryption_keys, SecretStr) and KeyRing.parse(
+            encryption_keys.get_secret_value()
+        ).holds(previous):
+            raise ValueError("is also one of the ENCRYPTION_KEYS; the blind index has its own keys")
+        return value
+
     @field_validator("audit_keys")
     @classmethod
     def _check_audit_keys(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
@@ -337,9 +368,14 @@ class Settings(BaseSettings):
         blind_index_key = info.data.get("blind_index_key")
         if isinstance(blind_index_key, SecretStr):
             others.append(Key.parse(blind_index_key.get_secret_value(), variable="BLIND_INDEX_KEY"))
+        previous = info.data.get("blind_index_previous_key")
+        if isinstance(previous, SecretStr):
+            others.append(
+                Key.parse(previous.get_secret_value(), variable="BLIND_INDEX_PREVIOUS_KEY")
+            )
         if any(ring.holds(other) for other in others):
             raise ValueError(
-                "shares a key with ENCRYPTION_KEYS or BLIND_INDEX_KEY; the audit chain needs "
+                "shares a key with ENCRYPTION_KEYS or a blind-index key; the audit chain needs "
                 "keys of its own. Generate one with `hf-adapter keys generate`"
             )
         return value
@@ -428,9 +464,14 @@ class Settings(BaseSettings):
         return KeyRing.parse(self.audit_keys.get_secret_value(), variable="AUDIT_KEYS")
 
     def blind_index(self) -> BlindIndex:
-        """The NIK blind index, from ``BLIND_INDEX_KEY``."""
+        """The NIK blind index, from ``BLIND_INDEX_KEY`` (and ``BLIND_INDEX_PREVIOUS_KEY``
+        during a key change)."""
+        previous = self.blind_index_previous_key
         return BlindIndex(
-            Key.parse(self.blind_index_key.get_secret_value(), variable="BLIND_INDEX_KEY")
+            Key.parse(self.blind_index_key.get_secret_value(), variable="BLIND_INDEX_KEY"),
+            None
+            if previous is None
+            else Key.parse(previous.get_secret_value(), variable="BLIND_INDEX_PREVIOUS_KEY"),
         )
 
 

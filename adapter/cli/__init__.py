@@ -163,7 +163,9 @@ def _db_grant(args: argparse.Namespace) -> int:
 
 
 def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = commands.add_parser("keys", help="field-encryption keys: generate, rotate")
+    keys = commands.add_parser(
+        "keys", help="field-encryption and blind-index keys: generate, rotate, reindex"
+    )
     keys.set_defaults(handler=_usage(keys))
     actions = keys.add_subparsers(title="actions", metavar="ACTION")
 
@@ -187,6 +189,24 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="rows per transaction (1-10000, default 500)",
     )
     rotate.set_defaults(handler=_keys_rotate)
+
+    reindex = actions.add_parser(
+        "reindex",
+        help="recompute the stored NIK digests under BLIND_INDEX_KEY after it changed "
+        "(BLIND_INDEX_PREVIOUS_KEY set meanwhile); runs beside the service, resumable",
+        description="After BLIND_INDEX_KEY changed: recompute every stored blind-index digest "
+        "(workers' NIKs, open identity findings) from the decrypted values under the new key, "
+        "withdraw resolved findings' digests, in batches of one transaction and one audit entry "
+        "each. Stop it (SIGINT, SIGTERM) or kill it and run it again: it resumes. Exit 1 when "
+        "rows are left (interrupted, locked, or two rows for one person).",
+    )
+    reindex.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=500,
+        help="rows per transaction (1-10000, default 500)",
+    )
+    reindex.set_defaults(handler=_keys_reindex)
 
 
 def _keys_generate(args: argparse.Namespace) -> int:
@@ -217,7 +237,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from adapter.store.rotation import BatchDone, count_stale, rotate_keys
 
     # The whole configuration is validated first: bad or missing keys stop here, exit 2.
-    services = build_services(load_settings())
+    services = build_services(load_settings(), check_keys=False)
     cipher, engine = services.cipher, services.engine
     stop_requested: list[int] = []
 
@@ -277,6 +297,12 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         "can be removed once every process runs with this ring"
     )
     return EXIT_OK
+
+
+def _keys_reindex(args: argparse.Namespace) -> int:
+    from adapter.cli.reindex import run
+
+    return run(batch_size=int(args.batch_size))
 
 
 def _batch_size(text: str) -> int:
@@ -525,10 +551,11 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _services() -> Services:
-    """The adapter's services for this command (a context manager: it closes them)."""
+    """The adapter's services for the audit commands (a context manager: it closes them); the
+    trail can be checked whatever the blind index's state."""
     from adapter.composition import build_services
 
-    return build_services(load_settings())
+    return build_services(load_settings(), check_keys=False)
 
 
 def _database_url() -> str:

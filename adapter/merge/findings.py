@@ -81,8 +81,8 @@ def reconcile_identity(
     resolved: list[uuid.UUID] = []
     for field in IDENTITY_FIELDS:
         kki_value, sisdmk_value = kki.value(field), sisdmk.value(field)
-        kki_digest = _digest(fingerprint, field, kki_value)
-        sisdmk_digest = _digest(fingerprint, field, sisdmk_value)
+        kki_digest = identity_digest(fingerprint, field, kki_value)
+        sisdmk_digest = identity_digest(fingerprint, field, sisdmk_value)
         finding = current.get(field)
         if finding is not None and (
             finding.worker_id != worker_id
@@ -149,6 +149,7 @@ def reconcile_breaches(
     return FindingChanges(opened, tuple(resolved))
 
 
-def _digest(fingerprint: Fingerprint, field: str, value: str | None) -> str | None:
+def identity_digest(fingerprint: Fingerprint, field: str, value: str | None) -> str | None:
+    """What a mismatch keeps of one side's `value`: its fingerprint, ``None`` when empty."""
     # Passed as received: the fingerprint folds it the same way `fold` does.
     return None if fold(value) is None else fingerprint(field, str(value))

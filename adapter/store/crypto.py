@@ -8,7 +8,9 @@ decrypt, so a key is rotated by putting a new entry first and keeping the old on
 token has been re-encrypted. Spaces around entries are ignored.
 
 ``BLIND_INDEX_KEY`` is a single ``kid:key`` entry of the same shape, used only for the HMAC blind
-index; it must not be one of the encryption keys.
+index; it must not be one of the encryption keys. While the blind-index key is being changed,
+``BLIND_INDEX_PREVIOUS_KEY`` holds the key it replaces: look-ups try both until
+``hf-adapter keys reindex`` has recomputed every stored digest under the new one.
 
 A field token is ``v1.<kid>.<base64url(nonce || ciphertext || tag)>``: ASCII, unpadded, with a
 random 96-bit nonce. The associated data binds the token to its table, column and row id, so a
@@ -49,6 +51,7 @@ _KID_RULE: Final = "1-32 characters of a-z, 0-9 and '-'"
 # be mistaken for each other, nor for anything a later version computes.
 _FIELD_AAD_LABEL: Final = "hf-adapter/field/v1"
 _BLIND_INDEX_LABEL: Final = "hf-adapter/blind-index/v1"
+_KEY_CHECK_LABEL: Final = "hf-adapter/blind-index-key-check/v1"
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,28 +222,55 @@ class BlindIndex:
     """Keyed HMAC-SHA256 digests of normalised values, for exact look-ups without plaintext.
 
     The purpose label separates domains: a NIK digest never equals any other field's digest.
+    New digests are made under `key`; `previous` (during a key change) only helps look-ups find
+    rows not yet re-indexed.
     """
 
-    def __init__(self, key: Key) -> None:
+    def __init__(self, key: Key, previous: Key | None = None) -> None:
+        if previous is not None and (
+            previous.kid == key.kid or hmac.compare_digest(previous.material, key.material)
+        ):
+            raise ConfigurationError(
+                "the previous blind-index key must differ from the current one in id and secret"
+            )
         self._key = key
+        self._previous = previous
 
     @property
     def kid(self) -> str:
         """Stored next to digests so that a re-index after a key change can find stale rows."""
         return self._key.kid
 
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """The ids of the keys look-ups use: the current one first, then the previous one."""
+        return (self._key.kid,) if self._previous is None else (self._key.kid, self._previous.kid)
+
     def digest(self, value: str, *, purpose: str) -> str:
         """Lowercase hex HMAC-SHA256 of `value` normalised for `purpose` (``nik``: digits only)."""
-        if not _PURPOSE.fullmatch(purpose):
-            raise ValueError("purpose must be 1-64 characters of a-z, 0-9, '_', '.' and '-'")
-        normalised = _normalise(value, purpose=purpose)
-        if not normalised:
-            raise ValueError(f"nothing left to index for purpose {purpose!r} after normalising")
-        message = _length_prefixed(_BLIND_INDEX_LABEL, purpose, normalised)
-        return hmac.new(self._key.material, message, hashlib.sha256).hexdigest()
+        return _hmac_digest(self._key, value, purpose)
+
+    def digests(self, value: str, *, purpose: str) -> tuple[str, ...]:
+        """`value`'s digest under each key of `kids`, in that order, for look-ups during a key
+        change (a row written under either key is found)."""
+        current = _hmac_digest(self._key, value, purpose)
+        if self._previous is None:
+            return (current,)
+        return current, _hmac_digest(self._previous, value, purpose)
+
+    def check_values(self) -> dict[str, str]:
+        """Key id → a keyed digest of a fixed label: stored with the first digests under a key,
+        it tells whether a later key with the same id is the same key (and says nothing of it)."""
+        keys = (self._key,) if self._previous is None else (self._key, self._previous)
+        return {
+            key.kid: hmac.new(
+                key.material, _length_prefixed(_KEY_CHECK_LABEL), hashlib.sha256
+            ).hexdigest()
+            for key in keys
+        }
 
     def __repr__(self) -> str:
-        return f"BlindIndex(kid={self.kid!r})"
+        return f"BlindIndex(kids={self.kids!r})"
 
 
 def encrypt_fields(
@@ -317,6 +347,16 @@ def _duplicate_problems(keys: Sequence[tuple[int, Key]]) -> Iterable[str]:
                     f"entries {earlier_position} and {position} ({earlier.kid!r} and "
                     f"{key.kid!r}) hold the same key; a rotation needs a new random key"
                 )
+
+
+def _hmac_digest(key: Key, value: str, purpose: str) -> str:
+    if not _PURPOSE.fullmatch(purpose):
+        raise ValueError("purpose must be 1-64 characters of a-z, 0-9, '_', '.' and '-'")
+    normalised = _normalise(value, purpose=purpose)
+    if not normalised:
+        raise ValueError(f"nothing left to index for purpose {purpose!r} after normalising")
+    message = _length_prefixed(_BLIND_INDEX_LABEL, purpose, normalised)
+    return hmac.new(key.material, message, hashlib.sha256).hexdigest()
 
 
 def _split_token(token: str, context: FieldContext | None) -> tuple[str, bytes]:

@@ -64,7 +64,7 @@ def keyset_page(
     limit = page_size(limit)
     after = decode_cursor(cursor, key)
     if after is not None:
-        query = query.where(_after(key, after, descending=descending))
+        query = query.where(beyond(key, after, descending=descending))
     order = [column.desc() if descending else column.asc() for column in key]
     rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
     more, rows = len(rows) > limit, rows[:limit]
@@ -95,16 +95,18 @@ def decode_cursor(
     return [_typed(value, column) for value, column in zip(values, key, strict=True)]
 
 
-def _after(
-    key: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any], *, descending: bool
+def beyond(
+    key: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any], *, descending: bool = False
 ) -> ColumnElement[bool]:
+    """Rows beyond `values` of `key` in sort order: the next page of a walk that keeps its
+    own cursor (a batch job) rather than an opaque one."""
     # (k1, k2, …) beyond (v1, v2, …) in sort order, spelled out rather than as a row value so
     # both backends use the index the same way.
     branches = []
     for position, column in enumerate(key):
         ties = [key[i] == values[i] for i in range(position)]
-        beyond = column < values[position] if descending else column > values[position]
-        branches.append(and_(*ties, beyond))
+        past = column < values[position] if descending else column > values[position]
+        branches.append(and_(*ties, past))
     return or_(*branches)
 
 
@@ -144,6 +146,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "InvalidQuery",
     "Page",
+    "beyond",
     "decode_cursor",
     "encode_cursor",
     "keyset_page",

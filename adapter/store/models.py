@@ -177,6 +177,8 @@ class HealthWorker(Provenance, Timestamps, Base):
         _one_of("identity_source", SYSTEMS),
         _one_of("source_system", SYSTEMS),
         Index(None, "updated_at", "id"),
+        # The blind-index keys in use (read at start) and a re-index's stale rows, by seeks.
+        Index(None, "nik_bidx_kid", "id"),
     )
 
 
@@ -410,7 +412,21 @@ class IdentityFinding(Base):
             name="field",
         ),
         Index(None, "resolved_at"),
+        # As on health_workers: the blind-index keys in use, and a re-index's stale findings.
+        Index(None, "digest_kid", "id"),
     )
+
+
+class BlindIndexKey(Base):
+    """A blind-index key id the adapter has run with, and a check value of its key
+    (`BlindIndex.check_values`): a key id is never reused for another key, or the digests
+    stored under it would stop matching. Never the key itself."""
+
+    __tablename__ = "blind_index_keys"
+
+    kid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    check_value: Mapped[str] = mapped_column(String(64))
+    first_used_at: Mapped[dt.datetime]
 
 
 class SyncRun(Base):

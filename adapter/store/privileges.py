@@ -24,6 +24,8 @@ _SPECIAL: Final = {
     # Appending locks the head by touching `changed_at`; the number and hash are moved only by
     # the trigger on audit_events, which runs as the owner.
     "audit_chain_head": "SELECT, UPDATE (changed_at)",
+    # Each blind-index key's check value is recorded once, at the first start with that key.
+    "blind_index_keys": "SELECT, INSERT",
     # `db check` and start-up checks read the schema's revision.
     "alembic_version": "SELECT",
 }

@@ -207,14 +207,14 @@ class HealthWorkerRepository:
     def prefetch_sisdmk(self, docs: Sequence[Mapping[str, Any]]) -> None:
         """Load the workers (and their registrations and open findings) SISDMK `docs` touch."""
         ids = {uuid.UUID(str(doc["worker_id"])) for doc in docs if _has(doc, "worker_id")}
-        niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
+        niks = {d for doc in docs if _has(doc, "nik") for d in self._nik_digests(doc["nik"])}
         self._begin_write()
         self._load_workers(ids, niks, record_findings=True)
 
     def prefetch_kki(self, docs: Sequence[Mapping[str, Any]]) -> None:
         """Load the registrations and workers (with their open findings) KKI `docs` touch."""
         numbers = {str(doc["str_number"]) for doc in docs if _has(doc, "str_number")}
-        niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
+        niks = {d for doc in docs if _has(doc, "nik") for d in self._nik_digests(doc["nik"])}
         rows = self._rows
         self._begin_write()
         for registration in self._session.scalars(
@@ -289,12 +289,16 @@ class HealthWorkerRepository:
             _locked(select(HealthWorker).where(HealthWorker.sisdmk_worker_id == sisdmk_id))
         ).one_or_none()
 
-    def _worker_by_nik_digest(self, digest: str) -> HealthWorker | None:
-        if digest in self._rows.nik_known:
-            return self._rows.by_nik.get(digest)
-        return self._session.scalars(
-            _locked(select(HealthWorker).where(HealthWorker.nik_bidx == digest))
-        ).one_or_none()
+    def _worker_by_nik_digests(self, digests: Sequence[str]) -> HealthWorker | None:
+        if all(digest in self._rows.nik_known for digest in digests):
+            found = [self._rows.by_nik[d] for d in digests if d in self._rows.by_nik]
+            return found[0] if found else None
+        return _first_by_digest(
+            self._session.scalars(
+                _locked(select(HealthWorker).where(HealthWorker.nik_bidx.in_(digests)))
+            ),
+            digests,
+        )
 
     def _registration_by_str(self, str_number: str) -> Registration | None:
         if str_number in self._rows.str_known:
@@ -345,6 +349,10 @@ class HealthWorkerRepository:
 
     def _nik_digest(self, nik: Any) -> str:
         return self._blind_index.digest(str(nik), purpose=_NIK)
+
+    def _nik_digests(self, nik: Any) -> tuple[str, ...]:
+        """For look-ups: during a blind-index key change a row may be under either key."""
+        return self._blind_index.digests(str(nik), purpose=_NIK)
 
     def _begin_write(self) -> None:
         _begin_write(self._session)
@@ -417,14 +425,13 @@ class HealthWorkerRepository:
         payload_hash = self.payload_hash(doc)
         self._begin_write()
         worker = self._worker_by_sisdmk_id(sisdmk_id)
-        nik_bidx = self._nik_digest(doc["nik"])
         if (
             worker is not None
             and (outcome := held(worker.source_version, worker.payload_hash, version, payload_hash))
             is not None
         ):
             return outcome
-        by_nik = self._worker_by_nik_digest(nik_bidx)
+        by_nik = self._worker_by_nik_digests(self._nik_digests(doc["nik"]))
         target = sisdmk_target(sisdmk_id, _stored_worker(worker), _stored_worker(by_nik))
         if worker is None:
             worker = by_nik  # the person KKI told us about first, or nobody
@@ -484,7 +491,7 @@ class HealthWorkerRepository:
             return outcome
 
         document = KkiRegistration.from_document(doc)
-        worker = self._worker_by_nik_digest(self._nik_digest(document.nik))
+        worker = self._worker_by_nik_digests(self._nik_digests(document.nik))
         sisdmk = None
         if worker is not None and worker.identity_source == "sisdmk":
             sisdmk = self._sisdmk_identity(worker)
@@ -535,9 +542,11 @@ class HealthWorkerRepository:
 
     def _worker_by_nik(self, nik: str) -> HealthWorker | None:
         """For reads: no lock, whatever the page has loaded."""
-        return self._session.scalars(
-            select(HealthWorker).where(HealthWorker.nik_bidx == self._nik_digest(nik))
-        ).one_or_none()
+        digests = self._nik_digests(nik)
+        return _first_by_digest(
+            self._session.scalars(select(HealthWorker).where(HealthWorker.nik_bidx.in_(digests))),
+            digests,
+        )
 
     def _move_registration(self, registration: Registration, worker: HealthWorker) -> None:
         """Hang `registration` under `worker`, keeping the page's index of them right."""
@@ -680,8 +689,7 @@ class HealthWorkerRepository:
                 self._rows.findings_of.setdefault(new.registration_id, []).append(finding)
 
     def _fingerprint(self, field: str, value: str) -> str:
-        # The blind index folds case and spacing before hashing, as the merge compares them.
-        return self._blind_index.digest(value, purpose=f"identity.{field}")
+        return identity_fingerprint(self._blind_index, field, value)
 
     def _record(self, worker: HealthWorker, *, decrypt: bool) -> HealthWorkerRecord:
         base = HealthWorkerRecord(
@@ -781,6 +789,18 @@ class FacilityRepository:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def identity_fingerprint(blind_index: BlindIndex, field: str, value: str) -> str:
+    """The keyed digest an identity finding keeps of one side's `value` of `field`."""
+    # The blind index folds case and spacing before hashing, as the merge compares them.
+    return blind_index.digest(value, purpose=f"identity.{field}")
+
+
+def _first_by_digest(rows: Iterable[HealthWorker], digests: Sequence[str]) -> HealthWorker | None:
+    """The row under the first of `digests` found (the current key's before the previous')."""
+    found = sorted(rows, key=lambda row: digests.index(row.nik_bidx))
+    return found[0] if found else None
 
 
 def _has(doc: Mapping[str, Any], key: str) -> bool:

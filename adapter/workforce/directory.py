@@ -95,10 +95,12 @@ class WorkforceDirectory:
 
     def find_by_nik(self, nik: str, *, clear: bool) -> dict[str, Any] | None:
         """The worker with this NIK, through the blind index (the NIK itself is never queried)."""
-        digest = self._blind_index.digest(nik, purpose="nik")
-        row = self._session.scalars(
-            select(HealthWorker).where(HealthWorker.nik_bidx == digest)
-        ).one_or_none()
+        # During a blind-index key change a row may still be under the previous key.
+        digests = self._blind_index.digests(nik, purpose="nik")
+        rows = self._session.scalars(
+            select(HealthWorker).where(HealthWorker.nik_bidx.in_(digests))
+        ).all()
+        row = min(rows, key=lambda found: digests.index(found.nik_bidx), default=None)
         return None if row is None else self._summary(row, clear=clear)
 
     def findings(
@@ -291,7 +293,9 @@ def _provenance(row: Any, now: dt.datetime) -> dict[str, Any]:
 
 
 def _finding_document(row: IdentityFinding) -> dict[str, Any]:
-    mismatch = row.rule == Rule.IDENTITY_MISMATCH
+    # A resolved mismatch's digests are withdrawn (kid and digests NULL) by a re-index after a
+    # blind-index key change: whether a side had a value is then unknown.
+    mismatch = row.rule == Rule.IDENTITY_MISMATCH and row.digest_kid is not None
     return {
         "id": str(row.id),
         "rule": row.rule,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from adapter.store.models import Base, QuarantinedRecord
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.store.rotation import encrypted_tables
-from tests.support.databases import AUDIT_KEYS, PostgresServer
+from tests.support.databases import AUDIT_KEY, AUDIT_KEYS, PostgresServer
 from tests.support.documents import kki_registration, sisdmk_worker
 
 KEY_A = Key("key-a", bytes(range(32)))
 KEY_B = Key("key-b", bytes(range(50, 82)))
+# What BLIND_INDEX_KEY becomes in the blind-index key change tests (it was "bidx-1").
+NEW_BLIND_INDEX_KEY = Key("bidx-2", bytes(range(200, 232)))
 FETCHED_AT = dt.datetime(2026, 1, 30, 1, 2, 3, tzinfo=dt.UTC)
 WORKERS = 200
 REGISTRATIONS = 40
@@ -47,6 +50,34 @@ def database_url(backend: str, tmp_path: Path, server: PostgresServer) -> URL:
     if backend == "postgresql":
         return server.create_database()
     return make_url(f"sqlite:///{tmp_path / 'keys' / 'adapter.sqlite3'}")
+
+
+def entry(key: Key) -> str:
+    """`key` as an environment variable holds it (``kid:base64url``)."""
+    return f"{key.kid}:{base64.urlsafe_b64encode(key.material).decode().rstrip('=')}"
+
+
+def settings_env(database_url: str, blind_index_key: Key, previous: Key | None) -> dict[str, str]:
+    """The adapter's environment for a store filled by `filled_store` (encrypted under key A)."""
+    env = {
+        "DATABASE_URL": database_url,
+        "ALLOW_INSECURE_HTTP": "true",
+        "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
+        "OIDC_AUDIENCE": "hf-adapter",
+        "KKI_BASE_URL": "http://127.0.0.1:8081",
+        "KKI_API_TOKEN": "kki-dev-token",
+        "SISDMK_BASE_URL": "http://127.0.0.1:8082",
+        "SISDMK_CLIENT_ID": "sisdmk-dev-client",
+        "SISDMK_CLIENT_SECRET": "sisdmk-dev-secret",
+        "KKI_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(1, 25))).decode(),
+        "SISDMK_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(30, 62))).decode(),
+        "ENCRYPTION_KEYS": entry(KEY_A),
+        "BLIND_INDEX_KEY": entry(blind_index_key),
+        "AUDIT_KEYS": entry(AUDIT_KEY),
+    }
+    if previous is not None:
+        env["BLIND_INDEX_PREVIOUS_KEY"] = entry(previous)
+    return env
 
 
 def filled_store(url: URL, bidx: BlindIndex) -> Store:

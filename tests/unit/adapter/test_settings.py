@@ -191,6 +191,14 @@ def test_settings_give_a_working_cipher_and_blind_index() -> None:
     assert settings.blind_index().kid == "bidx-1"
 
 
+def test_settings_give_a_blind_index_with_the_previous_key_during_a_key_change() -> None:
+    previous = base64.urlsafe_b64encode(bytes(range(200, 232))).decode().rstrip("=")
+    settings = load_settings(valid_env() | {"BLIND_INDEX_PREVIOUS_KEY": f"bidx-0:{previous}"})
+
+    assert settings.blind_index().kids == ("bidx-1", "bidx-0")
+    assert load_settings(valid_env()).blind_index().kids == ("bidx-1",)
+
+
 def test_settings_are_immutable() -> None:
     settings = load_settings(valid_env())
 
@@ -272,6 +280,14 @@ def test_missing_encryption_keys_says_how_to_make_one() -> None:
         ("BLIND_INDEX_KEY", f"b:{BLIND_KEY},c:{BLIND_KEY}", "holds exactly one"),
         ("BLIND_INDEX_KEY", f"bidx:{ENCRYPTION_KEY}", "is also one of the ENCRYPTION_KEYS"),
         ("BLIND_INDEX_KEY", f"bidx:{OLD_ENCRYPTION_KEY}", "is also one of the ENCRYPTION_KEYS"),
+        ("BLIND_INDEX_PREVIOUS_KEY", "bidx-0", "no ':'"),
+        ("BLIND_INDEX_PREVIOUS_KEY", f"bidx-1:{AUDIT_KEY}", "must differ from BLIND_INDEX_KEY"),
+        ("BLIND_INDEX_PREVIOUS_KEY", f"bidx-0:{BLIND_KEY}", "must differ from BLIND_INDEX_KEY"),
+        (
+            "BLIND_INDEX_PREVIOUS_KEY",
+            f"bidx-0:{OLD_ENCRYPTION_KEY}",
+            "is also one of the ENCRYPTION_KEYS",
+        ),
         ("AUDIT_KEYS", "a1", "AUDIT_KEYS: entry 1 of 1: no ':'"),
         ("AUDIT_KEYS", f"a2:{AUDIT_KEY},a1:{OLD_ENCRYPTION_KEY}", "shares a key with"),
         ("AUDIT_KEYS", f"a1:{BLIND_KEY}", "shares a key with"),

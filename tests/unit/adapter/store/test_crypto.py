@@ -528,6 +528,45 @@ def test_blind_index_depends_on_the_key(blind_index: BlindIndex) -> None:
     assert blind_index.kid == "bidx-1"
 
 
+def test_blind_index_during_a_key_change_digests_new_values_under_the_current_key() -> None:
+    old = BlindIndex(Key("bidx-1", MATERIAL_3))
+    new = BlindIndex(Key("bidx-2", MATERIAL_1))
+    during = BlindIndex(Key("bidx-2", MATERIAL_1), Key("bidx-1", MATERIAL_3))
+
+    assert during.kid == "bidx-2"
+    assert during.kids == ("bidx-2", "bidx-1")
+    assert during.digest(NIK, purpose="nik") == new.digest(NIK, purpose="nik")
+    # Look-ups try the current key's digest first, then the previous key's.
+    assert during.digests(NIK, purpose="nik") == (
+        new.digest(NIK, purpose="nik"),
+        old.digest(NIK, purpose="nik"),
+    )
+    assert new.digests(NIK, purpose="nik") == (new.digest(NIK, purpose="nik"),)
+    assert new.kids == ("bidx-2",)
+
+
+def test_blind_index_check_values_tell_keys_apart_and_not_the_key() -> None:
+    during = BlindIndex(Key("bidx-2", MATERIAL_1), Key("bidx-1", MATERIAL_3))
+    impostor = BlindIndex(Key("bidx-1", MATERIAL_1))
+
+    values = during.check_values()
+
+    assert list(values) == ["bidx-2", "bidx-1"]
+    assert values["bidx-1"] == BlindIndex(Key("bidx-1", MATERIAL_3)).check_values()["bidx-1"]
+    assert impostor.check_values()["bidx-1"] != values["bidx-1"]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", value) for value in values.values())
+    # Never a digest any value could have.
+    assert values["bidx-1"] not in BlindIndex(Key("bidx-1", MATERIAL_3)).digests(NIK, purpose="nik")
+
+
+@pytest.mark.parametrize(
+    "previous", [Key("bidx-1", MATERIAL_1), Key("bidx-0", MATERIAL_3)], ids=["same id", "same key"]
+)
+def test_blind_index_refuses_a_previous_key_like_the_current_one(previous: Key) -> None:
+    with pytest.raises(ConfigurationError, match="must differ from the current one"):
+        BlindIndex(Key("bidx-1", MATERIAL_3), previous)
+
+
 def test_blind_index_normalises_other_purposes_by_case_and_spacing(
     blind_index: BlindIndex,
 ) -> None:
