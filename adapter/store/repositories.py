@@ -15,9 +15,9 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from adapter.merge.documents import (
@@ -155,6 +155,42 @@ class _PageRows:
         self.findings_of[registration.id] = []
 
 
+# The child tables an upsert replaces wholesale, each with the column naming its parent,
+# parents' tables first (the foreign keys point at rows already written).
+_CHILD_TABLES: Final[tuple[tuple[Table, str], ...]] = (
+    (cast(Table, Employment.__table__), "worker_id"),
+    (cast(Table, Education.__table__), "worker_id"),
+    (cast(Table, CpdSummary.__table__), "registration_id"),
+    (cast(Table, PracticeLicense.__table__), "registration_id"),
+    (cast(Table, Training.__table__), "registration_id"),
+)
+_EMPLOYMENTS, _EDUCATIONS, _CPD_SUMMARIES, _PRACTICE_LICENSES, _TRAININGS = (
+    table for table, _ in _CHILD_TABLES
+)
+# Parents per DELETE … IN (…): well under SQLite's bound-parameter limit.
+_DELETE_CHUNK: Final = 500
+
+
+@dataclass
+class _StagedChildren:
+    """The child rows the upserts replaced, written by `HealthWorkerRepository.write_staged`:
+    per table one DELETE of the stored children of every parent touched and one executemany
+    INSERT, without the ORM's identity map (nothing reads these rows back in the page).
+
+    Keyed by parent id, so a parent stored twice in one page keeps its last document's rows.
+    """
+
+    rows: dict[Table, dict[uuid.UUID, list[dict[str, Any]]]] = dataclasses.field(
+        default_factory=lambda: {table: {} for table, _ in _CHILD_TABLES}
+    )
+
+    def replace(self, table: Table, parent_id: uuid.UUID, rows: list[dict[str, Any]]) -> None:
+        self.rows[table][parent_id] = rows
+
+    def __bool__(self) -> bool:
+        return any(self.rows.values())
+
+
 @dataclass(frozen=True)
 class RegistrationRecord:
     """A stored STR registration; KKI's spelling of the holder's name only when decrypted."""
@@ -196,6 +232,10 @@ class HealthWorkerRepository:
         self._cipher = cipher
         self._blind_index = blind_index
         self._rows = _PageRows()
+        self._staged = _StagedChildren()
+        # Set by a prefetch: the page's child rows wait for `write_staged`; otherwise each
+        # upsert writes its own at its end.
+        self._paged = False
 
     @property
     def cipher(self) -> FieldCipher:
@@ -209,6 +249,7 @@ class HealthWorkerRepository:
         ids = {uuid.UUID(str(doc["worker_id"])) for doc in docs if _has(doc, "worker_id")}
         niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
         self._begin_write()
+        self._paged = True
         self._load_workers(ids, niks, record_findings=True)
 
     def prefetch_kki(self, docs: Sequence[Mapping[str, Any]]) -> None:
@@ -217,6 +258,7 @@ class HealthWorkerRepository:
         niks = {self._nik_digest(doc["nik"]) for doc in docs if _has(doc, "nik")}
         rows = self._rows
         self._begin_write()
+        self._paged = True
         for registration in self._session.scalars(
             _locked(
                 select(Registration)
@@ -281,6 +323,34 @@ class HealthWorkerRepository:
                 )
             ):
                 rows.record_findings_of[finding.worker_id].append(finding)
+
+    def write_staged(self) -> None:
+        """Write the child rows staged since the last call (a no-op when there are none).
+
+        The session is flushed first, so the parents the children point at exist. Stored
+        children of the parents touched go in one DELETE per table before the INSERTs, so a
+        re-inserted natural key (a SIP's sequence number) never meets its old row.
+        """
+        staged = self._staged
+        if not staged:
+            return
+        self._staged = _StagedChildren()
+        self._session.flush()
+        connection = self._session.connection()
+        new_rows = self._rows.new_rows
+        for table, parent_column in _CHILD_TABLES:
+            by_parent = staged.rows[table]
+            stored = sorted(parent for parent in by_parent if parent not in new_rows)
+            for start in range(0, len(stored), _DELETE_CHUNK):
+                chunk = stored[start : start + _DELETE_CHUNK]
+                connection.execute(delete(table).where(table.c[parent_column].in_(chunk)))
+            rows = [row for children in by_parent.values() for row in children]
+            if rows:
+                connection.execute(insert(table), rows)
+        # Their children are in the database now: a later replacement deletes them first.
+        new_rows.difference_update(
+            parent for by_parent in staged.rows.values() for parent in by_parent
+        )
 
     def _worker_by_sisdmk_id(self, sisdmk_id: uuid.UUID) -> HealthWorker | None:
         if sisdmk_id in self._rows.sisdmk_known:
@@ -455,6 +525,8 @@ class HealthWorkerRepository:
         self._apply_findings(
             changes.findings, [*record_findings, *(f for fs in findings_of.values() for f in fs)]
         )
+        if not self._paged:
+            self.write_staged()
         return changes.result
 
     # -- KKI --------------------------------------------------------------------------------
@@ -512,6 +584,8 @@ class HealthWorkerRepository:
         self._write_registration(registration, worker, changes)
         self._replace_registration_details(registration, changes)
         self._apply_findings(changes.findings, open_findings)
+        if not self._paged:
+            self.write_staged()
         return changes.result
 
     def open_findings(self, worker_id: uuid.UUID) -> list[IdentityFinding]:
@@ -581,53 +655,41 @@ class HealthWorkerRepository:
         self._rows.str_known.add(registration.str_number)
 
     def _replace_employments(self, worker: HealthWorker, items: Sequence[EmploymentValues]) -> None:
-        # Deleted now (at once), so re-inserted natural keys never meet their old rows.
-        if worker.id not in self._rows.new_rows:
-            self._session.execute(delete(Employment).where(Employment.worker_id == worker.id))
+        provenance = _provenance_of(worker)
+        rows = []
         for item in items:
-            columns = dataclasses.asdict(item)
-            nip = columns.pop("nip")
-            employment = Employment(id=uuid.uuid4(), worker_id=worker.id, **columns)
-            employment.nip = encrypt_fields(
-                self._cipher, Employment.__tablename__, employment.id, {"nip": nip}
+            row = _values(item)
+            row_id = uuid.uuid4()
+            row["nip"] = encrypt_fields(
+                self._cipher, Employment.__tablename__, row_id, {"nip": row["nip"]}
             )["nip"]
-            _copy_provenance(employment, worker)
-            self._session.add(employment)
+            rows.append({**row, **provenance, "id": row_id, "worker_id": worker.id})
+        self._staged.replace(_EMPLOYMENTS, worker.id, rows)
 
     def _replace_educations(self, worker: HealthWorker, items: Sequence[EducationValues]) -> None:
-        if worker.id not in self._rows.new_rows:
-            self._session.execute(delete(Education).where(Education.worker_id == worker.id))
+        provenance = _provenance_of(worker)
+        rows = []
         for item in items:
-            columns = dataclasses.asdict(item)
-            ijazah_no = columns.pop("ijazah_no")
-            education = Education(id=uuid.uuid4(), worker_id=worker.id, **columns)
-            education.ijazah_no = str(
-                encrypt_fields(
-                    self._cipher,
-                    Education.__tablename__,
-                    education.id,
-                    {"ijazah_no": ijazah_no},
-                )["ijazah_no"]
-            )
-            _copy_provenance(education, worker)
-            self._session.add(education)
+            row = _values(item)
+            row_id = uuid.uuid4()
+            row["ijazah_no"] = encrypt_fields(
+                self._cipher, Education.__tablename__, row_id, {"ijazah_no": row["ijazah_no"]}
+            )["ijazah_no"]
+            rows.append({**row, **provenance, "id": row_id, "worker_id": worker.id})
+        self._staged.replace(_EDUCATIONS, worker.id, rows)
 
     def _replace_registration_details(
         self, registration: Registration, changes: KkiChanges
     ) -> None:
-        if registration.id not in self._rows.new_rows:
-            for model in (PracticeLicense, CpdSummary, Training):
-                self._session.execute(delete(model).where(model.registration_id == registration.id))
-        details: list[PracticeLicense | CpdSummary | Training] = []
-        if changes.skp is not None:
-            details.append(CpdSummary(**dataclasses.asdict(changes.skp)))
-        details.extend(PracticeLicense(**dataclasses.asdict(sip)) for sip in changes.sips)
-        details.extend(Training(**dataclasses.asdict(t)) for t in changes.trainings)
-        for detail in details:
-            detail.id = uuid.uuid4()
-            detail.registration_id = registration.id
-            _copy_provenance(detail, registration)
-            self._session.add(detail)
+        common = {**_provenance_of(registration), "registration_id": registration.id}
+        skp = [] if changes.skp is None else [changes.skp]
+        for table, items in (
+            (_CPD_SUMMARIES, skp),
+            (_PRACTICE_LICENSES, changes.sips),
+            (_TRAININGS, changes.trainings),
+        ):
+            rows = [{**_values(item), **common, "id": uuid.uuid4()} for item in items]
+            self._staged.replace(table, registration.id, rows)
 
     def _sisdmk_identity(self, worker: HealthWorker) -> Identity:
         columns = ("full_name", "gelar_depan", "gelar_belakang", "birth_date")
@@ -829,17 +891,20 @@ def _set_provenance(row: Any, provenance: Provenance) -> None:
     row.payload_hash = provenance.payload_hash
 
 
-def _copy_provenance(row: Any, parent: Any) -> None:
-    _set_provenance(
-        row,
-        Provenance(
-            parent.source_system,
-            parent.source_id,
-            parent.source_version,
-            parent.fetched_at,
-            parent.payload_hash,
-        ),
-    )
+def _provenance_of(parent: Any) -> dict[str, Any]:
+    """A child row's provenance columns: its parent's."""
+    return {
+        "source_system": parent.source_system,
+        "source_id": parent.source_id,
+        "source_version": parent.source_version,
+        "fetched_at": parent.fetched_at,
+        "payload_hash": parent.payload_hash,
+    }
+
+
+def _values(item: Any) -> dict[str, Any]:
+    """A merge value object's fields as a row (shallow: they hold scalars only)."""
+    return {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
 
 
 def _stored_worker(row: HealthWorker | None) -> StoredWorker | None:
