@@ -64,6 +64,10 @@ class Result:
     update_s: float | None = None
     update_records_per_s: float | None = None
     update_peak_rss_mib: float | None = None
+    # The runs' own durations (sync_runs.started_at → finished_at): without the process's
+    # start-up (imports, the contracts compiled) and exit.
+    run_s: float | None = None
+    update_run_s: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -175,6 +179,13 @@ def bench(system: str, size: int, console: Console, *, updates: bool) -> Result:
         process.close()
     with psycopg.connect(synced.replace("+psycopg", "")) as connection:
         fetched = connection.execute("SELECT max(fetched) FROM sync_runs").fetchone()
+        runs = [
+            float(seconds)
+            for (seconds,) in connection.execute(
+                "SELECT extract(epoch FROM finished_at - started_at) FROM sync_runs"
+                " ORDER BY started_at"
+            )
+        ]
     records = int(fetched[0]) if fetched and fetched[0] is not None else size
     baseline = fresh_database(f"bench_copy_{system}_{size}")
     subprocess.run(
@@ -197,6 +208,8 @@ def bench(system: str, size: int, console: Console, *, updates: bool) -> Result:
         update_s=None if update is None else update[0],
         update_records_per_s=None if update is None else records / update[0],
         update_peak_rss_mib=None if update is None else update[1],
+        run_s=runs[0] if runs else None,
+        update_run_s=runs[1] if len(runs) > 1 else None,
     )
 
 
@@ -226,9 +239,11 @@ def main() -> int:
         "sync rec/s",
         "COPY rec/s",
         "sync/COPY",
+        "in-run rec/s",
         "peak RSS MiB",
         "update rec/s",
         "update/COPY",
+        "update in-run rec/s",
     ):
         table.add_column(column, justify="right")
     for result in results:
@@ -239,9 +254,11 @@ def main() -> int:
             f"{result.sync_records_per_s:,.0f}",
             f"{result.copy_records_per_s:,.0f}",
             f"{result.ratio:.3f}",
+            "" if not result.run_s else f"{result.size / result.run_s:,.0f}",
             f"{result.peak_rss_mib:,.0f}",
             "" if result.update_records_per_s is None else f"{result.update_records_per_s:,.0f}",
             "" if result.update_ratio is None else f"{result.update_ratio:.3f}",
+            "" if not result.update_run_s else f"{result.size / result.update_run_s:,.0f}",
         )
     Console(width=160).print(table)
     console.print(f"load average at the end: {os.getloadavg()}")
