@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Select, Table, delete, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Table, bindparam, delete, insert, inspect, select, update
+from sqlalchemy.orm import InstanceState, Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.merge.documents import (
     EducationValues,
@@ -167,6 +168,8 @@ _CHILD_TABLES: Final[tuple[tuple[Table, str], ...]] = (
 _EMPLOYMENTS, _EDUCATIONS, _CPD_SUMMARIES, _PRACTICE_LICENSES, _TRAININGS = (
     table for table, _ in _CHILD_TABLES
 )
+# Stored parent rows updated in place, workers first (a registration may move to one).
+_PARENT_TABLES: Final = (cast(Table, HealthWorker.__table__), cast(Table, Registration.__table__))
 # Parents per DELETE … IN (…): well under SQLite's bound-parameter limit.
 _DELETE_CHUNK: Final = 500
 
@@ -183,12 +186,19 @@ class _StagedChildren:
     rows: dict[Table, dict[uuid.UUID, list[dict[str, Any]]]] = dataclasses.field(
         default_factory=lambda: {table: {} for table, _ in _CHILD_TABLES}
     )
+    # Stored workers and registrations: row id → the columns to set (later writes win).
+    updates: dict[Table, dict[uuid.UUID, dict[str, Any]]] = dataclasses.field(
+        default_factory=lambda: {table: {} for table in _PARENT_TABLES}
+    )
 
     def replace(self, table: Table, parent_id: uuid.UUID, rows: list[dict[str, Any]]) -> None:
         self.rows[table][parent_id] = rows
 
+    def update(self, table: Table, row_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+        self.updates[table].setdefault(row_id, {}).update(values)
+
     def __bool__(self) -> bool:
-        return any(self.rows.values())
+        return any(self.rows.values()) or any(self.updates.values())
 
 
 @dataclass(frozen=True)
@@ -325,9 +335,11 @@ class HealthWorkerRepository:
                 rows.record_findings_of[finding.worker_id].append(finding)
 
     def write_staged(self) -> None:
-        """Write the child rows staged since the last call (a no-op when there are none).
+        """Write the rows staged since the last call (a no-op when there are none).
 
-        The session is flushed first, so the parents the children point at exist. Stored
+        The session is flushed first (new workers, registrations and findings), so the rows
+        the others point at exist; then the stored workers and registrations the page changed,
+        one executemany UPDATE per table and set of columns; then the children. Stored
         children of the parents touched go in one DELETE per table before the INSERTs, so a
         re-inserted natural key (a SIP's sequence number) never meets its old row.
         """
@@ -337,6 +349,12 @@ class HealthWorkerRepository:
         self._staged = _StagedChildren()
         self._session.flush()
         connection = self._session.connection()
+        for table in _PARENT_TABLES:
+            by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+            for row_id, values in staged.updates[table].items():
+                by_columns.setdefault(frozenset(values), []).append({**values, "row_id": row_id})
+            for rows in by_columns.values():
+                connection.execute(update(table).where(table.c.id == bindparam("row_id")), rows)
         new_rows = self._rows.new_rows
         for table, parent_column in _CHILD_TABLES:
             by_parent = staged.rows[table]
@@ -614,28 +632,38 @@ class HealthWorkerRepository:
         ).one_or_none()
 
     def _move_registration(self, registration: Registration, worker: HealthWorker) -> None:
-        """Hang `registration` under `worker`, keeping the page's index of them right."""
+        """Index `registration` under `worker` in the page's lists (the row is written after)."""
         if registration.worker_id == worker.id:
             return
         previous = self._rows.registrations_of.get(registration.worker_id)
         if previous is not None and registration in previous:
             previous.remove(registration)
-        registration.worker_id = worker.id
         mine = self._rows.registrations_of.get(worker.id)
         if mine is not None:
             mine.append(registration)
 
+    def _write_row(self, row: HealthWorker | Registration, values: Mapping[str, Any]) -> None:
+        """Give `row` its new `values`. A row inserted by this page takes them through the
+        session's flush; a stored row (loaded and locked) takes them without the unit of
+        work's change tracking, and they are staged for one executemany UPDATE per table."""
+        if not cast(InstanceState[Any], inspect(row)).persistent:
+            for column, value in values.items():
+                setattr(row, column, value)
+            return
+        for column, value in values.items():
+            set_committed_value(row, column, value)
+        self._staged.update(cast(Table, type(row).__table__), row.id, values)
+
     def _write_worker(self, worker: HealthWorker, write: WorkerWrite) -> None:
-        for column, token in encrypt_fields(
+        values: dict[str, Any] = encrypt_fields(
             self._cipher, HealthWorker.__tablename__, worker.id, write.personal
-        ).items():
-            setattr(worker, column, token)
-        worker.nik_bidx = self._nik_digest(write.personal["nik"])
-        worker.nik_bidx_kid = self._blind_index.kid
-        for column, value in write.columns.items():
-            setattr(worker, column, value)
-        _set_provenance(worker, write.provenance)
-        worker.updated_at = _now()
+        )
+        values["nik_bidx"] = self._nik_digest(write.personal["nik"])
+        values["nik_bidx_kid"] = self._blind_index.kid
+        values.update(write.columns)
+        values.update(_provenance_values(write.provenance))
+        values["updated_at"] = _now()
+        self._write_row(worker, values)
         self._remember_worker(worker)
 
     def _write_registration(
@@ -643,14 +671,15 @@ class HealthWorkerRepository:
     ) -> None:
         write = changes.registration
         self._move_registration(registration, worker)
-        for column, value in write.columns.items():
-            setattr(registration, column, value)
-        for column, token in encrypt_fields(
-            self._cipher, Registration.__tablename__, registration.id, write.personal
-        ).items():
-            setattr(registration, column, token)
-        _set_provenance(registration, write.provenance)
-        registration.updated_at = _now()
+        values: dict[str, Any] = {"worker_id": worker.id, **write.columns}
+        values.update(
+            encrypt_fields(
+                self._cipher, Registration.__tablename__, registration.id, write.personal
+            )
+        )
+        values.update(_provenance_values(write.provenance))
+        values["updated_at"] = _now()
+        self._write_row(registration, values)
         self._rows.by_str[registration.str_number] = registration
         self._rows.str_known.add(registration.str_number)
 
@@ -881,6 +910,16 @@ def _begin_write(session: Session) -> None:
     dbapi = connection.connection.dbapi_connection
     if dbapi is not None and not dbapi.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _provenance_values(provenance: Provenance) -> dict[str, Any]:
+    return {
+        "source_system": provenance.system,
+        "source_id": provenance.source_id,
+        "source_version": provenance.version,
+        "fetched_at": provenance.fetched_at,
+        "payload_hash": provenance.payload_hash,
+    }
 
 
 def _set_provenance(row: Any, provenance: Provenance) -> None:
