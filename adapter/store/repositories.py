@@ -175,10 +175,11 @@ _DELETE_CHUNK: Final = 500
 
 
 @dataclass
-class _StagedChildren:
-    """The child rows the upserts replaced, written by `HealthWorkerRepository.write_staged`:
-    per table one DELETE of the stored children of every parent touched and one executemany
-    INSERT, without the ORM's identity map (nothing reads these rows back in the page).
+class _StagedWrites:
+    """What the upserts of a page wrote, waiting for `HealthWorkerRepository.write_staged`:
+    the child rows they replaced (per table one DELETE of the stored children of every parent
+    touched and one executemany INSERT, without the ORM's identity map: nothing reads these
+    rows back in the page) and the new values of stored workers and registrations.
 
     Keyed by parent id, so a parent stored twice in one page keeps its last document's rows.
     """
@@ -226,9 +227,12 @@ class RegistrationRecord:
 class HealthWorkerRepository:
     """Health workers and everything hanging off them: registrations, SIPs, SKP, findings.
 
-    Upserts stage rows in the session and leave the flush to the caller's commit (one batched
-    INSERT per table per page). A batch sync first calls `prefetch_sisdmk` / `prefetch_kki`
-    with the page so that the upserts find stored rows without a query per document.
+    A page is written set-based: `apply_documents` first calls `prefetch_sisdmk` /
+    `prefetch_kki` with the page, so the upserts find the stored rows (loaded and locked)
+    without a query per document; the upserts stage their writes (new rows in the session,
+    the changed values of stored rows and the replaced children apart), and `write_staged`
+    sends them in a few statements per table. Without a prefetch each upsert writes its own
+    at its end. Nothing commits here.
 
     Versions never go backwards: every stored row an upsert may write is read under a lock
     held until the caller's commit (PostgreSQL: ``SELECT … FOR NO KEY UPDATE``, registrations before
@@ -242,9 +246,9 @@ class HealthWorkerRepository:
         self._cipher = cipher
         self._blind_index = blind_index
         self._rows = _PageRows()
-        self._staged = _StagedChildren()
-        # Set by a prefetch: the page's child rows wait for `write_staged`; otherwise each
-        # upsert writes its own at its end.
+        self._staged = _StagedWrites()
+        # Set by a prefetch: the page's staged writes wait for `write_staged`; otherwise
+        # each upsert writes its own at its end.
         self._paged = False
 
     @property
@@ -346,7 +350,7 @@ class HealthWorkerRepository:
         staged = self._staged
         if not staged:
             return
-        self._staged = _StagedChildren()
+        self._staged = _StagedWrites()
         self._session.flush()
         connection = self._session.connection()
         for table in _PARENT_TABLES:
