@@ -140,10 +140,12 @@ def apply_documents(
         try:
             results.append(source.upsert(repository, doc, fetched_at))
             if flush_each:
+                repository.write_staged()
                 session.flush()
         except RECORD_ERRORS as exc:
             raise RecordRefused(index, exc) from exc
     try:
+        repository.write_staged()
         session.flush()
     except RECORD_ERRORS as exc:
         raise RecordRefused(None, exc) from exc

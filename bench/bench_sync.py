@@ -60,10 +60,24 @@ class Result:
     rows_written: int
     copy_s: float
     copy_records_per_s: float
+    # The second full sync after every stored record was marked stale (all updates).
+    update_s: float | None = None
+    update_records_per_s: float | None = None
+    update_peak_rss_mib: float | None = None
+    # The runs' own durations (sync_runs.started_at → finished_at): without the process's
+    # start-up (imports, the contracts compiled) and exit.
+    run_s: float | None = None
+    update_run_s: float | None = None
 
     @property
     def ratio(self) -> float:
         return self.sync_records_per_s / self.copy_records_per_s
+
+    @property
+    def update_ratio(self) -> float | None:
+        if self.update_records_per_s is None:
+            return None
+        return self.update_records_per_s / self.copy_records_per_s
 
 
 def key() -> str:
@@ -103,7 +117,6 @@ def environment(database_url: str, system: str, mock_url: str) -> dict[str, str]
 
 def run_sync(env: dict[str, str], system: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one `hf-adapter sync --full` process."""
-    subprocess.run([str(HF_ADAPTER), "db", "upgrade"], env=env, check=True, capture_output=True)
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(HF_ADAPTER), "sync", "--system", system, "--full"],
@@ -119,6 +132,14 @@ def run_sync(env: dict[str, str], system: str) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"sync {system} failed:\n{summary}")
     return elapsed, usage.ru_maxrss / 1024
+
+
+def mark_stale(database_url: str, system: str) -> None:
+    """Make every stored record a correction of itself: same version, another payload hash,
+    so the next full sync rewrites each one (the merge, encryption and child rows again)."""
+    table = "registrations" if system == "kki" else "health_workers"
+    with psycopg.connect(database_url.replace("+psycopg", "")) as connection:
+        connection.execute(f"UPDATE {table} SET payload_hash = 'stale'")  # noqa: S608 - fixed names
 
 
 def copy_baseline(source: str, target: str, tables: tuple[str, ...]) -> tuple[float, int]:
@@ -140,18 +161,31 @@ def copy_baseline(source: str, target: str, tables: tuple[str, ...]) -> tuple[fl
     return elapsed, rows
 
 
-def bench(system: str, size: int, console: Console) -> Result:
+def bench(system: str, size: int, console: Console, *, updates: bool) -> Result:
     console.print(f"[bold]{system} N={size:,}[/]: starting the mock…")
     process, url = start_mock(system, size=size, seed=42, timeout_s=600.0)
+    update: tuple[float, float] | None = None
     try:
         synced = fresh_database(f"bench_sync_{system}_{size}")
         env = environment(synced, system, url)
+        subprocess.run([str(HF_ADAPTER), "db", "upgrade"], env=env, check=True, capture_output=True)
         console.print(f"  syncing {size:,} records into PostgreSQL…")
         sync_s, rss = run_sync(env, system)
+        if updates:
+            mark_stale(synced, system)
+            console.print(f"  syncing {size:,} changed records again (updates)…")
+            update = run_sync(env, system)
     finally:
         process.close()
     with psycopg.connect(synced.replace("+psycopg", "")) as connection:
         fetched = connection.execute("SELECT max(fetched) FROM sync_runs").fetchone()
+        runs = [
+            float(seconds)
+            for (seconds,) in connection.execute(
+                "SELECT extract(epoch FROM finished_at - started_at) FROM sync_runs"
+                " ORDER BY started_at"
+            )
+        ]
     records = int(fetched[0]) if fetched and fetched[0] is not None else size
     baseline = fresh_database(f"bench_copy_{system}_{size}")
     subprocess.run(
@@ -171,6 +205,11 @@ def bench(system: str, size: int, console: Console) -> Result:
         rows_written=rows,
         copy_s=copy_s,
         copy_records_per_s=records / copy_s,
+        update_s=None if update is None else update[0],
+        update_records_per_s=None if update is None else records / update[0],
+        update_peak_rss_mib=None if update is None else update[1],
+        run_s=runs[0] if runs else None,
+        update_run_s=runs[1] if len(runs) > 1 else None,
     )
 
 
@@ -178,9 +217,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--systems", nargs="+", choices=("sisdmk", "kki"), default=["sisdmk"])
+    parser.add_argument(
+        "--updates",
+        action="store_true",
+        help="then mark every stored record stale and time a second full sync (all updates)",
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
-    results = [bench(system, size, console) for system in args.systems for size in args.sizes]
+    console.print(f"load average at the start: {os.getloadavg()}")
+    results = [
+        bench(system, size, console, updates=args.updates)
+        for system in args.systems
+        for size in args.sizes
+    ]
 
     table = Table(title="full sync into PostgreSQL vs COPY of the same encrypted rows")
     for column in (
@@ -190,7 +239,11 @@ def main() -> int:
         "sync rec/s",
         "COPY rec/s",
         "sync/COPY",
+        "in-run rec/s",
         "peak RSS MiB",
+        "update rec/s",
+        "update/COPY",
+        "update in-run rec/s",
     ):
         table.add_column(column, justify="right")
     for result in results:
@@ -201,9 +254,14 @@ def main() -> int:
             f"{result.sync_records_per_s:,.0f}",
             f"{result.copy_records_per_s:,.0f}",
             f"{result.ratio:.3f}",
+            "" if not result.run_s else f"{result.size / result.run_s:,.0f}",
             f"{result.peak_rss_mib:,.0f}",
+            "" if result.update_records_per_s is None else f"{result.update_records_per_s:,.0f}",
+            "" if result.update_ratio is None else f"{result.update_ratio:.3f}",
+            "" if not result.update_run_s else f"{result.size / result.update_run_s:,.0f}",
         )
-    Console().print(table)
+    Console(width=160).print(table)
+    console.print(f"load average at the end: {os.getloadavg()}")
     for system in args.systems:
         mine = [r for r in results if r.system == system]
         if len(mine) >= 2:
@@ -215,7 +273,11 @@ def main() -> int:
     report = ROOT / "reports" / "bench-sync.json"
     report.parent.mkdir(exist_ok=True)
     report.write_text(
-        json.dumps([{**asdict(r), "ratio": r.ratio} for r in results], indent=2), encoding="utf-8"
+        json.dumps(
+            [{**asdict(r), "ratio": r.ratio, "update_ratio": r.update_ratio} for r in results],
+            indent=2,
+        ),
+        encoding="utf-8",
     )
     return 0
 

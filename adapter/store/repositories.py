@@ -15,10 +15,11 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Select, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Table, bindparam, delete, insert, inspect, select, update
+from sqlalchemy.orm import InstanceState, Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.merge.documents import (
     EducationValues,
@@ -155,6 +156,52 @@ class _PageRows:
         self.findings_of[registration.id] = []
 
 
+# The child tables an upsert replaces wholesale, each with the column naming its parent,
+# parents' tables first (the foreign keys point at rows already written).
+_CHILD_TABLES: Final[tuple[tuple[Table, str], ...]] = (
+    (cast(Table, Employment.__table__), "worker_id"),
+    (cast(Table, Education.__table__), "worker_id"),
+    (cast(Table, CpdSummary.__table__), "registration_id"),
+    (cast(Table, PracticeLicense.__table__), "registration_id"),
+    (cast(Table, Training.__table__), "registration_id"),
+)
+_EMPLOYMENTS, _EDUCATIONS, _CPD_SUMMARIES, _PRACTICE_LICENSES, _TRAININGS = (
+    table for table, _ in _CHILD_TABLES
+)
+# Stored parent rows updated in place, workers first (a registration may move to one).
+_PARENT_TABLES: Final = (cast(Table, HealthWorker.__table__), cast(Table, Registration.__table__))
+# Parents per DELETE … IN (…): well under SQLite's bound-parameter limit.
+_DELETE_CHUNK: Final = 500
+
+
+@dataclass
+class _StagedWrites:
+    """What the upserts of a page wrote, waiting for `HealthWorkerRepository.write_staged`:
+    the child rows they replaced (per table one DELETE of the stored children of every parent
+    touched and one executemany INSERT, without the ORM's identity map: nothing reads these
+    rows back in the page) and the new values of stored workers and registrations.
+
+    Keyed by parent id, so a parent stored twice in one page keeps its last document's rows.
+    """
+
+    rows: dict[Table, dict[uuid.UUID, list[dict[str, Any]]]] = dataclasses.field(
+        default_factory=lambda: {table: {} for table, _ in _CHILD_TABLES}
+    )
+    # Stored workers and registrations: row id → the columns to set (later writes win).
+    updates: dict[Table, dict[uuid.UUID, dict[str, Any]]] = dataclasses.field(
+        default_factory=lambda: {table: {} for table in _PARENT_TABLES}
+    )
+
+    def replace(self, table: Table, parent_id: uuid.UUID, rows: list[dict[str, Any]]) -> None:
+        self.rows[table][parent_id] = rows
+
+    def update(self, table: Table, row_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+        self.updates[table].setdefault(row_id, {}).update(values)
+
+    def __bool__(self) -> bool:
+        return any(self.rows.values()) or any(self.updates.values())
+
+
 @dataclass(frozen=True)
 class RegistrationRecord:
     """A stored STR registration; KKI's spelling of the holder's name only when decrypted."""
@@ -180,9 +227,12 @@ class RegistrationRecord:
 class HealthWorkerRepository:
     """Health workers and everything hanging off them: registrations, SIPs, SKP, findings.
 
-    Upserts stage rows in the session and leave the flush to the caller's commit (one batched
-    INSERT per table per page). A batch sync first calls `prefetch_sisdmk` / `prefetch_kki`
-    with the page so that the upserts find stored rows without a query per document.
+    A page is written set-based: `apply_documents` first calls `prefetch_sisdmk` /
+    `prefetch_kki` with the page, so the upserts find the stored rows (loaded and locked)
+    without a query per document; the upserts stage their writes (new rows in the session,
+    the changed values of stored rows and the replaced children apart), and `write_staged`
+    sends them in a few statements per table. Without a prefetch each upsert writes its own
+    at its end. Nothing commits here.
 
     Versions never go backwards: every stored row an upsert may write is read under a lock
     held until the caller's commit (PostgreSQL: ``SELECT … FOR NO KEY UPDATE``, registrations before
@@ -196,6 +246,10 @@ class HealthWorkerRepository:
         self._cipher = cipher
         self._blind_index = blind_index
         self._rows = _PageRows()
+        self._staged = _StagedWrites()
+        # Set by a prefetch: the page's staged writes wait for `write_staged`; otherwise
+        # each upsert writes its own at its end.
+        self._paged = False
 
     @property
     def cipher(self) -> FieldCipher:
@@ -209,6 +263,7 @@ class HealthWorkerRepository:
         ids = {uuid.UUID(str(doc["worker_id"])) for doc in docs if _has(doc, "worker_id")}
         niks = {d for doc in docs if _has(doc, "nik") for d in self._nik_digests(doc["nik"])}
         self._begin_write()
+        self._paged = True
         self._load_workers(ids, niks, record_findings=True)
 
     def prefetch_kki(self, docs: Sequence[Mapping[str, Any]]) -> None:
@@ -217,6 +272,7 @@ class HealthWorkerRepository:
         niks = {d for doc in docs if _has(doc, "nik") for d in self._nik_digests(doc["nik"])}
         rows = self._rows
         self._begin_write()
+        self._paged = True
         for registration in self._session.scalars(
             _locked(
                 select(Registration)
@@ -281,6 +337,42 @@ class HealthWorkerRepository:
                 )
             ):
                 rows.record_findings_of[finding.worker_id].append(finding)
+
+    def write_staged(self) -> None:
+        """Write the rows staged since the last call (a no-op when there are none).
+
+        The session is flushed first (new workers, registrations and findings), so the rows
+        the others point at exist; then the stored workers and registrations the page changed,
+        one executemany UPDATE per table and set of columns; then the children. Stored
+        children of the parents touched go in one DELETE per table before the INSERTs, so a
+        re-inserted natural key (a SIP's sequence number) never meets its old row.
+        """
+        staged = self._staged
+        if not staged:
+            return
+        self._staged = _StagedWrites()
+        self._session.flush()
+        connection = self._session.connection()
+        for table in _PARENT_TABLES:
+            by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+            for row_id, values in staged.updates[table].items():
+                by_columns.setdefault(frozenset(values), []).append({**values, "row_id": row_id})
+            for rows in by_columns.values():
+                connection.execute(update(table).where(table.c.id == bindparam("row_id")), rows)
+        new_rows = self._rows.new_rows
+        for table, parent_column in _CHILD_TABLES:
+            by_parent = staged.rows[table]
+            stored = sorted(parent for parent in by_parent if parent not in new_rows)
+            for start in range(0, len(stored), _DELETE_CHUNK):
+                chunk = stored[start : start + _DELETE_CHUNK]
+                connection.execute(delete(table).where(table.c[parent_column].in_(chunk)))
+            rows = [row for children in by_parent.values() for row in children]
+            if rows:
+                connection.execute(insert(table), rows)
+        # Their children are in the database now: a later replacement deletes them first.
+        new_rows.difference_update(
+            parent for by_parent in staged.rows.values() for parent in by_parent
+        )
 
     def _worker_by_sisdmk_id(self, sisdmk_id: uuid.UUID) -> HealthWorker | None:
         if sisdmk_id in self._rows.sisdmk_known:
@@ -462,6 +554,8 @@ class HealthWorkerRepository:
         self._apply_findings(
             changes.findings, [*record_findings, *(f for fs in findings_of.values() for f in fs)]
         )
+        if not self._paged:
+            self.write_staged()
         return changes.result
 
     # -- KKI --------------------------------------------------------------------------------
@@ -519,6 +613,8 @@ class HealthWorkerRepository:
         self._write_registration(registration, worker, changes)
         self._replace_registration_details(registration, changes)
         self._apply_findings(changes.findings, open_findings)
+        if not self._paged:
+            self.write_staged()
         return changes.result
 
     def open_findings(self, worker_id: uuid.UUID) -> list[IdentityFinding]:
@@ -549,28 +645,38 @@ class HealthWorkerRepository:
         )
 
     def _move_registration(self, registration: Registration, worker: HealthWorker) -> None:
-        """Hang `registration` under `worker`, keeping the page's index of them right."""
+        """Index `registration` under `worker` in the page's lists (the row is written after)."""
         if registration.worker_id == worker.id:
             return
         previous = self._rows.registrations_of.get(registration.worker_id)
         if previous is not None and registration in previous:
             previous.remove(registration)
-        registration.worker_id = worker.id
         mine = self._rows.registrations_of.get(worker.id)
         if mine is not None:
             mine.append(registration)
 
+    def _write_row(self, row: HealthWorker | Registration, values: Mapping[str, Any]) -> None:
+        """Give `row` its new `values`. A row inserted by this page takes them through the
+        session's flush; a stored row (loaded and locked) takes them without the unit of
+        work's change tracking, and they are staged for one executemany UPDATE per table."""
+        if not cast(InstanceState[Any], inspect(row)).persistent:
+            for column, value in values.items():
+                setattr(row, column, value)
+            return
+        for column, value in values.items():
+            set_committed_value(row, column, value)
+        self._staged.update(cast(Table, type(row).__table__), row.id, values)
+
     def _write_worker(self, worker: HealthWorker, write: WorkerWrite) -> None:
-        for column, token in encrypt_fields(
+        values: dict[str, Any] = encrypt_fields(
             self._cipher, HealthWorker.__tablename__, worker.id, write.personal
-        ).items():
-            setattr(worker, column, token)
-        worker.nik_bidx = self._nik_digest(write.personal["nik"])
-        worker.nik_bidx_kid = self._blind_index.kid
-        for column, value in write.columns.items():
-            setattr(worker, column, value)
-        _set_provenance(worker, write.provenance)
-        worker.updated_at = _now()
+        )
+        values["nik_bidx"] = self._nik_digest(write.personal["nik"])
+        values["nik_bidx_kid"] = self._blind_index.kid
+        values.update(write.columns)
+        values.update(_provenance_values(write.provenance))
+        values["updated_at"] = _now()
+        self._write_row(worker, values)
         self._remember_worker(worker)
 
     def _write_registration(
@@ -578,65 +684,54 @@ class HealthWorkerRepository:
     ) -> None:
         write = changes.registration
         self._move_registration(registration, worker)
-        for column, value in write.columns.items():
-            setattr(registration, column, value)
-        for column, token in encrypt_fields(
-            self._cipher, Registration.__tablename__, registration.id, write.personal
-        ).items():
-            setattr(registration, column, token)
-        _set_provenance(registration, write.provenance)
-        registration.updated_at = _now()
+        values: dict[str, Any] = {"worker_id": worker.id, **write.columns}
+        values.update(
+            encrypt_fields(
+                self._cipher, Registration.__tablename__, registration.id, write.personal
+            )
+        )
+        values.update(_provenance_values(write.provenance))
+        values["updated_at"] = _now()
+        self._write_row(registration, values)
         self._rows.by_str[registration.str_number] = registration
         self._rows.str_known.add(registration.str_number)
 
     def _replace_employments(self, worker: HealthWorker, items: Sequence[EmploymentValues]) -> None:
-        # Deleted now (at once), so re-inserted natural keys never meet their old rows.
-        if worker.id not in self._rows.new_rows:
-            self._session.execute(delete(Employment).where(Employment.worker_id == worker.id))
+        provenance = _provenance_of(worker)
+        rows = []
         for item in items:
-            columns = dataclasses.asdict(item)
-            nip = columns.pop("nip")
-            employment = Employment(id=uuid.uuid4(), worker_id=worker.id, **columns)
-            employment.nip = encrypt_fields(
-                self._cipher, Employment.__tablename__, employment.id, {"nip": nip}
+            row = _values(item)
+            row_id = uuid.uuid4()
+            row["nip"] = encrypt_fields(
+                self._cipher, Employment.__tablename__, row_id, {"nip": row["nip"]}
             )["nip"]
-            _copy_provenance(employment, worker)
-            self._session.add(employment)
+            rows.append({**row, **provenance, "id": row_id, "worker_id": worker.id})
+        self._staged.replace(_EMPLOYMENTS, worker.id, rows)
 
     def _replace_educations(self, worker: HealthWorker, items: Sequence[EducationValues]) -> None:
-        if worker.id not in self._rows.new_rows:
-            self._session.execute(delete(Education).where(Education.worker_id == worker.id))
+        provenance = _provenance_of(worker)
+        rows = []
         for item in items:
-            columns = dataclasses.asdict(item)
-            ijazah_no = columns.pop("ijazah_no")
-            education = Education(id=uuid.uuid4(), worker_id=worker.id, **columns)
-            education.ijazah_no = str(
-                encrypt_fields(
-                    self._cipher,
-                    Education.__tablename__,
-                    education.id,
-                    {"ijazah_no": ijazah_no},
-                )["ijazah_no"]
-            )
-            _copy_provenance(education, worker)
-            self._session.add(education)
+            row = _values(item)
+            row_id = uuid.uuid4()
+            row["ijazah_no"] = encrypt_fields(
+                self._cipher, Education.__tablename__, row_id, {"ijazah_no": row["ijazah_no"]}
+            )["ijazah_no"]
+            rows.append({**row, **provenance, "id": row_id, "worker_id": worker.id})
+        self._staged.replace(_EDUCATIONS, worker.id, rows)
 
     def _replace_registration_details(
         self, registration: Registration, changes: KkiChanges
     ) -> None:
-        if registration.id not in self._rows.new_rows:
-            for model in (PracticeLicense, CpdSummary, Training):
-                self._session.execute(delete(model).where(model.registration_id == registration.id))
-        details: list[PracticeLicense | CpdSummary | Training] = []
-        if changes.skp is not None:
-            details.append(CpdSummary(**dataclasses.asdict(changes.skp)))
-        details.extend(PracticeLicense(**dataclasses.asdict(sip)) for sip in changes.sips)
-        details.extend(Training(**dataclasses.asdict(t)) for t in changes.trainings)
-        for detail in details:
-            detail.id = uuid.uuid4()
-            detail.registration_id = registration.id
-            _copy_provenance(detail, registration)
-            self._session.add(detail)
+        common = {**_provenance_of(registration), "registration_id": registration.id}
+        skp = [] if changes.skp is None else [changes.skp]
+        for table, items in (
+            (_CPD_SUMMARIES, skp),
+            (_PRACTICE_LICENSES, changes.sips),
+            (_TRAININGS, changes.trainings),
+        ):
+            rows = [{**_values(item), **common, "id": uuid.uuid4()} for item in items]
+            self._staged.replace(table, registration.id, rows)
 
     def _sisdmk_identity(self, worker: HealthWorker) -> Identity:
         columns = ("full_name", "gelar_depan", "gelar_belakang", "birth_date")
@@ -841,6 +936,16 @@ def _begin_write(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _provenance_values(provenance: Provenance) -> dict[str, Any]:
+    return {
+        "source_system": provenance.system,
+        "source_id": provenance.source_id,
+        "source_version": provenance.version,
+        "fetched_at": provenance.fetched_at,
+        "payload_hash": provenance.payload_hash,
+    }
+
+
 def _set_provenance(row: Any, provenance: Provenance) -> None:
     row.source_system = provenance.system
     row.source_id = provenance.source_id
@@ -849,17 +954,20 @@ def _set_provenance(row: Any, provenance: Provenance) -> None:
     row.payload_hash = provenance.payload_hash
 
 
-def _copy_provenance(row: Any, parent: Any) -> None:
-    _set_provenance(
-        row,
-        Provenance(
-            parent.source_system,
-            parent.source_id,
-            parent.source_version,
-            parent.fetched_at,
-            parent.payload_hash,
-        ),
-    )
+def _provenance_of(parent: Any) -> dict[str, Any]:
+    """A child row's provenance columns: its parent's."""
+    return {
+        "source_system": parent.source_system,
+        "source_id": parent.source_id,
+        "source_version": parent.source_version,
+        "fetched_at": parent.fetched_at,
+        "payload_hash": parent.payload_hash,
+    }
+
+
+def _values(item: Any) -> dict[str, Any]:
+    """A merge value object's fields as a row (shallow: they hold scalars only)."""
+    return {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
 
 
 def _stored_worker(row: HealthWorker | None) -> StoredWorker | None:

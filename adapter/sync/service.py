@@ -16,9 +16,12 @@ No web framework here: the CLI and the scheduler call `sync_system`.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -151,6 +154,7 @@ def sync_system(
     clock: Clock = utc_now,
     run_id: uuid.UUID | None = None,
     still_wanted: Callable[[], bool] | None = None,
+    read_ahead: bool = True,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
@@ -164,7 +168,9 @@ def sync_system(
     the one requested through the API under that id (`adapter.sync.requests`): it keeps the
     id and who requested it, or `RunNotRequested` is raised when another process took it.
     `still_wanted` is asked once the lock is held (a scheduler's "is it still due?": the run
-    another scheduler just finished makes it false); false raises `NoLongerWanted`.
+    another scheduler just finished makes it false); false raises `NoLongerWanted`. With
+    `read_ahead` (the default) the next page is fetched while the current one is written;
+    without it, each page is requested only after the one before has been committed.
     """
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
@@ -185,6 +191,7 @@ def sync_system(
             metrics=metrics if metrics is not None else SyncMetrics.for_registry(),
             clock=clock,
             run_id=run_id,
+            read_ahead=read_ahead,
         )
 
 
@@ -200,6 +207,7 @@ def _locked_sync(
     metrics: SyncMetrics,
     clock: Clock,
     run_id: uuid.UUID | None,
+    read_ahead: bool,
 ) -> SyncRunResult:
     source = _source(system, client, page_size)
     started = time.monotonic()
@@ -242,7 +250,8 @@ def _locked_sync(
     high_water = updated_since
     error: BaseException | None = None
     try:
-        for page in source.pages(updated_since, cursor):
+        walk = source.pages(updated_since, cursor)
+        for page in _read_ahead(walk) if read_ahead else walk:
             fetched_at = clock()
             page_counts, bad = _store_page(
                 session_factory,
@@ -531,6 +540,54 @@ def _source(system: str, client: KkiClient | SisdmkClient, page_size: int) -> _S
         SOURCES[system],
         lambda since, cursor: sisdmk.iter_health_workers(since, page_size, cursor),
     )
+
+
+def _read_ahead(pages: Iterator[Page]) -> Iterator[Page]:
+    """`pages`, each fetched (and contract-checked) on a helper thread while the one before is
+    written: HTTP and the database's round trips overlap instead of taking turns.
+
+    At most one page waits ahead, so memory stays that of a few pages. The source's error
+    arrives after the pages before it, as without read-ahead. When the consumer stops early
+    (its page failed), the helper ends after the fetch in flight; nothing it read is written,
+    and the checkpoint names the first page not committed.
+    """
+    ahead: queue.Queue[tuple[Page | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: tuple[Page | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not put((page, None)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((None, exc))
+            return
+        put((None, None))
+
+    # The helper runs in a copy of this context: the trace the requests belong to is ours.
+    context = contextvars.copy_context()
+    helper = threading.Thread(target=context.run, args=(produce,), name="sync-read-ahead")
+    helper.start()
+    try:
+        while True:
+            page, error = ahead.get()
+            if error is not None:
+                raise error
+            if page is None:
+                return
+            yield page
+    finally:
+        stop.set()
+        helper.join()
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -129,9 +129,11 @@ def run_sync(
     client: HttpKkiClient | HttpSisdmkClient | None = None,
     metrics: SyncMetrics | None = None,
     run_id: uuid.UUID | None = None,
+    read_ahead: bool = True,
 ) -> SyncRunResult:
     """One sync of `system` from `mock` (through `client` when given; it is closed after);
-    with `run_id`, the run requested under that id."""
+    with `run_id`, the run requested under that id. A test that changes the source between
+    pages (`on_page`) turns `read_ahead` off, so the next page is requested after the change."""
     with client if client is not None else client_for(system, mock) as client:
 
         def progress(update: SyncProgress) -> None:
@@ -150,6 +152,7 @@ def run_sync(
             if metrics is not None
             else SyncMetrics.for_registry(CollectorRegistry()),
             run_id=run_id,
+            read_ahead=read_ahead,
         )
 
 

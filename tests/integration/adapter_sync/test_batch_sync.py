@@ -271,6 +271,7 @@ def test_a_page_that_keeps_failing_fails_the_run_and_the_next_run_resumes(
         blind_index,
         page_size=50,
         on_page=break_after_first_page,
+        read_ahead=False,  # the fault must meet the second page's request
     )
     assert failed.status == "failed"
     assert failed.error_type in {"UpstreamUnavailable", "CircuitOpen"}

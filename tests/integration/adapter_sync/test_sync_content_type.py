@@ -67,6 +67,7 @@ def test_a_page_labelled_text_plain_fails_the_run_and_none_of_it_is_stored(
             blind_index,
             page_size=PAGE,
             on_page=relabel_after_first_page,
+            read_ahead=False,  # the relabelling must meet the second page's response
             client=client_for("sisdmk", through_proxy),
         )
     finally:

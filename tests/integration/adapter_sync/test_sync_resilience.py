@@ -140,6 +140,7 @@ def test_a_fault_that_outlasts_the_retries_degrades_the_connection_and_the_rerun
         cipher,
         blind_index,
         on_page=fault_after_first_page,
+        read_ahead=False,  # the fault must meet the second page's request
         policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02),
     )
     assert failed.status == "failed"

@@ -50,6 +50,9 @@ class FakeRepository:
         FakeRepository.applied.append(doc["str_number"])
         return UpsertResult.UPDATED
 
+    def write_staged(self) -> None:
+        pass
+
 
 class RecordingAlerts(DeadLetterAlerts):
     def __init__(self) -> None:

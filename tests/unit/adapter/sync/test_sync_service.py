@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.clients.errors import UpstreamUnavailable
 from adapter.clients.http import Page, RejectedItem
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, set_enabled
@@ -56,14 +58,15 @@ def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def run(sessions: sessionmaker[Session], client: ScriptedSisdmk) -> Any:
+def run(sessions: sessionmaker[Session], client: Any, *, read_ahead: bool = True) -> Any:
     return sync_system(
         "sisdmk",
         session_factory=sessions,
-        client=client,  # type: ignore[arg-type]
+        client=client,
         repository_factory=lambda session: HealthWorkerRepository(session, CIPHER, BLIND_INDEX),
         metrics=SyncMetrics.for_registry(CollectorRegistry()),
         clock=lambda: AT,
+        read_ahead=read_ahead,
     )
 
 
@@ -116,7 +119,8 @@ def test_a_connection_disabled_mid_run_stops_it_after_the_committed_pages(
         [Page(items=(first,), next_cursor="c-1"), Page(items=(second,), next_cursor=None)],
         disable_before_second_page,
     )
-    result = run(sessions, client)
+    # Without read-ahead the hook runs between the pages, after the first one's commit.
+    result = run(sessions, client, read_ahead=False)
     assert (result.status, result.error_type, result.counts.created) == (
         "failed",
         "ConnectionDisabled",
@@ -131,3 +135,44 @@ def test_a_connection_disabled_mid_run_stops_it_after_the_committed_pages(
 
     with pytest.raises(ConnectionDisabled):  # and the next run does not start at all
         run(sessions, ScriptedSisdmk([]))
+
+
+class FailingSisdmk:
+    """Hands out `pages`, then fails as an unreachable source does; records the thread that
+    fetched each page."""
+
+    def __init__(self, pages: Sequence[Page]) -> None:
+        self.pages = pages
+        self.fetched_on: list[str] = []
+
+    def iter_health_workers(
+        self, updated_since: Any = None, page_size: int = 100, cursor: str | None = None
+    ) -> Iterator[Page]:
+        for page in self.pages:
+            self.fetched_on.append(threading.current_thread().name)
+            yield page
+        raise UpstreamUnavailable(
+            "server error (503)", system="sisdmk", operation="listHealthWorkers"
+        )
+
+
+def test_read_ahead_commits_every_page_before_the_source_error_and_resumes_after_them(
+    sessions: sessionmaker[Session],
+) -> None:
+    first, second = sisdmk_worker(), sisdmk_worker()
+    pages = [
+        Page(items=(first,), next_cursor="c-1", cursor=None),
+        Page(items=(second,), next_cursor="c-2", cursor="c-1"),
+    ]
+    client = FailingSisdmk(pages)
+    result = run(sessions, client)
+
+    assert (result.status, result.error_type) == ("failed", "UpstreamUnavailable")
+    assert (result.pages, result.counts.created) == (2, 2)
+    assert client.fetched_on == ["sync-read-ahead", "sync-read-ahead"]
+    with sessions() as session:
+        checkpoint = session.get(SyncCheckpoint, "sisdmk")
+        run_row = session.scalars(select(SyncRun)).one()
+    assert checkpoint is not None
+    assert checkpoint.cursor == "c-2", "the next run starts at the page that failed"
+    assert (run_row.status, run_row.created) == ("failed", 2)
