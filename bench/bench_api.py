@@ -36,7 +36,7 @@ from adapter.store.database import session_factory  # noqa: E402
 from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
-from tests.integration.adapter_sync.support import (  # noqa: E402
+from tests.integration.adapter.sync.support import (  # noqa: E402
     Mock,
     adapter_environment,
     migrated,

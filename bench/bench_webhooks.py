@@ -43,9 +43,9 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from adapter.webhooks.signature import sign  # noqa: E402
 from harness import services  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
-from tests.integration.adapter_sync.support import Mock  # noqa: E402
-from tests.integration.queue.tcp_proxy import TcpFaultProxy  # noqa: E402
-from tests.integration.webhooks.support import (  # noqa: E402
+from tests.integration.adapter.queue.tcp_proxy import TcpFaultProxy  # noqa: E402
+from tests.integration.adapter.sync.support import Mock  # noqa: E402
+from tests.integration.adapter.webhooks.support import (  # noqa: E402
     FAST_WEBHOOKS,
     Adapter,
     delete_topology,

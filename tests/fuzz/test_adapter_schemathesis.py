@@ -18,8 +18,8 @@ import pytest
 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from harness.idp import IdpProcess
-from tests.integration.adapter_sync.support import Mock, run_sync, running_mock
-from tests.integration.api.stack import OPS, PORTAL, Adapter, served_adapter, started_idp
+from tests.integration.adapter.api.stack import OPS, PORTAL, Adapter, served_adapter, started_idp
+from tests.integration.adapter.sync.support import Mock, run_sync, running_mock
 from tests.support.databases import PostgresServer
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]

@@ -26,9 +26,9 @@ from adapter.store.database import create_engine_from_url, session_factory, upgr
 from harness import services
 from harness.idp import IdpProcess
 from harness.processes import start_mock
-from tests.integration.adapter_sync.support import Mock
-from tests.integration.api.stack import started_idp
-from tests.integration.webhooks.support import FAST_WEBHOOKS, broker_url
+from tests.integration.adapter.api.stack import started_idp
+from tests.integration.adapter.sync.support import Mock
+from tests.integration.adapter.webhooks.support import FAST_WEBHOOKS, broker_url
 from tests.support.databases import (
     AUDIT_KEYS,
     BACKENDS,

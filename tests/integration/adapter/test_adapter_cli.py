@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import inspect
 
 from adapter.store.database import create_engine_from_url
-from tests.integration.adapter_sync.support import python_path
+from tests.integration.adapter.sync.support import python_path
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from werkzeug.serving import make_server
 from adapter.app import create_app
 from adapter.settings import load_settings
 from harness.processes import ManagedProcess, free_port
-from tests.integration.adapter_sync.support import adapter_environment, migrated
-from tests.integration.queue.tcp_proxy import TcpFaultProxy
-from tests.integration.webhooks.support import broker_url
+from tests.integration.adapter.queue.tcp_proxy import TcpFaultProxy
+from tests.integration.adapter.sync.support import adapter_environment, migrated
+from tests.integration.adapter.webhooks.support import broker_url
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from harness.keycloak import (
     KeycloakServer,
 )
 from harness.processes import free_port
-from tests.integration.adapter_sync.support import adapter_environment, migrated
+from tests.integration.adapter.sync.support import adapter_environment, migrated
 from tests.integration.conformance.support import TODAY
 
 COMMAND = Path(sys.executable).with_name("hf-conformance")
@@ -125,8 +125,8 @@ class ConformanceAdmin(KeycloakAdmin):
 
 @contextmanager
 def adapter_for_issuer(issuer: str, database: URL, kki_url: str, sisdmk_url: str) -> Iterator[str]:
-    """The adapter on a free port, trusting `issuer`'s tokens (tests/integration/api/stack.py
-    does the same for the test IdP); yields its base URL."""
+    """The adapter on a free port, trusting `issuer`'s tokens; yields its base URL.
+    (tests/integration/adapter/api/stack.py does the same for the test IdP.)"""
     env = adapter_environment(database.render_as_string(hide_password=False), kki_url, sisdmk_url)
     engine = migrated(database)
     app = create_app(load_settings(env | {"OIDC_ISSUER": issuer}), engine=engine)

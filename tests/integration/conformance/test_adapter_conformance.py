@@ -13,8 +13,15 @@ import pytest
 from adapter.store.crypto import BlindIndex, FieldCipher
 from harness.idp import IdpProcess, realm_clients
 from harness.processes import free_port
-from tests.integration.adapter_sync.support import Mock, run_sync, running_mock
-from tests.integration.api.stack import OPS, PORTAL, READONLY, Adapter, served_adapter, started_idp
+from tests.integration.adapter.api.stack import (
+    OPS,
+    PORTAL,
+    READONLY,
+    Adapter,
+    served_adapter,
+    started_idp,
+)
+from tests.integration.adapter.sync.support import Mock, run_sync, running_mock
 from tests.integration.conformance.oidc_support import (
     client_args,
     failing,

@@ -15,7 +15,7 @@ from conformance.rules import RULES
 from harness.idp import IdpProcess, IdpUnavailable, realm_clients
 from harness.keycloak import KeycloakServer
 from harness.processes import free_port
-from tests.integration.adapter_sync.support import Mock, running_mock
+from tests.integration.adapter.sync.support import Mock, running_mock
 from tests.integration.conformance.oidc_support import (
     ConformanceAdmin,
     adapter_for_issuer,

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from harness.receiver import WebhookReceiver
-from tests.integration.adapter_sync.support import Mock
-from tests.integration.webhooks.support import emit
+from tests.integration.adapter.sync.support import Mock
+from tests.integration.adapter.webhooks.support import emit
 from tests.support.deploy import SUBSCRIBE, command, environment
 
 pytestmark = pytest.mark.integration

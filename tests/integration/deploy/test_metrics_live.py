@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import URL
 
 from harness.processes import ManagedProcess, free_port
-from tests.integration.adapter_sync.support import Mock
-from tests.integration.webhooks.support import Adapter, adapter_stack
+from tests.integration.adapter.sync.support import Mock
+from tests.integration.adapter.webhooks.support import Adapter, adapter_stack
 from tests.support.databases import PostgresServer
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapter.settings import Settings
 from harness.processes import ManagedProcess, free_port
-from tests.integration.webhooks.support import delete_topology, unique_prefix
+from tests.integration.adapter.webhooks.support import delete_topology, unique_prefix
 from tests.support.databases import PostgresServer
 from tests.support.deploy import ROOT, command, environment, final_stage, services
 

@@ -21,7 +21,7 @@ from adapter.app import create_app
 from adapter.settings import load_settings
 from adapter.store.models import AuditEvent
 from harness.keycloak import LOGIN_CLIENT, TEST_USER, KeycloakServer
-from tests.integration.adapter_sync.support import adapter_environment, migrated
+from tests.integration.adapter.sync.support import adapter_environment, migrated
 from tests.integration.keycloak.test_keycloak_sso import AUDIENCE, secret, user_password
 from tests.support.databases import BACKENDS, PostgresServer
 

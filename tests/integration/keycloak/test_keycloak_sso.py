@@ -31,7 +31,7 @@ from adapter.auth.web import EXTENSION, current_principal, init_app, require_sco
 from adapter.settings import load_settings
 from harness.idp import load_realm, realm_clients
 from harness.keycloak import LOGIN_CLIENT, OIDC_PATH, REALM, TEST_USER, KeycloakServer
-from tests.integration.adapter_sync.support import adapter_environment, migrated
+from tests.integration.adapter.sync.support import adapter_environment, migrated
 
 pytestmark = [pytest.mark.integration, pytest.mark.keycloak]
 

@@ -10,7 +10,7 @@ import pytest
 from adapter.audit import Actor
 from adapter.auth.jwks import JwksCache
 from adapter.auth.tokens import TokenValidator
-from tests.unit.auth.auth_fakes import (
+from tests.unit.adapter.auth.auth_fakes import (
     AUDIENCE,
     ISSUER,
     FakeJwksEndpoint,

@@ -1,0 +1,160 @@
+"""The runtime database role on PostgreSQL (`hf-adapter db grant`): it syncs and appends to the
+audit trail, and cannot change, empty or re-point the trail, nor alter the schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from adapter.audit import verify_chain
+from adapter.composition import build_services
+from adapter.observability.sync_metrics import SyncMetrics
+from adapter.settings import load_settings
+from adapter.store.database import create_engine_from_url, upgrade
+from adapter.store.models import AuditEvent
+from adapter.store.privileges import runtime_grants
+from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
+from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+REFUSED = "permission denied|must be owner"
+
+
+@dataclass(frozen=True)
+class Roles:
+    owner: URL
+    runtime: URL
+    runtime_name: str
+
+
+@pytest.fixture(scope="module")
+def sisdmk() -> Iterator[Mock]:
+    yield from running_mock("sisdmk", size=30, seed=23)
+
+
+def _hf_adapter(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = adapter_environment(
+        url.render_as_string(hide_password=False), "http://127.0.0.1:9", "http://127.0.0.1:9"
+    )
+    return subprocess.run(
+        [str(HF_ADAPTER), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def roles(postgres_server: PostgresServer) -> Iterator[Roles]:
+    """A migrated database owned by the test user, and a runtime role granted by the CLI."""
+    owner = postgres_server.create_database()
+    upgrade(owner)
+    name, password = f"hf_runtime_{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    admin = create_engine_from_url(owner)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+    try:
+        granted = _hf_adapter(owner, "db", "grant", "--role", name, "--apply")
+        assert granted.returncode == 0, granted.stderr
+        yield Roles(owner, owner.set(username=name, password=password), name)
+    finally:
+        with admin.begin() as connection:
+            # A role that still holds rights cannot be dropped.
+            for statement in runtime_grants(name):
+                if statement.startswith("REVOKE"):
+                    connection.execute(text(statement))
+            connection.execute(text(f"DROP ROLE {name}"))
+        admin.dispose()
+
+
+def test_the_runtime_role_cannot_change_empty_or_repoint_the_trail(roles: Roles) -> None:
+    runtime = create_engine_from_url(roles.runtime)
+    try:
+        for statement in (
+            "UPDATE audit_events SET actor_subject = 'someone-else'",
+            "DELETE FROM audit_events",
+            "TRUNCATE audit_events",
+            "UPDATE audit_chain_head SET seq = 0",
+            "UPDATE audit_chain_head SET hash = repeat('0', 64)",
+            "DELETE FROM audit_chain_head",
+            "TRUNCATE audit_chain_head",
+            "ALTER TABLE audit_events DISABLE TRIGGER USER",
+            "DROP TRIGGER audit_events_chain ON audit_events",
+            "ALTER TABLE audit_events ADD COLUMN note text",
+            "CREATE TABLE scratch (id integer)",
+            "DROP TABLE health_workers",
+        ):
+            with pytest.raises(DBAPIError, match=REFUSED), runtime.begin() as connection:
+                connection.execute(text(statement))
+        # It may insert, but only an entry that follows the head (the trigger runs as owner).
+        with (
+            pytest.raises(DBAPIError, match="does not follow the chain head"),
+            runtime.begin() as connection,
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, "
+                    "outcome, prev_hash, hash, key_id) VALUES (5, :id, :at, 'user', 'x', 'y', "
+                    "'success', repeat('0', 64), repeat('1', 64), 'audit-1')"
+                ),
+                {"id": uuid.uuid4(), "at": dt.datetime.now(dt.UTC)},
+            )
+    finally:
+        runtime.dispose()
+
+
+def test_the_runtime_role_syncs_and_appends_to_the_audit_trail(roles: Roles, sisdmk: Mock) -> None:
+    environment = adapter_environment(
+        roles.runtime.render_as_string(hide_password=False), "http://127.0.0.1:9", sisdmk.url
+    )
+    with build_services(load_settings(environment)) as services:
+        result = services.sync(
+            "sisdmk",
+            full=True,
+            page_size=10,
+            metrics=SyncMetrics.for_registry(CollectorRegistry()),
+        )
+        assert result.succeeded, result.error
+        with services.sessions() as session:
+            user = session.scalar(text("SELECT current_user"))
+            entries = session.scalar(select(func.count()).select_from(AuditEvent))
+        with services.sessions() as session:
+            report = verify_chain(session)
+    assert user == roles.runtime_name
+    assert entries == 3, "one entry per page written"
+    assert report.intact
+    assert (report.entries, report.unkeyed) == (3, 0)
+    verified = _hf_adapter(roles.runtime, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "audit trail intact: 3 entries, newest is #3" in verified.stdout
+
+
+def test_db_grant_refuses_a_role_that_would_keep_the_owners_rights(roles: Roles) -> None:
+    owner_name = roles.owner.username
+    assert owner_name is not None
+    refused = _hf_adapter(roles.owner, "db", "grant", "--role", owner_name, "--apply")
+    missing = _hf_adapter(roles.owner, "db", "grant", "--role", "hf_nobody_here", "--apply")
+    printed = _hf_adapter(roles.owner, "db", "grant", "--role", "hf_app")
+
+    assert refused.returncode == 2
+    assert "would keep the owner's rights" in refused.stderr
+    assert missing.returncode == 2
+    assert "no database role 'hf_nobody_here'; create it first" in missing.stderr
+    assert printed.returncode == 0
+    assert 'GRANT SELECT, INSERT ON TABLE "audit_events" TO "hf_app";' in printed.stdout
+    assert 'GRANT SELECT, UPDATE (changed_at) ON TABLE "audit_chain_head"' in printed.stdout
+    assert "TRUNCATE" not in printed.stdout

@@ -1,0 +1,324 @@
+"""The attacks on the audit trail, as tests: each tampering is found by `hf-adapter audit verify`
+(a real process) at the entry it touched, and a busy trail never looks cut."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.audit import Actor, entry_hash, record_audit
+from adapter.store.crypto import Key
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.models import AUDIT_GENESIS, AuditEvent
+from tests.integration.adapter.sync.support import adapter_environment
+from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import AUDIT_KEYS, BACKENDS
+
+pytestmark = pytest.mark.integration
+
+ALICE = Actor("user", "7d1f0c1e-5a7c-4c1e-9a53-2f4d1c0b9e11", "healthforce-portal")
+MALLORY = "0b5e1a7d-3c2f-4e9a-8b61-5d4c3b2a1f00"
+# Someone with the database but not AUDIT_KEYS can only guess a key.
+GUESSED_KEY = Key("audit-1", os.urandom(32))
+
+
+@pytest.fixture
+def engine(empty_database_url: URL) -> Iterator[Engine]:
+    engine = create_engine_from_url(empty_database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine, audit_keys=AUDIT_KEYS)
+
+
+@pytest.fixture
+def hf_adapter(empty_database_url: URL) -> Callable[..., subprocess.CompletedProcess[str]]:
+    environment = adapter_environment(
+        empty_database_url.render_as_string(hide_password=False),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(HF_ADAPTER), "audit", *args],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return run
+
+
+def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> None:
+    for n in range(start, start + count):
+        with sessions.begin() as session:
+            record_audit(
+                session,
+                ALICE,
+                "healthworker.read",
+                "health-workers",
+                resource_id=f"worker-{n}",
+                fields=("nik", "full_name"),
+                detail={"n": n},
+            )
+
+
+def _around_the_triggers(engine: Engine, change: Callable[[Connection], None]) -> None:
+    """Change the trail as the tables' owner, who may switch the triggers off (DDL)."""
+    tables = ("audit_events", "audit_chain_head")
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            for table in tables:
+                connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            change(connection)
+            for table in tables:
+                connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+        else:
+            triggers = connection.scalars(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            ).all()
+            for trigger in triggers:
+                connection.execute(text(f'DROP TRIGGER "{trigger}"'))
+            change(connection)
+
+
+def _set_head(connection: Connection, seq: int, head_hash: str) -> None:
+    connection.execute(
+        text("UPDATE audit_chain_head SET seq = :seq, hash = :hash WHERE id = 1"),
+        {"seq": seq, "hash": head_hash},
+    )
+
+
+# -- the database refuses -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_the_database_refuses_to_empty_the_trail_or_move_its_head(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _append(sessions, 3)
+    postgresql = engine.dialect.name == "postgresql"
+    emptying = "TRUNCATE audit_events" if postgresql else "DELETE FROM audit_events"
+    refused = {
+        emptying: "audit_events",
+        "UPDATE audit_chain_head SET seq = 0, hash = :genesis": "audit_chain_head is moved only",
+        "UPDATE audit_chain_head SET seq = 2, hash = (SELECT hash FROM audit_events "
+        "WHERE seq = 2)": "audit_chain_head is moved only",
+        "DELETE FROM audit_chain_head": "audit_chain_head is never deleted",
+    }
+    if postgresql:
+        refused["TRUNCATE audit_chain_head"] = "never truncated"
+    for statement, message in refused.items():
+        with pytest.raises(DBAPIError, match=message), engine.begin() as connection:
+            connection.execute(text(statement), {"genesis": AUDIT_GENESIS})
+    for statement, message in {
+        "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, outcome, "
+        "prev_hash, hash, key_id) SELECT 9, :id, :at, 'user', 'x', 'y', 'success', hash, hash, "
+        "'audit-1' FROM audit_chain_head": "does not follow the chain head",
+        "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, outcome, "
+        "prev_hash, hash) SELECT seq + 1, :id, :at, 'user', 'x', 'y', 'success', hash, hash "
+        "FROM audit_chain_head": "without a key id",
+    }.items():
+        with pytest.raises(DBAPIError, match=message), engine.begin() as connection:
+            connection.execute(
+                text(statement), {"id": os.urandom(16).hex(), "at": dt.datetime.now(dt.UTC)}
+            )
+    with sessions() as session:
+        assert session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc())) == 3
+
+
+# -- attack 1: TRUNCATE and a reset head ----------------------------------------------------
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("appended_since", "broken_at", "problem"),
+    [
+        (0, 1, "vouches for entry 12, the trail ends at 0"),
+        (3, 4, "vouches for entry 12, the trail ends at 3"),
+        (15, 12, "differs from the anchor made at"),
+    ],
+    ids=["nothing since", "three appended since", "past the anchor since"],
+)
+def test_a_truncated_trail_and_reset_head_fail_verify_against_the_anchor(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    appended_since: int,
+    broken_at: int,
+    problem: str,
+) -> None:
+    anchors = tmp_path / "audit-anchors.jsonl"
+    _append(sessions, 12)
+    anchored = hf_adapter("anchor", "--out", str(anchors))
+    assert anchored.returncode == 0, anchored.stderr
+    assert "anchored entry #12" in anchored.stdout
+
+    def truncate(connection: Connection) -> None:
+        connection.execute(text("TRUNCATE audit_events"))
+        _set_head(connection, 0, AUDIT_GENESIS)
+
+    _around_the_triggers(engine, truncate)
+    _append(sessions, appended_since, start=100)  # the adapter carries on, in good faith
+
+    broken = hf_adapter("verify", "--anchor", str(anchors))
+    assert broken.returncode == 1, broken.stdout
+    assert f"audit trail broken at entry #{broken_at}:" in broken.stderr
+    assert problem in broken.stderr
+
+
+# -- attack 2: edit, cut the tail, re-hash the rest -------------------------------------------
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+@pytest.mark.parametrize(
+    ("key", "key_id", "problem"),
+    [
+        (None, "audit-1", "content does not match its HMAC"),
+        (None, None, "not signed with an audit key (plain SHA-256) although entries before it"),
+        (GUESSED_KEY, "audit-1", "content does not match its HMAC"),
+    ],
+    ids=["sha256", "sha256 posing as unkeyed", "hmac with a guessed key"],
+)
+def test_an_edited_entry_is_found_even_when_the_rest_is_rehashed(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+    key: Key | None,
+    key_id: str | None,
+    problem: str,
+) -> None:
+    _append(sessions, 12)
+    assert hf_adapter("verify").returncode == 0
+
+    def rewrite(connection: Connection) -> None:
+        connection.execute(
+            text("UPDATE audit_events SET actor_subject = :who WHERE seq = 5"), {"who": MALLORY}
+        )
+        connection.execute(text("DELETE FROM audit_events WHERE seq = 12"))
+        with Session(connection) as session:
+            previous = session.scalars(select(AuditEvent.hash).where(AuditEvent.seq == 4)).one()
+            for entry in session.scalars(
+                select(AuditEvent).where(AuditEvent.seq >= 5).order_by(AuditEvent.seq)
+            ):
+                entry.prev_hash, entry.key_id = previous, key_id
+                entry.hash = previous = entry_hash(entry, key)
+            session.flush()
+        _set_head(connection, 11, previous)
+
+    _around_the_triggers(engine, rewrite)
+
+    broken = hf_adapter("verify")
+    assert broken.returncode == 1, broken.stdout
+    assert "audit trail broken at entry #5:" in broken.stderr
+    assert problem in broken.stderr
+    assert "entries #1-#4 verified" in broken.stderr
+
+
+# -- attack 3 (not one: a busy trail) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_verify_never_reports_a_cut_tail_while_writers_append(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    with sessions.begin() as session:  # a long trail: the walk takes a while
+        for n in range(3000):
+            record_audit(session, ALICE, "healthworker.read", "health-workers", detail={"n": n})
+    stop = threading.Event()
+    failures: list[DBAPIError] = []
+
+    def keep_appending(start: int) -> None:
+        n = start
+        try:
+            while not stop.is_set():
+                _append(sessions, 1, start=n)
+                n += 1
+        except DBAPIError as exc:  # reported below, not swallowed
+            failures.append(exc)
+
+    # SQLite writes one transaction at a time: a second writer there would only test how long
+    # the two wait for each other (its 5 s busy timeout), not verify.
+    count = 2 if engine.dialect.name == "postgresql" else 1
+    writers = [
+        threading.Thread(target=keep_appending, args=(10_000 * (w + 1),)) for w in range(count)
+    ]
+    for writer in writers:
+        writer.start()
+    runs: list[subprocess.CompletedProcess[str]] = []
+    try:
+        for _ in range(20):
+            runs.append(hf_adapter("verify"))
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=60)
+    assert not failures, failures
+    newest = [int(run.stdout.split("newest is #")[1].split()[0]) for run in runs if run.stdout]
+    assert [run.returncode for run in runs] == [0] * 20, [run.stderr for run in runs]
+    assert newest[-1] > newest[0] > 3000, "the writers appended while verify ran"
+    final = hf_adapter("verify")
+    assert final.returncode == 0, final.stderr
+
+
+# -- the anchor file ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)
+def test_anchor_appends_signed_heads_and_refuses_a_broken_trail(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    _append(sessions, 4)
+    assert hf_adapter("anchor", "--out", str(anchors)).returncode == 0
+    _append(sessions, 3, start=4)
+    assert hf_adapter("anchor", "--out", str(anchors)).returncode == 0
+    lines = [json.loads(line) for line in anchors.read_text().splitlines()]
+    assert [(line["seq"], line["key_id"]) for line in lines] == [(4, "audit-1"), (7, "audit-1")]
+    to_stdout = hf_adapter("anchor", "--out", "-")
+    assert json.loads(to_stdout.stdout)["seq"] == 7
+    verified = hf_adapter("verify", "--anchor", str(anchors))
+    assert verified.returncode == 0, verified.stderr
+    assert "it passes through all 2 anchor(s)" in verified.stdout
+
+    def edit(connection: Connection) -> None:
+        connection.execute(text("UPDATE audit_events SET action = 'nothing' WHERE seq = 6"))
+
+    _around_the_triggers(engine, edit)
+    refused = hf_adapter("anchor", "--out", str(anchors))
+    assert refused.returncode == 1
+    assert "audit trail broken at entry #6:" in refused.stderr
+    assert len(anchors.read_text().splitlines()) == 2, "nothing anchored on a broken trail"
+
+    forged = dict(lines[0], seq=3)
+    (tmp_path / "forged.jsonl").write_text(json.dumps(forged) + "\n")
+    rejected = hf_adapter("verify", "--anchor", str(tmp_path / "forged.jsonl"))
+    assert rejected.returncode == 1
+    assert "anchor on line 1 (entry #3) does not match its signature" in rejected.stderr
+    missing = hf_adapter("verify", "--anchor", str(tmp_path / "absent.jsonl"))
+    assert missing.returncode == 2
+    assert "cannot read the anchor file" in missing.stderr

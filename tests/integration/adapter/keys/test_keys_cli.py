@@ -1,0 +1,126 @@
+"""`hf-adapter keys generate` and `hf-adapter keys rotate` as operators run them."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapter.store.crypto import Key, KeyRing
+from tests.integration.adapter.keys.store import (
+    KEY_A,
+    KEY_B,
+    Store,
+    cipher_of,
+    kids,
+    plaintexts,
+)
+from tests.integration.adapter.sync.support import python_path
+
+pytestmark = pytest.mark.integration
+
+HF_ADAPTER = Path(sys.executable).parent / "hf-adapter"
+
+
+def _entry(key: Key) -> str:
+    return f"{key.kid}:{base64.urlsafe_b64encode(key.material).decode().rstrip('=')}"
+
+
+def _environment(database: str, encryption_keys: str | None) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **python_path(),
+        "DATABASE_URL": database,
+        "ALLOW_INSECURE_HTTP": "true",
+        "OIDC_ISSUER": "http://127.0.0.1:8080/realms/healthforce",
+        "OIDC_AUDIENCE": "hf-adapter",
+        "KKI_BASE_URL": "http://127.0.0.1:8081",
+        "KKI_API_TOKEN": "kki-dev-token",
+        "SISDMK_BASE_URL": "http://127.0.0.1:8082",
+        "SISDMK_CLIENT_ID": "sisdmk-dev-client",
+        "SISDMK_CLIENT_SECRET": "sisdmk-dev-secret",
+        "KKI_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(1, 25))).decode(),
+        "SISDMK_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(30, 62))).decode(),
+        "BLIND_INDEX_KEY": _entry(Key("bidx-1", bytes(range(100, 132)))),
+        "AUDIT_KEYS": _entry(Key("audit-1", bytes(range(150, 182)))),
+    }
+    if encryption_keys is not None:
+        env["ENCRYPTION_KEYS"] = encryption_keys
+    return env
+
+
+def _hf_adapter(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert HF_ADAPTER.exists(), "hf-adapter is not installed; run `make bootstrap`"
+    return subprocess.run(
+        [str(HF_ADAPTER), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_keys_generate_prints_entry_that_parses_as_key_ring() -> None:
+    generated = _hf_adapter("keys", "generate", "--kid", "2026-06", env={"PATH": "/usr/bin:/bin"})
+    unnamed = _hf_adapter("keys", "generate", env={"PATH": "/usr/bin:/bin"})
+
+    assert generated.returncode == 0
+    ring = KeyRing.parse(f"{generated.stdout.strip()},{unnamed.stdout.strip()}")
+    assert ring.kids[0] == "2026-06"
+    assert ring.active.material != ring.keys[1].material
+
+
+def test_keys_generate_exits_2_when_kid_is_invalid() -> None:
+    result = _hf_adapter("keys", "generate", "--kid", "Not Valid", env={"PATH": "/usr/bin:/bin"})
+
+    assert result.returncode == 2
+    assert "key id must be" in result.stderr
+    assert result.stdout == ""
+
+
+def test_keys_rotate_needs_old_key_then_reencrypts_everything_and_reports_tables(
+    store: Store,
+) -> None:
+    before = plaintexts(store.engine, cipher_of(KEY_A))
+    url = store.engine.url.render_as_string(hide_password=False)
+    # Key A dropped before its values were rotated: nothing can be rewritten, nothing changes.
+    without_a = _hf_adapter("keys", "rotate", env=_environment(url, _entry(KEY_B)))
+
+    assert without_a.returncode == 1
+    assert "'key-a'" in without_a.stderr
+    assert "add it back" in without_a.stderr
+    assert kids(store.engine) == {KEY_A.kid}
+
+    env = _environment(url, f"{_entry(KEY_B)},{_entry(KEY_A)}")
+    result = _hf_adapter("keys", "rotate", "--batch-size", "64", env=env)
+
+    assert (result.returncode, result.stderr.count("error")) == (0, 0), result.stderr
+    assert "health_workers" in result.stdout
+    assert "registrations" in result.stdout
+    assert "every value is under key 'key-b'" in result.stdout
+    assert kids(store.engine) == {KEY_B.kid}
+    assert plaintexts(store.engine, cipher_of(KEY_B)) == before
+
+    again = _hf_adapter("keys", "rotate", env=env)
+
+    assert again.returncode == 0
+    assert "0 rows in" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("encryption_keys", "expected"),
+    [
+        (None, "ENCRYPTION_KEYS: missing"),
+        ("key-b:not-a-key", "ENCRYPTION_KEYS"),
+        (f"{_entry(KEY_B)},{_entry(KEY_B)}", "used twice"),
+    ],
+)
+def test_keys_rotate_exits_2_when_encryption_keys_are_missing_or_bad(
+    tmp_path: Path, encryption_keys: str | None, expected: str
+) -> None:
+    env = _environment(f"sqlite:///{tmp_path / 'adapter.sqlite3'}", encryption_keys)
+
+    result = _hf_adapter("keys", "rotate", env=env)
+
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "not-a-key" not in result.stderr

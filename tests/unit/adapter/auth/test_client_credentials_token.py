@@ -1,0 +1,167 @@
+"""The adapter's own token: fetched once, shared by threads, renewed before expiry, never leaked."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from adapter.auth.client_credentials import RENEW_BEFORE_EXPIRY_S, ClientCredentialsToken
+from adapter.auth.errors import ClientCredentialsError
+from tests.unit.adapter.auth.auth_fakes import FakeClock
+
+ENDPOINT = "https://sso.example.go.id/realms/healthforce/protocol/openid-connect/token"
+SECRET = "s3cret:with/odd+chars"
+
+
+class FakeTokenEndpoint:
+    def __init__(self, expires_in: int = 300, delay_s: float = 0.0) -> None:
+        self.expires_in = expires_in
+        self.delay_s = delay_s
+        self.requests: list[httpx.Request] = []
+        self.status = 200
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.requests.append(request)
+            number = len(self.requests)
+        time.sleep(self.delay_s)
+        if self.status != 200:
+            return httpx.Response(self.status, json={"error": "unauthorized_client"})
+        return httpx.Response(
+            200,
+            json={
+                "access_token": f"token-{number}",
+                "token_type": "Bearer",
+                "expires_in": self.expires_in,
+            },
+        )
+
+
+def source(
+    endpoint: FakeTokenEndpoint, clock: FakeClock | None = None, **kwargs: object
+) -> ClientCredentialsToken:
+    return ClientCredentialsToken(
+        token_endpoint=ENDPOINT,
+        client_id="hf-adapter-service",
+        client_secret=SECRET,
+        http=httpx.Client(transport=httpx.MockTransport(endpoint)),
+        clock=clock or FakeClock(),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_token_requested_with_basic_auth_scope_and_resource() -> None:
+    endpoint = FakeTokenEndpoint()
+    tokens = source(endpoint, scopes=["a:read", "b:write"], resource="urn:x")
+    assert tokens.token() == "token-1"
+    request = endpoint.requests[0]
+    form = parse_qs(request.content.decode())
+    assert form == {
+        "grant_type": ["client_credentials"],
+        "scope": ["a:read b:write"],
+        "resource": ["urn:x"],
+    }
+    scheme, credentials = request.headers["Authorization"].split(" ")
+    assert scheme == "Basic"
+    # RFC 6749 §2.3.1: form-encoded before base64.
+    assert (
+        base64.b64decode(credentials).decode() == "hf-adapter-service:s3cret%3Awith%2Fodd%2Bchars"
+    )
+
+
+def test_token_cached_until_shortly_before_expiry() -> None:
+    endpoint, clock = FakeTokenEndpoint(expires_in=300), FakeClock()
+    tokens = source(endpoint, clock)
+    assert tokens.token() == "token-1"
+    clock.advance(300 - RENEW_BEFORE_EXPIRY_S - 1)
+    assert tokens.token() == "token-1"
+    clock.advance(1)
+    assert tokens.token() == "token-2"
+    assert len(endpoint.requests) == 2
+
+
+def test_short_lived_token_used_for_half_its_life() -> None:
+    endpoint, clock = FakeTokenEndpoint(expires_in=10), FakeClock()
+    tokens = source(endpoint, clock)
+    tokens.token()
+    clock.advance(4.9)
+    assert tokens.token() == "token-1"
+    clock.advance(0.1)
+    assert tokens.token() == "token-2"
+
+
+def test_invalidate_forces_new_token_once() -> None:
+    endpoint = FakeTokenEndpoint()
+    tokens = source(endpoint)
+    first = tokens.token()
+    tokens.invalidate(first)
+    assert tokens.token() == "token-2"
+    tokens.invalidate(first)  # stale: someone already replaced it
+    assert tokens.token() == "token-2"
+    assert tokens.authorization_header() == {"Authorization": "Bearer token-2"}
+
+
+def test_concurrent_callers_share_one_fetch() -> None:
+    endpoint = FakeTokenEndpoint(delay_s=0.05)
+    tokens = source(endpoint)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _: tokens.token(), range(64)))
+    assert set(results) == {"token-1"}
+    assert len(endpoint.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(401, "client_credentials_refused"), (503, "sso_unavailable")]
+)
+def test_refusal_is_client_credentials_error_without_secret(status: int, reason: str) -> None:
+    endpoint = FakeTokenEndpoint()
+    endpoint.status = status
+    with pytest.raises(ClientCredentialsError) as caught:
+        source(endpoint).token()
+    assert caught.value.reason == reason
+    assert SECRET not in str(caught.value)
+    assert SECRET not in repr(caught.value)
+    assert "hf-adapter-service" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token_type": "Bearer", "expires_in": 300},
+        {"access_token": "t", "token_type": "mac", "expires_in": 300},
+        {"access_token": "t", "token_type": "Bearer"},
+        {"access_token": "t", "token_type": "Bearer", "expires_in": 0},
+        {"access_token": "t", "token_type": "Bearer", "expires_in": True},
+    ],
+)
+def test_unusable_token_answer_refused(body: dict[str, object]) -> None:
+    http = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200, json=body)))
+    tokens = ClientCredentialsToken(
+        token_endpoint=ENDPOINT, client_id="c", client_secret=SECRET, http=http
+    )
+    with pytest.raises(ClientCredentialsError):
+        tokens.token()
+
+
+def test_unreachable_endpoint_is_client_credentials_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    http = httpx.Client(transport=httpx.MockTransport(refuse))
+    tokens = ClientCredentialsToken(
+        token_endpoint=ENDPOINT, client_id="c", client_secret=SECRET, http=http
+    )
+    with pytest.raises(ClientCredentialsError) as caught:
+        tokens.token()
+    assert caught.value.reason == "sso_unavailable"
+
+
+def test_repr_hides_secret() -> None:
+    assert SECRET not in repr(source(FakeTokenEndpoint()))

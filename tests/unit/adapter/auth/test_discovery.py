@@ -1,0 +1,107 @@
+"""OIDC discovery: the document must be for our issuer, and its URLs must be usable."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from adapter.auth.discovery import MAX_DOCUMENT_BYTES, OidcDiscovery, parse_metadata
+from adapter.auth.errors import ProviderError
+from adapter.auth.jwks import HttpJwksFetcher, JwksCache
+from tests.unit.adapter.auth.auth_fakes import ISSUER, FakeClock, jwks, rsa_key
+
+JWKS_URI = f"{ISSUER}/protocol/openid-connect/certs"
+
+
+def document(**changes: Any) -> dict[str, Any]:
+    return {
+        "issuer": ISSUER,
+        "jwks_uri": JWKS_URI,
+        "token_endpoint": f"{ISSUER}/protocol/openid-connect/token",
+        **changes,
+    }
+
+
+def http_serving(routes: dict[str, httpx.Response]) -> tuple[httpx.Client, list[str]]:
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return routes.get(str(request.url), httpx.Response(404))
+
+    return httpx.Client(transport=httpx.MockTransport(handle)), seen
+
+
+def test_discovery_then_jwks_over_http() -> None:
+    http, seen = http_serving(
+        {
+            f"{ISSUER}/.well-known/openid-configuration": httpx.Response(200, json=document()),
+            JWKS_URI: httpx.Response(200, json=jwks(rsa_key("rsa-1"))),
+        }
+    )
+    discovery = OidcDiscovery(ISSUER, http=http)
+    cache = JwksCache(HttpJwksFetcher.from_discovery(discovery, http=http), clock=FakeClock())
+    assert cache.refresh()
+    assert cache.key_ids == {"rsa-1"}
+    assert discovery.metadata().token_endpoint == f"{ISSUER}/protocol/openid-connect/token"
+    assert seen == [f"{ISSUER}/.well-known/openid-configuration", JWKS_URI]
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://sso.example.go.id/realms/other",
+        f"{ISSUER}/",
+        "https://evil.example/realms/healthforce",
+        None,
+    ],
+)
+def test_document_for_another_issuer_refused(issuer: str | None) -> None:
+    with pytest.raises(ProviderError, match="issuer"):
+        parse_metadata(document(issuer=issuer), ISSUER)
+
+
+@pytest.mark.parametrize(
+    "jwks_uri", [None, "", "file:///etc/passwd", "http://sso.example.go.id/certs", 7]
+)
+def test_unusable_jwks_uri_refused(jwks_uri: object) -> None:
+    with pytest.raises(ProviderError, match="jwks_uri"):
+        parse_metadata(document(jwks_uri=jwks_uri), ISSUER)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(500),
+        httpx.Response(302, headers={"Location": "https://evil.example/"}),
+        httpx.Response(200, content=b"<html>"),
+        httpx.Response(200, json=[1, 2]),
+        httpx.Response(200, content=b" " * (MAX_DOCUMENT_BYTES + 1)),
+    ],
+    ids=["500", "redirect", "html", "array", "oversized"],
+)
+def test_bad_discovery_answer_is_provider_error(response: httpx.Response) -> None:
+    http, _ = http_serving({f"{ISSUER}/.well-known/openid-configuration": response})
+    with pytest.raises(ProviderError):
+        OidcDiscovery(ISSUER, http=http).metadata()
+
+
+def test_unreachable_provider_is_provider_error_and_retried() -> None:
+    calls = 0
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, content=json.dumps(document()).encode())
+
+    discovery = OidcDiscovery(ISSUER, http=httpx.Client(transport=httpx.MockTransport(handle)))
+    with pytest.raises(ProviderError, match="unreachable"):
+        discovery.metadata()
+    assert discovery.metadata().jwks_uri == JWKS_URI
+    discovery.metadata()
+    assert calls == 2

@@ -1,0 +1,153 @@
+"""The key-set cache: rotation followed, withdrawn keys dropped, last good set kept when the SSO
+is down or serves garbage, and only RS256/ES256 public signature keys ever admitted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adapter.auth.errors import InvalidTokenError, KeySetUnavailableError, ProviderError
+from adapter.auth.jwks import MAX_KEYS, JwksCache, parse_key_set
+from adapter.auth.tokens import TokenValidator
+from tests.unit.adapter.auth.auth_fakes import (
+    COOLDOWN_S,
+    FakeClock,
+    FakeJwksEndpoint,
+    SigningKey,
+    ec_key,
+    jwks,
+    rsa_key,
+    sign,
+)
+
+
+def test_rotated_key_found_by_refetch_after_cooldown(
+    validator: TokenValidator, endpoint: FakeJwksEndpoint, clock: FakeClock, rsa: SigningKey
+) -> None:
+    validator.validate(sign(rsa))
+    rotated = rsa_key("rsa-2")
+    endpoint.document = jwks(rotated, rsa)
+    clock.advance(COOLDOWN_S)
+    assert validator.validate(sign(rotated)).subject
+    assert endpoint.calls == 2
+    assert validator.validate(sign(rsa)).subject  # the previous key still verifies
+    assert endpoint.calls == 2
+
+
+def test_rotated_key_refused_within_cooldown_then_accepted(
+    validator: TokenValidator, endpoint: FakeJwksEndpoint, clock: FakeClock, rsa: SigningKey
+) -> None:
+    validator.validate(sign(rsa))
+    rotated = rsa_key("rsa-2")
+    endpoint.document = jwks(rotated, rsa)
+    with pytest.raises(InvalidTokenError):
+        validator.validate(sign(rotated))
+    clock.advance(COOLDOWN_S)
+    assert validator.validate(sign(rotated)).subject
+
+
+def test_provider_down_keeps_last_good_keys(
+    validator: TokenValidator, endpoint: FakeJwksEndpoint, clock: FakeClock, rsa: SigningKey
+) -> None:
+    validator.validate(sign(rsa))
+    endpoint.down = True
+    clock.advance(3600)  # stale: a refresh is attempted and fails
+    assert validator.validate(sign(rsa)).subject
+    assert endpoint.calls == 2
+    assert validator.keys.last_error is not None
+    with pytest.raises(InvalidTokenError) as caught:
+        validator.validate(sign(rsa_key("rsa-2")))
+    assert caught.value.cause == "kid"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{}, {"keys": []}, {"keys": "x"}, {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}],
+)
+def test_unusable_key_set_keeps_last_good_keys(
+    validator: TokenValidator,
+    endpoint: FakeJwksEndpoint,
+    clock: FakeClock,
+    rsa: SigningKey,
+    document: dict[str, Any],
+) -> None:
+    validator.validate(sign(rsa))
+    endpoint.document = document
+    clock.advance(3600)
+    assert validator.validate(sign(rsa)).subject
+    assert validator.keys.key_ids == {"rsa-1", "ec-1"}
+
+
+def test_withdrawn_key_dropped_when_key_set_ages(
+    validator: TokenValidator, endpoint: FakeJwksEndpoint, clock: FakeClock, rsa: SigningKey
+) -> None:
+    validator.validate(sign(rsa))
+    endpoint.document = jwks(rsa_key("rsa-2"))
+    clock.advance(validator.keys.max_age_s)
+    with pytest.raises(InvalidTokenError):
+        validator.validate(sign(rsa))
+
+
+def test_no_key_set_ever_fetched_is_unavailable_not_invalid(
+    validator: TokenValidator, endpoint: FakeJwksEndpoint, clock: FakeClock, rsa: SigningKey
+) -> None:
+    endpoint.down = True
+    for _ in range(20):
+        with pytest.raises(KeySetUnavailableError) as caught:
+            validator.validate(sign(rsa))
+    assert caught.value.status == 503
+    assert caught.value.retry_after_s == COOLDOWN_S
+    assert endpoint.calls == 1
+    endpoint.down = False
+    clock.advance(COOLDOWN_S)
+    assert validator.validate(sign(rsa)).subject
+
+
+def test_refresh_respects_cooldown(cache: JwksCache, endpoint: FakeJwksEndpoint) -> None:
+    assert cache.refresh()
+    assert not cache.refresh()
+    assert endpoint.calls == 1
+
+
+def _entry(key: SigningKey, **changes: Any) -> dict[str, Any]:
+    entry = {**key.public_jwk, **changes}
+    return {name: value for name, value in entry.items() if value is not None}
+
+
+def test_parse_key_set_admits_only_public_rs256_es256_signature_keys() -> None:
+    rsa, es = rsa_key("rsa-1"), ec_key("ec-1")
+    p384 = {"kty": "EC", "crv": "P-384", "kid": "p384", "x": "AA", "y": "AA"}
+    document = {
+        "keys": [
+            _entry(rsa),
+            _entry(es),
+            _entry(rsa, kid="rsa-no-alg", alg=None),
+            _entry(rsa, kid="rsa-enc", use="enc"),
+            _entry(rsa, kid="rsa-ps", alg="PS256"),
+            _entry(rsa, kid="rsa-hs", alg="HS256"),
+            _entry(rsa, kid=None),
+            _entry(rsa, kid=""),
+            {**rsa.private_jwk, "kid": "rsa-private"},
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac", "alg": "HS256"},
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac-no-alg"},
+            p384,
+            "not a key",
+        ]
+    }
+    keys = parse_key_set(document)
+    assert set(keys) == {"rsa-1", "ec-1", "rsa-no-alg"}
+    assert {key.algorithm_name for key in keys.values()} == {"RS256", "ES256"}
+
+
+def test_parse_key_set_first_of_duplicate_kids_wins() -> None:
+    first, second = rsa_key("rsa-1"), rsa_key("rsa-other")
+    keys = parse_key_set({"keys": [_entry(first), _entry(second, kid="rsa-1")]})
+    assert keys["rsa-1"].key_id == "rsa-1"
+    assert len(keys) == 1
+
+
+def test_parse_key_set_refuses_huge_sets() -> None:
+    entry = _entry(rsa_key("rsa-1"))
+    with pytest.raises(ProviderError):
+        parse_key_set({"keys": [entry] * (MAX_KEYS + 1)})
