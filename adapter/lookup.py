@@ -150,6 +150,13 @@ class RegistryLookup:
         except (UpstreamError, RecordRefused) as exc:
             self._audit(actor, resource_id, fields, detail | {"reason": exc.reason}, "error")
             raise
+        except Exception as exc:
+            # Anything else (the store failing under it, a bug): the attempt is still on the
+            # trail, named by its type only (a message could hold a value).
+            self._audit(
+                actor, resource_id, fields, detail | {"reason": type(exc).__name__}, "error"
+            )
+            raise
         found = bool(answer.registrations)
         self._audit(
             actor,

@@ -39,14 +39,16 @@ def is_service_account(principal: Principal) -> bool:
 
     Keycloak gives a service account's token the account's UUID as ``sub`` (never the client's
     id) and says what it is in claims a person's token never carries: ``preferred_username``
-    "service-account-<client>" (with a ``profile``-style username mapper), and ``client_id``
-    with ``clientAddress``/``clientHost`` (its ``service_account`` client scope; the realm export
-    gives it to every service-account client). An issuer whose client-credentials tokens name
-    the client as ``sub`` (RFC 9068 §2.2, the test IdP) is read by that.
+    "service-account-<the token's client>" (with a ``profile``-style username mapper), and
+    ``client_id`` with ``clientAddress``/``clientHost`` (its ``service_account`` client scope;
+    the realm export gives it to every service-account client). An issuer whose
+    client-credentials tokens name the client as ``sub`` (RFC 9068 §2.2, the test IdP) is read
+    by that.
     """
     identity = principal.identity
-    username = identity.get("preferred_username", "")
-    if username.startswith(SERVICE_ACCOUNT_PREFIX):
+    # Only the username Keycloak gives the token's own client's account: a person whose
+    # username merely starts with the prefix (an editable or brokered username) stays a person.
+    if identity.get("preferred_username") == SERVICE_ACCOUNT_PREFIX + principal.client_id:
         return True
     # RFC 9068 puts client_id in every token, a person's too: alone it says nothing, only with
     # the origin claims that Keycloak's service_account scope adds beside it.

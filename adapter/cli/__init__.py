@@ -396,6 +396,13 @@ def _add_schedule(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _schedule(args: argparse.Namespace) -> int:
     from adapter.cli.schedule import run
 
+    if args.once and args.metrics_port is not None:
+        _error(
+            "--metrics-port needs a long-running scheduler: with --once nothing would be there "
+            "to scrape (run it without --once, or alert on the cron job's exit status)"
+        )
+        return EXIT_CANNOT_RUN
+
     return run(
         once=bool(args.once), metrics_port=args.metrics_port, metrics_host=str(args.metrics_host)
     )

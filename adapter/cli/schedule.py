@@ -5,14 +5,16 @@ Without `--once` it checks every SCHEDULE_POLL_S (5 s) until SIGINT/SIGTERM (a r
 finishes first). With `--once` it runs what is requested or due now and exits — for cron or a
 Kubernetes CronJob. Either way it ends with a table of the runs it made.
 
-With ``--metrics-port`` it serves its Prometheus metrics: the syncs it ran, and at each poll
-when it last polled, how long each system's daily slot has waited unstarted, and each system's
-last successful sync (read from the store, so right after a restart and whichever process ran
-it). The alerts on them are in deploy/prometheus/alerts.yml.
+With ``--metrics-port`` (not with ``--once``) it serves its Prometheus metrics: the syncs it
+ran, and, refreshed every SCHEDULE_POLL_S on a thread of their own (so they stay current during
+a long sync), when it last checked the store, how long each system's daily slot has waited
+unstarted, and each system's last successful sync (read from the store, so right after a
+restart and whichever process ran it). The alerts on them are in deploy/prometheus/alerts.yml.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import uuid
@@ -22,6 +24,7 @@ from types import FrameType
 from prometheus_client import start_http_server
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapter.clock import utc_now
 from adapter.composition import build_services
@@ -29,6 +32,8 @@ from adapter.observability.sync_metrics import ScheduleMetrics, SyncMetrics
 from adapter.settings import load_settings
 from adapter.sync.schedule import DailySchedule, Decision, Outcome
 from adapter.sync.service import SyncRunResult
+
+log = logging.getLogger("adapter.schedule")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -68,8 +73,15 @@ def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127
             f"{system} {when:%H:%M}" for system, when in settings.daily_sync_times().items()
         )
         console.print(f"schedule: {times} ({settings.sync_timezone})")
+        if metrics_port is not None:
+            # Its own thread: the gauges stay current while a long sync runs in this one.
+            threading.Thread(
+                target=_observe_until,
+                args=(stop, schedule, settings.daily_sync_times(), settings.schedule_poll_s),
+                name="schedule-metrics",
+                daemon=True,
+            ).start()
         while True:
-            observe(schedule, settings.daily_sync_times())
             # Requested runs first: someone is waiting for them.
             for due in (schedule.run_requested, schedule.run_due):
                 for outcome in due():
@@ -84,6 +96,20 @@ def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127
     Console().print(summary(outcomes, [schedule.decide(s) for s in settings.daily_sync_times()]))
     failed = any(o.result is not None and not o.result.succeeded for o in outcomes)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _observe_until(
+    stop: threading.Event, schedule: DailySchedule, systems: Iterable[str], every_s: float
+) -> None:
+    """`observe` every `every_s` until `stop`; a failed round (the store unreachable) is logged
+    and leaves the gauges as they were, so the poll timestamp ages and the alert fires."""
+    while True:
+        try:
+            observe(schedule, systems)
+        except SQLAlchemyError as exc:
+            log.warning("scheduler metrics not updated: %s", type(exc).__name__)
+        if stop.wait(every_s):
+            return
 
 
 def observe(schedule: DailySchedule, systems: Iterable[str]) -> None:

@@ -25,6 +25,7 @@ import zstandard
 
 import indonesian_ids
 import mocks
+import openapi_schemas
 from mocks.core.store import BodyCodec, RecordStore, StoreError
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ FORMAT = b"hf-mock-startup-cache 2\n"
 CACHE_DIR_ENV = "HF_MOCK_CACHE_DIR"
 # Files not read for this long are removed when a new one is written.
 UNUSED_FOR_S = 7 * 24 * 3600
+# Faker draws the people; the others decide whether a record passes the contract check.
+_DISTRIBUTIONS = ("faker", "jsonschema-rs", "jsonschema", "connexion")
 _CONTRACTS = Path(str(mocks.__file__)).resolve().parents[1] / "contracts" / "openapi"
 
 Progress = Callable[[str, int, int], None]
@@ -50,10 +53,13 @@ def default_cache_dir() -> Path:
 
 
 def generator_digest(system: MockSystem) -> str:
-    """Hash of everything that decides the stored records: code, contract, Faker's lists."""
+    """Hash of everything that decides the stored records and their contract check: the code
+    (the mocks, the ID rules, the schema compiler), the contract, and the versions of Faker (its
+    name lists) and of the validators."""
     digest = hashlib.sha256(FORMAT)
-    digest.update(importlib.metadata.version("faker").encode())
-    for package in (mocks, indonesian_ids):
+    for distribution in _DISTRIBUTIONS:
+        digest.update(f"{distribution}={importlib.metadata.version(distribution)}\n".encode())
+    for package in (mocks, indonesian_ids, openapi_schemas):
         root = Path(str(package.__file__)).resolve().parent
         for source in sorted(root.rglob("*.py")):
             digest.update(str(source.relative_to(root)).encode())

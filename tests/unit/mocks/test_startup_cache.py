@@ -98,3 +98,28 @@ def test_large_data_set_is_generated_in_a_child_and_loaded_from_its_cache(
     assert "generating people" in phases  # reported by the child
     assert phases[-1].startswith("loading")
     assert served(runtime) == served(build(SisdmkSystem(), None))
+
+
+def test_the_cache_key_changes_with_the_contract_checks_code(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Cached records are not re-checked on load: the schema compiler and the validators'
+    versions are part of the key, so a tightened check never serves records it did not pass."""
+    import openapi_schemas
+    from mocks.core import startup_cache
+
+    system = KkiSystem()
+    before = startup_cache.generator_digest(system)
+    compiler = tmp_path / "openapi_schemas"
+    compiler.mkdir()
+    (compiler / "__init__.py").write_text("# a changed schema compiler\n")
+    monkeypatch.setattr(openapi_schemas, "__file__", str(compiler / "__init__.py"))
+    assert startup_cache.generator_digest(system) != before
+    monkeypatch.undo()
+    real_version = startup_cache.importlib.metadata.version
+    monkeypatch.setattr(
+        startup_cache.importlib.metadata,
+        "version",
+        lambda name: "0.0.1" if name == "jsonschema-rs" else real_version(name),
+    )
+    assert startup_cache.generator_digest(system) != before

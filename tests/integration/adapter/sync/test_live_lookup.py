@@ -254,3 +254,41 @@ def test_a_disabled_connection_serves_the_stored_copy_without_calling_kki(
     assert answer.stale_reason == "connection_disabled"
     assert [found.str_number for found in answer.registrations] == [registration["str_number"]]
     assert _matched(mock, counter) == 0
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_a_look_up_that_fails_for_any_other_reason_is_audited_as_an_error(
+    mock: Mock,
+    client: HttpKkiClient,
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    registry: CollectorRegistry,
+) -> None:
+    """One entry whatever the outcome: a failure that is neither KKI's nor the record's (here
+    the store refusing the write under the look-up) still leaves the attempt on the trail."""
+    from sqlalchemy import func, select
+
+    from adapter.store.models import AuditEvent
+
+    class Broken(HealthWorkerRepository):
+        def upsert_registration_from_kki(self, *args: object, **kwargs: object) -> object:
+            raise MemoryError("the store gave out")  # not an error the look-up expects
+
+    broken = RegistryLookup(
+        client,
+        sessions,
+        lambda session: Broken(session, cipher, blind_index),
+        blind_index,
+        SyncMetrics.for_registry(registry),
+    )
+    number = mock.records("registrations")[0]["str_number"]
+    with pytest.raises(MemoryError):
+        broken.by_str(str(number), actor=CALLER)
+    with sessions() as session:
+        entries = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "registration.lookup")
+        ).all()
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == len(entries)
+    assert [(e.outcome, e.actor_subject) for e in entries] == [("error", "lookup-tester")]
+    assert '"reason": "MemoryError"' in (entries[0].detail or "")

@@ -63,6 +63,9 @@ def test_client_credentials_token_naming_the_client_as_subject_is_a_service() ->
         {"client_id": "hf-test-login"},
         # A username that merely contains the prefix is a person's.
         {"preferred_username": "dr-service-account-admin"},
+        # So is one that starts with it but names another client than the token's (a person
+        # who chose the username, or one brokered from another identity provider).
+        {"preferred_username": "service-account-hf-ops"},
     ],
 )
 def test_a_persons_token_is_a_user(extra: dict[str, Any]) -> None:

@@ -1,0 +1,63 @@
+"""`hf-adapter schedule --metrics-port`: its gauges are refreshed on a thread of their own, so
+they stay current while a long sync holds the scheduling loop (else HfSchedulerDown would page
+during every long daily sync), and `--once` refuses a metrics port nobody could scrape."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.cli import main
+from adapter.cli.schedule import _observe_until
+from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.sync.schedule import DailySchedule
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def polled() -> float | None:
+    return REGISTRY.get_sample_value("hf_schedule_poll_timestamp_seconds")
+
+
+def test_the_gauges_keep_moving_while_the_loop_is_busy(sessions: sessionmaker[Session]) -> None:
+    def never(system: str, **kwargs: Any) -> Any:
+        raise AssertionError("observing never runs a sync")
+
+    schedule = DailySchedule({"kki": dt.time(1, 0)}, "Asia/Jakarta", sessions, never)
+    stop = threading.Event()
+    thread = threading.Thread(target=_observe_until, args=(stop, schedule, ["kki"], 0.02))
+    thread.start()
+    seen: set[float] = set()
+    deadline = time.monotonic() + 30
+    try:
+        while len(seen) < 3:  # the main thread does nothing here, as during a long sync
+            value = polled()
+            if value is not None:
+                seen.add(value)
+            assert time.monotonic() < deadline, f"the poll gauge moved {len(seen)} time(s)"
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    # Nothing ever ran: the slot has been waiting (yesterday's, at the latest).
+    assert (REGISTRY.get_sample_value("hf_schedule_overdue_seconds", {"system": "kki"}) or 0) > 0
+
+
+def test_once_with_a_metrics_port_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schedule", "--once", "--metrics-port", "9103"]) == 2
+    assert "--metrics-port needs a long-running scheduler" in capsys.readouterr().err
