@@ -374,9 +374,18 @@ class HealthWorkerRepository:
             parent for by_parent in staged.rows.values() for parent in by_parent
         )
 
+    def _before_locked_read(self) -> None:
+        """A locked read reloads the rows it returns (``populate_existing``): the page's staged
+        values must be in the database first, or a row would fall back to its stored version
+        and an older document of the page could win the version check. The prefetch makes
+        such reads rare within a page; this keeps them right when one happens."""
+        if self._paged:
+            self.write_staged()
+
     def _worker_by_sisdmk_id(self, sisdmk_id: uuid.UUID) -> HealthWorker | None:
         if sisdmk_id in self._rows.sisdmk_known:
             return self._rows.by_sisdmk.get(sisdmk_id)
+        self._before_locked_read()
         return self._session.scalars(
             _locked(select(HealthWorker).where(HealthWorker.sisdmk_worker_id == sisdmk_id))
         ).one_or_none()
@@ -385,6 +394,7 @@ class HealthWorkerRepository:
         if all(digest in self._rows.nik_known for digest in digests):
             found = [self._rows.by_nik[d] for d in digests if d in self._rows.by_nik]
             return found[0] if found else None
+        self._before_locked_read()
         return _first_by_digest(
             self._session.scalars(
                 _locked(select(HealthWorker).where(HealthWorker.nik_bidx.in_(digests)))
@@ -395,6 +405,7 @@ class HealthWorkerRepository:
     def _registration_by_str(self, str_number: str) -> Registration | None:
         if str_number in self._rows.str_known:
             return self._rows.by_str.get(str_number)
+        self._before_locked_read()
         return self._session.scalars(
             _locked(select(Registration).where(Registration.str_number == str_number))
         ).one_or_none()
