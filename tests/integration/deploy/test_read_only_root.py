@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,10 +44,7 @@ def read_only_root(service: str) -> list[str]:
     """A prefix that runs a command with / read-only and the service's tmpfs mounts fresh."""
     if shutil.which("unshare") is None:
         pytest.fail("unshare (util-linux) is needed: apt-get install util-linux", pytrace=False)
-    mounts = " && ".join(
-        f"mkdir -p {path} && mount -t tmpfs -o size=64m tmpfs {path}"
-        for path in services()[service]["tmpfs"]
-    )
+    mounts = " && ".join(_tmpfs(path) for path in services()[service]["tmpfs"])
     script = f'{mounts} && mount -o remount,bind,ro / && exec "$@"'
     probe = subprocess.run(
         [
@@ -64,6 +62,29 @@ def read_only_root(service: str) -> list[str]:
             pytrace=False,
         )
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, service]
+
+
+def _tmpfs(path: str) -> str:
+    """Mount a fresh tmpfs on `path`. The code and the interpreter the test runs stay visible
+    (read-only) when they lie below it, as a checkout under /tmp does: the image has them at
+    /app and /usr/local, which no tmpfs covers. /mnt holds the covered tree meanwhile."""
+    kept = sorted(
+        {
+            place
+            for place in (ROOT.resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix))
+            if place.resolve().is_relative_to(path)
+        }
+    )
+    if not kept:
+        return f"mkdir -p {path} && mount -t tmpfs -o size=64m tmpfs {path}"
+    steps = [f"mount --rbind {path} /mnt", f"mount -t tmpfs -o size=64m tmpfs {path}"]
+    for place in kept:
+        source = Path("/mnt") / place.resolve().relative_to(path)
+        steps.append(
+            f"mkdir -p {place} && mount --rbind {source} {place} && "
+            f"mount -o remount,bind,ro {place}"
+        )
+    return " && ".join(steps)
 
 
 def replace(argv: Sequence[str], option: str, value: str) -> list[str]:
