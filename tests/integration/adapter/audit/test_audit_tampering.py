@@ -237,6 +237,11 @@ def test_an_edited_entry_is_found_even_when_the_rest_is_rehashed(
 # -- attack 3 (not one: a busy trail) -------------------------------------------------------
 
 
+# The code before the one-snapshot verify reported a cut tail in every run while writers
+# appended (20 of 20): a handful of runs shows a regression.
+BUSY_VERIFY_RUNS = 8
+
+
 @pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
 def test_verify_never_reports_a_cut_tail_while_writers_append(
     engine: Engine,
@@ -268,7 +273,7 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
         writer.start()
     runs: list[subprocess.CompletedProcess[str]] = []
     try:
-        for _ in range(20):
+        for _ in range(BUSY_VERIFY_RUNS):
             runs.append(hf_adapter("verify"))
     finally:
         stop.set()
@@ -276,7 +281,7 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
             writer.join(timeout=60)
     assert not failures, failures
     newest = [int(run.stdout.split("newest is #")[1].split()[0]) for run in runs if run.stdout]
-    assert [run.returncode for run in runs] == [0] * 20, [run.stderr for run in runs]
+    assert [run.returncode for run in runs] == [0] * BUSY_VERIFY_RUNS, [r.stderr for r in runs]
     assert newest[-1] > newest[0] > 3000, "the writers appended while verify ran"
     final = hf_adapter("verify")
     assert final.returncode == 0, final.stderr
