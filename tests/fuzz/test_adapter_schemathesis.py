@@ -18,7 +18,7 @@ import pytest
 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from harness.idp import IdpProcess
-from tests.integration.adapter.api.stack import OPS, PORTAL, Adapter, served_adapter, started_idp
+from tests.integration.adapter.api.stack import OPS, PORTAL, Adapter, served_adapter
 from tests.integration.adapter.sync.support import Mock, run_sync, running_mock
 from tests.support.databases import PostgresServer
 
@@ -35,15 +35,6 @@ RUNS = {
     "operator": (OPS, ["sync", "integrations", "events"]),
     "open": (None, ["health", "webhooks"]),
 }
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdpProcess]:
-    provider = started_idp()
-    try:
-        yield provider
-    finally:
-        provider.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from tests.integration.adapter.api.stack import (
     READONLY,
     Adapter,
     served_adapter,
-    started_idp,
 )
 from tests.integration.adapter.sync.support import Mock, run_sync, running_mock
 from tests.integration.conformance.oidc_support import (
@@ -58,15 +57,6 @@ SECURED = {
 }
 # Allowed, it would purge the target's dead letters: never sent with the right scope.
 IRREVERSIBLE = {"purgeFailedWebhookEvents"}
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdpProcess]:
-    provider = started_idp()
-    try:
-        yield provider
-    finally:
-        provider.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit import Actor, entry_hash, record_audit
 from adapter.store.crypto import Key
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
 from tests.integration.adapter.sync.support import adapter_environment
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
-from tests.support.databases import AUDIT_KEYS, BACKENDS
+from tests.support.databases import BACKENDS
 
 pytestmark = pytest.mark.integration
 
@@ -31,19 +30,6 @@ ALICE = Actor("user", "7d1f0c1e-5a7c-4c1e-9a53-2f4d1c0b9e11", "healthforce-porta
 MALLORY = "0b5e1a7d-3c2f-4e9a-8b61-5d4c3b2a1f00"
 # Someone with the database but not AUDIT_KEYS can only guess a key.
 GUESSED_KEY = Key("audit-1", os.urandom(32))
-
-
-@pytest.fixture
-def engine(empty_database_url: URL) -> Iterator[Engine]:
-    engine = create_engine_from_url(empty_database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine, audit_keys=AUDIT_KEYS)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import DateTime, Engine, Uuid, bindparam, delete, select, text, update
@@ -26,19 +25,6 @@ from tests.support.databases import AUDIT_KEYS, BACKENDS
 pytestmark = pytest.mark.integration
 
 ALICE = Actor("user", "7d1f0c1e-5a7c-4c1e-9a53-2f4d1c0b9e11", "healthforce-portal")
-
-
-@pytest.fixture
-def engine(empty_database_url: URL) -> Iterator[Engine]:
-    engine = create_engine_from_url(empty_database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine, audit_keys=AUDIT_KEYS)
 
 
 def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> None:

@@ -34,7 +34,7 @@ from adapter.webhooks.event_admin import WebhookEventAdmin
 from adapter.webhooks.inbox import WebhookInbox
 from harness.idp import IdpProcess
 from harness.processes import free_port
-from tests.integration.adapter.api.stack import AUDIENCE, OPS, Adapter, served_adapter, started_idp
+from tests.integration.adapter.api.stack import AUDIENCE, OPS, Adapter, served_adapter
 from tests.integration.adapter.sync.support import Mock, adapter_environment
 from tests.integration.adapter.webhooks.support import delete_topology, unique_prefix
 from tests.support.databases import AUDIT_KEYS, PostgresServer
@@ -70,15 +70,6 @@ class Stack:
     def get(self, **params: Any) -> Any:
         with self.api.client(self.token) as client:
             return client.get("/api/v1/webhook-events", params=params)
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdpProcess]:
-    provider = started_idp()
-    try:
-        yield provider
-    finally:
-        provider.close()
 
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
