@@ -1,13 +1,23 @@
 """`make conformance`: both mocks started, `hf-conformance` run against each (with the other as
-its peer, webhooks included), reports under reports/conformance/; exits non-zero if either fails."""
+its peer, webhooks included), reports under reports/conformance/; exits non-zero if either fails.
+
+`quick_commands` and `summary_table` are shared with `make demo`, which ends with a short run
+of the same command (no fuzzing, no Pact, no webhooks: well under a minute) on its own mocks
+and the realm.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
 
 from harness.processes import start_mock
 
@@ -15,6 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports" / "conformance"
 KKI_KEY = "kki-dev-token"
 SISDMK_CLIENT = ("sisdmk-dev-client", "sisdmk-dev-secret")
+# The checks a quick run keeps: every phase that only reads, none that fuzzes (Schemathesis),
+# replaces the mock's data (Pact's provider states) or subscribes (webhooks).
+QUICK_PHASES: Final = {
+    "kki": ("pagination", "reads", "credentials", "errors", "domain", "skp", "peer"),
+    "sisdmk": ("token", "pagination", "reads", "credentials", "errors", "domain", "peer"),
+}
+
+
+def conformance_executable() -> str:
+    return str(Path(sys.executable).parent / "hf-conformance")
 
 
 def _command(system: str, url: str, peer: str, extra: Sequence[str]) -> list[str]:
@@ -26,7 +46,7 @@ def _command(system: str, url: str, peer: str, extra: Sequence[str]) -> list[str
         for flag in peer_credentials
     ]
     return [
-        str(Path(sys.executable).parent / "hf-conformance"),
+        conformance_executable(),
         system,
         "--base-url",
         url,
@@ -34,15 +54,105 @@ def _command(system: str, url: str, peer: str, extra: Sequence[str]) -> list[str
         "--peer",
         peer,
         *peer_flags,
-        "--webhooks",
-        "--junit",
-        str(REPORTS / f"{system}.xml"),
-        "--html",
-        str(REPORTS / f"{system}.html"),
-        "--json",
-        str(REPORTS / f"{system}.json"),
         *extra,
     ]
+
+
+def full_command(system: str, url: str, peer: str, extra: Sequence[str]) -> list[str]:
+    """What `make conformance` runs for `system`: every phase, reports under `REPORTS`."""
+    return _command(
+        system,
+        url,
+        peer,
+        [
+            "--webhooks",
+            "--junit",
+            str(REPORTS / f"{system}.xml"),
+            "--html",
+            str(REPORTS / f"{system}.html"),
+            "--json",
+            str(REPORTS / f"{system}.json"),
+            *extra,
+        ],
+    )
+
+
+def quick_commands(
+    urls: Mapping[str, str], issuer: str, clients: Sequence[tuple[str, str]], reports: Path
+) -> dict[str, list[str]]:
+    """A quick run against both mocks (`urls` by system) and the realm at `issuer`, each
+    writing `reports`/<name>.json; `clients` are (client id, secret) pairs to get tokens for."""
+    commands = {
+        system: _command(
+            system,
+            urls[system],
+            urls[peer],
+            [
+                "--phases",
+                *QUICK_PHASES[system],
+                "--quiet",
+                "--json",
+                str(reports / f"{system}.json"),
+            ],
+        )
+        for system, peer in (("kki", "sisdmk"), ("sisdmk", "kki"))
+    }
+    client_flags = [flag for pair in clients for flag in ("--client", f"{pair[0]}:{pair[1]}")]
+    commands["sso"] = [
+        conformance_executable(),
+        "sso",
+        "--base-url",
+        issuer,
+        "--issuer",
+        issuer,
+        *client_flags,
+        *(["--allow-http"] if issuer.startswith("http://") else []),
+        "--quiet",
+        "--json",
+        str(reports / "sso.json"),
+    ]
+    return commands
+
+
+def run_all(commands: Mapping[str, Sequence[str]], *, quiet: bool = False) -> dict[str, int]:
+    """Each command in turn (each starts its own servers' clients); exit status by name."""
+    statuses = {}
+    for name, argv in commands.items():
+        statuses[name] = subprocess.run(  # noqa: S603 - our own command, argv built here
+            list(argv), check=False, capture_output=quiet
+        ).returncode
+    return statuses
+
+
+def summary_table(reports: Mapping[str, Path], statuses: Mapping[str, int]) -> Table:
+    """One row per run: its verdict, what it checked, errors and warnings found, its time."""
+    table = Table(title="conformance — summary")
+    for column in ("target", "verdict", "checks", "errors", "warnings", "time"):
+        table.add_column(column, justify="left" if column in {"target", "verdict"} else "right")
+    for name, path in reports.items():
+        report = _read(path)
+        if report is None:
+            table.add_row(name, f"[red]no report (exit {statuses.get(name)})[/]", "", "", "", "")
+            continue
+        severities = [finding.get("severity", "error") for finding in report["findings"]]
+        verdict = report["verdict"]
+        table.add_row(
+            f"{name} {report['base_url']}",
+            f"[green]{verdict}[/]" if verdict == "conforming" else f"[red]{verdict}[/]",
+            f"{len(report['checked']):,}",
+            str(severities.count("error")),
+            str(severities.count("warning")),
+            f"{report['seconds']:.1f} s",
+        )
+    return table
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,19 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sisdmk, sisdmk_url = start_mock("sisdmk", size=args.size, seed=args.seed)
         try:
-            statuses = {
-                system: subprocess.run(  # noqa: S603 - our own command, argv built here
-                    _command(system, url, peer, args.extra), check=False
-                ).returncode
-                for system, url, peer in (
-                    ("kki", kki_url, sisdmk_url),
-                    ("sisdmk", sisdmk_url, kki_url),
-                )
-            }
+            statuses = run_all(
+                {
+                    "kki": full_command("kki", kki_url, sisdmk_url, args.extra),
+                    "sisdmk": full_command("sisdmk", sisdmk_url, kki_url, args.extra),
+                }
+            )
         finally:
             sisdmk.stop()
     finally:
         kki.stop()
+    Console().print(
+        summary_table({system: REPORTS / f"{system}.json" for system in statuses}, statuses)
+    )
     for system, status in statuses.items():
         print(f"conformance {system}: exit {status}; reports in {REPORTS}/{system}.*")
     return max(statuses.values())

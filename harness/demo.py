@@ -2,16 +2,24 @@
 
 Both mocks, paging through their data, an injected fault seen by a client, a signed webhook to
 a local receiver, the adapter's batch sync of both systems into a SQLite store, a live look-up
-served from that store (marked stale) while KKI is down, and `hf-adapter serve` + `worker` on
-the embedded queue applying an STR revocation that KKI announces by webhook. The conformance
-suite joins here when it lands.
+served from that store (marked stale) while KKI is down, `hf-adapter serve` + `worker` on the
+embedded queue applying an STR revocation that KKI announces by webhook, the API read with real
+tokens from the test OpenID Connect provider (the realm export's clients), the integrations'
+status as the integration manager reports it, and a quick `hf-conformance` run against both mocks
+and the realm, shown as one table.
+
+`--keep` leaves everything running afterwards and prints the URLs and a token command; Ctrl-C
+stops every process the demo started.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -28,7 +36,9 @@ from adapter.composition import build_services
 from adapter.errors import AdapterError
 from adapter.settings import load_settings
 from adapter.store import database
+from harness.conformance_run import quick_commands, run_all, summary_table
 from harness.embedded import embedded_environment, webhook_secret
+from harness.idp import IdpProcess
 from harness.processes import ManagedProcess, ProcessFailed, free_port, start_mock
 from harness.receiver import WebhookReceiver
 
@@ -36,6 +46,8 @@ SIZE = 1000
 SEED = 42
 KKI_TOKEN = {"X-API-Key": "kki-dev-token"}
 SISDMK_CLIENT = {"client_id": "sisdmk-dev-client", "client_secret": "sisdmk-dev-secret"}
+# Realm clients the demo gets tokens for: a reader without `:pii` and the operators' client.
+READER, OPERATOR = "hf-readonly", "hf-ops"
 
 
 @dataclass
@@ -87,7 +99,7 @@ def pages(client: httpx.Client, path: str, unwrap: Callable[[Any], Any]) -> Iter
             return
 
 
-def run(console: Console) -> int:
+def run(console: Console, *, keep: bool = False, stop: threading.Event | None = None) -> int:
     demo = Demo(console)
     with ExitStack() as stack:
         procs: dict[str, tuple[ManagedProcess, str]] = {}
@@ -104,6 +116,13 @@ def run(console: Console) -> int:
         demo.step("start the KKI mock", start("kki"))
         demo.step("start the SISDMK mock", start("sisdmk"))
         kki_url, sisdmk_url = procs["kki"][1], procs["sisdmk"][1]
+        idp = IdpProcess()
+
+        def start_idp() -> str:
+            stack.enter_context(idp)  # starts it; stopped when the stack closes
+            return f"{idp.issuer} (test OpenID Connect provider, the realm export's clients)"
+
+        demo.step("start the SSO realm", start_idp)
         kki = stack.enter_context(httpx.Client(base_url=kki_url, headers=KKI_TOKEN, timeout=10))
         sisdmk = stack.enter_context(httpx.Client(base_url=sisdmk_url, timeout=10))
         niks: dict[str, set[str]] = {}
@@ -180,7 +199,11 @@ def run(console: Console) -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hf-demo-")))
         kki_secret = webhook_secret()
         environment = embedded_environment(
-            workdir, kki_url=kki_url, sisdmk_url=sisdmk_url, kki_webhook_secret=kki_secret
+            workdir,
+            kki_url=kki_url,
+            sisdmk_url=sisdmk_url,
+            issuer=idp.issuer,
+            kki_webhook_secret=kki_secret,
         )
         settings = load_settings(environment)
         services = stack.enter_context(build_services(settings))
@@ -268,15 +291,132 @@ def run(console: Console) -> int:
             raise RuntimeError(f"the status change of {str_number} did not reach the store in 60 s")
 
         demo.step("adapter: an STR is revoked at KKI and the change arrives by webhook", realtime)
-    console.print(demo.summary())
+        api = stack.enter_context(httpx.Client(base_url=f"{adapter_url}/api/v1", timeout=10))
+
+        def read_through_api() -> str:
+            token = {"Authorization": f"Bearer {idp.token(READER)}"}
+            listed = api.get("/health-workers", params={"limit": 5}, headers=token)
+            listed.raise_for_status()
+            worker_id = listed.json()["data"][0]["id"]
+            worker = api.get(f"/health-workers/{worker_id}", headers=token)
+            worker.raise_for_status()
+            denied = api.get(f"/health-workers/{worker_id}")
+            masked = "masked" if worker.json().get("masked") else "IN CLEAR"
+            return (
+                f"{READER} token: worker {worker_id[:8]}… read, personal fields {masked}; "
+                f"without a token: HTTP {denied.status_code}"
+            )
+
+        demo.step("API: read a health worker with a realm token", read_through_api)
+
+        def integration_status() -> str:
+            token = {"Authorization": f"Bearer {idp.token(OPERATOR)}"}
+            answer = api.get("/integrations", headers=token)
+            answer.raise_for_status()
+            return "; ".join(
+                f"{item['system']} {item['status']}"
+                f"{'' if item['enabled'] else ' (disabled)'}, breaker {item['breaker_state']}, "
+                f"last success {item['lag_s']:.0f} s ago"
+                if item["lag_s"] is not None
+                else f"{item['system']} {item['status']}, never synced"
+                for item in answer.json()["data"]
+            )
+
+        demo.step("integration manager: the connections' status", integration_status)
+        reports = workdir / "conformance"
+
+        def conformance() -> str:
+            reports.mkdir()
+            clients = [
+                (client.client_id, client.secret)
+                for client in idp.clients.values()
+                if "hf-adapter" in client.audiences
+            ]
+            commands = quick_commands(
+                {"kki": kki_url, "sisdmk": sisdmk_url}, idp.issuer, clients, reports
+            )
+            statuses = run_all(commands, quiet=True)
+            failed = sorted(name for name, status in statuses.items() if status != 0)
+            if failed:
+                console.print(summary_table(_reports(reports, statuses), statuses))
+                raise RuntimeError(
+                    f"hf-conformance found violations in {', '.join(failed)}; run "
+                    "`make conformance` for the full reports"
+                )
+            return f"{len(statuses)} targets conforming (quick phases; `make conformance` for all)"
+
+        demo.step("hf-conformance: both mocks and the realm", conformance)
+        console.print(demo.summary())
+        statuses = {name: 0 for name in ("kki", "sisdmk", "sso")}
+        console.print(summary_table(_reports(reports, statuses), statuses))
+        if keep:
+            _print_endpoints(
+                console,
+                {
+                    "KKI mock": kki_url,
+                    "SISDMK mock": sisdmk_url,
+                    "SSO issuer": idp.issuer,
+                    "adapter": adapter_url,
+                    "adapter store": environment["DATABASE_URL"],
+                },
+                idp,
+                adapter_url,
+            )
+            (stop or threading.Event()).wait()
     return 0
 
 
-def main() -> int:
+def _reports(folder: Path, statuses: dict[str, int]) -> dict[str, Path]:
+    return {name: folder / f"{name}.json" for name in statuses}
+
+
+def _print_endpoints(
+    console: Console, urls: dict[str, str], idp: IdpProcess, adapter_url: str
+) -> None:
+    table = Table(title="still running (Ctrl-C stops everything)")
+    table.add_column("what")
+    table.add_column("where")
+    for name, url in urls.items():
+        table.add_row(name, url)
+    console.print(table)
+    reader = idp.clients[READER]
+    token_command = (
+        f"TOKEN=$(curl -s -u {reader.client_id}:{shlex.quote(reader.secret)} "
+        f"-d grant_type=client_credentials {idp.token_endpoint} | "
+        "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+    )
+    console.print("A token for the API (the realm's read-only client):", soft_wrap=True)
+    console.print(f"  {token_command}", soft_wrap=True, markup=False, highlight=False)
+    console.print(
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {adapter_url}/api/v1/health-workers?limit=3',
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+    console.print("Ctrl-C stops the mocks, the SSO, the adapter and its worker.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the stack running after the summary (Ctrl-C stops it)",
+    )
+    args = parser.parse_args(argv)
     console = Console()
     try:
-        return run(console)
-    except (ProcessFailed, httpx.HTTPError, RuntimeError, TimeoutError, AdapterError) as exc:
+        return run(console, keep=args.keep)
+    except KeyboardInterrupt:
+        console.print("stopped: every process the demo started has been stopped")
+        return 130
+    except (
+        ProcessFailed,
+        httpx.HTTPError,
+        RuntimeError,
+        TimeoutError,
+        AdapterError,
+    ) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         console.print("Run `make test` to see which part is broken, or see docs/quickstart.md.")
         return 1

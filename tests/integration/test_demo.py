@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from tests.support.servers import port_accepts
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 
 
 def test_demo_brings_the_harness_up_and_ends_with_a_summary() -> None:
@@ -17,7 +24,7 @@ def test_demo_brings_the_harness_up_and_ends_with_a_summary() -> None:
         text=True,
         timeout=300,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env=ENV,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     summary = done.stdout[done.stdout.index("HealthForce harness — summary") :]
@@ -28,3 +35,65 @@ def test_demo_brings_the_harness_up_and_ends_with_a_summary() -> None:
     assert "stale (upstream_unavailable)" in summary
     assert "KKI subscribed" in summary
     assert "DICABUT in the store" in summary
+    assert "personal fields masked; without a token: HTTP 401" in summary
+    assert re.search(r"kki healthy, breaker closed, last success \d+ s ago", summary)
+    assert re.search(r"sisdmk healthy, breaker closed, last success \d+ s ago", summary)
+    conformance = summary[summary.index("conformance — summary") :]
+    rows = re.findall(r"│ (kki|sisdmk|sso) \S+\s+│ (\w+)\s+│\s+(\d+) │\s+(\d+) │", conformance)
+    assert {(name, verdict) for name, verdict, _, _ in rows} == {
+        ("kki", "conforming"),
+        ("sisdmk", "conforming"),
+        ("sso", "conforming"),
+    }
+    assert all(int(checks) > 0 and errors == "0" for _, _, checks, errors in rows)
+    assert "still running" not in done.stdout
+
+
+def test_keep_leaves_the_stack_up_with_a_working_token_command_until_ctrl_c() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "harness.demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
+    try:
+        lines: list[str] = []
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops"):
+                break
+        output = "".join(lines)
+        assert demo.poll() is None, output
+        token_command = next(line.strip() for line in lines if line.strip().startswith("TOKEN="))
+        api_call = next(line.strip() for line in lines if line.strip().startswith("curl -s -H"))
+        # The printed commands work as printed: a realm token, then the API with it.
+        answer = subprocess.run(
+            ["bash", "-c", f"set -e; {token_command}; {api_call}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=ENV,
+        )
+        assert answer.returncode == 0, answer.stderr
+        assert '"data"' in answer.stdout
+        assert '"masked":true' in answer.stdout.replace(" ", "")
+        ports = [int(port) for port in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
+        adapter_port = int(re.findall(r"127\.0\.0\.1:(\d+)/api/v1", api_call)[0])
+        assert adapter_port in ports
+        assert len(set(ports)) >= 4
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 130
+        rest = demo.stdout.read()
+        assert "every process the demo started has been stopped" in rest
+        deadline = time.monotonic() + 10
+        while any(port_accepts("127.0.0.1", port) for port in set(ports)):
+            assert time.monotonic() < deadline, "a process the demo started is still listening"
+            time.sleep(0.2)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
