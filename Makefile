@@ -68,6 +68,10 @@ mock-kki: bootstrap ## Start the KKI mock on :8081 (SIZE=1000 SEED=42)
 mock-sisdmk: bootstrap ## Start the SISDMK mock on :8082 (SIZE=1000 SEED=42)
 	@$(VENV)/bin/hf-mock sisdmk --port 8082 --size $${SIZE:-1000} --seed $${SEED:-42}
 
+.PHONY: bench
+bench: bootstrap services ## Every benchmark against its baseline, one report: reports/bench.md + bench.json (BENCH_ARGS=--quick for a short check)
+	@$(PY) bench/run_all.py $(BENCH_ARGS)
+
 .PHONY: bench-mocks
 bench-mocks: bootstrap ## Benchmark both mocks at N=100,000 against Prism (writes reports/bench-mocks.json)
 	@$(PY) bench/bench_mocks.py

@@ -1,0 +1,391 @@
+"""`make bench`: every benchmark in one invocation, one report against the throughput goals.
+
+Runs bench_mocks.py, bench_sync.py, bench_webhooks.py and bench_api.py one after the other (each
+measures its figures against its own baseline in the same run: Prism, `COPY`, a bare endpoint in
+the same gunicorn), then writes reports/bench.json (every script's own report, the load average
+before and after each, the machine) and reports/bench.md (the goal table of docs/benchmarks.md,
+filled in, with the date and the load averages). Run it on a machine with nothing else running:
+the load average is in the report so a reader can tell.
+
+    .venv/bin/python bench/run_all.py [--only sync webhooks] [--quick]
+
+`--quick` runs smaller sizes and shorter load runs (a check that everything works, not figures to
+publish; the report says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ROOT / "reports"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    script: str
+    report: str
+    full: tuple[str, ...]
+    quick: tuple[str, ...]
+
+
+BENCHMARKS = (
+    Benchmark(
+        "mocks",
+        "bench_mocks.py",
+        "bench-mocks.json",
+        full=("--size", "100000"),
+        quick=("--size", "10000", "--duration", "4"),
+    ),
+    Benchmark(
+        "sync",
+        "bench_sync.py",
+        "bench-sync.json",
+        full=("--systems", "sisdmk", "kki", "--sizes", "10000", "100000", "--updates"),
+        quick=("--systems", "sisdmk", "kki", "--sizes", "1000", "--updates"),
+    ),
+    Benchmark(
+        "webhooks",
+        "bench_webhooks.py",
+        "bench-webhooks.json",
+        full=(),
+        quick=("--duration", "4", "--lag-seconds", "5", "--fault-events", "200"),
+    ),
+    Benchmark("api", "bench_api.py", "bench-api.json", full=(), quick=("--duration", "4")),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    path: str
+    figure: str
+    baseline: str
+    goal: str
+    met: bool | None  # None: not measured in this run
+
+
+def run(names: Sequence[str], *, quick: bool, console: Console) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    for bench in BENCHMARKS:
+        if names and bench.name not in names:
+            continue
+        report = REPORTS / bench.report
+        report.unlink(missing_ok=True)
+        argv = [sys.executable, str(ROOT / "bench" / bench.script)]
+        argv += bench.quick if quick else bench.full
+        console.rule(f"[bold]{bench.name}[/] — {' '.join(argv[1:])}")
+        load_before = os.getloadavg()
+        started = time.monotonic()
+        status = subprocess.run(argv, cwd=ROOT, check=False).returncode
+        runs[bench.name] = {
+            "command": argv[1:],
+            "exit_status": status,
+            "seconds": round(time.monotonic() - started, 1),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "report": _read(report),
+        }
+        if status != 0:
+            console.print(f"[red]{bench.name} exited {status}[/]; its figures are left out")
+    return runs
+
+
+def rows(runs: dict[str, Any]) -> list[Row]:
+    """The goal table, in the order of docs/benchmarks.md."""
+    table: list[Row] = []
+    for extract in (_sync_rows, _webhook_rows, _api_rows, _mock_rows):
+        table.extend(extract(runs))
+    return table
+
+
+def _report(runs: dict[str, Any], name: str) -> Any:
+    entry = runs.get(name)
+    return None if entry is None or entry["exit_status"] != 0 else entry["report"]
+
+
+def _ratio_met(value: float | None, goal: float) -> bool | None:
+    return None if value is None else value >= goal
+
+
+def _fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def _sync_rows(runs: dict[str, Any]) -> list[Row]:
+    report = _report(runs, "sync")
+    if not report:
+        return [Row("full sync into PostgreSQL", "—", "—", "≥ 0.5x COPY and ≥ 5,000 rec/s", None)]
+    out = []
+    by_key = {(r["system"], r["size"]): r for r in report}
+    for system in ("sisdmk", "kki"):
+        sizes = sorted(size for s, size in by_key if s == system)
+        if not sizes:
+            continue
+        first = by_key[(system, sizes[0])]
+        rate, copy, ratio = (
+            first["sync_records_per_s"],
+            first["copy_records_per_s"],
+            first["ratio"],
+        )
+        out.append(
+            Row(
+                f"full sync, {system.upper()}, N={sizes[0]:,}",
+                f"{rate:,.0f} rec/s",
+                f"COPY {copy:,.0f} rec/s → {ratio:.3f}x",
+                "≥ 0.5x COPY and ≥ 5,000 rec/s",
+                ratio >= 0.5 and rate >= 5000,
+            )
+        )
+        if first.get("update_records_per_s") is not None:
+            update_ratio = first["update_ratio"]
+            out.append(
+                Row(
+                    f"full sync when every record changed, {system.upper()}, N={sizes[0]:,}",
+                    f"{first['update_records_per_s']:,.0f} rec/s",
+                    f"COPY {copy:,.0f} rec/s → {update_ratio:.3f}x",
+                    "≥ 0.25x COPY",
+                    update_ratio >= 0.25,
+                )
+            )
+        if len(sizes) > 1:
+            last = by_key[(system, sizes[-1])]
+            growth = last["peak_rss_mib"] / first["peak_rss_mib"]
+            out.append(
+                Row(
+                    f"sync peak RSS, {system.upper()}, N={sizes[-1]:,} / N={sizes[0]:,}",
+                    f"{last['peak_rss_mib']:,.0f} / {first['peak_rss_mib']:,.0f} MiB",
+                    f"→ {growth:.2f}",
+                    "≤ 1.2",
+                    growth <= 1.2,
+                )
+            )
+    return out
+
+
+def _webhook_rows(runs: dict[str, Any]) -> list[Row]:
+    report = _report(runs, "webhooks")
+    if not report:
+        return [Row("webhook accepted durably", "—", "—", "≥ 0.5x bare, p99 ≤ 50 ms", None)]
+    out = []
+    throughput = report.get("throughput", {})
+    durable, bare = throughput.get("durable"), throughput.get("bare")
+    if durable and bare:
+        ratio = durable["requests_per_s"] / bare["requests_per_s"]
+        out.append(
+            Row(
+                "webhook accepted durably (signature, inbox, confirmed publish)",
+                f"{durable['requests_per_s']:,.0f} req/s, p99 {durable['p99_ms']:,.0f} ms",
+                f"bare {bare['requests_per_s']:,.0f} req/s → {ratio:.3f}x",
+                "≥ 0.5x bare; p99 ≤ 50 ms",
+                ratio >= 0.5 and durable["p99_ms"] <= 50,
+            )
+        )
+    lag = report.get("lag")
+    if isinstance(lag, dict) and lag.get("p95_ms") is not None:
+        rate = lag.get("rate_per_s")
+        lost = lag.get("lost")
+        out.append(
+            Row(
+                f"webhook → store lag at {_fmt(rate)} events/s",
+                f"p50 {_fmt(lag.get('p50_ms'))} ms, p95 {_fmt(lag['p95_ms'])} ms"
+                + ("" if lost is None else f", lost {lost}"),
+                "—",
+                "p95 ≤ 500 ms at 200 events/s, nothing lost",
+                (rate or 0) >= 200 and lag["p95_ms"] <= 500 and not lost,
+            )
+        )
+    applied = report.get("applied_per_s") or (lag or {}).get("applied_per_s")
+    if applied is not None:
+        out.append(
+            Row(
+                "events applied end to end (mock → webhook → worker → store)",
+                f"{applied:,.0f} events/s",
+                "—",
+                "≥ 400 events/s",
+                applied >= 400,
+            )
+        )
+    fault = report.get("fault_run")
+    if isinstance(fault, dict) and "lost" in fault:
+        out.append(
+            Row(
+                f"fault run, {fault['events']:,} events (worker killed, broker cut off)",
+                f"lost {fault['lost']}, applied twice {fault['duplicated']}",
+                "—",
+                "0 / 0",
+                fault["lost"] == 0 and fault["duplicated"] == 0,
+            )
+        )
+    return out
+
+
+def _api_rows(runs: dict[str, Any]) -> list[Row]:
+    report = _report(runs, "api")
+    if not report:
+        return [Row("authenticated API read", "—", "—", "≥ 0.4x bare; p99 ≤ 30 ms", None)]
+    read, bare = report["authenticated_read"], report["bare"]
+    ratio = read["requests_per_s"] / bare["requests_per_s"]
+    return [
+        Row(
+            "authenticated GET /api/v1/health-workers/{id}",
+            f"{read['requests_per_s']:,.0f} req/s, p99 {read['p99_ms']:,.0f} ms",
+            f"bare {bare['requests_per_s']:,.0f} req/s → {ratio:.3f}x",
+            "≥ 0.4x bare; p99 ≤ 30 ms",
+            ratio >= 0.4 and read["p99_ms"] <= 30,
+        )
+    ]
+
+
+def _mock_rows(runs: dict[str, Any]) -> list[Row]:
+    report = _report(runs, "mocks")
+    if not report:
+        return [Row("mocks vs Prism", "—", "—", "≥ 1.5x Prism by id", None)]
+    out = []
+    loads = {(x["server"], x["system"], x["scenario"]): x for x in report["loads"]}
+    for system in ("kki", "sisdmk"):
+        for scenario, goal in (("GET by id", 1.5), ("page of 100", 0.5)):
+            ours = loads.get(("hf-mock", system, scenario))
+            prism = loads.get(("prism", system, scenario))
+            if ours is None or prism is None:
+                continue
+            ratio = ours["requests_per_s"] / prism["requests_per_s"]
+            out.append(
+                Row(
+                    f"mock {scenario}, {system.upper()}",
+                    f"{ours['requests_per_s']:,.0f} req/s",
+                    f"Prism {prism['requests_per_s']:,.0f} req/s → {ratio:.2f}x",
+                    f"≥ {goal}x Prism",
+                    ratio >= goal,
+                )
+            )
+    for startup in report["startups"]:
+        if startup["cache"] != "filled":
+            continue
+        kib = startup["rss_kib_per_record"]
+        out.append(
+            Row(
+                f"mock start-up and memory, {startup['system'].upper()}, N={startup['size']:,}",
+                f"{startup['startup_s']:.1f} s, {kib:.2f} KiB/record",
+                "—",
+                "≤ 5 s; ≤ 2.5 KiB/record",
+                startup["startup_s"] <= 5 and kib <= 2.5,
+            )
+        )
+    return out
+
+
+def markdown(runs: dict[str, Any], table: list[Row], *, quick: bool, when: dt.datetime) -> str:
+    lines = [
+        f"# Benchmarks — {when:%Y-%m-%d %H:%M} UTC"
+        + (" (quick: not figures to publish)" if quick else ""),
+        "",
+        f"Machine: {os.cpu_count()} cores, {_memory_gib():.0f} GiB, Python "
+        f"{platform.python_version()}, {platform.platform()}.",
+        "",
+        "| benchmark | seconds | load average before | after | exit |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in runs.items():
+        before = ", ".join(f"{x:.2f}" for x in entry["load_average_before"])
+        after = ", ".join(f"{x:.2f}" for x in entry["load_average_after"])
+        lines.append(
+            f"| {name} | {entry['seconds']:,.0f} | {before} | {after} | {entry['exit_status']} |"
+        )
+    lines += [
+        "",
+        "| path | measured | its baseline in the same run | goal | met |",
+        "|---|---|---|---|---|",
+    ]
+    for row in table:
+        met = "—" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(f"| {row.path} | {row.figure} | {row.baseline} | {row.goal} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def _memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def print_table(console: Console, table: list[Row]) -> None:
+    shown = Table(title="throughput goals")
+    for column in ("path", "measured", "baseline (same run)", "goal", "met"):
+        shown.add_column(column)
+    colour: dict[bool | None, Callable[[], str]] = {
+        True: lambda: "[green]yes[/]",
+        False: lambda: "[red]no[/]",
+        None: lambda: "—",
+    }
+    for row in table:
+        shown.add_row(row.path, row.figure, row.baseline, row.goal, colour[row.met]())
+    console.print(shown)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[bench.name for bench in BENCHMARKS],
+        default=[],
+        help="run only these benchmarks",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
+    args = parser.parse_args(argv)
+    console = Console()
+    when = dt.datetime.now(dt.UTC)
+    runs = run(args.only, quick=args.quick, console=console)
+    table = rows(runs)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS / "bench.json").write_text(
+        json.dumps(
+            {
+                "at": when.isoformat(timespec="seconds"),
+                "quick": args.quick,
+                "cores": os.cpu_count(),
+                "runs": runs,
+                "goals": [row.__dict__ for row in table],
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    (REPORTS / "bench.md").write_text(
+        markdown(runs, table, quick=args.quick, when=when), encoding="utf-8"
+    )
+    print_table(console, table)
+    console.print(f"report: {REPORTS / 'bench.md'} and {REPORTS / 'bench.json'}")
+    failed = [name for name, entry in runs.items() if entry["exit_status"] != 0]
+    if failed:
+        console.print(f"[red]failed:[/] {', '.join(failed)} — see its output above")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`make bench`'s goal table: each figure against its baseline from the scripts' own reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bench.run_all import markdown, rows
+
+
+def ok(report: Any) -> dict[str, Any]:
+    return {
+        "command": [],
+        "exit_status": 0,
+        "seconds": 1.0,
+        "load_average_before": (0.5, 0.4, 0.3),
+        "load_average_after": (0.6, 0.5, 0.4),
+        "report": report,
+    }
+
+
+SYNC = [
+    {
+        "system": "kki",
+        "size": 10_000,
+        "sync_records_per_s": 6_000.0,
+        "copy_records_per_s": 10_000.0,
+        "ratio": 0.6,
+        "peak_rss_mib": 100.0,
+        "update_records_per_s": 2_000.0,
+        "update_ratio": 0.2,
+    },
+    {
+        "system": "kki",
+        "size": 100_000,
+        "sync_records_per_s": 6_000.0,
+        "copy_records_per_s": 10_000.0,
+        "ratio": 0.6,
+        "peak_rss_mib": 130.0,
+        "update_records_per_s": None,
+        "update_ratio": None,
+    },
+]
+
+
+def test_sync_rows_judge_rate_ratio_updates_and_memory_growth() -> None:
+    table = {row.path: row for row in rows({"sync": ok(SYNC)})}
+    assert table["full sync, KKI, N=10,000"].met is True
+    assert "0.600x" in table["full sync, KKI, N=10,000"].baseline
+    assert table["full sync when every record changed, KKI, N=10,000"].met is False
+    growth = table["sync peak RSS, KKI, N=100,000 / N=10,000"]
+    assert growth.met is False  # 1.3 > 1.2
+    assert growth.baseline == "→ 1.30"
+
+
+def test_a_fast_sync_below_the_absolute_floor_misses_the_goal() -> None:
+    slow = [{**SYNC[0], "sync_records_per_s": 4_000.0}]
+    (row, _updates) = rows({"sync": ok(slow)})[:2]
+    assert row.met is False
+
+
+def test_webhook_and_api_rows_need_both_the_ratio_and_the_p99() -> None:
+    webhooks = {
+        "throughput": {
+            "bare": {"requests_per_s": 1000.0, "p99_ms": 10.0},
+            "durable": {"requests_per_s": 600.0, "p99_ms": 80.0},
+        },
+        "lag": {"rate_per_s": 200, "p50_ms": 30.0, "p95_ms": 400.0},
+        "fault_run": {"events": 600, "lost": 0, "duplicated": 1},
+    }
+    api = {
+        "bare": {"requests_per_s": 1000.0, "p99_ms": 5.0},
+        "authenticated_read": {"requests_per_s": 450.0, "p99_ms": 20.0},
+    }
+    table = rows({"webhooks": ok(webhooks), "api": ok(api)})
+    by_start = {row.path.split(" ")[0] + row.path.split(" ")[1]: row for row in table}
+    assert by_start["webhookaccepted"].met is False  # ratio 0.6 but p99 80 ms
+    assert by_start["webhook→"].met is True
+    assert by_start["faultrun,"].met is False  # one applied twice
+    assert by_start["authenticatedGET"].met is True
+
+
+def test_a_benchmark_that_failed_or_did_not_run_is_reported_as_not_measured() -> None:
+    failed = {**ok(None), "exit_status": 1}
+    table = rows({"api": failed})
+    assert all(row.met is None for row in table)
+    assert {row.path for row in table} >= {"authenticated API read", "mocks vs Prism"}
+
+
+def test_the_markdown_report_says_when_and_under_which_load() -> None:
+    text = markdown(
+        {"sync": ok(SYNC)},
+        rows({"sync": ok(SYNC)}),
+        quick=True,
+        when=dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC),
+    )
+    assert text.startswith("# Benchmarks — 2026-12-03 12:00 UTC (quick: not figures to publish)")
+    assert "| sync | 1 | 0.50, 0.40, 0.30 | 0.60, 0.50, 0.40 | 0 |" in text
+    assert "| full sync, KKI, N=10,000 | 6,000 rec/s | COPY 10,000 rec/s → 0.600x |" in text
