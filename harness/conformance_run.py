@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -114,36 +115,72 @@ def quick_commands(
     return commands
 
 
-def run_all(commands: Mapping[str, Sequence[str]], *, quiet: bool = False) -> dict[str, int]:
-    """Each command in turn (each starts its own servers' clients); exit status by name."""
-    statuses = {}
-    for name, argv in commands.items():
-        statuses[name] = subprocess.run(  # noqa: S603 - our own command, argv built here
-            list(argv), check=False, capture_output=quiet
-        ).returncode
-    return statuses
+@dataclass(frozen=True)
+class Outcome:
+    """How one hf-conformance run ended: 0 conforming, 1 violations, 2 could not run."""
+
+    status: int
+    stderr: str = ""
+
+    def last_error(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else "no message"
+
+
+def run_all(commands: Mapping[str, Sequence[str]], *, quiet: bool = False) -> dict[str, Outcome]:
+    """Each command in turn, their output on the terminal; `quiet`: all at once (they check
+    different targets and read only), output kept off the terminal except each one's stderr."""
+    if not quiet:
+        return {
+            name: Outcome(
+                subprocess.run(list(argv), check=False).returncode  # noqa: S603 - built here
+            )
+            for name, argv in commands.items()
+        }
+    running = {
+        name: subprocess.Popen(  # noqa: S603 - our own command, argv built here
+            list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for name, argv in commands.items()
+    }
+    try:
+        errors = {name: process.communicate()[1] or "" for name, process in running.items()}
+        return {name: Outcome(running[name].returncode, errors[name]) for name in running}
+    finally:
+        for process in running.values():  # Ctrl-C while they run
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def summary_table(reports: Mapping[str, Path], statuses: Mapping[str, int]) -> Table:
-    """One row per run: its verdict, what it checked, errors and warnings found, its time."""
+    """One row per run: exit status, verdict, what it checked, errors (failing the run) and
+    warnings or accepted findings (reported only), its time."""
     table = Table(title="conformance — summary")
-    for column in ("target", "verdict", "checks", "errors", "warnings", "time"):
+    for column in ("target", "exit", "verdict", "checks", "errors", "reported only", "time"):
         table.add_column(column, justify="left" if column in {"target", "verdict"} else "right")
     for name, path in reports.items():
+        status = str(statuses.get(name, "?"))
         report = _read(path)
-        if report is None:
-            table.add_row(name, f"[red]no report (exit {statuses.get(name)})[/]", "", "", "", "")
-            continue
-        severities = [finding.get("severity", "error") for finding in report["findings"]]
-        verdict = report["verdict"]
-        table.add_row(
-            f"{name} {report['base_url']}",
-            f"[green]{verdict}[/]" if verdict == "conforming" else f"[red]{verdict}[/]",
-            f"{len(report['checked']):,}",
-            str(severities.count("error")),
-            str(severities.count("warning")),
-            f"{report['seconds']:.1f} s",
-        )
+        try:
+            if report is None:
+                raise ValueError("no report")
+            findings = report["findings"]
+            failing = sum(1 for f in findings if f["severity"] == "error" and not f.get("accepted"))
+            verdict = str(report["verdict"])
+            row = (
+                f"{name} {report['base_url']}",
+                status,
+                f"[green]{verdict}[/]" if verdict == "conforming" else f"[red]{verdict}[/]",
+                f"{len(report['checked']):,}",
+                str(failing),
+                str(len(findings) - failing),
+                f"{float(report['seconds']):.1f} s",
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            what = "no report" if report is None else f"unreadable report ({exc!r})"
+            row = (name, status, f"[red]{what}[/]", "", "", "", "")
+        table.add_row(*row)
     return table
 
 
@@ -162,11 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("extra", nargs="*", help="more hf-conformance options, after --")
     args = parser.parse_args(argv)
     REPORTS.mkdir(parents=True, exist_ok=True)
+    for old in REPORTS.glob("*.*"):  # a run that cannot start writes none: never show the last
+        old.unlink()
     kki, kki_url = start_mock("kki", size=args.size, seed=args.seed)
     try:
         sisdmk, sisdmk_url = start_mock("sisdmk", size=args.size, seed=args.seed)
         try:
-            statuses = run_all(
+            outcomes = run_all(
                 {
                     "kki": full_command("kki", kki_url, sisdmk_url, args.extra),
                     "sisdmk": full_command("sisdmk", sisdmk_url, kki_url, args.extra),
@@ -176,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sisdmk.stop()
     finally:
         kki.stop()
+    statuses = {system: outcome.status for system, outcome in outcomes.items()}
     Console().print(
         summary_table({system: REPORTS / f"{system}.json" for system in statuses}, statuses)
     )

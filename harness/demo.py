@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -36,10 +38,10 @@ from adapter.composition import build_services
 from adapter.errors import AdapterError
 from adapter.settings import load_settings
 from adapter.store import database
-from harness.conformance_run import quick_commands, run_all, summary_table
+from harness.conformance_run import REPO, quick_commands, run_all, summary_table
 from harness.embedded import embedded_environment, webhook_secret
 from harness.idp import IdpProcess
-from harness.processes import ManagedProcess, ProcessFailed, free_port, start_mock
+from harness.processes import ManagedProcess, ProcessFailed, free_port, hf_mock
 from harness.receiver import WebhookReceiver
 
 SIZE = 1000
@@ -106,8 +108,9 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
 
         def start(system: str) -> Callable[[], str]:
             def action() -> str:
-                process, url = start_mock(system, size=SIZE, seed=SEED)
-                stack.callback(process.close)
+                process, url = hf_mock(system, size=SIZE, seed=SEED)
+                stack.callback(process.close)  # before the wait: Ctrl-C while it starts stops it
+                process.wait_http(f"{url}/__admin/health", timeout_s=120)
                 procs[system] = (process, url)
                 return f"{url} ({SIZE:,} people, seed {SEED})"
 
@@ -119,7 +122,8 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
         idp = IdpProcess()
 
         def start_idp() -> str:
-            stack.enter_context(idp)  # starts it; stopped when the stack closes
+            stack.callback(idp.close)  # before the start, as for the mocks
+            idp.start()
             return f"{idp.issuer} (test OpenID Connect provider, the realm export's clients)"
 
         demo.step("start the SSO realm", start_idp)
@@ -297,13 +301,18 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
             token = {"Authorization": f"Bearer {idp.token(READER)}"}
             listed = api.get("/health-workers", params={"limit": 5}, headers=token)
             listed.raise_for_status()
+            if not listed.json()["data"]:
+                raise RuntimeError("the API lists no health worker after both syncs")
             worker_id = listed.json()["data"][0]["id"]
             worker = api.get(f"/health-workers/{worker_id}", headers=token)
             worker.raise_for_status()
+            if worker.json().get("masked") is not True:
+                raise RuntimeError(f"{READER} (no :pii scope) was shown personal fields in clear")
             denied = api.get(f"/health-workers/{worker_id}")
-            masked = "masked" if worker.json().get("masked") else "IN CLEAR"
+            if denied.status_code != 401:
+                raise RuntimeError(f"a read without a token answered HTTP {denied.status_code}")
             return (
-                f"{READER} token: worker {worker_id[:8]}… read, personal fields {masked}; "
+                f"{READER} token: worker {worker_id[:8]}… read, personal fields masked; "
                 f"without a token: HTTP {denied.status_code}"
             )
 
@@ -323,10 +332,11 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
             )
 
         demo.step("integration manager: the connections' status", integration_status)
-        reports = workdir / "conformance"
+        reports = REPO / "reports" / "demo-conformance"
 
         def conformance() -> str:
-            reports.mkdir()
+            shutil.rmtree(reports, ignore_errors=True)
+            reports.mkdir(parents=True)
             clients = [
                 (client.client_id, client.secret)
                 for client in idp.clients.values()
@@ -335,19 +345,29 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
             commands = quick_commands(
                 {"kki": kki_url, "sisdmk": sisdmk_url}, idp.issuer, clients, reports
             )
-            statuses = run_all(commands, quiet=True)
-            failed = sorted(name for name, status in statuses.items() if status != 0)
+            outcomes = run_all(commands, quiet=True)
+            statuses.update({name: outcome.status for name, outcome in outcomes.items()})
+            could_not = {n: o for n, o in outcomes.items() if o.status not in {0, 1}}
+            if could_not:
+                raise RuntimeError(
+                    "hf-conformance could not run against "
+                    + "; ".join(
+                        f"{name} (exit {outcome.status}: {outcome.last_error()})"
+                        for name, outcome in could_not.items()
+                    )
+                )
+            failed = sorted(name for name, outcome in outcomes.items() if outcome.status == 1)
             if failed:
                 console.print(summary_table(_reports(reports, statuses), statuses))
                 raise RuntimeError(
-                    f"hf-conformance found violations in {', '.join(failed)}; run "
-                    "`make conformance` for the full reports"
+                    f"hf-conformance found violations in {', '.join(failed)}; the reports are "
+                    f"in {reports}; `make conformance` runs every phase"
                 )
-            return f"{len(statuses)} targets conforming (quick phases; `make conformance` for all)"
+            return f"{len(outcomes)} targets conforming (quick phases; `make conformance` for all)"
 
+        statuses: dict[str, int] = {}
         demo.step("hf-conformance: both mocks and the realm", conformance)
         console.print(demo.summary())
-        statuses = {name: 0 for name in ("kki", "sisdmk", "sso")}
         console.print(summary_table(_reports(reports, statuses), statuses))
         if keep:
             _print_endpoints(
@@ -388,12 +408,17 @@ def _print_endpoints(
     console.print("A token for the API (the realm's read-only client):", soft_wrap=True)
     console.print(f"  {token_command}", soft_wrap=True, markup=False, highlight=False)
     console.print(
-        f'  curl -s -H "Authorization: Bearer $TOKEN" {adapter_url}/api/v1/health-workers?limit=3',
+        '  curl -s -H "Authorization: Bearer $TOKEN" '
+        + shlex.quote(f"{adapter_url}/api/v1/health-workers?limit=3"),
         soft_wrap=True,
         markup=False,
         highlight=False,
     )
     console.print("Ctrl-C stops the mocks, the SSO, the adapter and its worker.")
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     console = Console()
+    # A closed terminal or `kill` unwinds like Ctrl-C, so the processes started are stopped.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         return run(console, keep=args.keep)
     except KeyboardInterrupt:

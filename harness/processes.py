@@ -156,5 +156,9 @@ def start_mock(
 ) -> tuple[ManagedProcess, str]:
     """A ready `hf-mock` process and its base URL."""
     process, url = hf_mock(system, size=size, seed=seed, extra=extra)
-    process.wait_http(f"{url}/__admin/health", timeout_s=timeout_s)
+    try:
+        process.wait_http(f"{url}/__admin/health", timeout_s=timeout_s)
+    except BaseException:  # Ctrl-C while it starts too: the caller never gets it to stop
+        process.close()
+        raise
     return process, url

@@ -7,7 +7,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,13 +41,15 @@ def test_demo_brings_the_harness_up_and_ends_with_a_summary() -> None:
     assert re.search(r"kki healthy, breaker closed, last success \d+ s ago", summary)
     assert re.search(r"sisdmk healthy, breaker closed, last success \d+ s ago", summary)
     conformance = summary[summary.index("conformance — summary") :]
-    rows = re.findall(r"│ (kki|sisdmk|sso) \S+\s+│ (\w+)\s+│\s+(\d+) │\s+(\d+) │", conformance)
-    assert {(name, verdict) for name, verdict, _, _ in rows} == {
-        ("kki", "conforming"),
-        ("sisdmk", "conforming"),
-        ("sso", "conforming"),
+    rows = re.findall(
+        r"│ (kki|sisdmk|sso) \S+\s+│\s+(\d+) │ (\w+)\s+│\s+(\d+) │\s+(\d+) │", conformance
+    )
+    assert {(name, status, verdict) for name, status, verdict, _, _ in rows} == {
+        ("kki", "0", "conforming"),
+        ("sisdmk", "0", "conforming"),
+        ("sso", "0", "conforming"),
     }
-    assert all(int(checks) > 0 and errors == "0" for _, _, checks, errors in rows)
+    assert all(int(checks) > 0 and errors == "0" for _, _, _, checks, errors in rows)
     assert "still running" not in done.stdout
 
 
@@ -58,6 +62,9 @@ def test_keep_leaves_the_stack_up_with_a_working_token_command_until_ctrl_c() ->
         env=ENV,
         start_new_session=True,
     )
+    # A demo that hangs before its endpoints are printed must not hang the suite.
+    watchdog = threading.Timer(300, os.killpg, (demo.pid, signal.SIGKILL))
+    watchdog.start()
     try:
         lines: list[str] = []
         assert demo.stdout is not None
@@ -94,6 +101,61 @@ def test_keep_leaves_the_stack_up_with_a_working_token_command_until_ctrl_c() ->
             assert time.monotonic() < deadline, "a process the demo started is still listening"
             time.sleep(0.2)
     finally:
+        watchdog.cancel()
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text()
+        found |= {int(child) for child in text.split()}
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_while_the_demo_starts_stops_what_it_had_started() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "harness.demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
+    watchdog = threading.Timer(120, os.killpg, (demo.pid, signal.SIGKILL))
+    watchdog.start()
+    try:
+        assert demo.stdout is not None
+        line = ""
+        while "start the KKI mock" not in line:
+            line = demo.stdout.readline()
+            assert line, "the demo ended before starting the KKI mock"
+        # The KKI mock is up; catch the SISDMK mock on its way up too.
+        started = children(demo.pid)
+        deadline = time.monotonic() + 5
+        while len(started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            started |= children(demo.pid)
+        assert started
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=60) == 130
+        assert "every process the demo started has been stopped" in demo.stdout.read()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in started):
+            assert time.monotonic() < deadline, "a process the demo started is still running"
+            time.sleep(0.2)
+    finally:
+        watchdog.cancel()
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()

@@ -97,3 +97,46 @@ def test_the_markdown_report_says_when_and_under_which_load() -> None:
     assert text.startswith("# Benchmarks — 2026-12-03 12:00 UTC (quick: not figures to publish)")
     assert "| sync | 1 | 0.50, 0.40, 0.30 | 0.60, 0.50, 0.40 | 0 |" in text
     assert "| full sync, KKI, N=10,000 | 6,000 rec/s | COPY 10,000 rec/s → 0.600x |" in text
+
+
+def test_a_report_of_an_unexpected_shape_is_a_row_not_a_crash() -> None:
+    table = rows({"api": ok({"bare": {}}), "sync": ok({"not": "a list"})})
+    unreadable = [row.path for row in table if "report unreadable" in row.path]
+    assert len(unreadable) == 2
+    assert all(row.met is None for row in table if "report unreadable" in row.path)
+
+
+def test_a_fault_run_that_lost_events_still_shows_its_figures() -> None:
+    webhooks = {"fault_run": {"events": 600, "lost": 3, "duplicated": 0}}
+    table = rows({"webhooks": {**ok(webhooks), "exit_status": 1}})
+    fault = next(row for row in table if row.path.startswith("fault run"))
+    assert fault.figure == "lost 3, applied twice 0"
+    assert fault.met is False
+
+
+def test_mock_rows_compare_each_scenario_with_prism_and_judge_start_up() -> None:
+    def load(server: str, scenario: str, rate: float) -> dict[str, Any]:
+        return {"server": server, "system": "kki", "scenario": scenario, "requests_per_s": rate}
+
+    mocks = {
+        "loads": [
+            load("hf-mock", "GET by id", 300.0),
+            load("prism", "GET by id", 100.0),
+            load("hf-mock", "page of 100", 40.0),
+            load("prism", "page of 100", 100.0),
+        ],
+        "startups": [
+            {"system": "kki", "size": 100_000, "cache": "empty", "startup_s": 60.0},
+            {
+                "system": "kki",
+                "size": 100_000,
+                "cache": "filled",
+                "startup_s": 3.5,
+                "rss_kib_per_record": 1.9,
+            },
+        ],
+    }
+    table = {row.path: row for row in rows({"mocks": ok(mocks)})}
+    assert table["mock GET by id, KKI"].met is True  # 3x
+    assert table["mock page of 100, KKI"].met is False  # 0.4x
+    assert table["mock start-up and memory, KKI, N=100,000"].met is True
