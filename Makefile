@@ -23,7 +23,7 @@ keycloak: ## Fetch the pinned Keycloak server with Maven and unpack it under var
 
 .PHONY: demo
 demo: bootstrap ## The main job: bring the harness up on the embedded default and show it working (KEEP=1 leaves it running)
-	@$(PY) -m harness.demo $(if $(KEEP),--keep)
+	@$(PY) -m harness.demo $(if $(filter 1 yes true,$(KEEP)),--keep)
 
 .PHONY: test
 test: bootstrap services keycloak lint typecheck ## Run every test (unit, integration, contract, fuzz) — what CI runs
