@@ -118,10 +118,10 @@ class SentLog:
     distributed runs never share a file; the report reads them all.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, process: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{SENT_PREFIX}{socket.gethostname()}-{os.getpid()}.jsonl"
-        self.path = folder / name
+        process = process or f"{socket.gethostname()}-{os.getpid()}"
+        self.path = folder / f"{SENT_PREFIX}{process}.jsonl"
         self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
 
     def record(self, source: str, event_id: str, kind: str, status: int, sent_at: float) -> None:

@@ -31,6 +31,9 @@ JSON_FILE: Final = "report.json"
 PLOT: Final = "report.png"
 COUNTS_FILE: Final = "database-counts.json"
 PERCENTILES: Final = ("50%", "95%", "99%")
+# Throughput over time is counted over this many seconds (a multiple of the 3 s at which
+# Locust workers report to the master).
+RATE_WINDOW_S: Final = 6.0
 
 
 # -- the database -----------------------------------------------------------------------
@@ -210,8 +213,8 @@ def group_of(name: str) -> str:
 
 
 def series(history: Iterable[dict[str, str]]) -> dict[str, Any]:
-    """Per-second series from the full stats history: throughput by group (from the total
-    counts' differences), and Locust's rolling p50/p95/p99 and users of the aggregate."""
+    """Series from the full stats history: throughput by group (the total counts' increase
+    over `RATE_WINDOW_S`), and the aggregate's users and Locust's rolling p50/p95/p99."""
     start: float | None = None
     totals: dict[str, dict[float, int]] = defaultdict(lambda: defaultdict(int))
     aggregate: list[dict[str, Any]] = []
@@ -232,11 +235,13 @@ def series(history: Iterable[dict[str, str]]) -> dict[str, Any]:
             totals[group_of(row["Name"])][moment - start] += int(row["Total Request Count"])
     throughput: dict[str, list[tuple[float, float]]] = {}
     for group, counts in totals.items():
-        points, previous = [], None
-        for moment in sorted(counts):
-            if previous is not None and moment > previous[0]:
-                points.append((moment, (counts[moment] - previous[1]) / (moment - previous[0])))
-            previous = (moment, counts[moment])
+        moments = sorted(counts)
+        points = []
+        for moment in moments:
+            # Over a window: distributed workers report their counts every 3 s, in steps.
+            first = next(m for m in moments if m >= moment - RATE_WINDOW_S)
+            if moment > first:
+                points.append((moment, (counts[moment] - counts[first]) / (moment - first)))
         throughput[group] = points
     return {"aggregate": aggregate, "throughput": throughput}
 

@@ -150,13 +150,18 @@ def drain(engine: Engine, *, stall_s: float = STALL_S) -> None:
     """Wait until no event is pending and no sync is running; fail if nothing moves for
     `stall_s` (a stall, not a slow machine)."""
 
-    def state() -> tuple[int, int, int]:
+    def state() -> tuple[int, int, int, int]:
         with engine.connect() as connection:
             pending = connection.scalar(select(func.count()).where(WebhookEvent.state == "pending"))
-            done = connection.scalar(select(func.count()).where(WebhookEvent.state != "pending"))
-            running = connection.scalar(select(func.count()).where(SyncRun.status == "running"))
+            settled = connection.scalar(select(func.count()).where(WebhookEvent.state != "pending"))
+            running, fetched = connection.execute(
+                select(func.count(), func.coalesce(func.sum(SyncRun.fetched), 0)).where(
+                    SyncRun.status == "running"
+                )
+            ).one()
             requested = connection.scalar(text("SELECT count(*) FROM sync_requests"))
-        return int(pending or 0), int(done or 0), int(running or 0) + int(requested or 0)
+        # A running sync moves by its page counts; the events by their states.
+        return int(pending or 0), int(settled or 0), int(running) + int(requested or 0), fetched
 
     last, deadline = state(), time.monotonic() + stall_s
     while last[0] or last[2]:
@@ -165,7 +170,9 @@ def drain(engine: Engine, *, stall_s: float = STALL_S) -> None:
         if now != last:
             last, deadline = now, time.monotonic() + stall_s
         elif time.monotonic() > deadline:
-            raise RuntimeError(f"no progress for {stall_s:.0f} s: pending {now[0]}, syncs {now[2]}")
+            raise RuntimeError(
+                f"no progress for {stall_s:.0f} s: {now[0]} events pending, {now[2]} syncs"
+            )
 
 
 def source_ids(url: str, collection: str, key: str, limit: int = RESOURCE_IDS) -> list[str]:
@@ -269,6 +276,7 @@ def local_stack(
     serve_workers: int = 2,
     worker_concurrency: int = 4,
     token_ttl_s: int | None = None,
+    prefill_systems: Sequence[str] = ("sisdmk", "kki"),
 ) -> Iterator[Target]:
     """Everything the adapter needs, on this machine, for one run; taken down after."""
     # Imported here: the test stack's helpers are not needed against a remote target.
@@ -307,7 +315,7 @@ def local_stack(
         adapter = Adapter(environment | stack_settings(idp), migrated_engine(database))
         adapter.serve(workers=serve_workers)
         adapter.start_worker(concurrency=worker_concurrency)
-        prefill(adapter)
+        prefill(adapter, prefill_systems)
         start_scheduler(adapter)
         yield target_for(adapter, idp, mocks, out)
     finally:
@@ -361,6 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--serve-workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument("--token-ttl", type=int, default=None, help="local IdP token lifetime")
+    parser.add_argument(
+        "--prefill",
+        nargs="*",
+        choices=("sisdmk", "kki"),
+        default=["sisdmk", "kki"],
+        help="systems synced before the load (one left out gets its first sync under load)",
+    )
     args = parser.parse_args(argv)
     out = args.out or ROOT / "reports" / "load" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     if out.exists():
@@ -384,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_workers=args.serve_workers,
             worker_concurrency=args.worker_concurrency,
             token_ttl_s=args.token_ttl,
+            prefill_systems=args.prefill,
         ) as target:
             document = load_run(shape, target, out)
     print((out / report.MARKDOWN).read_text(encoding="utf-8"))
