@@ -4,6 +4,7 @@ both mocks, and the test IdP with 8-second tokens. Locust runs as its own proces
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def test_load_smoke_distributed_loses_and_duplicates_no_event(
         target = target_for(adapter, idp, {"kki": kki.url, "sisdmk": sisdmk.url}, tmp_path)
         document = load_run(SMOKE, target, out)
 
+    # Locust ran in its own processes: nothing here imported it (or gevent's socket patching).
+    assert not {"locust", "gevent"} & sys.modules.keys()
     for name in ("report.md", "report.json", "locust_stats.csv", "locust_stats_history.csv"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
