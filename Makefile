@@ -88,6 +88,26 @@ bench-webhooks: bootstrap ## Webhooks under gunicorn vs a bare endpoint, lag, fa
 bench-api: bootstrap ## Authenticated GET /api/v1/health-workers/{id} vs a bare endpoint under gunicorn (writes reports/bench-api.json)
 	@$(PY) bench/bench_api.py
 
+# Load runs (docs/load.md): a local stack unless LOAD_HOST is set (then LOAD_DATABASE_URL and the
+# LOAD_… variables describe the target); LOAD_RUN_ARGS passes other `load.run` options (--prefill,
+# --serve-workers …). Each run writes reports/load/<time>/report.{md,json,png}.
+USERS ?= 50
+SPAWN_RATE ?= 10
+DURATION ?= 60
+WORKERS ?= 2
+SIZE ?= 1000
+LOAD_HOST ?=
+LOAD_RUN_ARGS ?=
+LOAD_ARGS = --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --size $(SIZE) $(if $(LOAD_HOST),--host $(LOAD_HOST)) $(LOAD_RUN_ARGS)
+
+.PHONY: load
+load: bootstrap ## Locust load run, standalone (USERS=50 SPAWN_RATE=10 DURATION=60 SIZE=1000 LOAD_HOST=)
+	@$(PY) -m load.run $(LOAD_ARGS)
+
+.PHONY: load-distributed
+load-distributed: bootstrap ## Locust load run, one master and WORKERS=2 worker processes (same parameters)
+	@$(PY) -m load.run $(LOAD_ARGS) --workers $(WORKERS)
+
 .PHONY: clean
 clean: ## Remove caches and generated reports (keeps the virtualenv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache reports var .hypothesis
