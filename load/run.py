@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +30,8 @@ from sqlalchemy.engine import make_url
 
 from adapter.store.models import SyncRun, WebhookEvent
 from harness import services
-from harness.idp import IdpProcess
+from harness.idp import IdpProcess, realm_clients
+from harness.keycloak import KeycloakServer
 from harness.processes import ManagedProcess, free_port, start_mock
 from load import report
 from load.messages import Resources
@@ -204,11 +205,41 @@ def quiet_schedule(now: dt.datetime | None = None) -> dict[str, str]:
     return {"SYNC_TIMEZONE": zone, "SYNC_SCHEDULE": "sisdmk=23:59,kki=23:59"}
 
 
-def stack_settings(idp: IdpProcess) -> dict[str, str]:
+@dataclass(frozen=True)
+class Sso:
+    """The realm the readers get their tokens from: its issuer and the two clients' secrets."""
+
+    issuer: str
+    secrets: Mapping[str, str]
+
+
+@contextmanager
+def running_sso(kind: str, token_ttl_s: int | None = None) -> Iterator[Sso]:
+    """Keycloak with the realm export (`keycloak`, what production runs) or the test OpenID
+    Connect provider configured from the same export (`test-idp`, starts in a second)."""
+    clients = realm_clients()
+    secrets_of = {client: clients[client].secret for client in (READER, OPERATOR)}
+    if kind == "test-idp":
+        with IdpProcess(access_token_ttl_s=token_ttl_s) as idp:
+            yield Sso(idp.issuer, secrets_of)
+        return
+    server = KeycloakServer()  # KeycloakUnavailable says to run `make keycloak`
+    try:
+        server.start()
+        if token_ttl_s is not None:
+            with server.admin() as admin:
+                for client in (READER, OPERATOR):
+                    admin.set_client_attributes(client, {"access.token.lifespan": str(token_ttl_s)})
+        yield Sso(server.issuer(), secrets_of)
+    finally:
+        server.close()
+
+
+def stack_settings(sso: Sso | IdpProcess) -> dict[str, str]:
     """The adapter's settings for a load run, beside the usual test stack's: the SSO, quiet
     logs, no daily sync during the run, requested runs started within a second."""
     return {
-        "OIDC_ISSUER": idp.issuer,
+        "OIDC_ISSUER": sso.issuer,
         "OIDC_AUDIENCE": "hf-adapter",
         "LOG_LEVEL": "WARNING",
         **quiet_schedule(),
@@ -242,7 +273,9 @@ def start_scheduler(adapter: Adapter) -> None:
     )
 
 
-def target_for(adapter: Adapter, idp: IdpProcess, mocks: Mapping[str, str], out: Path) -> Target:
+def target_for(
+    adapter: Adapter, sso: Sso | IdpProcess, mocks: Mapping[str, str], out: Path
+) -> Target:
     """What Locust needs to load `adapter`: secrets, the SSO's clients, the mocks' ids."""
     resources = Resources(
         kki=source_ids(mocks["kki"], "registrations", "str_number"),
@@ -258,13 +291,17 @@ def target_for(adapter: Adapter, idp: IdpProcess, mocks: Mapping[str, str], out:
             "LOAD_RESOURCES": str(out / "resources.json"),
             "LOAD_KKI_WEBHOOK_SECRET": adapter.environment["KKI_WEBHOOK_SECRET"],
             "LOAD_SISDMK_WEBHOOK_SECRET": adapter.environment["SISDMK_WEBHOOK_SECRET"],
-            "LOAD_OIDC_ISSUER": idp.issuer,
+            "LOAD_OIDC_ISSUER": sso.issuer,
             "LOAD_READER_CLIENT_ID": READER,
-            "LOAD_READER_CLIENT_SECRET": idp.clients[READER].secret,
+            "LOAD_READER_CLIENT_SECRET": _secret(sso, READER),
             "LOAD_OPS_CLIENT_ID": OPERATOR,
-            "LOAD_OPS_CLIENT_SECRET": idp.clients[OPERATOR].secret,
+            "LOAD_OPS_CLIENT_SECRET": _secret(sso, OPERATOR),
         },
     )
+
+
+def _secret(sso: Sso | IdpProcess, client: str) -> str:
+    return sso.secrets[client] if isinstance(sso, Sso) else sso.clients[client].secret
 
 
 @contextmanager
@@ -277,6 +314,7 @@ def local_stack(
     worker_concurrency: int = 4,
     token_ttl_s: int | None = None,
     prefill_systems: Sequence[str] = ("sisdmk", "kki"),
+    sso_kind: str = "keycloak",
 ) -> Iterator[Target]:
     """Everything the adapter needs, on this machine, for one run; taken down after."""
     # Imported here: the test stack's helpers are not needed against a remote target.
@@ -296,10 +334,10 @@ def local_stack(
     database = make_url(services.database_url()).set(database=name)
     broker, prefix = broker_url(), unique_prefix()
     processes: list[ManagedProcess] = []
-    idp = IdpProcess(access_token_ttl_s=token_ttl_s)
     adapter: Adapter | None = None
+    sso_stack = ExitStack()
     try:
-        idp.start()
+        sso = sso_stack.enter_context(running_sso(sso_kind, token_ttl_s))
         mocks = {}
         for system in ("kki", "sisdmk"):
             process, url = start_mock(system, size=size, seed=seed, timeout_s=600)
@@ -312,18 +350,18 @@ def local_stack(
             broker=broker,
             prefix=prefix,
         )
-        adapter = Adapter(environment | stack_settings(idp), migrated_engine(database))
+        adapter = Adapter(environment | stack_settings(sso), migrated_engine(database))
         adapter.serve(workers=serve_workers)
         adapter.start_worker(concurrency=worker_concurrency)
         prefill(adapter, prefill_systems)
         start_scheduler(adapter)
-        yield target_for(adapter, idp, mocks, out)
+        yield target_for(adapter, sso, mocks, out)
     finally:
         if adapter is not None:
             adapter.close()
         for process in processes:
             process.close()
-        idp.close()
+        sso_stack.close()
         delete_topology(broker, prefix)
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -368,7 +406,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1000, help="people in each local mock")
     parser.add_argument("--serve-workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--worker-concurrency", type=int, default=4)
-    parser.add_argument("--token-ttl", type=int, default=None, help="local IdP token lifetime")
+    parser.add_argument(
+        "--sso",
+        choices=("keycloak", "test-idp"),
+        default="keycloak",
+        help="the local stack's realm: Keycloak with the realm export (default; `make keycloak` "
+        "installs it) or the test OpenID Connect provider (faster to start)",
+    )
+    parser.add_argument("--token-ttl", type=int, default=None, help="access token lifetime, s")
     parser.add_argument(
         "--prefill",
         nargs="*",
@@ -400,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker_concurrency=args.worker_concurrency,
             token_ttl_s=args.token_ttl,
             prefill_systems=args.prefill,
+            sso_kind=args.sso,
         ) as target:
             document = load_run(shape, target, out)
     print((out / report.MARKDOWN).read_text(encoding="utf-8"))
