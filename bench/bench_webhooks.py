@@ -142,6 +142,53 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, fl
     }
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        queue += [int(child) for child in children]
+    return found
+
+
+def backends(url: str) -> list[int]:
+    """The PostgreSQL server processes serving `url`'s database (pools keep them open)."""
+    admin = create_engine(ADMIN_URL)
+    with admin.connect() as connection:
+        pids = connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :name"),
+            {"name": make_url(url).database},
+        ).scalars()
+        found = [int(pid) for pid in pids]
+    admin.dispose()
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far (those gone since count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def measured_cpu(run: Any, groups: dict[str, list[int]]) -> tuple[Any, dict[str, float]]:
+    """`run()`'s result and the CPU seconds each group of processes spent during it."""
+    before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    result = run()
+    return result, {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
+
+
 def new_database() -> str:
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"hf_bench_{secrets.token_hex(4)}"
@@ -255,6 +302,11 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             ),
             ("ratio durable / bare", f"{throughput['ratio']:.2f}"),
             (
+                "CPU ms per request, bare / durable",
+                f"{cpu_text(bare['cpu_ms_per_request'])} / "
+                f"{cpu_text(durable['cpu_ms_per_request'])}",
+            ),
+            (
                 "stored / left unpublished after the run",
                 f"{throughput['stored']:,} / {throughput['left_unpublished']:,}",
             ),
@@ -282,6 +334,10 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             ("fault run: lost / applied twice", f"{fault['lost']} / {fault['duplicated']}"),
         ]
     return rows
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
 
 
 def throughput(
@@ -321,8 +377,16 @@ def throughput(
             console.print(f"pre-signing {PRESIGNED:,} webhooks …")
             lua_script(script, environment["KKI_WEBHOOK_SECRET"], PRESIGNED)
             base = f"http://127.0.0.1:{port}"
-            bare = wrk(f"{base}/bench/bare", script, args.duration, args.connections)
-            durable = wrk(f"{base}/webhooks/kki", script, args.duration, args.connections)
+            groups = {"gunicorn": process_tree(server.pid), "postgresql": backends(database)}
+            bare, bare_cpu = measured_cpu(
+                lambda: wrk(f"{base}/bench/bare", script, args.duration, args.connections),
+                groups,
+            )
+            groups["postgresql"] = backends(database)
+            durable, durable_cpu = measured_cpu(
+                lambda: wrk(f"{base}/webhooks/kki", script, args.duration, args.connections),
+                groups,
+            )
         # The receiver publishes after answering: give its last batch a moment.
         time.sleep(2)
         with engine.connect() as connection:
@@ -335,6 +399,8 @@ def throughput(
         engine.dispose()
         delete_topology(BROKER_URL, prefix)
         drop_database(database)
+    bare["cpu_ms_per_request"] = cpu_per_request(bare, bare_cpu, args.duration)
+    durable["cpu_ms_per_request"] = cpu_per_request(durable, durable_cpu, args.duration)
     return {
         "bare": bare,
         "durable": durable,
@@ -358,6 +424,13 @@ def started_adapter(kki: Mock, sisdmk: Mock, database: str, broker: str, prefix:
 def reset(*mocks: Mock) -> None:
     for mock in mocks:
         mock.admin.post("/reset", json={"faults": True, "subscriptions": True, "deliveries": True})
+
+
+def cpu_per_request(
+    result: dict[str, Any], cpu: dict[str, float], duration: int
+) -> dict[str, float]:
+    requests = result["requests_per_s"] * duration
+    return {name: round(1000 * seconds / requests, 3) for name, seconds in cpu.items()}
 
 
 def lag_figures(adapter: Adapter) -> dict[str, float]:
