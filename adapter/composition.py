@@ -195,12 +195,15 @@ class Services:
         )
 
     def webhook_receiver(self, metrics: EventMetrics) -> WebhookReceiver:
-        return WebhookReceiver(
+        receiver = WebhookReceiver(
             settings=self.settings,
             sessions=self.sessions,
             publisher=self.publisher,
             metrics=metrics,
         )
+        # Before the publisher closes: what is queued is committed and published first.
+        self._closers.append(receiver.close)
+        return receiver
 
     def event_admin(self, metrics: EventMetrics) -> WebhookEventAdmin:
         """List, show, replay and purge webhook events (the CLI's and the API's)."""

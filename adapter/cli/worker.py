@@ -35,11 +35,18 @@ WORKER_CALL_POLICY: Final = RetryPolicy(
 )
 WORKER_BREAKER_RESET_S: Final = 5.0
 STATUS_REFRESH_PER_S: Final = 2
+POOL_BESIDE_THREADS: Final = 2
 
 
 def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.0.0.1") -> int:
     settings = load_settings()
-    services = build_services(settings)
+    # One connection per applying thread, plus the outbox relay's and the depth sampler's:
+    # the default pool is smaller than a busy worker, and a checkout beyond the pool opens a
+    # new PostgreSQL connection (a server process) and closes it again.
+    engine = database.create_engine_from_settings(
+        settings, pool_size=concurrency + POOL_BESIDE_THREADS
+    )
+    services = build_services(settings, engine=engine)
     database.check(services.engine)
     sessions = services.sessions
     metrics = EventMetrics.for_registry()
@@ -108,6 +115,7 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
         kki.close()
         sisdmk.close()
         services.close()
+        engine.dispose()
     Console().print(summary_table(stats))
     return EXIT_OK
 

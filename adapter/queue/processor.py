@@ -66,6 +66,12 @@ class Verdict:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class _Looked:
+    enabled: bool
+    stored_version: int
+
+
 class TransientFailure(AdapterError):
     """Worth another attempt later."""
 
@@ -105,11 +111,15 @@ class EventProcessor:
     def process(self, event_id: uuid.UUID, *, unfinished_deliveries: int = 0) -> Verdict:
         """Apply the event; `unfinished_deliveries`: earlier hand-overs that ended in no verdict."""
         with self._sessions() as session:
+            # Reads only, in one session without a transaction: each statement stands alone,
+            # with no BEGIN and ROLLBACK round trips (a worker thread pays every round trip).
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             event = WebhookInbox(session).get(event_id)
             if event is None:
                 return Verdict("skip", "unknown")
             if event.state != "pending":
                 return Verdict("skip", f"already_{event.state}")
+            looked = self._look(session, event)
             session.expunge(event)
         # The trace the webhook's request started (its `traceparent` was stored with the event).
         with start_span(f"process {event.event_type}", event.traceparent, kind=SpanKind.CONSUMER):
@@ -125,7 +135,7 @@ class EventProcessor:
                     count_attempt=False,
                 )
             try:
-                outcome = self._apply(event)
+                outcome = self._apply(event, looked)
             except ConnectionDisabled:
                 return self._hold(event)
             except TransientFailure as exc:
@@ -142,41 +152,40 @@ class EventProcessor:
 
     # -- applying ---------------------------------------------------------------------------
 
-    def _apply(self, event: WebhookEvent) -> str:
+    def _look(self, session: Session, event: WebhookEvent) -> _Looked:
+        """What decides whether to fetch: the connection's switch and the version stored."""
+        if event.event_type == FACILITY_EVENT:
+            return _Looked(enabled=True, stored_version=0)
+        enabled = connection_state(session, event.source).enabled
+        if event.source == "kki":
+            query = select(Registration.source_version).where(
+                Registration.str_number == event.resource_id
+            )
+        else:
+            try:
+                worker_id = uuid.UUID(event.resource_id)
+            except ValueError:
+                return _Looked(enabled=enabled, stored_version=0)
+            query = select(HealthWorker.source_version).where(
+                HealthWorker.sisdmk_worker_id == worker_id,
+                HealthWorker.source_system == "sisdmk",
+            )
+        version = session.scalar(query)
+        return _Looked(enabled=enabled, stored_version=int(version) if version is not None else 0)
+
+    def _apply(self, event: WebhookEvent, looked: _Looked) -> str:
         if event.event_type == FACILITY_EVENT:
             # SISDMK has no single-facility read in the client: the daily batch carries them.
             return self._commit(event, "ignored", None)
-        if not self._enabled(event.source):
+        if not looked.enabled:
             raise ConnectionDisabled(event.source)
-        if self._stored_version(event) >= event.resource_version:
+        if looked.stored_version >= event.resource_version:
             # The store already holds this version or a newer one (a late or duplicate event).
             # Only saves a fetch: the upsert re-checks the version under the row's lock, since
             # another thread or a sync page may store a newer one before this commits.
             return self._commit(event, "superseded", None)
         document = self._fetch(event)
         return self._commit(event, None, document)
-
-    def _enabled(self, system: str) -> bool:
-        with self._sessions() as session:
-            return connection_state(session, system).enabled
-
-    def _stored_version(self, event: WebhookEvent) -> int:
-        with self._sessions() as session:
-            if event.source == "kki":
-                query = select(Registration.source_version).where(
-                    Registration.str_number == event.resource_id
-                )
-            else:
-                try:
-                    worker_id = uuid.UUID(event.resource_id)
-                except ValueError:
-                    return 0
-                query = select(HealthWorker.source_version).where(
-                    HealthWorker.sisdmk_worker_id == worker_id,
-                    HealthWorker.source_system == "sisdmk",
-                )
-            version = session.scalar(query)
-        return int(version) if version is not None else 0
 
     def _fetch(self, event: WebhookEvent) -> dict[str, Any]:
         client: KkiClient | SisdmkClient = self._kki if event.source == "kki" else self._sisdmk

@@ -2,8 +2,9 @@
 """RabbitMQ through kombu: a confirming publisher (one connection per thread) and a consumer.
 
 Messages are persistent and published with publisher confirms, so `publish` returning means the
-broker has them on disk (quorum queues: on a majority). The consumer acks only after the worker
-committed the outcome to the database.
+broker has them on disk (quorum queues: on a majority). A batch is published whole, then its
+confirms are awaited together: one wait for the broker's disk write per batch, not per message.
+The consumer acks only after the worker committed the outcome to the database.
 """
 
 from __future__ import annotations
@@ -43,12 +44,52 @@ CONNECTION_ERRORS: Final = (
 
 
 def open_connection(url: str) -> Connection:
-    return Connection(
-        url,
-        connect_timeout=CONNECT_TIMEOUT_S,
-        heartbeat=HEARTBEAT_S,
-        transport_options={"confirm_publish": True, "confirm_timeout": CONFIRM_TIMEOUT_S},
-    )
+    return Connection(url, connect_timeout=CONNECT_TIMEOUT_S, heartbeat=HEARTBEAT_S)
+
+
+class PublisherConfirms:
+    """The confirms of one channel in confirm mode, awaited for a whole batch at once.
+
+    RabbitMQ numbers a confirm-mode channel's publishes 1, 2, 3 … and acks (or nacks) them,
+    one tag or every tag up to one (``multiple``), in any order.
+    """
+
+    def __init__(self, channel: Any) -> None:
+        self._channel = channel
+        self._published = 0
+        self._unconfirmed: set[int] = set()
+        self._nacked = False
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+
+    def published(self) -> None:
+        self._published += 1
+        self._unconfirmed.add(self._published)
+
+    def wait(self, timeout_s: float) -> None:
+        """Return once the broker confirmed every message so far; raise if it refused one."""
+        deadline = time.monotonic() + timeout_s
+        while self._unconfirmed and not self._nacked:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("publisher confirms not received in time")
+            self._channel.connection.drain_events(timeout=remaining)
+        if self._nacked:
+            raise amqp.exceptions.MessageNacked()
+
+    def _settle(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {tag for tag in self._unconfirmed if tag > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple)
+        self._nacked = True
 
 
 def declare_topology(connection: Connection, topology: QueueTopology) -> None:
@@ -91,7 +132,9 @@ class RabbitPublisher:
         if not self._declared:
             declare_topology(connection, self._topology)
             self._declared = True
-        producer = Producer(connection.channel(), serializer="json")
+        channel = connection.channel()
+        self._local.confirms = PublisherConfirms(channel)
+        producer = Producer(channel, serializer="json")
         self._local.connection = connection
         self._local.producer = producer
         with self._lock:
@@ -128,6 +171,7 @@ class RabbitPublisher:
         }[exchange]
         try:
             producer = self._producer()
+            confirms: PublisherConfirms = self._local.confirms
             for message in messages:
                 extra: dict[str, Any] = {}
                 if expiration_s is not None:
@@ -140,6 +184,8 @@ class RabbitPublisher:
                     **message_properties(message),
                     **extra,
                 )
+                confirms.published()
+            confirms.wait(CONFIRM_TIMEOUT_S)
         except CONNECTION_ERRORS as exc:
             self._drop_connection()
             self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S

@@ -39,6 +39,10 @@ RELAY_BATCH: Final = 500
 DEPTH_INTERVAL_S: Final = 5.0
 EMBEDDED_POLL_S: Final = 0.2
 DRAIN_TIMEOUT_S: Final = 0.2
+# While events are being applied, the broker thread looks for finished ones this often: a
+# message is acked (and its prefetch slot freed) only by that thread, and with nothing arriving
+# it would otherwise sleep the full DRAIN_TIMEOUT_S with every slot taken by finished work.
+SETTLE_POLL_S: Final = 0.005
 RECONNECT_DELAY_S: Final = 1.0
 
 
@@ -246,7 +250,7 @@ class Worker:
                         self.stop_event.wait(RECONNECT_DELAY_S)
                         continue
                 try:
-                    consumer.drain(DRAIN_TIMEOUT_S)
+                    consumer.drain(SETTLE_POLL_S if in_flight else DRAIN_TIMEOUT_S)
                     in_flight = self._settle(in_flight, publisher, topology, wait=False)
                     self._sample_depths(consumer.queue_depths)
                 except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:

@@ -57,13 +57,16 @@ class SchemaDriftError(AdapterError):
         self.differences = differences
 
 
-def create_engine_from_settings(settings: Settings) -> Engine:
+def create_engine_from_settings(settings: Settings, *, pool_size: int = PG_POOL_SIZE) -> Engine:
     """The engine for ``DATABASE_URL``."""
-    return create_engine_from_url(settings.database_url.get_secret_value())
+    return create_engine_from_url(settings.database_url.get_secret_value(), pool_size=pool_size)
 
 
-def create_engine_from_url(url: str | URL) -> Engine:
+def create_engine_from_url(url: str | URL, *, pool_size: int = PG_POOL_SIZE) -> Engine:
     """An engine with the adapter's pool and connection settings for `url`'s backend.
+
+    `pool_size`: PostgreSQL connections kept open; give at least the threads that use the
+    database at once, or every checkout above it opens (and then closes) a connection.
 
     Statement parameters are left out of logs and error messages: they can be personal data.
 
@@ -82,7 +85,7 @@ def create_engine_from_url(url: str | URL) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         return create_engine(
             parsed,
-            pool_size=PG_POOL_SIZE,
+            pool_size=pool_size,
             max_overflow=PG_MAX_OVERFLOW,
             pool_timeout=PG_POOL_TIMEOUT_S,
             pool_recycle=PG_POOL_RECYCLE_S,

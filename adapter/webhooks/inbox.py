@@ -46,34 +46,46 @@ class WebhookInbox:
         self, envelope: EventEnvelope, *, traceparent: str | None, published: bool
     ) -> uuid.UUID | None:
         """Insert the event; its new id, or ``None`` when (source, webhook-id) is already in."""
+        return self.record_many([(envelope, traceparent)], published=published)[0]
+
+    def record_many(
+        self, entries: Sequence[tuple[EventEnvelope, str | None]], *, published: bool
+    ) -> list[uuid.UUID | None]:
+        """Insert the events (envelope, traceparent) in one statement; for each, in order, its
+        new id or ``None`` when its (source, webhook-id) was already in, or earlier in `entries`.
+        """
         moment = self._clock()
-        values: dict[str, Any] = {
-            "id": uuid.uuid4(),
-            "source": envelope.source,
-            "webhook_id": envelope.event_id,
-            "event_type": envelope.event_type,
-            "resource_id": envelope.resource_id,
-            "resource_version": envelope.resource_version,
-            "occurred_at": envelope.occurred_at,
-            "received_at": moment,
-            "available_at": moment,
-            "traceparent": traceparent,
-            "state": "pending",
-            "published_at": moment if published else None,
-        }
+        rows: list[dict[str, Any]] = [
+            {
+                "id": uuid.uuid4(),
+                "source": envelope.source,
+                "webhook_id": envelope.event_id,
+                "event_type": envelope.event_type,
+                "resource_id": envelope.resource_id,
+                "resource_version": envelope.resource_version,
+                "occurred_at": envelope.occurred_at,
+                "received_at": moment,
+                "available_at": moment,
+                "traceparent": traceparent,
+                "state": "pending",
+                "published_at": moment if published else None,
+            }
+            for envelope, traceparent in entries
+        ]
         insert = (
             postgresql_insert
             if self._session.get_bind().dialect.name == "postgresql"
             else sqlite_insert
         )
+        # One INSERT … VALUES (…), (…) for the batch: its RETURNING says which rows went in.
         statement = (
             insert(WebhookEvent)
-            .values(**values)
+            .values(rows)
             .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
             .returning(WebhookEvent.id)
         )
-        inserted = self._session.execute(statement).scalar_one_or_none()
-        return inserted
+        inserted = set(self._session.execute(statement).scalars())
+        return [row["id"] if row["id"] in inserted else None for row in rows]
 
     # -- the outbox -----------------------------------------------------------------------
 

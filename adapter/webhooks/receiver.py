@@ -1,26 +1,31 @@
-"""`WebhookReceiver`: verify, store in the inbox, publish, answer. No web framework here.
+"""`WebhookReceiver`: verify, store in the inbox, answer, publish. No web framework here.
 
 Checks run cheapest first and each failure has its own reason: declared size, content type,
 actual size (read at most one byte past the limit), headers, timestamp window, signature over
-the raw bytes, JSON, schema. Only then is anything stored. The inbox insert is committed before
-the publish (the transactional outbox): if the broker is unreachable the event stays unpublished
-and the relay publishes it later, so the sender still gets its 2xx.
+the raw bytes, JSON, schema. Only then is anything stored. The answer waits for the inbox row's
+commit, made together with the rows of the requests that arrived meanwhile (group commit: one
+commit per batch, one committing thread per process). The publish follows the commit (the
+transactional outbox), batched too and off the request: if the broker is unreachable the event
+stays unpublished and the outbox relay publishes it later.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.messages import EventMessage, EventPublisher
 from adapter.settings import Settings
-from adapter.webhooks.envelope import SOURCES, parse_envelope
+from adapter.webhooks.batching import Batcher
+from adapter.webhooks.envelope import SOURCES, EventEnvelope, load_schemas, parse_envelope
 from adapter.webhooks.inbox import WebhookInbox
 from adapter.webhooks.outbox import publish_events
 from adapter.webhooks.signature import SignatureVerifier, WebhookRejected
@@ -28,6 +33,12 @@ from adapter.webhooks.signature import SignatureVerifier, WebhookRejected
 log = logging.getLogger("adapter.webhooks")
 
 JSON_MEDIA_TYPES: Final = frozenset({"application/json"})
+# Rows per group commit and messages per confirmed publish: more than a process has request
+# threads, so a batch is never cut short under load; a bound on one statement's size all the same.
+MAX_BATCH: Final = 256
+# Errors of one row, not of the database: a batch that meets one is committed row by row, so
+# one bad row fails only its own request.
+ROW_ERRORS: Final = (IntegrityError, DataError)
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,6 @@ class Receipt:
 
     status: int
     result: str  # accepted | duplicate
-    published: bool
 
 
 class WebhookReceiver:
@@ -52,7 +62,15 @@ class WebhookReceiver:
         self._sessions = sessions
         self._publisher = publisher
         self._metrics = metrics
+        self._relayed = publisher.needs_relay
         self._max_body_bytes = settings.webhook_max_body_bytes
+        load_schemas()
+        self._commits: Batcher[tuple[EventEnvelope, str | None], uuid.UUID | None] = Batcher(
+            "hf-inbox-commit", self._commit, max_batch=MAX_BATCH
+        )
+        self._publishes: Batcher[EventMessage, None] = Batcher(
+            "hf-outbox-publish", self._publish, max_batch=MAX_BATCH
+        )
         self._verifiers = {
             source: SignatureVerifier(
                 settings.webhook_secrets(source),
@@ -65,6 +83,11 @@ class WebhookReceiver:
     @property
     def max_body_bytes(self) -> int:
         return self._max_body_bytes
+
+    def close(self) -> None:
+        """Commit and publish what is queued, then stop this process's two threads."""
+        self._commits.close()
+        self._publishes.close()
 
     def receive(
         self,
@@ -116,23 +139,49 @@ class WebhookReceiver:
         if envelope.source != source:  # the schema's enum already says so; belt and braces
             raise WebhookRejected(422, "schema", "source does not match the receiver")
 
-        relayed = self._publisher.needs_relay
-        with self._sessions() as session, session.begin():
-            event_id = WebhookInbox(session).record(
-                envelope, traceparent=traceparent, published=not relayed
-            )
+        # Waits for the commit of the batch this row joined: a 2xx is never sent before it.
+        event_id = self._commits.submit((envelope, traceparent)).result()
         if event_id is None:
-            return Receipt(200, "duplicate", published=True)
-        if not relayed:
-            return Receipt(202, "accepted", published=True)
-        message = EventMessage(event_id, source, envelope.event_type, traceparent)
+            return Receipt(200, "duplicate")
+        if self._relayed:
+            self._publishes.submit(EventMessage(event_id, source, envelope.event_type, traceparent))
+        return Receipt(202, "accepted")
+
+    def _commit(
+        self, entries: Sequence[tuple[EventEnvelope, str | None]]
+    ) -> Sequence[uuid.UUID | Exception | None]:
+        """One transaction for the batch; row by row if a row of it is refused."""
+        published = not self._relayed  # the embedded queue's row is its message
+        try:
+            return self._insert(entries, published=published)
+        except ROW_ERRORS:
+            if len(entries) == 1:
+                raise
+        outcomes: list[uuid.UUID | Exception | None] = []
+        for entry in entries:
+            try:
+                outcomes.append(self._insert([entry], published=published)[0])
+            except ROW_ERRORS as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _insert(
+        self, entries: Sequence[tuple[EventEnvelope, str | None]], *, published: bool
+    ) -> list[uuid.UUID | None]:
+        with self._sessions() as session:
+            # One statement is its own transaction: autocommit saves the BEGIN and COMMIT
+            # round trips, and the statement returns only once committed (durable).
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            return WebhookInbox(session).record_many(entries, published=published)
+
+    def _publish(self, messages: Sequence[EventMessage]) -> Sequence[None]:
         unavailable = publish_events(
-            self._sessions, self._publisher, [message], path="receiver", metrics=self._metrics
+            self._sessions, self._publisher, messages, path="receiver", metrics=self._metrics
         )
         if unavailable is not None:
-            # Committed already: the outbox relay publishes it when the broker is back.
-            log.warning("event %s kept in the outbox: %s", event_id, unavailable.message)
-        return Receipt(202, "accepted", published=unavailable is None)
+            # Committed already: the outbox relay publishes them when the broker is back.
+            log.warning("%d events kept in the outbox: %s", len(messages), unavailable.message)
+        return [None] * len(messages)
 
 
 def _too_large(limit: int) -> WebhookRejected:
