@@ -65,7 +65,16 @@ def test_webhook_and_api_rows_need_both_the_ratio_and_the_p99() -> None:
             "bare": {"requests_per_s": 1000.0, "p99_ms": 10.0},
             "durable": {"requests_per_s": 600.0, "p99_ms": 80.0},
         },
-        "lag": {"rate_per_s": 200, "p50_ms": 30.0, "p95_ms": 400.0},
+        # The shape bench_webhooks.py writes (lag at its default 200 events/s, a storm).
+        "lag": {
+            "rate_per_s": 200,
+            "achieved_rate_per_s": 198.5,
+            "events": 3000,
+            "lost": 0,
+            "p50_ms": 30.0,
+            "p95_ms": 400.0,
+        },
+        "storm": {"events": 3000, "lost": 0, "seconds": 10.0, "events_per_s": 300.0},
         "fault_run": {"events": 600, "lost": 0, "duplicated": 1},
     }
     api = {
@@ -77,6 +86,7 @@ def test_webhook_and_api_rows_need_both_the_ratio_and_the_p99() -> None:
     assert by_start["webhookaccepted"].met is False  # ratio 0.6 but p99 80 ms
     assert by_start["webhook→"].met is True
     assert by_start["faultrun,"].met is False  # one applied twice
+    assert by_start["eventsapplied"].met is False  # 300 < 400 events/s
     assert by_start["authenticatedGET"].met is True
 
 
