@@ -50,7 +50,7 @@ MOCK_WEBHOOK_OPTIONS: Final = (
     "--webhook-base-delay-ms",
     "100",
     "--webhook-max-delay-ms",
-    "3000",
+    "5000",
     "--webhook-max-attempts",
     "20",
 )
@@ -59,6 +59,9 @@ EVENT_MAX_ATTEMPTS: Final = "4"
 # A wait fails when nothing it watches has changed for this long (a stall, not a slow machine).
 WAIT_S: Final = 60.0
 POLL_S: Final = 0.2
+# Keycloak's start (a fresh H2 database and the realm import) is ~30 s on a quiet 2-core
+# machine; on a loaded one it was seen past the harness's 240 s.
+KEYCLOAK_START_TIMEOUT_S: Final = 600.0
 REPO: Final = Path(__file__).resolve().parents[1]
 
 
@@ -291,7 +294,8 @@ class Stack:
             tls=KeycloakTls(
                 *_pair(self.ca.issue("keycloak")),
                 ca_bundle=self.ca.bundle,
-            )
+            ),
+            start_timeout_s=KEYCLOAK_START_TIMEOUT_S,
         )
         self.sink = RecordingSink(self.ca.issue("sink"))
         self.mocks: dict[str, MockServer] = {}
@@ -404,6 +408,25 @@ class Stack:
             "HTTP_CONNECT_TIMEOUT_S": "2",
             "HTTP_READ_TIMEOUT_S": "10",
         }
+
+    def kki_subscription(self, url: str) -> str:
+        """A KKI webhook subscription to `url` (its id), beside the adapter's."""
+        created = httpx.post(
+            f"{self.kki.url}/v1/webhook-subscriptions",
+            json={"url": url},
+            headers={"X-API-Key": KKI_TOKEN},
+            verify=self.verify,
+            timeout=30,
+        ).raise_for_status()
+        return str(created.json()["id"])
+
+    def kki_unsubscribe(self, subscription: str) -> None:
+        httpx.delete(
+            f"{self.kki.url}/v1/webhook-subscriptions/{subscription}",
+            headers={"X-API-Key": KKI_TOKEN},
+            verify=self.verify,
+            timeout=30,
+        ).raise_for_status()
 
     def _subscribe(self) -> None:
         assert self.adapter is not None

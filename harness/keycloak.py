@@ -111,6 +111,7 @@ class KeycloakServer:
         java_opts_heap: str | None = None,
         home: Path | None = None,
         tls: KeycloakTls | None = None,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         # `home`: another unpacked distribution (the benchmark's fresh, not yet built unpack).
         self.home = home if home is not None else installed_home()
@@ -121,6 +122,7 @@ class KeycloakServer:
         self.management_port = free_port()
         self.java_opts_heap = java_opts_heap
         self.tls = tls
+        self.start_timeout_s = start_timeout_s
         self._instance: Path | None = None
         self._process: ManagedProcess | None = None
         self.last_start_s: float | None = None
@@ -189,7 +191,9 @@ class KeycloakServer:
             self._process.close()
         started = time.monotonic()
         self._process = ManagedProcess(f"keycloak-{self.port}", argv, env=env).start()
-        self._process.wait_http(self.discovery_url(), timeout_s=START_TIMEOUT_S, verify=self.verify)
+        self._process.wait_http(
+            self.discovery_url(), timeout_s=self.start_timeout_s, verify=self.verify
+        )
         self.last_start_s = time.monotonic() - started
         return self
 
