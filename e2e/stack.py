@@ -59,6 +59,8 @@ EVENT_MAX_ATTEMPTS: Final = "4"
 # A wait fails when nothing it watches has changed for this long (a stall, not a slow machine).
 WAIT_S: Final = 60.0
 POLL_S: Final = 0.2
+# The realm's access tokens live 5 minutes; one is reused for a minute.
+TOKEN_REUSE_S: Final = 60.0
 # Keycloak's start (a fresh H2 database and the realm import) is ~30 s on a quiet 2-core
 # machine; on a loaded one it was seen past the harness's 240 s.
 KEYCLOAK_START_TIMEOUT_S: Final = 600.0
@@ -300,6 +302,7 @@ class Stack:
         self.sink = RecordingSink(self.ca.issue("sink"))
         self.mocks: dict[str, MockServer] = {}
         self.adapter: Adapter | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
         self.started_s = 0.0
 
     @property
@@ -395,6 +398,10 @@ class Stack:
             "OTEL_TRACES_EXPORTER": "otlp",
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.sink.url,
             "OTEL_EXPORTER_OTLP_CERTIFICATE": str(self.ca.bundle),
+            # The exporter's `requests` lets these override the certificate above when set
+            # (this machine sets them to the system store): the same CA, then.
+            "REQUESTS_CA_BUNDLE": str(self.ca.bundle),
+            "CURL_CA_BUNDLE": str(self.ca.bundle),
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "LOG_FORMAT": "json",
             "EVENT_RETRY_DELAYS_S": EVENT_RETRY_DELAYS,
@@ -468,8 +475,14 @@ class Stack:
     # -- talking to the adapter ---------------------------------------------------------------
 
     def token(self, client_id: str) -> str:
+        """A client-credentials access token of `client_id`, reused for TOKEN_REUSE_S (well
+        inside its lifetime) so that polling does not hammer Keycloak."""
+        held = self._tokens.get(client_id)
+        if held is not None and time.monotonic() - held[1] < TOKEN_REUSE_S:
+            return held[0]
         answer = self.keycloak.client_credentials(client_id, CLIENT_SECRETS[client_id])
-        return str(answer["access_token"])
+        self._tokens[client_id] = (str(answer["access_token"]), time.monotonic())
+        return self._tokens[client_id][0]
 
     @contextmanager
     def api(self, client_id: str) -> Iterator[httpx.Client]:

@@ -83,6 +83,7 @@ def test_first_sync_of_both_systems_makes_every_worker_readable(stack: Stack) ->
     people = {r["nik"] for r in stack.sisdmk.records("health-workers")}
     people |= {r["nik"] for r in stack.kki.records("registrations")}
 
+    stored_strs: set[str] = set()
     with stack.api(PORTAL) as portal:
         workers = all_pages(portal, "/health-workers", limit=200)
         assert {worker["nik"] for worker in workers} == people
@@ -91,18 +92,19 @@ def test_first_sync_of_both_systems_makes_every_worker_readable(stack: Stack) ->
             detail = portal.get(f"/health-workers/{worker['id']}")
             assert detail.status_code == 200, detail.text
             assert detail.json()["id"] == worker["id"]
-    stored_strs = {
-        registration["str_number"]
-        for worker in workers
-        for registration in _details(stack, worker["id"])["registrations"]
-    }
+            stored_strs |= {r["str_number"] for r in detail.json()["registrations"]}
     assert stored_strs == {r["str_number"] for r in stack.kki.records("registrations")}
 
 
-def _details(stack: Stack, worker_id: str) -> dict[str, Any]:
+def stored_versions(stack: Stack) -> dict[str, int]:
+    """STR number → the KKI version the adapter holds, read through the API."""
+    versions: dict[str, int] = {}
     with stack.api(PORTAL) as portal:
-        body: dict[str, Any] = portal.get(f"/health-workers/{worker_id}").raise_for_status().json()
-    return body
+        for worker in all_pages(portal, "/health-workers", limit=200):
+            detail = portal.get(f"/health-workers/{worker['id']}").raise_for_status().json()
+            for registration in detail["registrations"]:
+                versions[registration["str_number"]] = registration["provenance"]["source_version"]
+    return versions
 
 
 # -- TLS: a wrong or missing CA is refused, never accepted -----------------------------------
@@ -725,13 +727,7 @@ def test_a_restart_mid_storm_loses_nothing_and_applies_nothing_twice(
     doubled = {event_id: n for event_id, n in applied.items() if n > 1}
     assert doubled == {}
     # And what the store holds is what the sources hold now.
-    with stack.api(PORTAL) as portal:
-        stored = {
-            registration["str_number"]: registration["provenance"]["source_version"]
-            for worker in all_pages(portal, "/health-workers", limit=200)
-            for registration in _details(stack, worker["id"])["registrations"]
-        }
-    assert stored == {
+    assert stored_versions(stack) == {
         r["str_number"]: int(r["version"]) for r in stack.kki.records("registrations")
     }
     for process in (stack.adapter.server, stack.adapter.worker, stack.adapter.scheduler):
