@@ -499,12 +499,20 @@ class Stack:
     def close(self) -> None:
         if self.adapter is not None:
             self.adapter.close()
-        for mock in self.mocks.values():
-            mock.close()
-        self.keycloak.close()
+        # The rest stop independently; RabbitMQ and Keycloak take seconds each.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            stopping = [
+                pool.submit(stop)
+                for stop in (
+                    *(mock.close for mock in self.mocks.values()),
+                    self.keycloak.close,
+                    self.rabbit.close,
+                    self.postgres.close,
+                )
+            ]
         self.sink.close()
-        self.rabbit.close()
-        self.postgres.close()
+        for stopped in stopping:
+            stopped.result()  # an error stopping one is raised once all have stopped
 
 
 def _pair(certificate: ServerCertificate) -> tuple[Path, Path]:
