@@ -221,14 +221,14 @@ class Adapter:
         )
         return done.returncode, done.stdout + done.stderr
 
-    def start_server(self) -> None:
+    def start_server(self, *, workers: int = 2) -> None:
         self.server = self._process(
             "serve",
             "serve",
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
-            "2",
+            str(workers),
             "--threads",
             "8",
             "--certfile",

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from adapter.queue.topology import EVENT_ROUTING_KEY, QueueTopology
 from adapter.webhooks.signature import sign
 from e2e.pki import CertificateAuthority
-from e2e.stack import KKI_TOKEN, QUEUE_PREFIX, RecordingSink, Stack, eventually
+from e2e.stack import QUEUE_PREFIX, Adapter, RecordingSink, Stack, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.keycloak, pytest.mark.slow]
 
@@ -135,9 +135,33 @@ def test_the_adapter_refuses_a_source_its_ca_bundle_does_not_vouch_for(stack: St
     assert code != 0, output
     assert "TLS certificate verify failed" in output, output
     assert "CA_BUNDLE" in output, output
-    # Keycloak, checked by `serve` at start with the same bundle, is refused the same way.
     code, output = stack.adapter.cli_with(wrong, "lookup", "--str", _any_str(stack))
     assert "STALE" in output, output  # a look-up serves the stored copy, never the untrusted
+
+
+def test_the_adapter_refuses_a_keycloak_its_ca_bundle_does_not_vouch_for(stack: Stack) -> None:
+    assert stack.adapter is not None
+    wrong = {
+        **stack.adapter.environment,
+        "CA_BUNDLE": str(stack.wrong_ca.bundle),
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    doubting = Adapter(wrong, stack.adapter.certificate, stack.ca.bundle)
+    try:
+        doubting.start_server(workers=1)
+        response = httpx.get(
+            f"{doubting.url}/api/v1/health-workers",
+            headers={"Authorization": f"Bearer {stack.token(PORTAL)}"},
+            verify=stack.verify,
+            timeout=30,
+        )
+        # No key set could be fetched from a Keycloak it does not trust: no token is valid.
+        assert response.status_code == 503, response.text
+        assert response.json()["reason"] == "jwks_unavailable"
+        assert doubting.server is not None
+        assert "TLS certificate verify failed" in doubting.server.output(), doubting.server.output()
+    finally:
+        doubting.close()
 
 
 def _any_str(stack: Stack) -> str:
@@ -150,14 +174,7 @@ def test_the_mocks_refuse_a_webhook_receiver_outside_their_ca(
     impostor_ca = CertificateAuthority.new(tmp_path_factory.mktemp("impostor"), "impostor")
     impostor = RecordingSink(impostor_ca.issue("impostor"))
     try:
-        created = httpx.post(
-            f"{stack.kki.url}/v1/webhook-subscriptions",
-            json={"url": f"{impostor.url}/hooks"},
-            headers={"X-API-Key": KKI_TOKEN},
-            verify=stack.verify,
-            timeout=30,
-        ).raise_for_status()
-        subscription = str(created.json()["id"])
+        subscription = stack.kki_subscription(f"{impostor.url}/hooks")
         try:
             (event,) = stack.kki.emit(
                 "registration.corrected", count=1, subscription_id=subscription
@@ -175,12 +192,7 @@ def test_the_mocks_refuse_a_webhook_receiver_outside_their_ca(
             assert "certificate verify failed" in attempt["error"], attempt
             assert impostor.posts == []
         finally:
-            httpx.delete(
-                f"{stack.kki.url}/v1/webhook-subscriptions/{subscription}",
-                headers={"X-API-Key": KKI_TOKEN},
-                verify=stack.verify,
-                timeout=30,
-            ).raise_for_status()
+            stack.kki_unsubscribe(subscription)
     finally:
         impostor.close()
 
