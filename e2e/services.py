@@ -11,6 +11,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -32,8 +33,10 @@ DATABASE: Final = "hf_e2e"
 RABBITMQ_SCRIPTS: Final = (Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),)
 
 
-def _wait(ready: object, process: ManagedProcess, what: str, timeout_s: float) -> None:
-    assert callable(ready)
+def _wait(
+    ready: Callable[[], str | None], process: ManagedProcess, what: str, timeout_s: float
+) -> None:
+    """Poll `ready` (None: ready, else why not) until it is; fail early if `process` exits."""
     deadline = time.monotonic() + timeout_s
     why = ready()
     while why is not None:

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import secrets
+import signal
 import ssl
 import subprocess
 import sys
@@ -257,7 +258,7 @@ class Adapter:
     def kill_worker(self) -> None:
         """SIGKILL: whatever the worker held is handed over again by the broker."""
         if self.worker is not None:
-            self.worker.signal(9)
+            self.worker.signal(signal.SIGKILL)
             self._retire(self.worker)
 
     def restart_server(self) -> None:
