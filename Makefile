@@ -42,6 +42,10 @@ pacts: bootstrap ## Regenerate contracts/pacts/ from the consumer tests, then ve
 	@HF_PACT_WRITE=1 $(PY) -m pytest -p no:cacheprovider tests/contract/test_pact_files.py $(PYTEST_ARGS)
 	@$(PY) -m pytest -p no:cacheprovider tests/contract $(PYTEST_ARGS)
 
+.PHONY: e2e
+e2e: bootstrap services keycloak ## Only the end-to-end suite: the whole stack over HTTPS, the data-flow scenarios (docs/e2e.md)
+	@$(PY) -m pytest -p no:cacheprovider e2e $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: bootstrap ## Only the unit tests (no servers)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -9,7 +9,10 @@ what arrives on it to the ops app (``/readyz``, ``/metrics``), which the public 
 from __future__ import annotations
 
 import os
+import ssl
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import Flask
@@ -25,6 +28,35 @@ if TYPE_CHECKING:
 
 DEFAULT_BIND: Final = "127.0.0.1:8000"
 GRACEFUL_TIMEOUT_S: Final = 30
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The certificate (chain) and private key `serve` answers HTTPS with."""
+
+    certfile: Path
+    keyfile: Path
+
+    @classmethod
+    def from_options(cls, certfile: Path | None, keyfile: Path | None) -> TlsFiles | None:
+        """Both files or neither; each must be readable and the pair must load together."""
+        if certfile is None and keyfile is None:
+            return None
+        if certfile is None or keyfile is None:
+            raise ConfigurationError(
+                "--certfile and --keyfile go together: give both to serve HTTPS, or neither"
+            )
+        for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+            if not path.is_file():
+                raise ConfigurationError(f"{option} {path}: no readable file there")
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigurationError(
+                f"--certfile {certfile} and --keyfile {keyfile} do not load as a PEM "
+                f"certificate and its private key ({exc.__class__.__name__}: {exc})"
+            ) from None
+        return cls(certfile, keyfile)
 
 
 class AdapterServer(BaseApplication):  # type: ignore[misc]
@@ -53,7 +85,7 @@ def served_app(app: Flask, settings: Settings) -> WSGIApplication:
     return health.ByListener(app, ops, ops_address(settings.ops_bind)[1])
 
 
-def serve(*, bind: str, workers: int, threads: int, dev: bool) -> int:
+def serve(*, bind: str, workers: int, threads: int, dev: bool, tls: TlsFiles | None = None) -> int:
     # Validate once in the parent: a bad configuration stops here with the usual message.
     settings: Settings = load_settings()
     # Refused here with the usual one-line message, not in each worker after the fork, when
@@ -69,12 +101,19 @@ def serve(*, bind: str, workers: int, threads: int, dev: bool) -> int:
         from adapter.app import create_app
 
         app = create_app(settings)
+        ssl_context = (str(tls.certfile), str(tls.keyfile)) if tls is not None else None
         if settings.ops_bind is not None:
             ops_host, ops_port = ops_address(settings.ops_bind)
-            ops = make_server(ops_host, ops_port, app.extensions[health.OPS_APP], threaded=True)
+            ops = make_server(
+                ops_host,
+                ops_port,
+                app.extensions[health.OPS_APP],
+                threaded=True,
+                ssl_context=ssl_context,
+            )
             threading.Thread(target=ops.serve_forever, name="ops-http", daemon=True).start()
         host, _, port = bind.rpartition(":")
-        app.run(host=host or "127.0.0.1", port=int(port), threaded=True)
+        app.run(host=host or "127.0.0.1", port=int(port), threaded=True, ssl_context=ssl_context)
         return 0
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     options: dict[str, Any] = {
@@ -86,6 +125,10 @@ def serve(*, bind: str, workers: int, threads: int, dev: bool) -> int:
         "accesslog": None,
         "loglevel": "info",
     }
+    if tls is not None:
+        # Every listener (the public bind and OPS_BIND) then answers HTTPS only.
+        options["certfile"] = str(tls.certfile)
+        options["keyfile"] = str(tls.keyfile)
     if multiprocess_dir:
         from prometheus_client import multiprocess
 

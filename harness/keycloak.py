@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,8 +82,20 @@ def java_home() -> str:
     return str(Path(java).resolve().parents[1])
 
 
+@dataclass(frozen=True)
+class KeycloakTls:
+    """HTTPS for a `KeycloakServer`: its certificate and key, and the CA clients verify it by."""
+
+    certfile: Path
+    keyfile: Path
+    ca_bundle: Path
+
+
 class KeycloakServer:
     """``kc.sh start-dev`` on 127.0.0.1 with its own H2 database and the realm export imported.
+
+    With `tls` it answers HTTPS only (plain HTTP off), and every call this class makes to it
+    verifies the certificate against `tls.ca_bundle`.
 
     Each server gets its own Keycloak home: a copy of ``bin/`` (kc.sh derives the home from its
     own path), links to the shared read-only ``lib``, ``conf``, ``themes`` and ``providers``, and
@@ -96,6 +110,8 @@ class KeycloakServer:
         port: int | None = None,
         java_opts_heap: str | None = None,
         home: Path | None = None,
+        tls: KeycloakTls | None = None,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         # `home`: another unpacked distribution (the benchmark's fresh, not yet built unpack).
         self.home = home if home is not None else installed_home()
@@ -105,13 +121,23 @@ class KeycloakServer:
         self.port = port or free_port()
         self.management_port = free_port()
         self.java_opts_heap = java_opts_heap
+        self.tls = tls
+        self.start_timeout_s = start_timeout_s
         self._instance: Path | None = None
         self._process: ManagedProcess | None = None
         self.last_start_s: float | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies this server's certificate with."""
+        if self.tls is None:
+            return True
+        return ssl.create_default_context(cafile=self.tls.ca_bundle)
 
     def issuer(self, realm: str = REALM) -> str:
         return f"{self.base_url}/realms/{realm}"
@@ -148,16 +174,26 @@ class KeycloakServer:
             str(instance / "bin" / "kc.sh"),
             "start-dev",
             "--http-host=127.0.0.1",
-            f"--http-port={self.port}",
             f"--http-management-port={self.management_port}",
             # The H2 file database of start-dev lives in this server's own data/ folder.
             "--import-realm",
         ]
+        if self.tls is None:
+            argv.append(f"--http-port={self.port}")
+        else:
+            argv += [
+                "--http-enabled=false",
+                f"--https-port={self.port}",
+                f"--https-certificate-file={self.tls.certfile}",
+                f"--https-certificate-key-file={self.tls.keyfile}",
+            ]
         if self._process is not None:
             self._process.close()
         started = time.monotonic()
         self._process = ManagedProcess(f"keycloak-{self.port}", argv, env=env).start()
-        self._process.wait_http(self.discovery_url(), timeout_s=START_TIMEOUT_S)
+        self._process.wait_http(
+            self.discovery_url(), timeout_s=self.start_timeout_s, verify=self.verify
+        )
         self.last_start_s = time.monotonic() - started
         return self
 
@@ -229,6 +265,7 @@ class KeycloakServer:
             data=dict(form),
             auth=(client_id, secret),
             timeout=HTTP_TIMEOUT_S,
+            verify=self.verify,
         )
 
     def client_credentials(
@@ -265,7 +302,7 @@ class KeycloakServer:
         return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
 
     def admin(self) -> KeycloakAdmin:
-        return KeycloakAdmin(self.base_url, ADMIN_USER, ADMIN_PASSWORD)
+        return KeycloakAdmin(self.base_url, ADMIN_USER, ADMIN_PASSWORD, verify=self.verify)
 
     def _instance_home(self) -> Path:
         if self._instance is not None:
@@ -287,11 +324,13 @@ class KeycloakServer:
 class KeycloakAdmin:
     """Keycloak's admin REST API, as the bootstrap admin of the master realm."""
 
-    def __init__(self, base_url: str, username: str, password: str) -> None:
+    def __init__(
+        self, base_url: str, username: str, password: str, *, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self.base_url = base_url
         self._username = username
         self._password = password
-        self._http = httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S)
+        self._http = httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S, verify=verify)
 
     def close(self) -> None:
         self._http.close()

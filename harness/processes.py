@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -70,8 +71,11 @@ class ManagedProcess:
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def wait_http(self, url: str, timeout_s: float = 60.0) -> None:
-        """Wait until `url` answers 2xx, failing fast if the process dies."""
+    def wait_http(
+        self, url: str, timeout_s: float = 60.0, *, verify: ssl.SSLContext | bool = True
+    ) -> None:
+        """Wait until `url` answers 2xx, failing fast if the process dies; `verify`: what an
+        https `url` is verified with (a context trusting its CA)."""
         deadline = time.monotonic() + timeout_s
         last_error = "no answer yet"
         while time.monotonic() < deadline:
@@ -81,7 +85,7 @@ class ManagedProcess:
                     f"before {url} answered. Its output:\n{self.output()}"
                 )
             try:
-                response = httpx.get(url, timeout=2.0)
+                response = httpx.get(url, timeout=2.0, verify=verify)
                 if response.is_success:
                     return
                 last_error = f"HTTP {response.status_code}"

@@ -92,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--webhook-max-delay-ms", type=_positive_int, default=60_000)
         p.add_argument("--webhook-timeout-ms", type=_positive_int, default=5_000)
         p.add_argument("--token-ttl", type=_positive_int, default=14_399, help=argparse.SUPPRESS)
+        p.add_argument(
+            "--certfile",
+            type=Path,
+            help="serve HTTPS with this PEM certificate (chain, leaf first); needs --keyfile",
+        )
+        p.add_argument("--keyfile", type=Path, help="the PEM private key of --certfile")
+        p.add_argument(
+            "--webhook-ca-bundle",
+            type=Path,
+            help="PEM CA certificates that https webhook receivers are verified against "
+            "(default: the system's trust store)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress or summary output")
         for credential, default in system.default_credentials().values.items():
             flag = "--" + credential.replace("_", "-")
@@ -127,7 +139,26 @@ def settings_from(args: argparse.Namespace, system: MockSystem) -> MockSettings:
         ),
         token_ttl_s=args.token_ttl,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        webhook_ca_bundle=args.webhook_ca_bundle,
     )
+
+
+class TlsOptionError(ValueError):
+    """--certfile, --keyfile or --webhook-ca-bundle is missing its pair or is no readable file."""
+
+
+def check_tls_options(args: argparse.Namespace) -> None:
+    if (args.certfile is None) != (args.keyfile is None):
+        raise TlsOptionError("--certfile and --keyfile go together: give both, or neither")
+    for option, path in (
+        ("--certfile", args.certfile),
+        ("--keyfile", args.keyfile),
+        ("--webhook-ca-bundle", args.webhook_ca_bundle),
+    ):
+        if path is not None and not path.is_file():
+            raise TlsOptionError(f"{option} {path}: no readable file there")
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -190,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     started = time.perf_counter()
     try:
+        check_tls_options(args)
+    except TlsOptionError as exc:
+        err.print(f"[red]hf-mock: bad TLS option:[/] {exc}")
+        return 2
+    try:
         settings = settings_from(args, system)
     except FaultSpecError as exc:
         err.print(f"[red]hf-mock: bad fault profile:[/] {exc}\nFix the file and start again.")
@@ -200,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = build_runtime(system, settings, None if args.quiet else err)
 
     def ready(port: int) -> None:
-        url = f"http://{settings.host}:{port}"
+        scheme = "https" if settings.certfile is not None else "http"
+        url = f"{scheme}://{settings.host}:{port}"
         if args.quiet:
             print(f"hf-mock {system.name} listening on {url}", file=sys.stderr, flush=True)
         else:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from adapter.auth.errors import ProviderError
+from adapter.clients.policy import certificate_refusal
 from adapter.observability.tracing import SpanKind, inject, start_span
 
 log = logging.getLogger("adapter.auth")
@@ -53,6 +54,12 @@ def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise ProviderError(f"{what}: the answer exceeds {MAX_DOCUMENT_BYTES} bytes")
     except httpx.HTTPError as exc:
+        refusal = certificate_refusal(exc)
+        if refusal is not None:
+            raise ProviderError(
+                f"{what}: TLS certificate verify failed ({refusal}): the SSO's certificate does "
+                "not chain to CA_BUNDLE (or the system trust store)"
+            ) from exc
         raise ProviderError(f"{what}: the SSO is unreachable ({type(exc).__name__})") from exc
     try:
         document = json.loads(body)

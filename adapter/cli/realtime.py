@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapter.store.models import WEBHOOK_EVENT_STATES
@@ -48,13 +49,20 @@ def _add_serve(commands: Commands) -> None:
     serve.add_argument(
         "--dev", action="store_true", help="Flask's single-process server instead (development)"
     )
+    serve.add_argument(
+        "--certfile",
+        type=Path,
+        help="serve HTTPS with this PEM certificate (chain first to last); needs --keyfile",
+    )
+    serve.add_argument("--keyfile", type=Path, help="the PEM private key of --certfile")
     serve.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from adapter.server import serve
+    from adapter.server import TlsFiles, serve
 
-    return serve(bind=args.bind, workers=args.workers, threads=args.threads, dev=args.dev)
+    tls = TlsFiles.from_options(args.certfile, args.keyfile)
+    return serve(bind=args.bind, workers=args.workers, threads=args.threads, dev=args.dev, tls=tls)
 
 
 def _add_worker(commands: Commands) -> None:

@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import Protocol
 
 from prometheus_client import start_http_server
 from rich.console import Console
@@ -82,11 +83,7 @@ def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127
                 daemon=True,
             ).start()
         while True:
-            # Requested runs first: someone is waiting for them.
-            for due in (schedule.run_requested, schedule.run_due):
-                for outcome in due():
-                    outcomes.append(outcome)
-                    console.print(_line(outcome))
+            outcomes += poll(schedule, console, once=once, poll_s=settings.schedule_poll_s)
             if once or stop.wait(settings.schedule_poll_s):
                 break
     finally:
@@ -96,6 +93,35 @@ def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127
     Console().print(summary(outcomes, [schedule.decide(s) for s in settings.daily_sync_times()]))
     failed = any(o.result is not None and not o.result.succeeded for o in outcomes)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+class Schedule(Protocol):
+    def run_requested(self) -> list[Outcome]: ...
+
+    def run_due(self) -> list[Outcome]: ...
+
+
+def poll(schedule: Schedule, console: Console, *, once: bool, poll_s: float) -> list[Outcome]:
+    """One look: the requested runs first (someone is waiting for them), then the due ones.
+
+    A store that cannot be read (PostgreSQL restarting, failing over) ends the look, logged;
+    a long-running scheduler looks again after `poll_s`, `--once` fails (cron sees the exit).
+    """
+    outcomes: list[Outcome] = []
+    try:
+        for due in (schedule.run_requested, schedule.run_due):
+            for outcome in due():
+                outcomes.append(outcome)
+                console.print(_line(outcome))
+    except SQLAlchemyError as exc:
+        if once:
+            raise
+        log.warning(
+            "scheduler could not read the store (%s); looking again in %.0f s",
+            type(exc).__name__,
+            poll_s,
+        )
+    return outcomes
 
 
 def _observe_until(

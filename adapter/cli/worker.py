@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from adapter.clients import CircuitBreaker, RetryPolicy
+from adapter.clients.http import verify_from
 from adapter.composition import build_services
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlerts
@@ -52,7 +53,9 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     metrics = EventMetrics.for_registry()
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host)
-    alerts = DeadLetterAlerts(settings.alert_webhook_url, metrics)
+    alerts = DeadLetterAlerts(
+        settings.alert_webhook_url, metrics, verify=verify_from(settings.ca_bundle)
+    )
     kki = services.kki_client(
         policy=WORKER_CALL_POLICY,
         breaker=CircuitBreaker("kki", reset_timeout_s=WORKER_BREAKER_RESET_S),

@@ -56,6 +56,13 @@ class CircuitOpen(UpstreamUnavailable):
         self.retry_in_s = retry_in_s
 
 
+class UntrustedCertificate(UpstreamUnavailable):
+    """The system's TLS certificate does not verify against ``CA_BUNDLE`` (or the system trust
+    store): a wrong bundle or someone in the way. Not retried; the connection is never made.
+
+    A subclass of `UpstreamUnavailable`: a look-up still serves the stored copy (stale)."""
+
+
 class UpstreamRateLimited(UpstreamError):
     """`429` after retries, or a `Retry-After` longer than the policy is willing to wait."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from adapter.clients.errors import (
     CircuitOpen,
     ContractViolation,
     NotFound,
+    UntrustedCertificate,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -294,7 +296,7 @@ def error_for_response(system: str, operation: str, response: httpx.Response) ->
 
 
 def _retryable(error: BaseException) -> bool:
-    return isinstance(error, RETRY_ON) and not isinstance(error, CircuitOpen)
+    return isinstance(error, RETRY_ON) and not isinstance(error, CircuitOpen | UntrustedCertificate)
 
 
 def _cause(error: BaseException) -> str:
@@ -303,6 +305,19 @@ def _cause(error: BaseException) -> str:
     if isinstance(error, UpstreamError) and error.status is not None:
         return "server_error"
     return "transport_error"
+
+
+def certificate_refusal(error: BaseException) -> str | None:
+    """Why TLS verification refused the server's certificate, when that is what `error` (an
+    httpx error, raised from httpcore's, raised from `ssl`'s) comes down to; else None."""
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain is three long; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "certificate verify failed")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _transport_message(error: httpx.RequestError) -> str:
@@ -408,6 +423,14 @@ class ResilientCaller:
         except TRANSIENT_TRANSPORT_ERRORS as exc:
             self._observe(operation, started, "transport_error")
             self.breaker.record_failure()
+            refusal = certificate_refusal(exc)
+            if refusal is not None:
+                raise UntrustedCertificate(
+                    f"TLS certificate verify failed ({refusal}): the server's certificate does "
+                    "not chain to CA_BUNDLE (or the system trust store); not retried",
+                    system=self.system,
+                    operation=operation,
+                ) from exc
             raise UpstreamUnavailable(
                 _transport_message(exc), system=self.system, operation=operation
             ) from exc

@@ -36,9 +36,14 @@ class DeadLetterAlert:
 class DeadLetterAlerts:
     """Sends alerts off the worker's thread, so a slow alert endpoint never slows the queue."""
 
-    def __init__(self, url: str | None, metrics: EventMetrics) -> None:
+    def __init__(
+        self, url: str | None, metrics: EventMetrics, *, verify: str | bool = True
+    ) -> None:
+        """`verify`: TLS verification of an https `url` (`CA_BUNDLE`'s path, or the system
+        trust store); never off."""
         self._url = url
         self._metrics = metrics
+        self._verify = verify
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-alerts")
 
     def raise_alert(self, alert: DeadLetterAlert) -> None:
@@ -61,10 +66,16 @@ class DeadLetterAlerts:
     def _post(self, alert: DeadLetterAlert) -> None:
         assert self._url is not None
         try:
-            httpx.post(self._url, json=alert.to_document(), timeout=ALERT_TIMEOUT_S)
+            httpx.post(
+                self._url,
+                json=alert.to_document(),
+                timeout=ALERT_TIMEOUT_S,
+                verify=self._verify,
+            ).raise_for_status()
         except httpx.HTTPError as exc:
             self._metrics.alerts.labels("failed").inc()
-            log.warning("alert webhook failed: %s", type(exc).__name__)
+            # The exception's text: a refused certificate says so ("certificate verify failed").
+            log.warning("alert webhook failed: %s: %s", type(exc).__name__, exc)
             return
         self._metrics.alerts.labels("sent").inc()
 

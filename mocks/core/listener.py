@@ -8,6 +8,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import uvicorn
@@ -294,6 +295,8 @@ async def serve(
     log_level: str | int | None = None,
     access_log: bool = True,
     timeout_graceful_shutdown: int | None = None,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
 ) -> None:
     """Serve `app` on `host:port` (0 = any free port) until SIGINT or SIGTERM.
 
@@ -306,6 +309,8 @@ async def serve(
     lifespan events; and uvicorn's default "auto" sends a lifespan scope through every
     middleware, logging an error when one does not pass it on. Re-created protocols after an
     outage then share the same (empty) lifespan state as the first ones.
+
+    With `ssl_certfile` and `ssl_keyfile` it serves HTTPS only (also after an outage).
     """
     protocol_class = connection_aware_protocol(http)
     config = uvicorn.Config(
@@ -318,6 +323,8 @@ async def serve(
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=timeout_graceful_shutdown,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile is not None else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile is not None else None,
     )
     sock = _bind(host, port, config.backlog)
 

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import random
 import secrets
+import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,12 @@ class MockSettings:
     token_ttl_s: int = 14_399
     # Where generated data sets are kept between starts (mocks/core/startup_cache.py); None: off.
     cache_dir: Path | None = None
+    # HTTPS: the PEM certificate (chain) and key the mock serves with; None: plain HTTP.
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    # PEM CA certificates webhook deliveries verify https receivers against; None: the
+    # system's trust store (certifi). Verification is never off.
+    webhook_ca_bundle: Path | None = None
 
 
 class StartupProgress(Protocol):
@@ -271,6 +278,11 @@ class MockRuntime:
             policy=settings.webhook_policy,
             seed=settings.seed,
             user_agent=f"hf-mock/{system.name}",
+            verify=(
+                ssl.create_default_context(cafile=settings.webhook_ca_bundle)
+                if settings.webhook_ca_bundle is not None
+                else True
+            ),
         )
         self.tokens: dict[str, IssuedToken] = {}
         self.snapshots: dict[str, dict[str, StoreSnapshot]] = {}
@@ -335,6 +347,8 @@ class MockRuntime:
                 port=self.settings.port,
                 control_ready=self._attach_listener,
                 on_ready=on_ready,
+                ssl_certfile=self.settings.certfile,
+                ssl_keyfile=self.settings.keyfile,
             )
         finally:
             await self.dispatcher.aclose()

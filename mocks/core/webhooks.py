@@ -22,6 +22,7 @@ import logging
 import random
 import re
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -618,6 +619,7 @@ class Dispatcher:
         max_concurrency: int = DEFAULT_CONCURRENCY,
         log_capacity: int = DEFAULT_LOG_CAPACITY,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         if max_concurrency < 1:
             raise WebhookConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -626,6 +628,8 @@ class Dispatcher:
         self.user_agent = user_agent
         self.max_concurrency = max_concurrency
         self._transport = transport
+        # TLS verification of https receivers: a context trusting their CA, or True (certifi).
+        self._verify = verify
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._log = DeliveryLog(log_capacity)
@@ -660,7 +664,11 @@ class Dispatcher:
         # trust_env=False: a proxy set for the developer's shell must not intercept deliveries
         # to local receivers.
         self._client = httpx.AsyncClient(
-            transport=self._transport, limits=limits, follow_redirects=False, trust_env=False
+            transport=self._transport,
+            limits=limits,
+            follow_redirects=False,
+            trust_env=False,
+            verify=self._verify,
         )
         self._runner = loop.create_task(self._run(), name="webhook-dispatcher")
 

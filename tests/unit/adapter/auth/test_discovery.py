@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import httpx
@@ -105,3 +106,19 @@ def test_unreachable_provider_is_provider_error_and_retried() -> None:
     assert discovery.metadata().jwks_uri == JWKS_URI
     discovery.metadata()
     assert calls == 2
+
+
+def test_an_sso_certificate_outside_the_trust_is_named_not_called_unreachable() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        root = ssl.SSLCertVerificationError(1, "certificate verify failed")
+        root.verify_message = "unable to get local issuer certificate"
+        error = httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]", request=request)
+        raise error from root
+
+    discovery = OidcDiscovery(ISSUER, http=httpx.Client(transport=httpx.MockTransport(handle)))
+    with pytest.raises(ProviderError) as info:
+        discovery.metadata()
+    assert "TLS certificate verify failed (unable to get local issuer certificate)" in str(
+        info.value
+    )
+    assert "CA_BUNDLE" in str(info.value)

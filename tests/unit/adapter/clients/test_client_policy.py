@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from adapter.clients.errors import (
     CircuitOpen,
     ContractViolation,
     NotFound,
+    UntrustedCertificate,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -135,6 +137,34 @@ def test_transient_transport_errors_are_retried_and_wrapped(error: Exception) ->
         caller.call("getRegistration", script)
     assert script.sent == 2
     assert info.value.__cause__ is error
+
+
+def refused_certificate() -> httpx.ConnectError:
+    """What httpx raises when TLS verification refuses the server: ssl's error at the root."""
+    root = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    root.verify_message = "self-signed certificate in certificate chain"
+    error = httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    error.__cause__ = root
+    return error
+
+
+def test_a_refused_certificate_is_named_and_not_retried() -> None:
+    caller, registry = make_caller(policy=RetryPolicy(max_attempts=4, base_delay_s=0))
+    script = Script(refused_certificate())
+    with pytest.raises(UntrustedCertificate) as info:
+        caller.call("getRegistration", script)
+    assert script.sent == 1
+    assert "TLS certificate verify failed" in str(info.value)
+    assert "self-signed certificate in certificate chain" in str(info.value)
+    assert "CA_BUNDLE" in str(info.value)
+    # Still "unavailable" to its callers: a look-up serves the stored copy.
+    assert isinstance(info.value, UpstreamUnavailable)
+    assert info.value.reason == "upstream_unavailable"
+    retries = registry.get_sample_value(
+        "hf_external_call_retries_total",
+        {"system": "KKI", "operation": "getRegistration", "cause": "transport_error"},
+    )
+    assert retries is None
 
 
 def test_unsupported_protocol_is_a_configuration_error_and_not_retried() -> None:
