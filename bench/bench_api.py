@@ -104,12 +104,33 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, fl
     }
 
 
+def py_spy(pid: int, out: Path, duration: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling gunicorn's workers (children of `pid`) for `duration` seconds."""
+    argv = [
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--idle",
+        "--nonblocking",
+    ]
+    argv += ["--format", "raw", "--duration", str(duration), "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--size", type=int, default=500, help="synthetic workers in the store")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the gunicorn workers with py-spy during the read run (collapsed stacks, "
+        "idle threads included, to this file)",
+    )
     args = parser.parse_args()
     console = Console()
     if not shutil.which("wrk"):
@@ -183,7 +204,10 @@ def main() -> int:
                     text("SELECT count(*) FROM audit_events")
                 ).scalar()
             bare = wrk(f"{base}/bench/bare", script, args.duration, args.connections)
+            spy = None if args.profile is None else py_spy(server.pid, args.profile, args.duration)
             read = wrk(f"{base}/api/v1/health-workers/x", script, args.duration, args.connections)
+            if spy is not None:
+                spy.wait(timeout=60)
         with engine.connect() as connection:
             audit_after = connection.execute(text("SELECT count(*) FROM audit_events")).scalar()
         engine.dispose()

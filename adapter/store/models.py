@@ -170,6 +170,17 @@ class HealthWorker(Provenance, Timestamps, Base):
     sisdmk_worker_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
     # Which system the identity columns come from: "kki" until SISDMK knows the person.
     identity_source: Mapped[str] = mapped_column(String(16))
+    # Read-only collections for one worker in full (`WorkforceDirectory.worker` loads them with
+    # the worker, in order); never loaded lazily, never written through.
+    employments: Mapped[list[Employment]] = relationship(
+        viewonly=True, lazy="raise", order_by="Employment.tmt_start"
+    )
+    educations: Mapped[list[Education]] = relationship(
+        viewonly=True, lazy="raise", order_by="Education.graduation_year"
+    )
+    registrations: Mapped[list[Registration]] = relationship(
+        viewonly=True, lazy="raise", order_by="Registration.str_number"
+    )
 
     __table_args__ = (
         _one_of("gender", GENDERS),
@@ -193,6 +204,14 @@ class Registration(Provenance, Timestamps, Base):
     )
     # Never loaded by the code; tells the unit of work to insert the worker first.
     _worker: Mapped[HealthWorker] = relationship(lazy="raise")
+    # Read-only, loaded with the worker (`WorkforceDirectory.worker`).
+    sips: Mapped[list[PracticeLicense]] = relationship(
+        viewonly=True, lazy="raise", order_by="PracticeLicense.sip_seq"
+    )
+    skp: Mapped[CpdSummary | None] = relationship(viewonly=True, lazy="raise")
+    trainings: Mapped[list[Training]] = relationship(
+        viewonly=True, lazy="raise", order_by="Training.completed_at"
+    )
     str_number: Mapped[str] = mapped_column(String(50), unique=True)
     status: Mapped[str] = mapped_column(String(20))
     status_reason: Mapped[str | None] = mapped_column(Text)
