@@ -42,7 +42,7 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
         from adapter.app import create_app
 
         settings = load_settings()
-        return served_app(create_app(settings), settings)
+        return served_app(create_app(settings, seal=True), settings)
 
 
 def served_app(app: Flask, settings: Settings) -> WSGIApplication:
@@ -68,7 +68,7 @@ def serve(*, bind: str, workers: int, threads: int, dev: bool) -> int:
     if dev:
         from adapter.app import create_app
 
-        app = create_app(settings)
+        app = create_app(settings, seal=True)
         if settings.ops_bind is not None:
             ops_host, ops_port = ops_address(settings.ops_bind)
             ops = make_server(ops_host, ops_port, app.extensions[health.OPS_APP], threaded=True)
