@@ -308,6 +308,7 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
     with sessions.begin() as session:  # a long trail: the walk takes a while
         for n in range(3000):
             record_audit(session, ALICE, "healthworker.read", "health-workers", detail={"n": n})
+    seal_all(sessions)
     stop = threading.Event()
     failures: list[DBAPIError] = []
 
