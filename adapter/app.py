@@ -41,13 +41,17 @@ def create_app(
     engine: Engine | None = None,
     publisher: EventPublisher | None = None,
     metrics: EventMetrics | None = None,
+    seal: bool = False,
 ) -> Flask:
     """The WSGI app; `engine`, `publisher` and `metrics` default to what the settings say.
 
-    Its services come from the composition root (`adapter.composition.build_services`).
+    Its services come from the composition root (`adapter.composition.build_services`). With
+    `seal` (each served process) it seals the audit trail in a thread of its own.
     """
     app = Flask("adapter")
     services = build_services(settings, engine=engine, publisher=publisher)
+    if seal:
+        services.start_sealer()
     engine = services.engine
     metrics = metrics if metrics is not None else EventMetrics.for_registry()
     app.extensions["hf_services"] = services

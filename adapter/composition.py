@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api.services import ApiServices
+from adapter.audit.seal import Sealer
 from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clock import Clock, utc_now
 from adapter.lookup import RegistryLookup
@@ -210,6 +211,13 @@ class Services:
         return WebhookEventAdmin(
             sessions=self.sessions, publisher=self.publisher, metrics=metrics, clock=self.clock
         )
+
+    def start_sealer(self) -> Sealer:
+        """Seal the audit trail's pending entries in a thread of this process until `close`
+        (`serve`'s workers, `worker`, `schedule`); one sealer at a time seals."""
+        sealer = Sealer(self.sessions).start()
+        self._closers.append(sealer.stop)
+        return sealer
 
     # -- lifetime ---------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
         from adapter.app import create_app
 
         settings = load_settings()
-        return served_app(create_app(settings), settings)
+        return served_app(create_app(settings, seal=True), settings)
 
 
 def served_app(app: Flask, settings: Settings) -> WSGIApplication:
@@ -100,7 +100,7 @@ def serve(*, bind: str, workers: int, threads: int, dev: bool, tls: TlsFiles | N
     if dev:
         from adapter.app import create_app
 
-        app = create_app(settings)
+        app = create_app(settings, seal=True)
         ssl_context = (str(tls.certfile), str(tls.keyfile)) if tls is not None else None
         if settings.ops_bind is not None:
             ops_host, ops_port = ops_address(settings.ops_bind)

@@ -79,8 +79,8 @@ def webhook_events(
 
 
 def audit_events(session: Session, where: AuditFilter, *, cursor: str | None, limit: int) -> Page:
-    """Entries oldest first, in chain order."""
-    query = select(AuditEvent)
+    """Sealed entries oldest first, in chain order (`seq` is their place in the chain)."""
+    query = select(AuditEvent).where(AuditEvent.chain_seq.is_not(None))
     for column, value in (
         (AuditEvent.action, where.action),
         (AuditEvent.resource_type, where.resource_type),
@@ -93,7 +93,12 @@ def audit_events(session: Session, where: AuditFilter, *, cursor: str | None, li
     if where.since is not None:
         query = query.where(AuditEvent.at >= where.since)
     return keyset_page(
-        session, query, (AuditEvent.seq,), cursor=cursor, limit=limit, document=audit_document
+        session,
+        query,
+        (AuditEvent.chain_seq,),
+        cursor=cursor,
+        limit=limit,
+        document=audit_document,
     )
 
 
@@ -160,7 +165,7 @@ def webhook_event_document(row: WebhookEvent) -> dict[str, Any]:
 
 def audit_document(row: AuditEvent) -> dict[str, Any]:
     return {
-        "seq": row.seq,
+        "seq": row.chain_seq,
         "id": str(row.id),
         "at": iso(row.at),
         "actor_kind": row.actor_kind,

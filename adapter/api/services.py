@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
-from adapter.audit import Actor, nik_reference, record_audit
+from adapter.audit import Actor, nik_reference, record_audit, seal_all
 from adapter.clock import Clock, utc_now
 from adapter.lookup import LOOKUP_ACTION, LOOKUP_RESOURCE, LookupAnswer, RegistryLookup
 from adapter.queue.messages import EventPublisher
@@ -313,6 +313,9 @@ class ApiServices:
     # -- audit trail ------------------------------------------------------------------------
 
     def audit_events(self, where: listings.AuditFilter, *, cursor: str | None, limit: int) -> Page:
+        """The sealed trail, in chain order; what was pending when asked is sealed first, so
+        every entry committed before the request is listed."""
+        seal_all(self._sessions)
         with self._sessions() as session:
             return listings.audit_events(session, where, cursor=cursor, limit=limit)
 

@@ -1,14 +1,18 @@
 """The audit trail: who did what to which personal data (`trail`), who acts (`actors`), the
-chain's anchors kept outside the database (`anchors`) and its verification (`verify`)."""
+sealer that chains the pending entries (`seal`), the chain's anchors kept outside the database
+(`anchors`) and its verification (`verify`)."""
 
 from adapter.audit.actors import CLI_CLIENT, SYSTEM_SYNC, WORKER, Actor, command_line_operator
 from adapter.audit.anchors import Anchor, AnchorError, read_anchors
+from adapter.audit.seal import Sealer, SealResult, seal_all, seal_pending
 from adapter.audit.trail import (
     AuditKeysMissing,
     audit_keys,
     entry_hash,
+    entry_mac,
     nik_reference,
     record_audit,
+    seal_hash,
 )
 from adapter.audit.verify import ChainReport, verify_chain
 
@@ -21,11 +25,17 @@ __all__ = [
     "AnchorError",
     "AuditKeysMissing",
     "ChainReport",
+    "SealResult",
+    "Sealer",
     "audit_keys",
     "command_line_operator",
     "entry_hash",
+    "entry_mac",
     "nik_reference",
     "read_anchors",
     "record_audit",
+    "seal_all",
+    "seal_hash",
+    "seal_pending",
     "verify_chain",
 ]

@@ -1,11 +1,14 @@
 """Appending to the audit trail: who did what to which personal data, when, with what outcome.
 
 `record_audit` appends an entry in the caller's session, so it commits (or rolls back) with the
-change it describes. Entries are numbered and chained: each one's `hash` is HMAC-SHA256, under a
-key of ``AUDIT_KEYS`` (never stored in the database), over its own canonical content and the
-previous entry's hash. Appending first locks the chain's head row, so concurrent writers (any
-number of processes) chain one at a time; the database itself moves the head when an entry is
-added.
+change it describes, and takes no lock but its own writer's row: entries are inserted *pending*.
+Each carries its writer (one per process thread, `audit_writers`) and that writer's next number
+(1, 2, 3 ... counted in the same transaction, so a rollback leaves no gap), and `entry_mac`, an
+HMAC-SHA256 under a key of ``AUDIT_KEYS`` (never stored in the database) over its content,
+writer and number. The sealer (`adapter.audit.seal`) later chains the committed pending entries
+one at a time: each gets its place (`chain_seq`), its predecessor's hash and its own chain hash,
+an HMAC over its `entry_mac`, place and predecessor. Only the database moves the chain's head
+(a trigger on each seal).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapter.audit.actors import Actor
@@ -26,17 +32,53 @@ from adapter.errors import AdapterError
 from adapter.observability.tracing import current_trace_id
 from adapter.store.crypto import BlindIndex, Key, KeyRing
 from adapter.store.database import AUDIT_KEYS_INFO
-from adapter.store.models import AuditChainHead, AuditEvent
+from adapter.store.models import AuditEvent, AuditWriter
 from adapter.store.personal_fields import PERSONAL_FIELDS
 
-# Domain separation: an entry's MAC can never pass for an anchor's, nor the other way round.
+# Domain separation: an entry's MAC can never pass for a seal's or an anchor's, nor the other
+# way round. `_ENTRY_LABEL` is what entries chained before migration 0009 were hashed under.
 _ENTRY_LABEL: Final = b"hf-adapter/audit-entry/v1\n"
+_PENDING_LABEL: Final = b"hf-adapter/audit-entry/v2\n"
+_SEAL_LABEL: Final = b"hf-adapter/audit-seal/v1\n"
 
 
 class AuditKeysMissing(AdapterError):
     """A session without the audit keys tried to append or verify (a wiring mistake)."""
 
     default_reason = "audit_keys_missing"
+
+
+class EntryContent(Protocol):
+    """What an entry's MAC covers (an `AuditEvent`, or a row of its columns)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def at(self) -> dt.datetime: ...
+    @property
+    def actor_kind(self) -> str: ...
+    @property
+    def actor_subject(self) -> str | None: ...
+    @property
+    def actor_client(self) -> str | None: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def resource_type(self) -> str: ...
+    @property
+    def resource_id(self) -> str | None: ...
+    @property
+    def fields(self) -> str | None: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def trace_id(self) -> str | None: ...
+    @property
+    def detail(self) -> str | None: ...
+    @property
+    def writer_id(self) -> uuid.UUID | None: ...
+    @property
+    def writer_n(self) -> int | None: ...
 
 
 def record_audit(
@@ -49,8 +91,9 @@ def record_audit(
     fields: Iterable[str] = (),
     outcome: str = "success",
     detail: Mapping[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one entry in `session`'s transaction. `detail` holds ids and counts only.
+) -> uuid.UUID:
+    """Append one pending entry in `session`'s transaction; its id. `detail` holds ids and
+    counts only.
 
     `fields` are names from `adapter.store.personal_fields` (the log redaction covers the same).
     `session` must come from a factory made with the audit keys
@@ -61,19 +104,17 @@ def record_audit(
     if unknown:
         raise ValueError(f"not personal fields: {', '.join(sorted(unknown))}")
     key = audit_keys(session).active
-    # Taking the head first (a row lock on PostgreSQL, the write lock on SQLite) orders the
-    # appenders; it is released when the caller's transaction ends. Only the database moves
-    # the head (a trigger on the insert), so it is read here as columns, never as an object
-    # that could go stale in the session.
-    head_seq, head_hash = session.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.id == 1)
-        .values(changed_at=_now())
-        .returning(AuditChainHead.seq, AuditChainHead.hash)
-        .execution_options(synchronize_session=False)
-    ).one()
+    writer = writer_id()
+    dialect = session.get_bind().dialect.name
+    # This writer's next number: its own row, locked until the transaction ends (a thread runs
+    # one transaction at a time, so nobody waits on it); a rollback takes the number back.
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditWriter)
+    number = session.execute(
+        upsert.values(id=writer, n=1)
+        .on_conflict_do_update(index_elements=[AuditWriter.id], set_={"n": AuditWriter.n + 1})
+        .returning(AuditWriter.n)
+    ).scalar_one()
     entry = AuditEvent(
-        seq=head_seq + 1,
         id=uuid.uuid4(),
         at=_now(),
         actor_kind=actor.kind,
@@ -86,12 +127,34 @@ def record_audit(
         outcome=outcome,
         trace_id=current_trace_id(),
         detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str),
-        prev_hash=head_hash,
+        writer_id=writer,
+        writer_n=number,
         key_id=key.kid,
     )
-    entry.hash = entry_hash(entry, key)
-    session.add(entry)  # flushed before the next append's head read (autoflush) or at commit
-    return entry
+    values: dict[str, Any] = {
+        column.key: getattr(entry, column.key)
+        for column in AuditEvent.__table__.columns
+        if getattr(entry, column.key) is not None
+    }
+    values["entry_mac"] = entry_mac(entry, key)
+    if dialect != "postgresql":
+        # SQLite has one writer at a time (its write lock), so the next number is the largest
+        # one plus one; PostgreSQL takes it from the column's identity, without a lock.
+        values["seq"] = select(func.coalesce(func.max(AuditEvent.seq), 0) + 1).scalar_subquery()
+    session.execute(insert(AuditEvent).values(values))
+    return entry.id
+
+
+_writer = threading.local()
+
+
+def writer_id() -> uuid.UUID:
+    """This thread's writer id (a new one in a forked child: a writer is one process thread)."""
+    mine: tuple[int, uuid.UUID] | None = getattr(_writer, "id", None)
+    if mine is None or mine[0] != os.getpid():
+        mine = (os.getpid(), uuid.uuid4())
+        _writer.id = mine
+    return mine[1]
 
 
 def nik_reference(blind_index: BlindIndex, nik: str) -> dict[str, str | None]:
@@ -116,11 +179,12 @@ def audit_keys(session: Session) -> KeyRing:
 
 
 def entry_hash(entry: AuditEvent, key: Key | None) -> str:
-    """HMAC-SHA256 under `key` of the entry's content and its predecessor's hash (canonical
-    JSON, the key id included); plain SHA-256 of the same without a key id for an entry written
-    before the chain was keyed (`key` None)."""
+    """The hash of an entry chained before migration 0009 (no writer, no `entry_mac`):
+    HMAC-SHA256 under `key` of its content and its predecessor's hash (canonical JSON, the key id
+    included); plain SHA-256 of the same without a key id for an entry written before the chain
+    was keyed (`key` None). Its place was then its `seq`, which is its `chain_seq` since."""
     content: dict[str, Any] = {
-        "seq": entry.seq,
+        "seq": entry.chain_seq if entry.chain_seq is not None else entry.seq,
         "id": str(entry.id),
         "at": entry.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
         "actor_kind": entry.actor_kind,
@@ -139,6 +203,37 @@ def entry_hash(entry: AuditEvent, key: Key | None) -> str:
         return hashlib.sha256(canonical(content)).hexdigest()
     content["key_id"] = key.kid
     return hmac.new(key.material, _ENTRY_LABEL + canonical(content), hashlib.sha256).hexdigest()
+
+
+def entry_mac(entry: EntryContent, key: Key) -> str:
+    """HMAC-SHA256 under `key` of a pending entry's content, writer and writer's number
+    (canonical JSON, the key id included): what makes an entry tamper-evident before it is
+    sealed. The insertion number `seq` is not covered; the place in the chain is, by the seal."""
+    content: dict[str, Any] = {
+        "id": str(entry.id),
+        "at": timestamp(entry.at),
+        "actor_kind": entry.actor_kind,
+        "actor_subject": entry.actor_subject,
+        "actor_client": entry.actor_client,
+        "action": entry.action,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+        "fields": entry.fields,
+        "outcome": entry.outcome,
+        "trace_id": entry.trace_id,
+        "detail": entry.detail,
+        "writer_id": None if entry.writer_id is None else str(entry.writer_id),
+        "writer_n": entry.writer_n,
+        "key_id": key.kid,
+    }
+    return hmac.new(key.material, _PENDING_LABEL + canonical(content), hashlib.sha256).hexdigest()
+
+
+def seal_hash(chain_seq: int, prev_hash: str, mac: str, key: Key) -> str:
+    """An entry's chain hash: HMAC-SHA256 under `key` of its place, its predecessor's hash and
+    its `entry_mac` (so of its content too)."""
+    content = {"chain_seq": chain_seq, "prev_hash": prev_hash, "entry_mac": mac, "key_id": key.kid}
+    return hmac.new(key.material, _SEAL_LABEL + canonical(content), hashlib.sha256).hexdigest()
 
 
 def canonical(content: Mapping[str, Any]) -> bytes:

@@ -4,17 +4,27 @@ Everything decided from the token's own header happens before any key is looked 
 algorithm is allow-listed, headers that point at keys (``jku``, ``x5u``, ``jwk``, ``x5c``) are
 refused rather than followed, and only then does the `kid` select a key from the SSO's key set.
 Signature and claims are checked by PyJWT with every option spelled out.
+
+A token that passed is remembered by its SHA-256 (never the token itself) until its `exp`, in a
+bounded cache: the same caller's next requests skip the signature and claim checks, but only
+while the key that signed it is still in the SSO's key set (a withdrawn key ends its tokens'
+cache entries at the next key-set refresh, as it ends their validation).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import httpx
 import jwt
+from cachetools import TLRUCache
 
 from adapter.auth.bearer import MAX_TOKEN_LENGTH
 from adapter.auth.discovery import OidcDiscovery, default_http_client
@@ -42,6 +52,8 @@ RFC9068_HEADER_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 KEYCLOAK_ACCESS_TOKEN_TYPE: Final = "Bearer"  # noqa: S105 - a token type, not a secret
 # Keycloak's account console audience: a token meant only for it is not meant for us.
 KEYCLOAK_ACCOUNT_AUDIENCE: Final = "account"
+# Validated tokens remembered (by hash, until their exp): a few per caller at any time.
+VALIDATED_TOKEN_CACHE_SIZE: Final = 10_000
 _JWS_COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 # PyJWT exception -> (cause slug, message). Messages are ours: PyJWT's could name values.
@@ -66,8 +78,18 @@ class AccessTokenValidator(Protocol):
     def validate(self, token: str) -> Principal: ...
 
 
+@dataclass(frozen=True)
+class _Validated:
+    """A token that passed: whom it speaks for, the key that signed it, when it expires."""
+
+    principal: Principal
+    kid: str
+    expires_at: float
+
+
 class TokenValidator:
-    """Validates the SSO's access tokens for one issuer and one audience."""
+    """Validates the SSO's access tokens for one issuer and one audience; remembers the valid
+    ones by hash until they expire (`cache_size` of them at most, 0 for none)."""
 
     def __init__(
         self,
@@ -76,6 +98,8 @@ class TokenValidator:
         audience: str,
         keys: JwksCache,
         leeway_s: float = CLOCK_SKEW_LEEWAY_S,
+        cache_size: int = VALIDATED_TOKEN_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not issuer:
             raise ConfigurationError("OIDC_ISSUER is empty")
@@ -90,6 +114,18 @@ class TokenValidator:
         self.audience = audience
         self.keys = keys
         self.leeway_s = leeway_s
+        # Entries live until the token's own exp (epoch seconds, hence a wall clock); cachetools'
+        # caches are not thread-safe, and gunicorn's gthread workers share this one.
+        self._validated: TLRUCache[bytes, _Validated] | None = (
+            TLRUCache(
+                maxsize=cache_size,
+                ttu=lambda _digest, validated, _now: validated.expires_at,
+                timer=clock,
+            )
+            if cache_size > 0
+            else None
+        )
+        self._validated_lock = threading.Lock()
 
     @classmethod
     def for_issuer(
@@ -118,6 +154,21 @@ class TokenValidator:
     def validate(self, token: str) -> Principal:
         """The principal of a valid access token; `InvalidTokenError` (or
         `KeySetUnavailableError`) otherwise."""
+        if self._validated is None:
+            return self._validate(token)[0]
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        with self._validated_lock:
+            known = self._validated.get(digest)
+        if known is not None and known.kid in self.keys.key_ids:
+            return known.principal
+        principal, kid = self._validate(token)
+        if principal.expires_at is not None:
+            with self._validated_lock:
+                self._validated[digest] = _Validated(principal, kid, principal.expires_at)
+        return principal
+
+    def _validate(self, token: str) -> tuple[Principal, str]:
+        """Every check, and the key id that verified the signature."""
         header = self._checked_header(token)
         key = self.keys.signing_key(header["kid"])
         try:
@@ -131,7 +182,7 @@ class TokenValidator:
         except jwt.PyJWTError as exc:
             raise _translated(exc) from None
         self._check_access_token_type(header, claims)
-        return _principal(claims)
+        return _principal(claims), header["kid"]
 
     def _expired(self, token: str, key: jwt.PyJWK, header: Mapping[str, Any]) -> InvalidTokenError:
         """The refusal of an expired token, naming its holder when every other check passes

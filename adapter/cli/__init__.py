@@ -411,15 +411,18 @@ def _schedule(args: argparse.Namespace) -> int:
 def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = commands.add_parser(
         "audit",
-        help="the audit trail: verify its keyed chain, anchor its head outside the database",
+        help="the audit trail: seal and verify its keyed chain, anchor its head outside the "
+        "database",
     )
     actions = audit.add_subparsers(title="actions", metavar="ACTION")
     verify = actions.add_parser(
         "verify",
         help="walk the trail and report the first broken link (exit 1 if there is one)",
-        description="Walk the trail up to the chain's head, checking each entry's number, link "
-        "and HMAC under AUDIT_KEYS, and (with --anchor) that the trail still passes through "
-        "every anchor in the file. Exit 1 at the first broken link, naming the entry.",
+        description="Walk the sealed trail up to the chain's head, checking each entry's place, "
+        "link, MAC and chain hash under AUDIT_KEYS, and (with --anchor) that the trail still "
+        "passes through every anchor in the file; then check the MACs of the entries not "
+        "sealed yet, and that no writer's entry is missing. Exit 1 at the first problem, "
+        "naming the entry.",
     )
     verify.add_argument(
         "--anchor",
@@ -452,7 +455,44 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the anchor file to append to (created if missing); - for standard output",
     )
     anchor.set_defaults(handler=_audit_anchor)
+    seal = actions.add_parser(
+        "seal",
+        help="chain the entries written since the last seal (serve, worker and schedule do it "
+        "in a thread)",
+        description="Seal every pending audit entry into the chain, in the order they were "
+        "written, after checking each one's MAC; an entry whose MAC does not verify is left "
+        "pending and reported (exit 1). Waits while another process seals.",
+    )
+    seal.add_argument(
+        "--batch",
+        type=_seal_batch,
+        default=1000,
+        metavar="N",
+        help="entries sealed per transaction (default 1000)",
+    )
+    seal.set_defaults(handler=_audit_seal)
     audit.set_defaults(handler=_usage(audit))
+
+
+def _seal_batch(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 100000")
+    return int(text)
+
+
+def _audit_seal(args: argparse.Namespace) -> int:
+    from adapter.audit import seal_all
+
+    with _services() as services:
+        result = seal_all(services.sessions, batch=int(args.batch))
+    print(f"sealed {result.sealed:,} audit entries")
+    if result.refused:
+        _error(
+            f"{result.refused:,} pending entries were left unsealed: their MAC does not verify "
+            "or their audit key is not in AUDIT_KEYS; `hf-adapter audit verify` names them"
+        )
+        return EXIT_PROBLEM
+    return EXIT_OK
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -464,6 +504,13 @@ def _audit_verify(args: argparse.Namespace) -> int:
     if not report.intact:
         return _audit_broken(report)
     print(f"audit trail intact: {report.entries:,} entries, newest is #{report.last_seq}")
+    if report.pending:
+        oldest = report.oldest_pending_at
+        print(
+            f"{report.pending:,} more not sealed yet (their MACs verify; the oldest written at "
+            f"{oldest.isoformat(timespec='seconds') if oldest else '?'}): serve, worker and "
+            "schedule seal them, or `hf-adapter audit seal`"
+        )
     if report.unkeyed:
         print(
             f"entries #1-#{report.unkeyed} were written before the chain was keyed "
@@ -528,8 +575,9 @@ def _write_audit_metrics(report: ChainReport, path: Path) -> None:
 
 
 def _audit_broken(report: ChainReport) -> int:
+    where = "" if report.broken_at is None else f" at entry #{report.broken_at}"
     _error(
-        f"audit trail broken at entry #{report.broken_at}: {report.problem}; "
+        f"audit trail broken{where}: {report.problem}; "
         f"entries #1-#{report.last_seq} verified. Restore the trail from a backup and "
         "investigate who had write access to the database"
     )

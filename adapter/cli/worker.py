@@ -49,6 +49,7 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     )
     services = build_services(settings, engine=engine)
     database.check(services.engine)
+    services.start_sealer()
     sessions = services.sessions
     metrics = EventMetrics.for_registry()
     if metrics_port is not None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     MetaData,
     Numeric,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -170,6 +172,17 @@ class HealthWorker(Provenance, Timestamps, Base):
     sisdmk_worker_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
     # Which system the identity columns come from: "kki" until SISDMK knows the person.
     identity_source: Mapped[str] = mapped_column(String(16))
+    # Read-only collections for one worker in full (`WorkforceDirectory.worker` loads them with
+    # the worker, in order); never loaded lazily, never written through.
+    employments: Mapped[list[Employment]] = relationship(
+        viewonly=True, lazy="raise", order_by="Employment.tmt_start"
+    )
+    educations: Mapped[list[Education]] = relationship(
+        viewonly=True, lazy="raise", order_by="Education.graduation_year"
+    )
+    registrations: Mapped[list[Registration]] = relationship(
+        viewonly=True, lazy="raise", order_by="Registration.str_number"
+    )
 
     __table_args__ = (
         _one_of("gender", GENDERS),
@@ -193,6 +206,14 @@ class Registration(Provenance, Timestamps, Base):
     )
     # Never loaded by the code; tells the unit of work to insert the worker first.
     _worker: Mapped[HealthWorker] = relationship(lazy="raise")
+    # Read-only, loaded with the worker (`WorkforceDirectory.worker`).
+    sips: Mapped[list[PracticeLicense]] = relationship(
+        viewonly=True, lazy="raise", order_by="PracticeLicense.sip_seq"
+    )
+    skp: Mapped[CpdSummary | None] = relationship(viewonly=True, lazy="raise")
+    trainings: Mapped[list[Training]] = relationship(
+        viewonly=True, lazy="raise", order_by="Training.completed_at"
+    )
     str_number: Mapped[str] = mapped_column(String(50), unique=True)
     status: Mapped[str] = mapped_column(String(20))
     status_reason: Mapped[str | None] = mapped_column(Text)
@@ -603,17 +624,22 @@ AUDIT_GENESIS: Final = "0" * 64
 
 
 class AuditEvent(Base):
-    """One entry of the append-only audit trail; `hash` chains it to the entry before.
+    """One entry of the append-only audit trail, written pending and sealed into the chain.
 
     Who (the token's subject and client, or the adapter itself), what (action, resource,
     the personal fields touched), when, the outcome and the trace id. Never a value of a
-    personal field. Triggers refuse UPDATE, DELETE and TRUNCATE, and entries that do not chain
-    to the head; the keyed chain shows any change made around them (`hf-adapter audit verify`).
+    personal field. An entry is inserted with its writer's next number (`writer_id`,
+    `writer_n`) and `entry_mac`, an HMAC of its content under the audit key, and no place in the
+    chain; the sealer later gives it `chain_seq`, `prev_hash` and `hash`, once. Triggers refuse
+    any other UPDATE, DELETE and TRUNCATE; the MACs and the writers' numbers show any change
+    made around them (`hf-adapter audit verify`).
     """
 
     __tablename__ = "audit_events"
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The entry's number, taken when it is inserted (an identity on PostgreSQL, without a lock;
+    # a rolled-back insert leaves a gap). Its place in the chain is `chain_seq`.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(unique=True)
     at: Mapped[dt.datetime]
     actor_kind: Mapped[str] = mapped_column(String(16))
@@ -628,10 +654,19 @@ class AuditEvent(Base):
     trace_id: Mapped[str | None] = mapped_column(String(32))
     # JSON object of ids and counts (never personal values).
     detail: Mapped[str | None] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    # HMAC-SHA256 under the AUDIT_KEYS key `key_id`; plain SHA-256 when `key_id` is NULL (only
-    # entries written before migration 0007: the database refuses new ones).
-    hash: Mapped[str] = mapped_column(String(64))
+    # Who wrote it (one process thread: `audit_writers`) and that writer's count of entries,
+    # 1, 2, 3 ... without a gap; NULL only for entries written before migration 0009.
+    writer_id: Mapped[uuid.UUID | None]
+    writer_n: Mapped[int | None] = mapped_column(BigInteger)
+    # HMAC-SHA256 under the AUDIT_KEYS key `key_id` of the content, writer and number.
+    entry_mac: Mapped[str | None] = mapped_column(String(64))
+    # Set by the sealer, once: the place in the chain, the hash of the entry before, and this
+    # entry's chain hash (HMAC of `entry_mac`, place and predecessor). NULL while pending.
+    # Before 0009 `hash` was HMAC-SHA256 of the content and `prev_hash`; plain SHA-256 when
+    # `key_id` is NULL (entries written before migration 0007).
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
     key_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
@@ -640,13 +675,32 @@ class AuditEvent(Base):
         Index(None, "at"),
         Index(None, "actor_subject", "at"),
         Index(None, "resource_type", "resource_id"),
+        UniqueConstraint("writer_id", "writer_n"),
+        # What the sealer reads: the pending entries, in order.
+        Index(
+            "ix_audit_events_pending",
+            "seq",
+            postgresql_where=text("chain_seq IS NULL"),
+            sqlite_where=text("chain_seq IS NULL"),
+        ),
     )
 
 
+class AuditWriter(Base):
+    """One writer of the audit trail (a thread of a process) and how many entries it has
+    appended: appending counts here (a row lock on this writer's row only), so a deleted entry
+    leaves a gap in its writer's numbers. Triggers let `n` only grow by one and refuse DELETE."""
+
+    __tablename__ = "audit_writers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class AuditChainHead(Base):
-    """The newest entry of the audit chain (one row): appending locks it, so entries are
-    numbered and chained one at a time, and a cut-off tail does not go unnoticed. Only the
-    database moves it (a trigger on each new entry); `changed_at` is what appenders lock with."""
+    """The newest sealed entry of the audit chain (one row): sealing locks it, so entries are
+    chained one at a time, and a cut-off tail does not go unnoticed. Only the database moves it
+    (a trigger on each seal); `changed_at` is what the sealer locks it with."""
 
     __tablename__ = "audit_chain_head"
 

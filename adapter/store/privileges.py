@@ -19,11 +19,14 @@ from adapter.store.models import Base
 # What the runtime role may do, by table; every other table of the models gets `_READ_WRITE`.
 _READ_WRITE: Final = "SELECT, INSERT, UPDATE, DELETE"
 _SPECIAL: Final = {
-    # Append and read; the BEFORE UPDATE/DELETE/TRUNCATE triggers stand behind this.
-    "audit_events": "SELECT, INSERT",
-    # Appending locks the head by touching `changed_at`; the number and hash are moved only by
+    # Append, read and seal (set an entry's place in the chain, once); the BEFORE UPDATE/
+    # DELETE/TRUNCATE triggers stand behind this and refuse any other change.
+    "audit_events": "SELECT, INSERT, UPDATE (chain_seq, prev_hash, hash)",
+    # Sealing locks the head by touching `changed_at`; the number and hash are moved only by
     # the trigger on audit_events, which runs as the owner.
     "audit_chain_head": "SELECT, UPDATE (changed_at)",
+    # Appending counts each writer's entries; a trigger lets the count only grow by one.
+    "audit_writers": "SELECT, INSERT, UPDATE (n)",
     # Each blind-index key's check value is recorded once, at the first start with that key.
     "blind_index_keys": "SELECT, INSERT",
     # `db check` and start-up checks read the schema's revision.

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -130,6 +131,47 @@ def test_one_worker_in_full_with_registrations_and_provenance(
         assert workers[0]["nik"] not in str(full)
         with pytest.raises(WorkerNotFound):
             directory.worker(uuid.uuid4(), clear=False)
+
+
+def test_one_worker_in_full_takes_five_statements_whatever_they_hold(
+    stored: Any, cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    sessions, workers, registrations = stored
+    more = [kki_registration(workers[0]) for _ in range(3)]
+    with sessions.begin() as session:
+        repository = HealthWorkerRepository(session, cipher, blind_index)
+        for registration in more:
+            repository.upsert_registration_from_kki(registration, fetched_at=FETCHED_AT)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    with sessions() as session:
+        directory = _directory(session, cipher, blind_index)
+        found = directory.find_by_nik(workers[0]["nik"], clear=True)
+        assert found is not None
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            full = directory.worker(uuid.UUID(found["id"]), clear=True)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    held = [registrations[0], *more]
+    assert len(statements) == 5, statements
+    assert [r["str_number"] for r in full["registrations"]] == sorted(r["str_number"] for r in held)
+    by_number = {r["str_number"]: r for r in held}
+    for registration in full["registrations"]:
+        document = by_number[registration["str_number"]]
+        assert [s["sip_seq"] for s in registration["sips"]] == sorted(
+            s["sip_seq"] for s in document["sips"]
+        )
+        assert len(registration["trainings"]) == len(document["trainings"])
+        assert registration["skp"] is not None
+    assert full["nik"] == workers[0]["nik"]
+    assert [e["tmt_start"] for e in full["employments"]] == sorted(
+        e["tmt_start"] for e in full["employments"]
+    )
 
 
 def test_findings_list_mismatches_and_broken_rules_with_their_record_never_a_value(

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from adapter.audit import verify_chain
+from adapter.audit import seal_all, verify_chain
 from adapter.composition import build_services
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.settings import load_settings
@@ -93,26 +93,30 @@ def test_the_runtime_role_cannot_change_empty_or_repoint_the_trail(roles: Roles)
             "DELETE FROM audit_chain_head",
             "TRUNCATE audit_chain_head",
             "ALTER TABLE audit_events DISABLE TRIGGER USER",
-            "DROP TRIGGER audit_events_chain ON audit_events",
+            "DROP TRIGGER audit_events_seal ON audit_events",
             "ALTER TABLE audit_events ADD COLUMN note text",
             "CREATE TABLE scratch (id integer)",
             "DROP TABLE health_workers",
         ):
             with pytest.raises(DBAPIError, match=REFUSED), runtime.begin() as connection:
                 connection.execute(text(statement))
-        # It may insert, but only an entry that follows the head (the trigger runs as owner).
-        with (
-            pytest.raises(DBAPIError, match="does not follow the chain head"),
-            runtime.begin() as connection,
+        # It may insert, but only a pending entry (the trigger runs as owner), and start a
+        # writer's count only at 1 (sealing in turn: test_audit_tampering.py).
+        for statement, message in (
+            (
+                "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, "
+                "outcome, prev_hash, hash, key_id, chain_seq) VALUES (5, :id, :at, 'user', 'x', "
+                "'y', 'success', repeat('0', 64), repeat('1', 64), 'audit-1', 1)",
+                "enter the trail pending",
+            ),
+            ("INSERT INTO audit_writers (id, n) VALUES (:id, 5)", "starts at 1"),
+            ("DELETE FROM audit_writers", REFUSED),
+            ("TRUNCATE audit_writers", REFUSED),
         ):
-            connection.execute(
-                text(
-                    "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, "
-                    "outcome, prev_hash, hash, key_id) VALUES (5, :id, :at, 'user', 'x', 'y', "
-                    "'success', repeat('0', 64), repeat('1', 64), 'audit-1')"
-                ),
-                {"id": uuid.uuid4(), "at": dt.datetime.now(dt.UTC)},
-            )
+            with pytest.raises(DBAPIError, match=message), runtime.begin() as connection:
+                connection.execute(
+                    text(statement), {"id": uuid.uuid4(), "at": dt.datetime.now(dt.UTC)}
+                )
     finally:
         runtime.dispose()
 
@@ -129,6 +133,8 @@ def test_the_runtime_role_syncs_and_appends_to_the_audit_trail(roles: Roles, sis
             metrics=SyncMetrics.for_registry(CollectorRegistry()),
         )
         assert result.succeeded, result.error
+        # The runtime role seals too (each long-running process has a sealer).
+        assert seal_all(services.sessions).sealed == 3
         with services.sessions() as session:
             user = session.scalar(text("SELECT current_user"))
             entries = session.scalar(select(func.count()).select_from(AuditEvent))
@@ -155,6 +161,10 @@ def test_db_grant_refuses_a_role_that_would_keep_the_owners_rights(roles: Roles)
     assert missing.returncode == 2
     assert "no database role 'hf_nobody_here'; create it first" in missing.stderr
     assert printed.returncode == 0
-    assert 'GRANT SELECT, INSERT ON TABLE "audit_events" TO "hf_app";' in printed.stdout
+    assert (
+        'GRANT SELECT, INSERT, UPDATE (chain_seq, prev_hash, hash) ON TABLE "audit_events" TO '
+        '"hf_app";' in printed.stdout
+    )
+    assert 'GRANT SELECT, INSERT, UPDATE (n) ON TABLE "audit_writers"' in printed.stdout
     assert 'GRANT SELECT, UPDATE (changed_at) ON TABLE "audit_chain_head"' in printed.stdout
     assert "TRUNCATE" not in printed.stdout

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -12,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.audit import Actor, entry_hash, record_audit
+from adapter.audit import Actor, entry_hash, entry_mac, record_audit, seal_all, seal_hash
 from adapter.store.crypto import Key
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
 from tests.integration.adapter.sync.support import adapter_environment
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
-from tests.support.databases import BACKENDS
+from tests.support.databases import AUDIT_KEYS, BACKENDS
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,7 @@ def hf_adapter(empty_database_url: URL) -> Callable[..., subprocess.CompletedPro
 
 
 def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> None:
+    """`count` entries, one transaction each, then sealed (as the sealer thread would)."""
     for n in range(start, start + count):
         with sessions.begin() as session:
             record_audit(
@@ -65,11 +67,12 @@ def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> N
                 fields=("nik", "full_name"),
                 detail={"n": n},
             )
+    seal_all(sessions)
 
 
 def _around_the_triggers(engine: Engine, change: Callable[[Connection], None]) -> None:
     """Change the trail as the tables' owner, who may switch the triggers off (DDL)."""
-    tables = ("audit_events", "audit_chain_head")
+    tables = ("audit_events", "audit_chain_head", "audit_writers")
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             for table in tables:
@@ -116,19 +119,45 @@ def test_the_database_refuses_to_empty_the_trail_or_move_its_head(
         with pytest.raises(DBAPIError, match=message), engine.begin() as connection:
             connection.execute(text(statement), {"genesis": AUDIT_GENESIS})
     for statement, message in {
-        "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, outcome, "
-        "prev_hash, hash, key_id) SELECT 9, :id, :at, 'user', 'x', 'y', 'success', hash, hash, "
-        "'audit-1' FROM audit_chain_head": "does not follow the chain head",
-        "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, outcome, "
-        "prev_hash, hash) SELECT seq + 1, :id, :at, 'user', 'x', 'y', 'success', hash, hash "
-        "FROM audit_chain_head": "without a key id",
+        # Entries enter pending: only a seal gives them a place, and only the next one.
+        "INSERT INTO audit_events (id, at, actor_kind, action, resource_type, outcome, "
+        "chain_seq, prev_hash, hash, key_id, entry_mac, writer_id, writer_n) "
+        "SELECT :id, :at, 'user', 'x', 'y', 'success', seq + 1, hash, hash, 'audit-1', hash, "
+        "(SELECT id FROM audit_writers LIMIT 1), (SELECT n FROM audit_writers LIMIT 1) "
+        "FROM audit_chain_head": "enter the trail pending",
+        "INSERT INTO audit_events (id, at, actor_kind, action, resource_type, outcome, "
+        "writer_id, writer_n) SELECT :id, :at, 'user', 'x', 'y', 'success', id, n "
+        "FROM audit_writers": "without a key id or MAC",
+        "INSERT INTO audit_events (id, at, actor_kind, action, resource_type, outcome, key_id, "
+        "entry_mac, writer_id, writer_n) SELECT :id, :at, 'user', 'x', 'y', 'success', "
+        "'audit-1', :genesis, id, n - 1 FROM audit_writers": "writer's next",
+        # Sealed entries are never sealed again; a seal must follow the head.
+        "UPDATE audit_events SET chain_seq = 7 WHERE chain_seq = 2": "append-only",
+        # A writer's count only grows by one, and is never removed.
+        "UPDATE audit_writers SET n = n - 1": "grows by one",
+        "UPDATE audit_writers SET n = n + 2": "grows by one",
+        "DELETE FROM audit_writers": "never deleted",
     }.items():
         with pytest.raises(DBAPIError, match=message), engine.begin() as connection:
             connection.execute(
-                text(statement), {"id": os.urandom(16).hex(), "at": dt.datetime.now(dt.UTC)}
+                text(statement),
+                {"id": os.urandom(16).hex(), "at": dt.datetime.now(dt.UTC), "genesis": "0" * 64},
             )
+    if postgresql:
+        with pytest.raises(DBAPIError, match="never truncated"), engine.begin() as connection:
+            connection.execute(text("TRUNCATE audit_writers"))
+    with sessions.begin() as session:  # a pending entry, sealed out of turn
+        record_audit(session, ALICE, "healthworker.read", "health-workers")
+    with pytest.raises(DBAPIError, match="does not follow the chain head"), engine.begin() as db:
+        db.execute(
+            text(
+                "UPDATE audit_events SET chain_seq = 9, prev_hash = :genesis, hash = :genesis "
+                "WHERE chain_seq IS NULL"
+            ),
+            {"genesis": AUDIT_GENESIS},
+        )
     with sessions() as session:
-        assert session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc())) == 3
+        assert session.scalar(select(func.max(AuditEvent.chain_seq))) == 3
 
 
 # -- attack 1: TRUNCATE and a reset head ----------------------------------------------------
@@ -175,22 +204,39 @@ def test_a_truncated_trail_and_reset_head_fail_verify_against_the_anchor(
 # -- attack 2: edit, cut the tail, re-hash the rest -------------------------------------------
 
 
+def _rehash(entry: AuditEvent, previous: str, how: str) -> str:
+    """Give `entry` (place `entry.chain_seq`, after `previous`) a MAC and chain hash `how` an
+    attacker could: plain SHA-256, an entry as written before 0009, a guessed key, the key."""
+    if how == "legacy sha256":
+        entry.entry_mac = entry.writer_id = entry.writer_n = entry.key_id = None
+        entry.prev_hash = previous
+        return entry_hash(entry, None)
+    entry.prev_hash = previous
+    if how == "sha256":
+        entry.entry_mac = hashlib.sha256(str(entry.detail).encode()).hexdigest()
+        return hashlib.sha256(f"{entry.chain_seq}{previous}{entry.entry_mac}".encode()).hexdigest()
+    key = GUESSED_KEY if how == "guessed key" else AUDIT_KEYS.get("audit-1")
+    entry.entry_mac = entry_mac(entry, key)
+    return seal_hash(entry.chain_seq or 0, previous, entry.entry_mac, key)
+
+
 @pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
 @pytest.mark.parametrize(
-    ("key", "key_id", "problem"),
+    ("how", "broken_at", "problem"),
     [
-        (None, "audit-1", "content does not match its HMAC"),
-        (None, None, "not signed with an audit key (plain SHA-256) although entries before it"),
-        (GUESSED_KEY, "audit-1", "content does not match its HMAC"),
+        ("sha256", 5, "content does not match its HMAC"),
+        ("legacy sha256", 5, "chained without a writer and MAC although entries before it"),
+        ("guessed key", 5, "content does not match its HMAC"),
+        # Whoever holds AUDIT_KEYS can re-sign the entries, not bring back the writer's count.
+        ("audit key", None, "is missing (12 written, 11 found): it was deleted"),
     ],
-    ids=["sha256", "sha256 posing as unkeyed", "hmac with a guessed key"],
 )
 def test_an_edited_entry_is_found_even_when_the_rest_is_rehashed(
     engine: Engine,
     sessions: sessionmaker[Session],
     hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
-    key: Key | None,
-    key_id: str | None,
+    how: str,
+    broken_at: int | None,
     problem: str,
 ) -> None:
     _append(sessions, 12)
@@ -198,26 +244,51 @@ def test_an_edited_entry_is_found_even_when_the_rest_is_rehashed(
 
     def rewrite(connection: Connection) -> None:
         connection.execute(
-            text("UPDATE audit_events SET actor_subject = :who WHERE seq = 5"), {"who": MALLORY}
+            text("UPDATE audit_events SET actor_subject = :who WHERE chain_seq = 5"),
+            {"who": MALLORY},
         )
-        connection.execute(text("DELETE FROM audit_events WHERE seq = 12"))
+        connection.execute(text("DELETE FROM audit_events WHERE chain_seq = 12"))
         with Session(connection) as session:
-            previous = session.scalars(select(AuditEvent.hash).where(AuditEvent.seq == 4)).one()
+            previous = session.scalars(
+                select(AuditEvent.hash).where(AuditEvent.chain_seq == 4)
+            ).one()
             for entry in session.scalars(
-                select(AuditEvent).where(AuditEvent.seq >= 5).order_by(AuditEvent.seq)
+                select(AuditEvent).where(AuditEvent.chain_seq >= 5).order_by(AuditEvent.chain_seq)
             ):
-                entry.prev_hash, entry.key_id = previous, key_id
-                entry.hash = previous = entry_hash(entry, key)
+                entry.hash = previous = _rehash(entry, previous or "", how)
             session.flush()
-        _set_head(connection, 11, previous)
+        _set_head(connection, 11, previous or "")
 
     _around_the_triggers(engine, rewrite)
 
     broken = hf_adapter("verify")
     assert broken.returncode == 1, broken.stdout
-    assert "audit trail broken at entry #5:" in broken.stderr
+    where = "" if broken_at is None else f" at entry #{broken_at}"
+    assert f"audit trail broken{where}:" in broken.stderr
     assert problem in broken.stderr
-    assert "entries #1-#4 verified" in broken.stderr
+    verified = 4 if broken_at is not None else 11
+    assert f"entries #1-#{verified} verified" in broken.stderr
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_truncated_trail_and_reset_head_are_found_by_the_writers_count_without_an_anchor(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    _append(sessions, 6)
+
+    def truncate(connection: Connection) -> None:
+        connection.execute(text("TRUNCATE audit_events"))
+        _set_head(connection, 0, AUDIT_GENESIS)
+
+    _around_the_triggers(engine, truncate)
+    _append(sessions, 2, start=100)
+
+    broken = hf_adapter("verify")
+    assert broken.returncode == 1, broken.stdout
+    assert "audit trail broken: entry 1 of writer" in broken.stderr
+    assert "is missing (8 written, 2 found): it was deleted" in broken.stderr
 
 
 # -- attack 3 (not one: a busy trail) -------------------------------------------------------
@@ -237,6 +308,7 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
     with sessions.begin() as session:  # a long trail: the walk takes a while
         for n in range(3000):
             record_audit(session, ALICE, "healthworker.read", "health-workers", detail={"n": n})
+    seal_all(sessions)
     stop = threading.Event()
     failures: list[DBAPIError] = []
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.audit import Actor, entry_hash, record_audit, verify_chain
+from adapter.audit import Actor, entry_hash, record_audit, seal_all, verify_chain
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
 from tests.integration.adapter.sync.support import adapter_environment
@@ -28,6 +28,7 @@ ALICE = Actor("user", "7d1f0c1e-5a7c-4c1e-9a53-2f4d1c0b9e11", "healthforce-porta
 
 
 def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> None:
+    """`count` entries, one transaction each, then sealed (as the sealer thread would)."""
     for n in range(start, start + count):
         with sessions.begin() as session:
             record_audit(
@@ -39,6 +40,7 @@ def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> N
                 fields=("nik", "full_name"),
                 detail={"n": n},
             )
+    seal_all(sessions)
 
 
 def _without_guard(engine: Engine, statement: object) -> None:
@@ -49,8 +51,13 @@ def _without_guard(engine: Engine, statement: object) -> None:
             connection.execute(statement)  # type: ignore[call-overload]
             connection.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
         else:
-            connection.execute(text("DROP TRIGGER audit_events_no_update"))
-            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+            for trigger in connection.scalars(
+                text(
+                    "SELECT name FROM sqlite_master "
+                    "WHERE type = 'trigger' AND tbl_name = 'audit_events'"
+                )
+            ).all():
+                connection.execute(text(f'DROP TRIGGER "{trigger}"'))
             connection.execute(statement)  # type: ignore[call-overload]
 
 
@@ -62,7 +69,7 @@ def test_entries_are_numbered_and_chained_and_verify(sessions: sessionmaker[Sess
         entries = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
     assert report.intact
     assert (report.entries, report.last_seq) == (30, 30)
-    assert [entry.seq for entry in entries] == list(range(1, 31))
+    assert [entry.chain_seq for entry in entries] == list(range(1, 31))
     assert entries[0].prev_hash == "0" * 64
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
     assert entries[3].actor_subject == ALICE.subject

@@ -1,0 +1,194 @@
+"""Sealing the audit trail: chaining the committed pending entries, one sealer at a time.
+
+`seal_pending` takes the chain's head (a row lock on PostgreSQL, the write lock on SQLite), reads
+the pending entries in the order they were inserted (`seq`), checks each one's MAC, and gives
+each its place (`chain_seq`), its predecessor's hash and its chain hash, in one transaction per
+batch; the database moves the head as each seal lands and refuses a seal that does not follow
+it. A sealer killed mid-batch leaves that batch pending (its transaction rolls back) and the
+next run seals it. `Sealer` runs it in a thread of each long-running process (`serve`,
+`worker`, `schedule`); on PostgreSQL an advisory lock lets only one of them seal at a time, the
+others skip their turn. ``hf-adapter audit seal`` runs it once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.audit.trail import audit_keys, entry_mac, seal_hash, timestamp
+from adapter.store.models import AuditChainHead, AuditEvent
+
+log = logging.getLogger("adapter.audit")
+
+SEAL_BATCH: Final = 1_000
+# How often an idle sealer looks for pending entries (a read of one index; nothing is locked
+# unless there are some).
+SEAL_INTERVAL_S: Final = 0.2
+# pg_try_advisory_xact_lock key: one sealer at a time across the processes of a deployment.
+_SEALER_LOCK: Final = 0x6866_6175_6469_7401  # "hfaudit" + 1
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sealed: int
+    # Pending entries left out: a MAC that does not verify (forged or edited) or an audit key
+    # that is not in AUDIT_KEYS; `hf-adapter audit verify` names them.
+    refused: int = 0
+    # Another sealer held the lock (PostgreSQL): nothing was done this turn.
+    busy: bool = False
+
+
+def seal_pending(
+    sessions: sessionmaker[Session],
+    *,
+    batch: int = SEAL_BATCH,
+    refused: set[int] | None = None,
+    wait: bool = False,
+) -> SealResult:
+    """Seal up to `batch` pending entries in one transaction. `refused` (entries' `seq`) are
+    skipped, and entries refused now are added to it, so that a forged entry is not re-read
+    on every turn. While another sealer works, return at once (`busy`), or `wait` for it."""
+    skip = refused if refused is not None else set()
+    with sessions.begin() as session:
+        keys = audit_keys(session)
+        postgresql = session.get_bind().dialect.name == "postgresql"
+        if postgresql:
+            if wait:
+                session.execute(select(func.pg_advisory_xact_lock(_SEALER_LOCK)))
+            elif not session.scalar(select(func.pg_try_advisory_xact_lock(_SEALER_LOCK))):
+                return SealResult(0, busy=True)
+        head_seq, head_hash = session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == 1)
+            .values(changed_at=dt.datetime.now(dt.UTC))
+            .returning(AuditChainHead.seq, AuditChainHead.hash)
+            .execution_options(synchronize_session=False)
+        ).one()
+        query = select(AuditEvent).where(AuditEvent.chain_seq.is_(None))
+        if skip:
+            query = query.where(AuditEvent.seq.not_in(skip))
+        pending = session.scalars(query.order_by(AuditEvent.seq).limit(batch)).all()
+        seals: list[dict[str, object]] = []
+        newly_refused = 0
+        for entry in pending:
+            problem = _pending_problem(entry, keys.kids)
+            if problem is None:
+                key, mac = keys.get(entry.key_id or ""), entry.entry_mac or ""
+                if hmac.compare_digest(entry_mac(entry, key), mac):
+                    previous, head_seq = head_hash, head_seq + 1
+                    head_hash = seal_hash(head_seq, previous, mac, key)
+                    seals.append(
+                        {
+                            "seq": entry.seq,
+                            "chain_seq": head_seq,
+                            "prev_hash": previous,
+                            "hash": head_hash,
+                        }
+                    )
+                    continue
+                problem = "its content does not match its MAC (edited, or forged without the key)"
+            skip.add(entry.seq)
+            newly_refused += 1
+            log.error(
+                "audit entry %s (inserted at %s) left unsealed: %s",
+                entry.seq,
+                timestamp(entry.at),
+                problem,
+            )
+        if seals:
+            # One UPDATE per entry, in order: the triggers check each against the head and move it.
+            session.execute(update(AuditEvent), seals)
+        return SealResult(len(seals), newly_refused)
+
+
+def _pending_problem(entry: AuditEvent, kids: Collection[str]) -> str | None:
+    if entry.entry_mac is None or entry.key_id is None or entry.writer_id is None:
+        return "it has no MAC, key id or writer (inserted around the database's triggers)"
+    if entry.key_id not in kids:
+        return (
+            f"it is signed with audit key {entry.key_id!r}, which is not in AUDIT_KEYS (add it "
+            "back after the active key if it was retired; otherwise the entry is forged)"
+        )
+    return None
+
+
+def seal_all(
+    sessions: sessionmaker[Session], *, batch: int = SEAL_BATCH, wait: bool = True
+) -> SealResult:
+    """Seal every entry pending now, batch after batch (``hf-adapter audit seal``, and the
+    audit listing before it lists); waits for another sealer unless `wait` is False."""
+    sealed = refused_count = 0
+    refused: set[int] = set()
+    while True:
+        result = seal_pending(sessions, batch=batch, refused=refused, wait=wait)
+        if result.busy:
+            return SealResult(sealed, refused_count, busy=True)
+        sealed, refused_count = sealed + result.sealed, refused_count + result.refused
+        if result.sealed + result.refused < batch:
+            return SealResult(sealed, refused_count)
+
+
+class Sealer:
+    """`seal_pending` in a daemon thread: at once while there is a backlog, otherwise every
+    `interval_s`; a failed turn is logged and retried at the next."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        interval_s: float = SEAL_INTERVAL_S,
+        batch: int = SEAL_BATCH,
+    ) -> None:
+        self._sessions = sessions
+        self._interval_s = interval_s
+        self._batch = batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refused: set[int] = set()
+
+    def start(self) -> Sealer:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop after the turn under way, then seal once more what this process left pending
+        (best effort: another process's sealer, or ``hf-adapter audit seal``, does it too)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+            try:
+                seal_all(self._sessions, batch=self._batch, wait=False)
+            except Exception:  # logged: the entries stay pending, and are sealed later
+                log.exception("sealing the audit trail at exit failed")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                backlog = self._turn()
+            except Exception:  # logged, and tried again at the next turn
+                log.exception("sealing the audit trail failed; retrying")
+                backlog = False
+            if not backlog:
+                self._stop.wait(self._interval_s)
+
+    def _turn(self) -> bool:
+        """One turn; whether a full batch was sealed (so more may be waiting)."""
+        with self._sessions() as session:
+            query = select(AuditEvent.seq).where(AuditEvent.chain_seq.is_(None))
+            if self._refused:
+                query = query.where(AuditEvent.seq.not_in(self._refused))
+            if session.scalar(query.limit(1)) is None:
+                return False
+        result = seal_pending(self._sessions, batch=self._batch, refused=self._refused)
+        return result.sealed + result.refused >= self._batch

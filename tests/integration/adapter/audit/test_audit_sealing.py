@@ -1,0 +1,318 @@
+"""The sealed chain: appending takes no lock but its writer's, pending entries are
+tamper-evident before they are sealed, the sealer chains them (in a thread, concurrently with
+another, or as a command) and resumes after being killed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.audit import Actor, Sealer, entry_mac, record_audit, seal_all, verify_chain
+from adapter.store.crypto import Key
+from adapter.store.models import AuditEvent, AuditWriter
+from tests.integration.adapter.sync.support import adapter_environment
+from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import BACKENDS
+
+pytestmark = pytest.mark.integration
+
+ALICE = Actor("user", "7d1f0c1e-5a7c-4c1e-9a53-2f4d1c0b9e11", "healthforce-portal")
+GUESSED_KEY = Key("audit-1", os.urandom(32))
+
+
+def _append(sessions: sessionmaker[Session], count: int, *, start: int = 0) -> None:
+    for n in range(start, start + count):
+        with sessions.begin() as session:
+            record_audit(
+                session, ALICE, "healthworker.read", "health-workers", resource_id=f"w-{n}"
+            )
+
+
+def _pending(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.chain_seq.is_(None))
+            )
+            or 0
+        )
+
+
+def _around_the_triggers(engine: Engine, change: Callable[[Connection], None]) -> None:
+    """Change the trail as the tables' owner, who may switch the triggers off (DDL)."""
+    tables = ("audit_events", "audit_chain_head", "audit_writers")
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            for table in tables:
+                connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            change(connection)
+            for table in tables:
+                connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+        else:
+            for trigger in connection.scalars(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            ).all():
+                connection.execute(text(f'DROP TRIGGER "{trigger}"'))
+            change(connection)
+
+
+# -- appending ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_appending_does_not_wait_for_the_chain_head(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    with engine.connect() as holder:
+        holding = holder.begin()
+        holder.execute(text("SELECT seq FROM audit_chain_head WHERE id = 1 FOR UPDATE"))
+        # Before the sealed chain every append locked the head: this one would time out.
+        with sessions.begin() as session:
+            session.execute(text("SET LOCAL lock_timeout = '3s'"))
+            record_audit(session, ALICE, "healthworker.read", "health-workers")
+        with sessions.begin() as session:
+            session.execute(text("SET LOCAL lock_timeout = '3s'"))
+            record_audit(session, ALICE, "healthworker.read", "health-workers")
+        holding.rollback()
+    assert _pending(sessions) == 2
+    assert seal_all(sessions).sealed == 2
+    with sessions() as session:
+        report = verify_chain(session)
+    assert (report.intact, report.entries, report.pending) == (True, 2, 0)
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_a_rolled_back_append_takes_its_number_back(sessions: sessionmaker[Session]) -> None:
+    _append(sessions, 1)
+
+    def failing_change() -> None:
+        with sessions.begin() as session:
+            record_audit(session, ALICE, "healthworker.read", "health-workers")
+            raise RuntimeError("the change it describes failed")
+
+    with pytest.raises(RuntimeError, match="the change it describes failed"):
+        failing_change()
+    _append(sessions, 1)
+    with sessions() as session:
+        numbers = session.scalars(select(AuditEvent.writer_n).order_by(AuditEvent.seq)).all()
+        counts = session.scalars(select(AuditWriter.n)).all()
+        report = verify_chain(session)
+    assert numbers == [1, 2]
+    assert counts == [2]
+    assert report.intact, report.problem
+    assert (report.entries, report.pending) == (0, 2)
+
+
+# -- pending entries are tamper-evident -------------------------------------------------------
+
+
+def _edit(connection: Connection) -> None:
+    connection.execute(
+        text("UPDATE audit_events SET resource_id = 'w-x' WHERE resource_id = 'w-4'")
+    )
+
+
+def _delete(connection: Connection) -> None:
+    connection.execute(text("DELETE FROM audit_events WHERE resource_id = 'w-4'"))
+
+
+def _forge(connection: Connection) -> None:
+    forged = AuditEvent(
+        id=uuid.uuid4(),
+        at=dt.datetime.now(dt.UTC),
+        actor_kind="user",
+        actor_subject=ALICE.subject,
+        actor_client=ALICE.client,
+        action="healthworker.read",
+        resource_type="health-workers",
+        outcome="success",
+        writer_id=uuid.uuid4(),
+        writer_n=1,
+        key_id="audit-1",
+    )
+    forged.entry_mac = entry_mac(forged, GUESSED_KEY)
+    with Session(connection) as session:
+        forged.seq = int(session.scalar(select(func.max(AuditEvent.seq))) or 0) + 1
+        session.add(AuditWriter(id=forged.writer_id, n=1))
+        session.add(forged)
+        session.flush()
+
+
+def _rewind(connection: Connection) -> None:
+    connection.execute(text("UPDATE audit_writers SET n = n - 1"))
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+@pytest.mark.parametrize(
+    ("tamper", "problem", "refused"),
+    [
+        (_edit, "content does not match its HMAC", 1),
+        (_delete, "entry 5 of writer", 0),
+        (_forge, "content does not match its HMAC", 1),
+        (_rewind, "which has not counted that many", 0),
+    ],
+    ids=["edited", "deleted", "forged", "count rewound"],
+)
+def test_tampering_with_pending_entries_is_found_and_they_are_not_sealed(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    tamper: Callable[[Connection], None],
+    problem: str,
+    refused: int,
+) -> None:
+    _append(sessions, 3)
+    seal_all(sessions)
+    _append(sessions, 3, start=3)  # w-3, w-4, w-5: pending, numbers 4 to 6 of this writer
+    _around_the_triggers(engine, tamper)
+
+    with sessions() as session:
+        report = verify_chain(session)
+    assert not report.intact
+    assert report.problem is not None
+    assert problem in report.problem, report.problem
+    assert report.broken_at is None, "a pending entry has no place in the chain yet"
+    assert report.entries == 3, "the sealed entries before it verified"
+
+    result = seal_all(sessions)
+    assert result.refused == refused
+    with sessions() as session:
+        refused_left = session.scalars(
+            select(AuditEvent.resource_id).where(AuditEvent.chain_seq.is_(None))
+        ).all()
+    assert len(refused_left) == refused, "only what does not verify is left unsealed"
+
+
+# -- the sealer -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_sealer_threads_chain_what_writers_append(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    postgresql = engine.dialect.name == "postgresql"
+    # Two sealers contend on PostgreSQL (one seals at a time); SQLite has one writer anyway.
+    sealers = [Sealer(sessions, interval_s=0.01, batch=7) for _ in range(2 if postgresql else 1)]
+    for sealer in sealers:
+        sealer.start()
+    writers = [
+        threading.Thread(target=_append, args=(sessions, 40), kwargs={"start": 1000 * w})
+        for w in range(3 if postgresql else 1)
+    ]
+    try:
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(timeout=120)
+    finally:
+        for sealer in sealers:
+            sealer.stop()  # after its turn, it seals what is left
+    with sessions() as session:
+        report = verify_chain(session)
+        writer_counts = session.scalars(select(AuditWriter.n)).all()
+    assert report.intact, report.problem
+    assert (report.entries, report.pending) == (40 * len(writers), 0)
+    assert sorted(writer_counts) == [40] * len(writers)
+
+
+@dataclass(frozen=True)
+class AuditCommand:
+    """``hf-adapter audit ...`` against the test's database."""
+
+    environment: dict[str, str]
+
+    def argv(self, *args: str) -> list[str]:
+        return [str(HF_ADAPTER), "audit", *args]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args),
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+
+@pytest.fixture
+def hf_adapter(empty_database_url: URL) -> AuditCommand:
+    return AuditCommand(
+        adapter_environment(
+            empty_database_url.render_as_string(hide_password=False),
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9",
+        )
+    )
+
+
+BACKLOG = 3000
+BATCH = 20
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_the_sealer_resumes_after_a_crash_and_the_chain_verifies(
+    sessions: sessionmaker[Session], hf_adapter: AuditCommand
+) -> None:
+    with sessions.begin() as session:
+        for n in range(BACKLOG):
+            record_audit(session, ALICE, "healthworker.read", "health-workers", detail={"n": n})
+
+    sealer = subprocess.Popen(
+        hf_adapter.argv("seal", "--batch", str(BATCH)),
+        env=hf_adapter.environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _pending(sessions) == BACKLOG and sealer.poll() is None:
+            assert time.monotonic() < deadline, "the sealer sealed nothing"
+            time.sleep(0.005)
+        sealer.send_signal(signal.SIGKILL)
+    finally:
+        sealer.wait(timeout=60)
+    assert sealer.returncode == -signal.SIGKILL, "killed before it finished"
+    left = _pending(sessions)
+    assert 0 < left < BACKLOG
+    assert (BACKLOG - left) % BATCH == 0, "whole batches only: the one under way rolled back"
+
+    halfway = hf_adapter.run("verify")
+    assert halfway.returncode == 0, halfway.stderr
+    assert f"{left:,} more not sealed yet (their MACs verify" in halfway.stdout
+    resumed = hf_adapter.run("seal")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"sealed {left:,} audit entries" in resumed.stdout
+    verified = hf_adapter.run("verify")
+    assert verified.returncode == 0, verified.stderr
+    assert f"audit trail intact: {BACKLOG:,} entries, newest is #{BACKLOG}" in verified.stdout
+    assert "not sealed yet" not in verified.stdout
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_seal_command_leaves_a_forged_entry_pending_and_exits_1(
+    engine: Engine, sessions: sessionmaker[Session], hf_adapter: AuditCommand
+) -> None:
+    _append(sessions, 2)
+    _around_the_triggers(engine, _forge)
+    sealed = hf_adapter.run("seal")
+    assert sealed.returncode == 1
+    assert "sealed 2 audit entries" in sealed.stdout
+    assert "1 pending entries were left unsealed" in sealed.stderr
+    verified = hf_adapter.run("verify")
+    assert verified.returncode == 1
+    assert "audit trail broken: pending entry (inserted as 3): content does not match" in (
+        verified.stderr
+    )
+    assert "entries #1-#2 verified" in verified.stderr
