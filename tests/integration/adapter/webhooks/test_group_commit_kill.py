@@ -72,6 +72,9 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
         acknowledged: set[str] = set()
         unanswered: set[str] = set()  # sent, no answer: refused, or cut off by the kill
         cut: set[str] = set()  # in flight when the server died
+        # Answers other than 202, asserted in this thread: a failed assert in a sender thread
+        # would be only a warning.
+        unexpected: list[tuple[int, str]] = []
         lock = threading.Lock()
         enough = threading.Event()
         stop = threading.Event()
@@ -92,7 +95,11 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
                                 cut.add(webhook_id)
                         stop.wait(0.05)
                         continue
-                    assert response.status_code == 202, response.text
+                    if response.status_code != 202:
+                        with lock:
+                            unexpected.append((response.status_code, response.text[:200]))
+                        stop.wait(0.05)
+                        continue
                     with lock:
                         acknowledged.add(webhook_id)
                         if len(acknowledged) >= KILL_AFTER:
@@ -110,6 +117,7 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
             for thread in threads:
                 thread.join()
 
+        assert not unexpected, f"{len(unexpected)} answers were not 202: {unexpected[:3]}"
         assert cut, "the kill hit no request in flight; the test proved nothing"
         stored = {event.webhook_id: event for event in adapter.events()}
         missing = acknowledged - stored.keys()
