@@ -207,10 +207,16 @@ class WebhookReceiver:
         except Exception as exc:  # noqa: BLE001 - a row's own error, found row by row below
             log.warning("inbox: a batch of %d refused (%s); row by row", len(entries), _brief(exc))
         outcomes: list[uuid.UUID | Exception | None] = []
+        away: Exception | None = None
         for entry in entries:
+            if away is not None:  # gone meanwhile: the rest are not tried
+                outcomes.append(_unavailable(away))
+                continue
             try:
                 outcomes.append(self._insert([entry])[0])
             except DATABASE_UNAVAILABLE as exc:
+                log.warning("inbox: the database went away row by row: %s", _brief(exc))
+                away = exc
                 outcomes.append(_unavailable(exc))
             except Exception as exc:  # noqa: BLE001 - this row alone is refused: a 422
                 log.warning("inbox: an event refused by the store: %s", _brief(exc))
