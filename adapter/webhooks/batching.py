@@ -90,8 +90,12 @@ class Batcher(Generic[Item, Result]):
             if thread is None or self._pid != os.getpid():
                 return
             self._thread, self._pid = None, 0
-            # Blocks only while a bounded queue is full; the thread is emptying it meanwhile.
-            items.put(None)
+        # Outside the lock (a dying thread takes it): waits only while a bounded queue is full.
+        try:
+            items.put(None, timeout=timeout_s)
+        except queue.Full:
+            log.warning("%s: still full after %.0f s; not waiting for it", self._name, timeout_s)
+            return
         thread.join(timeout_s)
 
     def _run(self, items: queue.Queue[tuple[Item, Future[Result]] | None]) -> None:
