@@ -26,6 +26,7 @@ from adapter.queue.messages import EventPublisher
 from adapter.queue.rabbit import CONNECTION_ERRORS, open_connection
 from adapter.settings import Settings
 from adapter.webhooks import views as webhook_views
+from adapter.webhooks.receiver import WebhookUnavailable
 from adapter.webhooks.signature import WebhookRejected
 
 log = logging.getLogger("adapter.app")
@@ -100,6 +101,11 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
 
 
 def _adapter_error(error: AdapterError) -> Response:
+    if isinstance(error, WebhookUnavailable):
+        # Logged where it happened, once per batch of waiting requests.
+        response = problem(503, error.reason.replace("_", " "), error.message, reason=error.reason)
+        response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
     status = error.status if isinstance(error, WebhookRejected) else 500
     if status >= 500:
         log.error("request failed: %r", error)

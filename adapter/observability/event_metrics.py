@@ -22,6 +22,7 @@ RECEIVE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 class EventMetrics(MetricSet):
     received: Counter
     rejected: Counter
+    unavailable: Counter
     receive_duration: Histogram
     published: Counter
     publish_failures: Counter
@@ -50,6 +51,13 @@ class EventMetrics(MetricSet):
                 ["source", "reason"],
                 registry=registry,
             ),
+            unavailable=Counter(
+                "hf_webhooks_unavailable",
+                "Webhooks answered 503 with Retry-After, by source and reason "
+                "(database_unavailable, commit_timeout, receiver_stopped); the sender retries.",
+                ["source", "reason"],
+                registry=registry,
+            ),
             receive_duration=Histogram(
                 "hf_webhook_receive_duration_seconds",
                 "Time to verify, store and publish one webhook (the receiver's answer time).",
@@ -66,8 +74,8 @@ class EventMetrics(MetricSet):
             ),
             publish_failures=Counter(
                 "hf_event_publish_failures",
-                "Publishes that failed (broker unreachable or no confirm); the outbox relay "
-                "publishes those events later.",
+                "Event messages not published (broker unreachable, no confirm, an error, or "
+                "the receiver's publish queue full); the outbox relay publishes them later.",
                 ["path"],
                 registry=registry,
             ),

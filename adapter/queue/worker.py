@@ -36,6 +36,9 @@ log = logging.getLogger("adapter.worker")
 
 RELAY_INTERVAL_S: Final = 1.0
 RELAY_BATCH: Final = 500
+# An unpublished event younger than this is the receiver's publishing thread's to publish; the
+# relay takes it only after, so the two rarely publish the same event twice.
+UNPUBLISHED_GRACE_S: Final = 5.0
 DEPTH_INTERVAL_S: Final = 5.0
 EMBEDDED_POLL_S: Final = 0.2
 DRAIN_TIMEOUT_S: Final = 0.2
@@ -91,10 +94,12 @@ class OutboxRelay:
         republish_after_s: float,
         metrics: EventMetrics,
         stats: WorkerStats,
+        unpublished_grace_s: float = UNPUBLISHED_GRACE_S,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
         self._republish_after_s = republish_after_s
+        self._unpublished_grace_s = unpublished_grace_s
         self._metrics = metrics
         self._stats = stats
         self._broker_down = False
@@ -105,6 +110,7 @@ class OutboxRelay:
             rows = WebhookInbox(session).to_relay(
                 limit=RELAY_BATCH,
                 republish_before=now() - dt.timedelta(seconds=self._republish_after_s),
+                unpublished_before=now() - dt.timedelta(seconds=self._unpublished_grace_s),
             )
             messages = [event_message(row) for row in rows]
         if not messages:

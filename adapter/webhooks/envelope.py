@@ -23,6 +23,9 @@ CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "open
 SOURCES: Final = ("kki", "sisdmk")
 # The resource an event is about, by source: the id the worker fetches.
 FACILITY_EVENT: Final = "facility.updated"
+# The contracts set no maximum on `data.version`; the inbox's `resource_version` column is an
+# INTEGER, 32-bit signed on PostgreSQL (SQLite's would hold 64 bits): the bound both hold.
+MAX_RESOURCE_VERSION: Final = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,14 @@ def parse_envelope(source: str, webhook_id: str, body: bytes) -> EventEnvelope:
     if document["event_id"] != webhook_id:
         raise WebhookRejected(422, "id_mismatch", "event_id differs from the webhook-id header")
     data = document["data"]
+    version = int(data["version"])
+    if version > MAX_RESOURCE_VERSION:
+        raise WebhookRejected(
+            422,
+            "version_out_of_range",
+            f"data.version is larger than {MAX_RESOURCE_VERSION} (2^31 - 1), the largest the "
+            "inbox stores",
+        )
     if source == "kki":
         resource_id = str(data["str_number"])
     elif document["type"] == FACILITY_EVENT:
@@ -81,7 +92,7 @@ def parse_envelope(source: str, webhook_id: str, body: bytes) -> EventEnvelope:
         event_id=str(document["event_id"]),
         event_type=str(document["type"]),
         resource_id=resource_id,
-        resource_version=int(data["version"]),
+        resource_version=version,
         occurred_at=_instant(str(document["occurred_at"])),
     )
 

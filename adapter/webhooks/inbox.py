@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -53,6 +53,9 @@ class WebhookInbox:
     ) -> list[uuid.UUID | None]:
         """Insert the events (envelope, traceparent) in one statement; for each, in order, its
         new id or ``None`` when its (source, webhook-id) was already in, or earlier in `entries`.
+
+        Rows go in sorted by (source, webhook-id): two processes inserting overlapping ids then
+        take the unique index's entries in the same order, and cannot deadlock on PostgreSQL.
         """
         moment = self._clock()
         rows: list[dict[str, Any]] = [
@@ -72,6 +75,7 @@ class WebhookInbox:
             }
             for envelope, traceparent in entries
         ]
+        in_order = sorted(rows, key=lambda row: (row["source"], row["webhook_id"]))
         insert = (
             postgresql_insert
             if self._session.get_bind().dialect.name == "postgresql"
@@ -80,7 +84,7 @@ class WebhookInbox:
         # One INSERT … VALUES (…), (…) for the batch: its RETURNING says which rows went in.
         statement = (
             insert(WebhookEvent)
-            .values(rows)
+            .values(in_order)
             .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
             .returning(WebhookEvent.id)
         )
@@ -97,14 +101,25 @@ class WebhookInbox:
                 .values(published_at=self._clock())
             )
 
-    def to_relay(self, *, limit: int, republish_before: dt.datetime) -> list[WebhookEvent]:
-        """Pending events never published, or published so long ago that the message is lost."""
+    def to_relay(
+        self,
+        *,
+        limit: int,
+        republish_before: dt.datetime,
+        unpublished_before: dt.datetime | None = None,
+    ) -> list[WebhookEvent]:
+        """Pending events never published (received or replayed before `unpublished_before`:
+        younger ones are the receiver's or the replay's to publish), or published so long ago
+        that the message is lost."""
+        never_published: ColumnElement[bool] = WebhookEvent.published_at.is_(None)
+        if unpublished_before is not None:
+            never_published = and_(never_published, WebhookEvent.available_at < unpublished_before)
         query = (
             select(WebhookEvent)
             .where(
                 WebhookEvent.state == "pending",
                 or_(
-                    WebhookEvent.published_at.is_(None),
+                    never_published,
                     and_(
                         WebhookEvent.published_at < republish_before,
                         WebhookEvent.available_at < republish_before,

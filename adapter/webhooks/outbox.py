@@ -41,7 +41,7 @@ def publish_events(
     try:
         publisher.publish(messages, path=path)
     except BrokerUnavailable as unavailable:
-        metrics.publish_failures.labels(path).inc()
+        metrics.publish_failures.labels(path).inc(len(messages))
         return unavailable
     with sessions() as session:
         # One UPDATE, committed on its own (autocommit: no BEGIN / COMMIT round trips).

@@ -18,13 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.errors import AdapterError
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.messages import EventMessage, EventPublisher
 from adapter.settings import Settings
-from adapter.webhooks.batching import Batcher
+from adapter.webhooks.batching import Batcher, BatcherFull, BatcherStopped
 from adapter.webhooks.envelope import SOURCES, EventEnvelope, load_schemas, parse_envelope
 from adapter.webhooks.inbox import WebhookInbox
 from adapter.webhooks.outbox import publish_events
@@ -36,9 +38,30 @@ JSON_MEDIA_TYPES: Final = frozenset({"application/json"})
 # Rows per group commit and messages per confirmed publish: more than a process has request
 # threads, so a batch is never cut short under load; a bound on one statement's size all the same.
 MAX_BATCH: Final = 256
-# Errors of one row, not of the database: a batch that meets one is committed row by row, so
-# one bad row fails only its own request.
-ROW_ERRORS: Final = (IntegrityError, DataError)
+# Messages waiting for the publishing thread; beyond that the outbox relay publishes them.
+MAX_QUEUED_PUBLISHES: Final = 10_000
+# How long a request waits for its batch's commit before it is answered 503: under the senders'
+# own timeouts (the mocks' is 5 s), so they hear why. The promise holds: a row committed after
+# that is answered 200 duplicate when the sender retries.
+COMMIT_WAIT_S: Final = 4.0
+# Seconds a sender is asked to wait (Retry-After) when the inbox cannot take its event now.
+RETRY_AFTER_S: Final = 5
+# The database, not a row, failed: every request of the batch is answered 503. Any other error
+# is taken to be a row's own: the batch is committed row by row and each refused row gets 422.
+DATABASE_UNAVAILABLE: Final = (OperationalError, PoolTimeoutError)
+# Deadlock and serialization failure: retried once, as a whole batch.
+RETRIED_SQLSTATES: Final = frozenset({"40P01", "40001"})
+
+
+class WebhookUnavailable(AdapterError):
+    """The event could not be stored now (503 with Retry-After); the sender retries it."""
+
+    default_reason = "database_unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_s = RETRY_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -58,18 +81,20 @@ class WebhookReceiver:
         publisher: EventPublisher,
         metrics: EventMetrics,
         clock: Callable[[], float] = time.time,
+        commit_wait_s: float = COMMIT_WAIT_S,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
         self._metrics = metrics
         self._relayed = publisher.needs_relay
         self._max_body_bytes = settings.webhook_max_body_bytes
+        self._commit_wait_s = commit_wait_s
         load_schemas()
         self._commits: Batcher[tuple[EventEnvelope, str | None], uuid.UUID | None] = Batcher(
-            "hf-inbox-commit", self._commit, max_batch=MAX_BATCH
+            "hf-inbox-commit", self.commit_batch, max_batch=MAX_BATCH
         )
         self._publishes: Batcher[EventMessage, None] = Batcher(
-            "hf-outbox-publish", self._publish, max_batch=MAX_BATCH
+            "hf-outbox-publish", self._publish, max_batch=MAX_BATCH, max_queued=MAX_QUEUED_PUBLISHES
         )
         self._verifiers = {
             source: SignatureVerifier(
@@ -97,7 +122,8 @@ class WebhookReceiver:
         *,
         traceparent: str | None = None,
     ) -> Receipt:
-        """Handle one delivery; `WebhookRejected` (a 4xx, nothing stored) when it is refused.
+        """Handle one delivery; `WebhookRejected` (a 4xx, nothing stored) when it is refused,
+        `WebhookUnavailable` (503) when the inbox cannot take it now.
 
         `headers` is case-insensitive on lower-case names; `read_body(n)` returns at most `n`
         bytes of the request body.
@@ -108,6 +134,10 @@ class WebhookReceiver:
         except WebhookRejected as exc:
             self._metrics.rejected.labels(_label(source), exc.reason).inc()
             log.info("webhook rejected: source=%s reason=%s", _label(source), exc.reason)
+            raise
+        except WebhookUnavailable as exc:
+            # Logged once per batch where it happened, not once per waiting request.
+            self._metrics.unavailable.labels(_label(source), exc.reason).inc()
             raise
         self._metrics.received.labels(source, receipt.result).inc()
         self._metrics.receive_duration.labels(source).observe(time.perf_counter() - started)
@@ -140,34 +170,82 @@ class WebhookReceiver:
             raise WebhookRejected(422, "schema", "source does not match the receiver")
 
         # Waits for the commit of the batch this row joined: a 2xx is never sent before it.
-        event_id = self._commits.submit((envelope, traceparent)).result()
+        try:
+            event_id = self._commits.submit((envelope, traceparent)).result(self._commit_wait_s)
+        except TimeoutError:
+            log.warning("webhook not committed within %.0f s; answered 503", self._commit_wait_s)
+            raise WebhookUnavailable(
+                f"the event was not stored within {self._commit_wait_s:.0f} s; retry it (if it "
+                "was stored meanwhile, the retry is answered 200 duplicate)",
+                reason="commit_timeout",
+            ) from None
+        except BatcherStopped as exc:
+            raise WebhookUnavailable(
+                "the receiver is restarting; retry the event", reason="receiver_stopped"
+            ) from exc
         if event_id is None:
             return Receipt(200, "duplicate")
         if self._relayed:
-            self._publishes.submit(EventMessage(event_id, source, envelope.event_type, traceparent))
+            message = EventMessage(event_id, source, envelope.event_type, traceparent)
+            try:
+                self._publishes.submit(message)
+            except (BatcherFull, BatcherStopped):
+                # Committed unpublished: the outbox relay publishes it.
+                self._metrics.publish_failures.labels("receiver").inc()
         return Receipt(202, "accepted")
 
-    def _commit(
+    def commit_batch(
         self, entries: Sequence[tuple[EventEnvelope, str | None]]
     ) -> Sequence[uuid.UUID | Exception | None]:
-        """One transaction for the batch; row by row if a row of it is refused."""
-        published = not self._relayed  # the embedded queue's row is its message
+        """One statement for the batch; row by row if it fails for another cause than the
+        database being unavailable. Never raises: each waiter gets its own outcome."""
         try:
-            return self._insert(entries, published=published)
-        except ROW_ERRORS:
-            if len(entries) == 1:
-                raise
+            return self._insert(entries)
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("inbox: a batch of %d not stored: %s", len(entries), _brief(exc))
+            return [_unavailable(exc) for _ in entries]
+        except Exception as exc:  # noqa: BLE001 - a row's own error, found row by row below
+            log.warning("inbox: a batch of %d refused (%s); row by row", len(entries), _brief(exc))
         outcomes: list[uuid.UUID | Exception | None] = []
+        away: Exception | None = None
         for entry in entries:
+            if away is not None:  # gone meanwhile: the rest are not tried
+                outcomes.append(_unavailable(away))
+                continue
             try:
-                outcomes.append(self._insert([entry], published=published)[0])
-            except ROW_ERRORS as exc:
-                outcomes.append(exc)
+                outcomes.append(self._insert([entry])[0])
+            except DATABASE_UNAVAILABLE as exc:
+                log.warning("inbox: the database went away row by row: %s", _brief(exc))
+                away = exc
+                outcomes.append(_unavailable(exc))
+            except Exception as exc:  # noqa: BLE001 - this row alone is refused: a 422
+                log.warning("inbox: an event refused by the store: %s", _brief(exc))
+                refused = WebhookRejected(
+                    422,
+                    "store_refused",
+                    f"the inbox cannot store this event ({type(exc).__name__}); a field is "
+                    "outside what the store holds",
+                )
+                refused.__cause__ = exc
+                outcomes.append(refused)
         return outcomes
 
     def _insert(
-        self, entries: Sequence[tuple[EventEnvelope, str | None]], *, published: bool
+        self, entries: Sequence[tuple[EventEnvelope, str | None]]
     ) -> list[uuid.UUID | None]:
+        """Insert the rows; a deadlock or serialization failure is retried once."""
+        try:
+            return self._insert_once(entries)
+        except OperationalError as exc:
+            if _sqlstate(exc) not in RETRIED_SQLSTATES:
+                raise
+            log.warning("inbox: %s; the batch of %d retried once", _brief(exc), len(entries))
+            return self._insert_once(entries)
+
+    def _insert_once(
+        self, entries: Sequence[tuple[EventEnvelope, str | None]]
+    ) -> list[uuid.UUID | None]:
+        published = not self._relayed  # the embedded queue's row is its message
         with self._sessions() as session:
             # One statement is its own transaction: autocommit saves the BEGIN and COMMIT
             # round trips, and the statement returns only once committed (durable).
@@ -175,9 +253,14 @@ class WebhookReceiver:
             return WebhookInbox(session).record_many(entries, published=published)
 
     def _publish(self, messages: Sequence[EventMessage]) -> Sequence[None]:
-        unavailable = publish_events(
-            self._sessions, self._publisher, messages, path="receiver", metrics=self._metrics
-        )
+        try:
+            unavailable = publish_events(
+                self._sessions, self._publisher, messages, path="receiver", metrics=self._metrics
+            )
+        except Exception:  # the thread's edge: committed events wait for the relay
+            log.exception("publishing %d events failed; the outbox relay will", len(messages))
+            self._metrics.publish_failures.labels("receiver").inc(len(messages))
+            return [None] * len(messages)
         if unavailable is not None:
             # Committed already: the outbox relay publishes them when the broker is back.
             log.warning("%d events kept in the outbox: %s", len(messages), unavailable.message)
@@ -188,6 +271,26 @@ def _too_large(limit: int) -> WebhookRejected:
     return WebhookRejected(
         413, "too_large", f"the body is larger than {limit} bytes (WEBHOOK_MAX_BODY_BYTES)"
     )
+
+
+def _unavailable(exc: Exception) -> WebhookUnavailable:
+    """One waiter's own error, chained from the batch's (which is logged once, not per waiter)."""
+    unavailable = WebhookUnavailable(
+        f"the database is unavailable ({type(exc).__name__}); the event was not stored, retry it"
+    )
+    unavailable.__cause__ = exc
+    return unavailable
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _brief(exc: BaseException) -> str:
+    # The class and the driver's first line, never the statement or its parameters.
+    orig = getattr(exc, "orig", None) or exc
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return f"{type(exc).__name__}: {first_line}"[:200]
 
 
 def _label(source: str) -> str:

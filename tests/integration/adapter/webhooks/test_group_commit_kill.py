@@ -70,8 +70,11 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
         secret = adapter.environment["KKI_WEBHOOK_SECRET"]
         url = f"{adapter.url}/webhooks/kki"
         acknowledged: set[str] = set()
-        unanswered: set[str] = set()  # sent, no answer: refused, or cut off by the kill
+        unanswered: set[str] = set()  # sent, no 2xx: refused, 503, or cut off by the kill
         cut: set[str] = set()  # in flight when the server died
+        # Answers other than 202 or 503, asserted in this thread: a failed assert in a sender thread
+        # would be only a warning.
+        unexpected: list[tuple[int, str]] = []
         lock = threading.Lock()
         enough = threading.Event()
         stop = threading.Event()
@@ -92,7 +95,16 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
                                 cut.add(webhook_id)
                         stop.wait(0.05)
                         continue
-                    assert response.status_code == 202, response.text
+                    if response.status_code == 503:  # not acknowledged: the sender retries
+                        with lock:
+                            unanswered.add(webhook_id)
+                        stop.wait(0.05)
+                        continue
+                    if response.status_code != 202:
+                        with lock:
+                            unexpected.append((response.status_code, response.text[:200]))
+                        stop.wait(0.05)
+                        continue
                     with lock:
                         acknowledged.add(webhook_id)
                         if len(acknowledged) >= KILL_AFTER:
@@ -110,6 +122,7 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
             for thread in threads:
                 thread.join()
 
+        assert not unexpected, f"{len(unexpected)} answers were not 202 or 503: {unexpected[:3]}"
         assert cut, "the kill hit no request in flight; the test proved nothing"
         stored = {event.webhook_id: event for event in adapter.events()}
         missing = acknowledged - stored.keys()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from adapter.webhooks.batching import Batcher
+from adapter.webhooks.batching import Batcher, BatcherFull, BatcherStopped
 
 
 class GatedHandler:
@@ -84,4 +84,72 @@ def test_a_failed_batch_fails_every_waiter_and_the_thread_goes_on() -> None:
             batcher.submit(1).result(10)
         assert batcher.submit(2).result(10) == 2
     finally:
+        batcher.close()
+
+
+class ThreadKilled(BaseException):
+    """Not an `Exception`: escapes `handle`'s error path like a SystemExit would."""
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        ThreadKilled("gone"),
+        None,  # `handle` returns one outcome too few: the thread fails outside `handle`
+    ],
+    ids=["base-exception", "wrong-outcome-count"],
+)
+def test_a_dead_batch_thread_fails_its_waiters_and_the_next_item_restarts_it(
+    fault: BaseException | None,
+) -> None:
+    calls: list[list[int]] = []
+
+    def handle(items: Sequence[int]) -> list[int | Exception]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            if fault is not None:
+                raise fault
+            return []
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher("test-batcher", handle, max_batch=100)
+    try:
+        with pytest.raises(BatcherStopped):
+            batcher.submit(1).result(10)
+        assert batcher.submit(2).result(10) == 2
+    finally:
+        batcher.close()
+
+
+def test_items_queued_before_close_are_handled_and_later_ones_refused() -> None:
+    handler = GatedHandler()
+    batcher: Batcher[int, int] = Batcher("test-batcher", handler, max_batch=100)
+    first = batcher.submit(0)
+    assert handler.started.wait(10)
+    queued = batcher.submit(2)
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    try:
+        with pytest.raises(BatcherStopped):
+            batcher.submit(4)
+    finally:
+        handler.gate.set()
+        closing.join(10)
+    assert (first.result(10), queued.result(10)) == (0, 20)
+    assert handler.batches == [[0], [2]]
+
+
+def test_a_full_queue_refuses_the_item_at_once() -> None:
+    handler = GatedHandler()
+    batcher: Batcher[int, int] = Batcher("test-batcher", handler, max_batch=100, max_queued=2)
+    try:
+        first = batcher.submit(0)
+        assert handler.started.wait(10)  # taken off the queue: two more fit
+        waiting = [batcher.submit(2), batcher.submit(4)]
+        with pytest.raises(BatcherFull):
+            batcher.submit(6)
+        handler.gate.set()
+        assert [future.result(10) for future in (first, *waiting)] == [0, 20, 40]
+    finally:
+        handler.gate.set()
         batcher.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapter.webhooks.envelope import parse_envelope
+from adapter.webhooks.envelope import MAX_RESOURCE_VERSION, parse_envelope
 from adapter.webhooks.signature import WebhookRejected
 
 WORKER = "0f8e6a52-3b1d-4c4e-9a7f-2d6b8c1e4f30"
@@ -73,3 +73,18 @@ def test_body_nested_too_deeply_rejected() -> None:
     with pytest.raises(WebhookRejected) as caught:
         parse_envelope("kki", "x", b"[" * 8_000 + b"]" * 8_000)
     assert (caught.value.status, caught.value.reason) == (400, "json")
+
+
+@pytest.mark.parametrize("version", [MAX_RESOURCE_VERSION + 1, 2**63, 10**30])
+def test_a_version_past_what_the_inbox_holds_is_rejected_naming_the_bound(version: int) -> None:
+    event = sisdmk_event(data={"worker_id": WORKER, "version": version})
+    with pytest.raises(WebhookRejected) as caught:
+        parse_envelope("sisdmk", event["event_id"], json.dumps(event).encode())
+    assert (caught.value.status, caught.value.reason) == (422, "version_out_of_range")
+    assert str(MAX_RESOURCE_VERSION) in caught.value.message
+
+
+def test_the_largest_version_the_inbox_holds_is_accepted() -> None:
+    event = sisdmk_event(data={"worker_id": WORKER, "version": MAX_RESOURCE_VERSION})
+    envelope = parse_envelope("sisdmk", event["event_id"], json.dumps(event).encode())
+    assert envelope.resource_version == MAX_RESOURCE_VERSION
