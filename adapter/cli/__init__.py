@@ -524,10 +524,13 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_anchor(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from adapter.audit import Anchor
+    from adapter.audit import Anchor, seal_all
 
     anchor_file = None if args.out == "-" else Path(args.out)
     with _services() as services:
+        # Sealed first, so the anchor covers every entry committed before the command: an
+        # entry still pending is in no anchor, and could be removed unseen until it is sealed.
+        seal_all(services.sessions)
         # The anchors already in the file are checked too: a trail is anchored only if intact.
         report = _verify_audit_trail(
             services, anchor_file if anchor_file is not None and anchor_file.exists() else None

@@ -385,3 +385,24 @@ def test_anchor_appends_signed_heads_and_refuses_a_broken_trail(
     missing = hf_adapter("verify", "--anchor", str(tmp_path / "absent.jsonl"))
     assert missing.returncode == 2
     assert "cannot read the anchor file" in missing.stderr
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_anchor_seals_first_and_covers_the_entries_written_so_far(
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    _append(sessions, 3)
+    for n in range(3, 5):  # committed but not sealed: no sealer runs here
+        with sessions.begin() as session:
+            record_audit(session, ALICE, "healthworker.read", "health-workers", resource_id=f"{n}")
+    anchored = hf_adapter("anchor", "--out", str(anchors))
+    assert anchored.returncode == 0, anchored.stderr
+    assert json.loads(anchors.read_text())["seq"] == 5
+    with sessions() as session:
+        pending = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.chain_seq.is_(None))
+        )
+    assert pending == 0
