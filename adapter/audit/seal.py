@@ -1,13 +1,15 @@
 """Sealing the audit trail: chaining the committed pending entries, one sealer at a time.
 
 `seal_pending` takes the chain's head (a row lock on PostgreSQL, the write lock on SQLite), reads
-the pending entries in the order they were inserted (`seq`), checks each one's MAC, and gives
+the pending entries committed so far in the order of `seq`, checks each one's MAC, and gives
 each its place (`chain_seq`), its predecessor's hash and its chain hash, in one transaction per
 batch; the database moves the head as each seal lands and refuses a seal that does not follow
 it. A sealer killed mid-batch leaves that batch pending (its transaction rolls back) and the
 next run seals it. `Sealer` runs it in a thread of each long-running process (`serve`,
 `worker`, `schedule`); on PostgreSQL an advisory lock lets only one of them seal at a time, the
-others skip their turn. ``hf-adapter audit seal`` runs it once.
+others skip their turn. ``hf-adapter audit seal`` runs it once. The chain is thus in commit
+order to within one turn: on PostgreSQL an entry inserted earlier (a lower `seq`) but committed
+after a turn is sealed at the next one, after entries inserted later.
 """
 
 from __future__ import annotations

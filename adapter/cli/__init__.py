@@ -441,8 +441,10 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.set_defaults(handler=_audit_verify)
     anchor = actions.add_parser(
         "anchor",
-        help="verify the trail, then append its signed head to a file kept outside the database",
-        description="Verify the trail (through the anchors already in FILE), then append one "
+        help="seal and verify the trail, then append its signed head to a file kept outside the "
+        "database",
+        description="Seal the entries committed so far, verify the trail (through the anchors "
+        "already in FILE), then append one "
         "JSON line to FILE: the newest entry's number and hash, the time and the audit key id, "
         "with an HMAC over them under AUDIT_KEYS. Keep the file where the database's "
         "administrators cannot write (or use --out - and send it elsewhere). Exit 1, writing "
@@ -459,9 +461,9 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "seal",
         help="chain the entries written since the last seal (serve, worker and schedule do it "
         "in a thread)",
-        description="Seal every pending audit entry into the chain, in the order they were "
-        "written, after checking each one's MAC; an entry whose MAC does not verify is left "
-        "pending and reported (exit 1). Waits while another process seals.",
+        description="Seal every committed pending audit entry into the chain, in the order "
+        "they were committed, after checking each one's MAC; an entry whose MAC does not "
+        "verify is left pending and reported (exit 1). Waits while another process seals.",
     )
     seal.add_argument(
         "--batch",
