@@ -436,7 +436,8 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="FILE",
         help="also write the outcome as Prometheus metrics to FILE (node_exporter's textfile "
-        "collector): hf_audit_chain_intact, _entries, _verified_timestamp_seconds",
+        "collector): hf_audit_chain_intact, _entries, _verified_timestamp_seconds, "
+        "hf_audit_pending_entries, hf_audit_oldest_pending_age_seconds",
     )
     verify.set_defaults(handler=_audit_verify)
     anchor = actions.add_parser(
@@ -567,6 +568,8 @@ def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainRe
 
 
 def _write_audit_metrics(report: ChainReport, path: Path) -> None:
+    import datetime as dt
+
     from prometheus_client import CollectorRegistry, write_to_textfile
 
     from adapter.observability.sync_metrics import AuditMetrics
@@ -576,6 +579,14 @@ def _write_audit_metrics(report: ChainReport, path: Path) -> None:
     metrics.intact.set(1 if report.intact else 0)
     metrics.entries.set(report.entries)
     metrics.verified.set_to_current_time()
+    # Entries stay pending only until a sealer's next turn (0.2 s): an old one means no sealer
+    # runs, and until it is sealed its deletion would go unnoticed (docs/security.md).
+    metrics.pending.set(report.pending)
+    oldest = report.oldest_pending_at
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    age = 0.0 if oldest is None else (dt.datetime.now(dt.UTC) - oldest).total_seconds()
+    metrics.oldest_pending_age.set(max(age, 0.0))
     write_to_textfile(str(path), registry)  # written aside, then renamed: never half a file
 
 
