@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
-from adapter.audit import Actor, nik_reference, record_audit, seal_all
+from adapter.audit import Actor, nik_reference, pending_count, record_audit, seal_all
 from adapter.clock import Clock, utc_now
 from adapter.lookup import LOOKUP_ACTION, LOOKUP_RESOURCE, LookupAnswer, RegistryLookup
 from adapter.queue.messages import EventPublisher
@@ -43,6 +43,9 @@ from adapter.workforce.directory import (
 # The personal fields of a worker summary (in clear or masked), as the audit trail names them.
 SUMMARY_FIELDS: Final = PERSON_IDENTITY_FIELDS
 WORKER_RESOURCE: Final = "health_worker"
+# Batches of pending audit entries the audit listing seals before it lists (1,000 each): a
+# request never waits on a backlog or on sustained appends; the sealer threads seal the rest.
+LISTING_SEAL_BATCHES: Final = 2
 
 
 @dataclass(frozen=True)
@@ -312,12 +315,16 @@ class ApiServices:
 
     # -- audit trail ------------------------------------------------------------------------
 
-    def audit_events(self, where: listings.AuditFilter, *, cursor: str | None, limit: int) -> Page:
-        """The sealed trail, in chain order; what was pending when asked is sealed first, so
-        every entry committed before the request is listed."""
-        seal_all(self._sessions)
+    def audit_events(
+        self, where: listings.AuditFilter, *, cursor: str | None, limit: int
+    ) -> tuple[Page, int]:
+        """The sealed trail, in chain order, and how many committed entries are still pending
+        (not listed). What is pending is sealed first, within a budget: never waiting for another
+        sealer (it is sealing them), at most `LISTING_SEAL_BATCHES` batches."""
+        seal_all(self._sessions, wait=False, max_batches=LISTING_SEAL_BATCHES)
         with self._sessions() as session:
-            return listings.audit_events(session, where, cursor=cursor, limit=limit)
+            page = listings.audit_events(session, where, cursor=cursor, limit=limit)
+            return page, pending_count(session)
 
     def _directory(self, session: Session) -> WorkforceDirectory:
         return WorkforceDirectory(session, self._cipher, self._blind_index, self._clock)

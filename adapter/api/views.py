@@ -295,8 +295,11 @@ def list_audit_events() -> Response:
         outcome=query["outcome"],
         since=None if since is None else _instant("since", since),
     )
-    page = _services().audit_events(where, cursor=query["cursor"], limit=query["limit"])
-    return _page(page, query["limit"])
+    page, pending = _services().audit_events(where, cursor=query["cursor"], limit=query["limit"])
+    response = _page(page, query["limit"])
+    # Committed entries not sealed yet, so not listed: the sealer threads chain them shortly.
+    response.headers["X-Audit-Pending"] = str(pending)
+    return response
 
 
 # -- plumbing -------------------------------------------------------------------------------

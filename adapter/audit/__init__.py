@@ -4,7 +4,7 @@ sealer that chains the pending entries (`seal`), the chain's anchors kept outsid
 
 from adapter.audit.actors import CLI_CLIENT, SYSTEM_SYNC, WORKER, Actor, command_line_operator
 from adapter.audit.anchors import Anchor, AnchorError, read_anchors
-from adapter.audit.seal import Sealer, SealResult, seal_all, seal_pending
+from adapter.audit.seal import Sealer, SealResult, pending_count, seal_all, seal_pending
 from adapter.audit.trail import (
     AuditKeysMissing,
     audit_keys,
@@ -32,6 +32,7 @@ __all__ = [
     "entry_hash",
     "entry_mac",
     "nik_reference",
+    "pending_count",
     "read_anchors",
     "record_audit",
     "seal_all",

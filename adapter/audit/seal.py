@@ -1,19 +1,22 @@
 """Sealing the audit trail: chaining the committed pending entries, one sealer at a time.
 
 `seal_pending` takes the chain's head (a row lock on PostgreSQL, the write lock on SQLite), reads
-the pending entries in the order they were inserted (`seq`), checks each one's MAC, and gives
+the pending entries committed so far in the order of `seq`, checks each one's MAC, and gives
 each its place (`chain_seq`), its predecessor's hash and its chain hash, in one transaction per
 batch; the database moves the head as each seal lands and refuses a seal that does not follow
 it. A sealer killed mid-batch leaves that batch pending (its transaction rolls back) and the
 next run seals it. `Sealer` runs it in a thread of each long-running process (`serve`,
 `worker`, `schedule`); on PostgreSQL an advisory lock lets only one of them seal at a time, the
-others skip their turn. ``hf-adapter audit seal`` runs it once.
+others skip their turn. ``hf-adapter audit seal`` runs it once. The chain is thus in commit
+order to within one turn: on PostgreSQL an entry inserted earlier (a lower `seq`) but committed
+after a turn is sealed at the next one, after entries inserted later.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import itertools
 import logging
 import threading
 from collections.abc import Collection
@@ -33,7 +36,7 @@ SEAL_BATCH: Final = 1_000
 # unless there are some).
 SEAL_INTERVAL_S: Final = 0.2
 # pg_try_advisory_xact_lock key: one sealer at a time across the processes of a deployment.
-_SEALER_LOCK: Final = 0x6866_6175_6469_7401  # "hfaudit" + 1
+SEALER_LOCK: Final = 0x6866_6175_6469_7401  # "hfaudit" + 1
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,8 @@ def seal_pending(
         postgresql = session.get_bind().dialect.name == "postgresql"
         if postgresql:
             if wait:
-                session.execute(select(func.pg_advisory_xact_lock(_SEALER_LOCK)))
-            elif not session.scalar(select(func.pg_try_advisory_xact_lock(_SEALER_LOCK))):
+                session.execute(select(func.pg_advisory_xact_lock(SEALER_LOCK)))
+            elif not session.scalar(select(func.pg_try_advisory_xact_lock(SEALER_LOCK))):
                 return SealResult(0, busy=True)
         head_seq, head_hash = session.execute(
             update(AuditChainHead)
@@ -121,19 +124,25 @@ def _pending_problem(entry: AuditEvent, kids: Collection[str]) -> str | None:
 
 
 def seal_all(
-    sessions: sessionmaker[Session], *, batch: int = SEAL_BATCH, wait: bool = True
+    sessions: sessionmaker[Session],
+    *,
+    batch: int = SEAL_BATCH,
+    wait: bool = True,
+    max_batches: int | None = None,
 ) -> SealResult:
     """Seal every entry pending now, batch after batch (``hf-adapter audit seal``, and the
-    audit listing before it lists); waits for another sealer unless `wait` is False."""
+    audit listing before it lists); waits for another sealer unless `wait` is False, and stops
+    after `max_batches` batches if given (under sustained appends the backlog may never end)."""
     sealed = refused_count = 0
     refused: set[int] = set()
-    while True:
+    for _ in itertools.count() if max_batches is None else range(max_batches):
         result = seal_pending(sessions, batch=batch, refused=refused, wait=wait)
         if result.busy:
             return SealResult(sealed, refused_count, busy=True)
         sealed, refused_count = sealed + result.sealed, refused_count + result.refused
         if result.sealed + result.refused < batch:
-            return SealResult(sealed, refused_count)
+            break
+    return SealResult(sealed, refused_count)
 
 
 class Sealer:
@@ -192,3 +201,13 @@ class Sealer:
                 return False
         result = seal_pending(self._sessions, batch=self._batch, refused=self._refused)
         return result.sealed + result.refused >= self._batch
+
+
+def pending_count(session: Session) -> int:
+    """Entries committed and not sealed yet (a read of the pending entries' partial index)."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.chain_seq.is_(None))
+        )
+        or 0
+    )

@@ -104,6 +104,11 @@ def record_audit(
     if unknown:
         raise ValueError(f"not personal fields: {', '.join(sorted(unknown))}")
     key = audit_keys(session).active
+    # Serialised before the writer's number is taken: a `detail` that cannot be written fails
+    # here, not after the count has grown (which a caller that goes on would commit as a hole
+    # in the writer's numbers, the mark of a deleted entry).
+    fields_json = json.dumps(named) if named else None
+    detail_json = None if detail is None else json.dumps(detail, sort_keys=True, default=str)
     writer = writer_id()
     dialect = session.get_bind().dialect.name
     # This writer's next number: its own row, locked until the transaction ends (a thread runs
@@ -123,10 +128,10 @@ def record_audit(
         action=action,
         resource_type=resource_type,
         resource_id=resource_id,
-        fields=json.dumps(named) if named else None,
+        fields=fields_json,
         outcome=outcome,
         trace_id=current_trace_id(),
-        detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str),
+        detail=detail_json,
         writer_id=writer,
         writer_n=number,
         key_id=key.kid,

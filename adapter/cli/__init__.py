@@ -436,13 +436,16 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="FILE",
         help="also write the outcome as Prometheus metrics to FILE (node_exporter's textfile "
-        "collector): hf_audit_chain_intact, _entries, _verified_timestamp_seconds",
+        "collector): hf_audit_chain_intact, _entries, _verified_timestamp_seconds, "
+        "hf_audit_pending_entries, hf_audit_oldest_pending_age_seconds",
     )
     verify.set_defaults(handler=_audit_verify)
     anchor = actions.add_parser(
         "anchor",
-        help="verify the trail, then append its signed head to a file kept outside the database",
-        description="Verify the trail (through the anchors already in FILE), then append one "
+        help="seal and verify the trail, then append its signed head to a file kept outside the "
+        "database",
+        description="Seal the entries committed so far, verify the trail (through the anchors "
+        "already in FILE), then append one "
         "JSON line to FILE: the newest entry's number and hash, the time and the audit key id, "
         "with an HMAC over them under AUDIT_KEYS. Keep the file where the database's "
         "administrators cannot write (or use --out - and send it elsewhere). Exit 1, writing "
@@ -459,9 +462,9 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "seal",
         help="chain the entries written since the last seal (serve, worker and schedule do it "
         "in a thread)",
-        description="Seal every pending audit entry into the chain, in the order they were "
-        "written, after checking each one's MAC; an entry whose MAC does not verify is left "
-        "pending and reported (exit 1). Waits while another process seals.",
+        description="Seal every committed pending audit entry into the chain, in the order "
+        "they were committed, after checking each one's MAC; an entry whose MAC does not "
+        "verify is left pending and reported (exit 1). Waits while another process seals.",
     )
     seal.add_argument(
         "--batch",
@@ -524,10 +527,13 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_anchor(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from adapter.audit import Anchor
+    from adapter.audit import Anchor, seal_all
 
     anchor_file = None if args.out == "-" else Path(args.out)
     with _services() as services:
+        # Sealed first, so the anchor covers every entry committed before the command: an
+        # entry still pending is in no anchor, and could be removed unseen until it is sealed.
+        seal_all(services.sessions)
         # The anchors already in the file are checked too: a trail is anchored only if intact.
         report = _verify_audit_trail(
             services, anchor_file if anchor_file is not None and anchor_file.exists() else None
@@ -562,6 +568,8 @@ def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainRe
 
 
 def _write_audit_metrics(report: ChainReport, path: Path) -> None:
+    import datetime as dt
+
     from prometheus_client import CollectorRegistry, write_to_textfile
 
     from adapter.observability.sync_metrics import AuditMetrics
@@ -571,6 +579,14 @@ def _write_audit_metrics(report: ChainReport, path: Path) -> None:
     metrics.intact.set(1 if report.intact else 0)
     metrics.entries.set(report.entries)
     metrics.verified.set_to_current_time()
+    # Entries stay pending only until a sealer's next turn (0.2 s): an old one means no sealer
+    # runs, and until it is sealed its deletion would go unnoticed (docs/security.md).
+    metrics.pending.set(report.pending)
+    oldest = report.oldest_pending_at
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    age = 0.0 if oldest is None else (dt.datetime.now(dt.UTC) - oldest).total_seconds()
+    metrics.oldest_pending_age.set(max(age, 0.0))
     write_to_textfile(str(path), registry)  # written aside, then renamed: never half a file
 
 

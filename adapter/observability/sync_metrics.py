@@ -117,6 +117,8 @@ class AuditMetrics(MetricSet):
     intact: Gauge
     entries: Gauge
     verified: Gauge
+    pending: Gauge
+    oldest_pending_age: Gauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> AuditMetrics:
@@ -134,6 +136,16 @@ class AuditMetrics(MetricSet):
             verified=Gauge(
                 "hf_audit_chain_verified_timestamp_seconds",
                 "Unix time the audit chain was last verified.",
+                registry=registry,
+            ),
+            pending=Gauge(
+                "hf_audit_pending_entries",
+                "Entries committed but not sealed into the chain when it was last verified.",
+                registry=registry,
+            ),
+            oldest_pending_age=Gauge(
+                "hf_audit_oldest_pending_age_seconds",
+                "Age of the oldest unsealed entry when the chain was last verified (0: none).",
                 registry=registry,
             ),
         )

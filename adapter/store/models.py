@@ -637,9 +637,9 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
 
-    # The entry's number, taken when it is inserted (an identity on PostgreSQL, without a lock;
-    # a rolled-back insert leaves a gap). Its place in the chain is `chain_seq`.
-    seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # The entry's number, taken when it is inserted (an identity GENERATED ALWAYS on PostgreSQL,
+    # without a lock; a rolled-back insert leaves a gap). Its place in the chain is `chain_seq`.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(unique=True)
     at: Mapped[dt.datetime]
     actor_kind: Mapped[str] = mapped_column(String(16))

@@ -35,6 +35,7 @@ EXPECTED = {
     "HfAuditChainBroken",  # audit chain broken
     "HfAuditChainUnverified",
     "HfAuditChainVerificationAbsent",
+    "HfAuditSealingStalled",
 }
 
 

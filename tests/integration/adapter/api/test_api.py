@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from adapter.api.spec import operations
+from adapter.audit.seal import SEALER_LOCK
 from adapter.auth import scopes
 from adapter.clock import utc_now
 from adapter.store.crypto import BlindIndex, FieldCipher
@@ -418,6 +419,26 @@ def test_audit_trail_query_filters_and_pages(adapter: Adapter, tokens: dict[str,
     assert second["data"][0]["seq"] == first["data"][0]["seq"] + 1
     assert reads["data"]
     assert {e["action"] for e in reads["data"]} == {"healthworker.read"}
+
+
+def test_the_audit_listing_does_not_wait_for_another_sealer(
+    adapter: Adapter, tokens: dict[str, str]
+) -> None:
+    """Another process's sealer holds the sealers' lock: the listing answers at once with what
+    is sealed and says how many entries are pending; once the lock is free it seals them."""
+    with adapter.engine.connect() as other_sealer:
+        other_sealer.execute(select(func.pg_advisory_lock(SEALER_LOCK)))
+        try:
+            with adapter.client(tokens[PORTAL]) as client:
+                client.get(f"/api/v1/health-workers/{any_worker_id(adapter)}")
+                busy = client.get("/api/v1/audit-events", params={"limit": 1})
+        finally:
+            other_sealer.execute(select(func.pg_advisory_unlock(SEALER_LOCK)))
+    assert busy.status_code == 200, busy.text
+    assert int(busy.headers["X-Audit-Pending"]) >= 1
+    with adapter.client(tokens[PORTAL]) as client:
+        free = client.get("/api/v1/audit-events", params={"limit": 1})
+    assert free.headers["X-Audit-Pending"] == "0"
 
 
 def test_audit_rows_hold_no_personal_data(

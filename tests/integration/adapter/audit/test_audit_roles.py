@@ -104,10 +104,15 @@ def test_the_runtime_role_cannot_change_empty_or_repoint_the_trail(roles: Roles)
         # writer's count only at 1 (sealing in turn: test_audit_tampering.py).
         for statement, message in (
             (
-                "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, "
-                "outcome, prev_hash, hash, key_id, chain_seq) VALUES (5, :id, :at, 'user', 'x', "
+                "INSERT INTO audit_events (id, at, actor_kind, action, resource_type, "
+                "outcome, prev_hash, hash, key_id, chain_seq) VALUES (:id, :at, 'user', 'x', "
                 "'y', 'success', repeat('0', 64), repeat('1', 64), 'audit-1', 1)",
                 "enter the trail pending",
+            ),
+            (
+                "INSERT INTO audit_events (seq, id, at, actor_kind, action, resource_type, "
+                "outcome) VALUES (5, :id, :at, 'user', 'x', 'y', 'success')",
+                "non-DEFAULT value into column",
             ),
             ("INSERT INTO audit_writers (id, n) VALUES (:id, 5)", "starts at 1"),
             ("DELETE FROM audit_writers", REFUSED),

@@ -385,3 +385,56 @@ def test_anchor_appends_signed_heads_and_refuses_a_broken_trail(
     missing = hf_adapter("verify", "--anchor", str(tmp_path / "absent.jsonl"))
     assert missing.returncode == 2
     assert "cannot read the anchor file" in missing.stderr
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_anchor_seals_first_and_covers_the_entries_written_so_far(
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    _append(sessions, 3)
+    for n in range(3, 5):  # committed but not sealed: no sealer runs here
+        with sessions.begin() as session:
+            record_audit(session, ALICE, "healthworker.read", "health-workers", resource_id=f"{n}")
+    anchored = hf_adapter("anchor", "--out", str(anchors))
+    assert anchored.returncode == 0, anchored.stderr
+    assert json.loads(anchors.read_text())["seq"] == 5
+    with sessions() as session:
+        pending = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.chain_seq.is_(None))
+        )
+    assert pending == 0
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_verify_reports_the_pending_entries_as_metrics(
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    metrics_file = tmp_path / "audit.prom"
+
+    def metrics() -> dict[str, float]:
+        verified = hf_adapter("verify", "--metrics-file", str(metrics_file))
+        assert verified.returncode == 0, verified.stderr
+        return {
+            name: float(value)
+            for name, value in (
+                line.split() for line in metrics_file.read_text().splitlines() if line[:1] != "#"
+            )
+        }
+
+    _append(sessions, 2)
+    for n in range(2):  # committed, not sealed: no sealer runs here
+        with sessions.begin() as session:
+            record_audit(session, ALICE, "healthworker.read", "health-workers", resource_id=f"{n}")
+    pending = metrics()
+    assert pending["hf_audit_pending_entries"] == 2
+    assert pending["hf_audit_oldest_pending_age_seconds"] > 0
+    assert pending["hf_audit_chain_entries"] == 2
+    seal_all(sessions)
+    sealed = metrics()
+    assert sealed["hf_audit_pending_entries"] == 0
+    assert sealed["hf_audit_oldest_pending_age_seconds"] == 0
