@@ -159,7 +159,15 @@ class TokenValidator:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         with self._validated_lock:
             known = self._validated.get(digest)
-        if known is not None and known.kid in self.keys.key_ids:
+        if known is not None:
+            try:
+                # The key set's own rules still apply to a remembered token: a stale set is
+                # refreshed (and a refresh that fails is recorded), a withdrawn key ends it.
+                self.keys.signing_key(known.kid)
+            except InvalidTokenError:
+                with self._validated_lock:
+                    self._validated.pop(digest, None)
+                raise
             return known.principal
         principal, kid = self._validate(token)
         if principal.expires_at is not None:
