@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import session_factory  # noqa: E402
+from bench.gunicorn import gunicorn_argv  # noqa: E402
 from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
@@ -174,22 +175,7 @@ def main() -> int:
         port = free_port()
         server = ManagedProcess(
             "bench-serve",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--worker-class",
-                "gthread",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                "8",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--chdir",
-                str(ROOT),
-                "bench.bench_api:bench_app()",
-            ],
+            gunicorn_argv("bench.bench_api:bench_app()", workers=args.workers, port=port),
             env=environment,
         ).start()
         processes.append(server)

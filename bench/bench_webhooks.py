@@ -45,6 +45,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.webhooks.signature import sign  # noqa: E402
+from bench.gunicorn import gunicorn_argv  # noqa: E402
 from harness import services  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
 from tests.integration.adapter.queue.tcp_proxy import TcpFaultProxy  # noqa: E402
@@ -354,22 +355,7 @@ def throughput(
     port = free_port()
     server = ManagedProcess(
         "bench-serve",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(args.workers),
-            "--threads",
-            "8",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--chdir",
-            str(ROOT),
-            "bench.bench_webhooks:bench_app()",
-        ],
+        gunicorn_argv("bench.bench_webhooks:bench_app()", workers=args.workers, port=port),
         env=environment,
     ).start()
     try:
