@@ -180,6 +180,7 @@ class Services:
             delivery_limit=self.settings.broker_delivery_limit,
             metrics=metrics,
             alerts=alerts,
+            batch_limit=self.settings.event_apply_batch,
         )
 
     @cached_property

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     event_retry_delays_s: str = "1,5,30,120,600"
     # Embedded queue: how long a worker holds an event before another may take it.
     event_lease_s: float = Field(default=120.0, ge=1, le=3600)
+    # Events of one source the worker marks done and writes in one transaction, at most
+    # (1: one transaction per event).
+    event_apply_batch: int = Field(default=32, ge=1, le=500)
     # The outbox relay publishes again an event still pending this long after its last publish.
     event_republish_after_s: float = Field(default=1800.0, ge=10, le=86_400)
     alert_webhook_url: str | None = None

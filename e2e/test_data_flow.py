@@ -539,7 +539,7 @@ def test_one_webhooks_trace_id_is_followed_through_logs_queue_audit_and_the_sour
         applied = [
             entry
             for entry in all_pages(ops, "/audit-events", action="event.apply", limit=200)
-            if (entry.get("detail") or {}).get("event_id") == done["id"]
+            if done["id"] in (entry.get("detail") or {}).get("event_ids", [])
         ]
     assert [entry["trace_id"] for entry in applied] == [TRACE_ID], applied
 
@@ -664,8 +664,8 @@ def applies_per_event(stack: Stack) -> dict[str, int]:
         engine.dispose()
     counts: dict[str, int] = {}
     for detail in details:
-        event_id = json.loads(detail or "{}").get("event_id")
-        counts[event_id] = counts.get(event_id, 0) + 1
+        for event_id in json.loads(detail or "{}").get("event_ids", []):
+            counts[event_id] = counts.get(event_id, 0) + 1
     return counts
 
 

@@ -115,6 +115,7 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
                 )
     finally:
         done.set()
+        processor.close()
         alerts.close()
         kki.close()
         sisdmk.close()

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +44,7 @@ from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
 from adapter.store.models import HealthWorker, Registration, WebhookEvent
 from adapter.store.repositories import HealthWorkerRepository
+from adapter.webhooks.batching import Batcher
 from adapter.webhooks.envelope import FACILITY_EVENT
 from adapter.webhooks.inbox import WebhookInbox, now
 
@@ -55,6 +57,8 @@ TRANSIENT_DB_ERRORS: Final = (IntegrityError, OperationalError)
 # What a record the store refuses raises (as the batch sync's RECORD_ERRORS): permanent.
 RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, DBAPIError)
 MAX_ERROR_LENGTH: Final = 500
+# Events of one source marked done and written in one transaction, at most.
+APPLY_BATCH: Final = 32
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class EventProcessor:
         metrics: EventMetrics,
         alerts: DeadLetterAlerts,
         draw: Callable[[], float] | None = None,
+        batch_limit: int = APPLY_BATCH,
     ) -> None:
         self._sessions = sessions
         self._kki = kki
@@ -107,6 +112,9 @@ class EventProcessor:
         self._metrics = metrics
         self._alerts = alerts
         self._draw = draw
+        self._batch_limit = batch_limit
+        self._batchers: dict[str, Batcher[_Write, str]] = {}
+        self._batchers_lock = threading.Lock()
 
     def process(self, event_id: uuid.UUID, *, unfinished_deliveries: int = 0) -> Verdict:
         """Apply the event; `unfinished_deliveries`: earlier hand-overs that ended in no verdict."""
@@ -212,6 +220,99 @@ class EventProcessor:
             log.warning("could not record %s's connection state: %s", system, type(exc).__name__)
 
     def _commit(self, event: WebhookEvent, outcome: str | None, document: Any) -> str:
+        """Mark the event done and write its document (if any): in a batch of this source's
+        events that reached this point together, or alone when batching is off."""
+        write = _Write(event, outcome, document)
+        if self._batch_limit <= 1:
+            return self._commit_one(write)
+        return self._batcher(event.source).submit(write).result()
+
+    def _batcher(self, source: str) -> Batcher[_Write, str]:
+        with self._batchers_lock:
+            batcher = self._batchers.get(source)
+            if batcher is None:
+                batcher = Batcher(
+                    f"hf-apply-{source}", self._commit_writes, max_batch=self._batch_limit
+                )
+                self._batchers[source] = batcher
+            return batcher
+
+    def close(self) -> None:
+        """Stop the batch threads (each finishes what it holds)."""
+        with self._batchers_lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
+
+    def _commit_writes(self, writes: Sequence[_Write]) -> list[str | Exception]:
+        """The batch thread's work: one transaction per round of distinct resources (two
+        versions of one record never share a transaction: the later waits for the next round)."""
+        outcomes: list[str | Exception] = [""] * len(writes)
+        for indices in _rounds(writes):
+            batch = [writes[index] for index in indices]
+            # The audit entry and the spans carry the first event's trace.
+            with start_span("apply events", batch[0].event.traceparent, kind=SpanKind.CONSUMER):
+                results = self._commit_batch(batch)
+            for index, result in zip(indices, results, strict=True):
+                outcomes[index] = result
+        return outcomes
+
+    def _commit_batch(self, batch: Sequence[_Write]) -> list[str | Exception]:
+        if len(batch) > 1:
+            try:
+                return list(self._commit_together(batch))
+            except (AdapterError, SQLAlchemyError, *RECORD_ERRORS) as exc:
+                # A refused record, a race with another writer, a disabled connection: nothing
+                # of the batch was written; each event goes its own way, as if alone.
+                log.info(
+                    "a batch of %d %s events failed (%s); applying them one by one",
+                    len(batch),
+                    batch[0].event.source,
+                    type(exc).__name__,
+                )
+        results: list[str | Exception] = []
+        for write in batch:
+            try:
+                results.append(self._commit_one(write))
+            except (AdapterError, SQLAlchemyError) as exc:
+                results.append(exc)
+        return results
+
+    def _commit_together(self, batch: Sequence[_Write]) -> list[str]:
+        """Several events of one source in ONE transaction: the inbox rows marked in one
+        statement first (the guard, as `_commit_one`), the documents through one
+        `apply_documents` with one audit entry naming every event and written record."""
+        source = batch[0].event.source
+        fetched_at = now()
+        outcomes: dict[uuid.UUID, str] = {}
+        with self._sessions() as session, session.begin():
+            inbox = WebhookInbox(session)
+            ours = inbox.mark_applied_many(
+                {write.event.id: write.outcome or "applying" for write in batch}
+            )
+            taken = [write for write in batch if write.event.id in ours]
+            outcomes.update({w.event.id: w.outcome or "applied" for w in taken})
+            fetched = [write for write in taken if write.document is not None]
+            if fetched:
+                applied = apply_documents(
+                    session,
+                    self._repository_factory(session),
+                    source,
+                    [write.document for write in fetched],
+                    fetched_at=fetched_at,
+                    origin=_origin(fetched),
+                )
+                written = {
+                    write.event.id: str(result.value)
+                    for write, result in zip(fetched, applied.results, strict=True)
+                }
+                inbox.set_outcomes(written)
+                outcomes.update(written)
+                record_outcome(session, source, self._kki if source == "kki" else self._sisdmk)
+        return [outcomes.get(write.event.id, "skipped") for write in batch]
+
+    def _commit_one(self, write: _Write) -> str:
+        event, outcome, document = write.event, write.outcome, write.document
         fetched_at = now()
         try:
             with self._sessions() as session, session.begin():
@@ -227,18 +328,10 @@ class EventProcessor:
                         event.source,
                         [document],
                         fetched_at=fetched_at,
-                        origin=Origin(
-                            WORKER,
-                            "event.apply",
-                            {"event_id": str(event.id), "event_type": event.event_type},
-                        ),
+                        origin=_origin([write]),
                     )
                     outcome = str(applied.results[0].value)
-                    session.execute(
-                        update(WebhookEvent)
-                        .where(WebhookEvent.id == event.id)
-                        .values(outcome=outcome)
-                    )
+                    inbox.set_outcomes({event.id: outcome})
                     client = self._kki if event.source == "kki" else self._sisdmk
                     record_outcome(session, event.source, client)
         except ConnectionDisabled:
@@ -358,3 +451,40 @@ def _describe(error: UpstreamError) -> str:
 
 def _bounded(text: str) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+@dataclass(frozen=True)
+class _Write:
+    """An event ready to be marked done: with the fetched document, or with its outcome
+    (``ignored``, ``superseded``) and nothing to write."""
+
+    event: WebhookEvent
+    outcome: str | None
+    document: Any
+
+
+def _rounds(writes: Sequence[_Write]) -> list[list[int]]:
+    """Indices of `writes` in rounds where each resource appears once, first come first."""
+    rounds: list[list[int]] = []
+    seen: list[set[tuple[str, str]]] = []
+    for index, write in enumerate(writes):
+        key = (write.event.source, write.event.resource_id)
+        depth = sum(1 for keys in seen if key in keys)
+        if depth == len(rounds):
+            rounds.append([])
+            seen.append(set())
+        rounds[depth].append(index)
+        seen[depth].add(key)
+    return rounds
+
+
+def _origin(writes: Sequence[_Write]) -> Origin:
+    """The audit entry's actor and detail: every event applied, in the documents' order."""
+    return Origin(
+        WORKER,
+        "event.apply",
+        {
+            "event_ids": [str(write.event.id) for write in writes],
+            "event_types": [write.event.event_type for write in writes],
+        },
+    )

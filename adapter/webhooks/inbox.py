@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +153,36 @@ class WebhookInbox:
             )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def mark_applied_many(self, outcomes: Mapping[uuid.UUID, str]) -> set[uuid.UUID]:
+        """`mark_applied` for several events in one statement (each with its outcome); the ids
+        it moved from pending to done, the others having been taken by another worker."""
+        if not outcomes:
+            return set()
+        result = self._session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(list(outcomes)), WebhookEvent.state == "pending")
+            .values(
+                state="done",
+                outcome=case(dict(outcomes), value=WebhookEvent.id),
+                processed_at=self._clock(),
+                applied_count=WebhookEvent.applied_count + 1,
+                last_error=None,
+            )
+            .returning(WebhookEvent.id),
+            execution_options={"synchronize_session": False},
+        )
+        return set(result.scalars())
+
+    def set_outcomes(self, outcomes: Mapping[uuid.UUID, str]) -> None:
+        """The outcome of each of these (already marked) events, in one statement."""
+        if outcomes:
+            self._session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id.in_(list(outcomes)))
+                .values(outcome=case(dict(outcomes), value=WebhookEvent.id)),
+                execution_options={"synchronize_session": False},
+            )
 
     def mark_retry(self, event_id: uuid.UUID, error: str, *, available_at: dt.datetime) -> int:
         """Count a failed attempt; the attempts spent so far (0 when no longer pending)."""

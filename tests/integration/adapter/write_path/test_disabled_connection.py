@@ -143,7 +143,13 @@ def test_disabled_connection_refuses_sync_serves_stale_and_holds_events_until_en
             assert (event.state, event.attempts, event.applied_count) == ("done", 0, 1)
         inbox = {event.webhook_id: str(event.id) for event in adapter.events()}
         applied = stack.entries("event.apply")
-        assert sorted((e.detail["event_id"], *e.written) for e in applied) == sorted(
+        # An entry names every event applied in its transaction, with the records written.
+        named = [
+            (event_id, key)
+            for e in applied
+            for event_id, key in zip(e.detail["event_ids"], e.written, strict=True)
+        ]
+        assert sorted(named) == sorted(
             [(inbox[e["event_id"]], key) for e, key in zip(held, held_keys, strict=True)]
             + [(inbox[passing["event_id"]], worker_id)]
         )

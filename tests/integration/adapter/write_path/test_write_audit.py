@@ -82,20 +82,20 @@ def test_each_door_leaves_one_audit_entry_naming_its_actor(
         applied = stack.entries("event.apply")
         assert {entry.actor for entry in applied} == {WORKER}
         assert {
-            entry.detail["event_id"]: (
-                entry.detail["event_type"],
+            tuple(entry.detail["event_ids"]): (
+                entry.detail["event_types"],
                 entry.resource_type,
                 entry.written,
             )
             for entry in applied
         } == {
-            inbox[kki_event["event_id"]]: (
-                "registration.corrected",
+            (inbox[kki_event["event_id"]],): (
+                ["registration.corrected"],
                 "kki:registrations",
                 [by_event],
             ),
-            inbox[sisdmk_event["event_id"]]: (
-                "worker.updated",
+            (inbox[sisdmk_event["event_id"]],): (
+                ["worker.updated"],
                 "sisdmk:health-workers",
                 [worker_id],
             ),

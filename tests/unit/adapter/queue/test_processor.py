@@ -163,7 +163,7 @@ def test_an_applied_event_is_audited_in_the_workers_name_and_marks_the_connectio
     assert [(e.actor_kind, e.actor_subject, e.action) for e in entries] == [
         ("system", "hf-adapter worker", "event.apply")
     ]
-    assert f'"event_id": "{event_id}"' in (entries[0].detail or "")
+    assert f'"event_ids": ["{event_id}"]' in (entries[0].detail or "")
     assert '"written_ids": ["QZ00011234567890"]' in (entries[0].detail or "")
     assert (state.status, state.consecutive_failures) == ("healthy", 0)
 
