@@ -59,6 +59,8 @@ RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, DBAPIErro
 MAX_ERROR_LENGTH: Final = 500
 # Events of one source marked done and written in one transaction, at most.
 APPLY_BATCH: Final = 32
+# Events whose rows (and stored versions) are read in one go, at most.
+READ_BATCH: Final = 64
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class Verdict:
 class _Looked:
     enabled: bool
     stored_version: int
+
+
+# An event as read (None: unknown), with what decides the fetch (None: no longer pending).
+_Read = tuple[WebhookEvent | None, _Looked | None]
 
 
 class TransientFailure(AdapterError):
@@ -114,21 +120,19 @@ class EventProcessor:
         self._draw = draw
         self._batch_limit = batch_limit
         self._batchers: dict[str, Batcher[_Write, str]] = {}
+        self._read_batcher: Batcher[uuid.UUID, _Read] | None = None
         self._batchers_lock = threading.Lock()
 
     def process(self, event_id: uuid.UUID, *, unfinished_deliveries: int = 0) -> Verdict:
         """Apply the event; `unfinished_deliveries`: earlier hand-overs that ended in no verdict."""
-        with self._sessions() as session:
-            # Reads only, in one session without a transaction: each statement stands alone,
-            # with no BEGIN and ROLLBACK round trips (a worker thread pays every round trip).
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            event = WebhookInbox(session).get(event_id)
-            if event is None:
-                return Verdict("skip", "unknown")
-            if event.state != "pending":
-                return Verdict("skip", f"already_{event.state}")
-            looked = self._look(session, event)
-            session.expunge(event)
+        if self._batch_limit <= 1:
+            event, looked = self._read([event_id])[0]
+        else:
+            event, looked = self._reader().submit(event_id).result()
+        if event is None:
+            return Verdict("skip", "unknown")
+        if looked is None:
+            return Verdict("skip", f"already_{event.state}")
         # The trace the webhook's request started (its `traceparent` was stored with the event).
         with start_span(f"process {event.event_type}", event.traceparent, kind=SpanKind.CONSUMER):
             self._metrics.event_age.labels(event.source).observe(
@@ -160,26 +164,44 @@ class EventProcessor:
 
     # -- applying ---------------------------------------------------------------------------
 
-    def _look(self, session: Session, event: WebhookEvent) -> _Looked:
-        """What decides whether to fetch: the connection's switch and the version stored."""
-        if event.event_type == FACILITY_EVENT:
-            return _Looked(enabled=True, stored_version=0)
-        enabled = connection_state(session, event.source).enabled
-        if event.source == "kki":
-            query = select(Registration.source_version).where(
-                Registration.str_number == event.resource_id
-            )
-        else:
-            try:
-                worker_id = uuid.UUID(event.resource_id)
-            except ValueError:
-                return _Looked(enabled=enabled, stored_version=0)
-            query = select(HealthWorker.source_version).where(
-                HealthWorker.sisdmk_worker_id == worker_id,
-                HealthWorker.source_system == "sisdmk",
-            )
-        version = session.scalar(query)
-        return _Looked(enabled=enabled, stored_version=int(version) if version is not None else 0)
+    def _reader(self) -> Batcher[uuid.UUID, _Read]:
+        with self._batchers_lock:
+            if self._read_batcher is None:
+                self._read_batcher = Batcher("hf-read-events", self._read, max_batch=READ_BATCH)
+            return self._read_batcher
+
+    def _read(self, event_ids: Sequence[uuid.UUID]) -> list[_Read]:
+        """The events, and for each pending one what decides whether to fetch: the connection's
+        switch and the version stored. A statement per kind of row for all the events."""
+        with self._sessions() as session:
+            # Reads only, in one session without a transaction: each statement stands alone,
+            # with no BEGIN and ROLLBACK round trips.
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            events = WebhookInbox(session).get_many(event_ids)
+            pending = [
+                event
+                for event in events.values()
+                if event.state == "pending" and event.event_type != FACILITY_EVENT
+            ]
+            enabled = {
+                source: connection_state(session, source).enabled
+                for source in sorted({event.source for event in pending})
+            }
+            versions = _stored_versions(session, pending)
+            session.expunge_all()
+        reads: list[_Read] = []
+        for event_id in event_ids:
+            event = events.get(event_id)
+            if event is None or event.state != "pending":
+                reads.append((event, None))
+            elif event.event_type == FACILITY_EVENT:
+                reads.append((event, _Looked(enabled=True, stored_version=0)))
+            else:
+                version = versions.get((event.source, event.resource_id), 0)
+                reads.append(
+                    (event, _Looked(enabled=enabled[event.source], stored_version=version))
+                )
+        return reads
 
     def _apply(self, event: WebhookEvent, looked: _Looked) -> str:
         if event.event_type == FACILITY_EVENT:
@@ -240,7 +262,10 @@ class EventProcessor:
     def close(self) -> None:
         """Stop the batch threads (each finishes what it holds)."""
         with self._batchers_lock:
-            batchers, self._batchers = list(self._batchers.values()), {}
+            batchers: list[Batcher[Any, Any]] = list(self._batchers.values())
+            if self._read_batcher is not None:
+                batchers.append(self._read_batcher)
+            self._batchers, self._read_batcher = {}, None
         for batcher in batchers:
             batcher.close()
 
@@ -488,3 +513,39 @@ def _origin(writes: Sequence[_Write]) -> Origin:
             "event_types": [write.event.event_type for write in writes],
         },
     )
+
+
+def _stored_versions(
+    session: Session, events: Sequence[WebhookEvent]
+) -> dict[tuple[str, str], int]:
+    """(source, resource id) → the version the store holds, for the records these events name
+    (one statement per source)."""
+    versions: dict[tuple[str, str], int] = {}
+    str_numbers = {event.resource_id for event in events if event.source == "kki"}
+    if str_numbers:
+        rows = session.execute(
+            select(Registration.str_number, Registration.source_version).where(
+                Registration.str_number.in_(str_numbers)
+            )
+        )
+        versions.update({("kki", row[0]): int(row[1] or 0) for row in rows})
+    worker_ids: dict[uuid.UUID, str] = {}
+    for event in events:
+        if event.source == "sisdmk":
+            try:
+                worker_ids[uuid.UUID(event.resource_id)] = event.resource_id
+            except ValueError:
+                continue  # no such record: stored version 0
+    if worker_ids:
+        workers = session.execute(
+            select(HealthWorker.sisdmk_worker_id, HealthWorker.source_version).where(
+                HealthWorker.sisdmk_worker_id.in_(worker_ids),
+                HealthWorker.source_system == "sisdmk",
+            )
+        )
+        for worker_id, version in workers:
+            if worker_id is None:
+                continue
+            key = ("sisdmk", worker_ids[worker_id])
+            versions[key] = max(versions.get(key, 0), int(version or 0))
+    return versions

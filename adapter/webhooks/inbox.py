@@ -139,6 +139,13 @@ class WebhookInbox:
             query = query.with_for_update()
         return self._session.scalars(query).one_or_none()
 
+    def get_many(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WebhookEvent]:
+        """These events (those that exist), by id, in one statement."""
+        if not event_ids:
+            return {}
+        query = select(WebhookEvent).where(WebhookEvent.id.in_(list(event_ids)))
+        return {event.id: event for event in self._session.scalars(query)}
+
     def mark_applied(self, event_id: uuid.UUID, outcome: str) -> bool:
         """Pending → done, counted once; False when another worker got there first."""
         result = self._session.execute(
