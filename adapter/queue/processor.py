@@ -286,6 +286,15 @@ class EventProcessor:
         if len(batch) > 1:
             try:
                 return list(self._commit_together(batch))
+            except RecordRefused as refused:
+                if refused.index is not None and not isinstance(refused.cause, TRANSIENT_DB_ERRORS):
+                    # That record goes its own way (dead letter); the others again, together.
+                    culprit = refused.index
+                    rest = [write for index, write in enumerate(batch) if index != culprit]
+                    again = self._commit_batch(rest)
+                    again.insert(culprit, self._commit_batch([batch[culprit]])[0])
+                    return again
+                log.info("a batch of %d events was refused; applying them one by one", len(batch))
             except (AdapterError, SQLAlchemyError, *RECORD_ERRORS) as exc:
                 # A refused record, a race with another writer, a disabled connection: nothing
                 # of the batch was written; each event goes its own way, as if alone.
@@ -317,16 +326,27 @@ class EventProcessor:
             )
             taken = [write for write in batch if write.event.id in ours]
             outcomes.update({w.event.id: w.outcome or "applied" for w in taken})
-            fetched = [write for write in taken if write.document is not None]
+            positions = [
+                index
+                for index, write in enumerate(batch)
+                if write.event.id in ours and write.document is not None
+            ]
+            fetched = [batch[index] for index in positions]
             if fetched:
-                applied = apply_documents(
-                    session,
-                    self._repository_factory(session),
-                    source,
-                    [write.document for write in fetched],
-                    fetched_at=fetched_at,
-                    origin=_origin(fetched),
-                )
+                try:
+                    applied = apply_documents(
+                        session,
+                        self._repository_factory(session),
+                        source,
+                        [write.document for write in fetched],
+                        fetched_at=fetched_at,
+                        origin=_origin(fetched),
+                    )
+                except RecordRefused as refused:
+                    if refused.index is None:
+                        raise
+                    # The refused document's place in the batch, not among those fetched.
+                    raise RecordRefused(positions[refused.index], refused.cause) from refused
                 written = {
                     write.event.id: str(result.value)
                     for write, result in zip(fetched, applied.results, strict=True)

@@ -4,6 +4,7 @@ at once, a done event is never applied again. The store is a SQLite file (no ser
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from adapter.clients.errors import ContractViolation, NotFound, UpstreamUnavaila
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.embedded import EmbeddedQueue
-from adapter.queue.processor import EventProcessor
+from adapter.queue.processor import EventProcessor, PermanentFailure, _Write
 from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import Key, KeyRing
@@ -227,3 +228,102 @@ def test_a_held_event_on_the_embedded_queue_never_reaches_the_delivery_limit(
         held = WebhookInbox(session).get(event_id)
     assert held is not None
     assert (held.state, held.attempts) == ("pending", 0)
+
+
+class RefusingRepository(FakeRepository):
+    """Refuses one record, as the store refuses a document it cannot hold."""
+
+    refused = "QZ00019999999999"
+
+    def upsert_registration_from_kki(self, doc: Any, *, fetched_at: dt.datetime) -> UpsertResult:
+        if doc["str_number"] == self.refused:
+            raise ValueError("the store cannot hold this record")
+        return super().upsert_registration_from_kki(doc, fetched_at=fetched_at)
+
+
+def events_for(sessions: sessionmaker[Session], str_numbers: list[str]) -> list[WebhookEvent]:
+    envelopes = [
+        EventEnvelope(
+            "kki",
+            str(uuid.uuid4()),
+            "registration.corrected",
+            str_number,
+            2,
+            dt.datetime.now(dt.UTC),
+        )
+        for str_number in str_numbers
+    ]
+    with sessions() as session, session.begin():
+        ids = WebhookInbox(session).record_many([(e, None) for e in envelopes], published=True)
+        events = [WebhookInbox(session).get(event_id) for event_id in ids if event_id is not None]
+        for event in events:
+            session.expunge(event)  # type: ignore[arg-type]
+    return events  # type: ignore[return-value]
+
+
+def batch_processor(sessions: sessionmaker[Session]) -> EventProcessor:
+    return EventProcessor(
+        sessions=sessions,
+        kki=FakeKki(None),  # type: ignore[arg-type]
+        sisdmk=None,  # type: ignore[arg-type]
+        repository_factory=lambda session: RefusingRepository(),  # type: ignore[arg-type,return-value]
+        schedule=RetrySchedule((0.2, 0.4), max_attempts=3),
+        delivery_limit=3,
+        metrics=EventMetrics.for_registry(CollectorRegistry()),
+        alerts=RecordingAlerts(),
+    )
+
+
+def apply_entries(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:
+    with sessions() as session:
+        entries = session.scalars(select(AuditEvent).where(AuditEvent.action == "event.apply"))
+        return [json.loads(entry.detail or "{}") for entry in entries]
+
+
+def test_events_reaching_the_commit_together_are_written_in_one_transaction_with_one_audit_entry(
+    sessions: sessionmaker[Session],
+) -> None:
+    str_numbers = ["QZ00010000000001", "QZ00010000000002", "QZ00010000000003"]
+    events = events_for(sessions, str_numbers)
+    writes = [_Write(event, None, {"str_number": event.resource_id}) for event in events]
+    assert batch_processor(sessions)._commit_writes(writes) == ["updated"] * 3
+    with sessions() as session:
+        stored = [WebhookInbox(session).get(event.id) for event in events]
+    assert [(e.state, e.applied_count, e.outcome) for e in stored if e is not None] == [
+        ("done", 1, "updated")
+    ] * 3
+    (entry,) = apply_entries(sessions)
+    assert entry["event_ids"] == [str(event.id) for event in events]
+    assert entry["written_ids"] == str_numbers
+
+
+def test_a_refused_record_in_a_batch_fails_alone_and_the_others_are_applied_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    str_numbers = ["QZ00010000000001", RefusingRepository.refused, "QZ00010000000003"]
+    events = events_for(sessions, str_numbers)
+    writes = [_Write(event, None, {"str_number": event.resource_id}) for event in events]
+    first, refused, third = batch_processor(sessions)._commit_writes(writes)
+    assert (first, third) == ("updated", "updated")
+    # The event's own path: a permanent failure, which `process` dead-letters.
+    assert isinstance(refused, PermanentFailure)
+    with sessions() as session:
+        stored = {event.id: WebhookInbox(session).get(event.id) for event in events}
+    states = [(stored[e.id].state, stored[e.id].applied_count) for e in events]  # type: ignore[union-attr]
+    assert states == [("done", 1), ("pending", 0), ("done", 1)]
+    # The others again together: one entry names both.
+    assert [entry["event_ids"] for entry in apply_entries(sessions)] == [
+        [str(events[0].id), str(events[2].id)]
+    ]
+
+
+def test_two_versions_of_one_record_never_share_a_transaction(
+    sessions: sessionmaker[Session],
+) -> None:
+    events = events_for(sessions, ["QZ00010000000001", "QZ00010000000001", "QZ00010000000002"])
+    writes = [_Write(event, None, {"str_number": event.resource_id}) for event in events]
+    assert batch_processor(sessions)._commit_writes(writes) == ["updated"] * 3
+    assert [entry["event_ids"] for entry in apply_entries(sessions)] == [
+        [str(events[0].id), str(events[2].id)],
+        [str(events[1].id)],
+    ]
