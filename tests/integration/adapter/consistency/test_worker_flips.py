@@ -83,6 +83,10 @@ def test_worker_versions_never_go_backwards_when_16_threads_flip_one_str(
         broker=broker,
         prefix=prefix,
     )
+    # One transaction per event, so the threads queue on the row lock each in its own
+    # transaction (batched, one worker writes the events of one STR one after another in its
+    # committing thread; the row lock then orders it against other processes only).
+    environment["EVENT_APPLY_BATCH"] = "1"
     adapter = Adapter(environment, migrated_engine(empty_database_url))
     try:
         record_registration_writes(adapter.engine)
