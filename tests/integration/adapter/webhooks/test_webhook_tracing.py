@@ -282,7 +282,7 @@ def test_webhook_traceparent_is_the_trace_of_the_message_the_fetch_the_audit_and
                 for entry in session.scalars(
                     select(AuditEvent).where(AuditEvent.action == "event.apply")
                 )
-                if json.loads(entry.detail or "{}").get("event_id") == str(event.id)
+                if str(event.id) in json.loads(entry.detail or "{}").get("event_ids", [])
             ]
         (worker,) = adapter.workers
         worker_lines = json_lines(worker.output(1_000_000))
