@@ -1,7 +1,10 @@
-"""Many rows into one table in one go: PostgreSQL ``COPY``, an executemany ``INSERT`` elsewhere.
+"""Many rows into or over one table in one go: PostgreSQL ``COPY`` (straight into the table,
+or into a temporary one merged with one ``UPDATE … FROM``), an executemany elsewhere.
 
 The values are bound exactly as an ``INSERT`` of `table` would bind them (the columns' own
-bind processing: an encrypted column still refuses a clear value), in the caller's transaction.
+bind processing: an encrypted column still refuses a clear value), in the caller's transaction;
+the temporary table is dropped before returning (and by PostgreSQL at the end of the
+transaction or session whatever happens), so nothing outlives a rollback or a crash.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Table, bindparam, insert, update
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -22,12 +25,63 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     if connection.dialect.name != "postgresql" or dbapi is None:
         connection.execute(insert(table), list(rows))
         return
-    columns = list(rows[0])
-    processors = [table.c[name].type.bind_processor(connection.dialect) for name in columns]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+    _copy(cast(psycopg.Connection[Any], dbapi), connection, table, table.name, rows)
+
+
+def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Set the columns each of `rows` names on the row of `table` whose ``id`` is the row's
+    ``row_id`` (every row names the same columns); a no-op when there are none."""
+    if not rows:
+        return
+    dbapi = connection.connection.dbapi_connection
+    columns = [name for name in rows[0] if name != "row_id"]
+    if connection.dialect.name != "postgresql" or dbapi is None:
+        connection.execute(update(table).where(table.c.id == bindparam("row_id")), list(rows))
+        return
     raw = cast(psycopg.Connection[Any], dbapi)
+    staging = f"_staged_{table.name}"
+    target, source = sql.Identifier(table.name), sql.Identifier(staging)
+    with raw.cursor() as cursor:
+        # The staging table takes the target's column types (no constraints: a refused value
+        # fails in the UPDATE, on the table's own checks).
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT id AS row_id, {} FROM {}"
+                " WITH NO DATA"
+            ).format(source, sql.SQL(", ").join(map(sql.Identifier, columns)), target)
+        )
+    _copy(raw, connection, table, staging, rows)
+    with raw.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.id = s.row_id").format(
+                target,
+                sql.SQL(", ").join(
+                    sql.SQL("{} = s.{}").format(sql.Identifier(name), sql.Identifier(name))
+                    for name in columns
+                ),
+                source,
+            )
+        )
+        cursor.execute(sql.SQL("DROP TABLE {}").format(source))
+
+
+def _copy(
+    raw: psycopg.Connection[Any],
+    connection: Connection,
+    table: Table,
+    into: str,
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """``COPY`` `rows` into the table named `into`, bound as for `table`'s columns (``row_id``
+    as ``id``)."""
+    columns = list(rows[0])
+    processors = [
+        table.c["id" if name == "row_id" else name].type.bind_processor(connection.dialect)
+        for name in columns
+    ]
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(into), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, inspect, select, update
+from sqlalchemy import Select, Table, delete, inspect, select
 from sqlalchemy.orm import InstanceState, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -47,7 +47,7 @@ from adapter.merge.plans import (
 )
 from adapter.merge.plans import UpsertResult as UpsertResult  # re-exported, as above
 from adapter.merge.rules import Rule
-from adapter.store.bulk import insert_rows
+from adapter.store.bulk import insert_rows, update_rows
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields, encrypt_fields
 from adapter.store.models import (
     CpdSummary,
@@ -352,11 +352,12 @@ class HealthWorkerRepository:
         First the rows new to the store (workers, registrations, findings: one set-based
         insert per table, so the rows the others point at exist), which then join the session
         as stored rows; then the session is flushed (findings resolved); then the stored
-        workers and registrations the page changed, one executemany UPDATE per table and set
-        of columns; then the children. Stored children of the parents touched go in one DELETE
-        per table before the inserts, so a re-inserted natural key (a SIP's sequence number)
-        never meets its old row. Inserts are one ``COPY`` per table on PostgreSQL
-        (`insert_rows`), an executemany INSERT on SQLite.
+        workers and registrations the page changed, one UPDATE per table and set of columns;
+        then the children. Stored children of the parents touched go in one DELETE per table
+        before the inserts, so a re-inserted natural key (a SIP's sequence number) never meets
+        its old row. On PostgreSQL an insert is one ``COPY`` and an update one ``COPY`` into a
+        temporary table and one ``UPDATE … FROM`` (`adapter.store.bulk`); on SQLite both are
+        an executemany.
         """
         staged = self._staged
         if not staged:
@@ -380,7 +381,7 @@ class HealthWorkerRepository:
             for row_id, values in staged.updates[table].items():
                 updates.setdefault(frozenset(values), []).append({**values, "row_id": row_id})
             for rows in updates.values():
-                connection.execute(update(table).where(table.c.id == bindparam("row_id")), rows)
+                update_rows(connection, table, rows)
         new_rows = self._rows.new_rows
         for table, parent_column in _CHILD_TABLES:
             by_parent = staged.rows[table]
