@@ -15,6 +15,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy.exc import DBAPIError, StatementError
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -51,18 +52,26 @@ def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
             ).format(source, sql.SQL(", ").join(map(sql.Identifier, columns)), target)
         )
     _copy(raw, connection, table, staging, rows)
+    merge = sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.id = s.row_id").format(
+        target,
+        sql.SQL(", ").join(
+            sql.SQL("{} = s.{}").format(sql.Identifier(name), sql.Identifier(name))
+            for name in columns
+        ),
+        source,
+    )
     with raw.cursor() as cursor:
-        cursor.execute(
-            sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.id = s.row_id").format(
-                target,
-                sql.SQL(", ").join(
-                    sql.SQL("{} = s.{}").format(sql.Identifier(name), sql.Identifier(name))
-                    for name in columns
-                ),
-                source,
-            )
-        )
+        try:
+            cursor.execute(merge)
+        except psycopg.Error as exc:
+            raise _wrapped(raw, merge, exc) from exc
         cursor.execute(sql.SQL("DROP TABLE {}").format(source))
+
+
+def _wrapped(
+    raw: psycopg.Connection[Any], statement: sql.Composable, exc: psycopg.Error
+) -> StatementError:
+    return DBAPIError.instance(statement.as_string(raw), None, exc, psycopg.Error)
 
 
 def _copy(
@@ -82,11 +91,16 @@ def _copy(
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(into), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(
-                [
-                    row[name] if process is None else process(row[name])
-                    for name, process in zip(columns, processors, strict=True)
-                ]
-            )
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        row[name] if process is None else process(row[name])
+                        for name, process in zip(columns, processors, strict=True)
+                    ]
+                )
+    except psycopg.Error as exc:
+        # As SQLAlchemy wraps a failed statement (IntegrityError, DataError, …), so a row the
+        # database refuses condemns its record as it would through an INSERT.
+        raise _wrapped(raw, statement, exc) from exc
