@@ -92,14 +92,20 @@ def _copy(
         sql.Identifier(into), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     try:
+        bound = [
+            [
+                row[name] if process is None else process(row[name])
+                for name, process in zip(columns, processors, strict=True)
+            ]
+            for row in rows
+        ]
+    except (ValueError, TypeError) as exc:
+        # As SQLAlchemy reports a value its column refuses (an encrypted column given clear text).
+        raise StatementError(str(exc), statement.as_string(raw), None, exc) from exc
+    try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        row[name] if process is None else process(row[name])
-                        for name, process in zip(columns, processors, strict=True)
-                    ]
-                )
+            for values in bound:
+                copy.write_row(values)
     except psycopg.Error as exc:
         # As SQLAlchemy wraps a failed statement (IntegrityError, DataError, …), so a row the
         # database refuses condemns its record as it would through an INSERT.
