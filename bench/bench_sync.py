@@ -68,6 +68,9 @@ class Result:
     # start-up (imports, the contracts compiled) and exit.
     run_s: float | None = None
     update_run_s: float | None = None
+    # CPU seconds of the sync process (user + system), start-up included.
+    cpu_s: float | None = None
+    update_cpu_s: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -115,8 +118,10 @@ def environment(database_url: str, system: str, mock_url: str) -> dict[str, str]
     }
 
 
-def run_sync(env: dict[str, str], system: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one `hf-adapter sync --full` process."""
+def run_sync(env: dict[str, str], system: str) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one
+    `hf-adapter sync --full` process. On a shared machine the CPU time moves less with the
+    load than the wall time; PostgreSQL's and the mock's work is not in it."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(HF_ADAPTER), "sync", "--system", system, "--full"],
@@ -131,7 +136,7 @@ def run_sync(env: dict[str, str], system: str) -> tuple[float, float]:
     summary = process.stdout.read() if process.stdout else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"sync {system} failed:\n{summary}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def mark_stale(database_url: str, system: str) -> None:
@@ -164,13 +169,13 @@ def copy_baseline(source: str, target: str, tables: tuple[str, ...]) -> tuple[fl
 def bench(system: str, size: int, console: Console, *, updates: bool) -> Result:
     console.print(f"[bold]{system} N={size:,}[/]: starting the mock…")
     process, url = start_mock(system, size=size, seed=42, timeout_s=600.0)
-    update: tuple[float, float] | None = None
+    update: tuple[float, float, float] | None = None
     try:
         synced = fresh_database(f"bench_sync_{system}_{size}")
         env = environment(synced, system, url)
         subprocess.run([str(HF_ADAPTER), "db", "upgrade"], env=env, check=True, capture_output=True)
         console.print(f"  syncing {size:,} records into PostgreSQL…")
-        sync_s, rss = run_sync(env, system)
+        sync_s, rss, cpu_s = run_sync(env, system)
         if updates:
             mark_stale(synced, system)
             console.print(f"  syncing {size:,} changed records again (updates)…")
@@ -210,6 +215,8 @@ def bench(system: str, size: int, console: Console, *, updates: bool) -> Result:
         update_peak_rss_mib=None if update is None else update[1],
         run_s=runs[0] if runs else None,
         update_run_s=runs[1] if len(runs) > 1 else None,
+        cpu_s=cpu_s,
+        update_cpu_s=None if update is None else update[2],
     )
 
 
@@ -241,9 +248,11 @@ def main() -> int:
         "sync/COPY",
         "in-run rec/s",
         "peak RSS MiB",
+        "CPU s",
         "update rec/s",
         "update/COPY",
         "update in-run rec/s",
+        "update CPU s",
     ):
         table.add_column(column, justify="right")
     for result in results:
@@ -256,9 +265,11 @@ def main() -> int:
             f"{result.ratio:.3f}",
             "" if not result.run_s else f"{result.size / result.run_s:,.0f}",
             f"{result.peak_rss_mib:,.0f}",
+            "" if result.cpu_s is None else f"{result.cpu_s:,.1f}",
             "" if result.update_records_per_s is None else f"{result.update_records_per_s:,.0f}",
             "" if result.update_ratio is None else f"{result.update_ratio:.3f}",
             "" if not result.update_run_s else f"{result.size / result.update_run_s:,.0f}",
+            "" if result.update_cpu_s is None else f"{result.update_cpu_s:,.1f}",
         )
     Console(width=160).print(table)
     console.print(f"load average at the end: {os.getloadavg()}")

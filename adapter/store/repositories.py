@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, insert, inspect, select, update
-from sqlalchemy.orm import InstanceState, Session
+from sqlalchemy import Select, Table, delete, inspect, select
+from sqlalchemy.orm import InstanceState, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.merge.documents import (
@@ -47,6 +47,7 @@ from adapter.merge.plans import (
 )
 from adapter.merge.plans import UpsertResult as UpsertResult  # re-exported, as above
 from adapter.merge.rules import Rule
+from adapter.store.bulk import insert_rows, update_rows
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields, encrypt_fields
 from adapter.store.models import (
     CpdSummary,
@@ -170,6 +171,9 @@ _EMPLOYMENTS, _EDUCATIONS, _CPD_SUMMARIES, _PRACTICE_LICENSES, _TRAININGS = (
 )
 # Stored parent rows updated in place, workers first (a registration may move to one).
 _PARENT_TABLES: Final = (cast(Table, HealthWorker.__table__), cast(Table, Registration.__table__))
+# Tables of the rows an upsert creates, in the order their foreign keys need.
+_NEW_TABLES: Final = (*_PARENT_TABLES, cast(Table, IdentityFinding.__table__))
+_NewRow = HealthWorker | Registration | IdentityFinding
 # Parents per DELETE … IN (…): well under SQLite's bound-parameter limit.
 _DELETE_CHUNK: Final = 500
 
@@ -187,6 +191,10 @@ class _StagedWrites:
     rows: dict[Table, dict[uuid.UUID, list[dict[str, Any]]]] = dataclasses.field(
         default_factory=lambda: {table: {} for table, _ in _CHILD_TABLES}
     )
+    # Rows new to the store, per table (parents first), outside the session until written.
+    new: dict[Table, list[_NewRow]] = dataclasses.field(
+        default_factory=lambda: {table: [] for table in _NEW_TABLES}
+    )
     # Stored workers and registrations: row id → the columns to set (later writes win).
     updates: dict[Table, dict[uuid.UUID, dict[str, Any]]] = dataclasses.field(
         default_factory=lambda: {table: {} for table in _PARENT_TABLES}
@@ -199,7 +207,7 @@ class _StagedWrites:
         self.updates[table].setdefault(row_id, {}).update(values)
 
     def __bool__(self) -> bool:
-        return any(self.rows.values()) or any(self.updates.values())
+        return any(self.rows.values()) or any(self.updates.values()) or any(self.new.values())
 
 
 @dataclass(frozen=True)
@@ -341,24 +349,39 @@ class HealthWorkerRepository:
     def write_staged(self) -> None:
         """Write the rows staged since the last call (a no-op when there are none).
 
-        The session is flushed first (new workers, registrations and findings), so the rows
-        the others point at exist; then the stored workers and registrations the page changed,
-        one executemany UPDATE per table and set of columns; then the children. Stored
-        children of the parents touched go in one DELETE per table before the INSERTs, so a
-        re-inserted natural key (a SIP's sequence number) never meets its old row.
+        First the rows new to the store (workers, registrations, findings: one set-based
+        insert per table, so the rows the others point at exist), which then join the session
+        as stored rows; then the session is flushed (findings resolved); then the stored
+        workers and registrations the page changed, one UPDATE per table and set of columns;
+        then the children. Stored children of the parents touched go in one DELETE per table
+        before the inserts, so a re-inserted natural key (a SIP's sequence number) never meets
+        its old row. On PostgreSQL an insert is one ``COPY`` and an update one ``COPY`` into a
+        temporary table and one ``UPDATE … FROM`` (`adapter.store.bulk`); on SQLite both are
+        an executemany.
         """
         staged = self._staged
         if not staged:
             return
         self._staged = _StagedWrites()
-        self._session.flush()
         connection = self._session.connection()
+        for table, created in staged.new.items():
+            by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in created:
+                values = {c.key: row.__dict__[c.key] for c in table.c if c.key in row.__dict__}
+                by_columns.setdefault(tuple(values), []).append(values)
+            for values_list in by_columns.values():
+                insert_rows(connection, table, values_list)
+            for row in created:
+                # Written: from here on the row is a stored one, in the session as if loaded.
+                make_transient_to_detached(row)
+                self._session.add(row)
+        self._session.flush()
         for table in _PARENT_TABLES:
-            by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+            updates: dict[frozenset[str], list[dict[str, Any]]] = {}
             for row_id, values in staged.updates[table].items():
-                by_columns.setdefault(frozenset(values), []).append({**values, "row_id": row_id})
-            for rows in by_columns.values():
-                connection.execute(update(table).where(table.c.id == bindparam("row_id")), rows)
+                updates.setdefault(frozenset(values), []).append({**values, "row_id": row_id})
+            for rows in updates.values():
+                update_rows(connection, table, rows)
         new_rows = self._rows.new_rows
         for table, parent_column in _CHILD_TABLES:
             by_parent = staged.rows[table]
@@ -366,13 +389,18 @@ class HealthWorkerRepository:
             for start in range(0, len(stored), _DELETE_CHUNK):
                 chunk = stored[start : start + _DELETE_CHUNK]
                 connection.execute(delete(table).where(table.c[parent_column].in_(chunk)))
-            rows = [row for children in by_parent.values() for row in children]
-            if rows:
-                connection.execute(insert(table), rows)
+            insert_rows(
+                connection, table, [row for children in by_parent.values() for row in children]
+            )
         # Their children are in the database now: a later replacement deletes them first.
         new_rows.difference_update(
             parent for by_parent in staged.rows.values() for parent in by_parent
         )
+
+    def _add_new(self, row: _NewRow) -> None:
+        """Stage a row new to the store: it is written by `write_staged` in one statement per
+        table (``COPY`` on PostgreSQL) instead of the unit of work's per-object INSERTs."""
+        self._staged.new[cast(Table, type(row).__table__)].append(row)
 
     def _before_locked_read(self) -> None:
         """A locked read reloads the rows it returns (``populate_existing``): the page's staged
@@ -557,7 +585,7 @@ class HealthWorkerRepository:
         )
         if worker is None:
             worker = HealthWorker(id=changes.worker.id)
-            self._session.add(worker)
+            self._add_new(worker)
             self._rows.add_worker(worker)
         self._write_worker(worker, changes.worker)
         self._replace_employments(worker, changes.employments)
@@ -613,13 +641,13 @@ class HealthWorkerRepository:
         )
         if worker is None:
             worker = HealthWorker(id=changes.registration.worker_id)
-            self._session.add(worker)
+            self._add_new(worker)
             self._rows.add_worker(worker)
         if changes.worker is not None:
             self._write_worker(worker, changes.worker)
         if registration is None:
             registration = Registration(id=changes.registration.id)
-            self._session.add(registration)
+            self._add_new(registration)
             self._rows.add_registration(registration)
         self._write_registration(registration, worker, changes)
         self._replace_registration_details(registration, changes)
@@ -788,7 +816,7 @@ class HealthWorkerRepository:
                 digest_kid=self._blind_index.kid if identity else None,
                 detected_at=now,
             )
-            self._session.add(finding)
+            self._add_new(finding)
             if new.registration_id is None:
                 self._rows.record_findings_of.setdefault(new.worker_id, []).append(finding)
             else:
