@@ -23,9 +23,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from adapter.audit.actors import Actor
 from adapter.errors import AdapterError
@@ -111,6 +112,31 @@ def record_audit(
     detail_json = None if detail is None else json.dumps(detail, sort_keys=True, default=str)
     writer = writer_id()
     dialect = session.get_bind().dialect.name
+    content: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "at": _now(),
+        "actor_kind": actor.kind,
+        "actor_subject": actor.subject,
+        "actor_client": actor.client,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "fields": fields_json,
+        "outcome": outcome,
+        "trace_id": current_trace_id(),
+        "detail": detail_json,
+        "writer_id": writer,
+        "key_id": key.kid,
+    }
+    if dialect == "postgresql":
+        # This thread's next number as the process last saw it, claimed in the same statement
+        # as the insert: the database takes the entry only if that is its writer's next number.
+        guess = _last_number() + 1
+        entry = AuditEvent(**content, writer_n=guess)
+        if session.execute(_claimed_insert(_columns(entry, key), guess)).first() is not None:
+            _remember_number(guess)
+            return entry.id
+        # Taken back by a rollback since, or another session of this thread appended meanwhile.
     # This writer's next number: its own row, locked until the transaction ends (a thread runs
     # one transaction at a time, so nobody waits on it); a rollback takes the number back.
     upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditWriter)
@@ -119,35 +145,68 @@ def record_audit(
         .on_conflict_do_update(index_elements=[AuditWriter.id], set_={"n": AuditWriter.n + 1})
         .returning(AuditWriter.n)
     ).scalar_one()
-    entry = AuditEvent(
-        id=uuid.uuid4(),
-        at=_now(),
-        actor_kind=actor.kind,
-        actor_subject=actor.subject,
-        actor_client=actor.client,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        fields=fields_json,
-        outcome=outcome,
-        trace_id=current_trace_id(),
-        detail=detail_json,
-        writer_id=writer,
-        writer_n=number,
-        key_id=key.kid,
-    )
+    entry = AuditEvent(**content, writer_n=number)
+    values = _columns(entry, key)
+    if dialect != "postgresql":
+        # SQLite has one writer at a time (its write lock), so the next number is the largest
+        # one plus one; PostgreSQL takes it from the column's identity, without a lock.
+        values["seq"] = select(func.coalesce(func.max(AuditEvent.seq), 0) + 1).scalar_subquery()
+    session.execute(insert(AuditEvent).values(values))
+    _remember_number(number)
+    return entry.id
+
+
+def _columns(entry: AuditEvent, key: Key) -> dict[str, Any]:
     values: dict[str, Any] = {
         column.key: getattr(entry, column.key)
         for column in AuditEvent.__table__.columns
         if getattr(entry, column.key) is not None
     }
     values["entry_mac"] = entry_mac(entry, key)
-    if dialect != "postgresql":
-        # SQLite has one writer at a time (its write lock), so the next number is the largest
-        # one plus one; PostgreSQL takes it from the column's identity, without a lock.
-        values["seq"] = select(func.coalesce(func.max(AuditEvent.seq), 0) + 1).scalar_subquery()
-    session.execute(insert(AuditEvent).values(values))
-    return entry.id
+    return values
+
+
+def _claimed_insert(values: Mapping[str, Any], number: int) -> ReturningInsert[tuple[uuid.UUID]]:
+    """``WITH claimed AS (<writer's number becomes `number`>) INSERT INTO audit_events … SELECT
+    … FROM claimed``: one round trip; no row when `number` is not the writer's next one (the
+    writer's row is then left as it was)."""
+    writer = values["writer_id"]
+    claim: ReturningInsert[tuple[int]] | ReturningUpdate[tuple[int]]
+    if number == 1:
+        claim = (
+            postgresql.insert(AuditWriter)
+            .values(id=writer, n=1)
+            .on_conflict_do_nothing(index_elements=[AuditWriter.id])
+            .returning(AuditWriter.n)
+        )
+    else:
+        claim = (
+            update(AuditWriter)
+            .where(AuditWriter.id == writer, AuditWriter.n == number - 1)
+            .values(n=number)
+            .returning(AuditWriter.n)
+        )
+    claimed = claim.cte("claimed")
+    table = AuditEvent.__table__
+    assert isinstance(table, Table)
+    row = select(*[literal(value, table.c[name].type) for name, value in values.items()])
+    return (
+        insert(table)
+        .from_select(list(values), row.select_from(claimed))
+        .add_cte(claimed)
+        .returning(table.c.id)
+    )
+
+
+def _last_number() -> int:
+    """The number this thread's writer last appended, as far as this process knows."""
+    writer_id()
+    number: int = _writer.n
+    return number
+
+
+def _remember_number(number: int) -> None:
+    _writer.n = number
 
 
 _writer = threading.local()
@@ -158,7 +217,7 @@ def writer_id() -> uuid.UUID:
     mine: tuple[int, uuid.UUID] | None = getattr(_writer, "id", None)
     if mine is None or mine[0] != os.getpid():
         mine = (os.getpid(), uuid.uuid4())
-        _writer.id = mine
+        _writer.id, _writer.n = mine, 0
     return mine[1]
 
 
