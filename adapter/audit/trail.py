@@ -14,6 +14,7 @@ an HMAC over its `entry_mac`, place and predecessor. Only the database moves the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -23,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Table, func, insert, literal, select, update
+from sqlalchemy import BigInteger, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
@@ -133,7 +134,11 @@ def record_audit(
         # as the insert: the database takes the entry only if that is its writer's next number.
         guess = _last_number() + 1
         entry = AuditEvent(**content, writer_n=guess)
-        if session.execute(_claimed_insert(_columns(entry, key), guess)).first() is not None:
+        values = _columns(entry, key)
+        parameters = {f"entry_{name}": value for name, value in values.items()}
+        parameters |= {"claim_writer": writer, "claim_n": guess}
+        claimed = session.execute(_claimed_insert(tuple(values), first=guess == 1), parameters)
+        if claimed.first() is not None:
             _remember_number(guess)
             return entry.id
         # Taken back by a rollback since, or another session of this thread appended meanwhile.
@@ -166,16 +171,19 @@ def _columns(entry: AuditEvent, key: Key) -> dict[str, Any]:
     return values
 
 
-def _claimed_insert(values: Mapping[str, Any], number: int) -> ReturningInsert[tuple[uuid.UUID]]:
-    """``WITH claimed AS (<writer's number becomes `number`>) INSERT INTO audit_events … SELECT
-    … FROM claimed``: one round trip; no row when `number` is not the writer's next one (the
-    writer's row is then left as it was)."""
-    writer = values["writer_id"]
+@functools.lru_cache(maxsize=32)
+def _claimed_insert(names: tuple[str, ...], *, first: bool) -> ReturningInsert[tuple[uuid.UUID]]:
+    """``WITH claimed AS (<the writer's count becomes :claim_n>) INSERT INTO audit_events (names)
+    SELECT :entry_<name>… FROM claimed RETURNING id``: one round trip; no row when :claim_n is
+    not the writer's next number (its row is then left as it was). Built once per column set,
+    with bound parameters, so neither this nor SQLAlchemy's compiling runs per entry."""
+    writer = bindparam("claim_writer", type_=AuditWriter.__table__.c.id.type)
+    number = bindparam("claim_n", type_=BigInteger())
     claim: ReturningInsert[tuple[int]] | ReturningUpdate[tuple[int]]
-    if number == 1:
+    if first:
         claim = (
             postgresql.insert(AuditWriter)
-            .values(id=writer, n=1)
+            .values(id=writer, n=number)
             .on_conflict_do_nothing(index_elements=[AuditWriter.id])
             .returning(AuditWriter.n)
         )
@@ -189,10 +197,11 @@ def _claimed_insert(values: Mapping[str, Any], number: int) -> ReturningInsert[t
     claimed = claim.cte("claimed")
     table = AuditEvent.__table__
     assert isinstance(table, Table)
-    row = select(*[literal(value, table.c[name].type) for name, value in values.items()])
+    # Not named after the columns: an UPDATE would take a parameter named `id` as a SET.
+    row = select(*[bindparam(f"entry_{name}", type_=table.c[name].type) for name in names])
     return (
         insert(table)
-        .from_select(list(values), row.select_from(claimed))
+        .from_select(list(names), row.select_from(claimed))
         .add_cte(claimed)
         .returning(table.c.id)
     )
