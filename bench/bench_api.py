@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import session_factory  # noqa: E402
-from bench.gunicorn import gunicorn_argv  # noqa: E402
+from bench.gunicorn import gunicorn_argv, py_spy  # noqa: E402
 from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
@@ -107,21 +107,6 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, fl
     }
 
 
-def py_spy(pid: int, out: Path, duration: int) -> subprocess.Popen[bytes]:
-    """py-spy sampling gunicorn's workers (children of `pid`) for `duration` seconds."""
-    argv = [
-        str(Path(sys.executable).with_name("py-spy")),
-        "record",
-        "--pid",
-        str(pid),
-        "--subprocesses",
-        "--idle",
-        "--nonblocking",
-    ]
-    argv += ["--format", "raw", "--duration", str(duration), "--output", str(out)]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -134,6 +119,12 @@ def main() -> int:
         help="sample the gunicorn workers with py-spy during the read run (collapsed stacks, "
         "idle threads included, to this file)",
     )
+    parser.add_argument(
+        "--profile-gil",
+        type=Path,
+        help="the same, but only the thread holding the GIL in each sample (--gil)",
+    )
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn process")
     args = parser.parse_args()
     console = Console()
     if not shutil.which("wrk"):
@@ -175,7 +166,12 @@ def main() -> int:
         port = free_port()
         server = ManagedProcess(
             "bench-serve",
-            gunicorn_argv("bench.bench_api:bench_app()", workers=args.workers, port=port),
+            gunicorn_argv(
+                "bench.bench_api:bench_app()",
+                workers=args.workers,
+                port=port,
+                threads=args.threads,
+            ),
             env=environment,
         ).start()
         processes.append(server)
@@ -192,9 +188,13 @@ def main() -> int:
                     text("SELECT count(*) FROM audit_events")
                 ).scalar()
             bare = wrk(f"{base}/bench/bare", script, args.duration, args.connections)
-            spy = None if args.profile is None else py_spy(server.pid, args.profile, args.duration)
+            spies = [
+                py_spy(server.pid, out, args.duration, gil=gil)
+                for out, gil in ((args.profile, False), (args.profile_gil, True))
+                if out is not None
+            ]
             read = wrk(f"{base}/api/v1/health-workers/x", script, args.duration, args.connections)
-            if spy is not None:
+            for spy in spies:
                 spy.wait(timeout=60)
         with engine.connect() as connection:
             audit_after = connection.execute(text("SELECT count(*) FROM audit_events")).scalar()
@@ -212,6 +212,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "workers_in_store": len(worker_ids),
         "gunicorn_workers": args.workers,
+        "gunicorn_threads": args.threads,
         "connections": args.connections,
         "duration_s": args.duration,
         "bare": bare,
@@ -225,7 +226,7 @@ def main() -> int:
     REPORT.write_text(json.dumps(report, indent=2), encoding="utf-8")
     table = Table(
         title=f"GET /api/v1/health-workers/{{id}} under gunicorn ({args.workers} gthread workers "
-        f"x 8 threads, wrk {args.connections} connections, {args.duration} s each)"
+        f"x {args.threads} threads, wrk {args.connections} connections, {args.duration} s each)"
     )
     table.add_column("")
     table.add_column("", justify="right")

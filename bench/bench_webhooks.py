@@ -45,7 +45,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.webhooks.signature import sign  # noqa: E402
-from bench.gunicorn import gunicorn_argv  # noqa: E402
+from bench.gunicorn import gunicorn_argv, py_spy  # noqa: E402
 from harness import services  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
 from tests.integration.adapter.queue.tcp_proxy import TcpFaultProxy  # noqa: E402
@@ -230,6 +230,20 @@ def main() -> int:
     parser.add_argument("--fault-events", type=int, default=1000)
     parser.add_argument("--worker-concurrency", type=int, default=8)
     parser.add_argument(
+        "--threads", type=int, default=8, help="threads per gunicorn process (throughput part)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="throughput part: sample the gunicorn workers with py-spy during the durable run, "
+        "idle threads included (collapsed stacks, to this file)",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        type=Path,
+        help="the same, but only the thread holding the GIL in each sample (--gil)",
+    )
+    parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
     )
     args = parser.parse_args()
@@ -243,6 +257,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "connections": args.connections,
         "gunicorn_workers": args.workers,
+        "gunicorn_threads": args.threads,
         "worker_concurrency": args.worker_concurrency,
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -268,7 +283,7 @@ def main() -> int:
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=2), encoding="utf-8")
     table = Table(
-        title=f"webhooks under gunicorn ({args.workers} gthread workers x 8 threads, "
+        title=f"webhooks under gunicorn ({args.workers} gthread workers x {args.threads} threads, "
         f"wrk {args.connections} connections; worker --concurrency {args.worker_concurrency})"
     )
     for column in ("measure", "value"):
@@ -355,7 +370,12 @@ def throughput(
     port = free_port()
     server = ManagedProcess(
         "bench-serve",
-        gunicorn_argv("bench.bench_webhooks:bench_app()", workers=args.workers, port=port),
+        gunicorn_argv(
+            "bench.bench_webhooks:bench_app()",
+            workers=args.workers,
+            port=port,
+            threads=args.threads,
+        ),
         env=environment,
     ).start()
     try:
@@ -371,10 +391,17 @@ def throughput(
                 groups,
             )
             groups["postgresql"] = backends(database)
+            spies = [
+                py_spy(server.pid, out, args.duration, gil=gil)
+                for out, gil in ((args.profile, False), (args.profile_gil, True))
+                if out is not None
+            ]
             durable, durable_cpu = measured_cpu(
                 lambda: wrk(f"{base}/webhooks/kki", script, args.duration, args.connections),
                 groups,
             )
+            for spy in spies:
+                spy.wait(timeout=60)
         # The receiver publishes after answering: give its last batch a moment.
         time.sleep(2)
         with engine.connect() as connection:

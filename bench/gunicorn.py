@@ -3,6 +3,7 @@ and threads (`hf-adapter serve`), plus the bench's bare endpoint in the same ser
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,3 +28,13 @@ def gunicorn_argv(app: str, *, workers: int, port: int, threads: int = 8) -> lis
         str(ROOT),
         app,
     ]
+
+
+def py_spy(pid: int, out: Path, duration: int, *, gil: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy sampling gunicorn's workers (children of `pid`) for `duration` seconds, as
+    collapsed stacks: idle threads included (where threads wait), or with `gil` only the thread
+    holding the GIL (what keeps the interpreter busy)."""
+    argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid)]
+    argv += ["--subprocesses", "--gil" if gil else "--idle", "--nonblocking"]
+    argv += ["--format", "raw", "--duration", str(duration), "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL)

@@ -14,6 +14,7 @@ an HMAC over its `entry_mac`, place and predecessor. Only the database moves the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -23,9 +24,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import BigInteger, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from adapter.audit.actors import Actor
 from adapter.errors import AdapterError
@@ -111,6 +113,35 @@ def record_audit(
     detail_json = None if detail is None else json.dumps(detail, sort_keys=True, default=str)
     writer = writer_id()
     dialect = session.get_bind().dialect.name
+    content: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "at": _now(),
+        "actor_kind": actor.kind,
+        "actor_subject": actor.subject,
+        "actor_client": actor.client,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "fields": fields_json,
+        "outcome": outcome,
+        "trace_id": current_trace_id(),
+        "detail": detail_json,
+        "writer_id": writer,
+        "key_id": key.kid,
+    }
+    if dialect == "postgresql":
+        # This thread's next number as the process last saw it, claimed in the same statement
+        # as the insert: the database takes the entry only if that is its writer's next number.
+        guess = _last_number() + 1
+        entry = AuditEvent(**content, writer_n=guess)
+        values = _columns(entry, key)
+        parameters = {f"entry_{name}": value for name, value in values.items()}
+        parameters |= {"claim_writer": writer, "claim_n": guess}
+        claimed = session.execute(_claimed_insert(tuple(values), first=guess == 1), parameters)
+        if claimed.first() is not None:
+            _remember_number(guess)
+            return entry.id
+        # Taken back by a rollback since, or another session of this thread appended meanwhile.
     # This writer's next number: its own row, locked until the transaction ends (a thread runs
     # one transaction at a time, so nobody waits on it); a rollback takes the number back.
     upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditWriter)
@@ -119,35 +150,72 @@ def record_audit(
         .on_conflict_do_update(index_elements=[AuditWriter.id], set_={"n": AuditWriter.n + 1})
         .returning(AuditWriter.n)
     ).scalar_one()
-    entry = AuditEvent(
-        id=uuid.uuid4(),
-        at=_now(),
-        actor_kind=actor.kind,
-        actor_subject=actor.subject,
-        actor_client=actor.client,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        fields=fields_json,
-        outcome=outcome,
-        trace_id=current_trace_id(),
-        detail=detail_json,
-        writer_id=writer,
-        writer_n=number,
-        key_id=key.kid,
-    )
+    entry = AuditEvent(**content, writer_n=number)
+    values = _columns(entry, key)
+    if dialect != "postgresql":
+        # SQLite has one writer at a time (its write lock), so the next number is the largest
+        # one plus one; PostgreSQL takes it from the column's identity, without a lock.
+        values["seq"] = select(func.coalesce(func.max(AuditEvent.seq), 0) + 1).scalar_subquery()
+    session.execute(insert(AuditEvent).values(values))
+    _remember_number(number)
+    return entry.id
+
+
+def _columns(entry: AuditEvent, key: Key) -> dict[str, Any]:
     values: dict[str, Any] = {
         column.key: getattr(entry, column.key)
         for column in AuditEvent.__table__.columns
         if getattr(entry, column.key) is not None
     }
     values["entry_mac"] = entry_mac(entry, key)
-    if dialect != "postgresql":
-        # SQLite has one writer at a time (its write lock), so the next number is the largest
-        # one plus one; PostgreSQL takes it from the column's identity, without a lock.
-        values["seq"] = select(func.coalesce(func.max(AuditEvent.seq), 0) + 1).scalar_subquery()
-    session.execute(insert(AuditEvent).values(values))
-    return entry.id
+    return values
+
+
+@functools.lru_cache(maxsize=32)
+def _claimed_insert(names: tuple[str, ...], *, first: bool) -> ReturningInsert[tuple[uuid.UUID]]:
+    """``WITH claimed AS (<the writer's count becomes :claim_n>) INSERT INTO audit_events (names)
+    SELECT :entry_<name>… FROM claimed RETURNING id``: one round trip; no row when :claim_n is
+    not the writer's next number (its row is then left as it was). Built once per column set,
+    with bound parameters, so neither this nor SQLAlchemy's compiling runs per entry."""
+    writer = bindparam("claim_writer", type_=AuditWriter.__table__.c.id.type)
+    number = bindparam("claim_n", type_=BigInteger())
+    claim: ReturningInsert[tuple[int]] | ReturningUpdate[tuple[int]]
+    if first:
+        claim = (
+            postgresql.insert(AuditWriter)
+            .values(id=writer, n=number)
+            .on_conflict_do_nothing(index_elements=[AuditWriter.id])
+            .returning(AuditWriter.n)
+        )
+    else:
+        claim = (
+            update(AuditWriter)
+            .where(AuditWriter.id == writer, AuditWriter.n == number - 1)
+            .values(n=number)
+            .returning(AuditWriter.n)
+        )
+    claimed = claim.cte("claimed")
+    table = AuditEvent.__table__
+    assert isinstance(table, Table)
+    # Not named after the columns: an UPDATE would take a parameter named `id` as a SET.
+    row = select(*[bindparam(f"entry_{name}", type_=table.c[name].type) for name in names])
+    return (
+        insert(table)
+        .from_select(list(names), row.select_from(claimed))
+        .add_cte(claimed)
+        .returning(table.c.id)
+    )
+
+
+def _last_number() -> int:
+    """The number this thread's writer last appended, as far as this process knows."""
+    writer_id()
+    number: int = _writer.n
+    return number
+
+
+def _remember_number(number: int) -> None:
+    _writer.n = number
 
 
 _writer = threading.local()
@@ -158,7 +226,7 @@ def writer_id() -> uuid.UUID:
     mine: tuple[int, uuid.UUID] | None = getattr(_writer, "id", None)
     if mine is None or mine[0] != os.getpid():
         mine = (os.getpid(), uuid.uuid4())
-        _writer.id = mine
+        _writer.id, _writer.n = mine, 0
     return mine[1]
 
 

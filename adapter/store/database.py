@@ -6,6 +6,8 @@ database is behind them or the models have changed without a migration.
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import AdapterError, ConfigurationError
@@ -28,13 +30,18 @@ from adapter.store.models import Base
 
 MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
 # PostgreSQL: a small pool per process (serve and worker scale by processes; docs/architecture.md,
-# "Processes and scaling"), pre-ping so a restarted server or a dropped idle connection costs a
-# retry, not an error.
+# "Processes and scaling"); a checked-out connection is pinged only when it may be dead (see
+# `_ping_when_in_doubt`), so a restarted server or a dropped idle connection costs a new
+# connection, not an error, and a busy pool does not pay a round trip per checkout.
 PG_POOL_SIZE: Final = 5
 PG_MAX_OVERFLOW: Final = 10
 PG_POOL_TIMEOUT_S: Final = 30
 PG_POOL_RECYCLE_S: Final = 1800
 PG_CONNECT_TIMEOUT_S: Final = 10
+# A connection idle longer than this is pinged at checkout: a firewall or proxy may have dropped
+# it silently, which its socket does not show.
+PG_PING_AFTER_IDLE_S: Final = 30.0
+_CHECKED_IN_AT: Final = "hf_adapter.checked_in_at"
 # Where a session keeps the audit chain's keys (`Session.info`).
 AUDIT_KEYS_INFO: Final = "hf_adapter.audit_keys"
 # SQLite: wait this long for another process's write lock instead of failing at once.
@@ -83,13 +90,12 @@ def create_engine_from_url(url: str | URL, *, pool_size: int = PG_POOL_SIZE) -> 
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(
+        engine = create_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=PG_MAX_OVERFLOW,
             pool_timeout=PG_POOL_TIMEOUT_S,
             pool_recycle=PG_POOL_RECYCLE_S,
-            pool_pre_ping=True,
             hide_parameters=True,
             # Rows carry client-made UUID keys, so nothing needs RETURNING: psycopg's pipelined
             # executemany beats one giant multi-VALUES statement that psycopg re-parses each time.
@@ -99,9 +105,48 @@ def create_engine_from_url(url: str | URL, *, pool_size: int = PG_POOL_SIZE) -> 
                 "application_name": "hf-adapter",
             },
         )
+        _ping_when_in_doubt(engine)
+        return engine
     raise ConfigurationError(
         f"DATABASE_URL: unsupported backend {parsed.get_backend_name()!r}; use SQLite or PostgreSQL"
     )
+
+
+def _ping_when_in_doubt(engine: Engine) -> None:
+    """Ping a connection at checkout only when it may be dead: idle longer than
+    `PG_PING_AFTER_IDLE_S`, or its socket has something to read although no query is running
+    (a server that restarted or ended the session has sent its farewell and closed it). A
+    failed ping raises `DisconnectionError`, on which the pool opens a new connection and
+    tries again; ``pool_pre_ping`` would instead pay a ``SELECT 1`` round trip per checkout."""
+
+    @event.listens_for(engine, "connect")
+    def opened(dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def returned(dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_s = time.monotonic() - record.info.get(_CHECKED_IN_AT, 0.0)
+        if idle_s <= PG_PING_AFTER_IDLE_S and not _readable(dbapi_connection):
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error:
+            alive = False
+        if not alive:
+            raise DisconnectionError("the pooled connection is gone; opening a new one")
+
+
+def _readable(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has data (or end of file) waiting, without blocking."""
+    if dbapi_connection.closed:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def session_factory(engine: Engine, *, audit_keys: KeyRing | None = None) -> sessionmaker[Session]:

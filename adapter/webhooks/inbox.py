@@ -11,12 +11,26 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from adapter.clock import Clock
 from adapter.store.models import WebhookEvent
@@ -67,28 +81,33 @@ class WebhookInbox:
                 "resource_id": envelope.resource_id,
                 "resource_version": envelope.resource_version,
                 "occurred_at": envelope.occurred_at,
-                "received_at": moment,
-                "available_at": moment,
                 "traceparent": traceparent,
-                "state": "pending",
-                "published_at": moment if published else None,
             }
             for envelope, traceparent in entries
         ]
         in_order = sorted(rows, key=lambda row: (row["source"], row["webhook_id"]))
-        insert = (
-            postgresql_insert
-            if self._session.get_bind().dialect.name == "postgresql"
-            else sqlite_insert
-        )
-        # One INSERT … VALUES (…), (…) for the batch: its RETURNING says which rows went in.
-        statement = (
-            insert(WebhookEvent)
-            .values(in_order)
-            .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
-            .returning(WebhookEvent.id)
-        )
-        inserted = set(self._session.execute(statement).scalars())
+        shared = {
+            "received_at": moment,
+            "available_at": moment,
+            "state": "pending",
+            "published_at": moment if published else None,
+        }
+        inserted: set[uuid.UUID]
+        if self._session.get_bind().dialect.name == "postgresql":
+            # One statement text whatever the batch size (the rows as one array per column), so
+            # SQLAlchemy compiles it once and PostgreSQL can keep it prepared; a multi-row
+            # VALUES is a new statement for every row count, compiled again each batch.
+            columns = {name: [row[name] for row in in_order] for name in _ARRAY_COLUMNS}
+            inserted = set(self._session.scalars(_postgresql_insert(), columns | shared))
+        else:
+            # One INSERT … VALUES (…), (…) for the batch: its RETURNING says which rows went in.
+            statement = (
+                sqlite_insert(WebhookEvent)
+                .values([row | shared for row in in_order])
+                .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
+                .returning(WebhookEvent.id)
+            )
+            inserted = set(self._session.scalars(statement))
         return [row["id"] if row["id"] in inserted else None for row in rows]
 
     # -- the outbox -----------------------------------------------------------------------
@@ -345,3 +364,42 @@ class WebhookInbox:
             )
         )
         return list(purged.scalars())
+
+
+# The columns `record_many` sends as one array each; the others are the same for the batch.
+_ARRAY_COLUMNS: Final = (
+    "id",
+    "source",
+    "webhook_id",
+    "event_type",
+    "resource_id",
+    "resource_version",
+    "occurred_at",
+    "traceparent",
+)
+_SHARED_COLUMNS: Final = ("received_at", "available_at", "state", "published_at")
+
+
+@cache
+def _postgresql_insert() -> ReturningInsert[tuple[uuid.UUID]]:
+    """``INSERT … SELECT … FROM unnest(:id, :source, …) WITH ORDINALITY ORDER BY ordinality
+    ON CONFLICT DO NOTHING RETURNING id``: the batch's rows in the order given (sorted by the
+    caller), skipping any (source, webhook-id) already in or earlier in the batch."""
+    table = WebhookEvent.__table__
+    assert isinstance(table, Table)
+    rows = (
+        func.unnest(*[bindparam(name, type_=ARRAY(table.c[name].type)) for name in _ARRAY_COLUMNS])
+        .table_valued(*_ARRAY_COLUMNS, with_ordinality="ordinality")
+        .render_derived()
+    )
+    chosen = select(
+        *[rows.c[name] for name in _ARRAY_COLUMNS],
+        *[bindparam(name, type_=table.c[name].type) for name in _SHARED_COLUMNS],
+    ).order_by(rows.c.ordinality)
+    return (
+        # On the table, not the mapped class: an ORM insert with parameters is a bulk insert.
+        postgresql_insert(table)
+        .from_select([*_ARRAY_COLUMNS, *_SHARED_COLUMNS], chosen)
+        .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
+        .returning(table.c.id)
+    )

@@ -1,0 +1,47 @@
+"""The PostgreSQL pool's checkout check: a connection the server ended is replaced, not handed out,
+and a connection in use moments ago is handed out without a ping round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, event, text
+
+from adapter.store.database import create_engine_from_url
+from tests.support.databases import PostgresServer
+
+
+@pytest.fixture
+def engine(postgres_server: PostgresServer) -> Iterator[Engine]:
+    engine = create_engine_from_url(postgres_server.create_database(), pool_size=1)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_connection_the_server_ended_is_replaced_at_checkout(
+    engine: Engine, postgres_server: PostgresServer
+) -> None:
+    with engine.connect() as pooled, engine.connect() as other:
+        ended = int(pooled.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        pooled.close()  # back in the pool (its one place); `other` overflows and is closed after
+        # Another session ends the pooled one, as a server restart would.
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": ended})
+
+    # Once the server has said goodbye the socket shows it; the next checkout sees it there.
+    assert backend_pid(engine) not in (ended, 0)
+
+
+def test_a_connection_in_use_moments_ago_is_not_pinged(engine: Engine) -> None:
+    backend_pid(engine)  # opened and back in the pool
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    backend_pid(engine)
+    assert statements == ["SELECT pg_backend_pid()"]
