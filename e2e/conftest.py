@@ -1,4 +1,8 @@
-"""The e2e suite's one stack, started once per session and shared by every scenario."""
+"""The e2e suite's one stack, started once for the package and shared by every scenario.
+
+Package scope, not session: the stack (Keycloak, gunicorn, worker, scheduler, PostgreSQL,
+RabbitMQ) is stopped as soon as the last scenario ends instead of idling beside the rest of
+the test command until its end."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from e2e.stack import Stack  # noqa: E402 - after the path is set
 from harness.keycloak import KeycloakUnavailable  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = time.monotonic()
     try:
