@@ -19,13 +19,18 @@ SISDMK_READONLY = {
 }
 # Tests see webhook retries in seconds, not minutes.
 FAST_WEBHOOKS = ["--webhook-base-delay-ms", "100", "--webhook-max-delay-ms", "2000"]
+# A client kept for a whole session drops an idle connection well before the mock (uvicorn)
+# closes it after 5 s: with httpx's default of the same 5 s, a request sent as the server closes
+# the connection gets "Server disconnected without sending a response" (seen at load ~20, where
+# a fixture's token fetch took longer than 5 s between two admin calls).
+KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
 
 
 class Mock:
     def __init__(self, process: ManagedProcess, url: str) -> None:
         self.process = process
         self.url = url
-        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=10)
+        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=10, limits=KEEPALIVE)
 
     def reset(self) -> None:
         response = self.admin.post(

@@ -25,6 +25,7 @@ from adapter.clients import (
 )
 from adapter.errors import AdapterError
 from harness.processes import ManagedProcess, start_mock
+from tests.support.mock_servers import KEEPALIVE
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ class KkiMock:
     def __init__(self, process: ManagedProcess, url: str) -> None:
         self.process = process
         self.url = url
-        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=5)
+        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=5, limits=KEEPALIVE)
 
     def fault(self, **rule: Any) -> None:
         self.admin.post("/faults", json=rule).raise_for_status()

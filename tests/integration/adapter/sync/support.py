@@ -26,6 +26,7 @@ from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress, SyncRunResult, sync_system
 from harness.processes import start_mock
 from tests.support.databases import AUDIT_KEY, AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY
+from tests.support.mock_servers import KEEPALIVE
 
 KKI_TOKEN = "kki-dev-token"
 SISDMK_ID, SISDMK_SECRET = "sisdmk-dev-client", "sisdmk-dev-secret"
@@ -38,7 +39,7 @@ class Mock:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=10.0)
+        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=10.0, limits=KEEPALIVE)
 
     def health(self) -> dict[str, Any]:
         body: dict[str, Any] = self.admin.get("/health").raise_for_status().json()
