@@ -42,15 +42,13 @@ def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     raw = cast(psycopg.Connection[Any], dbapi)
     staging = f"_staged_{table.name}"
     target, source = sql.Identifier(table.name), sql.Identifier(staging)
-    with raw.cursor() as cursor:
-        # The staging table takes the target's column types (no constraints: a refused value
-        # fails in the UPDATE, on the table's own checks).
-        cursor.execute(
-            sql.SQL(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT id AS row_id, {} FROM {}"
-                " WITH NO DATA"
-            ).format(source, sql.SQL(", ").join(map(sql.Identifier, columns)), target)
-        )
+    # The staging table takes the target's column types (no constraints: a refused value fails
+    # in the UPDATE, on the table's own checks). It needs the TEMPORARY right on the database
+    # (every role's by default; docs/operations.md, "Database roles").
+    stage = sql.SQL(
+        "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT id AS row_id, {} FROM {} WITH NO DATA"
+    ).format(source, sql.SQL(", ").join(map(sql.Identifier, columns)), target)
+    _execute(raw, stage)
     _copy(raw, connection, table, staging, rows)
     merge = sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.id = s.row_id").format(
         target,
@@ -60,12 +58,18 @@ def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         ),
         source,
     )
+    _execute(raw, merge)
+    _execute(raw, sql.SQL("DROP TABLE {}").format(source))
+
+
+def _execute(raw: psycopg.Connection[Any], statement: sql.Composed) -> None:
+    """Run `statement`; a failure is raised as SQLAlchemy wraps one (IntegrityError,
+    ProgrammingError, OperationalError …), so callers classify it as for any statement."""
     with raw.cursor() as cursor:
         try:
-            cursor.execute(merge)
+            cursor.execute(statement)
         except psycopg.Error as exc:
-            raise _wrapped(raw, merge, exc) from exc
-        cursor.execute(sql.SQL("DROP TABLE {}").format(source))
+            raise _wrapped(raw, statement, exc) from exc
 
 
 def _wrapped(

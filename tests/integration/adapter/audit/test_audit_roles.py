@@ -21,7 +21,7 @@ from adapter.composition import build_services
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.settings import load_settings
 from adapter.store.database import create_engine_from_url, upgrade
-from adapter.store.models import AuditEvent
+from adapter.store.models import AuditEvent, HealthWorker
 from adapter.store.privileges import runtime_grants
 from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
@@ -173,3 +173,39 @@ def test_db_grant_refuses_a_role_that_would_keep_the_owners_rights(roles: Roles)
     assert 'GRANT SELECT, INSERT, UPDATE (n) ON TABLE "audit_writers"' in printed.stdout
     assert 'GRANT SELECT, UPDATE (changed_at) ON TABLE "audit_chain_head"' in printed.stdout
     assert "TRUNCATE" not in printed.stdout
+
+
+def test_a_runtime_role_without_temporary_tables_fails_updates_by_name_and_keeps_the_rows(
+    roles: Roles, sisdmk: Mock
+) -> None:
+    """A page's changed rows are staged in a temporary table: where hardening revoked
+    TEMPORARY from PUBLIC, the update fails naming the missing right and the page rolls back."""
+    environment = adapter_environment(
+        roles.runtime.render_as_string(hide_password=False), "http://127.0.0.1:9", sisdmk.url
+    )
+    with build_services(load_settings(environment)) as services:
+        first = services.sync(
+            "sisdmk", full=True, page_size=10, metrics=SyncMetrics.for_registry(CollectorRegistry())
+        )
+        assert first.succeeded, first.error
+        owner = create_engine_from_url(roles.owner)
+        try:
+            with owner.begin() as connection:
+                database = connection.scalar(text("SELECT current_database()"))
+                connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
+        finally:
+            owner.dispose()
+        worker = sisdmk.records("health-workers")[0]
+        sisdmk.patch("health-workers", worker["worker_id"], {"is_active": not worker["is_active"]})
+        stored = select(HealthWorker.id, HealthWorker.is_active, HealthWorker.payload_hash)
+        with services.sessions() as session:
+            before = session.execute(stored.order_by(HealthWorker.id)).all()
+        second = services.sync(
+            "sisdmk", full=True, page_size=10, metrics=SyncMetrics.for_registry(CollectorRegistry())
+        )
+        with services.sessions() as session:
+            after = session.execute(stored.order_by(HealthWorker.id)).all()
+    assert not second.succeeded
+    assert second.error is not None
+    assert "permission denied" in second.error.lower()
+    assert after == before
