@@ -33,6 +33,7 @@ __all__ = [
     "current_traceparent",
     "inject",
     "start_span",
+    "trace_id_of",
 ]
 
 TRACEPARENT: Final = "traceparent"
@@ -124,6 +125,15 @@ def current_ids() -> TraceIds | None:
 def current_trace_id() -> str | None:
     ids = current_ids()
     return ids.trace_id if ids is not None else None
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id (lower-case hex) a W3C ``traceparent`` value names, or None if invalid."""
+    if traceparent is None:
+        return None
+    parent = _PROPAGATOR.extract({TRACEPARENT: traceparent})
+    context = trace.get_current_span(parent).get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.is_valid else None
 
 
 def current_traceparent() -> str | None:

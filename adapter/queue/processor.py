@@ -38,7 +38,7 @@ from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.errors import AdapterError
 from adapter.observability.event_metrics import EventMetrics
-from adapter.observability.tracing import SpanKind, start_span
+from adapter.observability.tracing import SpanKind, start_span, trace_id_of
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
@@ -524,13 +524,15 @@ def _rounds(writes: Sequence[_Write]) -> list[list[int]]:
 
 
 def _origin(writes: Sequence[_Write]) -> Origin:
-    """The audit entry's actor and detail: every event applied, in the documents' order."""
+    """The audit entry's actor and detail: every event applied, in the documents' order, with
+    each event's own trace (the entry's `trace_id` is the first event's)."""
     return Origin(
         WORKER,
         "event.apply",
         {
             "event_ids": [str(write.event.id) for write in writes],
             "event_types": [write.event.event_type for write in writes],
+            "trace_ids": [trace_id_of(write.event.traceparent) for write in writes],
         },
     )
 

@@ -241,7 +241,11 @@ class RefusingRepository(FakeRepository):
         return super().upsert_registration_from_kki(doc, fetched_at=fetched_at)
 
 
-def events_for(sessions: sessionmaker[Session], str_numbers: list[str]) -> list[WebhookEvent]:
+def events_for(
+    sessions: sessionmaker[Session],
+    str_numbers: list[str],
+    traceparents: list[str | None] | None = None,
+) -> list[WebhookEvent]:
     envelopes = [
         EventEnvelope(
             "kki",
@@ -254,7 +258,10 @@ def events_for(sessions: sessionmaker[Session], str_numbers: list[str]) -> list[
         for str_number in str_numbers
     ]
     with sessions() as session, session.begin():
-        ids = WebhookInbox(session).record_many([(e, None) for e in envelopes], published=True)
+        parents = traceparents or [None] * len(envelopes)
+        ids = WebhookInbox(session).record_many(
+            list(zip(envelopes, parents, strict=True)), published=True
+        )
         events = [WebhookInbox(session).get(event_id) for event_id in ids if event_id is not None]
         for event in events:
             session.expunge(event)  # type: ignore[arg-type]
@@ -284,7 +291,8 @@ def test_events_reaching_the_commit_together_are_written_in_one_transaction_with
     sessions: sessionmaker[Session],
 ) -> None:
     str_numbers = ["QZ00010000000001", "QZ00010000000002", "QZ00010000000003"]
-    events = events_for(sessions, str_numbers)
+    trace_ids = [f"{n:032x}" for n in (0xA1, 0xB2, 0xC3)]
+    events = events_for(sessions, str_numbers, [f"00-{t}-{1:016x}-01" for t in trace_ids])
     writes = [_Write(event, None, {"str_number": event.resource_id}) for event in events]
     assert batch_processor(sessions)._commit_writes(writes) == ["updated"] * 3
     with sessions() as session:
@@ -294,6 +302,7 @@ def test_events_reaching_the_commit_together_are_written_in_one_transaction_with
     ] * 3
     (entry,) = apply_entries(sessions)
     assert entry["event_ids"] == [str(event.id) for event in events]
+    assert entry["trace_ids"] == trace_ids  # each event's own trace, not only the first's
     assert entry["written_ids"] == str_numbers
 
 
