@@ -36,14 +36,15 @@ WORKER_CALL_POLICY: Final = RetryPolicy(
 )
 WORKER_BREAKER_RESET_S: Final = 5.0
 STATUS_REFRESH_PER_S: Final = 2
-POOL_BESIDE_THREADS: Final = 3
+POOL_BESIDE_THREADS: Final = 6
 
 
 def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.0.0.1") -> int:
     settings = load_settings()
-    # One connection per applying thread, plus the outbox relay's, the depth sampler's and the
-    # audit sealer's: the default pool is smaller than a busy worker, and a checkout beyond the
-    # pool opens a new PostgreSQL connection (a server process) and closes it again.
+    # One connection per applying thread, plus the outbox relay's, the depth sampler's, the
+    # audit sealer's, the event reader's and one committing thread's per source (KKI, SISDMK):
+    # the default pool is smaller than a busy worker, and a checkout beyond the pool opens a new
+    # PostgreSQL connection (a server process) and closes it again.
     engine = database.create_engine_from_settings(
         settings, pool_size=concurrency + POOL_BESIDE_THREADS
     )
