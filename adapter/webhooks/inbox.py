@@ -166,14 +166,20 @@ class WebhookInbox:
         return {event.id: event for event in self._session.scalars(query)}
 
     def mark_applied(self, event_id: uuid.UUID, outcome: str) -> bool:
-        """Pending → done, counted once; False when another worker got there first."""
+        """Pending → done, counted once; False when another worker got there first.
+
+        A worker only applies what it received from the queue, so the event was published:
+        ``published_at`` is set if the publisher's own mark was lost (its process killed between
+        the broker's confirm and that transaction's commit)."""
+        moment = self._clock()
         result = self._session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
             .values(
                 state="done",
                 outcome=outcome,
-                processed_at=self._clock(),
+                processed_at=moment,
+                published_at=func.coalesce(WebhookEvent.published_at, moment),
                 applied_count=WebhookEvent.applied_count + 1,
                 last_error=None,
             )
@@ -185,13 +191,15 @@ class WebhookInbox:
         it moved from pending to done, the others having been taken by another worker."""
         if not outcomes:
             return set()
+        moment = self._clock()
         result = self._session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id.in_(list(outcomes)), WebhookEvent.state == "pending")
             .values(
                 state="done",
                 outcome=case(dict(outcomes), value=WebhookEvent.id),
-                processed_at=self._clock(),
+                processed_at=moment,
+                published_at=func.coalesce(WebhookEvent.published_at, moment),
                 applied_count=WebhookEvent.applied_count + 1,
                 last_error=None,
             )
