@@ -32,8 +32,12 @@ def test_a_connection_the_server_ended_is_replaced_at_checkout(
     with engine.connect() as pooled, engine.connect() as other:
         ended = int(pooled.execute(text("SELECT pg_backend_pid()")).scalar_one())
         pooled.close()  # back in the pool (its one place); `other` overflows and is closed after
-        # Another session ends the pooled one, as a server restart would.
-        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": ended})
+        # Another session ends the pooled one, as a server restart would, and waits (up to 10 s)
+        # until that backend has exited: before then its goodbye may not be on the socket yet.
+        terminated = other.execute(
+            text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": ended}
+        ).scalar_one()
+        assert terminated, "PostgreSQL did not end the pooled connection's backend within 10 s"
 
     # Once the server has said goodbye the socket shows it; the next checkout sees it there.
     assert backend_pid(engine) not in (ended, 0)
