@@ -13,16 +13,11 @@ import warnings
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
 import httpx
 import yaml
-
-with warnings.catch_warnings():
-    # Importing connexion imports starlette's test client, which warns about httpx on every
-    # `hf-adapter` start; the adapter uses only connexion's schema helpers.
-    warnings.simplefilter("ignore")
-    from connexion.json_schema import Draft4ResponseValidator, resolve_refs
 from jsonschema import FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
@@ -48,12 +43,28 @@ _JSON_TYPES: Final = {
 }
 
 
+@cache
+def connexion_json_schema() -> ModuleType:
+    """connexion's schema helpers (`resolve_refs`, `Draft4ResponseValidator`), imported when a
+    contract is first loaded: importing connexion costs a quarter of a second of CPU (its
+    Starlette middleware stack), which `hf-adapter` commands that never check a response — the
+    audit, key and event commands — no longer pay at start."""
+    with warnings.catch_warnings():
+        # Importing connexion imports starlette's test client, which warns about httpx; the
+        # adapter uses only connexion's schema helpers.
+        warnings.simplefilter("ignore")
+        import connexion.json_schema
+
+    module: ModuleType = connexion.json_schema
+    return module
+
+
 class OpenApiContract:
     """One system's OpenAPI document, ready to validate the responses of its operations."""
 
     def __init__(self, system: str, spec: Mapping[str, Any]) -> None:
         self.system = system
-        resolved: dict[str, Any] = resolve_refs(dict(spec))
+        resolved: dict[str, Any] = connexion_json_schema().resolve_refs(dict(spec))
         self._responses = dict(_responses_by_operation(resolved))
         # Per schema object; the schemas live as long as the contract, so their ids stay unique.
         self._validators: dict[int, Validator] = {}
@@ -161,7 +172,9 @@ class OpenApiContract:
         with self._lock:
             validator = self._validators.get(id(schema))
             if validator is None:
-                validator = Draft4ResponseValidator(schema, format_checker=FormatChecker())
+                validator = connexion_json_schema().Draft4ResponseValidator(
+                    schema, format_checker=FormatChecker()
+                )
                 self._validators[id(schema)] = validator
             return validator
 

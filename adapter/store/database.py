@@ -11,13 +11,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
@@ -27,6 +22,11 @@ from adapter.errors import AdapterError, ConfigurationError
 from adapter.settings import Settings
 from adapter.store.crypto import KeyRing
 from adapter.store.models import Base
+
+if TYPE_CHECKING:
+    # Alembic is imported by the functions that migrate or check (a tenth of a second that the
+    # commands which only read and write rows do not pay at start).
+    from alembic.config import Config
 
 MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
 # PostgreSQL: a small pool per process (serve and worker scale by processes; docs/architecture.md,
@@ -161,18 +161,26 @@ def session_factory(engine: Engine, *, audit_keys: KeyRing | None = None) -> ses
 
 def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
     """Run the migrations up to `revision` (the newest by default)."""
+    from alembic import command
+
     with _migration_config(engine_or_url) as config:
         command.upgrade(config, revision)
 
 
 def downgrade(engine_or_url: Engine | str | URL, revision: str = "base") -> None:
     """Run the migrations down to `revision` (an empty database by default)."""
+    from alembic import command
+
     with _migration_config(engine_or_url) as config:
         command.downgrade(config, revision)
 
 
 def check(engine_or_url: Engine | str | URL) -> None:
     """`SchemaDriftError` unless the database is at head and matches the models exactly."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     with _connection(engine_or_url) as connection:
         heads = set(ScriptDirectory.from_config(_base_config()).get_heads())
         context = MigrationContext.configure(
@@ -197,6 +205,8 @@ def check(engine_or_url: Engine | str | URL) -> None:
 
 def revision(engine_or_url: Engine | str | URL, message: str) -> None:
     """Write a new migration from the difference between the models and an up-to-date database."""
+    from alembic import command
+
     with _migration_config(engine_or_url) as config:
         command.revision(config, message=message, autogenerate=True)
 
@@ -226,6 +236,8 @@ def _sqlite_engine(url: URL) -> Engine:
 
 
 def _base_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # Readable revision file names, ordered by creation date.

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from connexion.json_schema import resolve_refs
 
+from adapter.clients.contract import connexion_json_schema
 from adapter.webhooks.signature import WebhookRejected
 from openapi_schemas import compiled_validator
 
@@ -111,7 +111,7 @@ def _instant(text: str) -> dt.datetime:
 def _event_schema(source: str) -> dict[str, Any]:
     with (CONTRACTS_DIR / f"{source}.yaml").open(encoding="utf-8") as fh:
         spec = yaml.safe_load(fh)
-    resolved: dict[str, Any] = resolve_refs(spec)
+    resolved: dict[str, Any] = connexion_json_schema().resolve_refs(spec)
     schema: dict[str, Any] = resolved["components"]["schemas"]["WebhookEvent"]
     return schema
 
