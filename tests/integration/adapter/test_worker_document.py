@@ -10,16 +10,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
+from adapter.api.services import Caller
+from adapter.audit import Actor, record_audit, seal_all, verify_chain
+from adapter.composition import build_services
+from adapter.queue.embedded import EmbeddedPublisher
+from adapter.settings import load_settings
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
-from adapter.store.models import HealthWorker, IdentityFinding, Registration
+from adapter.store.models import AuditEvent, HealthWorker, IdentityFinding, Registration
 from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 from adapter.store.repositories import HealthWorkerRepository
-from adapter.workforce.directory import WITHHELD, WorkforceDirectory
+from adapter.workforce.directory import WITHHELD, WorkerNotFound, WorkforceDirectory
+from tests.integration.adapter.sync.support import adapter_environment
 from tests.support.databases import AUDIT_KEYS, BACKENDS
 from tests.support.documents import kki_registration, sisdmk_worker
 
@@ -335,3 +341,63 @@ def _withhold(value: str | None) -> str | None:
 
 def _iso(value: dt.date | dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def test_the_read_and_its_audit_entry_take_two_statements_and_commit_before_returning(
+    stored: Any, empty_database_url: URL
+) -> None:
+    sessions, full_id, _ = stored
+    engine = sessions.kw["bind"]
+    environment = adapter_environment(
+        empty_database_url.render_as_string(hide_password=False),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+    )
+    services = build_services(
+        load_settings(environment), engine=engine, publisher=EmbeddedPublisher()
+    )
+    api = services.api
+    caller = Caller(Actor(kind="user", subject="reader-1", client="hf-readonly"), pii=False)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    api.worker(caller, full_id)  # this thread's writer learns its number
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        document = api.worker(caller, full_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert document["masked"] is True
+    if engine.dialect.name == "postgresql":
+        # The read, then the entry claiming its writer's number: no BEGIN, no COMMIT either
+        # (autocommit; they are not cursor statements, so the transaction test below checks).
+        assert len(statements) == 2, statements
+    # A rollback takes this thread's next number back: the entry cannot be claimed in one
+    # statement and is appended in a transaction instead.
+    with sessions() as session:
+        record_audit(session, caller.actor, "healthworker.read", "health_worker")
+        session.rollback()
+    api.worker(caller, full_id)
+    with pytest.raises(WorkerNotFound):
+        api.worker(caller, uuid.uuid4())
+    # Committed before each call returned: another connection sees all of them.
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(AuditEvent.resource_id, AuditEvent.detail, AuditEvent.writer_n)
+            .where(AuditEvent.action == "healthworker.read")
+            .order_by(AuditEvent.writer_n)
+        ).all()
+    assert [(r.resource_id, json.loads(r.detail)["found"]) for r in rows] == [
+        (str(full_id), True),
+        (str(full_id), True),
+        (str(full_id), True),
+        (rows[3].resource_id, False),
+    ]
+    assert [r.writer_n for r in rows] == [1, 2, 3, 4]
+    seal_all(sessions)
+    with sessions() as session:
+        report = verify_chain(session)
+    assert report.problem is None, report
+    services.close()
