@@ -1,7 +1,9 @@
 """What the API's views call: each read of personal data or admin action with its audit entry.
 
 Every method opens one transaction, does its read or write and appends the audit entry in it,
-so both commit together. Actors come from the access token (subject and client), never from
+so both commit together; one worker in full on PostgreSQL instead reads in one statement and
+appends in one more, both autocommitted, the entry committed before the document is returned
+(`ApiServices.worker`). Actors come from the access token (subject and client), never from
 the request body. No web framework here.
 """
 
