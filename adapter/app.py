@@ -25,6 +25,7 @@ from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.messages import EventPublisher
 from adapter.queue.rabbit import CONNECTION_ERRORS, open_connection
 from adapter.settings import Settings
+from adapter.store.database import PG_POOL_SIZE
 from adapter.webhooks import views as webhook_views
 from adapter.webhooks.receiver import WebhookUnavailable
 from adapter.webhooks.signature import WebhookRejected
@@ -43,14 +44,16 @@ def create_app(
     publisher: EventPublisher | None = None,
     metrics: EventMetrics | None = None,
     seal: bool = False,
+    pool_size: int = PG_POOL_SIZE,
 ) -> Flask:
     """The WSGI app; `engine`, `publisher` and `metrics` default to what the settings say.
 
     Its services come from the composition root (`adapter.composition.build_services`). With
-    `seal` (each served process) it seals the audit trail in a thread of its own.
+    `seal` (each served process) it seals the audit trail in a thread of its own. `pool_size`:
+    PostgreSQL connections kept open when the app makes its engine (`serve_pool_size`).
     """
     app = Flask("adapter")
-    services = build_services(settings, engine=engine, publisher=publisher)
+    services = build_services(settings, engine=engine, publisher=publisher, pool_size=pool_size)
     if seal:
         services.start_sealer()
     engine = services.engine

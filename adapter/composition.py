@@ -52,10 +52,12 @@ class Services:
         engine: Engine | None = None,
         publisher: EventPublisher | None = None,
         clock: Clock = utc_now,
+        pool_size: int = database.PG_POOL_SIZE,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self._engine = engine
+        self._pool_size = pool_size
         self._owns_engine = engine is None
         self._publisher = publisher
         self._owns_publisher = publisher is None
@@ -66,7 +68,9 @@ class Services:
     @cached_property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = database.create_engine_from_settings(self.settings)
+            self._engine = database.create_engine_from_settings(
+                self.settings, pool_size=self._pool_size
+            )
         return self._engine
 
     @cached_property
@@ -252,15 +256,19 @@ def build_services(
     publisher: EventPublisher | None = None,
     clock: Clock = utc_now,
     check_keys: bool = True,
+    pool_size: int = database.PG_POOL_SIZE,
 ) -> Services:
     """The adapter's services for `settings`; `engine` and `publisher` when the caller has
-    them already (a test's database, the app's publisher), else made from the settings.
+    them already (a test's database, the app's publisher), else made from the settings, the
+    engine with a pool of `pool_size` PostgreSQL connections.
 
     Unless `check_keys` is false (commands that never use the blind index: the re-index
     itself, the encryption-key rotation, the audit trail's), the stored digests' key ids are
     checked first: `BlindIndexKeyError` if one is not configured.
     """
-    services = Services(settings, engine=engine, publisher=publisher, clock=clock)
+    services = Services(
+        settings, engine=engine, publisher=publisher, clock=clock, pool_size=pool_size
+    )
     if check_keys:
         try:
             services.check_blind_index_keys()

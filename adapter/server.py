@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 DEFAULT_BIND: Final = "127.0.0.1:8000"
 GRACEFUL_TIMEOUT_S: Final = 30
+# Threads of a served process that use the database beside the request threads: the audit
+# sealer and the webhook receiver's committing and publishing batchers.
+SERVE_POOL_BESIDE_THREADS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,16 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
         from adapter.app import create_app
 
         settings = load_settings()
-        return served_app(create_app(settings, seal=True), settings)
+        app = create_app(settings, seal=True, pool_size=serve_pool_size(self.cfg.threads))
+        return served_app(app, settings)
+
+
+def serve_pool_size(threads: int) -> int:
+    """PostgreSQL connections a served process keeps: one per request thread plus the audit
+    threads beside them (`SERVE_POOL_BESIDE_THREADS`). A smaller pool opens a new
+    connection (a server process forked, authenticated) beyond it on every burst and closes
+    it again when it is checked in."""
+    return threads + SERVE_POOL_BESIDE_THREADS
 
 
 def served_app(app: Flask, settings: Settings) -> WSGIApplication:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
 import shutil
@@ -59,9 +60,12 @@ READER = "hf-readonly"
 def bench_app() -> Flask:
     """The adapter's app plus a bare endpoint, for gunicorn: `bench.bench_api:bench_app()`."""
     from adapter.app import create_app
+    from adapter.server import serve_pool_size
     from adapter.settings import load_settings
 
-    app = create_app(load_settings(), seal=True)
+    # The pool `hf-adapter serve` gives each process for its threads (`BENCH_THREADS`).
+    pool_size = serve_pool_size(int(os.environ["BENCH_THREADS"]))
+    app = create_app(load_settings(), seal=True, pool_size=pool_size)
 
     def bare() -> Response:
         return Response('{"status":"ok"}', mimetype="application/json")
@@ -162,7 +166,12 @@ def main() -> int:
             ]
         environment = adapter_environment(
             database.render_as_string(hide_password=False), mocks["kki"].url, mocks["sisdmk"].url
-        ) | {"OIDC_ISSUER": idp.issuer, "OIDC_AUDIENCE": "hf-adapter", "LOG_LEVEL": "WARNING"}
+        ) | {
+            "OIDC_ISSUER": idp.issuer,
+            "OIDC_AUDIENCE": "hf-adapter",
+            "LOG_LEVEL": "WARNING",
+            "BENCH_THREADS": str(args.threads),
+        }
         port = free_port()
         server = ManagedProcess(
             "bench-serve",

@@ -1,12 +1,15 @@
 """What the API's views call: each read of personal data or admin action with its audit entry.
 
 Every method opens one transaction, does its read or write and appends the audit entry in it,
-so both commit together. Actors come from the access token (subject and client), never from
+so both commit together; one worker in full on PostgreSQL instead reads in one statement and
+appends in one more, both autocommitted, the entry committed before the document is returned
+(`ApiServices.worker`). Actors come from the access token (subject and client), never from
 the request body. No web framework here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Mapping
@@ -18,7 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
-from adapter.audit import Actor, nik_reference, pending_count, record_audit, seal_all
+from adapter.audit import (
+    Actor,
+    nik_reference,
+    pending_count,
+    record_audit,
+    record_audit_alone,
+    seal_all,
+)
 from adapter.clock import Clock, utc_now
 from adapter.lookup import LOOKUP_ACTION, LOOKUP_RESOURCE, LookupAnswer, RegistryLookup
 from adapter.queue.messages import EventPublisher
@@ -150,7 +160,16 @@ class ApiServices:
         return [] if found is None else [found]
 
     def worker(self, caller: Caller, worker_id: uuid.UUID) -> dict[str, Any]:
-        """One worker in full; `WorkerNotFound` (audited as a read that found nothing)."""
+        """One worker in full; `WorkerNotFound` (audited as a read that found nothing).
+
+        On PostgreSQL in two round trips, in autocommit: the read is one statement (its own
+        snapshot), the audit entry one more that commits as it returns (`record_audit_alone`),
+        before the document is handed back; no BEGIN, no COMMIT. When the entry cannot be
+        appended in one statement (rare: see `record_audit_alone`) it is appended in a
+        transaction, still before the document is handed back.
+        """
+        if self._engine.dialect.name == "postgresql":
+            return self._worker_in_autocommit(caller, worker_id)
         try:
             with self._sessions.begin() as session:
                 document = self._directory(session).worker(worker_id, clear=caller.pii)
@@ -161,18 +180,38 @@ class ApiServices:
             raise
         return document
 
+    def _worker_in_autocommit(self, caller: Caller, worker_id: uuid.UUID) -> dict[str, Any]:
+        document: dict[str, Any] | None = None
+        with self._sessions() as session:
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            with contextlib.suppress(WorkerNotFound):
+                document = self._directory(session).worker(worker_id, clear=caller.pii)
+            found = document is not None
+            appended = record_audit_alone(
+                session, caller.actor, **self._worker_read(caller, worker_id, found=found)
+            )
+        if appended is None:
+            with self._sessions.begin() as session:
+                self._audit_worker_read(session, caller, worker_id, found=found)
+        if document is None:
+            raise WorkerNotFound(f"no health worker {worker_id}")
+        return document
+
     def _audit_worker_read(
         self, session: Session, caller: Caller, worker_id: uuid.UUID, *, found: bool
     ) -> None:
-        record_audit(
-            session,
-            caller.actor,
-            WORKER_DETAIL.action,
-            WORKER_DETAIL.resource_type,
-            resource_id=str(worker_id),
-            fields=SUMMARY_FIELDS if found else (),
-            detail={"masked": not caller.pii, "found": found},
-        )
+        record_audit(session, caller.actor, **self._worker_read(caller, worker_id, found=found))
+
+    @staticmethod
+    def _worker_read(caller: Caller, worker_id: uuid.UUID, *, found: bool) -> dict[str, Any]:
+        """The audit entry of a read of one worker, but its actor."""
+        return {
+            "action": WORKER_DETAIL.action,
+            "resource_type": WORKER_DETAIL.resource_type,
+            "resource_id": str(worker_id),
+            "fields": SUMMARY_FIELDS if found else (),
+            "detail": {"masked": not caller.pii, "found": found},
+        }
 
     def findings(
         self,

@@ -12,6 +12,7 @@ from adapter.audit.trail import (
     entry_mac,
     nik_reference,
     record_audit,
+    record_audit_alone,
     seal_hash,
 )
 from adapter.audit.verify import ChainReport, verify_chain
@@ -35,6 +36,7 @@ __all__ = [
     "pending_count",
     "read_anchors",
     "record_audit",
+    "record_audit_alone",
     "seal_all",
     "seal_hash",
     "seal_pending",

@@ -101,6 +101,49 @@ def record_audit(
     `session` must come from a factory made with the audit keys
     (``database.session_factory(engine, audit_keys=...)``, as the composition root does).
     """
+    appended = _append(
+        session, actor, action, resource_type, resource_id, fields, outcome, detail, alone=False
+    )
+    assert appended is not None
+    return appended
+
+
+def record_audit_alone(
+    session: Session,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    *,
+    resource_id: str | None = None,
+    fields: Iterable[str] = (),
+    outcome: str = "success",
+    detail: Mapping[str, Any] | None = None,
+) -> uuid.UUID | None:
+    """`record_audit` in ONE statement or not at all, for a PostgreSQL session in autocommit
+    (``session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})``): the statement
+    that claims this thread's writer's next number and inserts the entry is its own transaction,
+    committed when it returns — no BEGIN, no COMMIT round trip. None when the number was not the
+    writer's next (nothing was written): append with `record_audit` in a transaction then.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        raise ValueError("an entry in one statement is only for PostgreSQL")
+    return _append(
+        session, actor, action, resource_type, resource_id, fields, outcome, detail, alone=True
+    )
+
+
+def _append(
+    session: Session,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+    fields: Iterable[str],
+    outcome: str,
+    detail: Mapping[str, Any] | None,
+    *,
+    alone: bool,
+) -> uuid.UUID | None:
     named = sorted(set(fields))
     unknown = set(named) - PERSONAL_FIELDS
     if unknown:
@@ -142,6 +185,8 @@ def record_audit(
             _remember_number(guess)
             return entry.id
         # Taken back by a rollback since, or another session of this thread appended meanwhile.
+        if alone:
+            return None
     # This writer's next number: its own row, locked until the transaction ends (a thread runs
     # one transaction at a time, so nobody waits on it); a rollback takes the number back.
     upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditWriter)

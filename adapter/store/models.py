@@ -172,8 +172,9 @@ class HealthWorker(Provenance, Timestamps, Base):
     sisdmk_worker_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
     # Which system the identity columns come from: "kki" until SISDMK knows the person.
     identity_source: Mapped[str] = mapped_column(String(16))
-    # Read-only collections for one worker in full (`WorkforceDirectory.worker` loads them with
-    # the worker, in order); never loaded lazily, never written through.
+    # Read-only collections of one worker, in order, for ORM reads (`WorkforceDirectory.worker`
+    # reads the same rows without them, in one statement); never loaded lazily, never written
+    # through.
     employments: Mapped[list[Employment]] = relationship(
         viewonly=True, lazy="raise", order_by="Employment.tmt_start"
     )

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy import column, select, text
+from sqlalchemy.orm import Session
 
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
@@ -23,9 +23,15 @@ from adapter.merge.rules import Rule
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
 from adapter.store.keyset import MAX_PAGE_SIZE, InvalidQuery, Page, keyset_page
 from adapter.store.models import (
+    Base,
+    CpdSummary,
+    Education,
+    Employment,
     HealthWorker,
     IdentityFinding,
+    PracticeLicense,
     Registration,
+    Training,
 )
 from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 
@@ -119,101 +125,46 @@ class WorkforceDirectory:
     # -- one worker -------------------------------------------------------------------------
 
     def worker(self, worker_id: uuid.UUID, *, clear: bool) -> dict[str, Any]:
-        """One worker with everything known of them, in five round trips whatever they hold:
-        the worker joined to their registrations and SKP, then each other collection of all
-        those rows at once (``selectinload``), instead of three queries per registration."""
-        row = (
-            self._session.scalars(
-                select(HealthWorker)
-                .where(HealthWorker.id == worker_id)
-                .options(
-                    joinedload(HealthWorker.registrations).options(
-                        joinedload(Registration.skp),
-                        selectinload(Registration.sips),
-                        selectinload(Registration.trainings),
-                    ),
-                    selectinload(HealthWorker.employments),
-                    selectinload(HealthWorker.educations),
-                )
-            )
-            .unique()
-            .one_or_none()
-        )
-        if row is None:
+        """One worker with everything known of them. On PostgreSQL in ONE statement whatever
+        they hold (each collection a correlated `json_agg` subquery, no ORM objects); on SQLite
+        (in process, no round trips) in seven plain Core queries. The same document either way.
+        """
+        if self._session.get_bind().dialect.name == "postgresql":
+            loaded = _load_worker_postgresql(self._session, worker_id)
+        else:
+            loaded = _load_worker_by_collection(self._session, worker_id)
+        if loaded is None:
             raise WorkerNotFound(f"no health worker {worker_id}")
+        row, employments, educations, registrations = loaded
         document = self._summary(row, clear=clear)
-        document["employments"] = [
-            {
-                "facility_code": e.facility_code,
-                "facility_name": e.facility_name,
-                "unit": e.unit,
-                "jabatan": e.jabatan,
-                "employment_status": e.employment_status,
-                "tmt_start": _iso(e.tmt_start),
-                "end_date": _iso(e.end_date),
-                "end_reason": e.end_reason,
-                "is_current": e.is_current,
-            }
-            for e in row.employments
-        ]
-        document["educations"] = [
-            {
-                "level": e.level,
-                "program": e.program,
-                "institution": e.institution,
-                "graduation_year": e.graduation_year,
-            }
-            for e in row.educations
-        ]
-        document["registrations"] = [self._registration(r) for r in row.registrations]
+        document["employments"] = employments
+        document["educations"] = educations
+        document["registrations"] = [self._registration(r) for r in registrations]
         return document
 
-    def _registration(self, row: Registration) -> dict[str, Any]:
-        sips, skp, trainings = row.sips, row.skp, row.trainings
+    def _registration(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """`row`: a registration's columns, dates as ISO text, its SIPs, SKP and trainings
+        already as documents (`_load_worker_*`)."""
         return {
-            "str_number": row.str_number,
-            "status": row.status,
-            "status_reason": row.status_reason,
-            "status_changed_at": _iso(row.status_changed_at),
-            "valid_until": _iso(row.valid_until),
-            "registration_type": row.registration_type,
-            "profession": row.profession,
-            "kompetensi": row.kompetensi,
-            "issued_at": _iso(row.issued_at),
-            "sips": [
-                {
-                    "sip_number": s.sip_number,
-                    "sip_seq": s.sip_seq,
-                    "facility_code": s.facility_code,
-                    "issued_at": _iso(s.issued_at),
-                    "valid_until": _iso(s.valid_until),
-                    "status": s.status,
-                }
-                for s in sips
-            ],
-            "skp": None
-            if skp is None
-            else {
-                "period_start": _iso(skp.period_start),
-                "period_end": _iso(skp.period_end),
-                "required_total": skp.required_total,
-                "earned_total": float(skp.earned_total),
-                "adequacy": skp.adequacy,
-                "as_of": _iso(skp.as_of),
-            },
-            "trainings": [
-                {
-                    "course_id": t.course_id,
-                    "source": t.source,
-                    "title": t.title,
-                    "jpl": t.jpl,
-                    "skp_value": float(t.skp_value),
-                    "domain": t.domain,
-                    "completed_at": _iso(t.completed_at),
-                }
-                for t in trainings
-            ],
-            "provenance": _provenance(row, self._clock()),
+            "str_number": row["str_number"],
+            "status": row["status"],
+            "status_reason": row["status_reason"],
+            "status_changed_at": _iso(row["status_changed_at"]),
+            "valid_until": row["valid_until"],
+            "registration_type": row["registration_type"],
+            "profession": row["profession"],
+            "kompetensi": row["kompetensi"],
+            "issued_at": row["issued_at"],
+            "sips": row["sips"],
+            "skp": row["skp"],
+            "trainings": row["trainings"],
+            "provenance": _provenance_of(
+                row["source_system"],
+                row["source_id"],
+                row["source_version"],
+                row["fetched_at"],
+                self._clock(),
+            ),
         }
 
     def _summary(self, row: HealthWorker, *, clear: bool) -> dict[str, Any]:
@@ -271,11 +222,16 @@ def mask_name(name: str | None) -> str | None:
 
 
 def _provenance(row: Any, now: dt.datetime) -> dict[str, Any]:
-    fetched: dt.datetime = row.fetched_at
+    return _provenance_of(row.source_system, row.source_id, row.source_version, row.fetched_at, now)
+
+
+def _provenance_of(
+    system: str, source_id: str, version: int, fetched: dt.datetime, now: dt.datetime
+) -> dict[str, Any]:
     return {
-        "source_system": row.source_system,
-        "source_id": row.source_id,
-        "source_version": row.source_version,
+        "source_system": system,
+        "source_id": source_id,
+        "source_version": version,
         "fetched_at": _iso(fetched),
         "age_s": round((now - fetched).total_seconds(), 3),
     }
@@ -299,6 +255,215 @@ def _finding_document(row: IdentityFinding) -> dict[str, Any]:
         "sisdmk_has_value": row.sisdmk_digest is not None if mismatch else None,
         "detected_at": _iso(row.detected_at),
         "resolved_at": _iso(row.resolved_at),
+    }
+
+
+# -- loading one worker -------------------------------------------------------------------------
+
+# The worker's own columns a document shows (`WorkforceDirectory._summary`).
+_WORKER_COLUMNS: Final = (
+    "id",
+    *PERSON_IDENTITY_FIELDS,
+    "gender",
+    "profession",
+    "tenaga_group",
+    "province_code",
+    "regency_code",
+    "facility_code",
+    "is_active",
+    "identity_source",
+    "source_system",
+    "source_id",
+    "source_version",
+    "fetched_at",
+)
+
+# What one worker loads: their row, employments and educations as documents, and registrations
+# as mappings of their columns with SIPs, SKP and trainings as documents.
+_Loaded = tuple[Any, list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def _json_object(alias: str, columns: Sequence[str]) -> str:
+    return "json_build_object(" + ", ".join(f"'{c}', {alias}.{c}" for c in columns) + ")"
+
+
+_EMPLOYMENT_KEYS: Final = (
+    "facility_code",
+    "facility_name",
+    "unit",
+    "jabatan",
+    "employment_status",
+    "tmt_start",
+    "end_date",
+    "end_reason",
+    "is_current",
+)
+_EDUCATION_KEYS: Final = ("level", "program", "institution", "graduation_year")
+_SIP_KEYS: Final = ("sip_number", "sip_seq", "facility_code", "issued_at", "valid_until", "status")
+_SKP_KEYS: Final = (
+    "period_start",
+    "period_end",
+    "required_total",
+    "earned_total",
+    "adequacy",
+    "as_of",
+)
+_TRAINING_KEYS: Final = (
+    "course_id",
+    "source",
+    "title",
+    "jpl",
+    "skp_value",
+    "domain",
+    "completed_at",
+)
+_REGISTRATION_KEYS: Final = (
+    "str_number",
+    "status",
+    "status_reason",
+    "status_changed_at",
+    "valid_until",
+    "registration_type",
+    "profession",
+    "kompetensi",
+    "issued_at",
+    "source_system",
+    "source_id",
+    "source_version",
+    "fetched_at",
+)
+# Timestamps go into JSON as UTC wall time (`AT TIME ZONE 'UTC'`, whatever the session's time
+# zone), read back as aware UTC datetimes; dates are ISO text in JSON as in `_iso`; numerics
+# keep their scale ("21.50"), so JSON hands back floats, as `float(Decimal)` did.
+_REGISTRATION_TIMESTAMPS: Final = ("status_changed_at", "fetched_at")
+_UTC_IN_JSON: Final = {name: f"r.{name} AT TIME ZONE 'UTC'" for name in _REGISTRATION_TIMESTAMPS}
+
+# Ties in a collection's order (two posts starting the same day) are broken by row id. Built
+# from the constant names above only; the worker id is a bound parameter.
+_WORKER_IN_ONE_STATEMENT: Final = text(
+    "SELECT "  # noqa: S608
+    + ", ".join(f"w.{c}" for c in _WORKER_COLUMNS)
+    + ", (SELECT json_agg("
+    + _json_object("e", _EMPLOYMENT_KEYS)
+    + " ORDER BY e.tmt_start, e.id) FROM employments e WHERE e.worker_id = w.id) AS employments"
+    + ", (SELECT json_agg("
+    + _json_object("d", _EDUCATION_KEYS)
+    + " ORDER BY d.graduation_year, d.id) FROM educations d WHERE d.worker_id = w.id)"
+    + " AS educations"
+    + ", (SELECT json_agg(json_build_object("
+    + ", ".join(f"'{c}', {_UTC_IN_JSON.get(c, 'r.' + c)}" for c in _REGISTRATION_KEYS)
+    + ", 'sips', (SELECT json_agg("
+    + _json_object("s", _SIP_KEYS)
+    + " ORDER BY s.sip_seq, s.id) FROM practice_licenses s WHERE s.registration_id = r.id)"
+    + ", 'skp', (SELECT "
+    + _json_object("k", _SKP_KEYS)
+    + " FROM cpd_summaries k WHERE k.registration_id = r.id)"
+    + ", 'trainings', (SELECT json_agg("
+    + _json_object("t", _TRAINING_KEYS)
+    + " ORDER BY t.completed_at, t.id) FROM trainings t WHERE t.registration_id = r.id)"
+    + ") ORDER BY r.str_number) FROM registrations r WHERE r.worker_id = w.id) AS registrations"
+    + " FROM health_workers w WHERE w.id = :worker_id"
+).columns(
+    *(HealthWorker.__table__.c[name] for name in _WORKER_COLUMNS),
+    column("employments"),
+    column("educations"),
+    column("registrations"),
+)
+
+
+def _load_worker_postgresql(session: Session, worker_id: uuid.UUID) -> _Loaded | None:
+    """The worker and every collection in one round trip (correlated `json_agg` subqueries)."""
+    row = session.execute(_WORKER_IN_ONE_STATEMENT, {"worker_id": worker_id}).one_or_none()
+    if row is None:
+        return None
+    registrations: list[dict[str, Any]] = row.registrations or []
+    for registration in registrations:
+        for name in _REGISTRATION_TIMESTAMPS:
+            registration[name] = _utc(registration[name])
+        registration["sips"] = registration["sips"] or []
+        trainings = registration["trainings"] = registration["trainings"] or []
+        for training in trainings:
+            training["skp_value"] = float(training["skp_value"])
+        if (skp := registration["skp"]) is not None:
+            skp["earned_total"] = float(skp["earned_total"])
+    return row, row.employments or [], row.educations or [], registrations
+
+
+def _utc(wall_time: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(wall_time).replace(tzinfo=dt.UTC)
+
+
+def _load_worker_by_collection(session: Session, worker_id: uuid.UUID) -> _Loaded | None:
+    """The same as `_load_worker_postgresql` in one Core query per table (for SQLite)."""
+    worker = HealthWorker.__table__.c
+    row = session.execute(
+        select(*(worker[name] for name in _WORKER_COLUMNS)).where(worker.id == worker_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    employments = [
+        _dated(r._mapping)
+        for r in session.execute(
+            select(*(Employment.__table__.c[k] for k in _EMPLOYMENT_KEYS))
+            .where(Employment.worker_id == worker_id)
+            .order_by(Employment.tmt_start, Employment.id)
+        )
+    ]
+    educations = [
+        dict(r._mapping)
+        for r in session.execute(
+            select(*(Education.__table__.c[k] for k in _EDUCATION_KEYS))
+            .where(Education.worker_id == worker_id)
+            .order_by(Education.graduation_year, Education.id)
+        )
+    ]
+    registrations: dict[uuid.UUID, dict[str, Any]] = {}
+    for r in session.execute(
+        select(Registration.id, *(Registration.__table__.c[k] for k in _REGISTRATION_KEYS))
+        .where(Registration.worker_id == worker_id)
+        .order_by(Registration.str_number)
+    ):
+        values = dict(r._mapping)
+        registration_id = values.pop("id")
+        values["valid_until"] = _iso(values["valid_until"])
+        values["issued_at"] = _iso(values["issued_at"])
+        registrations[registration_id] = values | {"sips": [], "skp": None, "trainings": []}
+    if registrations:
+        ids = list(registrations)
+        for r in session.execute(
+            select(PracticeLicense.registration_id, *_columns(PracticeLicense, _SIP_KEYS))
+            .where(PracticeLicense.registration_id.in_(ids))
+            .order_by(PracticeLicense.sip_seq, PracticeLicense.id)
+        ):
+            registrations[r.registration_id]["sips"].append(_dated(r._mapping, _SIP_KEYS))
+        for r in session.execute(
+            select(CpdSummary.registration_id, *_columns(CpdSummary, _SKP_KEYS)).where(
+                CpdSummary.registration_id.in_(ids)
+            )
+        ):
+            skp = _dated(r._mapping, _SKP_KEYS)
+            skp["earned_total"] = float(skp["earned_total"])
+            registrations[r.registration_id]["skp"] = skp
+        for r in session.execute(
+            select(Training.registration_id, *_columns(Training, _TRAINING_KEYS))
+            .where(Training.registration_id.in_(ids))
+            .order_by(Training.completed_at, Training.id)
+        ):
+            training = _dated(r._mapping, _TRAINING_KEYS)
+            training["skp_value"] = float(training["skp_value"])
+            registrations[r.registration_id]["trainings"].append(training)
+    return row, employments, educations, list(registrations.values())
+
+
+def _columns(model: type[Base], keys: Sequence[str]) -> list[Any]:
+    return [model.__table__.c[k] for k in keys]
+
+
+def _dated(values: Mapping[Any, Any], keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """`values` (in `keys`' order) with dates as ISO text, as they come out of JSON."""
+    return {
+        k: _iso(v) if isinstance(v, dt.date) else v
+        for k, v in ((k, values[k]) for k in (keys if keys is not None else values.keys()))
     }
 
 

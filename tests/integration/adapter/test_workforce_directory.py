@@ -133,7 +133,7 @@ def test_one_worker_in_full_with_registrations_and_provenance(
             directory.worker(uuid.uuid4(), clear=False)
 
 
-def test_one_worker_in_full_takes_five_statements_whatever_they_hold(
+def test_one_worker_in_full_takes_one_statement_on_postgresql_whatever_they_hold(
     stored: Any, cipher: FieldCipher, blind_index: BlindIndex
 ) -> None:
     sessions, workers, registrations = stored
@@ -158,7 +158,9 @@ def test_one_worker_in_full_takes_five_statements_whatever_they_hold(
         finally:
             event.remove(engine, "before_cursor_execute", count)
     held = [registrations[0], *more]
-    assert len(statements) == 5, statements
+    # SQLite (in process, no round trips) reads one table at a time.
+    dialect = engine.dialect.name
+    assert len(statements) == (1 if dialect == "postgresql" else 7), statements
     assert [r["str_number"] for r in full["registrations"]] == sorted(r["str_number"] for r in held)
     by_number = {r["str_number"]: r for r in held}
     for registration in full["registrations"]:
