@@ -46,13 +46,20 @@ def test_full_sync_of_ten_thousand_equals_the_source_field_by_field(
 
 
 def check_full_sync_equals_source(
-    sisdmk: Mock, kki: Mock, database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
+    sisdmk: Mock,
+    kki: Mock,
+    database_url: URL,
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    *,
+    size: int = N,
 ) -> None:
-    """Sync both mocks into `database_url`; the store rebuilt equals their documents."""
+    """Sync both mocks (of `size` people) into `database_url`; the store rebuilt equals their
+    documents."""
     workers = sisdmk.records("health-workers")
     registrations = kki.records("registrations")
-    assert len(workers) == N
-    assert len(registrations) >= N * 0.9
+    assert len(workers) == size
+    assert len(registrations) >= size * 0.9
 
     with store(database_url) as sessions:
         for system, mock in (("sisdmk", sisdmk), ("kki", kki)):

@@ -1,4 +1,12 @@
-"""The N=10,000 field-by-field equality of test_full_sync_equality.py, on the SQLite default."""
+"""The field-by-field equality of test_full_sync_equality.py on the SQLite default, at N=2,000.
+
+Why not 10,000: scale is what the PostgreSQL test proves, and it keeps N=10,000. What this one
+adds is that every field of every kind of record comes back equal through SQLite's column
+types; 2,000 people per mock already hold every variant the generator makes (each profession,
+status, citizenship, SIP and training shape, the seeded identity mismatches), and five times
+more rows of the same kinds only measure SQLite's speed, which is reported (its run time in the
+suite's `--durations`), not a goal. At N=10,000 it was the longest test of the suite.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +21,27 @@ from tests.integration.adapter.sync.support import Mock, running_mock
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+N = 2_000
+
 
 @pytest.fixture(scope="module")
 def sisdmk() -> Iterator[Mock]:
-    yield from running_mock("sisdmk", size=equality.N, seed=2026)
+    yield from running_mock("sisdmk", size=N, seed=2026)
 
 
 @pytest.fixture(scope="module")
 def kki() -> Iterator[Mock]:
-    yield from running_mock("kki", size=equality.N, seed=2026)
+    yield from running_mock("kki", size=N, seed=2026)
 
 
 @pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)
-def test_full_sync_of_ten_thousand_equals_the_source_field_by_field_on_sqlite(
+def test_full_sync_equals_the_source_field_by_field_on_sqlite(
     sisdmk: Mock,
     kki: Mock,
     empty_database_url: URL,
     cipher: FieldCipher,
     blind_index: BlindIndex,
 ) -> None:
-    equality.check_full_sync_equals_source(sisdmk, kki, empty_database_url, cipher, blind_index)
+    equality.check_full_sync_equals_source(
+        sisdmk, kki, empty_database_url, cipher, blind_index, size=N
+    )
