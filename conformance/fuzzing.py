@@ -9,7 +9,6 @@ from typing import Any
 
 import schemathesis
 from schemathesis.engine import events, from_schema
-from schemathesis.openapi.loaders import detect_content_type, load_content
 
 from conformance.context import RunContext
 from conformance.findings import Exchange
@@ -17,8 +16,6 @@ from conformance.systems import SystemProfile
 
 LIST_SUBSCRIPTIONS = "listWebhookSubscriptions"
 DELETE_SUBSCRIPTION = "deleteWebhookSubscription"
-# How an http(s) URL grammar written as a `pattern` begins (see `without_implied_formats`).
-URL_GRAMMAR_START = "^https?://"
 
 
 def schemathesis_config(ctx: RunContext, profile: SystemProfile) -> dict[str, Any]:
@@ -48,41 +45,10 @@ def schemathesis_config(ctx: RunContext, profile: SystemProfile) -> dict[str, An
     return data
 
 
-def without_implied_formats(node: Any) -> Any:
-    """`node` (a contract or part of one) without the `format: uri` of the strings whose
-    `pattern` is an anchored http(s) URL grammar (the webhook subscriptions' `url`).
-
-    Such a pattern admits only URIs, so the format adds no constraint, but Schemathesis'
-    coverage phase still looks for a value that matches the pattern and is not a URI, for
-    its "invalid format" case, and gives up only after ~16 s of CPU (in every run, on each
-    contract: half of a clean-mock run). Without the format it spends nothing there; what it
-    sends is the same (no such value exists), and the pattern's own negative cases (values
-    that do not match it) are still generated and sent."""
-    if isinstance(node, list):
-        return [without_implied_formats(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    pattern = node.get("pattern")
-    implied = (
-        node.get("format") == "uri"
-        and isinstance(pattern, str)
-        and pattern.startswith(URL_GRAMMAR_START)
-        and pattern.endswith("$")
-    )
-    return {
-        key: without_implied_formats(value)
-        for key, value in node.items()
-        if not (implied and key == "format")
-    }
-
-
 def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
     config = schemathesis.Config.from_dict(schemathesis_config(ctx, profile))
-    path = str(ctx.contract.path)
-    with open(path, encoding="utf-8") as contract:
-        document = load_content(contract.read(), detect_content_type(path=path))
-    schema: schemathesis.BaseSchema = schemathesis.openapi.from_dict(
-        without_implied_formats(document), config=config
+    schema: schemathesis.BaseSchema = schemathesis.openapi.from_path(
+        str(ctx.contract.path), config=config
     )
     if ctx.options.include:
         schema = schema.include(operation_id=list(ctx.options.include))
