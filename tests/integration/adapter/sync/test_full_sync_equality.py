@@ -1,7 +1,7 @@
 """A full sync of N=10,000 equals the mocks' data set field by field, after decryption, on
 PostgreSQL (the SQLite default, at N=5,000: test_full_sync_equality_sqlite.py, a separate file
-so the two long runs go to different test workers). That a second run changes nothing is shown at N=300
-in test_batch_sync; here it would double the longest test of the suite."""
+so the two long runs go to different test workers). That a second run changes nothing is shown
+at N=300 in test_batch_sync; here it would double the longest test of the suite."""
 
 from __future__ import annotations
 
