@@ -1,7 +1,7 @@
 """A full sync of N=10,000 equals the mocks' data set field by field, after decryption, on
-PostgreSQL (the SQLite default: test_full_sync_equality_sqlite.py, a separate file so the two
-long runs go to different test workers). That a second run changes nothing is shown at N=300
-in test_batch_sync; here it would double the longest test of the suite."""
+PostgreSQL (the SQLite default, at N=5,000: test_full_sync_equality_sqlite.py, a separate file
+so the two long runs go to different test workers). That a second run changes nothing is shown
+at N=300 in test_batch_sync; here it would double the longest test of the suite."""
 
 from __future__ import annotations
 
@@ -46,13 +46,20 @@ def test_full_sync_of_ten_thousand_equals_the_source_field_by_field(
 
 
 def check_full_sync_equals_source(
-    sisdmk: Mock, kki: Mock, database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
+    sisdmk: Mock,
+    kki: Mock,
+    database_url: URL,
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    *,
+    size: int = N,
 ) -> None:
-    """Sync both mocks into `database_url`; the store rebuilt equals their documents."""
+    """Sync both mocks (of `size` people) into `database_url`; the store rebuilt equals their
+    documents."""
     workers = sisdmk.records("health-workers")
     registrations = kki.records("registrations")
-    assert len(workers) == N
-    assert len(registrations) >= N * 0.9
+    assert len(workers) == size
+    assert len(registrations) >= size * 0.9
 
     with store(database_url) as sessions:
         for system, mock in (("sisdmk", sisdmk), ("kki", kki)):
