@@ -288,9 +288,11 @@ class KeycloakRealm:
 
 
 def realm_name(request: pytest.FixtureRequest) -> str:
-    """``healthforce-<module>``: the module's own copy of the realm export."""
+    """``healthforce-<module>[-<xdist worker>]``: the module's own copy of the realm export. The
+    worker's name keeps two copies apart when ``--dist load`` runs a module on both workers."""
     module = request.path.stem.removeprefix("test_").replace("_", "-")
-    return f"{REALM}-{module}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{REALM}-{module}-{worker}" if worker else f"{REALM}-{module}"
 
 
 @contextlib.contextmanager
