@@ -179,12 +179,13 @@ def release(folder: Path) -> None:
         if state["users"] > 0:
             state_file.write_text(json.dumps(state), encoding="utf-8")
             return
-        state_file.unlink()
+        # Stopped before its record goes: interrupted half-way, the controller finishes the job.
         if _started is not None and _started.base_url == state["base_url"]:
             _started.close()
             _started = None
         else:
             _stop_group(state)
+        state_file.unlink()
 
 
 def stop_leftover(folder: Path) -> None:
@@ -194,8 +195,8 @@ def stop_leftover(folder: Path) -> None:
     with _locked(folder) as state_file:
         state = _read(state_file)
         if state is not None:
-            state_file.unlink()
             _stop_group(state)
+            state_file.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -209,6 +210,7 @@ def keycloak_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         release(folder)
 
 
+@pytest.hookimpl(trylast=True)  # after xdist has shut its workers down
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The controller (or the only session) stops any server still recorded for the run."""
     if _is_worker():
