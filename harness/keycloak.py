@@ -149,6 +149,11 @@ class KeycloakServer:
         return self.issuer(realm) + OIDC_PATH + "/token"
 
     @property
+    def instance_home(self) -> Path | None:
+        """This server's own Keycloak home (bin copy, data/), once `start()` made it."""
+        return self._instance
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process and self._process.is_running() else None
 
@@ -325,9 +330,17 @@ class KeycloakAdmin:
     """Keycloak's admin REST API, as the bootstrap admin of the master realm."""
 
     def __init__(
-        self, base_url: str, username: str, password: str, *, verify: ssl.SSLContext | bool = True
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        realm: str = REALM,
     ) -> None:
         self.base_url = base_url
+        # The realm the calls below act on when not given one (a test's own copy of the export).
+        self.default_realm = realm
         self._username = username
         self._password = password
         self._http = httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S, verify=verify)
@@ -364,27 +377,34 @@ class KeycloakAdmin:
             )
         return response
 
-    def realm(self, realm: str = REALM) -> dict[str, Any]:
+    def realm(self, realm: str | None = None) -> dict[str, Any]:
+        realm = realm or self.default_realm
         body: dict[str, Any] = self._request("GET", f"/{realm}").json()
         return body
 
     def create_realm(self, representation: Mapping[str, Any]) -> None:
         self._request("POST", "", dict(representation))
 
+    def delete_realm(self, realm: str) -> None:
+        self._request("DELETE", f"/{realm}")
+
     def create_user(
-        self, username: str, password: str, *, realm: str = REALM, **profile: str
+        self, username: str, password: str, *, realm: str | None = None, **profile: str
     ) -> None:
         """An enabled user with a permanent password; `profile` sets email, firstName ..."""
+        realm = realm or self.default_realm
         credential = {"type": "password", "value": password, "temporary": False}
         user = {"username": username, "enabled": True, "credentials": [credential], **profile}
         self._request("POST", f"/{realm}/users", user)
 
-    def realm_keys(self, realm: str = REALM) -> list[dict[str, Any]]:
+    def realm_keys(self, realm: str | None = None) -> list[dict[str, Any]]:
         """The realm's keys (kid, algorithm, status ACTIVE/PASSIVE, providerId ...)."""
+        realm = realm or self.default_realm
         keys: list[dict[str, Any]] = self._request("GET", f"/{realm}/keys").json()["keys"]
         return keys
 
-    def key_providers(self, realm: str = REALM) -> list[dict[str, Any]]:
+    def key_providers(self, realm: str | None = None) -> list[dict[str, Any]]:
+        realm = realm or self.default_realm
         providers: list[dict[str, Any]] = self._request(
             "GET", f"/{realm}/components?type={KEY_PROVIDER_TYPE}"
         ).json()
@@ -395,11 +415,12 @@ class KeycloakAdmin:
         name: str,
         *,
         priority: int,
-        realm: str = REALM,
+        realm: str | None = None,
         private_key_pem: str | None = None,
         active: bool = True,
     ) -> str:
         """A new RS256 key provider (generated, or the given key); returns its component id."""
+        realm = realm or self.default_realm
         config: dict[str, list[str]] = {
             "priority": [str(priority)],
             "enabled": ["true"],
@@ -426,15 +447,17 @@ class KeycloakAdmin:
         # 201 Created with the new component's URL; its id is the last path segment.
         return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
-    def set_key_active(self, component_id: str, active: bool, *, realm: str = REALM) -> None:
+    def set_key_active(self, component_id: str, active: bool, *, realm: str | None = None) -> None:
         """Make a key provider active (signs) or passive (still published, verifies only)."""
+        realm = realm or self.default_realm
         component: dict[str, Any] = self._request(
             "GET", f"/{realm}/components/{component_id}"
         ).json()
         component["config"]["active"] = ["true" if active else "false"]
         self._request("PUT", f"/{realm}/components/{component_id}", component)
 
-    def client(self, client_id: str, *, realm: str = REALM) -> dict[str, Any]:
+    def client(self, client_id: str, *, realm: str | None = None) -> dict[str, Any]:
+        realm = realm or self.default_realm
         found: list[dict[str, Any]] = self._request(
             "GET", f"/{realm}/clients?clientId={client_id}"
         ).json()
@@ -443,8 +466,9 @@ class KeycloakAdmin:
         return found[0]
 
     def set_client_attributes(
-        self, client_id: str, attributes: Mapping[str, str], *, realm: str = REALM
+        self, client_id: str, attributes: Mapping[str, str], *, realm: str | None = None
     ) -> None:
+        realm = realm or self.default_realm
         client = self.client(client_id, realm=realm)
         client["attributes"] = {**client.get("attributes", {}), **attributes}
         self._request("PUT", f"/{realm}/clients/{client['id']}", client)

@@ -10,4 +10,5 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The integration suite's shared fixtures, one module (no chains of conftest imports).
-pytest_plugins = ["tests.support.fixtures"]
+# tests.support.keycloak: the run's one Keycloak, shared by the modules (and xdist workers).
+pytest_plugins = ["tests.support.fixtures", "tests.support.keycloak"]

@@ -19,17 +19,11 @@ from werkzeug.serving import make_server
 from adapter.app import create_app
 from adapter.settings import load_settings
 from conformance.cli import main
-from harness.keycloak import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
-    KEY_PROVIDER_TYPE,
-    REALM,
-    KeycloakAdmin,
-    KeycloakServer,
-)
+from harness.keycloak import ADMIN_PASSWORD, ADMIN_USER, KEY_PROVIDER_TYPE, KeycloakAdmin
 from harness.processes import free_port
 from tests.integration.adapter.sync.support import adapter_environment, migrated
 from tests.integration.conformance.support import TODAY
+from tests.support.keycloak import KeycloakRealm
 
 COMMAND = Path(sys.executable).with_name("hf-conformance")
 
@@ -68,8 +62,9 @@ class ConformanceAdmin(KeycloakAdmin):
     """The bootstrap admin, plus the two calls that build broken realms: clients and keys."""
 
     @classmethod
-    def of(cls, server: KeycloakServer) -> ConformanceAdmin:
-        return cls(server.base_url, ADMIN_USER, ADMIN_PASSWORD)
+    def of(cls, keycloak: KeycloakRealm) -> ConformanceAdmin:
+        """Acting on `keycloak`'s realm."""
+        return cls(keycloak.base_url, ADMIN_USER, ADMIN_PASSWORD, realm=keycloak.realm)
 
     def create_service_client(
         self,
@@ -78,9 +73,10 @@ class ConformanceAdmin(KeycloakAdmin):
         default_scopes: Sequence[str],
         attributes: Mapping[str, str] | None = None,
         *,
-        realm: str = REALM,
+        realm: str | None = None,
     ) -> None:
         """A confidential client with a service account and exactly these default scopes."""
+        realm = realm or self.default_realm
         self._request(
             "POST",
             f"/{realm}/clients",
@@ -101,9 +97,15 @@ class ConformanceAdmin(KeycloakAdmin):
         )
 
     def add_hmac_key(
-        self, name: str, *, algorithm: str = "HS256", priority: int = 200, realm: str = REALM
+        self,
+        name: str,
+        *,
+        algorithm: str = "HS256",
+        priority: int = 200,
+        realm: str | None = None,
     ) -> None:
         """An active, generated HMAC key provider (Keycloak never publishes it in the JWKS)."""
+        realm = realm or self.default_realm
         self._request(
             "POST",
             f"/{realm}/components",

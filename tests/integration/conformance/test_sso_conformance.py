@@ -1,6 +1,8 @@
 """`hf-conformance sso` against a real Keycloak with the realm export: it conforms, and clients
 broken through the admin REST API are caught with the rule named; bad input exits 2 in one line.
-The adapter's scope matrix with this Keycloak's tokens runs here too (one Keycloak per module).
+The adapter's scope matrix with this Keycloak's tokens runs here too. The Keycloak is the run's
+shared server (tests/support/keycloak.py); the broken clients and the HS256 key are added to the
+module's own copy of the realm export, which no other module sees.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import pytest
 
 from conformance.rules import RULES
 from harness.idp import IdpProcess, IdpUnavailable, realm_clients
-from harness.keycloak import KeycloakServer
 from harness.processes import free_port
 from tests.integration.adapter.sync.support import Mock, running_mock
 from tests.integration.conformance.oidc_support import (
@@ -25,7 +26,7 @@ from tests.integration.conformance.oidc_support import (
     run_in_process,
 )
 from tests.support.databases import PostgresServer
-from tests.support.keycloak import new_keycloak
+from tests.support.keycloak import KeycloakRealm, module_realm
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +50,10 @@ BROKEN_CLIENTS: dict[str, tuple[list[str], dict[str, str]]] = {
 
 
 @pytest.fixture(scope="module")
-def keycloak() -> Iterator[KeycloakServer]:
-    """One Keycloak for the module, with the misconfigured clients added next to the realm's."""
-    server = new_keycloak()
-    try:
-        server.start()
-        admin = ConformanceAdmin.of(server)
+def keycloak(request: pytest.FixtureRequest, keycloak_server: str) -> Iterator[KeycloakRealm]:
+    """The module's own realm, with the misconfigured clients added next to the realm's."""
+    with module_realm(request, keycloak_server) as realm:
+        admin = ConformanceAdmin.of(realm)
         try:
             # The realm's own clients keep RS256: an HS256 key only signs for clients asking it.
             admin.add_hmac_key("hf-conformance-hs256")
@@ -62,13 +61,11 @@ def keycloak() -> Iterator[KeycloakServer]:
                 admin.create_service_client(client_id, BROKEN_SECRET, scopes, attributes)
         finally:
             admin.close()
-        yield server
-    finally:
-        server.close()
+        yield realm
 
 
 def test_realm_export_conforms_for_every_adapter_client(
-    keycloak: KeycloakServer, tmp_path: Path
+    keycloak: KeycloakRealm, tmp_path: Path
 ) -> None:
     junit = tmp_path / "junit.xml"
     code, report = run_in_process(
@@ -90,7 +87,7 @@ def test_realm_export_conforms_for_every_adapter_client(
 
 
 def test_each_clients_documented_scopes_are_in_its_token(
-    keycloak: KeycloakServer, tmp_path: Path
+    keycloak: KeycloakRealm, tmp_path: Path
 ) -> None:
     for client_id, secret in ADAPTER_CALLERS:
         code, report = run_in_process(
@@ -119,7 +116,7 @@ def test_each_clients_documented_scopes_are_in_its_token(
     ],
 )
 def test_misconfigured_client_is_caught_with_its_rule(
-    keycloak: KeycloakServer, tmp_path: Path, client_id: str, rule: str, extra: list[str]
+    keycloak: KeycloakRealm, tmp_path: Path, client_id: str, rule: str, extra: list[str]
 ) -> None:
     secret = CLIENTS[client_id].secret if client_id in CLIENTS else BROKEN_SECRET
     code, report = run_in_process(
@@ -132,7 +129,7 @@ def test_misconfigured_client_is_caught_with_its_rule(
 
 
 def test_audience_without_a_mapper_also_fails_the_adapters_validator(
-    keycloak: KeycloakServer, tmp_path: Path
+    keycloak: KeycloakRealm, tmp_path: Path
 ) -> None:
     code, report = run_in_process(
         "sso",
@@ -147,7 +144,7 @@ def test_audience_without_a_mapper_also_fails_the_adapters_validator(
     assert "aud" in messages[0]
 
 
-def test_wrong_client_secret_cannot_run_in_one_line(keycloak: KeycloakServer) -> None:
+def test_wrong_client_secret_cannot_run_in_one_line(keycloak: KeycloakRealm) -> None:
     run = run_command(
         "sso", "--base-url", keycloak.issuer(), "--client", "hf-readonly:not-its-secret"
     )
@@ -171,7 +168,7 @@ def test_unreachable_issuer_cannot_run_in_one_line(
 
 
 def test_other_realm_url_is_an_issuer_mismatch_or_cannot_run(
-    keycloak: KeycloakServer, tmp_path: Path
+    keycloak: KeycloakRealm, tmp_path: Path
 ) -> None:
     # Keycloak answers for the realm's issuer only with its exact URL: a trailing slash is
     # another issuer to the adapter.
@@ -208,7 +205,7 @@ def sisdmk() -> Iterator[Mock]:
 
 
 def test_adapter_scope_matrix_conforms_with_keycloak_tokens(
-    keycloak: KeycloakServer,
+    keycloak: KeycloakRealm,
     postgres_server: PostgresServer,
     kki: Mock,
     sisdmk: Mock,

@@ -1,5 +1,6 @@
-"""A real Keycloak (fetched by scripts/keycloak.sh) per test module that asks for it; without it
-the tests fail with what to run, they are never skipped."""
+"""The run's one Keycloak (tests/support/keycloak.py: started once, shared with the other modules
+and xdist workers), with a copy of the realm export of the module's own; without the install the
+tests fail with what to run, they are never skipped."""
 
 from __future__ import annotations
 
@@ -7,15 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.keycloak import KeycloakServer
-from tests.support.keycloak import new_keycloak
+from tests.support.keycloak import KeycloakRealm, module_realm
 
 
 @pytest.fixture(scope="module")
-def keycloak() -> Iterator[KeycloakServer]:
-    """Keycloak with the realm export imported, started once for the module."""
-    server = new_keycloak()
-    try:
-        yield server.start()
-    finally:
-        server.close()
+def keycloak(request: pytest.FixtureRequest, keycloak_server: str) -> Iterator[KeycloakRealm]:
+    """The module's own realm (``healthforce-<module>``), imported from the realm export."""
+    with module_realm(request, keycloak_server) as realm:
+        yield realm

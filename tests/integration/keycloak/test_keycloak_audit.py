@@ -1,6 +1,7 @@
-"""Who the audit trail says called, with tokens a real Keycloak issues (the realm export
-imported): a client-credentials token is its client's service account, a password login a
-person, each under the token's subject and client; a refused read is audited the same way.
+"""Who the audit trail says called, with tokens a real Keycloak issues (the module's own copy of
+the realm export, on the run's shared server): a client-credentials token is its client's service
+account, a password login a person, each under the token's subject and client; a refused read is
+audited the same way.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from sqlalchemy.engine import URL, make_url
 from adapter.app import create_app
 from adapter.settings import load_settings
 from adapter.store.models import AuditEvent
-from harness.keycloak import LOGIN_CLIENT, TEST_USER, KeycloakServer
+from harness.keycloak import LOGIN_CLIENT, TEST_USER
 from tests.integration.adapter.sync.support import adapter_environment, migrated
 from tests.integration.keycloak.test_keycloak_sso import AUDIENCE, secret, user_password
 from tests.support.databases import BACKENDS, PostgresServer
+from tests.support.keycloak import KeycloakRealm
 
 pytestmark = [pytest.mark.integration, pytest.mark.keycloak]
 
@@ -37,7 +39,7 @@ def claims(token: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def keycloak_tokens(keycloak: KeycloakServer) -> dict[str, str]:
+def keycloak_tokens(keycloak: KeycloakRealm) -> dict[str, str]:
     """A service account's tokens (client credentials) and a person's (password login)."""
     tokens = {
         client: str(keycloak.client_credentials(client, secret(client))["access_token"])
@@ -61,7 +63,7 @@ def served(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     postgres_server: PostgresServer,
-    keycloak: KeycloakServer,
+    keycloak: KeycloakRealm,
 ) -> Iterator[Served]:
     database: URL = (
         postgres_server.create_database()

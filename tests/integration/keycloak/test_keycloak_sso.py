@@ -1,5 +1,6 @@
-"""The adapter's SSO path against a real Keycloak with the realm export imported, one server for
-the module. The tests that rotate keys and stop Keycloak come last, in that order.
+"""The adapter's SSO path against a real Keycloak, in the module's own copy of the realm export
+on the run's shared server (tests/support/keycloak.py). Key rotation changes only that realm;
+"Keycloak stopped" is a relay in front of the server closed, so the server stays up for the rest.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from adapter.auth.tokens import TokenValidator
 from adapter.auth.web import EXTENSION, current_principal, init_app, require_scope
 from adapter.settings import load_settings
 from harness.idp import load_realm, realm_clients
-from harness.keycloak import LOGIN_CLIENT, OIDC_PATH, REALM, TEST_USER, KeycloakServer
+from harness.keycloak import LOGIN_CLIENT, OIDC_PATH, TEST_USER
 from tests.integration.adapter.sync.support import adapter_environment, migrated
+from tests.support.keycloak import KeycloakRealm, TcpRelay, imported_realm
 
 pytestmark = [pytest.mark.integration, pytest.mark.keycloak]
 
 AUDIENCE = "hf-adapter"
 API_CLIENTS = ("healthforce-portal", "hf-ops", "hf-readonly")
-OTHER_REALM = "healthforce-staging"
 # One route per scope, plus the pair the personal-data read needs (as require_scope is used).
 ROUTES = {f"/{scope}": (scope,) for scope in sorted(scopes.ALL_SCOPES)} | {
     "/pii": (scopes.HEALTHWORKERS_READ, scopes.HEALTHWORKERS_READ_PII)
@@ -61,19 +62,19 @@ def user_password(username: str) -> str:
     raise KeyError(username)
 
 
-def cc_token(keycloak: KeycloakServer, client_id: str, realm: str = REALM) -> str:
+def cc_token(keycloak: KeycloakRealm, client_id: str, realm: str | None = None) -> str:
     answer = keycloak.client_credentials(client_id, secret(client_id), realm=realm)
     return str(answer["access_token"])
 
 
-def login(keycloak: KeycloakServer) -> dict[str, Any]:
+def login(keycloak: KeycloakRealm) -> dict[str, Any]:
     return keycloak.password_grant(
         LOGIN_CLIENT, secret(LOGIN_CLIENT), TEST_USER, user_password(TEST_USER)
     )
 
 
 def validator_for(
-    keycloak: KeycloakServer, *, audience: str = AUDIENCE, leeway_s: float = 30
+    keycloak: KeycloakRealm, *, audience: str = AUDIENCE, leeway_s: float = 30
 ) -> TokenValidator:
     """A fresh validator (empty key cache) finding its keys through Keycloak's discovery."""
     return TokenValidator.for_issuer(
@@ -106,7 +107,7 @@ def refused_cause(validator: TokenValidator, token: str) -> str:
 # Discovery and keys ---------------------------------------------------------------------------
 
 
-def test_discovery_names_the_realm_issuer_and_its_endpoints(keycloak: KeycloakServer) -> None:
+def test_discovery_names_the_realm_issuer_and_its_endpoints(keycloak: KeycloakRealm) -> None:
     metadata = OidcDiscovery(keycloak.issuer()).metadata()
     assert metadata.issuer == keycloak.issuer()
     assert metadata.jwks_uri == keycloak.issuer() + OIDC_PATH + "/certs"
@@ -114,7 +115,7 @@ def test_discovery_names_the_realm_issuer_and_its_endpoints(keycloak: KeycloakSe
 
 
 def test_jwks_keeps_the_rs256_signing_key_and_drops_the_encryption_key(
-    keycloak: KeycloakServer,
+    keycloak: KeycloakRealm,
 ) -> None:
     discovery = OidcDiscovery(keycloak.issuer())
     document = HttpJwksFetcher.from_discovery(discovery)()
@@ -137,7 +138,7 @@ def test_jwks_keeps_the_rs256_signing_key_and_drops_the_encryption_key(
 
 @pytest.mark.parametrize("client_id", API_CLIENTS)
 def test_client_credentials_token_accepted_with_its_default_scopes_and_roles(
-    keycloak: KeycloakServer, client_id: str
+    keycloak: KeycloakRealm, client_id: str
 ) -> None:
     answer = keycloak.client_credentials(client_id, secret(client_id))
     expected_scopes = set(realm_clients()[client_id].default_scopes)
@@ -162,7 +163,7 @@ def test_client_credentials_token_accepted_with_its_default_scopes_and_roles(
 
 
 def test_asking_for_fewer_scopes_still_grants_all_default_scopes(
-    keycloak: KeycloakServer,
+    keycloak: KeycloakRealm,
 ) -> None:
     # Keycloak always adds a client's default client scopes; only optional ones are asked for.
     answer = keycloak.client_credentials(
@@ -172,7 +173,7 @@ def test_asking_for_fewer_scopes_still_grants_all_default_scopes(
     assert scopes.HEALTHWORKERS_READ_PII in principal.scopes
 
 
-def test_scope_the_client_lacks_refused_by_keycloak(keycloak: KeycloakServer) -> None:
+def test_scope_the_client_lacks_refused_by_keycloak(keycloak: KeycloakRealm) -> None:
     response = keycloak.token_response(
         {"grant_type": "client_credentials", "scope": scopes.SYNC_RUN},
         client_id="hf-readonly",
@@ -183,7 +184,7 @@ def test_scope_the_client_lacks_refused_by_keycloak(keycloak: KeycloakServer) ->
 
 
 @pytest.mark.parametrize("client_id", ["hf-adapter", "healthforce-registry"])
-def test_resource_server_clients_get_no_token(keycloak: KeycloakServer, client_id: str) -> None:
+def test_resource_server_clients_get_no_token(keycloak: KeycloakRealm, client_id: str) -> None:
     response = keycloak.token_response(
         {"grant_type": "client_credentials"}, client_id=client_id, secret="anything"
     )
@@ -192,7 +193,7 @@ def test_resource_server_clients_get_no_token(keycloak: KeycloakServer, client_i
 
 
 @pytest.fixture(scope="module")
-def scope_app(keycloak: KeycloakServer) -> Iterator[FlaskClient]:
+def scope_app(keycloak: KeycloakRealm) -> Iterator[FlaskClient]:
     app = Flask("keycloak-scope-matrix")
     init_app(app, validator_for(keycloak))
     for path, required in ROUTES.items():
@@ -206,7 +207,7 @@ def scope_app(keycloak: KeycloakServer) -> Iterator[FlaskClient]:
 
 
 @pytest.fixture(scope="module")
-def matrix_tokens(keycloak: KeycloakServer) -> dict[str, str]:
+def matrix_tokens(keycloak: KeycloakRealm) -> dict[str, str]:
     return {client_id: cc_token(keycloak, client_id) for client_id in realm_clients()}
 
 
@@ -234,7 +235,7 @@ def test_require_scope_matrix_with_keycloak_tokens(
 # Tokens that must be refused ----------------------------------------------------------------------
 
 
-def test_token_for_another_services_audience_refused(keycloak: KeycloakServer) -> None:
+def test_token_for_another_services_audience_refused(keycloak: KeycloakRealm) -> None:
     # The adapter's own identity, through the adapter's own token source, is for the registry.
     own = ClientCredentialsToken.for_issuer(
         keycloak.issuer(),
@@ -248,7 +249,7 @@ def test_token_for_another_services_audience_refused(keycloak: KeycloakServer) -
     assert registry.validate(token).client_id == "hf-adapter-service"
 
 
-def test_user_access_token_from_password_login_accepted(keycloak: KeycloakServer) -> None:
+def test_user_access_token_from_password_login_accepted(keycloak: KeycloakRealm) -> None:
     principal = validator_for(keycloak).validate(login(keycloak)["access_token"])
     assert principal.client_id == LOGIN_CLIENT
     assert scopes.HEALTHWORKERS_READ in principal.scopes
@@ -256,7 +257,7 @@ def test_user_access_token_from_password_login_accepted(keycloak: KeycloakServer
 
 
 def test_password_login_refused_for_a_user_without_a_complete_profile(
-    keycloak: KeycloakServer,
+    keycloak: KeycloakRealm,
 ) -> None:
     # Why the realm export gives hf-test-user an e-mail address and a first and last name.
     with keycloak.admin() as admin:
@@ -270,7 +271,7 @@ def test_password_login_refused_for_a_user_without_a_complete_profile(
     assert response.json()["error_description"] == "Account is not fully set up"
 
 
-def test_id_token_refused_even_with_the_adapter_audience(keycloak: KeycloakServer) -> None:
+def test_id_token_refused_even_with_the_adapter_audience(keycloak: KeycloakRealm) -> None:
     id_token = login(keycloak)["id_token"]
     header, claims = unverified(id_token)
     # Signed by the same RS256 key and naming hf-adapter: only its typ tells it apart.
@@ -280,7 +281,7 @@ def test_id_token_refused_even_with_the_adapter_audience(keycloak: KeycloakServe
     assert refused_cause(validator_for(keycloak), id_token) == "type"
 
 
-def test_refresh_token_refused(keycloak: KeycloakServer) -> None:
+def test_refresh_token_refused(keycloak: KeycloakRealm) -> None:
     refresh_token = login(keycloak)["refresh_token"]
     header, claims = unverified(refresh_token)
     assert header["alg"] == "HS512"
@@ -289,25 +290,31 @@ def test_refresh_token_refused(keycloak: KeycloakServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def other_realm(keycloak: KeycloakServer) -> str:
+def other_realm(keycloak: KeycloakRealm) -> Iterator[str]:
     """A second realm made from the same export: same clients and secrets, another issuer."""
-    representation = load_realm() | {"realm": OTHER_REALM}
-    with keycloak.admin() as admin:
-        admin.create_realm(representation)
-    return OTHER_REALM
+    with imported_realm(keycloak.base_url, f"{keycloak.realm}-other") as other:
+        yield other.realm
 
 
-def test_token_from_another_realm_refused(keycloak: KeycloakServer, other_realm: str) -> None:
+def test_token_from_another_realm_refused(keycloak: KeycloakRealm, other_realm: str) -> None:
     token = cc_token(keycloak, "hf-readonly", realm=other_realm)
     assert unverified(token)[1]["iss"] == keycloak.issuer(other_realm)
     assert refused_cause(validator_for(keycloak), token) == "kid"
 
 
 def test_token_from_another_realm_refused_even_when_both_share_a_key(
-    keycloak: KeycloakServer, other_realm: str
+    keycloak: KeycloakRealm,
 ) -> None:
     # The same RSA key in both realms (Keycloak derives the kid from the key, so the kid is the
     # same): the signature verifies, and only the issuer check is left to refuse the token.
+    # A realm of this test's own: the shared key signing in `other_realm` would make the test
+    # above see a known kid when it runs after this one.
+    with imported_realm(keycloak.base_url, f"{keycloak.realm}-shared") as shared:
+        token = _token_signed_with_a_key_both_realms_have(keycloak, shared.realm)
+    assert refused_cause(validator_for(keycloak), token) == "issuer"
+
+
+def _token_signed_with_a_key_both_realms_have(keycloak: KeycloakRealm, other_realm: str) -> str:
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private_key.private_bytes(
         serialization.Encoding.PEM,
@@ -320,14 +327,14 @@ def test_token_from_another_realm_refused_even_when_both_share_a_key(
         shared_kids = {k["kid"] for k in admin.realm_keys() if k["providerPriority"] == 10}
     token = cc_token(keycloak, "hf-readonly", realm=other_realm)
     assert unverified(token)[0]["kid"] in shared_kids
-    assert refused_cause(validator_for(keycloak), token) == "issuer"
+    return token
 
 
-# Key rotation (changes the realm's signing key: after the tests above) --------------------------
+# Key rotation (changes the signing key of this module's realm) ---------------------------------
 
 
 def test_key_rotation_followed_with_one_fetch_and_old_tokens_valid_until_they_expire(
-    keycloak: KeycloakServer,
+    keycloak: KeycloakRealm,
 ) -> None:
     # Long enough for the rotation steps on a loaded machine (4 s was not), short enough to wait
     # for the old token's expiry.
@@ -366,7 +373,7 @@ def test_key_rotation_followed_with_one_fetch_and_old_tokens_valid_until_they_ex
     assert validator.validate(cc_token(keycloak, "hf-readonly")).client_id == "hf-readonly"
 
 
-# Keycloak stopped (last: the server stays down) -------------------------------------------------
+# Keycloak unreachable (a relay in front of it closed; the shared server stays up) ---------------
 
 
 def _token_with_kid(token: str, kid: str) -> str:
@@ -379,13 +386,17 @@ def _token_with_kid(token: str, kid: str) -> str:
 
 
 def test_keycloak_stopped_last_good_keys_serve_and_readyz_reports_sso_unreachable(
-    keycloak: KeycloakServer, tmp_path: Path
+    keycloak: KeycloakRealm, tmp_path: Path
 ) -> None:
+    # The adapter reaches Keycloak only through the relay (issuer, discovery, keys and tokens
+    # all name its address); closing it is, to the adapter, Keycloak stopped.
+    relay = TcpRelay(keycloak.base_url)
+    door = keycloak.through(relay.base_url)
     database = make_url(f"sqlite:///{tmp_path / 'adapter.sqlite3'}")
     env = adapter_environment(
         database.render_as_string(hide_password=False), "http://127.0.0.1:9", "http://127.0.0.1:9"
     ) | {
-        "OIDC_ISSUER": keycloak.issuer(),
+        "OIDC_ISSUER": door.issuer(),
         "OIDC_AUDIENCE": AUDIENCE,
         "OIDC_JWKS_COOLDOWN_S": str(COOLDOWN_S),
         "OIDC_JWKS_MAX_AGE_S": str(MAX_AGE_S),
@@ -394,7 +405,8 @@ def test_keycloak_stopped_last_good_keys_serve_and_readyz_reports_sso_unreachabl
     engine = migrated(database)
     try:
         app = create_app(load_settings(env), engine=engine)
-        token = cc_token(keycloak, "hf-readonly")
+        token = cc_token(door, "hf-readonly")
+        assert unverified(token)[1]["iss"] == door.issuer()
         headers = {"Authorization": f"Bearer {token}"}
         with app.test_client() as client:
             ready = client.get("/readyz")
@@ -402,7 +414,7 @@ def test_keycloak_stopped_last_good_keys_serve_and_readyz_reports_sso_unreachabl
             assert body(ready)["checks"]["sso"] == "ok"
             assert client.get("/api/v1/health-workers", headers=headers).status_code == 200
 
-            keycloak.stop()
+            relay.close()
             time.sleep(MAX_AGE_S)  # the key set is now stale: the next request tries a refresh
             served = client.get("/api/v1/health-workers", headers=headers)
             assert served.status_code == 200, served.data
@@ -423,7 +435,8 @@ def test_keycloak_stopped_last_good_keys_serve_and_readyz_reports_sso_unreachabl
             assert body(not_ready)["checks"]["sso"] == "unreachable (ConnectError)"
             assert body(not_ready)["checks"]["database"] == "ok"
     finally:
+        relay.close()
         engine.dispose()
     # A validator that never saw a key set cannot check tokens: 503 with Retry-After, not 401.
     with pytest.raises(KeySetUnavailableError):
-        validator_for(keycloak).validate(token)
+        validator_for(door).validate(token)
