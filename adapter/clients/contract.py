@@ -43,17 +43,24 @@ _JSON_TYPES: Final = {
 }
 
 
+# Importing connexion imports starlette's test client, which warns that it uses httpx, and
+# jsonschema's RefResolver and RefResolutionError, which warn they are deprecated; the adapter
+# uses only connexion's schema helpers. Filters that name those warnings, set once here:
+# `catch_warnings` around the late import would change every thread's filters while a request
+# thread imports.
+warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient`")
+warnings.filterwarnings(
+    "ignore", message=r"jsonschema\.(exceptions\.RefResolutionError|RefResolver) is"
+)
+
+
 @cache
 def connexion_json_schema() -> ModuleType:
     """connexion's schema helpers (`resolve_refs`, `Draft4ResponseValidator`), imported when a
     contract is first loaded: importing connexion costs a quarter of a second of CPU (its
     Starlette middleware stack), which `hf-adapter` commands that never check a response — the
     audit, key and event commands — no longer pay at start."""
-    with warnings.catch_warnings():
-        # Importing connexion imports starlette's test client, which warns about httpx; the
-        # adapter uses only connexion's schema helpers.
-        warnings.simplefilter("ignore")
-        import connexion.json_schema
+    import connexion.json_schema
 
     module: ModuleType = connexion.json_schema
     return module

@@ -41,6 +41,7 @@ from harness.keycloak import (
     HTTP_TIMEOUT_S,
     OIDC_PATH,
     REALM,
+    START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     KeycloakAdmin,
     KeycloakServer,
@@ -106,6 +107,20 @@ def _answers(base_url: str) -> bool:
         return False
 
 
+def _serving(state: dict[str, Any]) -> bool:
+    """Whether the recorded server serves. A slow answer on a busy machine is not a death: while
+    its process group lives it is asked again, for as long as a start may take; only a group
+    that is gone (its owner killed) or a server that never answers again counts as dead."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while _group_alive(int(state["pgid"])):
+        if _answers(str(state["base_url"])):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+    return False
+
+
 def _group_alive(pgid: int) -> bool:
     """Any process of the group still running (a zombie waiting for its parent does not count)."""
     for entry in Path("/proc").iterdir():
@@ -141,7 +156,7 @@ def acquire(folder: Path) -> str:
     global _started
     with _locked(folder) as state_file:
         state = _read(state_file)
-        if state is not None and _answers(state["base_url"]):
+        if state is not None and _serving(state):
             state["users"] += 1
             state_file.write_text(json.dumps(state), encoding="utf-8")
             return str(state["base_url"])

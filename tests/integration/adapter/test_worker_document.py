@@ -3,6 +3,7 @@ the ORM read (five statements, `joinedload` + `selectinload`) built before — b
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -356,48 +357,62 @@ def test_the_read_and_its_audit_entry_take_two_statements_and_commit_before_retu
     services = build_services(
         load_settings(environment), engine=engine, publisher=EmbeddedPublisher()
     )
-    api = services.api
-    caller = Caller(Actor(kind="user", subject="reader-1", client="hf-readonly"), pii=False)
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    api.worker(caller, full_id)  # this thread's writer learns its number
-    event.listen(engine, "before_cursor_execute", count)
     try:
-        document = api.worker(caller, full_id)
+        api = services.api
+        caller = Caller(Actor(kind="user", subject="reader-1", client="hf-readonly"), pii=False)
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(args[2])
+
+        api.worker(caller, full_id)  # this thread's writer learns its number
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            document = api.worker(caller, full_id)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert document["masked"] is True
+        if engine.dialect.name == "postgresql":
+            # The read, then the entry claiming its writer's number: no BEGIN, no COMMIT either
+            # (autocommit; they are not cursor statements: the entries below, seen from another
+            # connection, show the commit, and the pooled connection is checked below).
+            assert len(statements) == 2, statements
+            # Autocommit ends with the read: the connection goes back to the pool in the
+            # isolation level it came with, so the next transaction on it is a transaction.
+            with contextlib.ExitStack() as pooled:
+                idle = engine.pool.checkedin()  # type: ignore[attr-defined]
+                levels = {
+                    pooled.enter_context(engine.connect()).get_isolation_level()
+                    for _ in range(idle)
+                }
+            assert idle, "the reads' connections are back in the pool"
+            assert levels == {engine.dialect.default_isolation_level}, levels
+        # A rollback takes this thread's next number back: the entry cannot be claimed in one
+        # statement and is appended in a transaction instead.
+        with sessions() as session:
+            record_audit(session, caller.actor, "healthworker.read", "health_worker")
+            session.rollback()
+        api.worker(caller, full_id)
+        unknown = uuid.uuid4()
+        with pytest.raises(WorkerNotFound):
+            api.worker(caller, unknown)
+        # Committed before each call returned: another connection sees all of them.
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(AuditEvent.resource_id, AuditEvent.detail, AuditEvent.writer_n)
+                .where(AuditEvent.action == "healthworker.read")
+                .order_by(AuditEvent.writer_n)
+            ).all()
+        assert [(r.resource_id, json.loads(r.detail)["found"]) for r in rows] == [
+            (str(full_id), True),
+            (str(full_id), True),
+            (str(full_id), True),
+            (str(unknown), False),
+        ]
+        assert [r.writer_n for r in rows] == [1, 2, 3, 4]
+        seal_all(sessions)
+        with sessions() as session:
+            report = verify_chain(session)
+        assert report.problem is None, report
     finally:
-        event.remove(engine, "before_cursor_execute", count)
-    assert document["masked"] is True
-    if engine.dialect.name == "postgresql":
-        # The read, then the entry claiming its writer's number: no BEGIN, no COMMIT either
-        # (autocommit; they are not cursor statements, so the transaction test below checks).
-        assert len(statements) == 2, statements
-    # A rollback takes this thread's next number back: the entry cannot be claimed in one
-    # statement and is appended in a transaction instead.
-    with sessions() as session:
-        record_audit(session, caller.actor, "healthworker.read", "health_worker")
-        session.rollback()
-    api.worker(caller, full_id)
-    with pytest.raises(WorkerNotFound):
-        api.worker(caller, uuid.uuid4())
-    # Committed before each call returned: another connection sees all of them.
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(AuditEvent.resource_id, AuditEvent.detail, AuditEvent.writer_n)
-            .where(AuditEvent.action == "healthworker.read")
-            .order_by(AuditEvent.writer_n)
-        ).all()
-    assert [(r.resource_id, json.loads(r.detail)["found"]) for r in rows] == [
-        (str(full_id), True),
-        (str(full_id), True),
-        (str(full_id), True),
-        (rows[3].resource_id, False),
-    ]
-    assert [r.writer_n for r in rows] == [1, 2, 3, 4]
-    seal_all(sessions)
-    with sessions() as session:
-        report = verify_chain(session)
-    assert report.problem is None, report
-    services.close()
+        services.close()

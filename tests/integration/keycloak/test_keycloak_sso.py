@@ -390,20 +390,22 @@ def test_keycloak_stopped_last_good_keys_serve_and_readyz_reports_sso_unreachabl
 ) -> None:
     # The adapter reaches Keycloak only through the relay (issuer, discovery, keys and tokens
     # all name its address); closing it is, to the adapter, Keycloak stopped.
-    relay = TcpRelay(keycloak.base_url)
-    door = keycloak.through(relay.base_url)
     database = make_url(f"sqlite:///{tmp_path / 'adapter.sqlite3'}")
-    env = adapter_environment(
-        database.render_as_string(hide_password=False), "http://127.0.0.1:9", "http://127.0.0.1:9"
-    ) | {
-        "OIDC_ISSUER": door.issuer(),
-        "OIDC_AUDIENCE": AUDIENCE,
-        "OIDC_JWKS_COOLDOWN_S": str(COOLDOWN_S),
-        "OIDC_JWKS_MAX_AGE_S": str(MAX_AGE_S),
-        "READINESS_CACHE_S": "0",  # the test reads readiness again within seconds
-    }
     engine = migrated(database)
+    relay = TcpRelay(keycloak.base_url)
     try:
+        door = keycloak.through(relay.base_url)
+        env = adapter_environment(
+            database.render_as_string(hide_password=False),
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9",
+        ) | {
+            "OIDC_ISSUER": door.issuer(),
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_JWKS_COOLDOWN_S": str(COOLDOWN_S),
+            "OIDC_JWKS_MAX_AGE_S": str(MAX_AGE_S),
+            "READINESS_CACHE_S": "0",  # the test reads readiness again within seconds
+        }
         app = create_app(load_settings(env), engine=engine)
         token = cc_token(door, "hf-readonly")
         assert unverified(token)[1]["iss"] == door.issuer()

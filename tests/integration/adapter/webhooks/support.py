@@ -4,6 +4,7 @@ test), a database, real `hf-mock` processes sending signed webhooks, and `hf-ada
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -167,10 +168,13 @@ class Adapter:
         processes = [*self.workers, *([self.server] if self.server is not None else [])]
         # All are told to stop first, so their graceful shutdowns overlap instead of adding up.
         for process in processes:
-            process.signal(signal.SIGTERM)
-        for process in processes:
-            process.close()
-        self.engine.dispose()
+            with contextlib.suppress(ProcessLookupError):  # it ended since it was checked
+                process.signal(signal.SIGTERM)
+        # Every process is closed and the engine disposed even when one close fails.
+        with contextlib.ExitStack() as closing:
+            closing.callback(self.engine.dispose)
+            for process in reversed(processes):
+                closing.callback(process.close)
 
 
 def stack_environment(
