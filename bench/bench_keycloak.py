@@ -56,7 +56,7 @@ def measured_start(server: KeycloakServer) -> dict[str, float]:
 def token_burst(server: KeycloakServer) -> float:
     started = time.monotonic()
     for _ in range(TOKEN_REQUESTS):
-        server.client_credentials("hf-readonly", "dev-only-readonly-secret-change-me")
+        server.realm().client_credentials("hf-readonly", "dev-only-readonly-secret-change-me")
     return TOKEN_REQUESTS / (time.monotonic() - started)
 
 

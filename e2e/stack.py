@@ -481,7 +481,7 @@ class Stack:
         held = self._tokens.get(client_id)
         if held is not None and time.monotonic() - held[1] < TOKEN_REUSE_S:
             return held[0]
-        answer = self.keycloak.client_credentials(client_id, CLIENT_SECRETS[client_id])
+        answer = self.keycloak.realm().client_credentials(client_id, CLIENT_SECRETS[client_id])
         self._tokens[client_id] = (str(answer["access_token"]), time.monotonic())
         return self._tokens[client_id][0]
 

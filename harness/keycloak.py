@@ -11,7 +11,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -260,51 +260,9 @@ class KeycloakServer:
                 continue  # the process ended while we looked
         return found
 
-    # Tokens ---------------------------------------------------------------------------------
-
-    def token_response(
-        self, form: Mapping[str, str], *, client_id: str, secret: str, realm: str = REALM
-    ) -> httpx.Response:
-        return httpx.post(
-            self.token_endpoint(realm),
-            data=dict(form),
-            auth=(client_id, secret),
-            timeout=HTTP_TIMEOUT_S,
-            verify=self.verify,
-        )
-
-    def client_credentials(
-        self,
-        client_id: str,
-        secret: str,
-        scopes: Sequence[str] = (),
-        *,
-        realm: str = REALM,
-    ) -> dict[str, Any]:
-        """The token endpoint's answer to a client-credentials grant."""
-        form = {"grant_type": "client_credentials"}
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
-
-    def password_grant(
-        self,
-        client_id: str,
-        secret: str,
-        username: str,
-        password: str,
-        *,
-        scope: str = "openid",
-        realm: str = REALM,
-    ) -> dict[str, Any]:
-        """The answer to a direct access grant: access, ID (with ``openid``) and refresh token."""
-        form = {
-            "grant_type": "password",
-            "username": username,
-            "password": password,
-            "scope": scope,
-        }
-        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
+    def realm(self, name: str = REALM) -> KeycloakRealm:
+        """One realm of this server: its issuer and the token endpoint's grants."""
+        return KeycloakRealm(self.base_url, name, self.verify)
 
     def admin(self) -> KeycloakAdmin:
         return KeycloakAdmin(self.base_url, ADMIN_USER, ADMIN_PASSWORD, verify=self.verify)
@@ -324,6 +282,76 @@ class KeycloakServer:
             shutil.copyfile(export, imports / f"{realm}-realm.json")
         self._instance = instance
         return instance
+
+
+@dataclass(frozen=True)
+class KeycloakRealm:
+    """One realm of a running Keycloak: its issuer, token calls and an admin acting on it.
+
+    The methods take another `realm` of the same server where a caller needs one."""
+
+    base_url: str
+    realm: str = REALM
+    verify: ssl.SSLContext | bool = True
+
+    def issuer(self, realm: str | None = None) -> str:
+        return f"{self.base_url}/realms/{realm or self.realm}"
+
+    def discovery_url(self, realm: str | None = None) -> str:
+        return self.issuer(realm) + "/.well-known/openid-configuration"
+
+    def token_endpoint(self, realm: str | None = None) -> str:
+        return self.issuer(realm) + OIDC_PATH + "/token"
+
+    def through(self, base_url: str) -> KeycloakRealm:
+        """The same realm reached at another address (a relay in front of the server)."""
+        return replace(self, base_url=base_url)
+
+    def token_response(
+        self, form: Mapping[str, str], *, client_id: str, secret: str, realm: str | None = None
+    ) -> httpx.Response:
+        return httpx.post(
+            self.token_endpoint(realm),
+            data=dict(form),
+            auth=(client_id, secret),
+            timeout=HTTP_TIMEOUT_S,
+            verify=self.verify,
+        )
+
+    def client_credentials(
+        self,
+        client_id: str,
+        secret: str,
+        scopes: Sequence[str] = (),
+        *,
+        realm: str | None = None,
+    ) -> dict[str, Any]:
+        """The token endpoint's answer to a client-credentials grant."""
+        form = {"grant_type": "client_credentials"}
+        if scopes:
+            form["scope"] = " ".join(scopes)
+        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
+
+    def password_grant(
+        self,
+        client_id: str,
+        secret: str,
+        username: str,
+        password: str,
+        *,
+        scope: str = "openid",
+        realm: str | None = None,
+    ) -> dict[str, Any]:
+        """The answer to a direct access grant: access, ID (with ``openid``) and refresh token."""
+        form = {"grant_type": "password", "username": username, "password": password}
+        form["scope"] = scope
+        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
+
+    def admin(self) -> KeycloakAdmin:
+        """The bootstrap admin; its calls act on this realm unless given another."""
+        return KeycloakAdmin(
+            self.base_url, ADMIN_USER, ADMIN_PASSWORD, verify=self.verify, realm=self.realm
+        )
 
 
 class KeycloakAdmin:

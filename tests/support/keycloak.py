@@ -26,8 +26,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,12 @@ import pytest
 
 from harness.idp import load_realm
 from harness.keycloak import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
-    HTTP_TIMEOUT_S,
-    OIDC_PATH,
     REALM,
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
-    KeycloakAdmin,
+    KeycloakRealm,
     KeycloakServer,
     KeycloakUnavailable,
-    _ok_json,
 )
 from harness.processes import free_port
 
@@ -236,72 +230,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 # -- a realm per module -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeycloakRealm:
-    """One realm of a running Keycloak: its issuer, token calls and an admin acting on it.
-
-    The methods take another `realm` of the same server where a test needs one."""
-
-    base_url: str
-    realm: str
-
-    def issuer(self, realm: str | None = None) -> str:
-        return f"{self.base_url}/realms/{realm or self.realm}"
-
-    def discovery_url(self, realm: str | None = None) -> str:
-        return self.issuer(realm) + "/.well-known/openid-configuration"
-
-    def token_endpoint(self, realm: str | None = None) -> str:
-        return self.issuer(realm) + OIDC_PATH + "/token"
-
-    def through(self, base_url: str) -> KeycloakRealm:
-        """The same realm reached at another address (a relay in front of the server)."""
-        return KeycloakRealm(base_url, self.realm)
-
-    def token_response(
-        self, form: Mapping[str, str], *, client_id: str, secret: str, realm: str | None = None
-    ) -> httpx.Response:
-        return httpx.post(
-            self.token_endpoint(realm),
-            data=dict(form),
-            auth=(client_id, secret),
-            timeout=HTTP_TIMEOUT_S,
-        )
-
-    def client_credentials(
-        self,
-        client_id: str,
-        secret: str,
-        scopes: Sequence[str] = (),
-        *,
-        realm: str | None = None,
-    ) -> dict[str, Any]:
-        """The token endpoint's answer to a client-credentials grant."""
-        form = {"grant_type": "client_credentials"}
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
-
-    def password_grant(
-        self,
-        client_id: str,
-        secret: str,
-        username: str,
-        password: str,
-        *,
-        scope: str = "openid",
-        realm: str | None = None,
-    ) -> dict[str, Any]:
-        """The answer to a direct access grant: access, ID (with ``openid``) and refresh token."""
-        form = {"grant_type": "password", "username": username, "password": password}
-        form["scope"] = scope
-        return _ok_json(self.token_response(form, client_id=client_id, secret=secret, realm=realm))
-
-    def admin(self) -> KeycloakAdmin:
-        """The bootstrap admin; its calls act on this realm unless given another."""
-        return KeycloakAdmin(self.base_url, ADMIN_USER, ADMIN_PASSWORD, realm=self.realm)
 
 
 def realm_name(request: pytest.FixtureRequest) -> str:
