@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
-from openapi_schemas import compiled_validator
+from openapi_schemas import compiled_validator, load_yaml
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -113,7 +113,7 @@ def load_contract(path: Path) -> Contract:
     except OSError as exc:
         raise SpecError(f"contract {path}: cannot read it ({exc.strerror})") from None
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError:
         raise SpecError(f"contract {path}: not valid YAML") from None
     if not isinstance(document, dict) or "paths" not in document:

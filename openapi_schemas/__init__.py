@@ -7,11 +7,23 @@ costs ~1 ms this way against ~50 ms with the pure-Python validator.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 import jsonschema_rs
+import yaml
 
-__all__ = ["CyclicSchema", "compiled_validator", "openapi30_to_json_schema"]
+__all__ = ["CyclicSchema", "compiled_validator", "load_yaml", "openapi30_to_json_schema"]
+
+# libyaml's safe loader when PyYAML was built with it (the wheels are): the pure-Python one
+# spent 0.4-0.6 s of CPU on each contract, and every adapter, mock and conformance process
+# reads two to four of them at start.
+_SAFE_LOADER: Any = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+
+def load_yaml(source: str | IO[str]) -> Any:
+    """`yaml.safe_load`, through libyaml when available: the same documents, the same errors
+    (`yaml.YAMLError`), several times faster on the contracts."""
+    return yaml.load(source, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, C or Python
 
 
 class CyclicSchema(ValueError):

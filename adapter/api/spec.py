@@ -14,10 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from adapter.errors import AdapterError
-from openapi_schemas import compiled_validator
+from openapi_schemas import compiled_validator, load_yaml
 
 SPEC_PATH: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi" / "adapter.yaml"
 API_PREFIX: Final = "/api/v1"
@@ -57,7 +55,7 @@ class Operation:
 @cache
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     """The spec with every local ``$ref`` inlined (it has no cycles)."""
-    raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw: dict[str, Any] = load_yaml(path.read_text(encoding="utf-8"))
 
     def inline(node: Any) -> Any:
         if isinstance(node, dict):

@@ -17,13 +17,12 @@ from types import ModuleType
 from typing import Any, Final
 
 import httpx
-import yaml
 from jsonschema import FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
 from adapter.clients.errors import ContractViolation
-from openapi_schemas import compiled_validator
+from openapi_schemas import compiled_validator, load_yaml
 
 CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 _HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
@@ -81,7 +80,7 @@ class OpenApiContract:
     @classmethod
     def from_file(cls, system: str, path: Path) -> OpenApiContract:
         with path.open(encoding="utf-8") as fh:
-            spec = yaml.safe_load(fh)
+            spec = load_yaml(fh)
         return cls(system, spec)
 
     def _response(self, operation_id: str, status: int) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
 from connexion.json_schema import Draft4ResponseValidator, resolve_refs
 from jsonschema import FormatChecker
 
@@ -39,7 +38,7 @@ from mocks.core.store import (
 from mocks.core.system import EventDraft, MockSystem
 from mocks.core.validation import field_errors
 from mocks.core.webhooks import Dispatcher, SubscriptionRegistry, WebhookEvent, WebhookPolicy
-from openapi_schemas import compiled_validator
+from openapi_schemas import compiled_validator, load_yaml
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 MAX_SNAPSHOTS = 20
@@ -85,11 +84,7 @@ class IssuedToken:
 
 def load_spec(filename: str) -> dict[str, Any]:
     with (CONTRACTS_DIR / filename).open(encoding="utf-8") as fh:
-        # libyaml's safe loader when PyYAML has it: the pure-Python one took ~1 s per spec.
-        if yaml.__with_libyaml__:
-            spec: dict[str, Any] = yaml.load(fh, Loader=yaml.CSafeLoader)
-        else:
-            spec = yaml.safe_load(fh)
+        spec: dict[str, Any] = load_yaml(fh)
     return spec
 
 
