@@ -10,7 +10,6 @@ from functools import cache
 from typing import Any, Final
 
 import httpx
-import yaml
 from pact import Pact, generate, match
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +22,7 @@ from adapter.clients import (
 )
 from adapter.clients.contract import CONTRACTS_DIR
 from conformance.pacts import CONSUMER, PROVIDERS
+from openapi_schemas import load_yaml
 
 __all__ = ["CONSUMER", "PROVIDERS"]
 
@@ -81,7 +81,7 @@ def sisdmk_client(
 @cache
 def _spec(filename: str) -> dict[str, Any]:
     with (CONTRACTS_DIR / filename).open(encoding="utf-8") as fh:
-        spec: dict[str, Any] = yaml.safe_load(fh)
+        spec: dict[str, Any] = load_yaml(fh)
     return spec
 
 

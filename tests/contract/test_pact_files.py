@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from adapter.clients import (
     HttpKkiClient,
@@ -30,6 +29,7 @@ from adapter.clients import (
 )
 from adapter.clients.contract import CONTRACTS_DIR
 from conformance.pacts import CONSUMER, HTTP_PROVIDERS, PACT_DIR, PROVIDERS, pact_interactions
+from openapi_schemas import load_yaml
 from tests.contract.pact_support import kki_client, sisdmk_client
 
 pytestmark = pytest.mark.contract
@@ -109,7 +109,7 @@ def test_committed_pacts_are_what_the_consumer_tests_write(tmp_path: Path) -> No
 def operations(provider: str) -> list[tuple[str, re.Pattern[str], str]]:
     """(method, path pattern, operationId) of every operation in the provider's contract."""
     with (CONTRACTS_DIR / SPEC_FILES[provider]).open(encoding="utf-8") as fh:
-        spec = yaml.safe_load(fh)
+        spec = load_yaml(fh)
     found = []
     for template, item in spec["paths"].items():
         pattern = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
@@ -137,7 +137,7 @@ def pact_operations(provider: str) -> set[str]:
 @cache
 def token_example() -> dict[str, Any]:
     with (CONTRACTS_DIR / "sisdmk.yaml").open(encoding="utf-8") as fh:
-        spec = yaml.safe_load(fh)
+        spec = load_yaml(fh)
     answer = spec["paths"]["/oauth2/v1/accesstoken"]["post"]["responses"]["200"]
     example: dict[str, Any] = answer["content"]["application/json"]["example"]
     return example

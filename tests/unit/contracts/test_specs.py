@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
 from connexion import AsyncApp
 from connexion.json_schema import (
     Draft4RequestValidator,
@@ -32,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mocks.kki.system import EVENT_TYPES as KKI_EVENT_TYPES
 from mocks.sisdmk.system import EVENT_TYPES as SISDMK_EVENT_TYPES
+from openapi_schemas import load_yaml
 
 SPECS = Path(__file__).resolve().parents[3] / "contracts" / "openapi"
 PUBLIC = ("kki.yaml", "sisdmk.yaml")
@@ -126,7 +126,7 @@ PATH_SAMPLES = {
 
 def load(name: str) -> dict[str, Any]:
     with (SPECS / name).open(encoding="utf-8") as fh:
-        spec: dict[str, Any] = yaml.safe_load(fh)
+        spec: dict[str, Any] = load_yaml(fh)
     return spec
 
 

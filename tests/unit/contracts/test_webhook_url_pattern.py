@@ -10,9 +10,10 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+
+from openapi_schemas import load_yaml
 
 SPECS = Path(__file__).resolve().parents[3] / "contracts" / "openapi"
 NESTED_PATH = r"(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*"
@@ -21,7 +22,7 @@ FLAT_PATH = r"(/([A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?"
 
 @cache
 def _pattern(spec: str) -> str:
-    document = yaml.safe_load((SPECS / spec).read_text())
+    document = load_yaml((SPECS / spec).read_text())
     pattern: str = document["components"]["schemas"]["WebhookUrl"]["pattern"]
     return pattern
 

@@ -23,6 +23,7 @@ from mocks.core.faults import (
     RouteTable,
     load_fault_profile,
 )
+from openapi_schemas import load_yaml
 
 CONTRACTS = Path(__file__).resolve().parents[3] / "contracts" / "openapi"
 
@@ -368,7 +369,7 @@ def test_from_spec_leaves_out_callback_operations() -> None:
 
 @pytest.mark.parametrize("spec_file", ["kki.yaml", "sisdmk.yaml"])
 def test_from_spec_knows_every_operation_of_the_public_specs(spec_file: str) -> None:
-    spec = yaml.safe_load((CONTRACTS / spec_file).read_text(encoding="utf-8"))
+    spec = load_yaml((CONTRACTS / spec_file).read_text(encoding="utf-8"))
     table = RouteTable.from_spec(spec)
     for template, item in spec["paths"].items():
         for method in ("get", "post", "put", "patch", "delete"):

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from indonesian_ids.nik import parse_nik, validate_nik
 from indonesian_ids.nip import parse_nip, validate_nip
@@ -34,6 +33,7 @@ from mocks.core.population import (
     person_at,
     population_epoch,
 )
+from openapi_schemas import load_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 SEED = 42
@@ -385,7 +385,7 @@ def test_contact_details_are_indonesian_and_e_mail_uses_example_domains_only(
 
 @cache
 def contract_schemas(name: str) -> dict[str, Any]:
-    spec = yaml.safe_load((ROOT / "contracts" / "openapi" / name).read_text())
+    spec = load_yaml((ROOT / "contracts" / "openapi" / name).read_text())
     schemas: dict[str, Any] = spec["components"]["schemas"]
     return schemas
 

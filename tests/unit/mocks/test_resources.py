@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from connexion.json_schema import Draft4ResponseValidator, resolve_refs
 from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
@@ -33,6 +32,7 @@ from mocks.core.people import (
 from mocks.core.store import parse_timestamp
 from mocks.kki import resources as kki
 from mocks.sisdmk import resources as sisdmk
+from openapi_schemas import load_yaml
 
 SPECS = Path(__file__).resolve().parents[3] / "contracts" / "openapi"
 UPDATED_AT = dt.datetime(2026, 1, 31, 8, 0, 0, 123456, tzinfo=dt.UTC)
@@ -404,7 +404,7 @@ IDS = ["doctor-lifetime-str", "nurse-deactivated", "midwife-mismatch", "dentist-
 @cache
 def spec(name: str) -> dict[str, Any]:
     with (SPECS / name).open(encoding="utf-8") as fh:
-        loaded: dict[str, Any] = yaml.safe_load(fh)
+        loaded: dict[str, Any] = load_yaml(fh)
     return loaded
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from adapter.clients import (
@@ -24,13 +23,14 @@ from adapter.clients import (
 )
 from adapter.clients.contract import CONTRACTS_DIR
 from adapter.observability.tracing import start_span
+from openapi_schemas import load_yaml
 
 Handler = Callable[[httpx.Request], httpx.Response]
 NIK = "3171015708900042"
 
 
 def example(filename: str, path: str, method: str) -> Any:
-    spec = yaml.safe_load((CONTRACTS_DIR / filename).read_text(encoding="utf-8"))
+    spec = load_yaml((CONTRACTS_DIR / filename).read_text(encoding="utf-8"))
     content = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
     return copy.deepcopy(content["example"])
 
