@@ -7,12 +7,20 @@ costs ~1 ms this way against ~50 ms with the pure-Python validator.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import IO, Any
 
 import jsonschema_rs
 import yaml
 
-__all__ = ["CyclicSchema", "compiled_validator", "load_yaml", "openapi30_to_json_schema"]
+__all__ = [
+    "CyclicSchema",
+    "compiled_validator",
+    "load_yaml",
+    "openapi30_to_json_schema",
+    "resolve_local_refs",
+]
 
 # libyaml's safe loader when PyYAML was built with it (the wheels are): the pure-Python one
 # spent 0.4-0.6 s of CPU on each contract, and every adapter, mock and conformance process
@@ -24,6 +32,42 @@ def load_yaml(source: str | IO[str]) -> Any:
     """`yaml.safe_load`, through libyaml when available: the same documents, the same errors
     (`yaml.YAMLError`), several times faster on the contracts."""
     return yaml.load(source, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, C or Python
+
+
+def resolve_local_refs(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of `document` with every local ``$ref`` replaced by what it points to, the
+    way connexion's `json_schema.resolve_refs` does it (keys beside a ``$ref`` kept, the
+    component's members shared by the places that refer to it, not copied) — without importing
+    connexion, a quarter of a second of CPU the adapter's processes paid only for this.
+    A reference outside the document raises `ValueError`: the contracts have none."""
+    resolved: dict[str, Any] = copy.deepcopy(dict(document))
+
+    def target(ref: object) -> Any:
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            raise ValueError(f"only references inside the document are resolved, not {ref!r}")
+        node: Any = resolved
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict) and "$ref" in node:
+            found = target(node["$ref"])
+            node.update(found)
+            if isinstance(found, dict) and "$ref" in found:
+                node = resolve(node)
+            node.pop("$ref", None)
+            return node
+        if isinstance(node, dict):
+            for key, value in node.items():
+                node[key] = resolve(value)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                node[index] = resolve(value)
+        return node
+
+    result: dict[str, Any] = resolve(resolved)
+    return result
 
 
 class CyclicSchema(ValueError):

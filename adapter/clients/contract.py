@@ -22,7 +22,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
 from adapter.clients.errors import ContractViolation
-from openapi_schemas import compiled_validator, load_yaml
+from openapi_schemas import compiled_validator, load_yaml, resolve_local_refs
 
 CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 _HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
@@ -55,10 +55,10 @@ warnings.filterwarnings(
 
 @cache
 def connexion_json_schema() -> ModuleType:
-    """connexion's schema helpers (`resolve_refs`, `Draft4ResponseValidator`), imported when a
-    contract is first loaded: importing connexion costs a quarter of a second of CPU (its
-    Starlette middleware stack), which `hf-adapter` commands that never check a response — the
-    audit, key and event commands — no longer pay at start."""
+    """connexion's schema helpers (`Draft4ResponseValidator`), imported the first time a
+    response fails the fast check and its error has to be worded: importing connexion costs a
+    quarter of a second of CPU (its Starlette middleware stack), which no process pays at start
+    any more (the contracts' references are resolved by `openapi_schemas.resolve_local_refs`)."""
     import connexion.json_schema
 
     module: ModuleType = connexion.json_schema
@@ -70,7 +70,7 @@ class OpenApiContract:
 
     def __init__(self, system: str, spec: Mapping[str, Any]) -> None:
         self.system = system
-        resolved: dict[str, Any] = connexion_json_schema().resolve_refs(dict(spec))
+        resolved = resolve_local_refs(spec)
         self._responses = dict(_responses_by_operation(resolved))
         # Per schema object; the schemas live as long as the contract, so their ids stay unique.
         self._validators: dict[int, Validator] = {}

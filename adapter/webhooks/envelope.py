@@ -13,9 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-from adapter.clients.contract import connexion_json_schema
 from adapter.webhooks.signature import WebhookRejected
-from openapi_schemas import compiled_validator, load_yaml
+from openapi_schemas import compiled_validator, load_yaml, resolve_local_refs
 
 CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 SOURCES: Final = ("kki", "sisdmk")
@@ -109,7 +108,7 @@ def _instant(text: str) -> dt.datetime:
 def _event_schema(source: str) -> dict[str, Any]:
     with (CONTRACTS_DIR / f"{source}.yaml").open(encoding="utf-8") as fh:
         spec = load_yaml(fh)
-    resolved: dict[str, Any] = connexion_json_schema().resolve_refs(spec)
+    resolved = resolve_local_refs(spec)
     schema: dict[str, Any] = resolved["components"]["schemas"]["WebhookEvent"]
     return schema
 
