@@ -295,8 +295,9 @@ def test_a_truncated_trail_and_reset_head_are_found_by_the_writers_count_without
 
 
 # The code before the one-snapshot verify reported a cut tail in every run while writers
-# appended (20 of 20): a handful of runs shows a regression.
-BUSY_VERIFY_RUNS = 8
+# appended (20 of 20): a handful of runs shows a regression (each run is a process start and
+# a walk of 3,000+ entries, with the writers taking a core meanwhile).
+BUSY_VERIFY_RUNS = 5
 
 
 @pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
