@@ -17,6 +17,10 @@ bootstrap: ## Create the virtualenv, install the project and the Node tools (ide
 services: bootstrap ## Make sure PostgreSQL and RabbitMQ run for the tests and promtool is installed (installs/starts them as root, or uses TEST_DATABASE_URL / TEST_BROKER_URL / PROMTOOL)
 	@$(PY) -m harness.services up
 
+.PHONY: bench-tools
+bench-tools: bootstrap ## Install wrk, the benchmarks' load generator (Debian package, as root), when it is missing
+	@$(PY) -m harness.services bench-tools
+
 .PHONY: keycloak
 keycloak: ## Fetch the pinned Keycloak server with Maven and unpack it under var/keycloak (idempotent)
 	@./scripts/keycloak.sh >/dev/null
@@ -73,23 +77,23 @@ mock-sisdmk: bootstrap ## Start the SISDMK mock on :8082 (SIZE=1000 SEED=42)
 	@$(VENV)/bin/hf-mock sisdmk --port 8082 --size $${SIZE:-1000} --seed $${SEED:-42}
 
 .PHONY: bench
-bench: bootstrap services ## Every benchmark against its baseline, one report: reports/bench.md + bench.json (BENCH_ARGS=--quick for a short check)
+bench: bootstrap services bench-tools ## Every benchmark against its baseline, one report: reports/bench.md + bench.json (BENCH_ARGS=--quick for a short check)
 	@$(PY) bench/run_all.py $(BENCH_ARGS)
 
 .PHONY: bench-mocks
-bench-mocks: bootstrap ## Benchmark both mocks at N=100,000 against Prism (writes reports/bench-mocks.json)
+bench-mocks: bootstrap bench-tools ## Benchmark both mocks at N=100,000 against Prism (writes reports/bench-mocks.json)
 	@$(PY) bench/bench_mocks.py
 
 .PHONY: bench-sync
-bench-sync: bootstrap ## Full sync into PostgreSQL at N=10,000 and 100,000 vs COPY (writes reports/bench-sync.json)
+bench-sync: bootstrap services ## Full sync into PostgreSQL at N=10,000 and 100,000 vs COPY (writes reports/bench-sync.json)
 	@$(PY) bench/bench_sync.py --systems sisdmk kki
 
 .PHONY: bench-webhooks
-bench-webhooks: bootstrap ## Webhooks under gunicorn vs a bare endpoint, lag, fault run (writes reports/bench-webhooks.json)
+bench-webhooks: bootstrap services bench-tools ## Webhooks under gunicorn vs a bare endpoint, lag, fault run (writes reports/bench-webhooks.json)
 	@$(PY) bench/bench_webhooks.py
 
 .PHONY: bench-api
-bench-api: bootstrap ## Authenticated GET /api/v1/health-workers/{id} vs a bare endpoint under gunicorn (writes reports/bench-api.json)
+bench-api: bootstrap services bench-tools ## Authenticated GET /api/v1/health-workers/{id} vs a bare endpoint under gunicorn (writes reports/bench-api.json)
 	@$(PY) bench/bench_api.py
 
 # Load runs (docs/load.md): a local stack unless LOAD_HOST is set (then LOAD_DATABASE_URL and the

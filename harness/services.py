@@ -1,7 +1,8 @@
 """PostgreSQL and RabbitMQ for the tests: use the ones named by TEST_DATABASE_URL and
 TEST_BROKER_URL, else the ones answering on the default ports, else install (Debian packages,
 as root) and start local ones without systemd; and promtool for the alert rules' tests (PROMTOOL,
-else the PATH, else Debian's prometheus package). `python -m harness.services up` is idempotent."""
+else the PATH, else Debian's prometheus package). `python -m harness.services up` is idempotent;
+`python -m harness.services bench-tools` installs wrk, the benchmarks' load generator."""
 
 from __future__ import annotations
 
@@ -164,16 +165,18 @@ class System:
         return result.stdout
 
     def apt_install(
-        self, packages: Sequence[str], purpose: str, variable: str, *, missing: str = ""
+        self, packages: Sequence[str], purpose: str, variable: str | None, *, missing: str = ""
     ) -> None:
         """Install Debian `packages` for `purpose`; `missing` says what is wrong (default: not
-        running), for the message when it cannot be done here."""
+        running), for the message when it cannot be done here; `variable` is the setting that
+        names one instead, if there is one."""
         if not self.is_root() or self.which("apt-get") is None:
             why = "no apt-get" if self.which("apt-get") is None else "not root"
             if missing:
+                instead = f", or set {variable} to it" if variable else ""
                 raise ServiceError(
                     f"{purpose} {missing} and cannot be installed here ({why}): install "
-                    f"{' '.join(packages)}, or set {variable} to it"
+                    f"{' '.join(packages)}{instead}"
                 )
             raise ServiceError(
                 f"{purpose} is not running and cannot be installed here ({why}): install "
@@ -380,15 +383,41 @@ def ensure_promtool(system: System) -> str:
     return found
 
 
+def ensure_wrk(system: System) -> str:
+    """wrk, the benchmarks' HTTP load generator (C, so the client is not what is measured):
+    found on the PATH, or installed with Debian's wrk package."""
+    found = system.which("wrk")
+    if found is None:
+        system.apt_install(
+            ["wrk"], "wrk (the benchmarks' load generator)", None, missing="is not installed"
+        )
+        found = system.which("wrk")
+        if found is None:
+            raise ServiceError("the wrk package installed no wrk on the PATH")
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.services",
         description="Make sure the PostgreSQL and RabbitMQ the tests need are running, and that "
         "promtool (the alert rules' tests) is installed.",
     )
-    parser.add_argument("command", choices=["up"], help="start what is missing (idempotent)")
-    parser.parse_args(argv)
+    parser.add_argument(
+        "command",
+        choices=["up", "bench-tools"],
+        help="up: start what is missing (idempotent); bench-tools: install wrk for `make bench`",
+    )
+    args = parser.parse_args(argv)
     system = System.real()
+    if args.command == "bench-tools":
+        try:
+            wrk = ensure_wrk(system)
+        except ServiceError as exc:
+            print(f"services: {exc}", file=sys.stderr)
+            return 2
+        system.say(f"wrk {wrk}")
+        return 0
     try:
         database = ensure_postgres(system)
         broker = ensure_rabbitmq(system)

@@ -282,3 +282,41 @@ def test_a_promtool_setting_that_is_not_a_program_is_named(
     system = FakeMachine().system(root=True, tools={"promtool"}, pg_port=1, amqp_port=1)
     with pytest.raises(ServiceError, match=r"PROMTOOL=.* is not an executable file"):
         services.ensure_promtool(system)
+
+
+def test_wrk_on_the_path_is_used_as_it_is() -> None:
+    machine = FakeMachine()
+    system = machine.system(root=True, tools={"apt-get", "wrk"}, pg_port=1, amqp_port=1)
+    assert services.ensure_wrk(system) == "/usr/bin/wrk"
+    assert machine.commands == []
+
+
+def test_missing_wrk_is_installed_from_its_debian_package() -> None:
+    machine = FakeMachine()
+    tools = {"apt-get"}
+
+    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if list(argv[:2]) == ["apt-get", "install"] and "wrk" in argv:
+            tools.add("wrk")
+        return machine.run(argv)
+
+    system = System(
+        run=run,
+        which=lambda name: f"/usr/bin/{name}" if name in tools else None,
+        is_root=lambda: True,
+        say=machine.said.append,
+    )
+    assert services.ensure_wrk(system) == "/usr/bin/wrk"
+    assert machine.commands == ["apt-get install -y -q --no-install-recommends wrk"]
+
+
+def test_without_root_it_says_to_install_wrk() -> None:
+    machine = FakeMachine()
+    system = machine.system(root=False, tools={"apt-get"}, pg_port=1, amqp_port=1)
+    with pytest.raises(ServiceError) as failure:
+        services.ensure_wrk(system)
+    assert str(failure.value) == (
+        "wrk (the benchmarks' load generator) is not installed and cannot be installed here "
+        "(not root): install wrk"
+    )
+    assert machine.commands == []
