@@ -36,10 +36,12 @@ def load_yaml(source: str | IO[str]) -> Any:
 
 def resolve_local_refs(document: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of `document` with every local ``$ref`` replaced by what it points to, the
-    way connexion's `json_schema.resolve_refs` does it (keys beside a ``$ref`` kept, the
-    component's members shared by the places that refer to it, not copied) — without importing
-    connexion, a quarter of a second of CPU the adapter's processes paid only for this.
-    A reference outside the document raises `ValueError`: the contracts have none."""
+    way connexion's `json_schema.resolve_refs` does it for the references the contracts use,
+    ``#/`` pointers to named members (keys beside a ``$ref`` kept unless the component has
+    the same key, the component's members shared by the places that refer to it, not
+    copied) — without importing connexion, 0.25 to 0.34 s of CPU the adapter's processes paid
+    only for this. A reference outside the document raises `ValueError` (the contracts have
+    none); connexion's fallbacks (list indexes, percent-encoded pointers) are not needed."""
     resolved: dict[str, Any] = copy.deepcopy(dict(document))
 
     def target(ref: object) -> Any:
