@@ -410,22 +410,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     system = System.real()
-    if args.command == "bench-tools":
-        try:
-            wrk = ensure_wrk(system)
-        except ServiceError as exc:
-            print(f"services: {exc}", file=sys.stderr)
-            return 2
-        system.say(f"wrk {wrk}")
-        return 0
     try:
-        database = ensure_postgres(system)
-        broker = ensure_rabbitmq(system)
-        promtool = ensure_promtool(system)
+        if args.command == "bench-tools":
+            summary = f"wrk {ensure_wrk(system)}"
+        else:
+            database = ensure_postgres(system)
+            broker = ensure_rabbitmq(system)
+            promtool = ensure_promtool(system)
+            summary = f"PostgreSQL {database} | RabbitMQ {broker} | promtool {promtool}"
     except ServiceError as exc:
         print(f"services: {exc}", file=sys.stderr)
         return 2
-    system.say(f"PostgreSQL {database} | RabbitMQ {broker} | promtool {promtool}")
+    system.say(summary)
     return 0
 
 

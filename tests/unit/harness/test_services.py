@@ -230,6 +230,23 @@ def test_a_broker_that_refuses_the_connection_is_one_line_not_a_wait() -> None:
         assert machine.commands == []
 
 
+def _installs(machine: FakeMachine, *, package: str, program: str) -> System:
+    """A root machine with apt-get, where installing `package` puts `program` on the PATH."""
+    tools = {"apt-get"}
+
+    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if list(argv[:2]) == ["apt-get", "install"] and package in argv:
+            tools.add(program)
+        return machine.run(argv)
+
+    return System(
+        run=run,
+        which=lambda name: f"/usr/bin/{name}" if name in tools else None,
+        is_root=lambda: True,
+        say=machine.said.append,
+    )
+
+
 def test_promtool_on_the_path_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(services.PROMTOOL_ENV, raising=False)
     machine = FakeMachine()
@@ -243,19 +260,7 @@ def test_missing_promtool_is_installed_from_the_prometheus_package(
 ) -> None:
     monkeypatch.delenv(services.PROMTOOL_ENV, raising=False)
     machine = FakeMachine()
-    tools = {"apt-get"}
-
-    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        if list(argv[:2]) == ["apt-get", "install"] and "prometheus" in argv:
-            tools.add("promtool")
-        return machine.run(argv)
-
-    system = System(
-        run=run,
-        which=lambda name: f"/usr/bin/{name}" if name in tools else None,
-        is_root=lambda: True,
-        say=machine.said.append,
-    )
+    system = _installs(machine, package="prometheus", program="promtool")
     assert services.ensure_promtool(system) == "/usr/bin/promtool"
     assert machine.commands == ["apt-get install -y -q --no-install-recommends prometheus"]
 
@@ -293,19 +298,7 @@ def test_wrk_on_the_path_is_used_as_it_is() -> None:
 
 def test_missing_wrk_is_installed_from_its_debian_package() -> None:
     machine = FakeMachine()
-    tools = {"apt-get"}
-
-    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        if list(argv[:2]) == ["apt-get", "install"] and "wrk" in argv:
-            tools.add("wrk")
-        return machine.run(argv)
-
-    system = System(
-        run=run,
-        which=lambda name: f"/usr/bin/{name}" if name in tools else None,
-        is_root=lambda: True,
-        say=machine.said.append,
-    )
+    system = _installs(machine, package="wrk", program="wrk")
     assert services.ensure_wrk(system) == "/usr/bin/wrk"
     assert machine.commands == ["apt-get install -y -q --no-install-recommends wrk"]
 
