@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from adapter.errors import AdapterError
-from openapi_schemas import compiled_validator, load_yaml
+from openapi_schemas import compiled_validator, load_yaml, resolve_local_refs
 
 SPEC_PATH: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi" / "adapter.yaml"
 API_PREFIX: Final = "/api/v1"
@@ -55,23 +55,7 @@ class Operation:
 @cache
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     """The spec with every local ``$ref`` inlined (it has no cycles)."""
-    raw: dict[str, Any] = load_yaml(path.read_text(encoding="utf-8"))
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/"):
-                target: Any = raw
-                for part in ref[2:].split("/"):
-                    target = target[part]
-                return inline(target)
-            return {key: inline(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    resolved: dict[str, Any] = inline(raw)
-    return resolved
+    return resolve_local_refs(load_yaml(path.read_text(encoding="utf-8")))
 
 
 @cache

@@ -71,6 +71,9 @@ class OpenApiContract:
     def __init__(self, system: str, spec: Mapping[str, Any]) -> None:
         self.system = system
         resolved = resolve_local_refs(spec)
+        # The whole resolved document, for the other readers of the same contract (the webhook
+        # envelope's schemas): one parse and one resolution per process.
+        self.document: Mapping[str, Any] = resolved
         self._responses = dict(_responses_by_operation(resolved))
         # Per schema object; the schemas live as long as the contract, so their ids stay unique.
         self._validators: dict[int, Validator] = {}

@@ -10,13 +10,13 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any, Final
 
+from adapter.clients import kki, sisdmk
+from adapter.clients.contract import contract_for
 from adapter.webhooks.signature import WebhookRejected
-from openapi_schemas import compiled_validator, load_yaml, resolve_local_refs
+from openapi_schemas import compiled_validator
 
-CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 SOURCES: Final = ("kki", "sisdmk")
 # The resource an event is about, by source: the id the worker fetches.
 FACILITY_EVENT: Final = "facility.updated"
@@ -106,10 +106,10 @@ def _instant(text: str) -> dt.datetime:
 
 @cache
 def _event_schema(source: str) -> dict[str, Any]:
-    with (CONTRACTS_DIR / f"{source}.yaml").open(encoding="utf-8") as fh:
-        spec = load_yaml(fh)
-    resolved = resolve_local_refs(spec)
-    schema: dict[str, Any] = resolved["components"]["schemas"]["WebhookEvent"]
+    # The contract the source's client loads too (`contract_for`, once per process).
+    client = {"kki": kki, "sisdmk": sisdmk}[source]
+    document = contract_for(client.SYSTEM, client.SPEC_FILE).document
+    schema: dict[str, Any] = document["components"]["schemas"]["WebhookEvent"]
     return schema
 
 
