@@ -17,6 +17,7 @@ COPY adapter/__init__.py adapter/__init__.py
 RUN pip install --no-cache-dir ./[otlp] \
  && pip uninstall --yes healthforce-integration
 COPY adapter adapter
+COPY cli_startup cli_startup
 COPY mocks mocks
 COPY conformance conformance
 COPY harness harness

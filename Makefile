@@ -98,6 +98,10 @@ bench-webhooks: bootstrap services bench-tools ## Webhooks under gunicorn vs a b
 bench-api: bootstrap services bench-tools ## Authenticated GET /api/v1/health-workers/{id} vs a bare endpoint under gunicorn (writes reports/bench-api.json)
 	@$(PY) bench/bench_api.py
 
+.PHONY: bench-startup
+bench-startup: bootstrap ## CPU of a command's process start, the project's way vs imported with the collector running (writes reports/bench-startup.json)
+	@$(PY) bench/bench_startup.py
+
 # Load runs (docs/load.md): a local stack unless LOAD_HOST is set (then LOAD_DATABASE_URL and the
 # LOAD_… variables describe the target); LOAD_RUN_ARGS passes other `load.run` options (--prefill,
 # --serve-workers …). Each run writes reports/load/<time>/report.{md,json,png}.

@@ -1,6 +1,7 @@
 """`make bench`: every benchmark in one invocation, one report against the throughput goals.
 
-Runs bench_mocks.py, bench_sync.py, bench_webhooks.py, bench_api.py and bench_keycloak.py one
+Runs bench_mocks.py, bench_sync.py, bench_webhooks.py, bench_api.py, bench_keycloak.py and
+bench_startup.py one
 after the other (each measures its figures against its own baseline in the same run: Prism,
 `COPY`, a bare endpoint in the same gunicorn), then writes reports/bench.json (every script's own
 report, its exit status, the load average before and after each, the machine) and
@@ -86,6 +87,13 @@ BENCHMARKS = (
         full=("--runs", "3"),
         quick=("--runs", "1"),
     ),
+    Benchmark(
+        "startup",
+        "bench_startup.py",
+        "bench-startup.json",
+        full=("--runs", "8"),
+        quick=("--runs", "2"),
+    ),
 )
 # No benchmark takes this long on 2 cores; one that does is stuck.
 TIMEOUT_S = 3 * 3600
@@ -153,6 +161,7 @@ def rows(runs: dict[str, Any]) -> list[Row]:
         ("api", _api_rows),
         ("mocks", _mock_rows),
         ("keycloak", _keycloak_rows),
+        ("startup", _startup_rows),
     )
     for name, extract in extractors:
         try:
@@ -313,6 +322,23 @@ def _keycloak_rows(runs: dict[str, Any]) -> list[Row]:
             "— (reported)",
             None,
         )
+    ]
+
+
+def _startup_rows(runs: dict[str, Any]) -> list[Row]:
+    report = _report(runs, "startup")
+    if not report:
+        return []
+    return [
+        Row(
+            f"process CPU: {command['command']} (median)",
+            f"{command['median_after_cpu_s']:.2f} CPU s",
+            f"imported with the collector running {command['median_before_cpu_s']:.2f} CPU s "
+            f"→ {command['median_after_cpu_s'] / command['median_before_cpu_s']:.2f}x",
+            "— (reported)",
+            None,
+        )
+        for command in report["commands"]
     ]
 
 

@@ -204,7 +204,7 @@ class Adapter:
         return f"https://127.0.0.1:{self.port}"
 
     def _process(self, name: str, *args: str) -> ManagedProcess:
-        argv = [sys.executable, "-m", "adapter.cli", *args]
+        argv = [sys.executable, "-m", "adapter", *args]
         return ManagedProcess(f"e2e-{name}", argv, env=self.environment).start()
 
     def cli(self, *args: str) -> tuple[int, str]:
@@ -213,7 +213,7 @@ class Adapter:
     def cli_with(self, environment: dict[str, str], *args: str) -> tuple[int, str]:
         """An `hf-adapter` command run to its end with `environment`: exit code, output."""
         done = subprocess.run(
-            [sys.executable, "-m", "adapter.cli", *args],
+            [sys.executable, "-m", "adapter", *args],
             env={**os.environ, **environment},
             capture_output=True,
             text=True,
@@ -325,7 +325,7 @@ class Stack:
         argv = [
             sys.executable,
             "-m",
-            "mocks.cli",
+            "mocks",
             system,
             "--port",
             str(port),

@@ -255,14 +255,14 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
         def serve_and_work() -> str:
             server = ManagedProcess(
                 "adapter-serve",
-                [sys.executable, "-m", "adapter.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+                [sys.executable, "-m", "adapter", "serve", "--bind", f"127.0.0.1:{port}"],
                 env=adapter_env,
             ).start()
             stack.callback(server.close)
             server.wait_http(f"{adapter_url}/healthz", timeout_s=60)
             worker = ManagedProcess(
                 "adapter-worker",
-                [sys.executable, "-m", "adapter.cli", "worker", "--concurrency", "2"],
+                [sys.executable, "-m", "adapter", "worker", "--concurrency", "2"],
                 env=adapter_env,
             ).start()
             stack.callback(worker.close)

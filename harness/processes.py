@@ -139,7 +139,7 @@ def hf_mock(
     argv = [
         sys.executable,
         "-m",
-        "mocks.cli",
+        "mocks",
         system,
         "--port",
         str(port),

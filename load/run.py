@@ -252,7 +252,7 @@ def prefill(adapter: Adapter, systems: Sequence[str] = ("sisdmk", "kki")) -> Non
     the start, and the daily schedule has a run since its last slot, so the scheduler starts
     no catch-up run in the middle of the measurement (on an empty store it would at once)."""
     for system in systems:
-        argv = [sys.executable, "-m", "adapter.cli", "sync", "--system", system]
+        argv = [sys.executable, "-m", "adapter", "sync", "--system", system]
         done = subprocess.run(  # noqa: S603 - argv built here
             argv,
             env={**os.environ, **adapter.environment},
@@ -267,7 +267,7 @@ def prefill(adapter: Adapter, systems: Sequence[str] = ("sisdmk", "kki")) -> Non
 def start_scheduler(adapter: Adapter) -> None:
     """`hf-adapter schedule` beside the adapter (it starts the runs requested by the API);
     stopped with the adapter's workers."""
-    argv = [sys.executable, "-m", "adapter.cli", "schedule"]
+    argv = [sys.executable, "-m", "adapter", "schedule"]
     adapter.workers.append(
         ManagedProcess("adapter-schedule", argv, env=adapter.environment).start()
     )

@@ -142,7 +142,7 @@ def served(tmp_path: Path, *extra: str, ops_bind: str | None) -> Iterator[tuple[
     public_port, ops_port = free_port(), free_port()
     if ops_bind is not None:
         env["OPS_BIND"] = ops_bind.format(port=ops_port)
-    argv = [sys.executable, "-m", "adapter.cli", "serve", "--bind", f"127.0.0.1:{public_port}"]
+    argv = [sys.executable, "-m", "adapter", "serve", "--bind", f"127.0.0.1:{public_port}"]
     process = ManagedProcess("adapter-serve", [*argv, *extra], env=env).start()
     try:
         public, ops = f"http://127.0.0.1:{public_port}", f"http://127.0.0.1:{ops_port}"
@@ -204,7 +204,7 @@ def test_serve_refuses_an_ops_bind_it_cannot_keep_apart(
     database = f"sqlite:///{tmp_path / 'adapter.sqlite3'}"
     env = adapter_environment(database, "http://127.0.0.1:9", "http://127.0.0.1:9")
     done = subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "serve", "--bind", bind],
+        [sys.executable, "-m", "adapter", "serve", "--bind", bind],
         env={**os.environ, **env, "OPS_BIND": ops_bind},
         capture_output=True,
         text=True,

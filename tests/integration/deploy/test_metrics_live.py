@@ -94,7 +94,7 @@ def gauge(exposition: str, name: str, **labels: str) -> float:
 
 
 def start(adapter: Adapter, name: str, *args: str) -> ManagedProcess:
-    argv = [sys.executable, "-m", "adapter.cli", *args]
+    argv = [sys.executable, "-m", "adapter", *args]
     process = ManagedProcess(name, argv, env=adapter.environment).start()
     adapter.workers.append(process)  # closed with the stack
     return process

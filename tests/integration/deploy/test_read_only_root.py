@@ -96,7 +96,7 @@ def replace(argv: Sequence[str], option: str, value: str) -> list[str]:
 def python(argv: Sequence[str]) -> list[str]:
     """The compose command, run with this interpreter (the image's console scripts)."""
     program, *rest = argv
-    module = {"hf-adapter": "adapter.cli", "hf-mock": "mocks.cli"}[program]
+    module = {"hf-adapter": "adapter", "hf-mock": "mocks"}[program]
     return [sys.executable, "-m", module, *rest]
 
 

@@ -150,3 +150,20 @@ def test_mock_rows_compare_each_scenario_with_prism_and_judge_start_up() -> None
     assert table["mock GET by id, KKI"].met is True  # 3x
     assert table["mock page of 100, KKI"].met is False  # 0.4x
     assert table["mock start-up and memory, KKI, N=100,000"].met is True
+
+
+def test_startup_rows_report_each_command_against_its_old_start() -> None:
+    report = {
+        "commands": [
+            {
+                "command": "hf-adapter --help",
+                "median_before_cpu_s": 1.25,
+                "median_after_cpu_s": 1.0,
+            }
+        ]
+    }
+    (row,) = [row for row in rows({"startup": ok(report)}) if row.path.startswith("process")]
+    assert row.path == "process CPU: hf-adapter --help (median)"
+    assert row.figure == "1.00 CPU s"
+    assert row.baseline == "imported with the collector running 1.25 CPU s → 0.80x"
+    assert row.met is None

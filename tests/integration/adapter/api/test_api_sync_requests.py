@@ -60,7 +60,7 @@ def environment(
 
 
 def _hf_adapter(name: str, environment: dict[str, str], *args: str) -> ManagedProcess:
-    argv = [sys.executable, "-m", "adapter.cli", *args]
+    argv = [sys.executable, "-m", "adapter", *args]
     return ManagedProcess(name, argv, env=environment).start()
 
 

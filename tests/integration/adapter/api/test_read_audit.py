@@ -301,7 +301,7 @@ def test_a_cli_lookup_that_finds_nothing_is_audited_in_the_operators_name(
     url = served.engine.url.render_as_string(hide_password=False)
     before = last_seq(served)
     run = subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "lookup", "--nik-stdin"],
+        [sys.executable, "-m", "adapter", "lookup", "--nik-stdin"],
         input=nik + "\n",
         env=adapter_environment(url, mock_kki.url, sisdmk.url),
         capture_output=True,

@@ -228,7 +228,7 @@ def start_sync(adapter: Adapter, *, page_size: int) -> ManagedProcess:
     argv = [
         sys.executable,
         "-m",
-        "adapter.cli",
+        "adapter",
         "sync",
         "--system",
         "kki",

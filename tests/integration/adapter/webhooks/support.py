@@ -89,7 +89,7 @@ class Adapter:
         argv = [
             sys.executable,
             "-m",
-            "adapter.cli",
+            "adapter",
             "serve",
             "--bind",
             f"127.0.0.1:{self.port}",
@@ -105,7 +105,7 @@ class Adapter:
         argv = [
             sys.executable,
             "-m",
-            "adapter.cli",
+            "adapter",
             "worker",
             "--concurrency",
             str(concurrency),
@@ -119,7 +119,7 @@ class Adapter:
         import subprocess
 
         done = subprocess.run(
-            [sys.executable, "-m", "adapter.cli", *args],
+            [sys.executable, "-m", "adapter", *args],
             env={**os.environ, **self.environment},
             capture_output=True,
             text=True,

@@ -54,7 +54,7 @@ class Stack:
 
     def cli(self, *args: str) -> tuple[int, str, str]:
         done = subprocess.run(
-            [sys.executable, "-m", "adapter.cli", "events", *args],
+            [sys.executable, "-m", "adapter", "events", *args],
             env={**os.environ, **self.environment},
             capture_output=True,
             text=True,
