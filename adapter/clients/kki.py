@@ -5,6 +5,7 @@ Contract: contracts/openapi/kki.yaml. Authentication: the static token in `X-API
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from datetime import datetime
 from types import TracebackType
@@ -66,7 +67,7 @@ class HttpKkiClient:
         policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         metrics: ClientMetrics | None = None,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,
         transport: httpx.BaseTransport | None = None,
         event_hooks: EventHooks | None = None,
     ) -> None:

@@ -7,6 +7,7 @@ Answers come in an envelope `{status, message, data[, page]}`; the client return
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -84,7 +85,7 @@ class HttpSisdmkClient:
         policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         metrics: ClientMetrics | None = None,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,
         transport: httpx.BaseTransport | None = None,
         event_hooks: EventHooks | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -7,12 +7,14 @@ module only tells people. Alerts carry ids, the event type and the reason, never
 from __future__ import annotations
 
 import logging
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Final
 
 import httpx
 
+from adapter.clients.http import tls_verification
 from adapter.observability.event_metrics import EventMetrics
 
 log = logging.getLogger("adapter.alerts")
@@ -37,13 +39,13 @@ class DeadLetterAlerts:
     """Sends alerts off the worker's thread, so a slow alert endpoint never slows the queue."""
 
     def __init__(
-        self, url: str | None, metrics: EventMetrics, *, verify: str | bool = True
+        self, url: str | None, metrics: EventMetrics, *, verify: ssl.SSLContext | str | bool = True
     ) -> None:
         """`verify`: TLS verification of an https `url` (`CA_BUNDLE`'s path, or the system
         trust store); never off."""
         self._url = url
         self._metrics = metrics
-        self._verify = verify
+        self._verify = tls_verification(verify)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-alerts")
 
     def raise_alert(self, alert: DeadLetterAlert) -> None:
