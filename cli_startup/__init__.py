@@ -6,7 +6,8 @@ is traversed again and again during those imports, and once more, whole, when th
 exits. The modules live as long as the process, so there is nothing to collect among them:
 `run` imports the command with the collector paused, then moves everything loaded into the
 permanent generation (`gc.freeze`), which no later collection walks. A forked child (gunicorn's
-workers) inherits the frozen generation and leaves those pages unwritten.
+workers) inherits the frozen generation: its collections do not walk those objects either, nor
+write to their pages (reference counts still do).
 
 Measured on 2 cores (docs/benchmarks.md, "Process start"): the CPU time of a process that only
 imports `adapter.cli` and exits, 1.47 s → 0.95 s (median of 8); `mocks.cli` 0.79 s → 0.60 s.
