@@ -91,6 +91,37 @@ def lua_script(path: Path, token: str, worker_ids: list[str]) -> None:
     )
 
 
+def workers_cpu_s(master: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each gunicorn worker (the master's children)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:  # ppid
+            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def measured(
+    master: int, url: str, script: Path, duration: int, connections: int
+) -> dict[str, Any]:
+    """`wrk` against `url`, with the CPU seconds each gunicorn worker spent meanwhile: wrk's
+    keep-alive connections stay with the worker that accepted them, and when one worker
+    accepted all of them the other idles (one process, one core under the GIL)."""
+    before = workers_cpu_s(master)
+    figures: dict[str, Any] = dict(wrk(url, script, duration, connections))
+    after = workers_cpu_s(master)
+    figures["workers_cpu_s"] = sorted(
+        (round(after[pid] - before.get(pid, 0.0), 1) for pid in after), reverse=True
+    )
+    return figures
+
+
 def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -196,13 +227,22 @@ def main() -> int:
                 audit_before = connection.execute(
                     text("SELECT count(*) FROM audit_events")
                 ).scalar()
-            bare = wrk(f"{base}/bench/bare", script, args.duration, args.connections)
+            load_start = os.getloadavg()
+            bare = measured(
+                server.pid, f"{base}/bench/bare", script, args.duration, args.connections
+            )
             spies = [
                 py_spy(server.pid, out, args.duration, gil=gil)
                 for out, gil in ((args.profile, False), (args.profile_gil, True))
                 if out is not None
             ]
-            read = wrk(f"{base}/api/v1/health-workers/x", script, args.duration, args.connections)
+            read = measured(
+                server.pid,
+                f"{base}/api/v1/health-workers/x",
+                script,
+                args.duration,
+                args.connections,
+            )
             for spy in spies:
                 spy.wait(timeout=60)
         with engine.connect() as connection:
@@ -219,6 +259,7 @@ def main() -> int:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     report: dict[str, Any] = {
+        "load_average_1min": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         "workers_in_store": len(worker_ids),
         "gunicorn_workers": args.workers,
         "gunicorn_threads": args.threads,
@@ -243,9 +284,14 @@ def main() -> int:
         table.add_row(
             label,
             f"{figures['requests_per_s']:,.0f} req/s, p50 {figures['p50_ms']:.1f} ms, "
-            f"p99 {figures['p99_ms']:.1f} ms, non-2xx {figures['non_2xx']:.0f}",
+            f"p99 {figures['p99_ms']:.1f} ms, non-2xx {figures['non_2xx']:.0f}, "
+            f"workers' CPU {' + '.join(f'{s:.1f}' for s in figures['workers_cpu_s'])} s",
         )
     table.add_row("ratio read / bare", f"{report['ratio']:.3f}")
+    table.add_row(
+        "load average (1 min) at the start, end",
+        " → ".join(f"{x:.2f}" for x in report["load_average_1min"]),
+    )
     table.add_row("audit entries written", f"{report['audit_entries_written']:,}")
     pending = report["audit_entries_pending_at_end"]
     table.add_row("of which not sealed yet at the end", f"{pending:,}")
