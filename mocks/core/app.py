@@ -23,8 +23,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mocks.core.admin import AdminHandlers
+from mocks.core.fast_read import StoredReadShortcut, shortcut_routes
 from mocks.core.faults import FaultMiddleware, RouteTable
 from mocks.core.problems import ErrorFormat, FieldError, MockProblem
+from mocks.core.public_api import PublicApi
 from mocks.core.runtime import CONTRACTS_DIR, MockRuntime
 from mocks.core.store import StoreError
 from mocks.core.validation import FastJSONResponseBodyValidator, PreciseJSONBodyValidator
@@ -152,7 +154,9 @@ def _title(status: int) -> str:
         return "Error"
 
 
-def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
+def create_asgi_app(runtime: MockRuntime, *, shortcut: bool = True) -> ASGIApp:
+    """The mock's ASGI app; `shortcut=False` leaves every request to connexion (the tests
+    compare both: mocks/core/fast_read.py must answer exactly as connexion does)."""
     system = runtime.system
 
     def render_for(path: str) -> Callable[[int, str, str, list[FieldError]], ConnexionResponse]:
@@ -216,11 +220,12 @@ def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
             {**VALIDATOR_MAP["response"], "*/*json": FastJSONResponseBodyValidator}
         ),
     }
+    public_handlers = system.public_handlers(runtime)
     app = AsyncApp(__name__, specification_dir=str(CONTRACTS_DIR), validator_map=validators)
     ui = SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui")
     app.add_api(
         runtime.public_spec,
-        resolver=method_resolver(system.public_handlers(runtime)),
+        resolver=method_resolver(public_handlers),
         validate_responses=True,
         strict_validation=True,
         swagger_ui_options=ui,
@@ -246,8 +251,13 @@ def create_asgi_app(runtime: MockRuntime) -> ASGIApp:
     app.add_error_handler(HTTPException, on_http)
     app.add_error_handler(Exception, on_unexpected)
 
+    reads = (
+        public_handlers.stored_reads()
+        if shortcut and isinstance(public_handlers, PublicApi)
+        else {}
+    )
     faulted = FaultMiddleware(
-        app,
+        StoredReadShortcut(app, shortcut_routes(runtime.public_spec, reads)),
         injector=runtime.injector,
         route_table=routes,
         error_renderer=lambda path, status, title, detail, _headers: system.error_format_for(

@@ -407,6 +407,11 @@ class Route:
         return self.template.count("{")
 
 
+def _alternation(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One regex trying `patterns` (which have no groups) in order, each as a group."""
+    return re.compile("|".join(f"({p})" for p in patterns))
+
+
 class RouteTable:
     """Matches a request's method and raw path to an operation of one OpenAPI spec.
 
@@ -423,6 +428,24 @@ class RouteTable:
             self._by_method.setdefault(route.method, []).append(route)
         self._operation_ids = frozenset(r.operation_id for r in ordered if r.operation_id)
         self._keys = frozenset(r.key for r in ordered)
+        # One alternation per lookup, tried in the order above (the first alternative that
+        # matches the whole path wins, as a scan would): two regex calls per request instead
+        # of a scan of every route (~8 % of a GET by id under load).
+        templates = list(dict.fromkeys(r.template for r in ordered))
+        patterns = {r.template: r.pattern.pattern for r in ordered}
+        self._templates = _alternation(patterns[t] for t in templates)
+        self._template_list = templates
+        self._allowed = {
+            t: sorted(
+                (methods := {r.method for r in ordered if r.template == t})
+                | ({"HEAD"} if "GET" in methods else set())
+            )
+            for t in templates
+        }
+        self._by_method_pattern = {
+            method: _alternation(r.pattern.pattern for r in candidates)
+            for method, candidates in self._by_method.items()
+        }
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], base_path: str = "") -> RouteTable:
@@ -451,16 +474,18 @@ class RouteTable:
     def allowed_methods(self, path: str) -> list[str]:
         """Methods some operation declares for `path` (what a 405's `Allow` header lists)."""
         # Routes are ordered concrete-first, so the first match is the path's own template.
-        template = next((r.template for r in self._routes if r.pattern.fullmatch(path)), None)
-        methods = {r.method for r in self._routes if r.template == template}
-        return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
+        found = self._templates.fullmatch(path)
+        if found is None or found.lastindex is None:
+            return []
+        return list(self._allowed[self._template_list[found.lastindex - 1]])
 
     def match(self, method: str, path: str) -> Route | None:
         """The route of `path` (raw, percent-encoded); HEAD falls back to GET like Starlette."""
         method = method.upper()
-        for candidate in self._by_method.get(method, ()):
-            if candidate.pattern.fullmatch(path):
-                return candidate
+        pattern = self._by_method_pattern.get(method)
+        found = None if pattern is None else pattern.fullmatch(path)
+        if found is not None and found.lastindex is not None:
+            return self._by_method[method][found.lastindex - 1]
         if method == "HEAD":
             return self.match("GET", path)
         return None

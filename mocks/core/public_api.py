@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Any
 
 from starlette.responses import Response as HttpResponse
 
+from mocks.core.fast_read import StoredRead
 from mocks.core.problems import FieldError, MockProblem
 from mocks.core.runtime import MockRuntime
 from mocks.core.store import Page, RecordStore, StoredRecord, encode_document
@@ -83,7 +85,23 @@ class PublicApi:
 
     def stored(self, store: RecordStore, record: StoredRecord) -> Response:
         """One stored record, in the single-resource envelope, from its stored body."""
-        return stored_json_response(splice(self.ok(_STORED)[0], store.body(record)), None)
+        return stored_json_response(self.stored_body(store, record), None)
+
+    @cached_property
+    def _single_envelope(self) -> tuple[bytes, bytes]:
+        head, tail = encode_document(self.ok(_STORED)[0]).split(_STORED_JSON)
+        return head, tail
+
+    def stored_body(self, store: RecordStore, record: StoredRecord) -> bytes:
+        """The bytes of `stored()`'s answer: the single-resource envelope is fixed."""
+        head, tail = self._single_envelope
+        return head + store.body(record) + tail
+
+    def stored_reads(self) -> Mapping[str, StoredRead]:
+        """GET operations (by operationId) answering one record of a store, keyed by their
+        only path parameter, exactly as `stored()` answers: `StoredReadShortcut` may serve
+        them without connexion's per-request stack (mocks/core/fast_read.py)."""
+        return {}
 
     def embedded_page(self, items: list[Any], limit: int, cursor: str | None) -> Response:
         """A page of a list embedded in one record (trainings, SIPs, employments...)."""

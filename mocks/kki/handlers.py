@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from indonesian_ids.nik import validate_nik
+from mocks.core.fast_read import StoredRead
 from mocks.core.problems import FieldError, MockProblem
 from mocks.core.public_api import DEFAULT_LIMIT, PublicApi, Response
 from mocks.core.runtime import MockRuntime
@@ -29,6 +30,9 @@ class KkiApi(PublicApi):
     @property
     def registrations(self) -> RecordStore:
         return self.runtime.store(REGISTRATIONS)
+
+    def stored_reads(self) -> Mapping[str, StoredRead]:
+        return {"getRegistration": StoredRead(lambda: self.registrations, self.stored_body)}
 
     async def list_registrations(
         self,

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from mocks.core.fast_read import StoredRead
 from mocks.core.problems import MockProblem
 from mocks.core.public_api import DEFAULT_LIMIT, JsonAnswer, PublicApi, Response
 from mocks.core.store import RecordStore
@@ -38,6 +39,9 @@ class SisdmkApi(PublicApi):
     def listing(self, items: list[Any], limit: int, next_cursor: str | None) -> JsonAnswer:
         body, status = super().listing(items, limit, next_cursor)[:2]
         return {"status": status, "message": "OK", **body}, status
+
+    def stored_reads(self) -> Mapping[str, StoredRead]:
+        return {"getHealthWorker": StoredRead(lambda: self.workers, self.stored_body)}
 
     # -- token endpoint ---------------------------------------------------------------------
 

@@ -1,0 +1,163 @@
+"""The stored-read shortcut answers exactly as connexion does, or leaves the request to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mocks.core.app import create_asgi_app
+from mocks.core.fast_read import StoredRead, StoredReadShortcut, shortcut_routes
+from mocks.core.runtime import MockRuntime, MockSettings
+from mocks.kki.system import REGISTRATIONS, KkiSystem
+from mocks.sisdmk.system import HEALTH_WORKERS, SisdmkSystem
+
+
+def first_key(runtime: MockRuntime, collection: str) -> str:
+    store = runtime.store(collection)
+    return store.key_of(next(store.documents()))
+
+
+def answer(client: TestClient, method: str, url: str, headers: dict[str, str]) -> Any:
+    response = client.request(method, url, headers=headers)
+    kept = sorted((k, v) for k, v in response.headers.items() if k not in ("date", "server"))
+    return response.status_code, kept, response.content
+
+
+@pytest.fixture(scope="module")
+def kki() -> MockRuntime:
+    return MockRuntime.build(KkiSystem(), MockSettings(size=8, seed=5))
+
+
+@pytest.fixture(scope="module")
+def sisdmk() -> MockRuntime:
+    return MockRuntime.build(SisdmkSystem(), MockSettings(size=8, seed=5))
+
+
+@pytest.fixture
+def clients(request: pytest.FixtureRequest) -> Iterator[tuple[MockRuntime, TestClient, TestClient]]:
+    runtime: MockRuntime = request.getfixturevalue(request.param)
+    with (
+        TestClient(create_asgi_app(runtime), raise_server_exceptions=False) as fast,
+        TestClient(create_asgi_app(runtime, shortcut=False), raise_server_exceptions=False) as slow,
+    ):
+        yield runtime, fast, slow
+
+
+def kki_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str, str]]]:
+    key = first_key(runtime, REGISTRATIONS)
+    full = {"X-API-Key": runtime.settings.credentials["api_token"]}
+    url = f"/v1/registrations/{key}"
+    return [
+        ("GET", url, full),
+        ("GET", url, {"X-API-Key": runtime.settings.credentials["readonly_token"]}),
+        ("GET", url, {"X-API-Key": "not-a-token"}),
+        ("GET", url, {}),
+        ("GET", url, {"Authorization": "Bearer " + full["X-API-Key"]}),
+        ("HEAD", url, full),
+        ("GET", url + "?", full),
+        ("GET", url + "?limit=5", full),
+        ("GET", url + "/", full),
+        ("GET", url + "/skp", full),
+        ("GET", "/v1/registrations/QZ00000000000000", full),
+        ("GET", "/v1/registrations/not-an-str", full),
+        ("GET", "/v1/registrations/" + "A" * 51, full),
+        ("GET", "/v1/registrations/" + key[:4] + "%41" + key[5:], full),
+        ("GET", "/v1/registrations/lookup", full),
+        ("DELETE", url, full),
+    ]
+
+
+def sisdmk_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str, str]]]:
+    key = first_key(runtime, HEALTH_WORKERS)
+    token, _ = runtime.issue_token("sisdmk-dev-client", frozenset({"workforce:read"}))
+    url = f"/v1/health-workers/{key}"
+    return [
+        ("GET", url, {"Authorization": f"Bearer {token}"}),
+        ("GET", url, {"Authorization": f"bearer {token}"}),
+        ("GET", url, {"Authorization": f"Bearer  {token}"}),
+        ("GET", url, {"Authorization": f"Bearer {token}x"}),
+        ("GET", url, {"Authorization": "Bearer"}),
+        ("GET", url, {"Authorization": f"Basic {token}"}),
+        ("GET", url, {}),
+        ("GET", url + "?x=1", {"Authorization": f"Bearer {token}"}),
+        ("GET", url.upper(), {"Authorization": f"Bearer {token}"}),
+        ("GET", "/v1/health-workers/00000000-0000-4000-8000-000000000000", {}),
+        (
+            "GET",
+            "/v1/health-workers/00000000-0000-4000-8000-000000000000",
+            {"Authorization": f"Bearer {token}"},
+        ),
+        ("GET", url + "/employments", {"Authorization": f"Bearer {token}"}),
+    ]
+
+
+@pytest.mark.parametrize("clients", ["kki", "sisdmk"], indirect=True)
+def test_every_answer_is_connexions(clients: tuple[MockRuntime, TestClient, TestClient]) -> None:
+    runtime, fast, slow = clients
+    requests = (kki_requests if runtime.system.name == "kki" else sisdmk_requests)(runtime)
+    for method, url, headers in requests:
+        assert answer(fast, method, url, headers) == answer(slow, method, url, headers), url
+    method, url, headers = requests[0]
+    assert answer(fast, method, url, headers)[0] == 200
+
+
+class Spy:
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.paths.append(scope["path"])
+        await send({"type": "http.response.start", "status": 599, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def shortcut_over(runtime: MockRuntime, inner: ASGIApp) -> ASGIApp:
+    api = runtime.system.public_handlers(runtime)
+    reads: dict[str, StoredRead] = api.stored_reads()  # type: ignore[attr-defined]
+    shortcut = StoredReadShortcut(inner, shortcut_routes(runtime.public_spec, reads))
+
+    async def with_runtime(scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})["mock"] = runtime
+        await shortcut(scope, receive, send)
+
+    return with_runtime
+
+
+def test_the_happy_read_never_reaches_connexion_and_the_rest_always_does(
+    kki: MockRuntime,
+) -> None:
+    spy = Spy()
+    key = first_key(kki, REGISTRATIONS)
+    token = kki.settings.credentials["api_token"]
+    client = TestClient(shortcut_over(kki, spy))  # no `with`: no lifespan scope
+    ok = client.get(f"/v1/registrations/{key}", headers={"X-API-Key": token})
+    assert ok.status_code == 200
+    assert ok.headers["content-type"] == "application/json"
+    assert ok.json()["str_number"] == key
+    assert spy.paths == []
+    client.get(f"/v1/registrations/{key}", headers={"X-API-Key": "wrong"})
+    client.get("/v1/registrations/QZ00000000000000", headers={"X-API-Key": token})
+    client.get(f"/v1/registrations/{key}/skp", headers={"X-API-Key": token})
+    assert len(spy.paths) == 3
+
+
+def test_a_changed_record_is_served_changed() -> None:
+    runtime = MockRuntime.build(KkiSystem(), MockSettings(size=8, seed=5))
+    key = first_key(runtime, REGISTRATIONS)
+    headers = {"X-API-Key": runtime.settings.credentials["api_token"]}
+    url = f"/v1/registrations/{key}"
+    with (
+        TestClient(create_asgi_app(runtime)) as fast,
+        TestClient(create_asgi_app(runtime, shortcut=False)) as slow,
+    ):
+        before = fast.get(url, headers=headers).json()
+        doc = runtime.store(REGISTRATIONS).get(key)
+        assert doc is not None
+        runtime.replace_record(REGISTRATIONS, key, {**doc, "kompetensi": "Ners Baru"})
+        after = fast.get(url, headers=headers)
+        assert after.json()["kompetensi"] == "Ners Baru" != before["kompetensi"]
+        assert after.content == slow.get(url, headers=headers).content
