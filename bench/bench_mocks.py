@@ -7,6 +7,7 @@ hf-mock and for `prism mock`. Load comes from `wrk` (apt-get install wrk) on the
 Writes reports/bench-mocks.json, with the load average before and after.
 
     .venv/bin/python bench/bench_mocks.py [--size 100000] [--duration 10] [--connections 16]
+        [--systems kki sisdmk]
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--systems", nargs="+", choices=("kki", "sisdmk"), default=["kki", "sisdmk"]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-mocks.json")
     args = parser.parse_args()
     console = Console(width=200)
@@ -164,7 +168,7 @@ def main() -> int:
     startups: list[Startup] = []
     load_before = os.getloadavg()
     cache_dir = Path(tempfile.mkdtemp(prefix="bench-mocks-cache-"))
-    for system in ("kki", "sisdmk"):
+    for system in args.systems:
         for cache in ("empty", "filled"):
             with console.status(f"starting hf-mock {system}, {args.size:,} people, {cache} cache"):
                 started = time.perf_counter()
