@@ -57,8 +57,8 @@ class CircuitOpen(UpstreamUnavailable):
 
 
 class UntrustedCertificate(UpstreamUnavailable):
-    """The system's TLS certificate does not verify against ``CA_BUNDLE`` (or the system trust
-    store): a wrong bundle or someone in the way. Not retried; the connection is never made.
+    """The system's TLS certificate does not verify against ``CA_BUNDLE`` (or, unset, certifi's
+    bundle): a wrong bundle or someone in the way. Not retried; the connection is never made.
 
     A subclass of `UpstreamUnavailable`: a look-up still serves the stored copy (stale)."""
 

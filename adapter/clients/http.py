@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -62,14 +62,31 @@ def verify_from(ca_bundle: Path | str | None) -> ssl.SSLContext:
     return tls_context(str(ca_bundle) if ca_bundle is not None else None)
 
 
-@cache
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """One verifying TLS context per CA bundle and process, shared by every client: httpx
-    otherwise builds one for each client, loading the whole bundle (about 40 ms of CPU), even
-    for a client that only ever speaks plain http. `None`: httpx's default (certifi's bundle,
-    or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set); a directory is read as a hashed
-    certificate directory, a file as a bundle, as httpx reads them. An `ssl.SSLContext` is
-    safe to share between threads once built."""
+    """The process's verifying TLS context for `ca_bundle`, shared by every client built with
+    it: httpx otherwise builds one for each client, loading the whole bundle (about 40 ms of
+    CPU), even for a client that only ever speaks plain http. `None`: httpx's default
+    (certifi's bundle, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set); a directory is read
+    as a hashed certificate directory, a file as a bundle, as httpx reads them. A bundle
+    changed in place (a renewed, mounted secret) is loaded again by the next call. Shared
+    between threads: httpcore only sets the same ALPN protocols on it per connection."""
+    source = ca_bundle or os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")
+    return _tls_context(ca_bundle, _file_version(source))
+
+
+def _file_version(path: str | None) -> tuple[str, int, int] | None:
+    if path is None:
+        return None
+    try:
+        status = os.stat(path)
+    except OSError:
+        return (path, 0, 0)  # let the context's own load say what is wrong with it
+    return (path, status.st_mtime_ns, status.st_size)
+
+
+@lru_cache(maxsize=8)
+def _tls_context(ca_bundle: str | None, version: tuple[str, int, int] | None) -> ssl.SSLContext:
+    # `version` (the bundle file's path, mtime and size) is only part of the cache key.
     if ca_bundle is None:
         return httpx.create_ssl_context()
     if os.path.isdir(ca_bundle):

@@ -3,6 +3,7 @@ bundle again for each (about 40 ms of CPU a client)."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -55,3 +56,20 @@ def test_no_verification_and_a_given_context_pass_through() -> None:
 
     assert tls_verification(False) is False
     assert tls_verification(mine) is mine
+
+
+def test_a_bundle_renewed_in_place_is_loaded_again(tmp_path: Path) -> None:
+    first = CertificateAuthority.new(tmp_path / "first", "unit-test-first-root")
+    second = CertificateAuthority.new(tmp_path / "second", "unit-test-second-root")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(first.bundle.read_bytes())
+    os.utime(bundle, ns=(1_000_000_000, 1_000_000_000))
+    before = verify_from(bundle)
+
+    bundle.write_bytes(second.bundle.read_bytes())  # a mounted secret, renewed
+    os.utime(bundle, ns=(2_000_000_000, 2_000_000_000))
+    after = verify_from(bundle)
+
+    assert _subjects(before) == ["unit-test-first-root"]
+    assert _subjects(after) == ["unit-test-second-root"]
+    assert verify_from(bundle) is after
