@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from connexion.utils import get_function_from_name
@@ -69,6 +69,9 @@ class _Route:
     key_is_valid: Callable[[str], bool]
     credentials: _Credentials
     read: StoredRead
+    # Literal path segments beside the key (`/v1/registrations/lookup`): their own routes,
+    # never a key, whatever the key's schema allows.
+    reserved: frozenset[str] = frozenset()
 
 
 _HEADERS_JSON = (b"content-type", b"application/json")
@@ -138,7 +141,12 @@ def shortcut_routes(spec: Mapping[str, Any], reads: Mapping[str, StoredRead]) ->
         route = _route(resolved, str(template), item, read)
         if route is None:
             raise ValueError(f"GET {template} can't be a stored read: see mocks/core/fast_read.py")
-        routes.append(route)
+        siblings = {
+            str(other)[len(route.prefix) :].split("/", 1)[0]
+            for other in resolved.get("paths") or {}
+            if str(other).startswith(route.prefix)
+        }
+        routes.append(replace(route, reserved=frozenset(s for s in siblings if "{" not in s)))
     return routes
 
 
@@ -160,7 +168,7 @@ class StoredReadShortcut:
             if not path.startswith(route.prefix):
                 continue
             key = path[len(route.prefix) :]
-            if not key or "/" in key or not route.key_is_valid(key):
+            if not key or "/" in key or key in route.reserved or not route.key_is_valid(key):
                 return None
             credentials = route.credentials
             value = _header(scope, credentials.header)

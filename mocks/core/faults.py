@@ -408,8 +408,13 @@ class Route:
 
 
 def _alternation(patterns: Iterable[str]) -> re.Pattern[str]:
-    """One regex trying `patterns` (which have no groups) in order, each as a group."""
-    return re.compile("|".join(f"({p})" for p in patterns))
+    """One regex trying `patterns` (which have no groups) in order, each as a group: the
+    matched alternative is known by its group number."""
+    listed = list(patterns)
+    compiled = re.compile("|".join(f"({p})" for p in listed))
+    if compiled.groups != len(listed):
+        raise ValueError("a route pattern has a group of its own; use (?:...)")
+    return compiled
 
 
 class RouteTable:

@@ -161,3 +161,28 @@ def test_a_changed_record_is_served_changed() -> None:
         after = fast.get(url, headers=headers)
         assert after.json()["kompetensi"] == "Ners Baru" != before["kompetensi"]
         assert after.content == slow.get(url, headers=headers).content
+
+
+def test_a_literal_path_beside_the_key_is_its_own_route_whatever_the_schema_allows(
+    kki: MockRuntime,
+) -> None:
+    """A concrete path wins over `{key}` in OpenAPI: a literal sibling segment that the key's
+    schema would accept (here: a stored record's key, declared as a path of its own) is never
+    answered as a stored read."""
+    spy = Spy()
+    key = first_key(kki, REGISTRATIONS)
+    token = kki.settings.credentials["api_token"]
+    spec = dict(kki.public_spec)
+    spec["paths"] = {**spec["paths"], f"/v1/registrations/{key}": {"get": {"responses": {}}}}
+    api = kki.system.public_handlers(kki)
+    reads: dict[str, StoredRead] = api.stored_reads()  # type: ignore[attr-defined]
+    (route,) = shortcut_routes(spec, reads)
+    assert key in route.reserved
+
+    async def with_runtime(scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})["mock"] = kki
+        await StoredReadShortcut(spy, [route])(scope, receive, send)
+
+    client = TestClient(with_runtime)
+    assert client.get(f"/v1/registrations/{key}", headers={"X-API-Key": token}).status_code == 599
+    assert spy.paths == [f"/v1/registrations/{key}"]
