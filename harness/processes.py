@@ -20,8 +20,6 @@ from typing import IO
 
 import httpx
 
-from adapter.clients.http import tls_verification
-
 READY_POLL_S = 0.05
 
 
@@ -82,6 +80,9 @@ class ManagedProcess:
         last_error = "no answer yet"
         # One client for all the polls, with the process's shared TLS context: building a
         # context (even for plain http) costs ~40 ms of CPU, taken from the starting process.
+        # Imported here: the harness's other users need none of the adapter's clients.
+        from adapter.clients.http import tls_verification
+
         with httpx.Client(timeout=2.0, verify=tls_verification(verify)) as client:
             while time.monotonic() < deadline:
                 if not self.is_running():

@@ -22,5 +22,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     and collections made rarer. With Python's default thresholds the collector took 5.1 s of a
     worker's 39 s of CPU on tests/unit/mocks and the N=10,000 sync equality, 1.5 s with these
     (docs/benchmarks.md, "The test command on a fresh machine")."""
+    gc.collect()  # what is garbage now is finalised now, not frozen for the run
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)

@@ -27,7 +27,6 @@ def module_dir(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         sys.path.remove(str(tmp_path))
-        gc.unfreeze()
         gc.enable()
 
 
