@@ -105,6 +105,12 @@ def test_every_answer_is_connexions(clients: tuple[MockRuntime, TestClient, Test
     assert answer(fast, method, url, headers)[0] == 200
 
 
+def routes_of(runtime: MockRuntime, spec: dict[str, Any] | None = None) -> list[Any]:
+    api = runtime.system.public_handlers(runtime)
+    reads: dict[str, StoredRead] = api.stored_reads()  # type: ignore[attr-defined]
+    return shortcut_routes(spec if spec is not None else runtime.public_spec, reads)
+
+
 class Spy:
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -115,10 +121,10 @@ class Spy:
         await send({"type": "http.response.body", "body": b""})
 
 
-def shortcut_over(runtime: MockRuntime, inner: ASGIApp) -> ASGIApp:
-    api = runtime.system.public_handlers(runtime)
-    reads: dict[str, StoredRead] = api.stored_reads()  # type: ignore[attr-defined]
-    shortcut = StoredReadShortcut(inner, shortcut_routes(runtime.public_spec, reads))
+def shortcut_over(
+    runtime: MockRuntime, inner: ASGIApp, spec: dict[str, Any] | None = None
+) -> ASGIApp:
+    shortcut = StoredReadShortcut(inner, routes_of(runtime, spec))
 
     async def with_runtime(scope: Scope, receive: Receive, send: Send) -> None:
         scope.setdefault("state", {})["mock"] = runtime
@@ -174,15 +180,9 @@ def test_a_literal_path_beside_the_key_is_its_own_route_whatever_the_schema_allo
     token = kki.settings.credentials["api_token"]
     spec = dict(kki.public_spec)
     spec["paths"] = {**spec["paths"], f"/v1/registrations/{key}": {"get": {"responses": {}}}}
-    api = kki.system.public_handlers(kki)
-    reads: dict[str, StoredRead] = api.stored_reads()  # type: ignore[attr-defined]
-    (route,) = shortcut_routes(spec, reads)
+    (route,) = routes_of(kki, spec)
     assert key in route.reserved
 
-    async def with_runtime(scope: Scope, receive: Receive, send: Send) -> None:
-        scope.setdefault("state", {})["mock"] = kki
-        await StoredReadShortcut(spy, [route])(scope, receive, send)
-
-    client = TestClient(with_runtime)
+    client = TestClient(shortcut_over(kki, spy, spec))
     assert client.get(f"/v1/registrations/{key}", headers={"X-API-Key": token}).status_code == 599
     assert spy.paths == [f"/v1/registrations/{key}"]
