@@ -41,8 +41,8 @@ class DeadLetterAlerts:
     def __init__(
         self, url: str | None, metrics: EventMetrics, *, verify: ssl.SSLContext | str | bool = True
     ) -> None:
-        """`verify`: TLS verification of an https `url` (`CA_BUNDLE`'s path, or the system
-        trust store); never off."""
+        """`verify`: TLS verification of an https `url` (`CA_BUNDLE`'s path, or, unset,
+        certifi's bundle), through the process's shared context; never off."""
         self._url = url
         self._metrics = metrics
         self._verify = tls_verification(verify)
