@@ -58,7 +58,7 @@ def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
         if refusal is not None:
             raise ProviderError(
                 f"{what}: TLS certificate verify failed ({refusal}): the SSO's certificate does "
-                "not chain to CA_BUNDLE (or the system trust store)"
+                "not chain to CA_BUNDLE (or, unset, the default CA bundle)"
             ) from exc
         raise ProviderError(f"{what}: the SSO is unreachable ({type(exc).__name__})") from exc
     try:

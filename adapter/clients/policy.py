@@ -427,7 +427,7 @@ class ResilientCaller:
             if refusal is not None:
                 raise UntrustedCertificate(
                     f"TLS certificate verify failed ({refusal}): the server's certificate does "
-                    "not chain to CA_BUNDLE (or the system trust store); not retried",
+                    "not chain to CA_BUNDLE (or, unset, the default CA bundle); not retried",
                     system=self.system,
                     operation=operation,
                 ) from exc
