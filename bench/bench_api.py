@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import session_factory  # noqa: E402
 from bench.gunicorn import gunicorn_argv, py_spy  # noqa: E402
+from bench.processes import cpu_seconds, process_tree  # noqa: E402
 from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
@@ -93,18 +94,7 @@ def lua_script(path: Path, token: str, worker_ids: list[str]) -> None:
 
 def workers_cpu_s(master: int) -> dict[int, float]:
     """CPU seconds (user + system) used so far by each gunicorn worker (the master's children)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:  # ppid
-            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    return used
+    return {pid: cpu_seconds([pid]) for pid in process_tree(master) if pid != master}
 
 
 def measured(

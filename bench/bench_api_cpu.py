@@ -28,17 +28,13 @@ from adapter.settings import load_settings  # noqa: E402
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import create_engine_from_url, session_factory, upgrade  # noqa: E402
 from adapter.store.repositories import HealthWorkerRepository  # noqa: E402
+from bench.processes import backends, cpu_seconds  # noqa: E402
 from harness import services  # noqa: E402
 from tests.integration.adapter.sync.support import adapter_environment  # noqa: E402
 from tests.support.databases import AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY  # noqa: E402
 from tests.support.documents import kki_registration, sisdmk_worker  # noqa: E402
 
 FETCHED_AT = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -89,22 +85,17 @@ def main() -> int:
                 thread.join()
 
         reads(20)  # the pool's connections opened, the statements prepared
-        with admin.connect() as connection:
-            backends = list(
-                connection.scalars(
-                    text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": name}
-                )
-            )
-        before = {pid: cpu_s(pid) for pid in backends}
+        serving = backends(url.render_as_string(hide_password=False))
+        database = cpu_seconds(serving)
         process, wall = time.process_time(), time.perf_counter()
         reads(args.reads)
         wall, process = time.perf_counter() - wall, time.process_time() - process
-        database = sum(cpu_s(pid) - used for pid, used in before.items())
+        database = cpu_seconds(serving) - database
         count = args.threads * args.reads
         print(
             f"{count} reads by {args.threads} threads in {wall:.1f} s ({count / wall:.0f}/s, "
             f"load {os.getloadavg()[0]:.1f}): CPU per read {process / count * 1e3:.2f} ms in "
-            f"this process + {database / count * 1e3:.2f} ms in its {len(backends)} PostgreSQL "
+            f"this process + {database / count * 1e3:.2f} ms in its {len(serving)} PostgreSQL "
             f"backends = {(process + database) / count * 1e3:.2f} ms"
         )
         built.close()

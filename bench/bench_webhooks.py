@@ -46,6 +46,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.webhooks.signature import sign  # noqa: E402
 from bench.gunicorn import gunicorn_argv, py_spy  # noqa: E402
+from bench.processes import backends, cpu_seconds, process_tree  # noqa: E402
 from harness import services  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
 from tests.integration.adapter.queue.tcp_proxy import TcpFaultProxy  # noqa: E402
@@ -141,46 +142,6 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, fl
         "p99_ms": pct("99"),
         "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
     }
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (Linux /proc)."""
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        queue += [int(child) for child in children]
-    return found
-
-
-def backends(url: str) -> list[int]:
-    """The PostgreSQL server processes serving `url`'s database (pools keep them open)."""
-    admin = create_engine(ADMIN_URL)
-    with admin.connect() as connection:
-        pids = connection.execute(
-            text("SELECT pid FROM pg_stat_activity WHERE datname = :name"),
-            {"name": make_url(url).database},
-        ).scalars()
-        found = [int(pid) for pid in pids]
-    admin.dispose()
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU the processes have used so far (those gone since count 0)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def measured_cpu(run: Any, groups: dict[str, list[int]]) -> tuple[Any, dict[str, float]]:
