@@ -60,20 +60,19 @@ def after(case: Case) -> list[str]:
 
 
 def cpu_seconds(argv: Sequence[str], case: Case) -> float:
-    process = subprocess.Popen(
-        list(argv),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **case.env},
-    )
-    if case.ready_url is not None:
-        _wait_ready(process, case.ready_url)
-        process.send_signal(signal.SIGTERM)
-    _, status, usage = os.wait4(process.pid, 0)
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if process.stderr:
-        process.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
+    # stderr to a file: a pipe read only after wait4 would block a child that fills it.
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            list(argv), stdout=subprocess.DEVNULL, stderr=errors, env={**os.environ, **case.env}
+        )
+        if case.ready_url is not None:
+            _wait_ready(process, case.ready_url)
+            process.send_signal(signal.SIGTERM)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    code = process.returncode
     if case.ready_url is None and code != 0:
         raise SystemExit(f"{case.name}: {' '.join(argv)} exited {code}:\n{stderr[-2000:]}")
     return usage.ru_utime + usage.ru_stime
