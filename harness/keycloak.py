@@ -40,6 +40,12 @@ ADMIN_PASSWORD: Final = "dev-only-admin-password-change-me"  # noqa: S105
 LOGIN_CLIENT: Final = "hf-test-login"
 TEST_USER: Final = "hf-test-user"
 KEY_PROVIDER_TYPE: Final = "org.keycloak.keys.KeyProvider"
+# JVM options for these short-lived test and development servers, before any of the caller's
+# own ``JAVA_OPTS_APPEND`` (which therefore win): the client compiler only, as C2's compiler
+# threads cost 45 s of CPU of a 2-core machine before the first request (28 s without them,
+# the same 25 s to ready: docs/benchmarks.md, "Keycloak start-up"), and the serial collector
+# in place of G1's background threads (-100 MiB resident).
+JAVA_OPTS_APPEND: Final = "-XX:TieredStopAtLevel=1 -XX:-UseG1GC -XX:+UseSerialGC"
 
 
 class KeycloakUnavailable(RuntimeError):
@@ -172,6 +178,9 @@ class KeycloakServer:
             "JAVA_HOME": self.java_home,
             "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
             "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "JAVA_OPTS_APPEND": " ".join(
+                filter(None, (JAVA_OPTS_APPEND, os.environ.get("JAVA_OPTS_APPEND")))
+            ),
         }
         if self.java_opts_heap is not None:
             env["JAVA_OPTS_KC_HEAP"] = self.java_opts_heap

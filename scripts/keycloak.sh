@@ -80,7 +80,10 @@ unpacked="$work/unpacked/keycloak-$version"
 # Do that here, once: start it, stop it as soon as the augmented server begins to run.
 echo "keycloak.sh: building Keycloak $version for start-dev (once)" >&2
 if command -v setsid >/dev/null 2>&1; then launch=(setsid); else launch=(); fi
-"${launch[@]}" "$unpacked/bin/kc.sh" start-dev --http-host=127.0.0.1 --http-port=0 \
+# The client compiler only and the serial collector, as harness/keycloak.py starts the test
+# servers: the augmentation is the same, for about a third less CPU.
+JAVA_OPTS_APPEND="-XX:TieredStopAtLevel=1 -XX:-UseG1GC -XX:+UseSerialGC ${JAVA_OPTS_APPEND:-}" \
+  "${launch[@]}" "$unpacked/bin/kc.sh" start-dev --http-host=127.0.0.1 --http-port=0 \
   --http-management-port=0 >"$work/build.log" 2>&1 &
 server_pid=$!
 deadline=$((SECONDS + 300))
