@@ -12,7 +12,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit import Actor
-from adapter.clients import HttpKkiClient, NotFound, RetryPolicy, UpstreamUnavailable
+from adapter.clients import (
+    HttpKkiClient,
+    NotFound,
+    RetryPolicy,
+    Timeouts,
+    UpstreamUnavailable,
+)
 from adapter.lookup import RegistryLookup
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import connection_state, set_enabled
@@ -54,8 +60,13 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def client(mock: Mock) -> Iterator[HttpKkiClient]:
-    kki_client = client_for("kki", mock, policy=ONE_TRY)
+def client(mock: Mock, request: pytest.FixtureRequest) -> Iterator[HttpKkiClient]:
+    overrides: dict[str, Timeouts] = {}
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("rule", {}).get("kind") == "timeout":
+        # The lookup waits out the read timeout against the held answer: 2 s, not 5.
+        overrides["timeouts"] = Timeouts(connect_s=1.0, read_s=2.0)
+    kki_client = client_for("kki", mock, policy=ONE_TRY, **overrides)
     assert isinstance(kki_client, HttpKkiClient)
     with kki_client:
         yield kki_client

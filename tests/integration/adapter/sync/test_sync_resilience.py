@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit import verify_chain
-from adapter.clients import RetryPolicy
+from adapter.clients import RetryPolicy, Timeouts
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
@@ -77,7 +77,8 @@ def _sync(
     blind_index: BlindIndex,
     **options: Any,
 ) -> Any:
-    client = client_for("sisdmk", mock, policy=options.pop("policy", PATIENT))
+    overrides = {"timeouts": options.pop("timeouts")} if "timeouts" in options else {}
+    client = client_for("sisdmk", mock, policy=options.pop("policy", PATIENT), **overrides)
     return run_sync(
         "sisdmk", mock, sessions, cipher, blind_index, page_size=PAGE, client=client, **options
     )
@@ -142,6 +143,8 @@ def test_a_fault_that_outlasts_the_retries_degrades_the_connection_and_the_rerun
         on_page=fault_after_first_page,
         read_ahead=False,  # the fault must meet the second page's request
         policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02),
+        # Each attempt against the held answer waits out the read timeout: 2 s, not 5.
+        timeouts=Timeouts(connect_s=1.0, read_s=2.0),
     )
     assert failed.status == "failed"
     assert failed.error_type in {error, "CircuitOpen"}
