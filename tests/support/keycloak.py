@@ -5,9 +5,11 @@ Registered as a plugin by tests/conftest.py. The session fixture `keycloak_serve
 pytest-xdist's pattern for a shared resource: in the run's shared temp folder (the parent of each
 worker's basetemp; the basetemp itself without xdist) a lock file serialises the workers, and a
 state file says where the server is and how many sessions use it. The first session starts the
-server, the others reuse it, the last one out stops it; the controller (or the lone session)
-stops whatever is still recorded when the run ends, so no Keycloak outlives pytest, even when a
-worker died. Starting Keycloak costs 30-80 s of a 2-core machine; a realm import costs about 1 s.
+server, the others reuse it, the last one out stops it. A session whose selected tests need the
+server begins acquiring it as soon as collection ends, on a thread, so it boots beside the first
+tests. The controller (or the lone session) stops whatever is still recorded when the run
+ends, so no Keycloak outlives pytest, even when a worker died. Starting Keycloak costs 30-80 s
+of a 2-core machine; a realm import costs about 1 s.
 
 Isolation: `module_realm` imports a copy of the realm export under a name of the module's own
 (through the admin REST API) and deletes it at the end of the module. Everything a module
@@ -27,6 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,8 @@ LOCK_FILE = "hf-keycloak.lock"
 
 # The server this process started (if any): it stops it through its own handle when last out.
 _started: KeycloakServer | None = None
+# This session's acquisition, begun when collection ended (`pytest_collection_finish`).
+_early: Future[str] | None = None
 
 
 def new_keycloak() -> KeycloakServer:
@@ -208,9 +213,26 @@ def stop_leftover(folder: Path) -> None:
             state_file.unlink()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When a selected test needs the server, begin acquiring it now, on a thread: it boots
+    (20-40 s) while this session's first tests run, not when the first module using it begins
+    and its worker would sit waiting. Released when the session finishes."""
+    global _early
+    if not any("keycloak_server" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    folder = shared_folder(session.config._tmp_path_factory)  # type: ignore[attr-defined]
+    starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keycloak-start")
+    _early = starter.submit(acquire, folder)
+    starter.shutdown(wait=False)
+
+
 @pytest.fixture(scope="session")
 def keycloak_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of the run's one Keycloak (realm export imported); see the module doc."""
+    if _early is not None:
+        # What the start raised (a missing install's `pytest.fail` too) fails the test here.
+        yield _early.result()
+        return
     folder = shared_folder(tmp_path_factory)
     base_url = acquire(folder)
     try:
@@ -221,10 +243,14 @@ def keycloak_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.hookimpl(trylast=True)  # after xdist has shut its workers down
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The controller (or the only session) stops any server still recorded for the run."""
+    """Each session lets go of the server it began acquiring; then the controller (or the only
+    session) stops any server still recorded for the run."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    # A start still under way is waited for (`exception()` blocks), so no server is left running.
+    if _early is not None and factory is not None and _early.exception() is None:
+        release(shared_folder(factory))
     if _is_worker():
         return
-    factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         stop_leftover(factory.getbasetemp())
 
