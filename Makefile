@@ -30,8 +30,10 @@ demo: bootstrap ## The main job: bring the harness up on the embedded default an
 	@$(PY) -m harness.demo $(if $(filter 1 yes true,$(KEEP)),--keep)
 
 .PHONY: test
-test: bootstrap ## Run every test (unit, integration, contract, fuzz) — what CI runs
-	@$(MAKE) --no-print-directory -j4 --output-sync=target services keycloak lint typecheck
+# `services` first: it may apt-get install, as `keycloak` may (Maven), and apt-get does not wait
+# for another's lock. Then the other three side by side, their output per target.
+test: services ## Run every test (unit, integration, contract, fuzz) — what CI runs
+	@$(MAKE) --no-print-directory -j3 --output-sync=target keycloak lint typecheck
 	@$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: fuzz

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import ssl
 import tempfile
@@ -40,12 +41,28 @@ ADMIN_PASSWORD: Final = "dev-only-admin-password-change-me"  # noqa: S105
 LOGIN_CLIENT: Final = "hf-test-login"
 TEST_USER: Final = "hf-test-user"
 KEY_PROVIDER_TYPE: Final = "org.keycloak.keys.KeyProvider"
-# JVM options for these short-lived test and development servers, before any of the caller's
-# own ``JAVA_OPTS_APPEND`` (which therefore win): the client compiler only, as C2's compiler
-# threads cost 45 s of CPU of a 2-core machine before the first request (28 s without them,
-# the same 25 s to ready: docs/benchmarks.md, "Keycloak start-up"), and the serial collector
-# in place of G1's background threads (-100 MiB resident).
-JAVA_OPTS_APPEND: Final = "-XX:TieredStopAtLevel=1 -XX:-UseG1GC -XX:+UseSerialGC"
+# JVM options for short-lived test servers (`quick_start`), before any ``JAVA_OPTS_APPEND`` of
+# the caller's, whose flags therefore win: the client compiler only (C2's compiler threads were
+# about 17 of a built start's 45 CPU seconds on a 2-core machine, for code a server living a few
+# minutes never runs long enough to profit from: docs/benchmarks.md, "Keycloak start-up"), and
+# the serial collector in place of G1's background threads (about 100 MiB less resident).
+QUICK_START_COMPILER: Final = "-XX:TieredStopAtLevel=1"
+QUICK_START_COLLECTOR: Final = "-XX:-UseG1GC -XX:+UseSerialGC"
+# A collector the caller chose: adding ours beside it would stop the JVM ("Multiple garbage
+# collectors selected").
+_CHOSEN_COLLECTOR: Final = re.compile(r"-XX:\+Use\w*GC\b")
+
+
+def quick_start_java_opts(environ: Mapping[str, str]) -> str:
+    """``JAVA_OPTS_APPEND`` for a quick start: ours, then the caller's; without our collector
+    when the caller's ``JAVA_OPTS`` or ``JAVA_OPTS_APPEND`` already names one."""
+    theirs = environ.get("JAVA_OPTS_APPEND", "")
+    chosen = any(
+        _CHOSEN_COLLECTOR.search(environ.get(name, ""))
+        for name in ("JAVA_OPTS_APPEND", "JAVA_OPTS")
+    )
+    ours = QUICK_START_COMPILER if chosen else f"{QUICK_START_COMPILER} {QUICK_START_COLLECTOR}"
+    return f"{ours} {theirs}".strip()
 
 
 class KeycloakUnavailable(RuntimeError):
@@ -118,8 +135,11 @@ class KeycloakServer:
         home: Path | None = None,
         tls: KeycloakTls | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
+        quick_start: bool = True,
     ) -> None:
         # `home`: another unpacked distribution (the benchmark's fresh, not yet built unpack).
+        # `quick_start`: the JVM options of `quick_start_java_opts` (test servers); without it,
+        # Keycloak's own (a load run, which measures token throughput too).
         self.home = home if home is not None else installed_home()
         self.version = keycloak_version()
         self.java_home = java_home()
@@ -129,6 +149,7 @@ class KeycloakServer:
         self.java_opts_heap = java_opts_heap
         self.tls = tls
         self.start_timeout_s = start_timeout_s
+        self.quick_start = quick_start
         self._instance: Path | None = None
         self._process: ManagedProcess | None = None
         self.last_start_s: float | None = None
@@ -178,10 +199,9 @@ class KeycloakServer:
             "JAVA_HOME": self.java_home,
             "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
             "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "JAVA_OPTS_APPEND": " ".join(
-                filter(None, (JAVA_OPTS_APPEND, os.environ.get("JAVA_OPTS_APPEND")))
-            ),
         }
+        if self.quick_start:
+            env["JAVA_OPTS_APPEND"] = quick_start_java_opts(os.environ)
         if self.java_opts_heap is not None:
             env["JAVA_OPTS_KC_HEAP"] = self.java_opts_heap
         argv = [

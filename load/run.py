@@ -223,7 +223,8 @@ def running_sso(kind: str, token_ttl_s: int | None = None) -> Iterator[Sso]:
         with IdpProcess(access_token_ttl_s=token_ttl_s) as idp:
             yield Sso(idp.issuer, secrets_of)
         return
-    server = KeycloakServer()  # KeycloakUnavailable says to run `make keycloak`
+    # Keycloak's own JVM options: the load run reports its token requests too.
+    server = KeycloakServer(quick_start=False)  # KeycloakUnavailable: run `make keycloak`
     try:
         server.start()
         if token_ttl_s is not None:

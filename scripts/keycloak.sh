@@ -81,8 +81,13 @@ unpacked="$work/unpacked/keycloak-$version"
 echo "keycloak.sh: building Keycloak $version for start-dev (once)" >&2
 if command -v setsid >/dev/null 2>&1; then launch=(setsid); else launch=(); fi
 # The client compiler only and the serial collector, as harness/keycloak.py starts the test
-# servers: the augmentation is the same, for about a third less CPU.
-JAVA_OPTS_APPEND="-XX:TieredStopAtLevel=1 -XX:-UseG1GC -XX:+UseSerialGC ${JAVA_OPTS_APPEND:-}" \
+# servers (the same augmentation for less CPU), before the caller's own options; not the
+# collector when the caller chose one (the JVM refuses two).
+quick_opts="-XX:TieredStopAtLevel=1"
+if ! printf '%s %s' "${JAVA_OPTS:-}" "${JAVA_OPTS_APPEND:-}" | grep -Eq -- '-XX:\+Use[A-Za-z0-9]*GC'; then
+  quick_opts="$quick_opts -XX:-UseG1GC -XX:+UseSerialGC"
+fi
+JAVA_OPTS_APPEND="$quick_opts ${JAVA_OPTS_APPEND:-}" \
   "${launch[@]}" "$unpacked/bin/kc.sh" start-dev --http-host=127.0.0.1 --http-port=0 \
   --http-management-port=0 >"$work/build.log" 2>&1 &
 server_pid=$!

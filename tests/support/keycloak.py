@@ -7,9 +7,10 @@ worker's basetemp; the basetemp itself without xdist) a lock file serialises the
 state file says where the server is and how many sessions use it. The first session starts the
 server, the others reuse it, the last one out stops it. A session whose selected tests need the
 server begins acquiring it as soon as collection ends, on a thread, so it boots beside the first
-tests. The controller (or the lone session) stops whatever is still recorded when the run
-ends, so no Keycloak outlives pytest, even when a worker died. Starting Keycloak costs 30-80 s
-of a 2-core machine; a realm import costs about 1 s.
+tests (under xdist every worker collects every test, so each worker holds the server till its
+session ends). The controller (or the lone session) stops whatever is still recorded when the run
+ends, so no Keycloak outlives pytest, even when a worker died. Starting Keycloak takes 20-80 s
+on a 2-core machine, by its load; a realm import about 1 s.
 
 Isolation: `module_realm` imports a copy of the realm export under a name of the module's own
 (through the admin REST API) and deletes it at the end of the module. Everything a module
@@ -29,7 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,10 @@ LOCK_FILE = "hf-keycloak.lock"
 
 # The server this process started (if any): it stops it through its own handle when last out.
 _started: KeycloakServer | None = None
-# This session's acquisition, begun when collection ended (`pytest_collection_finish`).
+# This session's acquisition, begun when collection ended (`pytest_collection_finish`), and the
+# server it is starting, until it answers (closed at session end if it never did).
 _early: Future[str] | None = None
+_starting: KeycloakServer | None = None
 
 
 def new_keycloak() -> KeycloakServer:
@@ -152,7 +155,7 @@ def _stop_group(state: Mapping[str, Any]) -> None:
 
 def acquire(folder: Path) -> str:
     """The shared server's base URL, starting it if this session is the first to ask."""
-    global _started
+    global _started, _starting
     with _locked(folder) as state_file:
         state = _read(state_file)
         if state is not None and _serving(state):
@@ -163,11 +166,14 @@ def acquire(folder: Path) -> str:
             _stop_group(state)
             state_file.unlink()
         server = new_keycloak()
+        _starting = server
         try:
             server.start()
         except BaseException:
             server.close()
             raise
+        finally:
+            _starting = None
         assert server.pid is not None
         assert server.instance_home is not None
         _started = server
@@ -218,6 +224,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     (20-40 s) while this session's first tests run, not when the first module using it begins
     and its worker would sit waiting. Released when the session finishes."""
     global _early
+    if session.config.option.collectonly:
+        return
     if not any("keycloak_server" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     folder = shared_folder(session.config._tmp_path_factory)  # type: ignore[attr-defined]
@@ -245,10 +253,22 @@ def keycloak_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Each session lets go of the server it began acquiring; then the controller (or the only
     session) stops any server still recorded for the run."""
+    global _early
     factory = getattr(session.config, "_tmp_path_factory", None)
-    # A start still under way is waited for (`exception()` blocks), so no server is left running.
-    if _early is not None and factory is not None and _early.exception() is None:
-        release(shared_folder(factory))
+    if _early is not None and factory is not None:
+        # The session ended (interrupted, `-x`, nothing left to run) before its server answered:
+        # stop it, again until the start gives up (its process may not have existed yet), so
+        # the start fails and clears up after itself. A start blocked on the lock is another
+        # session's; the controller stops what that one records.
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not _early.done() and time.monotonic() < deadline:
+            starting = _starting
+            if starting is not None:
+                starting.close()
+            wait([_early], timeout=0.5)
+        if _early.done() and _early.exception() is None:
+            release(shared_folder(factory))
+        _early = None
     if _is_worker():
         return
     if factory is not None:
