@@ -30,6 +30,7 @@ from adapter.apply import Origin, RecordRefused, apply_documents
 from adapter.audit import WORKER
 from adapter.clients.errors import (
     AuthenticationFailed,
+    CircuitOpen,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamUnavailable,
@@ -83,9 +84,15 @@ _Read = tuple[WebhookEvent | None, _Looked | None]
 
 
 class TransientFailure(AdapterError):
-    """Worth another attempt later."""
+    """Worth another attempt later: no sooner than ``not_before_s`` when that is known."""
 
     default_reason = "transient"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, not_before_s: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.not_before_s = not_before_s
 
 
 class PermanentFailure(AdapterError):
@@ -151,7 +158,7 @@ class EventProcessor:
             except ConnectionDisabled:
                 return self._hold(event)
             except TransientFailure as exc:
-                return self._retry(event, exc.reason, exc.message)
+                return self._retry(event, exc.reason, exc.message, not_before_s=exc.not_before_s)
             except PermanentFailure as exc:
                 return self._dead(event, exc.reason, exc.message, count_attempt=True)
         if outcome == "skipped":
@@ -225,10 +232,12 @@ class EventProcessor:
             return self._sisdmk.get_health_worker(event.resource_id)
         except UpstreamError as exc:
             self._record_outcome(event.source, client, exc)
-            if isinstance(exc, UpstreamUnavailable | UpstreamRateLimited | AuthenticationFailed):
-                raise TransientFailure(_describe(exc), reason=exc.reason) from None
-            if exc.status is not None and exc.status >= 500:
-                raise TransientFailure(_describe(exc), reason=exc.reason) from None
+            if isinstance(
+                exc, UpstreamUnavailable | UpstreamRateLimited | AuthenticationFailed
+            ) or (exc.status is not None and exc.status >= 500):
+                raise TransientFailure(
+                    _describe(exc), reason=exc.reason, not_before_s=_not_before_s(exc)
+                ) from None
             # NotFound, ContractViolation, UpstreamRejected: the next attempt gets the same.
             raise PermanentFailure(_describe(exc), reason=exc.reason) from None
 
@@ -425,7 +434,9 @@ class EventProcessor:
 
     # -- failing ----------------------------------------------------------------------------
 
-    def _retry(self, event: WebhookEvent, reason: str, message: str) -> Verdict:
+    def _retry(
+        self, event: WebhookEvent, reason: str, message: str, *, not_before_s: float | None = None
+    ) -> Verdict:
         attempts = event.attempts + 1
         if self._schedule.exhausted(attempts):
             return self._dead(
@@ -434,10 +445,10 @@ class EventProcessor:
                 f"{message} (after {attempts} attempts)",
                 count_attempt=True,
             )
-        delay = (
-            self._schedule.delay_s(attempts)
+        tier, delay = (
+            self._schedule.after(attempts, not_before_s=not_before_s)
             if self._draw is None
-            else self._schedule.delay_s(attempts, self._draw)
+            else self._schedule.after(attempts, self._draw, not_before_s=not_before_s)
         )
         try:
             with self._sessions() as session, session.begin():
@@ -460,9 +471,7 @@ class EventProcessor:
             attempts,
             delay,
         )
-        return Verdict(
-            "retry", "retry", delay_s=delay, tier=self._schedule.tier(attempts), reason=reason
-        )
+        return Verdict("retry", "retry", delay_s=delay, tier=tier, reason=reason)
 
     def _dead(
         self, event: WebhookEvent, reason: str, message: str, *, count_attempt: bool
@@ -492,6 +501,13 @@ class EventProcessor:
 def _describe(error: UpstreamError) -> str:
     # Client messages name the system, operation and status, never ids or personal values.
     return f"{type(error).__name__}: {error.message}"
+
+
+def _not_before_s(error: UpstreamError) -> float | None:
+    """When the system said to come back: its breaker's next trial, or its ``Retry-After``."""
+    if isinstance(error, CircuitOpen):
+        return error.retry_in_s
+    return error.retry_after_s
 
 
 def _bounded(text: str) -> str:

@@ -37,3 +37,26 @@ class RetrySchedule:
         """Equal jitter on the tier's delay: uniform in [delay/2, delay]."""
         delay = self.delays_s[self.tier(attempts)]
         return delay / 2 + draw() * delay / 2
+
+    def after(
+        self,
+        attempts: int,
+        draw: Callable[[], float] = random.random,
+        *,
+        not_before_s: float | None = None,
+    ) -> tuple[int, float]:
+        """The tier and the delay after `attempts` failures.
+
+        ``not_before_s`` is when the system said to come back: its ``Retry-After``, or its
+        circuit breaker's next trial. An attempt sooner would fail the same way and spend an
+        attempt for nothing, so the delay is at least that. A wait longer than the tier's moves
+        the event up to the first tier as long (on RabbitMQ a tier queue's TTL caps its
+        messages' delay), the longest tier at most.
+        """
+        tier = self.tier(attempts)
+        delay = self.delay_s(attempts, draw)
+        if not_before_s is None or not_before_s <= delay:
+            return tier, delay
+        while tier < len(self.delays_s) - 1 and self.delays_s[tier] < not_before_s:
+            tier += 1
+        return tier, min(not_before_s, self.delays_s[tier])

@@ -14,7 +14,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.clients.errors import ContractViolation, NotFound, UpstreamUnavailable
+from adapter.clients.errors import (
+    CircuitOpen,
+    ContractViolation,
+    NotFound,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.embedded import EmbeddedQueue
@@ -124,6 +130,39 @@ def test_transient_error_retries_then_dead_letters_with_alert(
     assert (second.kind, second.tier, second.delay_s) == ("retry", 1, 0.4)
     assert third.kind == "dead"
     assert [alert.reason for alert in alerts.raised] == ["upstream_unavailable"]
+
+
+@pytest.mark.parametrize(
+    ("error", "tier", "delay_s"),
+    [
+        # The breaker opened by earlier failures: back at its next trial, not before, so a
+        # replay after the system recovers is not spent on a breaker still open.
+        (CircuitOpen(system="kki", operation="getRegistration", retry_in_s=0.3), 1, 0.3),
+        (
+            UpstreamRateLimited(
+                "rate limited (429)", system="kki", operation="getRegistration", retry_after_s=60
+            ),
+            1,
+            0.4,
+        ),
+        (CircuitOpen(system="kki", operation="getRegistration", retry_in_s=0.1), 0, 0.2),
+    ],
+)
+def test_a_transient_error_is_retried_no_sooner_than_the_system_said(
+    sessions: sessionmaker[Session], error: Exception, tier: int, delay_s: float
+) -> None:
+    event_id = an_event(sessions)
+    before = dt.datetime.now(dt.UTC)
+    verdict = processor(sessions, FakeKki(error), RecordingAlerts()).process(event_id)
+    after = dt.datetime.now(dt.UTC)
+    assert (verdict.kind, verdict.tier, verdict.delay_s) == ("retry", tier, delay_s)
+    with sessions() as session:
+        stored = WebhookInbox(session).get(event_id)
+    assert stored is not None
+    # The embedded queue hands the event out again no sooner either.
+    available_at = stored.available_at.replace(tzinfo=dt.UTC)
+    delay = dt.timedelta(seconds=delay_s)
+    assert before + delay <= available_at <= after + delay
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,23 @@ def test_delay_has_equal_jitter_within_half_and_full_tier() -> None:
     assert SCHEDULE.delay_s(2, lambda: 1.0) == 5.0
 
 
+@pytest.mark.parametrize(
+    ("attempts", "not_before_s", "expected"),
+    [
+        (1, None, (0, 1.0)),  # nothing said: the schedule's own tier and delay
+        (1, 0.4, (0, 1.0)),  # sooner than the schedule: the schedule
+        (1, 3.2, (1, 3.2)),  # longer than tier 0: up to tier 1, waiting exactly that long
+        (2, 5.0, (1, 5.0)),
+        (1, 30.0, (2, 30.0)),
+        (1, 3600.0, (2, 30.0)),  # longer than every tier: the longest
+    ],
+)
+def test_a_wait_the_system_asked_for_is_kept_in_a_tier_long_enough(
+    attempts: int, not_before_s: float | None, expected: tuple[int, float]
+) -> None:
+    assert SCHEDULE.after(attempts, lambda: 1.0, not_before_s=not_before_s) == expected
+
+
 def test_exhausted_after_max_attempts() -> None:
     assert not SCHEDULE.exhausted(4)
     assert SCHEDULE.exhausted(5)
