@@ -145,14 +145,39 @@ def _mock(system: str) -> Iterator[Mock]:
         process.close()
 
 
-@pytest.fixture(scope="module")
-def kki_mock() -> Iterator[Mock]:
+def _reset(mock: Mock) -> None:
+    """Back to the seeded data set; no faults, subscriptions, deliveries or scheduled retries,
+    the started webhook policy (the mock's own ``POST /__admin/reset``)."""
+    mock.admin.post(
+        "/reset", json={"faults": True, "subscriptions": True, "deliveries": True}
+    ).raise_for_status()
+
+
+# One process per system for the whole session (each xdist worker): a start costs about a CPU
+# second (imports, the seeded population, the contract check), and some twenty modules use
+# them. Each module gets them reset, as a module-scoped process would have started.
+
+
+@pytest.fixture(scope="session")
+def kki_mock_process() -> Iterator[Mock]:
     yield from _mock("kki")
 
 
-@pytest.fixture(scope="module")
-def sisdmk_mock() -> Iterator[Mock]:
+@pytest.fixture(scope="session")
+def sisdmk_mock_process() -> Iterator[Mock]:
     yield from _mock("sisdmk")
+
+
+@pytest.fixture(scope="module")
+def kki_mock(kki_mock_process: Mock) -> Mock:
+    _reset(kki_mock_process)
+    return kki_mock_process
+
+
+@pytest.fixture(scope="module")
+def sisdmk_mock(sisdmk_mock_process: Mock) -> Mock:
+    _reset(sisdmk_mock_process)
+    return sisdmk_mock_process
 
 
 @pytest.fixture
@@ -162,9 +187,7 @@ def mocks(kki_mock: Mock, sisdmk_mock: Mock) -> Iterator[tuple[Mock, Mock]]:
         yield kki_mock, sisdmk_mock
     finally:
         for mock in (kki_mock, sisdmk_mock):
-            mock.admin.post(
-                "/reset", json={"faults": True, "subscriptions": True, "deliveries": True}
-            ).raise_for_status()
+            _reset(mock)
 
 
 # -- single sign-on -----------------------------------------------------------------------
