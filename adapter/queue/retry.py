@@ -51,12 +51,18 @@ class RetrySchedule:
         circuit breaker's next trial. An attempt sooner would fail the same way and spend an
         attempt for nothing, so the delay is at least that. A wait longer than the tier's moves
         the event up to the first tier as long (on RabbitMQ a tier queue's TTL caps its
-        messages' delay), the longest tier at most.
+        messages' delay), the longest tier at most. Within that tier the delay is drawn from
+        [wait, (wait + tier) / 2]: the events one open breaker refused do not all come back at
+        the instant of its one trial call.
         """
+        share = draw()
         tier = self.tier(attempts)
-        delay = self.delay_s(attempts, draw)
+        delay = self.delay_s(attempts, lambda: share)
         if not_before_s is None or not_before_s <= delay:
             return tier, delay
         while tier < len(self.delays_s) - 1 and self.delays_s[tier] < not_before_s:
             tier += 1
-        return tier, min(not_before_s, self.delays_s[tier])
+        tier_delay = self.delays_s[tier]
+        if tier_delay <= not_before_s:
+            return tier, tier_delay  # longer than every tier: the longest, whole
+        return tier, not_before_s + share * (tier_delay - not_before_s) / 2

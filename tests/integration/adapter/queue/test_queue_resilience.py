@@ -7,6 +7,7 @@ and RabbitMQ (through a fault proxy where the broker has to go away).
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -125,14 +126,37 @@ def test_broker_unreachable_during_storm_every_accepted_event_is_applied(
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("retry_after_s", "first", "second"),
+    [
+        # No wait asked for: each tier's delay with equal jitter (0.1 to 0.2 s, then 0.2 to 0.4 s).
+        (0, (0.1, 0.2), (0.2, 0.4)),
+        # `Retry-After: 1`: never sooner, in the first tier as long (1.6 s), at most half way.
+        (1, (1.0, 1.3), (1.0, 1.3)),
+    ],
+    ids=["tiers", "retry-after"],
+)
 def test_source_failing_for_a_while_is_retried_with_spread_out_delays(
-    empty_database_url: URL, mocks: tuple[Mock, Mock], broker: str
+    empty_database_url: URL,
+    mocks: tuple[Mock, Mock],
+    broker: str,
+    retry_after_s: int,
+    first: tuple[float, float],
+    second: tuple[float, float],
 ) -> None:
     kki, sisdmk = mocks
     with adapter_stack(empty_database_url, kki, sisdmk, broker=broker) as adapter:
         adapter.start_worker(concurrency=2)
         # Four failed calls: two attempts, each a call and the client's one quick retry.
-        kki.fault({"route": "getRegistration", "kind": "error", "status": 503, "times": 4})
+        kki.fault(
+            {
+                "route": "getRegistration",
+                "kind": "error",
+                "status": 503,
+                "retry_after_s": retry_after_s,
+                "times": 4,
+            }
+        )
         (event,) = emit(kki, "registration.corrected")["events"]
         adapter.wait_for(lambda: adapter.counts().get("done", 0) == 1, what="the event applied")
         (stored,) = adapter.events()
@@ -140,12 +164,12 @@ def test_source_failing_for_a_while_is_retried_with_spread_out_delays(
         assert (stored.state, stored.applied_count) == ("done", 1)
         assert stored.attempts == 2  # two attempts failed, the third succeeded
         assert stored.processed_at is not None
-        # Backoff with equal jitter: at least half of each tier's delay (0.2 s, 0.4 s) passed.
-        waited = (stored.processed_at - stored.received_at).total_seconds()
-        assert waited >= 0.1 + 0.2
         log = adapter.workers[0].output(20000)
-        assert "retry 1 in" in log
-        assert "retry 2 in" in log
+        delays = [float(d) for d in re.findall(r"retry \d+ in (\d+\.\d) s", log)]
+        assert len(delays) == 2, log
+        # Each "retry N in X s" line, rounded to 0.1 s, within its range.
+        for delay, (low, high) in zip(delays, (first, second), strict=True):
+            assert low <= delay <= high, delays
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)

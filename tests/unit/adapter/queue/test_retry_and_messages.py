@@ -24,20 +24,25 @@ def test_delay_has_equal_jitter_within_half_and_full_tier() -> None:
 
 
 @pytest.mark.parametrize(
-    ("attempts", "not_before_s", "expected"),
+    ("attempts", "share", "not_before_s", "expected"),
     [
-        (1, None, (0, 1.0)),  # nothing said: the schedule's own tier and delay
-        (1, 0.4, (0, 1.0)),  # sooner than the schedule: the schedule
-        (1, 3.2, (1, 3.2)),  # longer than tier 0: up to tier 1, waiting exactly that long
-        (2, 5.0, (1, 5.0)),
-        (1, 30.0, (2, 30.0)),
-        (1, 3600.0, (2, 30.0)),  # longer than every tier: the longest
+        (1, 1.0, None, (0, 1.0)),  # nothing said: the schedule's own tier and delay
+        (1, 0.0, None, (0, 0.5)),
+        (1, 1.0, 0.4, (0, 1.0)),  # sooner than the schedule's delay: the schedule
+        (1, 0.0, 0.7, (0, 0.7)),  # the draw fell below the wait, the tier is long enough
+        (1, 1.0, 0.7, (0, 1.0)),
+        (1, 0.0, 3.2, (1, 3.2)),  # longer than tier 0: up to tier 1, no sooner than asked
+        (1, 1.0, 3.2, (1, 4.1)),  # ... and spread up to half way to the tier's delay
+        (2, 0.0, 5.0, (1, 5.0)),
+        (1, 0.5, 30.0, (2, 30.0)),
+        (1, 0.0, 3600.0, (2, 30.0)),  # longer than every tier: the longest, whole
     ],
 )
 def test_a_wait_the_system_asked_for_is_kept_in_a_tier_long_enough(
-    attempts: int, not_before_s: float | None, expected: tuple[int, float]
+    attempts: int, share: float, not_before_s: float | None, expected: tuple[int, float]
 ) -> None:
-    assert SCHEDULE.after(attempts, lambda: 1.0, not_before_s=not_before_s) == expected
+    tier, delay = SCHEDULE.after(attempts, lambda: share, not_before_s=not_before_s)
+    assert (tier, delay) == pytest.approx(expected)
 
 
 def test_exhausted_after_max_attempts() -> None:
