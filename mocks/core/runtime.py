@@ -425,9 +425,13 @@ class MockRuntime:
         return {name: store.snapshot() for name, store in self.stores.items()}
 
     def reset(self) -> None:
-        """Back to the seeded data set (records only; faults and subscriptions are separate)."""
+        """Back to the seeded data set, and the random choices (the records `emit` picks, the
+        webhook retry jitter) back to the seed: a reset mock answers as a fresh one. Faults and
+        subscriptions are separate."""
         for name, store in self.stores.items():
             store.restore(self._initial[name])
+        self._emit_rng = random.Random(self.settings.seed)
+        self.dispatcher.reseed(self.settings.seed)
 
     def save_snapshot(self, name: str) -> None:
         if name not in self.snapshots and len(self.snapshots) >= MAX_SNAPSHOTS:

@@ -884,6 +884,11 @@ class Dispatcher:
             delivery = self._log.get(delivery_id)
             return None if delivery is None else delivery.snapshot()
 
+    def reseed(self, seed: int) -> None:
+        """The retry jitter's random numbers from `seed` again, as at start-up."""
+        with self._lock:
+            self._rng = random.Random(seed)
+
     def clear_log(self) -> None:
         """Forget every delivery, including scheduled retries (sends in flight finish unlogged)."""
         with self._lock:

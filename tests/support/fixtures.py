@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory, upgrade
 from harness import services
 from harness.idp import IdpProcess
-from harness.processes import start_mock
+from harness.processes import ManagedProcess, start_mock
 from tests.integration.adapter.api.stack import started_idp
 from tests.integration.adapter.sync.support import Mock
 from tests.integration.adapter.webhooks.support import FAST_WEBHOOKS, broker_url
@@ -135,49 +136,67 @@ def queue_broker(request: pytest.FixtureRequest, empty_database_url: URL) -> str
 # -- mock servers -------------------------------------------------------------------------
 
 
-def _mock(system: str) -> Iterator[Mock]:
+@dataclass
+class _MockProcess:
+    system: str
+    process: ManagedProcess
+    mock: Mock
+
+
+def _mock(system: str) -> Iterator[_MockProcess]:
     process, url = start_mock(system, size=MOCK_SIZE, seed=11, extra=FAST_WEBHOOKS)
     mock = Mock(url)
     try:
-        yield mock
+        yield _MockProcess(system, process, mock)
     finally:
         mock.close()
         process.close()
 
 
-def _reset(mock: Mock) -> None:
-    """Back to the seeded data set; no faults, subscriptions, deliveries or scheduled retries,
-    the started webhook policy (the mock's own ``POST /__admin/reset``)."""
+def _reset_state(mock: Mock) -> None:
+    """Back to the seeded data set and seed; no faults, subscriptions, deliveries or scheduled
+    retries; the started webhook policy (the mock's own ``POST /__admin/reset``)."""
     mock.admin.post(
         "/reset", json={"faults": True, "subscriptions": True, "deliveries": True}
     ).raise_for_status()
 
 
+def _reset(server: _MockProcess) -> Mock:
+    """The session's mock, reset for a module. One that exited, or is still in a `down` outage
+    after 20 s, fails the module that takes it (with its log)."""
+    if not server.process.is_running():
+        pytest.fail(
+            f"the session's {server.system} mock exited; its log:\n{server.process.output()}",
+            pytrace=False,
+        )
+    server.mock.wait_until_up()
+    _reset_state(server.mock)
+    return server.mock
+
+
 # One process per system for the whole session (each xdist worker): a start costs about a CPU
-# second (imports, the seeded population, the contract check), and some twenty modules use
-# them. Each module gets them reset, as a module-scoped process would have started.
+# second (imports, the seeded population, the contract check), and a dozen modules use them.
+# Each module gets them reset, as a module-scoped process would have started.
 
 
 @pytest.fixture(scope="session")
-def kki_mock_process() -> Iterator[Mock]:
+def kki_mock_process() -> Iterator[_MockProcess]:
     yield from _mock("kki")
 
 
 @pytest.fixture(scope="session")
-def sisdmk_mock_process() -> Iterator[Mock]:
+def sisdmk_mock_process() -> Iterator[_MockProcess]:
     yield from _mock("sisdmk")
 
 
 @pytest.fixture(scope="module")
-def kki_mock(kki_mock_process: Mock) -> Mock:
-    _reset(kki_mock_process)
-    return kki_mock_process
+def kki_mock(kki_mock_process: _MockProcess) -> Mock:
+    return _reset(kki_mock_process)
 
 
 @pytest.fixture(scope="module")
-def sisdmk_mock(sisdmk_mock_process: Mock) -> Mock:
-    _reset(sisdmk_mock_process)
-    return sisdmk_mock_process
+def sisdmk_mock(sisdmk_mock_process: _MockProcess) -> Mock:
+    return _reset(sisdmk_mock_process)
 
 
 @pytest.fixture
@@ -187,7 +206,7 @@ def mocks(kki_mock: Mock, sisdmk_mock: Mock) -> Iterator[tuple[Mock, Mock]]:
         yield kki_mock, sisdmk_mock
     finally:
         for mock in (kki_mock, sisdmk_mock):
-            _reset(mock)
+            _reset_state(mock)
 
 
 # -- single sign-on -----------------------------------------------------------------------

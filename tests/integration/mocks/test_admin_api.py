@@ -84,6 +84,24 @@ def test_reset_returns_to_seeded_data(kki: httpx.Client, kki_mock: Mock) -> None
     assert kki.get(f"/v1/registrations/{reg['str_number']}").json() == reg
 
 
+def test_reset_starts_the_random_choices_again_from_the_seed(kki_mock: Mock) -> None:
+    """A reset mock picks the same records for the same events as a fresh one, whatever was
+    asked of it before (the shared test mocks serve module after module)."""
+
+    def picked() -> list[str]:
+        response = kki_mock.admin.post(
+            "/events", json={"type": "registration.corrected", "count": 5}
+        )
+        response.raise_for_status()
+        return [event["key"] for event in response.json()["events"]]
+
+    kki_mock.reset()
+    first = picked()
+    assert picked() != first  # the choices move on ...
+    kki_mock.reset()
+    assert picked() == first  # ... and start again after a reset
+
+
 def test_provider_state_makes_record_absent_then_reseeds(kki: httpx.Client, kki_mock: Mock) -> None:
     reg = first_registration(kki)
     state = {

@@ -313,6 +313,8 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
     seal_all(sessions)
     stop = threading.Event()
     failures: list[DBAPIError] = []
+    appended = [0]
+    counting = threading.Lock()
 
     def keep_appending(start: int) -> None:
         n = start
@@ -322,6 +324,8 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
             while not stop.wait(APPEND_PAUSE_S):
                 _append(sessions, 1, start=n)
                 n += 1
+                with counting:
+                    appended[0] += 1
         except DBAPIError as exc:  # reported below, not swallowed
             failures.append(exc)
 
@@ -334,9 +338,12 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
     for writer in writers:
         writer.start()
     runs: list[subprocess.CompletedProcess[str]] = []
+    during: list[int] = []  # entries appended while each verify process ran
     try:
         for _ in range(BUSY_VERIFY_RUNS):
+            before = appended[0]
             runs.append(hf_adapter("verify"))
+            during.append(appended[0] - before)
     finally:
         stop.set()
         for writer in writers:
@@ -345,6 +352,7 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
     newest = [int(run.stdout.split("newest is #")[1].split()[0]) for run in runs if run.stdout]
     assert [run.returncode for run in runs] == [0] * BUSY_VERIFY_RUNS, [r.stderr for r in runs]
     assert newest[-1] > newest[0] > 3000, "the writers appended while verify ran"
+    assert min(during) > 0, during
     final = hf_adapter("verify")
     assert final.returncode == 0, final.stderr
 
