@@ -64,5 +64,5 @@ class RetrySchedule:
             tier += 1
         tier_delay = self.delays_s[tier]
         if tier_delay <= not_before_s:
-            return tier, tier_delay  # longer than every tier: the longest, whole
+            return tier, tier_delay  # a tier exactly as long, or the longest: its whole delay
         return tier, not_before_s + share * (tier_delay - not_before_s) / 2
