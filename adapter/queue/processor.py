@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -124,7 +125,7 @@ class EventProcessor:
         self._delivery_limit = delivery_limit
         self._metrics = metrics
         self._alerts = alerts
-        self._draw = draw
+        self._draw = draw if draw is not None else random.random
         self._batch_limit = batch_limit
         self._batchers: dict[str, Batcher[_Write, str]] = {}
         self._read_batcher: Batcher[uuid.UUID, _Read] | None = None
@@ -445,11 +446,7 @@ class EventProcessor:
                 f"{message} (after {attempts} attempts)",
                 count_attempt=True,
             )
-        tier, delay = (
-            self._schedule.after(attempts, not_before_s=not_before_s)
-            if self._draw is None
-            else self._schedule.after(attempts, self._draw, not_before_s=not_before_s)
-        )
+        tier, delay = self._schedule.after(attempts, self._draw, not_before_s=not_before_s)
         try:
             with self._sessions() as session, session.begin():
                 WebhookInbox(session).mark_retry(

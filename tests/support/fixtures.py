@@ -153,14 +153,6 @@ def _mock(system: str) -> Iterator[_MockProcess]:
         process.close()
 
 
-def _reset_state(mock: Mock) -> None:
-    """Back to the seeded data set and seed; no faults, subscriptions, deliveries or scheduled
-    retries; the started webhook policy (the mock's own ``POST /__admin/reset``)."""
-    mock.admin.post(
-        "/reset", json={"faults": True, "subscriptions": True, "deliveries": True}
-    ).raise_for_status()
-
-
 def _reset(server: _MockProcess) -> Mock:
     """The session's mock, reset for a module. One that exited, or is still in a `down` outage
     after 20 s, fails the module that takes it (with its log)."""
@@ -170,7 +162,7 @@ def _reset(server: _MockProcess) -> Mock:
             pytrace=False,
         )
     server.mock.wait_until_up()
-    _reset_state(server.mock)
+    server.mock.reset_all()
     return server.mock
 
 
@@ -206,7 +198,7 @@ def mocks(kki_mock: Mock, sisdmk_mock: Mock) -> Iterator[tuple[Mock, Mock]]:
         yield kki_mock, sisdmk_mock
     finally:
         for mock in (kki_mock, sisdmk_mock):
-            _reset_state(mock)
+            mock.reset_all()
 
 
 # -- single sign-on -----------------------------------------------------------------------

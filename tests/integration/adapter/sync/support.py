@@ -81,6 +81,13 @@ class Mock:
         self.admin.delete("/faults").raise_for_status()
         self.admin.post("/reset").raise_for_status()
 
+    def reset_all(self) -> None:
+        """Back to the seeded data set and seed; no faults, subscriptions, deliveries or
+        scheduled retries; the started webhook policy."""
+        self.admin.post(
+            "/reset", json={"faults": True, "subscriptions": True, "deliveries": True}
+        ).raise_for_status()
+
     def close(self) -> None:
         self.admin.close()
 
