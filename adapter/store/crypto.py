@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -46,6 +47,7 @@ _KID = re.compile(r"[a-z0-9-]{1,32}")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _TOKEN_BODY = re.compile(r"[A-Za-z0-9_-]+")
 _PURPOSE = re.compile(r"[a-z0-9_.-]{1,64}")
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]")
 _KID_RULE: Final = "1-32 characters of a-z, 0-9 and '-'"
 # Domain-separation labels: a field token's associated data and a blind-index input can never
 # be mistaken for each other, nor for anything a later version computes.
@@ -182,32 +184,42 @@ class FieldCipher:
 
     def encrypt(self, plaintext: str, *, context: FieldContext) -> str:
         """A new token for `plaintext` under the active key (a fresh random nonce every call)."""
-        kid = self._keyring.active.kid
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aeads[kid].encrypt(
-            nonce, plaintext.encode("utf-8"), _associated_data(kid, context)
-        )
-        return f"{TOKEN_VERSION}.{kid}.{_encode_base64url(nonce + sealed)}"
+        return self._encrypt(plaintext, context.table, context.column, _row_part(context.row_id))
 
     def decrypt(self, token: str, *, context: FieldContext) -> str:
         """The plaintext of `token`; `DecryptionError` if it was altered or belongs elsewhere."""
-        kid, body = _split_token(token, context)
+        return self._decrypt(token, context.table, context.column, _row_part(context.row_id))
+
+    # The row's part of the associated data is computed once per row and the rest once per
+    # key, table and column (`_aad_prefix`): `encrypt_fields` and `decrypt_fields` seal a
+    # dozen fields of one row without a `FieldContext` each.
+
+    def _encrypt(self, plaintext: str, table: str, column: str, row: bytes) -> str:
+        kid = self._keyring.active.kid
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aeads[kid].encrypt(
+            nonce, plaintext.encode("utf-8"), _aad_prefix(kid, table, column) + row
+        )
+        return f"{TOKEN_VERSION}.{kid}.{_encode_base64url(nonce + sealed)}"
+
+    def _decrypt(self, token: str, table: str, column: str, row: bytes) -> str:
+        kid, body = _split_token(token, table, column, row)
         aead = self._aeads.get(kid)
         if aead is None:
             raise KeyNotFoundError(kid)
         nonce, sealed = body[:NONCE_BYTES], body[NONCE_BYTES:]
         try:
-            plaintext = aead.decrypt(nonce, sealed, _associated_data(kid, context))
+            plaintext = aead.decrypt(nonce, sealed, _aad_prefix(kid, table, column) + row)
             return plaintext.decode("utf-8")
         except (InvalidTag, UnicodeDecodeError):
             raise DecryptionError(
-                f"cannot decrypt {context}: authentication failed (the token was altered, "
-                "or belongs to another row, column or table)"
+                f"cannot decrypt {_where(table, column, row)}: authentication failed (the "
+                "token was altered, or belongs to another row, column or table)"
             ) from None
 
     def needs_rotation(self, token: str) -> bool:
         """Whether `token` was encrypted under a key other than the active one."""
-        kid, _ = _split_token(token, context=None)
+        kid, _ = _split_token(token)
         return kid != self._keyring.active.kid
 
     def reencrypt(self, token: str, context: FieldContext) -> str:
@@ -280,10 +292,9 @@ def encrypt_fields(
     values: Mapping[str, str | None],
 ) -> dict[str, str | None]:
     """Column name → token for one row; ``None`` stays ``None`` (SQL NULL)."""
+    row = _row_part(str(row_id))
     return {
-        column: None
-        if value is None
-        else cipher.encrypt(value, context=FieldContext(table, column, str(row_id)))
+        column: None if value is None else cipher._encrypt(value, table, column, row)
         for column, value in values.items()
     }
 
@@ -295,10 +306,9 @@ def decrypt_fields(
     values: Mapping[str, str | None],
 ) -> dict[str, str | None]:
     """Column name → plaintext for one row, the inverse of `encrypt_fields`."""
+    row = _row_part(str(row_id))
     return {
-        column: None
-        if token is None
-        else cipher.decrypt(token, context=FieldContext(table, column, str(row_id)))
+        column: None if token is None else cipher._decrypt(token, table, column, row)
         for column, token in values.items()
     }
 
@@ -350,18 +360,30 @@ def _duplicate_problems(keys: Sequence[tuple[int, Key]]) -> Iterable[str]:
 
 
 def _hmac_digest(key: Key, value: str, purpose: str) -> str:
-    if not _PURPOSE.fullmatch(purpose):
-        raise ValueError("purpose must be 1-64 characters of a-z, 0-9, '_', '.' and '-'")
+    """HMAC-SHA256 under `key` of `_length_prefixed(_BLIND_INDEX_LABEL, purpose, normalised)`."""
+    mac = _keyed_prefix(key.material, purpose).copy()
     normalised = _normalise(value, purpose=purpose)
     if not normalised:
         raise ValueError(f"nothing left to index for purpose {purpose!r} after normalising")
-    message = _length_prefixed(_BLIND_INDEX_LABEL, purpose, normalised)
-    return hmac.new(key.material, message, hashlib.sha256).hexdigest()
+    mac.update(_length_prefixed(normalised))
+    return mac.hexdigest()
 
 
-def _split_token(token: str, context: FieldContext | None) -> tuple[str, bytes]:
-    """The key id and raw bytes of a v1 token; `DecryptionError` if it is not one."""
-    where = f" {context}" if context is not None else " token"
+@functools.lru_cache(maxsize=64)
+def _keyed_prefix(material: bytes, purpose: str) -> hmac.HMAC:
+    """An HMAC under `material` that has taken the label and `purpose` (a few per key): each
+    digest copies it instead of setting the key up again. Never updated itself."""
+    if not _PURPOSE.fullmatch(purpose):
+        raise ValueError("purpose must be 1-64 characters of a-z, 0-9, '_', '.' and '-'")
+    return hmac.new(material, _length_prefixed(_BLIND_INDEX_LABEL, purpose), hashlib.sha256)
+
+
+def _split_token(
+    token: str, table: str | None = None, column: str = "", row: bytes = b""
+) -> tuple[str, bytes]:
+    """The key id and raw bytes of a v1 token; `DecryptionError` if it is not one (naming
+    where it was read, when `table` is given)."""
+    where = f" {_where(table, column, row)}" if table is not None else " token"
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != TOKEN_VERSION:
         raise DecryptionError(f"cannot decrypt{where}: not a {TOKEN_VERSION} field token")
@@ -377,10 +399,28 @@ def _split_token(token: str, context: FieldContext | None) -> tuple[str, bytes]:
     return kid, body
 
 
-def _associated_data(kid: str, context: FieldContext) -> bytes:
-    return _length_prefixed(
-        _FIELD_AAD_LABEL, TOKEN_VERSION, kid, context.table, context.column, context.row_id
-    )
+# A token's associated data is `_length_prefixed(_FIELD_AAD_LABEL, TOKEN_VERSION, kid, table,
+# column, row_id)`, built as `_aad_prefix(kid, table, column) + _row_part(row_id)`.
+
+
+@functools.lru_cache(maxsize=1024)
+def _aad_prefix(kid: str, table: str, column: str) -> bytes:
+    """The associated data up to the row id (a handful of tables and columns per key)."""
+    if not table or not column:
+        raise ValueError("a field's table and column must not be empty")
+    return _length_prefixed(_FIELD_AAD_LABEL, TOKEN_VERSION, kid, table, column)
+
+
+def _row_part(row_id: str) -> bytes:
+    """The row id's part of the associated data, its last."""
+    if not row_id:
+        raise ValueError("a field's row id must not be empty")
+    return _length_prefixed(row_id)
+
+
+def _where(table: str, column: str, row: bytes) -> str:
+    """`FieldContext.__str__` from the parts the cipher holds."""
+    return f"{table}.{column} of row {row[4:].decode('utf-8')}"
 
 
 def _length_prefixed(*parts: str) -> bytes:
@@ -396,7 +436,7 @@ def _normalise(value: str, *, purpose: str) -> str:
     # NFKC first so that full-width or other compatibility digits index like ASCII ones.
     folded = unicodedata.normalize("NFKC", value)
     if purpose == "nik":
-        return "".join(ch for ch in folded if "0" <= ch <= "9")
+        return _NOT_ASCII_DIGIT.sub("", folded)
     return " ".join(folded.casefold().split())
 
 

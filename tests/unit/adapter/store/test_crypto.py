@@ -101,8 +101,15 @@ def test_decrypt_accepts_a_token_built_to_the_documented_format() -> None:
     aad = b"".join(len(p.encode()).to_bytes(4, "big") + p.encode() for p in parts)
     sealed = AESGCM(MATERIAL_1).encrypt(nonce, NIK.encode(), aad)
     token = f"v1.k1.{b64url(nonce + sealed)}"
+    cipher = cipher_for(entry("k1", MATERIAL_1))
 
-    assert cipher_for(entry("k1", MATERIAL_1)).decrypt(token, context=CONTEXT) == NIK
+    assert cipher.decrypt(token, context=CONTEXT) == NIK
+    # The row helpers build the same associated data (once per row, not per field).
+    assert decrypt_fields(cipher, "health_worker", ROW_ID, {"nik": token}) == {"nik": NIK}
+    made = encrypt_fields(cipher, "health_worker", ROW_ID, {"nik": NIK})["nik"]
+    assert made is not None
+    body = base64.urlsafe_b64decode(made.removeprefix("v1.k1.") + "==")
+    assert AESGCM(MATERIAL_1).decrypt(body[:12], body[12:], aad) == NIK.encode()
 
 
 @pytest.mark.parametrize(
@@ -484,6 +491,20 @@ def test_field_helpers_treat_a_uuid_and_its_text_as_the_same_row(cipher: FieldCi
 def test_field_context_rejects_empty_parts(table: str, column: str, row_id: str) -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         FieldContext(table, column, row_id)
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "row_id"),
+    [("", "nik", ROW_ID), ("health_worker", "", ROW_ID), ("health_worker", "nik", "")],
+)
+def test_field_helpers_reject_empty_parts(
+    cipher: FieldCipher, table: str, column: str, row_id: str
+) -> None:
+    token = cipher.encrypt(NIK, context=CONTEXT)
+    with pytest.raises(ValueError, match="must not be empty"):
+        encrypt_fields(cipher, table, row_id, {column: NIK})
+    with pytest.raises(ValueError, match="must not be empty"):
+        decrypt_fields(cipher, table, row_id, {column: token})
 
 
 # -- blind index --------------------------------------------------------------------------
