@@ -30,6 +30,7 @@ from harness.processes import ManagedProcess, start_mock
 from tests.integration.adapter.api.stack import started_idp
 from tests.integration.adapter.sync.support import Mock
 from tests.integration.adapter.webhooks.support import FAST_WEBHOOKS, broker_url
+from tests.support import databases
 from tests.support.databases import (
     AUDIT_KEYS,
     BACKENDS,
@@ -63,9 +64,11 @@ def postgres_server() -> Iterator[PostgresServer]:
             pytrace=False,
         )
     server = PostgresServer(admin, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+    databases.active_server = server
     try:
         yield server
     finally:
+        databases.active_server = None
         server.drop_all()
         admin.dispose()
 

@@ -21,13 +21,13 @@ from adapter.composition import build_services
 from adapter.queue.embedded import EmbeddedPublisher
 from adapter.settings import load_settings
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import AuditEvent, HealthWorker, IdentityFinding, Registration
 from adapter.store.personal_fields import PERSON_IDENTITY_FIELDS
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.workforce.directory import WITHHELD, WorkerNotFound, WorkforceDirectory
 from tests.integration.adapter.sync.support import adapter_environment
-from tests.support.databases import AUDIT_KEYS, BACKENDS
+from tests.support.databases import AUDIT_KEYS, BACKENDS, migrate
 from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
@@ -143,7 +143,7 @@ def stored(
     empty_database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
 ) -> Iterator[tuple[sessionmaker[Session], uuid.UUID, uuid.UUID]]:
     engine = create_engine_from_url(empty_database_url)
-    upgrade(engine)
+    migrate(engine)
     sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
     full, registrations = _full_worker()
     bare = sisdmk_worker(employments=[], educations=[], gelar_belakang=None)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.crypto import BlindIndex, FieldCipher
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.workforce.directory import (
     InvalidQuery,
@@ -21,7 +21,7 @@ from adapter.workforce.directory import (
     WorkerNotFound,
     WorkforceDirectory,
 )
-from tests.support.databases import AUDIT_KEYS, BACKENDS
+from tests.support.databases import AUDIT_KEYS, BACKENDS, migrate
 from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
@@ -38,7 +38,7 @@ def stored(
     empty_database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
 ) -> Iterator[tuple[sessionmaker[Session], list[dict[str, Any]], list[dict[str, Any]]]]:
     engine = create_engine_from_url(empty_database_url)
-    upgrade(engine)
+    migrate(engine)
     sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
     workers = [sisdmk_worker() for _ in range(7)]
     workers[0]["facility_code"] = "3171010"

@@ -11,10 +11,11 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from adapter.store.database import create_engine_from_url, upgrade
+from adapter.store.database import create_engine_from_url
 from adapter.store.models import WebhookEvent
 from load import report
 from load.messages import SentLog
+from tests.support.databases import migrate
 
 OCCURRED = dt.datetime(2026, 2, 1, 9, 30, tzinfo=dt.UTC)
 STATS_HEADER = (
@@ -61,7 +62,7 @@ def write_locust_csvs(folder: Path) -> None:
 
 def test_report_counts_each_disagreement_from_the_store(tmp_path: Path) -> None:
     engine = create_engine_from_url(URL.create("sqlite", database=str(tmp_path / "s.sqlite3")))
-    upgrade(engine)
+    migrate(engine)
     ids = {name: str(uuid.uuid4()) for name in ("ok", "lost", "twice", "forged", "pending")}
     with Session(engine) as session, session.begin():
         session.add_all(

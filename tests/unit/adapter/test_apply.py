@@ -17,9 +17,10 @@ from adapter.apply import Applied, Origin, RecordRefused, apply_documents
 from adapter.audit import Actor, verify_chain
 from adapter.sdmk_integration_manager import ConnectionDisabled, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import AuditEvent, HealthWorker
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult
+from tests.support.databases import migrate
 from tests.support.documents import sisdmk_worker
 
 Repositories = Callable[[Session], HealthWorkerRepository]
@@ -30,7 +31,7 @@ AT = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    upgrade(engine)
+    migrate(engine)
     yield session_factory(engine, audit_keys=KeyRing([Key("audit-test", bytes(range(32)))]))
     engine.dispose()
 

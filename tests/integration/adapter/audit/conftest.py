@@ -10,14 +10,14 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
-from tests.support.databases import AUDIT_KEYS
+from adapter.store.database import create_engine_from_url, session_factory
+from tests.support.databases import AUDIT_KEYS, migrate
 
 
 @pytest.fixture
 def engine(empty_database_url: URL) -> Iterator[Engine]:
     engine = create_engine_from_url(empty_database_url)
-    upgrade(engine)
+    migrate(engine)
     yield engine
     engine.dispose()
 

@@ -14,11 +14,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, Key, KeyRing
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import Base, QuarantinedRecord
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.store.rotation import encrypted_tables
-from tests.support.databases import AUDIT_KEY, AUDIT_KEYS, PostgresServer
+from tests.support.databases import AUDIT_KEY, AUDIT_KEYS, PostgresServer, migrate
 from tests.support.documents import kki_registration, sisdmk_worker
 
 KEY_A = Key("key-a", bytes(range(32)))
@@ -83,7 +83,7 @@ def settings_env(database_url: str, blind_index_key: Key, previous: Key | None) 
 def filled_store(url: URL, bidx: BlindIndex) -> Store:
     """A migrated database with workers, registrations and a quarantined record under key A."""
     engine = create_engine_from_url(url)
-    upgrade(engine)
+    migrate(engine)
     sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
     cipher = cipher_of(KEY_A)
     workers: list[dict[str, Any]] = []

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.crypto import BlindIndex, FieldCipher
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.repositories import HealthWorkerRepository
-from tests.support.databases import AUDIT_KEYS, PostgresServer
+from tests.support.databases import AUDIT_KEYS, PostgresServer, migrate
 from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def test_pg_dump_contains_no_personal_data_when_workers_are_stored(
     url = postgres_server.create_database()
     engine = create_engine_from_url(url)
     try:
-        upgrade(engine)
+        migrate(engine)
         sessions: sessionmaker[Session] = session_factory(engine, audit_keys=AUDIT_KEYS)
         workers = [sisdmk_worker(nip=f"19850312201001100{index}") for index in range(3)]
         registrations = [kki_registration(worker) for worker in workers]

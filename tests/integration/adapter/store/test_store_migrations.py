@@ -19,6 +19,7 @@ from adapter.store.database import (
 )
 from adapter.store.models import Base, IdentityFinding
 from adapter.store.repositories import HealthWorkerRepository
+from tests.support.databases import migrate
 from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
@@ -80,6 +81,30 @@ def test_upgrade_is_a_no_op_when_repeated(empty_database_url: URL) -> None:
 
     upgrade(empty_database_url)
 
+    check(empty_database_url)
+
+
+def test_the_tests_migrate_gives_what_upgrade_gives_and_keeps_a_stored_database(
+    empty_database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    """The store tests' `migrate` copies a template the migrations built: the copy is at head
+    and matches the models; given a database with tables it upgrades it, keeping its rows."""
+    engine = create_engine_from_url(empty_database_url)
+    try:
+        migrate(engine)
+        check(engine)
+        with session_factory(engine).begin() as session:
+            HealthWorkerRepository(session, cipher, blind_index).upsert_from_sisdmk(
+                sisdmk_worker(), fetched_at=dt.datetime.now(dt.UTC)
+            )
+
+        migrate(engine)
+
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM health_workers")).scalar() == 1
+            assert connection.execute(text("SELECT system FROM connections")).scalars().all()
+    finally:
+        engine.dispose()
     check(empty_database_url)
 
 

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.clients import ClientMetrics, HttpKkiClient, HttpSisdmkClient, RetryPolicy, Timeouts
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.store.crypto import BlindIndex, FieldCipher
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync import SyncProgress, SyncRunResult, sync_system
 from harness.processes import start_mock
-from tests.support.databases import AUDIT_KEY, AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY
+from tests.support.databases import AUDIT_KEY, AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY, migrate
 from tests.support.mock_servers import KEEPALIVE
 
 KKI_TOKEN = "kki-dev-token"
@@ -105,7 +105,7 @@ def running_mock(system: str, *, size: int, seed: int) -> Iterator[Mock]:
 
 def migrated(url: URL) -> Engine:
     engine = create_engine_from_url(url)
-    upgrade(engine)
+    migrate(engine)
     return engine
 
 

@@ -23,11 +23,12 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import URL
 
 from adapter.queue.topology import QueueTopology
-from adapter.store.database import create_engine_from_url, upgrade
+from adapter.store.database import create_engine_from_url
 from adapter.store.models import WebhookEvent
 from harness import services
 from harness.processes import ManagedProcess, free_port
 from tests.integration.adapter.sync.support import KKI_TOKEN, Mock, adapter_environment
+from tests.support.databases import migrate
 
 RABBIT_HINT = (
     "run `make services` (it installs and starts a local RabbitMQ), or point TEST_BROKER_URL "
@@ -70,7 +71,7 @@ def delete_topology(url: str, prefix: str, retry_delays: str = FAST_RETRIES) -> 
 
 def migrated_engine(url: URL | str) -> Engine:
     engine = create_engine_from_url(url)
-    upgrade(engine)
+    migrate(engine)
     return engine
 
 

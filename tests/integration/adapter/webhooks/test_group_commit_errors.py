@@ -23,7 +23,7 @@ from adapter.app import create_app
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.embedded import EmbeddedPublisher
 from adapter.settings import Settings, load_settings
-from adapter.store.database import create_engine_from_url, upgrade
+from adapter.store.database import create_engine_from_url
 from adapter.store.models import WebhookEvent
 from adapter.webhooks import views as webhook_views
 from adapter.webhooks.envelope import MAX_RESOURCE_VERSION, EventEnvelope
@@ -32,6 +32,7 @@ from adapter.webhooks.receiver import WebhookReceiver, WebhookUnavailable
 from adapter.webhooks.signature import WebhookRejected, sign
 from harness.processes import free_port
 from tests.integration.adapter.webhooks.support import stack_environment
+from tests.support.databases import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -183,7 +184,7 @@ def test_a_commit_slower_than_the_wait_is_a_503_and_the_retry_a_duplicate(
 ) -> None:
     engine = create_engine_from_url(empty_database_url)
 
-    upgrade(engine)
+    migrate(engine)
     event = envelope()
     receiver = receiver_for(engine, commit_wait_s=0.5)
     settings = settings_for(engine.url)
@@ -214,7 +215,7 @@ def test_a_commit_slower_than_the_wait_is_a_503_and_the_retry_a_duplicate(
 def test_overlapping_batches_in_opposite_order_do_not_deadlock(empty_database_url: URL) -> None:
     engine = create_engine_from_url(empty_database_url)
 
-    upgrade(engine)
+    migrate(engine)
     first, second = (
         envelope(webhook_id="a-" + uuid.uuid4().hex),
         envelope(webhook_id="b-" + uuid.uuid4().hex),

@@ -17,14 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.cli import main
 from adapter.cli.schedule import _observe_until
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.sync.schedule import DailySchedule
+from tests.support.databases import migrate
 
 
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    upgrade(engine)
+    migrate(engine)
     yield session_factory(engine)
     engine.dispose()
 

@@ -28,11 +28,12 @@ from adapter.queue.processor import EventProcessor, PermanentFailure, _Write
 from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import Key, KeyRing
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import AuditEvent, WebhookEvent
 from adapter.store.repositories import UpsertResult
 from adapter.webhooks.envelope import EventEnvelope
 from adapter.webhooks.inbox import WebhookInbox
+from tests.support.databases import migrate
 
 
 class FakeKki:
@@ -72,7 +73,7 @@ class RecordingAlerts(DeadLetterAlerts):
 @pytest.fixture
 def sessions(tmp_path: Path) -> sessionmaker[Session]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    upgrade(engine)
+    migrate(engine)
     return session_factory(engine, audit_keys=KeyRing([Key("audit-test", bytes(range(32)))]))
 
 

@@ -16,8 +16,9 @@ from adapter.sdmk_integration_manager import (
     record_success,
     set_enabled,
 )
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import Connection
+from tests.support.databases import migrate
 
 NOW = (
     dt.datetime(2019, 3, 10, 4, 0, tzinfo=dt.UTC),
@@ -34,7 +35,7 @@ def start(request: pytest.FixtureRequest) -> dt.datetime:
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    upgrade(engine)
+    migrate(engine)
     yield session_factory(engine)
     engine.dispose()
 

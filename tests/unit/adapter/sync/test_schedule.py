@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.sdmk_integration_manager import ConnectionDisabled, record_failure, set_enabled
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
 from adapter.sync.requests import request_run, take_request
 from adapter.sync.schedule import DailySchedule
 from adapter.sync.service import NoLongerWanted, SyncCounts, SyncRunResult
+from tests.support.databases import migrate
 
 WIB = "Asia/Jakarta"  # UTC+7
 # 01:00 WIB is 18:00 UTC the day before. Every test runs at dates years before and after the
@@ -47,7 +48,7 @@ def slot_utc(request: pytest.FixtureRequest) -> dt.datetime:
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    upgrade(engine)
+    migrate(engine)
     yield session_factory(engine)
     engine.dispose()
 

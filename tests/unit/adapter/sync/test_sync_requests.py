@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.sdmk_integration_manager import ConnectionDisabled, set_enabled
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.locks import exclusive
 from adapter.store.models import SyncRequest, SyncRun
 from adapter.sync.requests import (
@@ -23,6 +23,7 @@ from adapter.sync.requests import (
     request_run,
     take_request,
 )
+from tests.support.databases import migrate
 
 NOW = dt.datetime(2031, 5, 4, 3, 2, 1, tzinfo=dt.UTC)
 SUBJECT = "0b6a4c1e-6f0e-4d6c-9c59-1f1d7b2b9a11"
@@ -31,7 +32,7 @@ SUBJECT = "0b6a4c1e-6f0e-4d6c-9c59-1f1d7b2b9a11"
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    upgrade(engine)
+    migrate(engine)
     yield engine
     engine.dispose()
 

@@ -21,10 +21,11 @@ from adapter.clients.http import Page, RejectedItem
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
-from adapter.store.database import create_engine_from_url, session_factory, upgrade
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import AuditEvent, QuarantinedRecord, SyncCheckpoint, SyncRun
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.service import sync_system
+from tests.support.databases import migrate
 from tests.support.documents import sisdmk_worker
 
 AT = dt.datetime(2030, 5, 6, 7, 8, tzinfo=dt.UTC)
@@ -53,7 +54,7 @@ class ScriptedSisdmk:
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    upgrade(engine)
+    migrate(engine)
     yield session_factory(engine, audit_keys=KeyRing([Key("audit-test", bytes(range(32)))]))
     engine.dispose()
 
