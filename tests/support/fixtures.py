@@ -76,12 +76,16 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def empty_database_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer
-) -> URL:
-    """A new, empty database of the backend named by the test's ``backend`` parameter."""
+) -> Iterator[URL]:
+    """A new, empty database of the backend named by the test's ``backend`` parameter (a
+    PostgreSQL one is dropped once the test is over)."""
     backend = request.param if hasattr(request, "param") else "sqlite"
-    if backend == "postgresql":
-        return postgres_server.create_database()
-    return make_url(f"sqlite:///{tmp_path / 'store' / 'adapter.sqlite3'}")
+    if backend != "postgresql":
+        yield make_url(f"sqlite:///{tmp_path / 'store' / 'adapter.sqlite3'}")
+        return
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_soon(url)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
