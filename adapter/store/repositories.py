@@ -695,16 +695,13 @@ class HealthWorkerRepository:
             mine.append(registration)
 
     def _write_row(self, row: HealthWorker | Registration, values: Mapping[str, Any]) -> None:
-        """Give `row` its new `values`. A row inserted by this page takes them through the
-        session's flush; a stored row (loaded and locked) takes them without the unit of
-        work's change tracking, and they are staged for one executemany UPDATE per table."""
-        if not cast(InstanceState[Any], inspect(row)).persistent:
-            for column, value in values.items():
-                setattr(row, column, value)
-            return
+        """Give `row` its new `values`, without the unit of work's change tracking: a row new
+        to the store is staged whole (`_add_new`) and `write_staged` inserts what it holds; a
+        stored row (loaded and locked) has its values staged for one UPDATE per table."""
         for column, value in values.items():
             set_committed_value(row, column, value)
-        self._staged.update(cast(Table, type(row).__table__), row.id, values)
+        if cast(InstanceState[Any], inspect(row)).persistent:
+            self._staged.update(cast(Table, type(row).__table__), row.id, values)
 
     def _write_worker(self, worker: HealthWorker, write: WorkerWrite) -> None:
         values: dict[str, Any] = encrypt_fields(
