@@ -203,6 +203,8 @@ class FieldCipher:
         return f"{TOKEN_VERSION}.{kid}.{_encode_base64url(nonce + sealed)}"
 
     def _decrypt(self, token: str, table: str, column: str, row: bytes) -> str:
+        if not table or not column:
+            raise ValueError("a field's table and column must not be empty")
         kid, body = _split_token(token, table, column, row)
         aead = self._aeads.get(kid)
         if aead is None:
@@ -247,6 +249,9 @@ class BlindIndex:
             )
         self._key = key
         self._previous = previous
+        # (key id, purpose) → an HMAC under that key that has taken the label and purpose; each
+        # digest copies one instead of setting the key up again. Never updated themselves.
+        self._prefixes: dict[tuple[str, str], hmac.HMAC] = {}
 
     @property
     def kid(self) -> str:
@@ -260,15 +265,27 @@ class BlindIndex:
 
     def digest(self, value: str, *, purpose: str) -> str:
         """Lowercase hex HMAC-SHA256 of `value` normalised for `purpose` (``nik``: digits only)."""
-        return _hmac_digest(self._key, value, purpose)
+        return self._digest(self._key, value, purpose)
 
     def digests(self, value: str, *, purpose: str) -> tuple[str, ...]:
         """`value`'s digest under each key of `kids`, in that order, for look-ups during a key
         change (a row written under either key is found)."""
-        current = _hmac_digest(self._key, value, purpose)
+        current = self._digest(self._key, value, purpose)
         if self._previous is None:
             return (current,)
-        return current, _hmac_digest(self._previous, value, purpose)
+        return current, self._digest(self._previous, value, purpose)
+
+    def _digest(self, key: Key, value: str, purpose: str) -> str:
+        """HMAC-SHA256 under `key` of `_length_prefixed(label, purpose, normalised)`."""
+        prefix = self._prefixes.get((key.kid, purpose))
+        if prefix is None:
+            prefix = self._prefixes[(key.kid, purpose)] = _keyed_prefix(key, purpose)
+        mac = prefix.copy()
+        normalised = _normalise(value, purpose=purpose)
+        if not normalised:
+            raise ValueError(f"nothing left to index for purpose {purpose!r} after normalising")
+        mac.update(_length_prefixed(normalised))
+        return mac.hexdigest()
 
     def check_values(self) -> dict[str, str]:
         """Key id → a keyed digest of a fixed label: stored with the first digests under a key,
@@ -359,23 +376,11 @@ def _duplicate_problems(keys: Sequence[tuple[int, Key]]) -> Iterable[str]:
                 )
 
 
-def _hmac_digest(key: Key, value: str, purpose: str) -> str:
-    """HMAC-SHA256 under `key` of `_length_prefixed(_BLIND_INDEX_LABEL, purpose, normalised)`."""
-    mac = _keyed_prefix(key.material, purpose).copy()
-    normalised = _normalise(value, purpose=purpose)
-    if not normalised:
-        raise ValueError(f"nothing left to index for purpose {purpose!r} after normalising")
-    mac.update(_length_prefixed(normalised))
-    return mac.hexdigest()
-
-
-@functools.lru_cache(maxsize=64)
-def _keyed_prefix(material: bytes, purpose: str) -> hmac.HMAC:
-    """An HMAC under `material` that has taken the label and `purpose` (a few per key): each
-    digest copies it instead of setting the key up again. Never updated itself."""
+def _keyed_prefix(key: Key, purpose: str) -> hmac.HMAC:
+    """An HMAC under `key` that has taken the label and `purpose` (the purpose checked first)."""
     if not _PURPOSE.fullmatch(purpose):
         raise ValueError("purpose must be 1-64 characters of a-z, 0-9, '_', '.' and '-'")
-    return hmac.new(material, _length_prefixed(_BLIND_INDEX_LABEL, purpose), hashlib.sha256)
+    return hmac.new(key.material, _length_prefixed(_BLIND_INDEX_LABEL, purpose), hashlib.sha256)
 
 
 def _split_token(

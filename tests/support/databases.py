@@ -32,8 +32,9 @@ AUDIT_KEYS = KeyRing([AUDIT_KEY])
 
 
 class PostgresServer:
-    """Creates throw-away databases on one server and drops them: a test's own when it ends,
-    on a thread beside the next tests (`drop_soon`), and whatever is left at the end."""
+    """Creates throw-away databases on one server and drops them: an `empty_database_url`
+    when its test ends, on a thread beside the next tests (`drop_soon`), and the others (a
+    module's or the session's) at the session's end."""
 
     def __init__(self, admin: Engine, worker: str) -> None:
         self._admin = admin
@@ -56,7 +57,8 @@ class PostgresServer:
     def replace_with_migrated(self, url: URL) -> bool:
         """Replace `url`'s database, if this server created it, with a copy of one the
         migrations brought to head once for the session (the caller has seen it is empty and
-        holds no connection to it); False, and nothing done, for a database of another."""
+        closed its connections: the DROP waits a few seconds for them to go, and fails if
+        anything else is still connected); False, and nothing done, for a database of another."""
         name = url.database
         with self._lock:
             ours = name is not None and name in self._created and name != self._template
@@ -68,7 +70,7 @@ class PostgresServer:
                 upgrade(template)
                 self._template = template.database
         with self._admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            connection.execute(text(f'DROP DATABASE "{name}"'))
             connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"'))
         return True
 
@@ -147,7 +149,13 @@ def migrate(engine: Engine) -> None:
         engine.dispose()
         if active_server.replace_with_migrated(url):
             return
-    elif backend == "sqlite" and url.database and not Path(url.database).exists():
+    elif (
+        backend == "sqlite"
+        and url.database
+        and url.database != ":memory:"
+        and not url.database.startswith("file:")
+        and not Path(url.database).exists()
+    ):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_migrated_sqlite_file(), url.database)
         return
@@ -159,7 +167,9 @@ def _holds_nothing(engine: Engine) -> bool:
         return not connection.execute(
             text(
                 "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE n.nspname = 'public')"
+                "ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', "
+                "'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
+                "AND n.nspname NOT LIKE 'pg\\_temp%')"
             )
         ).scalar_one()
 
@@ -170,10 +180,15 @@ def _migrated_sqlite_file() -> Path:
         if _sqlite_template is None:
             folder = Path(tempfile.mkdtemp(prefix="hf-test-template-"))
             atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            engine = create_engine_from_url(f"sqlite:///{folder / 'migrated.sqlite3'}")
+            template = folder / "migrated.sqlite3"
+            engine = create_engine_from_url(f"sqlite:///{template}")
             try:
                 upgrade(engine)
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
-                engine.dispose()  # the last connection's close checkpoints the WAL into the file
-            _sqlite_template = folder / "migrated.sqlite3"
+                engine.dispose()
+            wal = template.with_name(template.name + "-wal")
+            assert not wal.exists() or wal.stat().st_size == 0, "the template's WAL is not empty"
+            _sqlite_template = template
         return _sqlite_template

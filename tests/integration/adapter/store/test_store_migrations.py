@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.database import (
@@ -19,7 +20,8 @@ from adapter.store.database import (
 )
 from adapter.store.models import Base, IdentityFinding
 from adapter.store.repositories import HealthWorkerRepository
-from tests.support.databases import migrate
+from tests.support import databases
+from tests.support.databases import PostgresServer, migrate
 from tests.support.documents import kki_registration, sisdmk_worker
 
 pytestmark = [
@@ -84,14 +86,36 @@ def test_upgrade_is_a_no_op_when_repeated(empty_database_url: URL) -> None:
     check(empty_database_url)
 
 
+def _no_migrations(*args: object, **kwargs: object) -> None:
+    raise AssertionError("migrate ran the migrations instead of copying the template")
+
+
 def test_the_tests_migrate_gives_what_upgrade_gives_and_keeps_a_stored_database(
-    empty_database_url: URL, cipher: FieldCipher, blind_index: BlindIndex
+    empty_database_url: URL,
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The store tests' `migrate` copies a template the migrations built: the copy is at head
-    and matches the models; given a database with tables it upgrades it, keeping its rows."""
+    """The store tests' `migrate` copies a template the migrations built (here, the template
+    is built before, so the copy runs no migration): the copy is at head and matches the
+    models; given a database with tables it upgrades it, keeping its rows."""
+    other = (
+        postgres_server.create_database()
+        if empty_database_url.get_backend_name() == "postgresql"
+        else make_url(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    )
+    template = create_engine_from_url(other)
+    try:
+        migrate(template)  # builds the worker's template if this is its first migrate
+    finally:
+        template.dispose()
     engine = create_engine_from_url(empty_database_url)
     try:
-        migrate(engine)
+        with monkeypatch.context() as patch:
+            patch.setattr(databases, "upgrade", _no_migrations)
+            migrate(engine)
         check(engine)
         with session_factory(engine).begin() as session:
             HealthWorkerRepository(session, cipher, blind_index).upsert_from_sisdmk(
