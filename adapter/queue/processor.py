@@ -43,7 +43,7 @@ from adapter.observability.event_metrics import EventMetrics
 from adapter.observability.tracing import SpanKind, start_span, trace_id_of
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.retry import RetrySchedule
-from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, record_outcome
+from adapter.sdmk_integration_manager import ConnectionDisabled, enabled_switches, record_outcome
 from adapter.store.models import HealthWorker, Registration, WebhookEvent
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.webhooks.batching import Batcher
@@ -191,10 +191,7 @@ class EventProcessor:
                 for event in events.values()
                 if event.state == "pending" and event.event_type != FACILITY_EVENT
             ]
-            enabled = {
-                source: connection_state(session, source).enabled
-                for source in sorted({event.source for event in pending})
-            }
+            enabled = enabled_switches(session, {event.source for event in pending})
             versions = _stored_versions(session, pending)
             session.expunge_all()
         reads: list[_Read] = []

@@ -10,9 +10,11 @@ session and never commit.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapter.clients.errors import NotFound, UpstreamError
@@ -148,6 +150,20 @@ def set_enabled(
 def connection_state(session: Session, system: str) -> ConnectionState:
     """The state of `system`'s connection (``unknown`` and enabled until first used)."""
     return _state(_row(session, system, None))
+
+
+def enabled_switches(session: Session, systems: Iterable[str]) -> dict[str, bool]:
+    """Whether each of `systems` is enabled, in one statement of two columns (no ORM objects:
+    the worker asks before every batch of events); a system without its row is enabled, as in
+    `connection_state`."""
+    wanted = sorted(set(systems))
+    if unknown := [system for system in wanted if system not in SYSTEMS]:
+        raise ValueError(f"system must be one of {', '.join(SYSTEMS)}, not {unknown[0]!r}")
+    if not wanted:
+        return {}
+    query = select(Connection.system, Connection.enabled).where(Connection.system.in_(wanted))
+    switches = {system: enabled for system, enabled in session.execute(query)}
+    return {system: bool(switches.get(system, True)) for system in wanted}
 
 
 def list_connections(session: Session) -> list[ConnectionState]:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -30,7 +31,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate, Update
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from adapter.clock import Clock
 from adapter.store.models import WebhookEvent
@@ -93,7 +95,7 @@ class WebhookInbox:
             "published_at": moment if published else None,
         }
         inserted: set[uuid.UUID]
-        if self._session.get_bind().dialect.name == "postgresql":
+        if self._on_postgresql():
             # One statement text whatever the batch size (the rows as one array per column), so
             # SQLAlchemy compiles it once and PostgreSQL can keep it prepared; a multi-row
             # VALUES is a new statement for every row count, compiled again each batch.
@@ -114,11 +116,16 @@ class WebhookInbox:
 
     def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
         if event_ids:
-            self._session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id.in_(event_ids))
-                .values(published_at=self._clock())
-            )
+            if self._on_postgresql():
+                self._session.execute(
+                    _postgresql_mark_published(), {"ids": list(event_ids), "moment": self._clock()}
+                )
+            else:
+                self._session.execute(
+                    update(_table())
+                    .where(_table().c.id.in_(event_ids))
+                    .values(published_at=self._clock())
+                )
 
     def to_relay(
         self,
@@ -171,20 +178,7 @@ class WebhookInbox:
         A worker only applies what it received from the queue, so the event was published:
         ``published_at`` is set if the publisher's own mark was lost (its process killed between
         the broker's confirm and that transaction's commit)."""
-        moment = self._clock()
-        result = self._session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id == event_id, WebhookEvent.state == "pending")
-            .values(
-                state="done",
-                outcome=outcome,
-                processed_at=moment,
-                published_at=func.coalesce(WebhookEvent.published_at, moment),
-                applied_count=WebhookEvent.applied_count + 1,
-                last_error=None,
-            )
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(self.mark_applied_many({event_id: outcome}))
 
     def mark_applied_many(self, outcomes: Mapping[uuid.UUID, str]) -> set[uuid.UUID]:
         """`mark_applied` for several events in one statement (each with its outcome); the ids
@@ -192,31 +186,47 @@ class WebhookInbox:
         if not outcomes:
             return set()
         moment = self._clock()
-        result = self._session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id.in_(list(outcomes)), WebhookEvent.state == "pending")
+        if self._on_postgresql():
+            # One statement text for any number of events (the events as two arrays).
+            parameters = {"ids": list(outcomes), "outcomes": list(outcomes.values())}
+            return set(
+                self._session.scalars(_postgresql_mark_applied(), parameters | {"moment": moment})
+            )
+        table = _table()
+        marked = self._session.scalars(
+            update(table)
+            .where(table.c.id.in_(list(outcomes)), table.c.state == "pending")
             .values(
                 state="done",
-                outcome=case(dict(outcomes), value=WebhookEvent.id),
+                outcome=case(dict(outcomes), value=table.c.id),
                 processed_at=moment,
-                published_at=func.coalesce(WebhookEvent.published_at, moment),
-                applied_count=WebhookEvent.applied_count + 1,
+                published_at=func.coalesce(table.c.published_at, moment),
+                applied_count=table.c.applied_count + 1,
                 last_error=None,
             )
-            .returning(WebhookEvent.id),
-            execution_options={"synchronize_session": False},
+            .returning(table.c.id)
         )
-        return set(result.scalars())
+        return set(marked)
 
     def set_outcomes(self, outcomes: Mapping[uuid.UUID, str]) -> None:
         """The outcome of each of these (already marked) events, in one statement."""
-        if outcomes:
+        if not outcomes:
+            return
+        if self._on_postgresql():
             self._session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id.in_(list(outcomes)))
-                .values(outcome=case(dict(outcomes), value=WebhookEvent.id)),
-                execution_options={"synchronize_session": False},
+                _postgresql_set_outcomes(),
+                {"ids": list(outcomes), "outcomes": list(outcomes.values())},
             )
+            return
+        table = _table()
+        self._session.execute(
+            update(table)
+            .where(table.c.id.in_(list(outcomes)))
+            .values(outcome=case(dict(outcomes), value=table.c.id))
+        )
+
+    def _on_postgresql(self) -> bool:
+        return self._session.get_bind().dialect.name == "postgresql"
 
     def mark_retry(self, event_id: uuid.UUID, error: str, *, available_at: dt.datetime) -> int:
         """Count a failed attempt; the attempts spent so far (0 when no longer pending)."""
@@ -411,3 +421,65 @@ def _postgresql_insert() -> ReturningInsert[tuple[uuid.UUID]]:
         .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
         .returning(table.c.id)
     )
+
+
+def _table() -> Table:
+    table = WebhookEvent.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# The worker's and the publisher's updates on PostgreSQL: statements on the table (Core, not
+# the ORM's bulk update), each one text whatever the number of events, so SQLAlchemy compiles
+# it once and psycopg can keep it prepared.
+
+
+@cache
+def _postgresql_mark_published() -> Update:
+    """``UPDATE … SET published_at = :moment WHERE id = ANY(:ids)``."""
+    table = _table()
+    return (
+        update(table)
+        .where(table.c.id == any_(bindparam("ids", type_=ARRAY(table.c.id.type))))
+        .values(published_at=bindparam("moment", type_=table.c.published_at.type))
+    )
+
+
+def _events_and_outcomes(table: Table) -> TableValuedAlias:
+    """``unnest(:ids, :outcomes) AS given(id, outcome)``."""
+    return (
+        func.unnest(
+            bindparam("ids", type_=ARRAY(table.c.id.type)),
+            bindparam("outcomes", type_=ARRAY(table.c.outcome.type)),
+        )
+        .table_valued("id", "outcome")
+        .render_derived(name="given")
+    )
+
+
+@cache
+def _postgresql_mark_applied() -> ReturningUpdate[tuple[uuid.UUID]]:
+    """Pending → done for each given (id, outcome), ``RETURNING id`` of those it moved."""
+    table = _table()
+    given = _events_and_outcomes(table)
+    moment = bindparam("moment", type_=table.c.processed_at.type)
+    return (
+        update(table)
+        .where(table.c.id == given.c.id, table.c.state == "pending")
+        .values(
+            state="done",
+            outcome=given.c.outcome,
+            processed_at=moment,
+            published_at=func.coalesce(table.c.published_at, moment),
+            applied_count=table.c.applied_count + 1,
+            last_error=None,
+        )
+        .returning(table.c.id)
+    )
+
+
+@cache
+def _postgresql_set_outcomes() -> Update:
+    table = _table()
+    given = _events_and_outcomes(table)
+    return update(table).where(table.c.id == given.c.id).values(outcome=given.c.outcome)

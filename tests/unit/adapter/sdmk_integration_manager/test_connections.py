@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.sdmk_integration_manager import (
     connection_state,
+    enabled_switches,
     record_failure,
     record_success,
     set_enabled,
@@ -83,3 +84,27 @@ def test_disabling_a_connection_is_dated_by_the_clock(
         row = session.get(Connection, "kki")
         assert row is not None
         assert row.changed_at == start
+
+
+def test_enabled_switches_read_each_connection_as_connection_state_does(
+    sessions: sessionmaker[Session], start: dt.datetime
+) -> None:
+    with sessions.begin() as session:
+        assert enabled_switches(session, ["kki", "sisdmk", "kki"]) == {"kki": True, "sisdmk": True}
+        set_enabled(session, "sisdmk", False, clock=lambda: start)
+    with sessions() as session:
+        assert enabled_switches(session, {"sisdmk"}) == {"sisdmk": False}
+        assert enabled_switches(session, ["kki", "sisdmk"]) == {
+            system: connection_state(session, system).enabled for system in ("kki", "sisdmk")
+        }
+        assert enabled_switches(session, []) == {}
+        with pytest.raises(ValueError, match="'satusehat'"):
+            enabled_switches(session, ["kki", "satusehat"])
+
+
+def test_a_connection_without_its_row_is_enabled(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        session.query(Connection).delete()
+    with sessions() as session:
+        assert enabled_switches(session, ["kki", "sisdmk"]) == {"kki": True, "sisdmk": True}
+        assert connection_state(session, "kki").enabled
