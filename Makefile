@@ -80,7 +80,7 @@ mock-sisdmk: bootstrap ## Start the SISDMK mock on :8082 (SIZE=1000 SEED=42)
 	@$(VENV)/bin/hf-mock sisdmk --port 8082 --size $${SIZE:-1000} --seed $${SEED:-42}
 
 .PHONY: bench
-bench: bootstrap services ## Every benchmark against its baseline, one report: reports/bench.md + bench.json (BENCH_ARGS=--quick for a short check)
+bench: bootstrap services keycloak ## Every benchmark against its baseline, one report: reports/bench.md + bench.json (BENCH_ARGS=--quick for a short check)
 	@# wrk when it can be installed; without it the benchmarks that need it say so and the rest run
 	-@$(PY) -m harness.services bench-tools
 	@$(PY) bench/run_all.py $(BENCH_ARGS)

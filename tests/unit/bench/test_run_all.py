@@ -90,6 +90,20 @@ def test_webhook_and_api_rows_need_both_the_ratio_and_the_p99() -> None:
     assert by_start["authenticatedGET"].met is True
 
 
+def test_an_api_run_served_by_one_gunicorn_worker_is_shown_not_judged() -> None:
+    api = {
+        "bare": {"requests_per_s": 1000.0, "p99_ms": 5.0, "balanced": False},
+        "authenticated_read": {"requests_per_s": 450.0, "p99_ms": 20.0, "balanced": True},
+    }
+    (row,) = [row for row in rows({"api": ok(api)}) if row.path.startswith("authenticated")]
+    assert row.met is None
+    assert "0.450x" in row.baseline
+    assert "one gunicorn worker" in row.baseline
+    balanced = {name: {**run, "balanced": True} for name, run in api.items()}
+    (row,) = [row for row in rows({"api": ok(balanced)}) if row.path.startswith("authenticated")]
+    assert row.met is True
+
+
 def test_a_benchmark_that_failed_or_did_not_run_is_reported_as_not_measured() -> None:
     failed = {**ok(None), "exit_status": 1}
     table = rows({"api": failed})
