@@ -187,8 +187,15 @@ class WebhookInbox:
             return set()
         moment = self._clock()
         if self._on_postgresql():
-            # One statement text for any number of events (the events as two arrays).
-            parameters = {"ids": list(outcomes), "outcomes": list(outcomes.values())}
+            # One statement text for any number of events (the events as two arrays), in id
+            # order: a batch's plan (a nested loop over the arrays) locks the rows in the
+            # arrays' order, so two workers marking overlapping events (a redelivery) lock
+            # them in one order and cannot deadlock, as with the IN list before.
+            ordered = sorted(outcomes.items())
+            parameters = {
+                "ids": [event_id for event_id, _ in ordered],
+                "outcomes": [outcome for _, outcome in ordered],
+            }
             return set(
                 self._session.scalars(_postgresql_mark_applied(), parameters | {"moment": moment})
             )
