@@ -17,9 +17,9 @@ from typing import Any, Final
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     func,
@@ -117,8 +117,11 @@ class WebhookInbox:
     def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
         if event_ids:
             if self._on_postgresql():
+                # In id order, as the done marks: the two may meet on a row (a relay publishing
+                # an event a worker is applying), and each locks its rows in the arrays' order.
                 self._session.execute(
-                    _postgresql_mark_published(), {"ids": list(event_ids), "moment": self._clock()}
+                    _postgresql_mark_published(),
+                    {"ids": sorted(set(event_ids)), "moment": self._clock()},
                 )
             else:
                 self._session.execute(
@@ -191,14 +194,8 @@ class WebhookInbox:
             # order: a batch's plan (a nested loop over the arrays) locks the rows in the
             # arrays' order, so two workers marking overlapping events (a redelivery) lock
             # them in one order and cannot deadlock, as with the IN list before.
-            ordered = sorted(outcomes.items())
-            parameters = {
-                "ids": [event_id for event_id, _ in ordered],
-                "outcomes": [outcome for _, outcome in ordered],
-            }
-            return set(
-                self._session.scalars(_postgresql_mark_applied(), parameters | {"moment": moment})
-            )
+            parameters = _in_id_order(outcomes) | {"moment": moment}
+            return set(self._session.scalars(_postgresql_mark_applied(), parameters))
         table = _table()
         marked = self._session.scalars(
             update(table)
@@ -220,10 +217,7 @@ class WebhookInbox:
         if not outcomes:
             return
         if self._on_postgresql():
-            self._session.execute(
-                _postgresql_set_outcomes(),
-                {"ids": list(outcomes), "outcomes": list(outcomes.values())},
-            )
+            self._session.execute(_postgresql_set_outcomes(), _in_id_order(outcomes))
             return
         table = _table()
         self._session.execute(
@@ -430,6 +424,15 @@ def _postgresql_insert() -> ReturningInsert[tuple[uuid.UUID]]:
     )
 
 
+def _in_id_order(outcomes: Mapping[uuid.UUID, str]) -> dict[str, list[Any]]:
+    """The ``ids`` and ``outcomes`` arrays of the marks, in id order."""
+    ordered = sorted(outcomes.items())
+    return {
+        "ids": [event_id for event_id, _ in ordered],
+        "outcomes": [outcome for _, outcome in ordered],
+    }
+
+
 def _table() -> Table:
     table = WebhookEvent.__table__
     assert isinstance(table, Table)
@@ -443,11 +446,18 @@ def _table() -> Table:
 
 @cache
 def _postgresql_mark_published() -> Update:
-    """``UPDATE … SET published_at = :moment WHERE id = ANY(:ids)``."""
+    """``UPDATE … SET published_at = :moment FROM unnest(:ids) AS given(id) WHERE id = given.id``:
+    a nested loop over the ids in their order, as the done marks (``= ANY(:ids)`` was planned as
+    a bitmap scan, which locks the rows in their order on disk)."""
     table = _table()
+    given = (
+        func.unnest(bindparam("ids", type_=ARRAY(table.c.id.type)))
+        .table_valued("id")
+        .render_derived(name="given")
+    )
     return (
         update(table)
-        .where(table.c.id == any_(bindparam("ids", type_=ARRAY(table.c.id.type))))
+        .where(table.c.id == given.c.id)
         .values(published_at=bindparam("moment", type_=table.c.published_at.type))
     )
 
@@ -457,7 +467,9 @@ def _events_and_outcomes(table: Table) -> TableValuedAlias:
     return (
         func.unnest(
             bindparam("ids", type_=ARRAY(table.c.id.type)),
-            bindparam("outcomes", type_=ARRAY(table.c.outcome.type)),
+            # Unbounded, not the column's VARCHAR(32): a cast to it would cut a longer outcome
+            # silently; the assignment to the column refuses it, as the IN-list update did.
+            bindparam("outcomes", type_=ARRAY(String())),
         )
         .table_valued("id", "outcome")
         .render_derived(name="given")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.models import WebhookEvent
@@ -56,6 +58,9 @@ def test_done_marks_are_taken_once_with_each_events_outcome(
     bystander = received(sessions, 1, published=False)
     chosen = {published[0]: "applied", unpublished[0]: "superseded", published[1]: "applying"}
     with sessions.begin() as session:
+        # A failed attempt before: the done mark clears its error.
+        WebhookInbox(session).mark_retry(published[0], "timeout", available_at=RECEIVED)
+    with sessions.begin() as session:
         inbox = WebhookInbox(session, clock=lambda: MARKED)
         assert inbox.mark_applied_many(chosen) == set(chosen)
         assert inbox.mark_applied(unpublished[1], "ignored")
@@ -96,20 +101,37 @@ def test_a_batch_of_any_size_is_one_statement_text_on_postgresql(
     engine = sessions.kw["bind"]
     assert engine.dialect.name == "postgresql"
     texts: set[str] = set()
+    sent_ids: list[list[uuid.UUID]] = []
 
-    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+    def seen(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
         if statement.startswith("UPDATE webhook_events"):
             texts.add(statement)
+            sent_ids.append(list(parameters["ids"]))
 
     event.listen(engine, "before_cursor_execute", seen)
     try:
         for size in (1, 2, 7):
             ids = received(sessions, size, published=False)
+            backwards = sorted(ids, reverse=True)
             with sessions.begin() as session:
                 inbox = WebhookInbox(session, clock=lambda: MARKED)
-                inbox.mark_published(ids)
-                inbox.mark_applied_many(dict.fromkeys(ids, "applied"))
-                inbox.set_outcomes(dict.fromkeys(ids, "created"))
+                inbox.mark_published(backwards)
+                inbox.mark_applied_many(dict.fromkeys(backwards, "applied"))
+                inbox.set_outcomes(dict.fromkeys(backwards, "created"))
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert len(texts) == 3, sorted(texts)
+    # In id order (the order the rows are locked in), whatever order they were given in.
+    assert len(sent_ids) == 9
+    assert all(ids == sorted(ids) for ids in sent_ids)
+    assert any(len(ids) == 7 for ids in sent_ids)
+
+
+@pytest.mark.parametrize("migrated_engine", ["postgresql"], indirect=True)
+def test_an_outcome_longer_than_its_column_is_refused_not_cut(
+    sessions: sessionmaker[Session],
+) -> None:
+    (event_id,) = received(sessions, 1, published=False)
+    with pytest.raises(DBAPIError, match="too long"), sessions.begin() as session:
+        WebhookInbox(session, clock=lambda: MARKED).mark_applied_many({event_id: "x" * 40})
+    assert rows(sessions, [event_id])[event_id].state == "pending"
