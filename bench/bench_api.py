@@ -36,8 +36,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import session_factory  # noqa: E402
-from bench.gunicorn import gunicorn_argv, py_spy  # noqa: E402
-from bench.processes import cpu_seconds, process_tree  # noqa: E402
+from bench.gunicorn import gunicorn_argv, py_spy, served_evenly, split_text  # noqa: E402
 from harness import services  # noqa: E402
 from harness.idp import IdpProcess  # noqa: E402
 from harness.processes import ManagedProcess, free_port, start_mock  # noqa: E402
@@ -56,10 +55,6 @@ from tests.support.databases import (  # noqa: E402
 ADMIN_URL = services.database_url()
 REPORT = ROOT / "reports" / "bench-api.json"
 READER = "hf-readonly"
-# A wrk run in which one gunicorn worker did more than this share of the workers' CPU is run
-# again (see `measured`), at most ATTEMPTS runs in all.
-BUSIEST_SHARE = 0.75
-ATTEMPTS = 3
 
 
 def bench_app() -> Flask:
@@ -96,40 +91,13 @@ def lua_script(path: Path, token: str, worker_ids: list[str]) -> None:
     )
 
 
-def workers_cpu_s(master: int) -> dict[int, float]:
-    """CPU seconds (user + system) used so far by each gunicorn worker (the master's children)."""
-    return {pid: cpu_seconds([pid]) for pid in process_tree(master) if pid != master}
-
-
 def measured(
     master: int, url: str, script: Path, duration: int, connections: int
 ) -> dict[str, Any]:
-    """`wrk` against `url`, with the CPU seconds each gunicorn worker spent meanwhile.
-
-    wrk's keep-alive connections stay with the worker that accepted them; when one worker
-    accepted (nearly) all of them the other idles, and the run measures one process, one core
-    under the GIL, not the server. Such a run is repeated, up to `ATTEMPTS` in all; the figures
-    are the first balanced run's (or the last one's, marked ``"balanced": false``), and
-    ``"unbalanced_runs"`` keeps the CPU splits of the runs set aside."""
-    set_aside: list[list[float]] = []
-    while True:
-        before = workers_cpu_s(master)
-        figures: dict[str, Any] = dict(wrk(url, script, duration, connections))
-        after = workers_cpu_s(master)
-        split = sorted((round(after[pid] - before.get(pid, 0.0), 1) for pid in after), reverse=True)
-        figures["workers_cpu_s"] = split
-        figures["balanced"] = balanced(split)
-        if figures["balanced"] or len(set_aside) + 1 >= ATTEMPTS:
-            figures["unbalanced_runs"] = set_aside
-            return figures
-        set_aside.append(split)
-
-
-def balanced(split: list[float]) -> bool:
-    """Whether no gunicorn worker did more than `BUSIEST_SHARE` of the workers' CPU (a lone
-    worker is balanced)."""
-    total = sum(split)
-    return len(split) < 2 or total == 0 or max(split) <= BUSIEST_SHARE * total
+    """`wrk` against `url`, run again while one gunicorn worker served it alone
+    (`bench.gunicorn.served_evenly`), with each worker's CPU seconds in the figures."""
+    served = served_evenly(master, lambda: wrk(url, script, duration, connections))
+    return served.figures(dict(served.result))
 
 
 def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
@@ -297,12 +265,7 @@ def main() -> int:
             label,
             f"{figures['requests_per_s']:,.0f} req/s, p50 {figures['p50_ms']:.1f} ms, "
             f"p99 {figures['p99_ms']:.1f} ms, non-2xx {figures['non_2xx']:.0f}, "
-            f"workers' CPU {' + '.join(f'{s:.1f}' for s in figures['workers_cpu_s'])} s"
-            + ("" if figures["balanced"] else " (one worker took most: unbalanced)")
-            + "".join(
-                f"; set aside, one worker took most: {' + '.join(f'{s:.1f}' for s in split)} s"
-                for split in figures["unbalanced_runs"]
-            ),
+            + split_text(figures),
         )
     table.add_row("ratio read / bare", f"{report['ratio']:.3f}")
     table.add_row(

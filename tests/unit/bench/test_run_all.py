@@ -90,6 +90,17 @@ def test_webhook_and_api_rows_need_both_the_ratio_and_the_p99() -> None:
     assert by_start["authenticatedGET"].met is True
 
 
+def test_a_webhook_run_served_by_one_gunicorn_worker_is_shown_not_judged() -> None:
+    durable = {"requests_per_s": 600.0, "p99_ms": 20.0, "balanced": False}
+    webhooks = {
+        "throughput": {"bare": {"requests_per_s": 1000.0, "p99_ms": 5.0}, "durable": durable}
+    }
+    (row,) = [row for row in rows({"webhooks": ok(webhooks)}) if row.path.startswith("webhook acc")]
+    assert row.met is None
+    assert "0.600x" in row.baseline
+    assert "one gunicorn worker" in row.baseline
+
+
 def test_an_api_run_served_by_one_gunicorn_worker_is_shown_not_judged() -> None:
     api = {
         "bare": {"requests_per_s": 1000.0, "p99_ms": 5.0, "balanced": False},
