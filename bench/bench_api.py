@@ -97,7 +97,7 @@ def measured(
     """`wrk` against `url`, run again while one gunicorn worker served it alone
     (`bench.gunicorn.served_evenly`), with each worker's CPU seconds in the figures."""
     served = served_evenly(master, lambda: wrk(url, script, duration, connections))
-    return served.figures(dict(served.result))
+    return served.figures(served.result)
 
 
 def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:

@@ -124,9 +124,10 @@ class WebhookInbox:
                     {"ids": sorted(set(event_ids)), "moment": self._clock()},
                 )
             else:
+                table = _table()
                 self._session.execute(
-                    update(_table())
-                    .where(_table().c.id.in_(event_ids))
+                    update(table)
+                    .where(table.c.id.in_(event_ids))
                     .values(published_at=self._clock())
                 )
 
@@ -404,8 +405,7 @@ def _postgresql_insert() -> ReturningInsert[tuple[uuid.UUID]]:
     """``INSERT … SELECT … FROM unnest(:id, :source, …) WITH ORDINALITY ORDER BY ordinality
     ON CONFLICT DO NOTHING RETURNING id``: the batch's rows in the order given (sorted by the
     caller), skipping any (source, webhook-id) already in or earlier in the batch."""
-    table = WebhookEvent.__table__
-    assert isinstance(table, Table)
+    table = _table()
     rows = (
         func.unnest(*[bindparam(name, type_=ARRAY(table.c[name].type)) for name in _ARRAY_COLUMNS])
         .table_valued(*_ARRAY_COLUMNS, with_ordinality="ordinality")
