@@ -41,7 +41,7 @@ from adapter.store import database
 from harness.conformance_run import REPO, quick_commands, run_all, summary_table
 from harness.embedded import embedded_environment, webhook_secret
 from harness.idp import IdpProcess
-from harness.processes import ManagedProcess, ProcessFailed, free_port, hf_mock
+from harness.processes import ManagedProcess, ProcessFailed, free_port, mock_process
 from harness.receiver import WebhookReceiver
 
 SIZE = 1000
@@ -108,8 +108,9 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
 
         def start(system: str) -> Callable[[], str]:
             def action() -> str:
-                process, url = hf_mock(system, size=SIZE, seed=SEED)
-                stack.callback(process.close)  # before the wait: Ctrl-C while it starts stops it
+                process, url = mock_process(system, size=SIZE, seed=SEED)
+                stack.callback(process.close)  # before the start: Ctrl-C while it starts stops it
+                process.start()
                 process.wait_http(f"{url}/__admin/health", timeout_s=120)
                 procs[system] = (process, url)
                 return f"{url} ({SIZE:,} people, seed {SEED})"
@@ -257,15 +258,17 @@ def run(console: Console, *, keep: bool = False, stop: threading.Event | None = 
                 "adapter-serve",
                 [sys.executable, "-m", "adapter", "serve", "--bind", f"127.0.0.1:{port}"],
                 env=adapter_env,
-            ).start()
-            stack.callback(server.close)
+            )
+            stack.callback(server.close)  # before the start, as for the mocks
+            server.start()
             server.wait_http(f"{adapter_url}/healthz", timeout_s=60)
             worker = ManagedProcess(
                 "adapter-worker",
                 [sys.executable, "-m", "adapter", "worker", "--concurrency", "2"],
                 env=adapter_env,
-            ).start()
+            )
             stack.callback(worker.close)
+            worker.start()
             subscription = kki.post(
                 "/v1/webhook-subscriptions",
                 json={"url": f"{adapter_url}/webhooks/kki", "secret": kki_secret},

@@ -175,7 +175,8 @@ class IdpProcess:
             argv += ["--keys", str(keys_file)]
         if self.access_token_ttl_s is not None:
             argv += ["--access-token-ttl", str(self.access_token_ttl_s)]
-        self._process = ManagedProcess("test-idp", argv, cwd=REPO).start()
+        self._process = ManagedProcess("test-idp", argv, cwd=REPO)  # known to close() first
+        self._process.start()
         self._process.wait_http(self.discovery_url, timeout_s=timeout_s)
         return self
 

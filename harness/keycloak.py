@@ -224,7 +224,8 @@ class KeycloakServer:
         if self._process is not None:
             self._process.close()
         started = time.monotonic()
-        self._process = ManagedProcess(f"keycloak-{self.port}", argv, env=env).start()
+        self._process = ManagedProcess(f"keycloak-{self.port}", argv, env=env)  # close() knows it
+        self._process.start()
         self._process.wait_http(
             self.discovery_url(), timeout_s=self.start_timeout_s, verify=self.verify
         )

@@ -12,8 +12,10 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -21,6 +23,8 @@ from typing import IO
 import httpx
 
 READY_POLL_S = 0.05
+# The signals that stop the harness's commands (Ctrl-C, `kill`, a closed terminal).
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class ProcessFailed(RuntimeError):
@@ -45,15 +49,25 @@ class ManagedProcess:
     _log: IO[bytes] | None = None
 
     def start(self) -> ManagedProcess:
+        """Start the process. A stopping signal that arrives while it starts is acted on
+        once the child is known here: the child is stopped, then the signal's handler runs
+        (Ctrl-C's KeyboardInterrupt propagates from this call), so no child is left behind."""
         self._log = tempfile.NamedTemporaryFile(prefix=f"hf-{self.name}-", suffix=".log")  # noqa: SIM115
-        self.process = subprocess.Popen(  # noqa: S603 - argv built by this module
-            list(self.argv),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            cwd=self.cwd,
-            start_new_session=True,  # our Ctrl-C reaches only us; we stop children ourselves
-        )
+        with _stopping_signals_held() as held:
+            self.process = subprocess.Popen(  # noqa: S603 - argv built by this module
+                list(self.argv),
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                start_new_session=True,  # our Ctrl-C reaches only us; we stop children ourselves
+            )
+        if held:
+            try:
+                signal.raise_signal(held[0])  # the handler the caller set runs now
+            except BaseException:
+                self.close()
+                raise
         return self
 
     @property
@@ -128,7 +142,36 @@ class ManagedProcess:
             self._log = None
 
 
-def hf_mock(
+@contextmanager
+def _stopping_signals_held() -> Iterator[list[int]]:
+    """Hold back the stopping signals that arrive inside the block; yields those held.
+
+    `subprocess.Popen` forks, then waits for the child's `exec`. A handler that raises there
+    (SIGINT's KeyboardInterrupt, or the demo's SIGTERM handler) unwinds out of Popen with the
+    child running and its pid lost, so nothing would ever stop it. Blocking the signals with
+    `pthread_sigmask` is no cure: the child would inherit the mask and ignore SIGTERM.
+    Only the main thread runs signal handlers, so elsewhere nothing needs holding.
+    """
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = {
+        signum: handler
+        for signum in STOPPING_SIGNALS
+        # None: a handler set outside Python, which cannot be put back once replaced.
+        if (handler := signal.getsignal(signum)) is not None
+    }
+    for signum in previous:
+        signal.signal(signum, lambda signum, _frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def mock_process(
     system: str,
     *,
     port: int | None = None,
@@ -137,7 +180,8 @@ def hf_mock(
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> tuple[ManagedProcess, str]:
-    """A started (not yet ready) `hf-mock` process and its base URL."""
+    """An `hf-mock` process, not yet started, and its base URL: a caller that must stop it
+    whatever happens registers its `close` first, then starts it."""
     port = port or free_port()
     argv = [
         sys.executable,
@@ -153,8 +197,21 @@ def hf_mock(
         "--quiet",
         *extra,
     ]
-    process = ManagedProcess(f"mock-{system}", argv, env=env or {}).start()
-    return process, f"http://127.0.0.1:{port}"
+    return ManagedProcess(f"mock-{system}", argv, env=env or {}), f"http://127.0.0.1:{port}"
+
+
+def hf_mock(
+    system: str,
+    *,
+    port: int | None = None,
+    size: int = 1000,
+    seed: int = 42,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> tuple[ManagedProcess, str]:
+    """A started (not yet ready) `hf-mock` process and its base URL."""
+    process, url = mock_process(system, port=port, size=size, seed=seed, extra=extra, env=env)
+    return process.start(), url
 
 
 def start_mock(
@@ -166,8 +223,9 @@ def start_mock(
     timeout_s: float = 120.0,
 ) -> tuple[ManagedProcess, str]:
     """A ready `hf-mock` process and its base URL."""
-    process, url = hf_mock(system, size=size, seed=seed, extra=extra)
+    process, url = mock_process(system, size=size, seed=seed, extra=extra)
     try:
+        process.start()
         process.wait_http(f"{url}/__admin/health", timeout_s=timeout_s)
     except BaseException:  # Ctrl-C while it starts too: the caller never gets it to stop
         process.close()
