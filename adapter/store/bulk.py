@@ -1,5 +1,6 @@
 """Many rows into or over one table in one go: PostgreSQL ``COPY`` (straight into the table,
-or into a temporary one merged with one ``UPDATE … FROM``), an executemany elsewhere.
+or into a temporary one merged with one ``UPDATE … FROM``), an executemany elsewhere and for
+updates of fewer than `MERGE_FROM_ROWS` rows.
 
 The values are bound exactly as an ``INSERT`` of `table` would bind them (the columns' own
 bind processing: an encrypted column still refuses a clear value), in the caller's transaction;
@@ -16,6 +17,11 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, Table, bindparam, insert, update
 from sqlalchemy.exc import DBAPIError, StatementError
+
+# Updates of fewer rows go as an executemany of ``UPDATE … WHERE id``: the temporary table's
+# create and drop (catalog rows written and removed, in every transaction) cost more than
+# they save until a page holds this many (bench/bench_bulk.py; docs/benchmarks.md).
+MERGE_FROM_ROWS = 32
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -36,7 +42,7 @@ def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         return
     dbapi = connection.connection.dbapi_connection
     columns = [name for name in rows[0] if name != "row_id"]
-    if connection.dialect.name != "postgresql" or dbapi is None:
+    if connection.dialect.name != "postgresql" or dbapi is None or len(rows) < MERGE_FROM_ROWS:
         connection.execute(update(table).where(table.c.id == bindparam("row_id")), list(rows))
         return
     raw = cast(psycopg.Connection[Any], dbapi)

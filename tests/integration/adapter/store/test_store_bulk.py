@@ -1,10 +1,11 @@
 """A page's set-based writes (`adapter.store.bulk`: COPY and UPDATE … FROM on PostgreSQL,
-executemany on SQLite) against both real backends: rows land, and a row the store refuses
-fails with the same SQLAlchemy error an INSERT or UPDATE would raise."""
+executemany on SQLite and for a few rows) against both real backends: rows land, and a row the
+store refuses fails with the same SQLAlchemy error an INSERT or UPDATE would raise."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.store import bulk
 from adapter.store.bulk import insert_rows, update_rows
 from adapter.store.crypto import BlindIndex, FieldCipher, encrypt_fields
 from adapter.store.models import Employment, HealthWorker
@@ -24,6 +26,15 @@ pytestmark = pytest.mark.integration
 FETCHED_AT = dt.datetime(2026, 1, 30, 1, 2, 3, tzinfo=dt.UTC)
 EMPLOYMENTS = cast(Table, Employment.__table__)
 WORKERS = cast(Table, HealthWorker.__table__)
+
+
+@pytest.fixture(params=["merged", "row_by_row"])
+def update_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The way an update goes on PostgreSQL: merged from a temporary table (from
+    `MERGE_FROM_ROWS` rows on) or an executemany (fewer rows); each test takes both."""
+    merge_from = 1 if request.param == "merged" else sys.maxsize
+    monkeypatch.setattr(bulk, "MERGE_FROM_ROWS", merge_from)
+    return str(request.param)
 
 
 def _stored_worker(
@@ -66,6 +77,7 @@ def _employment(worker: HealthWorker, nip: str | None, **overrides: Any) -> dict
     }
 
 
+@pytest.mark.usefixtures("update_path")
 def test_bulk_rows_are_inserted_and_updated(
     sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
 ) -> None:
@@ -101,6 +113,7 @@ def test_bulk_insert_refuses_a_clear_value_in_an_encrypted_column(
         insert_rows(session.connection(), EMPLOYMENTS, [_employment(worker, "198001012005011001")])
 
 
+@pytest.mark.usefixtures("update_path")
 def test_bulk_writes_raise_integrity_errors_as_statements_would(
     sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
 ) -> None:
