@@ -20,9 +20,11 @@ from adapter.audit import seal_all, verify_chain
 from adapter.composition import build_services
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.settings import load_settings
+from adapter.store.bulk import MERGE_FROM_ROWS
 from adapter.store.database import create_engine_from_url, upgrade
 from adapter.store.models import AuditEvent, HealthWorker
 from adapter.store.privileges import runtime_grants
+from adapter.sync import SyncRunResult
 from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
 from tests.support.databases import PostgresServer
@@ -42,6 +44,13 @@ class Roles:
 @pytest.fixture(scope="module")
 def sisdmk() -> Iterator[Mock]:
     yield from running_mock("sisdmk", size=30, seed=23)
+
+
+@pytest.fixture
+def sisdmk_of_a_merged_page() -> Iterator[Mock]:
+    """More workers than `MERGE_FROM_ROWS`: a page changing all of them is merged from a
+    temporary table, a page changing a few is not."""
+    yield from running_mock("sisdmk", size=MERGE_FROM_ROWS + 8, seed=29)
 
 
 def _hf_adapter(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
@@ -175,18 +184,25 @@ def test_db_grant_refuses_a_role_that_would_keep_the_owners_rights(roles: Roles)
     assert "TRUNCATE" not in printed.stdout
 
 
-def test_a_runtime_role_without_temporary_tables_fails_updates_by_name_and_keeps_the_rows(
-    roles: Roles, sisdmk: Mock
+def test_a_runtime_role_without_temporary_tables_fails_merged_pages_by_name_and_keeps_the_rows(
+    roles: Roles, sisdmk_of_a_merged_page: Mock
 ) -> None:
-    """A page's changed rows are staged in a temporary table: where hardening revoked
-    TEMPORARY from PUBLIC, the update fails naming the missing right and the page rolls back."""
+    """A page changing `MERGE_FROM_ROWS` rows or more is staged in a temporary table: where
+    hardening revoked TEMPORARY from PUBLIC, that update fails naming the missing right and the
+    page rolls back; a page changing a few rows (as a worker's batch) needs no such table."""
+    sisdmk = sisdmk_of_a_merged_page
     environment = adapter_environment(
         roles.runtime.render_as_string(hide_password=False), "http://127.0.0.1:9", sisdmk.url
     )
+    page = MERGE_FROM_ROWS + 8
+
+    def sync() -> SyncRunResult:
+        metrics = SyncMetrics.for_registry(CollectorRegistry())
+        return services.sync("sisdmk", full=True, page_size=page, metrics=metrics)
+
+    stored = select(HealthWorker.id, HealthWorker.is_active, HealthWorker.payload_hash)
     with build_services(load_settings(environment)) as services:
-        first = services.sync(
-            "sisdmk", full=True, page_size=10, metrics=SyncMetrics.for_registry(CollectorRegistry())
-        )
+        first = sync()
         assert first.succeeded, first.error
         owner = create_engine_from_url(roles.owner)
         try:
@@ -195,17 +211,28 @@ def test_a_runtime_role_without_temporary_tables_fails_updates_by_name_and_keeps
                 connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
         finally:
             owner.dispose()
-        worker = sisdmk.records("health-workers")[0]
-        sisdmk.patch("health-workers", worker["worker_id"], {"is_active": not worker["is_active"]})
-        stored = select(HealthWorker.id, HealthWorker.is_active, HealthWorker.payload_hash)
+        workers = sisdmk.records("health-workers")
+        assert len(workers) == page
+        one = workers[0]
+        sisdmk.patch("health-workers", one["worker_id"], {"is_active": not one["is_active"]})
+        few = sync()
+        assert few.succeeded, few.error
+        with services.sessions() as session:
+            active = session.scalar(
+                select(HealthWorker.is_active).where(
+                    HealthWorker.sisdmk_worker_id == uuid.UUID(one["worker_id"])
+                )
+            )
+        assert active is not one["is_active"]
+        for worker in sisdmk.records("health-workers"):
+            patch = {"is_active": not worker["is_active"]}
+            sisdmk.patch("health-workers", worker["worker_id"], patch)
         with services.sessions() as session:
             before = session.execute(stored.order_by(HealthWorker.id)).all()
-        second = services.sync(
-            "sisdmk", full=True, page_size=10, metrics=SyncMetrics.for_registry(CollectorRegistry())
-        )
+        merged = sync()
         with services.sessions() as session:
             after = session.execute(stored.order_by(HealthWorker.id)).all()
-    assert not second.succeeded
-    assert second.error is not None
-    assert "permission denied" in second.error.lower()
+    assert not merged.succeeded
+    assert merged.error is not None
+    assert "permission denied" in merged.error.lower()
     assert after == before
