@@ -14,11 +14,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -50,10 +49,11 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         """Start the process. A stopping signal that arrives while it starts is acted on
-        once the child is known here: the child is stopped, then the signal's handler runs
-        (Ctrl-C's KeyboardInterrupt propagates from this call), so no child is left behind."""
+        once the child is known here: the caller's handler runs then (Ctrl-C's
+        KeyboardInterrupt propagates from this call, the child stopped first), so no child is
+        left behind."""
         self._log = tempfile.NamedTemporaryFile(prefix=f"hf-{self.name}-", suffix=".log")  # noqa: SIM115
-        with _stopping_signals_held() as held:
+        with _StoppingSignalsHeld(on_stop=self.close):
             self.process = subprocess.Popen(  # noqa: S603 - argv built by this module
                 list(self.argv),
                 stdout=self._log,
@@ -62,12 +62,6 @@ class ManagedProcess:
                 cwd=self.cwd,
                 start_new_session=True,  # our Ctrl-C reaches only us; we stop children ourselves
             )
-        if held:
-            try:
-                signal.raise_signal(held[0])  # the handler the caller set runs now
-            except BaseException:
-                self.close()
-                raise
         return self
 
     @property
@@ -142,33 +136,64 @@ class ManagedProcess:
             self._log = None
 
 
-@contextmanager
-def _stopping_signals_held() -> Iterator[list[int]]:
-    """Hold back the stopping signals that arrive inside the block; yields those held.
+class _StoppingSignalsHeld:
+    """Hold back the stopping signals that arrive inside the block; deliver them on leaving it.
 
     `subprocess.Popen` forks, then waits for the child's `exec`. A handler that raises there
     (SIGINT's KeyboardInterrupt, or the demo's SIGTERM handler) unwinds out of Popen with the
-    child running and its pid lost, so nothing would ever stop it. Blocking the signals with
-    `pthread_sigmask` is no cure: the child would inherit the mask and ignore SIGTERM.
-    Only the main thread runs signal handlers, so elsewhere nothing needs holding.
+    child running and its pid lost, so nothing would ever stop it. So inside the block the
+    signals' handlers only record them. Blocking them instead (`pthread_sigmask`) is no cure
+    there: the child would inherit the mask and ignore SIGTERM. The handlers are swapped with
+    the signals blocked (no fork then), so none lands between two swaps, and on leaving the
+    block the held signals are raised again, still blocked, then unblocked: the handlers put
+    back run then, and if one raises, `on_stop` (the child's stop) runs before it propagates.
+    A signal whose handler was the default action (which ends this process) stops the child
+    before it is delivered. Ignored signals stay ignored (the child inherits that), and only
+    the main thread runs handlers, so elsewhere nothing is held.
     """
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = {
-        signum: handler
-        for signum in STOPPING_SIGNALS
-        # None: a handler set outside Python, which cannot be put back once replaced.
-        if (handler := signal.getsignal(signum)) is not None
-    }
-    for signum in previous:
-        signal.signal(signum, lambda signum, _frame: held.append(signum))
-    try:
-        yield held
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+
+    def __init__(self, *, on_stop: Callable[[], None]) -> None:
+        self._on_stop = on_stop
+        self._previous: dict[int, Any] = {}
+        self.held: list[int] = []
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {
+                signum: handler
+                for signum in STOPPING_SIGNALS
+                # None: set outside Python, cannot be put back; SIG_IGN: the child keeps it.
+                if (handler := signal.getsignal(signum)) not in (None, signal.SIG_IGN)
+            }
+
+    def _record(self, signum: int, _frame: object) -> None:
+        self.held.append(signum)
+
+    def __enter__(self) -> _StoppingSignalsHeld:
+        if self._previous:
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._previous)
+            try:
+                for signum in self._previous:
+                    signal.signal(signum, self._record)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self._previous:
+            return
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._previous)
+        try:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+            for signum in dict.fromkeys(self.held):
+                signal.raise_signal(signum)  # pending while blocked
+            if any(not callable(self._previous[signum]) for signum in self.held):
+                self._on_stop()  # the default action will end this process
+        finally:
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the handlers run here
+            except BaseException:
+                self._on_stop()
+                raise
 
 
 def mock_process(

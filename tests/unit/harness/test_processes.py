@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,8 +34,16 @@ def handler() -> Iterator[Callable[[Callable[[int, Any], None]], None]]:
 
 
 @pytest.fixture
-def signalled_popen(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
-    """Popen that delivers SIGTERM to this process after the fork, before it returns: the
+def delivered() -> list[int]:
+    """The signals the patched Popen below delivers (SIGTERM unless a test says otherwise)."""
+    return [signal.SIGTERM]
+
+
+@pytest.fixture
+def signalled_popen(
+    monkeypatch: pytest.MonkeyPatch, delivered: list[int]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Popen that delivers signals to this process after the fork, before it returns: the
     moment a real `kill` can land in, while Popen waits for the child's exec."""
     started: list[subprocess.Popen[bytes]] = []
     real_popen = subprocess.Popen
@@ -42,11 +51,16 @@ def signalled_popen(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[by
     def popen_then_signalled(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
         child = real_popen(*args, **kwargs)
         started.append(child)
-        signal.raise_signal(signal.SIGTERM)
+        for signum in delivered:
+            signal.raise_signal(signum)
         return child
 
     monkeypatch.setattr(subprocess, "Popen", popen_then_signalled)
-    return started
+    yield started
+    for child in started:  # a failing test leaves no sleeper behind
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_the_tests_run_on_the_main_thread() -> None:
@@ -94,8 +108,107 @@ def test_start_puts_every_handler_back(
         process.close()
 
 
-def test_start_off_the_main_thread_leaves_the_handlers_alone() -> None:
+@pytest.mark.parametrize("delivered", [[signal.SIGTERM, signal.SIGHUP]])
+def test_two_signals_held_both_reach_their_handlers(
+    handler: Callable[[Callable[[int, Any], None]], None],
+    signalled_popen: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    handler(lambda signum, _frame: seen.append(signum))
+    monkeypatch.setattr(signal, "signal", signal.signal)  # SIGHUP's handler put back after
+    signal.signal(signal.SIGHUP, lambda signum, _frame: seen.append(signum))
+    process = ManagedProcess("sleeper", SLEEPER).start()
+    try:
+        assert sorted(seen) == sorted([signal.SIGTERM, signal.SIGHUP])
+    finally:
+        process.close()
+
+
+@pytest.mark.parametrize("delivered", [[]])
+def test_a_signal_while_the_handlers_are_put_back_is_delivered_after_all_are_back(
+    handler: Callable[[Callable[[int, Any], None]], None],
+    signalled_popen: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A `kill` landing between two handlers' restores waits until all are back: none is
+    left recording into a list nobody reads, and the child is stopped as for any other."""
+    handler(interrupt)
+    real_signal = signal.signal
+    previous_sigint = real_signal(signal.SIGINT, interrupt)
     before = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+    injected: list[bool] = []
+
+    def signal_then_interrupted(signum: int, handler: Any) -> Any:
+        previous = real_signal(signum, handler)
+        if signum == signal.SIGINT and handler is interrupt and not injected:  # put back
+            injected.append(True)
+            # SIGINT's own handler is back, SIGTERM's and SIGHUP's not yet.
+            signal.raise_signal(signal.SIGINT)
+        return previous
+
+    monkeypatch.setattr(signal, "signal", signal_then_interrupted)
+    process = ManagedProcess("sleeper", SLEEPER)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+            process.start()
+    finally:
+        monkeypatch.undo()
+        after = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+        real_signal(signal.SIGINT, previous_sigint)
+    assert injected
+    assert after == before
+    [child] = signalled_popen
+    assert child.poll() == -signal.SIGTERM  # stopped before the interrupt propagated
+
+
+def test_an_ignored_signal_stays_ignored_for_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(signal, "signal", signal.signal)  # SIGHUP's handler put back after
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    process = ManagedProcess("sleeper", SLEEPER).start()
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        ignored = int(
+            next(line for line in status.splitlines() if line.startswith("SigIgn:"))[7:], 16
+        )
+        assert ignored & (1 << (signal.SIGHUP - 1))
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        process.close()
+
+
+def test_a_signal_whose_default_ends_the_process_stops_the_child_first(tmp_path: Path) -> None:
+    """SIGTERM at its default action (no handler): the harness dies of it, the child too."""
+    script = tmp_path / "start.py"
+    script.write_text(
+        "import signal, subprocess, sys\n"
+        "from harness.processes import ManagedProcess\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+        "real = subprocess.Popen\n"
+        "def popen(*args, **kwargs):\n"
+        "    child = real(*args, **kwargs)\n"
+        "    print(child.pid, flush=True)\n"
+        "    signal.raise_signal(signal.SIGTERM)\n"
+        "    return child\n"
+        "subprocess.Popen = popen\n"
+        f"ManagedProcess('sleeper', {SLEEPER!r}).start()\n"
+        "print('survived', flush=True)\n",
+        encoding="utf-8",
+    )
+    ran = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[3],
+        check=False,
+    )
+    assert ran.returncode == -signal.SIGTERM, ran.stderr
+    [pid] = ran.stdout.split()
+    assert not Path(f"/proc/{pid}").exists()  # stopped and reaped before SIGTERM's default
+
+
+def test_start_off_the_main_thread_leaves_the_handlers_alone() -> None:
     outcome: list[ManagedProcess | BaseException] = []
 
     def start() -> None:
@@ -108,9 +221,9 @@ def test_start_off_the_main_thread_leaves_the_handlers_alone() -> None:
     thread.start()
     thread.join()
     [process] = outcome
+    # Off the main thread, signal.signal raises ValueError: the handlers were left alone.
     assert isinstance(process, ManagedProcess), process
     try:
         assert process.is_running()
-        assert {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS} == before
     finally:
         process.close()
