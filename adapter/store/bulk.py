@@ -1,6 +1,6 @@
 """Many rows into or over one table in one go: PostgreSQL ``COPY`` (straight into the table,
 or into a temporary one merged with one ``UPDATE … FROM``), an executemany elsewhere and for
-updates of fewer than `MERGE_FROM_ROWS` rows.
+an update of fewer than `MERGE_FROM_ROWS` rows.
 
 The values are bound exactly as an ``INSERT`` of `table` would bind them (the columns' own
 bind processing: an encrypted column still refuses a clear value), in the caller's transaction;
@@ -18,10 +18,13 @@ from psycopg import sql
 from sqlalchemy import Connection, Table, bindparam, insert, update
 from sqlalchemy.exc import DBAPIError, StatementError
 
-# Updates of fewer rows go as an executemany of ``UPDATE … WHERE id``: the temporary table's
-# create and drop (catalog rows written and removed, in every transaction) cost more than
-# they save until a page holds this many (bench/bench_bulk.py; docs/benchmarks.md).
-MERGE_FROM_ROWS = 32
+# An update of fewer rows (of one table, naming the same columns) goes as an executemany of
+# ``UPDATE … WHERE id``: up to 32 rows that costs 0.75 to 0.98 times the merge's CPU, whose
+# temporary table is created and dropped (catalog rows written and removed) in every
+# transaction; from 64 the two tie, and at 1,000 (a sync page) the merge costs 0.91 times as
+# much (bench/bench_bulk.py; three runs in docs/benchmarks.md). A worker's batch (at most 32
+# events) never reaches it.
+MERGE_FROM_ROWS = 64
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

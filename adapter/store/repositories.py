@@ -355,9 +355,10 @@ class HealthWorkerRepository:
         workers and registrations the page changed, one UPDATE per table and set of columns;
         then the children. Stored children of the parents touched go in one DELETE per table
         before the inserts, so a re-inserted natural key (a SIP's sequence number) never meets
-        its old row. On PostgreSQL an insert is one ``COPY`` and an update one ``COPY`` into a
-        temporary table and one ``UPDATE … FROM`` (`adapter.store.bulk`); on SQLite both are
-        an executemany.
+        its old row. On PostgreSQL an insert is one ``COPY``, and an update of a table's rows
+        naming the same columns one ``COPY`` into a temporary table and one ``UPDATE … FROM``
+        from `MERGE_FROM_ROWS` rows on, an executemany below (`adapter.store.bulk`); on SQLite
+        both are an executemany.
         """
         staged = self._staged
         if not staged:
