@@ -225,20 +225,6 @@ def mock_process(
     return ManagedProcess(f"mock-{system}", argv, env=env or {}), f"http://127.0.0.1:{port}"
 
 
-def hf_mock(
-    system: str,
-    *,
-    port: int | None = None,
-    size: int = 1000,
-    seed: int = 42,
-    extra: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> tuple[ManagedProcess, str]:
-    """A started (not yet ready) `hf-mock` process and its base URL."""
-    process, url = mock_process(system, port=port, size=size, seed=seed, extra=extra, env=env)
-    return process.start(), url
-
-
 def start_mock(
     system: str,
     *,

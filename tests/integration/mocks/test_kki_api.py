@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from harness.processes import hf_mock
+from harness.processes import mock_process
 from indonesian_ids.nik import validate_nik
 from tests.support.mock_servers import KKI_READONLY_TOKEN, SIZE, Mock, all_pages
 
@@ -168,13 +168,14 @@ def test_body_that_is_not_utf8_is_400(kki: httpx.Client) -> None:
 
 
 def test_credentials_come_from_environment_and_flags() -> None:
-    process, url = hf_mock(
+    process, url = mock_process(
         "kki",
         size=5,
         extra=["--readonly-token", "flag-readonly"],
         env={"HF_MOCK_KKI_API_TOKEN": "env-token"},
     )
     try:
+        process.start()
         process.wait_http(f"{url}/__admin/health")
         path = f"{url}/v1/registrations"
         assert httpx.get(path, headers={"X-API-Key": "env-token"}).status_code == 200
