@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Select, Table, delete, inspect, select
+from sqlalchemy import ColumnElement, Select, Table, delete, inspect, select
 from sqlalchemy.orm import InstanceState, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -314,10 +314,14 @@ class HealthWorkerRepository:
         rows.sisdmk_known |= sisdmk_ids
         rows.nik_known |= niks
         worker_ids = [worker.id for worker in workers]
-        registrations = list(
-            self._session.scalars(
-                select(Registration).where(Registration.worker_id.in_(worker_ids))
+        registrations = (
+            list(
+                self._session.scalars(
+                    select(Registration).where(Registration.worker_id.in_(worker_ids))
+                )
             )
+            if worker_ids  # none stored yet (a new person): nothing to ask
+            else []
         )
         for registration in registrations:
             rows.registrations_of[registration.worker_id].append(registration)
@@ -326,24 +330,24 @@ class HealthWorkerRepository:
         touched |= {registration.id for registration in rows.by_str.values()}
         for registration_id in touched:
             rows.findings_of.setdefault(registration_id, [])
-        for finding in self._session.scalars(
-            select(IdentityFinding).where(
-                IdentityFinding.registration_id.in_(touched),
-                IdentityFinding.resolved_at.is_(None),
-            )
-        ):
-            if finding.registration_id is not None:  # always: selected by registration
-                rows.findings_of[finding.registration_id].append(finding)
+        # The open findings of the registrations touched and, for a SISDMK page, of the
+        # workers' records themselves (no registration): one statement for both.
+        wanted: ColumnElement[bool] = IdentityFinding.registration_id.in_(touched)
         if record_findings:
             for worker_id in worker_ids:
                 rows.record_findings_of.setdefault(worker_id, [])
-            for finding in self._session.scalars(
-                select(IdentityFinding).where(
-                    IdentityFinding.worker_id.in_(worker_ids),
-                    IdentityFinding.registration_id.is_(None),
-                    IdentityFinding.resolved_at.is_(None),
-                )
-            ):
+            wanted = wanted | (
+                IdentityFinding.worker_id.in_(worker_ids)
+                & IdentityFinding.registration_id.is_(None)
+            )
+        if not touched and not (record_findings and worker_ids):
+            return
+        for finding in self._session.scalars(
+            select(IdentityFinding).where(wanted, IdentityFinding.resolved_at.is_(None))
+        ):
+            if finding.registration_id is not None:
+                rows.findings_of[finding.registration_id].append(finding)
+            else:  # selected as a worker record's own
                 rows.record_findings_of[finding.worker_id].append(finding)
 
     def write_staged(self) -> None:
