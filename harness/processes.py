@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -146,7 +146,8 @@ class _StoppingSignalsHeld:
     there: the child would inherit the mask and ignore SIGTERM. The handlers are swapped with
     the signals blocked (no fork then), so none lands between two swaps, and on leaving the
     block the held signals are raised again, still blocked, then unblocked: the handlers put
-    back run then, and if one raises, `on_stop` (the child's stop) runs before it propagates.
+    back run then, and if one raises, `on_stop` (the child's stop) runs, with the signals
+    blocked again so a second one cannot cut it short, before the exception propagates.
     A signal whose handler was the default action (which ends this process) stops the child
     before it is delivered. Ignored signals stay ignored (the child inherits that), and only
     the main thread runs handlers, so elsewhere nothing is held.
@@ -169,8 +170,9 @@ class _StoppingSignalsHeld:
 
     def __enter__(self) -> _StoppingSignalsHeld:
         if self._previous:
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._previous)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])  # as it is: changes nothing
             try:
+                signal.pthread_sigmask(signal.SIG_BLOCK, self._previous)
                 for signum in self._previous:
                     signal.signal(signum, self._record)
             finally:
@@ -180,20 +182,40 @@ class _StoppingSignalsHeld:
     def __exit__(self, *_exc: object) -> None:
         if not self._previous:
             return
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._previous)
+        signums = list(self._previous)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, signums)
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler)
             for signum in dict.fromkeys(self.held):
                 signal.raise_signal(signum)  # pending while blocked
             if any(not callable(self._previous[signum]) for signum in self.held):
                 self._on_stop()  # the default action will end this process
-        finally:
+        except BaseException:
+            self._stop_blocked(signums, mask)
+            raise
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the handlers run here
+        except BaseException:
+            self._stop_blocked(signums, mask)
+            raise
+
+    def _stop_blocked(self, signums: list[int], mask: Iterable[int]) -> None:
+        """Stop the child with the signals blocked, so a second signal (another held one, a
+        second Ctrl-C) cannot cut the stop short; then put the mask back, which delivers
+        whatever came meanwhile. The exception on its way is the one that propagates."""
+        for _ in range(len(STOPPING_SIGNALS) + 1):
             try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the handlers run here
-            except BaseException:
-                self._on_stop()
-                raise
+                # Blocks, then runs handlers already due: each raising one is one retry.
+                signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+                break
+            except BaseException:  # noqa: BLE001, S112 - an exception is already on its way
+                continue
+        try:
+            self._on_stop()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def mock_process(

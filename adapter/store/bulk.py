@@ -22,8 +22,8 @@ from sqlalchemy.exc import DBAPIError, StatementError
 # ``UPDATE … WHERE id``: up to 32 rows that costs 0.75 to 0.98 times the merge's CPU, whose
 # temporary table is created and dropped (catalog rows written and removed) in every
 # transaction; from 64 the two tie, and at 1,000 (a sync page) the merge costs 0.91 times as
-# much (bench/bench_bulk.py; three runs in docs/benchmarks.md). A worker's batch (at most 32
-# events) never reaches it.
+# much (bench/bench_bulk.py; three runs in docs/benchmarks.md). A worker's batch reaches it
+# only with EVENT_APPLY_BATCH raised to 64 or more (32 by default).
 MERGE_FROM_ROWS = 64
 
 

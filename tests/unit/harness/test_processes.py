@@ -33,6 +33,15 @@ def handler() -> Iterator[Callable[[Callable[[int, Any], None]], None]]:
     signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_blocked() -> Iterator[None]:
+    """After every test the stopping signals reach this process again (a mask left behind
+    would also be inherited by every child started later, which would ignore SIGTERM)."""
+    yield
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert not blocked & set(STOPPING_SIGNALS), blocked
+
+
 @pytest.fixture
 def delivered() -> list[int]:
     """The signals the patched Popen below delivers (SIGTERM unless a test says otherwise)."""
@@ -123,6 +132,27 @@ def test_two_signals_held_both_reach_their_handlers(
         assert sorted(seen) == sorted([signal.SIGTERM, signal.SIGHUP])
     finally:
         process.close()
+
+
+@pytest.mark.parametrize("delivered", [[signal.SIGTERM, signal.SIGINT]])
+def test_two_raising_handlers_cannot_cut_the_childs_stop_short(
+    handler: Callable[[Callable[[int, Any], None]], None],
+    signalled_popen: list[subprocess.Popen[bytes]],
+) -> None:
+    """The first handler's exception propagates; the second handler runs while the child is
+    being stopped would have cut the stop short, so it runs with the signals blocked."""
+    handler(interrupt)
+    real_signal = signal.signal
+    previous_sigint = real_signal(signal.SIGINT, interrupt)
+    try:
+        before = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+        with pytest.raises(KeyboardInterrupt):
+            ManagedProcess("sleeper", SLEEPER).start()
+        assert {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS} == before
+    finally:
+        real_signal(signal.SIGINT, previous_sigint)
+    [child] = signalled_popen
+    assert child.poll() == -signal.SIGTERM  # stopped, not left to the fixture's kill
 
 
 @pytest.mark.parametrize("delivered", [[]])
