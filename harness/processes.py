@@ -204,7 +204,8 @@ class _StoppingSignalsHeld:
     def _stop_blocked(self, signums: list[int], mask: Iterable[int]) -> None:
         """Stop the child with the signals blocked, so a second signal (another held one, a
         second Ctrl-C) cannot cut the stop short; then put the mask back, which delivers
-        whatever came meanwhile. The exception on its way is the one that propagates."""
+        whatever came meanwhile. The exception on its way propagates, unless a handler run by
+        that last step raises one of its own, which then does."""
         for _ in range(len(STOPPING_SIGNALS) + 1):
             try:
                 # Blocks, then runs handlers already due: each raising one is one retry.
