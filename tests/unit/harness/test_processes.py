@@ -21,16 +21,27 @@ def interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-@pytest.fixture
-def handler() -> Iterator[Callable[[Callable[[int, Any], None]], None]]:
-    """Set SIGTERM's handler for the test; the one before is put back after it."""
-    previous = signal.getsignal(signal.SIGTERM)
+SET_HANDLER = signal.signal  # as imported: a test may patch `signal.signal`
+Handler = Callable[[int, Any], None] | signal.Handlers
 
-    def set_handler(function: Callable[[int, Any], None]) -> None:
-        signal.signal(signal.SIGTERM, function)
+
+def handlers_now() -> dict[int, Any]:
+    return {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+
+
+@pytest.fixture
+def handler() -> Iterator[Callable[..., None]]:
+    """`handler(function, *signums)` sets the handler of the signals named (SIGTERM if none)
+    for the test; every stopping signal's handler before the test is put back after it."""
+    before = handlers_now()
+
+    def set_handler(function: Handler, *signums: int) -> None:
+        for signum in signums or (signal.SIGTERM,):
+            SET_HANDLER(signum, function)
 
     yield set_handler
-    signal.signal(signal.SIGTERM, previous)
+    for signum, previous in before.items():
+        SET_HANDLER(signum, previous)
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +89,7 @@ def test_the_tests_run_on_the_main_thread() -> None:
 
 
 def test_an_interrupt_while_the_child_starts_stops_the_child_then_propagates(
-    handler: Callable[[Callable[[int, Any], None]], None],
+    handler: Callable[..., None],
     signalled_popen: list[subprocess.Popen[bytes]],
 ) -> None:
     handler(interrupt)
@@ -91,7 +102,7 @@ def test_an_interrupt_while_the_child_starts_stops_the_child_then_propagates(
 
 
 def test_a_handler_that_returns_runs_once_and_the_child_keeps_running(
-    handler: Callable[[Callable[[int, Any], None]], None],
+    handler: Callable[..., None],
     signalled_popen: list[subprocess.Popen[bytes]],
 ) -> None:
     seen: list[int] = []
@@ -106,27 +117,24 @@ def test_a_handler_that_returns_runs_once_and_the_child_keeps_running(
 
 
 def test_start_puts_every_handler_back(
-    handler: Callable[[Callable[[int, Any], None]], None],
+    handler: Callable[..., None],
 ) -> None:
     handler(interrupt)
-    before = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+    before = handlers_now()
     process = ManagedProcess("sleeper", SLEEPER).start()
     try:
-        assert {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS} == before
+        assert handlers_now() == before
     finally:
         process.close()
 
 
 @pytest.mark.parametrize("delivered", [[signal.SIGTERM, signal.SIGHUP]])
 def test_two_signals_held_both_reach_their_handlers(
-    handler: Callable[[Callable[[int, Any], None]], None],
+    handler: Callable[..., None],
     signalled_popen: list[subprocess.Popen[bytes]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen: list[int] = []
-    handler(lambda signum, _frame: seen.append(signum))
-    monkeypatch.setattr(signal, "signal", signal.signal)  # SIGHUP's handler put back after
-    signal.signal(signal.SIGHUP, lambda signum, _frame: seen.append(signum))
+    handler(lambda signum, _frame: seen.append(signum), signal.SIGTERM, signal.SIGHUP)
     process = ManagedProcess("sleeper", SLEEPER).start()
     try:
         assert sorted(seen) == sorted([signal.SIGTERM, signal.SIGHUP])
@@ -136,41 +144,34 @@ def test_two_signals_held_both_reach_their_handlers(
 
 @pytest.mark.parametrize("delivered", [[signal.SIGTERM, signal.SIGINT]])
 def test_two_raising_handlers_cannot_cut_the_childs_stop_short(
-    handler: Callable[[Callable[[int, Any], None]], None],
+    handler: Callable[..., None],
     signalled_popen: list[subprocess.Popen[bytes]],
 ) -> None:
     """The first handler's exception propagates; the second handler runs while the child is
     being stopped would have cut the stop short, so it runs with the signals blocked."""
-    handler(interrupt)
-    real_signal = signal.signal
-    previous_sigint = real_signal(signal.SIGINT, interrupt)
-    try:
-        before = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
-        with pytest.raises(KeyboardInterrupt):
-            ManagedProcess("sleeper", SLEEPER).start()
-        assert {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS} == before
-    finally:
-        real_signal(signal.SIGINT, previous_sigint)
+    handler(interrupt, signal.SIGTERM, signal.SIGINT)
+    before = handlers_now()
+    with pytest.raises(KeyboardInterrupt):
+        ManagedProcess("sleeper", SLEEPER).start()
+    assert handlers_now() == before
     [child] = signalled_popen
     assert child.poll() == -signal.SIGTERM  # stopped, not left to the fixture's kill
 
 
 @pytest.mark.parametrize("delivered", [[]])
 def test_a_signal_while_the_handlers_are_put_back_is_delivered_after_all_are_back(
-    handler: Callable[[Callable[[int, Any], None]], None],
+    handler: Callable[..., None],
     signalled_popen: list[subprocess.Popen[bytes]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A `kill` landing between two handlers' restores waits until all are back: none is
     left recording into a list nobody reads, and the child is stopped as for any other."""
-    handler(interrupt)
-    real_signal = signal.signal
-    previous_sigint = real_signal(signal.SIGINT, interrupt)
-    before = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+    handler(interrupt, signal.SIGTERM, signal.SIGINT)
+    before = handlers_now()
     injected: list[bool] = []
 
     def signal_then_interrupted(signum: int, handler: Any) -> Any:
-        previous = real_signal(signum, handler)
+        previous = SET_HANDLER(signum, handler)
         if signum == signal.SIGINT and handler is interrupt and not injected:  # put back
             injected.append(True)
             # SIGINT's own handler is back, SIGTERM's and SIGHUP's not yet.
@@ -184,17 +185,15 @@ def test_a_signal_while_the_handlers_are_put_back_is_delivered_after_all_are_bac
             process.start()
     finally:
         monkeypatch.undo()
-        after = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
-        real_signal(signal.SIGINT, previous_sigint)
+    after = handlers_now()
     assert injected
     assert after == before
     [child] = signalled_popen
     assert child.poll() == -signal.SIGTERM  # stopped before the interrupt propagated
 
 
-def test_an_ignored_signal_stays_ignored_for_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signal, "signal", signal.signal)  # SIGHUP's handler put back after
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+def test_an_ignored_signal_stays_ignored_for_the_child(handler: Callable[..., None]) -> None:
+    handler(signal.SIG_IGN, signal.SIGHUP)
     process = ManagedProcess("sleeper", SLEEPER).start()
     try:
         status = Path(f"/proc/{process.pid}/status").read_text()
