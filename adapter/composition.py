@@ -35,6 +35,7 @@ from adapter.queue.wiring import publisher_from
 from adapter.settings import Settings
 from adapter.store import database
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing
+from adapter.store.privileges import check_runtime_rights
 from adapter.store.reindex import check_stored_keys
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.service import SyncProgress, SyncRunResult, sync_system
@@ -255,23 +256,26 @@ def build_services(
     engine: Engine | None = None,
     publisher: EventPublisher | None = None,
     clock: Clock = utc_now,
-    check_keys: bool = True,
+    check_store: bool = True,
     pool_size: int = database.PG_POOL_SIZE,
 ) -> Services:
     """The adapter's services for `settings`; `engine` and `publisher` when the caller has
     them already (a test's database, the app's publisher), else made from the settings, the
     engine with a pool of `pool_size` PostgreSQL connections.
 
-    Unless `check_keys` is false (commands that never use the blind index: the re-index
-    itself, the encryption-key rotation, the audit trail's), the stored digests' key ids are
-    checked first: `BlindIndexKeyError` if one is not configured.
+    Unless `check_store` is false (commands that never use the blind index nor write
+    documents: the re-index itself, the encryption-key rotation, the audit trail's), the store
+    is checked first: `BlindIndexKeyError` if a stored digest's key id is not configured,
+    `MissingRightError` if the role may not create the temporary tables a sync page's merge
+    needs (PostgreSQL).
     """
     services = Services(
         settings, engine=engine, publisher=publisher, clock=clock, pool_size=pool_size
     )
-    if check_keys:
+    if check_store:
         try:
             services.check_blind_index_keys()
+            check_runtime_rights(services.engine)
         except BaseException:
             services.close()
             raise

@@ -108,10 +108,12 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "grant",
         help="print (or --apply) the GRANTs of the runtime role serve, worker and schedule use",
         description="The least rights `serve`, `worker` and `schedule` need on PostgreSQL: "
-        "read and write the adapter's tables, append to the audit trail and read it; no "
-        "UPDATE, DELETE or TRUNCATE of the trail, no change of its head, no DDL. Prints the "
-        "statements; --apply runs them as DATABASE_URL's user, which must own the tables (the "
-        "role that runs `db upgrade`). Run it again after every `db upgrade`.",
+        "read and write the adapter's tables, append to the audit trail and read it, create "
+        "temporary tables (the database's TEMPORARY right); no UPDATE, DELETE or TRUNCATE of "
+        "the trail, no change of its head, no DDL. Prints the statements (the database named "
+        "by DATABASE_URL, if set); --apply runs them as DATABASE_URL's user, which must own the "
+        "tables (the role that runs `db upgrade`) and, unless the role has TEMPORARY already, "
+        "the database. Run it again after every `db upgrade`.",
     )
     grant.add_argument("--role", required=True, help="the runtime role (created beforehand)")
     grant.add_argument(
@@ -139,13 +141,29 @@ def _db_revision(args: argparse.Namespace) -> int:
 
 
 def _db_grant(args: argparse.Namespace) -> int:
-    from adapter.store.privileges import RoleError, grant_runtime_role, runtime_grants
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from adapter.store.privileges import (
+        RoleError,
+        grant_runtime_role,
+        runtime_grants,
+        temporary_grant,
+    )
 
     role = str(args.role)
     try:
         if not args.apply:
             for statement in runtime_grants(role):
                 print(f"{statement};")
+            try:
+                url = make_url(os.environ.get("DATABASE_URL", ""))
+            except ArgumentError:
+                url = None
+            named = url.database if url and url.get_backend_name() == "postgresql" else None
+            comment = "" if named else "-- "
+            grant = temporary_grant(named or "<the adapter's database>", role)
+            print(f"{comment}{grant};  -- as the database's owner")
             return EXIT_OK
         engine = database.create_engine_from_url(_database_url())
         try:
@@ -237,7 +255,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from adapter.store.rotation import BatchDone, count_stale, rotate_keys
 
     # The whole configuration is validated first: bad or missing keys stop here, exit 2.
-    services = build_services(load_settings(), check_keys=False)
+    services = build_services(load_settings(), check_store=False)
     cipher, engine = services.cipher, services.engine
     stop_requested: list[int] = []
 
@@ -626,7 +644,7 @@ def _services() -> Services:
     trail can be checked whatever the blind index's state."""
     from adapter.composition import build_services
 
-    return build_services(load_settings(), check_keys=False)
+    return build_services(load_settings(), check_store=False)
 
 
 def _database_url() -> str:

@@ -1,9 +1,12 @@
 """The runtime database role on PostgreSQL: what ``serve``, ``worker`` and ``schedule`` may do.
 
-They read and write the adapter's tables, append to the audit trail and read it, and nothing
-more: no UPDATE, DELETE or TRUNCATE of the audit trail, no change of its head but by appending,
-no DDL. The migrations run as the tables' owner, which grants these rights (`hf-adapter db
-grant`); docs/operations.md shows the roles.
+They read and write the adapter's tables, append to the audit trail and read it, create
+temporary tables of their own session (a sync page's many updates are merged from one), and
+nothing more: no UPDATE, DELETE or TRUNCATE of the audit trail, no change of its head but by
+appending, no DDL. The migrations run as the tables' owner, which grants these rights
+(`hf-adapter db grant`); docs/operations.md shows the roles. `check_runtime_rights` refuses to
+start a process whose role lacks the database's ``TEMPORARY`` right, which otherwise would show
+only when a large page fails.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import re
 from typing import Final
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
-from adapter.errors import AdapterError
+from adapter.errors import AdapterError, ConfigurationError
 from adapter.store.models import Base
 
 # What the runtime role may do, by table; every other table of the models gets `_READ_WRITE`.
@@ -41,6 +45,22 @@ class RoleError(AdapterError):
     default_reason = "database_role"
 
 
+class MissingRightError(ConfigurationError):
+    """The role a process connects as lacks a right the adapter's writes need."""
+
+    default_reason = "database_right"
+
+
+def temporary_grant(database: str, role: str) -> str:
+    """The statement that lets `role` create temporary tables in `database` (run by the
+    database's owner)."""
+    return f"GRANT TEMPORARY ON DATABASE {_quoted(database)} TO {_quoted(role)}"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def runtime_grants(role: str) -> list[str]:
     """The statements that give `role` exactly the runtime rights (run as the tables' owner).
 
@@ -61,7 +81,10 @@ def runtime_grants(role: str) -> list[str]:
 
 
 def grant_runtime_role(engine: Engine, role: str) -> list[str]:
-    """Run `runtime_grants` for `role` in one transaction, as `engine`'s user (the owner).
+    """Run `runtime_grants` for `role` in one transaction, as `engine`'s user (the owner),
+    then `temporary_grant` of the database: that one only the database's owner can give, so
+    when `role` still lacks the right after it, nothing is granted and `RoleError` says who
+    must run it.
 
     `RoleError` when the role does not exist, is the owner itself, or could act as the owner
     (a member of its role, a superuser, or allowed to bypass row security): its rights would
@@ -103,4 +126,46 @@ def grant_runtime_role(engine: Engine, role: str) -> list[str]:
             )
         for statement in statements:
             connection.execute(text(statement))
+        database = str(connection.scalar(text("SELECT current_database()")))
+        grant = temporary_grant(database, role)
+        refused = ""
+        try:
+            with connection.begin_nested():
+                connection.execute(text(grant))
+        except DBAPIError as exc:
+            refused = f" ({str(exc.orig).splitlines()[0]})"
+        # Only the database's owner (or a holder of the grant option) can give it; PostgreSQL
+        # answers anyone else with at most a warning, so what counts is whether the role has it.
+        if not connection.scalar(
+            text("SELECT has_database_privilege(:role, current_database(), 'TEMPORARY')"),
+            {"role": role},
+        ):
+            raise RoleError(
+                f"role {role!r} may not create temporary tables in database {database!r}, and "
+                f"{owner!r} could not give it that right{refused}: as the database's owner run "
+                f"{grant}; then run `hf-adapter db grant` again"
+            )
+        statements.append(grant)
     return statements
+
+
+def check_runtime_rights(engine: Engine) -> None:
+    """`MissingRightError` when `engine`'s role may not create temporary tables in its
+    database (PostgreSQL only): an update of `MERGE_FROM_ROWS` or more rows of one table (a
+    sync page with many changes; a worker's batch, with `EVENT_APPLY_BATCH` raised to that) is
+    merged from one, and would fail."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as connection:
+        database, role, allowed = connection.execute(
+            text(
+                "SELECT current_database(), current_user, "
+                "has_database_privilege(current_database(), 'TEMPORARY')"
+            )
+        ).one()
+    if not allowed:
+        raise MissingRightError(
+            f"database role {role!r} may not create temporary tables in database "
+            f"{database!r}, which a sync page with many changes needs: as the database's "
+            f"owner run {temporary_grant(database, role)} (docs/operations.md, Database roles)"
+        )

@@ -23,7 +23,7 @@ from adapter.settings import load_settings
 from adapter.store.bulk import MERGE_FROM_ROWS
 from adapter.store.database import create_engine_from_url, upgrade
 from adapter.store.models import AuditEvent, HealthWorker
-from adapter.store.privileges import runtime_grants
+from adapter.store.privileges import MissingRightError, runtime_grants
 from adapter.sync import SyncRunResult
 from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
@@ -86,8 +86,36 @@ def roles(postgres_server: PostgresServer) -> Iterator[Roles]:
             for statement in runtime_grants(name):
                 if statement.startswith("REVOKE"):
                     connection.execute(text(statement))
+            connection.execute(text(f'REVOKE ALL ON DATABASE "{owner.database}" FROM {name}'))
             connection.execute(text(f"DROP ROLE {name}"))
         admin.dispose()
+
+
+def _revoke_temporary(roles: Roles, *, from_the_role: bool = True) -> None:
+    """Take the TEMPORARY right from PUBLIC, through which every role has it by default, as a
+    hardened database would, and (unless not `from_the_role`) from the runtime role."""
+    owner = create_engine_from_url(roles.owner)
+    try:
+        with owner.begin() as connection:
+            database = connection.scalar(text("SELECT current_database()"))
+            grantees = f"PUBLIC, {roles.runtime_name}" if from_the_role else "PUBLIC"
+            connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM {grantees}'))
+    finally:
+        owner.dispose()
+
+
+def _may_create_temporary_tables(roles: Roles) -> bool:
+    owner = create_engine_from_url(roles.owner)
+    try:
+        with owner.connect() as connection:
+            return bool(
+                connection.scalar(
+                    text("SELECT has_database_privilege(:role, current_database(), 'TEMPORARY')"),
+                    {"role": roles.runtime_name},
+                )
+            )
+    finally:
+        owner.dispose()
 
 
 def test_the_runtime_role_cannot_change_empty_or_repoint_the_trail(roles: Roles) -> None:
@@ -182,14 +210,17 @@ def test_db_grant_refuses_a_role_that_would_keep_the_owners_rights(roles: Roles)
     assert 'GRANT SELECT, INSERT, UPDATE (n) ON TABLE "audit_writers"' in printed.stdout
     assert 'GRANT SELECT, UPDATE (changed_at) ON TABLE "audit_chain_head"' in printed.stdout
     assert "TRUNCATE" not in printed.stdout
+    temporary = f'GRANT TEMPORARY ON DATABASE "{roles.owner.database}" TO "hf_app";'
+    assert f"{temporary}  -- as the database's owner" in printed.stdout.splitlines()
 
 
 def test_a_runtime_role_without_temporary_tables_fails_merged_pages_by_name_and_keeps_the_rows(
     roles: Roles, sisdmk_of_a_merged_page: Mock
 ) -> None:
-    """A page changing `MERGE_FROM_ROWS` rows or more is staged in a temporary table: where
-    hardening revoked TEMPORARY from PUBLIC, that update fails naming the missing right and the
-    page rolls back; a page changing a few rows (as a worker's batch) needs no such table."""
+    """A page changing `MERGE_FROM_ROWS` rows or more is staged in a temporary table: where the
+    TEMPORARY right was revoked after the process started (a start without it is refused, see
+    below), that update fails naming the missing right and the page rolls back; a page
+    changing a few rows (as a worker's batch) needs no such table."""
     sisdmk = sisdmk_of_a_merged_page
     environment = adapter_environment(
         roles.runtime.render_as_string(hide_password=False), "http://127.0.0.1:9", sisdmk.url
@@ -204,13 +235,7 @@ def test_a_runtime_role_without_temporary_tables_fails_merged_pages_by_name_and_
     with build_services(load_settings(environment)) as services:
         first = sync()
         assert first.succeeded, first.error
-        owner = create_engine_from_url(roles.owner)
-        try:
-            with owner.begin() as connection:
-                database = connection.scalar(text("SELECT current_database()"))
-                connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
-        finally:
-            owner.dispose()
+        _revoke_temporary(roles)
         workers = sisdmk.records("health-workers")
         assert len(workers) == page
         one = workers[0]
@@ -236,3 +261,102 @@ def test_a_runtime_role_without_temporary_tables_fails_merged_pages_by_name_and_
     assert merged.error is not None
     assert "permission denied" in merged.error.lower()
     assert after == before
+
+
+def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_grant(
+    roles: Roles,
+) -> None:
+    """`db grant` gives the runtime role TEMPORARY itself, so a hardened database that takes it
+    from PUBLIC changes nothing; a role without it is refused at start-up with the statement
+    to run, before anything is written, and `db grant` run again gives it back."""
+    environment = adapter_environment(
+        roles.runtime.render_as_string(hide_password=False),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+    )
+    _revoke_temporary(roles, from_the_role=False)
+    assert _may_create_temporary_tables(roles)
+    _revoke_temporary(roles)
+    assert not _may_create_temporary_tables(roles)
+
+    with pytest.raises(MissingRightError) as refused:
+        build_services(load_settings(environment))
+    run = _hf_adapter(roles.runtime, "sync", "--system", "sisdmk", "--full")
+    again = _hf_adapter(roles.owner, "db", "grant", "--role", roles.runtime_name, "--apply")
+
+    database = roles.runtime.database
+    grant = f'GRANT TEMPORARY ON DATABASE "{database}" TO "{roles.runtime_name}"'
+    assert str(refused.value) == (
+        f"database role {roles.runtime_name!r} may not create temporary tables in database "
+        f"{database!r}, which a sync page with many changes needs: as the database's owner "
+        f"run {grant} (docs/operations.md, Database roles)"
+    )
+    assert run.returncode == 2, run.stderr
+    assert f"hf-adapter: error: {refused.value}" in run.stderr
+    assert again.returncode == 0, again.stderr
+    assert _may_create_temporary_tables(roles)
+    owner = create_engine_from_url(roles.owner)
+    try:
+        with owner.connect() as connection:
+            runs = connection.scalar(text("SELECT count(*) FROM sync_runs"))
+            entries = connection.scalar(text("SELECT count(*) FROM audit_events"))
+    finally:
+        owner.dispose()
+    assert (runs, entries) == (0, 0), "the refused start wrote nothing"
+    with build_services(load_settings(environment)):
+        pass
+
+
+def test_db_grant_run_by_an_owner_who_cannot_give_temporary_grants_nothing_and_says_who_can(
+    postgres_server: PostgresServer,
+) -> None:
+    """The tables' owner is not the database's owner here: where the runtime role lacks
+    TEMPORARY, `db grant --apply` fails (exit 2), grants none of the table rights either, and
+    names the statement for the database's owner."""
+    admin_url = postgres_server.create_database()
+    admin = create_engine_from_url(admin_url)
+    suffix = secrets.token_hex(4)
+    owner_name, runtime_name = f"hf_owner_{suffix}", f"hf_runtime_{suffix}"
+    password = secrets.token_urlsafe(16)
+    database = admin_url.database
+    try:
+        with admin.begin() as connection:
+            for name in (owner_name, runtime_name):
+                connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+            connection.execute(text(f"GRANT CREATE ON SCHEMA public TO {owner_name}"))
+            connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
+        owner = admin_url.set(username=owner_name, password=password)
+        upgrade(owner)
+
+        granted = _hf_adapter(owner, "db", "grant", "--role", runtime_name, "--apply")
+
+        with admin.connect() as connection:
+            rights = connection.scalar(
+                text(
+                    "SELECT count(*) FROM information_schema.role_table_grants "
+                    "WHERE grantee = :role"
+                ),
+                {"role": runtime_name},
+            )
+        assert granted.returncode == 2, granted.stdout
+        assert (
+            f"hf-adapter: error: role {runtime_name!r} may not create temporary tables in "
+            f"database {database!r}, and {owner_name!r} could not give it that right"
+        ) in granted.stderr
+        assert (
+            f'as the database\'s owner run GRANT TEMPORARY ON DATABASE "{database}" TO '
+            f'"{runtime_name}"; then run `hf-adapter db grant` again'
+        ) in granted.stderr
+        assert rights == 0, "nothing granted"
+    finally:
+        admin.dispose()
+        # The owner role owns the tables: the database goes first, then both roles.
+        server = create_engine_from_url(admin_url.set(database="postgres"))
+        try:
+            with server.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+                for name in (runtime_name, owner_name):
+                    connection.execute(text(f"DROP ROLE {name}"))
+        finally:
+            server.dispose()
