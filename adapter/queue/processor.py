@@ -364,6 +364,23 @@ class EventProcessor:
         return [outcomes.get(write.event.id, "skipped") for write in batch]
 
     def _commit_one(self, write: _Write) -> str:
+        """`write` in a transaction of its own; once more at once when another writer created
+        the record meanwhile (the next attempt reads the row and updates it)."""
+        try:
+            return self._commit_one_attempt(write)
+        except _CreatedMeanwhile:
+            event = write.event
+            log.info(
+                "event %s (%s %s): another writer created its record meanwhile; applying it again "
+                "at once",
+                event.id,
+                event.source,
+                event.event_type,
+            )
+        # A second collision is a TransientFailure as any: the event is retried later.
+        return self._commit_one_attempt(write)
+
+    def _commit_one_attempt(self, write: _Write) -> str:
         event, outcome, document = write.event, write.outcome, write.document
         fetched_at = now()
         try:
@@ -389,15 +406,11 @@ class EventProcessor:
         except ConnectionDisabled:
             raise  # disabled since the check: nothing written, the event is held
         except TRANSIENT_DB_ERRORS as exc:
-            raise TransientFailure(
-                f"store: {type(exc).__name__} (retried)", reason="database"
-            ) from None
+            raise _transient(exc) from None
         except RecordRefused as refused:
             if isinstance(refused.cause, TRANSIENT_DB_ERRORS):
                 # A concurrent insert of the same person: the next attempt finds the row.
-                raise TransientFailure(
-                    f"store: {type(refused.cause).__name__} (retried)", reason="database"
-                ) from None
+                raise _transient(refused.cause) from None
             cause = refused.cause
             reason = cause.reason if isinstance(cause, AdapterError) else "record_refused"
             raise PermanentFailure(
@@ -490,6 +503,23 @@ class EventProcessor:
             )
         )
         return Verdict("dead", "failed", reason=reason)
+
+
+class _CreatedMeanwhile(TransientFailure):
+    """A unique key another transaction inserted and committed after this one read: the same
+    new person (or record) from two events at once, one of each source, say."""
+
+
+# PostgreSQL's unique_violation. It is reported only once the other inserter has committed (an
+# insert waits for an uncommitted one), so a new transaction sees that row.
+_UNIQUE_VIOLATION: Final = "23505"
+
+
+def _transient(exc: BaseException) -> TransientFailure:
+    message = f"store: {type(exc).__name__} (retried)"
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNIQUE_VIOLATION:
+        return _CreatedMeanwhile(message, reason="database")
+    return TransientFailure(message, reason="database")
 
 
 def _describe(error: UpstreamError) -> str:

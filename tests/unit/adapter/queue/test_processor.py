@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients.errors import (
@@ -62,6 +64,21 @@ class FakeRepository:
         pass
 
 
+class CollidingRepository(FakeRepository):
+    """Its first `collisions` upserts meet a key another transaction committed meanwhile."""
+
+    def __init__(self, error: Exception, collisions: int) -> None:
+        self.error = error
+        self.collisions = collisions
+        self.calls = 0
+
+    def upsert_registration_from_kki(self, doc: Any, *, fetched_at: dt.datetime) -> UpsertResult:
+        self.calls += 1
+        if self.calls <= self.collisions:
+            raise IntegrityError("INSERT INTO health_workers …", None, self.error)
+        return UpsertResult.UPDATED
+
+
 class RecordingAlerts(DeadLetterAlerts):
     def __init__(self) -> None:
         self.raised: list[DeadLetterAlert] = []
@@ -93,13 +110,16 @@ def an_event(sessions: sessionmaker[Session]) -> uuid.UUID:
 
 
 def processor(
-    sessions: sessionmaker[Session], kki: FakeKki, alerts: RecordingAlerts
+    sessions: sessionmaker[Session],
+    kki: FakeKki,
+    alerts: RecordingAlerts,
+    repository: FakeRepository | None = None,
 ) -> EventProcessor:
     return EventProcessor(
         sessions=sessions,
         kki=kki,  # type: ignore[arg-type]
         sisdmk=None,  # type: ignore[arg-type]
-        repository_factory=lambda session: FakeRepository(),  # type: ignore[arg-type,return-value]
+        repository_factory=lambda session: repository or FakeRepository(),  # type: ignore[arg-type,return-value]
         schedule=RetrySchedule((0.2, 0.4), max_attempts=3),
         delivery_limit=3,
         metrics=EventMetrics.for_registry(CollectorRegistry()),
@@ -183,6 +203,35 @@ def test_permanent_error_dead_letters_without_retrying(
     verdict = processor(sessions, kki, RecordingAlerts()).process(event_id)
     assert verdict.kind == "dead"
     assert kki.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "collisions", "calls", "kind", "attempts"),
+    [
+        # Another writer created the record meanwhile: applied again at once, no attempt spent.
+        (UniqueViolation("duplicate key"), 1, 2, "done", 0),
+        # Once more only: a second collision is retried later, as any transient failure.
+        (UniqueViolation("duplicate key"), 2, 2, "retry", 1),
+        # Not a key created meanwhile: no second try at once.
+        (ForeignKeyViolation("no such worker"), 1, 1, "retry", 1),
+    ],
+    ids=["created-meanwhile", "twice", "other-constraint"],
+)
+def test_a_key_created_meanwhile_is_applied_again_at_once_only_once(
+    sessions: sessionmaker[Session],
+    error: Exception,
+    collisions: int,
+    calls: int,
+    kind: str,
+    attempts: int,
+) -> None:
+    event_id = an_event(sessions)
+    repository = CollidingRepository(error, collisions)
+    verdict = processor(sessions, FakeKki(None), RecordingAlerts(), repository).process(event_id)
+    with sessions() as session:
+        stored = WebhookInbox(session).get(event_id)
+    assert stored is not None
+    assert (verdict.kind, repository.calls, stored.attempts) == (kind, calls, attempts)
 
 
 def test_delivery_limit_dead_letters_a_message_that_keeps_killing_workers(
