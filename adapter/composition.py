@@ -256,27 +256,30 @@ def build_services(
     engine: Engine | None = None,
     publisher: EventPublisher | None = None,
     clock: Clock = utc_now,
-    check_store: bool = True,
+    check_keys: bool = True,
+    check_temporary: bool = False,
     pool_size: int = database.PG_POOL_SIZE,
 ) -> Services:
     """The adapter's services for `settings`; `engine` and `publisher` when the caller has
     them already (a test's database, the app's publisher), else made from the settings, the
     engine with a pool of `pool_size` PostgreSQL connections.
 
-    Unless `check_store` is false (commands that never use the blind index nor write
-    documents: the re-index itself, the encryption-key rotation, the audit trail's), the store
-    is checked first: `BlindIndexKeyError` if a stored digest's key id is not configured,
-    `MissingRightError` if the role may not create the temporary tables a sync page's merge
-    needs (PostgreSQL).
+    With `check_temporary` (the commands that write sync pages, and a worker whose batches
+    may be as large), `MissingRightError` first if the role may not create the temporary
+    tables such a page's merge needs (PostgreSQL). Unless `check_keys` is false (commands
+    that never use the blind index: the re-index itself, the encryption-key rotation, the
+    audit trail's), the stored digests' key ids are checked then: `BlindIndexKeyError` if one
+    is not configured.
     """
     services = Services(
         settings, engine=engine, publisher=publisher, clock=clock, pool_size=pool_size
     )
-    if check_store:
-        try:
+    try:
+        if check_temporary:
+            check_runtime_rights(services.engine)  # read-only: before the key check records
+        if check_keys:
             services.check_blind_index_keys()
-            check_runtime_rights(services.engine)
-        except BaseException:
-            services.close()
-            raise
+    except BaseException:
+        services.close()
+        raise
     return services

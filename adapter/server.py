@@ -101,7 +101,7 @@ def serve(*, bind: str, workers: int, threads: int, dev: bool, tls: TlsFiles | N
     # Validate once in the parent: a bad configuration stops here with the usual message.
     settings: Settings = load_settings()
     # Refused here with the usual one-line message, not in each worker after the fork, when
-    # stored digests are under a blind-index key not configured or the role lacks a right.
+    # stored digests are under a blind-index key not configured.
     from adapter.composition import build_services
 
     build_services(settings).close()

@@ -158,22 +158,30 @@ def _db_grant(args: argparse.Namespace) -> int:
                 print(f"{statement};")
             try:
                 url = make_url(os.environ.get("DATABASE_URL", ""))
-            except ArgumentError:
+            except (ArgumentError, ValueError):  # a bad URL: the statement is left to fill in
                 url = None
-            named = url.database if url and url.get_backend_name() == "postgresql" else None
+            postgresql = url is not None and url.get_backend_name() in {"postgresql", "postgres"}
+            named = url.database if url is not None and postgresql else None
             comment = "" if named else "-- "
             grant = temporary_grant(named or "<the adapter's database>", role)
             print(f"{comment}{grant};  -- as the database's owner")
             return EXIT_OK
         engine = database.create_engine_from_url(_database_url())
         try:
-            statements = grant_runtime_role(engine, role)
+            granted = grant_runtime_role(engine, role)
         finally:
             engine.dispose()
     except RoleError as exc:
         _error(str(exc))
         return EXIT_CANNOT_RUN
-    print(f"role {role!r} now has the runtime rights ({len(statements)} statements run)")
+    count = len(granted.statements)
+    print(f"role {role!r} now has the runtime rights ({count} statements run)")
+    if granted.temporary is not None:
+        print(
+            f"hf-adapter: note: role {role!r} may create temporary tables only through PUBLIC, "
+            f"which a hardening may revoke; as the database's owner run {granted.temporary}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -255,7 +263,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from adapter.store.rotation import BatchDone, count_stale, rotate_keys
 
     # The whole configuration is validated first: bad or missing keys stop here, exit 2.
-    services = build_services(load_settings(), check_store=False)
+    services = build_services(load_settings(), check_keys=False)
     cipher, engine = services.cipher, services.engine
     stop_requested: list[int] = []
 
@@ -644,7 +652,7 @@ def _services() -> Services:
     trail can be checked whatever the blind index's state."""
     from adapter.composition import build_services
 
-    return build_services(load_settings(), check_store=False)
+    return build_services(load_settings(), check_keys=False)
 
 
 def _database_url() -> str:

@@ -29,7 +29,7 @@ EXIT_PROBLEM: Final = 1
 def run(*, batch_size: int) -> int:
     # The whole configuration is validated first: bad or missing keys stop here, exit 2. The
     # stored key ids are not checked: recomputing digests under another key is this command's job.
-    services = build_services(load_settings(), check_store=False)
+    services = build_services(load_settings(), check_keys=False)
     stop_requested: list[int] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -42,7 +42,7 @@ EXIT_FAILED = 1
 
 def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> int:
     settings = load_settings()
-    services = build_services(settings)
+    services = build_services(settings, check_temporary=True)
     services.start_sealer()
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host)

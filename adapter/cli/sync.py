@@ -51,7 +51,7 @@ class RateColumn(ProgressColumn):
 def run(
     system: str, *, full: bool, page_size: int = PAGE_SIZE, metrics_file: Path | None = None
 ) -> int:
-    services = build_services(load_settings())
+    services = build_services(load_settings(), check_temporary=True)
     stderr = Console(stderr=True)
     try:
         with Progress(

@@ -27,6 +27,7 @@ from adapter.queue.wiring import topology_from
 from adapter.queue.worker import OutboxRelay, Worker, WorkerStats
 from adapter.settings import load_settings
 from adapter.store import database
+from adapter.store.bulk import MERGE_FROM_ROWS
 
 EXIT_OK: Final = 0
 # The queue retries with its own backoff: one quick retry inside the call is enough, and a
@@ -48,7 +49,10 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     engine = database.create_engine_from_settings(
         settings, pool_size=concurrency + POOL_BESIDE_THREADS
     )
-    services = build_services(settings, engine=engine)
+    # Its batches are merged from a temporary table only when they may reach MERGE_FROM_ROWS.
+    services = build_services(
+        settings, engine=engine, check_temporary=settings.event_apply_batch >= MERGE_FROM_ROWS
+    )
     database.check(services.engine)
     services.start_sealer()
     sessions = services.sessions

@@ -371,8 +371,8 @@ class EventProcessor:
         except _CreatedMeanwhile:
             event = write.event
             log.info(
-                "event %s (%s %s): another writer created its record meanwhile; applying it again "
-                "at once",
+                "event %s (%s %s): a unique key was taken meanwhile (most likely another writer "
+                "created the same record); applying it again at once",
                 event.id,
                 event.source,
                 event.event_type,

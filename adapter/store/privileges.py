@@ -12,6 +12,7 @@ only when a large page fails.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import Engine, text
@@ -80,11 +81,21 @@ def runtime_grants(role: str) -> list[str]:
     return statements
 
 
-def grant_runtime_role(engine: Engine, role: str) -> list[str]:
+@dataclass(frozen=True)
+class Granted:
+    """What `grant_runtime_role` ran; `temporary`: the statement the database's owner should
+    still run, when the role may create temporary tables only through PUBLIC (a later REVOKE
+    from PUBLIC would take it away)."""
+
+    statements: list[str]
+    temporary: str | None = None
+
+
+def grant_runtime_role(engine: Engine, role: str) -> Granted:
     """Run `runtime_grants` for `role` in one transaction, as `engine`'s user (the owner),
     then `temporary_grant` of the database: that one only the database's owner can give, so
     when `role` still lacks the right after it, nothing is granted and `RoleError` says who
-    must run it.
+    must run it; when the role has it only through PUBLIC, `Granted.temporary` says so.
 
     `RoleError` when the role does not exist, is the owner itself, or could act as the owner
     (a member of its role, a superuser, or allowed to bypass row security): its rights would
@@ -126,7 +137,9 @@ def grant_runtime_role(engine: Engine, role: str) -> list[str]:
             )
         for statement in statements:
             connection.execute(text(statement))
-        database = str(connection.scalar(text("SELECT current_database()")))
+        database, grantor = connection.execute(
+            text("SELECT current_database(), current_user")
+        ).one()
         grant = temporary_grant(database, role)
         refused = ""
         try:
@@ -134,19 +147,27 @@ def grant_runtime_role(engine: Engine, role: str) -> list[str]:
                 connection.execute(text(grant))
         except DBAPIError as exc:
             refused = f" ({str(exc.orig).splitlines()[0]})"
-        # Only the database's owner (or a holder of the grant option) can give it; PostgreSQL
-        # answers anyone else with at most a warning, so what counts is whether the role has it.
-        if not connection.scalar(
-            text("SELECT has_database_privilege(:role, current_database(), 'TEMPORARY')"),
+        # Only the database's owner (or a holder of the grant option) can give it. Anyone else
+        # with some right on the database gets a warning and nothing is granted (with none, an
+        # error): what counts is whether the role has the right, and how.
+        own, through_public = connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a "
+                "WHERE d.datname = current_database() AND a.grantee = CAST(:role AS regrole) "
+                "AND a.privilege_type = 'TEMPORARY'), "
+                "has_database_privilege(:role, current_database(), 'TEMPORARY')"
+            ),
             {"role": role},
-        ):
+        ).one()
+        if not own and not through_public:
             raise RoleError(
                 f"role {role!r} may not create temporary tables in database {database!r}, and "
-                f"{owner!r} could not give it that right{refused}: as the database's owner run "
-                f"{grant}; then run `hf-adapter db grant` again"
+                f"{grantor!r} could not give it that right{refused}: as the database's owner "
+                f"run {grant}; then run `hf-adapter db grant` again"
             )
-        statements.append(grant)
-    return statements
+        if own:
+            statements.append(grant)
+    return Granted(statements, temporary=grant if not own else None)
 
 
 def check_runtime_rights(engine: Engine) -> None:

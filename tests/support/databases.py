@@ -98,20 +98,21 @@ class PostgresServer:
             left, self._created = self._created, []
         with self._admin.connect() as connection:
             for name in left:
-                _drop(connection, name)
+                drop_database(connection, name)
 
     def _drop_queued(self) -> None:
         while (name := self._to_drop.get()) is not None:
             try:
                 with self._admin.connect() as connection:
-                    _drop(connection, name)
+                    drop_database(connection, name)
             except SQLAlchemyError:
                 continue  # still listed: drop_all tries it again
             with self._lock:
                 self._created.remove(name)
 
 
-def _drop(connection: Connection, name: str) -> None:
+def drop_database(connection: Connection, name: str) -> None:
+    """Drop database `name` if it is there, ending this user's sessions on it first."""
     try:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     except ProgrammingError:

@@ -27,7 +27,7 @@ from adapter.store.privileges import MissingRightError, runtime_grants
 from adapter.sync import SyncRunResult
 from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
-from tests.support.databases import PostgresServer
+from tests.support.databases import PostgresServer, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -280,7 +280,7 @@ def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_g
     assert not _may_create_temporary_tables(roles)
 
     with pytest.raises(MissingRightError) as refused:
-        build_services(load_settings(environment))
+        build_services(load_settings(environment), check_temporary=True)
     run = _hf_adapter(roles.runtime, "sync", "--system", "sisdmk", "--full")
     again = _hf_adapter(roles.owner, "db", "grant", "--role", roles.runtime_name, "--apply")
 
@@ -298,27 +298,45 @@ def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_g
     owner = create_engine_from_url(roles.owner)
     try:
         with owner.connect() as connection:
-            runs = connection.scalar(text("SELECT count(*) FROM sync_runs"))
-            entries = connection.scalar(text("SELECT count(*) FROM audit_events"))
+            written = connection.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM sync_runs), (SELECT count(*) FROM audit_events), "
+                    "(SELECT count(*) FROM blind_index_keys)"
+                )
+            ).one()
     finally:
         owner.dispose()
-    assert (runs, entries) == (0, 0), "the refused start wrote nothing"
-    with build_services(load_settings(environment)):
+    assert written == (0, 0, 0), "the refused start wrote nothing"
+    with build_services(load_settings(environment), check_temporary=True):
         pass
 
 
-def test_db_grant_run_by_an_owner_who_cannot_give_temporary_grants_nothing_and_says_who_can(
+def test_db_grant_by_an_owner_who_cannot_give_temporary_grants_nothing_or_says_what_is_left(
     postgres_server: PostgresServer,
 ) -> None:
-    """The tables' owner is not the database's owner here: where the runtime role lacks
-    TEMPORARY, `db grant --apply` fails (exit 2), grants none of the table rights either, and
-    names the statement for the database's owner."""
+    """The tables' owner is not the database's owner here, so it cannot give TEMPORARY: where
+    the runtime role lacks it, `db grant --apply` fails (exit 2), grants none of the table
+    rights either, and names the statement for the database's owner; where the role has it
+    through PUBLIC, the rights are granted and a note names that statement."""
     admin_url = postgres_server.create_database()
     admin = create_engine_from_url(admin_url)
     suffix = secrets.token_hex(4)
     owner_name, runtime_name = f"hf_owner_{suffix}", f"hf_runtime_{suffix}"
     password = secrets.token_urlsafe(16)
     database = admin_url.database
+    grant = f'GRANT TEMPORARY ON DATABASE "{database}" TO "{runtime_name}"'
+
+    def rights() -> tuple[bool, bool]:
+        with admin.connect() as connection:
+            table, column = connection.execute(
+                text(
+                    "SELECT has_table_privilege(:role, 'health_workers', 'SELECT'), "
+                    "has_column_privilege(:role, 'audit_writers', 'n', 'UPDATE')"
+                ),
+                {"role": runtime_name},
+            ).one()
+        return bool(table), bool(column)
+
     try:
         with admin.begin() as connection:
             for name in (owner_name, runtime_name):
@@ -328,26 +346,27 @@ def test_db_grant_run_by_an_owner_who_cannot_give_temporary_grants_nothing_and_s
         owner = admin_url.set(username=owner_name, password=password)
         upgrade(owner)
 
-        granted = _hf_adapter(owner, "db", "grant", "--role", runtime_name, "--apply")
+        refused = _hf_adapter(owner, "db", "grant", "--role", runtime_name, "--apply")
+        after_refusal = rights()
+        with admin.begin() as connection:
+            connection.execute(text(f'GRANT TEMPORARY ON DATABASE "{database}" TO PUBLIC'))
+        through_public = _hf_adapter(owner, "db", "grant", "--role", runtime_name, "--apply")
 
-        with admin.connect() as connection:
-            rights = connection.scalar(
-                text(
-                    "SELECT count(*) FROM information_schema.role_table_grants "
-                    "WHERE grantee = :role"
-                ),
-                {"role": runtime_name},
-            )
-        assert granted.returncode == 2, granted.stdout
+        assert refused.returncode == 2, refused.stdout
         assert (
             f"hf-adapter: error: role {runtime_name!r} may not create temporary tables in "
             f"database {database!r}, and {owner_name!r} could not give it that right"
-        ) in granted.stderr
+        ) in refused.stderr
         assert (
-            f'as the database\'s owner run GRANT TEMPORARY ON DATABASE "{database}" TO '
-            f'"{runtime_name}"; then run `hf-adapter db grant` again'
-        ) in granted.stderr
-        assert rights == 0, "nothing granted"
+            f"as the database's owner run {grant}; then run `hf-adapter db grant` again"
+        ) in refused.stderr
+        assert after_refusal == (False, False), "nothing granted"
+        assert through_public.returncode == 0, through_public.stderr
+        assert (
+            f"hf-adapter: note: role {runtime_name!r} may create temporary tables only through "
+            f"PUBLIC, which a hardening may revoke; as the database's owner run {grant}"
+        ) in through_public.stderr
+        assert rights() == (True, True)
     finally:
         admin.dispose()
         # The owner role owns the tables: the database goes first, then both roles.
@@ -355,8 +374,10 @@ def test_db_grant_run_by_an_owner_who_cannot_give_temporary_grants_nothing_and_s
         try:
             with server.connect() as connection:
                 connection.execution_options(isolation_level="AUTOCOMMIT")
-                connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
-                for name in (runtime_name, owner_name):
-                    connection.execute(text(f"DROP ROLE {name}"))
+                try:
+                    drop_database(connection, str(database))
+                finally:
+                    for name in (runtime_name, owner_name):
+                        connection.execute(text(f"DROP ROLE IF EXISTS {name}"))
         finally:
             server.dispose()

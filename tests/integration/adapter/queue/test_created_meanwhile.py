@@ -112,4 +112,4 @@ def test_an_event_whose_new_person_another_writer_creates_meanwhile_is_applied_a
     assert (verdict.kind, verdict.outcome) == ("done", "updated")
     assert stored == ("done", "updated", 0, None)
     assert people == 1
-    assert any("another writer created its record meanwhile" in m for m in caplog.messages)
+    assert any("a unique key was taken meanwhile" in m for m in caplog.messages)
