@@ -27,6 +27,10 @@ DOWN_AFTER: Final = 3
 # far enough apart not to hammer a system that is struggling.
 FIRST_RETRY: Final = dt.timedelta(minutes=1)
 LONGEST_RETRY: Final = dt.timedelta(hours=1)
+# A healthy connection's success is written at most this often: every sync page and every
+# worker transaction records one, and writing the row each time made every writer of a system
+# update it (a row version, a row lock held until its commit) for a time read to the second.
+SUCCESS_RESOLUTION: Final = dt.timedelta(seconds=1)
 
 
 class ConnectionDisabled(AdapterError):
@@ -75,12 +79,31 @@ def record_success(
 ) -> None:
     now = clock()
     row = _row(session, system, now)
+    if _healthy_since(row, breaker_state, now - SUCCESS_RESOLUTION):
+        return
     row.status = "healthy"
     row.breaker_state = breaker_state
     row.last_success_at = now
     row.consecutive_failures = 0
     row.next_attempt_at = None
     row.changed_at = now
+
+
+def _healthy_since(row: Connection, breaker_state: str, moment: dt.datetime) -> bool:
+    """True when `row` says healthy, with nothing a success would change but the time of the
+    last success, and that time after `moment`."""
+    last = row.last_success_at
+    if last is None:
+        return False
+    if last.tzinfo is None:  # SQLite gives back naive UTC
+        last = last.replace(tzinfo=dt.UTC)
+    return (
+        row.status == "healthy"
+        and row.breaker_state == breaker_state
+        and not row.consecutive_failures
+        and row.next_attempt_at is None
+        and last > moment
+    )
 
 
 def record_failure(

@@ -73,6 +73,40 @@ def test_a_success_makes_the_connection_healthy_and_lag_counts_from_it(
     assert state.lag_s(start + dt.timedelta(minutes=5)) == 120.0
 
 
+def test_a_healthy_connections_successes_are_written_at_most_once_a_second(
+    sessions: sessionmaker[Session], start: dt.datetime
+) -> None:
+    """Every sync page and worker transaction records a success; a healthy row is rewritten
+    only when its last success is a second old, or when a success would change more."""
+
+    def succeed(after_s: float, breaker: str = "closed") -> dt.datetime | None:
+        moment = start + dt.timedelta(seconds=after_s)
+        with sessions.begin() as session:
+            record_success(session, "kki", breaker_state=breaker, clock=lambda: moment)
+        with sessions() as session:
+            last = connection_state(session, "kki").last_success_at
+        return None if last is None else last.replace(tzinfo=dt.UTC)
+
+    def at(after_s: float) -> dt.datetime:
+        return start + dt.timedelta(seconds=after_s)
+
+    assert succeed(0) == at(0)
+    assert succeed(0.4) == at(0), "within the second: not written again"
+    assert succeed(0.9) == at(0)
+    assert succeed(1.0) == at(1.0)
+    assert succeed(1.5, breaker="half_open") == at(1.5), "the breaker changed"
+    with sessions.begin() as session:
+        record_failure(session, "kki", "UpstreamUnavailable", clock=lambda: at(1.6))
+    assert succeed(1.7) == at(1.7), "after a failure, the next success is written"
+    with sessions() as session:
+        state = connection_state(session, "kki")
+    assert (state.status, state.consecutive_failures, state.next_attempt_at) == (
+        "healthy",
+        0,
+        None,
+    )
+
+
 def test_disabling_a_connection_is_dated_by_the_clock(
     sessions: sessionmaker[Session], start: dt.datetime
 ) -> None:
