@@ -8,11 +8,12 @@ import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -91,31 +92,34 @@ def roles(postgres_server: PostgresServer) -> Iterator[Roles]:
         admin.dispose()
 
 
-def _revoke_temporary(roles: Roles, *, from_the_role: bool = True) -> None:
-    """Take the TEMPORARY right from PUBLIC, through which every role has it by default, as a
-    hardened database would, and (unless not `from_the_role`) from the runtime role."""
+@contextmanager
+def _as_owner(roles: Roles) -> Iterator[Connection]:
+    """A connection of the tables' (and the database's) owner, committed on leaving."""
     owner = create_engine_from_url(roles.owner)
     try:
         with owner.begin() as connection:
-            database = connection.scalar(text("SELECT current_database()"))
-            grantees = f"PUBLIC, {roles.runtime_name}" if from_the_role else "PUBLIC"
-            connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM {grantees}'))
+            yield connection
     finally:
         owner.dispose()
+
+
+def _revoke_temporary(roles: Roles, *, from_the_role: bool = True) -> None:
+    """Take the TEMPORARY right from PUBLIC, through which every role has it by default, as a
+    hardened database would, and (unless not `from_the_role`) from the runtime role."""
+    with _as_owner(roles) as connection:
+        database = connection.scalar(text("SELECT current_database()"))
+        grantees = f"PUBLIC, {roles.runtime_name}" if from_the_role else "PUBLIC"
+        connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM {grantees}'))
 
 
 def _may_create_temporary_tables(roles: Roles) -> bool:
-    owner = create_engine_from_url(roles.owner)
-    try:
-        with owner.connect() as connection:
-            return bool(
-                connection.scalar(
-                    text("SELECT has_database_privilege(:role, current_database(), 'TEMPORARY')"),
-                    {"role": roles.runtime_name},
-                )
+    with _as_owner(roles) as connection:
+        return bool(
+            connection.scalar(
+                text("SELECT has_database_privilege(:role, current_database(), 'TEMPORARY')"),
+                {"role": roles.runtime_name},
             )
-    finally:
-        owner.dispose()
+        )
 
 
 def test_the_runtime_role_cannot_change_empty_or_repoint_the_trail(roles: Roles) -> None:
@@ -295,17 +299,13 @@ def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_g
     assert f"hf-adapter: error: {refused.value}" in run.stderr
     assert again.returncode == 0, again.stderr
     assert _may_create_temporary_tables(roles)
-    owner = create_engine_from_url(roles.owner)
-    try:
-        with owner.connect() as connection:
-            written = connection.execute(
-                text(
-                    "SELECT (SELECT count(*) FROM sync_runs), (SELECT count(*) FROM audit_events), "
-                    "(SELECT count(*) FROM blind_index_keys)"
-                )
-            ).one()
-    finally:
-        owner.dispose()
+    with _as_owner(roles) as connection:
+        written = connection.execute(
+            text(
+                "SELECT (SELECT count(*) FROM sync_runs), (SELECT count(*) FROM audit_events), "
+                "(SELECT count(*) FROM blind_index_keys)"
+            )
+        ).one()
     assert written == (0, 0, 0), "the refused start wrote nothing"
     with build_services(load_settings(environment), check_temporary=True):
         pass
