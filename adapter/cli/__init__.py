@@ -178,8 +178,9 @@ def _db_grant(args: argparse.Namespace) -> int:
     print(f"role {role!r} now has the runtime rights ({count} statements run)")
     if granted.temporary is not None:
         print(
-            f"hf-adapter: note: role {role!r} may create temporary tables only through PUBLIC, "
-            f"which a hardening may revoke; as the database's owner run {granted.temporary}",
+            f"hf-adapter: note: role {role!r} may create temporary tables, but not by a grant "
+            "of its own (through PUBLIC or another role, which a hardening may revoke); as the "
+            f"database's owner run {granted.temporary}",
             file=sys.stderr,
         )
     return EXIT_OK

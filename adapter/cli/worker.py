@@ -27,7 +27,7 @@ from adapter.queue.wiring import topology_from
 from adapter.queue.worker import OutboxRelay, Worker, WorkerStats
 from adapter.settings import load_settings
 from adapter.store import database
-from adapter.store.bulk import MERGE_FROM_ROWS
+from adapter.store.bulk import merged_from_temporary_table
 
 EXIT_OK: Final = 0
 # The queue retries with its own backoff: one quick retry inside the call is enough, and a
@@ -49,10 +49,9 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     engine = database.create_engine_from_settings(
         settings, pool_size=concurrency + POOL_BESIDE_THREADS
     )
-    # Its batches are merged from a temporary table only when they may reach MERGE_FROM_ROWS.
-    services = build_services(
-        settings, engine=engine, check_temporary=settings.event_apply_batch >= MERGE_FROM_ROWS
-    )
+    # A batch of N events updates at most N rows of a table: a temporary table only from 64.
+    merges = merged_from_temporary_table(settings.event_apply_batch)
+    services = build_services(settings, engine=engine, check_temporary=merges)
     database.check(services.engine)
     services.start_sealer()
     sessions = services.sessions

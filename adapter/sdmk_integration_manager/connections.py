@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import and_, not_, select, update
 from sqlalchemy.orm import Session
 
 from adapter.clients.errors import NotFound, UpstreamError
@@ -27,9 +27,10 @@ DOWN_AFTER: Final = 3
 # far enough apart not to hammer a system that is struggling.
 FIRST_RETRY: Final = dt.timedelta(minutes=1)
 LONGEST_RETRY: Final = dt.timedelta(hours=1)
-# A healthy connection's success is written at most this often: every sync page and every
-# worker transaction records one, and writing the row each time made every writer of a system
-# update it (a row version, a row lock held until its commit) for a time read to the second.
+# A healthy connection's success is written at most this often: every worker transaction that
+# applied fetched documents records one (as do look-ups and sync runs), and writing the row each
+# time made the writers of a system update it in turn (a row version, and a row lock held until
+# each one's commit) for a time read to the second.
 SUCCESS_RESOLUTION: Final = dt.timedelta(seconds=1)
 
 
@@ -77,33 +78,38 @@ def breaker_state_of(client: object) -> str:
 def record_success(
     session: Session, system: str, *, breaker_state: str = "closed", clock: Clock = utc_now
 ) -> None:
+    """Mark `system`'s connection healthy, unless it is healthy already with this breaker
+    state and a success less than `SUCCESS_RESOLUTION` old: one guarded ``UPDATE`` judged on
+    the row as committed (not on a copy this session read earlier), so a failure committed
+    meanwhile by another process is still overwritten."""
     now = clock()
-    row = _row(session, system, now)
-    if _healthy_since(row, breaker_state, now - SUCCESS_RESOLUTION):
-        return
-    row.status = "healthy"
-    row.breaker_state = breaker_state
-    row.last_success_at = now
-    row.consecutive_failures = 0
-    row.next_attempt_at = None
-    row.changed_at = now
-
-
-def _healthy_since(row: Connection, breaker_state: str, moment: dt.datetime) -> bool:
-    """True when `row` says healthy, with nothing a success would change but the time of the
-    last success, and that time after `moment`."""
-    last = row.last_success_at
-    if last is None:
-        return False
-    if last.tzinfo is None:  # SQLite gives back naive UTC
-        last = last.replace(tzinfo=dt.UTC)
-    return (
-        row.status == "healthy"
-        and row.breaker_state == breaker_state
-        and not row.consecutive_failures
-        and row.next_attempt_at is None
-        and last > moment
+    fresh = and_(
+        Connection.last_success_at.is_not(None),
+        Connection.last_success_at > now - SUCCESS_RESOLUTION,
+        Connection.status == "healthy",
+        Connection.breaker_state == breaker_state,
+        Connection.consecutive_failures == 0,
+        Connection.next_attempt_at.is_(None),
     )
+    result = session.execute(
+        update(Connection)
+        .where(Connection.system == system, not_(fresh))
+        .values(
+            status="healthy",
+            breaker_state=breaker_state,
+            last_success_at=now,
+            consecutive_failures=0,
+            next_attempt_at=None,
+            changed_at=now,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        return
+    if session.scalar(select(Connection.system).where(Connection.system == system)) is None:
+        # No row yet (a test's bare schema; the migrations make one per system).
+        row = _row(session, system, now)
+        row.status, row.breaker_state, row.last_success_at = "healthy", breaker_state, now
 
 
 def record_failure(

@@ -27,6 +27,12 @@ from sqlalchemy.exc import DBAPIError, StatementError
 MERGE_FROM_ROWS = 64
 
 
+def merged_from_temporary_table(rows: int) -> bool:
+    """Whether an update of `rows` rows of one table goes through a temporary table (on
+    PostgreSQL), which needs the database's TEMPORARY right."""
+    return rows >= MERGE_FROM_ROWS
+
+
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert `rows` (each with the same keys) into `table`; a no-op when there are none."""
     if not rows:
@@ -45,7 +51,8 @@ def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         return
     dbapi = connection.connection.dbapi_connection
     columns = [name for name in rows[0] if name != "row_id"]
-    if connection.dialect.name != "postgresql" or dbapi is None or len(rows) < MERGE_FROM_ROWS:
+    postgresql = connection.dialect.name == "postgresql" and dbapi is not None
+    if not postgresql or not merged_from_temporary_table(len(rows)):
         connection.execute(update(table).where(table.c.id == bindparam("row_id")), list(rows))
         return
     raw = cast(psycopg.Connection[Any], dbapi)

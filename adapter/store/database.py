@@ -181,7 +181,7 @@ def check(engine_or_url: Engine | str | URL) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    with _connection(engine_or_url) as connection:
+    with connected(engine_or_url) as connection:
         heads = set(ScriptDirectory.from_config(_base_config()).get_heads())
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "render_as_batch": True}
@@ -246,7 +246,9 @@ def _base_config() -> Config:
 
 
 @contextmanager
-def _connection(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
+def connected(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
+    """A connection to the database; an unreachable one is `DatabaseUnavailableError`, which
+    the commands report with exit 2."""
     if isinstance(engine_or_url, Engine):
         engine, owned = engine_or_url, False
     else:
@@ -266,7 +268,7 @@ def _connection(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
 
 @contextmanager
 def _migration_config(engine_or_url: Engine | str | URL) -> Iterator[Config]:
-    with _connection(engine_or_url) as connection:
+    with connected(engine_or_url) as connection:
         config = _base_config()
         # env.py runs on this connection instead of opening its own.
         config.attributes["connection"] = connection

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from adapter.errors import AdapterError, ConfigurationError
+from adapter.store.database import connected
 from adapter.store.models import Base
 
 # What the runtime role may do, by table; every other table of the models gets `_READ_WRITE`.
@@ -84,8 +85,8 @@ def runtime_grants(role: str) -> list[str]:
 @dataclass(frozen=True)
 class Granted:
     """What `grant_runtime_role` ran; `temporary`: the statement the database's owner should
-    still run, when the role may create temporary tables only through PUBLIC (a later REVOKE
-    from PUBLIC would take it away)."""
+    still run, when the role may create temporary tables but not by a grant of its own (only
+    through PUBLIC or another role, which a later REVOKE could take away)."""
 
     statements: list[str]
     temporary: str | None = None
@@ -95,7 +96,7 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
     """Run `runtime_grants` for `role` in one transaction, as `engine`'s user (the owner),
     then `temporary_grant` of the database: that one only the database's owner can give, so
     when `role` still lacks the right after it, nothing is granted and `RoleError` says who
-    must run it; when the role has it only through PUBLIC, `Granted.temporary` says so.
+    must run it; when the role has it but not by a grant of its own, `Granted.temporary` says so.
 
     `RoleError` when the role does not exist, is the owner itself, or could act as the owner
     (a member of its role, a superuser, or allowed to bypass row security): its rights would
@@ -149,7 +150,8 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
             refused = f" ({str(exc.orig).splitlines()[0]})"
         # Only the database's owner (or a holder of the grant option) can give it. Anyone else
         # with some right on the database gets a warning and nothing is granted (with none, an
-        # error): what counts is whether the role has the right, and how.
+        # error): what counts is whether the role has the right, and whether as its own grant
+        # (not through PUBLIC or another role, which can be taken away without it).
         own, through_public = connection.execute(
             text(
                 "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a "
@@ -174,10 +176,10 @@ def check_runtime_rights(engine: Engine) -> None:
     """`MissingRightError` when `engine`'s role may not create temporary tables in its
     database (PostgreSQL only): an update of `MERGE_FROM_ROWS` or more rows of one table (a
     sync page with many changes; a worker's batch, with `EVENT_APPLY_BATCH` raised to that) is
-    merged from one, and would fail."""
+    merged from one, and would fail. `DatabaseUnavailableError` when it cannot connect."""
     if engine.dialect.name != "postgresql":
         return
-    with engine.connect() as connection:
+    with connected(engine) as connection:
         database, role, allowed = connection.execute(
             text(
                 "SELECT current_database(), current_user, "
@@ -187,6 +189,8 @@ def check_runtime_rights(engine: Engine) -> None:
     if not allowed:
         raise MissingRightError(
             f"database role {role!r} may not create temporary tables in database "
-            f"{database!r}, which a sync page with many changes needs: as the database's "
-            f"owner run {temporary_grant(database, role)} (docs/operations.md, Database roles)"
+            f"{database!r}, which a sync page with many changes (or a worker's batch, with "
+            f"EVENT_APPLY_BATCH 64 or more) needs: as the database's owner run "
+            f"{temporary_grant(database, role)} (docs/operations.md, Database roles); a worker "
+            "may instead keep EVENT_APPLY_BATCH under 64"
         )

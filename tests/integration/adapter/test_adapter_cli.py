@@ -95,6 +95,30 @@ def test_db_upgrade_exits_2_when_database_is_unreachable() -> None:
     assert DB_PASSWORD not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (("sync", "--system", "sisdmk"), {}),
+        (("schedule", "--once"), {}),
+        # A worker checks the TEMPORARY right only when its batches may be merged.
+        (("worker",), {"EVENT_APPLY_BATCH": "64"}),
+    ],
+    ids=["sync", "schedule", "worker-batches-of-64"],
+)
+def test_commands_that_check_rights_at_start_exit_2_when_the_database_is_unreachable(
+    args: tuple[str, ...], extra: dict[str, str]
+) -> None:
+    url = f"postgresql+psycopg://hf:{DB_PASSWORD}@127.0.0.1:1/hf"
+
+    result = _hf_adapter(*args, env={**_environment(url), **extra})
+
+    assert result.returncode == 2, result.stderr
+    assert "cannot use the database at postgresql+psycopg://hf:***@127.0.0.1:1/hf" in result.stderr
+    assert "check DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert DB_PASSWORD not in result.stderr
+
+
 def test_db_exits_2_with_usage_when_action_is_missing() -> None:
     result = _hf_adapter("db", env=_environment("sqlite://"))
 

@@ -292,8 +292,10 @@ def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_g
     grant = f'GRANT TEMPORARY ON DATABASE "{database}" TO "{roles.runtime_name}"'
     assert str(refused.value) == (
         f"database role {roles.runtime_name!r} may not create temporary tables in database "
-        f"{database!r}, which a sync page with many changes needs: as the database's owner "
-        f"run {grant} (docs/operations.md, Database roles)"
+        f"{database!r}, which a sync page with many changes (or a worker's batch, with "
+        f"EVENT_APPLY_BATCH 64 or more) needs: as the database's owner run {grant} "
+        "(docs/operations.md, Database roles); a worker may instead keep EVENT_APPLY_BATCH "
+        "under 64"
     )
     assert run.returncode == 2, run.stderr
     assert f"hf-adapter: error: {refused.value}" in run.stderr
@@ -311,20 +313,58 @@ def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_g
         pass
 
 
+@dataclass(frozen=True)
+class ForeignOwner:
+    """A database owned by the test's user whose tables another role owns (and a runtime
+    role), as on a managed server where the admin user created the database."""
+
+    admin: URL
+    owner: URL
+    owner_name: str
+    runtime_name: str
+
+
+@pytest.fixture
+def foreign_owner(postgres_server: PostgresServer) -> Iterator[ForeignOwner]:
+    admin_url = postgres_server.create_database()
+    database = str(admin_url.database)
+    suffix = secrets.token_hex(4)
+    owner_name, runtime_name = f"hf_owner_{suffix}", f"hf_runtime_{suffix}"
+    password = secrets.token_urlsafe(16)
+    admin = create_engine_from_url(admin_url)
+    try:
+        with admin.begin() as connection:
+            for name in (owner_name, runtime_name):
+                connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+            connection.execute(text(f"GRANT CREATE ON SCHEMA public TO {owner_name}"))
+        owner = admin_url.set(username=owner_name, password=password)
+        upgrade(owner)
+        yield ForeignOwner(admin_url, owner, owner_name, runtime_name)
+    finally:
+        admin.dispose()
+        # A teardown error is reported beside the test's own. The owner role owns the tables:
+        # the database goes first; if it cannot, both roles stay behind (the error says so).
+        server = create_engine_from_url(admin_url.set(database="postgres"))
+        try:
+            with server.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                drop_database(connection, database)
+                for name in (runtime_name, owner_name):
+                    connection.execute(text(f"DROP ROLE IF EXISTS {name}"))
+        finally:
+            server.dispose()
+
+
 def test_db_grant_by_an_owner_who_cannot_give_temporary_grants_nothing_or_says_what_is_left(
-    postgres_server: PostgresServer,
+    foreign_owner: ForeignOwner,
 ) -> None:
     """The tables' owner is not the database's owner here, so it cannot give TEMPORARY: where
     the runtime role lacks it, `db grant --apply` fails (exit 2), grants none of the table
     rights either, and names the statement for the database's owner; where the role has it
     through PUBLIC, the rights are granted and a note names that statement."""
-    admin_url = postgres_server.create_database()
-    admin = create_engine_from_url(admin_url)
-    suffix = secrets.token_hex(4)
-    owner_name, runtime_name = f"hf_owner_{suffix}", f"hf_runtime_{suffix}"
-    password = secrets.token_urlsafe(16)
-    database = admin_url.database
+    runtime_name, database = foreign_owner.runtime_name, foreign_owner.admin.database
     grant = f'GRANT TEMPORARY ON DATABASE "{database}" TO "{runtime_name}"'
+    admin = create_engine_from_url(foreign_owner.admin)
 
     def rights() -> tuple[bool, bool]:
         with admin.connect() as connection:
@@ -337,47 +377,39 @@ def test_db_grant_by_an_owner_who_cannot_give_temporary_grants_nothing_or_says_w
             ).one()
         return bool(table), bool(column)
 
+    def public_temporary(verb: str) -> None:
+        preposition = "TO" if verb == "GRANT" else "FROM"
+        with admin.begin() as connection:
+            connection.execute(
+                text(f'{verb} TEMPORARY ON DATABASE "{database}" {preposition} PUBLIC')
+            )
+
+    def db_grant() -> subprocess.CompletedProcess[str]:
+        return _hf_adapter(foreign_owner.owner, "db", "grant", "--role", runtime_name, "--apply")
+
     try:
-        with admin.begin() as connection:
-            for name in (owner_name, runtime_name):
-                connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
-            connection.execute(text(f"GRANT CREATE ON SCHEMA public TO {owner_name}"))
-            connection.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
-        owner = admin_url.set(username=owner_name, password=password)
-        upgrade(owner)
-
-        refused = _hf_adapter(owner, "db", "grant", "--role", runtime_name, "--apply")
+        public_temporary("REVOKE")
+        refused = db_grant()
         after_refusal = rights()
-        with admin.begin() as connection:
-            connection.execute(text(f'GRANT TEMPORARY ON DATABASE "{database}" TO PUBLIC'))
-        through_public = _hf_adapter(owner, "db", "grant", "--role", runtime_name, "--apply")
-
-        assert refused.returncode == 2, refused.stdout
-        assert (
-            f"hf-adapter: error: role {runtime_name!r} may not create temporary tables in "
-            f"database {database!r}, and {owner_name!r} could not give it that right"
-        ) in refused.stderr
-        assert (
-            f"as the database's owner run {grant}; then run `hf-adapter db grant` again"
-        ) in refused.stderr
-        assert after_refusal == (False, False), "nothing granted"
-        assert through_public.returncode == 0, through_public.stderr
-        assert (
-            f"hf-adapter: note: role {runtime_name!r} may create temporary tables only through "
-            f"PUBLIC, which a hardening may revoke; as the database's owner run {grant}"
-        ) in through_public.stderr
-        assert rights() == (True, True)
+        public_temporary("GRANT")
+        through_public = db_grant()
+        after_grant = rights()
     finally:
         admin.dispose()
-        # The owner role owns the tables: the database goes first, then both roles.
-        server = create_engine_from_url(admin_url.set(database="postgres"))
-        try:
-            with server.connect() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT")
-                try:
-                    drop_database(connection, str(database))
-                finally:
-                    for name in (runtime_name, owner_name):
-                        connection.execute(text(f"DROP ROLE IF EXISTS {name}"))
-        finally:
-            server.dispose()
+
+    assert refused.returncode == 2, refused.stdout
+    assert (
+        f"hf-adapter: error: role {runtime_name!r} may not create temporary tables in "
+        f"database {database!r}, and {foreign_owner.owner_name!r} could not give it that right"
+    ) in refused.stderr
+    assert (
+        f"as the database's owner run {grant}; then run `hf-adapter db grant` again"
+    ) in refused.stderr
+    assert after_refusal == (False, False), "nothing granted"
+    assert through_public.returncode == 0, through_public.stderr
+    assert (
+        f"hf-adapter: note: role {runtime_name!r} may create temporary tables, but not by a "
+        "grant of its own (through PUBLIC or another role, which a hardening may revoke); as "
+        f"the database's owner run {grant}"
+    ) in through_public.stderr
+    assert after_grant == (True, True)

@@ -84,8 +84,7 @@ def test_a_healthy_connections_successes_are_written_at_most_once_a_second(
         with sessions.begin() as session:
             record_success(session, "kki", breaker_state=breaker, clock=lambda: moment)
         with sessions() as session:
-            last = connection_state(session, "kki").last_success_at
-        return None if last is None else last.replace(tzinfo=dt.UTC)
+            return connection_state(session, "kki").last_success_at
 
     def at(after_s: float) -> dt.datetime:
         return start + dt.timedelta(seconds=after_s)
@@ -98,6 +97,31 @@ def test_a_healthy_connections_successes_are_written_at_most_once_a_second(
     with sessions.begin() as session:
         record_failure(session, "kki", "UpstreamUnavailable", clock=lambda: at(1.6))
     assert succeed(1.7) == at(1.7), "after a failure, the next success is written"
+    with sessions() as session:
+        state = connection_state(session, "kki")
+    assert (state.status, state.consecutive_failures, state.next_attempt_at) == (
+        "healthy",
+        0,
+        None,
+    )
+
+
+def test_a_success_overwrites_a_failure_committed_after_its_session_read_the_row(
+    sessions: sessionmaker[Session], start: dt.datetime
+) -> None:
+    """A transaction that read the connection first (is it enabled?) and records its success
+    last: another process's failure committed in between is not hidden by the copy it holds."""
+    with sessions.begin() as session:
+        record_success(session, "kki", clock=lambda: start)
+    later = start + dt.timedelta(milliseconds=300)
+    with sessions() as worker:
+        held = worker.get(Connection, "kki")
+        assert held is not None
+        assert held.status == "healthy"
+        with sessions.begin() as other:
+            record_failure(other, "kki", "UpstreamUnavailable", clock=lambda: later)
+        record_success(worker, "kki", clock=lambda: later + dt.timedelta(milliseconds=100))
+        worker.commit()
     with sessions() as session:
         state = connection_state(session, "kki")
     assert (state.status, state.consecutive_failures, state.next_attempt_at) == (
