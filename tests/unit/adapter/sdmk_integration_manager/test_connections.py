@@ -73,11 +73,19 @@ def test_a_success_makes_the_connection_healthy_and_lag_counts_from_it(
     assert state.lag_s(start + dt.timedelta(minutes=5)) == 120.0
 
 
+def _health(sessions: sessionmaker[Session]) -> tuple[str, int, dt.datetime | None]:
+    """KKI's connection: status, failures in a row, when the scheduler tries again."""
+    with sessions() as session:
+        state = connection_state(session, "kki")
+    return state.status, state.consecutive_failures, state.next_attempt_at
+
+
 def test_a_healthy_connections_successes_are_written_at_most_once_a_second(
     sessions: sessionmaker[Session], start: dt.datetime
 ) -> None:
-    """Every sync page and worker transaction records a success; a healthy row is rewritten
-    only when its last success is a second old, or when a success would change more."""
+    """Every worker transaction that applied documents records a success (as do look-ups and
+    sync runs); a healthy row is rewritten only when its last success is a second old, or when
+    a success would change more."""
 
     def succeed(after_s: float, breaker: str = "closed") -> dt.datetime | None:
         moment = start + dt.timedelta(seconds=after_s)
@@ -97,13 +105,7 @@ def test_a_healthy_connections_successes_are_written_at_most_once_a_second(
     with sessions.begin() as session:
         record_failure(session, "kki", "UpstreamUnavailable", clock=lambda: at(1.6))
     assert succeed(1.7) == at(1.7), "after a failure, the next success is written"
-    with sessions() as session:
-        state = connection_state(session, "kki")
-    assert (state.status, state.consecutive_failures, state.next_attempt_at) == (
-        "healthy",
-        0,
-        None,
-    )
+    assert _health(sessions) == ("healthy", 0, None)
 
 
 def test_a_success_overwrites_a_failure_committed_after_its_session_read_the_row(
@@ -122,13 +124,7 @@ def test_a_success_overwrites_a_failure_committed_after_its_session_read_the_row
             record_failure(other, "kki", "UpstreamUnavailable", clock=lambda: later)
         record_success(worker, "kki", clock=lambda: later + dt.timedelta(milliseconds=100))
         worker.commit()
-    with sessions() as session:
-        state = connection_state(session, "kki")
-    assert (state.status, state.consecutive_failures, state.next_attempt_at) == (
-        "healthy",
-        0,
-        None,
-    )
+    assert _health(sessions) == ("healthy", 0, None)
 
 
 def test_disabling_a_connection_is_dated_by_the_clock(
