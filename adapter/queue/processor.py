@@ -289,8 +289,11 @@ class EventProcessor:
                 outcomes[index] = result
         return outcomes
 
-    def _commit_batch(self, batch: Sequence[_Write]) -> list[str | Exception]:
+    def _commit_batch(
+        self, batch: Sequence[_Write], *, again_at_once: bool = True
+    ) -> list[str | Exception]:
         if len(batch) > 1:
+            failure: BaseException
             try:
                 return list(self._commit_together(batch))
             except RecordRefused as refused:
@@ -301,16 +304,27 @@ class EventProcessor:
                     again = self._commit_batch(rest)
                     again.insert(culprit, self._commit_batch([batch[culprit]])[0])
                     return again
-                log.info("a batch of %d events was refused; applying them one by one", len(batch))
+                failure = refused.cause
             except (AdapterError, SQLAlchemyError, *RECORD_ERRORS) as exc:
-                # A refused record, a race with another writer, a disabled connection: nothing
-                # of the batch was written; each event goes its own way, as if alone.
+                failure = exc
+            if again_at_once and _created_meanwhile(failure):
+                # As `_commit_one`: the other writer has committed, so the whole batch again
+                # reads that record and updates it, instead of one transaction per event.
                 log.info(
-                    "a batch of %d %s events failed (%s); applying them one by one",
+                    "a batch of %d %s events met a unique key taken meanwhile (most likely "
+                    "another writer created one of its records); applying it again at once",
                     len(batch),
                     batch[0].event.source,
-                    type(exc).__name__,
                 )
+                return self._commit_batch(batch, again_at_once=False)
+            # A refused record, a race with another writer, a disabled connection: nothing
+            # of the batch was written; each event goes its own way, as if alone.
+            log.info(
+                "a batch of %d %s events failed (%s); applying them one by one",
+                len(batch),
+                batch[0].event.source,
+                type(failure).__name__,
+            )
         results: list[str | Exception] = []
         for write in batch:
             try:
@@ -515,9 +529,13 @@ class _CreatedMeanwhile(TransientFailure):
 _UNIQUE_VIOLATION: Final = "23505"
 
 
+def _created_meanwhile(exc: BaseException) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNIQUE_VIOLATION
+
+
 def _transient(exc: BaseException) -> TransientFailure:
     message = f"store: {type(exc).__name__} (retried)"
-    if getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNIQUE_VIOLATION:
+    if _created_meanwhile(exc):
         return _CreatedMeanwhile(message, reason="database")
     return TransientFailure(message, reason="database")
 

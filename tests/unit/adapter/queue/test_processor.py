@@ -359,12 +359,14 @@ def events_for(
     return events  # type: ignore[return-value]
 
 
-def batch_processor(sessions: sessionmaker[Session]) -> EventProcessor:
+def batch_processor(
+    sessions: sessionmaker[Session], repository: FakeRepository | None = None
+) -> EventProcessor:
     return EventProcessor(
         sessions=sessions,
         kki=FakeKki(None),  # type: ignore[arg-type]
         sisdmk=None,  # type: ignore[arg-type]
-        repository_factory=lambda session: RefusingRepository(),  # type: ignore[arg-type,return-value]
+        repository_factory=lambda session: repository or RefusingRepository(),  # type: ignore[arg-type,return-value]
         schedule=RetrySchedule((0.2, 0.4), max_attempts=3),
         delivery_limit=3,
         metrics=EventMetrics.for_registry(CollectorRegistry()),
@@ -426,4 +428,38 @@ def test_two_versions_of_one_record_never_share_a_transaction(
     assert [entry["event_ids"] for entry in apply_entries(sessions)] == [
         [str(events[0].id), str(events[2].id)],
         [str(events[1].id)],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "collisions", "transactions"),
+    [
+        # Another writer created one of the records meanwhile: the batch again, together.
+        (UniqueViolation("duplicate key"), 1, [[0, 1, 2]]),
+        # Once more only: a second collision and each event goes its own way.
+        (UniqueViolation("duplicate key"), 2, [[0], [1], [2]]),
+        # Not a key created meanwhile: one by one at once.
+        (ForeignKeyViolation("no such worker"), 1, [[0], [1], [2]]),
+    ],
+    ids=["created-meanwhile", "twice", "other-constraint"],
+)
+def test_a_batch_meeting_a_key_created_meanwhile_is_applied_together_again_at_once(
+    sessions: sessionmaker[Session],
+    error: Exception,
+    collisions: int,
+    transactions: list[list[int]],
+) -> None:
+    events = events_for(sessions, ["QZ00010000000001", "QZ00010000000002", "QZ00010000000003"])
+    writes = [_Write(event, None, {"str_number": event.resource_id}) for event in events]
+    repository = CollidingRepository(error, collisions)
+    outcomes = batch_processor(sessions, repository)._commit_writes(writes)
+    assert outcomes == ["updated"] * 3
+    with sessions() as session:
+        stored = [WebhookInbox(session).get(event.id) for event in events]
+    assert [(e.state, e.applied_count, e.attempts) for e in stored if e is not None] == [
+        ("done", 1, 0)
+    ] * 3
+    # One audit entry per transaction that wrote: which events went together.
+    assert [entry["event_ids"] for entry in apply_entries(sessions)] == [
+        [str(events[index].id) for index in together] for together in transactions
     ]
