@@ -8,6 +8,7 @@ costs ~1 ms this way against ~50 ms with the pure-Python validator.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -17,10 +18,26 @@ import yaml
 __all__ = [
     "CyclicSchema",
     "compiled_validator",
+    "ignore_connexion_import_warnings",
     "load_yaml",
     "openapi30_to_json_schema",
     "resolve_local_refs",
 ]
+
+
+def ignore_connexion_import_warnings() -> None:
+    """Ignore what importing connexion warns about, whoever imports it (the mocks serve with it,
+    the adapter words a contract error with its schema helpers): it imports starlette's test
+    client, which warns that it uses httpx, and jsonschema's RefResolver and
+    RefResolutionError, which warn they are deprecated. Neither is used here; printed, they
+    would greet every user of `hf-mock` on stderr. Called at import, before connexion is:
+    `catch_warnings` around a late import would change every thread's filters while a request
+    thread imports."""
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient`")
+    warnings.filterwarnings(
+        "ignore", message=r"jsonschema\.(exceptions\.RefResolutionError|RefResolver) is"
+    )
+
 
 # libyaml's safe loader when PyYAML was built with it (the wheels are): the pure-Python one
 # spent 0.4-0.6 s of CPU on each contract, and every adapter, mock and conformance process

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import warnings
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -22,7 +21,12 @@ from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
 from adapter.clients.errors import ContractViolation
-from openapi_schemas import compiled_validator, load_yaml, resolve_local_refs
+from openapi_schemas import (
+    compiled_validator,
+    ignore_connexion_import_warnings,
+    load_yaml,
+    resolve_local_refs,
+)
 
 CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 _HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
@@ -42,15 +46,7 @@ _JSON_TYPES: Final = {
 }
 
 
-# Importing connexion imports starlette's test client, which warns that it uses httpx, and
-# jsonschema's RefResolver and RefResolutionError, which warn they are deprecated; the adapter
-# uses only connexion's schema helpers. Filters that name those warnings, set once here:
-# `catch_warnings` around the late import would change every thread's filters while a request
-# thread imports.
-warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient`")
-warnings.filterwarnings(
-    "ignore", message=r"jsonschema\.(exceptions\.RefResolutionError|RefResolver) is"
-)
+ignore_connexion_import_warnings()
 
 
 @cache
