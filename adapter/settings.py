@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # Failed attempts to apply an event (source down, 5xx) before it is dead-lettered.
     event_max_attempts: int = Field(default=8, ge=1, le=50)
     event_retry_delays_s: str = "1,5,30,120,600"
+    # How long the worker's circuit breaker for a source, once open (5 failures in a row), refuses
+    # calls before it lets one trial call through.
+    event_breaker_reset_s: float = Field(default=5.0, ge=0.1, le=600)
     # Embedded queue: how long a worker holds an event before another may take it.
     event_lease_s: float = Field(default=120.0, ge=1, le=3600)
     # Events of one source the worker marks done and writes in one transaction, at most

@@ -35,7 +35,6 @@ EXIT_OK: Final = 0
 WORKER_CALL_POLICY: Final = RetryPolicy(
     max_attempts=2, base_delay_s=0.2, max_delay_s=1.0, max_retry_after_s=2.0
 )
-WORKER_BREAKER_RESET_S: Final = 5.0
 STATUS_REFRESH_PER_S: Final = 2
 POOL_BESIDE_THREADS: Final = 6
 
@@ -63,11 +62,11 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     )
     kki = services.kki_client(
         policy=WORKER_CALL_POLICY,
-        breaker=CircuitBreaker("kki", reset_timeout_s=WORKER_BREAKER_RESET_S),
+        breaker=CircuitBreaker("kki", reset_timeout_s=settings.event_breaker_reset_s),
     )
     sisdmk = services.sisdmk_client(
         policy=WORKER_CALL_POLICY,
-        breaker=CircuitBreaker("sisdmk", reset_timeout_s=WORKER_BREAKER_RESET_S),
+        breaker=CircuitBreaker("sisdmk", reset_timeout_s=settings.event_breaker_reset_s),
     )
     processor = services.event_processor(kki=kki, sisdmk=sisdmk, metrics=metrics, alerts=alerts)
     stats = WorkerStats()

@@ -108,6 +108,7 @@ def test_load_settings_reads_every_optional_variable(tmp_path: Path) -> None:
         "HTTP_CONNECT_TIMEOUT_S": "2.5",
         "HTTP_READ_TIMEOUT_S": "10",
         "CA_BUNDLE": str(bundle),
+        "EVENT_BREAKER_RESET_S": "1.5",
     }
 
     settings = load_settings(env)
@@ -119,6 +120,7 @@ def test_load_settings_reads_every_optional_variable(tmp_path: Path) -> None:
     assert settings.http_connect_timeout_s == 2.5
     assert settings.http_read_timeout_s == 10.0
     assert settings.ca_bundle == bundle
+    assert settings.event_breaker_reset_s == 1.5
 
 
 def test_in_memory_sqlite_is_accepted() -> None:
@@ -295,6 +297,8 @@ def test_missing_encryption_keys_says_how_to_make_one() -> None:
         ("HTTP_CONNECT_TIMEOUT_S", "0", "greater than 0"),
         ("HTTP_READ_TIMEOUT_S", "soon", "valid number"),
         ("HTTP_READ_TIMEOUT_S", "601", "less than or equal to 600"),
+        ("EVENT_BREAKER_RESET_S", "0", "greater than or equal to 0.1"),
+        ("EVENT_BREAKER_RESET_S", "601", "less than or equal to 600"),
         ("CA_BUNDLE", "/nonexistent/ca.pem", "no readable file at /nonexistent/ca.pem"),
     ],
 )

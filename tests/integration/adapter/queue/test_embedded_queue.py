@@ -45,7 +45,8 @@ def test_embedded_queue_retries_dead_letters_and_replays(
     kki, sisdmk = mocks
     with adapter_stack(sqlite_url(tmp_path), kki, sisdmk, broker=None) as adapter:
         adapter.start_worker(concurrency=2)
-        kki.fault({"route": "getRegistration", "kind": "error", "status": 503})
+        # No Retry-After: the retry tiers and the breaker pace the attempts, not the source.
+        kki.fault({"route": "getRegistration", "kind": "error", "status": 503, "retry_after_s": 0})
         emit(kki, "sip.recorded")
         adapter.wait_for(lambda: adapter.counts().get("failed", 0) == 1, what="a dead letter")
         (failed,) = adapter.events()

@@ -188,7 +188,10 @@ def test_source_always_failing_dead_letters_alerts_and_replay_applies(
         extra_env={"ALERT_WEBHOOK_URL": alert_receiver.url},
     ) as adapter:
         adapter.start_worker(concurrency=2)
-        sisdmk.fault({"route": "getHealthWorker", "kind": "error", "status": 503})
+        # No Retry-After: the retry tiers and the breaker pace the attempts, not the source.
+        sisdmk.fault(
+            {"route": "getHealthWorker", "kind": "error", "status": 503, "retry_after_s": 0}
+        )
         (event,) = emit(sisdmk, "worker.updated")["events"]
         adapter.wait_for(lambda: adapter.counts().get("failed", 0) == 1, what="a dead letter")
         (stored,) = adapter.events()
