@@ -31,6 +31,7 @@ JSON_FILE: Final = "report.json"
 PLOT: Final = "report.png"
 COUNTS_FILE: Final = "database-counts.json"
 PERCENTILES: Final = ("50%", "95%", "99%")
+DEFAULT_TITLE: Final = "Locust run"
 # Throughput over time is counted over this many seconds (a multiple of the 3 s at which
 # Locust workers report to the master).
 RATE_WINDOW_S: Final = 6.0
@@ -168,10 +169,13 @@ def _number(text: str) -> float | None:
 
 
 def read_stats(path: Path) -> list[dict[str, Any]]:
-    """One row per request name, then the "Aggregated" row."""
+    """One row per request name, then the "Aggregated" row. Locust computes its percentiles
+    from response times rounded to two significant figures (above 100 ms), so a percentile
+    can exceed the exact maximum (2,100 against 2,070 ms): it is reported as that maximum."""
     rows = []
     with path.open(encoding="utf-8", newline="") as lines:
         for row in csv.DictReader(lines):
+            top = _number(row["Max Response Time"])
             rows.append(
                 {
                     "type": row["Type"],
@@ -179,13 +183,15 @@ def read_stats(path: Path) -> list[dict[str, Any]]:
                     "requests": int(row["Request Count"]),
                     "failures": int(row["Failure Count"]),
                     "requests_per_s": float(row["Requests/s"]),
-                    "p50_ms": _number(row["50%"]),
-                    "p95_ms": _number(row["95%"]),
-                    "p99_ms": _number(row["99%"]),
-                    "max_ms": _number(row["Max Response Time"]),
+                    **{f"p{p[:-1]}_ms": _at_most(_number(row[p]), top) for p in PERCENTILES},
+                    "max_ms": top,
                 }
             )
     return rows
+
+
+def _at_most(value: float | None, top: float | None) -> float | None:
+    return value if value is None or top is None else min(value, top)
 
 
 def read_history(path: Path) -> list[dict[str, str]]:
@@ -402,8 +408,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="the run's folder (Locust CSVs, sent-*.jsonl)")
     parser.add_argument("--database-url", help="count again from this store")
     parser.add_argument("--since", help="sync runs started at or after (ISO time)")
-    parser.add_argument("--title", default="Locust run")
+    parser.add_argument(
+        "--title", help="the report's title (default: the one of the report already there)"
+    )
     args = parser.parse_args(argv)
+    problem = _not_a_run(args.run, counted=bool(args.database_url))
+    if problem is not None:
+        print(f"load.report: error: {problem}", file=sys.stderr)
+        return 2
+    title = args.title or _previous_title(args.run) or DEFAULT_TITLE
     if args.database_url:
         since = dt.datetime.fromisoformat(args.since) if args.since else dt.datetime.min
         engine = create_engine(args.database_url)
@@ -413,9 +426,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine.dispose()
     else:
         counts = json.loads((args.run / COUNTS_FILE).read_text(encoding="utf-8"))
-    document = write_report(args.run, counts, title=args.title)
+    document = write_report(args.run, counts, title=title)
     print((args.run / MARKDOWN).read_text(encoding="utf-8"))
     return 0 if document["verdict"] == "pass" else 1
+
+
+def _not_a_run(folder: Path, *, counted: bool) -> str | None:
+    """What keeps `folder` from being reported again, said for the user; None when nothing."""
+    if not folder.is_dir():
+        return f"{folder} is not a folder; give the folder of a run made by `python -m load.run`"
+    needed = [f"{CSV_PREFIX}_stats.csv", f"{CSV_PREFIX}_stats_history.csv"]
+    if not counted:
+        needed.append(COUNTS_FILE)
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if not missing:
+        return None
+    advice = (
+        "; count from the store with --database-url URL"
+        if missing == [COUNTS_FILE]
+        else ": is it the folder of a run made by `python -m load.run`?"
+    )
+    return f"{folder} has no {', '.join(missing)}{advice}"
+
+
+def _previous_title(folder: Path) -> str | None:
+    try:
+        title = json.loads((folder / JSON_FILE).read_text(encoding="utf-8")).get("title")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return title if isinstance(title, str) and title else None
 
 
 if __name__ == "__main__":
