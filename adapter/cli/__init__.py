@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from sqlalchemy.exc import DBAPIError
+
 from adapter.cli.realtime import add_realtime_commands, positive
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
@@ -61,6 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdapterError as exc:
         _error(str(exc))
         return EXIT_PROBLEM
+    except DBAPIError as exc:
+        # Whichever command met it: a database it cannot use at all is "could not run" (2),
+        # never the "found a problem" (1) that an audit check or a sync reports.
+        unusable = database.unusable_database(exc, _shown_database_url())
+        if unusable is None:
+            raise
+        _error(str(unusable))
+        return EXIT_CANNOT_RUN
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -660,6 +670,14 @@ def _database_url() -> str:
     # The whole configuration is validated, as for `serve`: migrate with the same environment
     # the adapter runs with, so a broken deployment is caught before it is rolled out.
     return load_settings().database_url.get_secret_value()
+
+
+def _shown_database_url() -> str | None:
+    """DATABASE_URL for an error message (its password is hidden there), if it is valid."""
+    try:
+        return _database_url()
+    except ConfigurationError:
+        return None
 
 
 def _usage(parser: argparse.ArgumentParser) -> Handler:

@@ -22,11 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import OperationalError
 
 from adapter.composition import build_services
 from adapter.settings import load_settings
-from adapter.store import database
 from adapter.sync.service import PAGE_SIZE, SyncProgress, SyncRunResult
 
 EXIT_OK: Final = 0
@@ -69,13 +67,6 @@ def run(
                 bar.update(task, completed=progress.counts.fetched, pages=progress.pages)
 
             result = services.sync(system, full=full, progress=on_page, page_size=page_size)
-    except OperationalError as exc:
-        url = services.engine.url.render_as_string(hide_password=True)
-        raise database.DatabaseUnavailableError(
-            f"cannot use the database at {url}: "
-            f"{_first_line(exc.orig)}; check DATABASE_URL and that the server is running, "
-            "then run the sync again"
-        ) from None
     finally:
         services.close()
 
@@ -123,6 +114,14 @@ def next_step(result: SyncRunResult) -> str:
     else:
         resume = "the next run starts from the same checkpoint (this run committed no page)"
     kind = result.error_type or ""
+    if result.error_reason == "database_right":
+        return (
+            "the database role of DATABASE_URL lacks a right on the adapter's tables: as the "
+            "tables' owner run `hf-adapter db grant --role ROLE --apply` (docs/operations.md, "
+            f"Database roles), then rerun; {resume}"
+        )
+    if result.error_reason == "database_not_migrated":
+        return f"run `hf-adapter db upgrade`, then rerun; {resume}"
     if kind in _UNAVAILABLE:
         return f"{result.system} is unavailable; retry later; {resume}"
     if kind == "AuthenticationFailed":
@@ -135,8 +134,3 @@ def next_step(result: SyncRunResult) -> str:
     if kind in {"OperationalError", "InterfaceError", "DatabaseUnavailableError"}:
         return f"check the database (DATABASE_URL) and rerun; {resume}"
     return f"see the log for details and rerun; if it fails again run with --full; {resume}"
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip() if error is not None else ""
-    return text.splitlines()[0] if text else "no details"

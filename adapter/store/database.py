@@ -7,6 +7,7 @@ database is behind them or the models have changed without a migration.
 from __future__ import annotations
 
 import select
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import AdapterError, ConfigurationError
@@ -48,10 +55,59 @@ AUDIT_KEYS_INFO: Final = "hf_adapter.audit_keys"
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
 
+# SQLSTATEs (and their classes) that say the database as a whole cannot be used: connection
+# exceptions, invalid authorization, no such database, the server shutting down.
+_UNAVAILABLE_CLASSES: Final = ("08", "28", "3D")
+_UNAVAILABLE_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
+_CONNECTION_EXCEPTION: Final = "08000"
+_UNDEFINED_TABLE: Final = "42P01"
+_INSUFFICIENT_PRIVILEGE: Final = "42501"
+_SQLITE_UNUSABLE: Final = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOTADB})
+
+
 class DatabaseUnavailableError(AdapterError):
-    """The database cannot be reached or opened."""
+    """The database cannot be used at all: unreachable, refused, not migrated, or the role
+    lacks a right (`reason` says which); the commands report it with exit 2."""
 
     default_reason = "database_unavailable"
+
+
+def unusable_database(
+    error: DBAPIError, url: str | URL | None = None
+) -> DatabaseUnavailableError | None:
+    """The `DatabaseUnavailableError` for an `error` that says the database as a whole cannot
+    be used — unreachable, authentication refused, no such database, shutting down (reason
+    ``database_unavailable``), a table missing (``database_not_migrated``), a right missing
+    (``database_right``) — or ``None`` for any other error, which the caller re-raises.
+
+    The message names the database by `url` with the password hidden, and quotes only the
+    first line of the driver's message, which for these errors holds names, never row values.
+    """
+    detail = _first_line(error.orig)
+    where = f"the database at {_shown(url)}" if url is not None else "the database"
+    state = _sqlstate(error)
+    if state is None:
+        return None
+    if state == _UNDEFINED_TABLE:
+        return DatabaseUnavailableError(
+            f"{where} lacks the adapter's tables ({detail}); run `hf-adapter db upgrade`",
+            reason="database_not_migrated",
+        )
+    if state == _INSUFFICIENT_PRIVILEGE:
+        user = _user(url)
+        role = f"role {user!r}" if user else "role of DATABASE_URL"
+        return DatabaseUnavailableError(
+            f"the database {role} lacks a right this command needs ({detail}): run `hf-adapter "
+            "db upgrade` with the tables' owner's URL, and as the owner `hf-adapter db grant "
+            f"--role {user or 'ROLE'} --apply` for the runtime role (docs/operations.md, "
+            "Database roles)",
+            reason="database_right",
+        )
+    if state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES:
+        return DatabaseUnavailableError(
+            f"cannot use {where}: {detail}; check DATABASE_URL and that the server is running"
+        )
+    return None
 
 
 class SchemaDriftError(AdapterError):
@@ -247,8 +303,8 @@ def _base_config() -> Config:
 
 @contextmanager
 def connected(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
-    """A connection to the database; an unreachable one is `DatabaseUnavailableError`, which
-    the commands report with exit 2."""
+    """A connection to the database; a database that cannot be used (`unusable_database`) is
+    `DatabaseUnavailableError`, which the commands report with exit 2."""
     if isinstance(engine_or_url, Engine):
         engine, owned = engine_or_url, False
     else:
@@ -256,11 +312,11 @@ def connected(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
     try:
         with engine.connect() as connection:
             yield connection
-    except OperationalError as exc:
-        raise DatabaseUnavailableError(
-            f"cannot use the database at {engine.url.render_as_string(hide_password=True)}: "
-            f"{_first_line(exc.orig)}; check DATABASE_URL and that the server is running"
-        ) from None
+    except DBAPIError as exc:
+        unusable = unusable_database(exc, engine.url)
+        if unusable is None:
+            raise
+        raise unusable from None
     finally:
         if owned:
             engine.dispose()
@@ -274,6 +330,36 @@ def _migration_config(engine_or_url: Engine | str | URL) -> Iterator[Config]:
         config.attributes["connection"] = connection
         yield config
         connection.commit()
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    """`error`'s SQLSTATE; for the errors that have none (psycopg's connection errors, SQLite's)
+    the SQLSTATE of the same failure."""
+    orig = error.orig
+    if isinstance(orig, sqlite3.Error):
+        if "no such table" in str(orig):
+            return _UNDEFINED_TABLE
+        if getattr(orig, "sqlite_errorcode", None) in _SQLITE_UNUSABLE:
+            return _CONNECTION_EXCEPTION
+        return None
+    state = getattr(orig, "sqlstate", None)
+    if state is None and isinstance(error, (OperationalError, InterfaceError)):
+        return _CONNECTION_EXCEPTION
+    return str(state) if state is not None else None
+
+
+def _shown(url: str | URL) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "DATABASE_URL"  # unparsable: not shown, it may hold the password
+
+
+def _user(url: str | URL | None) -> str | None:
+    try:
+        return None if url is None else make_url(url).username
+    except (ArgumentError, ValueError):
+        return None
 
 
 def _first_line(error: BaseException | None) -> str:

@@ -39,7 +39,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, bindparam, func, inspect, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from adapter.audit import Actor, record_audit
@@ -47,7 +47,7 @@ from adapter.errors import ConfigurationError
 from adapter.merge.documents import IDENTITY_FIELDS
 from adapter.merge.findings import identity_digest
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext
-from adapter.store.database import DatabaseUnavailableError
+from adapter.store.database import unusable_database
 from adapter.store.keyset import beyond
 from adapter.store.models import (
     Base,
@@ -480,8 +480,9 @@ def _check_values(connection: Connection, blind_index: BlindIndex) -> None:
 
 @contextmanager
 def _connected(engine: Engine, *, begin: bool) -> Iterator[Connection]:
-    """A connection (in a transaction with `begin`); an unreachable database is
-    `DatabaseUnavailableError`, as for the other commands."""
+    """A connection (in a transaction with `begin`); a database that cannot be used
+    (unreachable, not migrated, a right missing) is `DatabaseUnavailableError`, as for the
+    other commands."""
     try:
         with engine.connect() as connection:
             if begin:
@@ -489,12 +490,11 @@ def _connected(engine: Engine, *, begin: bool) -> Iterator[Connection]:
                     yield connection
             else:
                 yield connection
-    except OperationalError as exc:
-        raise DatabaseUnavailableError(
-            f"cannot read the database at {engine.url.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else 'no details'}; check "
-            "DATABASE_URL and that the server is running"
-        ) from None
+    except DBAPIError as exc:
+        unusable = unusable_database(exc, engine.url)
+        if unusable is None:
+            raise
+        raise unusable from None
 
 
 def _write_lock(session: Session) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import SOURCES, Origin, RecordRefused, SourceKind, apply_documents
@@ -50,6 +50,7 @@ from adapter.sdmk_integration_manager import (
     record_success,
 )
 from adapter.store.crypto import encrypt_fields
+from adapter.store.database import unusable_database
 from adapter.store.locks import exclusive
 from adapter.store.models import (
     SYSTEMS,
@@ -296,7 +297,7 @@ def _locked_sync(
         resumed=resumed,
         error=None if error is None else _describe(error),
         error_type=None if error is None else type(error).__name__,
-        error_reason=getattr(error, "reason", None),
+        error_reason=_reason(error),
         quarantined_ids=tuple(quarantined),
     )
 
@@ -619,6 +620,15 @@ def _record_reason(exc: BaseException) -> str:
     if isinstance(exc, IntegrityError | DataError):
         return f"database_rejected: {type(exc.orig).__name__ if exc.orig else type(exc).__name__}"
     return f"invalid_value: {type(exc).__name__}"
+
+
+def _reason(error: BaseException | None) -> str | None:
+    """The reason slug of what ended a run; for a database error, whether the database could
+    not be used at all (``database_right``: the role lacks a right, and so on)."""
+    if isinstance(error, DBAPIError):
+        unusable = unusable_database(error)
+        return None if unusable is None else unusable.reason
+    return getattr(error, "reason", None)
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,199 @@
+"""Every `hf-adapter` command on a database it cannot use — unreachable, never migrated, or a
+role without the rights — says so in one line and exits 2 ("could not run"), never 1 (which the
+audit commands use for a broken trail and `sync` for a failed run)."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+
+from adapter.store.database import create_engine_from_url, upgrade
+from adapter.store.privileges import runtime_grants
+from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
+from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.databases import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "pw-" + secrets.token_hex(8)
+UNREACHABLE = f"postgresql+psycopg://hf:{PASSWORD}@127.0.0.1:1/hf"
+
+
+def _hf_adapter(
+    url: str | URL, *args: str, kki: str = "http://127.0.0.1:9", stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    shown = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    return subprocess.run(
+        [str(HF_ADAPTER), *args],
+        env=adapter_environment(shown, kki, "http://127.0.0.1:9"),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _assert_cannot_run(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    # One line of its own (log lines, JSON, may come before it).
+    lines = [line for line in result.stderr.splitlines() if line.startswith("hf-adapter: ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hf-adapter: error: ")
+    for text_ in expected:
+        assert text_ in lines[0]
+
+
+@pytest.fixture(scope="module")
+def kki() -> Iterator[Mock]:
+    yield from running_mock("kki", size=5, seed=31)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("audit", "verify"),
+        ("audit", "seal"),
+        ("audit", "anchor", "--out", "-"),
+        ("lookup", "--str", "1234567890123456"),
+        ("events", "list"),
+        ("keys", "rotate"),
+    ],
+)
+def test_commands_exit_2_when_the_database_is_unreachable(args: tuple[str, ...]) -> None:
+    result = _hf_adapter(UNREACHABLE, *args)
+
+    _assert_cannot_run(
+        result, "cannot use the database at postgresql+psycopg://hf:***@127.0.0.1:1/hf"
+    )
+
+
+def test_audit_verify_exits_2_when_the_password_is_wrong(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database().set(password=PASSWORD)
+
+    result = _hf_adapter(url, "audit", "verify")
+
+    _assert_cannot_run(result, "password authentication failed", "check DATABASE_URL")
+
+
+def test_audit_verify_exits_2_when_the_database_does_not_exist(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.create_database().set(database=f"missing_{secrets.token_hex(4)}")
+
+    result = _hf_adapter(url, "audit", "verify")
+
+    _assert_cannot_run(result, "does not exist", "check DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sync", "--system", "kki"),
+        ("lookup", "--str", "1234567890123456"),
+        ("events", "list"),
+        ("audit", "verify"),
+        ("audit", "seal"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_commands_exit_2_when_the_database_was_never_migrated(
+    args: tuple[str, ...], backend: str, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = (
+        postgres_server.create_database()
+        if backend == "postgresql"
+        else make_url(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    )
+
+    result = _hf_adapter(url, *args)
+
+    _assert_cannot_run(result, "lacks the adapter's tables", "run `hf-adapter db upgrade`")
+
+
+@pytest.fixture
+def runtime(postgres_server: PostgresServer) -> Iterator[tuple[URL, URL, str]]:
+    """A migrated database (its owner's URL), and a role granted its runtime rights (its URL,
+    its name)."""
+    owner = postgres_server.create_database()
+    upgrade(owner)
+    name = f"hf_runtime_{secrets.token_hex(4)}"
+    admin = create_engine_from_url(owner)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'"))
+    try:
+        granted = _hf_adapter(owner, "db", "grant", "--role", name, "--apply")
+        assert granted.returncode == 0, granted.stderr
+        yield owner, owner.set(username=name, password=PASSWORD), name
+    finally:
+        with admin.begin() as connection:
+            for statement in runtime_grants(name):
+                if statement.startswith("REVOKE"):
+                    connection.execute(text(statement))
+            connection.execute(text(f'REVOKE ALL ON DATABASE "{owner.database}" FROM {name}'))
+            connection.execute(text(f"DROP ROLE {name}"))
+        admin.dispose()
+
+
+def test_db_upgrade_exits_2_when_run_with_the_runtime_role(
+    runtime: tuple[URL, URL, str], postgres_server: PostgresServer
+) -> None:
+    _, runtime_url, name = runtime
+    empty = runtime_url.set(database=postgres_server.create_database().database)
+
+    result = _hf_adapter(empty, "db", "upgrade")
+
+    _assert_cannot_run(
+        result, f"role {name!r} lacks a right", "permission denied for schema public", "db grant"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("lookup", "--str", "1234567890123456"),
+        ("audit", "verify"),
+        ("keys", "rotate"),
+    ],
+)
+def test_commands_exit_2_when_the_role_lacks_table_rights(
+    args: tuple[str, ...], runtime: tuple[URL, URL, str]
+) -> None:
+    owner, runtime_url, name = runtime
+    admin = create_engine_from_url(owner)
+    with admin.begin() as connection:
+        connection.execute(text(f"REVOKE ALL ON registrations, audit_events FROM {name}"))
+    admin.dispose()
+
+    result = _hf_adapter(runtime_url, *args)
+
+    _assert_cannot_run(
+        result, f"role {name!r} lacks a right", "permission denied for table", "db grant"
+    )
+
+
+def test_sync_names_db_grant_when_the_role_lacks_table_rights(
+    runtime: tuple[URL, URL, str], kki: Mock
+) -> None:
+    owner, runtime_url, name = runtime
+    admin = create_engine_from_url(owner)
+    with admin.begin() as connection:
+        connection.execute(text(f"REVOKE ALL ON registrations FROM {name}"))
+    admin.dispose()
+
+    result = _hf_adapter(runtime_url, "sync", "--system", "kki", kki=kki.url)
+
+    assert result.returncode == 1, result.stderr  # the run started, and failed
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    assert "permission denied for table registrations" in result.stderr
+    assert "next step: " in result.stderr
+    assert "`hf-adapter db grant --role ROLE --apply`" in result.stderr
