@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from adapter.errors import ConfigurationError
 from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
@@ -117,6 +119,7 @@ class Settings(BaseSettings):
     # only verify entries signed under them.
     audit_keys: SecretStr
     log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     http_read_timeout_s: float = Field(default=30.0, gt=0, le=600)
     ca_bundle: Path | None = None
@@ -213,6 +216,12 @@ class Settings(BaseSettings):
         """When each system's daily batch sync starts, in `sync_timezone`."""
         return parse_schedule(self.sync_schedule)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        # As `configure_logging` reads it: the case does not matter.
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: SecretStr) -> SecretStr:
@@ -230,7 +239,19 @@ class Settings(BaseSettings):
                 f"unsupported scheme{shown}; use sqlite:///path/to/file.sqlite3 or "
                 "postgresql+psycopg://user:password@host:5432/database"
             )
-        return SecretStr(f"{_DATABASE_SCHEMES[scheme]}://{rest}")
+        normalized = f"{_DATABASE_SCHEMES[scheme]}://{rest}"
+        try:
+            make_url(normalized)
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL; use sqlite:///path/to/file.sqlite3 or "
+                "postgresql+psycopg://user:password@host:5432/database"
+            ) from None
+        except ValueError:  # SQLAlchemy reads the port as a number
+            raise ValueError(
+                "the port is not a number; write host:5432 (or leave the port out for 5432)"
+            ) from None
+        return SecretStr(normalized)
 
     @field_validator("broker_url")
     @classmethod

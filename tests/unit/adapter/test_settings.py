@@ -294,6 +294,7 @@ def test_missing_encryption_keys_says_how_to_make_one() -> None:
         ("AUDIT_KEYS", f"a2:{AUDIT_KEY},a1:{OLD_ENCRYPTION_KEY}", "shares a key with"),
         ("AUDIT_KEYS", f"a1:{BLIND_KEY}", "shares a key with"),
         ("LOG_FORMAT", "xml", "'json' or 'console'"),
+        ("LOG_LEVEL", "verbose", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("HTTP_CONNECT_TIMEOUT_S", "0", "greater than 0"),
         ("HTTP_READ_TIMEOUT_S", "soon", "valid number"),
         ("HTTP_READ_TIMEOUT_S", "601", "less than or equal to 600"),
@@ -309,6 +310,21 @@ def test_each_bad_variable_is_named_with_what_is_wrong(
 
     assert list(lines) == [name]
     assert expected in lines[name]
+
+
+def test_a_database_url_port_that_is_not_a_number_is_named_without_the_url() -> None:
+    url = "postgresql+psycopg://hf:db-pw-83c1@127.0.0.1:notaport/hf"
+
+    error = configuration_error(valid_env() | {"DATABASE_URL": url})
+
+    assert list(problem_lines(error)) == ["DATABASE_URL"]
+    assert "DATABASE_URL: the port is not a number; write host:5432" in str(error)
+    assert "db-pw-83c1" not in str(error)
+    assert "notaport" not in str(error)
+
+
+def test_log_level_is_read_whatever_its_case() -> None:
+    assert load_settings(valid_env() | {"LOG_LEVEL": "warning"}).log_level == "WARNING"
 
 
 def test_every_problem_is_listed_at_once() -> None:

@@ -58,7 +58,7 @@ SERVICES = {
     "grafana",
 }
 # Read by the adapter but not part of `Settings` (documented in docs/configuration.md too).
-NON_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR", "LOG_LEVEL"}
+NON_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR"}
 
 
 def adapter_services() -> list[str]:
