@@ -372,7 +372,7 @@ def _add_sync(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     sync.add_argument(
         "--metrics-file",
-        type=Path,
+        type=_writable_file,
         help="also write the run's Prometheus metrics to this file "
         "(node_exporter textfile collector format)",
     )
@@ -470,7 +470,7 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     verify.add_argument(
         "--metrics-file",
-        type=Path,
+        type=_writable_file,
         metavar="FILE",
         help="also write the outcome as Prometheus metrics to FILE (node_exporter's textfile "
         "collector): hf_audit_chain_intact, _entries, _verified_timestamp_seconds, "
@@ -490,6 +490,7 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     anchor.add_argument(
         "--out",
+        type=_writable_file_or_stdout,
         required=True,
         metavar="FILE",
         help="the anchor file to append to (created if missing); - for standard output",
@@ -566,7 +567,7 @@ def _audit_anchor(args: argparse.Namespace) -> int:
 
     from adapter.audit import Anchor, seal_all
 
-    anchor_file = None if args.out == "-" else Path(args.out)
+    anchor_file: Path | None = args.out
     with _services() as services:
         # Sealed first, so the anchor covers every entry committed before the command: an
         # entry still pending is in no anchor, and could be removed unseen until it is sealed.
@@ -635,6 +636,25 @@ def _audit_broken(report: ChainReport) -> int:
         "investigate who had write access to the database"
     )
     return EXIT_PROBLEM
+
+
+def _writable_file(text: str) -> Path:
+    """An argparse type: a file this process can create or replace, checked before the work
+    (a metrics file written after a committed sync, an anchor after sealing)."""
+    path = Path(text)
+    folder = path.parent
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; name a file in it")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder {folder}; create it or name another file")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{path} cannot be written by this user")
+    return path
+
+
+def _writable_file_or_stdout(text: str) -> Path | None:
+    """`_writable_file`, or ``None`` for ``-`` (standard output)."""
+    return None if text == "-" else _writable_file(text)
 
 
 def _page_size(text: str) -> int:

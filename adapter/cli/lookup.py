@@ -16,20 +16,28 @@ from adapter.clients import NotFound, UpstreamError
 from adapter.composition import build_services
 from adapter.lookup import LookupAnswer
 from adapter.settings import load_settings
+from indonesian_ids.nik import NIK_LENGTH, validate_nik
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
+EXIT_CANNOT_RUN = 2
 
 
 def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
+    nik = sys.stdin.readline().strip() if nik_from_stdin else None
+    if nik is not None:
+        problem = nik_problem(nik)
+        if problem is not None:
+            print(f"hf-adapter: error: {problem}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
     services = build_services(load_settings())
     operator = command_line_operator()
     try:
         try:
-            if str_number is not None:
-                answer = services.lookup.by_str(str_number, actor=operator)
-            else:
-                answer = services.lookup.by_nik(sys.stdin.readline().strip(), actor=operator)
+            if nik is not None:
+                answer = services.lookup.by_nik(nik, actor=operator)
+            else:  # argparse requires --str or --nik-stdin
+                answer = services.lookup.by_str(str(str_number), actor=operator)
         except NotFound:
             print("hf-adapter: KKI has no such registration", file=sys.stderr)
             return EXIT_NOT_FOUND
@@ -45,6 +53,22 @@ def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
         services.close()
     Console().print(answer_table(answer))
     return EXIT_OK if answer.registrations else EXIT_NOT_FOUND
+
+
+def nik_problem(nik: str) -> str | None:
+    """Why `nik` cannot be a NIK (KKI would refuse it), in words that never quote it — its
+    digits are a region, a birth date and a serial — or ``None``."""
+    problems = validate_nik(nik)
+    if not problems:
+        return None
+    if len(nik) != NIK_LENGTH or not (nik.isascii() and nik.isdigit()):
+        what = problems[0]  # its length, or the position of a character that is not a digit
+    else:
+        what = "its region, birth date or serial part is impossible"
+    return (
+        f"the NIK read from standard input is not a valid NIK ({what}); pipe the person's "
+        "16-digit NIK, one line, e.g. from a file only you can read"
+    )
 
 
 def answer_table(answer: LookupAnswer) -> Table:

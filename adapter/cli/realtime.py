@@ -34,6 +34,23 @@ def positive(limit: int) -> Any:
     return parse
 
 
+def start_metrics_server(port: int, host: str) -> None:
+    """Serve the default registry's metrics on host:port (a thread); `ConfigurationError`
+    naming ``--metrics-port`` when it cannot listen there (taken, or a host not of this
+    machine)."""
+    from prometheus_client import start_http_server
+
+    from adapter.errors import ConfigurationError
+
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose a free port, or stop the process that holds it"
+        ) from None
+
+
 def _add_serve(commands: Commands) -> None:
     serve = commands.add_parser(
         "serve",

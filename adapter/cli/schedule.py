@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Protocol
 
-from prometheus_client import start_http_server
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapter.cli.realtime import start_metrics_server
 from adapter.clock import utc_now
 from adapter.composition import build_services
 from adapter.observability.sync_metrics import ScheduleMetrics, SyncMetrics
@@ -42,10 +42,10 @@ EXIT_FAILED = 1
 
 def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> int:
     settings = load_settings()
+    if metrics_port is not None:  # first: a port taken stops it before any work
+        start_metrics_server(metrics_port, metrics_host)
     services = build_services(settings, check_temporary=True)
     services.start_sealer()
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host)
     clock = utc_now  # one clock for the schedule's decisions and the runs it starts
 
     def sync(

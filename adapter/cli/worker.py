@@ -11,11 +11,11 @@ import threading
 from types import FrameType
 from typing import Final
 
-from prometheus_client import start_http_server
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from adapter.cli.realtime import start_metrics_server
 from adapter.clients import CircuitBreaker, RetryPolicy
 from adapter.clients.http import verify_from
 from adapter.composition import build_services
@@ -41,6 +41,8 @@ POOL_BESIDE_THREADS: Final = 6
 
 def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.0.0.1") -> int:
     settings = load_settings()
+    if metrics_port is not None:  # first: a port taken stops it before any work
+        start_metrics_server(metrics_port, metrics_host)
     # One connection per applying thread, plus the outbox relay's, the depth sampler's, the
     # audit sealer's, the event reader's and one committing thread's per source (KKI, SISDMK):
     # the default pool is smaller than a busy worker, and a checkout beyond the pool opens a new
@@ -55,8 +57,6 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     services.start_sealer()
     sessions = services.sessions
     metrics = EventMetrics.for_registry()
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host)
     alerts = DeadLetterAlerts(
         settings.alert_webhook_url, metrics, verify=verify_from(settings.ca_bundle)
     )

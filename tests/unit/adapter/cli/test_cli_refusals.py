@@ -1,0 +1,113 @@
+"""`hf-adapter` refuses what it cannot do before doing any work: exit 2 and one line naming the
+option or input, no traceback, and a NIK never repeated."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapter.cli import main
+from tests.unit.adapter.test_settings import valid_env
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, value in valid_env().items():
+        monkeypatch.setenv(name, value)
+    # Nothing may be created: every case is refused before the store is opened.
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'untouched' / 'store.sqlite3'}")
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync", "--system", "kki", "--metrics-file", "/nonexistent/x.prom"],
+        ["audit", "verify", "--metrics-file", "/nonexistent/x.prom"],
+        ["audit", "anchor", "--out", "/nonexistent/x.prom"],
+    ],
+    ids=["sync", "audit-verify", "audit-anchor"],
+)
+def test_output_file_in_a_missing_folder_is_refused_before_the_work(
+    argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = _usage_error(argv, capsys)
+
+    option = argv[-2]
+    assert f"error: argument {option}: no folder /nonexistent; create it" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "untouched").exists()
+
+
+def test_output_file_that_is_a_folder_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = _usage_error(["audit", "verify", "--metrics-file", str(tmp_path)], capsys)
+
+    assert f"argument --metrics-file: {tmp_path} is a folder; name a file in it" in err
+
+
+@pytest.mark.parametrize("command", [["worker"], ["schedule"]])
+def test_metrics_port_in_use_exits_2_naming_the_option(
+    command: list[str], taken_port: int, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main([*command, "--metrics-port", str(taken_port)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(
+        f"hf-adapter: error: --metrics-port {taken_port}: cannot listen on 127.0.0.1:"
+        f"{taken_port} (Address already in use); choose a free port"
+    )
+    assert "Traceback" not in err
+    assert not (tmp_path / "untouched").exists()
+
+
+@pytest.mark.parametrize(
+    ("nik", "why"),
+    [
+        ("123", "NIK must be 16 digits, got 3 characters"),
+        ("32010112345x0001", "NIK must contain digits only; character 12 is not a digit"),
+        ("3201019999990001", "its region, birth date or serial part is impossible"),
+    ],
+    ids=["short", "not-digits", "impossible-date"],
+)
+def test_malformed_nik_is_refused_without_asking_kki_or_echoing_it(
+    nik: str,
+    why: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(nik + "\n"))
+    # Nothing listens there: a request would fail as "KKI unavailable", not as this refusal.
+    monkeypatch.setenv("KKI_BASE_URL", "https://127.0.0.1:9")
+
+    code = main(["lookup", "--nik-stdin"])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == (
+        f"hf-adapter: error: the NIK read from standard input is not a valid NIK ({why}); "
+        "pipe the person's 16-digit NIK, one line, e.g. from a file only you can read\n"
+    )
+    assert nik not in captured.err + captured.out
+    assert not (tmp_path / "untouched").exists()
