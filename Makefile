@@ -115,14 +115,16 @@ WORKERS ?= 2
 SIZE ?= 1000
 LOAD_HOST ?=
 LOAD_RUN_ARGS ?=
+# Against another adapter only the load tool is needed: no local PostgreSQL, RabbitMQ or Keycloak.
+LOAD_STACK = $(if $(LOAD_HOST),,services keycloak)
 LOAD_ARGS = --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --size $(SIZE) $(if $(LOAD_HOST),--host $(LOAD_HOST)) $(LOAD_RUN_ARGS)
 
 .PHONY: load
-load: bootstrap services keycloak ## Locust load run, standalone (USERS=50 SPAWN_RATE=10 DURATION=60 SIZE=1000 LOAD_HOST=)
+load: bootstrap $(LOAD_STACK) ## Locust load run, standalone (USERS=50 SPAWN_RATE=10 DURATION=60 SIZE=1000 LOAD_HOST=)
 	@$(PY) -m load.run $(LOAD_ARGS)
 
 .PHONY: load-distributed
-load-distributed: bootstrap services keycloak ## Locust load run, one master and WORKERS=2 worker processes (same parameters)
+load-distributed: bootstrap $(LOAD_STACK) ## Locust load run, one master and WORKERS=2 worker processes (same parameters)
 	@$(PY) -m load.run $(LOAD_ARGS) --workers $(WORKERS)
 
 .PHONY: clean
