@@ -20,12 +20,16 @@ from rich.table import Table
 from conformance import oidc, reports
 from conformance.baseline import BaselineEntry, BaselineError, load_baseline
 from conformance.context import Clock, Credentials, RunOptions
-from conformance.masking import mask_finding
+from conformance.masking import mask_finding, mask_text
 from conformance.provider import CannotRun
 from conformance.runner import RunResult, execute
 from conformance.systems import SYSTEMS
 
 EXIT_CONFORMING, EXIT_VIOLATIONS, EXIT_CANNOT_RUN = 0, 1, 2
+# The terminal shows the run's notes after the summary, this many, each cut to one line; the
+# reports keep them all in full.
+MAX_NOTES_SHOWN = 20
+MAX_NOTE_CHARS = 200
 
 
 def utc_today() -> dt.date:
@@ -147,7 +151,11 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         rate_limit=args.rate_limit,
         peer_url=args.peer.rstrip("/") if args.peer else None,
         peer_credentials=Credentials(
-            args.peer_api_key, args.peer_client_id, args.peer_client_secret
+            args.peer_api_key,
+            args.peer_client_id,
+            args.peer_client_secret,
+            option_prefix="--peer-",
+            env_prefix="HF_CONFORMANCE_PEER_",
         ),
         webhooks=args.webhooks,
         receiver_listen=args.receiver_listen,
@@ -183,6 +191,12 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
         _say(f"cannot run: internal error {type(exc).__name__}: {_one_line(exc)}")
         return EXIT_CANNOT_RUN
     print_summary(result, Console(highlight=False))
+    if result.verdict == "incomplete":
+        skipped = ", ".join(f"{phase.name} {phase.status}" for phase in result.incomplete)
+        _say(
+            f"incomplete: {skipped}; nothing failed in what ran, but the run is not a verdict "
+            "(give --time-budget more seconds, or the phase what it needs)"
+        )
     return result.exit_code
 
 
@@ -230,6 +244,12 @@ def _write_reports(result: RunResult, args: argparse.Namespace) -> None:
         reports.write_json(result, args.json)
 
 
+def _short(text: str) -> str:
+    """One terminal line: whitespace collapsed, cut at `MAX_NOTE_CHARS`."""
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_NOTE_CHARS else line[: MAX_NOTE_CHARS - 1] + "…"
+
+
 def print_summary(result: RunResult, console: Console) -> None:
     findings = [mask_finding(f) for f in result.findings]
     table = Table(title=f"hf-conformance {result.options.system} — {result.options.base_url}")
@@ -264,9 +284,12 @@ def print_summary(result: RunResult, console: Console) -> None:
     for phase in result.phases:
         if phase.status != "done":
             console.print(f"{phase.name}: {phase.status}", markup=False)
-    verdict = "violations" if result.failed else "conforming"
+    for note in result.notes[:MAX_NOTES_SHOWN]:
+        console.print(f"note: {_short(mask_text(note))}", markup=False, soft_wrap=True)
+    if len(result.notes) > MAX_NOTES_SHOWN:
+        console.print(f"… and {len(result.notes) - MAX_NOTES_SHOWN} more notes (see the reports)")
     console.print(
-        f"{verdict}: {sum(f.fails_run for f in findings)} failing, "
+        f"{result.verdict}: {sum(f.fails_run for f in findings)} failing, "
         f"{sum(not f.fails_run for f in findings)} reported only, "
         f"{len(result.checked)} checks, {result.seconds:.1f} s",
         markup=False,

@@ -29,6 +29,9 @@ class Credentials:
     api_key: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    # How the user gives them, for messages: the target's options or the peer's (`--peer-…`).
+    option_prefix: str = "--"
+    env_prefix: str = "HF_CONFORMANCE_"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
     return {
         "system": result.options.system,
         "base_url": result.options.base_url,
-        "verdict": "violations" if result.failed else "conforming",
+        "verdict": result.verdict,
         "exit_code": result.exit_code,
         "seconds": round(result.seconds, 2),
         "phases": [
@@ -152,13 +152,13 @@ def _evidence_html(finding: Finding) -> str:
 def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
     cases = _cases(result)
     findings = masked(result)
-    verdict = "violations found" if result.failed else "conforming"
+    verdict = {"violations": "violations found"}.get(result.verdict, result.verdict)
     generated = generated or dt.datetime.now(dt.UTC)
     parts = [
         "<!doctype html><html lang=en><meta charset=utf-8>",
         f"<title>hf-conformance {_e(result.options.system)}</title><style>{_CSS}</style>",
         f"<h1>hf-conformance {_e(result.options.system)} — "
-        f"<span class={'fail' if result.failed else 'ok'}>{verdict}</span></h1>",
+        f"<span class={'ok' if result.verdict == 'conforming' else 'fail'}>{verdict}</span></h1>",
         f"<p>Target {_e(result.options.base_url)}; {len(findings)} finding(s) "
         f"({sum(f.fails_run for f in findings)} failing); {len(cases)} checks; "
         f"{result.seconds:.1f} s; generated {_e(generated.isoformat(timespec='seconds'))}. "

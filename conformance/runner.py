@@ -22,6 +22,11 @@ from conformance.systems import SYSTEMS, SystemProfile
 PhaseFunction = Callable[[RunContext, SystemProfile], None]
 ProgressHook = Callable[[str, str], None]  # (phase, "start" | "done" | "skipped: why")
 
+BUDGET_SPENT = "skipped (time budget spent)"
+# Phases that check the records and ids the `pagination` phase reads: asking for one of them
+# with --phases runs `pagination` first (without it they would check nothing).
+NEEDS_PAGINATION = frozenset({"reads", "domain", "skp", "peer"})
+
 
 @dataclass
 class PhaseResult:
@@ -46,8 +51,25 @@ class RunResult:
         return any(finding.fails_run for finding in self.findings)
 
     @property
+    def incomplete(self) -> list[PhaseResult]:
+        """Phases that should have run and did not: skipped for the time budget, or asked for
+        by name (`--phases`) and not run. Without a failing finding, the run proves nothing."""
+        return [
+            phase
+            for phase in self.phases
+            if phase.status != "done"
+            and (phase.status == BUDGET_SPENT or phase.name in self.options.phases)
+        ]
+
+    @property
+    def verdict(self) -> str:
+        if self.failed:
+            return "violations"
+        return "incomplete" if self.incomplete else "conforming"
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return {"violations": 1, "incomplete": 2}.get(self.verdict, 0)
 
 
 def _pagination(ctx: RunContext, profile: SystemProfile) -> None:
@@ -84,19 +106,40 @@ def _peer(ctx: RunContext, profile: SystemProfile) -> None:
     options = ctx.options
     if not options.peer_url or profile.peer is None or profile.people is None:
         raise _Skip("no --peer URL")
-    peer_profile = SYSTEMS[profile.peer]
+    peer_ctx, peer_profile = _peer_context(ctx, profile)
     assert peer_profile.people is not None
+    try:
+        domain.check_peer(ctx, profile.people, peer_ctx, peer_profile.people)
+    finally:
+        peer_ctx.client.close()
+
+
+def _peer_context(ctx: RunContext, profile: SystemProfile) -> tuple[RunContext, SystemProfile]:
+    """A context for the other registry (`--peer`); its client is the caller's to close."""
+    options = ctx.options
+    assert options.peer_url is not None
+    assert profile.peer is not None
+    peer_profile = SYSTEMS[profile.peer]
+    contract = load_contract(peer_profile.contract)
     peer_client = ProviderClient(
         options.peer_url,
         peer_profile.make_auth(options.peer_credentials),
         rate_limit=options.rate_limit,
         verify=options.tls_verify,
     )
+    return RunContext(options, contract, peer_client, ctx.clock), peer_profile
+
+
+def _probe_peer(ctx: RunContext, profile: SystemProfile) -> None:
+    """The peer reachable and its credentials accepted, before any phase runs."""
     try:
-        peer_ctx = RunContext(options, load_contract(peer_profile.contract), peer_client, ctx.clock)
-        domain.check_peer(ctx, profile.people, peer_ctx, peer_profile.people)
-    finally:
-        peer_client.close()
+        peer_ctx, peer_profile = _peer_context(ctx, profile)
+        try:
+            _probe(peer_ctx, peer_profile)
+        finally:
+            peer_ctx.client.close()
+    except CannotRun as exc:
+        raise CannotRun(f"--peer: {exc}") from None
 
 
 def _schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
@@ -169,7 +212,30 @@ def prepare(options: RunOptions) -> tuple[SystemProfile, Contract]:
         raise CannotRun(
             f"no phase {', '.join(unknown)} for {options.system} (its phases: {', '.join(known)})"
         )
+    # A phase asked for by name that could not run would leave a run that checked nothing.
+    if "webhooks" in options.phases and not options.webhooks:
+        raise CannotRun(
+            "phase webhooks needs --webhooks (it subscribes a receiver on the target; "
+            "see --receiver-listen and --receiver-url)"
+        )
+    if "peer" in options.phases and not options.peer_url:
+        raise CannotRun(
+            "phase peer needs --peer URL and the other registry's credentials "
+            "(--peer-api-key, or --peer-client-id and --peer-client-secret)"
+        )
     return profile, contract
+
+
+def planned_phases(profile: SystemProfile, options: RunOptions) -> list[str]:
+    """The phases this run goes through, in order: all of the system's, or those of --phases
+    with `pagination` added when one of them checks what it reads."""
+    known = phases_of(profile)
+    if not options.phases:
+        return known
+    wanted = set(options.phases)
+    if wanted & NEEDS_PAGINATION and "pagination" in known:
+        wanted.add("pagination")
+    return [name for name in known if name in wanted]
 
 
 def phases_of(profile: SystemProfile) -> list[str]:
@@ -202,17 +268,24 @@ def execute(
     ctx.stats["absent_values"] = profile.absent_values
     client.on_429 = protocol.on_too_many_requests(ctx)
     phases: list[PhaseResult] = []
+    planned = planned_phases(profile, options)
     try:
         (profile.probe or _probe)(ctx, profile)
-        for name in phases_of(profile):
-            if options.phases and name not in options.phases:
-                continue
+        if "peer" in planned and options.peer_url and profile.peer is not None:
+            _probe_peer(ctx, profile)
+        if options.phases and "pagination" in planned and "pagination" not in options.phases:
+            ctx.notes.append(
+                "pagination: run because "
+                + ", ".join(sorted(NEEDS_PAGINATION & set(options.phases)))
+                + " checks the records it reads"
+            )
+        for name in planned:
             if progress:
                 progress(name, "start")
             phase_started = time.monotonic()
             status = "done"
             if ctx.time_left() <= 0:
-                status = "skipped (time budget spent)"
+                status = BUDGET_SPENT
             else:
                 try:
                     (profile.own_phases.get(name) or PHASES[name])(ctx, profile)
@@ -241,16 +314,36 @@ def execute(
 
 
 def _probe(ctx: RunContext, profile: SystemProfile) -> None:
-    """Reachable, and these credentials accepted: otherwise the run cannot say anything."""
+    """Reachable, serving this system's API, and these credentials accepted: otherwise the run
+    cannot say anything (a wrong URL's 404s would all count as violations)."""
     operation = ctx.contract.operation(profile.probe_operation)
+    base_url = str(ctx.client.http.base_url).rstrip("/")
     response = ctx.client.request(operation.id, "GET", operation.path, params={"limit": "1"})
+    call = f"{operation.method} {operation.path} answered {response.status_code}"
     if response.status_code in (401, 403):
-        raise CannotRun(
-            f"credentials refused: {operation.method} {operation.path} answered "
-            f"{response.status_code}"
-        )
+        raise CannotRun(f"credentials refused: {call}")
     if response.status_code >= 500:
+        raise CannotRun(f"{base_url} is not working: {call}")
+    not_served = (
+        f"{base_url} does not serve the {profile.name} API: {operation.method} {operation.path}"
+    )
+    advice = f"check --base-url (the API's root) and that the target is {profile.name}"
+    if response.status_code != 200:
+        raise CannotRun(f"{not_served} answered {response.status_code}; {advice}")
+    try:
+        body = response.json()
+    except ValueError:
+        media = response.headers.get("content-type") or "no content type"
         raise CannotRun(
-            f"{ctx.options.base_url} is not working: {operation.path} answered "
-            f"{response.status_code}"
+            f"{not_served} answered 200 with a body that is not JSON ({media}); {advice}"
+        ) from None
+    # The shape every list walk relies on; anything beyond it is for the phases to judge.
+    if not (
+        isinstance(body, dict)
+        and isinstance(body.get("data"), list)
+        and isinstance(body.get("page"), dict)
+    ):
+        raise CannotRun(
+            f"{not_served} answered 200 with JSON that is not a list page "
+            f"(an object with a data array and a page object); {advice}"
         )

@@ -49,15 +49,19 @@ class SystemProfile:
 
 def _kki_auth(credentials: Credentials) -> Auth:
     if not credentials.api_key:
-        raise CannotRun("kki needs an API key: --api-key KEY (or HF_CONFORMANCE_API_KEY)")
+        raise CannotRun(
+            f"kki needs an API key: {credentials.option_prefix}api-key KEY "
+            f"(or {credentials.env_prefix}API_KEY)"
+        )
     return ApiKeyAuth("X-API-Key", credentials.api_key)
 
 
 def _sisdmk_auth(credentials: Credentials) -> Auth:
     if not credentials.client_id or not credentials.client_secret:
+        option, env = credentials.option_prefix, credentials.env_prefix
         raise CannotRun(
-            "sisdmk needs client credentials: --client-id ID --client-secret SECRET "
-            "(or HF_CONFORMANCE_CLIENT_ID / HF_CONFORMANCE_CLIENT_SECRET)"
+            f"sisdmk needs client credentials: {option}client-id ID {option}client-secret SECRET "
+            f"(or {env}CLIENT_ID / {env}CLIENT_SECRET)"
         )
     return ClientCredentialsAuth(
         "/oauth2/v1/accesstoken", credentials.client_id, credentials.client_secret

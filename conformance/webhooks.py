@@ -186,6 +186,16 @@ def check_webhooks(ctx: RunContext) -> None:
         _wait(ctx, receiver, emitted, MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S)
         deliveries = receiver.snapshot()
         ctx.stats["webhook_deliveries"] = len(deliveries)
+        if not deliveries and emitted:
+            # On the mocks the command caused the events: none arriving is the finding.
+            ctx.fail(
+                "webhooks/retry",
+                create.id,
+                f"none of the {len(emitted)} events caused was delivered to {url} within "
+                f"{MOCK_WAIT_S:.0f} s; if the provider cannot reach the receiver, set "
+                "--receiver-listen and --receiver-url",
+            )
+            return
         if not deliveries:
             ctx.notes.append("webhooks: no delivery arrived in time; nothing to check")
             return

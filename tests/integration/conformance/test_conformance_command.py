@@ -6,11 +6,15 @@ with one line, never a traceback).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ from tests.integration.conformance.support import (
     failing,
     run_conformance,
 )
+from tests.support.breaking_proxy import Breakage, Exchange
 
 pytestmark = pytest.mark.integration
 
@@ -282,3 +287,208 @@ def test_unknown_phase_cannot_run(kki_target: Target, system: str, phase: str) -
         system, "--base-url", kki_target.mock.url, *CREDENTIALS["kki"], "--phases", phase
     )
     _assert_cannot_run(run, f"no phase {phase} for {system}")
+
+
+class _Answer(Breakage):
+    """The first list's answers replaced by `body` labelled `content_type`, as a web server
+    that is not the API (a gateway's page, another service) would answer."""
+
+    def __init__(self, path: str, body: bytes, content_type: str) -> None:
+        self.path, self.body, self.content_type = path, body, content_type
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == self.path:
+            exchange.status = 200
+            exchange.response_headers = {"content-type": self.content_type}
+            exchange.response_body = self.body
+
+
+class _Slow(Breakage):
+    """Every answer takes `seconds` longer (a slow staging system)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def request(self, exchange: Exchange) -> None:
+        time.sleep(self.seconds)
+
+
+@pytest.fixture
+def static_site(tmp_path: Path) -> Iterator[str]:
+    """A plain web server (python -m http.server) that serves files, not an API."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("phases", [[], ["--phases", "pagination", "reads"]])
+def test_url_of_a_plain_web_server_cannot_run(static_site: str, phases: list[str]) -> None:
+    # It used to count as tested: 75 failing checks, or "conforming" with fewer phases.
+    run = hf_conformance("kki", "--base-url", static_site, *CREDENTIALS["kki"], *phases)
+    _assert_cannot_run(run, "does not serve the kki API: GET /v1/registrations answered 404")
+
+
+def test_url_of_the_other_registry_cannot_run(sisdmk_target: Target) -> None:
+    run = hf_conformance("kki", "--base-url", sisdmk_target.mock.url, *CREDENTIALS["kki"])
+    _assert_cannot_run(run, "does not serve the kki API")
+    assert "check --base-url" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "words"),
+    [
+        (b"<html><body>Welcome</body></html>", "text/html", "a body that is not JSON (text/html)"),
+        (b'{"status": "ok"}', "application/json", "JSON that is not a list page"),
+    ],
+)
+def test_list_answered_by_something_else_cannot_run(
+    kki_target: Target, body: bytes, content_type: str, words: str
+) -> None:
+    kki_target.reset(_Answer("/v1/registrations", body, content_type))
+    run = hf_conformance("kki", "--base-url", kki_target.proxy.url, *CREDENTIALS["kki"])
+    _assert_cannot_run(run, words)
+
+
+@pytest.mark.parametrize("phase", ["domain", "reads"])
+def test_phase_that_checks_read_records_runs_pagination_first(
+    kki_target: Target, tmp_path: Path, phase: str
+) -> None:
+    # `--phases domain` alone used to check nothing and say "conforming".
+    kki_target.reset()
+    report_path = tmp_path / "report.json"
+    run = hf_conformance(
+        "kki",
+        "--base-url",
+        kki_target.mock.url,
+        *CREDENTIALS["kki"],
+        "--as-of",
+        TODAY.isoformat(),
+        "--phases",
+        phase,
+        "--json",
+        str(report_path),
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    report = json.loads(report_path.read_text())
+    assert [p["name"] for p in report["phases"]] == ["pagination", phase]
+    assert {p["status"] for p in report["phases"]} == {"done"}
+    rule = "domain/nik-structure" if phase == "domain" else "contract/status_code_conformance"
+    operation = "listRegistrations" if phase == "domain" else "getRegistration"
+    assert (rule, operation) in {(c["rule"], c["operation"]) for c in report["checked"]}
+    # The notes reach the terminal, not only the reports.
+    assert f"note: pagination: run because {phase} checks the records it reads" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--phases", "webhooks"], "phase webhooks needs --webhooks"),
+        (["--phases", "peer"], "phase peer needs --peer URL"),
+        (["--phases", "pagination", "peer"], "phase peer needs --peer URL"),
+    ],
+)
+def test_phase_asked_for_without_what_it_needs_cannot_run(
+    kki_target: Target, args: list[str], words: str
+) -> None:
+    run = hf_conformance("kki", "--base-url", kki_target.mock.url, *CREDENTIALS["kki"], *args)
+    _assert_cannot_run(run, words)
+
+
+def test_time_budget_spent_before_a_phase_is_not_conforming(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # 300 ms per answer: the credentials phase outlasts a 1 s budget, errors never starts.
+    kki_target.reset(_Slow(0.3))
+    report_path = tmp_path / "report.json"
+    run = hf_conformance(
+        "kki",
+        "--base-url",
+        kki_target.proxy.url,
+        *CREDENTIALS["kki"],
+        "--phases",
+        "errors",
+        "credentials",
+        "--time-budget",
+        "1",
+        "--quiet",
+        "--json",
+        str(report_path),
+    )
+    assert run.returncode == 2, run.stdout[-3000:] + run.stderr
+    report = json.loads(report_path.read_text())
+    assert report["verdict"] == "incomplete"
+    assert failing(report) == set()
+    statuses = {p["name"]: p["status"] for p in report["phases"]}
+    assert statuses == {"credentials": "done", "errors": "skipped (time budget spent)"}
+    assert run.stdout.strip().splitlines()[-1].startswith("incomplete: 0 failing")
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .startswith("hf-conformance: incomplete: errors skipped (time budget spent)")
+    )
+    assert "Traceback" not in run.stderr
+
+
+def test_webhooks_that_never_arrive_are_a_violation(kki_target: Target, tmp_path: Path) -> None:
+    # The mock delivers to a URL nobody listens on: the events the command caused never arrive.
+    kki_target.reset()
+    code, report = run_conformance(
+        "kki",
+        kki_target.mock.url,
+        tmp_path,
+        "--phases",
+        "webhooks",
+        "--webhooks",
+        "--receiver-listen",
+        f"127.0.0.1:{free_port()}",
+        "--receiver-url",
+        f"http://127.0.0.1:{free_port()}/hf-conformance/webhook",
+    )
+    assert code == 1
+    assert failing(report) == {("webhooks/retry", "createWebhookSubscription")}
+    assert report["stats"]["webhook_deliveries"] == 0
+
+
+@pytest.mark.parametrize(
+    ("system", "peer_credentials", "words"),
+    [
+        (
+            "kki",
+            ["--peer-client-id", "sisdmk-dev-client", "--peer-client-secret", "wrong"],
+            "--peer: credentials refused",
+        ),
+        ("sisdmk", ["--peer-api-key", "not-the-key"], "--peer: credentials refused"),
+        ("sisdmk", [], "kki needs an API key: --peer-api-key KEY (or HF_CONFORMANCE_PEER_API_KEY)"),
+        (
+            "kki",
+            [],
+            "sisdmk needs client credentials: --peer-client-id ID --peer-client-secret SECRET",
+        ),
+    ],
+)
+def test_peer_credentials_missing_or_refused_cannot_run(
+    kki_target: Target,
+    sisdmk_target: Target,
+    system: str,
+    peer_credentials: list[str],
+    words: str,
+) -> None:
+    # A refused peer key used to end as "peer: done", 0 matched, exit 0.
+    target, peer = (kki_target, sisdmk_target) if system == "kki" else (sisdmk_target, kki_target)
+    run = hf_conformance(
+        system,
+        "--base-url",
+        target.mock.url,
+        *CREDENTIALS[system],
+        "--phases",
+        "peer",
+        "--peer",
+        peer.mock.url,
+        *peer_credentials,
+    )
+    _assert_cannot_run(run, words)

@@ -1,0 +1,83 @@
+"""The terminal summary and the verdict: notes shown (masked), phases that did not run are not
+"conforming"."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from conformance.cli import MAX_NOTES_SHOWN, print_summary
+from conformance.context import Credentials, RunOptions
+from conformance.findings import Finding
+from conformance.runner import BUDGET_SPENT, PhaseResult, RunResult
+
+NIK = "3171015708900042"
+
+
+def _result(
+    phases: list[PhaseResult], *, asked: tuple[str, ...] = (), notes: list[str] | None = None
+) -> RunResult:
+    return RunResult(
+        options=RunOptions("kki", "http://kki.test", Credentials(api_key="k"), phases=asked),
+        findings=[],
+        checked={("pagination/has-more", "listRegistrations")},
+        phases=phases,
+        notes=notes or [],
+        stats={},
+        seconds=1.0,
+    )
+
+
+def _summary(result: RunResult) -> str:
+    out = io.StringIO()
+    print_summary(result, Console(file=out, width=100, highlight=False))
+    return out.getvalue()
+
+
+def test_notes_are_shown_after_the_table_one_masked_line_each() -> None:
+    notes = [
+        "peer: listRegistrations: page 1 answered 401; the walk stopped there",
+        f"a note about NIK {NIK}\nover two lines",
+    ]
+    text = _summary(_result([PhaseResult("pagination", "done")], notes=notes))
+    lines = text.splitlines()
+    assert "note: peer: listRegistrations: page 1 answered 401; the walk stopped there" in lines
+    assert any(
+        line.startswith("note: a note about NIK 3171") and "over two" in line for line in lines
+    )
+    assert NIK not in text
+    assert text.index("note: peer") > text.index("pagination/has-more") > 0  # after the table
+    assert lines[-1].startswith("conforming:")
+
+
+def test_many_notes_are_cut_with_a_pointer_to_the_reports() -> None:
+    notes = [f"note {n}" for n in range(MAX_NOTES_SHOWN + 3)]
+    text = _summary(_result([PhaseResult("pagination", "done")], notes=notes))
+    assert text.count("note: note ") == MAX_NOTES_SHOWN
+    assert "… and 3 more notes (see the reports)" in text
+
+
+def test_a_phase_skipped_for_the_time_budget_makes_the_run_incomplete() -> None:
+    result = _result([PhaseResult("pagination", "done"), PhaseResult("reads", BUDGET_SPENT)])
+    assert result.verdict == "incomplete"
+    assert result.exit_code == 2
+    assert _summary(result).splitlines()[-1].startswith("incomplete:")
+
+
+def test_a_phase_asked_for_by_name_and_not_run_makes_the_run_incomplete() -> None:
+    result = _result([PhaseResult("pact", "not run (no verifier yet)")], asked=("pact",))
+    assert (result.verdict, result.exit_code) == ("incomplete", 2)
+
+
+def test_an_optional_phase_left_out_keeps_the_run_conforming() -> None:
+    result = _result(
+        [PhaseResult("pagination", "done"), PhaseResult("peer", "skipped (no --peer URL)")]
+    )
+    assert (result.verdict, result.exit_code) == ("conforming", 0)
+
+
+def test_violations_win_over_an_incomplete_run() -> None:
+    result = _result([PhaseResult("reads", BUDGET_SPENT)])
+    result.findings.append(Finding("pagination/has-more", "listRegistrations", "lies"))
+    assert (result.verdict, result.exit_code) == ("violations", 1)
