@@ -69,6 +69,7 @@ KEY_ID_COLUMNS: Final[dict[str, InstrumentedAttribute[str | None]]] = {
     FINDINGS: IdentityFinding.digest_kid,
 }
 _NIK: Final = "nik"
+_EARLIER: Final = dt.timedelta(microseconds=1)  # the smallest step PostgreSQL keeps
 # Core statements run once per batch with a parameter set per row (executemany): the ORM's bulk
 # update by primary key costs more than the rest of a batch.
 _WORKERS_TABLE: Final = Base.metadata.tables[WORKERS]
@@ -157,19 +158,31 @@ def check_stored_keys(
     first used with. Records the check value of a key id used for the first time."""
     with _connected(engine, begin=True) as connection:
         tables = set(inspect(connection).get_table_names())
-        if BlindIndexKey.__tablename__ in tables:
+        recorded = BlindIndexKey.__tablename__ in tables
+        if recorded:
             _check_values(connection, blind_index)
         if unknown_ids_allowed:
             return
         stored = {kid for kids in _stored_key_ids(connection).values() for kid in kids}
         unknown = sorted(stored - set(blind_index.kids))
-        if unknown:
-            shown = ", ".join(repr(kid) for kid in unknown)
+        if not unknown:
+            return
+        shown = ", ".join(repr(kid) for kid in unknown)
+        newer = _first_used_after(connection, blind_index.kid, unknown) if recorded else []
+        if newer:
+            # The store moved on to a key this process was never given: re-indexing to its key
+            # would undo the change for every other process.
             raise BlindIndexKeyError(
-                f"stored NIK digests are under blind-index key {shown}, which BLIND_INDEX_KEY "
-                f"({blind_index.kid!r}) is not: set BLIND_INDEX_PREVIOUS_KEY to that key and run "
-                "`hf-adapter keys reindex`"
+                f"stored NIK digests are under blind-index key {shown}, first used after "
+                f"BLIND_INDEX_KEY ({blind_index.kid!r}): this process's BLIND_INDEX_KEY is out "
+                f"of date; set it to key {newer[-1]!r} as the other processes have it, then "
+                "restart (do not re-index: that would move every digest back to the old key)"
             )
+        raise BlindIndexKeyError(
+            f"stored NIK digests are under blind-index key {shown}, which BLIND_INDEX_KEY "
+            f"({blind_index.kid!r}) is not: set BLIND_INDEX_PREVIOUS_KEY to that key and run "
+            "`hf-adapter keys reindex`"
+        )
 
 
 def count_stale(engine: Engine, blind_index: BlindIndex) -> dict[str, int]:
@@ -443,6 +456,19 @@ def _stored_key_ids(connection: Connection) -> dict[str, tuple[str, ...]]:
     return found
 
 
+def _first_used_after(connection: Connection, kid: str, others: Sequence[str]) -> list[str]:
+    """Those of `others` first used after `kid` (`blind_index_keys`), oldest first; an id with
+    no row (digests stored before the table existed) counts as older."""
+    mine = select(BlindIndexKey.first_used_at).where(BlindIndexKey.kid == kid).scalar_subquery()
+    return list(
+        connection.scalars(
+            select(BlindIndexKey.kid)
+            .where(BlindIndexKey.kid.in_(list(others)), BlindIndexKey.first_used_at > mine)
+            .order_by(BlindIndexKey.first_used_at)
+        )
+    )
+
+
 def _check_values(connection: Connection, blind_index: BlindIndex) -> None:
     """Compare each configured key with the check value its id was first used with; record
     the ids used for the first time (in the caller's transaction, undone by a refusal)."""
@@ -450,10 +476,16 @@ def _check_values(connection: Connection, blind_index: BlindIndex) -> None:
     postgresql = connection.dialect.name == "postgresql"
     insert = postgresql_insert(BlindIndexKey) if postgresql else sqlite_insert(BlindIndexKey)
     now = dt.datetime.now(dt.UTC)
+    # The previous key was in use before the current one: seen together for the first time, it
+    # is recorded as the earlier, so the order of first use is the order of the keys.
+    first_used = {kid: now if kid == blind_index.kid else now - _EARLIER for kid in ours}
     # Another process starting with the same id at once: the first row wins, the other compares.
     connection.execute(
         insert.on_conflict_do_nothing(index_elements=["kid"]),
-        [{"kid": kid, "check_value": value, "first_used_at": now} for kid, value in ours.items()],
+        [
+            {"kid": kid, "check_value": value, "first_used_at": first_used[kid]}
+            for kid, value in ours.items()
+        ],
     )
     stored = dict(
         connection.execute(

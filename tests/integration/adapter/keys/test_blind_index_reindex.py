@@ -123,6 +123,35 @@ def test_start_is_refused_while_stored_digests_are_under_a_key_not_configured(
         build_services(settings, engine=store.engine).close()
 
 
+def test_start_with_the_replaced_key_after_the_reindex_is_told_its_key_is_out_of_date(
+    store: Store,
+) -> None:
+    """A process left on the old key once the change is done: re-indexing as the first refusal
+    says would move every digest back to the key the others no longer have."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    # Step 2 of the change: both keys configured (this start records them, the new one last).
+    build_services(
+        load_settings(settings_env(url, NEW_KEY, BLIND_INDEX_KEY)), engine=store.engine
+    ).close()
+    # Until the re-index, the new key alone is still told to add the previous one.
+    with pytest.raises(BlindIndexKeyError) as too_early:
+        build_services(load_settings(settings_env(url, NEW_KEY, None)), engine=store.engine)
+    reindex_blind_index(store.engine, store.sessions, CIPHER, DURING, actor=command_line_operator())
+
+    with pytest.raises(BlindIndexKeyError) as left_behind:
+        build_services(load_settings(settings_env(url, BLIND_INDEX_KEY, None)), engine=store.engine)
+
+    assert "set BLIND_INDEX_PREVIOUS_KEY to that key" in str(too_early.value)
+    message = str(left_behind.value)
+    assert "\n" not in message
+    assert "this process's BLIND_INDEX_KEY is out of date" in message
+    assert "set it to key 'bidx-2'" in message
+    assert "BLIND_INDEX_PREVIOUS_KEY" not in message
+    assert "hf-adapter keys reindex" not in message
+    assert stored_key_ids(store.engine)["health_workers"] == ("bidx-2",)
+    build_services(load_settings(settings_env(url, NEW_KEY, None)), engine=store.engine).close()
+
+
 def test_start_is_refused_when_a_key_id_comes_back_with_another_key(store: Store) -> None:
     """The finding again, with the new key given the old key's id: the check value tells."""
     url = store.engine.url.render_as_string(hide_password=False)
