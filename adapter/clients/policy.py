@@ -210,9 +210,15 @@ class CircuitBreaker:
 # -- metrics -------------------------------------------------------------------------------------
 
 
+def system_label(system: str) -> str:
+    """A system as metric labels name it: ``kki``, ``sisdmk``, as the store's `connections`,
+    the CLI, the dashboards and the alerts do, however the messages spell it (``KKI``)."""
+    return system.lower()
+
+
 class ClientMetrics(MetricSet):
-    """Prometheus metrics about external calls. Labels are the system, the operationId and a
-    status class, never a URL or a value from a request."""
+    """Prometheus metrics about external calls. Labels are the system (`system_label`), the
+    operationId and a status class, never a URL or a value from a request."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram(
@@ -254,7 +260,8 @@ class ClientMetrics(MetricSet):
 
     def track_breaker(self, breaker: CircuitBreaker) -> None:
         # Read at scrape time, so the open → half-open transition (a matter of time) shows too.
-        self.breaker_state.labels(breaker.system).set_function(lambda: breaker.state.value)
+        gauge = self.breaker_state.labels(system_label(breaker.system))
+        gauge.set_function(lambda: breaker.state.value)
 
 
 # -- outcomes → errors (the one place that decides what a status means) -------------------------
@@ -348,7 +355,8 @@ class ResilientCaller:
         sleep: Callable[[float], None] = time.sleep,
         draw: Callable[[], float] = random.random,
     ) -> None:
-        self.system = system
+        self.system = system  # as messages name it
+        self._label = system_label(system)
         self.policy = policy if policy is not None else RetryPolicy()
         self.breaker = breaker if breaker is not None else CircuitBreaker(system)
         self.budget = budget if budget is not None else RetryBudget.for_policy(self.policy)
@@ -390,7 +398,7 @@ class ResilientCaller:
         if retry_after is not None and retry_after > self.policy.max_retry_after_s:
             return True  # the error carries retry_after_s; a queue can reschedule
         if not self.budget.try_spend():
-            self.metrics.retries_denied.labels(self.system, operation).inc()
+            self.metrics.retries_denied.labels(self._label, operation).inc()
             log.warning("external_call_retry_budget_spent", system=self.system, operation=operation)
             return True
         return False
@@ -398,7 +406,7 @@ class ResilientCaller:
     def _before_sleep(self, operation: str, state: tenacity.RetryCallState) -> None:
         error = self._error(state)
         cause = _cause(error) if error is not None else "unknown"
-        self.metrics.retries.labels(self.system, operation, cause).inc()
+        self.metrics.retries.labels(self._label, operation, cause).inc()
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         log.info(
             "external_call_retry",
@@ -415,7 +423,7 @@ class ResilientCaller:
         try:
             self.breaker.before_call(operation)
         except CircuitOpen:
-            self.metrics.calls.labels(self.system, operation, "circuit_open").inc()
+            self.metrics.calls.labels(self._label, operation, "circuit_open").inc()
             raise
         started = time.perf_counter()
         try:
@@ -465,8 +473,8 @@ class ResilientCaller:
         raise error
 
     def _observe(self, operation: str, started: float, status_class: str) -> None:
-        self.metrics.latency.labels(self.system, operation).observe(time.perf_counter() - started)
-        self.metrics.calls.labels(self.system, operation, status_class).inc()
+        self.metrics.latency.labels(self._label, operation).observe(time.perf_counter() - started)
+        self.metrics.calls.labels(self._label, operation, status_class).inc()
 
 
 __all__ = [
@@ -481,4 +489,5 @@ __all__ = [
     "disable_retries",
     "error_for_response",
     "retries_enabled",
+    "system_label",
 ]

@@ -31,6 +31,9 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 RULES = DEPLOY / "prometheus" / "alerts.yml"
 METRIC = re.compile(r"\bhf_[a-z0-9_]+\b")
+SELECTOR = re.compile(r"\b(hf_[a-z0-9_]+)\{([^}]*)\}")
+SYSTEM_MATCHER = re.compile(r'\bsystem\s*=\s*"([^"]*)"')  # equality only, not =~ or !=
+SYSTEMS = {"kki", "sisdmk"}  # as the store, the CLI and the API name them
 # The samples each family type exposes (the text format names families without the suffix).
 SUFFIXES = {
     "counter": ("_total", "_created"),
@@ -68,6 +71,26 @@ def rule_queries() -> list[tuple[str, str]]:
         for group in document["groups"]
         for rule in group["rules"]
     ]
+
+
+def system_selectors(queries: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(where, sample name, system) for every `system="..."` matcher of the queries."""
+    return [
+        (where, name, system)
+        for where, expr in queries
+        for name, matchers in SELECTOR.findall(expr)
+        for system in SYSTEM_MATCHER.findall(matchers)
+    ]
+
+
+def system_values(exposition: str) -> dict[str, set[str]]:
+    """The values of the `system` label, by sample name."""
+    values: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if "system" in sample.labels:
+                values.setdefault(sample.name, set()).add(sample.labels["system"])
+    return values
 
 
 def scrape(url: str) -> str:
@@ -152,6 +175,9 @@ def test_every_dashboard_and_alert_query_names_an_exported_metric(
         if name not in exported
     ]
     assert unknown == [], "queries name metrics nothing exports"
+    # One spelling per system, or `by (system)` splits it and a matcher misses half of it.
+    for text in (serve_metrics, worker_metrics, schedule_metrics):
+        assert set().union(*system_values(text).values()) <= SYSTEMS, system_values(text)
     dashboards_use = {name for _, expr in dashboard_queries() for name in METRIC.findall(expr)}
     assert {"hf_schedule_overdue_seconds", "hf_audit_chain_intact"} <= dashboards_use
 
@@ -185,6 +211,18 @@ def test_the_scheduler_reports_each_systems_last_success_after_it_syncs(stack: A
         assert time.monotonic() < deadline, scheduler.output()
         time.sleep(0.5)
     assert all(time.time() - at < 300 for at in finished.values()), finished
+    # After a sync of each system its calls are exported: every `system="..."` matcher of the
+    # dashboards and alerts (the SSO dashboard's SISDMK token requests) finds its series.
+    exported = system_values(metrics)
+    assert set().union(*exported.values()) == SYSTEMS, exported
+    selectors = system_selectors(dashboard_queries() + rule_queries())
+    assert selectors, "no query selects a system"
+    missing = [
+        f"{where}: {name}{{system={system!r}}}"
+        for where, name, system in selectors
+        if system not in exported.get(name, set())
+    ]
+    assert missing == [], "queries select system label values nothing exports"
 
 
 def test_a_broken_chain_is_written_as_zero_for_the_alert(stack: Adapter, tmp_path: Path) -> None:

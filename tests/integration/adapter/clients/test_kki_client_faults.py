@@ -120,7 +120,7 @@ def test_burst_of_server_errors_is_survived_by_retries(mock: KkiMock, str_number
     assert client.get_registration(str_number)["str_number"] == str_number
     retries = registry.get_sample_value(
         "hf_external_call_retries_total",
-        {"system": "KKI", "operation": "getRegistration", "cause": "server_error"},
+        {"system": "kki", "operation": "getRegistration", "cause": "server_error"},
     )
     assert retries == 2
 
@@ -182,7 +182,7 @@ def test_breaker_opens_when_down_and_closes_when_back(mock: KkiMock, str_number:
     assert breaker.state is BreakerState.OPEN
     with pytest.raises(CircuitOpen):
         client.get_registration(str_number)
-    gauge = registry.get_sample_value("hf_circuit_breaker_state", {"system": "KKI"})
+    gauge = registry.get_sample_value("hf_circuit_breaker_state", {"system": "kki"})
     assert gauge == BreakerState.OPEN.value
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the admin API is down too while the mock is

@@ -107,7 +107,7 @@ def test_server_errors_are_retried_until_success() -> None:
     assert sleeps == [0.1, 0.2]
     retries = registry.get_sample_value(
         "hf_external_call_retries_total",
-        {"system": "KKI", "operation": "getRegistration", "cause": "server_error"},
+        {"system": "kki", "operation": "getRegistration", "cause": "server_error"},
     )
     assert retries == 2
 
@@ -162,7 +162,7 @@ def test_a_refused_certificate_is_named_and_not_retried() -> None:
     assert info.value.reason == "upstream_unavailable"
     retries = registry.get_sample_value(
         "hf_external_call_retries_total",
-        {"system": "KKI", "operation": "getRegistration", "cause": "transport_error"},
+        {"system": "kki", "operation": "getRegistration", "cause": "transport_error"},
     )
     assert retries is None
 
@@ -255,7 +255,7 @@ def test_retry_budget_limits_retries_to_a_share_of_calls() -> None:
     assert again.sent == 1  # half a token earned: not enough for a retry
     denied = registry.get_sample_value(
         "hf_external_call_retries_denied_total",
-        {"system": "KKI", "operation": "getRegistration"},
+        {"system": "kki", "operation": "getRegistration"},
     )
     assert denied == 2
 
@@ -334,10 +334,10 @@ def test_open_breaker_stops_the_retry_loop_and_shows_in_metrics() -> None:
     with pytest.raises(CircuitOpen):
         caller.call("getRegistration", script)
     assert script.sent == 2
-    state = registry.get_sample_value("hf_circuit_breaker_state", {"system": "KKI"})
+    state = registry.get_sample_value("hf_circuit_breaker_state", {"system": "kki"})
     assert state == BreakerState.OPEN.value
     clock.advance(5)
-    state = registry.get_sample_value("hf_circuit_breaker_state", {"system": "KKI"})
+    state = registry.get_sample_value("hf_circuit_breaker_state", {"system": "kki"})
     assert state == BreakerState.HALF_OPEN.value
     assert caller.call("getRegistration", Script(answer(200))).status_code == 200
     assert breaker.state is BreakerState.CLOSED
@@ -357,7 +357,7 @@ def test_metrics_label_by_operation_and_status_class() -> None:
     caller.call("getRegistration", Script(answer(200)))
     with pytest.raises(NotFound):
         caller.call("getRegistration", Script(answer(404)))
-    labels = {"system": "KKI", "operation": "getRegistration"}
+    labels = {"system": "kki", "operation": "getRegistration"}
     assert registry.get_sample_value("hf_external_calls_total", {**labels, "status_class": "2xx"})
     assert registry.get_sample_value("hf_external_calls_total", {**labels, "status_class": "4xx"})
     count = registry.get_sample_value("hf_external_call_duration_seconds_count", labels)

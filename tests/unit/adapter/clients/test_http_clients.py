@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from adapter.clients import (
     AuthenticationFailed,
+    CircuitBreaker,
     ClientMetrics,
     ContractViolation,
     HttpKkiClient,
@@ -101,6 +102,57 @@ def sisdmk_client(fake: FakeSisdmk, clock: FakeClock | None = None) -> HttpSisdm
         metrics=ClientMetrics.for_registry(CollectorRegistry()),
         clock=clock or FakeClock(),
     )
+
+
+def system_labels(registry: CollectorRegistry) -> dict[str, set[str]]:
+    """The values of the `system` label in `registry`, by metric family."""
+    return {
+        family.name: {sample.labels["system"] for sample in family.samples}
+        for family in registry.collect()
+        if family.samples
+    }
+
+
+@pytest.mark.parametrize("system", ["kki", "sisdmk"])
+def test_metrics_name_a_system_alike_whether_built_as_sync_or_as_the_worker_builds_it(
+    system: str,
+) -> None:
+    """Sync and look-up take the clients' own breakers; the worker passes breakers named as
+    the store names the systems. One dashboard query must find both."""
+    exported = []
+    for breaker in (None, CircuitBreaker(system)):
+        registry = CollectorRegistry()
+        options: dict[str, Any] = {"metrics": ClientMetrics.for_registry(registry)}
+        if breaker is not None:
+            options["breaker"] = breaker
+        if system == "kki":
+            kki = HttpKkiClient(
+                "http://kki.test",
+                "secret-token",
+                transport=httpx.MockTransport(lambda _: httpx.Response(200, json=REGISTRATION)),
+                **options,
+            )
+            kki.get_registration("QZ00011234567890")
+        else:
+            sisdmk = HttpSisdmkClient(
+                "http://sisdmk.test",
+                "client",
+                "s3cret",
+                transport=httpx.MockTransport(FakeSisdmk()),
+                clock=FakeClock(),
+                **options,
+            )
+            sisdmk.lookup_by_nik(NIK)  # a token request, then the look-up
+        exported.append(system_labels(registry))
+
+    as_sync, as_worker = exported
+    assert as_sync == as_worker
+    assert set(as_sync) == {
+        "hf_external_calls",
+        "hf_external_call_duration_seconds",
+        "hf_circuit_breaker_state",
+    }
+    assert all(values == {system} for values in as_sync.values()), as_sync
 
 
 def test_kki_requests_carry_api_key_user_agent_and_traceparent() -> None:
