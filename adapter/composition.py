@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api.services import ApiServices
 from adapter.audit.seal import Sealer
-from adapter.clients import HttpKkiClient, HttpSisdmkClient, client_from_settings
+from adapter.clients import ClientMetrics, HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clock import Clock, utc_now
 from adapter.lookup import RegistryLookup
 from adapter.observability.event_metrics import EventMetrics
@@ -102,9 +102,11 @@ class Services:
 
     # -- the sources ------------------------------------------------------------------------
 
-    def client(self, system: str) -> HttpKkiClient | HttpSisdmkClient:
+    def client(
+        self, system: str, *, metrics: ClientMetrics | None = None
+    ) -> HttpKkiClient | HttpSisdmkClient:
         """A new HTTP client of `system`; the caller closes it (it is a context manager)."""
-        return client_from_settings(system, self.settings)
+        return client_from_settings(system, self.settings, metrics=metrics)
 
     def kki_client(self, **overrides: Any) -> HttpKkiClient:
         """A new KKI client; `overrides` (policy, breaker …) for a caller with its own needs."""
@@ -130,14 +132,16 @@ class Services:
         progress: Callable[[SyncProgress], None] | None = None,
         page_size: int | None = None,
         metrics: SyncMetrics | None = None,
+        client_metrics: ClientMetrics | None = None,
         clock: Clock | None = None,
         run_id: uuid.UUID | None = None,
         still_wanted: Callable[[], bool] | None = None,
     ) -> SyncRunResult:
         """One batch sync of `system` (see `sync_system`), with a client opened for it;
-        `run_id` adopts a run requested through the API."""
+        `run_id` adopts a run requested through the API. The run's and the client's metrics
+        go to the default registry unless `metrics` and `client_metrics` are given."""
         extra: dict[str, Any] = {} if page_size is None else {"page_size": page_size}
-        with self.client(system) as client:
+        with self.client(system, metrics=client_metrics) as client:
             return sync_system(
                 system,
                 session_factory=self.sessions,

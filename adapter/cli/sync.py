@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from prometheus_client import REGISTRY, write_to_textfile
+from prometheus_client import CollectorRegistry, write_to_textfile
 from rich.console import Console
 from rich.progress import (
     Progress,
@@ -23,7 +23,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from adapter.clients import ClientMetrics
 from adapter.composition import build_services
+from adapter.observability.sync_metrics import SyncMetrics
 from adapter.settings import load_settings
 from adapter.sync.service import PAGE_SIZE, SyncProgress, SyncRunResult
 
@@ -50,6 +52,10 @@ def run(
     system: str, *, full: bool, page_size: int = PAGE_SIZE, metrics_file: Path | None = None
 ) -> int:
     services = build_services(load_settings(), check_temporary=True)
+    # The run's metrics in a registry of their own, not the default one with the process's
+    # (process_*, python_*): node_exporter's textfile collector serves every file beside its
+    # own series, and those would clash with its own and with the other system's file.
+    registry = CollectorRegistry()
     stderr = Console(stderr=True)
     try:
         with Progress(
@@ -66,14 +72,21 @@ def run(
             def on_page(progress: SyncProgress) -> None:
                 bar.update(task, completed=progress.counts.fetched, pages=progress.pages)
 
-            result = services.sync(system, full=full, progress=on_page, page_size=page_size)
+            result = services.sync(
+                system,
+                full=full,
+                progress=on_page,
+                page_size=page_size,
+                metrics=SyncMetrics.for_registry(registry),
+                client_metrics=ClientMetrics.for_registry(registry),
+            )
     finally:
         services.close()
 
     Console().print(summary_table(result))
     if metrics_file is not None:
         # For node_exporter's textfile collector: a one-shot CLI run has no /metrics to scrape.
-        write_to_textfile(str(metrics_file), REGISTRY)
+        write_to_textfile(str(metrics_file), registry)
     if result.succeeded:
         return EXIT_OK
     print(f"hf-adapter: sync {system} failed: {result.error}", file=sys.stderr)

@@ -34,12 +34,15 @@ if TYPE_CHECKING:
     from adapter.settings import Settings
 
 
-def client_from_settings(system: str, settings: Settings) -> HttpKkiClient | HttpSisdmkClient:
-    """The HTTP client of `system` (``kki`` or ``sisdmk``) as the settings describe it."""
+def client_from_settings(
+    system: str, settings: Settings, *, metrics: ClientMetrics | None = None
+) -> HttpKkiClient | HttpSisdmkClient:
+    """The HTTP client of `system` (``kki`` or ``sisdmk``) as the settings describe it; its
+    metrics in the default registry unless `metrics` are given."""
     if system == "kki":
-        return HttpKkiClient.from_settings(settings)
+        return HttpKkiClient.from_settings(settings, metrics=metrics)
     if system == "sisdmk":
-        return HttpSisdmkClient.from_settings(settings)
+        return HttpSisdmkClient.from_settings(settings, metrics=metrics)
     raise ValueError("system must be kki or sisdmk")
 
 
