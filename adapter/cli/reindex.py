@@ -64,10 +64,10 @@ def run(*, batch_size: int) -> int:
                 signal.signal(sig, handler)
     finally:
         services.close()
-    return _summary(report)
+    return _summary(report, previous_key_set=len(services.blind_index.kids) > 1)
 
 
-def _summary(report: ReindexReport) -> int:
+def _summary(report: ReindexReport, *, previous_key_set: bool) -> int:
     table = Table(title=f"blind-index digests under key {report.kid!r}")
     table.add_column("table")
     table.add_column("recomputed", justify="right")
@@ -103,10 +103,10 @@ def _summary(report: ReindexReport) -> int:
             "again"
         )
         return EXIT_PROBLEM
-    console.print(
-        f"every digest is under key {report.kid!r}; BLIND_INDEX_PREVIOUS_KEY can be removed "
-        "(then restart the services)"
-    )
+    finished = f"every digest is under key {report.kid!r}"
+    if previous_key_set:
+        finished += "; BLIND_INDEX_PREVIOUS_KEY can be removed (then restart the services)"
+    console.print(finished)
     return EXIT_OK
 
 

@@ -129,6 +129,8 @@ def test_reindex_killed_midway_resumes_then_trail_verifies_and_no_nik_is_shown(
     again = _hf_adapter("keys", "reindex", env=without_previous)
     assert again.returncode == 0, again.stderr
     assert "0 rows in 0 batches" in again.stdout
+    assert f"every digest is under key {NEW_BLIND_INDEX_KEY.kid!r}" in again.stdout
+    assert "BLIND_INDEX_PREVIOUS_KEY" not in again.stdout  # never set: nothing to remove
     shown = "".join(
         (killed_out, killed_err, resumed.stdout, resumed.stderr, verified.stdout, again.stdout)
     )
