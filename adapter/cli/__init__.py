@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.exc import DBAPIError
 
+from adapter.cli.consoles import table_console
 from adapter.cli.realtime import add_realtime_commands, positive
 from adapter.errors import AdapterError, ConfigurationError
 from adapter.observability.logging import configure_logging
@@ -315,7 +316,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     table.add_column("remaining", justify="right")
     for name, done in report.tables.items():
         table.add_row(name, str(done.rows), str(done.tokens), str(done.remaining))
-    console = Console()
+    console = table_console()
     console.print(table)
     console.print(
         f"{report.rows} rows in {report.elapsed_s:.1f} s ({report.rows_per_second:.0f} rows/s)"

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
-from rich.console import Console
 from rich.table import Table
 
 from adapter.audit import command_line_operator
+from adapter.cli.consoles import table_console
 from adapter.composition import build_services
 from adapter.errors import AdapterError
 from adapter.observability.event_metrics import EventMetrics
@@ -64,7 +64,7 @@ def list_events(*, state: str | None, source: str | None, limit: int, cursor: st
             _when(event["received_at"]),
             event["last_error"] or "",
         )
-    Console(width=200).print(table)
+    table_console().print(table)
     if page.next_cursor is not None:
         print(f"more: add --cursor {page.next_cursor}", file=sys.stderr)
     print(f"{failed} event(s) dead-lettered (state failed) in all", file=sys.stderr)
@@ -80,7 +80,7 @@ def show_event(event_id: str) -> int:
     table.add_column("", overflow="fold")
     for name, value in _fields(event):
         table.add_row(name, value)
-    Console(width=200).print(table)
+    table_console().print(table)
     return EXIT_OK
 
 
@@ -93,7 +93,7 @@ def replay(event_ids: Sequence[str], *, replay_all: bool) -> int:
     table.add_column("", justify="right")
     table.add_row("replayed (back in the queue)", f"{len(result.replayed):,}")
     table.add_row("skipped (no longer failed)", f"{result.skipped:,}")
-    Console().print(table)
+    table_console().print(table)
     if result.replayed and not result.published:
         print("broker unavailable: the worker's outbox relay publishes them", file=sys.stderr)
     return EXIT_PROBLEM if result.skipped else EXIT_OK
@@ -108,7 +108,7 @@ def purge(event_ids: Sequence[str], *, purge_all: bool, reason: str) -> int:
     table.add_column("", justify="right")
     table.add_row("purged (state purged, kept for the record)", f"{len(result.purged):,}")
     table.add_row("skipped (no longer failed)", f"{result.skipped:,}")
-    Console().print(table)
+    table_console().print(table)
     return EXIT_PROBLEM if result.skipped else EXIT_OK
 
 

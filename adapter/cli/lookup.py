@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
 from adapter.audit import command_line_operator
+from adapter.cli.consoles import table_console
 from adapter.clients import NotFound, UpstreamError
 from adapter.composition import build_services
 from adapter.lookup import LookupAnswer
@@ -51,7 +51,7 @@ def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
             return EXIT_NOT_FOUND
     finally:
         services.close()
-    Console().print(answer_table(answer))
+    table_console().print(answer_table(answer))
     return EXIT_OK if answer.registrations else EXIT_NOT_FOUND
 
 

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from adapter.audit import command_line_operator
+from adapter.cli.consoles import table_console
 from adapter.composition import build_services
 from adapter.settings import load_settings
 from adapter.store import database
@@ -78,7 +79,7 @@ def _summary(report: ReindexReport, *, previous_key_set: bool) -> int:
         table.add_row(
             name, str(done.rows), str(done.withdrawn), str(len(done.conflicts)), str(done.remaining)
         )
-    console = Console()
+    console = table_console()
     console.print(table)
     console.print(
         f"{report.rows} rows in {report.batches} batches, {report.elapsed_s:.1f} s "

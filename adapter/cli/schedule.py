@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapter.cli.consoles import table_console
 from adapter.cli.realtime import start_metrics_server
 from adapter.clock import utc_now
 from adapter.composition import build_services
@@ -91,7 +92,9 @@ def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         services.close()
-    Console().print(summary(outcomes, [schedule.decide(s) for s in settings.daily_sync_times()]))
+    table_console().print(
+        summary(outcomes, [schedule.decide(s) for s in settings.daily_sync_times()])
+    )
     failed = any(o.result is not None and not o.result.succeeded for o in outcomes)
     return EXIT_FAILED if failed else EXIT_OK
 

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from adapter.cli.consoles import table_console
 from adapter.clients import ClientMetrics
 from adapter.composition import build_services
 from adapter.observability.sync_metrics import SyncMetrics
@@ -83,7 +84,7 @@ def run(
     finally:
         services.close()
 
-    Console().print(summary_table(result))
+    table_console().print(summary_table(result))
     if metrics_file is not None:
         # For node_exporter's textfile collector: a one-shot CLI run has no /metrics to scrape.
         write_to_textfile(str(metrics_file), registry)

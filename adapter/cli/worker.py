@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from adapter.cli.consoles import table_console
 from adapter.cli.realtime import start_metrics_server
 from adapter.clients import CircuitBreaker, RetryPolicy
 from adapter.clients.http import verify_from
@@ -124,7 +125,7 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
         sisdmk.close()
         services.close()
         engine.dispose()
-    Console().print(summary_table(stats))
+    table_console().print(summary_table(stats))
     return EXIT_OK
 
 
