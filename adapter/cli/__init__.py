@@ -117,8 +117,10 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     grant = actions.add_parser(
         "grant",
-        help="print (or --apply) the GRANTs of the runtime role serve, worker and schedule use",
-        description="The least rights `serve`, `worker` and `schedule` need on PostgreSQL: "
+        help="print (or --apply) the GRANTs of the runtime role (every command but `db`'s)",
+        description="The least rights the runtime role needs on PostgreSQL — the role of "
+        "`serve`, `worker`, `schedule` and every other command but `db upgrade`, `db check` "
+        "and `db grant`, which the tables' owner runs: "
         "read and write the adapter's tables, append to the audit trail and read it, create "
         "temporary tables (the database's TEMPORARY right); no UPDATE, DELETE or TRUNCATE of "
         "the trail, no change of its head, no DDL. Prints the statements (the database named "
@@ -256,8 +258,9 @@ def _keys_generate(args: argparse.Namespace) -> int:
     kid = args.kid or f"{dt.datetime.now(dt.UTC):%Y-%m-%d}-{secrets.token_hex(2)}"
     print(KeyRing.generate_key_entry(kid))
     print(
-        "put it first in ENCRYPTION_KEYS (keep the old entries after it), or use it alone as "
-        "BLIND_INDEX_KEY; keep it in the secret store",
+        "put it first in ENCRYPTION_KEYS or AUDIT_KEYS (keep the old entries after it), or "
+        "use it alone as BLIND_INDEX_KEY; one key per use, never the same in two; keep it in "
+        "the secret store",
         file=sys.stderr,
     )
     return EXIT_OK
