@@ -175,9 +175,10 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
         if args.as_of is not None:
             as_of: dt.date = args.as_of
             clock = lambda: as_of  # noqa: E731 - the one clock of this run
+        for path in _report_paths(args):
+            reports.prepare_report_path(path)
         result = _run(options_from(args), clock, baseline, err, quiet=args.quiet)
-        _write_reports(result, args)
-    except (CannotRun, BaselineError, OSError) as exc:
+    except (CannotRun, BaselineError, reports.ReportPathError, OSError) as exc:
         _say(f"cannot run: {_one_line(exc)}")
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:
@@ -197,7 +198,12 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
             f"incomplete: {skipped}; nothing failed in what ran, but the run is not a verdict "
             "(give --time-budget more seconds, or the phase what it needs)"
         )
-    return result.exit_code
+    # The verdict is on the terminal whatever happens to the files; a report that could not be
+    # written is still exit 2: the pipeline that asked for it would miss it.
+    unwritten = _write_reports(result, args)
+    for line in unwritten:
+        _say(line)
+    return EXIT_CANNOT_RUN if unwritten else result.exit_code
 
 
 def _say(line: str) -> None:
@@ -235,13 +241,29 @@ def _run(
         return execute(options, clock, baseline, show)
 
 
-def _write_reports(result: RunResult, args: argparse.Namespace) -> None:
-    if args.junit:
-        reports.write_junit(result, args.junit)
-    if args.html:
-        reports.write_html(result, args.html)
-    if args.json:
-        reports.write_json(result, args.json)
+def _report_paths(args: argparse.Namespace) -> list[Path]:
+    return [path for path in (args.junit, args.html, args.json) if path is not None]
+
+
+def _write_reports(result: RunResult, args: argparse.Namespace) -> list[str]:
+    """Write every report asked for; one line for each that could not be written."""
+    writers = (
+        (args.junit, reports.write_junit),
+        (args.html, reports.write_html),
+        (args.json, reports.write_json),
+    )
+    unwritten = []
+    for path, write in writers:
+        if path is None:
+            continue
+        try:
+            write(result, path)
+        except OSError as exc:
+            unwritten.append(
+                f"report {path} not written ({exc.strerror or _one_line(exc)}); the run "
+                f"finished: {result.verdict}, exit {result.exit_code} without this report"
+            )
+    return unwritten
 
 
 def _short(text: str) -> str:

@@ -492,3 +492,76 @@ def test_peer_credentials_missing_or_refused_cannot_run(
         *peer_credentials,
     )
     _assert_cannot_run(run, words)
+
+
+def test_reports_are_written_into_folders_that_do_not_exist_yet(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # The CI recipe writes to reports/, which a fresh checkout does not have.
+    kki_target.reset()
+    junit, html, report = (
+        tmp_path / "a" / "kki.xml",
+        tmp_path / "b" / "c" / "kki.html",
+        tmp_path / "d" / "kki.json",
+    )
+    run = hf_conformance(
+        "kki",
+        "--base-url",
+        kki_target.mock.url,
+        *CREDENTIALS["kki"],
+        "--phases",
+        "pagination",
+        "--junit",
+        str(junit),
+        "--html",
+        str(html),
+        "--json",
+        str(report),
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(report.read_text())["verdict"] == "conforming"
+    assert junit.exists()
+    assert html.exists()
+
+
+def test_a_report_path_that_cannot_be_written_stops_the_run_before_it_starts(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    run = hf_conformance(
+        "kki",
+        "--base-url",
+        kki_target.mock.url,
+        *CREDENTIALS["kki"],
+        "--json",
+        str(tmp_path / "taken" / "kki.json"),
+    )
+    _assert_cannot_run(run, f"for report {tmp_path / 'taken' / 'kki.json'}")
+    assert run.stdout == ""  # no phase ran
+
+
+def test_a_report_that_fails_to_write_keeps_the_verdict_and_the_other_reports(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # /dev/full passes every check and then refuses the write, as a full disk would.
+    kki_target.reset()
+    run = hf_conformance(
+        "kki",
+        "--base-url",
+        kki_target.mock.url,
+        *CREDENTIALS["kki"],
+        "--phases",
+        "pagination",
+        "--quiet",
+        "--junit",
+        "/dev/full",
+        "--json",
+        str(tmp_path / "kki.json"),
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "conforming:" in run.stdout  # the table and the verdict
+    assert json.loads((tmp_path / "kki.json").read_text())["verdict"] == "conforming"
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("hf-conformance: report /dev/full not written (No space left")
+    assert "Traceback" not in run.stderr
