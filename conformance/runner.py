@@ -203,6 +203,14 @@ def prepare(options: RunOptions) -> tuple[SystemProfile, Contract]:
             contract = load_contract(options.spec or profile.contract)
     except SpecError as exc:
         raise CannotRun(str(exc)) from None
+    ids = {op.id for op in contract.operations}
+    missing = [op for op in profile.operations_needed() if op not in ids]
+    if missing:
+        raise CannotRun(
+            f"contract {contract.path} does not describe the {options.system} API: it has no "
+            f"operation {', '.join(missing)}; give the {options.system} contract to --spec "
+            f"(or leave --spec out for {profile.contract.name})"
+        )
     unknown = sorted(set(options.include + options.exclude) - {op.id for op in contract.operations})
     if unknown:
         raise CannotRun(f"no operation {', '.join(unknown)} in {contract.path.name}")

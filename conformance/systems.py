@@ -46,6 +46,13 @@ class SystemProfile:
     own_phases: dict[str, PhaseFunction] = field(default_factory=dict)
     shared_phases: bool = True
 
+    def operations_needed(self) -> list[str]:
+        """The operationIds the checks call by name: a contract without them is another API's."""
+        needed = [self.probe_operation, *self.record_keys]
+        if self.people is not None:
+            needed.append(self.people.operation)
+        return list(dict.fromkeys(needed))
+
 
 def _kki_auth(credentials: Credentials) -> Auth:
     if not credentials.api_key:

@@ -209,6 +209,18 @@ def test_missing_spec_cannot_run(kki_target: Target, tmp_path: Path) -> None:
     _assert_cannot_run(run, "no-such.yaml")
 
 
+@pytest.mark.parametrize(("system", "other"), [("kki", "sisdmk"), ("sisdmk", "kki")])
+def test_the_other_systems_contract_cannot_run(
+    system: str, other: str, kki_target: Target, sisdmk_target: Target
+) -> None:
+    target = kki_target if system == "kki" else sisdmk_target
+    spec = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / f"{other}.yaml"
+    run = hf_conformance(
+        system, "--base-url", target.mock.url, *CREDENTIALS[system], "--spec", str(spec)
+    )
+    _assert_cannot_run(run, f"{other}.yaml does not describe the {system} API")
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [
