@@ -15,7 +15,8 @@ from conformance.context import RunContext
 from conformance.masking import mask_quoted
 from conformance.pacts import MockEventSource, PactVerificationError, verify_pacts
 
-STATE_PATH = "/__admin/provider-states"
+ADMIN_PATH = "/__admin"
+STATE_PATH = f"{ADMIN_PATH}/provider-states"
 SNAPSHOT = "hf-conformance-before-pact"
 # How long one message interaction waits for the mock's delivery of its event.
 EVENT_WAIT_S = 5.0
@@ -25,11 +26,25 @@ def state_url(ctx: RunContext) -> str | None:
     """The target's provider-state URL: given, or the mocks' admin API when it answers."""
     if ctx.options.state_url:
         return ctx.options.state_url
-    try:
-        health = ctx.client.http.get("/__admin/health", timeout=5)
-    except httpx.HTTPError:
+    if not _is_mock_admin(ctx, f"{ctx.options.base_url}{ADMIN_PATH}"):
         return None
-    return f"{ctx.options.base_url}{STATE_PATH}" if health.status_code == 200 else None
+    return f"{ctx.options.base_url}{STATE_PATH}"
+
+
+def _is_mock_admin(ctx: RunContext, admin: str) -> bool:
+    """Whether `admin` is a mock's admin API (it answers its health)."""
+    try:
+        health = ctx.client.http.get(f"{admin}/health", timeout=5)
+    except httpx.HTTPError:
+        return False
+    return health.status_code == 200
+
+
+def _admin_next_to(ctx: RunContext, states: str) -> str | None:
+    """The mock admin API a state URL belongs to, asked of the state URL's own server: the
+    same URL may be spelt many ways (localhost, 127.0.0.1, a proxy), so no string comparison."""
+    admin = states.rstrip("/").rsplit("/", 1)[0]
+    return admin if _is_mock_admin(ctx, admin) else None
 
 
 @contextmanager
@@ -53,8 +68,13 @@ def _quiet_stdout() -> Iterator[None]:
 @contextmanager
 def _data_kept(ctx: RunContext, states: str | None) -> Iterator[None]:
     """On the mocks, the data as it was before the pact's states replaced it, afterwards."""
-    admin = f"{ctx.options.base_url}/__admin"
-    if states != f"{admin}/provider-states":
+    admin = _admin_next_to(ctx, states) if states is not None else None
+    if admin is None:
+        if states is not None:
+            ctx.notes.append(
+                f"pact: {states} has no mock admin API next to it to snapshot the data: the "
+                "provider states replaced the target's data"
+            )
         yield
         return
     http = ctx.client.http
@@ -73,7 +93,7 @@ def _data_kept(ctx: RunContext, states: str | None) -> Iterator[None]:
 def verify(ctx: RunContext, provider: str) -> None:
     os.environ.setdefault("PACT_DO_NOT_TRACK", "true")
     states = state_url(ctx)
-    on_mock = states == f"{ctx.options.base_url}{STATE_PATH}"
+    on_mock = _is_mock_admin(ctx, f"{ctx.options.base_url}{ADMIN_PATH}")
     try:
         with _data_kept(ctx, states):
             with _quiet_stdout():

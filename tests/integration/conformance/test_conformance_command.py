@@ -577,3 +577,19 @@ def test_a_report_that_fails_to_write_keeps_the_verdict_and_the_other_reports(
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("hf-conformance: report /dev/full not written (No space left")
     assert "Traceback" not in run.stderr
+
+
+def test_pact_states_given_by_another_spelling_of_the_mocks_url_leave_its_data_as_it_was(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # The same mock as the target, spelt localhost instead of 127.0.0.1.
+    kki_target.reset()
+    before = kki_target.mock.admin.get("/health").json()["records"]
+    state_url = kki_target.mock.url.replace("127.0.0.1", "localhost") + "/__admin/provider-states"
+    assert state_url.startswith("http://localhost:")
+    code, report = run_conformance(
+        "kki", kki_target.mock.url, tmp_path, "--phases", "pact", "--state-url", state_url
+    )
+    assert code == 0, report["findings"]
+    assert report["stats"]["pact kki"]["passed"] > 0
+    assert kki_target.mock.admin.get("/health").json()["records"] == before
