@@ -133,13 +133,17 @@ def verify(ctx: RunContext, provider: str) -> None:
             "skipped": len(result.skipped),
             "state_url": states if result.provider == provider else None,
         }
+        # The pact's own words (state names, descriptions) are no one's data: they stay readable.
+        ours = {text for r in result.results for text in (r.description, *r.states)}
         for interaction in result.results:
             ctx.ok("pact/interaction", interaction.description)
             if interaction.outcome == "failed":
                 # The verifier quotes the provider's values: on staging, real people's.
                 ctx.fail(
-                    "pact/interaction", interaction.description, mask_quoted(interaction.detail)
+                    "pact/interaction",
+                    interaction.description,
+                    mask_quoted(interaction.detail, keep=ours),
                 )
             elif interaction.outcome == "skipped":
-                detail = mask_quoted(interaction.detail)
+                detail = mask_quoted(interaction.detail, keep=ours)
                 ctx.notes.append(f"pact: skipped {interaction.description}: {detail}")

@@ -2,12 +2,14 @@
 
 Reuses the adapter's masks (NIK keeps its region and serial, names their initials) and its list
 of sensitive keys; free text is scrubbed of NIK/NIP-like numbers, e-mail addresses and phones.
+STR numbers are a registration's identifiers, not a person's: they stay readable.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,6 +19,9 @@ from conformance.findings import Exchange, Finding, cut_body
 
 NAME_KEYS: Final = frozenset({"full_name", "display_name", "name", "holder_name"})
 NUMBER_KEYS: Final = frozenset({"nik", "nip"})
+# Identifiers of a registration, not of a person (docs/security.md): an old KKI STR number has
+# 16 digits like a NIK, but QA needs it to replay a finding, so under these keys it stays whole.
+IDENTIFIER_KEYS: Final = frozenset({"str_number"})
 SECRET_HEADERS: Final = frozenset(
     {"authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
 )
@@ -26,36 +31,64 @@ SECRET_FIELDS: Final = frozenset({"client_secret", "password", "token", "access_
 # the domain findings are about it and a date alone does not identify anyone.
 _KEY_MASKED: Final = (SENSITIVE_KEYS - {"body", "payload", "birth_date"}) | NAME_KEYS
 
-_LONG_NUMBER: Final = re.compile(r"(?<!\d)(\d{16}|\d{18})(?!\d)")
+# A 16- or 18-digit number may be a NIK or a NIP, unless what precedes it says it is an old
+# KKI STR number: "STR <number>", a KKI registration's path, or in the command's own findings
+# "record <key>" (a KKI record's key is its STR number; no list is keyed by NIK).
+_LONG_NUMBER: Final = re.compile(
+    r"(?P<label>\bSTR(?: number)?\s+|/registrations/|(?P<record>\brecord\s+))?"
+    r"(?<!\d)(?P<number>\d{16}|\d{18})(?!\d)"
+)
 _EMAIL: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE: Final = re.compile(r"\+62[\d -]{8,16}\d|(?<!\d)08\d{8,11}(?!\d)")
 _BEARER: Final = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
-def mask_text(text: str) -> str:
-    """Free text with NIK/NIP-like numbers, e-mail addresses, phones and bearer tokens masked."""
-    text = _LONG_NUMBER.sub(lambda match: mask_nik(match.group(1)) or "", text)
+def mask_text(text: str, *, record_keys: bool = False) -> str:
+    """Free text with NIK/NIP-like numbers, e-mail addresses, phones and bearer tokens masked.
+
+    `record_keys`: the text is the command's own finding, whose "record <key>" is a record key.
+    """
+
+    def long_number(match: re.Match[str]) -> str:
+        label, number = match["label"] or "", match["number"]
+        if label and len(number) == 16 and (record_keys or not match["record"]):
+            return match[0]  # an old KKI STR number
+        return f"{label}{mask_nik(number)}"
+
+    text = _LONG_NUMBER.sub(long_number, text)
     text = _EMAIL.sub(REDACTED, text)
     text = _PHONE.sub(REDACTED, text)
     return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
 
 
-_QUOTED: Final = re.compile(r"""(['"])([^'"\n]{3,200})\1""")
+_QUOTED: Final = re.compile(r"""(?P<before>header\s+)?(['"])([^'"\n]{3,200})\2""")
+# A media type ('application/json'): a header's value, never a person.
+_MEDIA_TYPE: Final = re.compile(r"(?i)[a-z]+/[a-z0-9.+-]+(\s*;[^'\"]*)?")
 
 
-def mask_quoted(text: str) -> str:
+def mask_quoted(text: str, keep: Collection[str] = ()) -> str:
     """`mask_text`, and every quoted value reduced to initials: for text that quotes what a
-    provider answered (a verifier's mismatch), where a quoted value may be anyone's name."""
-    return _QUOTED.sub(
-        lambda match: f"{match.group(1)}{mask_name(match.group(2))}{match.group(1)}",
-        mask_text(text),
-    )
+    provider answered (a verifier's mismatch), where a quoted value may be anyone's name.
+
+    Left readable: the values in `keep` (what the caller knows is no one's: the pact's own
+    provider-state names), a header's name (`header 'Content-Type'`) and media types.
+    """
+
+    def quoted(match: re.Match[str]) -> str:
+        before, quote, value = match["before"] or "", match[2], match[3]
+        if before or value in keep or _MEDIA_TYPE.fullmatch(value):
+            return match[0]
+        return f"{before}{quote}{mask_name(value)}{quote}"
+
+    return _QUOTED.sub(quoted, mask_text(text))
 
 
 def mask_value(key: str, value: Any) -> Any:
     """A JSON value with every personal or secret field under it masked."""
     lowered = key.lower()
     if isinstance(value, str):
+        if lowered in IDENTIFIER_KEYS:
+            return value
         if lowered in NUMBER_KEYS:
             return mask_nik(value)
         if lowered in NAME_KEYS:
@@ -86,22 +119,30 @@ def mask_body(body: str | None) -> str | None:
     return json.dumps(mask_value("", document), ensure_ascii=False)
 
 
+def _mask_field(name: str, value: str) -> str:
+    """A form or query field's value: secrets out, NIK/NIP masked whatever their shape."""
+    lowered = name.lower()
+    if lowered in SECRET_FIELDS:
+        return REDACTED
+    if lowered in IDENTIFIER_KEYS:
+        return value
+    if lowered in NUMBER_KEYS:
+        return mask_nik(value) or ""
+    return mask_text(value)
+
+
 def _mask_form(body: str) -> str:
     """A form-encoded body with secret fields masked; other text scrubbed."""
     pairs = parse_qsl(body, keep_blank_values=True)
     if pairs and "=" in body and "\n" not in body:
-        return urlencode(
-            [(k, REDACTED if k.lower() in SECRET_FIELDS else mask_text(v)) for k, v in pairs]
-        )
+        return urlencode([(k, _mask_field(k, v)) for k, v in pairs])
     return mask_text(body)
 
 
 def mask_url(url: str) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    masked = urlencode(
-        [(k, REDACTED if k.lower() in SECRET_FIELDS else mask_text(v)) for k, v in query]
-    )
+    masked = urlencode([(k, _mask_field(k, v)) for k, v in query])
     return urlunsplit(parts._replace(path=mask_text(parts.path), query=masked))
 
 
@@ -131,7 +172,7 @@ def mask_finding(finding: Finding) -> Finding:
     return Finding(
         rule=finding.rule,
         operation=finding.operation,
-        message=mask_text(finding.message),
+        message=mask_text(finding.message, record_keys=True),
         severity=finding.severity,
         evidence=None if finding.evidence is None else mask_exchange(finding.evidence),
         accepted=finding.accepted,

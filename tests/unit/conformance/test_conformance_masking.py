@@ -129,3 +129,64 @@ def test_a_verifiers_quoted_values_and_local_phones_are_masked() -> None:
     for secret in ("Rahmawati", "Santoso", "081234567890"):
         assert secret not in masked
     assert "$.data[0].full_name" in masked
+
+
+OLD_STR = "3221133367807823"  # an old 16-digit KKI STR number: province, year, serial
+
+
+def test_an_old_kki_str_number_stays_readable_where_a_nik_is_masked() -> None:
+    exchange = Exchange(
+        method="GET",
+        url=f"https://kki.example/v1/registrations/{OLD_STR}/skp?nik={NIK}&str_number={OLD_STR}",
+        request_headers={},
+        request_body=None,
+        status=200,
+        response_headers={},
+        response_body=json.dumps({"str_number": OLD_STR, "nik": NIK, "full_name": "Siti R"}),
+    )
+    finding = Finding(
+        "domain/str-citizen-lifetime",
+        "listRegistrations",
+        f"record {OLD_STR}: STR {OLD_STR} of a citizen has an end date; NIK {NIK}",
+        evidence=exchange,
+    )
+    masked = mask_finding(finding)
+    assert masked.message.startswith(f"record {OLD_STR}: STR {OLD_STR} of a citizen")
+    assert masked.evidence is not None
+    curl = masked.evidence.curl()
+    assert f"/v1/registrations/{OLD_STR}/skp" in curl
+    assert f"str_number={OLD_STR}" in curl
+    assert json.loads(masked.evidence.response_body or "")["str_number"] == OLD_STR
+    text = masked.message + curl + (masked.evidence.response_body or "")
+    assert NIK not in text
+    assert "Siti R" not in text
+
+
+def test_a_16_digit_number_not_named_an_str_is_masked_as_a_possible_nik() -> None:
+    # A provider's own text is not the command's "record <key>": there it proves nothing.
+    for text in (f"no record {NIK}", f"value {OLD_STR}", f"NIP STR {NIP}"):
+        masked = mask_text(text)
+        assert NIK not in masked
+        assert OLD_STR not in masked
+        assert NIP not in masked
+
+
+def test_a_pact_mismatch_keeps_header_names_and_media_types_readable_not_names() -> None:
+    detail = (
+        "HeaderMismatch Content-Type: Mismatch with header 'Content-Type': Expected header "
+        "'Content-Type' to have value 'application/json' but was 'text/plain; charset=utf-8'; "
+        "BodyMismatch $.data[0].full_name: Expected 'Siti Rahmawati' to be equal to "
+        "'Budi Santoso'"
+    )
+    masked = mask_quoted(detail)
+    assert "Mismatch with header 'Content-Type'" in masked
+    assert "'application/json' but was 'text/plain; charset=utf-8'" in masked
+    for secret in ("Rahmawati", "Santoso"):
+        assert secret not in masked
+
+
+def test_the_pacts_own_state_names_stay_readable_what_the_provider_answered_does_not() -> None:
+    detail = "state 'one registration exists' answered 400: no 'Budi Santoso'"
+    masked = mask_quoted(detail, keep={"one registration exists"})
+    assert "'one registration exists'" in masked
+    assert "Santoso" not in masked
