@@ -37,9 +37,12 @@ def utc_today() -> dt.date:
 
 
 def _rate(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*s)?\s*", text)
+    # The unit is required: a bare "5" could as well be meant per minute.
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*s\s*", text)
     if match is None or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a rate like 5/s")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate like 5/s (requests per second, the /s included)"
+        )
     return float(match.group(1))
 
 

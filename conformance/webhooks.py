@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 
 from conformance.context import RunContext
 from conformance.findings import Exchange
+from conformance.provider import CannotRun
 from conformance.spec import schema_problems
 
 # Standard Webhooks' default tolerance for `webhook-timestamp`.
@@ -80,7 +81,13 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise CannotRun(
+                f"the webhook receiver cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}): choose another --receiver-listen HOST:PORT"
+            ) from None
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return f"http://{host}:{self.server.server_address[1]}{HOOK_PATH}"

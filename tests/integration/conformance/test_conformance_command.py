@@ -593,3 +593,30 @@ def test_pact_states_given_by_another_spelling_of_the_mocks_url_leave_its_data_a
     assert code == 0, report["findings"]
     assert report["stats"]["pact kki"]["passed"] > 0
     assert kki_target.mock.admin.get("/health").json()["records"] == before
+
+
+def test_a_rate_without_its_unit_cannot_run(kki_target: Target) -> None:
+    run = hf_conformance(
+        "kki", "--base-url", kki_target.mock.url, *CREDENTIALS["kki"], "--rate-limit", "5"
+    )
+    assert run.returncode == 2
+    assert "'5' is not a rate like 5/s" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_receiver_port_already_taken_names_receiver_listen(kki_target: Target) -> None:
+    taken = kki_target.mock.url.removeprefix("http://")  # the mock itself listens there
+    run = hf_conformance(
+        "kki",
+        "--base-url",
+        kki_target.mock.url,
+        *CREDENTIALS["kki"],
+        "--quiet",
+        "--phases",
+        "webhooks",
+        "--webhooks",
+        "--receiver-listen",
+        taken,
+    )
+    _assert_cannot_run(run, f"the webhook receiver cannot listen on {taken}")
+    assert "--receiver-listen" in run.stderr
