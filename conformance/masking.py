@@ -2,7 +2,8 @@
 
 Reuses the adapter's masks (NIK keeps its region and serial, names their initials) and its list
 of sensitive keys; free text is scrubbed of NIK/NIP-like numbers, e-mail addresses and phones.
-STR numbers are a registration's identifiers, not a person's: they stay readable.
+STR numbers are a registration's identifiers, not a person's: they stay readable, unless a
+16-digit one could be a NIK (the provider controls where it puts a number).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from adapter.observability.logging import REDACTED, SENSITIVE_KEYS
 from adapter.workforce.directory import mask_name, mask_nik
 from conformance.findings import Exchange, Finding, cut_body
+from indonesian_ids.nik import could_be_nik
 
 NAME_KEYS: Final = frozenset({"full_name", "display_name", "name", "holder_name"})
 NUMBER_KEYS: Final = frozenset({"nik", "nip"})
 # Identifiers of a registration, not of a person (docs/security.md): an old KKI STR number has
-# 16 digits like a NIK, but QA needs it to replay a finding, so under these keys it stays whole.
+# 16 digits like a NIK, but QA needs it to replay a finding, so under these keys it stays whole
+# when it cannot be a NIK (`_readable_str`).
 IDENTIFIER_KEYS: Final = frozenset({"str_number"})
 SECRET_HEADERS: Final = frozenset(
     {"authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
@@ -33,7 +36,8 @@ _KEY_MASKED: Final = (SENSITIVE_KEYS - {"body", "payload", "birth_date"}) | NAME
 
 # A 16- or 18-digit number may be a NIK or a NIP, unless what precedes it says it is an old
 # KKI STR number: "STR <number>", a KKI registration's path, or in the command's own findings
-# "record <key>" (a KKI record's key is its STR number; no list is keyed by NIK).
+# "record <key>" (a KKI record's key is its STR number; no list is keyed by NIK). The provider
+# chooses those numbers, so a label alone is not enough: one that could be a NIK is masked.
 _LONG_NUMBER: Final = re.compile(
     r"(?P<label>\bSTR(?: number)?\s+|/registrations/|(?P<record>\brecord\s+))?"
     r"(?<!\d)(?P<number>\d{16}|\d{18})(?!\d)"
@@ -51,7 +55,7 @@ def mask_text(text: str, *, record_keys: bool = False) -> str:
 
     def long_number(match: re.Match[str]) -> str:
         label, number = match["label"] or "", match["number"]
-        if label and len(number) == 16 and (record_keys or not match["record"]):
+        if label and (record_keys or not match["record"]) and _readable_str(number):
             return match[0]  # an old KKI STR number
         return f"{label}{mask_nik(number)}"
 
@@ -59,6 +63,18 @@ def mask_text(text: str, *, record_keys: bool = False) -> str:
     text = _EMAIL.sub(REDACTED, text)
     text = _PHONE.sub(REDACTED, text)
     return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+
+
+def _readable_str(number: str) -> bool:
+    """Whether a number named an STR number may be shown: a 16-digit one that cannot be a NIK
+    (a provider that puts a NIK into `str_number` must not get it into a report)."""
+    return len(number) == 16 and number.isdigit() and not could_be_nik(number)
+
+
+def _mask_str_number(value: str) -> str:
+    """An STR number field's value: an old 16-digit STR whole, anything else scrubbed as text
+    (a new-format STR has no 16-digit run and stays readable)."""
+    return value if _readable_str(value) else mask_text(value)
 
 
 _QUOTED: Final = re.compile(r"""(?P<before>header\s+)?(['"])([^'"\n]{3,200})\2""")
@@ -88,7 +104,7 @@ def mask_value(key: str, value: Any) -> Any:
     lowered = key.lower()
     if isinstance(value, str):
         if lowered in IDENTIFIER_KEYS:
-            return value
+            return _mask_str_number(value)
         if lowered in NUMBER_KEYS:
             return mask_nik(value)
         if lowered in NAME_KEYS:
@@ -125,7 +141,7 @@ def _mask_field(name: str, value: str) -> str:
     if lowered in SECRET_FIELDS:
         return REDACTED
     if lowered in IDENTIFIER_KEYS:
-        return value
+        return _mask_str_number(value)
     if lowered in NUMBER_KEYS:
         return mask_nik(value) or ""
     return mask_text(value)

@@ -77,6 +77,16 @@ def _birth_digits(nik: str) -> tuple[int, int, int, Gender | None]:
     return raw_day, month, yy, None
 
 
+def could_be_nik(text: str) -> bool:
+    """Whether `text` has a NIK's shape and codes: 16 digits, a known province, a day field of
+    01-31 or 41-71, a month 01-12 and a serial from 0001. Independent of today's date, so a
+    16-digit number that passes is treated as someone's NIK whatever year it encodes."""
+    if _shape_problems(text) or text[:2] not in PROVINCES or text[12:] == "0000":
+        return False
+    _, month, _, gender = _birth_digits(text)
+    return gender is not None and 1 <= month <= 12
+
+
 def _check(
     nik: str, reference: dt.date
 ) -> tuple[list[str], dt.date | None, Gender | None, tuple[int, int, int]]:

@@ -190,3 +190,48 @@ def test_the_pacts_own_state_names_stay_readable_what_the_provider_answered_does
     masked = mask_quoted(detail, keep={"one registration exists"})
     assert "'one registration exists'" in masked
     assert "Santoso" not in masked
+
+
+def test_a_nik_named_an_str_number_by_the_provider_is_masked_an_old_str_is_not() -> None:
+    # The provider chooses what it puts in `str_number` and in its error texts: a NIK there is
+    # exactly what the command exists to catch, and must not reach a report in clear.
+    exchange = Exchange(
+        method="GET",
+        url=f"https://kki.example/v1/registrations/{NIK}?str_number={NIK}",
+        request_headers={},
+        request_body=None,
+        status=422,
+        response_headers={},
+        response_body=json.dumps({"str_number": NIK, "detail": f"STR {NIK} is unknown"}),
+    )
+    finding = Finding(
+        "domain/str-format",
+        "listRegistrations",
+        f"record {NIK}: STR {NIK} does not match; STR number {NIK}",
+        evidence=exchange,
+    )
+    masked = mask_finding(finding)
+    assert masked.evidence is not None
+    curl = masked.evidence.curl()
+    body = masked.evidence.response_body or ""
+    assert NIK not in masked.message + curl + body
+    assert masked.message.startswith("record 3171••••••••0042: STR 3171••••••••0042")
+    assert "/v1/registrations/3171••••••••0042" in curl
+    assert json.loads(body)["str_number"] == "3171••••••••0042"
+
+    readable = mask_finding(
+        Finding("domain/str-format", "listRegistrations", f"record {OLD_STR}: x")
+    )
+    assert readable.message == f"record {OLD_STR}: x"
+
+
+def test_a_nik_in_a_str_number_form_field_is_masked() -> None:
+    exchange = Exchange(
+        method="POST",
+        url="https://kki.example/v1/registrations/lookup",
+        request_headers={},
+        request_body=f"str_number={NIK}&other={OLD_STR}",
+    )
+    body = mask_exchange(exchange).request_body or ""
+    assert NIK not in body
+    assert OLD_STR not in body  # not named an STR number: a possible NIK

@@ -10,6 +10,7 @@ from indonesian_ids.nik import (
     InvalidNikError,
     NikParts,
     contradicted_fields,
+    could_be_nik,
     make_nik,
     parse_nik,
     validate_nik,
@@ -249,3 +250,35 @@ def test_contradicted_fields_reads_the_birth_digits_of_an_otherwise_invalid_nik(
         "9973013503850007", birth_date=dt.date(1985, 3, 5), gender="female"
     ) == ("birth_date",)
     assert contradicted_fields("99730112038500", birth_date=dt.date(1985, 3, 5)) == ()
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "3273011203850007",  # a man
+        "3174015708900042",  # a woman: day + 40
+        "9601017112990001",  # day field 71, the highest
+        "3273013104900007",  # 31 April: no such date, but the digits are a NIK's
+        "3273011203300007",  # born in a year a 0-100 age window would not take today
+    ],
+)
+def test_could_be_nik_accepts_a_nik_shaped_number_whatever_the_date(number: str) -> None:
+    assert could_be_nik(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "3221133367807823",  # an old KKI STR number: day field 33
+        "9973011203850007",  # province 99 does not exist
+        "3273010003850007",  # day field 00
+        "3273017203850007",  # day field 72
+        "3273011213850007",  # month 13
+        "3273011200850007",  # month 00
+        "3273011203850000",  # serial 0000
+        "327301120385000",  # 15 digits
+        "QZ00011234567890",  # a new-format STR number
+    ],
+)
+def test_could_be_nik_refuses_a_number_that_cannot_be_a_nik(number: str) -> None:
+    assert not could_be_nik(number)
