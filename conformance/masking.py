@@ -78,8 +78,14 @@ def _mask_str_number(value: str) -> str:
 
 
 _QUOTED: Final = re.compile(r"""(?P<before>header\s+)?(['"])([^'"\n]{3,200})\2""")
-# A media type ('application/json'): a header's value, never a person.
-_MEDIA_TYPE: Final = re.compile(r"(?i)[a-z]+/[a-z0-9.+-]+(\s*;[^'\"]*)?")
+# A media type ('application/json; charset=utf-8', RFC 9110 §8.3.1): a header's value, never a
+# person. Only the registered top-level types and `; token=token` parameters, so that a quoted
+# 'Siti/Aminah' or 'text/plain; Budi Santoso' is not taken for one.
+_RFC9110_NAME: Final = r"[A-Za-z0-9!#$%&*+.^_`|~-]+"
+_MEDIA_TYPE: Final = re.compile(
+    r"(?i)(?:application|text|image|audio|video|multipart|message|font|model)"
+    rf"/{_RFC9110_NAME}(?:\s*;\s*{_RFC9110_NAME}={_RFC9110_NAME})*"
+)
 
 
 def mask_quoted(text: str, keep: Collection[str] = ()) -> str:

@@ -235,3 +235,13 @@ def test_a_nik_in_a_str_number_form_field_is_masked() -> None:
     body = mask_exchange(exchange).request_body or ""
     assert NIK not in body
     assert OLD_STR not in body  # not named an STR number: a possible NIK
+
+
+def test_only_a_real_media_type_stays_readable_when_quoted() -> None:
+    kept = ("application/problem+json", "text/plain; charset=utf-8", "multipart/form-data")
+    for value in kept:
+        assert mask_quoted(f"but was '{value}'") == f"but was '{value}'"
+    for value in ("Siti/Aminah", "text/plain; Budi Santoso", "person/Budi"):
+        masked = mask_quoted(f"but was '{value}'")
+        for part in ("Aminah", "Santoso", "Budi"):
+            assert part not in masked, value
