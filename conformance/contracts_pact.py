@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 
@@ -22,29 +23,49 @@ SNAPSHOT = "hf-conformance-before-pact"
 EVENT_WAIT_S = 5.0
 
 
-def state_url(ctx: RunContext) -> str | None:
-    """The target's provider-state URL: given, or the mocks' admin API when it answers."""
+@dataclass(frozen=True, slots=True)
+class PactTarget:
+    """Where this Pact phase sets provider states, decided once: the state URL (or none), the
+    mock admin API it belongs to (or none: not a mock, nothing to snapshot), and whether the
+    target itself is a mock (its admin API causes events for the message pacts)."""
+
+    states: str | None
+    states_admin: str | None
+    target_is_mock: bool
+
+
+def pact_target(ctx: RunContext, provider: str) -> PactTarget:
+    """The state URL given, or the target's own when it is a mock; each admin API asked once."""
+    own_admin = f"{ctx.options.base_url}{ADMIN_PATH}"
+    target_is_mock = _is_mock_admin(ctx, own_admin, provider)
     if ctx.options.state_url:
-        return ctx.options.state_url
-    if not _is_mock_admin(ctx, f"{ctx.options.base_url}{ADMIN_PATH}"):
-        return None
-    return f"{ctx.options.base_url}{STATE_PATH}"
+        states = ctx.options.state_url
+        # The same URL may be spelt many ways (localhost, 127.0.0.1, a proxy): the state URL's
+        # own server is asked, no string is compared.
+        admin = states.rstrip("/").rsplit("/", 1)[0]
+        return PactTarget(
+            states, admin if _is_mock_admin(ctx, admin, provider) else None, target_is_mock
+        )
+    if target_is_mock:
+        return PactTarget(f"{ctx.options.base_url}{STATE_PATH}", own_admin, True)
+    return PactTarget(None, None, False)
 
 
-def _is_mock_admin(ctx: RunContext, admin: str) -> bool:
-    """Whether `admin` is a mock's admin API (it answers its health)."""
+def _is_mock_admin(ctx: RunContext, admin: str, provider: str) -> bool:
+    """Whether `admin` is the admin API of a `provider` mock: its health document (mocks/core/
+    admin.py) names that system and counts its records. A 200 alone is not enough: most real
+    services answer some /health, and a real provider's data must never be snapshotted over."""
     try:
         health = ctx.client.http.get(f"{admin}/health", timeout=5)
-    except httpx.HTTPError:
+        document = health.json()
+    except (httpx.HTTPError, ValueError):
         return False
-    return health.status_code == 200
-
-
-def _admin_next_to(ctx: RunContext, states: str) -> str | None:
-    """The mock admin API a state URL belongs to, asked of the state URL's own server: the
-    same URL may be spelt many ways (localhost, 127.0.0.1, a proxy), so no string comparison."""
-    admin = states.rstrip("/").rsplit("/", 1)[0]
-    return admin if _is_mock_admin(ctx, admin) else None
+    return (
+        health.status_code == 200
+        and isinstance(document, dict)
+        and document.get("system") == provider
+        and isinstance(document.get("records"), dict)
+    )
 
 
 @contextmanager
@@ -66,14 +87,14 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 @contextmanager
-def _data_kept(ctx: RunContext, states: str | None) -> Iterator[None]:
+def _data_kept(ctx: RunContext, target: PactTarget) -> Iterator[None]:
     """On the mocks, the data as it was before the pact's states replaced it, afterwards."""
-    admin = _admin_next_to(ctx, states) if states is not None else None
+    admin = target.states_admin
     if admin is None:
-        if states is not None:
+        if target.states is not None:
             ctx.notes.append(
-                f"pact: {states} has no mock admin API next to it to snapshot the data: the "
-                "provider states replaced the target's data"
+                f"pact: {target.states} has no mock admin API next to it to snapshot the data: "
+                "the provider states replaced the target's data"
             )
         yield
         return
@@ -92,10 +113,10 @@ def _data_kept(ctx: RunContext, states: str | None) -> Iterator[None]:
 
 def verify(ctx: RunContext, provider: str) -> None:
     os.environ.setdefault("PACT_DO_NOT_TRACK", "true")
-    states = state_url(ctx)
-    on_mock = _is_mock_admin(ctx, f"{ctx.options.base_url}{ADMIN_PATH}")
+    target = pact_target(ctx, provider)
+    states, on_mock = target.states, target.target_is_mock
     try:
-        with _data_kept(ctx, states):
+        with _data_kept(ctx, target):
             with _quiet_stdout():
                 results = [
                     verify_pacts(

@@ -14,7 +14,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -593,6 +593,62 @@ def test_pact_states_given_by_another_spelling_of_the_mocks_url_leave_its_data_a
     assert code == 0, report["findings"]
     assert report["stats"]["pact kki"]["passed"] > 0
     assert kki_target.mock.admin.get("/health").json()["records"] == before
+
+
+@pytest.fixture
+def plain_service() -> Iterator[tuple[str, list[str]]]:
+    """A real service that is no mock: 200 {"status": "ok"} at any /health, 200 {} to a
+    provider state; it records every request path it gets."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            data = b'{"status": "ok"}' if self.path.endswith("/health") else b"{}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_state_url_next_to_a_plain_health_endpoint_is_not_taken_for_a_mock(
+    kki_target: Target, tmp_path: Path, plain_service: tuple[str, list[str]]
+) -> None:
+    # A 200 on /health used to be enough: the command then deleted and posted snapshots there.
+    url, seen = plain_service
+    kki_target.reset()
+    _, report = run_conformance(
+        "kki",
+        kki_target.mock.url,
+        tmp_path,
+        "--phases",
+        "pact",
+        "--state-url",
+        f"{url}/states/provider-states",
+    )
+    assert seen, "the state URL was used"
+    assert not [line for line in seen if "/snapshots" in line], seen
+    assert seen.count("GET /states/health") == 1, "asked once per Pact phase"
+    assert (
+        f"pact: {url}/states/provider-states has no mock admin API next to it to snapshot the "
+        "data: the provider states replaced the target's data"
+    ) in report["notes"]
 
 
 def test_a_rate_without_its_unit_cannot_run(kki_target: Target) -> None:
