@@ -181,6 +181,10 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
         for path in _report_paths(args):
             reports.prepare_report_path(path)
         result = _run(options_from(args), clock, baseline, err, quiet=args.quiet)
+        print_summary(result, Console(highlight=False))
+        # The verdict is on the terminal whatever happens to the files; a report that could not
+        # be written is still exit 2: the pipeline that asked for it would miss it.
+        unwritten = _write_reports(result, args)
     except (CannotRun, BaselineError, reports.ReportPathError, OSError) as exc:
         _say(f"cannot run: {_one_line(exc)}")
         return EXIT_CANNOT_RUN
@@ -194,18 +198,15 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
             raise
         _say(f"cannot run: internal error {type(exc).__name__}: {_one_line(exc)}")
         return EXIT_CANNOT_RUN
-    print_summary(result, Console(highlight=False))
+    for line in unwritten:
+        _say(line)
     if result.verdict == "incomplete":
+        # Last, as the docs promise: the job's last line names the phases that did not run.
         skipped = ", ".join(f"{phase.name} {phase.status}" for phase in result.incomplete)
         _say(
             f"incomplete: {skipped}; nothing failed in what ran, but the run is not a verdict "
             "(give --time-budget more seconds, or the phase what it needs)"
         )
-    # The verdict is on the terminal whatever happens to the files; a report that could not be
-    # written is still exit 2: the pipeline that asked for it would miss it.
-    unwritten = _write_reports(result, args)
-    for line in unwritten:
-        _say(line)
     return EXIT_CANNOT_RUN if unwritten else result.exit_code
 
 

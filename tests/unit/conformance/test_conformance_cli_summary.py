@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import io
+import sys
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from conformance import cli, reports
 from conformance.cli import MAX_NOTES_SHOWN, print_summary
 from conformance.context import Credentials, RunOptions
 from conformance.findings import Finding
@@ -81,3 +85,43 @@ def test_violations_win_over_an_incomplete_run() -> None:
     result = _result([PhaseResult("reads", BUDGET_SPENT)])
     result.findings.append(Finding("pagination/has-more", "listRegistrations", "lies"))
     assert (result.verdict, result.exit_code) == ("violations", 1)
+
+
+def _main_with(
+    monkeypatch: pytest.MonkeyPatch, result: RunResult, *args: str
+) -> tuple[int, list[str], list[str]]:
+    """`main` with the run replaced by `result`: what it prints after a run, and its exit."""
+    monkeypatch.setattr(cli, "_run", lambda *_args, **_kwargs: result)
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    code = cli.main(["kki", "--base-url", "http://kki.test", "--api-key", "k", "--quiet", *args])
+    return code, out.getvalue().splitlines(), err.getvalue().splitlines()
+
+
+def test_a_report_that_fails_to_render_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def broken(result: RunResult, path: Path) -> None:
+        raise ValueError("cannot render")
+
+    monkeypatch.setattr(reports, "write_html", broken)
+    result = _result([PhaseResult("pagination", "done")])
+    code, out, err = _main_with(monkeypatch, result, "--html", str(tmp_path / "r.html"))
+    assert code == 2
+    assert out[-1].startswith("conforming:")  # the table and the verdict first
+    assert err == ["hf-conformance: cannot run: internal error ValueError: cannot render"]
+
+
+def test_the_incomplete_line_comes_after_the_reports_not_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def full(result: RunResult, path: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reports, "write_json", full)
+    result = _result([PhaseResult("errors", BUDGET_SPENT)])
+    code, _, err = _main_with(monkeypatch, result, "--json", str(tmp_path / "r.json"))
+    assert code == 2
+    assert err[0].startswith(f"hf-conformance: report {tmp_path / 'r.json'} not written")
+    assert err[-1].startswith("hf-conformance: incomplete: errors skipped (time budget spent)")
