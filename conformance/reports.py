@@ -79,7 +79,8 @@ def write_json(result: RunResult, path: Path) -> None:
 
 
 def write_junit(result: RunResult, path: Path) -> None:
-    """One test suite per operation, one test case per rule checked on it."""
+    """One test suite per operation, one test case per rule checked on it; and a suite `phases`
+    with an `<error>` case for each phase that should have run and did not."""
     cases = _cases(result)
     root = ET.Element("testsuites", name=f"hf-conformance {result.options.system}")
     by_operation: dict[str, list[tuple[str, list[Finding]]]] = defaultdict(list)
@@ -109,8 +110,27 @@ def write_junit(result: RunResult, path: Path) -> None:
         suite.set("errors", "0")
         total += len(rules)
         failures += suite_failures
-    root.set("tests", str(total))
+    # A CI that reads only JUnit must see an incomplete run as red, not as fewer green cases.
+    errors = len(result.incomplete)
+    if errors:
+        suite = ET.SubElement(root, "testsuite", name="phases")
+        for phase in result.incomplete:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"{result.options.system}.phases", name=phase.name
+            )
+            error = ET.SubElement(
+                case, "error", message=f"phase {phase.name} {phase.status}", type="incomplete"
+            )
+            error.text = (
+                f"phase {phase.name} should have run and did not: {phase.status}; "
+                "the run is incomplete"
+            )
+        suite.set("tests", str(errors))
+        suite.set("failures", "0")
+        suite.set("errors", str(errors))
+    root.set("tests", str(total + errors))
     root.set("failures", str(failures))
+    root.set("errors", str(errors))
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 

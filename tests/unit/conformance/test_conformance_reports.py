@@ -9,7 +9,7 @@ from pathlib import Path
 from conformance.context import Credentials, RunOptions
 from conformance.findings import Exchange, Finding, Severity
 from conformance.reports import render_html, to_json, write_junit
-from conformance.runner import PhaseResult, RunResult
+from conformance.runner import BUDGET_SPENT, PhaseResult, RunResult
 
 NIK = "3171015708900042"
 
@@ -83,3 +83,25 @@ def test_json_verdict_and_masked_evidence() -> None:
     assert NIK not in dumped
     assert "secret-key" not in dumped
     assert document["findings"][0]["evidence"]["curl"].startswith("curl")
+
+
+def test_junit_shows_each_phase_that_should_have_run_as_an_error(tmp_path: Path) -> None:
+    result = _result()
+    result.options = RunOptions("kki", "http://kki.test", Credentials(), phases=("pact",))
+    result.phases.append(PhaseResult("errors", BUDGET_SPENT))
+    write_junit(result, tmp_path / "junit.xml")
+    root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - our own report
+    errors = {
+        c.get("name"): c.find("error") for c in root.iter("testcase") if c.find("error") is not None
+    }
+    assert set(errors) == {"pact", "errors"}
+    assert errors["pact"].get("message") == "phase pact not run (x)"  # type: ignore[union-attr]
+    assert root.get("errors") == "2"
+    assert root.get("tests") == "6"
+
+
+def test_junit_of_a_complete_run_has_no_error(tmp_path: Path) -> None:
+    write_junit(_result(), tmp_path / "junit.xml")  # pact not run, but not asked for
+    root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - our own report
+    assert root.get("errors") == "0"
+    assert not list(root.iter("error"))

@@ -185,3 +185,15 @@ def test_summary_lists_failures_and_skips() -> None:
         "  FAILED b: status 500",
         "  skipped c: no state URL",
     ]
+
+
+def test_a_pact_phase_that_cannot_verify_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It used to end "done" with a note: `--phases pact` then exited 0, conforming.
+    from conformance import contracts_pact, runner
+
+    def cannot(ctx: object, provider: str) -> None:
+        raise PactVerificationError("no pact file pacts/healthforce-adapter-kki.json")
+
+    monkeypatch.setattr(contracts_pact, "verify", cannot)
+    with pytest.raises(runner._Skip, match=r"^not run \(no pact file "):
+        runner._pact(None, runner.SYSTEMS["kki"])  # type: ignore[arg-type]
