@@ -24,6 +24,11 @@ Clock = Callable[[], dt.date]
 MAX_FINDINGS_PER_CHECK = 5
 
 
+class BudgetSpent(Exception):
+    """A phase cut short by the time budget before it could judge: the run is incomplete, not
+    failing. The message says what was cut (a note)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     api_key: str | None = None

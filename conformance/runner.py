@@ -13,7 +13,7 @@ from typing import Any
 
 from conformance import domain, protocol
 from conformance.baseline import BaselineEntry, apply_baseline
-from conformance.context import Clock, RunContext, RunOptions
+from conformance.context import BudgetSpent, Clock, RunContext, RunOptions
 from conformance.findings import Finding
 from conformance.provider import CannotRun, ProviderClient
 from conformance.spec import Contract, SpecError, load_contract
@@ -304,6 +304,9 @@ def execute(
                     (profile.own_phases.get(name) or PHASES[name])(ctx, profile)
                 except _Skip as skip:
                     status = str(skip) if str(skip).startswith("not run") else f"skipped ({skip})"
+                except BudgetSpent as spent:
+                    status = BUDGET_SPENT
+                    ctx.notes.append(str(spent))
             phases.append(PhaseResult(name, status, time.monotonic() - phase_started))
             if progress:
                 progress(name, status)

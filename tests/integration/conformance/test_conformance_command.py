@@ -463,7 +463,37 @@ def test_webhooks_that_never_arrive_are_a_violation(kki_target: Target, tmp_path
     )
     assert code == 1
     assert failing(report) == {("webhooks/retry", "createWebhookSubscription")}
+    assert "within 10 s" in report["findings"][0]["message"]
     assert report["stats"]["webhook_deliveries"] == 0
+
+
+def test_webhooks_waited_for_less_than_their_time_for_the_budget_are_incomplete(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # Near the deadline the wait shrinks to what is left; nothing arriving in it used to fail
+    # webhooks/retry "within 10 s".
+    kki_target.reset()
+    code, report = run_conformance(
+        "kki",
+        kki_target.mock.url,
+        tmp_path,
+        "--phases",
+        "webhooks",
+        "--webhooks",
+        "--time-budget",
+        "3",
+        "--receiver-listen",
+        f"127.0.0.1:{free_port()}",
+        "--receiver-url",
+        f"http://127.0.0.1:{free_port()}/hf-conformance/webhook",
+    )
+    assert code == 2, report.get("findings")
+    assert report["verdict"] == "incomplete"
+    assert failing(report) == set()
+    assert [p["status"] for p in report["phases"]] == ["skipped (time budget spent)"]
+    assert any(
+        note.startswith("webhooks: the wait for deliveries was cut") for note in report["notes"]
+    )
 
 
 @pytest.mark.parametrize(
