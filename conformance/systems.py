@@ -47,8 +47,10 @@ class SystemProfile:
     shared_phases: bool = True
 
     def operations_needed(self) -> list[str]:
-        """The operationIds the checks call by name: a contract without them is another API's."""
-        needed = [self.probe_operation, *self.record_keys]
+        """The operationIds nothing can run without (the start-up probe, the people list): a
+        contract without them is another API's. An older contract may lack the others; the
+        checks that call them go without (`record_keys` only names how to key a list walked)."""
+        needed = [self.probe_operation]
         if self.people is not None:
             needed.append(self.people.operation)
         return list(dict.fromkeys(needed))

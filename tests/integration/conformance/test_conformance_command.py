@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.processes import free_port
 from tests.integration.conformance.support import (
@@ -219,6 +220,25 @@ def test_the_other_systems_contract_cannot_run(
         system, "--base-url", target.mock.url, *CREDENTIALS[system], "--spec", str(spec)
     )
     _assert_cannot_run(run, f"{other}.yaml does not describe the {system} API")
+
+
+def test_an_older_contract_without_an_optional_operation_runs(
+    sisdmk_target: Target, tmp_path: Path
+) -> None:
+    # An older SISDMK contract without listFacilityHealthWorkers was refused as "does not
+    # describe the sisdmk API", although --spec takes another version of the contract.
+    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "sisdmk.yaml"
+    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
+    del document["paths"]["/v1/facilities/{facility_code}/health-workers"]
+    older = tmp_path / "sisdmk-older.yaml"
+    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    sisdmk_target.reset()
+    code, report = run_conformance(
+        "sisdmk", sisdmk_target.mock.url, tmp_path, "--spec", str(older), "--phases", "pagination"
+    )
+    assert code == 0, report.get("findings")
+    assert report["verdict"] == "conforming"
+    assert "listFacilityHealthWorkers" not in {c["operation"] for c in report["checked"]}
 
 
 @pytest.mark.parametrize(
