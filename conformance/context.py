@@ -116,3 +116,21 @@ class RunContext:
         if isinstance(evidence, httpx.Response):
             evidence = Exchange.from_response(evidence)
         self.findings.append(Finding(rule, operation, message, severity, evidence))
+
+
+def is_mock_admin(ctx: RunContext, admin: str, provider: str) -> bool:
+    """Whether `admin` is the admin API of a `provider` mock: its health document (mocks/core/
+    admin.py) names that system and counts its records. A 200 alone is not enough: most real
+    services answer some /health, and a real provider's data must never be snapshotted over, nor
+    its webhook policy changed or events caused."""
+    try:
+        health = ctx.client.http.get(f"{admin}/health", timeout=5)
+        document = health.json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return (
+        health.status_code == 200
+        and isinstance(document, dict)
+        and document.get("system") == provider
+        and isinstance(document.get("records"), dict)
+    )

@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import httpx
-
-from conformance.context import RunContext
+from conformance.context import RunContext, is_mock_admin
 from conformance.masking import mask_quoted
 from conformance.pacts import MockEventSource, verify_pacts
 
@@ -38,35 +36,18 @@ class PactTarget:
 def pact_target(ctx: RunContext, provider: str) -> PactTarget:
     """The state URL given, or the target's own when it is a mock; each admin API asked once."""
     own_admin = f"{ctx.options.base_url}{ADMIN_PATH}"
-    target_is_mock = _is_mock_admin(ctx, own_admin, provider)
+    target_is_mock = is_mock_admin(ctx, own_admin, provider)
     if ctx.options.state_url:
         states = ctx.options.state_url
         # The same URL may be spelt many ways (localhost, 127.0.0.1, a proxy): the state URL's
         # own server is asked, no string is compared.
         admin = states.rstrip("/").rsplit("/", 1)[0]
         return PactTarget(
-            states, admin if _is_mock_admin(ctx, admin, provider) else None, target_is_mock
+            states, admin if is_mock_admin(ctx, admin, provider) else None, target_is_mock
         )
     if target_is_mock:
         return PactTarget(f"{ctx.options.base_url}{STATE_PATH}", own_admin, True)
     return PactTarget(None, None, False)
-
-
-def _is_mock_admin(ctx: RunContext, admin: str, provider: str) -> bool:
-    """Whether `admin` is the admin API of a `provider` mock: its health document (mocks/core/
-    admin.py) names that system and counts its records. A 200 alone is not enough: most real
-    services answer some /health, and a real provider's data must never be snapshotted over."""
-    try:
-        health = ctx.client.http.get(f"{admin}/health", timeout=5)
-        document = health.json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return (
-        health.status_code == 200
-        and isinstance(document, dict)
-        and document.get("system") == provider
-        and isinstance(document.get("records"), dict)
-    )
 
 
 @contextmanager

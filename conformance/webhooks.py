@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
-from conformance.context import BudgetSpent, RunContext
+from conformance.context import BudgetSpent, RunContext, is_mock_admin
 from conformance.findings import Exchange
 from conformance.provider import CannotRun
 from conformance.spec import schema_problems
@@ -148,7 +148,9 @@ def check_webhooks(ctx: RunContext) -> None:
     url = ctx.options.receiver_url or listening
     admin = f"{ctx.options.base_url}/__admin"
     http = ctx.client.http
-    has_admin = _answers(http, f"{admin}/health")
+    # Only a mock recognised by its health document gets its retry policy changed and events
+    # caused: a real provider answering some /health must not.
+    has_admin = is_mock_admin(ctx, admin, ctx.options.system)
     saved_policy: Any = None
     subscription_id: str | None = None
     try:
@@ -238,13 +240,6 @@ def check_webhooks(ctx: RunContext) -> None:
                 )
         except httpx.HTTPError as exc:
             ctx.notes.append(f"webhooks: subscription {subscription_id} was not deleted ({exc})")
-
-
-def _answers(http: httpx.Client, url: str) -> bool:
-    try:
-        return http.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _wait(receiver: Receiver, emitted: set[str], wait_s: float) -> bool:

@@ -516,6 +516,50 @@ def test_webhooks_waited_for_less_than_their_time_for_the_budget_are_incomplete(
     )
 
 
+class _PlainHealth(Breakage):
+    """The target's admin API answers its health as a real service would ({"status": "ok"});
+    every admin request that reaches the proxy is recorded."""
+
+    admin = True
+
+    def __init__(self) -> None:
+        self.admin_requests: list[str] = []
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path.startswith("/__admin"):
+            self.admin_requests.append(f"{exchange.method} {exchange.path}")
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/__admin/health":
+            exchange.status = 200
+            exchange.response_body = b'{"status": "ok"}'
+            exchange.response_headers["Content-Type"] = "application/json"
+
+
+def test_webhooks_change_no_policy_and_cause_no_events_where_health_is_not_a_mocks(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # A 200 on /__admin/health used to be enough: the command then replaced that service's
+    # webhook policy and asked it to cause events, as it does on the mocks.
+    breakage = _PlainHealth()
+    kki_target.reset(breakage)
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        "--phases",
+        "webhooks",
+        "--webhooks",
+        "--time-budget",
+        "3",
+        "--receiver-listen",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert breakage.admin_requests == ["GET /__admin/health"], breakage.admin_requests
+    # Waited for as a real provider (its 120 s), cut by the budget: nothing judged.
+    assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
+
+
 @pytest.mark.parametrize(
     ("system", "peer_credentials", "words"),
     [
