@@ -48,6 +48,8 @@ _DATABASE_SCHEMES: Final = {
     "postgresql+psycopg": "postgresql+psycopg",
 }
 _BROKER_SCHEMES: Final = frozenset({"amqp", "amqps"})
+# Python's logging reads these as the level named (`logging.getLevelName`).
+_LOG_LEVEL_ALIASES: Final = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 _SCHEME: Final = re.compile(r"[a-z][a-z0-9+.-]{0,30}")
 _STANDARD_BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _QUEUE_PREFIX: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
@@ -119,7 +121,7 @@ class Settings(BaseSettings):
     # only verify entries signed under them.
     audit_keys: SecretStr
     log_format: Literal["json", "console"] = "json"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     http_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     http_read_timeout_s: float = Field(default=30.0, gt=0, le=600)
     ca_bundle: Path | None = None
@@ -219,8 +221,11 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
-        # As `configure_logging` reads it: the case does not matter.
-        return value.upper() if isinstance(value, str) else value
+        # As `configure_logging` reads it (Python's logging): any case, and its aliases WARN and
+        # FATAL.
+        if not isinstance(value, str):
+            return value
+        return _LOG_LEVEL_ALIASES.get(value.upper(), value.upper())
 
     @field_validator("database_url")
     @classmethod
@@ -249,7 +254,8 @@ class Settings(BaseSettings):
             ) from None
         except ValueError:  # SQLAlchemy reads the port as a number
             raise ValueError(
-                "the port is not a number; write host:5432 (or leave the port out for 5432)"
+                "the port is not a number; write host:5432 or leave the port out for 5432 (a "
+                "password with @, : or / must be percent-encoded, e.g. @ as %40)"
             ) from None
         return SecretStr(normalized)
 

@@ -294,7 +294,8 @@ def test_missing_encryption_keys_says_how_to_make_one() -> None:
         ("AUDIT_KEYS", f"a2:{AUDIT_KEY},a1:{OLD_ENCRYPTION_KEY}", "shares a key with"),
         ("AUDIT_KEYS", f"a1:{BLIND_KEY}", "shares a key with"),
         ("LOG_FORMAT", "xml", "'json' or 'console'"),
-        ("LOG_LEVEL", "verbose", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("LOG_LEVEL", "verbose", "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
+        ("LOG_LEVEL", "NOTICE", "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
         ("HTTP_CONNECT_TIMEOUT_S", "0", "greater than 0"),
         ("HTTP_READ_TIMEOUT_S", "soon", "valid number"),
         ("HTTP_READ_TIMEOUT_S", "601", "less than or equal to 600"),
@@ -323,8 +324,33 @@ def test_a_database_url_port_that_is_not_a_number_is_named_without_the_url() -> 
     assert "notaport" not in str(error)
 
 
+@pytest.mark.parametrize(
+    "password",
+    # SQLAlchemy splits at the first @: the rest of the password is read as host and port.
+    ["db@pw:83c1", "db@pw:83c1/x"],
+)
+def test_a_password_with_a_reserved_character_is_told_to_be_percent_encoded(
+    password: str,
+) -> None:
+    url = f"postgresql+psycopg://hf:{password}@127.0.0.1:5432/hf"
+
+    error = configuration_error(valid_env() | {"DATABASE_URL": url})
+
+    assert list(problem_lines(error)) == ["DATABASE_URL"]
+    assert "a password with @, : or / must be percent-encoded, e.g. @ as %40" in str(error)
+    assert "83c1" not in str(error)
+
+
 def test_log_level_is_read_whatever_its_case() -> None:
     assert load_settings(valid_env() | {"LOG_LEVEL": "warning"}).log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [("WARN", "WARNING"), ("warn", "WARNING"), ("CRITICAL", "CRITICAL"), ("fatal", "CRITICAL")],
+)
+def test_log_level_accepts_the_names_python_logging_accepts(value: str, level: str) -> None:
+    assert load_settings(valid_env() | {"LOG_LEVEL": value}).log_level == level
 
 
 def test_every_problem_is_listed_at_once() -> None:
