@@ -596,7 +596,7 @@ def _audit_anchor(args: argparse.Namespace) -> int:
 
 
 def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainReport:
-    from adapter.audit import read_anchors, verify_chain
+    from adapter.audit import ChainReport, read_anchors, verify_chain
 
     anchors = []
     if anchor_file is not None:
@@ -605,8 +605,21 @@ def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainRe
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigurationError(f"cannot read the anchor file {anchor_file}: {exc}") from None
         anchors = read_anchors(lines, services.audit_keys)
-    with services.sessions() as session:
-        return verify_chain(session, anchors)
+    try:
+        with services.sessions() as session:
+            return verify_chain(session, anchors)
+    except DBAPIError as exc:
+        # The check reads only the trail's tables: in a migrated database one that is gone was
+        # dropped, which breaks the trail (1); anything else is "could not run" (main, 2).
+        unusable = database.unusable_database(exc, services.engine.url)
+        if unusable is None or unusable.reason != "database_damaged":
+            raise
+        return ChainReport(
+            entries=0,
+            last_seq=0,
+            problem=f"a table of the trail is missing ({database.first_line(exc.orig)}): it "
+            "was dropped from the migrated database",
+        )
 
 
 def _write_audit_metrics(report: ChainReport, path: Path) -> None:
@@ -634,9 +647,10 @@ def _write_audit_metrics(report: ChainReport, path: Path) -> None:
 
 def _audit_broken(report: ChainReport) -> int:
     where = "" if report.broken_at is None else f" at entry #{report.broken_at}"
+    verified = f"entries #1-#{report.last_seq}" if report.last_seq else "no entry"
     _error(
         f"audit trail broken{where}: {report.problem}; "
-        f"entries #1-#{report.last_seq} verified. Restore the trail from a backup and "
+        f"{verified} verified. Restore the trail from a backup and "
         "investigate who had write access to the database"
     )
     return EXIT_PROBLEM

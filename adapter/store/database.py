@@ -9,12 +9,12 @@ from __future__ import annotations
 import select
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -22,6 +22,7 @@ from sqlalchemy.exc import (
     DisconnectionError,
     InterfaceError,
     OperationalError,
+    SQLAlchemyError,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,18 +78,25 @@ def unusable_database(
 ) -> DatabaseUnavailableError | None:
     """The `DatabaseUnavailableError` for an `error` that says the database as a whole cannot
     be used — unreachable, authentication refused, no such database, shutting down (reason
-    ``database_unavailable``), a table missing (``database_not_migrated``), a right missing
-    (``database_right``) — or ``None`` for any other error, which the caller re-raises.
+    ``database_unavailable``), a table missing from a database never migrated
+    (``database_not_migrated``) or from a migrated one (``database_damaged``: told apart by
+    looking for Alembic's version table through `url`), a right missing (``database_right``) —
+    or ``None`` for any other error, which the caller re-raises.
 
     The message names the database by `url` with the password hidden, and quotes only the
     first line of the driver's message, which for these errors holds names, never row values.
     """
-    detail = _first_line(error.orig)
+    detail = first_line(error.orig)
     where = f"the database at {_shown(url)}" if url is not None else "the database"
     state = _sqlstate(error)
-    if state is None:
-        return None
     if state == _UNDEFINED_TABLE:
+        if url is not None and _migrated(url):
+            return DatabaseUnavailableError(
+                f"{where} was migrated but lacks one of the adapter's tables ({detail}): its "
+                "schema is damaged; `hf-adapter db check` lists what differs, restore the "
+                "database from a backup (docs/operations.md, Backups)",
+                reason="database_damaged",
+            )
         return DatabaseUnavailableError(
             f"{where} lacks the adapter's tables ({detail}); run `hf-adapter db upgrade`",
             reason="database_not_migrated",
@@ -103,11 +111,33 @@ def unusable_database(
             "Database roles)",
             reason="database_right",
         )
-    if state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES:
-        return DatabaseUnavailableError(
-            f"cannot use {where}: {detail}; check DATABASE_URL and that the server is running"
-        )
-    return None
+    return unreachable_database(error, url)
+
+
+def unreachable_database(
+    error: DBAPIError, url: str | URL | None = None
+) -> DatabaseUnavailableError | None:
+    """The `DatabaseUnavailableError` for an `error` that says the database cannot be reached
+    or logged into, does not exist or is shutting down; ``None`` for any other error, which the
+    caller re-raises. A part of `unusable_database`, alone for the migrations: there a missing
+    table or right is the migration's own failure."""
+    state = _sqlstate(error)
+    if state is None or not (
+        state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
+    ):
+        return None
+    where = f"the database at {_shown(url)}" if url is not None else "the database"
+    return DatabaseUnavailableError(
+        f"cannot use {where}: {first_line(error.orig)}; check DATABASE_URL and that the server "
+        "is running"
+    )
+
+
+class MigrationError(AdapterError):
+    """A migration failed (`db upgrade` and `downgrade` report it with exit 1); the ones before
+    it stay applied."""
+
+    default_reason = "migration_failed"
 
 
 class SchemaDriftError(AdapterError):
@@ -216,18 +246,31 @@ def session_factory(engine: Engine, *, audit_keys: KeyRing | None = None) -> ses
 
 
 def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
-    """Run the migrations up to `revision` (the newest by default)."""
+    """Run the migrations up to `revision` (the newest by default).
+
+    `DatabaseUnavailableError` when the database cannot be reached, or (PostgreSQL) when
+    migrations are pending and the role may not create tables in the schema (not the owner);
+    `MigrationError`, naming the revision, when a migration fails.
+    """
     from alembic import command
 
     with _migration_config(engine_or_url) as config:
-        command.upgrade(config, revision)
+        connection: Connection = config.attributes["connection"]
+        if _pending(connection, config, revision):
+            _check_may_create(connection)
+        with _naming_failed_migration(config, upgrading=True):
+            command.upgrade(config, revision)
 
 
 def downgrade(engine_or_url: Engine | str | URL, revision: str = "base") -> None:
-    """Run the migrations down to `revision` (an empty database by default)."""
+    """Run the migrations down to `revision` (an empty database by default); a failed one is
+    `MigrationError`, as for `upgrade`."""
     from alembic import command
 
-    with _migration_config(engine_or_url) as config:
+    with (
+        _migration_config(engine_or_url) as config,
+        _naming_failed_migration(config, upgrading=False),
+    ):
         command.downgrade(config, revision)
 
 
@@ -302,9 +345,13 @@ def _base_config() -> Config:
 
 
 @contextmanager
-def connected(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
-    """A connection to the database; a database that cannot be used (`unusable_database`) is
-    `DatabaseUnavailableError`, which the commands report with exit 2."""
+def connected(
+    engine_or_url: Engine | str | URL,
+    *,
+    translate: Callable[[DBAPIError, URL], DatabaseUnavailableError | None] = unusable_database,
+) -> Iterator[Connection]:
+    """A connection to the database; a database that cannot be used (`translate`, by default
+    `unusable_database`) is `DatabaseUnavailableError`, which the commands report with exit 2."""
     if isinstance(engine_or_url, Engine):
         engine, owned = engine_or_url, False
     else:
@@ -313,7 +360,7 @@ def connected(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
         with engine.connect() as connection:
             yield connection
     except DBAPIError as exc:
-        unusable = unusable_database(exc, engine.url)
+        unusable = translate(exc, engine.url)
         if unusable is None:
             raise
         raise unusable from None
@@ -324,12 +371,105 @@ def connected(engine_or_url: Engine | str | URL) -> Iterator[Connection]:
 
 @contextmanager
 def _migration_config(engine_or_url: Engine | str | URL) -> Iterator[Config]:
-    with connected(engine_or_url) as connection:
+    # Only a database that cannot be reached is "cannot use" here: a missing table or right met
+    # by a migration is that migration's failure (`_naming_failed_migration`), not advice to
+    # run `db upgrade` or to use the owner's URL.
+    with connected(engine_or_url, translate=unreachable_database) as connection:
         config = _base_config()
         # env.py runs on this connection instead of opening its own.
         config.attributes["connection"] = connection
         yield config
         connection.commit()
+
+
+def _pending(connection: Connection, config: Config, revision: str) -> bool:
+    """Whether migrating to `revision` has anything to run."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    connection.rollback()  # the migrations begin their own transactions
+    target = {
+        script.revision for script in ScriptDirectory.from_config(config).get_revisions(revision)
+    }
+    return current != target
+
+
+def _check_may_create(connection: Connection) -> None:
+    """PostgreSQL: `DatabaseUnavailableError` unless the role may create tables in the schema —
+    `db upgrade` run with the runtime role's URL, told before the first migration fails on it."""
+    if connection.dialect.name != "postgresql":
+        return
+    schema, allowed = connection.execute(
+        text(
+            "SELECT current_schema(), has_schema_privilege(current_user, "
+            "coalesce(current_schema(), 'public'), 'CREATE')"
+        )
+    ).one()
+    connection.rollback()  # the migrations begin their own transactions
+    if allowed:
+        return
+    user = _user(connection.engine.url)
+    role = f"role {user!r}" if user else "role of DATABASE_URL"
+    raise DatabaseUnavailableError(
+        f"the database {role} lacks a right `db upgrade` needs (permission denied for schema "
+        f"{schema or 'public'}: it may not create tables there): run `hf-adapter db upgrade` "
+        "with the tables' owner's URL; the runtime role gets its rights from `hf-adapter db "
+        "grant --role ROLE --apply`, run as the owner (docs/operations.md, Database roles)",
+        reason="database_right",
+    )
+
+
+@contextmanager
+def _naming_failed_migration(config: Config, *, upgrading: bool) -> Iterator[None]:
+    """A database error in a migration becomes `MigrationError` naming the migration: each one
+    commits on its own (env.py), so the database is left at the one before it."""
+    connection: Connection = config.attributes["connection"]
+    try:
+        yield
+    except DBAPIError as exc:
+        unreachable = unreachable_database(exc, connection.engine.url)
+        if unreachable is not None:
+            raise unreachable from None
+        raise MigrationError(
+            f"{_failed_migration(config, upgrading=upgrading)} failed: "
+            f"{type(exc.orig).__name__}: {first_line(exc.orig)}; the migrations before it are "
+            "applied and it is rolled back; fix the cause, then run the command again"
+        ) from None
+
+
+def _failed_migration(config: Config, *, upgrading: bool) -> str:
+    """The migration that was running: when upgrading, the one after the database's revision;
+    when downgrading, the database's revision."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    connection: Connection = config.attributes["connection"]
+    try:
+        connection.rollback()
+        heads = MigrationContext.configure(connection).get_current_heads()
+        connection.rollback()
+    except DBAPIError:
+        return "a migration"
+    scripts = ScriptDirectory.from_config(config)
+    if not upgrading:
+        running = set(heads)
+    elif heads:
+        running = {
+            following
+            for head in heads
+            if (script := scripts.get_revision(head)) is not None
+            for following in script.nextrev
+        }
+    else:
+        running = set(scripts.get_bases())
+    if not running:
+        return "a migration"
+    files = []
+    for revision_id in sorted(running):
+        script = scripts.get_revision(revision_id)
+        files.append(Path(script.path).stem if script is not None else revision_id)
+    return f"migration {', '.join(files)}"
 
 
 def _sqlstate(error: DBAPIError) -> str | None:
@@ -362,6 +502,24 @@ def _user(url: str | URL | None) -> str | None:
         return None
 
 
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip() if error is not None else ""
-    return text.splitlines()[0] if text else "no details"
+def first_line(error: BaseException | None) -> str:
+    """The first line of a driver's error message: names (tables, roles, constraints), never
+    the row values its later lines may quote."""
+    message = str(error).strip() if error is not None else ""
+    return message.splitlines()[0] if message else "no details"
+
+
+def _migrated(url: str | URL) -> bool | None:
+    """Whether the database has Alembic's version table (``None`` when that cannot be told): on
+    a connection of its own, as the one that failed may be unusable."""
+    try:
+        engine = create_engine_from_url(url, pool_size=1)
+    except (ConfigurationError, ArgumentError, ValueError):
+        return None
+    try:
+        with engine.connect() as connection:
+            return inspect(connection).has_table("alembic_version")
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()

@@ -130,6 +130,22 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
                 f"CREATE ROLE {role} LOGIN PASSWORD '...'"
             )
         superuser, acts_as_owner = found
+        # Anyone else's GRANTs on the tables fail, or with some right on them only warn and
+        # grant nothing: refuse before, naming the role to grant.
+        may_grant = connection.scalar(
+            text(
+                "SELECT pg_has_role(current_user, :owner, 'USAGE') OR rolsuper "
+                "FROM pg_roles WHERE rolname = current_user"
+            ),
+            {"owner": owner},
+        )
+        if not may_grant:
+            raise RoleError(
+                f"DATABASE_URL's role is not the owner of the adapter's tables ({owner!r}), so "
+                f"it cannot grant their rights: run `hf-adapter db grant --role {role} --apply` "
+                "with the tables' owner's URL, the role that runs `hf-adapter db upgrade` "
+                "(docs/operations.md, Database roles)"
+            )
         if superuser or acts_as_owner:
             raise RoleError(
                 f"role {role!r} is a superuser, the owner of the adapter's tables ({owner!r}) "

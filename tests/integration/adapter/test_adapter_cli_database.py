@@ -197,3 +197,128 @@ def test_sync_names_db_grant_when_the_role_lacks_table_rights(
     assert "permission denied for table registrations" in result.stderr
     assert "next step: " in result.stderr
     assert "`hf-adapter db grant --role ROLE --apply`" in result.stderr
+
+
+def _assert_one_error(result: subprocess.CompletedProcess[str], code: int, *expected: str) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("hf-adapter: ")]
+    assert len(lines) == 1, result.stderr
+    for text_ in expected:
+        assert text_ in lines[0]
+    return lines[0]
+
+
+def test_db_upgrade_names_the_migration_that_meets_a_missing_table(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.create_database()
+    upgrade(url, "0008")
+    engine = create_engine_from_url(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE audit_events CASCADE"))
+
+    result = _hf_adapter(url, "db", "upgrade")
+
+    line = _assert_one_error(
+        result,
+        1,
+        "migration 0009_sealed_audit_chain failed: UndefinedTable",
+        'relation "audit_events"',
+    )
+    assert "run `hf-adapter db upgrade`" not in line  # not the "never migrated" advice
+    with engine.connect() as connection:  # the migrations before it stay applied
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+    engine.dispose()
+
+
+def test_db_upgrade_names_the_migration_its_owner_lacks_a_right_for(
+    postgres_server: PostgresServer,
+) -> None:
+    # A role that may create tables in the schema, running a migration on a table it does not
+    # own: the failure is the migration's, not "run with the owner's URL".
+    admin_url = postgres_server.create_database()
+    upgrade(admin_url, "0008")
+    name = f"hf_owner_{secrets.token_hex(4)}"
+    admin = create_engine_from_url(admin_url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'"))
+        connection.execute(text(f"GRANT CREATE, USAGE ON SCHEMA public TO {name}"))
+        connection.execute(text(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}"))
+    try:
+        result = _hf_adapter(admin_url.set(username=name, password=PASSWORD), "db", "upgrade")
+
+        line = _assert_one_error(
+            result, 1, "migration 0009_sealed_audit_chain failed: InsufficientPrivilege"
+        )
+        assert "owner's URL" not in line
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}"))
+            connection.execute(text(f"REVOKE ALL ON SCHEMA public FROM {name}"))
+            connection.execute(text(f"DROP ROLE {name}"))
+        admin.dispose()
+
+
+def test_audit_verify_reports_a_dropped_trail_table_as_a_broken_trail(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.create_database()
+    upgrade(url)
+    engine = create_engine_from_url(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE audit_events CASCADE"))
+    engine.dispose()
+    metrics = tmp_path / "hf_audit.prom"
+
+    result = _hf_adapter(url, "audit", "verify", "--metrics-file", str(metrics))
+
+    _assert_one_error(
+        result, 1, "audit trail broken", "a table of the trail is missing", "audit_events"
+    )
+    assert "hf_audit_chain_intact 0.0" in metrics.read_text()
+
+
+def test_commands_call_a_migrated_database_without_a_table_damaged(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.create_database()
+    upgrade(url)
+    engine = create_engine_from_url(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE audit_events CASCADE"))
+    engine.dispose()
+
+    result = _hf_adapter(url, "audit", "seal")
+
+    line = _assert_one_error(result, 2, "schema is damaged", "hf-adapter db check", "backup")
+    assert "run `hf-adapter db upgrade`" not in line
+
+
+@pytest.mark.parametrize("granting", ["runtime role", "role without rights"])
+def test_db_grant_by_a_role_that_is_not_the_owner_names_the_role_to_grant(
+    granting: str, runtime: tuple[URL, URL, str]
+) -> None:
+    owner, runtime_url, _ = runtime
+    other = f"hf_other_{secrets.token_hex(4)}"
+    stranger = f"hf_stranger_{secrets.token_hex(4)}"
+    admin = create_engine_from_url(owner)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {other}"))
+        connection.execute(text(f"CREATE ROLE {stranger} LOGIN PASSWORD '{PASSWORD}'"))
+    url = runtime_url if granting == "runtime role" else runtime_url.set(username=stranger)
+    try:
+        result = _hf_adapter(url, "db", "grant", "--role", other, "--apply")
+
+        line = _assert_one_error(
+            result, 2, f"`hf-adapter db grant --role {other} --apply`", "tables' owner's URL"
+        )
+        assert f"--role {url.username}" not in line
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {other}"))
+            connection.execute(text(f"REVOKE ALL ON SCHEMA public FROM {other}"))
+            connection.execute(text(f"DROP ROLE {other}"))
+            connection.execute(text(f"DROP ROLE {stranger}"))
+        admin.dispose()
