@@ -1,21 +1,35 @@
 """Every `hf-adapter` command on a database it cannot use — unreachable, never migrated, or a
 role without the rights — says so in one line and exits 2 ("could not run"), never 1 (which the
-audit commands use for a broken trail and `sync` for a failed run)."""
+audit commands use for a broken trail and `sync` for a failed run).
+
+The commands run in this process (`adapter.cli.main`, the environment set per test); two run as
+real `hf-adapter` processes, the path end to end: `audit verify` on an unreachable database and
+`db upgrade` meeting a failing migration."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
+from adapter.cli import main
+from adapter.settings import Settings
 from adapter.store.database import create_engine_from_url, upgrade
-from adapter.store.privileges import runtime_grants
-from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
+from adapter.store.privileges import grant_runtime_role, runtime_grants
+from tests.integration.adapter.sync.support import (
+    Mock,
+    adapter_environment,
+    migrated,
+    running_mock,
+)
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
 from tests.support.databases import PostgresServer
 
@@ -23,16 +37,23 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 UNREACHABLE = f"postgresql+psycopg://hf:{PASSWORD}@127.0.0.1:1/hf"
+NOBODY = "http://127.0.0.1:9"
+
+Result = subprocess.CompletedProcess[str]
+Run = Callable[..., Result]
 
 
-def _hf_adapter(
-    url: str | URL, *args: str, kki: str = "http://127.0.0.1:9", stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
+def _environment(url: str | URL, kki: str) -> dict[str, str]:
     shown = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    return adapter_environment(shown, kki, NOBODY)
+
+
+def _hf_adapter_process(url: str | URL, *args: str) -> Result:
+    """`hf-adapter ARGS` as a process of its own."""
     return subprocess.run(
         [str(HF_ADAPTER), *args],
-        env=adapter_environment(shown, kki, "http://127.0.0.1:9"),
-        input=stdin,
+        env=_environment(url, NOBODY),
+        input="",
         capture_output=True,
         text=True,
         timeout=120,
@@ -40,7 +61,57 @@ def _hf_adapter(
     )
 
 
-def _assert_cannot_run(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+@contextmanager
+def _logging_kept() -> Iterator[None]:
+    """`main` sets up logging for its process (handlers on the stderr of the moment, levels,
+    structlog): this test process's own is put back afterwards."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root_level = root.level
+    config = structlog.get_config() if structlog.is_configured() else None
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(root_level)
+        for name, logger in logging.Logger.manager.loggerDict.items():
+            if isinstance(logger, logging.Logger):
+                logger.setLevel(levels.get(name, logging.NOTSET))
+        if config is None:
+            structlog.reset_defaults()
+        else:
+            structlog.configure(**config)
+
+
+@pytest.fixture
+def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """`hf-adapter ARGS` run in this process, with only the environment a process would get:
+    its exit code and what it wrote. An exception that escapes `main` fails the test."""
+
+    def run(url: str | URL, *args: str, kki: str = NOBODY) -> Result:
+        for name in [*(field.upper() for field in Settings.model_fields), "OTEL_TRACES_EXPORTER"]:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in _environment(url, kki).items():
+            if name not in {"PATH", "PYTHONPATH"}:
+                monkeypatch.setenv(name, value)
+        capsys.readouterr()  # what came before is not the command's
+        with _logging_kept():
+            code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["hf-adapter", *args], code, captured.out, captured.err)
+
+    return run
+
+
+def _assert_cannot_run(result: Result, *expected: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert PASSWORD not in result.stderr + result.stdout
@@ -52,15 +123,109 @@ def _assert_cannot_run(result: subprocess.CompletedProcess[str], *expected: str)
         assert text_ in lines[0]
 
 
+def _assert_one_error(result: Result, code: int, *expected: str) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("hf-adapter: ")]
+    assert len(lines) == 1, result.stderr
+    for text_ in expected:
+        assert text_ in lines[0]
+    return lines[0]
+
+
 @pytest.fixture(scope="module")
 def kki() -> Iterator[Mock]:
     yield from running_mock("kki", size=5, seed=31)
 
 
+@pytest.fixture(scope="module")
+def never_migrated(postgres_server: PostgresServer) -> URL:
+    """An empty PostgreSQL database; the cases given it only fail on it."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(scope="module")
+def migrated_owner(postgres_server: PostgresServer) -> URL:
+    """A migrated database, by its owner's URL; the cases given it only fail on it."""
+    url = postgres_server.create_database()
+    migrated(url).dispose()
+    return url
+
+
+@contextmanager
+def _runtime_role(owner: URL) -> Iterator[tuple[URL, str]]:
+    """A role with the runtime rights on `owner`'s database (what `db grant --apply` gives):
+    its URL and its name."""
+    name = f"hf_runtime_{secrets.token_hex(4)}"
+    admin = create_engine_from_url(owner)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'"))
+    try:
+        grant_runtime_role(admin, name)
+        yield owner.set(username=name, password=PASSWORD), name
+    finally:
+        with admin.begin() as connection:
+            for statement in runtime_grants(name):
+                if statement.startswith("REVOKE"):
+                    connection.execute(text(statement))
+            connection.execute(text(f'REVOKE ALL ON DATABASE "{owner.database}" FROM {name}'))
+            connection.execute(text(f"DROP ROLE {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def granted(migrated_owner: URL) -> Iterator[tuple[URL, URL, str]]:
+    """The migrated database (its owner's URL), and a role granted its runtime rights (its URL,
+    its name); the cases given it change neither."""
+    with _runtime_role(migrated_owner) as (url, name):
+        yield migrated_owner, url, name
+
+
+@pytest.fixture(scope="module")
+def without_table_rights(migrated_owner: URL) -> Iterator[tuple[URL, str]]:
+    """A runtime role of the migrated database whose rights on registrations and audit_events
+    were revoked: its URL and its name."""
+    with _runtime_role(migrated_owner) as (url, name):
+        admin = create_engine_from_url(migrated_owner)
+        with admin.begin() as connection:
+            connection.execute(text(f"REVOKE ALL ON registrations, audit_events FROM {name}"))
+        admin.dispose()
+        yield url, name
+
+
+@pytest.fixture
+def runtime(postgres_server: PostgresServer) -> Iterator[tuple[URL, URL, str]]:
+    """Like `granted`, for one test: a migrated database of its own and a runtime role."""
+    owner = postgres_server.create_database()
+    migrated(owner).dispose()
+    with _runtime_role(owner) as (url, name):
+        yield owner, url, name
+
+
+@pytest.fixture(scope="module")
+def without_trail_table(postgres_server: PostgresServer) -> URL:
+    """A migrated database whose audit_events table was dropped; the cases given it only
+    read."""
+    url = postgres_server.create_database()
+    engine = migrated(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE audit_events CASCADE"))
+    engine.dispose()
+    return url
+
+
+def test_audit_verify_process_exits_2_when_the_database_is_unreachable() -> None:
+    result = _hf_adapter_process(UNREACHABLE, "audit", "verify")
+
+    _assert_cannot_run(
+        result, "cannot use the database at postgresql+psycopg://hf:***@127.0.0.1:1/hf"
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        ("audit", "verify"),
         ("audit", "seal"),
         ("audit", "anchor", "--out", "-"),
         ("lookup", "--str", "1234567890123456"),
@@ -68,28 +233,30 @@ def kki() -> Iterator[Mock]:
         ("keys", "rotate"),
     ],
 )
-def test_commands_exit_2_when_the_database_is_unreachable(args: tuple[str, ...]) -> None:
-    result = _hf_adapter(UNREACHABLE, *args)
+def test_commands_exit_2_when_the_database_is_unreachable(
+    args: tuple[str, ...], hf_adapter: Run
+) -> None:
+    result = hf_adapter(UNREACHABLE, *args)
 
     _assert_cannot_run(
         result, "cannot use the database at postgresql+psycopg://hf:***@127.0.0.1:1/hf"
     )
 
 
-def test_audit_verify_exits_2_when_the_password_is_wrong(postgres_server: PostgresServer) -> None:
-    url = postgres_server.create_database().set(password=PASSWORD)
-
-    result = _hf_adapter(url, "audit", "verify")
+def test_audit_verify_exits_2_when_the_password_is_wrong(
+    never_migrated: URL, hf_adapter: Run
+) -> None:
+    result = hf_adapter(never_migrated.set(password=PASSWORD), "audit", "verify")
 
     _assert_cannot_run(result, "password authentication failed", "check DATABASE_URL")
 
 
 def test_audit_verify_exits_2_when_the_database_does_not_exist(
-    postgres_server: PostgresServer,
+    never_migrated: URL, hf_adapter: Run
 ) -> None:
-    url = postgres_server.create_database().set(database=f"missing_{secrets.token_hex(4)}")
+    url = never_migrated.set(database=f"missing_{secrets.token_hex(4)}")
 
-    result = _hf_adapter(url, "audit", "verify")
+    result = hf_adapter(url, "audit", "verify")
 
     _assert_cannot_run(result, "does not exist", "check DATABASE_URL")
 
@@ -106,50 +273,26 @@ def test_audit_verify_exits_2_when_the_database_does_not_exist(
 )
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_commands_exit_2_when_the_database_was_never_migrated(
-    args: tuple[str, ...], backend: str, postgres_server: PostgresServer, tmp_path: Path
+    args: tuple[str, ...], backend: str, never_migrated: URL, tmp_path: Path, hf_adapter: Run
 ) -> None:
     url = (
-        postgres_server.create_database()
+        never_migrated
         if backend == "postgresql"
         else make_url(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     )
 
-    result = _hf_adapter(url, *args)
+    result = hf_adapter(url, *args)
 
     _assert_cannot_run(result, "lacks the adapter's tables", "run `hf-adapter db upgrade`")
 
 
-@pytest.fixture
-def runtime(postgres_server: PostgresServer) -> Iterator[tuple[URL, URL, str]]:
-    """A migrated database (its owner's URL), and a role granted its runtime rights (its URL,
-    its name)."""
-    owner = postgres_server.create_database()
-    upgrade(owner)
-    name = f"hf_runtime_{secrets.token_hex(4)}"
-    admin = create_engine_from_url(owner)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'"))
-    try:
-        granted = _hf_adapter(owner, "db", "grant", "--role", name, "--apply")
-        assert granted.returncode == 0, granted.stderr
-        yield owner, owner.set(username=name, password=PASSWORD), name
-    finally:
-        with admin.begin() as connection:
-            for statement in runtime_grants(name):
-                if statement.startswith("REVOKE"):
-                    connection.execute(text(statement))
-            connection.execute(text(f'REVOKE ALL ON DATABASE "{owner.database}" FROM {name}'))
-            connection.execute(text(f"DROP ROLE {name}"))
-        admin.dispose()
-
-
 def test_db_upgrade_exits_2_when_run_with_the_runtime_role(
-    runtime: tuple[URL, URL, str], postgres_server: PostgresServer
+    granted: tuple[URL, URL, str], never_migrated: URL, hf_adapter: Run
 ) -> None:
-    _, runtime_url, name = runtime
-    empty = runtime_url.set(database=postgres_server.create_database().database)
+    _, runtime_url, name = granted
+    empty = runtime_url.set(database=never_migrated.database)
 
-    result = _hf_adapter(empty, "db", "upgrade")
+    result = hf_adapter(empty, "db", "upgrade")
 
     _assert_cannot_run(
         result, f"role {name!r} lacks a right", "permission denied for schema public", "db grant"
@@ -165,15 +308,11 @@ def test_db_upgrade_exits_2_when_run_with_the_runtime_role(
     ],
 )
 def test_commands_exit_2_when_the_role_lacks_table_rights(
-    args: tuple[str, ...], runtime: tuple[URL, URL, str]
+    args: tuple[str, ...], without_table_rights: tuple[URL, str], hf_adapter: Run
 ) -> None:
-    owner, runtime_url, name = runtime
-    admin = create_engine_from_url(owner)
-    with admin.begin() as connection:
-        connection.execute(text(f"REVOKE ALL ON registrations, audit_events FROM {name}"))
-    admin.dispose()
+    runtime_url, name = without_table_rights
 
-    result = _hf_adapter(runtime_url, *args)
+    result = hf_adapter(runtime_url, *args)
 
     _assert_cannot_run(
         result, f"role {name!r} lacks a right", "permission denied for table", "db grant"
@@ -181,7 +320,7 @@ def test_commands_exit_2_when_the_role_lacks_table_rights(
 
 
 def test_sync_names_db_grant_when_the_role_lacks_table_rights(
-    runtime: tuple[URL, URL, str], kki: Mock
+    runtime: tuple[URL, URL, str], kki: Mock, hf_adapter: Run
 ) -> None:
     owner, runtime_url, name = runtime
     admin = create_engine_from_url(owner)
@@ -189,7 +328,7 @@ def test_sync_names_db_grant_when_the_role_lacks_table_rights(
         connection.execute(text(f"REVOKE ALL ON registrations FROM {name}"))
     admin.dispose()
 
-    result = _hf_adapter(runtime_url, "sync", "--system", "kki", kki=kki.url)
+    result = hf_adapter(runtime_url, "sync", "--system", "kki", kki=kki.url)
 
     assert result.returncode == 1, result.stderr  # the run started, and failed
     assert "Traceback" not in result.stderr
@@ -199,18 +338,7 @@ def test_sync_names_db_grant_when_the_role_lacks_table_rights(
     assert "`hf-adapter db grant --role ROLE --apply`" in result.stderr
 
 
-def _assert_one_error(result: subprocess.CompletedProcess[str], code: int, *expected: str) -> str:
-    assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr
-    assert PASSWORD not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.startswith("hf-adapter: ")]
-    assert len(lines) == 1, result.stderr
-    for text_ in expected:
-        assert text_ in lines[0]
-    return lines[0]
-
-
-def test_db_upgrade_names_the_migration_that_meets_a_missing_table(
+def test_db_upgrade_process_names_the_migration_that_meets_a_missing_table(
     postgres_server: PostgresServer,
 ) -> None:
     url = postgres_server.create_database()
@@ -219,7 +347,7 @@ def test_db_upgrade_names_the_migration_that_meets_a_missing_table(
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE audit_events CASCADE"))
 
-    result = _hf_adapter(url, "db", "upgrade")
+    result = _hf_adapter_process(url, "db", "upgrade")
 
     line = _assert_one_error(
         result,
@@ -234,7 +362,7 @@ def test_db_upgrade_names_the_migration_that_meets_a_missing_table(
 
 
 def test_db_upgrade_names_the_migration_its_owner_lacks_a_right_for(
-    postgres_server: PostgresServer,
+    postgres_server: PostgresServer, hf_adapter: Run
 ) -> None:
     # A role that may create tables in the schema, running a migration on a table it does not
     # own: the failure is the migration's, not "run with the owner's URL".
@@ -247,7 +375,7 @@ def test_db_upgrade_names_the_migration_its_owner_lacks_a_right_for(
         connection.execute(text(f"GRANT CREATE, USAGE ON SCHEMA public TO {name}"))
         connection.execute(text(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}"))
     try:
-        result = _hf_adapter(admin_url.set(username=name, password=PASSWORD), "db", "upgrade")
+        result = hf_adapter(admin_url.set(username=name, password=PASSWORD), "db", "upgrade")
 
         line = _assert_one_error(
             result, 1, "migration 0009_sealed_audit_chain failed: InsufficientPrivilege"
@@ -262,17 +390,11 @@ def test_db_upgrade_names_the_migration_its_owner_lacks_a_right_for(
 
 
 def test_audit_verify_reports_a_dropped_trail_table_as_a_broken_trail(
-    postgres_server: PostgresServer, tmp_path: Path
+    without_trail_table: URL, tmp_path: Path, hf_adapter: Run
 ) -> None:
-    url = postgres_server.create_database()
-    upgrade(url)
-    engine = create_engine_from_url(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE audit_events CASCADE"))
-    engine.dispose()
     metrics = tmp_path / "hf_audit.prom"
 
-    result = _hf_adapter(url, "audit", "verify", "--metrics-file", str(metrics))
+    result = hf_adapter(without_trail_table, "audit", "verify", "--metrics-file", str(metrics))
 
     _assert_one_error(
         result, 1, "audit trail broken", "a table of the trail is missing", "audit_events"
@@ -281,16 +403,9 @@ def test_audit_verify_reports_a_dropped_trail_table_as_a_broken_trail(
 
 
 def test_commands_call_a_migrated_database_without_a_table_damaged(
-    postgres_server: PostgresServer,
+    without_trail_table: URL, hf_adapter: Run
 ) -> None:
-    url = postgres_server.create_database()
-    upgrade(url)
-    engine = create_engine_from_url(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE audit_events CASCADE"))
-    engine.dispose()
-
-    result = _hf_adapter(url, "audit", "seal")
+    result = hf_adapter(without_trail_table, "audit", "seal")
 
     line = _assert_one_error(result, 2, "schema is damaged", "hf-adapter db check", "backup")
     assert "run `hf-adapter db upgrade`" not in line
@@ -298,9 +413,9 @@ def test_commands_call_a_migrated_database_without_a_table_damaged(
 
 @pytest.mark.parametrize("granting", ["runtime role", "role without rights"])
 def test_db_grant_by_a_role_that_is_not_the_owner_names_the_role_to_grant(
-    granting: str, runtime: tuple[URL, URL, str]
+    granting: str, granted: tuple[URL, URL, str], hf_adapter: Run
 ) -> None:
-    owner, runtime_url, _ = runtime
+    owner, runtime_url, _ = granted
     other = f"hf_other_{secrets.token_hex(4)}"
     stranger = f"hf_stranger_{secrets.token_hex(4)}"
     admin = create_engine_from_url(owner)
@@ -309,7 +424,7 @@ def test_db_grant_by_a_role_that_is_not_the_owner_names_the_role_to_grant(
         connection.execute(text(f"CREATE ROLE {stranger} LOGIN PASSWORD '{PASSWORD}'"))
     url = runtime_url if granting == "runtime role" else runtime_url.set(username=stranger)
     try:
-        result = _hf_adapter(url, "db", "grant", "--role", other, "--apply")
+        result = hf_adapter(url, "db", "grant", "--role", other, "--apply")
 
         line = _assert_one_error(
             result, 2, f"`hf-adapter db grant --role {other} --apply`", "tables' owner's URL"
