@@ -8,7 +8,6 @@ real `hf-adapter` processes, the path end to end: `audit verify` on an unreachab
 
 from __future__ import annotations
 
-import logging
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
@@ -16,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
@@ -32,6 +30,7 @@ from tests.integration.adapter.sync.support import (
 )
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
 from tests.support.databases import PostgresServer
+from tests.support.logging_state import logging_kept
 
 pytestmark = pytest.mark.integration
 
@@ -61,36 +60,6 @@ def _hf_adapter_process(url: str | URL, *args: str) -> Result:
     )
 
 
-@contextmanager
-def _logging_kept() -> Iterator[None]:
-    """`main` sets up logging for its process (handlers on the stderr of the moment, levels,
-    structlog): this test process's own is put back afterwards."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    levels = {
-        name: logger.level
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger)
-    }
-    root_level = root.level
-    config = structlog.get_config() if structlog.is_configured() else None
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(root_level)
-        for name, logger in logging.Logger.manager.loggerDict.items():
-            if isinstance(logger, logging.Logger):
-                logger.setLevel(levels.get(name, logging.NOTSET))
-        if config is None:
-            structlog.reset_defaults()
-        else:
-            structlog.configure(**config)
-
-
 @pytest.fixture
 def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """`hf-adapter ARGS` run in this process, with only the environment a process would get:
@@ -103,7 +72,7 @@ def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
             if name not in {"PATH", "PYTHONPATH"}:
                 monkeypatch.setenv(name, value)
         capsys.readouterr()  # what came before is not the command's
-        with _logging_kept():
+        with logging_kept():
             code = main(list(args))
         captured = capsys.readouterr()
         return subprocess.CompletedProcess(["hf-adapter", *args], code, captured.out, captured.err)

@@ -11,15 +11,19 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import main
+from tests.support.logging_state import logging_kept
 from tests.unit.adapter.test_settings import valid_env
 
 
 @pytest.fixture(autouse=True)
-def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name, value in valid_env().items():
         monkeypatch.setenv(name, value)
     # Nothing may be created: every case is refused before the store is opened.
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'untouched' / 'store.sqlite3'}")
+    # `main` sets up logging for its process; the next tests in this worker keep theirs.
+    with logging_kept():
+        yield
 
 
 @pytest.fixture
