@@ -575,7 +575,14 @@ def _audit_anchor(args: argparse.Namespace) -> int:
     with _services() as services:
         # Sealed first, so the anchor covers every entry committed before the command: an
         # entry still pending is in no anchor, and could be removed unseen until it is sealed.
-        seal_all(services.sessions)
+        try:
+            seal_all(services.sessions)
+        except DBAPIError as exc:
+            # A trail table dropped from the migrated database: the check below reports the
+            # broken trail (1); anything else is "could not run" (main, 2).
+            unusable = database.unusable_database(exc, services.engine.url)
+            if unusable is None or unusable.reason != "database_damaged":
+                raise
         # The anchors already in the file are checked too: a trail is anchored only if intact.
         report = _verify_audit_trail(
             services, anchor_file if anchor_file is not None and anchor_file.exists() else None
@@ -618,7 +625,7 @@ def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainRe
             entries=0,
             last_seq=0,
             problem=f"a table of the trail is missing ({database.first_line(exc.orig)}): it "
-            "was dropped from the migrated database",
+            "was dropped from the database, which is at the newest migration",
         )
 
 

@@ -62,6 +62,8 @@ _UNAVAILABLE_CLASSES: Final = ("08", "28", "3D")
 _UNAVAILABLE_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 _CONNECTION_EXCEPTION: Final = "08000"
 _UNDEFINED_TABLE: Final = "42P01"
+_UNDEFINED_COLUMN: Final = "42703"
+_DATA_EXCEPTION: Final = "22"
 _INSUFFICIENT_PRIVILEGE: Final = "42501"
 _SQLITE_UNUSABLE: Final = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOTADB})
 
@@ -78,9 +80,11 @@ def unusable_database(
 ) -> DatabaseUnavailableError | None:
     """The `DatabaseUnavailableError` for an `error` that says the database as a whole cannot
     be used — unreachable, authentication refused, no such database, shutting down (reason
-    ``database_unavailable``), a table missing from a database never migrated
-    (``database_not_migrated``) or from a migrated one (``database_damaged``: told apart by
-    looking for Alembic's version table through `url`), a right missing (``database_right``) —
+    ``database_unavailable``), a table (or column) missing from a database never migrated or
+    behind its migrations (``database_not_migrated``) or from one at the newest migration
+    (``database_damaged``: told apart by reading Alembic's version through `url`; a missing
+    column that cannot be told apart is left to the caller), a right missing
+    (``database_right``) —
     or ``None`` for any other error, which the caller re-raises.
 
     The message names the database by `url` with the password hidden, and quotes only the
@@ -89,16 +93,20 @@ def unusable_database(
     detail = first_line(error.orig)
     where = f"the database at {_shown(url)}" if url is not None else "the database"
     state = _sqlstate(error)
-    if state == _UNDEFINED_TABLE:
-        if url is not None and _migrated(url):
+    if state in (_UNDEFINED_TABLE, _UNDEFINED_COLUMN):
+        migrated = _at_newest_migration(url) if url is not None else None
+        if migrated is True:
             return DatabaseUnavailableError(
-                f"{where} was migrated but lacks one of the adapter's tables ({detail}): its "
-                "schema is damaged; `hf-adapter db check` lists what differs, restore the "
-                "database from a backup (docs/operations.md, Backups)",
+                f"{where} is at the newest migration but lacks a table or column of the "
+                f"adapter's ({detail}): its schema is damaged; `hf-adapter db check` lists what "
+                "differs, restore the database from a backup (docs/operations.md, Backups)",
                 reason="database_damaged",
             )
+        if state == _UNDEFINED_COLUMN and migrated is None:
+            return None  # neither behind nor damaged that can be told: the command's own error
         return DatabaseUnavailableError(
-            f"{where} lacks the adapter's tables ({detail}); run `hf-adapter db upgrade`",
+            f"{where} lacks the adapter's tables or is behind its migrations ({detail}); run "
+            "`hf-adapter db upgrade`",
             reason="database_not_migrated",
         )
     if state == _INSUFFICIENT_PRIVILEGE:
@@ -431,10 +439,20 @@ def _naming_failed_migration(config: Config, *, upgrading: bool) -> Iterator[Non
         unreachable = unreachable_database(exc, connection.engine.url)
         if unreachable is not None:
             raise unreachable from None
+        # A data exception (SQLSTATE class 22) quotes the offending value on its first line
+        # ("invalid input syntax for type uuid: …"): a stored value, maybe personal. Only its
+        # kind is shown then.
+        state = _sqlstate(exc) or ""
+        detail = "" if state.startswith(_DATA_EXCEPTION) else f": {first_line(exc.orig)}"
+        rolled_back = (
+            "it is rolled back"
+            if connection.dialect.name == "postgresql"
+            else "SQLite may keep part of it (restore the file from its backup)"
+        )
         raise MigrationError(
             f"{_failed_migration(config, upgrading=upgrading)} failed: "
-            f"{type(exc.orig).__name__}: {first_line(exc.orig)}; the migrations before it are "
-            "applied and it is rolled back; fix the cause, then run the command again"
+            f"{type(exc.orig).__name__}{detail}; the migrations before it are applied and "
+            f"{rolled_back}; fix the cause, then run the command again"
         ) from None
 
 
@@ -509,16 +527,23 @@ def first_line(error: BaseException | None) -> str:
     return message.splitlines()[0] if message else "no details"
 
 
-def _migrated(url: str | URL) -> bool | None:
-    """Whether the database has Alembic's version table (``None`` when that cannot be told): on
-    a connection of its own, as the one that failed may be unusable."""
+def _at_newest_migration(url: str | URL) -> bool | None:
+    """Whether the database is at the migrations' newest revision: ``False`` when it has no
+    version table or is behind (run `db upgrade`), ``None`` when that cannot be told. On a
+    connection of its own, as the one that failed may be unusable."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     try:
         engine = create_engine_from_url(url, pool_size=1)
     except (ConfigurationError, ArgumentError, ValueError):
         return None
     try:
         with engine.connect() as connection:
-            return inspect(connection).has_table("alembic_version")
+            if not inspect(connection).has_table("alembic_version"):
+                return False
+            current = set(MigrationContext.configure(connection).get_current_heads())
+        return current == set(ScriptDirectory.from_config(_base_config()).get_heads())
     except SQLAlchemyError:
         return None
     finally:

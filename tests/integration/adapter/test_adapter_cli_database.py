@@ -371,6 +371,37 @@ def test_audit_verify_reports_a_dropped_trail_table_as_a_broken_trail(
     assert "hf_audit_chain_intact 0.0" in metrics.read_text()
 
 
+def test_audit_anchor_reports_a_dropped_trail_table_as_a_broken_trail(
+    without_trail_table: URL, tmp_path: Path, hf_adapter: Run
+) -> None:
+    # It seals before it checks: the sealing met the missing table first, which read as
+    # "damaged, could not run" (2) instead of the broken trail (1).
+    anchors = tmp_path / "anchors.jsonl"
+
+    result = hf_adapter(without_trail_table, "audit", "anchor", "--out", str(anchors))
+
+    _assert_one_error(result, 1, "audit trail broken", "a table of the trail is missing")
+    assert not anchors.exists()
+
+
+def test_a_database_behind_its_migrations_is_told_to_upgrade_not_that_the_trail_is_broken(
+    postgres_server: PostgresServer, tmp_path: Path, hf_adapter: Run
+) -> None:
+    # A new release started before `db upgrade`: its tables are missing because the database
+    # is behind, not because anyone dropped them. Neither a false tamper alarm (1) nor
+    # "restore from a backup".
+    url = postgres_server.create_database()
+    upgrade(url, "0008")
+    metrics = tmp_path / "hf_audit.prom"
+
+    result = hf_adapter(url, "audit", "verify", "--metrics-file", str(metrics))
+
+    line = _assert_one_error(result, 2, "is behind its migrations", "run `hf-adapter db upgrade`")
+    assert "damaged" not in line
+    assert "backup" not in line
+    assert not metrics.exists()
+
+
 def test_commands_call_a_migrated_database_without_a_table_damaged(
     without_trail_table: URL, hf_adapter: Run
 ) -> None:

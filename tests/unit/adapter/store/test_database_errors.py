@@ -12,6 +12,7 @@ from psycopg import errors
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
+from adapter.store import database
 from adapter.store.database import unreachable_database, unusable_database
 
 PASSWORD = "pw-5e1f0c"
@@ -130,12 +131,28 @@ def test_the_message_hides_the_password_and_quotes_the_first_line_only() -> None
     assert "DETAIL" not in str(translated)
 
 
-def test_a_missing_table_in_a_migrated_database_is_a_damaged_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'migrated.sqlite3'}"
+def _at_revision(tmp_path: Path, revision: str) -> str:
+    """A SQLite file whose Alembic version table says `revision` (and holds nothing else)."""
+    url = f"sqlite:///{tmp_path / f'at-{revision}.sqlite3'}"
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32))"))
+        connection.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": revision})
     engine.dispose()
+    return url
+
+
+def _newest_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    (head,) = ScriptDirectory.from_config(database._base_config()).get_heads()
+    return str(head)
+
+
+def test_a_missing_table_in_a_database_at_the_newest_migration_is_a_damaged_schema(
+    tmp_path: Path,
+) -> None:
+    url = _at_revision(tmp_path, _newest_revision())
     orig = _sqlite_error(sqlite3.OperationalError, "no such table: audit_events")
 
     translated = unusable_database(_wrapped(orig), url)
@@ -144,6 +161,21 @@ def test_a_missing_table_in_a_migrated_database_is_a_damaged_schema(tmp_path: Pa
     assert translated.reason == "database_damaged"
     assert "hf-adapter db check" in str(translated)
     assert "backup" in str(translated)
+
+
+def test_a_missing_table_in_a_database_behind_its_migrations_says_to_upgrade(
+    tmp_path: Path,
+) -> None:
+    # A release started before `db upgrade`: not damaged, and no backup to restore.
+    url = _at_revision(tmp_path, "0008")
+    orig = _sqlite_error(sqlite3.OperationalError, "no such table: audit_writers")
+
+    translated = unusable_database(_wrapped(orig), url)
+
+    assert translated is not None
+    assert translated.reason == NOT_MIGRATED
+    assert "run `hf-adapter db upgrade`" in str(translated)
+    assert "backup" not in str(translated)
 
 
 def test_a_missing_table_in_a_database_never_migrated_says_to_upgrade(tmp_path: Path) -> None:
