@@ -68,7 +68,8 @@ def mask_text(text: str, *, record_keys: bool = False) -> str:
 def _readable_str(number: str) -> bool:
     """Whether a number named an STR number may be shown: a 16-digit one that cannot be a NIK
     (a provider that puts a NIK into `str_number` must not get it into a report)."""
-    return len(number) == 16 and number.isdigit() and not could_be_nik(number)
+    # ASCII digits only: a NIK written in other digits (full-width, Arabic-Indic) is no STR.
+    return len(number) == 16 and number.isascii() and number.isdigit() and not could_be_nik(number)
 
 
 def _mask_str_number(value: str) -> str:
@@ -124,6 +125,11 @@ def mask_value(key: str, value: Any) -> Any:
         return {k: mask_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_value(key if lowered in NAME_KEYS else "", item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        # A NIK sent as a JSON number is a NIK all the same: masked as its digits would be.
+        digits = str(value)
+        masked = mask_value(key, digits)
+        return value if masked == digits else masked
     return value
 
 

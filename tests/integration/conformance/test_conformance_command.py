@@ -495,9 +495,10 @@ def test_time_budget_spent_before_a_phase_is_not_conforming(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # 60 ms per answer: the credentials phase (22 requests) outlasts a 1 s budget whatever the
-    # load, errors never starts.
-    kki_target.reset(_Slow(0.06))
+    # 120 ms per answer: the credentials phase (22 requests, 2.6 s of delays alone) outlasts a
+    # 2 s budget whatever the load, errors never starts; 2 s leave the start-up probe room on a
+    # loaded machine.
+    kki_target.reset(_Slow(0.12))
     report_path = tmp_path / "report.json"
     run = in_process(
         capsys,
@@ -509,7 +510,7 @@ def test_time_budget_spent_before_a_phase_is_not_conforming(
         "errors",
         "credentials",
         "--time-budget",
-        "1",
+        "2",
         "--quiet",
         "--json",
         str(report_path),
@@ -554,8 +555,8 @@ def test_webhooks_waited_for_less_than_their_time_for_the_budget_are_incomplete(
     kki_target: Target, tmp_path: Path
 ) -> None:
     # Near the deadline the wait shrinks to what is left; nothing arriving in it used to fail
-    # webhooks/retry "within 10 s". A 1 s budget: the phase starts (the probe before it takes
-    # ~0.1 s) and its wait is cut to the 1 s it never goes below.
+    # webhooks/retry "within 10 s". A 2 s budget: the phase starts (the probe before it takes
+    # ~0.1 s, more on a loaded machine) and its wait is cut to what is left, far under 10 s.
     kki_target.reset()
     code, report = run_conformance(
         "kki",
@@ -565,7 +566,7 @@ def test_webhooks_waited_for_less_than_their_time_for_the_budget_are_incomplete(
         "webhooks",
         "--webhooks",
         "--time-budget",
-        "1",
+        "2",
         "--receiver-listen",
         f"127.0.0.1:{free_port()}",
         "--receiver-url",
@@ -604,8 +605,8 @@ def test_webhooks_change_no_policy_and_cause_no_events_where_health_is_not_a_moc
     kki_target: Target, tmp_path: Path
 ) -> None:
     # A 200 on /__admin/health used to be enough: the command then replaced that service's
-    # webhook policy and asked it to cause events, as it does on the mocks. A 1 s budget, as
-    # above: the phase runs and its wait is cut to 1 s.
+    # webhook policy and asked it to cause events, as it does on the mocks. A 2 s budget, as
+    # above: the phase runs and its wait is cut short.
     breakage = _PlainHealth()
     kki_target.reset(breakage)
     code, report = run_conformance(
@@ -616,7 +617,7 @@ def test_webhooks_change_no_policy_and_cause_no_events_where_health_is_not_a_moc
         "webhooks",
         "--webhooks",
         "--time-budget",
-        "1",
+        "2",
         "--receiver-listen",
         f"127.0.0.1:{free_port()}",
     )

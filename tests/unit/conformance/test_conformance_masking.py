@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conformance.findings import Exchange, Finding
-from conformance.masking import mask_exchange, mask_finding, mask_quoted, mask_text
+from conformance.masking import mask_exchange, mask_finding, mask_quoted, mask_text, mask_value
 
 NIK = "3171015708900042"
 NIP = "199008172015032001"
@@ -245,3 +245,14 @@ def test_only_a_real_media_type_stays_readable_when_quoted() -> None:
         masked = mask_quoted(f"but was '{value}'")
         for part in ("Aminah", "Santoso", "Budi"):
             assert part not in masked, value
+
+
+def test_a_nik_sent_as_a_json_number_is_masked_as_its_digits_would_be() -> None:
+    masked = mask_value("", {"str_number": int(NIK), "nik": int(NIK), "total": 42, "ok": True})
+    assert NIK not in json.dumps(masked)
+    assert (masked["total"], masked["ok"]) == (42, True)
+
+
+def test_a_nik_in_other_digits_named_an_str_number_is_not_left_readable() -> None:
+    fullwidth = NIK.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
+    assert mask_value("", {"str_number": fullwidth})["str_number"] != fullwidth
