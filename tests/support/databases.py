@@ -139,6 +139,19 @@ _sqlite_template: Path | None = None
 _sqlite_lock = threading.Lock()
 
 
+def drop_runtime_role(admin: Engine, database: str, name: str) -> None:
+    """Take back what `db grant --apply` gave role `name` on `database`, then drop it (a role
+    that still holds rights cannot be dropped)."""
+    from adapter.store.privileges import runtime_grants
+
+    with admin.begin() as connection:
+        for statement in runtime_grants(name):
+            if statement.startswith("REVOKE"):
+                connection.execute(text(statement))
+        connection.execute(text(f'REVOKE ALL ON DATABASE "{database}" FROM {name}'))
+        connection.execute(text(f"DROP ROLE {name}"))
+
+
 def migrate(engine: Engine) -> None:
     """What `upgrade(engine)` does to a new database, in a fraction of the time: an empty
     PostgreSQL database of the session's server becomes a copy of a template the migrations

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from adapter.cli import main
 from adapter.settings import Settings
 from adapter.store.database import create_engine_from_url, upgrade
-from adapter.store.privileges import grant_runtime_role, runtime_grants
+from adapter.store.privileges import grant_runtime_role
 from tests.integration.adapter.sync.support import (
     Mock,
     adapter_environment,
@@ -29,7 +29,7 @@ from tests.integration.adapter.sync.support import (
     running_mock,
 )
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
-from tests.support.databases import PostgresServer
+from tests.support.databases import PostgresServer, drop_runtime_role
 from tests.support.logging_state import logging_kept
 
 pytestmark = pytest.mark.integration
@@ -134,12 +134,7 @@ def _runtime_role(owner: URL) -> Iterator[tuple[URL, str]]:
         grant_runtime_role(admin, name)
         yield owner.set(username=name, password=PASSWORD), name
     finally:
-        with admin.begin() as connection:
-            for statement in runtime_grants(name):
-                if statement.startswith("REVOKE"):
-                    connection.execute(text(statement))
-            connection.execute(text(f'REVOKE ALL ON DATABASE "{owner.database}" FROM {name}'))
-            connection.execute(text(f"DROP ROLE {name}"))
+        drop_runtime_role(admin, str(owner.database), name)
         admin.dispose()
 
 

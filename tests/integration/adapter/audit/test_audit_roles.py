@@ -24,11 +24,11 @@ from adapter.settings import load_settings
 from adapter.store.bulk import MERGE_FROM_ROWS
 from adapter.store.database import create_engine_from_url, upgrade
 from adapter.store.models import AuditEvent, HealthWorker
-from adapter.store.privileges import MissingRightError, runtime_grants
+from adapter.store.privileges import MissingRightError
 from adapter.sync import SyncRunResult
 from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
-from tests.support.databases import PostgresServer, drop_database
+from tests.support.databases import PostgresServer, drop_database, drop_runtime_role
 
 pytestmark = pytest.mark.integration
 
@@ -82,13 +82,7 @@ def roles(postgres_server: PostgresServer) -> Iterator[Roles]:
         assert granted.returncode == 0, granted.stderr
         yield Roles(owner, owner.set(username=name, password=password), name)
     finally:
-        with admin.begin() as connection:
-            # A role that still holds rights cannot be dropped.
-            for statement in runtime_grants(name):
-                if statement.startswith("REVOKE"):
-                    connection.execute(text(statement))
-            connection.execute(text(f'REVOKE ALL ON DATABASE "{owner.database}" FROM {name}'))
-            connection.execute(text(f"DROP ROLE {name}"))
+        drop_runtime_role(admin, str(owner.database), name)
         admin.dispose()
 
 
