@@ -578,10 +578,8 @@ def _audit_anchor(args: argparse.Namespace) -> int:
         try:
             seal_all(services.sessions)
         except DBAPIError as exc:
-            # A trail table dropped from the migrated database: the check below reports the
-            # broken trail (1); anything else is "could not run" (main, 2).
-            unusable = database.unusable_database(exc, services.engine.url)
-            if unusable is None or unusable.reason != "database_damaged":
+            # A dropped trail table: the check below reports the broken trail (1).
+            if not _trail_table_dropped(exc, services):
                 raise
         # The anchors already in the file are checked too: a trail is anchored only if intact.
         report = _verify_audit_trail(
@@ -602,6 +600,14 @@ def _audit_anchor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _trail_table_dropped(error: DBAPIError, services: Services) -> bool:
+    """Whether `error`, met sealing or checking the trail, is one of its tables missing from a
+    database at the newest migration: dropped, which breaks the trail (1). Anything else is
+    "could not run" (main, 2)."""
+    unusable = database.unusable_database(error, services.engine.url)
+    return unusable is not None and unusable.reason == "database_damaged"
+
+
 def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainReport:
     from adapter.audit import ChainReport, read_anchors, verify_chain
 
@@ -616,10 +622,7 @@ def _verify_audit_trail(services: Services, anchor_file: Path | None) -> ChainRe
         with services.sessions() as session:
             return verify_chain(session, anchors)
     except DBAPIError as exc:
-        # The check reads only the trail's tables: in a migrated database one that is gone was
-        # dropped, which breaks the trail (1); anything else is "could not run" (main, 2).
-        unusable = database.unusable_database(exc, services.engine.url)
-        if unusable is None or unusable.reason != "database_damaged":
+        if not _trail_table_dropped(exc, services):
             raise
         return ChainReport(
             entries=0,
