@@ -3,9 +3,10 @@
 `seal_pending` takes the chain's head (a row lock on PostgreSQL, the write lock on SQLite), reads
 the pending entries committed so far in the order of `seq`, checks each one's MAC, and gives
 each its place (`chain_seq`), its predecessor's hash and its chain hash, in one transaction per
-batch; the database moves the head as each seal lands and refuses a seal that does not follow
-it. A sealer killed mid-batch leaves that batch pending (its transaction rolls back) and the
-next run seals it. `Sealer` runs it in a thread of each long-running process (`serve`,
+batch; the database checks that the seals follow the head, in order, refuses them if not, and
+moves the head (on PostgreSQL a batch is one statement, checked once; on SQLite entry by
+entry). A sealer killed mid-batch leaves that batch pending (its transaction rolls back) and
+the next run seals it. `Sealer` runs it in a thread of each long-running process (`serve`,
 `worker`, `schedule`); on PostgreSQL an advisory lock lets only one of them seal at a time, the
 others skip their turn. ``hf-adapter audit seal`` runs it once. The chain is thus in commit
 order to within one turn: on PostgreSQL an entry inserted earlier (a lower `seq`) but committed
@@ -21,9 +22,11 @@ import logging
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.trail import audit_keys, entry_mac, seal_hash, timestamp
@@ -106,10 +109,41 @@ def seal_pending(
                 timestamp(entry.at),
                 problem,
             )
-        if seals:
-            # One UPDATE per entry, in order: the triggers check each against the head and move it.
+        if seals and postgresql:
+            # One statement for the batch: the database's statement trigger checks the entries
+            # in the order of their places against the head, and moves it once.
+            session.execute(
+                _postgresql_seal(),
+                {f"{column}s": [seal[column] for seal in seals] for column in _SEAL_COLUMNS},
+            )
+        elif seals:
+            # SQLite's triggers are per row: one UPDATE per entry, in order.
             session.execute(update(AuditEvent), seals)
         return SealResult(len(seals), newly_refused)
+
+
+_SEAL_COLUMNS: Final = ("seq", "chain_seq", "prev_hash", "hash")
+
+
+@cache
+def _postgresql_seal() -> Update:
+    """``UPDATE audit_events SET chain_seq = given.chain_seq, … FROM unnest(:seqs, :chain_seqs,
+    :prev_hashs, :hashs) AS given(…) WHERE seq = given.seq``: a batch's seals in one statement,
+    one text whatever the batch's size (compiled once, kept prepared)."""
+    table = AuditEvent.__table__
+    assert isinstance(table, Table)
+    given = (
+        func.unnest(
+            *[bindparam(f"{name}s", type_=ARRAY(table.c[name].type)) for name in _SEAL_COLUMNS]
+        )
+        .table_valued(*_SEAL_COLUMNS)
+        .render_derived(name="given")
+    )
+    return (
+        update(table)
+        .where(table.c.seq == given.c.seq)
+        .values(chain_seq=given.c.chain_seq, prev_hash=given.c.prev_hash, hash=given.c.hash)
+    )
 
 
 def _pending_problem(entry: AuditEvent, kids: Collection[str]) -> str | None:

@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit import Actor, Sealer, entry_mac, record_audit, seal_all, verify_chain
+from adapter.audit.trail import audit_keys, seal_hash
 from adapter.store.crypto import Key
-from adapter.store.models import AuditEvent, AuditWriter
+from adapter.store.models import AuditChainHead, AuditEvent, AuditWriter
 from tests.integration.adapter.sync.support import adapter_environment
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
 from tests.support.databases import BACKENDS
@@ -247,6 +249,122 @@ def test_sealer_threads_chain_what_writers_append(
     assert report.intact, report.problem
     assert (report.entries, report.pending) == (40 * len(writers), 0)
     assert sorted(writer_counts) == [40] * len(writers)
+
+
+# -- a batch in one statement (PostgreSQL) -----------------------------------------------------
+
+
+def _seals(sessions: sessionmaker[Session]) -> list[dict[str, object]]:
+    """The seals `seal_pending` would give every pending entry, in `seq` order."""
+    with sessions() as session:
+        keys = audit_keys(session)
+        head_seq, head_hash = session.execute(select(AuditChainHead.seq, AuditChainHead.hash)).one()
+        pending = session.scalars(
+            select(AuditEvent).where(AuditEvent.chain_seq.is_(None)).order_by(AuditEvent.seq)
+        ).all()
+        seals: list[dict[str, object]] = []
+        for entry in pending:
+            previous, head_seq = head_hash, head_seq + 1
+            head_hash = seal_hash(head_seq, previous, entry.entry_mac or "", keys.active)
+            seals.append(
+                {"seq": entry.seq, "chain_seq": head_seq, "prev_hash": previous, "hash": head_hash}
+            )
+        return seals
+
+
+SEAL_COLUMNS = ("seq", "chain_seq", "prev_hash", "hash")
+
+
+def _seal_in_one_statement(engine: Engine, seals: list[dict[str, object]]) -> None:
+    """The seals in one UPDATE, as an older sealer or someone holding the runtime role might."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE audit_events AS e SET chain_seq = given.chain_seq, "
+                "prev_hash = given.prev_hash, hash = given.hash "
+                "FROM unnest(CAST(:seq AS bigint[]), CAST(:chain_seq AS bigint[]), "
+                "CAST(:prev_hash AS text[]), CAST(:hash AS text[])) "
+                "AS given(seq, chain_seq, prev_hash, hash) WHERE e.seq = given.seq"
+            ),
+            {
+                name: [seal[name] for seal in seals]
+                for name in ("seq", "chain_seq", "prev_hash", "hash")
+            },
+        )
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_batch_is_sealed_in_one_statement(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _append(sessions, 25)
+    # One item per UPDATE of audit_events the server runs (an executemany runs one per row).
+    updates: list[int] = []
+
+    def seen(
+        _conn: object,
+        _cursor: object,
+        statement: str,
+        parameters: object,
+        _context: object,
+        many: bool,
+    ) -> None:
+        if statement.lstrip().upper().startswith("UPDATE AUDIT_EVENTS"):
+            updates.extend([1] * len(parameters) if many and isinstance(parameters, list) else [1])
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert seal_all(sessions, batch=10).sealed == 25
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(updates) == 3, "one UPDATE per batch of 10 (10, 10 and 5 entries), not per entry"
+    with sessions() as session:
+        report = verify_chain(session)
+        head = session.execute(select(AuditChainHead.seq, AuditChainHead.hash)).one()
+        newest = session.execute(
+            select(AuditEvent.chain_seq, AuditEvent.hash).where(AuditEvent.chain_seq == 25)
+        ).one()
+    assert report.intact, report.problem
+    assert (report.entries, report.pending) == (25, 0)
+    assert tuple(head) == tuple(newest), "the head moved to the batch's last entry"
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda seals: seals[1].update(prev_hash=seals[2]["hash"]),
+        lambda seals: [
+            seal.update(chain_seq=int(str(seal["chain_seq"])) + 1) for seal in seals[2:]
+        ],
+        lambda seals: [seal.update(chain_seq=int(str(seal["chain_seq"])) + 1) for seal in seals],
+        lambda seals: seals.pop(0),
+    ],
+    ids=["a wrong predecessor in the middle", "a gap", "not after the head", "the first left out"],
+)
+def test_the_database_refuses_a_batch_of_seals_out_of_turn_as_a_whole(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    spoil: Callable[[list[dict[str, object]]], object],
+) -> None:
+    _append(sessions, 2)
+    seal_all(sessions)
+    _append(sessions, 4, start=2)
+    seals = _seals(sessions)
+    spoil(seals)
+    with pytest.raises(DBAPIError, match="does not follow the chain head"):
+        _seal_in_one_statement(engine, seals)
+    with sessions() as session:
+        head = session.scalar(select(AuditChainHead.seq))
+    assert (head, _pending(sessions)) == (2, 4), "nothing of the batch was sealed"
+
+    # The right seals, given in any row order, are taken together and move the head once.
+    _seal_in_one_statement(engine, list(reversed(_seals(sessions))))
+    with sessions() as session:
+        report = verify_chain(session)
+        head = session.scalar(select(AuditChainHead.seq))
+    assert report.intact, report.problem
+    assert (report.entries, report.pending, head) == (6, 0, 6)
 
 
 @dataclass(frozen=True)
