@@ -1,7 +1,8 @@
 """Personal data and secrets masked out of evidence before any report is written.
 
 Reuses the adapter's masks (NIK keeps its region and serial, names their initials) and its list
-of sensitive keys; free text is scrubbed of NIK/NIP-like numbers, e-mail addresses and phones.
+of sensitive keys; free text is scrubbed of NIK/NIP-like numbers (whole, in groups, or glued to
+other digits), e-mail addresses and phones.
 STR numbers are a registration's identifiers, not a person's: they stay readable, unless a
 16-digit one could be a NIK (the provider controls where it puts a number).
 """
@@ -15,9 +16,10 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from adapter.observability.logging import REDACTED, SENSITIVE_KEYS
-from adapter.workforce.directory import mask_name, mask_nik
+from adapter.workforce.directory import MASK, mask_name, mask_nik
 from conformance.findings import Exchange, Finding, cut_body
-from indonesian_ids.nik import could_be_nik
+from indonesian_ids.nik import NIK_LENGTH, could_be_nik
+from indonesian_ids.nip import NIP_LENGTH
 
 NAME_KEYS: Final = frozenset({"full_name", "display_name", "name", "holder_name"})
 NUMBER_KEYS: Final = frozenset({"nik", "nip"})
@@ -38,10 +40,21 @@ _KEY_MASKED: Final = (SENSITIVE_KEYS - {"body", "payload", "birth_date"}) | NAME
 # KKI STR number: "STR <number>", a KKI registration's path, or in the command's own findings
 # "record <key>" (a KKI record's key is its STR number; no list is keyed by NIK). The provider
 # chooses those numbers, so a label alone is not enough: one that could be a NIK is masked.
+# A number is its digits in groups joined by single spaces or hyphens ("3174 0512 0390 0001",
+# "317405-120390-0001"); a UUID is matched first so that its groups are never taken for one.
 _LONG_NUMBER: Final = re.compile(
+    r"(?P<uuid>\b[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\b)"
+    r"|(?P<label>\bSTR(?: number)?\s+|/registrations/|(?P<record>\brecord\s+))?"
+    r"(?<!\d)(?P<number>\d+(?:[ -]\d+)*)(?!\d)"
+)
+# The same, one unbroken run of exactly 16 or 18 digits: the rule for the groups of a longer
+# number in which no 16 digits have a NIK's shape.
+_WHOLE_NUMBER: Final = re.compile(
     r"(?P<label>\bSTR(?: number)?\s+|/registrations/|(?P<record>\brecord\s+))?"
     r"(?<!\d)(?P<number>\d{16}|\d{18})(?!\d)"
 )
+# Dates next to each other ("2026-12-01 2026-12-31") have 16 digits, and are no one's number.
+_DATES: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{4}-\d{2}-\d{2})+")
 _EMAIL: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE: Final = re.compile(r"\+62[\d -]{8,16}\d|(?<!\d)08\d{8,11}(?!\d)")
 _BEARER: Final = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
@@ -53,16 +66,57 @@ def mask_text(text: str, *, record_keys: bool = False) -> str:
     `record_keys`: the text is the command's own finding, whose "record <key>" is a record key.
     """
 
-    def long_number(match: re.Match[str]) -> str:
+    def whole_number(match: re.Match[str]) -> str:
         label, number = match["label"] or "", match["number"]
         if label and (record_keys or not match["record"]) and _readable_str(number):
             return match[0]  # an old KKI STR number
         return f"{label}{mask_nik(number)}"
 
+    def long_number(match: re.Match[str]) -> str:
+        number = match["number"]
+        if number is None:
+            return match[0]  # a UUID
+        digits = "".join(str(int(char)) for char in number if char.isdigit())
+        if len(digits) < NIK_LENGTH or _DATES.fullmatch(number):
+            return match[0]
+        if len(digits) in (NIK_LENGTH, NIP_LENGTH) and not number.isdigit():
+            # Written in groups: a NIK or NIP all the same, or an old STR number if named one.
+            label, whole = match["label"] or "", re.sub(r"[ -]", "", number)
+            if label and (record_keys or not match["record"]) and _readable_str(whole):
+                return match[0]
+            return f"{label}{_mask_digits(number)}"
+        if len(digits) not in (NIK_LENGTH, NIP_LENGTH) and _holds_a_nik(digits):
+            # A NIK glued to other digits is still a NIK.
+            return f"{match['label'] or ''}{_mask_digits(number)}"
+        return _WHOLE_NUMBER.sub(whole_number, match[0])
+
     text = _LONG_NUMBER.sub(long_number, text)
     text = _EMAIL.sub(REDACTED, text)
     text = _PHONE.sub(REDACTED, text)
     return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+
+
+def _holds_a_nik(digits: str) -> bool:
+    """Whether any 16 consecutive digits of `digits` have a NIK's shape and codes."""
+    return any(
+        could_be_nik(digits[start : start + NIK_LENGTH])
+        for start in range(len(digits) - NIK_LENGTH + 1)
+    )
+
+
+def _mask_digits(number: str) -> str:
+    """`mask_nik` for a number written in groups: its first and last four digits kept, every
+    other digit masked, the spaces and hyphens between the groups left where they are."""
+    total = sum(char.isdigit() for char in number)
+    seen = 0
+    masked: list[str] = []
+    for char in number:
+        if char.isdigit():
+            seen += 1
+            masked.append(char if seen <= 4 or seen > total - 4 else MASK)
+        else:
+            masked.append(char)
+    return "".join(masked)
 
 
 def _readable_str(number: str) -> bool:

@@ -256,3 +256,61 @@ def test_a_nik_sent_as_a_json_number_is_masked_as_its_digits_would_be() -> None:
 def test_a_nik_in_other_digits_named_an_str_number_is_not_left_readable() -> None:
     fullwidth = NIK.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
     assert mask_value("", {"str_number": fullwidth})["str_number"] != fullwidth
+
+
+GROUPED_NIKS = (
+    "3171 0157 0890 0042",
+    "3171-0157-0890-0042",
+    "317101-570890-0042",
+    "31710157 08900042",
+)
+
+
+def test_a_nik_written_in_groups_is_masked_whatever_the_separator() -> None:
+    for grouped in GROUPED_NIKS:
+        masked = mask_text(f"detail: NIK {grouped} is not registered")
+        assert "5708" not in masked.replace(" ", "").replace("-", ""), grouped
+        assert masked.startswith("detail: NIK 3171"), grouped
+        assert masked.endswith("0042 is not registered"), grouped
+
+
+def test_a_nik_written_in_groups_is_masked_in_an_error_body() -> None:
+    exchange = Exchange(
+        method="POST",
+        url="https://kki.example/v1/registrations/lookup",
+        request_headers={},
+        request_body=None,
+        status=404,
+        response_headers={},
+        response_body=json.dumps({"detail": "no registration for NIK 3171-0157-0890-0042"}),
+    )
+    body = mask_exchange(exchange).response_body or ""
+    assert "0157-0890" not in body
+    assert "3171-••••-••••-0042" in body
+
+
+def test_a_nik_glued_to_other_digits_is_masked() -> None:
+    for text in (f"{NIK}7", f"9{NIK}", f"12{NIK}345", f"ref 1 {NIK}", f"{NIK}-01"):
+        masked = mask_text(text)
+        assert "57089000" not in masked.replace(" ", "").replace("-", ""), text
+
+
+def test_an_old_str_written_in_groups_stays_readable_where_named_one() -> None:
+    grouped = "3221 1333 6780 7823"
+    assert mask_text(f"STR {grouped} is unknown") == f"STR {grouped} is unknown"
+    assert "1333 6780" not in mask_text(f"value {grouped}")
+
+
+def test_timestamps_durations_counts_and_uuids_stay_readable() -> None:
+    harmless = (
+        "2026-12-01T10:20:30.123456Z",
+        "valid 2026-12-01 2026-12-31",
+        "took 21.6 s, 241 checks, 3 failing",
+        "event 12345678-1234-4321-8123-123456789012 delivered",
+        "event 550e8400-e29b-41d4-a716-446655440000 delivered",
+        'tests="241" failures="0" time="15.800"',
+        "at 1733356800123456789 ns",
+        "pages 1 2 3 4 5 6 7 8",
+    )
+    for text in harmless:
+        assert mask_text(text) == text

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from rich.console import Console
+
+from conformance.cli import print_summary
 from conformance.context import Credentials, RunOptions
 from conformance.findings import Exchange, Finding, Severity
 from conformance.reports import render_html, to_json, write_junit
@@ -105,3 +110,40 @@ def test_junit_of_a_complete_run_has_no_error(tmp_path: Path) -> None:
     root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - our own report
     assert root.get("errors") == "0"
     assert not list(root.iter("error"))
+
+
+def test_a_nik_the_provider_echoes_in_groups_reaches_no_report_nor_the_terminal(
+    tmp_path: Path,
+) -> None:
+    grouped = ("3171 0157 0890 0042", "317101-570890-0042", f"{NIK}9")
+    evidence = Exchange(
+        method="POST",
+        url="http://kki.test/v1/registrations/lookup",
+        request_headers={},
+        request_body=None,
+        status=500,
+        response_headers={"content-type": "application/problem+json"},
+        response_body=json.dumps({"detail": f"lookup of {grouped[0]} failed"}),
+    )
+    result = _result()
+    result.findings = [
+        Finding(
+            "contract/not_a_server_error",
+            "lookupRegistrationsByNik",
+            f"Server error: NIK {grouped[1]}",
+            evidence=evidence,
+        )
+    ]
+    result.notes = [f"pact: provider said {grouped[2]}"]
+    write_junit(result, tmp_path / "junit.xml")
+    out = io.StringIO()
+    print_summary(result, Console(file=out, width=200, highlight=False))
+    texts = {
+        "junit": (tmp_path / "junit.xml").read_text(),
+        "html": render_html(result),
+        "json": json.dumps(to_json(result), ensure_ascii=False),
+        "terminal": out.getvalue(),
+    }
+    for name, text in texts.items():
+        digits = re.sub(r"[ -]", "", text)
+        assert "01570890" not in digits, name  # the birth date and kecamatan of the NIK
