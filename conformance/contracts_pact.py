@@ -1,6 +1,7 @@
 """The Pact step: the adapter's pacts with this system replayed against the target by
 `conformance.pacts.verify_pacts`; failed interactions become findings, skipped ones notes.
-A verification that cannot run at all raises `PactVerificationError` (the phase is not run).
+A verification that cannot run at all raises `PactVerificationError` (the phase is not run); the
+HTTP pact's results are recorded first, so message pacts that cannot run do not discard them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
+
 from conformance.context import RunContext, is_mock_admin
-from conformance.masking import mask_quoted
-from conformance.pacts import MockEventSource, verify_pacts
+from conformance.masking import mask_quoted, mask_text
+from conformance.pacts import (
+    MockEventSource,
+    PactVerification,
+    PactVerificationError,
+    verify_pacts,
+)
 
 ADMIN_PATH = "/__admin"
 STATE_PATH = f"{ADMIN_PATH}/provider-states"
@@ -99,48 +107,71 @@ def verify(ctx: RunContext, provider: str) -> None:
     states, on_mock = target.states, target.target_is_mock
     with _data_kept(ctx, target):
         with _quiet_stdout():
-            results = [
-                verify_pacts(
-                    provider,
-                    ctx.options.base_url,
-                    state_url=states,
-                    verify_tls=ctx.options.tls_verify,
-                )
-            ]
+            verified = verify_pacts(
+                provider,
+                ctx.options.base_url,
+                state_url=states,
+                verify_tls=ctx.options.tls_verify,
+            )
+        # Recorded before the message pacts run: their failing to run leaves these results.
+        _record(ctx, verified, states)
         if ctx.options.webhooks and on_mock:
-            headers = ctx.client.auth.headers(ctx.client.http)
-            source = MockEventSource(ctx.options.base_url, headers, timeout_s=EVENT_WAIT_S)
-            with source as events, _quiet_stdout():
-                results.append(
-                    verify_pacts(
-                        f"{provider}-webhooks",
-                        ctx.options.base_url,
-                        state_url=None,
-                        messages=events,
-                        verify_tls=ctx.options.tls_verify,
-                    )
-                )
+            _record(ctx, _verify_messages(ctx, provider), None)
         else:
             why = "needs --webhooks" if on_mock else "needs a target that emits events on demand"
             ctx.notes.append(f"pact: {provider}-webhooks message pacts not run ({why})")
-    for result in results:
-        ctx.stats[f"pact {result.provider}"] = {
-            "passed": len(result.passed),
-            "failed": len(result.failed),
-            "skipped": len(result.skipped),
-            "state_url": states if result.provider == provider else None,
-        }
-        # The pact's own words (state names, descriptions) are no one's data: they stay readable.
-        ours = {text for r in result.results for text in (r.description, *r.states)}
-        for interaction in result.results:
-            ctx.ok("pact/interaction", interaction.description)
-            if interaction.outcome == "failed":
-                # The verifier quotes the provider's values: on staging, real people's.
-                ctx.fail(
-                    "pact/interaction",
-                    interaction.description,
-                    mask_quoted(interaction.detail, keep=ours),
-                )
-            elif interaction.outcome == "skipped":
-                detail = mask_quoted(interaction.detail, keep=ours)
-                ctx.notes.append(f"pact: skipped {interaction.description}: {detail}")
+
+
+def _verify_messages(ctx: RunContext, provider: str) -> PactVerification:
+    """The message pacts with events the mock delivers; `PactVerificationError` when they could
+    not be verified at all (no pact file, the mock refused the receiver's subscription)."""
+    headers = ctx.client.auth.headers(ctx.client.http)
+    source = MockEventSource(ctx.options.base_url, headers, timeout_s=EVENT_WAIT_S)
+    try:
+        with source as events, _quiet_stdout():
+            return verify_pacts(
+                f"{provider}-webhooks",
+                ctx.options.base_url,
+                state_url=None,
+                messages=events,
+                verify_tls=ctx.options.tls_verify,
+            )
+    except (PactVerificationError, httpx.HTTPError) as exc:
+        raise PactVerificationError(
+            f"{provider}-webhooks message pacts not verified: {_why(exc)}; the {provider} HTTP "
+            "pact was verified"
+        ) from None
+
+
+def _why(exc: PactVerificationError | httpx.HTTPError) -> str:
+    """One line on why the message pacts could not be verified."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        request = exc.request
+        return f"{request.method} {request.url.path} answered {exc.response.status_code}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"{exc.request.method} {exc.request.url.path} failed ({type(exc).__name__})"
+    return mask_text(" ".join(str(exc).split()))
+
+
+def _record(ctx: RunContext, result: PactVerification, states: str | None) -> None:
+    """One verification's interactions as checks, findings and notes, and its counts."""
+    ctx.stats[f"pact {result.provider}"] = {
+        "passed": len(result.passed),
+        "failed": len(result.failed),
+        "skipped": len(result.skipped),
+        "state_url": states,
+    }
+    # The pact's own words (state names, descriptions) are no one's data: they stay readable.
+    ours = {text for r in result.results for text in (r.description, *r.states)}
+    for interaction in result.results:
+        ctx.ok("pact/interaction", interaction.description)
+        if interaction.outcome == "failed":
+            # The verifier quotes the provider's values: on staging, real people's.
+            ctx.fail(
+                "pact/interaction",
+                interaction.description,
+                mask_quoted(interaction.detail, keep=ours),
+            )
+        elif interaction.outcome == "skipped":
+            detail = mask_quoted(interaction.detail, keep=ours)
+            ctx.notes.append(f"pact: skipped {interaction.description}: {detail}")

@@ -411,9 +411,15 @@ class MockEventSource:
                 json={"url": f"http://127.0.0.1:{self._server.server_port}/events"},
             )
             answer.raise_for_status()
-            created = answer.json()
-            # SISDMK answers in its envelope, KKI with the subscription itself.
-            self._subscription_id = str(created.get("data", created)["id"])
+            try:
+                created = answer.json()
+                # SISDMK answers in its envelope, KKI with the subscription itself.
+                self._subscription_id = str(created.get("data", created)["id"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise PactVerificationError(
+                    f"POST /v1/webhook-subscriptions answered {answer.status_code} without the "
+                    "subscription's id"
+                ) from None
         except BaseException:
             self._stop()
             raise

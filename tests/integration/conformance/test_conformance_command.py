@@ -852,3 +852,35 @@ def test_a_receiver_port_already_taken_names_receiver_listen(
     )
     _assert_cannot_run(run, f"the webhook receiver cannot listen on {taken}")
     assert "--receiver-listen" in run.stderr
+
+
+class SubscriptionsRefused(Breakage):
+    """The provider answers 503 to every new webhook subscription."""
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.method == "POST" and exchange.path == "/v1/webhook-subscriptions":
+            exchange.status = 503
+            exchange.response_headers = {"content-type": "application/problem+json"}
+            exchange.response_body = b'{"title": "Service Unavailable", "status": 503}'
+
+
+def test_message_pacts_that_cannot_run_leave_the_http_pacts_results(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # The message pacts' receiver could not be subscribed: that error used to discard the HTTP
+    # pact's results of the same phase (and end the run with an internal error, no report).
+    kki_target.reset(SubscriptionsRefused())
+    code, report = run_conformance(
+        "kki", kki_target.proxy.url, tmp_path, "--phases", "pact", "--webhooks"
+    )
+    assert code == 2, report.get("findings")
+    assert report["verdict"] == "incomplete"
+    assert report["stats"]["pact kki"]["passed"] > 0
+    assert report["stats"]["pact kki"]["failed"] == 0
+    assert "pact kki-webhooks" not in report["stats"]
+    verified = {c["operation"] for c in report["checked"] if c["rule"] == "pact/interaction"}
+    assert "a request for the first page of registrations" in verified
+    assert [p["status"] for p in report["phases"] if p["name"] == "pact"] == [
+        "not run (kki-webhooks message pacts not verified: POST /v1/webhook-subscriptions "
+        "answered 503; the kki HTTP pact was verified)"
+    ]
