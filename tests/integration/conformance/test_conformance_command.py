@@ -884,3 +884,41 @@ def test_message_pacts_that_cannot_run_leave_the_http_pacts_results(
         "not run (kki-webhooks message pacts not verified: POST /v1/webhook-subscriptions "
         "answered 503; the kki HTTP pact was verified)"
     ]
+
+
+class LookupShowsActive(Breakage):
+    """The NIK look-up shows every STR as active: what an older release's look-up, outside the
+    older contract given to --spec, may well answer."""
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/v1/registrations/lookup" and exchange.status == 200:
+            document = json.loads(exchange.response_body)
+            for item in document.get("data", []):
+                item["certification"]["status"] = "AKTIF"
+            exchange.response_body = json.dumps(document).encode()
+
+
+def test_an_older_contract_without_the_nik_look_up_leaves_it_out_of_the_skp_comparison(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # The SKP comparison checked whether the contract has each view's operation, except the NIK
+    # look-up: against an older contract it was still called and its answer judged.
+    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "kki.yaml"
+    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
+    del document["paths"]["/v1/registrations/lookup"]
+    older = tmp_path / "kki-older.yaml"
+    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    kki_target.reset(LookupShowsActive())
+    code, report = run_conformance(
+        "kki", kki_target.proxy.url, tmp_path, "--spec", str(older), "--phases", "skp"
+    )
+    assert code == 0, report.get("findings")
+    assert report["verdict"] == "conforming"
+    assert ("domain/skp-deactivation", "getCertificationStatus") in {
+        (c["rule"], c["operation"]) for c in report["checked"]
+    }, "the other views were compared"
+    assert "lookupRegistrationsByNik" not in {c["operation"] for c in report["checked"]}
+    assert (
+        "skp: the contract has no lookupRegistrationsByNik; that view is not compared"
+        in report["notes"]
+    )
