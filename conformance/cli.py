@@ -279,13 +279,16 @@ def _short(text: str) -> str:
 def print_summary(result: RunResult, console: Console) -> None:
     findings = [mask_finding(f) for f in result.findings]
     table = Table(title=f"hf-conformance {result.options.system} — {result.options.base_url}")
+    # Every column counts checks (a rule on an operation), not findings: one check may have many.
     table.add_column("rule")
-    table.add_column("checked", justify="right")
+    table.add_column("operations checked", justify="right")
     table.add_column("failing", justify="right")
-    table.add_column("accepted/warnings", justify="right")
+    table.add_column("reported only", justify="right")
     checked = Counter(rule for rule, _ in result.checked)
-    failing = Counter(f.rule for f in findings if f.fails_run)
-    reported = Counter(f.rule for f in findings if not f.fails_run)
+    failing = Counter(rule for rule, _ in {(f.rule, f.operation) for f in findings if f.fails_run})
+    reported = Counter(
+        rule for rule, _ in {(f.rule, f.operation) for f in findings if not f.fails_run}
+    )
     for rule in sorted(checked | failing | reported):
         table.add_row(
             rule,
@@ -315,7 +318,7 @@ def print_summary(result: RunResult, console: Console) -> None:
     if len(result.notes) > MAX_NOTES_SHOWN:
         console.print(f"… and {len(result.notes) - MAX_NOTES_SHOWN} more notes (see the reports)")
     console.print(
-        f"{result.verdict}: {sum(f.fails_run for f in findings)} failing, "
+        f"{result.verdict}: {sum(f.fails_run for f in findings)} failing findings, "
         f"{sum(not f.fails_run for f in findings)} reported only, "
         f"{len(result.checked)} checks, {result.seconds:.1f} s",
         markup=False,

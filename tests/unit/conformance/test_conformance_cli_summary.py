@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from conformance import cli, reports
 from conformance.cli import MAX_NOTES_SHOWN, print_summary
 from conformance.context import Credentials, RunOptions
-from conformance.findings import Finding
+from conformance.findings import Finding, Severity
 from conformance.runner import BUDGET_SPENT, PhaseResult, RunResult
 
 NIK = "3171015708900042"
@@ -125,3 +126,23 @@ def test_the_incomplete_line_comes_after_the_reports_not_written(
     assert code == 2
     assert err[0].startswith(f"hf-conformance: report {tmp_path / 'r.json'} not written")
     assert err[-1].startswith("hf-conformance: incomplete: errors skipped (time budget spent)")
+
+
+def test_the_table_counts_failing_checks_not_findings() -> None:
+    # Three findings on one operation used to show "3 failing" next to "2 checked".
+    result = _result([PhaseResult("pagination", "done")])
+    result.checked = {
+        ("pagination/has-more", "listRegistrations"),
+        ("pagination/has-more", "listFacilities"),
+    }
+    result.findings = [
+        *(Finding("pagination/has-more", "listRegistrations", f"page {n} lies") for n in range(3)),
+        Finding("pagination/has-more", "listFacilities", "odd", Severity.WARNING),
+    ]
+    text = _summary(result)
+    header = next(line for line in text.splitlines() if "rule" in line)
+    assert "operations checked" in header
+    assert "reported only" in header
+    row = next(line for line in text.splitlines() if "pagination/has-more" in line)
+    assert re.findall(r"\d+", row) == ["2", "1", "1"]
+    assert text.splitlines()[-1].startswith("violations: 3 failing findings, 1 reported only")
