@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -257,7 +258,8 @@ def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
     """Run the migrations up to `revision` (the newest by default).
 
     `DatabaseUnavailableError` when the database cannot be reached, or (PostgreSQL) when
-    migrations are pending and the role may not create tables in the schema (not the owner);
+    migrations are pending and the role may not run them: it does not own the adapter's tables
+    already there, or may not create tables in the schema;
     `MigrationError`, naming the revision, when a migration fails.
     """
     from alembic import command
@@ -265,7 +267,7 @@ def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
     with _migration_config(engine_or_url) as config:
         connection: Connection = config.attributes["connection"]
         if _pending(connection, config, revision):
-            _check_may_create(connection)
+            _check_may_migrate(connection)
         with _naming_failed_migration(config, upgrading=True):
             command.upgrade(config, revision)
 
@@ -403,28 +405,79 @@ def _pending(connection: Connection, config: Config, revision: str) -> bool:
     return current != target
 
 
-def _check_may_create(connection: Connection) -> None:
-    """PostgreSQL: `DatabaseUnavailableError` unless the role may create tables in the schema —
-    `db upgrade` run with the runtime role's URL, told before the first migration fails on it."""
+def _check_may_migrate(connection: Connection) -> None:
+    """PostgreSQL: `DatabaseUnavailableError` unless the role may run the migrations: create
+    tables in the schema, and own every table of the adapter's already there (a migration
+    alters them, adds triggers, which only the owner may). Told before the first migration
+    fails on it: `db upgrade` run with the runtime role's URL, which on PostgreSQL 14 and older
+    (or wherever PUBLIC keeps CREATE on the schema) has the right to create tables."""
     if connection.dialect.name != "postgresql":
         return
-    schema, allowed = connection.execute(
+    schema, may_create = connection.execute(
         text(
             "SELECT current_schema(), has_schema_privilege(current_user, "
             "coalesce(current_schema(), 'public'), 'CREATE')"
         )
     ).one()
+    ownership = table_ownership(connection, adapter_tables())
     connection.rollback()  # the migrations begin their own transactions
-    if allowed:
-        return
     user = _user(connection.engine.url)
     role = f"role {user!r}" if user else "role of DATABASE_URL"
-    raise DatabaseUnavailableError(
-        f"the database {role} lacks a right `db upgrade` needs (permission denied for schema "
-        f"{schema or 'public'}: it may not create tables there): run `hf-adapter db upgrade` "
-        "with the tables' owner's URL; the runtime role gets its rights from `hf-adapter db "
-        "grant --role ROLE --apply`, run as the owner (docs/operations.md, Database roles)",
-        reason="database_right",
+    grant = (
+        "the runtime role gets its rights from `hf-adapter db grant --role ROLE --apply`, run "
+        "as the owner (docs/operations.md, Database roles)"
+    )
+    if ownership.not_owned:
+        owners = sorted(set(ownership.not_owned.values()))
+        run_as = (
+            f"with the URL of their owner, role {owners[0]!r}"
+            if len(owners) == 1
+            else f"as one role owning them all (now {', '.join(map(repr, owners))} do)"
+        )
+        raise DatabaseUnavailableError(
+            f"the database {role} does not own {len(ownership.not_owned)} of the adapter's "
+            f"{len(ownership.present)} tables, which the migrations alter: run `hf-adapter db "
+            f"upgrade` {run_as}; {grant}",
+            reason="database_right",
+        )
+    if not may_create:
+        raise DatabaseUnavailableError(
+            f"the database {role} lacks a right `db upgrade` needs (permission denied for "
+            f"schema {schema or 'public'}: it may not create tables there): run `hf-adapter db "
+            f"upgrade` with the tables' owner's URL; {grant}",
+            reason="database_right",
+        )
+
+
+def adapter_tables() -> list[str]:
+    """The adapter's tables, those the migrations create: the models' and Alembic's version."""
+    return sorted({*Base.metadata.tables, "alembic_version"})
+
+
+@dataclass(frozen=True)
+class TableOwnership:
+    """Which of some tables are in the current schema (`present`), and of those the ones
+    whose owner's rights the connection's role lacks (`not_owned`: table → its owner)."""
+
+    present: list[str]
+    not_owned: dict[str, str]
+
+
+def table_ownership(connection: Connection, tables: list[str]) -> TableOwnership:
+    """PostgreSQL: which of `tables` are in the current schema, and which of those the
+    connection's role does not own — neither itself nor through a role it inherits the rights
+    of, nor as a superuser: it may not alter them, nor grant rights on them."""
+    rows = connection.execute(
+        text(
+            "SELECT tablename, tableowner, pg_has_role(current_user, tableowner, 'USAGE') "
+            "FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY(:tables) "
+            "ORDER BY tablename"
+        ),
+        {"tables": list(tables)},
+    ).all()
+    return TableOwnership(
+        present=[table for table, _, _ in rows],
+        not_owned={table: owner for table, owner, owned in rows if not owned},
     )
 
 

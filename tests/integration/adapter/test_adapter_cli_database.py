@@ -325,26 +325,29 @@ def test_db_upgrade_process_names_the_migration_that_meets_a_missing_table(
     engine.dispose()
 
 
-def test_db_upgrade_names_the_migration_its_owner_lacks_a_right_for(
+def test_db_upgrade_exits_2_naming_the_owner_when_the_role_may_create_but_owns_no_table(
     postgres_server: PostgresServer, hf_adapter: Run
 ) -> None:
-    # A role that may create tables in the schema, running a migration on a table it does not
-    # own: the failure is the migration's, not "run with the owner's URL".
-    admin_url = postgres_server.create_database()
-    upgrade(admin_url, "0008")
-    name = f"hf_owner_{secrets.token_hex(4)}"
-    admin = create_engine_from_url(admin_url)
+    # PostgreSQL 14 and older give PUBLIC the right to create in the schema: a runtime role
+    # passed the check, then failed inside migration 0009 (ALTER needs the table's owner).
+    owner_url = postgres_server.create_database()
+    upgrade(owner_url, "0008")
+    name = f"hf_runtime_{secrets.token_hex(4)}"
+    admin = create_engine_from_url(owner_url)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'"))
         connection.execute(text(f"GRANT CREATE, USAGE ON SCHEMA public TO {name}"))
         connection.execute(text(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}"))
     try:
-        result = hf_adapter(admin_url.set(username=name, password=PASSWORD), "db", "upgrade")
+        result = hf_adapter(owner_url.set(username=name, password=PASSWORD), "db", "upgrade")
 
-        line = _assert_one_error(
-            result, 1, "migration 0009_sealed_audit_chain failed: InsufficientPrivilege"
+        _assert_cannot_run(
+            result,
+            f"role {name!r} does not own",
+            f"`hf-adapter db upgrade` with the URL of their owner, role {owner_url.username!r}",
         )
-        assert "owner's URL" not in line
+        with admin.connect() as connection:  # nothing was migrated
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
     finally:
         with admin.begin() as connection:
             connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}"))
