@@ -436,7 +436,7 @@ def _check_may_migrate(connection: Connection) -> None:
         )
         raise DatabaseUnavailableError(
             f"the database {role} does not own {len(ownership.not_owned)} of the adapter's "
-            f"{len(ownership.present)} tables, which the migrations alter: run `hf-adapter db "
+            f"{len(ownership.owners)} tables, which the migrations alter: run `hf-adapter db "
             f"upgrade` {run_as}; {grant}",
             reason="database_right",
         )
@@ -456,17 +456,17 @@ def adapter_tables() -> list[str]:
 
 @dataclass(frozen=True)
 class TableOwnership:
-    """Which of some tables are in the current schema (`present`), and of those the ones
-    whose owner's rights the connection's role lacks (`not_owned`: table → its owner)."""
+    """Of some tables, those in the current schema with their owners (`owners`: table →
+    owner), and the ones whose owner's rights the connection's role lacks (`not_owned`)."""
 
-    present: list[str]
+    owners: dict[str, str]
     not_owned: dict[str, str]
 
 
 def table_ownership(connection: Connection, tables: list[str]) -> TableOwnership:
-    """PostgreSQL: which of `tables` are in the current schema, and which of those the
-    connection's role does not own — neither itself nor through a role it inherits the rights
-    of, nor as a superuser: it may not alter them, nor grant rights on them."""
+    """PostgreSQL: which of `tables` are in the current schema and who owns them, and which of
+    those the connection's role does not own — neither itself nor through a role it inherits
+    the rights of, nor as a superuser: it may not alter them, nor grant rights on them."""
     rows = connection.execute(
         text(
             "SELECT tablename, tableowner, pg_has_role(current_user, tableowner, 'USAGE') "
@@ -476,7 +476,7 @@ def table_ownership(connection: Connection, tables: list[str]) -> TableOwnership
         {"tables": list(tables)},
     ).all()
     return TableOwnership(
-        present=[table for table, _, _ in rows],
+        owners={table: owner for table, owner, _ in rows},
         not_owned={table: owner for table, owner, owned in rows if not owned},
     )
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from adapter.errors import AdapterError, ConfigurationError
-from adapter.store.database import connected
+from adapter.store.database import TableOwnership, connected, table_ownership
 from adapter.store.models import Base
 
 # What the runtime role may do, by table; every other table of the models gets `_READ_WRITE`.
@@ -73,13 +73,17 @@ def runtime_grants(role: str) -> list[str]:
         raise RoleError(
             f"role name {role!r}: use 1-63 of a-z, 0-9 and '_', not starting with a digit"
         )
-    tables = sorted({*Base.metadata.tables, *_SPECIAL})
+    tables = _granted_tables()
     statements = [f'REVOKE ALL ON TABLE "{table}" FROM "{role}"' for table in tables]
     statements += [
         f'GRANT {_SPECIAL.get(table, _READ_WRITE)} ON TABLE "{table}" TO "{role}"'
         for table in tables
     ]
     return statements
+
+
+def _granted_tables() -> list[str]:
+    return sorted({*Base.metadata.tables, *_SPECIAL})
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,9 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
 
     `RoleError` when the role does not exist, is the owner itself, or could act as the owner
     (a member of its role, a superuser, or allowed to bypass row security): its rights would
-    then be the owner's, whatever is granted here.
+    then be the owner's, whatever is granted here. `RoleError`, naming them, when `engine`'s
+    user does not own every table it grants on: a GRANT on another's table fails, or (with
+    some right on it) only warns and grants nothing.
     """
     statements = runtime_grants(role)
     if engine.dialect.name != "postgresql":
@@ -109,20 +115,18 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
             "what the audit trail can promise there)"
         )
     with engine.begin() as connection:
-        owner = connection.scalar(
-            text(
-                "SELECT tableowner FROM pg_tables "
-                "WHERE tablename = 'audit_events' AND schemaname = current_schema()"
-            )
-        )
-        if owner is None:
+        ownership = table_ownership(connection, _granted_tables())
+        if not ownership.owners:
             raise RoleError("the adapter's tables are not there yet; run `hf-adapter db upgrade`")
+        owners = sorted(set(ownership.owners.values()))
         found = connection.execute(
             text(
-                "SELECT rolsuper OR rolbypassrls, pg_has_role(rolname, :owner, 'MEMBER') "
-                "FROM pg_roles WHERE rolname = :role"
+                "SELECT rolsuper OR rolbypassrls, "
+                "bool_or(pg_has_role(rolname, owner, 'MEMBER')) "
+                "FROM pg_roles, unnest(CAST(:owners AS text[])) AS owner "
+                "WHERE rolname = :role GROUP BY rolsuper, rolbypassrls"
             ),
-            {"role": role, "owner": owner},
+            {"role": role, "owners": owners},
         ).one_or_none()
         if found is None:
             raise RoleError(
@@ -130,27 +134,15 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
                 f"CREATE ROLE {role} LOGIN PASSWORD '...'"
             )
         superuser, acts_as_owner = found
-        # Anyone else's GRANTs on the tables fail, or with some right on them only warn and
-        # grant nothing: refuse before, naming the role to grant.
-        may_grant = connection.scalar(
-            text(
-                "SELECT pg_has_role(current_user, :owner, 'USAGE') OR rolsuper "
-                "FROM pg_roles WHERE rolname = current_user"
-            ),
-            {"owner": owner},
-        )
-        if not may_grant:
-            raise RoleError(
-                f"DATABASE_URL's role is not the owner of the adapter's tables ({owner!r}), so "
-                f"it cannot grant their rights: run `hf-adapter db grant --role {role} --apply` "
-                "with the tables' owner's URL, the role that runs `hf-adapter db upgrade` "
-                "(docs/operations.md, Database roles)"
-            )
+        # Anyone else's GRANTs on a table fail, or with some right on it only warn and grant
+        # nothing: refuse before, naming the tables and the role to grant as.
+        if ownership.not_owned:
+            raise RoleError(_not_owner_message(ownership, role))
         if superuser or acts_as_owner:
             raise RoleError(
-                f"role {role!r} is a superuser, the owner of the adapter's tables ({owner!r}) "
-                "or a member of the owner's role: it would keep the owner's rights. Use a role "
-                "of its own"
+                f"role {role!r} is a superuser, the owner of the adapter's tables "
+                f"({', '.join(map(repr, owners))}) or a member of the owner's role: it would keep "
+                "the owner's rights. Use a role of its own"
             )
         for statement in statements:
             connection.execute(text(statement))
@@ -186,6 +178,25 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
         if own:
             statements.append(grant)
     return Granted(statements, temporary=grant if not own else None)
+
+
+def _not_owner_message(ownership: TableOwnership, role: str) -> str:
+    again = f"`hf-adapter db grant --role {role} --apply`"
+    owners = sorted(set(ownership.not_owned.values()))
+    if len(ownership.not_owned) == len(ownership.owners) and len(owners) == 1:
+        return (
+            f"DATABASE_URL's role is not the owner of the adapter's tables ({owners[0]!r}), so "
+            f"it cannot grant their rights: run {again} with the tables' owner's URL, the role "
+            "that runs `hf-adapter db upgrade` (docs/operations.md, Database roles)"
+        )
+    tables = ", ".join(f"{table} ({owner!r})" for table, owner in ownership.not_owned.items())
+    return (
+        f"DATABASE_URL's role does not own {len(ownership.not_owned)} of the "
+        f"{len(ownership.owners)} tables it would grant on, so it cannot grant their rights: "
+        f"{tables}. Give every adapter table to the role that runs `hf-adapter db upgrade` "
+        "(ALTER TABLE ... OWNER TO it, as a superuser), then run "
+        f"{again} with its URL (docs/operations.md, Database roles)"
+    )
 
 
 def check_runtime_rights(engine: Engine) -> None:

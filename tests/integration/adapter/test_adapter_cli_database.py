@@ -435,3 +435,47 @@ def test_db_grant_by_a_role_that_is_not_the_owner_names_the_role_to_grant(
             connection.execute(text(f"DROP ROLE {other}"))
             connection.execute(text(f"DROP ROLE {stranger}"))
         admin.dispose()
+
+
+def test_db_grant_refuses_a_database_whose_tables_have_mixed_owners_naming_them(
+    postgres_server: PostgresServer, hf_adapter: Run
+) -> None:
+    # Only audit_events' owner was checked: the owner's GRANT on a table of another role,
+    # on which it has some right, only warned, and the runtime role was left without it.
+    owner_url = postgres_server.create_database()
+    migrated(owner_url).dispose()
+    owner = owner_url.username
+    other, app = f"hf_other_{secrets.token_hex(4)}", f"hf_app_{secrets.token_hex(4)}"
+    admin = create_engine_from_url(owner_url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {other}"))
+        connection.execute(text(f"CREATE ROLE {app}"))
+        connection.execute(text(f"GRANT {other} TO {owner}"))
+        connection.execute(text(f"GRANT CREATE ON SCHEMA public TO {other}"))
+        connection.execute(text(f"ALTER TABLE facilities OWNER TO {other}"))
+        connection.execute(text(f"GRANT SELECT ON facilities TO {owner}"))
+        connection.execute(text(f"REVOKE CREATE ON SCHEMA public FROM {other}"))
+        connection.execute(text(f"REVOKE {other} FROM {owner}"))
+    try:
+        result = hf_adapter(owner_url, "db", "grant", "--role", app, "--apply")
+
+        line = _assert_one_error(
+            result,
+            2,
+            "does not own 1 of the",
+            f"facilities ({other!r})",
+            f"`hf-adapter db grant --role {app} --apply`",
+        )
+        assert "registrations" not in line
+        with admin.connect() as connection:  # nothing was granted
+            assert not connection.scalar(
+                text(f"SELECT has_table_privilege('{app}', 'registrations', 'SELECT')")
+            )
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"GRANT {other} TO {owner}"))
+            connection.execute(text(f"REASSIGN OWNED BY {other} TO {owner}"))
+            connection.execute(text(f"DROP OWNED BY {other}"))
+            connection.execute(text(f"DROP ROLE {other}"))
+            connection.execute(text(f"DROP ROLE {app}"))
+        admin.dispose()
