@@ -124,9 +124,9 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "read and write the adapter's tables, append to the audit trail and read it, create "
         "temporary tables (the database's TEMPORARY right); no UPDATE, DELETE or TRUNCATE of "
         "the trail, no change of its head, no DDL. Prints the statements (the database named "
-        "by DATABASE_URL, if set); --apply runs them as DATABASE_URL's user, which must own every "
-        "one of the tables (the role that runs `db upgrade`) and, unless the role has TEMPORARY already, "
-        "the database. Run it again after every `db upgrade`.",
+        "by DATABASE_URL, if set); --apply runs them as DATABASE_URL's user, which must own "
+        "every one of the tables (the role that runs `db upgrade`) and, unless the role has "
+        "TEMPORARY already, the database. Run it again after every `db upgrade`.",
     )
     grant.add_argument("--role", required=True, help="the runtime role (created beforehand)")
     grant.add_argument(
