@@ -136,6 +136,13 @@ def next_step(result: SyncRunResult) -> str:
         )
     if result.error_reason == "database_not_migrated":
         return f"run `hf-adapter db upgrade`, then rerun; {resume}"
+    if result.error_reason == "database_damaged":
+        return (
+            "the database is at the newest migration but lacks a table or column of the "
+            "adapter's: its schema is damaged (`hf-adapter db upgrade` cannot repair it); "
+            "`hf-adapter db check` lists what differs, restore the database from a backup "
+            f"(docs/operations.md, Backups), then rerun; {resume}"
+        )
     if kind in _UNAVAILABLE:
         return f"{result.system} is unavailable; retry later; {resume}"
     if kind == "AuthenticationFailed":

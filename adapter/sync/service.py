@@ -297,7 +297,7 @@ def _locked_sync(
         resumed=resumed,
         error=None if error is None else _describe(error),
         error_type=None if error is None else type(error).__name__,
-        error_reason=_reason(error),
+        error_reason=_reason(error, session_factory),
         quarantined_ids=tuple(quarantined),
     )
 
@@ -622,11 +622,14 @@ def _record_reason(exc: BaseException) -> str:
     return f"invalid_value: {type(exc).__name__}"
 
 
-def _reason(error: BaseException | None) -> str | None:
+def _reason(error: BaseException | None, session_factory: sessionmaker[Session]) -> str | None:
     """The reason slug of what ended a run; for a database error, whether the database could
-    not be used at all (``database_right``: the role lacks a right, and so on)."""
+    not be used at all (``database_right``: the role lacks a right; a missing table is
+    ``database_not_migrated`` or ``database_damaged``, told apart through the engine's URL as
+    for every other command)."""
     if isinstance(error, DBAPIError):
-        unusable = unusable_database(error)
+        engine = session_factory.kw.get("bind")
+        unusable = unusable_database(error, None if engine is None else engine.url)
         return None if unusable is None else unusable.reason
     return getattr(error, "reason", None)
 

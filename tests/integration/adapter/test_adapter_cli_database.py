@@ -479,3 +479,27 @@ def test_db_grant_refuses_a_database_whose_tables_have_mixed_owners_naming_them(
             connection.execute(text(f"DROP ROLE {other}"))
             connection.execute(text(f"DROP ROLE {app}"))
         admin.dispose()
+
+
+def test_sync_on_a_damaged_schema_points_to_db_check_and_backups_not_db_upgrade(
+    postgres_server: PostgresServer, kki: Mock, hf_adapter: Run
+) -> None:
+    # At the newest migration but without a table: `db upgrade` has nothing to run, so
+    # advising it sent the operator in a circle.
+    url = postgres_server.create_database()
+    engine = migrated(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE registrations CASCADE"))
+    engine.dispose()
+
+    result = hf_adapter(url, "sync", "--system", "kki", kki=kki.url)
+
+    assert result.returncode == 1, result.stderr  # the run started, and failed
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    steps = [line for line in result.stderr.splitlines() if "next step: " in line]
+    assert len(steps) == 1, result.stderr
+    assert "schema is damaged" in steps[0]
+    assert "`hf-adapter db check`" in steps[0]
+    assert "backup" in steps[0]
+    assert "run `hf-adapter db upgrade`" not in steps[0]
