@@ -8,12 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import os
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from cli_startup.output_files import OutputFileError, check_output_file
 from conformance.findings import Finding, pretty_body
 from conformance.masking import mask_finding, mask_text
 from conformance.rules import RULES, rule_title
@@ -27,17 +27,10 @@ class ReportPathError(Exception):
 def prepare_report_path(path: Path) -> None:
     """Create the report's missing folders and check it can be written, before the run starts:
     a report that cannot be written is found in a second, not after a long run."""
-    if path.is_dir():
-        raise ReportPathError(f"report {path} is a folder: give a file name")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportPathError(
-            f"cannot create the folder {exc.filename} for report {path} ({exc.strerror}): "
-            "give another path"
-        ) from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ReportPathError(f"report {path} is not writable: give a writable path")
+        check_output_file(path, what="report", create_folders=True)
+    except OutputFileError as exc:
+        raise ReportPathError(str(exc)) from None
 
 
 def masked(result: RunResult) -> list[Finding]:

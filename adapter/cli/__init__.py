@@ -25,6 +25,7 @@ from adapter.sdmk_integration_manager import ConnectionDisabled
 from adapter.settings import load_settings
 from adapter.store import database
 from adapter.store.locks import LockHeld
+from cli_startup.output_files import OutputFileError, check_output_file
 
 if TYPE_CHECKING:
     from adapter.audit import ChainReport
@@ -669,15 +670,10 @@ def _audit_broken(report: ChainReport) -> int:
 def _writable_file(text: str) -> Path:
     """An argparse type: a file this process can create or replace, checked before the work
     (a metrics file written after a committed sync, an anchor after sealing)."""
-    path = Path(text)
-    folder = path.parent
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a folder; name a file in it")
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"no folder {folder}; create it or name another file")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise argparse.ArgumentTypeError(f"{path} cannot be written by this user")
-    return path
+    try:
+        return check_output_file(Path(text))
+    except OutputFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _writable_file_or_stdout(text: str) -> Path | None:

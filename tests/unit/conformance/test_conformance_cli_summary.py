@@ -146,3 +146,14 @@ def test_the_table_counts_failing_checks_not_findings() -> None:
     row = next(line for line in text.splitlines() if "pagination/has-more" in line)
     assert re.findall(r"\d+", row) == ["2", "1", "1"]
     assert text.splitlines()[-1].startswith("violations: 3 failing findings, 1 reported only")
+
+
+def test_a_report_path_that_is_a_folder_is_refused_like_the_adapters_output_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # One rule and one wording for every command's output files (cli_startup.output_files).
+    code, out, err = _main_with(monkeypatch, _result([]), "--json", str(tmp_path))
+
+    assert code == 2
+    assert out == []  # refused before the run
+    assert err == [f"hf-conformance: cannot run: report {tmp_path} is a folder; name a file in it"]

@@ -1,0 +1,35 @@
+"""The check every command makes of a file it will write (a report, metrics, an anchor) before
+its work starts: a path it cannot write is refused in a second, not after a long run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class OutputFileError(ValueError):
+    """A file the command cannot write; the message names it and says what to do."""
+
+
+def check_output_file(path: Path, *, what: str = "", create_folders: bool = False) -> Path:
+    """`path`, once checked that this process can create or replace it: not a folder, in a
+    folder that exists (with `create_folders`, its missing folders are created) and that this
+    user may write and enter, and, if the file exists, writable. `OutputFileError` otherwise;
+    `what` ("report") comes before the path in its message."""
+    named = f"{what} {path}" if what else str(path)
+    folder = path.parent
+    if path.is_dir():
+        raise OutputFileError(f"{named} is a folder; name a file in it")
+    if create_folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputFileError(
+                f"cannot create the folder {exc.filename} for {named} ({exc.strerror}); "
+                "name another file"
+            ) from None
+    if not folder.is_dir():
+        raise OutputFileError(f"no folder {folder}; create it or name another file")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputFileError(f"{named} cannot be written by this user; name another file")
+    return path

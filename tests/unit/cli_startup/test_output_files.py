@@ -1,0 +1,60 @@
+"""`check_output_file`: the one check `hf-adapter` (metrics files, anchors) and `hf-conformance`
+(reports) make of a file before the work that writes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_startup.output_files import OutputFileError, check_output_file
+
+
+def test_a_new_file_in_an_existing_folder_is_accepted(tmp_path: Path) -> None:
+    assert check_output_file(tmp_path / "out.prom") == tmp_path / "out.prom"
+
+
+def test_an_existing_file_is_accepted_and_left_as_it_was(tmp_path: Path) -> None:
+    existing = tmp_path / "anchors.jsonl"
+    existing.write_text("kept\n")
+
+    check_output_file(existing)
+
+    assert existing.read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("create_folders", [False, True])
+def test_a_folder_is_refused_naming_it(tmp_path: Path, create_folders: bool) -> None:
+    with pytest.raises(OutputFileError, match=r"^report .* is a folder; name a file in it$"):
+        check_output_file(tmp_path, what="report", create_folders=create_folders)
+
+
+def test_a_missing_folder_is_refused_and_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "out.prom"
+
+    with pytest.raises(OutputFileError, match=r"^no folder .*missing; create it or name another"):
+        check_output_file(path)
+
+    assert not path.parent.exists()
+
+
+def test_missing_folders_are_created_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "kki.xml"
+
+    check_output_file(path, what="report", create_folders=True)
+
+    assert path.parent.is_dir()
+    assert not path.exists()
+
+
+def test_a_folder_that_is_a_file_is_refused_naming_the_path(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    path = tmp_path / "taken" / "kki.json"
+
+    with pytest.raises(OutputFileError) as refused:
+        check_output_file(path, what="report", create_folders=True)
+
+    message = str(refused.value)
+    assert message.startswith(f"cannot create the folder {tmp_path / 'taken'} for report {path}")
+    assert message.endswith("; name another file")
+    assert "\n" not in message
