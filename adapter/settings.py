@@ -557,11 +557,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         # `from None`: the pydantic error (and its traceback) must not carry the inputs along.
-        raise ConfigurationError(_describe(exc)) from None
+        raise ConfigurationError(_describe(exc, values)) from None
 
 
-def _describe(error: ValidationError) -> str:
-    """One line per problem, by variable name, built from pydantic's messages but never inputs."""
+# pydantic's error types for a number outside a field's bounds.
+_OUT_OF_RANGE: Final = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+)
+
+
+def _describe(error: ValidationError, values: Mapping[str, str]) -> str:
+    """One line per problem, by variable name, built from pydantic's messages but never inputs
+    (a number out of its range aside: the line shows it, with the range)."""
     order = {name: index for index, name in enumerate(Settings.model_fields)}
     problems: list[tuple[int, str]] = []
     for item in error.errors(include_input=False, include_url=False):
@@ -569,6 +576,8 @@ def _describe(error: ValidationError) -> str:
         variable = name.upper() or "configuration"
         if item["type"] == "missing":
             text = f"{variable}: missing. {_MISSING_HINTS.get(variable, 'Set it.')}"
+        elif item["type"] in _OUT_OF_RANGE and name in Settings.model_fields:
+            text = f"{variable}: {values[name]} is out of range; set {_allowed_range(name)}"
         else:
             message = str(item["msg"]).removeprefix("Value error, ")
             text = message if message.startswith(f"{variable}:") else f"{variable}: {message}"
@@ -577,3 +586,23 @@ def _describe(error: ValidationError) -> str:
     count = len(problems)
     header = f"invalid adapter configuration ({count} problem{'s' if count != 1 else ''}):"
     return "\n".join([header, *(f"- {text}" for _, text in problems)])
+
+
+def _allowed_range(name: str) -> str:
+    """The bounds of numeric setting `name` in words: "a whole number from 1 to 1000",
+    "a number more than 0 and at most 600"."""
+    field = Settings.model_fields[name]
+    kind = "a whole number" if field.annotation is int else "a number"
+    lower = upper = ""
+    for bound in field.metadata:  # annotated_types' Ge, Gt, Le, Lt, which Field(ge=...) sets
+        if (ge := getattr(bound, "ge", None)) is not None:
+            lower = f"at least {ge}"
+        elif (gt := getattr(bound, "gt", None)) is not None:
+            lower = f"more than {gt}"
+        elif (le := getattr(bound, "le", None)) is not None:
+            upper = f"at most {le}"
+        elif (lt := getattr(bound, "lt", None)) is not None:
+            upper = f"less than {lt}"
+    if lower.startswith("at least ") and upper.startswith("at most "):
+        return f"{kind} from {lower.removeprefix('at least ')} to {upper.removeprefix('at most ')}"
+    return f"{kind} {' and '.join(part for part in (lower, upper) if part)}"
