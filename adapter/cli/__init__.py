@@ -373,7 +373,10 @@ def _add_sync(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--full", action="store_true", help="ignore the checkpoint and fetch every record"
     )
     sync.add_argument(
-        "--page-size", type=_page_size, default=500, help="records per page and commit (1-500)"
+        "--page-size",
+        type=_page_size,
+        default=500,
+        help="records per page and commit (1-500, default %(default)s)",
     )
     sync.add_argument(
         "--metrics-file",

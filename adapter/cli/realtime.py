@@ -133,7 +133,7 @@ def _add_events(commands: Commands) -> None:
         "--state",
         choices=(*WEBHOOK_EVENT_STATES, "any"),
         default="failed",
-        help="failed = dead-lettered (default)",
+        help="the events' state; failed = dead-lettered, any = all (default %(default)s)",
     )
     listing.add_argument("--source", choices=("kki", "sisdmk"))
     listing.add_argument(
