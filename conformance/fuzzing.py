@@ -5,12 +5,14 @@ positive and negative data, every check; each failure becomes a finding with its
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import schemathesis
+from pyrate_limiter import Limiter, Rate
 from schemathesis.engine import events, from_schema
 
-from conformance.context import RunContext
+from conformance.context import BudgetSpent, RunContext
 from conformance.findings import Exchange
 from conformance.systems import SystemProfile
 
@@ -38,11 +40,14 @@ def schemathesis_config(ctx: RunContext, profile: SystemProfile) -> dict[str, An
     if options.seed is not None:
         data["seed"] = options.seed
         data["generation"]["deterministic"] = True
-    if options.rate_limit:
-        # Schemathesis takes whole requests per interval: R/s as requests per minute keeps
-        # fractional rates.
-        data["rate-limit"] = f"{max(1, math.floor(options.rate_limit * 60))}/m"
     return data
+
+
+def even_limiter(rate_per_s: float) -> Limiter:
+    """One request every 1/rate seconds. Schemathesis' own "N/m" is a sliding window that lets
+    N requests go at once: `--rate-limit 2/s`, given to it as "120/m", sent 42-61 requests in
+    the first 3 s."""
+    return Limiter(Rate(1, max(1, math.ceil(1000 / rate_per_s))))
 
 
 def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
@@ -50,6 +55,8 @@ def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
     schema: schemathesis.BaseSchema = schemathesis.openapi.from_path(
         str(ctx.contract.path), config=config
     )
+    if ctx.options.rate_limit:
+        schema.config.rate_limit = even_limiter(ctx.options.rate_limit)
     if ctx.options.include:
         schema = schema.include(operation_id=list(ctx.options.include))
     if ctx.options.exclude:
@@ -97,26 +104,46 @@ def _run(
 ) -> None:
     stream = from_schema(schema).execute()
     scenarios = 0
-    # Schemathesis knows no deadline without also cycling its fuzzing until it is reached: the
-    # budget is enforced here instead, by stopping the stream.
-    for event in stream:
-        if ctx.time_left() <= 0 and not stream.stop_event.is_set():
-            ctx.notes.append("schemathesis: stopped by the time budget")
-            stream.stop()
-        if isinstance(event, events.ScenarioFinished):
-            scenarios += 1
-            _collect(ctx, profile, event, by_label)
-        elif isinstance(event, events.NonFatalError):
-            ctx.notes.append(f"schemathesis: {event.label}: {event.info.title}")
-        elif isinstance(event, events.FatalError):
-            ctx.notes.append(f"schemathesis stopped: {event.exception}")
-        elif isinstance(event, events.EngineFinished):
-            ctx.stats["schemathesis_stop_reason"] = str(event.stop_reason)
+    fuzzed: set[str] = set()
+    # Schemathesis knows no deadline without also cycling its fuzzing until it is reached, so
+    # the budget is enforced here: a timer stops the stream when it is spent, and Schemathesis
+    # checks that before each request. (Checked between events only, a run under --rate-limit
+    # overran the budget by a whole operation's examples: an event comes per operation.)
+    spent = threading.Event()
+
+    def budget_spent() -> None:
+        spent.set()
+        stream.stop()
+
+    timer = threading.Timer(max(ctx.time_left(), 0.0), budget_spent)
+    timer.daemon = True
+    timer.start()
+    try:
+        for event in stream:
+            if isinstance(event, events.ScenarioFinished):
+                scenarios += 1
+                fuzzed.update(_collect(ctx, profile, event, by_label))
+            elif isinstance(event, events.NonFatalError):
+                ctx.notes.append(f"schemathesis: {event.label}: {event.info.title}")
+            elif isinstance(event, events.FatalError):
+                ctx.notes.append(f"schemathesis stopped: {event.exception}")
+            elif isinstance(event, events.EngineFinished):
+                ctx.stats["schemathesis_stop_reason"] = str(event.stop_reason)
+    finally:
+        timer.cancel()
     ctx.stats["schemathesis_scenarios"] = scenarios
-    for operation in ctx.operations():
-        ctx.ok("contract/response_schema_conformance", operation.id)
-        ctx.ok("contract/status_code_conformance", operation.id)
-        ctx.ok("contract/not_a_server_error", operation.id)
+    operations = ctx.operations()
+    for operation in operations:
+        if not spent.is_set() or operation.id in fuzzed:
+            ctx.ok("contract/response_schema_conformance", operation.id)
+            ctx.ok("contract/status_code_conformance", operation.id)
+            ctx.ok("contract/not_a_server_error", operation.id)
+    if spent.is_set():
+        left = sorted(op.id for op in operations if op.id not in fuzzed)
+        raise BudgetSpent(
+            f"schemathesis: stopped by the time budget after {len(fuzzed)} of "
+            f"{len(operations)} operations" + (f" (not fuzzed: {', '.join(left)})" if left else "")
+        )
 
 
 def _collect(
@@ -124,8 +151,10 @@ def _collect(
     profile: SystemProfile,
     event: events.ScenarioFinished,
     by_label: dict[str, str],
-) -> None:
+) -> set[str]:
+    """Findings and checks of a finished scenario; the operations it checked."""
     recorder = event.recorder
+    checked: set[str] = set()
     for case_id, checks in recorder.checks.items():
         node = recorder.cases.get(case_id)
         if node is None:
@@ -134,6 +163,7 @@ def _collect(
         operation_id = by_label.get(label, label)
         if not ctx.selected(operation_id):
             continue  # checks that probe neighbouring operations report only what was asked
+        checked.add(operation_id)
         for check in checks:
             ctx.ok(f"contract/{check.name}", operation_id)
             info = check.failure_info
@@ -152,6 +182,7 @@ def _collect(
             message = failure.title + (f": {detail}" if detail else "")
             evidence = _exchange(interaction) if interaction is not None else None
             ctx.fail(f"contract/{check.name}", operation_id, " ".join(message.split()), evidence)
+    return checked
 
 
 def _exchange(interaction: Any) -> Exchange:

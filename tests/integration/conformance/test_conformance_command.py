@@ -530,6 +530,39 @@ def test_time_budget_spent_before_a_phase_is_not_conforming(
     assert "Traceback" not in run.stderr
 
 
+class _Counted(Breakage):
+    """Counts the requests for one registration that reach the proxy."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path.startswith("/v1/registrations/"):
+            self.requests += 1
+
+
+def test_schemathesis_under_a_rate_limit_stops_when_the_budget_is_spent(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # At 2 requests/s, 40 examples of one operation take 20 s and come as one Schemathesis event:
+    # a budget checked between events let them all run. A 3 s budget stops it after a few.
+    counted = _Counted()
+    kki_target.reset(counted)
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "schemathesis", "--include", "getRegistration"),
+        *("--rate-limit", "2/s", "--max-examples", "40", "--seed", "7", "--time-budget", "3"),
+    )
+    assert 0 < counted.requests < 20, counted.requests
+    assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
+    assert [p["status"] for p in report["phases"]] == ["skipped (time budget spent)"]
+    assert any(
+        note.startswith("schemathesis: stopped by the time budget") for note in report["notes"]
+    ), report["notes"]
+
+
 def test_webhooks_that_never_arrive_are_a_violation(kki_target: Target, tmp_path: Path) -> None:
     # The mock delivers to a URL nobody listens on: the events the command caused never arrive.
     kki_target.reset()
