@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from adapter.merge.rules import (
     FOREIGN_STR_YEARS,
     LAW_DATE,
@@ -246,8 +248,10 @@ def check_skp_deactivation(ctx: RunContext, people: PersonList) -> None:
     deactivated = [
         r
         for r in records
-        if (r.get("certification") or {}).get("status") == "NONAKTIF_SEMENTARA"
-        and SKP_REASON_MARK in str((r.get("certification") or {}).get("status_reason") or "")
+        if "str_number" in r
+        and isinstance(r.get("certification"), dict)
+        and r["certification"].get("status") == "NONAKTIF_SEMENTARA"
+        and SKP_REASON_MARK in str(r["certification"].get("status_reason") or "")
     ][:MAX_SKP_RECORDS]
     ctx.ok("domain/skp-deactivation", people.operation)
     for record in deactivated:
@@ -259,7 +263,7 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
     expected = record["certification"]
     views: list[tuple[str, Any, Any]] = []  # (operation, certification-like document, response)
 
-    def get(operation_id: str, suffix: str) -> Any:
+    def get(operation_id: str, suffix: str, items: str | None = None) -> Any:
         if not _comparable(ctx, operation_id):
             return None
         ctx.ok("domain/skp-deactivation", operation_id)
@@ -268,7 +272,8 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
         )
         if response.status_code != 200:
             return None
-        return response, response.json()
+        document = _view(ctx, operation_id, response, items)
+        return None if document is None else (response, document)
 
     if (got := get("getRegistration", "")) is not None:
         views.append(("getRegistration", got[1].get("certification"), got[0]))
@@ -283,11 +288,18 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
             json={"nik": record["nik"]},
         )
         if response.status_code == 200:
-            for item in response.json().get("data", []):
+            for item in _view(ctx, "lookupRegistrationsByNik", response, "data") or []:
                 if item.get("str_number") == str_number:
                     views.append(("lookupRegistrationsByNik", item.get("certification"), response))
     for operation_id, certification, response in views:
         if not isinstance(certification, dict):
+            ctx.fail(
+                "domain/skp-deactivation",
+                operation_id,
+                f"{operation_id} shows no certification object for an STR {expected.get('status')} "
+                "for missing SKP; its status cannot be compared",
+                response,
+            )
             continue
         for name in ("status", "status_reason"):
             if certification.get(name) != expected.get(name):
@@ -299,7 +311,7 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
                     f"{certification.get(name)!r}",
                     response,
                 )
-    skp = record.get("skp") or {}
+    skp: dict[str, Any] = record["skp"] if isinstance(record.get("skp"), dict) else {}
     if (got := get("getSkpSummary", "/skp")) is not None:
         skp = got[1]
     if skp.get("adequacy") not in (None, "TIDAK_CUKUP"):
@@ -310,10 +322,10 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
             f"{skp.get('adequacy')}",
             got[0] if got is not None else None,
         )
-    sips = record.get("sips") or []
+    sips = [sip for sip in record.get("sips") or [] if isinstance(sip, dict)]
     sips_response = None
-    if (got := get("listPracticeLicenses", "/sips")) is not None:
-        sips_response, sips = got[0], got[1].get("data", [])
+    if (got := get("listPracticeLicenses", "/sips", "data")) is not None:
+        sips_response, sips = got
     in_force = [sip.get("sip_number") for sip in sips if sip.get("status") == "BERLAKU"]
     if in_force:
         ctx.fail(
@@ -323,6 +335,36 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
             "still BERLAKU (SE 1063/2024 declares them invalid)",
             sips_response,
         )
+
+
+def _view(ctx: RunContext, operation_id: str, response: httpx.Response, items: str | None) -> Any:
+    """What a view answered 200 with: a JSON object, or its `items` array of objects. Any other
+    body (a proxy's HTML page, a truncated document) is a finding: the view shows nothing to
+    compare."""
+    try:
+        body = response.json()
+    except ValueError:
+        media = response.headers.get("content-type") or "no content type"
+        problem = f"a body that is not JSON ({media})"
+    else:
+        if items is None and isinstance(body, dict):
+            return body
+        found = body.get(items) if items is not None and isinstance(body, dict) else None
+        if isinstance(found, list) and all(isinstance(item, dict) for item in found):
+            return found
+        problem = (
+            "JSON that is not an object"
+            if items is None
+            else f"JSON that is not an object with a {items} array of objects"
+        )
+    ctx.fail(
+        "domain/skp-deactivation",
+        operation_id,
+        f"{operation_id} answered 200 with {problem}: the SKP deactivation cannot be compared "
+        "there",
+        response,
+    )
+    return None
 
 
 def _comparable(ctx: RunContext, operation_id: str) -> bool:

@@ -77,8 +77,21 @@ def _subscriptions(ctx: RunContext) -> set[str] | None:
     response = ctx.client.request(listing.id, "GET", listing.path)
     if response.status_code != 200:
         return None
-    items = response.json().get("data")
-    return {str(item["id"]) for item in items or [] if isinstance(item, dict) and "id" in item}
+    try:
+        items = response.json().get("data")
+    except (ValueError, AttributeError):
+        items = None
+    if not isinstance(items, list):
+        # Schemathesis judges the listing itself; here it only cannot tell what to clean up,
+        # and an unreadable listing must not make existing subscriptions look new.
+        note = (
+            f"schemathesis: {listing.id} answered 200 without a JSON list page; the "
+            "subscriptions Schemathesis created were not deleted"
+        )
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+        return None
+    return {str(item["id"]) for item in items if isinstance(item, dict) and "id" in item}
 
 
 def _delete_new_subscriptions(ctx: RunContext, before: set[str] | None) -> None:

@@ -455,7 +455,12 @@ class MockEventSource:
             raise RuntimeError(
                 f"the mock would not emit {event_type}: {answer.status_code} {answer.text[:300]}"
             )
-        event_id = str(answer.json()["events"][0]["event_id"])
+        try:
+            event_id = str(answer.json()["events"][0]["event_id"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise RuntimeError(
+                f"the mock's answer to emitting {event_type} names no event_id"
+            ) from None
         return self._delivery_of(event_id)
 
     def _delivery_of(self, event_id: str) -> bytes:
@@ -468,6 +473,10 @@ class MockEventSource:
                 raise TimeoutError(
                     f"event {event_id} was not delivered within {self._timeout_s:.0f} s"
                 ) from None
-            if json.loads(body).get("event_id") == event_id:
+            try:
+                delivered = json.loads(body)
+            except ValueError:
+                return body  # not an event at all: the verifier shows how it differs from one
+            if not isinstance(delivered, dict) or delivered.get("event_id") == event_id:
                 return body
             # An older event's redelivery: not the one asked for.

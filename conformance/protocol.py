@@ -84,13 +84,23 @@ def walk(
             return result
         try:
             body = response.json()
-            items = body["data"]
-            page = body["page"]
-        except (ValueError, KeyError, TypeError):
-            ctx.notes.append(f"{operation.id}: page {page_number} has no data/page; walk stopped")
-            return result
+        except ValueError:
+            body = None
+        items = body.get("data") if isinstance(body, dict) else None
+        page = body.get("page") if isinstance(body, dict) else None
         if report:
+            # A page that is not JSON, or not a list page, fails here with the page as evidence.
             _check_page_schema(ctx, operation, response)
+        if not (
+            isinstance(items, list)
+            and isinstance(page, dict)
+            and all(isinstance(item, dict) for item in items)
+        ):
+            ctx.notes.append(
+                f"{operation.id}: page {page_number} has no data array of objects and page "
+                "object; walk stopped"
+            )
+            return result
         for item in items:
             key = record_key(ctx, operation, item)
             if key in seen_keys and report:
@@ -428,7 +438,19 @@ def check_token_endpoint(ctx: RunContext) -> None:
 
 
 def _check_lifetime(ctx: RunContext, operation: Operation, response: httpx.Response) -> None:
-    body = response.json()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        # Possible where the contract given to --spec documents no schema for the token.
+        ctx.fail(
+            "token/lifetime",
+            operation.id,
+            "the token answer is not a JSON object: no expires_in to judge",
+            response,
+        )
+        return
     expires = str(body.get("expires_in", ""))
     if not expires.isdigit() or int(expires) < 60:
         ctx.fail(

@@ -170,6 +170,7 @@ def check_webhooks(ctx: RunContext) -> None:
                 "webhooks/payload",
                 create.id,
                 "subscribing answered 201 with a body that is not JSON",
+                created,
             )
             return
         secret = str(_find_key(document, "secret") or "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -955,3 +956,82 @@ def test_an_older_contract_without_the_nik_look_up_leaves_it_out_of_the_skp_comp
         "skp: the contract has no lookupRegistrationsByNik; that view is not compared"
         in report["notes"]
     )
+
+
+class _ViewAnswered(Breakage):
+    """The 200 answers of the paths matching `path` replaced by `body` labelled `content_type`:
+    a proxy's error page, a body cut short, a document of another shape."""
+
+    def __init__(self, path: str, body: bytes, content_type: str) -> None:
+        self.path = re.compile(path)
+        self.body, self.content_type = body, content_type
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.status == 200 and self.path.fullmatch(exchange.path):
+            exchange.response_headers = {"content-type": self.content_type}
+            exchange.response_body = self.body
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "operation", "words"),
+    [
+        (
+            r"/v1/registrations/[^/]+/skp",
+            b"<html><body>502 Bad Gateway</body></html>",
+            "text/html",
+            "getSkpSummary",
+            "a body that is not JSON (text/html)",
+        ),
+        (
+            r"/v1/registrations/[^/]+/certification",
+            b'{"status": "NONAKTIF_SEM',
+            "application/json",
+            "getCertificationStatus",
+            "a body that is not JSON (application/json)",
+        ),
+        (
+            r"/v1/registrations/[^/]+/sips",
+            b'[{"status": "BERLAKU"}]',
+            "application/json",
+            "listPracticeLicenses",
+            "JSON that is not an object with a data array of objects",
+        ),
+        (
+            r"/v1/registrations/lookup",
+            b'{"data": "none"}',
+            "application/json",
+            "lookupRegistrationsByNik",
+            "JSON that is not an object with a data array of objects",
+        ),
+    ],
+)
+def test_an_skp_view_answering_200_with_another_body_is_a_finding_of_the_comparison(
+    kki_target: Target,
+    tmp_path: Path,
+    path: str,
+    body: bytes,
+    content_type: str,
+    operation: str,
+    words: str,
+) -> None:
+    # The SKP comparison read every view's 200 as JSON of the documented shape: an HTML page
+    # from a proxy or a truncated body ended the whole run as an internal error, with no report.
+    kki_target.reset(_ViewAnswered(path, body, content_type))
+    code, report = run_conformance("kki", kki_target.proxy.url, tmp_path, "--phases", "skp")
+    assert code == 1, report.get("phases")
+    assert report["verdict"] == "violations"
+    assert [p["status"] for p in report["phases"]] == ["done", "done"]
+    found = [
+        f
+        for f in report["findings"]
+        if (f["rule"], f["operation"]) == ("domain/skp-deactivation", operation)
+    ]
+    assert found, report["findings"]
+    assert f"{operation} answered 200 with {words}" in found[0]["message"]
+    # The answer is the evidence (masked: JSON that does not parse is redacted).
+    assert found[0]["evidence"]["response"]["status"] == 200
+    assert found[0]["evidence"]["response"]["body"]
+    # The paging phase reads a sub-list (`/sips`) too; there the page fails the contract.
+    assert {f for f in failing(report) if f[0].startswith("domain/")} == {
+        ("domain/skp-deactivation", operation)
+    }
