@@ -29,6 +29,11 @@ class BudgetSpent(Exception):
     failing. The message says what was cut (a note)."""
 
 
+class PartlyRun(Exception):
+    """A phase that checked part of what it should and could not check the rest: the run is
+    incomplete, not conforming, whatever --phases says. The message says which part is which."""
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     api_key: str | None = None

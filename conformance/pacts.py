@@ -387,6 +387,12 @@ class MockEventSource:
         self._received: queue.Queue[bytes] = queue.Queue()
         self._server: ThreadingHTTPServer | None = None
         self._subscription_id: str | None = None
+        # Why the receiver's subscription could not be deleted at the end (None: it was).
+        self.not_deleted: str | None = None
+
+    @property
+    def subscription_id(self) -> str | None:
+        return self._subscription_id
 
     def __enter__(self) -> MockEventSource:
         received = self._received
@@ -431,9 +437,18 @@ class MockEventSource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # A subscription left behind is said (`not_deleted`), not raised: the verification's
+        # results stand, and an exception of the `with` body must not be hidden.
         try:
             if self._subscription_id is not None:
-                self._client.delete(f"/v1/webhook-subscriptions/{self._subscription_id}")
+                path = f"/v1/webhook-subscriptions/{self._subscription_id}"
+                try:
+                    answer = self._client.delete(path)
+                except httpx.HTTPError as error:
+                    self.not_deleted = f"DELETE {path} failed ({type(error).__name__})"
+                else:
+                    if not answer.is_success and answer.status_code != 404:
+                        self.not_deleted = f"DELETE {path} answered {answer.status_code}"
         finally:
             self._stop()
 

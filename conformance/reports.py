@@ -115,7 +115,7 @@ def write_junit(result: RunResult, path: Path) -> None:
                 case, "error", message=f"phase {phase.name} {phase.status}", type="incomplete"
             )
             error.text = (
-                f"phase {phase.name} should have run and did not: {phase.status}; "
+                f"phase {phase.name} should have run in full and did not: {phase.status}; "
                 "the run is incomplete"
             )
         suite.set("tests", str(errors))

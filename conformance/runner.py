@@ -13,7 +13,7 @@ from typing import Any
 
 from conformance import domain, protocol
 from conformance.baseline import BaselineEntry, apply_baseline
-from conformance.context import BudgetSpent, Clock, RunContext, RunOptions
+from conformance.context import BudgetSpent, Clock, PartlyRun, RunContext, RunOptions
 from conformance.findings import Finding
 from conformance.provider import CannotRun, ProviderClient
 from conformance.spec import Contract, SpecError, load_contract
@@ -23,6 +23,7 @@ PhaseFunction = Callable[[RunContext, SystemProfile], None]
 ProgressHook = Callable[[str, str], None]  # (phase, "start" | "done" | "skipped: why")
 
 BUDGET_SPENT = "skipped (time budget spent)"
+PARTLY_RUN = "partly run"
 # Phases that check the records and ids the `pagination` phase reads: asking for one of them
 # with --phases runs `pagination` first (without it they would check nothing).
 NEEDS_PAGINATION = frozenset({"reads", "domain", "skp", "peer"})
@@ -31,7 +32,7 @@ NEEDS_PAGINATION = frozenset({"reads", "domain", "skp", "peer"})
 @dataclass
 class PhaseResult:
     name: str
-    status: str  # "done", "not run (…)", "skipped (…)"
+    status: str  # "done", "partly run (…)", "not run (…)", "skipped (…)"
     seconds: float = 0.0
 
 
@@ -52,13 +53,18 @@ class RunResult:
 
     @property
     def incomplete(self) -> list[PhaseResult]:
-        """Phases that should have run and did not: skipped for the time budget, or asked for
-        by name (`--phases`) and not run. Without a failing finding, the run proves nothing."""
+        """Phases that should have run and did not: skipped for the time budget, partly run
+        (part of what they check could not be checked), or asked for by name (`--phases`) and
+        not run. Without a failing finding, the run proves nothing."""
         return [
             phase
             for phase in self.phases
             if phase.status != "done"
-            and (phase.status == BUDGET_SPENT or phase.name in self.options.phases)
+            and (
+                phase.status == BUDGET_SPENT
+                or phase.status.startswith(PARTLY_RUN)
+                or phase.name in self.options.phases
+            )
         ]
 
     @property
@@ -304,6 +310,8 @@ def execute(
                     (profile.own_phases.get(name) or PHASES[name])(ctx, profile)
                 except _Skip as skip:
                     status = str(skip) if str(skip).startswith("not run") else f"skipped ({skip})"
+                except PartlyRun as partly:
+                    status = f"{PARTLY_RUN} ({partly})"
                 except BudgetSpent as spent:
                     status = BUDGET_SPENT
                     ctx.notes.append(str(spent))

@@ -898,15 +898,24 @@ class SubscriptionsRefused(Breakage):
             exchange.response_body = b'{"title": "Service Unavailable", "status": 503}'
 
 
+@pytest.mark.parametrize(
+    "phases",
+    [
+        ["--phases", "pact"],
+        # Every phase; Schemathesis kept off the subscriptions the proxy refuses.
+        ["--max-examples", "2", "--exclude", "createWebhookSubscription"],
+    ],
+    ids=["phases-pact", "all-phases"],
+)
 def test_message_pacts_that_cannot_run_leave_the_http_pacts_results(
-    kki_target: Target, tmp_path: Path
+    kki_target: Target, tmp_path: Path, phases: list[str]
 ) -> None:
     # The message pacts' receiver could not be subscribed: that error used to discard the HTTP
-    # pact's results of the same phase (and end the run with an internal error, no report).
+    # pact's results of the same phase (and end the run with an internal error, no report); then
+    # the phase read "not run (...; the kki HTTP pact was verified)" and a run of every phase
+    # came out conforming although the message pacts were never checked.
     kki_target.reset(SubscriptionsRefused())
-    code, report = run_conformance(
-        "kki", kki_target.proxy.url, tmp_path, "--phases", "pact", "--webhooks"
-    )
+    code, report = run_conformance("kki", kki_target.proxy.url, tmp_path, "--webhooks", *phases)
     assert code == 2, report.get("findings")
     assert report["verdict"] == "incomplete"
     assert report["stats"]["pact kki"]["passed"] > 0
@@ -915,9 +924,59 @@ def test_message_pacts_that_cannot_run_leave_the_http_pacts_results(
     verified = {c["operation"] for c in report["checked"] if c["rule"] == "pact/interaction"}
     assert "a request for the first page of registrations" in verified
     assert [p["status"] for p in report["phases"] if p["name"] == "pact"] == [
-        "not run (kki-webhooks message pacts not verified: POST /v1/webhook-subscriptions "
-        "answered 503; the kki HTTP pact was verified)"
+        "partly run (the kki HTTP pact's interactions were checked; the kki-webhooks message "
+        "pacts were not: POST /v1/webhook-subscriptions answered 503)"
     ]
+    # Without --peer that phase does not apply; it leaves the run as it is.
+    assert {p["name"] for p in report["phases"] if p["status"] != "done"} <= {"peer", "pact"}
+
+
+class SubscriptionNotDeleted(Breakage):
+    """Deleting a webhook subscription fails: answered 503, or the connection dropped."""
+
+    def __init__(self, dropped: bool) -> None:
+        self.dropped = dropped
+        self.deleted: list[str] = []
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.method == "DELETE" and exchange.path.startswith("/v1/webhook-subscriptions/"):
+            self.deleted.append(exchange.path.rsplit("/", 1)[1])
+            if self.dropped:
+                # The proxy's handler fails: the connection closes without an answer.
+                raise ConnectionAbortedError("hf-conformance test: dropped on purpose")
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.method == "DELETE" and exchange.path.startswith("/v1/webhook-subscriptions/"):
+            exchange.status = 503
+            exchange.response_headers = {"content-type": "application/problem+json"}
+            exchange.response_body = b'{"title": "Service Unavailable", "status": 503}'
+
+
+@pytest.mark.parametrize(
+    ("dropped", "why"), [(False, "answered 503"), (True, "failed (RemoteProtocolError)")]
+)
+def test_message_pacts_verified_stand_when_their_receiver_cannot_be_unsubscribed(
+    kki_target: Target, tmp_path: Path, dropped: bool, why: str
+) -> None:
+    # A failed clean-up after the message pacts were verified discarded their results (the phase
+    # became "not run"), or, answered with an error status, left the subscription unsaid.
+    breakage = SubscriptionNotDeleted(dropped)
+    kki_target.reset(breakage)
+    code, report = run_conformance(
+        "kki", kki_target.proxy.url, tmp_path, "--phases", "pact", "--webhooks"
+    )
+    assert code == 0, (report.get("phases"), report.get("findings"))
+    assert report["verdict"] == "conforming"
+    assert [p["status"] for p in report["phases"]] == ["done"]
+    assert report["stats"]["pact kki-webhooks"]["passed"] > 0
+    assert report["stats"]["pact kki-webhooks"]["failed"] == 0
+    [subscription] = breakage.deleted
+    path = f"/v1/webhook-subscriptions/{subscription}"
+    assert (
+        f"pact: the message pacts' event receiver is still subscribed: DELETE {path} {why}; "
+        f"delete subscription {subscription} by hand (DELETE {path} with the target's "
+        "credentials), or the target keeps sending events to an address nobody listens on"
+    ) in report["notes"]
 
 
 class LookupShowsActive(Breakage):
