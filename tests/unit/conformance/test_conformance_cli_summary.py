@@ -75,6 +75,15 @@ def test_a_phase_asked_for_by_name_and_not_run_makes_the_run_incomplete() -> Non
     assert (result.verdict, result.exit_code) == ("incomplete", 2)
 
 
+def test_a_phase_partly_run_makes_a_run_of_every_phase_incomplete() -> None:
+    # No --phases: the Pact phase whose message pacts could not be verified used to leave a run
+    # of every phase conforming.
+    partly = "partly run (the kki HTTP pact's interactions were checked; the message pacts not)"
+    result = _result([PhaseResult("pagination", "done"), PhaseResult("pact", partly)])
+    assert (result.verdict, result.exit_code) == ("incomplete", 2)
+    assert _summary(result).splitlines()[-1].startswith("incomplete:")
+
+
 def test_an_optional_phase_left_out_keeps_the_run_conforming() -> None:
     result = _result(
         [PhaseResult("pagination", "done"), PhaseResult("peer", "skipped (no --peer URL)")]
