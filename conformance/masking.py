@@ -15,7 +15,13 @@ from collections.abc import Collection
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from adapter.observability.logging import REDACTED, SENSITIVE_KEYS
+from adapter.observability.logging import (
+    CREDENTIAL,
+    REDACTED,
+    SECRET_KEYS,
+    SENSITIVE_KEYS,
+    WEBHOOK_SECRET,
+)
 from adapter.workforce.directory import MASK, mask_name, mask_nik
 from conformance.findings import Exchange, Finding, cut_body
 from indonesian_ids.nik import NIK_LENGTH, could_be_nik
@@ -30,8 +36,9 @@ IDENTIFIER_KEYS: Final = frozenset({"str_number"})
 SECRET_HEADERS: Final = frozenset(
     {"authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
 )
-# Sensitive keys in a form body or query string (the SISDMK token call).
-SECRET_FIELDS: Final = frozenset({"client_secret", "password", "token", "access_token"})
+# Sensitive keys in a form body or query string (the SISDMK token call; a webhook
+# subscription's `secret` answered as a form): the adapter's secret keys, bodies aside.
+SECRET_FIELDS: Final = SECRET_KEYS - {"body", "payload"}
 # A key "body" is a request body in log lines, not here; "birth_date" stays visible because
 # the domain findings are about it and a date alone does not identify anyone.
 _KEY_MASKED: Final = (SENSITIVE_KEYS - {"body", "payload", "birth_date"}) | NAME_KEYS
@@ -40,12 +47,15 @@ _KEY_MASKED: Final = (SENSITIVE_KEYS - {"body", "payload", "birth_date"}) | NAME
 # KKI STR number: "STR <number>", a KKI registration's path, or in the command's own findings
 # "record <key>" (a KKI record's key is its STR number; no list is keyed by NIK). The provider
 # chooses those numbers, so a label alone is not enough: one that could be a NIK is masked.
-# A number is its digits in groups joined by single spaces or hyphens ("3174 0512 0390 0001",
-# "317405-120390-0001"); a UUID is matched first so that its groups are never taken for one.
+# A number is its digits in groups joined by up to three separators: spaces (also no-break and
+# figure spaces, tabs), hyphens, en dashes, dots, slashes ("3174 0512 0390 0001",
+# "317405-120390-0001", "3.174.051.203.900.001"); a UUID is matched first so that its groups
+# are never taken for one.
+_SEPARATORS: Final = r"[ \t\u00a0\u2007\u202f.\-\u2013/]"
 _LONG_NUMBER: Final = re.compile(
     r"(?P<uuid>\b[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\b)"
     r"|(?P<label>\bSTR(?: number)?\s+|/registrations/|(?P<record>\brecord\s+))?"
-    r"(?<!\d)(?P<number>\d+(?:[ -]\d+)*)(?!\d)"
+    rf"(?<!\d)(?P<number>\d+(?:{_SEPARATORS}{{1,3}}\d+)*)(?!\d)"
 )
 # The same, one unbroken run of exactly 16 or 18 digits: the rule for the groups of a longer
 # number in which no 16 digits have a NIK's shape.
@@ -53,23 +63,30 @@ _WHOLE_NUMBER: Final = re.compile(
     r"(?P<label>\bSTR(?: number)?\s+|/registrations/|(?P<record>\brecord\s+))?"
     r"(?<!\d)(?P<number>\d{16}|\d{18})(?!\d)"
 )
-# Dates next to each other ("2026-12-01 2026-12-31") have 16 digits, and are no one's number.
+# Dates next to each other ("2026-12-01 2026-12-31") have 16 digits and are no one's number,
+# unless those digits could be a NIK ("3171-01-57 0890-00-42" is one, written as dates).
 _DATES: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{4}-\d{2}-\d{2})+")
 _EMAIL: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE: Final = re.compile(r"\+62[\d -]{8,16}\d|(?<!\d)08\d{8,11}(?!\d)")
-_BEARER: Final = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
 def mask_text(text: str, *, record_keys: bool = False) -> str:
-    """Free text with NIK/NIP-like numbers, e-mail addresses, phones and bearer tokens masked.
+    """Free text with NIK/NIP-like numbers, e-mail addresses, phones, bearer/basic credentials
+    and webhook secrets masked.
 
     `record_keys`: the text is the command's own finding, whose "record <key>" is a record key.
     """
 
+    def named_str(match: re.Match[str], number: str) -> bool:
+        """Labelled an STR number (a record key only in the command's own findings), and
+        cannot be a NIK: an old KKI STR number, left readable."""
+        labelled = match["label"] and (record_keys or not match["record"])
+        return bool(labelled) and _readable_str(number)
+
     def whole_number(match: re.Match[str]) -> str:
         label, number = match["label"] or "", match["number"]
-        if label and (record_keys or not match["record"]) and _readable_str(number):
-            return match[0]  # an old KKI STR number
+        if named_str(match, number):
+            return match[0]
         return f"{label}{mask_nik(number)}"
 
     def long_number(match: re.Match[str]) -> str:
@@ -77,14 +94,15 @@ def mask_text(text: str, *, record_keys: bool = False) -> str:
         if number is None:
             return match[0]  # a UUID
         digits = "".join(str(int(char)) for char in number if char.isdigit())
-        if len(digits) < NIK_LENGTH or _DATES.fullmatch(number):
+        if len(digits) < NIK_LENGTH:
+            return match[0]
+        if _DATES.fullmatch(number) and not _holds_a_nik(digits):
             return match[0]
         if len(digits) in (NIK_LENGTH, NIP_LENGTH) and not number.isdigit():
             # Written in groups: a NIK or NIP all the same, or an old STR number if named one.
-            label, whole = match["label"] or "", re.sub(r"[ -]", "", number)
-            if label and (record_keys or not match["record"]) and _readable_str(whole):
+            if named_str(match, "".join(char for char in number if char.isdigit())):
                 return match[0]
-            return f"{label}{_mask_digits(number)}"
+            return f"{match['label'] or ''}{_mask_digits(number)}"
         if len(digits) not in (NIK_LENGTH, NIP_LENGTH) and _holds_a_nik(digits):
             # A NIK glued to other digits is still a NIK.
             return f"{match['label'] or ''}{_mask_digits(number)}"
@@ -93,7 +111,8 @@ def mask_text(text: str, *, record_keys: bool = False) -> str:
     text = _LONG_NUMBER.sub(long_number, text)
     text = _EMAIL.sub(REDACTED, text)
     text = _PHONE.sub(REDACTED, text)
-    return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+    text = CREDENTIAL.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+    return WEBHOOK_SECRET.sub(REDACTED, text)
 
 
 def _holds_a_nik(digits: str) -> bool:
@@ -106,7 +125,7 @@ def _holds_a_nik(digits: str) -> bool:
 
 def _mask_digits(number: str) -> str:
     """`mask_nik` for a number written in groups: its first and last four digits kept, every
-    other digit masked, the spaces and hyphens between the groups left where they are."""
+    other digit masked, the separators between the groups left where they are."""
     total = sum(char.isdigit() for char in number)
     seen = 0
     masked: list[str] = []

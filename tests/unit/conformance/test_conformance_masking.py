@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from adapter.observability.logging import REDACTED
 from conformance.findings import Exchange, Finding
-from conformance.masking import mask_exchange, mask_finding, mask_quoted, mask_text, mask_value
+from conformance.masking import (
+    mask_body,
+    mask_exchange,
+    mask_finding,
+    mask_quoted,
+    mask_text,
+    mask_value,
+)
 
 NIK = "3171015708900042"
 NIP = "199008172015032001"
@@ -263,15 +273,25 @@ GROUPED_NIKS = (
     "3171-0157-0890-0042",
     "317101-570890-0042",
     "31710157 08900042",
+    # Thousands separators, no-break spaces, spaced hyphens, en dashes, slashes, tabs.
+    "3.171.015.708.900.042",
+    "3171\u00a00157\u00a00890\u00a00042",
+    "3171 - 0157 - 0890 - 0042",
+    "3171\u20130157\u20130890\u20130042",
+    "3171/0157/0890/0042",
+    "3171\t0157\t0890\t0042",
+    # As two dates: still a NIK's digits.
+    "3171-01-57 0890-00-42",
 )
 
 
 def test_a_nik_written_in_groups_is_masked_whatever_the_separator() -> None:
     for grouped in GROUPED_NIKS:
         masked = mask_text(f"detail: NIK {grouped} is not registered")
-        assert "5708" not in masked.replace(" ", "").replace("-", ""), grouped
-        assert masked.startswith("detail: NIK 3171"), grouped
-        assert masked.endswith("0042 is not registered"), grouped
+        # Its first and last four digits kept, the rest masked, the separators in place.
+        assert "".join(char for char in masked if char.isdigit()) == "31710042", grouped
+        assert masked.startswith("detail: NIK 3"), grouped
+        assert masked.endswith("2 is not registered"), grouped
 
 
 def test_a_nik_written_in_groups_is_masked_in_an_error_body() -> None:
@@ -314,3 +334,28 @@ def test_timestamps_durations_counts_and_uuids_stay_readable() -> None:
     )
     for text in harmless:
         assert mask_text(text) == text
+
+
+def test_two_dates_that_cannot_be_a_nik_stay_readable() -> None:
+    assert mask_text("valid 2026-12-01 2026-12-31") == "valid 2026-12-01 2026-12-31"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "subscribed; secret whsec_c2VjcmV0LXNpZ25pbmcta2V5 for signing",
+        "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+    ],
+)
+def test_webhook_secrets_and_basic_credentials_are_masked_in_text(text: str) -> None:
+    masked = mask_text(text)
+    assert "c2VjcmV0" not in masked
+    assert "dXNlcjpw" not in masked
+    assert REDACTED in masked
+
+
+def test_secret_fields_of_a_form_body_are_masked() -> None:
+    body = mask_body("id=9&secret=whsec_c2VjcmV0LXNpZ25pbmcta2V5&api_key=k-123456&n=1") or ""
+    assert "c2VjcmV0" not in body
+    assert "k-123456" not in body
+    assert "id=9" in body
