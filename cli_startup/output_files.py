@@ -17,6 +17,17 @@ def check_output_file(path: Path, *, what: str = "", create_folders: bool = Fals
     user may write and enter, and, if the file exists, writable. `OutputFileError` otherwise;
     `what` ("report") comes before the path in its message."""
     named = f"{what} {path}" if what else str(path)
+    try:
+        return _checked(path, named, create_folders=create_folders)
+    except OSError as exc:
+        # Looking at the path failed: a folder on the way this user may not enter (EACCES),
+        # a name too long (ENAMETOOLONG), a loop of links.
+        raise OutputFileError(
+            f"{named} cannot be checked ({exc.strerror}); name another file"
+        ) from None
+
+
+def _checked(path: Path, named: str, *, create_folders: bool) -> Path:
     folder = path.parent
     if path.is_dir():
         raise OutputFileError(f"{named} is a folder; name a file in it")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import re
 import sys
@@ -52,8 +53,9 @@ def _positive(kind: type[int] | type[float]) -> argparse._ActionType:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        if not math.isfinite(value) or value <= 0:
+            # inf and nan parse as floats; a timer cannot wait for either.
+            raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number")
         return value
 
     return parse

@@ -58,3 +58,14 @@ def test_a_folder_that_is_a_file_is_refused_naming_the_path(tmp_path: Path) -> N
     assert message.startswith(f"cannot create the folder {tmp_path / 'taken'} for report {path}")
     assert message.endswith("; name another file")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("create_folders", [False, True])
+def test_a_path_that_cannot_be_looked_at_is_refused_not_raised(
+    tmp_path: Path, create_folders: bool
+) -> None:
+    # os.stat fails with ENAMETOOLONG here (EACCES for a folder this user may not enter, which
+    # root, who runs these tests, never meets); Path.is_dir lets both through.
+    path = tmp_path / ("a" * 300) / "x.prom"
+    with pytest.raises(OutputFileError, match=r"cannot be checked \(File name too long\)"):
+        check_output_file(path, create_folders=create_folders)

@@ -166,3 +166,14 @@ def test_a_report_path_that_is_a_folder_is_refused_like_the_adapters_output_file
     assert code == 2
     assert out == []  # refused before the run
     assert err == [f"hf-conformance: cannot run: report {tmp_path} is a folder; name a file in it"]
+
+
+@pytest.mark.parametrize("budget", ["inf", "nan", "-1", "0"])
+def test_a_time_budget_that_is_not_a_positive_finite_number_is_refused(
+    budget: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # inf passed and then killed the budget's timer thread with an OverflowError.
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(["kki", "--base-url", "http://x", "--time-budget", budget])
+    assert exit_.value.code == 2
+    assert f"'{budget}' must be a positive, finite number" in capsys.readouterr().err
