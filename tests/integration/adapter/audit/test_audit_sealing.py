@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Connection, Engine, event, func, select, text
+from sqlalchemy import Connection, Engine, event, func, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -329,30 +329,52 @@ def test_a_batch_is_sealed_in_one_statement(
     assert tuple(head) == tuple(newest), "the head moved to the batch's last entry"
 
 
+def _sealed_again(seals: list[dict[str, object]]) -> None:
+    """An entry sealed already (seq 1), sealed again at the batch's end."""
+    last = int(str(seals[-1]["chain_seq"]))
+    seals.append(
+        {"seq": 1, "chain_seq": last + 1, "prev_hash": seals[-1]["hash"], "hash": "0" * 64}
+    )
+
+
+def _moved_on(seals: list[dict[str, object]]) -> None:
+    """Each seal's place one further on (a gap before the first of `seals`)."""
+    for seal in seals:
+        seal["chain_seq"] = int(str(seal["chain_seq"])) + 1
+
+
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize(
-    "spoil",
+    ("spoil", "refusal"),
     [
-        lambda seals: seals[1].update(prev_hash=seals[2]["hash"]),
-        lambda seals: [
-            seal.update(chain_seq=int(str(seal["chain_seq"])) + 1) for seal in seals[2:]
-        ],
-        lambda seals: [seal.update(chain_seq=int(str(seal["chain_seq"])) + 1) for seal in seals],
-        lambda seals: seals.pop(0),
+        (lambda seals: seals[0].update(prev_hash="0" * 64), "does not follow the chain head"),
+        (lambda seals: seals[1].update(prev_hash=seals[2]["hash"]), "does not follow"),
+        (lambda seals: _moved_on(seals[2:]), "does not follow"),
+        (_moved_on, "does not follow"),
+        (lambda seals: seals.pop(0), "does not follow"),
+        (_sealed_again, "append-only"),
     ],
-    ids=["a wrong predecessor in the middle", "a gap", "not after the head", "the first left out"],
+    ids=[
+        "the first not after the head's hash",
+        "a wrong predecessor in the middle",
+        "a gap",
+        "not after the head",
+        "the first left out",
+        "a sealed entry sealed again",
+    ],
 )
 def test_the_database_refuses_a_batch_of_seals_out_of_turn_as_a_whole(
     engine: Engine,
     sessions: sessionmaker[Session],
     spoil: Callable[[list[dict[str, object]]], object],
+    refusal: str,
 ) -> None:
     _append(sessions, 2)
     seal_all(sessions)
     _append(sessions, 4, start=2)
     seals = _seals(sessions)
     spoil(seals)
-    with pytest.raises(DBAPIError, match="does not follow the chain head"):
+    with pytest.raises(DBAPIError, match=refusal):
         _seal_in_one_statement(engine, seals)
     with sessions() as session:
         head = session.scalar(select(AuditChainHead.seq))
@@ -365,6 +387,22 @@ def test_the_database_refuses_a_batch_of_seals_out_of_turn_as_a_whole(
         head = session.scalar(select(AuditChainHead.seq))
     assert report.intact, report.problem
     assert (report.entries, report.pending, head) == (6, 0, 6)
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_sealer_of_before_migration_0010_still_seals_entry_by_entry(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    # During a rolling upgrade an older process seals one UPDATE per entry: each is a statement
+    # of one row, checked against the head as before.
+    _append(sessions, 5)
+    with sessions.begin() as session:
+        session.execute(update(AuditEvent), _seals(sessions))
+    with sessions() as session:
+        report = verify_chain(session)
+        head = session.scalar(select(AuditChainHead.seq))
+    assert report.intact, report.problem
+    assert (report.entries, report.pending, head) == (5, 0, 5)
 
 
 @dataclass(frozen=True)
