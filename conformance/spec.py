@@ -8,9 +8,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
+import jsonschema_rs
 import yaml
 
 from openapi_schemas import compiled_validator, load_yaml
@@ -101,10 +102,52 @@ def schema_problems(schema: dict[str, Any], instance: Any) -> list[str]:
     problems = []
     for error in validator.iter_errors(instance):
         where = "/".join(str(part) for part in error.instance_path) or "(body)"
-        problems.append(f"{where}: {error.message}")
+        problems.append(f"{where}: {_without_the_value(error)}")
         if len(problems) >= 10:
             break
     return problems
+
+
+def _without_the_value(error: Any) -> str:
+    """What the value breaks, without the value (a jsonschema-rs error): its own message quotes
+    it ('"Budi Santoso" is longer than 5 characters'), and a finding's message reaches the
+    reports, where only NIK-like numbers would be masked, not a name. The value stays in the
+    finding's evidence, masked field by field."""
+    kinds, kind, value = jsonschema_rs.ValidationErrorKind, error.kind, error.instance
+    described = _JSON_TYPES.get(type(value), f"a {type(value).__name__}")
+    if isinstance(kind, kinds.Required | kinds.AdditionalProperties):
+        return str(error.message)  # property names, from the contract or the provider's keys
+    if isinstance(kind, kinds.Type):
+        return f"{described}, the contract says {' or '.join(map(str, kind.types))}"
+    if isinstance(kind, kinds.MaxLength | kinds.MinLength) and isinstance(value, str):
+        bound = "at most" if isinstance(kind, kinds.MaxLength) else "at least"
+        return f"{len(value)} characters, the contract says {bound} {kind.limit}"
+    if isinstance(kind, kinds.MaxItems | kinds.MinItems) and isinstance(value, list):
+        bound = "at most" if isinstance(kind, kinds.MaxItems) else "at least"
+        return f"{len(value)} items, the contract says {bound} {kind.limit}"
+    if isinstance(kind, kinds.Minimum | kinds.ExclusiveMinimum):
+        return f"{described} under the contract's minimum {kind.limit}"
+    if isinstance(kind, kinds.Maximum | kinds.ExclusiveMaximum):
+        return f"{described} over the contract's maximum {kind.limit}"
+    if isinstance(kind, kinds.Pattern):
+        return f"does not match the pattern {kind.pattern}"
+    if isinstance(kind, kinds.Format):
+        return f"not a valid {kind.format}"
+    if isinstance(kind, kinds.Enum):
+        return f"not one of {', '.join(map(str, kind.options))}"
+    keyword = str(error.schema_path[-1]) if error.schema_path else "schema"
+    return f"{described} that breaks the contract's {keyword}"
+
+
+_JSON_TYPES: Final = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def load_contract(path: Path) -> Contract:
