@@ -198,9 +198,11 @@ def mask_value(key: str, value: Any) -> Any:
         return {k: mask_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_value(key if lowered in NAME_KEYS else "", item) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        # A NIK sent as a JSON number is a NIK all the same: masked as its digits would be.
-        digits = str(value)
+    whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e19
+    if (isinstance(value, int) and not isinstance(value, bool)) or whole:
+        # A NIK sent as a JSON number (3171015708900042, or 3171015708900042.0) is a NIK all
+        # the same: masked as its digits would be.
+        digits = str(int(value))
         masked = mask_value(key, digits)
         return value if masked == digits else masked
     return value

@@ -258,9 +258,19 @@ def test_only_a_real_media_type_stays_readable_when_quoted() -> None:
 
 
 def test_a_nik_sent_as_a_json_number_is_masked_as_its_digits_would_be() -> None:
-    masked = mask_value("", {"str_number": int(NIK), "nik": int(NIK), "total": 42, "ok": True})
+    masked = mask_value(
+        "",
+        {
+            "str_number": int(NIK),
+            "nik": int(NIK),
+            "id": float(NIK),  # 3171015708900042.0
+            "total": 42,
+            "ratio": 0.5,
+            "ok": True,
+        },
+    )
     assert NIK not in json.dumps(masked)
-    assert (masked["total"], masked["ok"]) == (42, True)
+    assert (masked["total"], masked["ratio"], masked["ok"]) == (42, 0.5, True)
 
 
 def test_a_nik_in_other_digits_named_an_str_number_is_not_left_readable() -> None:
