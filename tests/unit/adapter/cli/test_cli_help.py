@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -30,9 +31,14 @@ def test_help_shows_each_options_default(command: str) -> None:
 
     for action in parser._actions:
         default = action.default
-        if not action.option_strings or default in (None, False, argparse.SUPPRESS):
+        # By identity, not `in`: 0 == False, and an option whose default is 0 shows it too.
+        if not action.option_strings or any(
+            default is none for none in (None, False, argparse.SUPPRESS)
+        ):
             continue
         option = action.option_strings[-1]
-        assert f"default {default}" in shown, (
+        # The whole value: "default 5" must not pass on "default 50" (nor "default 1.5").
+        whole = rf"\bdefault {re.escape(str(default))}(?!\w|\.\w)"
+        assert re.search(whole, shown), (
             f"{command} --help does not show the default of {option} ({default})"
         )
