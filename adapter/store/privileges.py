@@ -19,10 +19,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from adapter.errors import AdapterError, ConfigurationError
-from adapter.store.database import TableOwnership, connected, table_ownership
-from adapter.store.models import Base
+from adapter.store.database import TableOwnership, adapter_tables, connected, table_ownership
 
-# What the runtime role may do, by table; every other table of the models gets `_READ_WRITE`.
+# What the runtime role may do, by table; every other table of `adapter_tables` gets
+# `_READ_WRITE`.
 _READ_WRITE: Final = "SELECT, INSERT, UPDATE, DELETE"
 _SPECIAL: Final = {
     # Append, read and seal (set an entry's place in the chain, once); the BEFORE UPDATE/
@@ -73,17 +73,13 @@ def runtime_grants(role: str) -> list[str]:
         raise RoleError(
             f"role name {role!r}: use 1-63 of a-z, 0-9 and '_', not starting with a digit"
         )
-    tables = _granted_tables()
+    tables = adapter_tables()
     statements = [f'REVOKE ALL ON TABLE "{table}" FROM "{role}"' for table in tables]
     statements += [
         f'GRANT {_SPECIAL.get(table, _READ_WRITE)} ON TABLE "{table}" TO "{role}"'
         for table in tables
     ]
     return statements
-
-
-def _granted_tables() -> list[str]:
-    return sorted({*Base.metadata.tables, *_SPECIAL})
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
             "what the audit trail can promise there)"
         )
     with engine.begin() as connection:
-        ownership = table_ownership(connection, _granted_tables())
+        ownership = table_ownership(connection, adapter_tables())
         if not ownership.owners:
             raise RoleError("the adapter's tables are not there yet; run `hf-adapter db upgrade`")
         owners = sorted(set(ownership.owners.values()))
