@@ -9,6 +9,7 @@ from __future__ import annotations
 import select
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -407,10 +408,12 @@ def _pending(connection: Connection, config: Config, revision: str) -> bool:
 
 def _check_may_migrate(connection: Connection) -> None:
     """PostgreSQL: `DatabaseUnavailableError` unless the role may run the migrations: create
-    tables in the schema, and own every table of the adapter's already there (a migration
-    alters them, adds triggers, which only the owner may). Told before the first migration
-    fails on it: `db upgrade` run with the runtime role's URL, which on PostgreSQL 14 and older
-    (or wherever PUBLIC keeps CREATE on the schema) has the right to create tables."""
+    tables in the schema, and own every table and function of the adapter's already there (a
+    migration alters the tables, adds triggers, replaces or drops the functions, which only the
+    owner may). Told before the first migration fails on it: `db upgrade` run with the runtime
+    role's URL, which on PostgreSQL 14 and older (or wherever PUBLIC keeps CREATE on the schema)
+    has the right to create tables; or with a new owner's URL after only the tables were given to
+    it (``ALTER TABLE … OWNER TO``), which leaves the functions with the old one."""
     if connection.dialect.name != "postgresql":
         return
     schema, may_create = connection.execute(
@@ -419,7 +422,7 @@ def _check_may_migrate(connection: Connection) -> None:
             "coalesce(current_schema(), 'public'), 'CREATE')"
         )
     ).one()
-    ownership = table_ownership(connection, adapter_tables())
+    owned = ownership(connection, adapter_tables(), adapter_functions())
     connection.rollback()  # the migrations begin their own transactions
     user = _user(connection.engine.url)
     role = f"role {user!r}" if user else "role of DATABASE_URL"
@@ -427,17 +430,21 @@ def _check_may_migrate(connection: Connection) -> None:
         "the runtime role gets its rights from `hf-adapter db grant --role ROLE --apply`, run "
         "as the owner (docs/operations.md, Database roles)"
     )
-    if ownership.not_owned:
-        owners = sorted(set(ownership.not_owned.values()))
-        run_as = (
-            f"with the URL of their owner, role {owners[0]!r}"
-            if len(owners) == 1
-            else f"as one role owning them all (now {', '.join(map(repr, owners))} do)"
+    if owned.not_owned:
+        owners = sorted(set(owned.not_owned.values()))
+        not_owning = (
+            f"the database {role} does not own {len(owned.not_owned)} of the adapter's "
+            f"{len(owned.owners)} tables and functions, which the migrations alter or replace"
         )
+        if len(owned.not_owned) == len(owned.owners) and len(owners) == 1:
+            raise DatabaseUnavailableError(
+                f"{not_owning}: run `hf-adapter db upgrade` with the URL of their owner, role "
+                f"{owners[0]!r}; {grant}",
+                reason="database_right",
+            )
         raise DatabaseUnavailableError(
-            f"the database {role} does not own {len(ownership.not_owned)} of the adapter's "
-            f"{len(ownership.owners)} tables, which the migrations alter: run `hf-adapter db "
-            f"upgrade` {run_as}; {grant}",
+            f"{not_owning}: {owned.not_owned_listed()}. {owned.give_all()}, then run "
+            f"`hf-adapter db upgrade` with its URL; {grant}",
             reason="database_right",
         )
     if not may_create:
@@ -454,30 +461,83 @@ def adapter_tables() -> list[str]:
     return sorted({*Base.metadata.tables, "alembic_version"})
 
 
-@dataclass(frozen=True)
-class TableOwnership:
-    """Of some tables, those in the current schema with their owners (`owners`: table →
-    owner), and the ones whose owner's rights the connection's role lacks (`not_owned`)."""
+def adapter_functions() -> list[str]:
+    """The functions the migrations create on PostgreSQL (the audit trail's triggers; some are
+    dropped by a later one): a later migration replaces or drops them, which only their owner
+    may."""
+    return [
+        "audit_chain_head_guard",
+        "audit_events_append_only",
+        "audit_events_chain",
+        "audit_events_enter",
+        "audit_events_seal",
+        "audit_events_seal_only",
+        "audit_no_truncate",
+        "audit_writers_count",
+    ]
 
+
+@dataclass(frozen=True)
+class Ownership:
+    """Of some tables and functions, those in the current schema with their owners (`owners`:
+    name → owner; a function's name ends in ``()``), and the ones whose owner's rights the
+    connection's role (`role`) lacks (`not_owned`)."""
+
+    role: str
     owners: dict[str, str]
     not_owned: dict[str, str]
 
+    def not_owned_listed(self) -> str:
+        """The ones not owned, by owner: ``facilities, audit_events_seal() ('old'); …``."""
+        by_owner: dict[str, list[str]] = {}
+        for name, owner in self.not_owned.items():
+            by_owner.setdefault(owner, []).append(name)
+        return "; ".join(
+            f"{', '.join(names)} ({owner!r})" for owner, names in sorted(by_owner.items())
+        )
 
-def table_ownership(connection: Connection, tables: list[str]) -> TableOwnership:
-    """PostgreSQL: which of `tables` are in the current schema and who owns them, and which of
-    those the connection's role does not own — neither itself nor through a role it inherits
-    the rights of, nor as a superuser: it may not alter them, nor grant rights on them."""
+    def give_all(self) -> str:
+        """How to give them all to one role: `role` when it owns some of them, otherwise the
+        owner of the most. ``REASSIGN OWNED`` moves a role's tables, their sequences and its
+        functions together; ``ALTER TABLE … OWNER TO`` would leave the functions behind."""
+        if len(self.not_owned) < len(self.owners):
+            new = self.role
+        else:
+            counts = Counter(self.owners.values())
+            new = min(counts, key=lambda owner: (-counts[owner], owner))
+        old = ", ".join(sorted(set(self.not_owned.values()) - {new}))
+        return (
+            f"Give them all to role {new!r}, as a superuser (or a member of both roles): "
+            f"REASSIGN OWNED BY {old} TO {new} (docs/operations.md, Changing the tables' owner)"
+        )
+
+
+def ownership(
+    connection: Connection, tables: list[str], functions: list[str] | None = None
+) -> Ownership:
+    """PostgreSQL: which of `tables` and `functions` are in the current schema and who owns
+    them, and which of those the connection's role does not own — neither itself nor through a
+    role it inherits the rights of, nor as a superuser: it may not alter, replace or drop them,
+    nor grant rights on them."""
     rows = connection.execute(
         text(
-            "SELECT tablename, tableowner, pg_has_role(current_user, tableowner, 'USAGE') "
+            "SELECT CAST(tablename AS text), CAST(tableowner AS text), "
+            "pg_has_role(current_user, tableowner, 'USAGE') "
             "FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY(:tables) "
-            "ORDER BY tablename"
+            "UNION ALL "
+            "SELECT proname || '()', CAST(pg_get_userbyid(proowner) AS text), "
+            "pg_has_role(current_user, proowner, 'USAGE') "
+            "FROM pg_proc WHERE pronamespace = CAST(current_schema() AS regnamespace) "
+            "AND proname = ANY(:functions) "
+            "ORDER BY 1"
         ),
-        {"tables": list(tables)},
+        {"tables": list(tables), "functions": list(functions or [])},
     ).all()
-    return TableOwnership(
-        owners={table: owner for table, owner, _ in rows},
-        not_owned={table: owner for table, owner, owned in rows if not owned},
+    role = connection.execute(text("SELECT CAST(current_user AS text)")).scalar_one()
+    return Ownership(
+        role=role,
+        owners={name: owner for name, owner, _ in rows},
+        not_owned={name: owner for name, owner, owned in rows if not owned},
     )
 
 

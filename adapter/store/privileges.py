@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from adapter.errors import AdapterError, ConfigurationError
-from adapter.store.database import TableOwnership, adapter_tables, connected, table_ownership
+from adapter.store.database import Ownership, adapter_tables, connected, ownership
 
 # What the runtime role may do, by table; every other table of `adapter_tables` gets
 # `_READ_WRITE`.
@@ -111,10 +111,10 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
             "what the audit trail can promise there)"
         )
     with engine.begin() as connection:
-        ownership = table_ownership(connection, adapter_tables())
-        if not ownership.owners:
+        owned = ownership(connection, adapter_tables())
+        if not owned.owners:
             raise RoleError("the adapter's tables are not there yet; run `hf-adapter db upgrade`")
-        owners = sorted(set(ownership.owners.values()))
+        owners = sorted(set(owned.owners.values()))
         found = connection.execute(
             text(
                 "SELECT rolsuper OR rolbypassrls, "
@@ -132,8 +132,8 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
         superuser, acts_as_owner = found
         # Anyone else's GRANTs on a table fail, or with some right on it only warn and grant
         # nothing: refuse before, naming the tables and the role to grant as.
-        if ownership.not_owned:
-            raise RoleError(_not_owner_message(ownership, role))
+        if owned.not_owned:
+            raise RoleError(_not_owner_message(owned, role))
         if superuser or acts_as_owner:
             raise RoleError(
                 f"role {role!r} is a superuser, the owner of the adapter's tables "
@@ -176,22 +176,20 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
     return Granted(statements, temporary=grant if not own else None)
 
 
-def _not_owner_message(ownership: TableOwnership, role: str) -> str:
+def _not_owner_message(owned: Ownership, role: str) -> str:
     again = f"`hf-adapter db grant --role {role} --apply`"
-    owners = sorted(set(ownership.not_owned.values()))
-    if len(ownership.not_owned) == len(ownership.owners) and len(owners) == 1:
+    owners = sorted(set(owned.not_owned.values()))
+    if len(owned.not_owned) == len(owned.owners) and len(owners) == 1:
         return (
             f"DATABASE_URL's role is not the owner of the adapter's tables ({owners[0]!r}), so "
             f"it cannot grant their rights: run {again} with the tables' owner's URL, the role "
             "that runs `hf-adapter db upgrade` (docs/operations.md, Database roles)"
         )
-    tables = ", ".join(f"{table} ({owner!r})" for table, owner in ownership.not_owned.items())
     return (
-        f"DATABASE_URL's role does not own {len(ownership.not_owned)} of the "
-        f"{len(ownership.owners)} tables it would grant on, so it cannot grant their rights: "
-        f"{tables}. Give every adapter table to the role that runs `hf-adapter db upgrade` "
-        "(ALTER TABLE ... OWNER TO it, as a superuser), then run "
-        f"{again} with its URL (docs/operations.md, Database roles)"
+        f"DATABASE_URL's role does not own {len(owned.not_owned)} of the "
+        f"{len(owned.owners)} tables it would grant on, so it cannot grant their rights: "
+        f"{owned.not_owned_listed()}. {owned.give_all()} (the role that runs `hf-adapter db "
+        f"upgrade`), then run {again} with its URL (docs/operations.md, Database roles)"
     )
 
 

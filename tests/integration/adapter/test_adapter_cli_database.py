@@ -356,6 +356,60 @@ def test_db_upgrade_exits_2_naming_the_owner_when_the_role_may_create_but_owns_n
         admin.dispose()
 
 
+def test_db_upgrade_exits_2_naming_the_trails_functions_left_with_the_old_owner(
+    postgres_server: PostgresServer, hf_adapter: Run
+) -> None:
+    # The tables given to a new owner one by one (ALTER TABLE ... OWNER TO, as `db grant` used
+    # to advise) leave the audit trail's functions with the old one: the check passed, then
+    # migration 0010's CREATE OR REPLACE FUNCTION failed, "must be owner of function" (exit 1).
+    admin_url = postgres_server.create_database()
+    old, new = f"hf_old_{secrets.token_hex(4)}", f"hf_new_{secrets.token_hex(4)}"
+    admin = create_engine_from_url(admin_url)
+    with admin.begin() as connection:
+        for role in (old, new):
+            connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
+            connection.execute(text(f"GRANT CREATE ON SCHEMA public TO {role}"))
+            connection.execute(text(f"GRANT {role} TO CURRENT_USER"))  # to move what it owns
+    new_url = admin_url.set(username=new, password=PASSWORD)
+    try:
+        upgrade(admin_url.set(username=old, password=PASSWORD), "0009")
+        with admin.begin() as connection:
+            tables = connection.scalars(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).all()
+            for table in tables:
+                connection.execute(text(f"ALTER TABLE {table} OWNER TO {new}"))
+
+        result = hf_adapter(new_url, "db", "upgrade")
+
+        line = _assert_one_error(
+            result,
+            2,
+            f"role {new!r} does not own",
+            f"audit_events_seal(), audit_events_seal_only(), audit_no_truncate(), "
+            f"audit_writers_count() ({old!r})",
+            f"REASSIGN OWNED BY {old} TO {new}",
+        )
+        assert "audit_events (" not in line  # the tables it owns are not named
+        assert "ALTER TABLE" not in line
+        with admin.connect() as connection:  # nothing was migrated
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
+
+        # The advice, followed, is enough.
+        with admin.begin() as connection:
+            connection.execute(text(f"REASSIGN OWNED BY {old} TO {new}"))
+        assert hf_adapter(new_url, "db", "upgrade").returncode == 0
+        with admin.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0010"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"REASSIGN OWNED BY {old}, {new} TO CURRENT_USER"))
+            connection.execute(text(f"DROP OWNED BY {old}, {new}"))
+            connection.execute(text(f"DROP ROLE {old}"))
+            connection.execute(text(f"DROP ROLE {new}"))
+        admin.dispose()
+
+
 def test_audit_verify_reports_a_dropped_trail_table_as_a_broken_trail(
     without_trail_table: URL, tmp_path: Path, hf_adapter: Run
 ) -> None:
@@ -464,9 +518,11 @@ def test_db_grant_refuses_a_database_whose_tables_have_mixed_owners_naming_them(
             2,
             "does not own 1 of the",
             f"facilities ({other!r})",
+            f"REASSIGN OWNED BY {other} TO {owner}",
             f"`hf-adapter db grant --role {app} --apply`",
         )
         assert "registrations" not in line
+        assert "ALTER TABLE" not in line  # moves a table alone, not the trail's functions
         with admin.connect() as connection:  # nothing was granted
             assert not connection.scalar(
                 text(f"SELECT has_table_privilege('{app}', 'registrations', 'SELECT')")
