@@ -1086,3 +1086,111 @@ def test_an_skp_view_answering_200_with_another_body_is_a_finding_of_the_compari
     assert {f for f in failing(report) if f[0].startswith("domain/")} == {
         ("domain/skp-deactivation", operation)
     }
+
+
+class _Together(Breakage):
+    """Several breakages at once, each seeing every exchange in turn."""
+
+    def __init__(self, *parts: Breakage) -> None:
+        self.parts = parts
+        self.admin = any(part.admin for part in parts)
+
+    def request(self, exchange: Exchange) -> None:
+        for part in self.parts:
+            part.request(exchange)
+
+    def response(self, exchange: Exchange) -> None:
+        for part in self.parts:
+            part.response(exchange)
+
+
+class _LaterPages(Breakage):
+    """The registration list's pages after the first (those asked for with a cursor) answered
+    `body`: the small-limit walk reads them, the start-up call and the full walk do not."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/v1/registrations" and exchange.param("cursor") is not None:
+            exchange.response_body = self.body
+
+
+def test_a_list_page_that_is_not_a_list_page_of_objects_fails_its_schema_and_stops_the_walk(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # A page cut short (not JSON) stopped the walk unjudged (the run conformed); a page whose
+    # data held no objects ended the run as an internal error. One run, one page of each.
+    kki_target.reset(
+        _Together(
+            _ViewAnswered(
+                r"/v1/registrations/[^/]+/trainings", b'{"data": [{"title": "BL', "application/json"
+            ),
+            _LaterPages(
+                b'{"data": [1, 2], "page": {"limit": 2, "next_cursor": null, "has_more": false}}'
+            ),
+        )
+    )
+    code, report = run_conformance("kki", kki_target.proxy.url, tmp_path, "--phases", "pagination")
+    assert code == 1, report.get("phases")
+    assert report["verdict"] == "violations"
+    assert [p["status"] for p in report["phases"]] == ["done"]
+    assert failing(report) == {
+        ("contract/response_schema_conformance", "listTrainings"),
+        ("contract/response_schema_conformance", "listRegistrations"),
+    }
+    by_operation = {f["operation"]: f for f in report["findings"]}
+    assert by_operation["listTrainings"]["message"] == (
+        "a page does not match the documented schema: the 200 body is not JSON"
+    )
+    assert by_operation["listRegistrations"]["message"].startswith(
+        'a page does not match the documented schema: data/0: 1 is not of type "object"'
+    )
+    assert by_operation["listRegistrations"]["evidence"]["response"]["status"] == 200
+    assert (
+        "listTrainings: page 1 has no data array of objects and page object; walk stopped"
+        in report["notes"]
+    )
+    assert (
+        "listRegistrations: page 2 has no data array of objects and page object; walk stopped"
+        in report["notes"]
+    )
+
+
+class _TokenAnswered(Breakage):
+    """The token endpoint's 200s after the first (the command's own token) replaced by `body`:
+    the token phase's request gets it."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.issued = 0
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/oauth2/v1/accesstoken" and exchange.status == 200:
+            self.issued += 1
+            if self.issued > 1:
+                exchange.response_body = self.body
+
+
+@pytest.mark.parametrize("body", [b'{"expires_in": "143', b'["14399"]'])
+def test_a_token_answer_that_is_not_a_json_object_fails_token_lifetime(
+    sisdmk_target: Target, tmp_path: Path, body: bytes
+) -> None:
+    # Possible with a --spec documenting no schema for the token: it ended the run as an
+    # internal error with no report.
+    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "sisdmk.yaml"
+    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
+    answer = document["paths"]["/oauth2/v1/accesstoken"]["post"]["responses"]["200"]
+    del answer["content"]["application/json"]["schema"]
+    older = tmp_path / "sisdmk-no-token-schema.yaml"
+    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    sisdmk_target.reset(_TokenAnswered(body))
+    code, report = run_conformance(
+        "sisdmk", sisdmk_target.proxy.url, tmp_path, "--spec", str(older), "--phases", "token"
+    )
+    assert code == 1, report.get("phases")
+    assert report["verdict"] == "violations"
+    assert failing(report) == {("token/lifetime", "issueAccessToken")}
+    [finding] = [f for f in report["findings"] if f["rule"] == "token/lifetime"]
+    assert finding["message"] == "the token answer is not a JSON object: no expires_in to judge"
+    assert finding["evidence"]["response"]["status"] == 200
