@@ -1194,3 +1194,63 @@ def test_a_token_answer_that_is_not_a_json_object_fails_token_lifetime(
     [finding] = [f for f in report["findings"] if f["rule"] == "token/lifetime"]
     assert finding["message"] == "the token answer is not a JSON object: no expires_in to judge"
     assert finding["evidence"]["response"]["status"] == 200
+
+
+class _FirstListingAnswered(Breakage):
+    """The first subscription listing (Schemathesis' "before") answered `body` labelled
+    `content_type`; every DELETE of a subscription is recorded."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body, self.content_type = body, content_type
+        self.listings = 0
+        self.deleted: list[str] = []
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.method == "DELETE" and exchange.path.startswith("/v1/webhook-subscriptions/"):
+            self.deleted.append(exchange.path)
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.method == "GET" and exchange.path == "/v1/webhook-subscriptions":
+            self.listings += 1
+            if self.listings == 1:
+                exchange.response_headers = {"content-type": self.content_type}
+                exchange.response_body = self.body
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"<html><body>502 Bad Gateway</body></html>", "text/html"), (b"{}", "application/json")],
+)
+def test_an_unreadable_subscription_listing_deletes_no_subscription(
+    kki_target: Target, tmp_path: Path, body: bytes, content_type: str
+) -> None:
+    # Not JSON ended the run as an internal error before Schemathesis started; a listing
+    # without a data array was taken for "no subscriptions", and every subscription the target
+    # had before the run was then deleted as one Schemathesis had created.
+    kki_target.reset()
+    with kki_target.public() as client:
+        existing = client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": "https://hooks.example.com/kki", "event_types": ["registration.issued"]},
+        )
+    assert existing.status_code == 201, existing.text
+    breakage = _FirstListingAnswered(body, content_type)
+    kki_target.proxy.breakage = breakage
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "schemathesis", "--include", "getRegistration"),
+        *("--max-examples", "1", "--seed", "7"),
+    )
+    assert code == 0, (report.get("phases"), report.get("findings"))
+    assert [p["status"] for p in report["phases"]] == ["done"]
+    assert breakage.deleted == []
+    assert (
+        "schemathesis: listWebhookSubscriptions answered 200 without a JSON list page; the "
+        "subscriptions Schemathesis created were not deleted"
+    ) in report["notes"]
+    assert "schemathesis_subscriptions_deleted" not in report["stats"]
+    with kki_target.public() as client:
+        listed = client.get("/v1/webhook-subscriptions").json()["data"]
+    assert existing.json()["id"] in {item["id"] for item in listed}
