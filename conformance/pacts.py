@@ -39,7 +39,8 @@ STATE_TIMEOUT_S: Final = 30.0
 EVENT_TIMEOUT_S: Final = 20.0
 
 Outcome = Literal["passed", "failed", "skipped"]
-# Produces the body a provider really sends for a message interaction (by its description).
+# Produces the body a provider really sends for a message interaction (by its description); when
+# it cannot, raises RuntimeError, TimeoutError, ValueError or httpx.HTTPError saying why.
 MessageSource = Callable[[str], bytes]
 
 
@@ -168,8 +169,11 @@ def verify_pacts(
     verifier.set_coloured_output(enabled=False)
     if not verify_tls:
         verifier.disable_ssl_verification()
+    # Why the message source could not give an interaction's body, by description: the
+    # verifier only sees the handler's 500 page.
+    source_failures: dict[str, str] = {}
     if messages is not None and is_messages:
-        verifier.message_handler(_message_handler(messages))
+        verifier.message_handler(_message_handler(messages, source_failures))
     else:
         verifier.add_transport(url=base_url)
     if state_url is None:
@@ -184,7 +188,7 @@ def verify_pacts(
         with suppress(RuntimeError):
             verifier.verify()
     state_failures = state_proxy.failures if state_proxy is not None else {}
-    verified = _results(verifier.results, to_verify, state_failures)
+    verified = _results(verifier.results, to_verify, state_failures, source_failures)
     return PactVerification(
         provider,
         base_url,
@@ -198,6 +202,7 @@ def _results(
     report: Mapping[str, Any],
     interactions: list[dict[str, Any]],
     state_failures: Mapping[str, str],
+    source_failures: Mapping[str, str] | None = None,
 ) -> list[InteractionResult]:
     by_description = {str(r.get("description")): r for r in report.get("interactionResults") or []}
     results: list[InteractionResult] = []
@@ -211,6 +216,9 @@ def _results(
             results.append(InteractionResult(description, states, "failed", detail))
         elif entry.get("result") in PASSED_RESULTS:
             results.append(InteractionResult(description, states, "passed"))
+        elif source_failures and description in source_failures:
+            detail = f"no message to verify: {source_failures[description]}"
+            results.append(InteractionResult(description, states, "failed", detail))
         else:
             detail = _mismatch_text(entry.get("mismatch")) or f"result {entry.get('result')!r}"
             why = [
@@ -358,9 +366,17 @@ def event_type_of(description: str) -> str:
     return found["type"]
 
 
-def _message_handler(source: MessageSource) -> Callable[[str, dict[str, Any] | None], Message]:
+def _message_handler(
+    source: MessageSource, failures: dict[str, str]
+) -> Callable[[str, dict[str, Any] | None], Message]:
     def produce(name: str, metadata: dict[str, Any] | None) -> Message:
-        return Message(contents=source(name), metadata=None, content_type="application/json")
+        try:
+            contents = source(name)
+        except (RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as exc:
+            # pact-python answers the verifier with a bare 500: keep the reason for the result.
+            failures[name] = str(exc) or type(exc).__name__
+            raise
+        return Message(contents=contents, metadata=None, content_type="application/json")
 
     return produce
 
@@ -474,7 +490,7 @@ class MockEventSource:
             event_id = str(answer.json()["events"][0]["event_id"])
         except (ValueError, KeyError, IndexError, TypeError):
             raise RuntimeError(
-                f"the mock's answer to emitting {event_type} names no event_id"
+                f"the mock named no event_id when asked to emit {event_type}"
             ) from None
         return self._delivery_of(event_id)
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -1254,3 +1255,86 @@ def test_an_unreadable_subscription_listing_deletes_no_subscription(
     with kki_target.public() as client:
         listed = client.get("/v1/webhook-subscriptions").json()["data"]
     assert existing.json()["id"] in {item["id"] for item in listed}
+
+
+class _MessagesBroken(Breakage):
+    """For the message pacts: the mock's answer to emitting `unnamed` names no event, and the
+    deliveries of `mangled` reach the receiver as a JSON array (the subscription is pointed at
+    a relay that changes them on the way)."""
+
+    admin = True
+
+    def __init__(self, unnamed: str, mangled: str) -> None:
+        self.unnamed, self.mangled = unnamed, mangled
+        self.receiver: str | None = None
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if json.loads(body).get("type") == relay.mangled:
+                    body = json.dumps([relay.mangled]).encode()
+                assert relay.receiver is not None
+                answer = httpx.post(
+                    relay.receiver, content=body, headers={"content-type": "application/json"}
+                )
+                self.send_response(answer.status_code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/relay"
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.method == "POST" and exchange.path == "/v1/webhook-subscriptions":
+            document = json.loads(exchange.body)
+            self.receiver = document["url"]
+            exchange.body = json.dumps({**document, "url": self.url}).encode()
+
+    def response(self, exchange: Exchange) -> None:
+        if (
+            exchange.path == "/__admin/events"
+            and exchange.status == 202
+            and json.loads(exchange.body).get("type") == self.unnamed
+        ):
+            exchange.response_body = b'{"events": []}'
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_message_pact_whose_event_cannot_be_had_fails_alone_with_the_reason(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # The mock's answer without an event id, or a delivery that is not a JSON object, raised in
+    # the message handler: the interaction failed as "content type text/html" (pact-python's
+    # 500 page), with no word of why. One run, one of each.
+    breakage = _MessagesBroken(unnamed="registration.issued", mangled="sip.recorded")
+    kki_target.reset(breakage)
+    try:
+        code, report = run_conformance(
+            "kki", kki_target.proxy.url, tmp_path, "--phases", "pact", "--webhooks"
+        )
+    finally:
+        breakage.close()
+    assert code == 1, (report.get("phases"), report.get("findings"))
+    assert [p["status"] for p in report["phases"]] == ["done"]
+    assert failing(report) == {
+        ("pact/interaction", "a registration.issued webhook event"),
+        ("pact/interaction", "a sip.recorded webhook event"),
+    }
+    messages = {f["operation"]: f["message"] for f in report["findings"]}
+    assert messages["a registration.issued webhook event"] == (
+        "no message to verify: the mock named no event_id when asked to emit registration.issued"
+    )
+    # Handed to the verifier, which shows how it differs from an event.
+    assert messages["a sip.recorded webhook event"].startswith("BodyMismatch $: Type mismatch")
+    assert "(Array)" in messages["a sip.recorded webhook event"]
+    assert report["stats"]["pact kki-webhooks"]["passed"] == 11
+    assert report["stats"]["pact kki"]["failed"] == 0
