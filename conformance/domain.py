@@ -30,6 +30,12 @@ from indonesian_ids.str_number import classify_str, validate_str
 SKP_REASON_MARK = "SKP"
 MAX_SKP_RECORDS = 10
 MAX_PEER_EXAMPLES = 3
+# The arrays inside a record that the domain rules read, and the rule that reads each first.
+RECORD_LISTS = {
+    "employments": "domain/nip-structure",
+    "sips": "domain/sip-five-years",
+    "certifications": "domain/str-format",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,7 @@ def check_people(ctx: RunContext, people: PersonList) -> None:
         ctx.ok(f"domain/{rule}", people.operation)
     for record in records:
         key = str(record.get(people.key))
+        _check_lists(ctx, people.operation, key, record)
         _check_nik(ctx, people, key, record, today)
         _check_nips(ctx, people.operation, key, record, today)
         for str_number, issued, valid_until in _strs(record):
@@ -80,6 +87,27 @@ def check_people(ctx: RunContext, people: PersonList) -> None:
                     f"record {key}: SIP {sip_number} issued {issued} is valid until "
                     f"{valid_until}, more than {SIP_YEARS} years",
                 )
+
+
+def _listed(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The objects of the record's `name` array; none when it is absent or not an array."""
+    items = record.get(name)
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _check_lists(ctx: RunContext, operation: str, key: str, record: dict[str, Any]) -> None:
+    """An array the rules read that holds something else fails the rule that reads it."""
+    for name, rule in RECORD_LISTS.items():
+        value = record.get(name)
+        if value is not None and not isinstance(value, list):
+            kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
+                type(value), "an object"
+            )
+            ctx.fail(
+                rule,
+                operation,
+                f"record {key}: {name} is {kind}, not an array: its entries cannot be checked",
+            )
 
 
 def _check_nik(
@@ -133,9 +161,7 @@ def _check_nik(
 def _check_nips(
     ctx: RunContext, operation: str, key: str, record: dict[str, Any], today: dt.date
 ) -> None:
-    nips = {record.get("nip")} | {
-        item.get("nip") for item in record.get("employments") or [] if isinstance(item, dict)
-    }
+    nips = {record.get("nip")} | {item.get("nip") for item in _listed(record, "employments")}
     birth_date = _date(record.get("birth_date"))
     gender = record.get("gender") if record.get("gender") in ("male", "female") else None
     for nip in sorted(n for n in nips if isinstance(n, str)):
@@ -169,8 +195,8 @@ def _strs(record: dict[str, Any]) -> Iterator[tuple[str, dt.date | None, dt.date
             _date(record.get("issued_at")),
             _date(certification.get("valid_until")),
         )
-    for item in record.get("certifications") or []:
-        if isinstance(item, dict) and item.get("kind") == "STR":
+    for item in _listed(record, "certifications"):
+        if item.get("kind") == "STR":
             yield (
                 str(item.get("str_number")),
                 _date(item.get("issued_at")),
@@ -179,9 +205,8 @@ def _strs(record: dict[str, Any]) -> Iterator[tuple[str, dt.date | None, dt.date
 
 
 def _sips(record: dict[str, Any]) -> Iterator[tuple[str, dt.date | None, dt.date | None]]:
-    items = [*(record.get("sips") or []), *(record.get("certifications") or [])]
-    for item in items:
-        if isinstance(item, dict) and (item.get("kind", "SIP") == "SIP") and "sip_number" in item:
+    for item in [*_listed(record, "sips"), *_listed(record, "certifications")]:
+        if item.get("kind", "SIP") == "SIP" and "sip_number" in item:
             yield (
                 str(item["sip_number"]),
                 _date(item.get("issued_at")),
@@ -322,7 +347,7 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
             f"{skp.get('adequacy')}",
             got[0] if got is not None else None,
         )
-    sips = [sip for sip in record.get("sips") or [] if isinstance(sip, dict)]
+    sips = _listed(record, "sips")
     sips_response = None
     if (got := get("listPracticeLicenses", "/sips", "data")) is not None:
         sips_response, sips = got

@@ -1338,3 +1338,71 @@ def test_a_message_pact_whose_event_cannot_be_had_fails_alone_with_the_reason(
     assert "(Array)" in messages["a sip.recorded webhook event"]
     assert report["stats"]["pact kki-webhooks"]["passed"] == 11
     assert report["stats"]["pact kki"]["failed"] == 0
+
+
+class _RecordsChanged(Breakage):
+    """Every record on the pages of the list at `path` gets `changes`."""
+
+    def __init__(self, path: str, changes: dict[str, object]) -> None:
+        self.path, self.changes = path, changes
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == self.path and exchange.status == 200:
+            document = json.loads(exchange.response_body)
+            for record in document["data"]:
+                record.update(self.changes)
+            exchange.response_body = json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("system", "path", "changes", "expected"),
+    [
+        (
+            "kki",
+            "/v1/registrations",
+            {"sips": 5},
+            {("domain/sip-five-years", "listRegistrations", "sips is a number")},
+        ),
+        (
+            "sisdmk",
+            "/v1/health-workers",
+            {"employments": 5, "certifications": {"kind": "STR"}},
+            {
+                ("domain/nip-structure", "listHealthWorkers", "employments is a number"),
+                ("domain/str-format", "listHealthWorkers", "certifications is an object"),
+            },
+        ),
+    ],
+)
+def test_a_record_whose_list_is_not_an_array_fails_the_rule_that_reads_it(
+    kki_target: Target,
+    sisdmk_target: Target,
+    tmp_path: Path,
+    system: str,
+    path: str,
+    changes: dict[str, object],
+    expected: set[tuple[str, str, str]],
+) -> None:
+    # A number where an array belongs ended the run as an internal error (TypeError) in the
+    # domain phase, and at KKI in the SKP comparison; an object there was silently unchecked.
+    target = kki_target if system == "kki" else sisdmk_target
+    target.reset(_RecordsChanged(path, changes))
+    phases = ["domain", "skp"] if system == "kki" else ["domain"]
+    code, report = run_conformance(
+        system, target.proxy.url, tmp_path, "--phases", *phases, "--as-of", TODAY.isoformat()
+    )
+    assert code == 1, report.get("phases")
+    assert {p["status"] for p in report["phases"]} == {"done"}
+    domain_failures = {f for f in failing(report) if f[0].startswith("domain/")}
+    assert domain_failures == {(rule, operation) for rule, operation, _ in expected}
+    for rule, operation, words in expected:
+        message = next(
+            f["message"]
+            for f in report["findings"]
+            if (f["rule"], f["operation"]) == (rule, operation)
+        )
+        assert message.startswith("record ")
+        assert message.endswith(f": {words}, not an array: its entries cannot be checked")
+    # The page itself fails the contract too, as any page off its schema does.
+    for _, operation, _ in expected:
+        assert ("contract/response_schema_conformance", operation) in failing(report)
