@@ -39,6 +39,11 @@ MOCK_WAIT_S = 10.0
 SCHEDULING_SLACK_S = 0.25
 PROVIDER_WAIT_S = 120.0
 HOOK_PATH = "/hf-conformance/webhook"
+MOCK_POLICY_PATH = "/__admin/webhook-policy"
+MOCK_POLICY_ADVICE = (
+    "nothing was changed there; check that the target runs hf-mock of this release, "
+    "or leave out --webhooks"
+)
 
 
 @dataclass
@@ -183,8 +188,14 @@ def check_webhooks(ctx: RunContext) -> None:
             )
         emitted: set[str] = set()
         if has_admin:
-            saved_policy = http.get(f"{admin}/webhook-policy").json()
-            http.put(f"{admin}/webhook-policy", json=FAST_POLICY)
+            policy = _mock_policy(http, admin)
+            changed = http.put(f"{admin}/webhook-policy", json=FAST_POLICY)
+            if not changed.is_success:
+                raise CannotRun(
+                    f"the mock's PUT {MOCK_POLICY_PATH} answered {changed.status_code}: its fast "
+                    f"retry policy could not be set; {MOCK_POLICY_ADVICE}"
+                )
+            saved_policy = policy
             response = http.post(
                 f"{admin}/events",
                 json={"type": event_type, "count": EVENTS, "subscription_id": subscription_id},
@@ -241,6 +252,23 @@ def check_webhooks(ctx: RunContext) -> None:
                 )
         except httpx.HTTPError as exc:
             ctx.notes.append(f"webhooks: subscription {subscription_id} was not deleted ({exc})")
+
+
+def _mock_policy(http: httpx.Client, admin: str) -> dict[str, Any]:
+    """The mock's retry policy, to put back afterwards; `CannotRun` when the answer is not one
+    (changed without it, the mock would keep the fast policy after the run)."""
+    answer = http.get(f"{admin}/webhook-policy")
+    try:
+        policy = answer.json() if answer.status_code == 200 else None
+    except ValueError:
+        policy = None
+    if not isinstance(policy, dict):
+        what = " with a body that is not a JSON object" if answer.status_code == 200 else ""
+        raise CannotRun(
+            f"the mock's GET {MOCK_POLICY_PATH} answered {answer.status_code}{what}: its retry "
+            f"policy could not be read to be put back after the run; {MOCK_POLICY_ADVICE}"
+        )
+    return policy
 
 
 def _wait(receiver: Receiver, emitted: set[str], wait_s: float) -> bool:

@@ -1406,3 +1406,55 @@ def test_a_record_whose_list_is_not_an_array_fails_the_rule_that_reads_it(
     # The page itself fails the contract too, as any page off its schema does.
     for _, operation, _ in expected:
         assert ("contract/response_schema_conformance", operation) in failing(report)
+
+
+class _PolicyAnswered(Breakage):
+    """The mock's `GET /__admin/webhook-policy` answered `body` labelled `content_type`; every
+    other admin request is recorded."""
+
+    admin = True
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body, self.content_type = body, content_type
+        self.admin_requests: list[str] = []
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path.startswith("/__admin") and exchange.path != "/__admin/health":
+            self.admin_requests.append(f"{exchange.method} {exchange.path}")
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.method == "GET" and exchange.path == "/__admin/webhook-policy":
+            exchange.response_headers = {"content-type": self.content_type}
+            exchange.response_body = self.body
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"<html><body>Not here</body></html>", "text/html"), (b"[4, 1000]", "application/json")],
+)
+def test_a_mock_webhook_policy_that_cannot_be_read_cannot_run_and_changes_nothing(
+    kki_target: Target, body: bytes, content_type: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Read without a guard: a body that is not JSON ended the run as an internal error; a JSON
+    # array was kept as "the policy" and PUT back at the end over the mock's real one.
+    breakage = _PolicyAnswered(body, content_type)
+    kki_target.reset(breakage)
+    run = in_process(
+        capsys,
+        "kki",
+        "--base-url",
+        kki_target.proxy.url,
+        *CREDENTIALS["kki"],
+        *("--quiet", "--phases", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    _assert_cannot_run(
+        run,
+        "the mock's GET /__admin/webhook-policy answered 200 with a body that is not a JSON "
+        "object: its retry policy could not be read to be put back after the run; nothing was "
+        "changed there; check that the target runs hf-mock of this release, or leave out "
+        "--webhooks",
+    )
+    assert breakage.admin_requests == ["GET /__admin/webhook-policy"]
+    with kki_target.public() as client:
+        assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
