@@ -44,6 +44,12 @@ MOCK_POLICY_ADVICE = (
     "nothing was changed there; check that the target runs hf-mock of this release, "
     "or leave out --webhooks"
 )
+MOCK_EVENTS_PATH = "/__admin/events"
+
+
+class NothingChecked(Exception):
+    """The phase could not check what it exists to check (no subscription, no event caused or
+    delivered): it is `not run`, and `--phases webhooks` incomplete. The message says why."""
 
 
 @dataclass
@@ -145,8 +151,10 @@ def check_webhooks(ctx: RunContext) -> None:
     event_types = (contract.schema("EventType") or {}).get("enum", [])
     create = next((op for op in contract.operations if op.id == "createWebhookSubscription"), None)
     if create is None or event_schema is None or not event_types:
-        ctx.notes.append("webhooks: the contract has no webhook subscriptions")
-        return
+        raise NothingChecked(
+            "the contract has no webhook subscriptions (createWebhookSubscription, WebhookEvent, "
+            "EventType): give --spec a contract that has them, or leave out --webhooks"
+        )
     event_type = str(event_types[0])
     receiver = Receiver()
     listening = receiver.start(*ctx.options.receiver_listen)
@@ -166,8 +174,11 @@ def check_webhooks(ctx: RunContext) -> None:
             json={"url": url, "event_types": [event_type]},
         )
         if created.status_code != 201:
-            ctx.notes.append(f"webhooks: subscribing answered {created.status_code}; not checked")
-            return
+            raise NothingChecked(
+                f"{create.method} {create.path} answered {created.status_code}: the receiver "
+                "could not be subscribed; check that these credentials may subscribe and that "
+                "the target accepts the receiver's URL (--receiver-url)"
+            )
         try:
             document = created.json()
         except ValueError:
@@ -188,22 +199,22 @@ def check_webhooks(ctx: RunContext) -> None:
             )
         emitted: set[str] = set()
         if has_admin:
-            policy = _mock_policy(http, admin)
-            changed = http.put(f"{admin}/webhook-policy", json=FAST_POLICY)
+            policy = _mock_policy(ctx, admin)
+            try:
+                changed = http.put(f"{admin}/webhook-policy", json=FAST_POLICY)
+            except httpx.HTTPError as exc:
+                saved_policy = policy  # the request may have reached the mock: put it back
+                raise CannotRun(
+                    f"the mock's PUT {MOCK_POLICY_PATH} failed ({type(exc).__name__}): its fast "
+                    f"retry policy may not be set; {_unreachable_advice(ctx)}"
+                ) from None
             if not changed.is_success:
                 raise CannotRun(
                     f"the mock's PUT {MOCK_POLICY_PATH} answered {changed.status_code}: its fast "
                     f"retry policy could not be set; {MOCK_POLICY_ADVICE}"
                 )
             saved_policy = policy
-            response = http.post(
-                f"{admin}/events",
-                json={"type": event_type, "count": EVENTS, "subscription_id": subscription_id},
-            )
-            try:
-                emitted = {str(e["event_id"]) for e in response.json().get("events", [])}
-            except (ValueError, KeyError, TypeError, AttributeError):
-                ctx.notes.append(f"webhooks: causing events answered {response.status_code}")
+            emitted = _cause_events(ctx, admin, event_type, subscription_id)
         limit_s = MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S
         wait_s = min(limit_s, max(ctx.time_left(), 1.0))
         if not _wait(receiver, emitted, wait_s) and wait_s < limit_s:
@@ -254,10 +265,51 @@ def check_webhooks(ctx: RunContext) -> None:
             ctx.notes.append(f"webhooks: subscription {subscription_id} was not deleted ({exc})")
 
 
-def _mock_policy(http: httpx.Client, admin: str) -> dict[str, Any]:
+def _unreachable_advice(ctx: RunContext) -> str:
+    return (
+        f"check that the mock at {ctx.options.base_url} is up and reachable, "
+        "or leave out --webhooks"
+    )
+
+
+def _cause_events(
+    ctx: RunContext, admin: str, event_type: str, subscription_id: str | None
+) -> set[str]:
+    """The ids of the events the mock was asked to cause; `NothingChecked` when it names none
+    (without them, nothing arriving could not be told from nothing caused)."""
+    try:
+        response = ctx.client.http.post(
+            f"{admin}/events",
+            json={"type": event_type, "count": EVENTS, "subscription_id": subscription_id},
+        )
+    except httpx.HTTPError as exc:
+        raise NothingChecked(
+            f"the mock's POST {MOCK_EVENTS_PATH} failed ({type(exc).__name__}): no event is "
+            f"known to wait for; {_unreachable_advice(ctx)}"
+        ) from None
+    try:
+        emitted = {str(e["event_id"]) for e in response.json().get("events", [])}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        emitted = set()
+    if not emitted:
+        raise NothingChecked(
+            f"the mock's POST {MOCK_EVENTS_PATH} answered {response.status_code} without the "
+            "ids of the events it caused: no event is known to wait for; check that the target "
+            "runs hf-mock of this release, or leave out --webhooks"
+        )
+    return emitted
+
+
+def _mock_policy(ctx: RunContext, admin: str) -> dict[str, Any]:
     """The mock's retry policy, to put back afterwards; `CannotRun` when the answer is not one
     (changed without it, the mock would keep the fast policy after the run)."""
-    answer = http.get(f"{admin}/webhook-policy")
+    try:
+        answer = ctx.client.http.get(f"{admin}/webhook-policy")
+    except httpx.HTTPError as exc:
+        raise CannotRun(
+            f"the mock's GET {MOCK_POLICY_PATH} failed ({type(exc).__name__}): its retry policy "
+            f"could not be read; nothing was changed there; {_unreachable_advice(ctx)}"
+        ) from None
     try:
         policy = answer.json() if answer.status_code == 200 else None
     except ValueError:

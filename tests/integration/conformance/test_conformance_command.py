@@ -1458,3 +1458,159 @@ def test_a_mock_webhook_policy_that_cannot_be_read_cannot_run_and_changes_nothin
     assert breakage.admin_requests == ["GET /__admin/webhook-policy"]
     with kki_target.public() as client:
         assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
+
+
+class _Rerouted(Breakage):
+    """`method path` goes to a path the mock does not serve (nothing there is changed or
+    caused) and is answered `status`; `admin` when the path is the admin API's."""
+
+    def __init__(self, method: str, path: str, status: int, *, admin: bool = False) -> None:
+        self.method, self.path, self.status, self.admin = method, path, status, admin
+
+    def request(self, exchange: Exchange) -> None:
+        if (exchange.method, exchange.path) == (self.method, self.path):
+            exchange.path = f"{self.path}-nowhere"
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == f"{self.path}-nowhere":
+            exchange.status = self.status
+
+
+def _webhook_policy(target: Target) -> object:
+    return target.mock.admin.get("/webhook-policy").json()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "status"),
+    [
+        (
+            _Rerouted("POST", "/v1/webhook-subscriptions", 403),
+            "not run (POST /v1/webhook-subscriptions answered 403: the receiver could not be "
+            "subscribed; check that these credentials may subscribe and that the target accepts "
+            "the receiver's URL (--receiver-url))",
+        ),
+        (
+            _Rerouted("POST", "/__admin/events", 404, admin=True),
+            "not run (the mock's POST /__admin/events answered 404 without the ids of the events "
+            "it caused: no event is known to wait for; check that the target runs hf-mock of "
+            "this release, or leave out --webhooks)",
+        ),
+    ],
+    ids=["subscription-refused", "no-events-caused"],
+)
+def test_webhooks_phase_that_could_check_nothing_is_not_run_and_the_run_incomplete(
+    kki_target: Target, tmp_path: Path, breakage: Breakage, status: str
+) -> None:
+    # Both were notes under a "done" phase: `--phases webhooks --webhooks` exited 0, conforming,
+    # having checked nothing (and waited 10 s for events never caused).
+    kki_target.reset(breakage)
+    policy = _webhook_policy(kki_target)
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    assert (code, report["verdict"]) == (2, "incomplete"), report.get("phases")
+    assert failing(report) == set()
+    assert [(p["name"], p["status"]) for p in report["phases"]] == [("webhooks", status)]
+    assert _webhook_policy(kki_target) == policy
+    with kki_target.public() as client:
+        assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
+
+
+class _Dropped(Breakage):
+    """The connection of the first `method path` request is closed without an answer, as by a
+    mock that went away or a proxy that cut it; later ones pass."""
+
+    admin = True
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method, self.path, self.dropped = method, path, 0
+
+    def request(self, exchange: Exchange) -> None:
+        if (exchange.method, exchange.path) == (self.method, self.path) and not self.dropped:
+            self.dropped += 1
+            # The proxy's handler closes the connection without a word on a TimeoutError.
+            raise TimeoutError("dropped")
+
+
+def test_a_dropped_connection_causing_events_leaves_webhooks_not_run(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # Ended the run as "internal error RemoteProtocolError: Server disconnected ...".
+    kki_target.reset(_Dropped("POST", "/__admin/events"))
+    policy = _webhook_policy(kki_target)
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    assert (code, report.get("verdict")) == (2, "incomplete"), report.get("phases")
+    assert [p["status"] for p in report["phases"]] == [
+        "not run (the mock's POST /__admin/events failed (RemoteProtocolError): no event is "
+        f"known to wait for; check that the mock at {kki_target.proxy.url} is up and reachable, "
+        "or leave out --webhooks)"
+    ]
+    assert _webhook_policy(kki_target) == policy, "the fast retry policy was put back"
+    with kki_target.public() as client:
+        assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
+
+
+@pytest.mark.parametrize(
+    ("method", "words"),
+    [
+        ("GET", "the mock's GET /__admin/webhook-policy failed (RemoteProtocolError): its retry "),
+        ("PUT", "the mock's PUT /__admin/webhook-policy failed (RemoteProtocolError): its fast "),
+    ],
+)
+def test_a_dropped_connection_on_the_mock_webhook_policy_cannot_run_in_one_line(
+    kki_target: Target, method: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ended the run as "internal error RemoteProtocolError: Server disconnected ...".
+    kki_target.reset(_Dropped(method, "/__admin/webhook-policy"))
+    policy = _webhook_policy(kki_target)
+    run = in_process(
+        capsys,
+        "kki",
+        "--base-url",
+        kki_target.proxy.url,
+        *CREDENTIALS["kki"],
+        *("--quiet", "--phases", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    _assert_cannot_run(run, words)
+    assert run.stderr.rstrip().endswith(
+        f"check that the mock at {kki_target.proxy.url} is up and reachable, or leave out "
+        "--webhooks"
+    )
+    assert _webhook_policy(kki_target) == policy, "the old policy is the mock's"
+    with kki_target.public() as client:
+        assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
+
+
+def test_webhooks_with_a_contract_without_subscriptions_is_not_run_and_the_run_incomplete(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # Was a note under a "done" phase: `--phases webhooks --webhooks` exited 0, conforming.
+    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "kki.yaml"
+    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
+    del document["paths"]["/v1/webhook-subscriptions"]["post"]
+    older = tmp_path / "kki-older.yaml"
+    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    kki_target.reset()
+    code, report = run_conformance(
+        "kki",
+        kki_target.mock.url,
+        tmp_path,
+        *("--spec", str(older), "--phases", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    assert (code, report["verdict"]) == (2, "incomplete"), report.get("phases")
+    assert [p["status"] for p in report["phases"]] == [
+        "not run (the contract has no webhook subscriptions (createWebhookSubscription, "
+        "WebhookEvent, EventType): give --spec a contract that has them, or leave out --webhooks)"
+    ]
