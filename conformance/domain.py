@@ -100,14 +100,18 @@ def _check_lists(ctx: RunContext, operation: str, key: str, record: dict[str, An
     for name, rule in RECORD_LISTS.items():
         value = record.get(name)
         if value is not None and not isinstance(value, list):
-            kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
-                type(value), "an object"
-            )
             ctx.fail(
                 rule,
                 operation,
-                f"record {key}: {name} is {kind}, not an array: its entries cannot be checked",
+                f"record {key}: {name} is {_kind(value)}, not an array: its entries cannot be "
+                "checked",
             )
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a message that must not quote it."""
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    return "an array" if isinstance(value, list) else kinds.get(type(value), "an object")
 
 
 def _check_nik(
@@ -409,14 +413,22 @@ def check_peer(
     ctx: RunContext, people: PersonList, peer_ctx: RunContext, peer_people: PersonList
 ) -> None:
     """The same NIK has the same name and birth date in both registries (rate and examples)."""
-    ours = {r["nik"]: r for r in ctx.records.get(people.operation) or [] if "nik" in r}
+    records = ctx.records.get(people.operation) or []
+    ours = {r["nik"]: r for r in records if isinstance(r.get("nik"), str)}
     if not ours:
+        _uncomparable(ctx, people.operation, "record", people.key, records)
         return
     operation = peer_ctx.contract.operation(peer_people.operation)
     theirs = walk(peer_ctx, operation, operation.path, max_limit(operation), report=False).items
     ctx.notes.extend(f"peer: {note}" for note in peer_ctx.notes)
-    both = [(ours[item["nik"]], item) for item in theirs if item.get("nik") in ours]
     ctx.ok("domain/peer-identity", people.operation)
+    _uncomparable(ctx, people.operation, "record", people.key, records)
+    _uncomparable(ctx, people.operation, "the peer's record", peer_people.key, theirs)
+    both = [
+        (ours[item["nik"]], item)
+        for item in theirs
+        if isinstance(item.get("nik"), str) and item["nik"] in ours
+    ]
     ctx.stats["peer_matched"] = len(both)
     if not both:
         ctx.notes.append("peer: no NIK is in both registries")
@@ -434,3 +446,18 @@ def check_peer(
             f"({100 * len(differing) / len(both):.1f} %), e.g. NIK {examples}",
             severity=Severity.WARNING,
         )
+
+
+def _uncomparable(
+    ctx: RunContext, operation: str, whose: str, key: str, records: list[dict[str, Any]]
+) -> None:
+    """A record whose NIK is there but not a string fails the comparison it cannot be part of."""
+    for record in records:
+        nik = record.get("nik")
+        if nik is not None and not isinstance(nik, str):
+            ctx.fail(
+                "domain/peer-identity",
+                operation,
+                f"{whose} {record.get(key)}: nik is {_kind(nik)}, not a string: it cannot be "
+                "compared between the registries",
+            )

@@ -1592,6 +1592,55 @@ def test_a_dropped_connection_on_the_mock_webhook_policy_cannot_run_in_one_line(
         assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
 
 
+NIK_IN_A_LIST = "3171015708900042"
+
+
+@pytest.mark.parametrize(
+    ("broken", "nik", "words"),
+    [
+        ("kki", [NIK_IN_A_LIST], "nik is an array, not a string"),
+        ("sisdmk", {"value": NIK_IN_A_LIST}, "nik is an object, not a string"),
+    ],
+)
+def test_a_nik_that_is_not_a_string_fails_the_peer_comparison_without_its_value(
+    kki_target: Target,
+    sisdmk_target: Target,
+    tmp_path: Path,
+    broken: str,
+    nik: object,
+    words: str,
+) -> None:
+    # A list or an object as `nik` ended the peer phase with a TypeError (unhashable): the run
+    # was an internal error with no report.
+    kki_target.reset(
+        _RecordsChanged("/v1/registrations", {"nik": nik}) if broken == "kki" else None
+    )
+    sisdmk_target.reset(
+        _RecordsChanged("/v1/health-workers", {"nik": nik}) if broken == "sisdmk" else None
+    )
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "peer", "--peer", sisdmk_target.proxy.url),
+        *[arg.replace("--", "--peer-", 1) for arg in CREDENTIALS["sisdmk"]],
+    )
+    assert code == 1, report.get("phases")
+    assert {p["status"] for p in report["phases"]} == {"done"}
+    messages = [
+        f["message"]
+        for f in report["findings"]
+        if (f["rule"], f["operation"], f["severity"])
+        == ("domain/peer-identity", "listRegistrations", "error")
+    ]
+    assert messages, report["findings"]
+    whose = "record " if broken == "kki" else "the peer's record "
+    for message in messages:
+        assert message.startswith(whose)
+        assert message.endswith(f": {words}: it cannot be compared between the registries")
+    assert NIK_IN_A_LIST not in json.dumps(report)
+
+
 def test_webhooks_with_a_contract_without_subscriptions_is_not_run_and_the_run_incomplete(
     kki_target: Target, tmp_path: Path
 ) -> None:
