@@ -261,8 +261,13 @@ def check_webhooks(ctx: RunContext) -> None:
                 ctx.client.request(
                     "deleteWebhookSubscription", "DELETE", f"{create.path}/{subscription_id}"
                 )
-        except httpx.HTTPError as exc:
-            ctx.notes.append(f"webhooks: subscription {subscription_id} was not deleted ({exc})")
+        except (httpx.HTTPError, CannotRun) as exc:
+            # The provider client turns a dropped connection into CannotRun: at clean-up that
+            # must not replace the phase's own outcome.
+            ctx.notes.append(
+                f"webhooks: subscription {subscription_id} was not deleted ({exc}); delete it "
+                "by hand"
+            )
 
 
 def _unreachable_advice(ctx: RunContext) -> str:

@@ -1560,6 +1560,45 @@ def test_a_dropped_connection_causing_events_leaves_webhooks_not_run(
         assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
 
 
+class _DeleteDropped(Breakage):
+    """The connection of the first subscription delete is closed without an answer."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+
+    def request(self, exchange: Exchange) -> None:
+        if (
+            exchange.method == "DELETE"
+            and exchange.path.startswith("/v1/webhook-subscriptions/")
+            and not self.dropped
+        ):
+            self.dropped += 1
+            raise TimeoutError("dropped")
+
+
+def test_a_subscription_that_cannot_be_deleted_at_the_end_leaves_the_webhooks_verdict(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # The provider client raises CannotRun on a dropped connection; at clean-up it replaced the
+    # phase's outcome with "cannot run".
+    breakage = _DeleteDropped()
+    kki_target.reset(breakage)
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    assert breakage.dropped == 1
+    assert (code, report.get("verdict")) == (0, "conforming"), report.get("phases")
+    assert [p["status"] for p in report["phases"]] == ["done"]
+    assert any(
+        note.startswith("webhooks: subscription ") and note.endswith("; delete it by hand")
+        for note in report["notes"]
+    ), report["notes"]
+
+
 @pytest.mark.parametrize(
     ("method", "words"),
     [
