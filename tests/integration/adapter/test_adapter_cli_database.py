@@ -18,8 +18,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from adapter.cli import main
-from adapter.settings import Settings
 from adapter.store.database import create_engine_from_url, upgrade
 from adapter.store.privileges import grant_runtime_role
 from tests.integration.adapter.sync.support import (
@@ -29,8 +27,8 @@ from tests.integration.adapter.sync.support import (
     running_mock,
 )
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.adapter_cli import hf_adapter_in_process
 from tests.support.databases import PostgresServer, drop_runtime_role
-from tests.support.logging_state import logging_kept
 
 pytestmark = pytest.mark.integration
 
@@ -66,16 +64,7 @@ def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     its exit code and what it wrote. An exception that escapes `main` fails the test."""
 
     def run(url: str | URL, *args: str, kki: str = NOBODY) -> Result:
-        for name in [*(field.upper() for field in Settings.model_fields), "OTEL_TRACES_EXPORTER"]:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in _environment(url, kki).items():
-            if name not in {"PATH", "PYTHONPATH"}:
-                monkeypatch.setenv(name, value)
-        capsys.readouterr()  # what came before is not the command's
-        with logging_kept():
-            code = main(list(args))
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(["hf-adapter", *args], code, captured.out, captured.err)
+        return hf_adapter_in_process(monkeypatch, capsys, _environment(url, kki), *args)
 
     return run
 

@@ -1,5 +1,7 @@
 """The attacks on the audit trail, as tests: each tampering is found by `hf-adapter audit verify`
-(a real process) at the entry it touched, and a busy trail never looks cut."""
+at the entry it touched, and a busy trail never looks cut. The commands run in this process
+(`adapter.cli.main` with the environment a process would get, the database real); as processes
+of their own they run in test_audit_trail.py, test_audit_sealing.py and test_audit_roles.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from adapter.audit import Actor, entry_hash, entry_mac, record_audit, seal_all, 
 from adapter.store.crypto import Key
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
 from tests.integration.adapter.sync.support import adapter_environment
-from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.adapter_cli import hf_adapter_in_process
 from tests.support.databases import AUDIT_KEYS, BACKENDS
 
 pytestmark = pytest.mark.integration
@@ -34,7 +37,11 @@ GUESSED_KEY = Key("audit-1", os.urandom(32))
 
 
 @pytest.fixture
-def hf_adapter(empty_database_url: URL) -> Callable[..., subprocess.CompletedProcess[str]]:
+def hf_adapter(
+    empty_database_url: URL,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Callable[..., subprocess.CompletedProcess[str]]:
     environment = adapter_environment(
         empty_database_url.render_as_string(hide_password=False),
         "http://127.0.0.1:9",
@@ -42,14 +49,7 @@ def hf_adapter(empty_database_url: URL) -> Callable[..., subprocess.CompletedPro
     )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(HF_ADAPTER), "audit", *args],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return hf_adapter_in_process(monkeypatch, capsys, environment, "audit", *args)
 
     return run
 
@@ -295,8 +295,8 @@ def test_a_truncated_trail_and_reset_head_are_found_by_the_writers_count_without
 
 
 # The code before the one-snapshot verify reported a cut tail in every run while writers
-# appended (20 of 20): a handful of runs shows a regression (each run is a process start and
-# a walk of 3,000+ entries, with the writers taking a core meanwhile).
+# appended (20 of 20): a handful of runs shows a regression (each run is a walk of 3,000+
+# entries, with the writers appending meanwhile).
 BUSY_VERIFY_RUNS = 5
 APPEND_PAUSE_S = 0.005
 
@@ -320,7 +320,7 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
         n = start
         try:
             # A steady ~200 entries/s per writer: hundreds land during each verify's walk, and
-            # the writers leave the verify processes (and the other tests) a core.
+            # the writers leave the verify runs (and the other tests) a core.
             while not stop.wait(APPEND_PAUSE_S):
                 _append(sessions, 1, start=n)
                 n += 1
@@ -338,8 +338,13 @@ def test_verify_never_reports_a_cut_tail_while_writers_append(
     for writer in writers:
         writer.start()
     runs: list[subprocess.CompletedProcess[str]] = []
-    during: list[int] = []  # entries appended while each verify process ran
+    during: list[int] = []  # entries appended while each verify ran
     try:
+        # The first verify starts once the writers are appending (not before their first entry).
+        deadline = time.monotonic() + 30
+        while appended[0] == 0 and not failures:
+            assert time.monotonic() < deadline, "the writers appended nothing in 30 s"
+            time.sleep(0.01)
         for _ in range(BUSY_VERIFY_RUNS):
             before = appended[0]
             runs.append(hf_adapter("verify"))
