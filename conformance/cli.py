@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the URL the provider is subscribed with, when it reaches the receiver by another "
         "address (a tunnel, a public host); default: the listening address",
     )
+    parser.add_argument(
+        "--webhook-wait",
+        type=_positive(float),
+        metavar="S",
+        help="seconds --webhooks waits for the deliveries (default 10 on the mocks, 120 on a "
+        "provider)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument(
         "--as-of",
@@ -165,6 +172,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         webhooks=args.webhooks,
         receiver_listen=args.receiver_listen,
         receiver_url=args.receiver_url,
+        webhook_wait_s=args.webhook_wait,
         state_url=args.state_url,
         tls_verify=not args.insecure,
         phases=tuple(args.phases),

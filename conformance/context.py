@@ -63,6 +63,8 @@ class RunOptions:
     # differs (a staging system reaches the receiver through a tunnel or a public address).
     receiver_listen: tuple[str, int] = ("127.0.0.1", 0)
     receiver_url: str | None = None
+    # How long --webhooks waits for deliveries; None: 10 s on the mocks, 120 s on a provider.
+    webhook_wait_s: float | None = None
     state_url: str | None = None
     tls_verify: bool = True
     phases: tuple[str, ...] = ()  # empty: all of the system's phases

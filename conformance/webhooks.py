@@ -215,7 +215,7 @@ def check_webhooks(ctx: RunContext) -> None:
                 )
             saved_policy = policy
             emitted = _cause_events(ctx, admin, event_type, subscription_id)
-        limit_s = MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S
+        limit_s = ctx.options.webhook_wait_s or (MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S)
         wait_s = min(limit_s, max(ctx.time_left(), 1.0))
         if not _wait(receiver, emitted, wait_s) and wait_s < limit_s:
             # Too short a wait proves nothing about the provider's deliveries or retries.
