@@ -1,10 +1,12 @@
-"""`hf-adapter keys generate` and `hf-adapter keys rotate` as operators run them."""
+"""`hf-adapter keys generate` and `hf-adapter keys rotate` as operators run them: the environment
+a process gets, a real database, exit codes and output; in this process (`adapter.cli.main`),
+without a Python start per run (none of these tests is about the process)."""
 
 from __future__ import annotations
 
 import base64
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,9 @@ from tests.integration.adapter.keys.store import (
     plaintexts,
 )
 from tests.integration.adapter.sync.support import python_path
+from tests.support.adapter_cli import hf_adapter_in_process
 
 pytestmark = pytest.mark.integration
-
-HF_ADAPTER = Path(sys.executable).parent / "hf-adapter"
 
 
 def _entry(key: Key) -> str:
@@ -52,16 +53,20 @@ def _environment(database: str, encryption_keys: str | None) -> dict[str, str]:
     return env
 
 
-def _hf_adapter(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    assert HF_ADAPTER.exists(), "hf-adapter is not installed; run `make bootstrap`"
-    return subprocess.run(
-        [str(HF_ADAPTER), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def test_keys_generate_prints_entry_that_parses_as_key_ring() -> None:
-    generated = _hf_adapter("keys", "generate", "--kid", "2026-06", env={"PATH": "/usr/bin:/bin"})
-    unnamed = _hf_adapter("keys", "generate", env={"PATH": "/usr/bin:/bin"})
+@pytest.fixture
+def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return hf_adapter_in_process(monkeypatch, capsys, env, *args)
+
+    return run
+
+
+def test_keys_generate_prints_entry_that_parses_as_key_ring(hf_adapter: Run) -> None:
+    generated = hf_adapter("keys", "generate", "--kid", "2026-06", env={"PATH": "/usr/bin:/bin"})
+    unnamed = hf_adapter("keys", "generate", env={"PATH": "/usr/bin:/bin"})
 
     assert generated.returncode == 0
     ring = KeyRing.parse(f"{generated.stdout.strip()},{unnamed.stdout.strip()}")
@@ -69,8 +74,8 @@ def test_keys_generate_prints_entry_that_parses_as_key_ring() -> None:
     assert ring.active.material != ring.keys[1].material
 
 
-def test_keys_generate_exits_2_when_kid_is_invalid() -> None:
-    result = _hf_adapter("keys", "generate", "--kid", "Not Valid", env={"PATH": "/usr/bin:/bin"})
+def test_keys_generate_exits_2_when_kid_is_invalid(hf_adapter: Run) -> None:
+    result = hf_adapter("keys", "generate", "--kid", "Not Valid", env={"PATH": "/usr/bin:/bin"})
 
     assert result.returncode == 2
     assert "key id must be" in result.stderr
@@ -78,12 +83,12 @@ def test_keys_generate_exits_2_when_kid_is_invalid() -> None:
 
 
 def test_keys_rotate_needs_old_key_then_reencrypts_everything_and_reports_tables(
-    store: Store,
+    store: Store, hf_adapter: Run
 ) -> None:
     before = plaintexts(store.engine, cipher_of(KEY_A))
     url = store.engine.url.render_as_string(hide_password=False)
     # Key A dropped before its values were rotated: nothing can be rewritten, nothing changes.
-    without_a = _hf_adapter("keys", "rotate", env=_environment(url, _entry(KEY_B)))
+    without_a = hf_adapter("keys", "rotate", env=_environment(url, _entry(KEY_B)))
 
     assert without_a.returncode == 1
     assert "'key-a'" in without_a.stderr
@@ -91,7 +96,7 @@ def test_keys_rotate_needs_old_key_then_reencrypts_everything_and_reports_tables
     assert kids(store.engine) == {KEY_A.kid}
 
     env = _environment(url, f"{_entry(KEY_B)},{_entry(KEY_A)}")
-    result = _hf_adapter("keys", "rotate", "--batch-size", "64", env=env)
+    result = hf_adapter("keys", "rotate", "--batch-size", "64", env=env)
 
     assert (result.returncode, result.stderr.count("error")) == (0, 0), result.stderr
     assert "health_workers" in result.stdout
@@ -100,7 +105,7 @@ def test_keys_rotate_needs_old_key_then_reencrypts_everything_and_reports_tables
     assert kids(store.engine) == {KEY_B.kid}
     assert plaintexts(store.engine, cipher_of(KEY_B)) == before
 
-    again = _hf_adapter("keys", "rotate", env=env)
+    again = hf_adapter("keys", "rotate", env=env)
 
     assert again.returncode == 0
     assert "0 rows in" in again.stdout
@@ -115,11 +120,11 @@ def test_keys_rotate_needs_old_key_then_reencrypts_everything_and_reports_tables
     ],
 )
 def test_keys_rotate_exits_2_when_encryption_keys_are_missing_or_bad(
-    tmp_path: Path, encryption_keys: str | None, expected: str
+    tmp_path: Path, encryption_keys: str | None, expected: str, hf_adapter: Run
 ) -> None:
     env = _environment(f"sqlite:///{tmp_path / 'adapter.sqlite3'}", encryption_keys)
 
-    result = _hf_adapter("keys", "rotate", env=env)
+    result = hf_adapter("keys", "rotate", env=env)
 
     assert result.returncode == 2
     assert expected in result.stderr

@@ -1,5 +1,7 @@
 """`hf-adapter keys reindex` and the start refusal as operators meet them: real processes, a
-SIGKILL in the middle of a re-index, the audit trail verified afterwards, no NIK in the output."""
+SIGKILL in the middle of a re-index, the audit trail verified afterwards, no NIK in the output.
+The runs after the kill (resume, verify, the second run) are about the data the kill left and
+run in this process (`adapter.cli.main`)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tests.integration.adapter.keys.store import (
     settings_env,
 )
 from tests.integration.adapter.sync.support import python_path
+from tests.support.adapter_cli import hf_adapter_in_process
 from tests.support.databases import BLIND_INDEX_KEY
 
 pytestmark = pytest.mark.integration
@@ -86,7 +89,7 @@ def test_services_refuse_to_start_with_one_line_when_stored_digests_use_unknown_
 
 
 def test_reindex_killed_midway_resumes_then_trail_verifies_and_no_nik_is_shown(
-    store: Store,
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = _environment(store, previous=True)
     process = subprocess.Popen(
@@ -112,7 +115,10 @@ def test_reindex_killed_midway_resumes_then_trail_verifies_and_no_nik_is_shown(
     partial = _under_new_key(store)
     assert 0 < partial < WORKERS
 
-    resumed = _hf_adapter("keys", "reindex", "--batch-size", "50", env=env)
+    # The killed run is a process; the runs after it are about the data it left, in this process.
+    resumed = hf_adapter_in_process(
+        monkeypatch, capsys, env, "keys", "reindex", "--batch-size", "50"
+    )
 
     assert resumed.returncode == 0, resumed.stderr
     assert "health_workers" in resumed.stdout
@@ -123,10 +129,10 @@ def test_reindex_killed_midway_resumes_then_trail_verifies_and_no_nik_is_shown(
     # With the previous key removed, the trail (a batch cut by the kill left no entry) verifies
     # and a second run has nothing to do.
     without_previous = _environment(store, previous=False)
-    verified = _hf_adapter("audit", "verify", env=without_previous)
+    verified = hf_adapter_in_process(monkeypatch, capsys, without_previous, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
     assert "audit trail intact" in verified.stdout
-    again = _hf_adapter("keys", "reindex", env=without_previous)
+    again = hf_adapter_in_process(monkeypatch, capsys, without_previous, "keys", "reindex")
     assert again.returncode == 0, again.stderr
     assert "0 rows in 0 batches" in again.stdout
     assert f"every digest is under key {NEW_BLIND_INDEX_KEY.kid!r}" in again.stdout
