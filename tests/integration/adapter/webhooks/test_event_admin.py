@@ -1,16 +1,14 @@
 """`hf-adapter events` and `/api/v1/webhook-events` are one service: the same audit entries
 (only the actor differs), the same errors, the same listing; replays publish through the outbox.
-On PostgreSQL and SQLite, with the CLI as a real process and the API over HTTP with real tokens."""
+On PostgreSQL and SQLite, with the API over HTTP with real tokens and the CLI in this process
+(`adapter.cli.main` with the environment a process gets, the OS user from LOGNAME)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +35,7 @@ from harness.processes import free_port
 from tests.integration.adapter.api.stack import AUDIENCE, OPS, Adapter, served_adapter
 from tests.integration.adapter.sync.support import Mock, adapter_environment
 from tests.integration.adapter.webhooks.support import delete_topology, unique_prefix
+from tests.support.adapter_cli import hf_adapter_in_process
 from tests.support.databases import AUDIT_KEYS, PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -46,22 +45,11 @@ OPERATOR = "ops-ani"  # the OS user the CLI runs as (LOGNAME)
 
 @dataclass
 class Stack:
-    """The adapter served over HTTP, and its CLI as operators run it, on one database."""
+    """The adapter served over HTTP, and the environment its CLI runs with, on one database."""
 
     api: Adapter
     environment: dict[str, str]
     token: str
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "adapter", "events", *args],
-            env={**os.environ, **self.environment},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return done.returncode, done.stdout, done.stderr
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         with self.api.client(self.token) as client:
@@ -90,6 +78,21 @@ def stack(
     ) | {"OIDC_ISSUER": idp.issuer, "OIDC_AUDIENCE": AUDIENCE, "LOGNAME": OPERATOR}
     with served_adapter(database, idp, kki_mock, sisdmk_mock) as api:
         yield Stack(api, environment, idp.token(OPS))
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`hf-adapter events ARGS` as an operator runs it on `stack`'s database: exit code, stdout,
+    stderr."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        done = hf_adapter_in_process(monkeypatch, capsys, stack.environment, "events", *args)
+        return done.returncode, done.stdout, done.stderr
+
+    return run
 
 
 def failed_event(sessions: sessionmaker[Session]) -> uuid.UUID:
@@ -158,11 +161,11 @@ def actor(entry: AuditEvent) -> tuple[str | None, ...]:
 # -- the same audit entries from both entry points ------------------------------------------
 
 
-def test_cli_and_api_replay_leave_the_same_audit_entry(stack: Stack) -> None:
+def test_cli_and_api_replay_leave_the_same_audit_entry(stack: Stack, cli: Cli) -> None:
     sessions = stack.api.sessions
     by_cli, by_api = failed_event(sessions), failed_event(sessions)
 
-    status, stdout, stderr = stack.cli("replay", str(by_cli))
+    status, stdout, stderr = cli("replay", str(by_cli))
     response = stack.post(f"/{by_api}/replay")
 
     assert status == 0, stdout + stderr
@@ -191,10 +194,10 @@ def test_cli_and_api_replay_leave_the_same_audit_entry(stack: Stack) -> None:
         assert row.published_at is not None
 
 
-def test_cli_and_api_replay_all_leave_the_same_audit_entry(stack: Stack) -> None:
+def test_cli_and_api_replay_all_leave_the_same_audit_entry(stack: Stack, cli: Cli) -> None:
     sessions = stack.api.sessions
     first = failed_event(sessions)
-    status, stdout, stderr = stack.cli("replay", "--all")
+    status, stdout, stderr = cli("replay", "--all")
     second = failed_event(sessions)
     response = stack.post("/replay")
 
@@ -212,11 +215,11 @@ def test_cli_and_api_replay_all_leave_the_same_audit_entry(stack: Stack) -> None
     assert str(first) not in api_detail["event_ids"]
 
 
-def test_cli_and_api_purge_are_audited_alike(stack: Stack) -> None:
+def test_cli_and_api_purge_are_audited_alike(stack: Stack, cli: Cli) -> None:
     sessions = stack.api.sessions
     by_cli, by_api = failed_event(sessions), failed_event(sessions)
 
-    status, stdout, stderr = stack.cli("purge", str(by_cli), "--reason", "source withdrew it")
+    status, stdout, stderr = cli("purge", str(by_cli), "--reason", "source withdrew it")
     response = stack.post(f"/{by_api}/purge", {"reason": "source withdrew it"})
 
     assert status == 0, stdout + stderr
@@ -247,12 +250,16 @@ def test_cli_and_api_purge_are_audited_alike(stack: Stack) -> None:
     ids=["replay", "purge"],
 )
 def test_unknown_event_is_the_same_error_from_cli_and_api(
-    stack: Stack, cli_args: tuple[str, ...], api_path: str, body: dict[str, str] | None
+    stack: Stack,
+    cli: Cli,
+    cli_args: tuple[str, ...],
+    api_path: str,
+    body: dict[str, str] | None,
 ) -> None:
     unknown = uuid.uuid4()
     before = len(audit_entries(stack.api.sessions, "events." + cli_args[0]))
 
-    status, _, stderr = stack.cli(cli_args[0], str(unknown), *cli_args[1:])
+    status, _, stderr = cli(cli_args[0], str(unknown), *cli_args[1:])
     response = stack.post(api_path.format(id=unknown), body)
 
     assert response.status_code == 404
@@ -265,18 +272,18 @@ def test_unknown_event_is_the_same_error_from_cli_and_api(
     assert len(audit_entries(stack.api.sessions, "events." + cli_args[0])) == before
 
 
-def test_show_of_unknown_event_is_the_same_error(stack: Stack) -> None:
+def test_show_of_unknown_event_is_the_same_error(stack: Stack, cli: Cli) -> None:
     unknown = uuid.uuid4()
-    status, _, stderr = stack.cli("show", str(unknown))
+    status, _, stderr = cli("show", str(unknown))
     assert (status, stderr.strip()) == (1, f"hf-adapter: error: no webhook event {unknown}")
 
 
-def test_event_not_failed_is_refused_alike_and_left_as_it_is(stack: Stack) -> None:
+def test_event_not_failed_is_refused_alike_and_left_as_it_is(stack: Stack, cli: Cli) -> None:
     sessions = stack.api.sessions
     done = failed_event(sessions)
     assert stack.post(f"/{done}/replay").status_code == 200  # now pending
 
-    status, _, stderr = stack.cli("purge", str(done), "--reason", "not needed")
+    status, _, stderr = cli("purge", str(done), "--reason", "not needed")
     response = stack.post(f"/{done}/purge", {"reason": "not needed"})
 
     assert response.status_code == 409
@@ -285,10 +292,10 @@ def test_event_not_failed_is_refused_alike_and_left_as_it_is(stack: Stack) -> No
     assert event(sessions, done).state == "pending"
 
 
-def test_blank_purge_reason_is_refused_alike(stack: Stack) -> None:
+def test_blank_purge_reason_is_refused_alike(stack: Stack, cli: Cli) -> None:
     target = failed_event(stack.api.sessions)
 
-    status, _, stderr = stack.cli("purge", str(target), "--reason", "   ")
+    status, _, stderr = cli("purge", str(target), "--reason", "   ")
     response = stack.post(f"/{target}/purge", {"reason": "   "})
 
     assert status == 1
@@ -300,13 +307,13 @@ def test_blank_purge_reason_is_refused_alike(stack: Stack) -> None:
 # -- one listing ----------------------------------------------------------------------------
 
 
-def test_cli_and_api_list_the_same_page_and_cursor(stack: Stack) -> None:
+def test_cli_and_api_list_the_same_page_and_cursor(stack: Stack, cli: Cli) -> None:
     for _ in range(3):
         failed_event(stack.api.sessions)
 
     page = stack.get(limit=2).json()
-    status, stdout, stderr = stack.cli("list", "--limit", "2")
-    nxt = stack.cli("list", "--limit", "2", "--cursor", page["page"]["next_cursor"])
+    status, stdout, stderr = cli("list", "--limit", "2")
+    nxt = cli("list", "--limit", "2", "--cursor", page["page"]["next_cursor"])
 
     assert status == 0
     assert "2 shown" in stdout
