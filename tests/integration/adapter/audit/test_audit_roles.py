@@ -1,5 +1,6 @@
 """The runtime database role on PostgreSQL (`hf-adapter db grant`): it syncs and appends to the
-audit trail, and cannot change, empty or re-point the trail, nor alter the schema."""
+audit trail, and cannot change, empty or re-point the trail, nor alter the schema. The commands
+run in this process (`adapter.cli.main`), but for the sync refused at a process's start."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 import secrets
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from adapter.store.privileges import MissingRightError
 from adapter.sync import SyncRunResult
 from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
+from tests.support.adapter_cli import hf_adapter_in_process
 from tests.support.databases import PostgresServer, drop_database, drop_runtime_role
 
 pytestmark = pytest.mark.integration
@@ -54,10 +56,28 @@ def sisdmk_of_a_merged_page() -> Iterator[Mock]:
     yield from running_mock("sisdmk", size=MERGE_FROM_ROWS + 8, seed=29)
 
 
-def _hf_adapter(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = adapter_environment(
+def _environment(url: URL) -> dict[str, str]:
+    return adapter_environment(
         url.render_as_string(hide_password=False), "http://127.0.0.1:9", "http://127.0.0.1:9"
     )
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """`hf-adapter ARGS` as `url`'s role, in this process (`adapter.cli.main` with the
+    environment a process gets): for the tests about rights, not about a process."""
+
+    def run(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
+        return hf_adapter_in_process(monkeypatch, capsys, _environment(url), *args)
+
+    return run
+
+
+def _hf_adapter_process(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = _environment(url)
     return subprocess.run(
         [str(HF_ADAPTER), *args],
         env=environment,
@@ -69,7 +89,7 @@ def _hf_adapter(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def roles(postgres_server: PostgresServer) -> Iterator[Roles]:
+def roles(postgres_server: PostgresServer, hf_adapter: Run) -> Iterator[Roles]:
     """A migrated database owned by the test user, and a runtime role granted by the CLI."""
     owner = postgres_server.create_database()
     upgrade(owner)
@@ -78,7 +98,7 @@ def roles(postgres_server: PostgresServer) -> Iterator[Roles]:
     with admin.begin() as connection:
         connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
     try:
-        granted = _hf_adapter(owner, "db", "grant", "--role", name, "--apply")
+        granted = hf_adapter(owner, "db", "grant", "--role", name, "--apply")
         assert granted.returncode == 0, granted.stderr
         yield Roles(owner, owner.set(username=name, password=password), name)
     finally:
@@ -161,7 +181,9 @@ def test_the_runtime_role_cannot_change_empty_or_repoint_the_trail(roles: Roles)
         runtime.dispose()
 
 
-def test_the_runtime_role_syncs_and_appends_to_the_audit_trail(roles: Roles, sisdmk: Mock) -> None:
+def test_the_runtime_role_syncs_and_appends_to_the_audit_trail(
+    roles: Roles, sisdmk: Mock, hf_adapter: Run
+) -> None:
     environment = adapter_environment(
         roles.runtime.render_as_string(hide_password=False), "http://127.0.0.1:9", sisdmk.url
     )
@@ -184,17 +206,19 @@ def test_the_runtime_role_syncs_and_appends_to_the_audit_trail(roles: Roles, sis
     assert entries == 3, "one entry per page written"
     assert report.intact
     assert (report.entries, report.unkeyed) == (3, 0)
-    verified = _hf_adapter(roles.runtime, "audit", "verify")
+    verified = hf_adapter(roles.runtime, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
     assert "audit trail intact: 3 entries, newest is #3" in verified.stdout
 
 
-def test_db_grant_refuses_a_role_that_would_keep_the_owners_rights(roles: Roles) -> None:
+def test_db_grant_refuses_a_role_that_would_keep_the_owners_rights(
+    roles: Roles, hf_adapter: Run
+) -> None:
     owner_name = roles.owner.username
     assert owner_name is not None
-    refused = _hf_adapter(roles.owner, "db", "grant", "--role", owner_name, "--apply")
-    missing = _hf_adapter(roles.owner, "db", "grant", "--role", "hf_nobody_here", "--apply")
-    printed = _hf_adapter(roles.owner, "db", "grant", "--role", "hf_app")
+    refused = hf_adapter(roles.owner, "db", "grant", "--role", owner_name, "--apply")
+    missing = hf_adapter(roles.owner, "db", "grant", "--role", "hf_nobody_here", "--apply")
+    printed = hf_adapter(roles.owner, "db", "grant", "--role", "hf_app")
 
     assert refused.returncode == 2
     assert "would keep the owner's rights" in refused.stderr
@@ -262,7 +286,7 @@ def test_a_runtime_role_without_temporary_tables_fails_merged_pages_by_name_and_
 
 
 def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_grant(
-    roles: Roles,
+    roles: Roles, hf_adapter: Run
 ) -> None:
     """`db grant` gives the runtime role TEMPORARY itself, so a hardened database that takes it
     from PUBLIC changes nothing; a role without it is refused at start-up with the statement
@@ -279,8 +303,8 @@ def test_a_process_whose_role_lacks_temporary_tables_refuses_to_start_until_db_g
 
     with pytest.raises(MissingRightError) as refused:
         build_services(load_settings(environment), check_temporary=True)
-    run = _hf_adapter(roles.runtime, "sync", "--system", "sisdmk", "--full")
-    again = _hf_adapter(roles.owner, "db", "grant", "--role", roles.runtime_name, "--apply")
+    run = _hf_adapter_process(roles.runtime, "sync", "--system", "sisdmk", "--full")
+    again = hf_adapter(roles.owner, "db", "grant", "--role", roles.runtime_name, "--apply")
 
     database = roles.runtime.database
     grant = f'GRANT TEMPORARY ON DATABASE "{database}" TO "{roles.runtime_name}"'
@@ -350,7 +374,7 @@ def foreign_owner(postgres_server: PostgresServer) -> Iterator[ForeignOwner]:
 
 
 def test_db_grant_by_an_owner_who_cannot_give_temporary_grants_nothing_or_says_what_is_left(
-    foreign_owner: ForeignOwner,
+    foreign_owner: ForeignOwner, hf_adapter: Run
 ) -> None:
     """The tables' owner is not the database's owner here, so it cannot give TEMPORARY: where
     the runtime role lacks it, `db grant --apply` fails (exit 2), grants none of the table
@@ -379,7 +403,7 @@ def test_db_grant_by_an_owner_who_cannot_give_temporary_grants_nothing_or_says_w
             )
 
     def db_grant() -> subprocess.CompletedProcess[str]:
-        return _hf_adapter(foreign_owner.owner, "db", "grant", "--role", runtime_name, "--apply")
+        return hf_adapter(foreign_owner.owner, "db", "grant", "--role", runtime_name, "--apply")
 
     try:
         public_temporary("REVOKE")
