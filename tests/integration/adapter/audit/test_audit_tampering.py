@@ -1,7 +1,7 @@
 """The attacks on the audit trail, as tests: each tampering is found by `hf-adapter audit verify`
 at the entry it touched, and a busy trail never looks cut. The commands run in this process
 (`adapter.cli.main` with the environment a process would get, the database real); as processes
-of their own they run in test_audit_trail.py, test_audit_sealing.py and test_audit_roles.py."""
+of their own they run in test_audit_trail.py and test_audit_sealing.py."""
 
 from __future__ import annotations
 
