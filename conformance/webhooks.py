@@ -236,8 +236,12 @@ def check_webhooks(ctx: RunContext) -> None:
             )
             return
         if not deliveries:
-            ctx.notes.append("webhooks: no delivery arrived in time; nothing to check")
-            return
+            # A provider sends events of real changes; none in the wait leaves nothing judged.
+            raise NothingChecked(
+                f"no event was delivered within {wait_s:.0f} s, so nothing could be checked; "
+                "run it while the provider has changes to send, or give --webhook-wait more "
+                "seconds"
+            )
         _check_deliveries(ctx, create.id, url, secret, event_schema, deliveries)
         _check_retries(ctx, create.id, url, receiver, deliveries)
         missing = emitted - {d.event_id for d in deliveries}

@@ -639,6 +639,26 @@ class _PlainHealth(Breakage):
             exchange.response_headers["Content-Type"] = "application/json"
 
 
+def test_webhooks_of_a_provider_that_sends_nothing_in_the_wait_are_not_run(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # Not a mock (its health is a real service's): the command waits for events of real changes.
+    # None in the wait used to leave the phase "done" with a note, and the run conforming.
+    kki_target.reset(_PlainHealth())
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "webhooks", "--webhooks", "--webhook-wait", "1"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
+    assert [p["status"] for p in report["phases"]] == [
+        "not run (no event was delivered within 1 s, so nothing could be checked; run it while "
+        "the provider has changes to send, or give --webhook-wait more seconds)"
+    ]
+
+
 def test_webhooks_change_no_policy_and_cause_no_events_where_health_is_not_a_mocks(
     kki_target: Target, tmp_path: Path
 ) -> None:
