@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import httpx
 
 from conformance.cli import main
 from harness.processes import start_mock
-from tests.support.breaking_proxy import Breakage, BreakingProxy
+from tests.support.breaking_proxy import Breakage, BreakingProxy, Exchange
 from tests.support.mock_servers import KKI_TOKEN, SEED, SISDMK_CLIENT, Mock, sisdmk_token
 
 SIZE = 500
@@ -80,3 +83,57 @@ def failing(report: dict[str, Any]) -> set[tuple[str, str]]:
         for f in report.get("findings", [])
         if f["severity"] == "error" and not f["accepted"]
     }
+
+
+Change = Callable[[dict[str, str], Any, int], Any]
+
+
+class DeliveryRelay(Breakage):
+    """Webhook deliveries pass through a relay that may change them on the way to the receiver:
+    the subscription the command creates is pointed at the relay instead. `change(headers,
+    body, count)` may edit the headers and the body in place, or return another body to send
+    (None: the body as it is)."""
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+        self.receiver: str | None = None
+        self.count = 0
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                headers = {
+                    k.lower(): v
+                    for k, v in self.headers.items()
+                    if k.lower().startswith("webhook-") or k.lower() == "content-type"
+                }
+                relay.count += 1
+                changed = relay.change(headers, body, relay.count)
+                assert relay.receiver is not None
+                answer = httpx.post(
+                    relay.receiver,
+                    content=json.dumps(body if changed is None else changed),
+                    headers=headers,
+                )
+                self.send_response(answer.status_code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/relay"
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.method == "POST" and exchange.path == "/v1/webhook-subscriptions":
+            document = json.loads(exchange.body)
+            self.receiver = document["url"]
+            exchange.body = json.dumps({**document, "url": self.url}).encode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -8,18 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conformance.webhooks import FAST_POLICY
-from tests.integration.conformance.support import Target, failing, run_conformance
+from tests.integration.conformance.support import DeliveryRelay, Target, failing, run_conformance
 from tests.support.breaking_proxy import Breakage, Exchange
 
 pytestmark = pytest.mark.integration
@@ -199,47 +196,6 @@ class NoRetries(Breakage):
             document = json.loads(exchange.body)
             if document == FAST_POLICY:  # the command's fast policy, not its restore
                 exchange.body = json.dumps({**document, "max_attempts": 1}).encode()
-
-
-class DeliveryRelay(Breakage):
-    """Webhook deliveries pass through a relay that changes them on the way to the receiver:
-    the subscription the command creates is pointed at the relay instead."""
-
-    def __init__(self, change: Callable[[dict[str, str], dict[str, Any], int], None]) -> None:
-        self.change = change
-        self.receiver: str | None = None
-        self.count = 0
-        relay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                headers = {
-                    k.lower(): v
-                    for k, v in self.headers.items()
-                    if k.lower().startswith("webhook-") or k.lower() == "content-type"
-                }
-                relay.count += 1
-                relay.change(headers, body, relay.count)
-                assert relay.receiver is not None
-                answer = httpx.post(relay.receiver, content=json.dumps(body), headers=headers)
-                self.send_response(answer.status_code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/relay"
-
-    def request(self, exchange: Exchange) -> None:
-        if exchange.method == "POST" and exchange.path == "/v1/webhook-subscriptions":
-            document = json.loads(exchange.body)
-            self.receiver = document["url"]
-            exchange.body = json.dumps({**document, "url": self.url}).encode()
 
 
 def _same_webhook_id(headers: dict[str, str], body: dict[str, Any], count: int) -> None:

@@ -18,8 +18,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -28,6 +28,7 @@ from harness.processes import free_port
 from tests.integration.conformance.support import (
     CREDENTIALS,
     TODAY,
+    DeliveryRelay,
     Target,
     failing,
     run_conformance,
@@ -1280,44 +1281,18 @@ def test_an_unreadable_subscription_listing_deletes_no_subscription(
     assert existing.json()["id"] in {item["id"] for item in listed}
 
 
-class _MessagesBroken(Breakage):
+class _MessagesBroken(DeliveryRelay):
     """For the message pacts: the mock's answer to emitting `unnamed` names no event, and the
-    deliveries of `mangled` reach the receiver as a JSON array (the subscription is pointed at
-    a relay that changes them on the way)."""
+    deliveries of `mangled` reach the receiver as a JSON array (through the relay)."""
 
     admin = True
 
     def __init__(self, unnamed: str, mangled: str) -> None:
+        super().__init__(self._mangle)
         self.unnamed, self.mangled = unnamed, mangled
-        self.receiver: str | None = None
-        relay = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                if json.loads(body).get("type") == relay.mangled:
-                    body = json.dumps([relay.mangled]).encode()
-                assert relay.receiver is not None
-                answer = httpx.post(
-                    relay.receiver, content=body, headers={"content-type": "application/json"}
-                )
-                self.send_response(answer.status_code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/relay"
-
-    def request(self, exchange: Exchange) -> None:
-        if exchange.method == "POST" and exchange.path == "/v1/webhook-subscriptions":
-            document = json.loads(exchange.body)
-            self.receiver = document["url"]
-            exchange.body = json.dumps({**document, "url": self.url}).encode()
+    def _mangle(self, _headers: dict[str, str], body: Any, _count: int) -> Any:
+        return [self.mangled] if body.get("type") == self.mangled else None
 
     def response(self, exchange: Exchange) -> None:
         if (
@@ -1326,10 +1301,6 @@ class _MessagesBroken(Breakage):
             and json.loads(exchange.body).get("type") == self.unnamed
         ):
             exchange.response_body = b'{"events": []}'
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_message_pact_whose_event_cannot_be_had_fails_alone_with_the_reason(
