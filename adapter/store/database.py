@@ -527,7 +527,10 @@ def ownership(
             "UNION ALL "
             "SELECT proname || '()', CAST(pg_get_userbyid(proowner) AS text), "
             "pg_has_role(current_user, proowner, 'USAGE') "
-            "FROM pg_proc WHERE pronamespace = CAST(current_schema() AS regnamespace) "
+            # By name, not CAST(current_schema() AS regnamespace): the cast folds an unquoted
+            # name to lower case, so a schema named "HF" would not be found.
+            "FROM pg_proc WHERE pronamespace = "
+            "(SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
             "AND proname = ANY(:functions) "
             "ORDER BY 1"
         ),
