@@ -54,8 +54,9 @@ class RunResult:
     @property
     def incomplete(self) -> list[PhaseResult]:
         """Phases that should have run and did not: skipped for the time budget, partly run
-        (part of what they check could not be checked), or asked for by name (`--phases`) and
-        not run. Without a failing finding, the run proves nothing."""
+        (part of what they check could not be checked), or asked for by name (`--phases`, or
+        `--webhooks` for the webhooks phase) and not run. Without a failing finding, the run
+        proves nothing."""
         return [
             phase
             for phase in self.phases
@@ -64,6 +65,8 @@ class RunResult:
                 phase.status == BUDGET_SPENT
                 or phase.status.startswith(PARTLY_RUN)
                 or phase.name in self.options.phases
+                # --webhooks asks for the webhooks phase as --phases does.
+                or (phase.name == "webhooks" and self.options.webhooks)
             )
         ]
 

@@ -215,15 +215,25 @@ def check_webhooks(ctx: RunContext) -> None:
                 )
             saved_policy = policy
             emitted = _cause_events(ctx, admin, event_type, subscription_id)
-        limit_s = ctx.options.webhook_wait_s or (MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S)
+        default_s = MOCK_WAIT_S if has_admin else PROVIDER_WAIT_S
+        limit_s = ctx.options.webhook_wait_s or default_s
         wait_s = min(limit_s, max(ctx.time_left(), 1.0))
-        if not _wait(receiver, emitted, wait_s) and wait_s < limit_s:
+        arrived = _wait(receiver, emitted, wait_s)
+        if not arrived and wait_s < limit_s:
             # Too short a wait proves nothing about the provider's deliveries or retries.
             raise BudgetSpent(
                 f"webhooks: the wait for deliveries was cut to {wait_s:.0f} s of {limit_s:.0f} s "
                 "by the time budget; nothing was judged"
             )
         deliveries = receiver.snapshot()
+        if not arrived and deliveries and wait_s < default_s:
+            # Some arrived, not all: a --webhook-wait shorter than the default can end before
+            # the retries are due (on the mocks after 1 s, then 3 s); judging them would report
+            # a provider that retries as one that does not.
+            raise NothingChecked(
+                f"--webhook-wait {wait_s:g} s ended before every delivery and retry arrived, so "
+                f"nothing was judged; give it {default_s:.0f} s"
+            )
         ctx.stats["webhook_deliveries"] = len(deliveries)
         if not deliveries and emitted:
             # On the mocks the command caused the events: none arriving is the finding.

@@ -640,6 +640,26 @@ class _PlainHealth(Breakage):
             exchange.response_headers["Content-Type"] = "application/json"
 
 
+def test_a_webhook_wait_shorter_than_the_mocks_retries_judges_nothing(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # The first event is refused twice; the mock retries after 1 s, then 3 s. A 2 s wait judged
+    # the retries anyway: "webhooks/retry ... attempted 2 time(s)" against a mock that works.
+    kki_target.reset()
+    code, report = run_conformance(
+        "kki",
+        kki_target.mock.url,
+        tmp_path,
+        *("--phases", "webhooks", "--webhooks", "--webhook-wait", "2"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
+    assert [p["status"] for p in report["phases"]] == [
+        "not run (--webhook-wait 2 s ended before every delivery and retry arrived, so nothing "
+        "was judged; give it 10 s)"
+    ]
+
+
 def test_webhooks_of_a_provider_that_sends_nothing_in_the_wait_are_not_run(
     kki_target: Target, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,15 @@ def test_a_phase_partly_run_makes_a_run_of_every_phase_incomplete() -> None:
     result = _result([PhaseResult("pagination", "done"), PhaseResult("pact", partly)])
     assert (result.verdict, result.exit_code) == ("incomplete", 2)
     assert _summary(result).splitlines()[-1].startswith("incomplete:")
+
+
+def test_webhooks_not_run_make_a_run_asked_for_them_by_webhooks_incomplete() -> None:
+    # `--webhooks` without --phases: a provider that refused the subscription left the run of
+    # every phase conforming.
+    result = _result([PhaseResult("pagination", "done"), PhaseResult("webhooks", "not run (403)")])
+    assert (result.verdict, result.exit_code) == ("conforming", 0)  # not asked for
+    result.options = replace(result.options, webhooks=True)
+    assert (result.verdict, result.exit_code) == ("incomplete", 2)
 
 
 def test_an_optional_phase_left_out_keeps_the_run_conforming() -> None:
