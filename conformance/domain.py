@@ -22,6 +22,7 @@ from adapter.workforce.directory import mask_nik
 from conformance.context import RunContext
 from conformance.findings import Severity
 from conformance.protocol import max_limit, walk
+from conformance.spec import json_kind
 from indonesian_ids.nik import InvalidNikError, parse_nik, validate_nik
 from indonesian_ids.nip import validate_nip
 from indonesian_ids.str_number import classify_str, validate_str
@@ -103,15 +104,9 @@ def _check_lists(ctx: RunContext, operation: str, key: str, record: dict[str, An
             ctx.fail(
                 rule,
                 operation,
-                f"record {key}: {name} is {_kind(value)}, not an array: its entries cannot be "
+                f"record {key}: {name} is {json_kind(value)}, not an array: its entries cannot be "
                 "checked",
             )
-
-
-def _kind(value: Any) -> str:
-    """What a JSON value is, for a message that must not quote it."""
-    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
-    return "an array" if isinstance(value, list) else kinds.get(type(value), "an object")
 
 
 def _check_nik(
@@ -423,7 +418,10 @@ def check_peer(
     ctx.notes.extend(f"peer: {note}" for note in peer_ctx.notes)
     ctx.ok("domain/peer-identity", people.operation)
     _uncomparable(ctx, people.operation, "record", people.key, records)
-    _uncomparable(ctx, people.operation, "the peer's record", peer_people.key, theirs)
+    # The other registry's data is not this provider's to answer for: reported, not failed.
+    _uncomparable(
+        ctx, people.operation, "the peer's record", peer_people.key, theirs, Severity.WARNING
+    )
     both = [
         (ours[item["nik"]], item)
         for item in theirs
@@ -449,15 +447,22 @@ def check_peer(
 
 
 def _uncomparable(
-    ctx: RunContext, operation: str, whose: str, key: str, records: list[dict[str, Any]]
+    ctx: RunContext,
+    operation: str,
+    whose: str,
+    key: str,
+    records: list[dict[str, Any]],
+    severity: Severity = Severity.ERROR,
 ) -> None:
-    """A record whose NIK is there but not a string fails the comparison it cannot be part of."""
+    """A record whose NIK is there but not a string fails the comparison it cannot be part of
+    (the peer's records: a warning, reported only)."""
     for record in records:
         nik = record.get("nik")
         if nik is not None and not isinstance(nik, str):
             ctx.fail(
                 "domain/peer-identity",
                 operation,
-                f"{whose} {record.get(key)}: nik is {_kind(nik)}, not a string: it cannot be "
+                f"{whose} {record.get(key)}: nik is {json_kind(nik)}, not a string: it cannot be "
                 "compared between the registries",
+                severity=severity,
             )

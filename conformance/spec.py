@@ -114,7 +114,7 @@ def _without_the_value(error: Any) -> str:
     reports, where only NIK-like numbers would be masked, not a name. The value stays in the
     finding's evidence, masked field by field."""
     kinds, kind, value = jsonschema_rs.ValidationErrorKind, error.kind, error.instance
-    described = _JSON_TYPES.get(type(value), f"a {type(value).__name__}")
+    described = json_kind(value)
     if isinstance(kind, kinds.Required | kinds.AdditionalProperties):
         return str(error.message)  # property names, from the contract or the provider's keys
     if isinstance(kind, kinds.Type):
@@ -137,6 +137,11 @@ def _without_the_value(error: Any) -> str:
         return f"not one of {', '.join(map(str, kind.options))}"
     keyword = str(error.schema_path[-1]) if error.schema_path else "schema"
     return f"{described} that breaks the contract's {keyword}"
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is ("a string", "an array", …), for a message that must not quote it."""
+    return _JSON_TYPES.get(type(value), f"a {type(value).__name__}")
 
 
 _JSON_TYPES: Final = {
