@@ -431,15 +431,14 @@ def _check_may_migrate(connection: Connection) -> None:
         "as the owner (docs/operations.md, Database roles)"
     )
     if owned.not_owned:
-        owners = sorted(set(owned.not_owned.values()))
         not_owning = (
             f"the database {role} does not own {len(owned.not_owned)} of the adapter's "
             f"{len(owned.owners)} tables and functions, which the migrations alter or replace"
         )
-        if len(owned.not_owned) == len(owned.owners) and len(owners) == 1:
+        if (owner := owned.sole_other_owner()) is not None:
             raise DatabaseUnavailableError(
                 f"{not_owning}: run `hf-adapter db upgrade` with the URL of their owner, role "
-                f"{owners[0]!r}; {grant}",
+                f"{owner!r}; {grant}",
                 reason="database_right",
             )
         raise DatabaseUnavailableError(
@@ -481,11 +480,21 @@ def adapter_functions() -> list[str]:
 class Ownership:
     """Of some tables and functions, those in the current schema with their owners (`owners`:
     name → owner; a function's name ends in ``()``), and the ones whose owner's rights the
-    connection's role (`role`) lacks (`not_owned`)."""
+    connection's role (`role`) lacks (`not_owned`). `bootstrap_superuser`: the role that
+    created the cluster (``postgres``, oid 10), whose objects ``REASSIGN OWNED`` cannot move."""
 
     role: str
     owners: dict[str, str]
     not_owned: dict[str, str]
+    bootstrap_superuser: str | None = None
+
+    def sole_other_owner(self) -> str | None:
+        """The one role that owns them all when the connection's role owns none of them (run
+        as that role); ``None`` when the role owns some or the owners are mixed."""
+        owners = set(self.not_owned.values())
+        if len(owners) == 1 and len(self.not_owned) == len(self.owners):
+            return owners.pop()
+        return None
 
     def not_owned_listed(self) -> str:
         """The ones not owned, by owner: ``facilities, audit_events_seal() ('old'); …``."""
@@ -499,17 +508,50 @@ class Ownership:
     def give_all(self) -> str:
         """How to give them all to one role: `role` when it owns some of them, otherwise the
         owner of the most. ``REASSIGN OWNED`` moves a role's tables, their sequences and its
-        functions together; ``ALTER TABLE … OWNER TO`` would leave the functions behind."""
+        functions together; ``ALTER TABLE … OWNER TO`` would leave the functions behind, so it
+        is advised only for what the bootstrap superuser owns, which ``REASSIGN OWNED`` refuses
+        to move ("required by the database system")."""
         if len(self.not_owned) < len(self.owners):
             new = self.role
         else:
             counts = Counter(self.owners.values())
             new = min(counts, key=lambda owner: (-counts[owner], owner))
-        old = ", ".join(sorted(set(self.not_owned.values()) - {new}))
-        return (
-            f"Give them all to role {new!r}, as a superuser (or a member of both roles): "
-            f"REASSIGN OWNED BY {old} TO {new} (docs/operations.md, Changing the tables' owner)"
+        old = sorted(set(self.not_owned.values()) - {new})
+        reassigned = [owner for owner in old if owner != self.bootstrap_superuser]
+        statements = []
+        if reassigned:
+            statements.append(
+                f"REASSIGN OWNED BY {', '.join(map(quoted_identifier, reassigned))} TO "
+                f"{quoted_identifier(new)};"
+            )
+        pinned = sorted(
+            name
+            for name, owner in self.not_owned.items()
+            if owner == self.bootstrap_superuser and owner != new
         )
+        statements += [_owner_to(name, new) for name in pinned]
+        why = (
+            f" (REASSIGN OWNED cannot move what the bootstrap superuser "
+            f"{self.bootstrap_superuser!r} owns)"
+            if pinned
+            else ""
+        )
+        return (
+            f"Give them all to role {new!r}, as a superuser (or a member of both roles){why}: "
+            f"{' '.join(statements)} (docs/operations.md, Changing the tables' owner)"
+        )
+
+
+def _owner_to(name: str, new: str) -> str:
+    """The statement that gives table or function `name` (``f()``) to role `new`."""
+    if name.endswith("()"):
+        return f"ALTER FUNCTION {quoted_identifier(name[:-2])}() OWNER TO {quoted_identifier(new)};"
+    return f"ALTER TABLE {quoted_identifier(name)} OWNER TO {quoted_identifier(new)};"
+
+
+def quoted_identifier(name: str) -> str:
+    """`name` as a PostgreSQL identifier in a statement shown to (or run for) the user."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def ownership(
@@ -537,10 +579,14 @@ def ownership(
         {"tables": list(tables), "functions": list(functions or [])},
     ).all()
     role = connection.execute(text("SELECT CAST(current_user AS text)")).scalar_one()
+    bootstrap = connection.execute(
+        text("SELECT CAST(rolname AS text) FROM pg_roles WHERE oid = 10")
+    ).scalar_one_or_none()
     return Ownership(
         role=role,
         owners={name: owner for name, owner, _ in rows},
         not_owned={name: owner for name, owner, owned in rows if not owned},
+        bootstrap_superuser=bootstrap,
     )
 
 

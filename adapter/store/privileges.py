@@ -19,7 +19,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from adapter.errors import AdapterError, ConfigurationError
-from adapter.store.database import Ownership, adapter_tables, connected, ownership
+from adapter.store.database import (
+    Ownership,
+    adapter_tables,
+    connected,
+    ownership,
+    quoted_identifier,
+)
 
 # What the runtime role may do, by table; every other table of `adapter_tables` gets
 # `_READ_WRITE`.
@@ -56,11 +62,7 @@ class MissingRightError(ConfigurationError):
 def temporary_grant(database: str, role: str) -> str:
     """The statement that lets `role` create temporary tables in `database` (run by the
     database's owner)."""
-    return f"GRANT TEMPORARY ON DATABASE {_quoted(database)} TO {_quoted(role)}"
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return f"GRANT TEMPORARY ON DATABASE {quoted_identifier(database)} TO {quoted_identifier(role)}"
 
 
 def runtime_grants(role: str) -> list[str]:
@@ -178,10 +180,9 @@ def grant_runtime_role(engine: Engine, role: str) -> Granted:
 
 def _not_owner_message(owned: Ownership, role: str) -> str:
     again = f"`hf-adapter db grant --role {role} --apply`"
-    owners = sorted(set(owned.not_owned.values()))
-    if len(owned.not_owned) == len(owned.owners) and len(owners) == 1:
+    if (owner := owned.sole_other_owner()) is not None:
         return (
-            f"DATABASE_URL's role is not the owner of the adapter's tables ({owners[0]!r}), so "
+            f"DATABASE_URL's role is not the owner of the adapter's tables ({owner!r}), so "
             f"it cannot grant their rights: run {again} with the tables' owner's URL, the role "
             "that runs `hf-adapter db upgrade` (docs/operations.md, Database roles)"
         )

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from adapter.store.database import create_engine_from_url, upgrade
+from adapter.store.database import adapter_tables, create_engine_from_url, ownership, upgrade
 from adapter.store.privileges import grant_runtime_role
 from tests.integration.adapter.sync.support import (
     Mock,
@@ -377,7 +377,7 @@ def test_db_upgrade_exits_2_naming_the_trails_functions_left_with_the_old_owner(
             f"role {new!r} does not own",
             f"audit_events_seal(), audit_events_seal_only(), audit_no_truncate(), "
             f"audit_writers_count() ({old!r})",
-            f"REASSIGN OWNED BY {old} TO {new}",
+            f'REASSIGN OWNED BY "{old}" TO "{new}";',
         )
         assert "audit_events (" not in line  # the tables it owns are not named
         assert "ALTER TABLE" not in line
@@ -397,6 +397,22 @@ def test_db_upgrade_exits_2_naming_the_trails_functions_left_with_the_old_owner(
             connection.execute(text(f"DROP ROLE {old}"))
             connection.execute(text(f"DROP ROLE {new}"))
         admin.dispose()
+
+
+def test_ownership_names_the_bootstrap_superuser_whose_objects_reassign_cannot_move(
+    postgres_server: PostgresServer,
+) -> None:
+    engine = create_engine_from_url(postgres_server.create_database())
+    try:
+        with engine.connect() as connection:
+            owned = ownership(connection, adapter_tables())
+            assert owned.bootstrap_superuser is not None
+            assert connection.scalar(
+                text("SELECT rolsuper FROM pg_roles WHERE rolname = :name"),
+                {"name": owned.bootstrap_superuser},
+            )
+    finally:
+        engine.dispose()
 
 
 def test_audit_verify_reports_a_dropped_trail_table_as_a_broken_trail(
@@ -507,7 +523,7 @@ def test_db_grant_refuses_a_database_whose_tables_have_mixed_owners_naming_them(
             2,
             "does not own 1 of the",
             f"facilities ({other!r})",
-            f"REASSIGN OWNED BY {other} TO {owner}",
+            f'REASSIGN OWNED BY "{other}" TO "{owner}";',
             f"`hf-adapter db grant --role {app} --apply`",
         )
         assert "registrations" not in line
