@@ -14,7 +14,11 @@ if str(ROOT) not in sys.path:
 
 # The integration suite's shared fixtures, one module (no chains of conftest imports).
 # tests.support.keycloak: the run's one Keycloak, shared by the modules (and xdist workers).
-pytest_plugins = ["tests.support.fixtures", "tests.support.keycloak"]
+pytest_plugins = [
+    "tests.support.adapter_cli",
+    "tests.support.fixtures",
+    "tests.support.keycloak",
+]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

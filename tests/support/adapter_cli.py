@@ -5,7 +5,7 @@ the adapter's imports cost per run."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
@@ -32,3 +32,20 @@ def hf_adapter_in_process(
         code = main(list(args))
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(["hf-adapter", *args], code, captured.out, captured.err)
+
+
+InProcess = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def hf_adapter_here(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> InProcess:
+    """`hf_adapter_here(environment, *args)`: `hf_adapter_in_process` with this test's
+    `monkeypatch` and `capsys`, for the modules' fixtures that say how their environment is
+    built."""
+
+    def run(environment: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return hf_adapter_in_process(monkeypatch, capsys, environment, *args)
+
+    return run

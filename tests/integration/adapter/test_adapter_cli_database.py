@@ -27,7 +27,7 @@ from tests.integration.adapter.sync.support import (
     running_mock,
 )
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
-from tests.support.adapter_cli import hf_adapter_in_process
+from tests.support.adapter_cli import InProcess
 from tests.support.databases import PostgresServer, drop_runtime_role
 
 pytestmark = pytest.mark.integration
@@ -59,12 +59,11 @@ def _hf_adapter_process(url: str | URL, *args: str) -> Result:
 
 
 @pytest.fixture
-def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """`hf-adapter ARGS` run in this process, with only the environment a process would get:
-    its exit code and what it wrote. An exception that escapes `main` fails the test."""
+def hf_adapter(hf_adapter_here: InProcess) -> Run:
+    """`hf-adapter ARGS` on `url`'s database, run in this process (`hf_adapter_here`)."""
 
     def run(url: str | URL, *args: str, kki: str = NOBODY) -> Result:
-        return hf_adapter_in_process(monkeypatch, capsys, _environment(url, kki), *args)
+        return hf_adapter_here(_environment(url, kki), *args)
 
     return run
 

@@ -29,7 +29,7 @@ from adapter.store.privileges import MissingRightError
 from adapter.sync import SyncRunResult
 from tests.integration.adapter.sync.support import Mock, adapter_environment, running_mock
 from tests.integration.adapter.sync.test_sync_cli_crash import HF_ADAPTER
-from tests.support.adapter_cli import hf_adapter_in_process
+from tests.support.adapter_cli import InProcess
 from tests.support.databases import PostgresServer, drop_database, drop_runtime_role
 
 pytestmark = pytest.mark.integration
@@ -66,12 +66,12 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+def hf_adapter(hf_adapter_here: InProcess) -> Run:
     """`hf-adapter ARGS` as `url`'s role, in this process (`adapter.cli.main` with the
     environment a process gets): for the tests about rights, not about a process."""
 
     def run(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
-        return hf_adapter_in_process(monkeypatch, capsys, _environment(url), *args)
+        return hf_adapter_here(_environment(url), *args)
 
     return run
 

@@ -25,7 +25,7 @@ from adapter.audit import Actor, entry_hash, entry_mac, record_audit, seal_all, 
 from adapter.store.crypto import Key
 from adapter.store.models import AUDIT_GENESIS, AuditEvent
 from tests.integration.adapter.sync.support import adapter_environment
-from tests.support.adapter_cli import hf_adapter_in_process
+from tests.support.adapter_cli import InProcess
 from tests.support.databases import AUDIT_KEYS, BACKENDS
 
 pytestmark = pytest.mark.integration
@@ -37,11 +37,7 @@ GUESSED_KEY = Key("audit-1", os.urandom(32))
 
 
 @pytest.fixture
-def hf_adapter(
-    empty_database_url: URL,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Callable[..., subprocess.CompletedProcess[str]]:
+def hf_adapter(empty_database_url: URL, hf_adapter_here: InProcess) -> InProcess:
     environment = adapter_environment(
         empty_database_url.render_as_string(hide_password=False),
         "http://127.0.0.1:9",
@@ -49,7 +45,7 @@ def hf_adapter(
     )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return hf_adapter_in_process(monkeypatch, capsys, environment, "audit", *args)
+        return hf_adapter_here(environment, "audit", *args)
 
     return run
 

@@ -21,7 +21,7 @@ from tests.integration.adapter.keys.store import (
     plaintexts,
 )
 from tests.integration.adapter.sync.support import python_path
-from tests.support.adapter_cli import hf_adapter_in_process
+from tests.support.adapter_cli import InProcess
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +57,9 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def hf_adapter(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+def hf_adapter(hf_adapter_here: InProcess) -> Run:
     def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return hf_adapter_in_process(monkeypatch, capsys, env, *args)
+        return hf_adapter_here(env, *args)
 
     return run
 
