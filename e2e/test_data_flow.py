@@ -534,13 +534,19 @@ def test_one_webhooks_trace_id_is_followed_through_logs_queue_audit_and_the_sour
     assert message.headers["traceparent"].startswith(f"00-{TRACE_ID}-")
     assert json.loads(message.body)["traceparent"].startswith(f"00-{TRACE_ID}-")
 
-    # The audit entry of the change the worker applied.
-    with stack.api(OPS) as ops:
-        applied = [
-            entry
-            for entry in all_pages(ops, "/audit-events", action="event.apply", limit=200)
-            if done["id"] in (entry.get("detail") or {}).get("event_ids", [])
-        ]
+    # The audit entry of the change the worker applied. The listing shows sealed entries; one
+    # committed while another process's sealer is mid-turn stays pending (X-Audit-Pending) until
+    # that sealer's next turn, so it is waited for.
+    def applied_entries() -> list[dict[str, Any]] | None:
+        with stack.api(OPS) as ops:
+            found = [
+                entry
+                for entry in all_pages(ops, "/audit-events", action="event.apply", limit=200)
+                if done["id"] in (entry.get("detail") or {}).get("event_ids", [])
+            ]
+        return found or None
+
+    applied = eventually(applied_entries, what="the event.apply entry, sealed and listed")
     assert [entry["trace_id"] for entry in applied] == [TRACE_ID], applied
 
     # The worker's log lines about the failed attempt: its own and the client's retry.

@@ -640,44 +640,42 @@ class _PlainHealth(Breakage):
             exchange.response_headers["Content-Type"] = "application/json"
 
 
-def test_a_webhook_wait_shorter_than_the_mocks_retries_judges_nothing(
-    kki_target: Target, tmp_path: Path
+@pytest.mark.parametrize(
+    ("mock", "wait", "why"),
+    [
+        # The first event is refused twice; the mock retries after 1 s, then 2 s more. A 2 s
+        # wait judged the retries anyway: "webhooks/retry ... attempted 2 time(s)" against a
+        # mock that works.
+        (
+            True,
+            "2",
+            "--webhook-wait 2 s ended before every delivery and retry arrived, so nothing was "
+            "judged; give it 4 s or more",
+        ),
+        # Not a mock (its health is a real service's): the command waits for events of real
+        # changes. None in the wait left the phase "done" with a note, and the run conforming.
+        (
+            False,
+            "1",
+            "no event was delivered within 1 s, so nothing could be checked; run it while the "
+            "provider has changes to send, or give --webhook-wait more seconds",
+        ),
+    ],
+    ids=["shorter than the mocks' retries", "a provider sending nothing"],
+)
+def test_a_webhook_wait_that_cannot_judge_leaves_the_phase_not_run(
+    kki_target: Target, tmp_path: Path, mock: bool, wait: str, why: str
 ) -> None:
-    # The first event is refused twice; the mock retries after 1 s, then 3 s. A 2 s wait judged
-    # the retries anyway: "webhooks/retry ... attempted 2 time(s)" against a mock that works.
-    kki_target.reset()
+    kki_target.reset(None if mock else _PlainHealth())
     code, report = run_conformance(
         "kki",
-        kki_target.mock.url,
+        kki_target.mock.url if mock else kki_target.proxy.url,
         tmp_path,
-        *("--phases", "webhooks", "--webhooks", "--webhook-wait", "2"),
+        *("--phases", "webhooks", "--webhooks", "--webhook-wait", wait),
         *("--receiver-listen", f"127.0.0.1:{free_port()}"),
     )
     assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
-    assert [p["status"] for p in report["phases"]] == [
-        "not run (--webhook-wait 2 s ended before every delivery and retry arrived, so nothing "
-        "was judged; give it 4 s or more)"
-    ]
-
-
-def test_webhooks_of_a_provider_that_sends_nothing_in_the_wait_are_not_run(
-    kki_target: Target, tmp_path: Path
-) -> None:
-    # Not a mock (its health is a real service's): the command waits for events of real changes.
-    # None in the wait used to leave the phase "done" with a note, and the run conforming.
-    kki_target.reset(_PlainHealth())
-    code, report = run_conformance(
-        "kki",
-        kki_target.proxy.url,
-        tmp_path,
-        *("--phases", "webhooks", "--webhooks", "--webhook-wait", "1"),
-        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
-    )
-    assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
-    assert [p["status"] for p in report["phases"]] == [
-        "not run (no event was delivered within 1 s, so nothing could be checked; run it while "
-        "the provider has changes to send, or give --webhook-wait more seconds)"
-    ]
+    assert [p["status"] for p in report["phases"]] == [f"not run ({why})"]
 
 
 def test_webhooks_change_no_policy_and_cause_no_events_where_health_is_not_a_mocks(
