@@ -566,23 +566,26 @@ def test_schemathesis_under_a_rate_limit_stops_when_the_budget_is_spent(
     ), report["notes"]
 
 
+def _webhooks_phase(
+    system: str, url: str, tmp_path: Path, *args: str
+) -> tuple[int, dict[str, Any]]:
+    """`run_conformance` of the webhooks phase alone, its receiver on a free local port."""
+    receiver = ("--receiver-listen", f"127.0.0.1:{free_port()}")
+    return run_conformance(
+        system, url, tmp_path, "--phases", "webhooks", "--webhooks", *receiver, *args
+    )
+
+
 def test_webhooks_that_never_arrive_are_a_violation(kki_target: Target, tmp_path: Path) -> None:
     # The mock delivers to a URL nobody listens on: the events the command caused never arrive.
     # Nothing arrives in any wait: 2 s instead of the mocks' 10 s show the same finding.
     kki_target.reset()
-    code, report = run_conformance(
+    code, report = _webhooks_phase(
         "kki",
         kki_target.mock.url,
         tmp_path,
-        "--phases",
-        "webhooks",
-        "--webhooks",
-        "--receiver-listen",
-        f"127.0.0.1:{free_port()}",
-        "--receiver-url",
-        f"http://127.0.0.1:{free_port()}/hf-conformance/webhook",
-        "--webhook-wait",
-        "2",
+        *("--receiver-url", f"http://127.0.0.1:{free_port()}/hf-conformance/webhook"),
+        *("--webhook-wait", "2"),
     )
     assert code == 1
     assert failing(report) == {("webhooks/retry", "createWebhookSubscription")}
@@ -597,19 +600,12 @@ def test_webhooks_waited_for_less_than_their_time_for_the_budget_are_incomplete(
     # webhooks/retry "within 10 s". A 2 s budget: the phase starts (the probe before it takes
     # ~0.1 s, more on a loaded machine) and its wait is cut to what is left, far under 10 s.
     kki_target.reset()
-    code, report = run_conformance(
+    code, report = _webhooks_phase(
         "kki",
         kki_target.mock.url,
         tmp_path,
-        "--phases",
-        "webhooks",
-        "--webhooks",
-        "--time-budget",
-        "2",
-        "--receiver-listen",
-        f"127.0.0.1:{free_port()}",
-        "--receiver-url",
-        f"http://127.0.0.1:{free_port()}/hf-conformance/webhook",
+        *("--time-budget", "2"),
+        *("--receiver-url", f"http://127.0.0.1:{free_port()}/hf-conformance/webhook"),
     )
     assert code == 2, report.get("findings")
     assert report["verdict"] == "incomplete"
@@ -667,12 +663,12 @@ def test_a_webhook_wait_that_cannot_judge_leaves_the_phase_not_run(
     kki_target: Target, tmp_path: Path, mock: bool, wait: str, why: str
 ) -> None:
     kki_target.reset(None if mock else _PlainHealth())
-    code, report = run_conformance(
+    code, report = _webhooks_phase(
         "kki",
         kki_target.mock.url if mock else kki_target.proxy.url,
         tmp_path,
-        *("--phases", "webhooks", "--webhooks", "--webhook-wait", wait),
-        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+        "--webhook-wait",
+        wait,
     )
     assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
     assert [p["status"] for p in report["phases"]] == [f"not run ({why})"]
@@ -686,18 +682,7 @@ def test_webhooks_change_no_policy_and_cause_no_events_where_health_is_not_a_moc
     # above: the phase runs and its wait is cut short.
     breakage = _PlainHealth()
     kki_target.reset(breakage)
-    code, report = run_conformance(
-        "kki",
-        kki_target.proxy.url,
-        tmp_path,
-        "--phases",
-        "webhooks",
-        "--webhooks",
-        "--time-budget",
-        "2",
-        "--receiver-listen",
-        f"127.0.0.1:{free_port()}",
-    )
+    code, report = _webhooks_phase("kki", kki_target.proxy.url, tmp_path, "--time-budget", "2")
     assert breakage.admin_requests == ["GET /__admin/health"], breakage.admin_requests
     # Waited for as a real provider (its 120 s), cut by the budget: nothing judged.
     assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
@@ -1517,13 +1502,7 @@ def test_webhooks_phase_that_could_check_nothing_is_not_run_and_the_run_incomple
     # having checked nothing (and waited 10 s for events never caused).
     kki_target.reset(breakage)
     policy = _webhook_policy(kki_target)
-    code, report = run_conformance(
-        "kki",
-        kki_target.proxy.url,
-        tmp_path,
-        *("--phases", "webhooks", "--webhooks"),
-        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
-    )
+    code, report = _webhooks_phase("kki", kki_target.proxy.url, tmp_path)
     assert (code, report["verdict"]) == (2, "incomplete"), report.get("phases")
     assert failing(report) == set()
     assert [(p["name"], p["status"]) for p in report["phases"]] == [("webhooks", status)]
@@ -1533,8 +1512,8 @@ def test_webhooks_phase_that_could_check_nothing_is_not_run_and_the_run_incomple
 
 
 class _Dropped(Breakage):
-    """The connection of the first `method path` request is closed without an answer, as by a
-    mock that went away or a proxy that cut it; later ones pass."""
+    """The connection of the first `method` request to a path starting with `path` is closed
+    without an answer, as by a mock that went away or a proxy that cut it; later ones pass."""
 
     admin = True
 
@@ -1542,7 +1521,8 @@ class _Dropped(Breakage):
         self.method, self.path, self.dropped = method, path, 0
 
     def request(self, exchange: Exchange) -> None:
-        if (exchange.method, exchange.path) == (self.method, self.path) and not self.dropped:
+        ours = exchange.method == self.method and exchange.path.startswith(self.path)
+        if ours and not self.dropped:
             self.dropped += 1
             # The proxy's handler closes the connection without a word on a TimeoutError.
             raise TimeoutError("dropped")
@@ -1554,13 +1534,7 @@ def test_a_dropped_connection_causing_events_leaves_webhooks_not_run(
     # Ended the run as "internal error RemoteProtocolError: Server disconnected ...".
     kki_target.reset(_Dropped("POST", "/__admin/events"))
     policy = _webhook_policy(kki_target)
-    code, report = run_conformance(
-        "kki",
-        kki_target.proxy.url,
-        tmp_path,
-        *("--phases", "webhooks", "--webhooks"),
-        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
-    )
+    code, report = _webhooks_phase("kki", kki_target.proxy.url, tmp_path)
     assert (code, report.get("verdict")) == (2, "incomplete"), report.get("phases")
     assert [p["status"] for p in report["phases"]] == [
         "not run (the mock's POST /__admin/events failed (RemoteProtocolError): no event is "
@@ -1572,36 +1546,14 @@ def test_a_dropped_connection_causing_events_leaves_webhooks_not_run(
         assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
 
 
-class _DeleteDropped(Breakage):
-    """The connection of the first subscription delete is closed without an answer."""
-
-    def __init__(self) -> None:
-        self.dropped = 0
-
-    def request(self, exchange: Exchange) -> None:
-        if (
-            exchange.method == "DELETE"
-            and exchange.path.startswith("/v1/webhook-subscriptions/")
-            and not self.dropped
-        ):
-            self.dropped += 1
-            raise TimeoutError("dropped")
-
-
 def test_a_subscription_that_cannot_be_deleted_at_the_end_leaves_the_webhooks_verdict(
     kki_target: Target, tmp_path: Path
 ) -> None:
     # The provider client raises CannotRun on a dropped connection; at clean-up it replaced the
     # phase's outcome with "cannot run".
-    breakage = _DeleteDropped()
+    breakage = _Dropped("DELETE", "/v1/webhook-subscriptions/")
     kki_target.reset(breakage)
-    code, report = run_conformance(
-        "kki",
-        kki_target.proxy.url,
-        tmp_path,
-        *("--phases", "webhooks", "--webhooks"),
-        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
-    )
+    code, report = _webhooks_phase("kki", kki_target.proxy.url, tmp_path)
     assert breakage.dropped == 1
     assert (code, report.get("verdict")) == (0, "conforming"), report.get("phases")
     assert [p["status"] for p in report["phases"]] == ["done"]
@@ -1705,13 +1657,7 @@ def test_webhooks_with_a_contract_without_subscriptions_is_not_run_and_the_run_i
     older = tmp_path / "kki-older.yaml"
     older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     kki_target.reset()
-    code, report = run_conformance(
-        "kki",
-        kki_target.mock.url,
-        tmp_path,
-        *("--spec", str(older), "--phases", "webhooks", "--webhooks"),
-        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
-    )
+    code, report = _webhooks_phase("kki", kki_target.mock.url, tmp_path, "--spec", str(older))
     assert (code, report["verdict"]) == (2, "incomplete"), report.get("phases")
     assert [p["status"] for p in report["phases"]] == [
         "not run (the contract has no webhook subscriptions (createWebhookSubscription, "
