@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL, make_url
 
 from adapter.store.database import adapter_tables, create_engine_from_url, ownership, upgrade
@@ -313,6 +313,14 @@ def test_db_upgrade_process_names_the_migration_that_meets_a_missing_table(
     engine.dispose()
 
 
+def _drop_role(admin: Engine, name: str) -> None:
+    """Take back what a test granted role `name` on the public schema and its tables; drop it."""
+    with admin.begin() as connection:
+        connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}"))
+        connection.execute(text(f"REVOKE ALL ON SCHEMA public FROM {name}"))
+        connection.execute(text(f"DROP ROLE {name}"))
+
+
 def test_db_upgrade_exits_2_naming_the_owner_when_the_role_may_create_but_owns_no_table(
     postgres_server: PostgresServer, hf_adapter: Run
 ) -> None:
@@ -337,10 +345,7 @@ def test_db_upgrade_exits_2_naming_the_owner_when_the_role_may_create_but_owns_n
         with admin.connect() as connection:  # nothing was migrated
             assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
     finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}"))
-            connection.execute(text(f"REVOKE ALL ON SCHEMA public FROM {name}"))
-            connection.execute(text(f"DROP ROLE {name}"))
+        _drop_role(admin, name)
         admin.dispose()
 
 
@@ -487,10 +492,8 @@ def test_db_grant_by_a_role_that_is_not_the_owner_names_the_role_to_grant(
         )
         assert f"--role {url.username}" not in line
     finally:
+        _drop_role(admin, other)
         with admin.begin() as connection:
-            connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {other}"))
-            connection.execute(text(f"REVOKE ALL ON SCHEMA public FROM {other}"))
-            connection.execute(text(f"DROP ROLE {other}"))
             connection.execute(text(f"DROP ROLE {stranger}"))
         admin.dispose()
 
