@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import secrets
 import sys
 import threading
 import time
@@ -17,8 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from adapter.api.services import Caller  # noqa: E402
 from adapter.audit import Actor  # noqa: E402
@@ -28,8 +26,7 @@ from adapter.settings import load_settings  # noqa: E402
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import create_engine_from_url, session_factory, upgrade  # noqa: E402
 from adapter.store.repositories import HealthWorkerRepository  # noqa: E402
-from bench.processes import backends, cpu_seconds  # noqa: E402
-from harness import services  # noqa: E402
+from bench.processes import backends, cpu_seconds, throwaway_database  # noqa: E402
 from tests.integration.adapter.sync.support import adapter_environment  # noqa: E402
 from tests.support.databases import AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY  # noqa: E402
 from tests.support.documents import kki_registration, sisdmk_worker  # noqa: E402
@@ -42,12 +39,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--reads", type=int, default=300, help="reads per thread")
     args = parser.parse_args()
-    admin = create_engine(services.database_url(), isolation_level="AUTOCOMMIT")
-    name = f"hf_bench_cpu_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(services.database_url()).set(database=name)
+    with throwaway_database("hf_bench_cpu") as url:
         engine = create_engine_from_url(url, pool_size=args.threads + 4)
         upgrade(engine)
         cipher, blind_index = FieldCipher(KeyRing([ENCRYPTION_KEY])), BlindIndex(BLIND_INDEX_KEY)
@@ -100,10 +92,6 @@ def main() -> int:
         )
         built.close()
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     return 0
 
 

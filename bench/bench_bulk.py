@@ -13,8 +13,6 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,6 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.apply import Origin, apply_documents  # noqa: E402
 from adapter.audit import WORKER  # noqa: E402
@@ -32,8 +28,7 @@ from adapter.store import bulk  # noqa: E402
 from adapter.store.crypto import BlindIndex, FieldCipher, KeyRing  # noqa: E402
 from adapter.store.database import create_engine_from_url, session_factory, upgrade  # noqa: E402
 from adapter.store.repositories import HealthWorkerRepository  # noqa: E402
-from bench.processes import backends, cpu_seconds  # noqa: E402
-from harness import services  # noqa: E402
+from bench.processes import backends, cpu_seconds, throwaway_database  # noqa: E402
 from tests.support.databases import AUDIT_KEYS, BLIND_INDEX_KEY, ENCRYPTION_KEY  # noqa: E402
 from tests.support.documents import bumped, sisdmk_worker  # noqa: E402
 
@@ -43,31 +38,14 @@ ORIGIN = Origin(WORKER, "event.apply", {"event_ids": ["bench"]})
 STRATEGIES = {"temporary table": 1, "executemany": sys.maxsize}
 
 
-@contextmanager
-def database() -> Iterator[str]:
-    admin = create_engine(services.database_url(), isolation_level="AUTOCOMMIT")
-    name = f"hf_bench_bulk_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            make_url(services.database_url())
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1024, help="records changed per run")
     parser.add_argument("--sizes", default="1,2,4,8,16,32,64,256", help="records per transaction")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    with database() as url:
+    with throwaway_database("hf_bench_bulk") as database:
+        url = database.render_as_string(hide_password=False)
         engine = create_engine_from_url(url, pool_size=1)
         upgrade(engine)
         sessions = session_factory(engine, audit_keys=AUDIT_KEYS)

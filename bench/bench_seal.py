@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import threading
 import time
@@ -19,14 +18,12 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import URL, make_url  # noqa: E402
+from sqlalchemy.engine import URL  # noqa: E402
 
 from adapter.audit import Actor, record_audit, seal_all  # noqa: E402
 from adapter.audit.seal import SEAL_BATCH, pending_count  # noqa: E402
 from adapter.store.database import create_engine_from_url, session_factory, upgrade  # noqa: E402
-from bench.processes import backends, cpu_seconds  # noqa: E402
-from harness import services  # noqa: E402
+from bench.processes import backends, cpu_seconds, throwaway_database  # noqa: E402
 from tests.support.databases import AUDIT_KEYS  # noqa: E402
 
 READER = Actor(kind="user", subject="bench", client="hf-readonly")
@@ -58,12 +55,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="appending threads")
     parser.add_argument("--batch", type=int, default=SEAL_BATCH, help="entries per seal")
     args = parser.parse_args()
-    admin = create_engine(services.database_url(), isolation_level="AUTOCOMMIT")
-    name = f"hf_bench_seal_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(services.database_url()).set(database=name)
+    with throwaway_database("hf_bench_seal") as url:
         engine = create_engine_from_url(url, pool_size=args.threads + 2)
         upgrade(engine)
         sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
@@ -89,14 +81,10 @@ def main() -> int:
             result = seal_all(sessions, batch=args.batch)
         with sessions() as session:
             left = pending_count(session)
-        if result.sealed != entries or left:
-            print(f"sealed {result.sealed:,} of {entries:,}; {left:,} pending", file=sys.stderr)
-            return 1
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    if result.sealed != entries or left:
+        print(f"sealed {result.sealed:,} of {entries:,}; {left:,} pending", file=sys.stderr)
+        return 1
 
     table = Table(
         title=f"{entries:,} audit entries on PostgreSQL, load average {os.getloadavg()[0]:.1f}"

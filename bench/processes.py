@@ -4,10 +4,13 @@ backends serving a database, and their user + system CPU seconds (Linux /proc)."
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from harness import services
 
@@ -50,3 +53,19 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[URL]:
+    """A new, empty database `<prefix>_<random>` on the benchmarks' server (`make services`),
+    dropped on the way out, its connections closed by force."""
+    admin = create_engine(services.database_url(), isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(services.database_url()).set(database=name)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
