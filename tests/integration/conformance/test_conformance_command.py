@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,19 @@ def test_missing_spec_cannot_run(
     _assert_cannot_run(run, "no-such.yaml")
 
 
+CONTRACTS = Path(__file__).resolve().parents[3] / "contracts" / "openapi"
+
+
+def _edited_contract(system: str, tmp_path: Path, edit: Callable[[dict[str, Any]], object]) -> Path:
+    """The system's contract for `--spec`, with `edit` applied to its `paths` (an older or a
+    thinner version of it)."""
+    document = yaml.safe_load((CONTRACTS / f"{system}.yaml").read_text(encoding="utf-8"))
+    edit(document["paths"])
+    edited = tmp_path / f"{system}-edited.yaml"
+    edited.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return edited
+
+
 @pytest.mark.parametrize(("system", "other"), [("kki", "sisdmk"), ("sisdmk", "kki")])
 def test_the_other_systems_contract_cannot_run(
     system: str,
@@ -243,7 +256,7 @@ def test_the_other_systems_contract_cannot_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     target = kki_target if system == "kki" else sisdmk_target
-    spec = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / f"{other}.yaml"
+    spec = CONTRACTS / f"{other}.yaml"
     run = in_process(
         capsys, system, "--base-url", target.mock.url, *CREDENTIALS[system], "--spec", str(spec)
     )
@@ -255,11 +268,9 @@ def test_an_older_contract_without_an_optional_operation_runs(
 ) -> None:
     # An older SISDMK contract without listFacilityHealthWorkers was refused as "does not
     # describe the sisdmk API", although --spec takes another version of the contract.
-    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "sisdmk.yaml"
-    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
-    del document["paths"]["/v1/facilities/{facility_code}/health-workers"]
-    older = tmp_path / "sisdmk-older.yaml"
-    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    older = _edited_contract(
+        "sisdmk", tmp_path, lambda paths: paths.pop("/v1/facilities/{facility_code}/health-workers")
+    )
     sisdmk_target.reset()
     code, report = run_conformance(
         "sisdmk", sisdmk_target.mock.url, tmp_path, "--spec", str(older), "--phases", "pagination"
@@ -1016,11 +1027,7 @@ def test_an_older_contract_without_the_nik_look_up_leaves_it_out_of_the_skp_comp
 ) -> None:
     # The SKP comparison checked whether the contract has each view's operation, except the NIK
     # look-up: against an older contract it was still called and its answer judged.
-    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "kki.yaml"
-    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
-    del document["paths"]["/v1/registrations/lookup"]
-    older = tmp_path / "kki-older.yaml"
-    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    older = _edited_contract("kki", tmp_path, lambda paths: paths.pop("/v1/registrations/lookup"))
     kki_target.reset(LookupShowsActive())
     code, report = run_conformance(
         "kki", kki_target.proxy.url, tmp_path, "--spec", str(older), "--phases", "skp"
@@ -1206,12 +1213,13 @@ def test_a_token_answer_that_is_not_a_json_object_fails_token_lifetime(
 ) -> None:
     # Possible with a --spec documenting no schema for the token: it ended the run as an
     # internal error with no report.
-    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "sisdmk.yaml"
-    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
-    answer = document["paths"]["/oauth2/v1/accesstoken"]["post"]["responses"]["200"]
-    del answer["content"]["application/json"]["schema"]
-    older = tmp_path / "sisdmk-no-token-schema.yaml"
-    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    older = _edited_contract(
+        "sisdmk",
+        tmp_path,
+        lambda paths: paths["/oauth2/v1/accesstoken"]["post"]["responses"]["200"]["content"][
+            "application/json"
+        ].pop("schema"),
+    )
     sisdmk_target.reset(_TokenAnswered(body))
     code, report = run_conformance(
         "sisdmk", sisdmk_target.proxy.url, tmp_path, "--spec", str(older), "--phases", "token"
@@ -1651,11 +1659,9 @@ def test_webhooks_with_a_contract_without_subscriptions_is_not_run_and_the_run_i
     kki_target: Target, tmp_path: Path
 ) -> None:
     # Was a note under a "done" phase: `--phases webhooks --webhooks` exited 0, conforming.
-    contract = Path(__file__).resolve().parents[3] / "contracts" / "openapi" / "kki.yaml"
-    document = yaml.safe_load(contract.read_text(encoding="utf-8"))
-    del document["paths"]["/v1/webhook-subscriptions"]["post"]
-    older = tmp_path / "kki-older.yaml"
-    older.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    older = _edited_contract(
+        "kki", tmp_path, lambda paths: paths["/v1/webhook-subscriptions"].pop("post")
+    )
     kki_target.reset()
     code, report = _webhooks_phase("kki", kki_target.mock.url, tmp_path, "--spec", str(older))
     assert (code, report["verdict"]) == (2, "incomplete"), report.get("phases")
