@@ -38,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 ADMIN_PREFIX = "/__admin"
 MAX_TARGET_LENGTH = 8192
 # Control characters (including a percent-encoded newline) in a request target: connexion's
-# router answers those with a 500 (see TOOLING.md), a mock must answer 400.
+# router answers those with a 500 (checked on connexion 3), a mock must answer 400.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

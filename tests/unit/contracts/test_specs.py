@@ -539,7 +539,7 @@ def stub_resolver(spec: dict[str, Any]) -> Resolver:
             if example is None:
                 return ConnexionResponse(status_code=status)
             # Success and error media types differ (JSON vs problem+json), and connexion can't
-            # pick between them: a handler names the content type (see TOOLING.md).
+            # pick between them: a handler names the content type.
             return copy.deepcopy(example), status, {"Content-Type": "application/json"}
 
         return handler
