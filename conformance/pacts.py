@@ -400,7 +400,8 @@ class MockEventSource:
             base_url=self._base_url, headers=dict(auth_headers), timeout=timeout_s
         )
         self._timeout_s = timeout_s
-        self._received: queue.Queue[bytes] = queue.Queue()
+        # Each delivery: its content type as sent (None: none) and its body.
+        self._received: queue.Queue[tuple[str | None, bytes]] = queue.Queue()
         self._server: ThreadingHTTPServer | None = None
         self._subscription_id: str | None = None
         # Why the receiver's subscription could not be deleted at the end (None: it was).
@@ -416,7 +417,7 @@ class MockEventSource:
         class Receive(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                received.put(self.rfile.read(length))
+                received.put((self.headers.get("Content-Type"), self.rfile.read(length)))
                 self.send_response(204)
                 self.end_headers()
 
@@ -499,7 +500,9 @@ class MockEventSource:
         deadline = time.monotonic() + self._timeout_s
         while True:
             try:
-                body = self._received.get(timeout=max(0.0, deadline - time.monotonic()))
+                content_type, body = self._received.get(
+                    timeout=max(0.0, deadline - time.monotonic())
+                )
             except queue.Empty:
                 raise TimeoutError(
                     f"event {event_id} was not delivered within {self._timeout_s:.0f} s"
@@ -507,7 +510,12 @@ class MockEventSource:
             try:
                 delivered = json.loads(body)
             except ValueError:
-                return body  # not an event at all: the verifier shows how it differs from one
+                # Not an event at all. Handed to the verifier, it would fail with the parser's
+                # words quoted, which the report masks as a value.
+                raise RuntimeError(
+                    f"the delivery received while waiting for event {event_id} is not JSON "
+                    f"({len(body):,} bytes, content type {(content_type or 'none')[:80]})"
+                ) from None
             if not isinstance(delivered, dict) or delivered.get("event_id") == event_id:
                 return body
             # An older event's redelivery: not the one asked for.

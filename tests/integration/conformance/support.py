@@ -92,7 +92,7 @@ class DeliveryRelay(Breakage):
     """Webhook deliveries pass through a relay that may change them on the way to the receiver:
     the subscription the command creates is pointed at the relay instead. `change(headers,
     body, count)` may edit the headers and the body in place, or return another body to send
-    (None: the body as it is)."""
+    (None: the body as it is; bytes: sent as they are, JSON or not)."""
 
     def __init__(self, change: Change) -> None:
         self.change = change
@@ -111,11 +111,9 @@ class DeliveryRelay(Breakage):
                 relay.count += 1
                 changed = relay.change(headers, body, relay.count)
                 assert relay.receiver is not None
-                answer = httpx.post(
-                    relay.receiver,
-                    content=json.dumps(body if changed is None else changed),
-                    headers=headers,
-                )
+                if not isinstance(changed, bytes):
+                    changed = json.dumps(body if changed is None else changed).encode()
+                answer = httpx.post(relay.receiver, content=changed, headers=headers)
                 self.send_response(answer.status_code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -1293,16 +1293,19 @@ def test_an_unreadable_subscription_listing_deletes_no_subscription(
 
 
 class _MessagesBroken(DeliveryRelay):
-    """For the message pacts: the mock's answer to emitting `unnamed` names no event, and the
-    deliveries of `mangled` reach the receiver as a JSON array (through the relay)."""
+    """For the message pacts: the mock's answer to emitting `unnamed` names no event, the
+    deliveries of `mangled` reach the receiver as a JSON array and those of `garbled` as an
+    HTML page (through the relay)."""
 
     admin = True
 
-    def __init__(self, unnamed: str, mangled: str) -> None:
+    def __init__(self, unnamed: str, mangled: str, garbled: str) -> None:
         super().__init__(self._mangle)
-        self.unnamed, self.mangled = unnamed, mangled
+        self.unnamed, self.mangled, self.garbled = unnamed, mangled, garbled
 
     def _mangle(self, _headers: dict[str, str], body: Any, _count: int) -> Any:
+        if body.get("type") == self.garbled:
+            return b"<html><body>502 Bad Gateway</body></html>"
         return [self.mangled] if body.get("type") == self.mangled else None
 
     def response(self, exchange: Exchange) -> None:
@@ -1319,8 +1322,10 @@ def test_a_message_pact_whose_event_cannot_be_had_fails_alone_with_the_reason(
 ) -> None:
     # The mock's answer without an event id, or a delivery that is not a JSON object, raised in
     # the message handler: the interaction failed as "content type text/html" (pact-python's
-    # 500 page), with no word of why. One run, one of each.
-    breakage = _MessagesBroken(unnamed="registration.issued", mangled="sip.recorded")
+    # 500 page), with no word of why. One run, one of each (a JSON array, and not JSON at all).
+    breakage = _MessagesBroken(
+        unnamed="registration.issued", mangled="sip.recorded", garbled="training.completed"
+    )
     kki_target.reset(breakage)
     try:
         code, report = run_conformance(
@@ -1333,6 +1338,7 @@ def test_a_message_pact_whose_event_cannot_be_had_fails_alone_with_the_reason(
     assert failing(report) == {
         ("pact/interaction", "a registration.issued webhook event"),
         ("pact/interaction", "a sip.recorded webhook event"),
+        ("pact/interaction", "a training.completed webhook event"),
     }
     messages = {f["operation"]: f["message"] for f in report["findings"]}
     assert messages["a registration.issued webhook event"] == (
@@ -1341,7 +1347,12 @@ def test_a_message_pact_whose_event_cannot_be_had_fails_alone_with_the_reason(
     # Handed to the verifier, which shows how it differs from an event.
     assert messages["a sip.recorded webhook event"].startswith("BodyMismatch $: Type mismatch")
     assert "(Array)" in messages["a sip.recorded webhook event"]
-    assert report["stats"]["pact kki-webhooks"]["passed"] == 11
+    assert re.fullmatch(
+        r"no message to verify: the delivery received while waiting for event \S+ is not JSON "
+        r"\(41 bytes, content type application/json\)",
+        messages["a training.completed webhook event"],
+    ), messages["a training.completed webhook event"]
+    assert report["stats"]["pact kki-webhooks"]["passed"] == 10
     assert report["stats"]["pact kki"]["failed"] == 0
 
 
