@@ -4,14 +4,19 @@ the adapter's imports cost per run."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Mapping
+from typing import Final
 
 import pytest
 
 from adapter.cli import main
-from adapter.settings import Settings
 from tests.support.logging_state import logging_kept
+
+# The interpreter's search paths, which cannot change for a running interpreter; pytest's and
+# xdist's own PYTEST_* variables (set and cleared around each test) stay as well.
+_KEPT: Final = frozenset({"PATH", "PYTHONPATH"})
 
 
 def hf_adapter_in_process(
@@ -20,12 +25,15 @@ def hf_adapter_in_process(
     environment: Mapping[str, str],
     *args: str,
 ) -> subprocess.CompletedProcess[str]:
-    """`hf-adapter ARGS` with `environment` (the settings of this test process unset first).
-    An exception that escapes `main` (a traceback, from a process) fails the test."""
-    for name in [*(field.upper() for field in Settings.model_fields), "OTEL_TRACES_EXPORTER"]:
-        monkeypatch.delenv(name, raising=False)
+    """`hf-adapter ARGS` with `environment` and nothing else of this test process's (LOGNAME,
+    SSL_CERT_FILE, OTEL_*, settings...), as a process of its own given `environment` would see
+    (pytest's PYTEST_* variables, PATH and PYTHONPATH aside). An exception that escapes `main`
+    (a traceback, from a process) fails the test."""
+    for name in list(os.environ):
+        if name not in environment and name not in _KEPT and not name.startswith("PYTEST_"):
+            monkeypatch.delenv(name)
     for name, value in environment.items():
-        if name not in {"PATH", "PYTHONPATH"}:
+        if name not in _KEPT:
             monkeypatch.setenv(name, value)
     capsys.readouterr()  # what came before is not the command's
     with logging_kept():
