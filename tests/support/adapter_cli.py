@@ -1,6 +1,6 @@
-"""`hf-adapter` run in this process (`adapter.cli.main`) with only the environment a process of
-its own would get: its exit code and what it wrote, without the second or so a Python start and
-the adapter's imports cost per run."""
+"""`hf-adapter` run in this process (`adapter.cli.main`) with the environment a process of its
+own would get, as far as the adapter reads it: its exit code and what it wrote, without the
+second or so a Python start and the adapter's imports cost per run."""
 
 from __future__ import annotations
 
@@ -12,11 +12,27 @@ from typing import Final
 import pytest
 
 from adapter.cli import main
+from adapter.settings import Settings
 from tests.support.logging_state import logging_kept
 
-# The interpreter's search paths, which cannot change for a running interpreter; pytest's and
-# xdist's own PYTEST_* variables (set and cleared around each test) stay as well.
+# The interpreter's search paths, which cannot change for a running interpreter.
 _KEPT: Final = frozenset({"PATH", "PYTHONPATH"})
+# What the adapter's code reads besides its settings, which a process given `environment` would
+# not have: the user a CLI entry names (getpass), TLS trust, proxies, the metrics' shared folder.
+_READ_BESIDES_SETTINGS: Final = (
+    "LOGNAME",
+    "USER",
+    "LNAME",
+    "USERNAME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
 
 
 def hf_adapter_in_process(
@@ -25,19 +41,25 @@ def hf_adapter_in_process(
     environment: Mapping[str, str],
     *args: str,
 ) -> subprocess.CompletedProcess[str]:
-    """`hf-adapter ARGS` with `environment` and nothing else of this test process's (LOGNAME,
-    SSL_CERT_FILE, OTEL_*, settings...), as a process of its own given `environment` would see
-    (pytest's PYTEST_* variables, PATH and PYTHONPATH aside). An exception that escapes `main`
-    (a traceback, from a process) fails the test."""
-    for name in list(os.environ):
-        if name not in environment and name not in _KEPT and not name.startswith("PYTEST_"):
-            monkeypatch.delenv(name)
-    for name, value in environment.items():
-        if name not in _KEPT:
-            monkeypatch.setenv(name, value)
+    """`hf-adapter ARGS` with `environment`, put back as soon as the command returns. Unset
+    meanwhile, unless given: the adapter's settings, OpenTelemetry's OTEL_* and what else the
+    adapter reads (`_READ_BESIDES_SETTINGS`), which a process of its own would not have had
+    from this test process. Nothing else is touched: `os.environ` is the whole process's, and
+    other threads (the Keycloak start) read it meanwhile. Not a new process either: what the
+    interpreter read at its start (TMPDIR, the locale, TZ) stays this process's. An exception
+    that escapes `main` (a traceback, from a process) fails the test."""
+    unset = {field.upper() for field in Settings.model_fields} | set(_READ_BESIDES_SETTINGS)
+    unset |= {name for name in os.environ if name.startswith("OTEL_")}
     capsys.readouterr()  # what came before is not the command's
-    with logging_kept():
-        code = main(list(args))
+    with monkeypatch.context() as patch:
+        for name in sorted(unset - set(environment)):
+            for spelling in (name, name.lower()):
+                patch.delenv(spelling, raising=False)
+        for name, value in environment.items():
+            if name not in _KEPT:
+                patch.setenv(name, value)
+        with logging_kept():
+            code = main(list(args))
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(["hf-adapter", *args], code, captured.out, captured.err)
 
