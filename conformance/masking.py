@@ -162,6 +162,11 @@ _MEDIA_TYPE: Final = re.compile(
 )
 
 
+def is_media_type(value: str) -> bool:
+    """Whether `value` is a media type as a Content-Type header gives it (no one's name)."""
+    return _MEDIA_TYPE.fullmatch(value.strip()) is not None
+
+
 def mask_quoted(text: str, keep: Collection[str] = ()) -> str:
     """`mask_text`, and every quoted value reduced to initials: for text that quotes what a
     provider answered (a verifier's mismatch), where a quoted value may be anyone's name.

@@ -24,6 +24,8 @@ import httpx
 from pact import Verifier
 from pact.types import Message
 
+from conformance.masking import is_media_type
+
 CONSUMER: Final = "healthforce-adapter"
 HTTP_PROVIDERS: Final = ("kki", "sisdmk")
 # The webhook events each system sends, as message pacts under a provider name of their own.
@@ -381,6 +383,16 @@ def _message_handler(
     return produce
 
 
+def _content_type_said(content_type: str | None) -> str:
+    """A delivery's Content-Type for a finding: a media type as it came; anything else is the
+    provider's text, which may hold anything, so it is not repeated."""
+    if content_type is None:
+        return "no content type"
+    if is_media_type(content_type):
+        return f"content type {content_type.strip()}"
+    return "a content type that is not a media type"
+
+
 class MockEventSource:
     """Webhook events exactly as a mock delivers them: a local receiver is subscribed through the
     public API, and each message is an event the mock's admin API makes it send.
@@ -514,7 +526,7 @@ class MockEventSource:
                 # words quoted, which the report masks as a value.
                 raise RuntimeError(
                     f"the delivery received while waiting for event {event_id} is not JSON "
-                    f"({len(body):,} bytes, content type {(content_type or 'none')[:80]})"
+                    f"({len(body):,} bytes, {_content_type_said(content_type)})"
                 ) from None
             if not isinstance(delivered, dict) or delivered.get("event_id") == event_id:
                 return body

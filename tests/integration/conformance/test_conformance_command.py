@@ -1303,8 +1303,9 @@ class _MessagesBroken(DeliveryRelay):
         super().__init__(self._mangle)
         self.unnamed, self.mangled, self.garbled = unnamed, mangled, garbled
 
-    def _mangle(self, _headers: dict[str, str], body: Any, _count: int) -> Any:
+    def _mangle(self, headers: dict[str, str], body: Any, _count: int) -> Any:
         if body.get("type") == self.garbled:
+            headers["content-type"] = "text/html; charset=utf-8"
             return b"<html><body>502 Bad Gateway</body></html>"
         return [self.mangled] if body.get("type") == self.mangled else None
 
@@ -1349,7 +1350,7 @@ def test_a_message_pact_whose_event_cannot_be_had_fails_alone_with_the_reason(
     assert "(Array)" in messages["a sip.recorded webhook event"]
     assert re.fullmatch(
         r"no message to verify: the delivery received while waiting for event \S+ is not JSON "
-        r"\(41 bytes, content type application/json\)",
+        r"\(41 bytes, content type text/html; charset=utf-8\)",
         messages["a training.completed webhook event"],
     ), messages["a training.completed webhook event"]
     assert report["stats"]["pact kki-webhooks"]["passed"] == 10

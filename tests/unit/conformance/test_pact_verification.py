@@ -19,6 +19,7 @@ from conformance.pacts import (
     InteractionResult,
     PactVerification,
     PactVerificationError,
+    _content_type_said,
     _mismatch_text,
     _state_proxy,
     event_type_of,
@@ -141,6 +142,24 @@ def test_state_proxy_reports_a_refused_state_as_a_failure() -> None:
     assert answer.status_code == 400  # a 4xx, so the verifier does not retry for minutes
     assert "unknown provider state" in answer.json()["error"]
     assert "unknown provider state" in proxy.failures["the moon is full"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "said"),
+    [
+        ("text/html; charset=utf-8", "content type text/html; charset=utf-8"),
+        (" application/json ", "content type application/json"),
+        (None, "no content type"),
+        # A provider's text, not a media type: never repeated (it may hold anyone's name).
+        ("text/plain; Budi Santoso", "a content type that is not a media type"),
+        ("Siti Aminah", "a content type that is not a media type"),
+        ("x'Budi\"Santoso", "a content type that is not a media type"),
+    ],
+)
+def test_a_deliverys_content_type_is_said_only_when_it_is_a_media_type(
+    content_type: str | None, said: str
+) -> None:
+    assert _content_type_said(content_type) == said
 
 
 def test_event_type_is_read_from_the_message_description() -> None:
