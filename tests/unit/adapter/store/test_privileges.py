@@ -48,6 +48,8 @@ def test_the_audit_trail_can_be_appended_and_sealed_but_not_rewritten() -> None:
         assert "DELETE" not in rights[table], table
     assert rights["audit_events"] == "SELECT, INSERT, UPDATE (chain_seq, prev_hash, hash)"
     assert rights["audit_chain_head"] == "SELECT, UPDATE (changed_at)"
+    assert rights["audit_writers"] == "SELECT, INSERT, UPDATE (n)"
+    assert rights["blind_index_keys"] == "SELECT, INSERT"
     assert rights["alembic_version"] == "SELECT"
     assert rights["health_workers"] == "SELECT, INSERT, UPDATE, DELETE"
 
