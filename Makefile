@@ -32,9 +32,10 @@ demo: bootstrap ## The main job: bring the harness up on the embedded default an
 .PHONY: test
 # `services` first: it may apt-get install, as `keycloak` may (Maven), and apt-get does not wait
 # for another's lock. Then the other three side by side, their output per target.
-# Three xdist workers on the 2 cores CI has: with two, the tests' own waits (deliveries, kills,
-# paced load, servers starting) left the cores idle about 40 % of the time (docs/benchmarks.md,
-# "The test command"). TEST_WORKERS=N sets another count.
+# Three xdist workers on the 2 cores CI has: with two, the command's processes used 124 % of the
+# 200 % (the tests wait on deliveries, kills, paced load, servers starting) and pytest took
+# 9 min 49 s; with three, 8 min 01 s (docs/benchmarks.md, "The test command"). TEST_WORKERS=N
+# sets another count.
 TEST_WORKERS ?= 3
 test: services ## Run every test (unit, integration, contract, fuzz) — what CI runs
 	@$(MAKE) --no-print-directory -j3 --output-sync=target keycloak lint typecheck

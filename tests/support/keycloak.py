@@ -1,4 +1,4 @@
-"""One real Keycloak per test run, shared by every module (and both xdist workers) that asks for
+"""One real Keycloak per test run, shared by every module (and every xdist worker) that asks for
 it, with a realm of its own per module; without the install the tests fail saying what to run.
 
 Registered as a plugin by tests/conftest.py. The session fixture `keycloak_server` follows
@@ -280,7 +280,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def realm_name(request: pytest.FixtureRequest) -> str:
     """``healthforce-<module>[-<xdist worker>]``: the module's own copy of the realm export. The
-    worker's name keeps two copies apart when ``--dist load`` runs a module on both workers."""
+    worker's name keeps the copies apart when ``--dist load`` runs a module on several workers."""
     module = request.path.stem.removeprefix("test_").replace("_", "-")
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     return f"{REALM}-{module}-{worker}" if worker else f"{REALM}-{module}"
