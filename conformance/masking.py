@@ -157,14 +157,18 @@ _QUOTED: Final = re.compile(r"""(?P<before>header\s+)?(['"])([^'"\n]{3,200})\2""
 # 'Siti/Aminah' or 'text/plain; Budi Santoso' is not taken for one.
 _RFC9110_NAME: Final = r"[A-Za-z0-9!#$%&*+.^_`|~-]+"
 _MEDIA_TYPE: Final = re.compile(
-    r"(?i)(?:application|text|image|audio|video|multipart|message|font|model)"
-    rf"/{_RFC9110_NAME}(?:\s*;\s*{_RFC9110_NAME}={_RFC9110_NAME})*"
+    r"(?i)(?P<type>(?:application|text|image|audio|video|multipart|message|font|model)"
+    rf"/{_RFC9110_NAME})(?:[ \t]*;[ \t]*{_RFC9110_NAME}={_RFC9110_NAME})*",
+    re.ASCII,
 )
 
 
-def is_media_type(value: str) -> bool:
-    """Whether `value` is a media type as a Content-Type header gives it (no one's name)."""
-    return _MEDIA_TYPE.fullmatch(value.strip()) is not None
+def media_type(value: str, longest: int = 100) -> str | None:
+    """The type/subtype of a Content-Type header's value (`text/html` of `text/html;
+    charset=utf-8`), lower-cased, without its parameters (whose values could be anything); None
+    when the value is not a media type or is longer than `longest`."""
+    matched = _MEDIA_TYPE.fullmatch(value.strip(" \t")) if len(value) <= longest else None
+    return None if matched is None else matched["type"].lower()
 
 
 def mask_quoted(text: str, keep: Collection[str] = ()) -> str:

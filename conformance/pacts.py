@@ -24,7 +24,7 @@ import httpx
 from pact import Verifier
 from pact.types import Message
 
-from conformance.masking import is_media_type
+from conformance.masking import media_type
 
 CONSUMER: Final = "healthforce-adapter"
 HTTP_PROVIDERS: Final = ("kki", "sisdmk")
@@ -384,13 +384,12 @@ def _message_handler(
 
 
 def _content_type_said(content_type: str | None) -> str:
-    """A delivery's Content-Type for a finding: a media type as it came; anything else is the
-    provider's text, which may hold anything, so it is not repeated."""
+    """A delivery's Content-Type for a finding: the type/subtype of a media type; nothing else
+    of the provider's text (a parameter, or a value that is no media type, may hold anything)."""
     if content_type is None:
         return "no content type"
-    if is_media_type(content_type):
-        return f"content type {content_type.strip()}"
-    return "a content type that is not a media type"
+    said = media_type(content_type)
+    return "a content type that is not a media type" if said is None else f"content type {said}"
 
 
 class MockEventSource:

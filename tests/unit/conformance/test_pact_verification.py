@@ -147,13 +147,19 @@ def test_state_proxy_reports_a_refused_state_as_a_failure() -> None:
 @pytest.mark.parametrize(
     ("content_type", "said"),
     [
-        ("text/html; charset=utf-8", "content type text/html; charset=utf-8"),
-        (" application/json ", "content type application/json"),
+        ("text/html; charset=utf-8", "content type text/html"),
+        (" Application/JSON ", "content type application/json"),
         (None, "no content type"),
         # A provider's text, not a media type: never repeated (it may hold anyone's name).
         ("text/plain; Budi Santoso", "a content type that is not a media type"),
         ("Siti Aminah", "a content type that is not a media type"),
         ("x'Budi\"Santoso", "a content type that is not a media type"),
+        ("", "a content type that is not a media type"),
+        # A parameter's value is never repeated; nor a type too long or not ASCII.
+        ("text/plain; patient=Budi_Santoso", "content type text/plain"),
+        ("application/" + "x" * 100, "a content type that is not a media type"),
+        ("text/\u0130nd\u0131r", "a content type that is not a media type"),
+        ("text/plain;\r\n charset=utf-8", "a content type that is not a media type"),
     ],
 )
 def test_a_deliverys_content_type_is_said_only_when_it_is_a_media_type(
