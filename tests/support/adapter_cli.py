@@ -17,8 +17,10 @@ from tests.support.logging_state import logging_kept
 
 # The interpreter's search paths, which cannot change for a running interpreter.
 _KEPT: Final = frozenset({"PATH", "PYTHONPATH"})
-# What the adapter's code reads besides its settings, which a process given `environment` would
-# not have: the user a CLI entry names (getpass), TLS trust, proxies, the metrics' shared folder.
+# What the adapter's code and libraries read besides its settings (and libpq's PG* and
+# OpenTelemetry's OTEL_*), which a process given `environment` would not have: the user a CLI
+# entry names (getpass), TLS trust, proxies, the metrics' shared folder, the terminal rich
+# draws tables for.
 _READ_BESIDES_SETTINGS: Final = (
     "LOGNAME",
     "USER",
@@ -32,7 +34,16 @@ _READ_BESIDES_SETTINGS: Final = (
     "ALL_PROXY",
     "NO_PROXY",
     "PROMETHEUS_MULTIPROC_DIR",
+    "FORCE_COLOR",
+    "NO_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "COLUMNS",
+    "LINES",
+    "TERM",
+    "COLORTERM",
 )
+_READ_BY_PREFIX: Final = ("OTEL_", "PG")
 
 
 def hf_adapter_in_process(
@@ -42,19 +53,21 @@ def hf_adapter_in_process(
     *args: str,
 ) -> subprocess.CompletedProcess[str]:
     """`hf-adapter ARGS` with `environment`, put back as soon as the command returns. Unset
-    meanwhile, unless given: the adapter's settings, OpenTelemetry's OTEL_* and what else the
-    adapter reads (`_READ_BESIDES_SETTINGS`), which a process of its own would not have had
-    from this test process. Nothing else is touched: `os.environ` is the whole process's, and
-    other threads (the Keycloak start) read it meanwhile. Not a new process either: what the
-    interpreter read at its start (TMPDIR, the locale, TZ) stays this process's. An exception
-    that escapes `main` (a traceback, from a process) fails the test."""
-    unset = {field.upper() for field in Settings.model_fields} | set(_READ_BESIDES_SETTINGS)
-    unset |= {name for name in os.environ if name.startswith("OTEL_")}
+    meanwhile, in any spelling `environment` does not give: the adapter's settings and what
+    else it and its libraries read (`_READ_BESIDES_SETTINGS`, `_READ_BY_PREFIX`), which a
+    process of its own would not have had from this test process. Nothing else is touched:
+    `os.environ` is the whole process's, and other threads (the Keycloak start) read it
+    meanwhile. Not a new process either: what was read at the interpreter's start or at an
+    import (TMPDIR, the locale, TZ, structlog's colours, kombu's and prometheus_client's
+    switches) stays this process's. An exception that escapes `main` (a traceback, from a
+    process) fails the test."""
+    named = {field.upper() for field in Settings.model_fields} | set(_READ_BESIDES_SETTINGS)
+    unset = {spelling for name in named for spelling in (name, name.lower())}
+    unset |= {name for name in os.environ if name.upper().startswith(_READ_BY_PREFIX)}
     capsys.readouterr()  # what came before is not the command's
     with monkeypatch.context() as patch:
         for name in sorted(unset - set(environment)):
-            for spelling in (name, name.lower()):
-                patch.delenv(spelling, raising=False)
+            patch.delenv(name, raising=False)
         for name, value in environment.items():
             if name not in _KEPT:
                 patch.setenv(name, value)

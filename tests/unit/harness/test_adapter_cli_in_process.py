@@ -26,6 +26,9 @@ def test_the_command_sees_its_environment_and_not_the_test_processs(
         "SSL_CERT_FILE": "/elsewhere/ca.pem",
         "OTEL_SERVICE_NAME": "the-tests",
         "https_proxy": "http://proxy.invalid:3128",
+        "KKI_API_TOKEN": "the-tests-token",
+        "PGOPTIONS": "-c role=someone_else",
+        "FORCE_COLOR": "1",
         "DATABASE_URL": "sqlite:///the-tests.db",
         "JAVA_HOME": "/usr/lib/jvm/the-tests",
     }
@@ -40,7 +43,15 @@ def test_the_command_sees_its_environment_and_not_the_test_processs(
     assert (done.returncode, done.stdout) == (3, "ran db\n")
     assert seen["DATABASE_URL"] == "sqlite:///mine.db"
     assert seen["LOG_LEVEL"] == "DEBUG"
-    for name in ("LOGNAME", "SSL_CERT_FILE", "OTEL_SERVICE_NAME", "https_proxy"):
+    for name in (
+        "LOGNAME",
+        "SSL_CERT_FILE",
+        "OTEL_SERVICE_NAME",
+        "https_proxy",
+        "KKI_API_TOKEN",
+        "PGOPTIONS",
+        "FORCE_COLOR",
+    ):
         assert name not in seen, name
     # What the adapter never reads is left alone: other threads of the test process read it.
     assert seen["JAVA_HOME"] == "/usr/lib/jvm/the-tests"
