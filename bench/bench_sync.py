@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.processes import run_measured  # noqa: E402
 from harness import services  # noqa: E402
 from harness.processes import start_mock  # noqa: E402
 
@@ -122,21 +123,12 @@ def run_sync(env: dict[str, str], system: str) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one
     `hf-adapter sync --full` process. On a shared machine the CPU time moves less with the
     load than the wall time; PostgreSQL's and the mock's work is not in it."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(HF_ADAPTER), "sync", "--system", system, "--full"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    # wait4 gives this child's own rusage: ru_maxrss is its peak resident set, in KiB.
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    summary = process.stdout.read() if process.stdout else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"sync {system} failed:\n{summary}")
-    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    # Not started from this process, whose COPY dumps of earlier runs would count in the
+    # sync's peak memory (`run_measured`).
+    run = run_measured([str(HF_ADAPTER), "sync", "--system", system, "--full"], env)
+    if run.exit_code != 0:
+        raise SystemExit(f"sync {system} failed:\n{run.stdout}")
+    return run.wall_s, run.peak_rss_mib, run.cpu_s
 
 
 def mark_stale(database_url: str, system: str) -> None:

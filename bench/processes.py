@@ -1,12 +1,18 @@
 """CPU the benchmarks charge to processes: a process and its descendants, the PostgreSQL
-backends serving a database, and their user + system CPU seconds (Linux /proc)."""
+backends serving a database, and their user + system CPU seconds (Linux /proc); a command's
+own peak memory and CPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-from collections.abc import Iterator
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -27,6 +33,57 @@ def process_tree(pid: int) -> list[int]:
             continue
         queue += [int(child) for child in children]
     return found
+
+
+# Run by a small Python of its own: starts the command, waits for it with wait4 and writes its
+# rusage to the file named first. A child's ru_maxrss starts at its parent's peak resident set
+# (Linux counts the memory a child had before its exec), so a command started straight from a
+# benchmark that holds hundreds of MiB (COPY dumps) reports them as its own; started from this
+# one, the floor is this small interpreter's (about 11 MiB).
+_MEASURE = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - started
+with open(sys.argv[1], "w") as out:
+    cpu = usage.ru_utime + usage.ru_stime
+    json.dump([os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss, cpu], out)
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A command's exit code, wall seconds, peak resident set (MiB), user + system CPU seconds
+    and standard output."""
+
+    exit_code: int
+    wall_s: float
+    peak_rss_mib: float
+    cpu_s: float
+    stdout: str
+
+
+def run_measured(argv: list[str], env: Mapping[str, str]) -> Measured:
+    """`argv` with `env`, its standard error dropped, measured by `_MEASURE`: its own peak
+    memory, not this process's, and its wall time from its start to its end (the measuring
+    interpreter's start left out)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as report:
+        done = subprocess.run(
+            [sys.executable, "-c", _MEASURE, report.name, *argv],
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            check=False,
+        )
+        measured = Path(report.name).read_text()
+    if not measured:
+        raise RuntimeError(
+            f"{argv[0]}: not measured (its measuring process ended {done.returncode})"
+        )
+    exit_code, wall_s, maxrss_kib, cpu_s = json.loads(measured)
+    return Measured(exit_code, wall_s, maxrss_kib / 1024, cpu_s, done.stdout)
 
 
 def backends(url: str) -> list[int]:
