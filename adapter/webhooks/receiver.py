@@ -49,6 +49,11 @@ RETRY_AFTER_S: Final = 5
 # The database, not a row, failed: every request of the batch is answered 503. Any other error
 # is taken to be a row's own: the batch is committed row by row and each refused row gets 422.
 DATABASE_UNAVAILABLE: Final = (OperationalError, PoolTimeoutError)
+# The SQLSTATE classes of an error a row itself causes: a data exception (22) and an integrity
+# constraint violation (23). Any other database error is the database's state — read-only (a
+# standby after a fail-over), a right or a column missing (a deploy before its migration) —
+# and answered 503 like an unreachable database: a sender drops an event answered 4xx for good.
+ROW_ERROR_CLASSES: Final = frozenset({"22", "23"})
 # Deadlock and serialization failure: retried once, as a whole batch.
 RETRIED_SQLSTATES: Final = frozenset({"40P01", "40001"})
 
@@ -197,14 +202,14 @@ class WebhookReceiver:
     def commit_batch(
         self, entries: Sequence[tuple[EventEnvelope, str | None]]
     ) -> Sequence[uuid.UUID | Exception | None]:
-        """One statement for the batch; row by row if it fails for another cause than the
-        database being unavailable. Never raises: each waiter gets its own outcome."""
+        """One statement for the batch; row by row if it fails for a row's own error (not
+        `_database_wide`). Never raises: each waiter gets its own outcome."""
         try:
             return self._insert(entries)
-        except DATABASE_UNAVAILABLE as exc:
-            log.warning("inbox: a batch of %d not stored: %s", len(entries), _brief(exc))
-            return [_unavailable(exc) for _ in entries]
-        except Exception as exc:  # noqa: BLE001 - a row's own error, found row by row below
+        except Exception as exc:  # noqa: BLE001 - the database's state, or a row's own error
+            if _database_wide(exc):
+                log.warning("inbox: a batch of %d not stored: %s", len(entries), _brief(exc))
+                return [_unavailable(exc) for _ in entries]
             log.warning("inbox: a batch of %d refused (%s); row by row", len(entries), _brief(exc))
         outcomes: list[uuid.UUID | Exception | None] = []
         away: Exception | None = None
@@ -214,11 +219,12 @@ class WebhookReceiver:
                 continue
             try:
                 outcomes.append(self._insert([entry])[0])
-            except DATABASE_UNAVAILABLE as exc:
-                log.warning("inbox: the database went away row by row: %s", _brief(exc))
-                away = exc
-                outcomes.append(_unavailable(exc))
             except Exception as exc:  # noqa: BLE001 - this row alone is refused: a 422
+                if _database_wide(exc):
+                    log.warning("inbox: the database went away row by row: %s", _brief(exc))
+                    away = exc
+                    outcomes.append(_unavailable(exc))
+                    continue
                 log.warning("inbox: an event refused by the store: %s", _brief(exc))
                 refused = WebhookRejected(
                     422,
@@ -280,6 +286,18 @@ def _unavailable(exc: Exception) -> WebhookUnavailable:
     )
     unavailable.__cause__ = exc
     return unavailable
+
+
+def _database_wide(exc: Exception) -> bool:
+    """Whether `exc` says the database cannot take any row now (503), not that this row is
+    refused (422): unreachable, or a database error outside `ROW_ERROR_CLASSES` — one without
+    a SQLSTATE too, since retrying an event loses nothing and refusing it loses it."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = _sqlstate(exc)
+        return state is None or state[:2] not in ROW_ERROR_CLASSES
+    return False
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

@@ -178,6 +178,52 @@ def test_a_database_outage_is_a_503_with_retry_after_counted_once_per_request(
     assert unavailable == 1
 
 
+# What a fail-over to a standby and a deploy ahead of its migration look like to the inbox.
+DATABASE_STATES = {
+    "read_only": "ALTER DATABASE {database} SET default_transaction_read_only = on",
+    "table_missing": "ALTER TABLE webhook_events RENAME TO webhook_events_elsewhere",
+}
+
+
+@pytest.mark.parametrize("state", sorted(DATABASE_STATES))
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_database_that_takes_no_row_is_a_503_for_each_event_never_a_422(
+    empty_database_url: URL, state: str
+) -> None:
+    """A sender drops an event answered 4xx for good: only a row's own error (SQLSTATE class
+    22 or 23) may be a 422; a read-only database or a missing table is the database's state."""
+    setup = create_engine_from_url(empty_database_url)
+    migrate(setup)
+    settings = settings_for(setup.url)
+    app = create_app(settings, engine=setup, publisher=EmbeddedPublisher())  # it writes at start
+    with setup.begin() as connection:
+        connection.execute(
+            text(DATABASE_STATES[state].format(database=f'"{empty_database_url.database}"'))
+        )
+    engine = create_engine_from_url(empty_database_url)  # its sessions start read-only
+    registry = CollectorRegistry()
+    # The app's receiver, over the database in its new state.
+    receiver = WebhookReceiver(
+        settings=settings,
+        sessions=sessionmaker(engine),
+        publisher=EmbeddedPublisher(),
+        metrics=EventMetrics.for_registry(registry),
+    )
+    app.extensions[webhook_views.EXTENSION] = receiver
+    try:
+        outcomes = receiver.commit_batch([(envelope(), None), (envelope(), None)])
+        _, body, headers = signed_request(settings.kki_webhook_secret.get_secret_value(), 4)
+        response = app.test_client().post("/webhooks/kki", data=body, headers=headers)
+    finally:
+        receiver.close()
+        engine.dispose()
+        setup.dispose()
+    assert [type(outcome) for outcome in outcomes] == [WebhookUnavailable, WebhookUnavailable]
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["reason"] == "database_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+
+
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
 def test_a_commit_slower_than_the_wait_is_a_503_and_the_retry_a_duplicate(
     empty_database_url: URL,
