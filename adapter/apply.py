@@ -26,7 +26,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from adapter.audit import Actor, record_audit
-from adapter.errors import AdapterError
+from adapter.errors import AdapterError, ConfigurationError, CryptoError
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
 from adapter.store.personal_fields import REGISTRATION_PERSONAL_FIELDS, WORKER_PERSONAL_FIELDS
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult
@@ -34,6 +34,11 @@ from adapter.store.repositories import HealthWorkerRepository, UpsertResult
 # Errors that condemn one record, not the whole batch: bad or missing fields, a value the
 # database or an encrypted column refuses, an identity conflict.
 RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, IntegrityError, DataError)
+# Adapter errors that say the store or its keys cannot serve, not that a document is refused: a
+# key missing from ENCRYPTION_KEYS, a stored token that does not decrypt, a setting missing.
+# They fail the page (the sync stops and says why) or the event (tried again), and quarantine
+# nothing: every record of a page whose stored rows are under a retired key would otherwise go.
+NOT_A_RECORD: Final = (CryptoError, ConfigurationError)
 WRITTEN: Final = (UpsertResult.CREATED, UpsertResult.UPDATED)
 
 
@@ -142,11 +147,15 @@ def apply_documents(
             if flush_each:
                 repository.write_staged()
                 session.flush()
+        except NOT_A_RECORD:
+            raise
         except RECORD_ERRORS as exc:
             raise RecordRefused(index, exc) from exc
     try:
         repository.write_staged()
         session.flush()
+    except NOT_A_RECORD:
+        raise
     except RECORD_ERRORS as exc:
         raise RecordRefused(None, exc) from exc
     written = tuple(

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.apply import Origin, RecordRefused, apply_documents
+from adapter.apply import NOT_A_RECORD, Origin, RecordRefused, apply_documents
 from adapter.audit import WORKER
 from adapter.clients.errors import (
     AuthenticationFailed,
@@ -56,7 +56,8 @@ Kind = Literal["done", "skip", "retry", "dead"]
 # Errors from the store that the next attempt may not meet: a concurrent insert of the same
 # person, a deadlock, a dropped connection.
 TRANSIENT_DB_ERRORS: Final = (IntegrityError, OperationalError)
-# What a record the store refuses raises (as the batch sync's RECORD_ERRORS): permanent.
+# What a record the store refuses raises (as the batch sync's RECORD_ERRORS): permanent,
+# unless `_not_the_records` says the store's state raised it.
 RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, DBAPIError)
 MAX_ERROR_LENGTH: Final = 500
 # Events of one source marked done and written in one transaction, at most.
@@ -297,7 +298,7 @@ class EventProcessor:
             try:
                 return list(self._commit_together(batch))
             except RecordRefused as refused:
-                if refused.index is not None and not isinstance(refused.cause, TRANSIENT_DB_ERRORS):
+                if refused.index is not None and not _not_the_records(refused.cause):
                     # That record goes its own way (dead letter); the others again, together.
                     culprit = refused.index
                     rest = [write for index, write in enumerate(batch) if index != culprit]
@@ -419,10 +420,8 @@ class EventProcessor:
                     record_outcome(session, event.source, client)
         except ConnectionDisabled:
             raise  # disabled since the check: nothing written, the event is held
-        except TRANSIENT_DB_ERRORS as exc:
-            raise _transient(exc) from None
         except RecordRefused as refused:
-            if isinstance(refused.cause, TRANSIENT_DB_ERRORS):
+            if _not_the_records(refused.cause):
                 # A concurrent insert of the same person: the next attempt finds the row.
                 raise _transient(refused.cause) from None
             cause = refused.cause
@@ -430,7 +429,9 @@ class EventProcessor:
             raise PermanentFailure(
                 f"store refused the record: {type(cause).__name__}", reason=reason
             ) from None
-        except RECORD_ERRORS as exc:
+        except (*TRANSIENT_DB_ERRORS, *RECORD_ERRORS) as exc:
+            if _not_the_records(exc):
+                raise _transient(exc) from None
             reason = exc.reason if isinstance(exc, AdapterError) else "record_refused"
             raise PermanentFailure(
                 f"store refused the record: {type(exc).__name__}", reason=reason
@@ -533,11 +534,23 @@ def _created_meanwhile(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNIQUE_VIOLATION
 
 
+def _not_the_records(exc: BaseException) -> bool:
+    """Whether `exc` comes from the store's state, not from the event's record: a race with
+    another writer or a dropped connection (`TRANSIENT_DB_ERRORS`), any other database error
+    but a data exception (a read-only database; a table, column or right missing, as during a
+    deploy ahead of its migration), the keys or the settings (`NOT_A_RECORD`). The event is
+    tried again later; dead-lettering it would give up a record nothing is wrong with."""
+    if isinstance(exc, (*TRANSIENT_DB_ERRORS, *NOT_A_RECORD)):
+        return True
+    return isinstance(exc, DBAPIError) and not isinstance(exc, DataError)
+
+
 def _transient(exc: BaseException) -> TransientFailure:
     message = f"store: {type(exc).__name__} (retried)"
     if _created_meanwhile(exc):
         return _CreatedMeanwhile(message, reason="database")
-    return TransientFailure(message, reason="database")
+    reason = exc.reason if isinstance(exc, AdapterError) else "database"
+    return TransientFailure(message, reason=reason)
 
 
 def _describe(error: UpstreamError) -> str:

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
+from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing, decrypt_fields
 from adapter.store.models import (
     HealthWorker,
     IdentityFinding,
@@ -299,3 +299,32 @@ def test_a_page_that_keeps_failing_fails_the_run_and_the_next_run_resumes(
         checkpoint = session.get(SyncCheckpoint, "sisdmk")
         assert checkpoint is not None
         assert checkpoint.cursor is None
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_a_key_retired_too_early_fails_the_run_and_quarantines_nothing(
+    mocks: tuple[Mock, Mock],
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+) -> None:
+    """A SISDMK merge reads the stored KKI registration of the same person (decrypted): with
+    its key gone from ENCRYPTION_KEYS no incoming record is at fault, so nothing is
+    quarantined; the run fails naming the key and the next run, with the key back, writes."""
+    sisdmk, kki = mocks
+    assert run_sync("kki", kki, sessions, cipher, blind_index, full=True).succeeded
+    assert run_sync("sisdmk", sisdmk, sessions, cipher, blind_index, full=True).succeeded
+    with sessions.begin() as session:  # every SISDMK record a correction of itself
+        session.execute(update(HealthWorker).values(payload_hash="stale"))
+    retired = FieldCipher(KeyRing([Key("test-2", bytes(range(1, 33)))]))
+
+    failed = run_sync("sisdmk", sisdmk, sessions, retired, blind_index, full=True)
+
+    assert (failed.status, failed.error_type) == ("failed", "KeyNotFoundError")
+    assert "test-1" in (failed.error or "")
+    assert (failed.pages, failed.counts.rejected, failed.quarantined_ids) == (0, 0, ())
+    assert _count(sessions, QuarantinedRecord) == 0
+    assert _count(sessions, HealthWorker, HealthWorker.payload_hash == "stale") > 0
+    again = run_sync("sisdmk", sisdmk, sessions, cipher, blind_index, full=True)
+    assert again.succeeded, again.error
+    assert _count(sessions, HealthWorker, HealthWorker.payload_hash == "stale") == 0

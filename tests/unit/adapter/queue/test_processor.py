@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from psycopg.errors import ForeignKeyViolation, UniqueViolation
+from psycopg.errors import (
+    ForeignKeyViolation,
+    InsufficientPrivilege,
+    NumericValueOutOfRange,
+    ReadOnlySqlTransaction,
+    UndefinedColumn,
+    UniqueViolation,
+)
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InternalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients.errors import (
@@ -23,10 +30,11 @@ from adapter.clients.errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
+from adapter.errors import KeyNotFoundError
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.embedded import EmbeddedQueue
-from adapter.queue.processor import EventProcessor, PermanentFailure, _Write
+from adapter.queue.processor import EventProcessor, PermanentFailure, TransientFailure, _Write
 from adapter.queue.retry import RetrySchedule
 from adapter.sdmk_integration_manager import connection_state, set_enabled
 from adapter.store.crypto import Key, KeyRing
@@ -232,6 +240,51 @@ def test_a_key_created_meanwhile_is_applied_again_at_once_only_once(
         stored = WebhookInbox(session).get(event_id)
     assert stored is not None
     assert (verdict.kind, repository.calls, stored.attempts) == (kind, calls, attempts)
+
+
+class RaisingRepository(FakeRepository):
+    """Every upsert raises `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def upsert_registration_from_kki(self, doc: Any, *, fetched_at: dt.datetime) -> UpsertResult:
+        raise self.error
+
+
+# What the store's state raises, not the record: tried again later, never dead-lettered.
+NOT_THE_RECORDS = {
+    "read-only": InternalError("INSERT …", None, ReadOnlySqlTransaction("read-only")),
+    "column-missing": ProgrammingError("SELECT …", None, UndefinedColumn("no such column")),
+    "right-missing": ProgrammingError("SELECT …", None, InsufficientPrivilege("denied")),
+    "key-retired": KeyNotFoundError("test-0"),
+}
+# What the record itself causes: dead-lettered, as before.
+THE_RECORDS = {
+    "data": DataError("COPY …", None, NumericValueOutOfRange("out of range")),
+    "refused": ValueError("the store cannot hold this record"),
+}
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [(error, "retry") for error in NOT_THE_RECORDS.values()]
+    + [(error, "dead") for error in THE_RECORDS.values()],
+    ids=[*NOT_THE_RECORDS, *THE_RECORDS],
+)
+def test_an_event_is_dead_lettered_only_for_its_records_own_error(
+    sessions: sessionmaker[Session], error: Exception, kind: str
+) -> None:
+    event_id = an_event(sessions)
+    repository = RaisingRepository(error)
+    verdict = processor(sessions, FakeKki(None), RecordingAlerts(), repository).process(event_id)
+    assert verdict.kind == kind
+    # In a batch too: the others are not condemned with it, nor is it for the store's state.
+    events = events_for(sessions, ["QZ00010000000001", "QZ00010000000002"])
+    writes = [_Write(event, None, {"str_number": event.resource_id}) for event in events]
+    outcomes = batch_processor(sessions, repository)._commit_writes(writes)
+    expected = TransientFailure if kind == "retry" else PermanentFailure
+    assert [type(outcome) for outcome in outcomes] == [expected, expected]
 
 
 def test_delivery_limit_dead_letters_a_message_that_keeps_killing_workers(
