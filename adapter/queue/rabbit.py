@@ -18,6 +18,7 @@ from typing import Any, Final
 import amqp.exceptions
 import kombu.exceptions
 from kombu.connection import Connection
+from kombu.entity import Exchange
 from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 
@@ -128,12 +129,18 @@ class RabbitPublisher:
         if producer is not None:
             return producer
         connection = open_connection(self._url)
-        connection.ensure_connection(max_retries=1)
-        if not self._declared:
-            declare_topology(connection, self._topology)
-            self._declared = True
-        channel = connection.channel()
-        self._local.confirms = PublisherConfirms(channel)
+        try:
+            connection.ensure_connection(max_retries=1)
+            if not self._declared:
+                declare_topology(connection, self._topology)
+                self._declared = True
+            channel = connection.channel()
+            self._local.confirms = PublisherConfirms(channel)
+        except BaseException:
+            # Not kept: closed here, or every failed set-up (a queue declared with other
+            # arguments, say) would leave one more connection open at the broker.
+            _close_quietly(connection)
+            raise
         producer = Producer(channel, serializer="json")
         self._local.connection = connection
         self._local.producer = producer
@@ -169,27 +176,47 @@ class RabbitPublisher:
             "retry": self._topology.retry_exchange,
             "dead": self._topology.dead_exchange,
         }[exchange]
-        try:
-            producer = self._producer()
-            confirms: PublisherConfirms = self._local.confirms
-            for message in messages:
-                extra: dict[str, Any] = {}
-                if expiration_s is not None:
-                    extra["expiration"] = expiration_s
-                producer.publish(
-                    message.to_body(),
-                    exchange=target,
-                    routing_key=routing_key,
-                    retry=False,
-                    **message_properties(message),
-                    **extra,
-                )
-                confirms.published()
-            confirms.wait(CONFIRM_TIMEOUT_S)
-        except CONNECTION_ERRORS as exc:
-            self._drop_connection()
-            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
-            raise BrokerUnavailable(f"RabbitMQ: {type(exc).__name__}: {exc}") from None
+        # A connection this thread kept from an earlier batch may have been closed meanwhile
+        # (the broker closes one idle past two heartbeats: nothing sends them between
+        # batches; a broker restart): it is replaced and the batch sent again at once, not
+        # the broker called unreachable. A message sent twice is applied once (the inbox).
+        kept = getattr(self._local, "producer", None) is not None
+        while True:
+            try:
+                self._send(messages, target, routing_key, expiration_s)
+                return
+            except CONNECTION_ERRORS as exc:
+                self._drop_connection()
+                if kept and not isinstance(exc, TimeoutError | amqp.exceptions.MessageNacked):
+                    kept = False
+                    log.info("publisher: a kept connection was closed (%s); reconnecting", exc)
+                    continue
+                self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
+                raise BrokerUnavailable(f"RabbitMQ: {type(exc).__name__}: {exc}") from None
+
+    def _send(
+        self,
+        messages: Sequence[EventMessage],
+        target: Exchange,
+        routing_key: str,
+        expiration_s: float | None,
+    ) -> None:
+        producer = self._producer()
+        confirms: PublisherConfirms = self._local.confirms
+        for message in messages:
+            extra: dict[str, Any] = {}
+            if expiration_s is not None:
+                extra["expiration"] = expiration_s
+            producer.publish(
+                message.to_body(),
+                exchange=target,
+                routing_key=routing_key,
+                retry=False,
+                **message_properties(message),
+                **extra,
+            )
+            confirms.published()
+        confirms.wait(CONFIRM_TIMEOUT_S)
 
     def close(self) -> None:
         with self._lock:
