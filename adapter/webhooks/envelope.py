@@ -56,6 +56,8 @@ def parse_envelope(source: str, webhook_id: str, body: bytes) -> EventEnvelope:
         raise WebhookRejected(400, "json", "the body is not valid UTF-8 JSON") from None
     except RecursionError:
         raise WebhookRejected(400, "json", "the body's JSON is nested too deeply") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise WebhookRejected(400, "json", "the body's JSON holds a number too long") from None
     validator = _event_validator(source)
     if not validator.is_valid(document):
         # Which rule failed, never the value: the body may carry a NIK by mistake.
@@ -101,7 +103,12 @@ def _instant(text: str) -> dt.datetime:
         raise WebhookRejected(422, "schema", "occurred_at is not an RFC 3339 date-time") from None
     if moment.tzinfo is None:
         raise WebhookRejected(422, "schema", "occurred_at has no time zone")
-    return moment.astimezone(dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        raise WebhookRejected(
+            422, "schema", "occurred_at is outside the years 1 to 9999 once in UTC"
+        ) from None
 
 
 @cache

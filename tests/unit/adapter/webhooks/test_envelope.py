@@ -88,3 +88,19 @@ def test_the_largest_version_the_inbox_holds_is_accepted() -> None:
     event = sisdmk_event(data={"worker_id": WORKER, "version": MAX_RESOURCE_VERSION})
     envelope = parse_envelope("sisdmk", event["event_id"], json.dumps(event).encode())
     assert envelope.resource_version == MAX_RESOURCE_VERSION
+
+
+def test_a_number_too_long_to_read_is_a_400_not_a_crash() -> None:
+    body = json.dumps(sisdmk_event()).replace('"version": 3', '"version": ' + "9" * 5_000)
+    with pytest.raises(WebhookRejected) as caught:
+        parse_envelope("sisdmk", "x", body.encode())
+    assert (caught.value.status, caught.value.reason) == (400, "json")
+
+
+@pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_instant_outside_the_years_once_in_utc_is_a_422_not_a_crash(occurred_at: str) -> None:
+    event = sisdmk_event(occurred_at=occurred_at)
+    with pytest.raises(WebhookRejected) as caught:
+        parse_envelope("sisdmk", event["event_id"], json.dumps(event).encode())
+    assert (caught.value.status, caught.value.reason) == (422, "schema")
+    assert "occurred_at" in caught.value.message
