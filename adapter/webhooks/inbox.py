@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Select,
     String,
@@ -407,7 +408,7 @@ def _postgresql_insert() -> ReturningInsert[tuple[uuid.UUID]]:
     caller), skipping any (source, webhook-id) already in or earlier in the batch."""
     table = _table()
     rows = (
-        func.unnest(*[bindparam(name, type_=ARRAY(table.c[name].type)) for name in _ARRAY_COLUMNS])
+        func.unnest(*[bindparam(name, type_=_array_of(table.c[name])) for name in _ARRAY_COLUMNS])
         .table_valued(*_ARRAY_COLUMNS, with_ordinality="ordinality")
         .render_derived()
     )
@@ -422,6 +423,15 @@ def _postgresql_insert() -> ReturningInsert[tuple[uuid.UUID]]:
         .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
         .returning(table.c.id)
     )
+
+
+def _array_of(column: Column[Any]) -> ARRAY[Any]:
+    """The array type `column`'s values are bound as: a string column's unbounded, since the
+    bind renders as a cast (``::VARCHAR(64)[]``), and an explicit cast to a VARCHAR(n) cuts a
+    longer value silently where the column's own check refuses it."""
+    if isinstance(column.type, String):
+        return ARRAY(String())
+    return ARRAY(column.type)
 
 
 def _in_id_order(outcomes: Mapping[uuid.UUID, str]) -> dict[str, list[Any]]:

@@ -120,6 +120,32 @@ def test_a_row_the_store_refuses_fails_alone_and_the_rest_of_the_batch_is_stored
     )
 
 
+def test_a_value_longer_than_its_column_is_refused_never_cut(migrated_engine: Engine) -> None:
+    """The batch's arrays are bound unbounded: a cast to the column's VARCHAR(n)[] would cut a
+    longer value silently on PostgreSQL, and two ids sharing their first 64 characters would
+    then be one event. (SQLite keeps any length: stored whole.)"""
+    receiver = receiver_for(migrated_engine)
+    innocent = envelope()
+    long_id = "long-" + "x" * 64 + "-" + uuid.uuid4().hex
+    try:
+        outcomes = receiver.commit_batch([(innocent, None), (envelope(webhook_id=long_id), None)])
+    finally:
+        receiver.close()
+    assert isinstance(outcomes[0], uuid.UUID)
+    with migrated_engine.connect() as connection:
+        kept = connection.scalars(
+            select(WebhookEvent.webhook_id).where(WebhookEvent.webhook_id.startswith("long-x"))
+        ).all()
+    if migrated_engine.url.get_backend_name() == "postgresql":
+        refused = outcomes[1]
+        assert isinstance(refused, WebhookRejected)
+        assert (refused.status, refused.reason) == (422, "store_refused")
+        assert long_id[:64] not in kept
+    else:
+        assert isinstance(outcomes[1], uuid.UUID)
+        assert long_id in kept
+
+
 @pytest.mark.parametrize(
     ("version", "status"),
     [(MAX_RESOURCE_VERSION, 202), (MAX_RESOURCE_VERSION + 1, 422), (2**63, 422)],
