@@ -28,7 +28,10 @@ from sqlalchemy.orm import Session
 from adapter.audit import Actor, record_audit
 from adapter.errors import AdapterError, ConfigurationError, CryptoError
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
-from adapter.store.personal_fields import REGISTRATION_PERSONAL_FIELDS, WORKER_PERSONAL_FIELDS
+from adapter.store.personal_fields import (
+    REGISTRATION_PERSONAL_FIELDS,
+    SISDMK_RECORD_PERSONAL_FIELDS,
+)
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult
 
 # Errors that condemn one record, not the whole batch: bad or missing fields, a value the
@@ -74,7 +77,7 @@ SOURCES: Final[Mapping[str, SourceKind]] = {
         system="sisdmk",
         resource="health-workers",
         key="worker_id",
-        personal_fields=WORKER_PERSONAL_FIELDS,
+        personal_fields=SISDMK_RECORD_PERSONAL_FIELDS,
         prefetch=lambda repository, docs: repository.prefetch_sisdmk(docs),
         upsert=lambda repository, doc, at: repository.upsert_from_sisdmk(doc, fetched_at=at),
     ),

@@ -23,6 +23,9 @@ REGISTRATION_PERSONAL_FIELDS: Final = PERSON_IDENTITY_FIELDS
 # Personal data under other names: the sources' display name (with titles), the API's
 # look-up answer's holder name, an education's diploma number.
 OTHER_PERSONAL_FIELDS: Final = ("display_name", "holder_name", "ijazah_no")
+# What one SISDMK record writes, as its audit entry names it: the worker's personal columns
+# (its employments' NIPs among them) and its educations' diploma numbers.
+SISDMK_RECORD_PERSONAL_FIELDS: Final = (*WORKER_PERSONAL_FIELDS, "ijazah_no")
 # Every name personal data goes by; the log redaction covers all of them.
 PERSONAL_FIELDS: Final = frozenset(
     (*WORKER_PERSONAL_FIELDS, *REGISTRATION_PERSONAL_FIELDS, *OTHER_PERSONAL_FIELDS)

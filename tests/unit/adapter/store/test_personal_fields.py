@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapter.apply import SOURCES
 from adapter.audit import Actor, record_audit
 from adapter.store.models import Base, EncryptedToken
 from adapter.store.personal_fields import PERSONAL_FIELDS
@@ -41,3 +42,21 @@ def test_audit_entry_naming_an_unknown_field_is_refused() -> None:
             "health_worker",
             fields=("nik", "shoe_size"),
         )
+
+
+# The tables each source's write fills (a KKI record may create its holder's worker row too).
+WRITTEN_TABLES = {
+    "sisdmk": ("health_workers", "employments", "educations"),
+    "kki": ("registrations",),
+}
+
+
+@pytest.mark.parametrize("system", sorted(WRITTEN_TABLES))
+def test_a_writes_audit_entry_names_every_personal_field_it_writes(system: str) -> None:
+    written = {
+        column.name.removeprefix(KKI_PREFIX)
+        for name in WRITTEN_TABLES[system]
+        for column in Base.metadata.tables[name].columns
+        if isinstance(column.type, EncryptedToken)
+    }
+    assert written <= set(SOURCES[system].personal_fields)
