@@ -161,9 +161,16 @@ def sisdmk_target(
     """The stored worker a SISDMK document updates (``None``: a new person).
 
     Its own SISDMK id first; else the person with its NIK, whom KKI told us about first
-    (they keep their id). A NIK that belongs to another stored person is a conflict.
+    (they keep their id). A NIK that belongs to another stored person is a conflict, and so is
+    a NIK whose person another SISDMK record already holds (two SISDMK records of one NIK,
+    which would otherwise take the row from each other at every write).
     """
     if by_sisdmk_id is None:
+        if by_nik is not None and by_nik.identity_source == "sisdmk":
+            raise IdentityConflictError(
+                f"SISDMK worker {sisdmk_id} has the NIK of stored worker {by_nik.id}, which "
+                "another SISDMK record holds; quarantine it and merge the two by hand"
+            )
         return by_nik
     if by_nik is not None and by_nik.id != by_sisdmk_id.id:
         raise IdentityConflictError(

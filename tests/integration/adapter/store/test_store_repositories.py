@@ -14,6 +14,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import DecryptionError
+from adapter.merge.plans import IdentityConflictError
 from adapter.store.crypto import BlindIndex, FieldCipher
 from adapter.store.models import (
     Education,
@@ -210,6 +211,25 @@ def test_upsert_from_sisdmk_changes_nothing_when_an_older_version_arrives_late(
         record = _repository(session, cipher, blind_index).find_by_nik(doc["nik"])
     assert record is not None
     assert record.email == "baru@example.id"
+
+
+def test_a_second_sisdmk_record_with_the_same_nik_is_refused_and_the_first_keeps_its_row(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    first = sisdmk_worker(version=10, email="pertama@example.id")
+    _upsert_sisdmk(sessions, cipher, blind_index, first)
+    second = sisdmk_worker(nik=first["nik"], version=3, email="kedua@example.id")
+
+    with pytest.raises(IdentityConflictError, match="another SISDMK record holds"):
+        _upsert_sisdmk(sessions, cipher, blind_index, second)
+
+    with sessions() as session:
+        record = _repository(session, cipher, blind_index).find_by_nik(first["nik"])
+        worker = session.get(HealthWorker, _worker_id(session, first))
+    assert record is not None
+    assert record.email == "pertama@example.id"
+    assert worker is not None
+    assert (str(worker.sisdmk_worker_id), worker.source_version) == (first["worker_id"], 10)
 
 
 def test_upsert_registration_from_kki_writes_nothing_when_an_older_version_arrives_late(

@@ -188,6 +188,16 @@ def test_a_sisdmk_document_with_another_stored_persons_nik_is_a_conflict() -> No
     assert NIK not in str(raised.value)
 
 
+def test_a_sisdmk_document_with_the_nik_another_sisdmk_record_holds_is_a_conflict() -> None:
+    """Two SISDMK records of one NIK: the second must not take the first's row (its version,
+    its employments), or the two would take it from each other at every write."""
+    held_by_another = _worker("sisdmk", worker_id=OTHER_ID)
+    with pytest.raises(IdentityConflictError, match="another SISDMK record holds") as raised:
+        sisdmk_target(SISDMK_ID, None, held_by_another)
+    assert raised.value.reason == "identity_conflict"
+    assert NIK not in str(raised.value)
+
+
 # -- SISDMK ---------------------------------------------------------------------------------
 
 
