@@ -48,6 +48,19 @@ PG_MAX_OVERFLOW: Final = 10
 PG_POOL_TIMEOUT_S: Final = 30
 PG_POOL_RECYCLE_S: Final = 1800
 PG_CONNECT_TIMEOUT_S: Final = 10
+# A server that vanishes without closing its connections (a host down, a network partition, a
+# firewall forgetting the connection) is noticed within about a minute, not the operating
+# system's two hours: TCP keepalives probe a connection waiting for an answer after 30 s of
+# silence, and data the server has not acknowledged in 60 s ends it. Without them a request
+# thread, or the webhook inbox's one committing thread, waits in `recv` all that time.
+# libpq's parameters: DATABASE_URL's own values of them (``?keepalives_idle=…``) win.
+PG_TCP_PARAMETERS: Final = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
 # A connection idle longer than this is pinged at checkout: a firewall or proxy may have dropped
 # it silently, which its socket does not show.
 PG_PING_AFTER_IDLE_S: Final = 30.0
@@ -197,6 +210,7 @@ def create_engine_from_url(url: str | URL, *, pool_size: int = PG_POOL_SIZE) -> 
             # executemany beats one giant multi-VALUES statement that psycopg re-parses each time.
             use_insertmanyvalues=False,
             connect_args={
+                **{k: v for k, v in PG_TCP_PARAMETERS.items() if k not in parsed.query},
                 "connect_timeout": PG_CONNECT_TIMEOUT_S,
                 "application_name": "hf-adapter",
             },

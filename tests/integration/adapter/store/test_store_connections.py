@@ -3,6 +3,8 @@ and a connection in use moments ago is handed out without a ping round trip."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -49,3 +51,35 @@ def test_a_connection_in_use_moments_ago_is_not_pinged(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     backend_pid(engine)
     assert statements == ["SELECT pg_backend_pid()"]
+
+
+def tcp_options(engine: Engine) -> tuple[int, int, int, int, int]:
+    """The keepalive settings and the user timeout of a pooled connection's socket."""
+    with engine.connect() as connection:
+        descriptor = connection.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
+        sock = socket.socket(fileno=os.dup(descriptor))
+        try:
+            return (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+            )
+        finally:
+            sock.close()
+
+
+def test_a_connection_notices_a_vanished_server_within_a_minute(engine: Engine) -> None:
+    """Keepalive probes after 30 s of silence, 3 of them 10 s apart, and at most 60 s for the
+    server to acknowledge what was sent: not the operating system's two hours."""
+    assert tcp_options(engine) == (1, 30, 10, 3, 60_000)
+
+
+def test_the_database_urls_own_tcp_settings_win(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database().update_query_dict({"keepalives_idle": "7"})
+    engine = create_engine_from_url(url, pool_size=1)
+    try:
+        assert tcp_options(engine)[1] == 7
+    finally:
+        engine.dispose()
