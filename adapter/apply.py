@@ -43,6 +43,16 @@ RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, Integrity
 # nothing: every record of a page whose stored rows are under a retired key would otherwise go.
 NOT_A_RECORD: Final = (CryptoError, ConfigurationError)
 WRITTEN: Final = (UpsertResult.CREATED, UpsertResult.UPDATED)
+# PostgreSQL's unique_violation. It is reported only once the other inserter has committed (an
+# insert waits for an uncommitted one), so a new transaction sees that row.
+_UNIQUE_VIOLATION: Final = "23505"
+
+
+def created_meanwhile(exc: BaseException) -> bool:
+    """Whether `exc` is a unique key another transaction inserted and committed after this one
+    read: the same new person (or record) written by two writers at once — the batch sync and
+    the webhook worker, or two events. A new transaction reads that row and updates it."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNIQUE_VIOLATION
 
 
 @dataclass(frozen=True)

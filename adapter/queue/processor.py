@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.apply import NOT_A_RECORD, Origin, RecordRefused, apply_documents
+from adapter.apply import NOT_A_RECORD, Origin, RecordRefused, apply_documents, created_meanwhile
 from adapter.audit import WORKER
 from adapter.clients.errors import (
     AuthenticationFailed,
@@ -308,7 +308,7 @@ class EventProcessor:
                 failure = refused.cause
             except (AdapterError, SQLAlchemyError, *RECORD_ERRORS) as exc:
                 failure = exc
-            if again_at_once and _created_meanwhile(failure):
+            if again_at_once and created_meanwhile(failure):
                 # As `_commit_one`: the other writer has committed, so the whole batch again
                 # reads that record and updates it, instead of one transaction per event.
                 log.info(
@@ -525,15 +525,6 @@ class _CreatedMeanwhile(TransientFailure):
     new person (or record) from two events at once, one of each source, say."""
 
 
-# PostgreSQL's unique_violation. It is reported only once the other inserter has committed (an
-# insert waits for an uncommitted one), so a new transaction sees that row.
-_UNIQUE_VIOLATION: Final = "23505"
-
-
-def _created_meanwhile(exc: BaseException) -> bool:
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNIQUE_VIOLATION
-
-
 def _not_the_records(exc: BaseException) -> bool:
     """Whether `exc` comes from the store's state, not from the event's record: a race with
     another writer or a dropped connection (`TRANSIENT_DB_ERRORS`), any other database error
@@ -547,7 +538,7 @@ def _not_the_records(exc: BaseException) -> bool:
 
 def _transient(exc: BaseException) -> TransientFailure:
     message = f"store: {type(exc).__name__} (retried)"
-    if _created_meanwhile(exc):
+    if created_meanwhile(exc):
         return _CreatedMeanwhile(message, reason="database")
     reason = exc.reason if isinstance(exc, AdapterError) else "database"
     return TransientFailure(message, reason=reason)

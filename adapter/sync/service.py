@@ -32,7 +32,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.apply import SOURCES, Origin, RecordRefused, SourceKind, apply_documents
+from adapter.apply import (
+    SOURCES,
+    Origin,
+    RecordRefused,
+    SourceKind,
+    apply_documents,
+    created_meanwhile,
+)
 from adapter.audit import SYSTEM_SYNC
 from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
@@ -328,6 +335,7 @@ def _store_page(
     quarantine in the same transaction.
     """
     rejected: dict[int, str] = {}
+    collided: set[int] = set()  # records refused once for a key another writer created
     careful = False
     origin = Origin(SYSTEM_SYNC, "sync.write", {"run_id": str(run_id)})
     while True:
@@ -350,7 +358,13 @@ def _store_page(
             except RecordRefused as refused:
                 session.rollback()
                 if refused.index is not None:
-                    rejected[kept[refused.index]] = _record_reason(refused.cause)
+                    index = kept[refused.index]
+                    if created_meanwhile(refused.cause) and index not in collided:
+                        # The webhook worker created this record's person meanwhile: the page
+                        # again reads and updates it. A second time it is the record's own.
+                        collided.add(index)
+                        continue
+                    rejected[index] = _record_reason(refused.cause)
                 elif careful:  # every record flushed alone, yet the page fails: not a record
                     raise refused.cause from None
                 careful = True  # some record of the page broke a constraint: find it

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from psycopg.errors import UniqueViolation
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients.errors import UpstreamUnavailable
@@ -177,3 +179,46 @@ def test_read_ahead_commits_every_page_before_the_source_error_and_resumes_after
     assert checkpoint is not None
     assert checkpoint.cursor == "c-2", "the next run starts at the page that failed"
     assert (run_row.status, run_row.created) == ("failed", 2)
+
+
+class CollidingRepository(HealthWorkerRepository):
+    """The page's first write meets a key another writer created meanwhile (so the page is
+    replayed record by record), then so does `culprit`'s own write in that replay once: what
+    the webhook worker creating people of the page at the wrong moments looks like."""
+
+    def __init__(self, session: Session, state: dict[str, Any]) -> None:
+        super().__init__(session, CIPHER, BLIND_INDEX)
+        self.state = state
+
+    def upsert_from_sisdmk(self, doc: Any, *, fetched_at: dt.datetime) -> Any:
+        if doc is self.state["culprit"] and not self.state["page"] and self.state["record"]:
+            self.state["record"] -= 1
+            raise IntegrityError("COPY health_workers …", None, UniqueViolation("duplicate key"))
+        return super().upsert_from_sisdmk(doc, fetched_at=fetched_at)
+
+    def write_staged(self) -> None:
+        if self.state["page"]:
+            self.state["page"] -= 1
+            raise IntegrityError("COPY health_workers …", None, UniqueViolation("duplicate key"))
+        super().write_staged()
+
+
+@pytest.mark.parametrize(("collisions", "quarantined"), [(1, 0), (2, 1)])
+def test_a_record_meeting_a_key_created_meanwhile_is_read_again_once_before_quarantine(
+    sessions: sessionmaker[Session], collisions: int, quarantined: int
+) -> None:
+    first, culprit = sisdmk_worker(), sisdmk_worker()
+    state: dict[str, Any] = {"culprit": culprit, "page": 1, "record": collisions}
+    result = sync_system(
+        "sisdmk",
+        session_factory=sessions,
+        client=ScriptedSisdmk([Page(items=(first, culprit), next_cursor=None)]),
+        repository_factory=lambda session: CollidingRepository(session, state),
+        metrics=SyncMetrics.for_registry(CollectorRegistry()),
+        clock=lambda: AT,
+    )
+    assert result.succeeded, result.error
+    assert (result.counts.created, result.counts.rejected) == (2 - quarantined, quarantined)
+    with sessions() as session:
+        reasons = [row.reason for row in session.scalars(select(QuarantinedRecord))]
+    assert reasons == ["database_rejected: UniqueViolation"] * quarantined
