@@ -16,24 +16,15 @@ from adapter.queue import rabbit
 from adapter.queue.messages import BrokerUnavailable, EventMessage
 from adapter.queue.rabbit import RabbitPublisher
 from adapter.queue.topology import QueueTopology
-from tests.integration.adapter.webhooks.support import delete_topology, unique_prefix
+from tests.integration.adapter.webhooks.support import own_topology, queued
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def topology(broker: str) -> Iterator[QueueTopology]:
-    prefix = unique_prefix()
-    yield QueueTopology(prefix, 3, (0.2, 0.4))
-    delete_topology(broker, prefix, "0.2,0.4")
-
-
-def queued(broker: str, topology: QueueTopology) -> int:
-    with Connection(broker) as connection:
-        declared = connection.default_channel.queue_declare(
-            queue=topology.events_queue.name, passive=True
-        )
-    return int(declared.message_count)
+    with own_topology(broker) as own:
+        yield own
 
 
 def message() -> EventMessage:

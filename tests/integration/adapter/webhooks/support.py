@@ -69,6 +69,26 @@ def delete_topology(url: str, prefix: str, retry_delays: str = FAST_RETRIES) -> 
             channel.exchange_delete(exchange.name)
 
 
+@contextmanager
+def own_topology(url: str) -> Iterator[QueueTopology]:
+    """A queue topology of the test's own (3 deliveries, retries after 0.2 and 0.4 s) on the
+    shared RabbitMQ, removed afterwards."""
+    prefix = unique_prefix()
+    try:
+        yield QueueTopology(prefix, 3, (0.2, 0.4))
+    finally:
+        delete_topology(url, prefix, "0.2,0.4")
+
+
+def queued(url: str, topology: QueueTopology) -> int:
+    """Messages waiting in `topology`'s events queue."""
+    with Connection(url) as connection:
+        declared = connection.default_channel.queue_declare(
+            queue=topology.events_queue.name, passive=True
+        )
+    return int(declared.message_count)
+
+
 def migrated_engine(url: URL | str) -> Engine:
     engine = create_engine_from_url(url)
     migrate(engine)

@@ -14,7 +14,6 @@ from typing import Any
 
 import jwt
 import pytest
-from kombu.connection import Connection
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
@@ -34,7 +33,7 @@ from harness.idp import IdpProcess
 from harness.processes import free_port
 from tests.integration.adapter.api.stack import AUDIENCE, OPS, Adapter, served_adapter
 from tests.integration.adapter.sync.support import Mock, adapter_environment
-from tests.integration.adapter.webhooks.support import delete_topology, unique_prefix
+from tests.integration.adapter.webhooks.support import own_topology, queued
 from tests.support.adapter_cli import hf_adapter_in_process
 from tests.support.databases import AUDIT_KEYS, PostgresServer
 
@@ -329,17 +328,8 @@ def test_cli_and_api_list_the_same_page_and_cursor(stack: Stack, cli: Cli) -> No
 
 @pytest.fixture
 def topology(broker: str) -> Iterator[QueueTopology]:
-    prefix = unique_prefix()
-    yield QueueTopology(prefix, 3, (0.2, 0.4))
-    delete_topology(broker, prefix, "0.2,0.4")
-
-
-def queued(broker: str, topology: QueueTopology) -> int:
-    with Connection(broker) as connection:
-        declared = connection.default_channel.queue_declare(
-            queue=topology.events_queue.name, passive=True
-        )
-    return int(declared.message_count)
+    with own_topology(broker) as own:
+        yield own
 
 
 def test_replay_publishes_and_marks_published(
