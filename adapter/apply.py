@@ -26,7 +26,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from adapter.audit import Actor, record_audit
-from adapter.errors import AdapterError, ConfigurationError, CryptoError
+from adapter.errors import AdapterError, ConfigurationError, KeyNotFoundError
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
 from adapter.store.personal_fields import (
     REGISTRATION_PERSONAL_FIELDS,
@@ -37,11 +37,13 @@ from adapter.store.repositories import HealthWorkerRepository, UpsertResult
 # Errors that condemn one record, not the whole batch: bad or missing fields, a value the
 # database or an encrypted column refuses, an identity conflict.
 RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, IntegrityError, DataError)
-# Adapter errors that say the store or its keys cannot serve, not that a document is refused: a
-# key missing from ENCRYPTION_KEYS, a stored token that does not decrypt, a setting missing.
-# They fail the page (the sync stops and says why) or the event (tried again), and quarantine
-# nothing: every record of a page whose stored rows are under a retired key would otherwise go.
-NOT_A_RECORD: Final = (CryptoError, ConfigurationError)
+# Adapter errors that say the adapter's settings cannot serve, not that a document is refused:
+# a key missing from ENCRYPTION_KEYS (retired too early), a setting missing. They fail the page
+# (the sync stops, says why and resumes there once fixed) or the event (tried again), and
+# quarantine nothing: every record whose stored rows are under a retired key would otherwise
+# go. A stored value that does not decrypt (damaged, or moved between rows) is not among them:
+# no setting brings it back, so its record is quarantined and the run goes on.
+NOT_A_RECORD: Final = (KeyNotFoundError, ConfigurationError)
 WRITTEN: Final = (UpsertResult.CREATED, UpsertResult.UPDATED)
 # PostgreSQL's unique_violation. It is reported only once the other inserter has committed (an
 # insert waits for an uncommitted one), so a new transaction sees that row.

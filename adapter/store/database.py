@@ -49,17 +49,17 @@ PG_POOL_TIMEOUT_S: Final = 30
 PG_POOL_RECYCLE_S: Final = 1800
 PG_CONNECT_TIMEOUT_S: Final = 10
 # A server that vanishes without closing its connections (a host down, a network partition, a
-# firewall forgetting the connection) is noticed within about a minute, not the operating
-# system's two hours: TCP keepalives probe a connection waiting for an answer after 30 s of
-# silence, and data the server has not acknowledged in 60 s ends it. Without them a request
-# thread, or the webhook inbox's one committing thread, waits in `recv` all that time.
-# libpq's parameters: DATABASE_URL's own values of them (``?keepalives_idle=…``) win.
+# firewall forgetting the connection) while a statement waits for its answer is noticed within
+# about a minute, not the operating system's two hours: TCP keepalives probe after 30 s of
+# silence, three probes 10 s apart. Without them a request thread, or the webhook inbox's one
+# committing thread, waits in `recv` all that time. (No `tcp_user_timeout`: Linux applies it
+# to data a live server is slow to read too, so a `COPY` waiting on a lock for longer would be
+# cut off.) libpq's parameters: DATABASE_URL's own values of them (``?keepalives_idle=…``) win.
 PG_TCP_PARAMETERS: Final = {
     "keepalives": 1,
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
-    "tcp_user_timeout": 60_000,
 }
 # A connection idle longer than this is pinged at checkout: a firewall or proxy may have dropped
 # it silently, which its socket does not show.

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,9 +50,10 @@ RETRY_AFTER_S: Final = 5
 # is taken to be a row's own: the batch is committed row by row and each refused row gets 422.
 DATABASE_UNAVAILABLE: Final = (OperationalError, PoolTimeoutError)
 # The SQLSTATE classes of an error a row itself causes: a data exception (22) and an integrity
-# constraint violation (23). Any other database error is the database's state — read-only (a
-# standby after a fail-over), a right or a column missing (a deploy before its migration) —
-# and answered 503 like an unreachable database: a sender drops an event answered 4xx for good.
+# constraint violation (23). Any other error is the database's state — read-only (a standby
+# after a fail-over), a right or a column missing (a deploy before its migration) — or the
+# adapter's own, and answered 503 like an unreachable database: a sender drops an event
+# answered 4xx for good, and retrying one loses nothing.
 ROW_ERROR_CLASSES: Final = frozenset({"22", "23"})
 # Deadlock and serialization failure: retried once, as a whole batch.
 RETRIED_SQLSTATES: Final = frozenset({"40P01", "40001"})
@@ -289,15 +290,18 @@ def _unavailable(exc: Exception) -> WebhookUnavailable:
 
 
 def _database_wide(exc: Exception) -> bool:
-    """Whether `exc` says the database cannot take any row now (503), not that this row is
-    refused (422): unreachable, or a database error outside `ROW_ERROR_CLASSES` — one without
-    a SQLSTATE too, since retrying an event loses nothing and refusing it loses it."""
-    if isinstance(exc, DATABASE_UNAVAILABLE):
+    """Whether `exc` is anything but this row's own refusal (422): a database error in
+    `ROW_ERROR_CLASSES` on PostgreSQL, an integrity or data error on SQLite (which names no
+    SQLSTATE), or SQLite's integer past 64 bits. All else — unreachable, another SQLSTATE, a
+    bug in the adapter — is a 503."""
+    if isinstance(exc, OverflowError):
+        return False
+    if isinstance(exc, DATABASE_UNAVAILABLE) or not isinstance(exc, DBAPIError):
         return True
-    if isinstance(exc, DBAPIError):
-        state = _sqlstate(exc)
-        return state is None or state[:2] not in ROW_ERROR_CLASSES
-    return False
+    state = _sqlstate(exc)
+    if state is None:
+        return not isinstance(exc, IntegrityError | DataError)
+    return state[:2] not in ROW_ERROR_CLASSES
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

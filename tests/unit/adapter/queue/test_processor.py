@@ -30,7 +30,7 @@ from adapter.clients.errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
-from adapter.errors import KeyNotFoundError
+from adapter.errors import DecryptionError, KeyNotFoundError
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.embedded import EmbeddedQueue
@@ -263,6 +263,8 @@ NOT_THE_RECORDS = {
 THE_RECORDS = {
     "data": DataError("COPY …", None, NumericValueOutOfRange("out of range")),
     "refused": ValueError("the store cannot hold this record"),
+    # A stored value damaged or moved between rows: no setting brings it back.
+    "stored-value-damaged": DecryptionError("cannot decrypt registrations.kki_full_name"),
 }
 
 

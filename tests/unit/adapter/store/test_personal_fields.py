@@ -44,7 +44,9 @@ def test_audit_entry_naming_an_unknown_field_is_refused() -> None:
         )
 
 
-# The tables each source's write fills (a KKI record may create its holder's worker row too).
+# The tables whose encrypted columns each source's write fills in full. A KKI record may also
+# create its holder's worker row, with the identity fields only (which the models cannot tell):
+# not checked here.
 WRITTEN_TABLES = {
     "sisdmk": ("health_workers", "employments", "educations"),
     "kki": ("registrations",),
