@@ -255,6 +255,8 @@ class HealthWorkerRepository:
         self._blind_index = blind_index
         self._rows = _PageRows()
         self._staged = _StagedWrites()
+        # Identity findings this repository's upserts opened (a sync page counts its run's).
+        self.findings_opened = 0
         # Set by a prefetch: the page's staged writes wait for `write_staged`; otherwise
         # each upsert writes its own at its end.
         self._paged = False
@@ -803,6 +805,7 @@ class HealthWorkerRepository:
         by_id = {finding.id: finding for finding in loaded}
         for finding_id in changes.resolved:
             by_id[finding_id].resolved_at = now
+        self.findings_opened += len(changes.opened)
         for new in changes.opened:
             identity = new.rule == Rule.IDENTITY_MISMATCH
             finding = IdentityFinding(

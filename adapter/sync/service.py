@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,7 +61,6 @@ from adapter.store.database import unusable_database
 from adapter.store.locks import exclusive
 from adapter.store.models import (
     SYSTEMS,
-    IdentityFinding,
     QuarantinedRecord,
     SyncCheckpoint,
     SyncRun,
@@ -95,6 +94,8 @@ class SyncCounts:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    # Identity findings the run's pages opened (not another writer's meanwhile).
+    findings: int = 0
 
     def add(self, other: SyncCounts) -> None:
         self.fetched += other.fetched
@@ -102,6 +103,7 @@ class SyncCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.rejected += other.rejected
+        self.findings += other.findings
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,7 @@ def _locked_sync(
             extra={"system": system, "run_id": str(run_id), "error": _describe(exc)},
         )
 
-    findings = _finish(session_factory, system, client, run_id, started_at, counts, error, clock)
+    findings = _finish(session_factory, system, client, run_id, counts, error, clock)
     status = "failed" if error is not None else "succeeded"
     duration = time.monotonic() - started
     _observe(metrics, system, mode, status, counts, findings, duration)
@@ -398,6 +400,7 @@ def _store_page(
                 # Superseded too: the store already held a newer version (the worker was quicker).
                 unchanged=applied.count(UpsertResult.UNCHANGED, UpsertResult.SUPERSEDED),
                 rejected=len(ids),
+                findings=repository.findings_opened,
             )
             _advance(session, system, page, run_id, _newest(page, high_water), clock())
             _record_counts(session, run_id, totals, counts)
@@ -477,22 +480,16 @@ def _finish(
     system: str,
     client: KkiClient | SisdmkClient,
     run_id: uuid.UUID,
-    started_at: dt.datetime,
     counts: SyncCounts,
     error: BaseException | None,
     clock: Clock,
 ) -> int:
-    """Close the run's row and update the connection; the identity findings the run opened."""
+    """Close the run's row and update the connection; the identity findings the run opened
+    (counted by its committed pages: the webhook worker's and the other system's sync's,
+    opened meanwhile, are theirs)."""
+    findings = counts.findings
     try:
         with session_factory() as session, session.begin():
-            findings = int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(IdentityFinding)
-                    .where(IdentityFinding.detected_at >= started_at)
-                )
-                or 0
-            )
             breaker = breaker_state_of(client)
             if error is None:
                 record_success(session, system, breaker_state=breaker, clock=clock)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,14 @@ from adapter.observability.sync_metrics import SyncMetrics
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory
-from adapter.store.models import AuditEvent, QuarantinedRecord, SyncCheckpoint, SyncRun
+from adapter.store.models import (
+    AuditEvent,
+    HealthWorker,
+    IdentityFinding,
+    QuarantinedRecord,
+    SyncCheckpoint,
+    SyncRun,
+)
 from adapter.store.repositories import HealthWorkerRepository
 from adapter.sync.service import sync_system
 from tests.support.databases import migrate
@@ -222,3 +230,36 @@ def test_a_record_meeting_a_key_created_meanwhile_is_read_again_once_before_quar
     with sessions() as session:
         reasons = [row.reason for row in session.scalars(select(QuarantinedRecord))]
     assert reasons == ["database_rejected: UniqueViolation"] * quarantined
+
+
+def test_a_run_counts_the_findings_its_pages_opened_not_another_writers(
+    sessions: sessionmaker[Session],
+) -> None:
+    first, second = sisdmk_worker(), sisdmk_worker()
+
+    def another_writer_opens_a_finding(number: int) -> None:
+        if number == 1:  # the first page is committed: its worker exists
+            with sessions.begin() as session:
+                worker = session.scalars(select(HealthWorker.id)).one()
+                session.add(
+                    IdentityFinding(
+                        id=uuid.uuid4(),
+                        rule="identity_mismatch",
+                        worker_id=worker,
+                        source_system="kki",
+                        field="full_name",
+                        detected_at=AT,
+                    )
+                )
+
+    client = ScriptedSisdmk(
+        [Page(items=(first,), next_cursor="c-1"), Page(items=(second,), next_cursor=None)],
+        before_page=another_writer_opens_a_finding,
+    )
+    result = run(sessions, client, read_ahead=False)
+    assert result.succeeded, result.error
+    assert result.findings == 0
+    with sessions() as session:
+        run_row = session.get(SyncRun, result.run_id)
+    assert run_row is not None
+    assert run_row.findings == 0
