@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from sqlalchemy import select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import NOT_A_RECORD, Origin, RecordRefused, apply_documents, created_meanwhile
@@ -53,9 +53,6 @@ from adapter.webhooks.inbox import WebhookInbox, now
 log = logging.getLogger("adapter.worker")
 
 Kind = Literal["done", "skip", "retry", "dead"]
-# Errors from the store that the next attempt may not meet: a concurrent insert of the same
-# person, a deadlock, a dropped connection.
-TRANSIENT_DB_ERRORS: Final = (IntegrityError, OperationalError)
 # What a record the store refuses raises (as the batch sync's RECORD_ERRORS): permanent,
 # unless `_not_the_records` says the store's state raised it.
 RECORD_ERRORS: Final = (AdapterError, KeyError, ValueError, TypeError, DBAPIError)
@@ -429,7 +426,7 @@ class EventProcessor:
             raise PermanentFailure(
                 f"store refused the record: {type(cause).__name__}", reason=reason
             ) from None
-        except (*TRANSIENT_DB_ERRORS, *RECORD_ERRORS) as exc:
+        except RECORD_ERRORS as exc:  # DBAPIError among them: every database error
             if _not_the_records(exc):
                 raise _transient(exc) from None
             reason = exc.reason if isinstance(exc, AdapterError) else "record_refused"
@@ -527,11 +524,12 @@ class _CreatedMeanwhile(TransientFailure):
 
 def _not_the_records(exc: BaseException) -> bool:
     """Whether `exc` comes from the store's state, not from the event's record: a race with
-    another writer or a dropped connection (`TRANSIENT_DB_ERRORS`), any other database error
-    but a data exception (a read-only database; a table, column or right missing, as during a
-    deploy ahead of its migration), the keys or the settings (`NOT_A_RECORD`). The event is
-    tried again later; dead-lettering it would give up a record nothing is wrong with."""
-    if isinstance(exc, (*TRANSIENT_DB_ERRORS, *NOT_A_RECORD)):
+    another writer (an `IntegrityError`) or a dropped connection (an `OperationalError`), any
+    other database error but a data exception (a read-only database; a table, column or right
+    missing, as during a deploy ahead of its migration), the keys or the settings
+    (`NOT_A_RECORD`). The event is tried again later; dead-lettering it would give up a record
+    nothing is wrong with."""
+    if isinstance(exc, NOT_A_RECORD):
         return True
     return isinstance(exc, DBAPIError) and not isinstance(exc, DataError)
 
