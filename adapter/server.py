@@ -26,6 +26,8 @@ from adapter.settings import Settings, load_settings, ops_address
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from adapter.composition import Services
+
 DEFAULT_BIND: Final = "127.0.0.1:8000"
 GRACEFUL_TIMEOUT_S: Final = 30
 # Threads of a served process that use the database beside the request threads: the audit
@@ -67,18 +69,31 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
 
     def __init__(self, options: dict[str, Any]) -> None:
         self._options = options
+        self._services: Services | None = None
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        self.cfg.set("worker_exit", self._worker_exit)
 
     def load(self) -> WSGIApplication:
         from adapter.app import create_app
 
         settings = load_settings()
         app = create_app(settings, seal=True, pool_size=serve_pool_size(self.cfg.threads))
+        self._services = app.extensions["hf_services"]
         return served_app(app, settings)
+
+    def _worker_exit(self, server: Any, worker: Any) -> None:
+        """In a worker leaving (its requests answered): commit and publish what its webhook
+        threads still hold, seal once more, close its connections. Without it the process's
+        threads die with it, and events committed but not yet published wait for the relay.
+        The arbiter calls this hook too, for a worker it could not signal: nothing of its own
+        to close then."""
+        services, self._services = self._services, None
+        if services is not None and os.getpid() == worker.pid:
+            services.close()
 
 
 def serve_pool_size(threads: int) -> int:
@@ -136,6 +151,9 @@ def serve(*, bind: str, workers: int, threads: int, dev: bool, tls: TlsFiles | N
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "accesslog": None,
         "loglevel": "info",
+        # gunicorn's control socket (`gunicornc`: scale, reload, stop) is not part of the
+        # service, and every server on a host would take the same default path.
+        "control_socket_disable": True,
     }
     if tls is not None:
         # Every listener (the public bind and OPS_BIND) then answers HTTPS only.

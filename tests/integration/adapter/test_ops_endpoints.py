@@ -139,6 +139,7 @@ def served(tmp_path: Path, *extra: str, ops_bind: str | None) -> Iterator[tuple[
     migrated(make_url(database)).dispose()
     env = adapter_environment(database, "http://127.0.0.1:9", "http://127.0.0.1:9")
     env["PATH"] = "/usr/bin:/bin"
+    env["HOME"] = str(tmp_path)  # where gunicorn would put a control socket
     public_port, ops_port = free_port(), free_port()
     if ops_bind is not None:
         env["OPS_BIND"] = ops_bind.format(port=ops_port)
@@ -189,6 +190,9 @@ def test_without_ops_bind_the_public_port_serves_readyz_and_metrics(tmp_path: Pa
     ):
         assert outside.get("/metrics").status_code == 200
         assert outside.get("/readyz").status_code in (200, 503)
+    # No control socket (gunicorn's `gunicornc` interface: scale, reload, stop), which two
+    # servers on one host would also take from each other at one default path.
+    assert not (tmp_path / ".gunicorn").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""A TCP proxy that can cut every connection and refuse new ones: RabbitMQ "down" for one test
-without stopping the machine's RabbitMQ, which other tests share."""
+"""A TCP proxy that can cut every connection and refuse new ones, or hold what is sent both ways
+until told to go on: RabbitMQ "down" or stalled for one test without stopping the machine's
+RabbitMQ, which other tests share."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class TcpFaultProxy:
         self._listener: socket.socket | None = None
         self._accepting: threading.Thread | None = None
         self.accepted = 0  # connections accepted so far (each one a new upstream connection)
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.up()
 
     def up(self) -> None:
@@ -48,6 +51,13 @@ class TcpFaultProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def pause(self) -> None:
+        """Keep every connection open but forward nothing, either way, until `resume`."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -71,6 +81,7 @@ class TcpFaultProxy:
             selector.register(server, selectors.EVENT_READ, client)
             while True:
                 for key, _ in selector.select(timeout=1):
+                    self._flowing.wait()
                     source: socket.socket = key.fileobj  # type: ignore[assignment]
                     data = source.recv(BUFFER)
                     if not data:
@@ -89,3 +100,4 @@ class TcpFaultProxy:
 
     def close(self) -> None:
         self.down()
+        self.resume()  # the paused pumps find their sockets closed and end

@@ -5,12 +5,14 @@ test), a database, real `hf-mock` processes sending signed webhooks, and `hf-ada
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from sqlalchemy.engine import URL
 from adapter.queue.topology import QueueTopology
 from adapter.store.database import create_engine_from_url
 from adapter.store.models import WebhookEvent
+from adapter.webhooks.signature import sign
 from harness import services
 from harness.processes import ManagedProcess, free_port
 from tests.integration.adapter.sync.support import KKI_TOKEN, Mock, adapter_environment
@@ -39,6 +42,7 @@ FAST_RETRIES = "0.2,0.4,0.8,1.6"
 # The mocks retry their webhooks quickly too (a receiver briefly down is retried in ms).
 FAST_WEBHOOKS = ["--webhook-base-delay-ms", "100", "--webhook-max-delay-ms", "1000"]
 WAIT_S = 60.0
+NIK_HASH = "0" * 64
 
 
 def broker_url() -> str:
@@ -303,3 +307,34 @@ def adapter_stack(
         adapter.close()
         if broker is not None and prefix is not None:
             delete_topology(broker, prefix)
+
+
+def signed_correction(
+    secret: str, registration: dict[str, Any], moment: int
+) -> tuple[str, dict[str, str], bytes]:
+    """A signed KKI `registration.corrected` webhook for `registration`, sent at `moment`:
+    its webhook id, headers and body."""
+    webhook_id = str(uuid.uuid4())
+    body = json.dumps(
+        {
+            "event_id": webhook_id,
+            "type": "registration.corrected",
+            "occurred_at": "2026-02-01T09:30:00.000000Z",
+            "source": "kki",
+            "subject": {"nik_hash": NIK_HASH, "str_number": registration["str_number"]},
+            "data": {
+                "str_number": registration["str_number"],
+                "version": int(registration["version"]),
+                "status": "AKTIF",
+            },
+            "version": "1",
+        },
+        separators=(",", ":"),
+    ).encode()
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(moment),
+        "webhook-signature": sign(secret, webhook_id, moment, body),
+    }
+    return webhook_id, headers, body

@@ -8,55 +8,21 @@ PostgreSQL, RabbitMQ and the KKI mock the worker fetches from.
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
-import uuid
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from adapter.webhooks.signature import sign
 from tests.integration.adapter.sync.support import Mock
-from tests.integration.adapter.webhooks.support import adapter_stack
+from tests.integration.adapter.webhooks.support import adapter_stack, signed_correction
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SENDERS = 16
 KILL_AFTER = 300  # acknowledged webhooks before the kill: batches are being formed by then
-NIK_HASH = "0" * 64
-
-
-def signed(
-    secret: str, registration: dict[str, Any], moment: int
-) -> tuple[str, dict[str, str], bytes]:
-    webhook_id = str(uuid.uuid4())
-    body = json.dumps(
-        {
-            "event_id": webhook_id,
-            "type": "registration.corrected",
-            "occurred_at": "2026-02-01T09:30:00.000000Z",
-            "source": "kki",
-            "subject": {"nik_hash": NIK_HASH, "str_number": registration["str_number"]},
-            "data": {
-                "str_number": registration["str_number"],
-                "version": int(registration["version"]),
-                "status": "AKTIF",
-            },
-            "version": "1",
-        },
-        separators=(",", ":"),
-    ).encode()
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(moment),
-        "webhook-signature": sign(secret, webhook_id, moment, body),
-    }
-    return webhook_id, headers, body
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
@@ -84,7 +50,9 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
             with httpx.Client(timeout=10) as client:
                 while not stop.is_set():
                     registration = registrations[(index + sent * SENDERS) % len(registrations)]
-                    webhook_id, headers, body = signed(secret, registration, int(time.time()))
+                    webhook_id, headers, body = signed_correction(
+                        secret, registration, int(time.time())
+                    )
                     sent += 1
                     try:
                         response = client.post(url, headers=headers, content=body)
