@@ -425,10 +425,13 @@ def _problem_of(error: AdapterError) -> Response:
         status, detail = next((s, d) for kind, s, d in _UPSTREAM if isinstance(error, kind))
     else:
         status = next((s for kind, s in _STATUS if isinstance(error, kind)), 500)
-    if status >= 500:
+    if status == 500:
+        # The adapter's own fault (a key retired too early, a setting): the log says which and
+        # what to do; an AdapterError's message never holds personal data or key material.
+        log.error("api request failed: %s (%s): %s", error.reason, type(error).__name__, detail)
+        detail = "the adapter failed; the log has the details"
+    elif status > 500:
         log.error("api request failed: %s (%s)", error.reason, type(error).__name__)
-        if status == 500:
-            detail = "the adapter failed; the log has the details"
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": HTTP_STATUS_CODES.get(status, "Error"),
