@@ -54,7 +54,8 @@ class EventMetrics(MetricSet):
             unavailable=Counter(
                 "hf_webhooks_unavailable",
                 "Webhooks answered 503 with Retry-After, by source and reason "
-                "(database_unavailable, commit_timeout, receiver_stopped); the sender retries.",
+                "(database_unavailable, commit_timeout, receiver_busy, receiver_stopped); "
+                "the sender retries.",
                 ["source", "reason"],
                 registry=registry,
             ),

@@ -37,7 +37,9 @@ class Batcher(Generic[Item, Result]):
     item alone; if it raises, every item of the batch fails with that exception. The thread is
     started on first use, again after a fork (gunicorn forks its workers; threads do not
     survive a fork) and again after it died; a future is always settled, if need be with
-    `BatcherStopped`. `max_queued` (0: no bound) caps the items waiting.
+    `BatcherStopped`. `max_queued` (0: no bound) caps the items waiting. A waiter that stops
+    waiting cancels its future (`Future.cancel`): if the item's batch has not started, the item
+    is dropped, and `cancel` says so.
     """
 
     def __init__(
@@ -133,9 +135,15 @@ class Batcher(Generic[Item, Result]):
             return
         # Closed: nothing should be queued behind the marker; anything that is, is failed.
         for _, future in _drain(items):
-            future.set_exception(BatcherStopped(f"{self._name} is closed"))
+            if not future.done():  # a cancelled one is done
+                future.set_exception(BatcherStopped(f"{self._name} is closed"))
 
     def _settle(self, batch: list[tuple[Item, Future[Result]]]) -> None:
+        # A waiter that gave up and cancelled its future is left out: its item is not handled.
+        # The others cannot be cancelled from here on.
+        batch = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
+        if not batch:
+            return
         try:
             outcomes = self._handle([item for item, _ in batch])
         except Exception as exc:  # noqa: BLE001 - passed on to every waiter, who raises it

@@ -40,6 +40,9 @@ JSON_MEDIA_TYPES: Final = frozenset({"application/json"})
 MAX_BATCH: Final = 256
 # Messages waiting for the publishing thread; beyond that the outbox relay publishes them.
 MAX_QUEUED_PUBLISHES: Final = 10_000
+# Events waiting for the committing thread: each is a request waiting for its answer, so more
+# than a process's request threads only while the database hangs; beyond it, a 503 at once.
+MAX_QUEUED_COMMITS: Final = 4 * MAX_BATCH
 # How long a request waits for its batch's commit before it is answered 503: under the senders'
 # own timeouts (the mocks' is 5 s), so they hear why. The promise holds: a row committed after
 # that is answered 200 duplicate when the sender retries.
@@ -88,6 +91,7 @@ class WebhookReceiver:
         metrics: EventMetrics,
         clock: Callable[[], float] = time.time,
         commit_wait_s: float = COMMIT_WAIT_S,
+        max_queued_commits: int = MAX_QUEUED_COMMITS,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
@@ -97,7 +101,7 @@ class WebhookReceiver:
         self._commit_wait_s = commit_wait_s
         load_schemas()
         self._commits: Batcher[tuple[EventEnvelope, str | None], uuid.UUID | None] = Batcher(
-            "hf-inbox-commit", self.commit_batch, max_batch=MAX_BATCH
+            "hf-inbox-commit", self.commit_batch, max_batch=MAX_BATCH, max_queued=max_queued_commits
         )
         self._publishes: Batcher[EventMessage, None] = Batcher(
             "hf-outbox-publish", self._publish, max_batch=MAX_BATCH, max_queued=MAX_QUEUED_PUBLISHES
@@ -177,12 +181,32 @@ class WebhookReceiver:
 
         # Waits for the commit of the batch this row joined: a 2xx is never sent before it.
         try:
-            event_id = self._commits.submit((envelope, traceparent)).result(self._commit_wait_s)
-        except TimeoutError:
-            log.warning("webhook not committed within %.0f s; answered 503", self._commit_wait_s)
+            committing = self._commits.submit((envelope, traceparent))
+        except BatcherFull:
             raise WebhookUnavailable(
-                f"the event was not stored within {self._commit_wait_s:.0f} s; retry it (if it "
-                "was stored meanwhile, the retry is answered 200 duplicate)",
+                "too many events are waiting for the inbox; retry the event",
+                reason="receiver_busy",
+            ) from None
+        except BatcherStopped as exc:
+            raise WebhookUnavailable(
+                "the receiver is restarting; retry the event", reason="receiver_stopped"
+            ) from exc
+        try:
+            event_id = committing.result(self._commit_wait_s)
+        except TimeoutError:
+            # Not yet in a batch: dropped, so what waits for a slow database stays bounded by
+            # the waiting requests. Already in one: it may still be committed.
+            dropped = committing.cancel()
+            log.warning(
+                "webhook not committed within %g s (%s); answered 503",
+                self._commit_wait_s,
+                "dropped" if dropped else "its batch is still in the database",
+            )
+            raise WebhookUnavailable(
+                f"the event was not stored within {self._commit_wait_s:g} s; retry it"
+                + (
+                    "" if dropped else " (if it was stored meanwhile, the retry is a 200 duplicate)"
+                ),
                 reason="commit_timeout",
             ) from None
         except BatcherStopped as exc:

@@ -283,6 +283,93 @@ def test_a_commit_slower_than_the_wait_is_a_503_and_the_retry_a_duplicate(
     assert (again.status, again.result) == (200, "duplicate")
 
 
+def request_for(settings: Settings, event_id: str) -> tuple[dict[str, str], bytes]:
+    """A signed request whose webhook id is `event_id`."""
+    secret = settings.kki_webhook_secret.get_secret_value()
+    _, body, headers = signed_request(secret, 4)
+    body = body.replace(headers["webhook-id"].encode(), event_id.encode())
+    moment = int(headers["webhook-timestamp"])
+    headers["webhook-id"] = event_id
+    headers["webhook-signature"] = sign(secret, event_id, moment, body)
+    return headers, body
+
+
+def waiting_on_a_lock(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            or 0
+        )
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_an_event_whose_wait_ends_before_its_batch_starts_is_dropped_and_the_queue_bounded(
+    empty_database_url: URL,
+) -> None:
+    """While a batch hangs in the database, the events behind it wait in the queue. One whose
+    request gave up (503) is not committed later, and the queue takes no more than its bound."""
+    engine = create_engine_from_url(empty_database_url)
+    migrate(engine)
+    receiver = receiver_for(engine, commit_wait_s=0.5, max_queued_commits=2)
+    settings = settings_for(engine.url)
+    hanging, given_up, behind = envelope(), envelope(), envelope()
+    blocker = Session(engine)
+    answers: dict[str, BaseException] = {}
+
+    def send(event: EventEnvelope) -> None:
+        headers, body = request_for(settings, event.event_id)
+        try:
+            receiver.receive("kki", headers, lambda n: body[:n])
+        except WebhookUnavailable as exc:
+            answers[event.event_id] = exc
+
+    try:
+        # Another transaction holds `hanging`'s id: its batch waits on that row lock.
+        WebhookInbox(blocker).record_many([(hanging, None)], published=True)
+        first = threading.Thread(target=send, args=(hanging,))
+        first.start()
+        deadline = time.monotonic() + 10
+        while waiting_on_a_lock(engine) == 0:
+            assert time.monotonic() < deadline, "the first batch never reached the database"
+            time.sleep(0.02)
+        # Two fill the queue behind the hanging batch; a third is refused at once.
+        filling = [threading.Thread(target=send, args=(e,)) for e in (given_up, behind)]
+        for thread in filling:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while receiver._commits._items.qsize() < 2:
+            assert time.monotonic() < deadline, "the two events never queued"
+            time.sleep(0.01)
+        refused = envelope()
+        send(refused)
+        for thread in (first, *filling):
+            thread.join(10)
+        blocker.rollback()  # the hanging batch now goes through
+        # The dropped two hold their places until the thread passes them, at once now.
+        deadline = time.monotonic() + 10
+        while receiver._commits._items.qsize():
+            assert time.monotonic() < deadline, "the queue never drained"
+            time.sleep(0.01)
+        headers, body = request_for(settings, given_up.event_id)
+        retried = receiver.receive("kki", headers, lambda n: body[:n])
+    finally:
+        blocker.close()
+        receiver.close()
+        engine.dispose()
+    assert answers[refused.event_id].reason == "receiver_busy"
+    assert {answers[e.event_id].reason for e in (hanging, given_up, behind)} == {"commit_timeout"}
+    # The hanging one was in the database when its wait ended: committed after all. The two
+    # behind it were dropped: not stored, and the retry is a new event.
+    assert stored(engine, hanging.event_id) == 1
+    assert stored(engine, behind.event_id) == 0
+    assert (retried.status, retried.result) == (202, "accepted")
+
+
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
 def test_overlapping_batches_in_opposite_order_do_not_deadlock(empty_database_url: URL) -> None:
     engine = create_engine_from_url(empty_database_url)

@@ -153,3 +153,38 @@ def test_a_full_queue_refuses_the_item_at_once() -> None:
     finally:
         handler.gate.set()
         batcher.close()
+
+
+def test_an_item_cancelled_before_its_batch_starts_is_never_handled() -> None:
+    handler = GatedHandler()
+    batcher: Batcher[int, int] = Batcher("test-batcher", handler, max_batch=100)
+    try:
+        first = batcher.submit(0)
+        assert handler.started.wait(10)
+        given_up, kept = batcher.submit(2), batcher.submit(4)
+        assert given_up.cancel()
+        assert not first.cancel()  # its batch is under way
+        handler.gate.set()
+        assert (first.result(10), kept.result(10)) == (0, 40)
+    finally:
+        handler.gate.set()
+        batcher.close()
+    assert handler.batches == [[0], [4]]
+    assert given_up.cancelled()
+
+
+def test_cancelled_items_left_at_close_are_not_failed_again() -> None:
+    handler = GatedHandler()
+    batcher: Batcher[int, int] = Batcher("test-batcher", handler, max_batch=100)
+    first = batcher.submit(0)
+    assert handler.started.wait(10)
+    given_up = batcher.submit(2)
+    assert given_up.cancel()
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    handler.gate.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert first.result(10) == 0
+    assert given_up.cancelled()
+    assert handler.batches == [[0]]
