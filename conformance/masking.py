@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from adapter.observability.logging import (
     CREDENTIAL,
+    JWT,
     REDACTED,
     SECRET_KEYS,
     SENSITIVE_KEYS,
@@ -71,8 +72,8 @@ _PHONE: Final = re.compile(r"\+62[\d -]{8,16}\d|(?<!\d)08\d{8,11}(?!\d)")
 
 
 def mask_text(text: str, *, record_keys: bool = False) -> str:
-    """Free text with NIK/NIP-like numbers, e-mail addresses, phones, bearer/basic credentials
-    and webhook secrets masked.
+    """Free text with NIK/NIP-like numbers, e-mail addresses, phones, bearer/basic credentials,
+    JWTs and webhook secrets masked.
 
     `record_keys`: the text is the command's own finding, whose "record <key>" is a record key.
     """
@@ -112,6 +113,7 @@ def mask_text(text: str, *, record_keys: bool = False) -> str:
     text = _EMAIL.sub(REDACTED, text)
     text = _PHONE.sub(REDACTED, text)
     text = CREDENTIAL.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+    text = JWT.sub(REDACTED, text)
     return WEBHOOK_SECRET.sub(REDACTED, text)
 
 

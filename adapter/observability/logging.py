@@ -30,6 +30,8 @@ SECRET_KEYS: Final = frozenset(
         "client_secret",
         "token",
         "access_token",
+        "refresh_token",
+        "id_token",
         "api_key",
         "authorization",
         "cookie",
@@ -43,12 +45,17 @@ _NIK_LIKE: Final = re.compile(r"(?<!\d)\d{16}(?!\d)")
 # Public: hf-conformance's masking scrubs the same credentials out of its reports.
 CREDENTIAL: Final = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 WEBHOOK_SECRET: Final = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")
+# A JWS in compact form (a JWT: access, refresh or ID token) wherever it stands: its header is
+# base64url of JSON, so it starts "eyJ".
+JWT: Final = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
 
 def redact_text(text: str) -> str:
-    """`text` with NIK-like numbers, bearer/basic credentials and webhook secrets blanked."""
+    """`text` with NIK-like numbers, bearer/basic credentials, JWTs and webhook secrets
+    blanked."""
     text = _NIK_LIKE.sub(REDACTED, text)
     text = CREDENTIAL.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
+    text = JWT.sub(REDACTED, text)
     return WEBHOOK_SECRET.sub(REDACTED, text)
 
 

@@ -369,3 +369,30 @@ def test_secret_fields_of_a_form_body_are_masked() -> None:
     assert "c2VjcmV0" not in body
     assert "k-123456" not in body
     assert "id=9" in body
+
+
+REFRESH = "eyJhbGciOiJIUzUxMiJ9.eyJ0eXAiOiJSZWZyZXNoIn0.c2lnbmF0dXJlLW9mLXRoZS1yZWZyZXNo"
+ID_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhYmMifQ.aWQtdG9rZW4tc2lnbmF0dXJl"
+
+
+def test_every_token_of_a_token_answer_is_masked_in_evidence_and_text() -> None:
+    """A realm may hand out refresh (and ID) tokens for client credentials: usable credentials
+    that must not reach a CI artifact, under their keys or quoted in free text."""
+    answer = {
+        "access_token": "opaque-access",
+        "refresh_token": REFRESH,
+        "id_token": ID_TOKEN,
+        "expires_in": 30,
+    }
+    masked = json.loads(mask_body(json.dumps(answer)) or "")
+    assert masked["refresh_token"] == masked["id_token"] == REDACTED
+    assert masked["expires_in"] == 30
+    text = mask_text(f"the token answer held {REFRESH} and {ID_TOKEN}")
+    assert "eyJ" not in text
+    assert text.count(REDACTED) == 2
+
+
+def test_the_adapters_logs_blank_refresh_and_id_tokens_too() -> None:
+    from adapter.observability.logging import redact_text
+
+    assert "eyJ" not in redact_text(f"refresh {REFRESH}")
