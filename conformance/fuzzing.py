@@ -11,9 +11,11 @@ from typing import Any
 import schemathesis
 from pyrate_limiter import Limiter, Rate
 from schemathesis.engine import StopReason, events, from_schema
+from schemathesis.openapi.checks import JsonSchemaError
 
 from conformance.context import BudgetSpent, RunContext
 from conformance.findings import Exchange
+from conformance.spec import json_kind
 from conformance.systems import SystemProfile
 
 LIST_SUBSCRIPTIONS = "listWebhookSubscriptions"
@@ -194,13 +196,28 @@ def _collect(
                 profile.semantic_rejections.get(operation_id, frozenset())
             ):
                 continue
-            # Only the first paragraph: Schemathesis appends the schema and the whole instance,
-            # and free text with names in it can't be masked reliably (the evidence can).
-            detail = failure.message.split("\n\n")[0] if failure.message else ""
-            message = failure.title + (f": {detail}" if detail else "")
+            message = failure_message(failure)
             evidence = _exchange(interaction) if interaction is not None else None
             ctx.fail(f"contract/{check.name}", operation_id, " ".join(message.split()), evidence)
     return checked
+
+
+def failure_message(failure: Any) -> str:
+    """A finding's message for a Schemathesis failure, never quoting the provider's values.
+
+    A schema violation's own message quotes the value (`"Siti Rahmawati\t" does not match
+    ...`), and free text with a name in it cannot be masked reliably: it is said by where the
+    value is and which keyword of the contract it breaks (the evidence shows the value,
+    masked field by field). Other failures' first paragraph names statuses, headers and
+    media types; Schemathesis appends the schema and the whole instance after it.
+    """
+    if isinstance(failure, JsonSchemaError):
+        where = "/".join(str(part) for part in failure.instance_path) or "(body)"
+        keyword = str(failure.schema_path[-1]) if failure.schema_path else "schema"
+        kind = json_kind(failure.instance)
+        return f"{failure.title}: {where}: {kind} that breaks the contract's {keyword}"
+    detail = failure.message.split("\n\n")[0] if failure.message else ""
+    return failure.title + (f": {detail}" if detail else "")
 
 
 def _exchange(interaction: Any) -> Exchange:
