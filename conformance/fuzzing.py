@@ -13,7 +13,7 @@ from pyrate_limiter import Limiter, Rate
 from schemathesis.engine import StopReason, events, from_schema
 from schemathesis.openapi.checks import JsonSchemaError
 
-from conformance.context import BudgetSpent, RunContext
+from conformance.context import BudgetSpent, PartlyRun, RunContext
 from conformance.findings import Exchange
 from conformance.spec import json_kind
 from conformance.systems import SystemProfile
@@ -121,6 +121,10 @@ def _run(
     stream = from_schema(schema).execute()
     scenarios = 0
     fuzzed: set[str] = set()
+    # Operations Schemathesis could not test (the provider dropped the connection or timed
+    # out, or no request could be made from the schema): not passed, whatever else ran.
+    errored: set[str] = set()
+    stopped: str | None = None
     # Schemathesis knows no deadline without also cycling its fuzzing until it is reached, so
     # the budget is enforced here: a timer stops the stream when it is spent, and Schemathesis
     # checks that before each request. (Checked between events only, a run under --rate-limit
@@ -140,9 +144,19 @@ def _run(
                 scenarios += 1
                 fuzzed.update(_collect(ctx, profile, event, by_label))
             elif isinstance(event, events.NonFatalError):
-                ctx.notes.append(f"schemathesis: {event.label}: {event.info.title}")
+                operation_id = by_label.get(event.label, event.label)
+                if event.related_to_operation and ctx.selected(operation_id):
+                    errored.add(operation_id)
+                    ctx.fail(
+                        "contract/run-error",
+                        operation_id,
+                        f"Schemathesis could not test it: {event.info.title} "
+                        f"({type(event.value).__name__})",
+                    )
+                else:
+                    ctx.notes.append(f"schemathesis: {event.label}: {event.info.title}")
             elif isinstance(event, events.FatalError):
-                ctx.notes.append(f"schemathesis stopped: {event.exception}")
+                stopped = f"{type(event.exception).__name__}: {event.exception}"
             elif isinstance(event, events.EngineFinished):
                 ctx.stats["schemathesis_stop_reason"] = str(event.stop_reason)
                 if event.stop_reason is not StopReason.INTERRUPTED:
@@ -154,10 +168,19 @@ def _run(
     ctx.stats["schemathesis_scenarios"] = scenarios
     operations = ctx.operations()
     for operation in operations:
-        if not spent.is_set() or operation.id in fuzzed:
+        if operation.id in errored:
+            continue
+        if not (spent.is_set() or stopped) or operation.id in fuzzed:
             ctx.ok("contract/response_schema_conformance", operation.id)
             ctx.ok("contract/status_code_conformance", operation.id)
             ctx.ok("contract/not_a_server_error", operation.id)
+        ctx.ok("contract/run-error", operation.id)
+    if stopped is not None:
+        left = sorted(op.id for op in operations if op.id not in fuzzed)
+        raise PartlyRun(
+            f"schemathesis stopped ({stopped[:200]}) after {len(fuzzed)} of {len(operations)} "
+            "operations" + (f" (not fuzzed: {', '.join(left)})" if left else "")
+        )
     if spent.is_set():
         left = sorted(op.id for op in operations if op.id not in fuzzed)
         raise BudgetSpent(
@@ -217,7 +240,7 @@ def failure_message(failure: Any) -> str:
         kind = json_kind(failure.instance)
         return f"{failure.title}: {where}: {kind} that breaks the contract's {keyword}"
     detail = failure.message.split("\n\n")[0] if failure.message else ""
-    return failure.title + (f": {detail}" if detail else "")
+    return str(failure.title) + (f": {detail}" if detail else "")
 
 
 def _exchange(interaction: Any) -> Exchange:

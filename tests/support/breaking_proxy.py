@@ -35,9 +35,14 @@ class Exchange:
         return next((value for key, value in self.query if key == name), None)
 
 
+class HangUp(Exception):
+    """Raised by a breakage's `request` hook: the connection is closed with no answer."""
+
+
 class Breakage:
-    """No change; subclasses override one or both hooks. The admin API passes untouched unless
-    `admin` is set (a breakage that makes the mock misbehave when the command drives it)."""
+    """No change; subclasses override one or both hooks (`request` may raise `HangUp`). The
+    admin API passes untouched unless `admin` is set (a breakage that makes the mock misbehave
+    when the command drives it)."""
 
     admin = False
 
@@ -106,7 +111,11 @@ class BreakingProxy:
         )
         admin = exchange.path.startswith("/__admin") and not self.breakage.admin
         if not admin:
-            self.breakage.request(exchange)
+            try:
+                self.breakage.request(exchange)
+            except HangUp:
+                handler.close_connection = True
+                return
         exchange.headers.pop("Host", None)
         exchange.headers.pop("host", None)
         upstream = self.upstream.request(

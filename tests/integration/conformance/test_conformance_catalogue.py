@@ -17,7 +17,7 @@ import pytest
 
 from conformance.webhooks import FAST_POLICY
 from tests.integration.conformance.support import DeliveryRelay, Target, failing, run_conformance
-from tests.support.breaking_proxy import Breakage, Exchange
+from tests.support.breaking_proxy import Breakage, Exchange, HangUp
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +64,14 @@ class LetInWithoutKey(Breakage):
                 k: v for k, v in exchange.headers.items() if k.lower() != "x-api-key"
             }
             exchange.headers["X-API-Key"] = "kki-dev-token"
+
+
+class HangUpOnReads(Breakage):
+    """Reading one registration: the connection is closed without an answer."""
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.method == "GET" and re.fullmatch(r"/v1/registrations/[^/]+", exchange.path):
+            raise HangUp
 
 
 class RepeatRecord(Breakage):
@@ -397,6 +405,14 @@ CATALOGUE = [
         "getFacility",
         setup=_server_error,
         args=(*FUZZ_ONE, "getFacility"),
+    ),
+    Entry(
+        "connection closed without an answer",
+        "kki",
+        "contract/run-error",
+        "getRegistration",
+        breakage=HangUpOnReads,
+        args=(*FUZZ_ONE, "getRegistration"),
     ),
     Entry(
         "operation without authentication",
