@@ -399,7 +399,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-time", type=int, default=60, help="seconds of load")
     parser.add_argument("--workers", type=int, default=0, help="Locust worker processes")
     parser.add_argument("--user-classes", nargs="+", default=list(USER_CLASSES))
-    parser.add_argument("--out", type=Path, default=None, help="default reports/load/<time>")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="a new or empty directory for the report (default reports/load/<time>)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="empty a --out directory that holds something (everything in it is deleted)",
+    )
     parser.add_argument("--host", default="", help="a running adapter (else a local stack)")
     parser.add_argument(
         "--database-url", default=os.environ.get("LOAD_DATABASE_URL", ""), help="with --host"
@@ -423,8 +433,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="systems synced before the load (one left out gets its first sync under load)",
     )
     args = parser.parse_args(argv)
+    if args.host and not args.database_url:
+        parser.error("--host needs --database-url (or LOAD_DATABASE_URL) to count events")
     out = args.out or ROOT / "reports" / "load" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    if out.exists():
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; give a new or empty directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.overwrite:
+            parser.error(
+                f"--out {out} is not empty; give a new or empty directory, or add --overwrite "
+                "to delete what it holds"
+            )
         shutil.rmtree(out)
     shape = Shape(
         users=args.users,
@@ -434,8 +453,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         user_classes=args.user_classes,
     )
     if args.host:
-        if not args.database_url:
-            parser.error("--host needs --database-url (or LOAD_DATABASE_URL) to count events")
         target = Target(args.host, {}, args.database_url)  # LOAD_… from this environment
         document = load_run(shape, target, out)
     else:
