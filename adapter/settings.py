@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
@@ -81,6 +81,15 @@ _MISSING_HINTS: Final = {
     "AUDIT_KEYS": "Generate a separate key with `hf-adapter keys generate` and set "
     "AUDIT_KEYS=<the printed kid:key>",
 }
+
+
+def _bad_port(parts: SplitResult) -> bool:
+    """Whether a URL's port is not a number from 1 to 65535 (`urlsplit` raises reading it)."""
+    try:
+        port = parts.port
+    except ValueError:
+        return True
+    return port == 0
 
 
 class Settings(BaseSettings):
@@ -158,7 +167,8 @@ class Settings(BaseSettings):
     event_apply_batch: int = Field(default=32, ge=1, le=500)
     # The outbox relay publishes again an event still pending this long after its last publish.
     event_republish_after_s: float = Field(default=1800.0, ge=10, le=86_400)
-    alert_webhook_url: str | None = None
+    # A chat webhook's URL carries its secret in the path or query: a secret here.
+    alert_webhook_url: SecretStr | None = None
     # -- daily batch sync (hf-adapter schedule) --------------------------------------------------
     # "system=HH:MM" per system, in SYNC_TIMEZONE; SISDMK first (identity), then KKI.
     sync_schedule: str = "sisdmk=01:00,kki=01:30"
@@ -245,6 +255,14 @@ class Settings(BaseSettings):
                 "postgresql+psycopg://user:password@host:5432/database"
             )
         normalized = f"{_DATABASE_SCHEMES[scheme]}://{rest}"
+        authority = rest.partition("/")[0]
+        if authority.count("@") > 1:
+            # SQLAlchemy would take the password's end for the host, and print it back in
+            # every error about that "host".
+            raise ValueError(
+                "has more than one @ before the host; a password with @, : or / must be "
+                "percent-encoded, e.g. @ as %40"
+            )
         try:
             make_url(normalized)
         except ArgumentError:
@@ -270,6 +288,13 @@ class Settings(BaseSettings):
                 "must be a RabbitMQ URL like amqp://user:password@host:5672/vhost (or amqps://); "
                 "leave it unset for the embedded broker"
             )
+        parts = urlsplit(value.get_secret_value())
+        if not parts.hostname or _bad_port(parts) or parts.netloc.count("@") > 1:
+            raise ValueError(
+                "must name a host and, if any, a port from 1 to 65535, like "
+                "amqp://user:password@host:5672/vhost (a password with @, : or / must be "
+                "percent-encoded, e.g. @ as %40)"
+            )
         return value
 
     @field_validator("oidc_issuer", "kki_base_url", "sisdmk_base_url")
@@ -278,6 +303,8 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http(s) URL like https://host/path")
+        if _bad_port(parts):
+            raise ValueError("has a port that is not a number from 1 to 65535")
         if parts.scheme == "http" and not info.data.get("allow_insecure_http", False):
             raise ValueError(
                 "must be an https URL: tokens, credentials and personal data travel over it. "
@@ -462,14 +489,21 @@ class Settings(BaseSettings):
 
     @field_validator("alert_webhook_url")
     @classmethod
-    def _check_alert_webhook_url(cls, value: str | None) -> str | None:
+    def _check_alert_webhook_url(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"http", "https"} or not parts.hostname or _bad_port(parts):
             raise ValueError(
                 "must be an http(s) URL that accepts a JSON POST (e.g. an Alertmanager or chat "
                 "webhook); leave it unset to alert through metrics and logs only"
+            )
+        if parts.scheme == "http" and not info.data.get("allow_insecure_http", False):
+            raise ValueError(
+                "must be an https URL: a chat webhook's URL is its secret. Only for local "
+                "development, set ALLOW_INSECURE_HTTP=true"
             )
         return value
 

@@ -58,8 +58,11 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     services.start_sealer()
     sessions = services.sessions
     metrics = EventMetrics.for_registry()
+    alert_url = settings.alert_webhook_url
     alerts = DeadLetterAlerts(
-        settings.alert_webhook_url, metrics, verify=verify_from(settings.ca_bundle)
+        None if alert_url is None else alert_url.get_secret_value(),
+        metrics,
+        verify=verify_from(settings.ca_bundle),
     )
     kki = services.kki_client(
         policy=WORKER_CALL_POLICY,

@@ -11,6 +11,7 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,6 +45,10 @@ class DeadLetterAlerts:
         """`verify`: TLS verification of an https `url` (`CA_BUNDLE`'s path, or, unset,
         certifi's bundle), through the process's shared context; never off."""
         self._url = url
+        # What the log names: the receiver's scheme and host, never its path or query (a chat
+        # webhook's secret).
+        parts = urlsplit(url or "")
+        self._shown = f"{parts.scheme}://{parts.hostname}"
         self._metrics = metrics
         self._verify = tls_verification(verify)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-alerts")
@@ -74,10 +79,18 @@ class DeadLetterAlerts:
                 timeout=ALERT_TIMEOUT_S,
                 verify=self._verify,
             ).raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            self._metrics.alerts.labels("failed").inc()
+            log.warning(
+                "alert webhook failed: %s answered %d", self._shown, exc.response.status_code
+            )
+            return
         except httpx.HTTPError as exc:
             self._metrics.alerts.labels("failed").inc()
-            # The exception's text: a refused certificate says so ("certificate verify failed").
-            log.warning("alert webhook failed: %s: %s", type(exc).__name__, exc)
+            # The exception's text (a refused certificate says so: "certificate verify
+            # failed"), with the URL, if it quotes it, cut to its host.
+            detail = str(exc).replace(self._url, self._shown)
+            log.warning("alert webhook failed: %s: %s: %s", self._shown, type(exc).__name__, detail)
             return
         self._metrics.alerts.labels("sent").inc()
 

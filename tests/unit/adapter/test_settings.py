@@ -311,6 +311,12 @@ def test_missing_encryption_keys_says_how_to_make_one() -> None:
         ("EVENT_BREAKER_RESET_S", "601", ": 601 is out of range; set a number from 0.1 to 600"),
         ("BROKER_PREFETCH", "0", ": 0 is out of range; set a whole number from 1 to 1000"),
         ("CA_BUNDLE", "/nonexistent/ca.pem", "no readable file at /nonexistent/ca.pem"),
+        ("OIDC_ISSUER", "https://sso.example.go.id:8443x/realms/hf", "port that is not a number"),
+        ("KKI_BASE_URL", "https://kki.example.go.id:0/api", "port that is not a number"),
+        ("BROKER_URL", "amqp://hf:pw@mq:5672x/hf", "a port from 1 to 65535"),
+        ("BROKER_URL", "amqp://:", "must name a host"),
+        ("ALERT_WEBHOOK_URL", "https://chat.example:99999/hook", "must be an http(s) URL"),
+        ("ALERT_WEBHOOK_URL", "http://chat.example/hook?token=x", "must be an https URL"),
     ],
 )
 def test_each_bad_variable_is_named_with_what_is_wrong(
@@ -336,7 +342,7 @@ def test_a_database_url_port_that_is_not_a_number_is_named_without_the_url() -> 
 @pytest.mark.parametrize(
     "password",
     # SQLAlchemy splits at the first @: the rest of the password is read as host and port.
-    ["db@pw:83c1", "db@pw:83c1/x"],
+    ["db@pw:83c1", "db@pw:83c1/x", "Pa@Secret83c1"],
 )
 def test_a_password_with_a_reserved_character_is_told_to_be_percent_encoded(
     password: str,
@@ -585,3 +591,25 @@ def test_bad_hardening_values_are_refused(variable: str, value: str, expected: s
 
     assert list(lines) == [variable]
     assert expected in lines[variable]
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "BROKER_URL"])
+def test_a_password_with_an_unencoded_at_is_refused_without_showing_it(name: str) -> None:
+    scheme = "postgresql+psycopg" if name == "DATABASE_URL" else "amqp"
+    url = f"{scheme}://hf:Pa@SecretTail@db.internal:5432/hf"
+
+    error = configuration_error(valid_env() | {name: url})
+
+    assert list(problem_lines(error)) == [name]
+    assert "percent-encoded" in str(error)
+    assert "SecretTail" not in str(error)
+
+
+def test_an_http_alert_url_is_taken_for_local_development_only() -> None:
+    env = valid_env() | {"ALERT_WEBHOOK_URL": "http://127.0.0.1:9/T0/secret-77"}
+    configuration_error(env)
+
+    settings = load_settings(env | {"ALLOW_INSECURE_HTTP": "true"})
+
+    assert settings.alert_webhook_url is not None
+    assert "secret-77" not in repr(settings)  # a secret: not in a repr or a log line

@@ -57,3 +57,34 @@ def test_an_alert_is_not_sent_to_a_receiver_outside_the_trust(
     for verify in (verify_from(other.bundle), verify_from(None)):
         assert send(f"{sink.url}/alerts", verify) == (0.0, 1.0)
     assert sink.alerts() == []
+
+
+def test_a_failed_alert_logs_the_receivers_host_never_its_secret_path_or_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A chat webhook's URL is its secret; httpx's error text quotes the whole URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Forbidden(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/services/T0001/SECRETpath?token=SECRETq"
+    try:
+        with caplog.at_level("WARNING", "adapter.alerts"):
+            assert send(url, verify=True) == (0.0, 1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "answered 403" in logged
+    assert "SECRET" not in logged
