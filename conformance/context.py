@@ -20,7 +20,8 @@ from conformance.provider import ProviderClient
 from conformance.spec import Contract, Operation
 
 Clock = Callable[[], dt.date]
-# A report shows this many findings per (rule, operation); the rest are only counted.
+# A report shows this many findings per (rule, operation) and severity; the rest are only
+# counted.
 MAX_FINDINGS_PER_CHECK = 5
 
 
@@ -87,6 +88,8 @@ class RunContext:
     samples: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # Findings kept per (rule, operation, severity); the rest are only counted.
+    kept: dict[tuple[str, str, Severity], int] = field(default_factory=dict)
 
     @property
     def deadline(self) -> float:
@@ -118,8 +121,12 @@ class RunContext:
         self.checked.add((rule, operation))
         same = self.stats.setdefault("findings_per_check", {})
         same[f"{rule} {operation}"] = same.get(f"{rule} {operation}", 0) + 1
-        if same[f"{rule} {operation}"] > MAX_FINDINGS_PER_CHECK:
+        # Kept per severity: five warnings first must not hide the error that follows them
+        # (the verdict is made from the findings kept).
+        kept = self.kept.get((rule, operation, severity), 0)
+        if kept >= MAX_FINDINGS_PER_CHECK:
             return  # counted, not repeated: the first few show the problem
+        self.kept[(rule, operation, severity)] = kept + 1
         if isinstance(evidence, httpx.Response):
             evidence = Exchange.from_response(evidence)
         self.findings.append(Finding(rule, operation, message, severity, evidence))

@@ -135,3 +135,15 @@ def test_unknown_str_shape_is_only_a_warning() -> None:
     ctx = _context([_registration(str_number="AB123")], KKI)
     check_people(ctx, KKI)
     assert _rules(ctx) == [("domain/str-format", Severity.WARNING)]
+
+
+def test_an_error_after_five_warnings_of_the_same_check_is_kept() -> None:
+    ctx = _context([], KKI)
+    for index in range(5):
+        ctx.fail("domain/str-format", "listRegistrations", f"odd {index}", None, Severity.WARNING)
+    ctx.fail("domain/str-format", "listRegistrations", "illegal character", None, Severity.ERROR)
+    ctx.fail("domain/str-format", "listRegistrations", "sixth warning", None, Severity.WARNING)
+
+    assert [f.severity for f in ctx.findings].count(Severity.ERROR) == 1
+    assert len(ctx.findings) == 6
+    assert ctx.stats["findings_per_check"] == {"domain/str-format listRegistrations": 7}
