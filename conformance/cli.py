@@ -20,7 +20,7 @@ from rich.table import Table
 
 from conformance import oidc, reports
 from conformance.baseline import BaselineEntry, BaselineError, load_baseline
-from conformance.context import Clock, Credentials, RunOptions
+from conformance.context import MAX_PAGES, Clock, Credentials, RunOptions
 from conformance.masking import mask_finding, mask_text
 from conformance.provider import CannotRun
 from conformance.runner import RunResult, execute
@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     bounds = parser.add_argument_group("bounds")
     bounds.add_argument("--spec", type=Path, help="contract to use instead of the bundled one")
     bounds.add_argument("--max-examples", type=_positive(int), default=20, metavar="N")
+    bounds.add_argument(
+        "--max-pages",
+        type=_positive(int),
+        default=MAX_PAGES,
+        metavar="N",
+        help=f"pages read per walk through a list (default {MAX_PAGES})",
+    )
     bounds.add_argument(
         "--time-budget", type=_positive(float), default=600.0, metavar="S", help="seconds"
     )
@@ -156,6 +163,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         credentials=Credentials(args.api_key, args.client_id, args.client_secret),
         spec=args.spec,
         max_examples=args.max_examples,
+        max_pages=args.max_pages,
         time_budget_s=args.time_budget,
         include=tuple(args.include),
         exclude=tuple(args.exclude),

@@ -20,6 +20,9 @@ from conformance.provider import ProviderClient
 from conformance.spec import Contract, Operation
 
 Clock = Callable[[], dt.date]
+# A walk through a list stops after this many pages unless --max-pages says otherwise (a
+# provider that never ends its list, handing out a new cursor each page).
+MAX_PAGES = 400
 # A report shows this many findings per (rule, operation) and severity; the rest are only
 # counted.
 MAX_FINDINGS_PER_CHECK = 5
@@ -52,6 +55,7 @@ class RunOptions:
     credentials: Credentials
     spec: Path | None = None
     max_examples: int = 20
+    max_pages: int = MAX_PAGES  # pages read per walk through a list
     time_budget_s: float = 600.0
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()

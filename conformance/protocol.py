@@ -12,12 +12,10 @@ from typing import Any
 import httpx
 
 from conformance.context import RunContext
-from conformance.findings import Exchange
-from conformance.provider import ClientCredentialsAuth, send
-from conformance.spec import Operation
+from conformance.findings import Exchange, Severity
+from conformance.provider import MAX_429_RETRIES, ClientCredentialsAuth, send
+from conformance.spec import Operation, json_kind
 
-# A walk through a list stops after this many pages (a provider that never ends its list).
-MAX_PAGES = 400
 # The small-limit walk aims at about this many pages: enough page boundaries to lose a record.
 SMALL_WALK_PAGES = 12
 # Lists under a path parameter (a worker's employments) are walked with this limit.
@@ -73,13 +71,27 @@ def walk(
     seen_keys: dict[str, int] = {}
     seen_cursors: set[str] = set()
     cursor: str | None = None
-    for page_number in range(1, MAX_PAGES + 1):
+    for page_number in range(1, ctx.options.max_pages + 1):
         query = {**(params or {}), "limit": str(limit), **({"cursor": cursor} if cursor else {})}
         response = ctx.client.request(operation.id, "GET", path, params=query)
-        if response.status_code != 200:
+        if response.status_code == 429:  # still, after the client's waits: not the list's fault
             ctx.notes.append(
-                f"{operation.id}: page {page_number} answered {response.status_code}; "
-                "the walk stopped there"
+                f"{operation.id}: page {page_number} still answered 429 after "
+                f"{MAX_429_RETRIES} waits; the walk stopped there"
+            )
+            return result
+        if response.status_code != 200:
+            asked = ", ".join(
+                [f"limit {limit}"]
+                + (["the cursor of the page before"] if cursor else [])
+                + [f"{name}={value}" for name, value in (params or {}).items()]
+            )
+            ctx.fail(
+                "pagination/page-answered",
+                operation.id,
+                f"page {page_number} ({asked}) answered {response.status_code}; "
+                "the walk stopped there",
+                response,
             )
             return result
         try:
@@ -114,6 +126,13 @@ def walk(
             seen_keys.setdefault(key, page_number)
             result.items.append(item)
         next_cursor = page.get("next_cursor")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            # The page's schema check above reports it; there is no cursor to follow.
+            ctx.notes.append(
+                f"{operation.id}: page {page_number}'s next_cursor is {json_kind(next_cursor)}, "
+                "not a string; walk stopped"
+            )
+            return result
         if report and bool(page.get("has_more")) != (next_cursor is not None):
             ctx.fail(
                 "pagination/has-more",
@@ -137,10 +156,15 @@ def walk(
         seen_cursors.add(next_cursor)
         cursor = next_cursor
     if report:
+        # A national registry's list is longer than a walk may be; one that never ends looks the
+        # same from here: a warning, which does not fail the run (a repeated cursor does).
         ctx.fail(
             "pagination/cursor-loop",
             operation.id,
-            f"the list did not end within {MAX_PAGES} pages of {limit}",
+            f"the list did not end within {ctx.options.max_pages} pages of {limit} "
+            f"({len(result.items)} records): longer than a walk may be, or never ending; "
+            "raise --max-pages to walk further",
+            severity=Severity.WARNING,
         )
     return result
 
@@ -196,7 +220,7 @@ def check_pagination(ctx: RunContext) -> None:
 
 
 def _mark_paging_checked(ctx: RunContext, operation: Operation) -> None:
-    for rule in ("repeated-record", "cursor-loop", "has-more"):
+    for rule in ("repeated-record", "cursor-loop", "has-more", "page-answered"):
         ctx.ok(f"pagination/{rule}", operation.id)
     if not operation.path_params:
         ctx.ok("pagination/lost-record", operation.id)
@@ -210,10 +234,13 @@ def _remember_samples(ctx: RunContext, items: list[dict[str, Any]]) -> None:
 
 
 def _instant(value: Any) -> dt.datetime | None:
+    """An RFC 3339 timestamp's instant; None for anything else, a time without an offset
+    included (it cannot be ordered against the others; the schema check reports it)."""
     try:
-        return dt.datetime.fromisoformat(str(value))
+        instant = dt.datetime.fromisoformat(str(value))
     except ValueError:
         return None
+    return instant if instant.utcoffset() is not None else None
 
 
 def check_updated_since(

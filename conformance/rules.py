@@ -136,6 +136,12 @@ RULES: Final[dict[str, Rule]] = _rules(
         "contract: Page.has_more",
     ),
     Rule(
+        "pagination/page-answered",
+        "Every page of a list asked for with the provider's own cursor and documented "
+        "parameters is answered 200",
+        "contract: the list operation's `cursor`, `limit` and filters",
+    ),
+    Rule(
         "pagination/updated-since",
         "`updated_since` returns exactly the records changed strictly after it",
         "contract: `updated_since` parameter",

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC, datetime
+from typing import Final
+
+MAX_DIGITS: Final = 10
+LONGEST_S: Final = float(10**MAX_DIGITS - 1)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -22,7 +26,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not text:
         return None
     if text.isascii() and text.isdigit():
-        return float(int(text))
+        # Any length is delay-seconds; one past 10 digits (over 300 years) is read as the
+        # longest one, so that a float comes back, never an overflow.
+        digits = text.lstrip("0") or "0"
+        return float(int(digits)) if len(digits) <= MAX_DIGITS else LONGEST_S
     try:
         moment = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

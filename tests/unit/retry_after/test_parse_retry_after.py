@@ -51,3 +51,16 @@ def test_without_now_measured_from_the_current_time() -> None:
 )
 def test_unparseable_value_is_none(value: str | None) -> None:
     assert parse_retry_after(value, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("9" * 400, 9_999_999_999.0),  # past a float's range: it overflowed
+        ("1" * 5000, 9_999_999_999.0),  # past Python's 4,300 digits for int(): ValueError
+        ("0" * 5000 + "7", 7.0),
+        ("9999999999", 9_999_999_999.0),
+    ],
+)
+def test_any_length_of_delay_seconds_is_a_float_never_an_error(value: str, seconds: float) -> None:
+    assert parse_retry_after(value) == seconds

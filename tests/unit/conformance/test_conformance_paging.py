@@ -1,0 +1,95 @@
+"""Walking a provider's list pages, without a server (httpx's mock transport): odd answers are
+findings or notes, never a crash, and a page refused mid-walk is a violation, not a note."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from conformance import protocol
+from conformance.context import Credentials, RunContext, RunOptions
+from conformance.findings import Severity
+from conformance.provider import ApiKeyAuth, ProviderClient
+from conformance.spec import load_contract
+from conformance.systems import SYSTEMS
+
+TODAY = dt.date(2026, 12, 1)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def context(handler: Handler, **options: Any) -> RunContext:
+    run = RunOptions(system="kki", base_url="http://kki.test", credentials=Credentials())
+    run = dataclasses.replace(run, **options)
+    client = ProviderClient(run.base_url, ApiKeyAuth("X-API-Key", "k"), sleep=lambda _: None)
+    client.http = httpx.Client(base_url=run.base_url, transport=httpx.MockTransport(handler))
+    ctx = RunContext(run, load_contract(SYSTEMS["kki"].contract), client, lambda: TODAY)
+    ctx.stats["record_keys"] = {"listRegistrations": ("str_number",)}
+    return ctx
+
+
+def page(items: list[dict[str, Any]], cursor: Any = None) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={"data": items, "page": {"next_cursor": cursor, "has_more": cursor is not None}},
+    )
+
+
+def listing(ctx: RunContext) -> Any:
+    return next(op for op in ctx.contract.operations if op.id == "listRegistrations")
+
+
+def test_a_page_refused_mid_walk_is_a_violation_naming_the_page() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "cursor" in request.url.params:
+            return httpx.Response(500, json={"title": "boom"})
+        return page([{"str_number": "A1"}], cursor="c2")
+
+    ctx = context(handler)
+    walked = protocol.walk(ctx, listing(ctx), "/v1/registrations", 1)
+
+    assert not walked.complete
+    refused = [f for f in ctx.findings if f.rule == "pagination/page-answered"]
+    assert [(f.severity, f.operation) for f in refused] == [(Severity.ERROR, "listRegistrations")]
+    assert "page 2 (limit 1, the cursor of the page before) answered 500" in refused[0].message
+
+
+def test_a_cursor_that_is_not_a_string_stops_the_walk_without_a_crash() -> None:
+    ctx = context(lambda request: page([{"str_number": "A1"}], cursor={"after": "A1"}))
+
+    walked = protocol.walk(ctx, listing(ctx), "/v1/registrations", 1)
+
+    assert not walked.complete
+    assert any("not a string" in note for note in ctx.notes)
+
+
+def test_a_list_longer_than_a_walk_is_a_warning_not_a_violation() -> None:
+    served = iter(range(1_000))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        number = next(served)
+        return page([{"str_number": f"A{number}"}], cursor=f"c{number}")
+
+    ctx = context(handler, max_pages=3)
+    walked = protocol.walk(ctx, listing(ctx), "/v1/registrations", 1)
+
+    assert len(walked.items) == 3
+    paging = [f for f in ctx.findings if f.rule.startswith("pagination/")]
+    assert [(f.rule, f.severity) for f in paging] == [("pagination/cursor-loop", Severity.WARNING)]
+    assert "--max-pages" in paging[0].message
+
+
+def test_timestamps_without_an_offset_are_left_out_of_the_updated_since_check() -> None:
+    items = [
+        {"str_number": "A1", "updated_at": "2026-01-01T00:00:00Z"},
+        {"str_number": "A2", "updated_at": "2026-01-02T00:00:00"},  # no offset
+        {"str_number": "A3", "updated_at": "2026-01-03T00:00:00+07:00"},
+    ]
+    ctx = context(lambda request: page(items[2:]))
+
+    protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", items)
+
+    assert ("pagination/updated-since", "listRegistrations") in ctx.checked
