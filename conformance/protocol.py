@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from conformance.context import RunContext
+from conformance.context import BudgetSpent, RunContext
 from conformance.findings import Exchange, Severity
 from conformance.provider import MAX_429_RETRIES, ClientCredentialsAuth, send
 from conformance.spec import Operation, json_kind
@@ -72,6 +72,11 @@ def walk(
     seen_cursors: set[str] = set()
     cursor: str | None = None
     for page_number in range(1, ctx.options.max_pages + 1):
+        if ctx.time_left() <= 0:
+            raise BudgetSpent(
+                f"{operation.id}: the time budget was spent on page {page_number} of a walk "
+                f"with limit {limit}"
+            )
         query = {**(params or {}), "limit": str(limit), **({"cursor": cursor} if cursor else {})}
         response = ctx.client.request(operation.id, "GET", path, params=query)
         if response.status_code == 429:  # still, after the client's waits: not the list's fault

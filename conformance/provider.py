@@ -5,6 +5,7 @@ Every 429 is checked for a valid `Retry-After` and then honoured before the requ
 
 from __future__ import annotations
 
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -24,6 +25,11 @@ FALLBACK_RETRY_S = 1.0
 
 class CannotRun(Exception):
     """The run cannot start or go on (unreachable, TLS, credentials refused); one-line reason."""
+
+
+class RequestFailed(CannotRun):
+    """A request of a phase got no answer (timed out, connection dropped or refused): that
+    phase stops there, partly run; what it and the phases before found is kept."""
 
 
 class Auth(Protocol):
@@ -137,6 +143,8 @@ class ProviderClient:
         self.sleep = sleep
         self.retry_waits: list[float] = []
         self.requests = 0
+        # The run's deadline (time.monotonic()), when it has one: waits after a 429 end there.
+        self.deadline: float | None = None
         self._last = 0.0
 
     def close(self) -> None:
@@ -159,16 +167,23 @@ class ProviderClient:
             headers.update(self.auth.wrong_headers())
         for attempt in range(MAX_429_RETRIES + 1):
             self._pace()
-            response = send(self.http, method, path, headers=headers, **kwargs)
+            try:
+                response = send(self.http, method, path, headers=headers, **kwargs)
+            except RequestFailed:
+                raise
+            except CannotRun as exc:
+                raise RequestFailed(f"{exc} ({operation})") from None
             self.requests += 1
             if response.status_code != 429:
                 return response
             delay = parse_retry_after(response.headers.get("retry-after"))
             if self.on_429 is not None:
                 self.on_429(operation, response, delay)
-            if attempt == MAX_429_RETRIES:
+            left = self.deadline - time.monotonic() if self.deadline is not None else math.inf
+            if attempt == MAX_429_RETRIES or left <= 0:
                 return response
-            wait = min(MAX_RETRY_WAIT_S, FALLBACK_RETRY_S if delay is None else delay)
+            # Never past the run's time budget.
+            wait = min(MAX_RETRY_WAIT_S, FALLBACK_RETRY_S if delay is None else delay, left)
             self.retry_waits.append(wait)
             self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -15,7 +15,7 @@ from conformance import domain, protocol
 from conformance.baseline import BaselineEntry, apply_baseline
 from conformance.context import BudgetSpent, Clock, PartlyRun, RunContext, RunOptions
 from conformance.findings import Finding
-from conformance.provider import CannotRun, ProviderClient
+from conformance.provider import CannotRun, ProviderClient, RequestFailed
 from conformance.spec import Contract, SpecError, load_contract
 from conformance.systems import SYSTEMS, SystemProfile
 
@@ -290,6 +290,7 @@ def execute(
         sleep=sleep,
     )
     ctx = RunContext(options, contract, client, clock)
+    client.deadline = ctx.deadline
     ctx.stats["record_keys"] = profile.record_keys
     ctx.stats["absent_values"] = profile.absent_values
     client.on_429 = protocol.on_too_many_requests(ctx)
@@ -322,6 +323,9 @@ def execute(
                 except BudgetSpent as spent:
                     status = BUDGET_SPENT
                     ctx.notes.append(str(spent))
+                except RequestFailed as failed:
+                    # What this phase and those before found stands; the next phase tries again.
+                    status = f"{PARTLY_RUN} (stopped: {failed})"
             phases.append(PhaseResult(name, status, time.monotonic() - phase_started))
             if progress:
                 progress(name, status)

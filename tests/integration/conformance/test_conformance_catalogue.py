@@ -684,3 +684,20 @@ def test_broken_provider_is_reported_with_rule_and_operation(
         f"notes {report.get('notes')}"
     )
     assert code == 1
+
+
+def test_a_request_without_an_answer_stops_its_phase_and_keeps_the_rest(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    """A staging system that drops one request must not cost QA the whole run: the phase it
+    happened in is partly run (naming the operation), the other phases and the reports stand."""
+    kki_target.reset(HangUpOnReads())
+    code, report = run_conformance(
+        "kki", kki_target.proxy.url, tmp_path, "--phases", "pagination", "reads"
+    )
+    phases = {phase["name"]: phase["status"] for phase in report["phases"]}
+    assert phases["pagination"] == "done"
+    assert phases["reads"].startswith("partly run (stopped: ")
+    assert "(getRegistration)" in phases["reads"]
+    assert report["verdict"] == "incomplete"
+    assert code == 2

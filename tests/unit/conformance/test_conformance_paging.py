@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from conformance import protocol
-from conformance.context import Credentials, RunContext, RunOptions
+from conformance.context import BudgetSpent, Credentials, RunContext, RunOptions
 from conformance.findings import Severity
 from conformance.provider import ApiKeyAuth, ProviderClient
 from conformance.spec import load_contract
@@ -93,3 +95,24 @@ def test_timestamps_without_an_offset_are_left_out_of_the_updated_since_check() 
     protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", items)
 
     assert ("pagination/updated-since", "listRegistrations") in ctx.checked
+
+
+def test_a_walk_stops_when_the_time_budget_is_spent() -> None:
+    ctx = context(lambda request: page([{"str_number": "A1"}], cursor="c"), time_budget_s=1.0)
+    ctx.started -= 2.0  # the budget was spent before this walk
+
+    with pytest.raises(BudgetSpent):
+        protocol.walk(ctx, listing(ctx), "/v1/registrations", 1)
+
+
+def test_a_429_is_not_waited_for_past_the_runs_deadline() -> None:
+    waits: list[float] = []
+    ctx = context(lambda request: httpx.Response(429, headers={"Retry-After": "30"}))
+    ctx.client.sleep = waits.append
+    ctx.client.deadline = time.monotonic() + 0.5
+
+    answer = ctx.client.request("listRegistrations", "GET", "/v1/registrations")
+
+    assert answer.status_code == 429
+    assert waits
+    assert all(wait <= 0.5 for wait in waits)
