@@ -55,6 +55,16 @@ def even_limiter(rate_per_s: float) -> Limiter:
 
 def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
     config = schemathesis.Config.from_dict(schemathesis_config(ctx, profile))
+    lifetime = getattr(ctx.client.auth, "lifetime_s", None)
+    if lifetime is not None and lifetime < ctx.time_left():
+        # Schemathesis sends the headers it was given: a token that expires mid-phase turns
+        # its requests into 401s from then on.
+        ctx.notes.append(
+            f"schemathesis: the access token lives {lifetime:.0f} s, less than the "
+            f"{ctx.time_left():.0f} s left of the time budget; a 401 after it expires is the "
+            "token's end, not the operation's (give --time-budget less, or the client a "
+            "longer token lifetime)"
+        )
     schema: schemathesis.BaseSchema = schemathesis.openapi.from_path(
         str(ctx.contract.path), config=config
     )

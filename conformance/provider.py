@@ -21,6 +21,8 @@ MAX_RETRY_WAIT_S = 30.0
 MAX_429_RETRIES = 3
 # Without (or with an unreadable) Retry-After, wait this long before retrying.
 FALLBACK_RETRY_S = 1.0
+# A client-credentials token is renewed this long before it expires (or at half its life).
+REFRESH_BEFORE_S = 30.0
 
 
 class CannotRun(Exception):
@@ -60,9 +62,14 @@ class ClientCredentialsAuth:
     client_id: str
     client_secret: str
     _token: str | None = field(default=None, repr=False)
+    # When the token stops being used (time.monotonic()): `REFRESH_BEFORE_S` before it expires
+    # by its `expires_in`; never, when the answer gives no usable lifetime.
+    _renew_at: float = field(default=math.inf, repr=False)
+    # The token's lifetime in seconds by its answer's `expires_in`, when it gives one.
+    lifetime_s: float | None = None
 
     def headers(self, client: httpx.Client) -> dict[str, str]:
-        if self._token is None:
+        if self._token is None or time.monotonic() >= self._renew_at:
             self._token = self.fetch_token(client)
         return {"Authorization": f"Bearer {self._token}"}
 
@@ -85,9 +92,28 @@ class ClientCredentialsAuth:
         if response.status_code != 200:
             raise CannotRun(f"the token endpoint answered {response.status_code}")
         try:
-            return str(response.json()["access_token"])
+            document = response.json()
+            token = str(document["access_token"])
         except (ValueError, KeyError, TypeError):
             raise CannotRun("the token endpoint's answer has no access_token") from None
+        # SATUSEHAT gives `expires_in` as a string ("14399"); the token rules judge its form.
+        lifetime = _seconds(document.get("expires_in") if isinstance(document, dict) else None)
+        self.lifetime_s = lifetime
+        self._renew_at = (
+            math.inf
+            if lifetime is None
+            else time.monotonic() + max(lifetime - REFRESH_BEFORE_S, lifetime / 2)
+        )
+        return token
+
+
+def _seconds(value: Any) -> float | None:
+    """A positive number of seconds from an int, float or numeric string; None otherwise."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:

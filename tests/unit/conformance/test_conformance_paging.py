@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance import protocol
+from conformance import protocol, provider
 from conformance.context import BudgetSpent, Credentials, RunContext, RunOptions
 from conformance.findings import Severity
-from conformance.provider import ApiKeyAuth, ProviderClient
+from conformance.provider import ApiKeyAuth, ClientCredentialsAuth, ProviderClient
 from conformance.spec import load_contract
 from conformance.systems import SYSTEMS
 
@@ -116,3 +116,26 @@ def test_a_429_is_not_waited_for_past_the_runs_deadline() -> None:
     assert answer.status_code == 429
     assert waits
     assert all(wait <= 0.5 for wait in waits)
+
+
+def test_a_client_credentials_token_is_renewed_before_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued: list[str] = []
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        issued.append(f"t{len(issued) + 1}")
+        return httpx.Response(200, json={"access_token": issued[-1], "expires_in": "300"})
+
+    now = [1_000.0]
+    monkeypatch.setattr(provider.time, "monotonic", lambda: now[0])
+    auth = ClientCredentialsAuth("/oauth2/v1/accesstoken", "client", "secret")
+    transport = httpx.MockTransport(token_endpoint)
+    http = httpx.Client(base_url="http://sisdmk.test", transport=transport)
+
+    assert auth.headers(http) == {"Authorization": "Bearer t1"}
+    now[0] += 269  # 31 s left: still used
+    assert auth.headers(http) == {"Authorization": "Bearer t1"}
+    now[0] += 2  # 29 s left: renewed
+    assert auth.headers(http) == {"Authorization": "Bearer t2"}
+    assert auth.lifetime_s == 300
