@@ -17,12 +17,14 @@ from typing import Final
 from sqlalchemy import and_, not_, select, update
 from sqlalchemy.orm import Session
 
-from adapter.clients.errors import NotFound, UpstreamError
+from adapter.clients.errors import NotFound, UpstreamError, UpstreamRejected
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.store.models import SYSTEMS, Connection
 
 DOWN_AFTER: Final = 3
+# A system that answers these refused the request as invalid: it answered, it is not down.
+INVALID_REQUEST_STATUSES: Final = frozenset({400, 422})
 # Retry after 1, 2, 4 … minutes, at most an hour: soon enough to catch a short outage,
 # far enough apart not to hammer a system that is struggling.
 FIRST_RETRY: Final = dt.timedelta(minutes=1)
@@ -149,12 +151,16 @@ def record_outcome(
 ) -> None:
     """What every door does after calling `system` (sync, look-up, worker), the same way.
 
-    An answer — `NotFound` included: the system answered — marks the connection healthy;
-    an `UpstreamError` counts a failure with the operator's line of it; anything else (the
-    store failing, a bug) says nothing about the connection and is not recorded.
+    An answer — `NotFound` included: the system answered — marks the connection healthy; so
+    does a request refused as invalid (400, 422: a NIK that cannot exist, which any reader
+    can send: counted as a failure, it would let a caller mark the connection down and push
+    the failed sync's retry back). Any other `UpstreamError` (unreachable, 5xx, 401, 403,
+    429, an answer outside the contract) counts a failure with the operator's line of it;
+    anything else (the store failing, a bug) says nothing about the connection and is not
+    recorded.
     """
     breaker = breaker_state_of(client)
-    if error is None or isinstance(error, NotFound):
+    if error is None or isinstance(error, NotFound) or _refused_as_invalid(error):
         record_success(session, system, breaker_state=breaker, clock=clock)
     elif isinstance(error, UpstreamError):
         record_failure(
@@ -164,6 +170,10 @@ def record_outcome(
             breaker_state=breaker,
             clock=clock,
         )
+
+
+def _refused_as_invalid(error: BaseException) -> bool:
+    return isinstance(error, UpstreamRejected) and error.status in INVALID_REQUEST_STATUSES
 
 
 def set_enabled(

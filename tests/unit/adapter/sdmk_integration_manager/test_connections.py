@@ -162,3 +162,25 @@ def test_a_connection_without_its_row_is_enabled(sessions: sessionmaker[Session]
     with sessions() as session:
         assert enabled_switches(session, ["kki", "sisdmk"]) == {"kki": True, "sisdmk": True}
         assert connection_state(session, "kki").enabled
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(422, "healthy"), (400, "healthy"), (403, "down"), (409, "down")],
+)
+def test_a_request_refused_as_invalid_is_an_answer_not_a_failure(
+    sessions: sessionmaker[Session], start: dt.datetime, status: int, expected: str
+) -> None:
+    """Any reader can send a NIK that cannot exist (KKI answers 422): counted as a failure,
+    three of them marked KKI down and pushed the failed daily sync's retry back an hour."""
+    from adapter.clients.errors import UpstreamRejected
+    from adapter.sdmk_integration_manager.connections import record_outcome
+
+    refused = UpstreamRejected(
+        f"request rejected ({status})", system="kki", operation="lookup", status=status
+    )
+    with sessions.begin() as session:
+        for _ in range(3):
+            record_outcome(session, "kki", object(), refused, clock=lambda: start)
+        state = connection_state(session, "kki")
+    assert state.status == expected
