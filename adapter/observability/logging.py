@@ -111,12 +111,13 @@ def configure_logging(
     stream: Any = None,
 ) -> None:
     """Set up structlog and stdlib logging once per process (`LOG_LEVEL`, `LOG_FORMAT`)."""
-    level_name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    # Stripped as the settings strip it: a value from a mounted file often ends in a newline.
+    level_name = (level or os.environ.get("LOG_LEVEL") or "").strip().upper() or "INFO"
     numeric = logging.getLevelName(level_name)
     if not isinstance(numeric, int):
         numeric = logging.INFO
     output = stream if stream is not None else sys.stderr
-    chosen = (fmt or os.environ.get("LOG_FORMAT") or "").lower()
+    chosen = (fmt or os.environ.get("LOG_FORMAT") or "").strip().lower()
     if chosen not in {"json", "console"}:
         chosen = "console" if output.isatty() else "json"
     shared: list[Processor] = [

@@ -110,3 +110,19 @@ def test_redaction_covers_every_list_the_audit_trail_names() -> None:
         WORKER_PERSONAL_COLUMNS,
     ):
         assert set(names) <= SENSITIVE_KEYS
+
+
+def test_log_level_and_format_from_a_mounted_file_are_read_without_their_newline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "debug\n")
+    monkeypatch.setenv("LOG_FORMAT", " json\n")
+    stream = io.StringIO()
+    try:
+        configure_logging(stream=stream)
+        assert logging.getLogger().level == logging.DEBUG
+        logging.getLogger("adapter.test").debug("seen")
+        assert json.loads(stream.getvalue().splitlines()[-1])["event"] == "seen"
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
