@@ -24,7 +24,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -142,8 +141,6 @@ class Settings(BaseSettings):
     # Clock skew allowed on exp/nbf/iat.
     oidc_leeway_s: float = Field(default=30.0, ge=0, le=300)
     # The adapter's own SSO client (client credentials), for calling other HealthForce services.
-    oidc_client_id: str | None = None
-    oidc_client_secret: SecretStr | None = None
     # -- real-time sync: webhooks, broker, worker (docs/webhooks.md) --------------------------
     # The secret being retired while KKI or SISDMK rotates it: either one's signature is accepted.
     kki_webhook_previous_secret: SecretStr | None = None
@@ -214,15 +211,6 @@ class Settings(BaseSettings):
                 "Asia/Makassar or Asia/Jayapura"
             ) from None
         return value
-
-    @model_validator(mode="after")
-    def _check_oidc_client(self) -> Settings:
-        if (self.oidc_client_id is None) != (self.oidc_client_secret is None):
-            raise ValueError(
-                "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET go together: set both (the adapter's "
-                "own SSO client) or neither"
-            )
-        return self
 
     def daily_sync_times(self) -> dict[str, dt.time]:
         """When each system's daily batch sync starts, in `sync_timezone`."""
