@@ -106,11 +106,21 @@ class RequestGuard:
             return 414, f"request target longer than {MAX_TARGET_LENGTH} characters", {}
         if _CONTROL.search(unquote(target)) or _CONTROL.search(scope["path"]):
             return 400, "the request path or query contains a control character", {}
+        routed = False
         for table in self.route_tables:
             allowed = table.allowed_methods(raw)
             if allowed and scope["method"] not in allowed:
                 detail = f"{scope['method']} is not allowed here; use {', '.join(allowed)}"
                 return 405, detail, {"allow": ", ".join(allowed)}
+            routed = routed or bool(allowed)
+        if routed and _has_body(scope) and not _header(scope, b"content-type"):
+            # connexion skips the body's validation then and hands the handler raw bytes.
+            return (
+                415,
+                "the request has a body but no Content-Type; name its media type as the "
+                "contract documents it for this operation (e.g. application/json)",
+                {},
+            )
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,6 +155,18 @@ class RuntimeScope:
         if scope["type"] in ("http", "websocket"):
             scope.setdefault("state", {})["mock"] = self.runtime
         await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope.get("headers", ()) if key.lower() == name), None)
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request declares a body: a Content-Length over 0, or chunked."""
+    if _header(scope, b"transfer-encoding"):
+        return True
+    length = _header(scope, b"content-length")
+    return length is not None and length.strip() not in (b"", b"0")
 
 
 def _title(status: int) -> str:
