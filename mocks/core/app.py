@@ -29,7 +29,11 @@ from mocks.core.problems import ErrorFormat, FieldError, MockProblem
 from mocks.core.public_api import PublicApi
 from mocks.core.runtime import CONTRACTS_DIR, MockRuntime
 from mocks.core.store import StoreError
-from mocks.core.validation import FastJSONResponseBodyValidator, PreciseJSONBodyValidator
+from mocks.core.validation import (
+    FastJSONResponseBodyValidator,
+    PreciseFormDataValidator,
+    PreciseJSONBodyValidator,
+)
 from mocks.core.webhooks import WebhookConfigError
 
 log = logging.getLogger("hf_mock")
@@ -237,7 +241,13 @@ def create_asgi_app(runtime: MockRuntime, *, shortcut: bool = True) -> ASGIApp:
 
     validators = {
         **VALIDATOR_MAP,
-        "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": PreciseJSONBodyValidator}),
+        "body": MediaTypeDict(
+            {
+                **VALIDATOR_MAP["body"],
+                "*/*json": PreciseJSONBodyValidator,
+                "application/x-www-form-urlencoded": PreciseFormDataValidator,
+            }
+        ),
         "response": MediaTypeDict(
             {**VALIDATOR_MAP["response"], "*/*json": FastJSONResponseBodyValidator}
         ),
