@@ -171,7 +171,7 @@ class ProviderStates:
                 409, f"the {collection} collection has no record before the last {remaining}"
             )
         before = ordered[-remaining - 1]
-        cursor = Cursor(before.updated_at, before.key).encode()
+        cursor = Cursor(before.updated_at, before.key).encode(store.name)
         return {"cursor": cursor}
 
     def _newest_updated_at(self, collection: str) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,27 +101,42 @@ class MonotonicClock:
 _CURSOR_HELP = "cursor is not one this server issued; start again without a cursor"
 
 
+# Tags a cursor with the collection it pages, so that one this server never issued (made up,
+# or another list's) is a 400 as the contracts say, not an empty last page. Not a secret: the
+# tag tells issued cursors from others, it protects nothing.
+_CURSOR_TAG_KEY = b"hf-mock cursor v1"
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Position after the record `(updated_at, key)`; opaque base64url JSON on the wire."""
+    """Position after the record `(updated_at, key)` of a collection; opaque base64url JSON
+    on the wire, tagged with the collection."""
 
     updated_at: str
     key: str
 
-    def encode(self) -> str:
-        raw = json.dumps([self.updated_at, self.key], separators=(",", ":")).encode()
+    def encode(self, collection: str) -> str:
+        tag = _cursor_tag(collection, self.updated_at, self.key)
+        raw = json.dumps([self.updated_at, self.key, tag], separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
     @classmethod
-    def decode(cls, token: str) -> Cursor:
+    def decode(cls, token: str, collection: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            updated_at, key = json.loads(raw)
+            updated_at, key, tag = json.loads(raw)
         except (binascii.Error, ValueError, TypeError) as exc:
             raise InvalidCursor(_CURSOR_HELP) from exc
-        if not isinstance(updated_at, str) or not isinstance(key, str):
+        if not (isinstance(updated_at, str) and isinstance(key, str) and isinstance(tag, str)):
+            raise InvalidCursor(_CURSOR_HELP)
+        if not hmac.compare_digest(tag, _cursor_tag(collection, updated_at, key)):
             raise InvalidCursor(_CURSOR_HELP)
         return cls(updated_at, key)
+
+
+def _cursor_tag(collection: str, updated_at: str, key: str) -> str:
+    message = "\x00".join((collection, updated_at, key)).encode()
+    return hmac.new(_CURSOR_TAG_KEY, message, hashlib.sha256).hexdigest()[:16]
 
 
 class BodyCodec:
@@ -346,7 +363,7 @@ class RecordStore:
         """
         start: tuple[str, str] | None = None
         if cursor is not None:
-            position = Cursor.decode(cursor)
+            position = Cursor.decode(cursor, self.name)
             start = (position.updated_at, position.key)
         elif updated_since is not None:
             # "\uffff" sorts after every key, so records stamped exactly then are excluded.
@@ -369,7 +386,7 @@ class RecordStore:
                 continue
             if len(records) == limit:
                 last = records[-1]
-                next_cursor = Cursor(last.updated_at, last.key).encode()
+                next_cursor = Cursor(last.updated_at, last.key).encode(self.name)
                 break
             records.append(record)
         return Page(records, next_cursor, self.codec)

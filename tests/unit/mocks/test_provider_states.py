@@ -114,7 +114,7 @@ def test_records_follow_a_cursor_lists_exactly_the_last_records(
         d["str_number"] for d in registrations(kki_runtime)[-2:]
     ]
     assert page.next_cursor is None
-    Cursor.decode(result["cursor"])  # one the mock itself can read
+    Cursor.decode(result["cursor"], "registrations")  # one the mock itself can read
 
 
 def test_records_follow_a_cursor_refuses_more_than_the_collection_holds(

@@ -143,7 +143,18 @@ def test_missing_record_is_not_found() -> None:
         make_store(1).require("nope")
 
 
-@pytest.mark.parametrize("token", ["!!!", "bm90IGpzb24", "WzEsMl0", ""])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "!!!",
+        "bm90IGpzb24",
+        "WzEsMl0",
+        "",
+        "WyJ4IiwieSJd",  # ["x","y"]: well formed, never issued (it was an empty last page)
+        # ["2026-01-01T00:00:00.000000Z","k/1"]: a real position, without the tag
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwLjAwMDAwMFoiLCJrLzEiXQ",
+    ],
+)
 def test_foreign_cursor_is_rejected(token: str) -> None:
     with pytest.raises(InvalidCursor, match="start again without a cursor"):
         make_store(1).page(limit=1, cursor=token)
@@ -151,7 +162,13 @@ def test_foreign_cursor_is_rejected(token: str) -> None:
 
 def test_cursor_round_trips() -> None:
     cursor = Cursor("2026-01-01T00:00:00.000000Z", "k/1")
-    assert Cursor.decode(cursor.encode()) == cursor
+    assert Cursor.decode(cursor.encode("things"), "things") == cursor
+
+
+def test_a_cursor_of_another_collection_is_rejected() -> None:
+    issued = Cursor("2026-01-01T00:00:00.000000Z", "k/1").encode("facilities")
+    with pytest.raises(InvalidCursor):
+        Cursor.decode(issued, "health-workers")
 
 
 def test_restore_brings_back_state_and_clock_stays_ahead() -> None:
