@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping
 from functools import cached_property
@@ -103,10 +105,18 @@ class PublicApi:
         them without connexion's per-request stack (mocks/core/fast_read.py)."""
         return {}
 
-    def embedded_page(self, items: list[Any], limit: int, cursor: str | None) -> Response:
-        """A page of a list embedded in one record (trainings, SIPs, employments...)."""
-        chosen, next_cursor = self.sub_page(items, limit, cursor)
+    def embedded_page(
+        self, document: Mapping[str, Any], field: str, limit: int, cursor: str | None
+    ) -> Response:
+        """A page of the list `field` embedded in one record (trainings, SIPs, employments...):
+        its cursors are valid for that list of that record at its current version."""
+        scope = f"{field}\x00{self._identity(document)}\x00{document.get('version')}"
+        chosen, next_cursor = self.sub_page(list(document[field]), limit, cursor, scope)
         return self.listing(chosen, limit, next_cursor)
+
+    @staticmethod
+    def _identity(document: Mapping[str, Any]) -> str:
+        return str(document.get("worker_id") or document.get("str_number") or "")
 
     def list_page(
         self,
@@ -134,19 +144,19 @@ class PublicApi:
         return self.page(result, limit, transform)
 
     @staticmethod
-    def sub_page(items: list[Any], limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
-        """Offset paging over a small embedded list; the cursor is the offset as digits."""
+    def sub_page(
+        items: list[Any], limit: int, cursor: str | None, scope: str
+    ) -> tuple[list[Any], str | None]:
+        """Offset paging over a small embedded list. The cursor is the offset tagged with
+        `scope` (the list, its record and the record's version): a cursor the server did not
+        issue, or issued before the record changed, or past the list's end, is a 400."""
         start = 0
         if cursor is not None:
-            if not cursor.isdigit() or int(cursor) > len(items):
-                raise MockProblem(
-                    400,
-                    "cursor is not one this server issued; start again without a cursor",
-                    errors=[FieldError("query", "cursor", "unknown cursor")],
-                )
-            start = int(cursor)
+            start = _embedded_offset(cursor, scope)
+            if not 0 < start < len(items):
+                raise _unknown_cursor()
         end = start + limit
-        return items[start:end], (str(end) if end < len(items) else None)
+        return items[start:end], (_embedded_cursor(end, scope) if end < len(items) else None)
 
     # -- webhook subscriptions ------------------------------------------------------------
 
@@ -187,3 +197,34 @@ class PublicApi:
         self._require_webhook_scope(token_info)
         self.runtime.subscriptions.delete(subscription_id)
         return None, 204
+
+
+# Not a secret: the tag tells the cursors this mock issued from others, it protects nothing.
+_EMBEDDED_TAG_KEY = b"hf-mock embedded cursor v1"
+
+
+def _embedded_tag(offset: int, scope: str) -> str:
+    message = f"{offset}\x00{scope}".encode()
+    return hmac.new(_EMBEDDED_TAG_KEY, message, hashlib.sha256).hexdigest()[:16]
+
+
+def _embedded_cursor(offset: int, scope: str) -> str:
+    return f"{offset}_{_embedded_tag(offset, scope)}"
+
+
+def _embedded_offset(cursor: str, scope: str) -> int:
+    offset, _, tag = cursor.partition("_")
+    if not (offset.isascii() and offset.isdigit() and len(offset) <= 6):
+        raise _unknown_cursor()
+    if not hmac.compare_digest(tag, _embedded_tag(int(offset), scope)):
+        raise _unknown_cursor()
+    return int(offset)
+
+
+def _unknown_cursor() -> MockProblem:
+    return MockProblem(
+        400,
+        "cursor is not one this server issued for this list as it is now (the record may have "
+        "changed since); start again without a cursor",
+        errors=[FieldError("query", "cursor", "unknown cursor")],
+    )

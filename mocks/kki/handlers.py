@@ -75,12 +75,12 @@ class KkiApi(PublicApi):
     async def list_trainings(
         self, str_number: str, limit: int = DEFAULT_LIMIT, cursor: str | None = None
     ) -> Response:
-        return self.embedded_page(list(self._registration(str_number)["trainings"]), limit, cursor)
+        return self.embedded_page(self._registration(str_number), "trainings", limit, cursor)
 
     async def list_practice_licenses(
         self, str_number: str, limit: int = DEFAULT_LIMIT, cursor: str | None = None
     ) -> Response:
-        return self.embedded_page(list(self._registration(str_number)["sips"]), limit, cursor)
+        return self.embedded_page(self._registration(str_number), "sips", limit, cursor)
 
     def _registration(self, str_number: str) -> dict[str, Any]:
         doc = self.registrations.get(str_number)

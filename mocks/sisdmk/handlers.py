@@ -138,7 +138,7 @@ class SisdmkApi(PublicApi):
         return self._embedded(worker_id, "certifications", limit, cursor)
 
     def _embedded(self, worker_id: str, field: str, limit: int, cursor: str | None) -> Response:
-        return self.embedded_page(list(self._worker(worker_id)[field]), limit, cursor)
+        return self.embedded_page(self._worker(worker_id), field, limit, cursor)
 
     def _worker(self, worker_id: str) -> dict[str, Any]:
         doc = self.workers.get(worker_id)
