@@ -42,6 +42,8 @@ from openapi_schemas import compiled_validator, load_yaml
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 MAX_SNAPSHOTS = 20
+# Live tokens a mock keeps (SISDMK client credentials); past it the oldest are forgotten.
+MAX_LIVE_TOKENS = 100_000
 # From this many people, a data set missing from the start-up cache is generated in a child.
 GENERATE_APART_FROM = 10_000
 
@@ -455,9 +457,16 @@ class MockRuntime:
             expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.settings.token_ttl_s),
         )
         self.tokens[token] = issued
-        if len(self.tokens) > 10_000:  # keep memory bounded under token-fetch storms
-            now = dt.datetime.now(dt.UTC)
-            self.tokens = {t: i for t, i in self.tokens.items() if i.expires_at > now}
+        # Oldest first (a dict keeps the order tokens were issued in): expired ones go from the
+        # front, and past `MAX_LIVE_TOKENS` the oldest live ones too (its holder gets a 401 and
+        # a new token, as after an expiry). O(1) a token, whatever a token-per-request client
+        # has left behind.
+        now = issued.expires_at - dt.timedelta(seconds=self.settings.token_ttl_s)
+        while self.tokens:
+            oldest = next(iter(self.tokens))
+            if self.tokens[oldest].expires_at > now and len(self.tokens) <= MAX_LIVE_TOKENS:
+                break
+            del self.tokens[oldest]
         return token, issued
 
     def token_info(self, token: str) -> IssuedToken | None:
