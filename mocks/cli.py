@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--webhook-ca-bundle",
             type=Path,
             help="PEM CA certificates that https webhook receivers are verified against "
-            "(default: the system's trust store)",
+            "(default: certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR when set)",
         )
         p.add_argument("--quiet", action="store_true", help="no progress or summary output")
         for credential, default in system.default_credentials().values.items():

@@ -662,13 +662,15 @@ class Dispatcher:
             max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
         )
         # trust_env=False: a proxy set for the developer's shell must not intercept deliveries
-        # to local receivers.
+        # to local receivers. Verification still reads SSL_CERT_FILE / SSL_CERT_DIR when no CA
+        # bundle was given (with trust_env=False httpx would use certifi's bundle alone).
+        verify = httpx.create_ssl_context(trust_env=True) if self._verify is True else self._verify
         self._client = httpx.AsyncClient(
             transport=self._transport,
             limits=limits,
             follow_redirects=False,
             trust_env=False,
-            verify=self._verify,
+            verify=verify,
         )
         self._runner = loop.create_task(self._run(), name="webhook-dispatcher")
 
