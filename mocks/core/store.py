@@ -299,6 +299,10 @@ class RecordStore:
         self._records: dict[str, StoredRecord] = {}
         self._order: SortedKeyList = SortedKeyList(key=_order_key)
         self._indexes: dict[str, _Index] = {n: _Index() for n in self._index_functions}
+        # The last version of each record deleted since: one created again under its key goes
+        # on from there, so a client that kept the old version does not take the new record
+        # for an old one (the adapter drops anything older than what it holds).
+        self._retired: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -472,9 +476,11 @@ class RecordStore:
         key = self._key_of(doc)
         if key in self._records:
             raise RecordConflict(f"a {self.name} record with key {key!r} already exists")
-        stored = {**doc, "version": 1, "updated_at": format_timestamp(self._clock.tick())}
+        version = self._retired.get(key, 0) + 1
+        stored = {**doc, "version": version, "updated_at": format_timestamp(self._clock.tick())}
         record = self._new_record(key, stored)
         self._add(record, stored)
+        self._retired.pop(key, None)
         return stored
 
     def replace(self, key: str, doc: Document) -> Document:
@@ -504,6 +510,7 @@ class RecordStore:
         del self._records[key]
         self._order.remove(old_record)
         self._unindex(key, old)
+        self._retired[key] = max(self._retired.get(key, 0), int(old["version"]))
         return old
 
     def _new_record(self, key: str, stored: Document) -> StoredRecord:

@@ -215,3 +215,17 @@ def test_page_bodies_are_the_stored_documents_as_json() -> None:
     page = store.page(limit=50)
     assert [json.loads(body) for body in page.bodies] == page.items
     assert page.items[-1] == store.require("k00003")
+
+
+def test_a_record_created_again_after_its_deletion_goes_on_from_its_last_version() -> None:
+    store = make_store(1)
+    key = store.key_of(next(store.documents()))
+    document = store.require(key)
+    store.replace(key, document)
+    store.replace(key, document)
+    last = int(store.require(key)["version"])
+
+    store.delete(key)
+    again = store.create(document)
+
+    assert again["version"] == last + 1
