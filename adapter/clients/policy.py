@@ -7,6 +7,7 @@ Every client sends its requests through a `ResilientCaller`; nothing else retrie
 from __future__ import annotations
 
 import enum
+import os
 import random
 import ssl
 import threading
@@ -161,6 +162,19 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_running = False
+        self._watchers: list[Callable[[BreakerState], None]] = []
+
+    def watch(self, watcher: Callable[[BreakerState], None]) -> None:
+        """Call `watcher` with the state now, and again after every call that may change it
+        (open to half-open is a matter of time: seen at the next call)."""
+        self._watchers.append(watcher)
+        watcher(self.state)
+
+    def _changed(self) -> None:
+        if self._watchers:
+            state = self.state
+            for watcher in self._watchers:
+                watcher(state)
 
     @property
     def state(self) -> BreakerState:
@@ -180,26 +194,36 @@ class CircuitBreaker:
             state = self._state()
             if state is BreakerState.CLOSED:
                 return
-            if state is BreakerState.HALF_OPEN and not self._trial_running:
+            trial = state is BreakerState.HALF_OPEN and not self._trial_running
+            if trial:
                 self._trial_running = True
-                return
-            assert self._opened_at is not None
-            retry_in = max(0.0, self._opened_at + self.reset_timeout_s - self._clock())
+            else:
+                assert self._opened_at is not None
+                retry_in = max(0.0, self._opened_at + self.reset_timeout_s - self._clock())
+        self._changed()
+        if trial:
+            return
         raise CircuitOpen(system=self.system, operation=operation, retry_in_s=retry_in)
 
     def record_success(self) -> None:
         with self._lock:
+            changed = self._opened_at is not None
             self._failures = 0
             self._opened_at = None
             self._trial_running = False
+        if changed:
+            self._changed()
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
             was_trial = self._trial_running
             self._trial_running = False
-            if was_trial or self._failures >= self.failure_threshold:
+            opened = was_trial or self._failures >= self.failure_threshold
+            if opened:
                 self._opened_at = self._clock()
+        if opened:
+            self._changed()
 
     def record_neutral(self) -> None:
         """The call ended in a way that says nothing about health (e.g. 429): free the trial."""
@@ -252,6 +276,8 @@ class ClientMetrics(MetricSet):
             "Circuit breaker state per external system: 0 closed, 1 half-open, 2 open",
             ["system"],
             registry=registry,
+            # Several processes (gunicorn workers): the worst state of those alive.
+            multiprocess_mode="livemax",
         )
 
     @classmethod
@@ -259,9 +285,14 @@ class ClientMetrics(MetricSet):
         return cls(registry)
 
     def track_breaker(self, breaker: CircuitBreaker) -> None:
-        # Read at scrape time, so the open → half-open transition (a matter of time) shows too.
         gauge = self.breaker_state.labels(system_label(breaker.system))
-        gauge.set_function(lambda: breaker.state.value)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # The scrape reads every process's files, not this process's objects: a function
+            # read at scrape time would never be written there (it showed 0, closed, always).
+            breaker.watch(lambda state: gauge.set(state.value))
+        else:
+            # Read at scrape time, so the open → half-open transition (a matter of time) too.
+            gauge.set_function(lambda: breaker.state.value)
 
 
 # -- outcomes → errors (the one place that decides what a status means) -------------------------
