@@ -77,6 +77,34 @@ class Delivery:
             return self.headers.get("webhook-id", "")
 
 
+# A delivery larger than this is not read whole (an event is a few hundred bytes).
+MAX_DELIVERY_BYTES = 1 << 20
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body, sent with a Content-Length or chunked (RFC 9112 §7.1); at most
+    `MAX_DELIVERY_BYTES`. `ValueError` for a body that is not framed either way."""
+    if "chunked" in (handler.headers.get("transfer-encoding") or "").lower():
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            line = handler.rfile.readline(1024)
+            length = int(line.split(b";", 1)[0].strip() or b"x", 16)
+            if length == 0:
+                while handler.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return b"".join(chunks)
+            size += length
+            if size > MAX_DELIVERY_BYTES:
+                raise ValueError("delivery too large")
+            chunks.append(handler.rfile.read(length))
+            handler.rfile.readline(1024)  # the CRLF after the chunk
+    length = int(handler.headers.get("content-length") or 0)
+    if not 0 <= length <= MAX_DELIVERY_BYTES:
+        raise ValueError("delivery too large")
+    return handler.rfile.read(length)
+
+
 @dataclass
 class Receiver:
     """Answers 503 to the first attempts of the first event it sees, 204 to everything else."""
@@ -90,8 +118,13 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
+                try:
+                    body = _read_body(self)
+                except ValueError:
+                    self.send_response(400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status = receiver.answer(
                     {k.lower(): v for k, v in self.headers.items()}, body, time.time()
                 )
