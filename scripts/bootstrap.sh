@@ -15,7 +15,14 @@ fi
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: creating $VENV and installing the project (about a minute on a fresh machine)"
-  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  # A venv whose pip does not run is half made (Debian's venv writes the interpreter before it
+  # fails for want of python3-venv): made again from scratch.
+  if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    if ! "$PYTHON" -m venv --clear "$VENV"; then
+      echo "bootstrap: '$PYTHON -m venv' failed; on Debian or Ubuntu install python3-venv (apt-get install python3-venv) and run this again." >&2
+      exit 2
+    fi
+  fi
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
   rm -f "$VENV"/.installed-*
