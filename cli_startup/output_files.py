@@ -3,7 +3,9 @@ its work starts: a path it cannot write is refused in a second, not after a long
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -44,3 +46,28 @@ def _checked(path: Path, named: str, *, create_folders: bool) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputFileError(f"{named} cannot be written by this user; name another file")
     return path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all: into a new file beside it, then renamed over
+    it, so a reader (a CI job collecting the report) never sees half of one, and an earlier
+    file stays as it was if the write fails. The file gets the mode a plain write would.
+
+    Only a regular file (or a new one) is replaced so: anything else at `path` — a link, a
+    device such as ``/dev/stdout``, a pipe — is written into as it is, never renamed over."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        with path.open("wb") as out:
+            out.write(data)
+        return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise

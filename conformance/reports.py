@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
 import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from cli_startup.output_files import OutputFileError, check_output_file
+from cli_startup.output_files import OutputFileError, check_output_file, write_atomically
 from conformance.findings import Finding, pretty_body
 from conformance.masking import mask_finding, mask_text
 from conformance.rules import RULES, rule_title
@@ -68,7 +69,8 @@ def to_json(result: RunResult) -> dict[str, Any]:
 
 
 def write_json(result: RunResult, path: Path) -> None:
-    path.write_text(json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n", "utf-8")
+    text = json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n"
+    write_atomically(path, text.encode("utf-8"))
 
 
 def write_junit(result: RunResult, path: Path) -> None:
@@ -124,7 +126,9 @@ def write_junit(result: RunResult, path: Path) -> None:
     root.set("tests", str(total + errors))
     root.set("failures", str(failures))
     root.set("errors", str(errors))
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    document = io.BytesIO()
+    ET.ElementTree(root).write(document, encoding="utf-8", xml_declaration=True)
+    write_atomically(path, document.getvalue())
 
 
 def _finding_text(finding: Finding) -> str:
@@ -254,4 +258,4 @@ def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
 
 
 def write_html(result: RunResult, path: Path) -> None:
-    path.write_text(render_html(result), encoding="utf-8")
+    write_atomically(path, render_html(result).encode("utf-8"))

@@ -1,13 +1,15 @@
 """`check_output_file`: the one check `hf-adapter` (metrics files, anchors) and `hf-conformance`
-(reports) make of a file before the work that writes it."""
+(reports) make of a file before the work that writes it; `write_atomically`, how a report is
+written."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from cli_startup.output_files import OutputFileError, check_output_file
+from cli_startup.output_files import OutputFileError, check_output_file, write_atomically
 
 
 def test_a_new_file_in_an_existing_folder_is_accepted(tmp_path: Path) -> None:
@@ -69,3 +71,54 @@ def test_a_path_that_cannot_be_looked_at_is_refused_not_raised(
     path = tmp_path / ("a" * 300) / "x.prom"
     with pytest.raises(OutputFileError, match=r"cannot be checked \(File name too long\)"):
         check_output_file(path, create_folders=create_folders)
+
+
+def test_a_file_written_atomically_replaces_the_old_one_whole_with_a_plain_files_mode(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("old")
+
+    write_atomically(report, b'{"verdict": "conforming"}')
+
+    assert report.read_bytes() == b'{"verdict": "conforming"}'
+    umask = os.umask(0)
+    os.umask(umask)
+    assert report.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("old")
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(report, b"new")
+
+    assert report.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_what_is_not_a_regular_file_is_written_into_never_renamed_over(tmp_path: Path) -> None:
+    target = tmp_path / "kept.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_atomically(link, b"through the link")
+        write_atomically(pipe, b"down the pipe")
+        assert os.read(reader, 100) == b"down the pipe"
+    finally:
+        os.close(reader)
+    assert link.is_symlink()
+    assert target.read_text() == "through the link"
+    assert pipe.is_fifo()
