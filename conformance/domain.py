@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -292,7 +293,7 @@ def _one_deactivation(ctx: RunContext, people: PersonList, record: dict[str, Any
             return None
         ctx.ok("domain/skp-deactivation", operation_id)
         response = ctx.client.request(
-            operation_id, "GET", f"/v1/registrations/{str_number}{suffix}"
+            operation_id, "GET", f"/v1/registrations/{quote(str_number, safe='')}{suffix}"
         )
         if response.status_code != 200:
             return None

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import math
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -41,7 +42,8 @@ def fill_path(ctx: RunContext, operation: Operation, absent: bool = False) -> st
             value = PLACEHOLDER_UUID
         if value is None:
             return None
-        path = path.replace("{" + name + "}", value)
+        # Quoted: a provider's value may hold "/", "?" or "#" (an STR number "KKI/2020/77").
+        path = path.replace("{" + name + "}", quote(value, safe=""))
     return path
 
 

@@ -139,3 +139,11 @@ def test_a_client_credentials_token_is_renewed_before_it_expires(
     now[0] += 2  # 29 s left: renewed
     assert auth.headers(http) == {"Authorization": "Bearer t2"}
     assert auth.lifetime_s == 300
+
+
+def test_a_providers_value_put_in_a_path_is_quoted() -> None:
+    ctx = context(lambda request: page([]))
+    ctx.samples["str_number"] = "KKI/2020/77?x#y"
+    reading = next(op for op in ctx.contract.operations if op.id == "getRegistration")
+
+    assert protocol.fill_path(ctx, reading) == "/v1/registrations/KKI%2F2020%2F77%3Fx%23y"
