@@ -209,6 +209,18 @@ def read_failures(path: Path) -> list[dict[str, Any]]:
         ]
 
 
+def read_exceptions(path: Path) -> list[dict[str, Any]]:
+    """Errors raised inside the users' tasks (Locust counts them apart from failed requests):
+    a task that cannot run sends nothing, and that is a failed load run, not a quiet one."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as lines:
+        return [
+            {"message": row["Message"][:300], "count": int(row["Count"])}
+            for row in csv.DictReader(lines)
+        ]
+
+
 def group_of(name: str) -> str:
     """The plot's series a request name belongs to."""
     if name.startswith("POST /webhooks/"):
@@ -259,12 +271,15 @@ def write_report(folder: Path, counts: dict[str, Any], *, title: str) -> dict[st
     """report.md, report.json and report.png in `folder`; the JSON document."""
     stats = read_stats(folder / f"{CSV_PREFIX}_stats.csv")
     failures = read_failures(folder / f"{CSV_PREFIX}_failures.csv")
+    exceptions = read_exceptions(folder / f"{CSV_PREFIX}_exceptions.csv")
     over_time = series(read_history(folder / f"{CSV_PREFIX}_stats_history.csv"))
     aggregated = next(row for row in stats if row["name"] == "Aggregated")
     duration = over_time["aggregate"][-1]["t"] if over_time["aggregate"] else 0.0
     webhook_rows = [row for row in stats if group_of(row["name"]) == "webhooks"]
     read_rows = [row for row in stats if group_of(row["name"]) == "API reads"]
     checks = {
+        "nothing_sent": int(aggregated["requests"] == 0),
+        "task_errors": sum(exception["count"] for exception in exceptions),
         "unexpected_failures": aggregated["failures"],
         "lost": counts["lost"],
         "duplicated": counts["duplicated"],
@@ -284,6 +299,7 @@ def write_report(folder: Path, counts: dict[str, Any], *, title: str) -> dict[st
         "api_reads_per_s": sum(row["requests_per_s"] for row in read_rows),
         "stats": stats,
         "failures": failures,
+        "exceptions": exceptions,
         "database": counts,
         "checks": checks,
         "verdict": "pass" if not any(checks.values()) else "fail",
@@ -365,6 +381,11 @@ def markdown(document: dict[str, Any]) -> str:
         lines += ["", "## Failures", "", "| request | error | count |", "|---|---|---:|"]
         for failure in document["failures"]:
             lines.append(f"| {failure['name']} | {failure['error']} | {failure['occurrences']} |")
+    if document["exceptions"]:
+        lines += ["", "## Errors in the users' tasks", "", "| error | count |", "|---|---:|"]
+        for exception in document["exceptions"]:
+            message = " ".join(exception["message"].split()).replace("|", "\\|")
+            lines.append(f"| {message} | {exception['count']} |")
     failed = [name for name, value in document["checks"].items() if value]
     lines += [
         "",

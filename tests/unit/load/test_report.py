@@ -107,3 +107,24 @@ def test_a_folder_that_is_not_a_run_is_refused_in_one_line(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("load.report: error: ")
     assert expected in line
+
+
+def test_a_run_whose_tasks_failed_to_send_anything_fails(tmp_path: Path) -> None:
+    """A task raising (a webhook user without --load-resources) sends no request; Locust counts
+    it apart from failed requests, and the run was a pass with exit 0."""
+    run = a_run(tmp_path / "run")
+    (run / f"{report.CSV_PREFIX}_stats.csv").write_text(
+        STATS_HEADER + ",Aggregated,0,0,0,0,0,0,0\n", encoding="utf-8"
+    )
+    (run / f"{report.CSV_PREFIX}_exceptions.csv").write_text(
+        "Count,Message,Traceback,Nodes\n"
+        '120,"RuntimeError(\'WebhookStorm needs --load-resources\')","Traceback ...","local"\n',
+        encoding="utf-8",
+    )
+
+    document = report.write_report(run, COUNTS, title="a run that sent nothing")
+
+    assert document["verdict"] == "fail"
+    assert document["checks"]["task_errors"] == 120
+    assert document["checks"]["nothing_sent"] == 1
+    assert "WebhookStorm needs --load-resources" in (run / report.MARKDOWN).read_text()
