@@ -428,7 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the run's folder (Locust CSVs, sent-*.jsonl)")
     parser.add_argument("--database-url", help="count again from this store")
-    parser.add_argument("--since", help="sync runs started at or after (ISO time)")
+    parser.add_argument(
+        "--since",
+        help="sync runs started at or after (ISO time; default: the run's first Locust sample)",
+    )
     parser.add_argument(
         "--title", help="the report's title (default: the one of the report already there)"
     )
@@ -439,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     title = args.title or _previous_title(args.run) or DEFAULT_TITLE
     if args.database_url:
-        since = dt.datetime.fromisoformat(args.since) if args.since else dt.datetime.min
+        since = (
+            dt.datetime.fromisoformat(args.since) if args.since else run_started(args.run)
+        )
         engine = create_engine(args.database_url)
         try:
             counts = count_from_database(engine, args.run, since=_utc(since))
@@ -450,6 +455,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     document = write_report(args.run, counts, title=title)
     print((args.run / MARKDOWN).read_text(encoding="utf-8"))
     return 0 if document["verdict"] == "pass" else 1
+
+
+def run_started(folder: Path) -> dt.datetime:
+    """When the run's load began: its first Locust sample (the full history's Timestamp, in
+    Unix seconds). Counting sync runs from then, not from the store's first run ever."""
+    history = read_history(folder / f"{CSV_PREFIX}_stats_history.csv")
+    stamps = [int(row["Timestamp"]) for row in history if row.get("Timestamp", "").isdigit()]
+    if not stamps:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(min(stamps), dt.UTC)
 
 
 def _not_a_run(folder: Path, *, counted: bool) -> str | None:

@@ -3,6 +3,7 @@ the maximum, and a folder that is not a run refused in one line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -128,3 +129,11 @@ def test_a_run_whose_tasks_failed_to_send_anything_fails(tmp_path: Path) -> None
     assert document["checks"]["task_errors"] == 120
     assert document["checks"]["nothing_sent"] == 1
     assert "WebhookStorm needs --load-resources" in (run / report.MARKDOWN).read_text()
+
+
+def test_counting_again_takes_the_sync_runs_since_the_runs_first_sample(tmp_path: Path) -> None:
+    """Without --since, a staging store's whole history of sync runs was counted, and one failed
+    run of last month failed this report."""
+    run = a_run(tmp_path / "run")
+
+    assert report.run_started(run) == dt.datetime.fromtimestamp(1000, dt.UTC)
