@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import threading
 from typing import Any
+from urllib.parse import quote
 
 import schemathesis
 from pyrate_limiter import Limiter, Rate
@@ -54,16 +55,17 @@ def even_limiter(rate_per_s: float) -> Limiter:
 
 
 def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
+    # The headers are taken once, here (a token due for renewal is renewed first).
     config = schemathesis.Config.from_dict(schemathesis_config(ctx, profile))
-    lifetime = getattr(ctx.client.auth, "lifetime_s", None)
-    if lifetime is not None and lifetime < ctx.time_left():
+    remaining = getattr(ctx.client.auth, "remaining_s", lambda: None)()
+    if remaining is not None and remaining < ctx.time_left():
         # Schemathesis sends the headers it was given: a token that expires mid-phase turns
         # its requests into 401s from then on.
         ctx.notes.append(
-            f"schemathesis: the access token lives {lifetime:.0f} s, less than the "
-            f"{ctx.time_left():.0f} s left of the time budget; a 401 after it expires is the "
-            "token's end, not the operation's (give --time-budget less, or the client a "
-            "longer token lifetime)"
+            f"schemathesis: the access token it was given is used for {remaining:.0f} s more, "
+            f"less than the {ctx.time_left():.0f} s left of the time budget; a 401 after that "
+            "is the token's end, not the operation's (give --time-budget less, or the client "
+            "a longer token lifetime)"
         )
     schema: schemathesis.BaseSchema = schemathesis.openapi.from_path(
         str(ctx.contract.path), config=config
@@ -117,7 +119,7 @@ def _delete_new_subscriptions(ctx: RunContext, before: set[str] | None) -> None:
     if deleting is None:
         return
     for subscription_id in sorted(after - before):
-        path = deleting.path.replace("{subscription_id}", subscription_id)
+        path = deleting.path.replace("{subscription_id}", quote(subscription_id, safe=""))
         ctx.client.request(deleting.id, "DELETE", path)
     ctx.stats["schemathesis_subscriptions_deleted"] = len(after - before)
 

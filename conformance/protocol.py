@@ -58,6 +58,8 @@ class _Walk:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
         self.complete = False
+        # The answer other than 200 that stopped the walk, if one did.
+        self.refused: httpx.Response | None = None
 
 
 def walk(
@@ -88,18 +90,20 @@ def walk(
             )
             return result
         if response.status_code != 200:
+            result.refused = response
             asked = ", ".join(
                 [f"limit {limit}"]
                 + (["the cursor of the page before"] if cursor else [])
                 + [f"{name}={value}" for name, value in (params or {}).items()]
             )
-            ctx.fail(
-                "pagination/page-answered",
-                operation.id,
+            message = (
                 f"page {page_number} ({asked}) answered {response.status_code}; "
-                "the walk stopped there",
-                response,
+                "the walk stopped there"
             )
+            if report:
+                ctx.fail("pagination/page-answered", operation.id, message, response)
+            else:  # the caller judges (updated_since), or only notes it (the peer's lists)
+                ctx.notes.append(f"{operation.id}: {message}")
             return result
         try:
             body = response.json()
@@ -208,7 +212,8 @@ def check_pagination(ctx: RunContext) -> None:
         if not full.complete or ctx.time_left() <= 0:
             _mark_paging_checked(ctx, operation)
             continue
-        small_limit = max(2, min(max_limit(operation) // 2, math.ceil(len(full.items) / 12)))
+        pages = max(1, min(SMALL_WALK_PAGES, ctx.options.max_pages - 1))
+        small_limit = max(2, min(max_limit(operation) // 2, math.ceil(len(full.items) / pages)))
         small = walk(ctx, operation, path, small_limit)
         big_keys = {record_key(ctx, operation, item) for item in full.items}
         small_keys = {record_key(ctx, operation, item) for item in small.items}
@@ -270,7 +275,14 @@ def check_updated_since(
     got_keys = {record_key(ctx, operation, item) for item in got.items}
     missing = expected - got_keys
     ctx.ok("pagination/updated-since", operation.id)
-    if early:
+    if got.refused is not None:
+        ctx.fail(
+            "pagination/updated-since",
+            operation.id,
+            f"updated_since={since} was answered {got.refused.status_code}",
+            got.refused,
+        )
+    elif early:
         ctx.fail(
             "pagination/updated-since",
             operation.id,

@@ -68,6 +68,12 @@ class ClientCredentialsAuth:
     # The token's lifetime in seconds by its answer's `expires_in`, when it gives one.
     lifetime_s: float | None = None
 
+    def remaining_s(self) -> float | None:
+        """Seconds the token in hand is still used for (None: no lifetime was given)."""
+        if self._token is None or self.lifetime_s is None:
+            return None
+        return max(0.0, self._renew_at - time.monotonic())
+
     def headers(self, client: httpx.Client) -> dict[str, str]:
         if self._token is None or time.monotonic() >= self._renew_at:
             self._token = self.fetch_token(client)
@@ -188,7 +194,12 @@ class ProviderClient:
         """`credentials` is `valid`, `none` or `wrong`."""
         headers = dict(kwargs.pop("headers", None) or {})
         if credentials == "valid":
-            headers.update(self.auth.headers(self.http))
+            try:  # a token renewed mid-run: its failure stops this phase, not the whole run
+                headers.update(self.auth.headers(self.http))
+            except RequestFailed:
+                raise
+            except CannotRun as exc:
+                raise RequestFailed(f"{exc} ({operation})") from None
         elif credentials == "wrong":
             headers.update(self.auth.wrong_headers())
         for attempt in range(MAX_429_RETRIES + 1):

@@ -136,7 +136,10 @@ def _peer_context(ctx: RunContext, profile: SystemProfile) -> tuple[RunContext, 
         rate_limit=options.rate_limit,
         verify=options.tls_verify,
     )
-    return RunContext(options, contract, peer_client, ctx.clock), peer_profile
+    # The run's budget, not a new one: its deadline bounds the peer's walks and 429 waits too.
+    peer_client.deadline = ctx.deadline
+    peer_ctx = RunContext(options, contract, peer_client, ctx.clock, started=ctx.started)
+    return peer_ctx, peer_profile
 
 
 def _probe_peer(ctx: RunContext, profile: SystemProfile) -> None:

@@ -147,3 +147,40 @@ def test_a_providers_value_put_in_a_path_is_quoted() -> None:
     reading = next(op for op in ctx.contract.operations if op.id == "getRegistration")
 
     assert protocol.fill_path(ctx, reading) == "/v1/registrations/KKI%2F2020%2F77%3Fx%23y"
+
+
+def test_a_walk_that_only_reads_notes_a_refused_page_and_updated_since_fails_on_it() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "updated_since" in request.url.params:
+            return httpx.Response(400, json={"title": "bad"})
+        return page([{"str_number": "A1", "updated_at": "2026-01-01T00:00:00Z"}])
+
+    ctx = context(handler)
+    since = {"updated_since": "2026-01-01T00:00:00Z"}
+    quiet = protocol.walk(ctx, listing(ctx), "/v1/registrations", 1, since, report=False)
+    assert quiet.refused is not None
+    assert not [f for f in ctx.findings if f.rule == "pagination/page-answered"]
+    assert any("answered 400" in note for note in ctx.notes)
+
+    items = [
+        {"str_number": "A1", "updated_at": "2026-01-01T00:00:00Z"},
+        {"str_number": "A2", "updated_at": "2026-01-02T00:00:00Z"},
+    ]
+    protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", items)
+    assert [f.rule for f in ctx.findings if f.rule == "pagination/updated-since"] == [
+        "pagination/updated-since"
+    ]
+
+
+def test_a_token_renewal_that_fails_mid_run_stops_the_phase_not_the_run() -> None:
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    auth = ClientCredentialsAuth("/oauth2/v1/accesstoken", "client", "secret")
+    client = ProviderClient("http://sisdmk.test", auth, sleep=lambda _: None)
+    client.http = httpx.Client(
+        base_url="http://sisdmk.test", transport=httpx.MockTransport(token_endpoint)
+    )
+
+    with pytest.raises(provider.RequestFailed, match=r"\(listHealthWorkers\)"):
+        client.request("listHealthWorkers", "GET", "/v1/health-workers")
