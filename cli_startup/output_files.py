@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def _checked(path: Path, named: str, *, create_folders: bool) -> Path:
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` whole or not at all: into a new file beside it, then renamed over
     it, so a reader (a CI job collecting the report) never sees half of one, and an earlier
-    file stays as it was if the write fails. The file gets the mode a plain write would.
+    file stays as it was if the write fails. A file replaced keeps its mode and owner; a new one
+    gets the mode a plain write would give it.
 
     Only a regular file (or a new one) is replaced so: anything else at `path` — a link, a
     device such as ``/dev/stdout``, a pipe — is written into as it is, never renamed over."""
@@ -59,13 +61,19 @@ def write_atomically(path: Path, data: bytes) -> None:
         with path.open("wb") as out:
             out.write(data)
         return
+    previous = path.stat() if path.exists() else None
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+        if previous is not None:  # the file it replaces keeps its mode (a 0600 report stays so)
+            os.chmod(temporary, stat.S_IMODE(previous.st_mode))
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.chown(temporary, previous.st_uid, previous.st_gid)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -122,3 +122,13 @@ def test_what_is_not_a_regular_file_is_written_into_never_renamed_over(tmp_path:
     assert link.is_symlink()
     assert target.read_text() == "through the link"
     assert pipe.is_fifo()
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("old")
+    report.chmod(0o600)
+
+    write_atomically(report, b"new")
+
+    assert report.stat().st_mode & 0o777 == 0o600
