@@ -14,6 +14,7 @@ import random
 import secrets
 import ssl
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -281,7 +282,7 @@ class MockRuntime:
                 else True
             ),
         )
-        self.tokens: dict[str, IssuedToken] = {}
+        self.tokens: OrderedDict[str, IssuedToken] = OrderedDict()
         self.snapshots: dict[str, dict[str, StoreSnapshot]] = {}
         self._initial = self._snapshot_stores()
         self._emit_rng = random.Random(settings.seed)
@@ -457,16 +458,16 @@ class MockRuntime:
             expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.settings.token_ttl_s),
         )
         self.tokens[token] = issued
-        # Oldest first (a dict keeps the order tokens were issued in): expired ones go from the
-        # front, and past `MAX_LIVE_TOKENS` the oldest live ones too (its holder gets a 401 and
-        # a new token, as after an expiry). O(1) a token, whatever a token-per-request client
-        # has left behind.
+        # Oldest first (in the order they were issued): expired ones go from the front, and
+        # past `MAX_LIVE_TOKENS` the oldest live ones too (its holder gets a 401 and a new
+        # token, as after an expiry). Amortised O(1) a token (an OrderedDict's front is a
+        # linked list's), whatever a token-per-request client has left behind.
         now = issued.expires_at - dt.timedelta(seconds=self.settings.token_ttl_s)
         while self.tokens:
-            oldest = next(iter(self.tokens))
-            if self.tokens[oldest].expires_at > now and len(self.tokens) <= MAX_LIVE_TOKENS:
+            first = next(iter(self.tokens.values()))
+            if first.expires_at > now and len(self.tokens) <= MAX_LIVE_TOKENS:
                 break
-            del self.tokens[oldest]
+            self.tokens.popitem(last=False)
         return token, issued
 
     def token_info(self, token: str) -> IssuedToken | None:
