@@ -18,6 +18,11 @@ if [ ! -f "$stamp" ]; then
   # A venv whose pip does not run is half made (Debian's venv writes the interpreter before it
   # fails for want of python3-venv): made again from scratch.
   if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    # --clear empties the folder: only one that is a virtualenv (or empty, or not there yet).
+    if [ -e "$VENV" ] && [ ! -f "$VENV/pyvenv.cfg" ] && [ -n "$(ls -A "$VENV" 2>/dev/null)" ]; then
+      echo "bootstrap: $VENV holds files but is no virtualenv (no pyvenv.cfg); set VENV to a new folder or remove it." >&2
+      exit 2
+    fi
     if ! "$PYTHON" -m venv --clear "$VENV"; then
       echo "bootstrap: '$PYTHON -m venv' failed; on Debian or Ubuntu install python3-venv (apt-get install python3-venv) and run this again." >&2
       exit 2
