@@ -165,16 +165,30 @@ class CircuitBreaker:
         self._watchers: list[Callable[[BreakerState], None]] = []
 
     def watch(self, watcher: Callable[[BreakerState], None]) -> None:
-        """Call `watcher` with the state now, and again after every call that may change it
-        (open to half-open is a matter of time: seen at the next call)."""
-        self._watchers.append(watcher)
-        watcher(self.state)
+        """Call `watcher` with the state now and at every change of it: at each call that
+        changes it, and when an open breaker's reset timeout ends (half-open) even if no call
+        comes. Called under the breaker's lock, so the states reach it in order; it must be
+        quick and must not use the breaker."""
+        with self._lock:
+            self._watchers.append(watcher)
+            watcher(self._state())
 
-    def _changed(self) -> None:
-        if self._watchers:
-            state = self.state
-            for watcher in self._watchers:
-                watcher(state)
+    def _changed_locked(self) -> None:
+        state = self._state()
+        for watcher in self._watchers:
+            watcher(state)
+        if state is BreakerState.OPEN and self._watchers:
+            # Open turns half-open with time alone: say so then, not at the next call, which
+            # may never come to a process that is not asked for this system.
+            opened_at = self._opened_at
+            timer = threading.Timer(self.reset_timeout_s, self._timed_out, args=(opened_at,))
+            timer.daemon = True
+            timer.start()
+
+    def _timed_out(self, opened_at: float | None) -> None:
+        with self._lock:
+            if self._opened_at == opened_at:  # not closed or opened again since
+                self._changed_locked()
 
     @property
     def state(self) -> BreakerState:
@@ -194,15 +208,11 @@ class CircuitBreaker:
             state = self._state()
             if state is BreakerState.CLOSED:
                 return
-            trial = state is BreakerState.HALF_OPEN and not self._trial_running
-            if trial:
+            if state is BreakerState.HALF_OPEN and not self._trial_running:
                 self._trial_running = True
-            else:
-                assert self._opened_at is not None
-                retry_in = max(0.0, self._opened_at + self.reset_timeout_s - self._clock())
-        self._changed()
-        if trial:
-            return
+                return
+            assert self._opened_at is not None
+            retry_in = max(0.0, self._opened_at + self.reset_timeout_s - self._clock())
         raise CircuitOpen(system=self.system, operation=operation, retry_in_s=retry_in)
 
     def record_success(self) -> None:
@@ -211,19 +221,17 @@ class CircuitBreaker:
             self._failures = 0
             self._opened_at = None
             self._trial_running = False
-        if changed:
-            self._changed()
+            if changed:
+                self._changed_locked()
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
             was_trial = self._trial_running
             self._trial_running = False
-            opened = was_trial or self._failures >= self.failure_threshold
-            if opened:
+            if was_trial or self._failures >= self.failure_threshold:
                 self._opened_at = self._clock()
-        if opened:
-            self._changed()
+                self._changed_locked()
 
     def record_neutral(self) -> None:
         """The call ended in a way that says nothing about health (e.g. 429): free the trial."""

@@ -13,8 +13,10 @@ SCRIPT = textwrap.dedent(
     from prometheus_client import CollectorRegistry, multiprocess
     from adapter.clients.policy import CircuitBreaker, ClientMetrics
 
+    import time
+
     metrics = ClientMetrics(CollectorRegistry())
-    breaker = CircuitBreaker("kki", failure_threshold=2, reset_timeout_s=3600)
+    breaker = CircuitBreaker("kki", failure_threshold=2, reset_timeout_s=0.3)
     metrics.track_breaker(breaker)
 
     def scraped():
@@ -25,6 +27,11 @@ SCRIPT = textwrap.dedent(
     print(scraped())
     breaker.record_failure()
     breaker.record_failure()
+    print(scraped())
+    # No call comes: the reset timeout alone turns it half-open, and the scrape says so.
+    deadline = time.monotonic() + 10
+    while scraped() != 1.0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     print(scraped())
     breaker.record_success()
     print(scraped())
@@ -42,4 +49,4 @@ def test_the_breakers_state_reaches_the_multiprocess_scrape(tmp_path: Path) -> N
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0.0", "2.0", "0.0"]  # closed, open, closed
+    assert done.stdout.split() == ["0.0", "2.0", "1.0", "0.0"]  # closed, open, half-open, closed
