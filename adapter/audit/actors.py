@@ -3,8 +3,8 @@ account), the console's operator, or the adapter itself."""
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,10 +66,12 @@ CLI_CLIENT: Final = "hf-adapter-cli"
 
 
 def command_line_operator() -> Actor:
-    """Who runs an ``hf-adapter`` command by hand: the OS user (its uid when the system has
-    no name for it)."""
+    """Who runs an ``hf-adapter`` command by hand: the OS user of the process's real uid (its
+    uid when the system has no name for it). Never LOGNAME/USER, which anyone may set
+    (`getpass.getuser` reads them first)."""
+    uid = os.getuid()
     try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no LOGNAME/USER and no passwd entry (some containers)
-        name = f"uid:{os.getuid()}"
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (some containers)
+        name = f"uid:{uid}"
     return Actor("user", name, CLI_CLIENT)
