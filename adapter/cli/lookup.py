@@ -6,10 +6,12 @@ history keep). Names are not printed: this is an operator's check of status and 
 
 from __future__ import annotations
 
+import re
 import sys
 
 from rich.table import Table
 
+from adapter.api.spec import load_spec
 from adapter.audit import command_line_operator
 from adapter.cli.consoles import table_console
 from adapter.clients import NotFound, UpstreamError
@@ -25,11 +27,10 @@ EXIT_CANNOT_RUN = 2
 
 def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
     nik = sys.stdin.readline().strip() if nik_from_stdin else None
-    if nik is not None:
-        problem = nik_problem(nik)
-        if problem is not None:
-            print(f"hf-adapter: error: {problem}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
+    problem = nik_problem(nik) if nik is not None else str_problem(str(str_number))
+    if problem is not None:
+        print(f"hf-adapter: error: {problem}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     services = build_services(load_settings())
     operator = command_line_operator()
     try:
@@ -53,6 +54,19 @@ def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
         services.close()
     table_console().print(answer_table(answer))
     return EXIT_OK if answer.registrations else EXIT_NOT_FOUND
+
+
+def str_problem(str_number: str) -> str | None:
+    """Why `str_number` is not an STR number as the API takes one (the contract's
+    `StrNumber`: 1 to 50 capital letters and digits), or ``None``: the console asks KKI what
+    the API would have refused."""
+    pattern = load_spec()["components"]["schemas"]["StrNumber"]["pattern"]
+    if re.fullmatch(pattern, str_number):
+        return None
+    return (
+        f"--str takes an STR number: 1 to 50 capital letters and digits (got "
+        f"{len(str_number)} characters that are not one)"
+    )
 
 
 def nik_problem(nik: str) -> str | None:

@@ -115,3 +115,20 @@ def test_malformed_nik_is_refused_without_asking_kki_or_echoing_it(
     )
     assert nik not in captured.err + captured.out
     assert not (tmp_path / "untouched").exists()
+
+
+@pytest.mark.parametrize("str_number", ["", "a" * 200, "QZ-0001", "qz0001"])
+def test_an_str_number_the_api_would_refuse_is_refused_before_kki_or_the_store(
+    str_number: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("KKI_BASE_URL", "https://127.0.0.1:9")
+
+    code = main(["lookup", "--str", str_number])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith("hf-adapter: error: --str takes an STR number: 1 to 50 ")
+    assert not (tmp_path / "untouched").exists()  # no audit entry, no store opened
