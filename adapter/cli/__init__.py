@@ -275,6 +275,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from adapter.audit import command_line_operator
     from adapter.composition import build_services
     from adapter.store.rotation import BatchDone, count_stale, rotate_keys
 
@@ -301,11 +302,12 @@ def _keys_rotate(args: argparse.Namespace) -> int:
                     bar.update(tasks[batch.table], completed=batch.done, total=batch.total)
 
                 report = rotate_keys(
-                    engine,
+                    services.sessions,
                     cipher,
                     batch_size=args.batch_size,
                     progress=show,
                     stop=lambda: bool(stop_requested),
+                    actor=command_line_operator(),
                 )
         finally:
             for sig, handler in previous.items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,11 +37,15 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import bindparam
 
+from adapter.audit.actors import Actor
+from adapter.audit.trail import record_audit
 from adapter.errors import AdapterError, KeyNotFoundError
 from adapter.store.crypto import TOKEN_VERSION, FieldCipher, FieldContext
 from adapter.store.models import Base, EncryptedToken
+from adapter.store.personal_fields import PERSONAL_FIELDS
 
 DEFAULT_BATCH_SIZE: Final = 500
+AUDIT_ACTION: Final = "keys.rotate"
 _ROW_KEY: Final = "rotation_row_key"
 
 ProgressCallback = Callable[["BatchDone"], None]
@@ -128,11 +132,14 @@ def rotate_keys(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
     stop: StopCallback | None = None,
+    actor: Actor | None = None,
 ) -> RotationReport:
     """Re-encrypt under ``cipher``'s active key every token written under another key.
 
     `stop` is asked before each batch; when it answers true the rotation ends after the batches
-    already committed (``report.interrupted``). Run again to resume.
+    already committed (``report.interrupted``). Run again to resume. With `actor` each batch
+    appends one audit entry (``keys.rotate``) in its own transaction; `hf-adapter keys rotate`
+    always passes the operator.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -153,7 +160,7 @@ def rotate_keys(
                     report.interrupted = True
                     break
                 rows, tokens = _rotate_batch(
-                    engine_or_session_factory, cipher, spec, stale, batch_size
+                    engine_or_session_factory, cipher, spec, stale, batch_size, actor
                 )
                 if rows == 0:
                     break
@@ -210,9 +217,20 @@ def _rotate_batch(
     spec: EncryptedTable,
     stale: ColumnElement[bool],
     batch_size: int,
+    actor: Actor | None = None,
 ) -> tuple[int, int]:
-    """Re-encrypt one batch in its own transaction; (rows, tokens) rewritten."""
-    with _transaction(source, write=True) as connection:
+    """Re-encrypt one batch in its own transaction; (rows, tokens) rewritten. With `actor`
+    (`source` then a session factory with the audit keys), the batch's audit entry is in the
+    same transaction: every value decrypted and written again is on the trail."""
+    with ExitStack() as scope:
+        session: Session | None = None
+        if actor is not None:
+            if not isinstance(source, sessionmaker):
+                raise TypeError("an audited rotation needs the services' session factory")
+            session = scope.enter_context(_session_transaction(source, write=True))
+            connection = session.connection()
+        else:
+            connection = scope.enter_context(_transaction(source, write=True))
         query = select(spec.key, *spec.columns).where(stale).order_by(spec.key).limit(batch_size)
         if connection.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
@@ -238,6 +256,22 @@ def _rotate_batch(
             .values({column.name: bindparam(column.name) for column in spec.columns})
         )
         connection.execute(statement, parameters)
+        if session is not None and actor is not None:
+            columns = [column.name for column in spec.columns]
+            record_audit(
+                session,
+                actor,
+                AUDIT_ACTION,
+                spec.name,
+                fields=[name for name in columns if name in PERSONAL_FIELDS],
+                detail={
+                    "to_kid": cipher.keyring.active.kid,
+                    "columns": columns,
+                    "rows": len(rows),
+                    "tokens": tokens,
+                    "row_ids": [str(row[0]) for row in rows],
+                },
+            )
     return len(rows), tokens
 
 
@@ -259,10 +293,15 @@ def _transaction(source: Engine | sessionmaker[Session], *, write: bool) -> Iter
             _lock_sqlite(connection, write=write)
             yield connection
     else:
-        with source() as session, session.begin():
-            connection = session.connection()
-            _lock_sqlite(connection, write=write)
-            yield connection
+        with _session_transaction(source, write=write) as session:
+            yield session.connection()
+
+
+@contextmanager
+def _session_transaction(sessions: sessionmaker[Session], *, write: bool) -> Iterator[Session]:
+    with sessions() as session, session.begin():
+        _lock_sqlite(session.connection(), write=write)
+        yield session
 
 
 def _lock_sqlite(connection: Connection, *, write: bool) -> None:

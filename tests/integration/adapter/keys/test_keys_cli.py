@@ -5,13 +5,16 @@ without a Python start per run (none of these tests is about the process)."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from adapter.store.crypto import Key, KeyRing
+from adapter.store.models import AuditEvent
 from tests.integration.adapter.keys.store import (
     KEY_A,
     KEY_B,
@@ -104,6 +107,20 @@ def test_keys_rotate_needs_old_key_then_reencrypts_everything_and_reports_tables
     assert "every value is under key 'key-b'" in result.stdout
     assert kids(store.engine) == {KEY_B.kid}
     assert plaintexts(store.engine, cipher_of(KEY_B)) == before
+    # Every value decrypted and written again is on the audit trail, under the operator.
+    with store.engine.connect() as connection:
+        entries = connection.execute(
+            select(AuditEvent.resource_type, AuditEvent.actor_kind, AuditEvent.detail).where(
+                AuditEvent.action == "keys.rotate"
+            )
+        ).all()
+    rotated: dict[str, int] = {}
+    for table, kind, detail in entries:
+        assert kind == "user"
+        document = json.loads(detail)
+        rotated[table] = rotated.get(table, 0) + document["rows"]
+    assert rotated["health_workers"] == 200
+    assert rotated["registrations"] == 40
 
     again = hf_adapter("keys", "rotate", env=env)
 
