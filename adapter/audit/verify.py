@@ -81,16 +81,24 @@ def verify_chain(session: Session, anchors: Sequence[Anchor] = ()) -> ChainRepor
         session.expunge_all()  # keep memory flat on a long trail
     if walk.broken is None:
         walk.finish(head_seq, head_hash)
-    if walk.broken is None and postgresql:
-        # In one snapshot nothing is sealed beyond the head unless it was put there around the
-        # triggers (on SQLite a later entry may simply have been sealed meanwhile).
-        beyond = session.scalar(
-            select(AuditEvent.chain_seq).where(AuditEvent.chain_seq > head_seq).limit(1)
+    if walk.broken is None:
+        # Nothing is sealed beyond the head unless it was put there around the triggers: a seal
+        # moves the head in its own transaction. The head is read again in the same statement
+        # (one snapshot on either backend), so an entry sealed since the walk began is no
+        # finding on SQLite, where the whole check is not one snapshot.
+        current_head = (
+            select(AuditChainHead.seq).where(AuditChainHead.id == 1).scalar_subquery()
         )
+        beyond = session.execute(
+            select(AuditEvent.chain_seq, current_head)
+            .where(AuditEvent.chain_seq > current_head)
+            .limit(1)
+        ).first()
         if beyond is not None:
+            entry, head_now = beyond
             walk.fail(
-                head_seq + 1,
-                f"entry {beyond} lies beyond the chain head (#{head_seq}): it was added "
+                head_now + 1,
+                f"entry {entry} lies beyond the chain head (#{head_now}): it was added "
                 "around the database's triggers",
             )
     if walk.broken is None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -264,6 +265,34 @@ def test_an_edited_entry_is_found_even_when_the_rest_is_rehashed(
     assert problem in broken.stderr
     verified = 4 if broken_at is not None else 11
     assert f"entries #1-#{verified} verified" in broken.stderr
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_an_entry_sealed_beyond_the_head_around_the_triggers_is_found(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """A sealed entry with no writer, slipped in past the head: the walk stops at the head and
+    the writers' counts cannot see it; it was missed on SQLite, and listed by the API."""
+    _append(sessions, 3)
+
+    def forge(connection: Connection) -> None:
+        table = AuditEvent.__table__
+        row = dict(connection.execute(select(table).where(table.c.chain_seq == 3)).mappings().one())
+        row.pop("seq")
+        if connection.dialect.name == "sqlite":  # PostgreSQL numbers it (GENERATED ALWAYS)
+            row["seq"] = connection.scalar(select(func.max(table.c.seq))) + 1
+        row.update(
+            id=uuid.uuid4(), chain_seq=4, writer_id=None, writer_n=None, actor_subject=MALLORY
+        )
+        connection.execute(table.insert().values(**row))
+
+    _around_the_triggers(engine, forge)
+
+    broken = hf_adapter("verify")
+    assert broken.returncode == 1, broken.stdout
+    assert "entry 4 lies beyond the chain head (#3)" in broken.stderr
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
