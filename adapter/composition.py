@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api.services import ApiServices
+from adapter.audit.actors import Actor
 from adapter.audit.seal import Sealer
 from adapter.clients import ClientMetrics, HttpKkiClient, HttpSisdmkClient, client_from_settings
 from adapter.clock import Clock, utc_now
@@ -136,10 +137,12 @@ class Services:
         clock: Clock | None = None,
         run_id: uuid.UUID | None = None,
         still_wanted: Callable[[], bool] | None = None,
+        started_by: Actor | None = None,
     ) -> SyncRunResult:
         """One batch sync of `system` (see `sync_system`), with a client opened for it;
-        `run_id` adopts a run requested through the API. The run's and the client's metrics
-        go to the default registry unless `metrics` and `client_metrics` are given."""
+        `run_id` adopts a run requested through the API, `started_by` names the operator who
+        started it at the console. The run's and the client's metrics go to the default
+        registry unless `metrics` and `client_metrics` are given."""
         extra: dict[str, Any] = {} if page_size is None else {"page_size": page_size}
         with self.client(system, metrics=client_metrics) as client:
             return sync_system(
@@ -153,6 +156,7 @@ class Services:
                 clock=clock if clock is not None else self.clock,
                 run_id=run_id,
                 still_wanted=still_wanted,
+                started_by=started_by,
                 **extra,
             )
 

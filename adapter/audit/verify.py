@@ -86,9 +86,7 @@ def verify_chain(session: Session, anchors: Sequence[Anchor] = ()) -> ChainRepor
         # moves the head in its own transaction. The head is read again in the same statement
         # (one snapshot on either backend), so an entry sealed since the walk began is no
         # finding on SQLite, where the whole check is not one snapshot.
-        current_head = (
-            select(AuditChainHead.seq).where(AuditChainHead.id == 1).scalar_subquery()
-        )
+        current_head = select(AuditChainHead.seq).where(AuditChainHead.id == 1).scalar_subquery()
         beyond = session.execute(
             select(AuditEvent.chain_seq, current_head)
             .where(AuditEvent.chain_seq > current_head)

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from adapter.audit import command_line_operator
 from adapter.cli.consoles import table_console
 from adapter.clients import ClientMetrics
 from adapter.composition import build_services
@@ -80,6 +81,7 @@ def run(
                 page_size=page_size,
                 metrics=SyncMetrics.for_registry(registry),
                 client_metrics=ClientMetrics.for_registry(registry),
+                started_by=command_line_operator(),
             )
     finally:
         services.close()

@@ -40,7 +40,7 @@ from adapter.apply import (
     apply_documents,
     created_meanwhile,
 )
-from adapter.audit import SYSTEM_SYNC
+from adapter.audit import SYSTEM_SYNC, Actor, record_audit
 from adapter.clients.errors import UpstreamError
 from adapter.clients.http import MAX_PAGE_SIZE, Page
 from adapter.clients.kki import KkiClient
@@ -165,6 +165,7 @@ def sync_system(
     run_id: uuid.UUID | None = None,
     still_wanted: Callable[[], bool] | None = None,
     read_ahead: bool = True,
+    started_by: Actor | None = None,
 ) -> SyncRunResult:
     """Sync every record of `system` changed since the checkpoint (all of them with `full`).
 
@@ -181,6 +182,8 @@ def sync_system(
     another scheduler just finished makes it false); false raises `NoLongerWanted`. With
     `read_ahead` (the default) the next page is fetched while the current one is written;
     without it, each page is requested only after the one before has been committed.
+    `started_by` (an operator at the console) is recorded as the run's requester, with a
+    `sync.start` audit entry in the transaction that creates the run, as the API's request is.
     """
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
@@ -202,6 +205,7 @@ def sync_system(
             clock=clock,
             run_id=run_id,
             read_ahead=read_ahead,
+            started_by=started_by,
         )
 
 
@@ -218,6 +222,7 @@ def _locked_sync(
     clock: Clock,
     run_id: uuid.UUID | None,
     read_ahead: bool,
+    started_by: Actor | None = None,
 ) -> SyncRunResult:
     source = _source(system, client, page_size)
     started = time.monotonic()
@@ -247,7 +252,19 @@ def _locked_sync(
             requested_at=None if request is None else request.requested_at,
             requested_by=None if request is None else request.requested_by,
         )
+        if started_by is not None and request is None:
+            run.requested_at, run.requested_by = started_at, started_by.subject
         session.add(run)
+        if started_by is not None:
+            session.flush()
+            record_audit(
+                session,
+                started_by,
+                "sync.start",
+                "sync_run",
+                resource_id=str(run.id),
+                detail={"system": system, "full": full},
+            )
     run_id = run.id
     log.info(
         "sync started",

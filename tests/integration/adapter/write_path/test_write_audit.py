@@ -9,9 +9,10 @@ processes, real mocks, PostgreSQL with RabbitMQ and SQLite with the embedded que
 
 from __future__ import annotations
 
-import getpass
 import json
 import math
+import os
+import pwd
 
 import pytest
 from sqlalchemy.engine import URL
@@ -30,6 +31,8 @@ WORKER = ("system", "hf-adapter worker", None)
 SYNC = ("system", "hf-adapter sync", None)
 # A client-credentials token speaks for its service account: subject and client are its id.
 PORTAL_SERVICE = ("service", PORTAL, PORTAL)
+# The console's actor: the OS user of the process's real uid.
+OPERATOR = ("user", pwd.getpwuid(os.getuid()).pw_name, "hf-adapter-cli")
 
 
 @pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
@@ -72,7 +75,7 @@ def test_each_door_leaves_one_audit_entry_naming_its_actor(
         lookups = stack.entries("lookup.refresh")
         assert [(entry.actor, entry.written) for entry in lookups] == [
             (PORTAL_SERVICE, [by_api]),
-            (("user", getpass.getuser(), "hf-adapter-cli"), [by_cli]),
+            (OPERATOR, [by_cli]),
         ]
         for entry in lookups:
             assert entry.resource_type == "kki:registrations"
@@ -101,6 +104,12 @@ def test_each_door_leaves_one_audit_entry_naming_its_actor(
             ),
         }
         assert len(applied) == 2
+
+        # Who started the run at the console: on the run and in its own entry, as an API
+        # request is.
+        (start,) = stack.entries("sync.start")
+        assert (start.actor, start.detail) == (OPERATOR, {"system": "kki", "full": False})
+        assert run.requested_by == OPERATOR[1]
 
         pages = stack.entries("sync.write")
         assert len(pages) == math.ceil(len(str_numbers) / SYNC_PAGE), "one entry per page"
