@@ -6,8 +6,10 @@ The progress bar goes to stderr, the summary table to stdout. Exit 0 when the ru
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Final
 
 from prometheus_client import CollectorRegistry, write_to_textfile
@@ -59,6 +61,8 @@ def run(
     # own series, and those would clash with its own and with the other system's file.
     registry = CollectorRegistry()
     stderr = Console(stderr=True)
+    # SIGTERM at the console ends the run as Ctrl-C does: recorded as interrupted, summarised.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with Progress(
             SpinnerColumn(),
@@ -84,6 +88,7 @@ def run(
                 started_by=command_line_operator(),
             )
     finally:
+        signal.signal(signal.SIGTERM, previous)
         services.close()
 
     table_console().print(summary_table(result))
@@ -95,6 +100,10 @@ def run(
     print(f"hf-adapter: sync {system} failed: {result.error}", file=sys.stderr)
     print(f"hf-adapter: next step: {next_step(result)}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def summary_table(result: SyncRunResult) -> Table:
@@ -154,6 +163,8 @@ def next_step(result: SyncRunResult) -> str:
             f"{result.system} answered outside its contract; report it to its operators with "
             f"the time of this run; {resume}"
         )
+    if kind == "SyncInterrupted":
+        return f"run the same command again; {resume}"
     if kind in {"OperationalError", "InterfaceError", "DatabaseUnavailableError"}:
         return f"check the database (DATABASE_URL) and rerun; {resume}"
     return f"see the log for details and rerun; if it fails again run with --full; {resume}"

@@ -78,6 +78,16 @@ _ABANDONED: Final = (
 )
 
 
+class SyncInterrupted(AdapterError):
+    """The operator stopped the run (Ctrl-C, or SIGTERM at the console): what its committed
+    pages wrote stays, and the next run resumes after them."""
+
+    default_reason = "interrupted"
+
+    def __init__(self) -> None:
+        super().__init__("the run was interrupted (Ctrl-C or SIGTERM)")
+
+
 class NoLongerWanted(AdapterError):
     """Checked under the sync lock, the run's reason had gone (another process ran it)."""
 
@@ -298,6 +308,11 @@ def _locked_sync(
             pages += 1
             if progress is not None:
                 progress(SyncProgress(system, pages, counts, time.monotonic() - started))
+    except KeyboardInterrupt:
+        # Recorded as a failed run, as any other end: the run is not left "running" (it was,
+        # with a traceback and no summary), and its committed pages stand.
+        error = SyncInterrupted()
+        log.warning("sync interrupted", extra={"system": system, "run_id": str(run_id)})
     except Exception as exc:  # noqa: BLE001 - recorded on the run and returned, never lost
         error = exc
         log.warning(

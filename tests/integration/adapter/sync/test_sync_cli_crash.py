@@ -213,3 +213,42 @@ def test_a_sync_killed_inside_a_page_merge_leaves_the_page_unwritten_and_the_rer
         clean_state = _state(clean)
     assert resumed == clean_state
     assert len(resumed[0]) == SIZE
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)
+def test_an_interrupted_sync_is_recorded_failed_summarised_and_resumed_by_the_next(
+    sisdmk: Mock, empty_database_url: URL, signum: int
+) -> None:
+    """Ctrl-C (or SIGTERM) at the console: exit 1 with the summary and what to do, and the run
+    recorded failed ("interrupted"), not left "running" with a traceback."""
+    sisdmk.reset()
+    database_url = empty_database_url.render_as_string(hide_password=False)
+    with store(empty_database_url) as sessions:
+        # Slow pages: the signal comes while a page is awaited.
+        sisdmk.fault({"route": "listHealthWorkers", "kind": "latency", "latency_ms": 400})
+        process = _sync(database_url, sisdmk)
+        try:
+            deadline = time.monotonic() + 30
+            running = None
+            while running is None and time.monotonic() < deadline:
+                assert process.poll() is None, process.communicate()
+                with sessions() as session:
+                    running = session.scalar(select(SyncRun).where(SyncRun.status == "running"))
+                time.sleep(0.02)
+            assert running is not None, "the run never started"
+            process.send_signal(signum)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            sisdmk.reset()
+        assert process.returncode == 1, stderr
+        assert "Traceback" not in stderr
+        assert "sync sisdmk" in stdout  # the summary table
+        assert "interrupted" in stderr
+        assert "run the same command again" in stderr
+        with sessions() as session:
+            (run,) = session.scalars(select(SyncRun)).all()
+        assert run.status == "failed"
+        assert "interrupted" in (run.error or "")
