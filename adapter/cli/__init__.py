@@ -320,13 +320,26 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     table.add_column("rows re-encrypted", justify="right")
     table.add_column("values re-encrypted", justify="right")
     table.add_column("remaining", justify="right")
+    table.add_column("failed", justify="right")
     for name, done in report.tables.items():
-        table.add_row(name, str(done.rows), str(done.tokens), str(done.remaining))
+        table.add_row(
+            name, str(done.rows), str(done.tokens), str(done.remaining), str(len(done.failed))
+        )
     console = table_console()
     console.print(table)
     console.print(
         f"{report.rows} rows in {report.elapsed_s:.1f} s ({report.rows_per_second:.0f} rows/s)"
     )
+    for name, keys in report.failed.items():
+        shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
+        _error(
+            f"{name}: {len(keys)} rows left under their old key, a value of theirs does not "
+            f"decrypt (damaged, or moved from another row): {shown}. Restore them from a "
+            "backup (or delete them, if their records can be synced again from their source), "
+            "then run `hf-adapter keys rotate` again; every other row was re-encrypted"
+        )
+    if report.failed:
+        return EXIT_PROBLEM
     if report.interrupted:
         _error(f"interrupted; {report.remaining} rows left, run `hf-adapter keys rotate` again")
         return EXIT_PROBLEM

@@ -39,7 +39,7 @@ from sqlalchemy.sql.expression import bindparam
 
 from adapter.audit.actors import Actor
 from adapter.audit.trail import record_audit
-from adapter.errors import AdapterError, KeyNotFoundError
+from adapter.errors import AdapterError, DecryptionError, KeyNotFoundError
 from adapter.store.crypto import TOKEN_VERSION, FieldCipher, FieldContext
 from adapter.store.models import Base, EncryptedToken
 from adapter.store.personal_fields import PERSONAL_FIELDS
@@ -79,7 +79,10 @@ class BatchDone:
 class TableRotation:
     rows: int = 0  # rows re-encrypted
     tokens: int = 0  # tokens re-encrypted (a row holds several)
-    remaining: int = 0  # rows still under another key at the end (locked, or interrupted)
+    remaining: int = 0  # rows still under another key at the end (locked, interrupted, failed)
+    # Rows left as they were because a value of theirs does not decrypt (damaged, or moved
+    # from another row): their keys, for the operator to restore or remove.
+    failed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -97,6 +100,10 @@ class RotationReport:
     @property
     def remaining(self) -> int:
         return sum(table.remaining for table in self.tables.values())
+
+    @property
+    def failed(self) -> dict[str, list[str]]:
+        return {name: table.failed for name, table in self.tables.items() if table.failed}
 
     @property
     def rows_per_second(self) -> float:
@@ -155,21 +162,25 @@ def rotate_keys(
                 stats.remaining = _count(engine_or_session_factory, spec, stale)
                 continue
             total = _count(engine_or_session_factory, spec, stale)
+            failed: list[Any] = []  # keys of rows whose values do not decrypt
             while True:
                 if stop is not None and stop():
                     report.interrupted = True
                     break
-                rows, tokens = _rotate_batch(
-                    engine_or_session_factory, cipher, spec, stale, batch_size, actor
+                # Rows that failed are not selected again: the others go on.
+                pending = and_(stale, spec.key.not_in(failed)) if failed else stale
+                selected, rows, tokens = _rotate_batch(
+                    engine_or_session_factory, cipher, spec, pending, batch_size, actor, failed
                 )
-                if rows == 0:
+                if selected == 0:
                     break
                 stats.rows += rows
                 stats.tokens += tokens
                 report.batches += 1
                 if progress is not None:
                     progress(BatchDone(spec.name, rows, stats.rows, max(total, stats.rows)))
-            # Rows a writer still holds locked (PostgreSQL) or not reached before a stop.
+            stats.failed = [str(key) for key in failed]
+            # Rows a writer still holds locked (PostgreSQL), not reached before a stop, failed.
             stats.remaining = _count(engine_or_session_factory, spec, stale)
     finally:
         report.elapsed_s = time.perf_counter() - started
@@ -218,10 +229,13 @@ def _rotate_batch(
     stale: ColumnElement[bool],
     batch_size: int,
     actor: Actor | None = None,
-) -> tuple[int, int]:
-    """Re-encrypt one batch in its own transaction; (rows, tokens) rewritten. With `actor`
-    (`source` then a session factory with the audit keys), the batch's audit entry is in the
-    same transaction: every value decrypted and written again is on the trail."""
+    failed: list[Any] | None = None,
+) -> tuple[int, int, int]:
+    """Re-encrypt one batch in its own transaction; (rows selected, rows rewritten, tokens
+    rewritten). A row with a value that does not decrypt is left as it is and its key added to
+    `failed` (without it: `RotationError`). With `actor` (`source` then a session factory with
+    the audit keys), the batch's audit entry is in the same transaction: every value decrypted
+    and written again is on the trail."""
     with ExitStack() as scope:
         session: Session | None = None
         if actor is not None:
@@ -234,22 +248,37 @@ def _rotate_batch(
         query = select(spec.key, *spec.columns).where(stale).order_by(spec.key).limit(batch_size)
         if connection.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = connection.execute(query).all()
-        if not rows:
-            return 0, 0
+        selected = connection.execute(query).all()
+        if not selected:
+            return 0, 0, 0
         parameters: list[dict[str, Any]] = []
+        rows = []
         tokens = 0
-        for row in rows:
+        for row in selected:
             row_key = row[0]
             values: dict[str, Any] = {_ROW_KEY: row_key}
-            for column, token in zip(spec.columns, row[1:], strict=True):
-                if token is not None and cipher.needs_rotation(token):
-                    token = _reencrypt(
-                        cipher, token, FieldContext(spec.name, column.name, str(row_key))
-                    )
-                    tokens += 1
-                values[column.name] = token
+            rewritten = 0
+            try:
+                for column, token in zip(spec.columns, row[1:], strict=True):
+                    if token is not None and cipher.needs_rotation(token):
+                        token = _reencrypt(
+                            cipher, token, FieldContext(spec.name, column.name, str(row_key))
+                        )
+                        rewritten += 1
+                    values[column.name] = token
+            except DecryptionError:
+                if failed is None:
+                    raise RotationError(
+                        f"a value of {spec.name} row {row_key} does not decrypt (damaged, or "
+                        "moved from another row)"
+                    ) from None
+                failed.append(row_key)
+                continue
+            tokens += rewritten
+            rows.append(row)
             parameters.append(values)
+        if not parameters:
+            return len(selected), 0, 0
         statement = (
             sql_update(spec.table)
             .where(spec.key == bindparam(_ROW_KEY))
@@ -272,7 +301,7 @@ def _rotate_batch(
                     "row_ids": [str(row[0]) for row in rows],
                 },
             )
-    return len(rows), tokens
+    return len(selected), len(rows), tokens
 
 
 def _reencrypt(cipher: FieldCipher, token: str, context: FieldContext) -> str:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import select, update
 
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, KeyRing
+from adapter.store.models import HealthWorker
 from adapter.store.rotation import BatchDone, count_stale, rotate_keys
 from tests.integration.adapter.keys.store import (
     FETCHED_AT,
@@ -187,3 +189,31 @@ def test_data_written_during_rotation_stays_readable(store: Store, blind_index: 
             worker = repository.find_by_nik(nik)
             assert worker is not None
             assert (worker.full_name, worker.phone) == (doc["full_name"], doc["phone"])
+
+
+def test_a_row_whose_value_does_not_decrypt_is_named_and_the_rest_rotated(store: Store) -> None:
+    """A token moved from another row (or damaged) used to stop the rotation for good at the
+    first batch, on every run; it is now left alone, named, and every other row rotated."""
+    workers = HealthWorker.__table__
+    with store.engine.begin() as connection:
+        first, second = connection.scalars(
+            select(workers.c.id).order_by(workers.c.id).limit(2)
+        ).all()
+        connection.execute(
+            update(workers)
+            .where(workers.c.id == first)
+            .values(
+                full_name=connection.execute(
+                    select(workers.c.full_name).where(workers.c.id == second)
+                ).scalar_one()
+            )
+        )
+
+    report = rotate_keys(store.engine, cipher_of(KEY_B, KEY_A), batch_size=BATCH)
+
+    assert report.failed == {"health_workers": [str(first)]}
+    assert report.tables["health_workers"].rows == 199
+    assert report.remaining == 1
+    again = rotate_keys(store.engine, cipher_of(KEY_B, KEY_A), batch_size=BATCH)
+    assert again.failed == {"health_workers": [str(first)]}
+    assert again.rows == 0
