@@ -52,6 +52,19 @@ SISDMK_CLIENT = {"client_id": "sisdmk-dev-client", "client_secret": "sisdmk-dev-
 READER, OPERATOR = "hf-readonly", "hf-ops"
 
 
+class StepFailed(Exception):
+    """A step of the demo failed; the summary with its row has been printed."""
+
+    def __init__(self, step: str, outcome: str) -> None:
+        super().__init__(f"step {step!r} failed: {outcome}")
+        self.step = step
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
 @dataclass
 class Step:
     name: str
@@ -66,11 +79,20 @@ class Demo:
         self.steps: list[Step] = []
 
     def step(self, name: str, action: Callable[[], str]) -> None:
+        """Run one step and say how it went; a step that fails is shown in the summary, which
+        is printed then, and ends the demo (`StepFailed`, naming it)."""
         step = Step(name)
         self.steps.append(step)
         started = time.perf_counter()
-        with self.console.status(name + " ..."):
-            step.outcome = action()
+        try:
+            with self.console.status(name + " ..."):
+                step.outcome = action()
+        except Exception as exc:
+            step.seconds = time.perf_counter() - started
+            step.outcome = _one_line(exc)
+            self.console.print(f"[red]✗[/] {name}: {step.outcome} [dim]({step.seconds:.1f} s)[/]")
+            self.console.print(self.summary())
+            raise StepFailed(name, step.outcome) from exc
         step.ok = True
         step.seconds = time.perf_counter() - started
         self.console.print(f"[green]✓[/] {name}: {step.outcome} [dim]({step.seconds:.1f} s)[/]")
@@ -442,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("stopped: every process the demo started has been stopped")
         return 130
     except (
+        StepFailed,
         ProcessFailed,
         httpx.HTTPError,
         RuntimeError,
