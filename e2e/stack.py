@@ -291,8 +291,8 @@ class Stack:
         self.ca = CertificateAuthority.new(folder / "pki", "hf-e2e")
         # Another CA with the same name: what a client that trusts the wrong one holds.
         self.wrong_ca = CertificateAuthority.new(folder / "pki-wrong", "hf-e2e")
-        self.postgres = PrivatePostgres()
-        self.rabbit = PrivateRabbit()
+        # Keycloak first: it refuses (KeycloakUnavailable) before the private servers below
+        # have made their folders, which `close` would never remove.
         self.keycloak = KeycloakServer(
             tls=KeycloakTls(
                 *_pair(self.ca.issue("keycloak")),
@@ -300,6 +300,8 @@ class Stack:
             ),
             start_timeout_s=KEYCLOAK_START_TIMEOUT_S,
         )
+        self.postgres = PrivatePostgres()
+        self.rabbit = PrivateRabbit()
         self.sink = RecordingSink(self.ca.issue("sink"))
         self.mocks: dict[str, MockServer] = {}
         self.adapter: Adapter | None = None
@@ -354,11 +356,21 @@ class Stack:
             keycloak = pool.submit(self.keycloak.start)
             postgres = pool.submit(self.postgres.start)
             rabbit = pool.submit(self.rabbit.start)
-            kki = pool.submit(self._start_mock, "kki")
-            sisdmk = pool.submit(self._start_mock, "sisdmk")
-            postgres.result()
-            rabbit.result()
-            self.mocks = {"kki": kki.result(), "sisdmk": sisdmk.result()}
+            mocks = {"kki": pool.submit(self._start_mock, "kki")}
+            mocks["sisdmk"] = pool.submit(self._start_mock, "sisdmk")
+            try:
+                postgres.result()
+                rabbit.result()
+                self.mocks = {system: started.result() for system, started in mocks.items()}
+            except BaseException:
+                # The mocks that did start are handed to `close`, which stops them: they run
+                # in sessions of their own and would outlive the test run.
+                self.mocks = {
+                    system: started.result()
+                    for system, started in mocks.items()
+                    if started.exception() is None
+                }
+                raise
             self.adapter = Adapter(
                 self._adapter_environment(), self.ca.issue("adapter"), self.ca.bundle
             )
