@@ -442,9 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     title = args.title or _previous_title(args.run) or DEFAULT_TITLE
     if args.database_url:
-        since = (
-            dt.datetime.fromisoformat(args.since) if args.since else run_started(args.run)
-        )
+        since = dt.datetime.fromisoformat(args.since) if args.since else run_started(args.run)
         engine = create_engine(args.database_url)
         try:
             counts = count_from_database(engine, args.run, since=_utc(since))

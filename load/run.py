@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,9 +23,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import httpx
+from kombu.connection import Connection
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -321,26 +324,28 @@ def local_stack(
     # Imported here: the test stack's helpers are not needed against a remote target.
     from tests.integration.adapter.webhooks.support import (
         Adapter,
-        broker_url,
         delete_topology,
         migrated_engine,
         stack_environment,
         unique_prefix,
     )
 
+    # The broker first: unreachable, nothing has been created yet to be left behind.
+    broker, prefix = reachable_broker(), unique_prefix()
     admin = create_engine(services.database_url(), isolation_level="AUTOCOMMIT")
     name = f"hf_load_{secrets.token_hex(4)}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     database = make_url(services.database_url()).set(database=name)
-    broker, prefix = broker_url(), unique_prefix()
     processes: list[ManagedProcess] = []
     adapter: Adapter | None = None
     sso_stack = ExitStack()
     try:
+        say(f"starting the SSO ({sso_kind})")
         sso = sso_stack.enter_context(running_sso(sso_kind, token_ttl_s))
         mocks = {}
         for system in ("kki", "sisdmk"):
+            say(f"starting the {system} mock ({size:,} people)")
             process, url = start_mock(system, size=size, seed=seed, timeout_s=600)
             processes.append(process)
             mocks[system] = url
@@ -351,13 +356,17 @@ def local_stack(
             broker=broker,
             prefix=prefix,
         )
+        say("starting the adapter (serve, worker)")
         adapter = Adapter(environment | stack_settings(sso), migrated_engine(database))
         adapter.serve(workers=serve_workers)
         adapter.start_worker(concurrency=worker_concurrency)
+        if prefill_systems:
+            say(f"first syncs before the load: {', '.join(prefill_systems)}")
         prefill(adapter, prefill_systems)
         start_scheduler(adapter)
         yield target_for(adapter, sso, mocks, out)
     finally:
+        say("stopping the local stack")
         if adapter is not None:
             adapter.close()
         for process in processes:
@@ -372,16 +381,48 @@ def local_stack(
 def load_run(shape: Shape, target: Target, out: Path) -> dict[str, object]:
     """Load, drain, count, report: the report's JSON document (files in `out`)."""
     started = dt.datetime.now(dt.UTC)
+    say(
+        f"load: {shape.users} users for {shape.run_time_s} s against {target.host} "
+        f"(Locust's logs: {out}/*.log)"
+    )
     outputs = run_locust(shape, target, out)
     for name, output in outputs.items():
         (out / f"{name}.log").write_text(output, encoding="utf-8")
     engine = create_engine(target.database_url)
     try:
+        say("waiting until every event is applied and no sync runs (stops after 2 min still)")
         drain(engine)
+        say("counting from the database and writing the report")
         counts = report.count_from_database(engine, out, since=started)
     finally:
         engine.dispose()
     return report.write_report(out, counts, title=_title(shape, target))
+
+
+def reachable_broker() -> str:
+    """The machine's RabbitMQ URL (`make services`), once it answers; `RuntimeError` with what
+    to do when it does not."""
+    url = services.broker_url()
+    connection = Connection(url, connect_timeout=3)  # type: ignore[no-untyped-call]
+    try:
+        connection.ensure_connection(max_retries=1)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means the same here
+        raise RuntimeError(
+            f"RabbitMQ is not reachable ({type(exc).__name__}); run `make services`, or set "
+            "TEST_BROKER_URL to a RabbitMQ whose user may declare queues"
+        ) from None
+    finally:
+        connection.release()  # type: ignore[no-untyped-call]
+    return url
+
+
+def say(line: str) -> None:
+    """One line of progress on stderr (the report itself goes to stdout at the end)."""
+    print(f"load.run: {line}", file=sys.stderr, flush=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _title(shape: Shape, target: Target) -> str:
@@ -452,20 +493,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         user_classes=args.user_classes,
     )
-    if args.host:
-        target = Target(args.host, {}, args.database_url)  # LOAD_… from this environment
-        document = load_run(shape, target, out)
-    else:
-        with local_stack(
-            out,
-            size=args.size,
-            serve_workers=args.serve_workers,
-            worker_concurrency=args.worker_concurrency,
-            token_ttl_s=args.token_ttl,
-            prefill_systems=args.prefill,
-            sso_kind=args.sso,
-        ) as target:
+    # A closed terminal or `kill` unwinds like Ctrl-C: what the run started is stopped, and
+    # its database dropped.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        if args.host:
+            target = Target(args.host, {}, args.database_url)  # LOAD_… from this environment
             document = load_run(shape, target, out)
+        else:
+            with local_stack(
+                out,
+                size=args.size,
+                serve_workers=args.serve_workers,
+                worker_concurrency=args.worker_concurrency,
+                token_ttl_s=args.token_ttl,
+                prefill_systems=args.prefill,
+                sso_kind=args.sso,
+            ) as target:
+                document = load_run(shape, target, out)
+    except KeyboardInterrupt:
+        say("stopped: every process the run started has been stopped")
+        return 130
+    except Exception as exc:  # the edge: one line, never a traceback (HF_LOAD_DEBUG shows it)
+        if os.environ.get("HF_LOAD_DEBUG"):
+            raise
+        say(f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
+        say(
+            f"Locust's logs are in {out}; docs/load.md says what each part needs "
+            "(HF_LOAD_DEBUG=1 shows the traceback)"
+        )
+        return 2
     print((out / report.MARKDOWN).read_text(encoding="utf-8"))
     return 0 if document["verdict"] == "pass" else 1
 

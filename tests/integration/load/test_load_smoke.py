@@ -74,6 +74,8 @@ def test_load_smoke_distributed_loses_and_duplicates_no_event(
     # Both Locust processes ran: the worker logged what it sent, the master wrote the CSVs.
     assert list(out.glob("sent-*.jsonl"))
     assert document["checks"] == {
+        "nothing_sent": 0,
+        "task_errors": 0,
         "unexpected_failures": 0,
         "lost": 0,
         "duplicated": 0,

@@ -42,3 +42,16 @@ def test_a_file_given_as_out_is_refused(tmp_path: Path) -> None:
         main(["--out", str(report)])
 
     assert report.read_text() == "{}"
+
+
+def test_an_unreachable_broker_is_one_line_and_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:9//")
+
+    code = main(["--out", str(tmp_path / "run"), "--run-time", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "load.run: failed: RuntimeError: RabbitMQ is not reachable" in err
+    assert "Traceback" not in err
