@@ -31,14 +31,15 @@ demo: bootstrap ## The main job: bring the harness up on the embedded default an
 
 .PHONY: test
 # `services` first: it may apt-get install, as `keycloak` may (Maven), and apt-get does not wait
-# for another's lock. Then the other three side by side, their output per target.
+# for another's lock. Then the other three side by side, their output line by line as it comes
+# (per target, a first Keycloak fetch and build said nothing for minutes).
 # Three xdist workers on the 2 cores CI has: with two, the command's processes used 124 % of the
 # 200 % (the tests wait on deliveries, kills, paced load, servers starting) and pytest took
 # 9 min 49 s; with three, 6 min 35 s to 8 min 01 s in four clean runs (docs/benchmarks.md, "The
 # test command"). TEST_WORKERS=N sets another count.
 TEST_WORKERS ?= 3
 test: services ## Run every test (unit, integration, contract, fuzz) — what CI runs
-	@$(MAKE) --no-print-directory -j3 --output-sync=target keycloak lint typecheck
+	@$(MAKE) --no-print-directory -j3 --output-sync=line keycloak lint typecheck
 	@$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: fuzz
