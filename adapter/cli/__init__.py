@@ -336,18 +336,19 @@ def _keys_rotate(args: argparse.Namespace) -> int:
             f"{name}: {len(keys)} rows left under their old key, a value of theirs does not "
             f"decrypt (damaged, or moved from another row): {shown}. Restore them from a "
             "backup (or delete them, if their records can be synced again from their source), "
-            "then run `hf-adapter keys rotate` again; every other row was re-encrypted"
+            "then run `hf-adapter keys rotate` again"
         )
-    if report.failed:
-        return EXIT_PROBLEM
     if report.interrupted:
         _error(f"interrupted; {report.remaining} rows left, run `hf-adapter keys rotate` again")
         return EXIT_PROBLEM
-    if report.remaining:
+    failed = sum(len(keys) for keys in report.failed.values())
+    if report.remaining > failed:
         _error(
-            f"{report.remaining} rows were locked by other transactions or written under an old "
-            "key meanwhile; run `hf-adapter keys rotate` again"
+            f"{report.remaining - failed} rows were locked by other transactions or written "
+            "under an old key meanwhile; run `hf-adapter keys rotate` again"
         )
+        return EXIT_PROBLEM
+    if failed:
         return EXIT_PROBLEM
     console.print(
         f"every value is under key {report.active_kid!r}; the other ENCRYPTION_KEYS entries "

@@ -42,7 +42,7 @@ from adapter.audit.trail import record_audit
 from adapter.errors import AdapterError, DecryptionError, KeyNotFoundError
 from adapter.store.crypto import TOKEN_VERSION, FieldCipher, FieldContext
 from adapter.store.models import Base, EncryptedToken
-from adapter.store.personal_fields import PERSONAL_FIELDS
+from adapter.store.personal_fields import PERSONAL_FIELDS, SISDMK_RECORD_PERSONAL_FIELDS
 
 DEFAULT_BATCH_SIZE: Final = 500
 AUDIT_ACTION: Final = "keys.rotate"
@@ -167,13 +167,23 @@ def rotate_keys(
                 if stop is not None and stop():
                     report.interrupted = True
                     break
-                # Rows that failed are not selected again: the others go on.
-                pending = and_(stale, spec.key.not_in(failed)) if failed else stale
+                # Past the last row that failed (batches go in key order): a failed row is
+                # not selected again, whatever their number. A row passed over while a writer
+                # held it (PostgreSQL) is counted as remaining, for the next run.
+                pending = and_(stale, spec.key > failed[-1]) if failed else stale
+                before = len(failed)
                 selected, rows, tokens = _rotate_batch(
                     engine_or_session_factory, cipher, spec, pending, batch_size, actor, failed
                 )
                 if selected == 0:
                     break
+                if selected > 1 and rows == 0 and len(failed) - before == selected:
+                    # Not one row of a whole batch decrypts: not damage, a wrong key.
+                    raise RotationError(
+                        f"none of {selected} rows of {spec.name} decrypts under the key its "
+                        "values name: that key's secret in ENCRYPTION_KEYS is most likely "
+                        "wrong (its id is right); nothing of this batch was changed"
+                    )
                 stats.rows += rows
                 stats.tokens += tokens
                 report.batches += 1
@@ -292,7 +302,7 @@ def _rotate_batch(
                 actor,
                 AUDIT_ACTION,
                 spec.name,
-                fields=[name for name in columns if name in PERSONAL_FIELDS],
+                fields=sorted({field for name in columns for field in _personal_fields(name)}),
                 detail={
                     "to_kid": cipher.keyring.active.kid,
                     "columns": columns,
@@ -302,6 +312,19 @@ def _rotate_batch(
                 },
             )
     return len(selected), len(rows), tokens
+
+
+def _personal_fields(column: str) -> tuple[str, ...]:
+    """The personal fields an encrypted column holds, by the names the audit trail uses: its
+    own name, KKI's copy of an identity field (``kki_full_name``), or a quarantined record's
+    whole payload."""
+    if column in PERSONAL_FIELDS:
+        return (column,)
+    if column.startswith("kki_") and column[4:] in PERSONAL_FIELDS:
+        return (column[4:],)
+    if column == "payload":
+        return SISDMK_RECORD_PERSONAL_FIELDS
+    raise ValueError(f"encrypted column {column!r} names no personal field: add it here")
 
 
 def _reencrypt(cipher: FieldCipher, token: str, context: FieldContext) -> str:

@@ -8,9 +8,9 @@ import threading
 import pytest
 from sqlalchemy import select, update
 
-from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, KeyRing
+from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, Key, KeyRing
 from adapter.store.models import HealthWorker
-from adapter.store.rotation import BatchDone, count_stale, rotate_keys
+from adapter.store.rotation import BatchDone, RotationError, count_stale, rotate_keys
 from tests.integration.adapter.keys.store import (
     FETCHED_AT,
     KEY_A,
@@ -217,3 +217,17 @@ def test_a_row_whose_value_does_not_decrypt_is_named_and_the_rest_rotated(store:
     again = rotate_keys(store.engine, cipher_of(KEY_B, KEY_A), batch_size=BATCH)
     assert again.failed == {"health_workers": [str(first)]}
     assert again.rows == 0
+
+
+def test_an_old_key_with_the_right_id_and_a_wrong_secret_stops_the_rotation_unchanged(
+    store: Store,
+) -> None:
+    """Every row would "fail": that is a wrong key, not damage, and nothing is marked failed
+    or rewritten."""
+    wrong_a = Key(KEY_A.kid, bytes(range(100, 132)))
+    before = tokens(store.engine)
+
+    with pytest.raises(RotationError, match="most likely wrong"):
+        rotate_keys(store.engine, cipher_of(KEY_B, wrong_a), batch_size=BATCH)
+
+    assert tokens(store.engine) == before

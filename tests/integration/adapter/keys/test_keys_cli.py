@@ -110,17 +110,25 @@ def test_keys_rotate_needs_old_key_then_reencrypts_everything_and_reports_tables
     # Every value decrypted and written again is on the audit trail, under the operator.
     with store.engine.connect() as connection:
         entries = connection.execute(
-            select(AuditEvent.resource_type, AuditEvent.actor_kind, AuditEvent.detail).where(
-                AuditEvent.action == "keys.rotate"
-            )
+            select(
+                AuditEvent.resource_type,
+                AuditEvent.actor_kind,
+                AuditEvent.detail,
+                AuditEvent.fields,
+            ).where(AuditEvent.action == "keys.rotate")
         ).all()
     rotated: dict[str, int] = {}
-    for table, kind, detail in entries:
+    fields: dict[str, set[str]] = {}
+    for table, kind, detail, named in entries:
+        fields.setdefault(table, set()).update(json.loads(named or "[]"))
         assert kind == "user"
         document = json.loads(detail)
         rotated[table] = rotated.get(table, 0) + document["rows"]
     assert rotated["health_workers"] == 200
     assert rotated["registrations"] == 40
+    # The personal fields each table's values hold, KKI's copies of the identity included.
+    assert {"full_name", "birth_date", "gelar_depan"} <= fields["registrations"]
+    assert {"nik", "full_name", "email"} <= fields["health_workers"]
 
     again = hf_adapter("keys", "rotate", env=env)
 
