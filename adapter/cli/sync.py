@@ -31,7 +31,7 @@ from adapter.clients import ClientMetrics
 from adapter.composition import build_services
 from adapter.observability.sync_metrics import SyncMetrics
 from adapter.settings import load_settings
-from adapter.sync.service import PAGE_SIZE, SyncProgress, SyncRunResult
+from adapter.sync.service import PAGE_SIZE, RunInterrupted, SyncProgress, SyncRunResult
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -78,15 +78,18 @@ def run(
             def on_page(progress: SyncProgress) -> None:
                 bar.update(task, completed=progress.counts.fetched, pages=progress.pages)
 
-            result = services.sync(
-                system,
-                full=full,
-                progress=on_page,
-                page_size=page_size,
-                metrics=SyncMetrics.for_registry(registry),
-                client_metrics=ClientMetrics.for_registry(registry),
-                started_by=command_line_operator(),
-            )
+            try:
+                result = services.sync(
+                    system,
+                    full=full,
+                    progress=on_page,
+                    page_size=page_size,
+                    metrics=SyncMetrics.for_registry(registry),
+                    client_metrics=ClientMetrics.for_registry(registry),
+                    started_by=command_line_operator(),
+                )
+            except RunInterrupted as interrupted:  # recorded as failed
+                result = interrupted.result
     finally:
         signal.signal(signal.SIGTERM, previous)
         services.close()

@@ -88,6 +88,15 @@ class SyncInterrupted(AdapterError):
         super().__init__("the run was interrupted (Ctrl-C or SIGTERM)")
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM at the console) during a run, raised once the run is recorded as
+    failed ("interrupted"); `result` is the run's account, for a summary."""
+
+    def __init__(self, result: SyncRunResult) -> None:
+        super().__init__("the sync run was interrupted")
+        self.result = result
+
+
 class NoLongerWanted(AdapterError):
     """Checked under the sync lock, the run's reason had gone (another process ran it)."""
 
@@ -192,8 +201,9 @@ def sync_system(
     another scheduler just finished makes it false); false raises `NoLongerWanted`. With
     `read_ahead` (the default) the next page is fetched while the current one is written;
     without it, each page is requested only after the one before has been committed.
-    `started_by` (an operator at the console) is recorded as the run's requester, with a
-    `sync.start` audit entry in the transaction that creates the run, as the API's request is.
+    `started_by` (an operator at the console) is named by a `sync.start` audit entry in the
+    transaction that creates the run, as an API request's caller is (`requested_by` stays the
+    API's: the contract keeps it null for console runs).
     """
     if system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)}")
@@ -262,8 +272,6 @@ def _locked_sync(
             requested_at=None if request is None else request.requested_at,
             requested_by=None if request is None else request.requested_by,
         )
-        if started_by is not None and request is None:
-            run.requested_at, run.requested_by = started_at, started_by.subject
         session.add(run)
         if started_by is not None:
             session.flush()
@@ -326,7 +334,7 @@ def _locked_sync(
     _observe(metrics, system, mode, status, counts, findings, duration)
     with session_factory() as session:
         metrics.set_connection_status(system, connection_state(session, system).status)
-    return SyncRunResult(
+    result = SyncRunResult(
         run_id=run_id,
         system=system,
         mode=mode,
@@ -341,6 +349,11 @@ def _locked_sync(
         error_reason=_reason(error, session_factory),
         quarantined_ids=tuple(quarantined),
     )
+    if isinstance(error, SyncInterrupted):
+        # Recorded; the interrupt goes on to the caller (the console prints the run's summary
+        # from it, `make demo` stops as on any Ctrl-C).
+        raise RunInterrupted(result)
+    return result
 
 
 # -- one page -----------------------------------------------------------------------------
