@@ -61,8 +61,10 @@ class StepFailed(Exception):
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error for the summary's row: its type and message on one line, the message's end
+    kept when it is long (a process's output ends with what went wrong)."""
     text = " ".join(str(exc).split()) or "no message"
-    return f"{type(exc).__name__}: {text}"[:300]
+    return f"{type(exc).__name__}: {text if len(text) <= 240 else '…' + text[-240:]}"
 
 
 @dataclass
@@ -92,7 +94,8 @@ class Demo:
             step.outcome = _one_line(exc)
             self.console.print(f"[red]✗[/] {name}: {step.outcome} [dim]({step.seconds:.1f} s)[/]")
             self.console.print(self.summary())
-            raise StepFailed(name, step.outcome) from exc
+            # The whole message goes on (a process's output ends with what went wrong).
+            raise StepFailed(name, f"{type(exc).__name__}: {exc}") from exc
         step.ok = True
         step.seconds = time.perf_counter() - started
         self.console.print(f"[green]✓[/] {name}: {step.outcome} [dim]({step.seconds:.1f} s)[/]")

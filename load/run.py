@@ -141,12 +141,15 @@ def run_locust(shape: Shape, target: Target, out: Path) -> dict[str, str]:
         for worker in processes[1:]:
             if worker.process is not None:
                 worker.process.wait(timeout=30)
-        outputs = {process.name: process.output(20_000) for process in processes}
         if code != 0:
-            raise RuntimeError(f"locust exited with {code}:\n{outputs[main.name]}")
-        return outputs
+            raise RuntimeError(
+                f"locust exited with {code}; its log is {out / (main.name + '.log')}"
+            )
+        return {process.name: process.output(20_000) for process in processes}
     finally:
+        # Kept in `out` however the run ends: the processes' own logs go with them.
         for process in processes:
+            (out / f"{process.name}.log").write_text(process.output(20_000), encoding="utf-8")
             process.close()
 
 
@@ -385,9 +388,7 @@ def load_run(shape: Shape, target: Target, out: Path) -> dict[str, object]:
         f"load: {shape.users} users for {shape.run_time_s} s against {target.host} "
         f"(Locust's logs: {out}/*.log)"
     )
-    outputs = run_locust(shape, target, out)
-    for name, output in outputs.items():
-        (out / f"{name}.log").write_text(output, encoding="utf-8")
+    run_locust(shape, target, out)  # its processes' logs are written into `out`
     engine = create_engine(target.database_url)
     try:
         say("waiting until every event is applied and no sync runs (stops after 2 min still)")
@@ -518,11 +519,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the edge: one line, never a traceback (HF_LOAD_DEBUG shows it)
         if os.environ.get("HF_LOAD_DEBUG"):
             raise
-        say(f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
-        say(
-            f"Locust's logs are in {out}; docs/load.md says what each part needs "
-            "(HF_LOAD_DEBUG=1 shows the traceback)"
-        )
+        message = " ".join(str(exc).split())
+        # The end of a long message: where a process's output says what went wrong.
+        shown = message if len(message) <= 800 else "…" + message[-800:]
+        say(f"failed: {type(exc).__name__}: {shown}")
+        say("docs/load.md says what each part needs (HF_LOAD_DEBUG=1 shows the traceback)")
         return 2
     print((out / report.MARKDOWN).read_text(encoding="utf-8"))
     return 0 if document["verdict"] == "pass" else 1
