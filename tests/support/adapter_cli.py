@@ -18,9 +18,9 @@ from tests.support.logging_state import logging_kept
 # The interpreter's search paths, which cannot change for a running interpreter.
 _KEPT: Final = frozenset({"PATH", "PYTHONPATH"})
 # What the adapter's code and libraries read besides its settings (and libpq's PG* and
-# OpenTelemetry's OTEL_*), which a process given `environment` would not have: the user a CLI
-# entry names (getpass), TLS trust, proxies, the metrics' shared folder, the terminal rich
-# draws tables for.
+# OpenTelemetry's OTEL_*), which a process given `environment` would not have: the user's name
+# (libraries may read it; the CLI's audit actor is the real uid's), TLS trust, proxies, the
+# metrics' shared folder, the terminal rich draws tables for.
 _READ_BESIDES_SETTINGS: Final = (
     "LOGNAME",
     "USER",

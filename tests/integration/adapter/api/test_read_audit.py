@@ -4,9 +4,10 @@ Real HTTP, real test-IdP tokens, the real KKI mock, PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
+import os
+import pwd
 import subprocess
 import sys
 import uuid
@@ -313,7 +314,7 @@ def test_a_cli_lookup_that_finds_nothing_is_audited_in_the_operators_name(
     assert "KKI has no such registration" in run.stderr
     (entry,) = entries(served, before)
     assert entry.action == "registration.lookup"
-    assert entry.actor == ("user", getpass.getuser(), "hf-adapter-cli")
+    assert entry.actor == ("user", pwd.getpwuid(os.getuid()).pw_name, "hf-adapter-cli")
     assert (entry.outcome, entry.detail["found"]) == ("success", False)
     assert entry.detail["nik_digest"] == blind_index.digest(nik, purpose="nik")
     assert nik not in entry.raw

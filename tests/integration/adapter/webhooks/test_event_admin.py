@@ -1,12 +1,15 @@
 """`hf-adapter events` and `/api/v1/webhook-events` are one service: the same audit entries
 (only the actor differs), the same errors, the same listing; replays publish through the outbox.
 On PostgreSQL and SQLite, with the API over HTTP with real tokens and the CLI in this process
-(`adapter.cli.main` with the environment a process gets, the OS user from LOGNAME)."""
+(`adapter.cli.main` with the environment a process gets: the OS user of the real uid, whatever
+LOGNAME says)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import pwd
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +42,8 @@ from tests.support.databases import AUDIT_KEYS, PostgresServer
 
 pytestmark = pytest.mark.integration
 
-OPERATOR = "ops-ani"  # the OS user the CLI runs as (LOGNAME)
+# The OS user the CLI runs as: the real uid's, never LOGNAME (set to another name below).
+OPERATOR = pwd.getpwuid(os.getuid()).pw_name
 
 
 @dataclass
@@ -74,7 +78,7 @@ def stack(
         database = make_url(f"sqlite:///{tmp_path_factory.mktemp('events') / 'adapter.sqlite3'}")
     environment = adapter_environment(
         database.render_as_string(hide_password=False), kki_mock.url, sisdmk_mock.url
-    ) | {"OIDC_ISSUER": idp.issuer, "OIDC_AUDIENCE": AUDIENCE, "LOGNAME": OPERATOR}
+    ) | {"OIDC_ISSUER": idp.issuer, "OIDC_AUDIENCE": AUDIENCE, "LOGNAME": "ops-ani"}
     with served_adapter(database, idp, kki_mock, sisdmk_mock) as api:
         yield Stack(api, environment, idp.token(OPS))
 
