@@ -43,7 +43,7 @@ test: services ## Run every test (unit, integration, contract, fuzz) — what CI
 	@$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: fuzz
-fuzz: bootstrap ## Only the Schemathesis runs, 100 examples per operation (make test runs 8-12)
+fuzz: bootstrap ## Only the Schemathesis runs, 100 examples per operation (make test runs 8)
 	@HF_FUZZ_MAX_EXAMPLES=100 $(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile tests/fuzz $(PYTEST_ARGS)
 
 .PHONY: conformance
