@@ -130,14 +130,8 @@ class PreciseJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
             if self._required:
                 raise MockProblem(400, "this operation needs a request body")
             return None  # an optional body left out; an explicit `null` is validated below
-        errors = list(self._validator.iter_errors(body))
-        if not errors:
-            return None
-        problems = field_errors(errors)
-        summary = "; ".join(f"{p.name}: {p.message}" for p in problems[:5])
-        raise MockProblem(
-            400, f"the request body does not match the schema: {summary}", errors=problems
-        )
+        _refuse_if_invalid(self._validator.iter_errors(body), "the request body")
+        return None
 
 
 class PreciseFormDataValidator(FormDataValidator):  # type: ignore[misc]
@@ -149,14 +143,18 @@ class PreciseFormDataValidator(FormDataValidator):  # type: ignore[misc]
             raise MockProblem(400, "the form body must be a set of fields")
         if self._strict_validation:
             self._validate_params_strictly(body)
-        errors = list(self._validator.iter_errors(body))
-        if not errors:
-            return None
-        problems = field_errors(errors)
-        summary = "; ".join(f"{p.name}: {p.message}" for p in problems[:5])
-        raise MockProblem(
-            400, f"the form body does not match the schema: {summary}", errors=problems
-        )
+        _refuse_if_invalid(self._validator.iter_errors(body), "the form body")
+        return None
+
+
+def _refuse_if_invalid(found: Iterable[ValidationError], what: str) -> None:
+    """A 400 listing every problem by field (never a personal or secret value), if any."""
+    errors = list(found)
+    if not errors:
+        return
+    problems = field_errors(errors)
+    summary = "; ".join(f"{p.name}: {p.message}" for p in problems[:5])
+    raise MockProblem(400, f"{what} does not match the schema: {summary}", errors=problems)
 
 
 @dataclass(frozen=True, slots=True)
