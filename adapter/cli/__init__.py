@@ -334,9 +334,11 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
         _error(
             f"{name}: {len(keys)} rows left under their old key, a value of theirs does not "
-            f"decrypt (damaged, or moved from another row): {shown}. Restore them from a "
-            "backup (or delete them, if their records can be synced again from their source), "
-            "then run `hf-adapter keys rotate` again"
+            f"decrypt under the key it names: {shown}. Either that key's secret in "
+            "ENCRYPTION_KEYS is wrong (its id is right: check it first, above all when most "
+            "rows fail), or these rows are damaged or hold a value moved from another row: "
+            "restore them from a backup (or delete them, if their records can be synced again "
+            "from their source). Then run `hf-adapter keys rotate` again"
         )
     if report.interrupted:
         _error(f"interrupted; {report.remaining} rows left, run `hf-adapter keys rotate` again")
