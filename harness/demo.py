@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from adapter.audit import command_line_operator
@@ -92,7 +93,8 @@ class Demo:
         except Exception as exc:
             step.seconds = time.perf_counter() - started
             step.outcome = _one_line(exc)
-            self.console.print(f"[red]✗[/] {name}: {step.outcome} [dim]({step.seconds:.1f} s)[/]")
+            shown = escape(step.outcome)
+            self.console.print(f"[red]✗[/] {name}: {shown} [dim]({step.seconds:.1f} s)[/]")
             self.console.print(self.summary())
             # The whole message goes on (a process's output ends with what went wrong).
             raise StepFailed(name, f"{type(exc).__name__}: {exc}") from exc
@@ -107,7 +109,8 @@ class Demo:
         table.add_column("time", justify="right")
         for step in self.steps:
             mark = "[green]ok[/]" if step.ok else "[red]FAILED[/]"
-            table.add_row(step.name, f"{mark} {step.outcome}", f"{step.seconds:.1f} s")
+            outcome = step.outcome if step.ok else escape(step.outcome)  # an error's own text
+            table.add_row(step.name, f"{mark} {outcome}", f"{step.seconds:.1f} s")
         return table
 
 
@@ -474,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         TimeoutError,
         AdapterError,
     ) as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
+        console.print(f"[red]demo failed:[/] {escape(str(exc))}")
         console.print("Run `make test` to see which part is broken, or see docs/quickstart.md.")
         return 1
 

@@ -11,6 +11,7 @@ from the database (`load.report`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import secrets
@@ -147,10 +148,19 @@ def run_locust(shape: Shape, target: Target, out: Path) -> dict[str, str]:
             )
         return {process.name: process.output(20_000) for process in processes}
     finally:
-        # Kept in `out` however the run ends: the processes' own logs go with them.
+        # Stopped first (what they print while stopping is kept), then their logs kept in
+        # `out` however the run ends (their own go with them), each closed whatever happens.
         for process in processes:
-            (out / f"{process.name}.log").write_text(process.output(20_000), encoding="utf-8")
-            process.close()
+            with contextlib.suppress(Exception):
+                process.stop()
+        for process in processes:
+            try:
+                with contextlib.suppress(OSError):
+                    (out / f"{process.name}.log").write_text(
+                        process.output(20_000), encoding="utf-8"
+                    )
+            finally:
+                process.close()
 
 
 def drain(engine: Engine, *, stall_s: float = STALL_S) -> None:

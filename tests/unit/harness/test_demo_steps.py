@@ -27,3 +27,16 @@ def test_a_failing_step_is_named_in_the_summary_and_the_error() -> None:
     assert "summary" in text
     assert "FAILED KeyError: 'page'" in text
     assert "ok on :8081" in text
+
+
+def test_an_error_quoting_markup_is_shown_as_it_is() -> None:
+    out = io.StringIO()
+    demo = Demo(Console(file=out, width=200, color_system=None))
+
+    def broken() -> str:
+        raise RuntimeError("failed at [/app/x.py] line [bold]3")
+
+    with pytest.raises(StepFailed):
+        demo.step("start the adapter", broken)
+
+    assert "[/app/x.py] line [bold]3" in out.getvalue()
