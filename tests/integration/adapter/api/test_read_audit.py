@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import pwd
 import subprocess
 import sys
 import uuid
@@ -19,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL, make_url
 
+from adapter.audit import command_line_operator
 from adapter.store.crypto import BlindIndex
 from adapter.store.models import AuditEvent
 from harness.idp import IdpProcess
@@ -314,7 +313,7 @@ def test_a_cli_lookup_that_finds_nothing_is_audited_in_the_operators_name(
     assert "KKI has no such registration" in run.stderr
     (entry,) = entries(served, before)
     assert entry.action == "registration.lookup"
-    assert entry.actor == ("user", pwd.getpwuid(os.getuid()).pw_name, "hf-adapter-cli")
+    assert entry.actor == ("user", command_line_operator().subject, "hf-adapter-cli")
     assert (entry.outcome, entry.detail["found"]) == ("success", False)
     assert entry.detail["nik_digest"] == blind_index.digest(nik, purpose="nik")
     assert nik not in entry.raw

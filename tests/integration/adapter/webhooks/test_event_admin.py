@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import pwd
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.audit import Actor
+from adapter.audit import Actor, command_line_operator
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.rabbit import RabbitPublisher
 from adapter.queue.topology import QueueTopology
@@ -43,7 +41,7 @@ from tests.support.databases import AUDIT_KEYS, PostgresServer
 pytestmark = pytest.mark.integration
 
 # The OS user the CLI runs as: the real uid's, never LOGNAME (set to another name below).
-OPERATOR = pwd.getpwuid(os.getuid()).pw_name
+OPERATOR = command_line_operator().subject
 
 
 @dataclass

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import pwd
 
 import pytest
 from sqlalchemy.engine import URL
 
+from adapter.audit import command_line_operator
 from harness.idp import IdpProcess
 from tests.integration.adapter.api.stack import PORTAL
 from tests.integration.adapter.sync.support import Mock
@@ -32,7 +31,7 @@ SYNC = ("system", "hf-adapter sync", None)
 # A client-credentials token speaks for its service account: subject and client are its id.
 PORTAL_SERVICE = ("service", PORTAL, PORTAL)
 # The console's actor: the OS user of the process's real uid.
-OPERATOR = ("user", pwd.getpwuid(os.getuid()).pw_name, "hf-adapter-cli")
+OPERATOR = ("user", command_line_operator().subject, "hf-adapter-cli")
 
 
 @pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
