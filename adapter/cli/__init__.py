@@ -323,7 +323,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     table.add_column("failed", justify="right")
     for name, done in report.tables.items():
         table.add_row(
-            name, str(done.rows), str(done.tokens), str(done.remaining), str(len(done.failed))
+            name, str(done.rows), str(done.tokens), str(done.remaining), str(done.failed_count)
         )
     console = table_console()
     console.print(table)
@@ -331,9 +331,10 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         f"{report.rows} rows in {report.elapsed_s:.1f} s ({report.rows_per_second:.0f} rows/s)"
     )
     for name, keys in report.failed.items():
-        shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
+        count = report.tables[name].failed_count
+        shown = ", ".join(keys[:20]) + (f" and {count - 20} more" if count > 20 else "")
         _error(
-            f"{name}: {len(keys)} rows left under their old key, a value of theirs does not "
+            f"{name}: {count} rows left under their old key, a value of theirs does not "
             f"decrypt under the key it names: {shown}. Either that key's secret in "
             "ENCRYPTION_KEYS is wrong (its id is right: check it first, above all when most "
             "rows fail), or these rows are damaged or hold a value moved from another row: "
@@ -343,7 +344,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     if report.interrupted:
         _error(f"interrupted; {report.remaining} rows left, run `hf-adapter keys rotate` again")
         return EXIT_PROBLEM
-    failed = sum(len(keys) for keys in report.failed.values())
+    failed = report.failed_count
     if report.remaining > failed:
         _error(
             f"{report.remaining - failed} rows were locked by other transactions or written "

@@ -46,6 +46,8 @@ from adapter.store.personal_fields import PERSONAL_FIELDS, SISDMK_RECORD_PERSONA
 
 DEFAULT_BATCH_SIZE: Final = 500
 AUDIT_ACTION: Final = "keys.rotate"
+# Keys of failed rows a report lists per table; the rest are counted.
+FAILED_KEYS_KEPT: Final = 1_000
 _ROW_KEY: Final = "rotation_row_key"
 
 ProgressCallback = Callable[["BatchDone"], None]
@@ -80,8 +82,10 @@ class TableRotation:
     rows: int = 0  # rows re-encrypted
     tokens: int = 0  # tokens re-encrypted (a row holds several)
     remaining: int = 0  # rows still under another key at the end (locked, interrupted, failed)
-    # Rows left as they were because a value of theirs does not decrypt (damaged, or moved
-    # from another row): their keys, for the operator to restore or remove.
+    # Rows left as they were because a value of theirs does not decrypt (a wrong secret for
+    # the key, damage, or a value moved from another row): how many, and the keys of the first
+    # `FAILED_KEYS_KEPT`, for the operator to restore or remove.
+    failed_count: int = 0
     failed: list[str] = field(default_factory=list)
 
 
@@ -104,6 +108,10 @@ class RotationReport:
     @property
     def failed(self) -> dict[str, list[str]]:
         return {name: table.failed for name, table in self.tables.items() if table.failed}
+
+    @property
+    def failed_count(self) -> int:
+        return sum(table.failed_count for table in self.tables.values())
 
     @property
     def rows_per_second(self) -> float:
@@ -165,7 +173,8 @@ def rotate_keys(
                 stats.remaining = _count(engine_or_session_factory, spec, stale)
                 continue
             total = _count(engine_or_session_factory, spec, stale)
-            failed: list[Any] = []  # keys of rows whose values do not decrypt
+            failed: list[Any] = []  # keys of this batch's rows whose values do not decrypt
+            last_failed: Any = None
             while True:
                 if stop is not None and stop():
                     report.interrupted = True
@@ -173,10 +182,16 @@ def rotate_keys(
                 # Past the last row that failed (batches go in key order): a failed row is
                 # not selected again, whatever their number. A row passed over while a writer
                 # held it (PostgreSQL) is counted as remaining, for the next run.
-                pending = and_(stale, spec.key > failed[-1]) if failed else stale
+                pending = stale if last_failed is None else and_(stale, spec.key > last_failed)
                 selected, rows, tokens = _rotate_batch(
                     engine_or_session_factory, cipher, spec, pending, batch_size, actor, failed
                 )
+                if failed:  # counted; only the first keys kept (a wrong key fails them all)
+                    last_failed = failed[-1]
+                    stats.failed_count += len(failed)
+                    room = FAILED_KEYS_KEPT - len(stats.failed)
+                    stats.failed.extend(str(key) for key in failed[: max(room, 0)])
+                    failed.clear()
                 if selected == 0:
                     break
                 stats.rows += rows
@@ -184,7 +199,6 @@ def rotate_keys(
                 report.batches += 1
                 if progress is not None:
                     progress(BatchDone(spec.name, rows, stats.rows, max(total, stats.rows)))
-            stats.failed = [str(key) for key in failed]
             # Rows a writer still holds locked (PostgreSQL), not reached before a stop, failed.
             stats.remaining = _count(engine_or_session_factory, spec, stale)
     finally:

@@ -8,6 +8,7 @@ import threading
 import pytest
 from sqlalchemy import select, update
 
+from adapter.store import rotation
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, Key, KeyRing
 from adapter.store.models import HealthWorker
 from adapter.store.rotation import BatchDone, count_stale, rotate_keys
@@ -228,5 +229,19 @@ def test_an_old_key_with_the_right_id_and_a_wrong_secret_changes_nothing(store: 
     report = rotate_keys(store.engine, cipher_of(KEY_B, wrong_a), batch_size=BATCH)
 
     assert report.rows == 0
-    assert len(report.failed["health_workers"]) == 200
+    assert report.tables["health_workers"].failed_count == 200
+    assert len(report.failed["health_workers"]) == 200  # under FAILED_KEYS_KEPT: all listed
     assert tokens(store.engine) == before
+
+
+def test_failed_rows_past_the_kept_number_are_counted_not_listed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At national scale a wrong key fails millions of rows: their keys are not all held."""
+    monkeypatch.setattr(rotation, "FAILED_KEYS_KEPT", 5)
+    wrong_a = Key(KEY_A.kid, bytes(range(100, 132)))
+
+    report = rotate_keys(store.engine, cipher_of(KEY_B, wrong_a), batch_size=BATCH)
+
+    assert report.tables["health_workers"].failed_count == 200
+    assert len(report.failed["health_workers"]) == 5
