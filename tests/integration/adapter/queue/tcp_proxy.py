@@ -8,6 +8,7 @@ import contextlib
 import selectors
 import socket
 import threading
+from urllib.parse import urlsplit
 
 BUFFER = 65536
 
@@ -50,6 +51,18 @@ class TcpFaultProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    @classmethod
+    def before_broker(cls, broker: str) -> tuple[TcpFaultProxy, str]:
+        """A proxy to the RabbitMQ at `broker`, and the broker URL that goes through it."""
+        parts = urlsplit(broker)
+        proxy = cls((parts.hostname or "127.0.0.1", parts.port or 5672))
+        through = broker.replace(
+            f"{parts.hostname}:{parts.port or 5672}", f"127.0.0.1:{proxy.port}"
+        )
+        if through == broker:  # the URL had no explicit port
+            through = broker.replace(str(parts.hostname), f"127.0.0.1:{proxy.port}", 1)
+        return proxy, through
 
     def pause(self) -> None:
         """Keep every connection open but forward nothing, either way, until `resume`."""

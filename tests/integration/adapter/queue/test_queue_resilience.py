@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -93,13 +92,7 @@ def test_broker_unreachable_during_storm_every_accepted_event_is_applied(
     empty_database_url: URL, mocks: tuple[Mock, Mock], broker: str
 ) -> None:
     kki, sisdmk = mocks
-    parts = urlsplit(broker)
-    proxy = TcpFaultProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
-    through_proxy = broker.replace(
-        f"{parts.hostname}:{parts.port or 5672}", f"127.0.0.1:{proxy.port}"
-    )
-    if through_proxy == broker:  # the URL had no explicit port
-        through_proxy = broker.replace(str(parts.hostname), f"127.0.0.1:{proxy.port}", 1)
+    proxy, through_proxy = TcpFaultProxy.before_broker(broker)
     try:
         with adapter_stack(
             empty_database_url, kki, sisdmk, broker=broker, extra_env={"BROKER_URL": through_proxy}

@@ -6,8 +6,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select, text
@@ -47,6 +48,25 @@ def _state(sessions: sessionmaker[Session]) -> tuple[set[tuple[str, int, str]], 
     return workers, employments
 
 
+Found = TypeVar("Found")
+
+
+def _once_running(
+    process: subprocess.Popen[str],
+    sessions: sessionmaker[Session],
+    probe: Callable[[Session], Found | None],
+) -> Found | None:
+    """What `probe` finds in the store while the sync still runs (None after 30 s)."""
+    deadline = time.monotonic() + 30
+    found: Found | None = None
+    while found is None and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        with sessions() as session:
+            found = probe(session)
+        time.sleep(0.02)
+    return found
+
+
 def _sync(database_url: str, mock: Mock, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(HF_ADAPTER), "sync", "--system", "sisdmk", "--page-size", str(PAGE), *extra],
@@ -71,13 +91,9 @@ def test_killed_sync_resumes_to_the_state_of_a_clean_run(
         sisdmk.fault({"route": "listHealthWorkers", "kind": "latency", "latency_ms": 50})
         process = _sync(database_url, sisdmk)
         try:
-            deadline = time.monotonic() + 30
-            committed = None
-            while committed is None and time.monotonic() < deadline:
-                assert process.poll() is None, process.communicate()
-                with sessions() as session:
-                    committed = session.get(SyncCheckpoint, "sisdmk")
-                time.sleep(0.02)
+            committed = _once_running(
+                process, sessions, lambda session: session.get(SyncCheckpoint, "sisdmk")
+            )
             assert committed is not None
             assert committed.cursor is not None
             process.send_signal(signal.SIGKILL)
@@ -229,13 +245,11 @@ def test_an_interrupted_sync_is_recorded_failed_summarised_and_resumed_by_the_ne
         sisdmk.fault({"route": "listHealthWorkers", "kind": "latency", "latency_ms": 400})
         process = _sync(database_url, sisdmk)
         try:
-            deadline = time.monotonic() + 30
-            running = None
-            while running is None and time.monotonic() < deadline:
-                assert process.poll() is None, process.communicate()
-                with sessions() as session:
-                    running = session.scalar(select(SyncRun).where(SyncRun.status == "running"))
-                time.sleep(0.02)
+            running = _once_running(
+                process,
+                sessions,
+                lambda session: session.scalar(select(SyncRun).where(SyncRun.status == "running")),
+            )
             assert running is not None, "the run never started"
             process.send_signal(signum)
             stdout, stderr = process.communicate(timeout=60)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import time
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -44,13 +43,7 @@ def test_a_worker_stopping_publishes_the_events_it_accepted_before_it_exits(
 ) -> None:
     kki, sisdmk = mocks
     registrations = kki.records("registrations")
-    parts = urlsplit(broker)
-    proxy = TcpFaultProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
-    through_proxy = broker.replace(
-        f"{parts.hostname}:{parts.port or 5672}", f"127.0.0.1:{proxy.port}"
-    )
-    if through_proxy == broker:  # the URL had no explicit port
-        through_proxy = broker.replace(str(parts.hostname), f"127.0.0.1:{proxy.port}", 1)
+    proxy, through_proxy = TcpFaultProxy.before_broker(broker)
     # One worker: its kept connection to the broker is the one held below.
     monkeypatch.setenv("HF_TEST_SERVE_WORKERS", "1")
     try:
