@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -138,6 +139,18 @@ def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Re
         raise CannotRun(f"talking to {client.base_url} failed: {_reason(exc)}") from None
 
 
+@contextmanager
+def _phase_failure(operation: str) -> Iterator[None]:
+    """A request of a phase that gets no answer: `RequestFailed` naming the operation (the
+    phase stops there, partly run; the run goes on)."""
+    try:
+        yield
+    except RequestFailed:
+        raise
+    except CannotRun as exc:
+        raise RequestFailed(f"{exc} ({operation})") from None
+
+
 def _is_tls(exc: BaseException) -> bool:
     while exc is not None:
         if isinstance(exc, ssl.SSLError) or "SSL" in str(exc) or "CERTIFICATE" in str(exc):
@@ -194,22 +207,14 @@ class ProviderClient:
         """`credentials` is `valid`, `none` or `wrong`."""
         headers = dict(kwargs.pop("headers", None) or {})
         if credentials == "valid":
-            try:  # a token renewed mid-run: its failure stops this phase, not the whole run
+            with _phase_failure(operation):  # a token renewed mid-run may fail too
                 headers.update(self.auth.headers(self.http))
-            except RequestFailed:
-                raise
-            except CannotRun as exc:
-                raise RequestFailed(f"{exc} ({operation})") from None
         elif credentials == "wrong":
             headers.update(self.auth.wrong_headers())
         for attempt in range(MAX_429_RETRIES + 1):
             self._pace()
-            try:
+            with _phase_failure(operation):
                 response = send(self.http, method, path, headers=headers, **kwargs)
-            except RequestFailed:
-                raise
-            except CannotRun as exc:
-                raise RequestFailed(f"{exc} ({operation})") from None
             self.requests += 1
             if response.status_code != 429:
                 return response
