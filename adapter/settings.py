@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # NIK queries (search-by-nik, look-up by NIK) one caller (subject and client) may make, per
     # process, in `limits` notation; several limits separated by ";".
     nik_search_rate_limit: str = "30/minute;500/day"
+    # Look-ups by STR number one caller may make, per process, in the same notation: each is a
+    # live KKI call (a caller in a loop would use up KKI's capacity for everyone).
+    str_lookup_rate_limit: str = "60/minute;5000/day"
     # How long a readiness answer is reused before the checks run again (0: every call).
     readiness_cache_s: float = Field(default=5.0, ge=0, le=300)
     # host:port where `serve` answers /readyz and /metrics instead of on the public --bind.
@@ -304,9 +307,9 @@ class Settings(BaseSettings):
             raise ValueError("must not have a query string or fragment")
         return value
 
-    @field_validator("nik_search_rate_limit")
+    @field_validator("nik_search_rate_limit", "str_lookup_rate_limit")
     @classmethod
-    def _check_nik_search_rate_limit(cls, value: str) -> str:
+    def _check_rate_limit(cls, value: str) -> str:
         rule = (
             "must be one or more limits like 30/minute or 30/minute;500/day "
             "(a count of at least 1 per second, minute, hour or day)"

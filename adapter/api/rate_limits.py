@@ -1,8 +1,11 @@
-"""How many NIK queries one caller may make: a moving window per subject and client (`limits`).
+"""How many queries of a kind one caller may make: a moving window per subject and client
+(`limits`).
 
-The NIK search and the look-up by NIK answer whether a NIK exists, so unlimited they enumerate
-NIKs. The windows live in this process's memory: with ``serve --workers N`` a caller gets up to N
-times the limit (docs/security.md, "Rate limits"). No web framework here.
+Two kinds are limited. NIK queries: the NIK search and the look-up by NIK answer whether a NIK
+exists, so unlimited they enumerate NIKs. STR look-ups: each is a live call to KKI, whose quota
+and capacity every caller of the adapter shares, so one caller in a loop would starve the rest
+(and the batch sync). The windows live in this process's memory: with ``serve --workers N`` a
+caller gets up to N times the limit (docs/security.md, "Rate limits"). No web framework here.
 """
 
 from __future__ import annotations
@@ -23,7 +26,36 @@ from adapter.errors import AdapterError
 
 log = logging.getLogger("adapter.api.rate_limits")
 
-NAMESPACE: Final = "nik-query"
+
+@dataclass(frozen=True)
+class LimitedQuery:
+    """A kind of query with a per-caller limit: its window's namespace, its name in messages
+    and logs, its refusal counter, and why a burst of refusals matters (the warning's end)."""
+
+    namespace: str
+    noun: str
+    counter: str
+    description: str
+    why: str
+
+
+NIK_QUERIES: Final = LimitedQuery(
+    namespace="nik-query",
+    noun="NIK queries",
+    counter="hf_nik_queries_refused",
+    description="NIK queries refused by the per-caller rate limit, by SSO client "
+    "(never by subject or NIK).",
+    why="a burst like this is how NIKs are enumerated",
+)
+STR_LOOKUPS: Final = LimitedQuery(
+    namespace="str-lookup",
+    noun="STR look-ups",
+    counter="hf_str_lookups_refused",
+    description="Look-ups by STR number (each a live KKI call) refused by the per-caller rate "
+    "limit, by SSO client (never by subject or STR number).",
+    why="each is a live KKI call, and KKI's capacity is shared by every caller and the sync",
+)
+LIMITED_QUERIES: Final = (NIK_QUERIES, STR_LOOKUPS)
 
 
 class RateLimited(AdapterError):
@@ -38,7 +70,7 @@ class RateLimited(AdapterError):
 
 @dataclass(frozen=True)
 class RateLimitMetrics:
-    refused: Counter
+    refused: dict[str, Counter]  # by `LimitedQuery.namespace`
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> RateLimitMetrics:
@@ -47,13 +79,12 @@ class RateLimitMetrics:
             existing = _registered.get(target)
             if existing is None:
                 existing = _registered[target] = cls(
-                    refused=Counter(
-                        "hf_nik_queries_refused",
-                        "NIK queries refused by the per-caller rate limit, by SSO client "
-                        "(never by subject or NIK).",
-                        ["client"],
-                        registry=target,
-                    )
+                    refused={
+                        query.namespace: Counter(
+                            query.counter, query.description, ["client"], registry=target
+                        )
+                        for query in LIMITED_QUERIES
+                    }
                 )
             return existing
 
@@ -62,18 +93,22 @@ _lock = threading.Lock()
 _registered: dict[CollectorRegistry, RateLimitMetrics] = {}
 
 
-class NikQueryLimiter:
-    """Counts each caller's NIK queries against every limit of `limits` ("30/minute;500/day")."""
+class QueryLimiter:
+    """Counts each caller's queries of one kind against every limit of `limits`
+    ("30/minute;500/day")."""
 
     def __init__(
         self,
         limits: str,
         *,
+        query: LimitedQuery = NIK_QUERIES,
         metrics: RateLimitMetrics | None = None,
     ) -> None:
+        self._query = query
         self._limits = parse_many(limits)
         self._windows = MovingWindowRateLimiter(MemoryStorage())
-        self._metrics = metrics if metrics is not None else RateLimitMetrics.for_registry()
+        metrics = metrics if metrics is not None else RateLimitMetrics.for_registry()
+        self._refusals = metrics.refused[query.namespace]
         # Test-then-hit over several limits must be one step, or two threads overshoot.
         self._step = threading.Lock()
         self._refused: set[tuple[str, str]] = set()
@@ -81,36 +116,38 @@ class NikQueryLimiter:
     def hit(self, subject: str, client_id: str) -> None:
         """Count one query of this caller; `RateLimited` (nothing counted) when over a limit."""
         caller = (client_id, subject)
+        namespace = self._query.namespace
         with self._step:
             full = [
                 limit
                 for limit in self._limits
-                if not self._windows.test(limit, NAMESPACE, client_id, subject)
+                if not self._windows.test(limit, namespace, client_id, subject)
             ]
             if not full:
                 for limit in self._limits:
-                    self._windows.hit(limit, NAMESPACE, client_id, subject)
+                    self._windows.hit(limit, namespace, client_id, subject)
                 self._refused.discard(caller)
                 return
             retry_after_s = max(self._retry_after_s(limit, caller) for limit in full)
             first_refusal = caller not in self._refused
             self._refused.add(caller)
-        self._metrics.refused.labels(client_id).inc()
+        self._refusals.labels(client_id).inc()
         if first_refusal:  # one line per burst, not one per refused request
             log.warning(
-                "NIK queries refused: caller over the rate limit %s (subject %s, client %s); "
-                "a burst like this is how NIKs are enumerated",
+                "%s refused: caller over the rate limit %s (subject %s, client %s); %s",
+                self._query.noun,
                 "; ".join(str(limit) for limit in full),
                 subject,
                 client_id,
+                self._query.why,
             )
         raise RateLimited(
-            f"too many NIK queries; try again in {retry_after_s} s",
+            f"too many {self._query.noun}; try again in {retry_after_s} s",
             retry_after_s=retry_after_s,
         )
 
     def _retry_after_s(self, limit: RateLimitItem, caller: tuple[str, str]) -> int:
         client_id, subject = caller
-        stats = self._windows.get_window_stats(limit, NAMESPACE, client_id, subject)
+        stats = self._windows.get_window_stats(limit, self._query.namespace, client_id, subject)
         # `limits` keeps its windows on the wall clock.
         return max(1, math.ceil(stats.reset_time - time.time()))

@@ -14,7 +14,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from adapter.api import observability
 from adapter.api.listings import AuditFilter
-from adapter.api.rate_limits import NikQueryLimiter, RateLimited
+from adapter.api.rate_limits import STR_LOOKUPS, QueryLimiter, RateLimited
 from adapter.api.services import (
     FINDING_LIST,
     REGISTRATION_LOOKUP,
@@ -66,6 +66,7 @@ EXTENSION: Final = "hf_api"
 EVENTS: Final = "hf_webhook_event_admin"
 CHECKER: Final = "hf_api_checker"
 NIK_QUERIES: Final = "hf_nik_query_limiter"
+STR_LOOKUP_LIMITER: Final = "hf_str_lookup_limiter"
 PROBLEM_JSON: Final = "application/problem+json"
 # Every request body of this API is a few fields; anything bigger is refused unread.
 MAX_BODY_BYTES: Final = 16 * 1024
@@ -101,7 +102,10 @@ def init_app(app: Flask, services: Services, events: WebhookEventAdmin) -> None:
     app.extensions[EXTENSION] = services.api
     app.extensions[EVENTS] = events
     app.extensions[CHECKER] = RequestChecker()
-    app.extensions[NIK_QUERIES] = NikQueryLimiter(services.settings.nik_search_rate_limit)
+    app.extensions[NIK_QUERIES] = QueryLimiter(services.settings.nik_search_rate_limit)
+    app.extensions[STR_LOOKUP_LIMITER] = QueryLimiter(
+        services.settings.str_lookup_rate_limit, query=STR_LOOKUPS
+    )
     auth_web.on_scope_denied(app, _audit_scope_denial)
     observability.init_app(app)
     app.register_blueprint(blueprint)
@@ -131,7 +135,7 @@ def list_health_workers() -> Response:
 @auth_web.require_scope(READ)
 def search_health_workers_by_nik() -> Response:
     body = _body("searchHealthWorkersByNik")
-    caller = _nik_query_caller(WORKER_BY_NIK)
+    caller = _limited_caller(WORKER_BY_NIK)
     return jsonify(data=_services().find_worker_by_nik(caller, body["nik"]))
 
 
@@ -160,7 +164,9 @@ def list_identity_findings() -> Response:
 @auth_web.require_scope(READ)
 def lookup_registration() -> Response:
     body = _body("lookupRegistration")
-    caller = _caller() if body.get("nik") is None else _nik_query_caller(REGISTRATION_LOOKUP)
+    # Either way a live KKI call: by NIK it counts as a NIK query, by STR as an STR look-up.
+    limiter = NIK_QUERIES if body.get("nik") is not None else STR_LOOKUP_LIMITER
+    caller = _limited_caller(REGISTRATION_LOOKUP, limiter)
     result = _services().lookup(caller, str_number=body.get("str_number"), nik=body.get("nik"))
     age = result.answer.age_s()
     return jsonify(
@@ -321,11 +327,11 @@ def _caller() -> Caller:
     )
 
 
-def _nik_query_caller(read: Read) -> Caller:
-    """The caller of a NIK query, once the per-caller rate limit lets it through (a refusal is
-    audited as a denied `read`)."""
+def _limited_caller(read: Read, limiter_name: str = NIK_QUERIES) -> Caller:
+    """The caller of a rate-limited query (by NIK, or a look-up by STR), once its per-caller
+    limit lets it through (a refusal is audited as a denied `read`)."""
     caller = _caller()
-    limiter = cast(NikQueryLimiter, current_app.extensions[NIK_QUERIES])
+    limiter = cast(QueryLimiter, current_app.extensions[limiter_name])
     try:
         limiter.hit(caller.subject, caller.client_id)
     except RateLimited as refused:

@@ -58,8 +58,9 @@ def adapter(
     blind_index: BlindIndex,
 ) -> Iterator[Adapter]:
     kki, sisdmk = mocks
-    # The fuzzer sends far more NIK queries than a person would; the limit has its own tests.
-    generous = {"NIK_SEARCH_RATE_LIMIT": "100000/minute"}
+    # The fuzzer sends far more NIK queries and STR look-ups than a person would; the limits
+    # have their own tests.
+    generous = {"NIK_SEARCH_RATE_LIMIT": "100000/minute", "STR_LOOKUP_RATE_LIMIT": "100000/minute"}
     with served_adapter(postgres_server.create_database(), idp, kki, sisdmk, generous) as served:
         for system, mock in (("sisdmk", sisdmk), ("kki", kki)):
             assert run_sync(system, mock, served.sessions, cipher, blind_index, full=True).succeeded

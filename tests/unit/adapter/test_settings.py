@@ -540,6 +540,7 @@ def test_hardening_defaults() -> None:
     settings = load_settings(valid_env())
 
     assert settings.nik_search_rate_limit == "30/minute;500/day"
+    assert settings.str_lookup_rate_limit == "60/minute;5000/day"
     assert settings.readiness_cache_s == 5.0
     assert settings.ops_bind is None
 
@@ -549,12 +550,14 @@ def test_hardening_variables_are_read() -> None:
         valid_env()
         | {
             "NIK_SEARCH_RATE_LIMIT": "10/minute",
+            "STR_LOOKUP_RATE_LIMIT": "5/second;100/hour",
             "READINESS_CACHE_S": "0",
             "OPS_BIND": "[::1]:9100",
         }
     )
 
     assert settings.nik_search_rate_limit == "10/minute"
+    assert settings.str_lookup_rate_limit == "5/second;100/hour"
     assert settings.readiness_cache_s == 0.0
     assert settings.ops_bind == "[::1]:9100"
 
@@ -565,6 +568,9 @@ def test_hardening_variables_are_read() -> None:
         ("NIK_SEARCH_RATE_LIMIT", "lots", "must be one or more limits like 30/minute"),
         ("NIK_SEARCH_RATE_LIMIT", "30/fortnight", "must be one or more limits like 30/minute"),
         ("NIK_SEARCH_RATE_LIMIT", "10/minute;0/day", "a count of at least 1"),
+        ("STR_LOOKUP_RATE_LIMIT", "sixty/minute", "must be one or more limits like 30/minute"),
+        ("STR_LOOKUP_RATE_LIMIT", "60 per minute please", "must be one or more limits"),
+        ("STR_LOOKUP_RATE_LIMIT", "0/minute", "a count of at least 1"),
         ("READINESS_CACHE_S", "-1", ": -1 is out of range; set a number from 0 to 300"),
         ("READINESS_CACHE_S", "301", ": 301 is out of range; set a number from 0 to 300"),
         ("OPS_BIND", "9000", "must be host:port"),

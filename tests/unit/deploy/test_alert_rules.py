@@ -24,6 +24,7 @@ EXPECTED = {
     "HfWebhookOutboxStuck",
     "HfWebhooksRejectedSpike",  # webhook rejections spike
     "HfNikQueriesRefused",
+    "HfStrLookupsRefused",
     "HfTokenRefusalsSpike",  # token validation failures spike
     "HfSyncFailing",  # sync failing
     "HfSyncStale",

@@ -289,6 +289,45 @@ def test_a_nik_query_over_the_rate_limit_is_audited_as_denied(
         assert entry.detail == {"reason": "rate_limited"}
 
 
+def test_str_look_ups_over_their_own_limit_are_refused_before_kki_and_audited_as_denied(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,
+    idp: IdpProcess,
+    kki: Mock,
+    sisdmk: Mock,
+    tokens: dict[str, str],
+) -> None:
+    url = store_url("postgresql", postgres_server, tmp_path_factory)
+    limits = {"STR_LOOKUP_RATE_LIMIT": "2/hour", "NIK_SEARCH_RATE_LIMIT": "1/hour"}
+    str_number = kki.records("registrations")[0]["str_number"]
+    with served_adapter(url, idp, kki, sisdmk, limits) as adapter:
+        with adapter.client(tokens[PORTAL]) as portal:
+            by_str = {"str_number": str_number}
+            answers = [portal.post("/api/v1/registrations/lookup", json=by_str) for _ in range(3)]
+            # A NIK query keeps its own count (this NIK is unknown: 404, not 429).
+            by_nik = portal.post("/api/v1/registrations/lookup", json={"nik": "3171010101900001"})
+        with adapter.client(tokens[READONLY]) as reader:  # another caller: its own window
+            other = reader.post("/api/v1/registrations/lookup", json=by_str)
+        audited = entries(adapter, action="registration.lookup")
+
+    assert [a.status_code for a in answers] == [200, 200, 429], answers[-1].text
+    refusal = answers[-1]
+    assert refusal.headers["content-type"] == "application/problem+json"
+    assert refusal.json()["reason"] == "rate_limited"
+    assert refusal.json()["detail"].startswith("too many STR look-ups; try again in ")
+    assert 1 <= int(refusal.headers["Retry-After"]) <= 3600
+    assert str_number not in refusal.text
+    assert (by_nik.status_code, other.status_code) == (404, 200)
+    assert [(e.actor, e.outcome) for e in audited] == [
+        (service(PORTAL), "success"),
+        (service(PORTAL), "success"),
+        (service(PORTAL), "denied"),
+        (service(PORTAL), "success"),  # found nothing (detail: found false)
+        (service(READONLY), "success"),
+    ]
+    assert audited[2].detail == {"reason": "rate_limited"}
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -1,5 +1,5 @@
-"""The per-caller limit on NIK queries: a moving window per subject and client, refusals counted
-by client and logged once per burst."""
+"""The per-caller limits on NIK queries and on look-ups by STR: a moving window per subject and
+client, refusals counted by client and logged once per burst."""
 
 from __future__ import annotations
 
@@ -10,19 +10,29 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from adapter.api.rate_limits import NikQueryLimiter, RateLimited, RateLimitMetrics
+from adapter.api.rate_limits import (
+    NIK_QUERIES,
+    STR_LOOKUPS,
+    LimitedQuery,
+    QueryLimiter,
+    RateLimited,
+    RateLimitMetrics,
+)
 
 # Windows of an hour and a day: no test here can outlive one, whatever the machine's speed.
 HOURLY = "3/hour"
 
 
-def limiter(limits: str = HOURLY) -> tuple[NikQueryLimiter, CollectorRegistry]:
+def limiter(
+    limits: str = HOURLY, query: LimitedQuery = NIK_QUERIES
+) -> tuple[QueryLimiter, CollectorRegistry]:
     registry = CollectorRegistry()
-    return NikQueryLimiter(limits, metrics=RateLimitMetrics.for_registry(registry)), registry
+    metrics = RateLimitMetrics.for_registry(registry)
+    return QueryLimiter(limits, query=query, metrics=metrics), registry
 
 
-def refused(registry: CollectorRegistry, client: str) -> float:
-    value = registry.get_sample_value("hf_nik_queries_refused_total", {"client": client})
+def refused(registry: CollectorRegistry, client: str, counter: str = "hf_nik_queries") -> float:
+    value = registry.get_sample_value(f"{counter}_refused_total", {"client": client})
     return 0.0 if value is None else value
 
 
@@ -102,6 +112,45 @@ def test_the_alert_rule_watches_the_refusal_counter() -> None:
     _, registry = limiter()
     exported = {metric.name for metric in registry.collect()}
 
-    assert exported == {"hf_nik_queries_refused"}
+    assert exported == {"hf_nik_queries_refused", "hf_str_lookups_refused"}
     assert "hf_nik_queries_refused_total" in rule["expr"]
     assert "by (client)" in rule["expr"]  # the only label: never a subject or a NIK
+
+
+def test_str_look_ups_have_their_own_window_counter_and_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = CollectorRegistry()
+    metrics = RateLimitMetrics.for_registry(registry)
+    niks = QueryLimiter("1/hour", metrics=metrics)
+    strs = QueryLimiter("2/hour", query=STR_LOOKUPS, metrics=metrics)
+    niks.hit("user-1", "portal")
+    strs.hit("user-1", "portal")
+    strs.hit("user-1", "portal")
+
+    with (
+        caplog.at_level(logging.WARNING, logger="adapter.api.rate_limits"),
+        pytest.raises(RateLimited) as caught,
+    ):
+        strs.hit("user-1", "portal")
+
+    assert str(caught.value).startswith("too many STR look-ups; try again in ")
+    assert refused(registry, "portal", "hf_str_lookups") == 1
+    assert refused(registry, "portal") == 0
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("STR look-ups refused: caller over the rate limit 2 per 1 hour")
+    assert "live KKI call" in warning
+
+
+def test_the_str_alert_rule_watches_its_refusal_counter() -> None:
+    rules = Path(__file__).resolve().parents[4] / "deploy" / "prometheus" / "alerts.yml"
+    document = yaml.safe_load(rules.read_text(encoding="utf-8"))
+    (rule,) = [
+        rule
+        for group in document["groups"]
+        for rule in group["rules"]
+        if rule["alert"] == "HfStrLookupsRefused"
+    ]
+
+    assert "hf_str_lookups_refused_total" in rule["expr"]
+    assert "by (client)" in rule["expr"]
