@@ -228,6 +228,10 @@ class Sealer:
     def _turn(self) -> bool:
         """One turn; whether a full batch was sealed (so more may be waiting)."""
         with self._sessions() as session:
+            # The look is one statement in autocommit: no BEGIN and ROLLBACK around it. Every
+            # long-running process looks every `interval_s`, busy or idle, so this is most of
+            # what an idle deployment asks of its database.
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             query = select(AuditEvent.seq).where(AuditEvent.chain_seq.is_(None))
             if self._refused:
                 query = query.where(AuditEvent.seq.not_in(self._refused))

@@ -329,6 +329,38 @@ def test_a_batch_is_sealed_in_one_statement(
     assert tuple(head) == tuple(newest), "the head moved to the batch's last entry"
 
 
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_an_idle_look_for_pending_entries_opens_no_transaction(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _append(sessions, 3)
+    sealer = Sealer(sessions)
+    assert sealer._turn() is False  # seals the three; fewer than a batch
+    # The server's transaction state right after each statement of the next (idle) turn.
+    states: list[tuple[str, str]] = []
+
+    def after(
+        conn: Connection,
+        _cursor: object,
+        statement: str,
+        _parameters: object,
+        _context: object,
+        _many: bool,
+    ) -> None:
+        status = conn.connection.dbapi_connection.info.transaction_status
+        states.append((statement.split()[0], status.name))
+
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        assert sealer._turn() is False
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+
+    # One SELECT, outside a transaction: no BEGIN before it, no ROLLBACK after it.
+    assert states == [("SELECT", "IDLE")]
+    assert _pending(sessions) == 0
+
+
 def _sealed_again(seals: list[dict[str, object]]) -> None:
     """An entry sealed already (seq 1), sealed again at the batch's end."""
     last = int(str(seals[-1]["chain_seq"]))
