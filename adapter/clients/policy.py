@@ -497,6 +497,16 @@ class ResilientCaller:
                 f"{self.system} {operation}: cannot send the request ({type(exc).__name__}); "
                 "check the base URL and proxy settings"
             ) from exc
+        except ContractViolation:
+            # Refused while it was read (larger than the client takes): it answered, so it is up.
+            self._observe(operation, started, "contract_violation")
+            self.breaker.record_success()
+            raise
+        except BaseException:
+            # Anything else (a bug, an interrupt) says nothing about the system, but must free a
+            # half-open trial: held, every later call would be refused until a restart.
+            self.breaker.record_neutral()
+            raise
         status_class = f"{response.status_code // 100}xx"
         self._observe(operation, started, status_class)
         if response.is_success:

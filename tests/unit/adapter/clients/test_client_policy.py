@@ -326,6 +326,40 @@ def test_breaker_reopens_when_the_trial_fails() -> None:
     assert breaker.state is BreakerState.OPEN
 
 
+@pytest.mark.parametrize(
+    ("raised", "state_after"),
+    [
+        # Refused while read (too large): it answered, so the breaker closes.
+        (
+            ContractViolation("too large", system="KKI", operation="getRegistration"),
+            BreakerState.CLOSED,
+        ),
+        # A bug or an interrupt says nothing about KKI: the breaker stays half-open, free.
+        (RuntimeError("a bug in the send"), BreakerState.HALF_OPEN),
+        (KeyboardInterrupt(), BreakerState.HALF_OPEN),
+    ],
+)
+def test_a_trial_call_ending_in_any_other_exception_does_not_wedge_the_breaker(
+    raised: BaseException, state_after: BreakerState
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("KKI", failure_threshold=1, reset_timeout_s=10, clock=clock)
+    caller, _ = make_caller(breaker=breaker, policy=RetryPolicy(max_attempts=1))
+    breaker.record_failure()
+    clock.advance(10)  # half-open: the next call is the trial
+
+    def send() -> httpx.Response:
+        raise raised
+
+    with pytest.raises(type(raised)):
+        caller.call("getRegistration", send)
+
+    assert breaker.state is state_after
+    # The trial is over: the next call goes out (it used to be refused until a restart).
+    assert caller.call("getRegistration", Script(answer(200))).status_code == 200
+    assert breaker.state is BreakerState.CLOSED
+
+
 def test_open_breaker_stops_the_retry_loop_and_shows_in_metrics() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("KKI", failure_threshold=2, reset_timeout_s=5, clock=clock)
