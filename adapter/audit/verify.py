@@ -100,6 +100,22 @@ def verify_chain(session: Session, anchors: Sequence[Anchor] = ()) -> ChainRepor
                 "around the database's triggers",
             )
     if walk.broken is None:
+        # Places start at 1: an entry given 0 or less is out of both the walk and the pending
+        # check, so it is looked for on its own (an edited or forged entry hidden there).
+        before = session.execute(
+            select(AuditEvent.seq, AuditEvent.chain_seq)
+            .where(AuditEvent.chain_seq < 1)
+            .order_by(AuditEvent.chain_seq)
+            .limit(1)
+        ).first()
+        if before is not None:
+            seq, place = before
+            walk.fail(
+                None,
+                f"entry inserted as {seq} has place {place} in the chain, before its first "
+                "(#1): it was put there around the database's triggers",
+            )
+    if walk.broken is None:
         _check_writers(session, walk)
     if walk.broken is None:
         _check_pending(session, walk)
@@ -112,6 +128,23 @@ def _check_writers(session: Session, walk: _Walk) -> None:
     Each statement is one snapshot (on SQLite, where the whole check is not, an entry appended
     meanwhile raises its writer's count and its own number together).
     """
+    twice = session.execute(
+        select(AuditEvent.writer_id, AuditEvent.writer_n, func.count(AuditEvent.seq))
+        .where(AuditEvent.writer_id.is_not(None))
+        .group_by(AuditEvent.writer_id, AuditEvent.writer_n)
+        .having(func.count(AuditEvent.seq) > 1)
+        .limit(1)
+    ).first()
+    if twice is not None:
+        # Only with the table's unique constraint dropped: a copy standing in for a deleted
+        # entry would otherwise keep its writer's count right.
+        writer, number, copies = twice
+        walk.fail(
+            None,
+            f"entry {number} of writer {writer} is there {copies} times: copies were inserted "
+            "around the database's constraints (one may stand in for a deleted entry)",
+        )
+        return
     counted = func.count(AuditEvent.seq)
     short = session.execute(
         select(AuditWriter.id, AuditWriter.n, counted)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit import Actor, entry_hash, entry_mac, record_audit, seal_all, seal_hash
 from adapter.store.crypto import Key
-from adapter.store.models import AUDIT_GENESIS, AuditEvent
+from adapter.store.models import AUDIT_GENESIS, AuditEvent, AuditWriter
 from tests.integration.adapter.sync.support import adapter_environment
 from tests.support.adapter_cli import InProcess
 from tests.support.databases import AUDIT_KEYS, BACKENDS
@@ -293,6 +293,105 @@ def test_an_entry_sealed_beyond_the_head_around_the_triggers_is_found(
     broken = hf_adapter("verify")
     assert broken.returncode == 1, broken.stdout
     assert "entry 4 lies beyond the chain head (#3)" in broken.stderr
+
+
+def _pending(sessions: sessionmaker[Session], count: int) -> None:
+    """`count` entries appended and left pending (no sealer runs)."""
+    for n in range(count):
+        with sessions.begin() as session:
+            record_audit(
+                session, ALICE, "healthworker.read", "health-workers", resource_id=f"later-{n}"
+            )
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+@pytest.mark.parametrize("how", ["edited and moved to place 0", "forged at place -1"])
+def test_an_entry_put_before_the_chains_first_place_is_found(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+    how: str,
+) -> None:
+    """Places start at 1: an entry given 0 or less was read by neither the walk nor the pending
+    check, and verify said intact (and the API listed it as sealed)."""
+    _append(sessions, 3)
+    _pending(sessions, 2)
+
+    def hide(connection: Connection) -> None:
+        table = AuditEvent.__table__
+        if how.startswith("edited"):
+            connection.execute(
+                table.update()
+                .where(table.c.resource_id == "later-0")
+                .values(actor_subject=MALLORY, chain_seq=0)
+            )
+            return
+        # A writer of its own (count 1) and a MAC under a guessed key: the counts add up.
+        forged = AuditEvent(
+            id=uuid.uuid4(),
+            at=dt.datetime(2026, 1, 5, 3, 0, tzinfo=dt.UTC),
+            actor_kind="user",
+            actor_subject=MALLORY,
+            actor_client="healthforce-portal",
+            action="healthworker.read",
+            resource_type="health-workers",
+            resource_id="worker-999",
+            outcome="success",
+            writer_id=uuid.uuid4(),
+            writer_n=1,
+            key_id="audit-1",
+            chain_seq=-1,
+            prev_hash=AUDIT_GENESIS,
+            hash=AUDIT_GENESIS,
+        )
+        forged.entry_mac = entry_mac(forged, GUESSED_KEY)
+        with Session(connection) as session:
+            if connection.dialect.name == "sqlite":  # PostgreSQL numbers it
+                forged.seq = int(session.scalar(select(func.max(AuditEvent.seq))) or 0) + 1
+            session.add(AuditWriter(id=forged.writer_id, n=1))
+            session.flush()
+            session.add(forged)
+            session.flush()
+
+    _around_the_triggers(engine, hide)
+
+    broken = hf_adapter("verify")
+    assert broken.returncode == 1, broken.stdout
+    place = "0" if how.startswith("edited") else "-1"
+    assert f"has place {place} in the chain, before its first (#1)" in broken.stderr
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_copy_standing_in_for_a_deleted_pending_entry_is_found(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    hf_adapter: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """The owner drops the unique constraints, deletes a pending entry that is not its writer's
+    newest and inserts a copy of another: the writer's count of rows was right again, and the
+    copy's MAC verifies; it was sealed, and verify said intact."""
+    _pending(sessions, 5)
+    columns = ", ".join(
+        c.name for c in AuditEvent.__table__.columns if c.name not in {"seq", "chain_seq"}
+    )
+
+    def stand_in(connection: Connection) -> None:
+        for constraint in ("uq_audit_events_writer_id_writer_n", "uq_audit_events_id"):
+            connection.execute(text(f"ALTER TABLE audit_events DROP CONSTRAINT {constraint}"))
+        connection.execute(text("DELETE FROM audit_events WHERE resource_id = 'later-1'"))
+        connection.execute(
+            text(
+                f"INSERT INTO audit_events ({columns}) "  # noqa: S608 - the model's own names
+                f"SELECT {columns} FROM audit_events WHERE resource_id = 'later-3'"
+            )
+        )
+
+    _around_the_triggers(engine, stand_in)
+    seal_all(sessions)  # the sealer takes the copy: its MAC is right
+
+    broken = hf_adapter("verify")
+    assert broken.returncode == 1, broken.stdout
+    assert "is there 2 times: copies were inserted" in broken.stderr
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
