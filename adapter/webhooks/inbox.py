@@ -286,8 +286,10 @@ class WebhookInbox:
     def claim(self, *, limit: int, lease_s: float) -> list[WebhookEvent]:
         """Embedded queue: take up to `limit` due events, hidden from others for `lease_s`.
 
-        PostgreSQL skips rows another worker holds; SQLite serialises writers, so the
-        select-then-update below is atomic there too.
+        PostgreSQL skips rows another worker holds. SQLite takes no lock for the SELECT (its
+        driver begins a transaction at the first write), so two workers may select the same
+        events: the UPDATE takes only those still due, as one write, and what it returns is
+        what this worker claimed.
         """
         moment = self._clock()
         due: Select[uuid.UUID] = (
@@ -297,17 +299,27 @@ class WebhookInbox:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        ids = list(self._session.scalars(due))
-        if not ids:
+        selected = list(self._session.scalars(due))
+        if not selected:
             return []
-        self._session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id.in_(ids))
-            .values(
-                available_at=moment + dt.timedelta(seconds=lease_s),
-                deliveries=WebhookEvent.deliveries + 1,
+        ids = list(
+            self._session.scalars(
+                update(WebhookEvent)
+                .where(
+                    WebhookEvent.id.in_(selected),
+                    WebhookEvent.state == "pending",
+                    WebhookEvent.available_at <= moment,
+                )
+                .values(
+                    available_at=moment + dt.timedelta(seconds=lease_s),
+                    deliveries=WebhookEvent.deliveries + 1,
+                )
+                .returning(WebhookEvent.id)
+                .execution_options(synchronize_session=False)
             )
         )
+        if not ids:
+            return []
         return list(
             self._session.scalars(
                 select(WebhookEvent)

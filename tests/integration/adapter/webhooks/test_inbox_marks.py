@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import WebhookEvent
 from adapter.webhooks.envelope import EventEnvelope
 from adapter.webhooks.inbox import WebhookInbox
+from tests.support.databases import BACKENDS, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +138,47 @@ def test_an_outcome_longer_than_its_column_is_refused_not_cut(
     with pytest.raises(DBAPIError, match="too long"), sessions.begin() as session:
         WebhookInbox(session, clock=lambda: MARKED).mark_applied_many({event_id: "x" * 40})
     assert rows(sessions, [event_id])[event_id].state == "pending"
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_an_event_two_embedded_workers_select_at_once_is_claimed_by_one(
+    empty_database_url: URL,
+) -> None:
+    """Worker B claims between worker A's SELECT and its UPDATE. On SQLite the SELECT takes no
+    lock, so both used to take the event (deliveries 2, the source fetched twice, an attempt
+    counted twice); on PostgreSQL B skips the row A holds."""
+    first = create_engine_from_url(empty_database_url)
+    migrate(first)
+    second = create_engine_from_url(empty_database_url)
+    try:
+        a, b = session_factory(first), session_factory(second)
+        (event_id,) = received(a, 1, published=True)
+        taken_by_b: list[uuid.UUID] = []
+        fired: list[bool] = []
+
+        def between(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT WEBHOOK_EVENTS.ID") and not fired:
+                fired.append(True)
+                with b.begin() as session:
+                    claimed = WebhookInbox(session, clock=lambda: MARKED).claim(
+                        limit=10, lease_s=60
+                    )
+                    taken_by_b.extend(row.id for row in claimed)
+
+        event.listen(first, "after_cursor_execute", between)
+        try:
+            with a.begin() as session:
+                taken_by_a = [
+                    row.id
+                    for row in WebhookInbox(session, clock=lambda: MARKED).claim(
+                        limit=10, lease_s=60
+                    )
+                ]
+        finally:
+            event.remove(first, "after_cursor_execute", between)
+
+        assert sorted([*taken_by_a, *taken_by_b]) == [event_id], (taken_by_a, taken_by_b)
+        assert rows(a, [event_id])[event_id].deliveries == 1
+    finally:
+        first.dispose()
+        second.dispose()
