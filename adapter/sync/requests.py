@@ -75,7 +75,7 @@ def request_run(
     ).first()
     # A `running` row whose lock is free belongs to a process that died: the next run marks
     # it abandoned, so it must not refuse requests meanwhile.
-    if running is not None and _sync_lock_held(engine, system):
+    if running is not None and sync_lock_held(engine, system):
         raise SyncInProgress(system, running.id, "running")
     request = SyncRequest(
         system=system,
@@ -139,7 +139,8 @@ def refuse_request(
     return True
 
 
-def _sync_lock_held(engine: Engine, system: str) -> bool:
+def sync_lock_held(engine: Engine, system: str) -> bool:
+    """Whether a process (this one included) holds `system`'s sync lock now."""
     try:
         with exclusive(engine, f"sync-{system}"):  # the lock `sync_system` holds
             return False

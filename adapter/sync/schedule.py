@@ -7,7 +7,12 @@ The scheduler keeps no state of its own: whether a system is due is read from `s
 A system is due when today's slot (its time in `SYNC_TIMEZONE`) has passed and
 - no run of it has started since the slot, or
 - the last run since the slot failed and the connection's `next_attempt_at` has passed
-  (exponential backoff, set by the failed run), so a source that was down is retried later.
+  (exponential backoff, set by the failed run), so a source that was down is retried later;
+  a run that failed for a reason that is not the source's (a key retired too early, the
+  database refusing writes) set none, so it is retried after the same backoff counted from its
+  end and the failed runs since the slot (1 minute, 2, 4, … up to an hour), or
+- the last run since the slot is still `running` but no process holds its lock: its process
+  died (SIGKILL, out of memory), and the next run marks it abandoned and resumes.
 A disabled connection is never due.
 
 Runs requested through the API (`adapter.sync.requests`) are started at the next poll, before
@@ -24,14 +29,20 @@ from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clock import Clock, utc_now
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
+from adapter.sdmk_integration_manager.connections import FIRST_RETRY, LONGEST_RETRY
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
-from adapter.sync.requests import RunNotRequested, pending_requests, refuse_request
+from adapter.sync.requests import (
+    RunNotRequested,
+    pending_requests,
+    refuse_request,
+    sync_lock_held,
+)
 from adapter.sync.service import NoLongerWanted, SyncRunResult
 
 log = logging.getLogger("adapter.schedule")
@@ -92,7 +103,9 @@ class DailySchedule:
             today -= dt.timedelta(days=1)
         return today.astimezone(dt.UTC)
 
-    def decide(self, system: str) -> Decision:
+    def decide(self, system: str, *, holding_its_lock: bool = False) -> Decision:
+        """Whether `system` is due now; `holding_its_lock` when the caller holds the system's
+        sync lock (a `running` row is then a dead process's, not a live run)."""
         now = self._clock()
         slot = self.slot(system, now)
         with self._sessions() as session:
@@ -103,18 +116,40 @@ class DailySchedule:
                 .order_by(SyncRun.started_at.desc())
                 .limit(1)
             ).first()
+            failed_since_slot = int(
+                session.scalar(
+                    select(func.count()).where(
+                        SyncRun.system == system,
+                        SyncRun.started_at >= slot,
+                        SyncRun.status == "failed",
+                    )
+                )
+                or 0
+            )
         if not state.enabled:
             return Decision(system, False, "connection disabled", slot)
         if last is None:
             waited = (now - slot).total_seconds()
             return Decision(system, True, "daily slot reached", slot, overdue_s=waited)
         if last.status == "running":
-            return Decision(system, False, "a run is in progress", slot)
+            if not holding_its_lock and self._lock_held(system):
+                return Decision(system, False, "a run is in progress", slot)
+            return Decision(system, True, "retrying after a run whose process ended", slot)
         if last.status == "succeeded":
             return Decision(system, False, "done for today", slot)
-        if state.next_attempt_at is None or state.next_attempt_at <= now:
+        due_at = state.next_attempt_at
+        if due_at is None or due_at < last.started_at:
+            # The connection recorded no failure of this run: not the source's fault, but no
+            # reason to run again at every poll either.
+            wait = FIRST_RETRY * 2 ** max(0, failed_since_slot - 1)
+            due_at = (last.finished_at or last.started_at) + min(wait, LONGEST_RETRY)
+        if due_at <= now:
             return Decision(system, True, "retrying after a failed run", slot)
-        return Decision(system, False, f"next attempt at {state.next_attempt_at:%H:%M} UTC", slot)
+        return Decision(system, False, f"next attempt at {due_at:%H:%M} UTC", slot)
+
+    def _lock_held(self, system: str) -> bool:
+        engine = self._sessions.kw.get("bind")
+        return isinstance(engine, Engine) and sync_lock_held(engine, system)
 
     def last_successes(self) -> dict[str, dt.datetime]:
         """When each scheduled system's last successful batch sync finished (any process's)."""
@@ -153,7 +188,8 @@ class DailySchedule:
         return outcomes
 
     def _still_due(self, system: str) -> Callable[[], bool]:
-        return lambda: self.decide(system).due
+        # Asked by `sync_system` once it holds the lock.
+        return lambda: self.decide(system, holding_its_lock=True).due
 
     def run_due(self) -> list[Outcome]:
         """Run every system that is due now, in the configured order."""

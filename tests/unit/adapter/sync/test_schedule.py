@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.sdmk_integration_manager import ConnectionDisabled, record_failure, set_enabled
 from adapter.store.database import create_engine_from_url, session_factory
-from adapter.store.locks import LockHeld
+from adapter.store.locks import LockHeld, exclusive
 from adapter.store.models import SyncRun
 from adapter.sync.requests import request_run, take_request
 from adapter.sync.schedule import DailySchedule
@@ -178,10 +178,59 @@ def test_a_run_in_progress_or_a_disabled_connection_is_not_due(
     clock = Clock(slot_utc + dt.timedelta(minutes=2))
     schedule = _schedule(sessions, clock, [])
     _run(sessions, "sisdmk", slot_utc + dt.timedelta(minutes=1), "running")
-    assert schedule.decide("sisdmk").why == "a run is in progress"
+    with exclusive(sessions.kw["bind"], "sync-sisdmk"):  # the lock a live run holds
+        assert schedule.decide("sisdmk").why == "a run is in progress"
     with sessions.begin() as session:
         set_enabled(session, "kki", False, clock=clock)
     assert schedule.decide("kki").why == "connection disabled"
+
+
+def test_a_run_whose_process_died_is_retried_at_the_next_poll(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    """A scheduler SIGKILLed mid-run leaves its row `running` and its lock free: that system
+    waited for the next day's slot (the row said a run was in progress), with no alert."""
+    clock = Clock(slot_utc + dt.timedelta(minutes=30))
+    ran: list[str] = []
+    schedule = _schedule(sessions, clock, ran)
+    _run(sessions, "sisdmk", slot_utc + dt.timedelta(minutes=1), "running")
+
+    decision = schedule.decide("sisdmk")
+    assert decision.due
+    assert decision.why == "retrying after a run whose process ended"
+    schedule.run_due()
+    assert ran[:1] == ["sisdmk"], "the run is started (the still-due check under its lock)"
+
+
+def test_a_run_failed_for_no_fault_of_the_source_is_retried_with_backoff_not_every_poll(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    """A key retired too early or a database refusing writes fails the run without recording
+    a failure on the connection: it was retried at every poll (5 s), all day."""
+    started = slot_utc + dt.timedelta(minutes=1)
+    clock = Clock(started)
+    schedule = _schedule(sessions, clock, [])
+    waits = []
+    for _ in range(8):
+        with sessions.begin() as session:
+            session.add(
+                SyncRun(
+                    id=uuid.uuid4(),
+                    system="sisdmk",
+                    mode="full",
+                    started_at=clock(),
+                    finished_at=clock() + dt.timedelta(seconds=10),
+                    status="failed",
+                )
+            )
+        ended = clock() + dt.timedelta(seconds=10)
+        clock.now = ended + dt.timedelta(seconds=5)  # the next poll
+        assert not schedule.decide("sisdmk").due
+        while not schedule.decide("sisdmk").due:
+            clock.now += dt.timedelta(seconds=5)
+        waits.append(round((clock() - ended).total_seconds() / 60))
+
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60]  # minutes: doubling, an hour at most
 
 
 def test_a_sync_another_process_holds_is_reported_skipped(
@@ -316,7 +365,7 @@ def test_a_due_slot_nothing_has_started_counts_as_overdue_since_the_slot(
     assert before.overdue_s == 0.0
     assert schedule.decide("sisdmk").overdue_s == 20 * 60
     _run(sessions, "sisdmk", clock(), "failed")
-    retry = schedule.decide("sisdmk")
+    retry = _schedule(sessions, Clock(clock() + dt.timedelta(minutes=1)), []).decide("sisdmk")
     assert retry.due
     assert retry.overdue_s == 0.0, "a retry is not a missed slot"
     _run(sessions, "kki", clock(), "running")
