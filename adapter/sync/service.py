@@ -312,7 +312,7 @@ def _locked_sync(
             )
             counts.add(page_counts)
             quarantined.extend(bad)
-            high_water = _newest(page, high_water)
+            high_water = _newest(page, high_water, not_after=fetched_at)
             pages += 1
             if progress is not None:
                 progress(SyncProgress(system, pages, counts, time.monotonic() - started))
@@ -447,7 +447,14 @@ def _store_page(
                 rejected=len(ids),
                 findings=repository.findings_opened,
             )
-            _advance(session, system, page, run_id, _newest(page, high_water), clock())
+            _advance(
+                session,
+                system,
+                page,
+                run_id,
+                _newest(page, high_water, not_after=fetched_at),
+                clock(),
+            )
             _record_counts(session, run_id, totals, counts)
             session.commit()
             return counts, ids
@@ -650,7 +657,13 @@ def _read_ahead(pages: Iterator[Page]) -> Iterator[Page]:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _newest(page: Page, current: dt.datetime | None) -> dt.datetime | None:
+def _newest(
+    page: Page, current: dt.datetime | None, *, not_after: dt.datetime
+) -> dt.datetime | None:
+    """The newest `updated_at` of `page` and `current`, but never later than `not_after` (the
+    page's fetch time): one record stamped years ahead (a source's clock, or a hostile source)
+    would otherwise move the checkpoint there, and every later run would ask for changes since
+    then and get none. Capped, such a record is only fetched again by the next run."""
     newest = current
     for item in page.items:
         raw = item.get("updated_at")
@@ -662,6 +675,7 @@ def _newest(page: Page, current: dt.datetime | None) -> dt.datetime | None:
             continue
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=dt.UTC)
+        stamp = min(stamp, not_after)
         if newest is None or stamp > newest:
             newest = stamp
     return newest

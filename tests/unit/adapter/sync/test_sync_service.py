@@ -263,3 +263,23 @@ def test_a_run_counts_the_findings_its_pages_opened_not_another_writers(
         run_row = session.get(SyncRun, result.run_id)
     assert run_row is not None
     assert run_row.findings == 0
+
+
+def test_a_record_stamped_in_the_future_does_not_move_the_checkpoint_past_the_fetch(
+    sessions: sessionmaker[Session],
+) -> None:
+    """One record whose `updated_at` is years ahead (a source's clock) set `updated_since` there:
+    every later run asked for changes since 2099, got none and "succeeded"."""
+    ahead, normal = sisdmk_worker(), sisdmk_worker()
+    ahead["updated_at"] = "2099-01-01T00:00:00Z"
+    normal["updated_at"] = (AT - dt.timedelta(hours=1)).isoformat()
+    source = ScriptedSisdmk([Page(items=(ahead, normal), next_cursor=None)])
+
+    assert run(sessions, source).succeeded
+    with sessions() as session:
+        checkpoint = session.get(SyncCheckpoint, "sisdmk")
+    assert checkpoint is not None
+    assert checkpoint.updated_since == AT, "capped at the page's fetch time"
+
+    assert run(sessions, source).succeeded
+    assert source.calls[-1][0] == AT, "the next run asks for changes since then"
