@@ -247,6 +247,7 @@ class RabbitConsumer:
             callbacks=[on_message],
             accept=["json"],
             prefetch_count=self._prefetch,
+            on_decode_error=_dead_letter_undecodable,
         )
         consumer.consume()
         self._connection = connection
@@ -279,6 +280,18 @@ class RabbitConsumer:
             _close_quietly(self._connection)
         self._connection = None
         self._consumer = None
+
+
+def _dead_letter_undecodable(message: Message, exc: Exception) -> None:
+    """A body kombu cannot decode (not JSON, or a content type other than JSON) goes to the
+    dead-letter queue. Raised instead, it left `drain_events`, stopped the worker, and came
+    back unacked to the next worker, which stopped too."""
+    log.error(
+        "dead-lettering a message that cannot be decoded (%s; content type %s)",
+        type(exc).__name__,
+        str(message.content_type)[:100],
+    )
+    message.reject(requeue=False)
 
 
 def _close_quietly(connection: Connection) -> None:

@@ -1,0 +1,112 @@
+"""Messages a worker cannot read go to the dead-letter queue; the worker goes on. Real
+RabbitMQ; the processor is never reached (these messages name no event)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from typing import Any
+
+import pytest
+from kombu import Connection
+from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
+
+from adapter.observability.event_metrics import EventMetrics
+from adapter.queue.rabbit import RabbitConsumer, RabbitPublisher, declare_topology
+from adapter.queue.topology import EVENT_ROUTING_KEY, QueueTopology
+from adapter.queue.worker import Worker
+from tests.integration.adapter.webhooks.support import broker_url, delete_topology
+
+pytestmark = pytest.mark.integration
+
+RETRIES = "1,5"
+UNREADABLE = (
+    # (body, content type): not JSON at all; JSON's label on a body that is not JSON; JSON
+    # that is not an event message (the worker's own check).
+    ("not json at all", "text/plain"),
+    ("{not json", "application/json"),
+    (json.dumps({"hello": "world"}), "application/json"),
+)
+
+
+class NeverCalled:
+    def process(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no event message was in the queue")
+
+
+class IdleRelay:
+    def run(self, stop: threading.Event) -> None:
+        stop.wait(60)
+
+
+class NoDatabase:
+    """The queue depths the worker samples are unavailable: it logs that and goes on."""
+
+    def __call__(self) -> Any:
+        raise SQLAlchemyError("no database in this test")
+
+
+def test_unreadable_messages_are_dead_lettered_and_the_worker_keeps_running() -> None:
+    url = broker_url()
+    prefix = f"hf-test-undecodable-{secrets.token_hex(4)}"
+    topology = QueueTopology(prefix, 5, tuple(float(d) for d in RETRIES.split(",")))
+    try:
+        with Connection(url, connect_timeout=3) as connection:
+            declare_topology(connection, topology)
+            producer = connection.Producer()
+            for body, content_type in UNREADABLE:
+                producer.publish(
+                    body,
+                    exchange=topology.events_exchange,
+                    routing_key=EVENT_ROUTING_KEY,
+                    content_type=content_type,
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                )
+        worker = Worker(
+            processor=NeverCalled(),  # type: ignore[arg-type]
+            sessions=NoDatabase(),  # type: ignore[arg-type]
+            metrics=EventMetrics.for_registry(CollectorRegistry()),
+            concurrency=2,
+        )
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                worker.run_rabbit(
+                    RabbitConsumer(url, topology, prefetch=4),
+                    RabbitPublisher(url, topology),
+                    topology,
+                    IdleRelay(),  # type: ignore[arg-type]
+                )
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                raised.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        dead = 0
+        while time.monotonic() < deadline and dead < len(UNREADABLE) and thread.is_alive():
+            time.sleep(0.2)
+            with Connection(url, connect_timeout=3) as connection:
+                declared = connection.default_channel.queue_declare(
+                    queue=topology.dead_queue.name, passive=True
+                )
+                dead = int(declared.message_count)
+        still_running = thread.is_alive()
+        worker.stop()
+        thread.join(timeout=15)
+
+        assert raised == [], f"the worker stopped: {raised!r}"
+        assert still_running
+        assert dead == len(UNREADABLE)
+        with Connection(url, connect_timeout=3) as connection:
+            left = connection.default_channel.queue_declare(
+                queue=topology.events_queue.name, passive=True
+            )
+        assert int(left.message_count) == 0
+    finally:
+        delete_topology(url, prefix, RETRIES)
