@@ -22,15 +22,17 @@ from adapter.audit import Actor, record_audit
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
 from adapter.observability.event_metrics import EventMetrics
-from adapter.queue.messages import EventPublisher
+from adapter.queue.messages import EventMessage, EventPublisher
 from adapter.webhooks.inbox import WebhookInbox
-from adapter.webhooks.outbox import event_message, publish_events
+from adapter.webhooks.outbox import publish_events
 from adapter.workforce.directory import Page
 
 log = logging.getLogger("adapter.webhooks")
 
 RESOURCE: Final = "webhook_event"
 PURGE_REASON_MAX: Final = 500
+# Replayed events published (and confirmed, and marked) per batch.
+PUBLISH_BATCH: Final = 1_000
 # One line with something in it: the rule of adapter.yaml's PurgeRequest, for the CLI too.
 PURGE_REASON: Final = re.compile(r"[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*")
 
@@ -122,9 +124,8 @@ class WebhookEventAdmin:
                 _require_failed(inbox, ids, "replayed")
             result = inbox.replay(ids)
             messages = [
-                event_message(event)
-                for event in map(inbox.get, result.replayed)
-                if event is not None
+                EventMessage(event_id, source, event_type, traceparent)
+                for event_id, source, event_type, traceparent in result.messages
             ]
             record_audit(
                 session,
@@ -134,11 +135,20 @@ class WebhookEventAdmin:
                 resource_id=_resource_id(ids),
                 detail=_detail(ids, result.replayed, result.skipped),
             )
-        unavailable = publish_events(
-            self._sessions, self._publisher, messages, path="replay", metrics=self._metrics
-        )
-        if unavailable is not None:
-            log.warning("replayed events wait for the outbox relay: %s", unavailable.message)
+        # In batches, each confirmed and marked on its own: one confirm for tens of thousands
+        # of events would outlast its timeout and leave them all to the relay.
+        unavailable = None
+        for start in range(0, len(messages), PUBLISH_BATCH):
+            unavailable = publish_events(
+                self._sessions,
+                self._publisher,
+                messages[start : start + PUBLISH_BATCH],
+                path="replay",
+                metrics=self._metrics,
+            )
+            if unavailable is not None:
+                log.warning("replayed events wait for the outbox relay: %s", unavailable.message)
+                break
         return Replayed(result.replayed, result.skipped, published=unavailable is None)
 
     def purge(self, actor: Actor, event_ids: Sequence[uuid.UUID] | None, *, reason: str) -> Purged:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
@@ -39,11 +39,18 @@ from adapter.clock import Clock
 from adapter.store.models import WebhookEvent
 from adapter.webhooks.envelope import EventEnvelope
 
+# Ids one statement names at most (PostgreSQL binds at most 65,535 values in a statement; SQLite
+# 32,766 by default): larger sets go in chunks.
+IDS_PER_STATEMENT: Final = 10_000
+
 
 @dataclass(frozen=True)
 class ReplayResult:
     replayed: list[uuid.UUID]
     skipped: int
+    # What the messages of the replayed events need, read by the UPDATE that replayed them:
+    # (id, source, event type, traceparent).
+    messages: list[tuple[uuid.UUID, str, str, str | None]] = field(default_factory=list)
 
 
 def now() -> dt.datetime:
@@ -347,10 +354,15 @@ class WebhookInbox:
 
     def states(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
         """The state of each of these events that exists."""
-        rows = self._session.execute(
-            select(WebhookEvent.id, WebhookEvent.state).where(WebhookEvent.id.in_(event_ids))
-        )
-        return {row.id: row.state for row in rows}
+        unique = list(dict.fromkeys(event_ids))
+        found: dict[uuid.UUID, str] = {}
+        for start in range(0, len(unique), IDS_PER_STATEMENT):
+            chunk = unique[start : start + IDS_PER_STATEMENT]
+            rows = self._session.execute(
+                select(WebhookEvent.id, WebhookEvent.state).where(WebhookEvent.id.in_(chunk))
+            )
+            found.update({row.id: row.state for row in rows})
+        return found
 
     def count(self, *, state: str) -> int:
         return int(
@@ -358,32 +370,44 @@ class WebhookInbox:
         )
 
     def replay(self, event_ids: Sequence[uuid.UUID] | None) -> ReplayResult:
-        """Failed events (these, or all of them) back to pending with fresh retries."""
-        query = select(WebhookEvent.id, WebhookEvent.state)
-        if event_ids is not None:
-            query = query.where(WebhookEvent.id.in_(event_ids))
-        else:
-            query = query.where(WebhookEvent.state == "failed")
-        rows = list(self._session.execute(query))
-        replayable = [row.id for row in rows if row.state == "failed"]
-        if replayable:
-            moment = self._clock()
-            self._session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id.in_(replayable), WebhookEvent.state == "failed")
-                .values(
-                    state="pending",
-                    attempts=0,
-                    deliveries=0,
-                    available_at=moment,
-                    published_at=None,
-                    replays=WebhookEvent.replays + 1,
-                )
+        """Failed events (these, or all of them) back to pending with fresh retries.
+
+        One guarded UPDATE (ids in chunks: a statement binds at most 65,535 values on
+        PostgreSQL, and an outage may leave more failed events than that); what it returns is
+        what was replayed, so two operators replaying at once never both count an event.
+        """
+        moment = self._clock()
+        replay = (
+            update(WebhookEvent)
+            .where(WebhookEvent.state == "failed")
+            .values(
+                state="pending",
+                attempts=0,
+                deliveries=0,
+                available_at=moment,
+                published_at=None,
+                replays=WebhookEvent.replays + 1,
             )
-        skipped = len(rows) - len(replayable)
-        if event_ids is not None:
-            skipped += len(set(event_ids)) - len(rows)
-        return ReplayResult(replayable, skipped)
+            .returning(
+                WebhookEvent.id,
+                WebhookEvent.source,
+                WebhookEvent.event_type,
+                WebhookEvent.traceparent,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if event_ids is None:
+            rows = list(self._session.execute(replay))
+            skipped = 0
+        else:
+            unique = list(dict.fromkeys(event_ids))
+            rows = []
+            for start in range(0, len(unique), IDS_PER_STATEMENT):
+                chunk = unique[start : start + IDS_PER_STATEMENT]
+                rows.extend(self._session.execute(replay.where(WebhookEvent.id.in_(chunk))))
+            skipped = len(unique) - len(rows)
+        messages = [(row.id, row.source, row.event_type, row.traceparent) for row in rows]
+        return ReplayResult([row.id for row in rows], skipped, messages)
 
     def purge(self, event_ids: Sequence[uuid.UUID] | None, *, reason: str) -> list[uuid.UUID]:
         """Failed events (these, or all of them) set aside for good, with the operator's reason;

@@ -17,7 +17,7 @@ import jwt
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit import Actor, command_line_operator
@@ -25,7 +25,7 @@ from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.rabbit import RabbitPublisher
 from adapter.queue.topology import QueueTopology
 from adapter.queue.worker import OutboxRelay, WorkerStats
-from adapter.store.database import session_factory
+from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import AuditEvent, WebhookEvent
 from adapter.webhooks.envelope import EventEnvelope
 from adapter.webhooks.event_admin import WebhookEventAdmin
@@ -36,7 +36,7 @@ from tests.integration.adapter.api.stack import AUDIENCE, OPS, Adapter, served_a
 from tests.integration.adapter.sync.support import Mock, adapter_environment
 from tests.integration.adapter.webhooks.support import own_topology, queued
 from tests.support.adapter_cli import hf_adapter_in_process
-from tests.support.databases import AUDIT_KEYS, PostgresServer
+from tests.support.databases import AUDIT_KEYS, PostgresServer, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -388,3 +388,60 @@ def test_replay_while_the_broker_is_away_leaves_the_event_to_the_relay(
         back.close()
     assert event(sessions, target).published_at is not None
     assert queued(broker, topology) >= 1
+
+
+class RecordingPublisher:
+    """Takes every batch (the broker's part is tested above): what the replay handed over."""
+
+    needs_relay = True
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def publish(self, messages: Any, *, path: str) -> None:
+        self.batches.append(len(messages))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_replaying_more_failed_events_than_a_statement_binds_replays_them_all(
+    empty_database_url: URL,
+) -> None:
+    """After a long outage: 70,000 failed events. The replay bound one value per event in one
+    statement, over PostgreSQL's 65,535, and failed; operations.md sends operators to it."""
+    failed = 70_000
+    engine = create_engine_from_url(empty_database_url)
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO webhook_events (id, source, webhook_id, event_type, resource_id, "
+            "resource_version, occurred_at, state, published_at, attempts, last_error) "
+            "SELECT gen_random_uuid(), 'kki', 'msg_' || n, 'registration.updated', "
+            "'QZ' || lpad(n::text, 14, '0'), 1, now(), 'failed', now(), 5, 'upstream' "
+            "FROM generate_series(1, %(failed)s) AS n",
+            {"failed": failed},
+        )
+    sessions = session_factory(engine, audit_keys=AUDIT_KEYS)
+    publisher = RecordingPublisher()
+    admin = WebhookEventAdmin(
+        sessions=sessions,
+        publisher=publisher,  # type: ignore[arg-type]
+        metrics=EventMetrics.for_registry(CollectorRegistry()),
+    )
+
+    result = admin.replay(SERVICE_ACTOR, None)
+
+    assert (len(result.replayed), result.skipped, result.published) == (failed, 0, True)
+    assert sum(publisher.batches) == failed
+    assert max(publisher.batches) <= 1_000, "confirmed in batches, not one of 70,000"
+    with engine.connect() as connection:
+        states = dict(
+            connection.exec_driver_sql(
+                "SELECT state || (published_at IS NOT NULL)::text, count(*) FROM webhook_events "
+                "GROUP BY 1"
+            ).all()
+        )
+    assert states == {"pendingtrue": failed}
+    engine.dispose()
