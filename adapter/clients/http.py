@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 500
+# Empty pages in a row, each with a next cursor, after which a list walk is refused: a source
+# handing out fresh cursors over nothing would keep a sync walking for ever.
+MAX_EMPTY_PAGES: Final = 100
 # A page of 500 records is ~1.5 MB; anything near this limit is a broken or hostile answer.
 MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
@@ -301,6 +304,7 @@ class JsonExchange:
         """
         send = call if call is not None else self.call
         seen: set[str] = set()
+        empty_in_a_row = 0
         while True:
             page_params = {**params, **({"cursor": cursor} if cursor is not None else {})}
             body = send(operation, "GET", path, params=page_params, items_unchecked=True)
@@ -309,6 +313,15 @@ class JsonExchange:
                 # A → B → A: the list loops and would never end.
                 raise ContractViolation(
                     "page.next_cursor points back to a page already read (paging would never end)",
+                    system=self.system,
+                    operation=operation,
+                )
+            empty_in_a_row = 0 if page.items or page.rejected else empty_in_a_row + 1
+            if page.next_cursor is not None and empty_in_a_row >= MAX_EMPTY_PAGES:
+                # A fresh cursor each time and nothing on the pages: it would never end either.
+                raise ContractViolation(
+                    f"{empty_in_a_row} empty pages in a row, each saying there is more "
+                    "(paging would never end)",
                     system=self.system,
                     operation=operation,
                 )

@@ -23,6 +23,7 @@ from adapter.clients import (
     disable_retries,
 )
 from adapter.clients.contract import CONTRACTS_DIR
+from adapter.clients.http import MAX_EMPTY_PAGES
 from adapter.observability.tracing import start_span
 from openapi_schemas import load_yaml
 
@@ -268,6 +269,36 @@ def test_cursors_that_lead_back_to_a_page_already_read_end_the_walk() -> None:
     assert [next(pages).cursor, next(pages).cursor] == [None, "A"]
     with pytest.raises(ContractViolation, match="points back to a page already read"):
         next(pages)
+
+
+def test_empty_pages_with_fresh_cursors_for_ever_end_the_walk() -> None:
+    """Each page empty, each with a new cursor and `has_more`: the walk never ended (5,001
+    requests in a review before it was stopped by hand)."""
+    asked: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params.get("cursor"))
+        page = {"limit": 1, "next_cursor": f"c{len(asked)}", "has_more": True}
+        return httpx.Response(200, json={"data": [], "page": page})
+
+    with pytest.raises(ContractViolation, match="100 empty pages in a row"):
+        list(kki_client(handler).iter_registrations(page_size=1))
+    assert len(asked) == MAX_EMPTY_PAGES
+
+
+def test_some_empty_pages_between_records_are_walked_through() -> None:
+    """Empty pages are allowed (a source filtering as it pages): only a run of them without
+    end is refused, and a page with records starts the count again."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params.get("cursor") or 0)
+        data = [REGISTRATION] if number % (MAX_EMPTY_PAGES - 1) == 0 else []
+        last = number == 3 * MAX_EMPTY_PAGES
+        page = {"limit": 1, "next_cursor": None if last else str(number + 1), "has_more": not last}
+        return httpx.Response(200, json={"data": data, "page": page})
+
+    pages = list(kki_client(handler).iter_registrations(page_size=1))
+    assert len(pages) == 3 * MAX_EMPTY_PAGES + 1
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
