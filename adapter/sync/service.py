@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 from sqlalchemy import update
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import (
@@ -72,6 +72,8 @@ log = logging.getLogger("adapter.sync")
 
 System = Literal["kki", "sisdmk"]
 PAGE_SIZE: Final = MAX_PAGE_SIZE
+# Deadlock detected, serialization failure: a race with another writer, not the page's fault.
+RACE_SQLSTATES: Final = frozenset({"40P01", "40001"})
 _ABANDONED: Final = (
     "abandoned: the process ended without finishing this run (crash or kill); "
     "a later run resumed from its last committed page"
@@ -298,7 +300,7 @@ def _locked_sync(
         walk = source.pages(updated_since, cursor)
         for page in _read_ahead(walk) if read_ahead else walk:
             fetched_at = clock()
-            page_counts, bad = _store_page(
+            page_counts, bad = _store_page_racing(
                 session_factory,
                 repository_factory,
                 source,
@@ -458,6 +460,21 @@ def _store_page(
             _record_counts(session, run_id, totals, counts)
             session.commit()
             return counts, ids
+
+
+def _store_page_racing(*args: Any) -> tuple[SyncCounts, list[str]]:
+    """`_store_page`, once more at once after a deadlock or serialization failure: another
+    writer (the webhook worker, the other system's sync) created the same new people in another
+    order. Nothing of the page was written (its session rolled back), and by now the other
+    writer has committed, so the page reads those rows and updates them."""
+    try:
+        return _store_page(*args)
+    except OperationalError as exc:
+        state = getattr(exc.orig, "sqlstate", None)
+        if state not in RACE_SQLSTATES:
+            raise
+        log.info("a page met another writer (%s); writing it again at once", state)
+        return _store_page(*args)
 
 
 def _quarantine(

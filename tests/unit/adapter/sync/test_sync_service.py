@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from psycopg.errors import UniqueViolation
+from psycopg.errors import DeadlockDetected, UniqueViolation
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clients.errors import UpstreamUnavailable
@@ -283,3 +283,41 @@ def test_a_record_stamped_in_the_future_does_not_move_the_checkpoint_past_the_fe
 
     assert run(sessions, source).succeeded
     assert source.calls[-1][0] == AT, "the next run asks for changes since then"
+
+
+class DeadlockingRepository(HealthWorkerRepository):
+    """The page's write is chosen as a deadlock victim `times` times (another writer inserting
+    the same new people in the other order)."""
+
+    def __init__(self, session: Session, state: dict[str, int]) -> None:
+        super().__init__(session, CIPHER, BLIND_INDEX)
+        self.state = state
+
+    def write_staged(self) -> None:
+        if self.state["times"]:
+            self.state["times"] -= 1
+            raise OperationalError("COPY health_workers …", None, DeadlockDetected("deadlock"))
+        super().write_staged()
+
+
+@pytest.mark.parametrize(("deadlocks", "succeeded"), [(1, True), (2, False)])
+def test_a_page_chosen_as_a_deadlock_victim_is_written_again_once(
+    sessions: sessionmaker[Session], deadlocks: int, succeeded: bool
+) -> None:
+    first, second = sisdmk_worker(), sisdmk_worker()
+    state = {"times": deadlocks}
+    result = sync_system(
+        "sisdmk",
+        session_factory=sessions,
+        client=ScriptedSisdmk([Page(items=(first, second), next_cursor=None)]),
+        repository_factory=lambda session: DeadlockingRepository(session, state),
+        metrics=SyncMetrics.for_registry(CollectorRegistry()),
+        clock=lambda: AT,
+    )
+    assert result.succeeded is succeeded
+    if succeeded:
+        assert (result.counts.created, result.counts.rejected) == (2, 0)
+    else:  # a second deadlock in a row fails the run (it resumes at this page), as before
+        assert "OperationalError" in str(result.error)
+    with sessions() as session:
+        assert len(session.scalars(select(QuarantinedRecord)).all()) == 0
