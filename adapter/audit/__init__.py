@@ -4,7 +4,14 @@ sealer that chains the pending entries (`seal`), the chain's anchors kept outsid
 
 from adapter.audit.actors import CLI_CLIENT, SYSTEM_SYNC, WORKER, Actor, command_line_operator
 from adapter.audit.anchors import Anchor, AnchorError, read_anchors
-from adapter.audit.seal import Sealer, SealResult, pending_count, seal_all, seal_pending
+from adapter.audit.seal import (
+    Sealer,
+    SealingBlocked,
+    SealResult,
+    pending_count,
+    seal_all,
+    seal_pending,
+)
 from adapter.audit.trail import (
     AuditKeysMissing,
     audit_keys,
@@ -28,6 +35,7 @@ __all__ = [
     "ChainReport",
     "SealResult",
     "Sealer",
+    "SealingBlocked",
     "audit_keys",
     "command_line_operator",
     "entry_hash",

@@ -20,16 +20,19 @@ import hmac
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cache
 from typing import Final
 
-from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.trail import audit_keys, entry_mac, seal_hash, timestamp
+from adapter.errors import AdapterError
 from adapter.store.models import AuditChainHead, AuditEvent
 
 log = logging.getLogger("adapter.audit")
@@ -40,6 +43,24 @@ SEAL_BATCH: Final = 1_000
 SEAL_INTERVAL_S: Final = 0.2
 # pg_try_advisory_xact_lock key: one sealer at a time across the processes of a deployment.
 SEALER_LOCK: Final = 0x6866_6175_6469_7401  # "hfaudit" + 1
+# How long a seal waits for the sealing lock or the chain head's row on PostgreSQL: a turn of
+# the sealer thread (which skips the turn when another sealer has the lock), and `audit seal` /
+# `audit anchor` (which wait for that sealer). A session holding either longer is no sealer:
+# it would stall sealing, and with it the bound on how long an entry stays pending.
+TURN_LOCK_TIMEOUT_S: Final = 5
+WAIT_LOCK_TIMEOUT_S: Final = 60
+# The sealer thread warns when entries have waited this long to be sealed (checked, at most
+# every `STALL_CHECK_S`, only while its turns are skipped or fail).
+STALL_WARNING_S: Final = 60.0
+STALL_CHECK_S: Final = 30.0
+# PostgreSQL's lock_not_available: lock_timeout ran out.
+_LOCK_NOT_AVAILABLE: Final = "55P03"
+
+
+class SealingBlocked(AdapterError):
+    """The sealing lock or the chain head's row was held longer than a seal waits."""
+
+    default_reason = "sealing_blocked"
 
 
 @dataclass(frozen=True)
@@ -58,26 +79,41 @@ def seal_pending(
     batch: int = SEAL_BATCH,
     refused: set[int] | None = None,
     wait: bool = False,
+    lock_timeout_s: int | None = None,
 ) -> SealResult:
     """Seal up to `batch` pending entries in one transaction. `refused` (entries' `seq`) are
     skipped, and entries refused now are added to it, so that a forged entry is not re-read
-    on every turn. While another sealer works, return at once (`busy`), or `wait` for it."""
+    on every turn. While another sealer works, return at once (`busy`), or `wait` for it. On
+    PostgreSQL a lock held longer than `lock_timeout_s` (by default `WAIT_LOCK_TIMEOUT_S` with
+    `wait`, else `TURN_LOCK_TIMEOUT_S`) raises `SealingBlocked`."""
     skip = refused if refused is not None else set()
     with sessions.begin() as session:
         keys = audit_keys(session)
         postgresql = session.get_bind().dialect.name == "postgresql"
-        if postgresql:
-            if wait:
-                session.execute(select(func.pg_advisory_xact_lock(SEALER_LOCK)))
-            elif not session.scalar(select(func.pg_try_advisory_xact_lock(SEALER_LOCK))):
-                return SealResult(0, busy=True)
-        head_seq, head_hash = session.execute(
-            update(AuditChainHead)
-            .where(AuditChainHead.id == 1)
-            .values(changed_at=dt.datetime.now(dt.UTC))
-            .returning(AuditChainHead.seq, AuditChainHead.hash)
-            .execution_options(synchronize_session=False)
-        ).one()
+        timeout_s = lock_timeout_s or (WAIT_LOCK_TIMEOUT_S if wait else TURN_LOCK_TIMEOUT_S)
+        try:
+            if postgresql:
+                session.execute(text(f"SET LOCAL lock_timeout = '{timeout_s}s'"))
+                if wait:
+                    session.execute(select(func.pg_advisory_xact_lock(SEALER_LOCK)))
+                elif not session.scalar(select(func.pg_try_advisory_xact_lock(SEALER_LOCK))):
+                    return SealResult(0, busy=True)
+            head_seq, head_hash = session.execute(
+                update(AuditChainHead)
+                .where(AuditChainHead.id == 1)
+                .values(changed_at=dt.datetime.now(dt.UTC))
+                .returning(AuditChainHead.seq, AuditChainHead.hash)
+                .execution_options(synchronize_session=False)
+            ).one()
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            raise SealingBlocked(
+                f"the audit sealing lock or the chain head's row was held for {timeout_s} s by "
+                "a session that is not sealing, and entries stay pending meanwhile: find it in "
+                "pg_locks (an advisory lock, or a row lock on audit_chain_head) and "
+                "pg_stat_activity, and end it"
+            ) from None
         query = select(AuditEvent).where(AuditEvent.chain_seq.is_(None))
         if skip:
             query = query.where(AuditEvent.seq.not_in(skip))
@@ -189,13 +225,18 @@ class Sealer:
         *,
         interval_s: float = SEAL_INTERVAL_S,
         batch: int = SEAL_BATCH,
+        stall_warning_s: float = STALL_WARNING_S,
+        stall_check_s: float = STALL_CHECK_S,
     ) -> None:
         self._sessions = sessions
         self._interval_s = interval_s
         self._batch = batch
+        self._stall_warning_s = stall_warning_s
+        self._stall_check_s = stall_check_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refused: set[int] = set()
+        self._last_stall_check = float("-inf")
 
     def start(self) -> Sealer:
         if self._thread is None:
@@ -219,11 +260,42 @@ class Sealer:
         while not self._stop.is_set():
             try:
                 backlog = self._turn()
+            except SealingBlocked as exc:  # no traceback: the message says what to look for
+                log.warning("sealing the audit trail: %s", exc)
+                self._watch_for_a_stall()
+                backlog = False
             except Exception:  # logged, and tried again at the next turn
                 log.exception("sealing the audit trail failed; retrying")
+                self._watch_for_a_stall()
                 backlog = False
             if not backlog:
                 self._stop.wait(self._interval_s)
+
+    def _watch_for_a_stall(self) -> None:
+        """After a turn that sealed nothing while entries wait: warn if the oldest has waited
+        `stall_warning_s` (another sealer holding the lock for its turns is normal; one holding
+        it for a minute is not). At most every `stall_check_s`."""
+        now = time.monotonic()
+        if now - self._last_stall_check < self._stall_check_s:
+            return
+        self._last_stall_check = now
+        try:
+            with self._sessions() as session:
+                session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                oldest = session.scalar(
+                    select(func.min(AuditEvent.at)).where(AuditEvent.chain_seq.is_(None))
+                )
+        except Exception:  # noqa: BLE001 - the turn's own failure is logged already
+            return
+        if oldest is None:
+            return
+        waited = (dt.datetime.now(dt.UTC) - oldest).total_seconds()
+        if waited >= self._stall_warning_s:
+            log.warning(
+                "audit entries have waited %.0f s to be sealed: no sealer has sealed since; "
+                "another session may hold the sealing lock (hf-adapter audit seal says which)",
+                waited,
+            )
 
     def _turn(self) -> bool:
         """One turn; whether a full batch was sealed (so more may be waiting)."""
@@ -238,6 +310,8 @@ class Sealer:
             if session.scalar(query.limit(1)) is None:
                 return False
         result = seal_pending(self._sessions, batch=self._batch, refused=self._refused)
+        if result.busy:
+            self._watch_for_a_stall()
         return result.sealed + result.refused >= self._batch
 
 

@@ -5,6 +5,7 @@ another, or as a command) and resumes after being killed."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import signal
 import subprocess
@@ -20,7 +21,17 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.audit import Actor, Sealer, entry_mac, record_audit, seal_all, verify_chain
+from adapter.audit import (
+    Actor,
+    Sealer,
+    SealingBlocked,
+    entry_mac,
+    record_audit,
+    seal_all,
+    seal_pending,
+    verify_chain,
+)
+from adapter.audit.seal import SEALER_LOCK
 from adapter.audit.trail import audit_keys, seal_hash
 from adapter.store.crypto import Key
 from adapter.store.models import AuditChainHead, AuditEvent, AuditWriter
@@ -527,3 +538,56 @@ def test_seal_command_leaves_a_forged_entry_pending_and_exits_1(
         verified.stderr
     )
     assert "entries #1-#2 verified" in verified.stderr
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("held", ["the sealing lock", "the chain head's row"])
+def test_a_seal_waits_for_a_held_lock_only_so_long_then_says_why(
+    engine: Engine, sessions: sessionmaker[Session], held: str
+) -> None:
+    """A session that is no sealer holds the advisory lock, or a row lock on the head: `audit
+    seal` and `audit anchor` waited for ever, and the sealer threads blocked on the head."""
+    _append(sessions, 2)
+    with engine.connect() as holder:
+        if held == "the sealing lock":
+            holder.execute(select(func.pg_advisory_lock(SEALER_LOCK)))
+        else:
+            holder.execute(text("BEGIN"))
+            holder.execute(text("SELECT seq FROM audit_chain_head WHERE id = 1 FOR UPDATE"))
+        started = time.monotonic()
+        with pytest.raises(SealingBlocked, match="held for 1 s by a session that is not sealing"):
+            seal_pending(sessions, wait=True, lock_timeout_s=1)
+        assert time.monotonic() - started < 30
+        if held != "the sealing lock":  # a turn of a sealer thread (it skips a held lock)
+            with pytest.raises(SealingBlocked):
+                seal_pending(sessions, lock_timeout_s=1)
+        holder.rollback()
+        if held == "the sealing lock":
+            holder.execute(select(func.pg_advisory_unlock(SEALER_LOCK)))
+    assert seal_all(sessions).sealed == 2, "free again: sealed as usual"
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_the_sealer_thread_warns_when_entries_wait_while_the_lock_is_held(
+    engine: Engine, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    sealer = Sealer(sessions, interval_s=0.05, stall_warning_s=0.5, stall_check_s=0.2)
+    with engine.connect() as holder, caplog.at_level(logging.WARNING, logger="adapter.audit"):
+        holder.execute(select(func.pg_advisory_lock(SEALER_LOCK)))
+        _append(sessions, 1)
+        sealer.start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(
+                "waited" in r.getMessage() for r in caplog.records
+            ):
+                time.sleep(0.05)
+        finally:
+            sealer._stop.set()
+            holder.execute(select(func.pg_advisory_unlock(SEALER_LOCK)))
+            holder.commit()
+            sealer.stop()
+    warnings = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
+    assert warnings, "no warning while the entry waited"
+    assert "another session may hold the sealing lock" in warnings[0]
+    assert _pending(sessions) == 0, "sealed once the lock was free (at stop)"
