@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.api.services import ApiServices
 from adapter.audit.actors import Actor
 from adapter.audit.seal import Sealer
-from adapter.clients import ClientMetrics, HttpKkiClient, HttpSisdmkClient, client_from_settings
+from adapter.clients import (
+    ONE_QUICK_RETRY,
+    ClientMetrics,
+    HttpKkiClient,
+    HttpSisdmkClient,
+    client_from_settings,
+)
 from adapter.clock import Clock, utc_now
 from adapter.lookup import RegistryLookup
 from adapter.observability.event_metrics import EventMetrics
@@ -118,8 +124,10 @@ class Services:
 
     @cached_property
     def kki(self) -> HttpKkiClient:
-        """The process's KKI client for look-ups (closed by `close`)."""
-        client = self.kki_client()
+        """The process's KKI client for look-ups (closed by `close`): one quick retry, and a
+        Retry-After of more than 2 s ends the call, since a look-up KKI cannot answer now is
+        served from the store (stale) instead of holding a request thread for minutes."""
+        client = self.kki_client(policy=ONE_QUICK_RETRY)
         self._closers.append(client.close)
         return client
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from adapter.cli.consoles import table_console
 from adapter.cli.realtime import start_metrics_server
-from adapter.clients import CircuitBreaker, RetryPolicy
+from adapter.clients import ONE_QUICK_RETRY, CircuitBreaker
 from adapter.clients.http import verify_from
 from adapter.composition import build_services
 from adapter.observability.event_metrics import EventMetrics
@@ -33,9 +33,7 @@ from adapter.store.bulk import merged_from_temporary_table
 EXIT_OK: Final = 0
 # The queue retries with its own backoff: one quick retry inside the call is enough, and a
 # Retry-After longer than a couple of seconds goes back to the queue instead of holding a thread.
-WORKER_CALL_POLICY: Final = RetryPolicy(
-    max_attempts=2, base_delay_s=0.2, max_delay_s=1.0, max_retry_after_s=2.0
-)
+WORKER_CALL_POLICY: Final = ONE_QUICK_RETRY
 STATUS_REFRESH_PER_S: Final = 2
 POOL_BESIDE_THREADS: Final = 6
 

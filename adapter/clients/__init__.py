@@ -22,6 +22,7 @@ from adapter.clients.errors import (
 from adapter.clients.http import Page, RejectedItem, Timeouts
 from adapter.clients.kki import HttpKkiClient, KkiClient
 from adapter.clients.policy import (
+    ONE_QUICK_RETRY,
     BreakerState,
     CircuitBreaker,
     ClientMetrics,
@@ -47,6 +48,7 @@ def client_from_settings(
 
 
 __all__ = [
+    "ONE_QUICK_RETRY",
     "AuthenticationFailed",
     "BreakerState",
     "CircuitBreaker",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import ssl
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ MAX_PAGE_SIZE: Final = 500
 # Empty pages in a row, each with a next cursor, after which a list walk is refused: a source
 # handing out fresh cursors over nothing would keep a sync walking for ever.
 MAX_EMPTY_PAGES: Final = 100
+# One answer may take this many read timeouts to arrive in full (`Timeouts.answer_s`).
+ANSWER_READ_TIMEOUTS: Final = 2
 # A page of 500 records is ~1.5 MB; anything near this limit is a broken or hostile answer.
 MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
@@ -58,6 +61,12 @@ class Timeouts:
         return httpx.Timeout(
             connect=self.connect_s, read=self.read_s, write=self.read_s, pool=self.connect_s
         )
+
+    @property
+    def answer_s(self) -> float:
+        """How long one answer may take to arrive in full. The read timeout bounds each wait
+        for bytes, not the answer: a server dripping a byte at a time held a thread for ever."""
+        return ANSWER_READ_TIMEOUTS * self.read_s
 
 
 def verify_from(ca_bundle: Path | str | None) -> ssl.SSLContext:
@@ -171,6 +180,7 @@ class JsonExchange:
     ) -> None:
         self.system = system
         self.max_response_bytes = max_response_bytes
+        self.answer_s = timeouts.answer_s
         self.contract = contract
         self.caller = caller
         self.http = httpx.Client(
@@ -232,6 +242,8 @@ class JsonExchange:
     def _bounded(self, operation: str, response: httpx.Response) -> httpx.Response:
         """The response read in full, refused once it passes `max_response_bytes`."""
         limit = self.max_response_bytes
+        # From the headers on (the read timeout bounded the wait for them).
+        deadline = time.monotonic() + self.answer_s
         try:
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -241,6 +253,12 @@ class JsonExchange:
                 received += chunk
                 if len(received) > limit:
                     raise self._too_large(operation, response.status_code)
+                if time.monotonic() > deadline:
+                    # A transport timeout: retried, and counted against the breaker.
+                    raise httpx.ReadTimeout(
+                        f"the answer took longer than {self.answer_s:g} s to arrive",
+                        request=response.request,
+                    )
         finally:
             response.close()
         headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]

@@ -98,6 +98,14 @@ class RetryPolicy:
         return ceiling * draw()
 
 
+# For a caller that has a better place to wait than a thread in a call: the event worker (its
+# queue retries with its own backoff) and live look-ups (the stored copy is served at once).
+# One quick retry; a Retry-After longer than 2 s ends the call, and the error carries it.
+ONE_QUICK_RETRY: Final = RetryPolicy(
+    max_attempts=2, base_delay_s=0.2, max_delay_s=1.0, max_retry_after_s=2.0
+)
+
+
 class RetryBudget:
     """A token bucket: each call adds ``ratio`` of a token, each retry takes a whole one."""
 
@@ -527,6 +535,7 @@ class ResilientCaller:
 
 
 __all__ = [
+    "ONE_QUICK_RETRY",
     "RETRY_ON",
     "TRANSIENT_TRANSPORT_ERRORS",
     "BreakerState",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,7 +24,8 @@ from adapter.clients import (
     disable_retries,
 )
 from adapter.clients.contract import CONTRACTS_DIR
-from adapter.clients.http import MAX_EMPTY_PAGES
+from adapter.clients.errors import UpstreamUnavailable
+from adapter.clients.http import MAX_EMPTY_PAGES, Timeouts
 from adapter.observability.tracing import start_span
 from openapi_schemas import load_yaml
 
@@ -299,6 +301,44 @@ def test_some_empty_pages_between_records_are_walked_through() -> None:
 
     pages = list(kki_client(handler).iter_registrations(page_size=1))
     assert len(pages) == 3 * MAX_EMPTY_PAGES + 1
+
+
+class Drip(httpx.SyncByteStream):
+    """An answer arriving a few bytes at a time, each well within the read timeout."""
+
+    def __init__(self, body: bytes, pause_s: float) -> None:
+        self.body, self.pause_s = body, pause_s
+        self.chunks = range(0, len(body), 8)
+        self.handed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in self.chunks:
+            time.sleep(self.pause_s)
+            self.handed += 1
+            yield self.body[start : start + 8]
+
+
+def test_an_answer_dripped_slower_than_its_deadline_is_a_timeout_not_a_thread_held() -> None:
+    """Each wait for bytes is within the read timeout, so the read timeout never fired: an
+    answer dripped a byte at a time held the calling thread for as long as the server liked."""
+    drip = Drip(json.dumps(REGISTRATION).encode(), pause_s=0.02)  # over a second in all
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        return httpx.Response(200, headers=headers, stream=drip)
+
+    client = HttpKkiClient(
+        "http://kki.test",
+        "secret-token",
+        transport=httpx.MockTransport(handler),
+        metrics=ClientMetrics.for_registry(CollectorRegistry()),
+        timeouts=Timeouts(connect_s=1.0, read_s=0.1),  # the whole answer: 0.2 s at most
+        policy=RetryPolicy(max_attempts=1),
+    )
+    with pytest.raises(UpstreamUnavailable, match=r"timed out \(ReadTimeout\)"):
+        client.get_registration(REGISTRATION["str_number"])
+    assert len(drip.chunks) * drip.pause_s > 1.0
+    assert drip.handed < len(drip.chunks), "stopped reading before the end"
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
