@@ -60,12 +60,17 @@ def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127
             system, full=full, run_id=run_id, still_wanted=still_wanted, clock=clock
         )
 
+    stop = threading.Event()
     schedule = DailySchedule(
-        settings.daily_sync_times(), settings.sync_timezone, services.sessions, sync, clock
+        settings.daily_sync_times(),
+        settings.sync_timezone,
+        services.sessions,
+        sync,
+        clock,
+        stopping=stop.is_set,
     )
     console = Console(stderr=True)
     outcomes: list[Outcome] = []
-    stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()

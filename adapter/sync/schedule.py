@@ -88,12 +88,16 @@ class DailySchedule:
         session_factory: sessionmaker[Session],
         run_sync: RunSync,
         clock: Clock = utc_now,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._times = dict(times)
         self._zone = ZoneInfo(timezone)
         self._sessions = session_factory
         self._run_sync = run_sync
         self._clock = clock
+        # Asked before each run is started: once it says yes (SIGTERM), the run in progress
+        # finishes and no other starts.
+        self._stopping = stopping
 
     def slot(self, system: str, now: dt.datetime) -> dt.datetime:
         """The most recent start time of `system`'s daily sync at or before `now` (UTC)."""
@@ -171,6 +175,8 @@ class DailySchedule:
             pending = [(r.system, r.run_id, r.full) for r in pending_requests(session)]
         outcomes: list[Outcome] = []
         for system, run_id, full in pending:
+            if self._stopping():
+                break
             log.info("requested sync", extra={"system": system, "run_id": str(run_id)})
             try:
                 outcomes.append(Outcome(system, self._run_sync(system, full=full, run_id=run_id)))
@@ -195,6 +201,8 @@ class DailySchedule:
         """Run every system that is due now, in the configured order."""
         outcomes: list[Outcome] = []
         for system in self._times:
+            if self._stopping():
+                break
             decision = self.decide(system)
             if not decision.due:
                 continue

@@ -413,3 +413,28 @@ def test_last_successes_are_the_newest_finished_successful_runs_of_scheduled_sys
     last = schedule.last_successes()
     assert set(last) == {"kki"}
     assert last["kki"] == finished["new"]
+
+
+def test_a_stop_asked_during_a_run_lets_it_finish_and_starts_no_other(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    """SIGTERM during the SISDMK run: that run finishes (the CLI's promise), and the KKI run,
+    due too, used to start right after it."""
+    clock = Clock(slot_utc + dt.timedelta(hours=2))  # both slots passed
+    ran: list[str] = []
+    stop: list[bool] = []
+
+    def run_sync(system: str, **kwargs: Any) -> SyncRunResult:
+        ran.append(system)
+        stop.append(True)  # the signal arrives while this run works
+        _run(sessions, system, clock(), "succeeded")
+        return _result(system)
+
+    times = {"sisdmk": dt.time(1, 0), "kki": dt.time(1, 30)}
+    schedule = DailySchedule(times, WIB, sessions, run_sync, clock, stopping=lambda: bool(stop))
+
+    outcomes = schedule.run_due()
+
+    assert ran == ["sisdmk"]
+    assert [o.system for o in outcomes] == ["sisdmk"]
+    assert schedule.decide("kki").due, "still due for the next scheduler"
