@@ -102,7 +102,8 @@ class EventMetrics(MetricSet):
             ),
             alerts=Counter(
                 "hf_event_alerts",
-                "Dead-letter alerts sent to ALERT_WEBHOOK_URL, by result (sent, failed).",
+                "Dead-letter alerts sent to ALERT_WEBHOOK_URL, by result (sent, failed, "
+                "dropped: more than 1,000 waiting, or queued at shutdown).",
                 ["result"],
                 registry=registry,
             ),

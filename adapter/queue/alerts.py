@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Final
@@ -21,6 +22,9 @@ from adapter.observability.event_metrics import EventMetrics
 log = logging.getLogger("adapter.alerts")
 
 ALERT_TIMEOUT_S: Final = 5.0
+# Alerts waiting to be posted at most: beyond it (an endpoint down during a mass dead-lettering)
+# each is logged and counted as dropped instead; the log line is the alert of record anyway.
+MAX_QUEUED_ALERTS: Final = 1_000
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,12 @@ class DeadLetterAlerts:
     """Sends alerts off the worker's thread, so a slow alert endpoint never slows the queue."""
 
     def __init__(
-        self, url: str | None, metrics: EventMetrics, *, verify: ssl.SSLContext | str | bool = True
+        self,
+        url: str | None,
+        metrics: EventMetrics,
+        *,
+        verify: ssl.SSLContext | str | bool = True,
+        max_queued: int = MAX_QUEUED_ALERTS,
     ) -> None:
         """`verify`: TLS verification of an https `url` (`CA_BUNDLE`'s path, or, unset,
         certifi's bundle), through the process's shared context; never off."""
@@ -52,6 +61,9 @@ class DeadLetterAlerts:
         self._metrics = metrics
         self._verify = tls_verification(verify)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-alerts")
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._max_queued = max_queued
 
     def raise_alert(self, alert: DeadLetterAlert) -> None:
         log.error(
@@ -67,10 +79,31 @@ class DeadLetterAlerts:
             alert.event_id,
             alert.event_id,
         )
-        if self._url is not None:
-            self._pool.submit(self._post, alert)
+        if self._url is None:
+            return
+        with self._lock:
+            full = self._queued >= self._max_queued
+            if not full:
+                self._queued += 1
+        if full:
+            self._metrics.alerts.labels("dropped").inc()
+            log.warning(
+                "alert webhook: %d alerts are waiting to be posted to %s; this one is not "
+                "posted (the line above is its record)",
+                self._max_queued,
+                self._shown,
+            )
+            return
+        self._pool.submit(self._post, alert)
 
     def _post(self, alert: DeadLetterAlert) -> None:
+        try:
+            self._send(alert)
+        finally:
+            with self._lock:
+                self._queued -= 1
+
+    def _send(self, alert: DeadLetterAlert) -> None:
         assert self._url is not None
         try:
             httpx.post(
@@ -95,4 +128,11 @@ class DeadLetterAlerts:
         self._metrics.alerts.labels("sent").inc()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Finish the post under way (up to `ALERT_TIMEOUT_S`); drop those still queued, which
+        were logged when raised: a shutdown never waits for a thousand posts to a dead host."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:  # what is still counted never ran: cancelled
+            waiting, self._queued = self._queued, 0
+        if waiting:
+            self._metrics.alerts.labels("dropped").inc(waiting)
+            log.warning("alert webhook: %d queued alerts not posted at shutdown", waiting)

@@ -3,6 +3,9 @@ against ``CA_BUNDLE`` when it is set, never sent to a receiver that does not cha
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +91,45 @@ def test_a_failed_alert_logs_the_receivers_host_never_its_secret_path_or_query(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "answered 403" in logged
     assert "SECRET" not in logged
+
+
+class HeldReceiver:
+    """Accepts connections and answers nothing until released, then closes them."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.release = threading.Event()
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/alerts"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        held = []
+        self.server.settimeout(0.05)
+        while not self.release.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(self.server.accept()[0])
+        for connection in held:
+            connection.close()
+        self.server.close()
+
+
+def test_alerts_waiting_beyond_the_bound_are_dropped_and_shutdown_does_not_wait_for_them() -> None:
+    """A receiver that never answers during a mass dead-lettering: every alert queued for it
+    (5 s each), and stopping the worker waited for them all."""
+    receiver = HeldReceiver()
+    registry = CollectorRegistry()
+    alerts = DeadLetterAlerts(receiver.url, EventMetrics.for_registry(registry), max_queued=2)
+    for _ in range(5):
+        alerts.raise_alert(ALERT)
+
+    def count(result: str) -> float:
+        return registry.get_sample_value("hf_event_alerts_total", {"result": result}) or 0.0
+
+    assert count("dropped") == 3, "two waiting at most (the one being posted counts)"
+    closing = threading.Thread(target=alerts.close)
+    closing.start()
+    receiver.release.set()  # the post under way fails; the one queued behind it is not sent
+    closing.join(timeout=30)
+    assert not closing.is_alive()
+    assert (count("sent"), count("failed"), count("dropped")) == (0.0, 1.0, 4.0)
