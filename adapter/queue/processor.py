@@ -160,6 +160,17 @@ class EventProcessor:
                 return self._retry(event, exc.reason, exc.message, not_before_s=exc.not_before_s)
             except PermanentFailure as exc:
                 return self._dead(event, exc.reason, exc.message, count_attempt=True)
+            except SQLAlchemyError:
+                raise  # the database went away: nothing can be counted; the worker says so
+            except Exception as exc:  # a bug, or an error no class above names
+                # Counted as an attempt like a transient failure: left to the worker, it came
+                # back every second for ever (no attempt counted, no dead letter, no alert).
+                log.exception("event %s: unexpected error while applying it", event.id)
+                return self._retry(
+                    event,
+                    "unexpected",
+                    f"{type(exc).__name__} (the worker's log has the traceback)",
+                )
         if outcome == "skipped":
             return Verdict("skip", "already_done")
         self._metrics.processed.labels(event.source, event.event_type, outcome).inc()

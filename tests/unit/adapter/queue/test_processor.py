@@ -518,3 +518,23 @@ def test_a_batch_meeting_a_key_created_meanwhile_is_applied_together_again_at_on
     assert [entry["event_ids"] for entry in apply_entries(sessions)] == [
         [str(events[index].id) for index in together] for together in transactions
     ]
+
+
+def test_an_unexpected_error_is_counted_as_an_attempt_and_ends_in_a_dead_letter(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A bug (an error no failure class names) used to leave the processor for the worker,
+    which retried the event every second for ever: no attempt counted, no dead letter."""
+    event_id = an_event(sessions)
+    alerts = RecordingAlerts()
+    worker = processor(sessions, FakeKki(RuntimeError("a bug in the adapter")), alerts)
+    verdicts = [worker.process(event_id) for _ in range(3)]
+    assert [v.kind for v in verdicts] == ["retry", "retry", "dead"]
+    assert [alert.reason for alert in alerts.raised] == ["unexpected"]
+    with sessions() as session:
+        stored = WebhookInbox(session).get(event_id)
+    assert stored is not None
+    assert (stored.state, stored.attempts) == ("failed", 3)
+    assert stored.last_error == (
+        "unexpected: RuntimeError (the worker's log has the traceback) (after 3 attempts)"
+    )
