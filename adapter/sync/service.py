@@ -540,6 +540,9 @@ def _record_counts(
             updated=totals.updated + page.updated,
             unchanged=totals.unchanged + page.unchanged,
             rejected=totals.rejected + page.rejected,
+            # Every count, findings too: a run killed before `_finish` keeps what its committed
+            # pages did (it showed findings 0).
+            findings=totals.findings + page.findings,
         )
     )
 

@@ -321,3 +321,27 @@ def test_a_page_chosen_as_a_deadlock_victim_is_written_again_once(
         assert "OperationalError" in str(result.error)
     with sessions() as session:
         assert len(session.scalars(select(QuarantinedRecord)).all()) == 0
+
+
+def test_a_runs_row_counts_the_findings_of_each_committed_page_as_it_goes(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The run's row kept every count page by page but the findings, written only at its end:
+    a run killed mid-way showed `findings` 0 whatever its committed pages had opened."""
+    contradicting = sisdmk_worker(birth_date="1970-07-07")  # the NIK says 1985-03-12
+    seen_after_first_page: list[int] = []
+
+    def look(number: int) -> None:
+        if number == 1:  # page 1 is committed, the run is not finished (as if killed now)
+            with sessions() as session:
+                row = session.scalars(select(SyncRun)).one()
+                seen_after_first_page.append(row.findings)
+
+    client = ScriptedSisdmk(
+        [Page(items=(contradicting,), next_cursor="c-1"), Page(items=(), next_cursor=None)],
+        before_page=look,
+    )
+    result = run(sessions, client, read_ahead=False)
+    assert result.succeeded, result.error
+    assert result.findings >= 1
+    assert seen_after_first_page == [result.findings]
