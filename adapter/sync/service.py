@@ -23,9 +23,11 @@ import logging
 import queue
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from sqlalchemy import update
@@ -325,9 +327,10 @@ def _locked_sync(
         log.warning("sync interrupted", extra={"system": system, "run_id": str(run_id)})
     except Exception as exc:  # noqa: BLE001 - recorded on the run and returned, never lost
         error = exc
+        where = {} if isinstance(exc, AdapterError | SQLAlchemyError) else {"where": _frames(exc)}
         log.warning(
             "sync failed",
-            extra={"system": system, "run_id": str(run_id), "error": _describe(exc)},
+            extra={"system": system, "run_id": str(run_id), "error": _describe(exc), **where},
         )
 
     findings = _finish(session_factory, system, client, run_id, counts, error, clock)
@@ -732,4 +735,14 @@ def _describe(exc: BaseException) -> str:
         orig = getattr(exc, "orig", None)
         text = str(orig if orig is not None else exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else 'no details'}"
-    return f"{type(exc).__name__} (unexpected; see the log)"
+    return f'{type(exc).__name__} (unexpected; the log\'s "sync failed" line says where)'
+
+
+def _frames(exc: BaseException) -> str:
+    """Where an unexpected error was raised: the traceback's files, lines and code, without
+    the exception's message (which may quote a value) or any variable."""
+    frames = traceback.extract_tb(exc.__traceback__)[-8:]
+    return " <- ".join(
+        f"{Path(frame.filename).name}:{frame.lineno} {frame.name}: {(frame.line or '').strip()}"
+        for frame in reversed(frames)
+    )[:2000]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -345,3 +346,27 @@ def test_a_runs_row_counts_the_findings_of_each_committed_page_as_it_goes(
     assert result.succeeded, result.error
     assert result.findings >= 1
     assert seen_after_first_page == [result.findings]
+
+
+def test_an_unexpected_error_is_logged_with_where_it_was_raised_never_its_message(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's error said "see the log", and the log said no more than the class."""
+    value = "Siti Rahmawati 3171015708900042"
+
+    def broken(number: int) -> None:
+        raise RuntimeError(f"cannot handle {value}")
+
+    with caplog.at_level(logging.WARNING, logger="adapter.sync"):
+        result = run(sessions, ScriptedSisdmk([Page(items=(), next_cursor=None)], broken))
+    assert not result.succeeded
+    (line,) = [r for r in caplog.records if r.getMessage() == "sync failed"]
+    where = line.__dict__["where"]
+    assert "test_sync_service.py" in where
+    assert "broken" in where
+    with sessions() as session:
+        row = session.get(SyncRun, result.run_id)
+    assert row is not None
+    assert 'the log\'s "sync failed" line says where' in (row.error or "")
+    for text in (where, row.error or "", line.__dict__["error"]):
+        assert value not in text
