@@ -688,7 +688,10 @@ def _newest(
     would otherwise move the checkpoint there, and every later run would ask for changes since
     then and get none. Capped, such a record is only fetched again by the next run."""
     newest = current
-    for item in page.items:
+    # The records the contract refused count too: they are quarantined with the page, and a
+    # checkpoint stopping short of them fetched and quarantined them again at every run.
+    refused = [r.item for r in page.rejected if isinstance(r.item, Mapping)]
+    for item in [*page.items, *refused]:
         raw = item.get("updated_at")
         if raw is None:
             continue

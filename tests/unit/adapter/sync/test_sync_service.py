@@ -370,3 +370,22 @@ def test_an_unexpected_error_is_logged_with_where_it_was_raised_never_its_messag
     assert 'the log\'s "sync failed" line says where' in (row.error or "")
     for text in (where, row.error or "", line.__dict__["error"]):
         assert value not in text
+
+
+def test_a_record_the_contract_refused_last_is_not_fetched_and_quarantined_again(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The checkpoint followed only the records kept: one refused at the end of the walk was
+    fetched again by every incremental run, and quarantined once more each time."""
+    good = sisdmk_worker(updated_at=(AT - dt.timedelta(hours=2)).isoformat())
+    refused = {"worker_id": "not-a-uuid", "updated_at": (AT - dt.timedelta(hours=1)).isoformat()}
+    page = Page(
+        items=(good,),
+        next_cursor=None,
+        rejected=(RejectedItem(1, "body.data[1].worker_id: not a uuid", refused),),
+    )
+    assert run(sessions, ScriptedSisdmk([page])).succeeded
+    with sessions() as session:
+        checkpoint = session.get(SyncCheckpoint, "sisdmk")
+    assert checkpoint is not None
+    assert checkpoint.updated_since == AT - dt.timedelta(hours=1)
