@@ -34,7 +34,7 @@ from adapter.merge.findings import (
     reconcile_breaches,
     reconcile_identity,
 )
-from adapter.merge.rules import registration_breaches, worker_breaches
+from adapter.merge.rules import Rule, registration_breaches, worker_breaches
 
 NewId = Callable[[], uuid.UUID]
 
@@ -329,6 +329,13 @@ def merge_kki(
             sisdmk=sisdmk,
             open_findings=open_findings,
             fingerprint=fingerprint,
+        )
+    else:
+        # No SISDMK identity to disagree with (the NIK now names a person only KKI knows): a
+        # mismatch with the worker it was linked to before no longer holds. Left open, nothing
+        # would ever resolve it.
+        findings += FindingChanges(
+            resolved=tuple(f.id for f in open_findings if f.rule == Rule.IDENTITY_MISMATCH)
         )
     findings += reconcile_breaches(
         registration_breaches(doc),

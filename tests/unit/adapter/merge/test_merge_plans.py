@@ -469,6 +469,32 @@ def test_a_registration_whose_nik_now_names_another_person_moves_with_its_findin
     assert [(f.field, f.worker_id) for f in moved.findings.opened] == [("full_name", WORKER_ID)]
 
 
+def test_a_registration_moving_to_a_person_only_kki_knows_resolves_its_identity_mismatch() -> None:
+    """KKI corrects a registration's NIK to one no SISDMK worker has: it moves to a stand-in,
+    and its mismatch with the SISDMK worker it left stayed open for ever (nothing compared it
+    again)."""
+    doc = kki_document(full_name="Budi Santoso")
+    before = _kki(
+        doc,
+        registration=StoredRegistration(REGISTRATION_ID, OTHER_ID, 1, "old"),
+        worker=_worker("sisdmk", worker_id=OTHER_ID),
+        sisdmk=SISDMK_IDENTITY,
+    )
+    [mismatch] = [_stored(f) for f in before.findings.opened]
+    assert mismatch.rule == Rule.IDENTITY_MISMATCH
+
+    moved = _kki(
+        {**doc, "version": 2},
+        registration=StoredRegistration(REGISTRATION_ID, OTHER_ID, 1, "old"),
+        worker=None,  # the new NIK names nobody yet: a stand-in is made
+        open_findings=(mismatch,),
+    )
+
+    assert moved.registration.worker_id != OTHER_ID
+    assert moved.findings.resolved == (mismatch.id,)
+    assert [f.rule for f in moved.findings.opened if f.rule == Rule.IDENTITY_MISMATCH] == []
+
+
 def test_a_registration_that_breaks_rules_is_stored_with_a_finding_per_rule() -> None:
     sip = {**kki_document()["sips"][0], "sip_seq": 2, "valid_until": "2030-06-01"}
     doc = with_certification(
