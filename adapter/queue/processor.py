@@ -51,6 +51,9 @@ from adapter.webhooks.envelope import FACILITY_EVENT
 from adapter.webhooks.inbox import WebhookInbox, now
 
 log = logging.getLogger("adapter.worker")
+# An event handed over more than this before its `available_at` is put back unprocessed (the
+# slack covers the clocks of two worker hosts).
+EARLY_TOLERANCE_S: Final = 1.0
 
 Kind = Literal["done", "skip", "retry", "dead"]
 # What a record the store refuses raises (as the batch sync's RECORD_ERRORS): permanent,
@@ -129,8 +132,13 @@ class EventProcessor:
         self._read_batcher: Batcher[uuid.UUID, _Read] | None = None
         self._batchers_lock = threading.Lock()
 
-    def process(self, event_id: uuid.UUID, *, unfinished_deliveries: int = 0) -> Verdict:
-        """Apply the event; `unfinished_deliveries`: earlier hand-overs that ended in no verdict."""
+    def process(
+        self, event_id: uuid.UUID, *, unfinished_deliveries: int = 0, from_broker: bool = False
+    ) -> Verdict:
+        """Apply the event; `unfinished_deliveries`: earlier hand-overs that ended in no verdict;
+        `from_broker`: handed over by a broker message, which may come before the event's retry
+        is due (the embedded queue claims only due events, and leases them by moving
+        `available_at` on)."""
         if self._batch_limit <= 1:
             event, looked = self._read([event_id])[0]
         else:
@@ -144,6 +152,14 @@ class EventProcessor:
             self._metrics.event_age.labels(event.source).observe(
                 max(0.0, (now() - event.received_at).total_seconds())
             )
+            early = (event.available_at - now()).total_seconds()
+            if from_broker and early > EARLY_TOLERANCE_S:
+                # Handed over again before its retry is due: the broker connection was lost
+                # after its retry was recorded, and the message came back with every other
+                # unacked one. Put back until then, no attempt spent; processed now, it spent
+                # an attempt per reconnect and dead-lettered healthy events within seconds.
+                tier = self._schedule.tier_for_wait(early)
+                return Verdict("retry", "not_yet_due", delay_s=early, tier=tier, reason="early")
             if unfinished_deliveries >= self._delivery_limit:
                 return self._dead(
                     event,

@@ -33,6 +33,14 @@ class RetrySchedule:
                 return tier
         return len(self.delays_s) - 1
 
+    def tier_for_wait(self, wait_s: float) -> int:
+        """The first tier at least `wait_s` long (the longest when none is): on RabbitMQ a
+        tier queue's TTL caps the delay of the messages in it."""
+        for tier, delay in enumerate(self.delays_s):
+            if delay >= wait_s:
+                return tier
+        return len(self.delays_s) - 1
+
     def delay_s(self, attempts: int, draw: Callable[[], float] = random.random) -> float:
         """Equal jitter on the tier's delay: uniform in [delay/2, delay]."""
         delay = self.delays_s[self.tier(attempts)]

@@ -165,9 +165,11 @@ class Worker:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _apply(self, event_id: Any, unfinished: int) -> Verdict:
+    def _apply(self, event_id: Any, unfinished: int, from_broker: bool = False) -> Verdict:
         try:
-            verdict = self._processor.process(event_id, unfinished_deliveries=unfinished)
+            verdict = self._processor.process(
+                event_id, unfinished_deliveries=unfinished, from_broker=from_broker
+            )
         except SQLAlchemyError as exc:
             # The database went away mid-event: nothing was committed; the event comes back.
             log.warning("event %s: database unavailable (%s)", event_id, type(exc).__name__)
@@ -243,7 +245,9 @@ class Worker:
             # acked it (crash, kill, lost connection): they count toward the delivery limit.
             headers = message.headers or {}
             unfinished = int(headers.get("x-delivery-count") or 0)
-            in_flight.append((message, self._pool.submit(self._apply, event.event_id, unfinished)))
+            in_flight.append(
+                (message, self._pool.submit(self._apply, event.event_id, unfinished, True))
+            )
 
         try:
             while not self.stop_event.is_set():

@@ -538,3 +538,30 @@ def test_an_unexpected_error_is_counted_as_an_attempt_and_ends_in_a_dead_letter(
     assert stored.last_error == (
         "unexpected: RuntimeError (the worker's log has the traceback) (after 3 attempts)"
     )
+
+
+def test_a_message_handed_over_before_its_retry_is_due_is_put_back_without_an_attempt(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The broker connection was lost after the retry was recorded: the message came back with
+    every unacked one, was processed at once and spent an attempt per reconnect (healthy events
+    dead-lettered within seconds while a source was down)."""
+    event_id = an_event(sessions)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    with sessions.begin() as session:
+        WebhookInbox(session).mark_retry(event_id, "upstream_unavailable: 503", available_at=due)
+    kki = FakeKki(None)
+    worker = processor(sessions, kki, RecordingAlerts())
+
+    early = worker.process(event_id, from_broker=True)
+
+    assert (early.kind, early.outcome, early.reason) == ("retry", "not_yet_due", "early")
+    assert 25 < early.delay_s <= 30
+    assert early.tier == 1, "the longest tier (0.2 s, 0.4 s): as near the wait as there is"
+    assert kki.calls == 0
+    with sessions() as session:
+        stored = WebhookInbox(session).get(event_id)
+    assert stored is not None
+    assert (stored.state, stored.attempts) == ("pending", 1), "no attempt spent"
+    # The embedded queue hands over only due events (and leases them by moving available_at).
+    assert worker.process(event_id).kind == "done"
