@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -100,21 +101,29 @@ def test_a_burst_logs_one_warning_naming_the_caller_not_the_nik(
     assert "1 per 1 hour" in warnings[0].getMessage()
 
 
-def test_the_alert_rule_watches_the_refusal_counter() -> None:
+def alert_rule(name: str) -> dict[str, Any]:
     rules = Path(__file__).resolve().parents[4] / "deploy" / "prometheus" / "alerts.yml"
     document = yaml.safe_load(rules.read_text(encoding="utf-8"))
     (rule,) = [
-        rule
-        for group in document["groups"]
-        for rule in group["rules"]
-        if rule["alert"] == "HfNikQueriesRefused"
+        rule for group in document["groups"] for rule in group["rules"] if rule["alert"] == name
     ]
+    return dict(rule)
+
+
+@pytest.mark.parametrize(
+    ("alert", "counter"),
+    [("HfNikQueriesRefused", "hf_nik_queries"), ("HfStrLookupsRefused", "hf_str_lookups")],
+)
+def test_each_alert_rule_watches_its_refusal_counter_by_client_only(
+    alert: str, counter: str
+) -> None:
+    rule = alert_rule(alert)
     _, registry = limiter()
     exported = {metric.name for metric in registry.collect()}
 
     assert exported == {"hf_nik_queries_refused", "hf_str_lookups_refused"}
-    assert "hf_nik_queries_refused_total" in rule["expr"]
-    assert "by (client)" in rule["expr"]  # the only label: never a subject or a NIK
+    assert f"{counter}_refused_total" in rule["expr"]
+    assert "by (client)" in rule["expr"]  # the only label: never a subject, NIK or STR
 
 
 def test_str_look_ups_have_their_own_window_counter_and_warning(
@@ -140,17 +149,3 @@ def test_str_look_ups_have_their_own_window_counter_and_warning(
     (warning,) = [r.getMessage() for r in caplog.records]
     assert warning.startswith("STR look-ups refused: caller over the rate limit 2 per 1 hour")
     assert "live KKI call" in warning
-
-
-def test_the_str_alert_rule_watches_its_refusal_counter() -> None:
-    rules = Path(__file__).resolve().parents[4] / "deploy" / "prometheus" / "alerts.yml"
-    document = yaml.safe_load(rules.read_text(encoding="utf-8"))
-    (rule,) = [
-        rule
-        for group in document["groups"]
-        for rule in group["rules"]
-        if rule["alert"] == "HfStrLookupsRefused"
-    ]
-
-    assert "hf_str_lookups_refused_total" in rule["expr"]
-    assert "by (client)" in rule["expr"]

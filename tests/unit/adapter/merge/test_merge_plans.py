@@ -445,8 +445,8 @@ def test_a_kki_correction_of_the_same_registration_is_an_update() -> None:
     assert changes.registration.columns["status"] == "DICABUT"
 
 
-def test_a_registration_whose_nik_now_names_another_person_moves_with_its_findings() -> None:
-    doc = kki_document(full_name="Budi Santoso")
+def _mismatch_on_other(doc: dict[str, Any]) -> StoredFinding:
+    """The identity mismatch `doc`'s registration has, stored, with the SISDMK worker OTHER_ID."""
     before = _kki(
         doc,
         registration=StoredRegistration(REGISTRATION_ID, OTHER_ID, 1, "old"),
@@ -454,7 +454,13 @@ def test_a_registration_whose_nik_now_names_another_person_moves_with_its_findin
         sisdmk=SISDMK_IDENTITY,
     )
     [on_other] = [_stored(f) for f in before.findings.opened]
-    assert on_other.worker_id == OTHER_ID
+    assert (on_other.rule, on_other.worker_id) == (Rule.IDENTITY_MISMATCH, OTHER_ID)
+    return on_other
+
+
+def test_a_registration_whose_nik_now_names_another_person_moves_with_its_findings() -> None:
+    doc = kki_document(full_name="Budi Santoso")
+    on_other = _mismatch_on_other(doc)
 
     moved = _kki(
         {**doc, "version": 2},
@@ -474,14 +480,7 @@ def test_a_registration_moving_to_a_person_only_kki_knows_resolves_its_identity_
     and its mismatch with the SISDMK worker it left stayed open for ever (nothing compared it
     again)."""
     doc = kki_document(full_name="Budi Santoso")
-    before = _kki(
-        doc,
-        registration=StoredRegistration(REGISTRATION_ID, OTHER_ID, 1, "old"),
-        worker=_worker("sisdmk", worker_id=OTHER_ID),
-        sisdmk=SISDMK_IDENTITY,
-    )
-    [mismatch] = [_stored(f) for f in before.findings.opened]
-    assert mismatch.rule == Rule.IDENTITY_MISMATCH
+    mismatch = _mismatch_on_other(doc)
 
     moved = _kki(
         {**doc, "version": 2},
