@@ -10,6 +10,7 @@ session and never commit.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -29,6 +30,8 @@ INVALID_REQUEST_STATUSES: Final = frozenset({400, 422})
 # far enough apart not to hammer a system that is struggling.
 FIRST_RETRY: Final = dt.timedelta(minutes=1)
 LONGEST_RETRY: Final = dt.timedelta(hours=1)
+# Doublings past which FIRST_RETRY is beyond LONGEST_RETRY anyway.
+_MOST_DOUBLINGS: Final = math.ceil(math.log2(LONGEST_RETRY / FIRST_RETRY))
 # A healthy connection's success is written at most this often: every worker transaction that
 # applied fetched documents records one (as do look-ups and sync runs), and writing the row each
 # time made the writers of a system update it in turn (a row version, and a row lock held until
@@ -135,10 +138,18 @@ def record_failure(
     row.breaker_state = breaker_state
     row.last_failure_at = now
     row.last_error = error[:2000]
-    wait = FIRST_RETRY * 2 ** (row.consecutive_failures - 1)
-    row.next_attempt_at = now + min(wait, LONGEST_RETRY)
+    row.next_attempt_at = now + backoff(row.consecutive_failures)
     row.changed_at = now
     return _state(row)
+
+
+def backoff(failures: int) -> dt.timedelta:
+    """The wait after `failures` failures in a row: `FIRST_RETRY`, doubling, `LONGEST_RETRY` at
+    most. The exponent is capped before the wait is built: uncapped, the 42nd failure asked
+    for 2**41 minutes, which no timedelta holds (OverflowError in every writer of the row)."""
+    doublings = min(max(failures, 1) - 1, _MOST_DOUBLINGS)
+    wait: dt.timedelta = FIRST_RETRY * (2**doublings)
+    return min(wait, LONGEST_RETRY)
 
 
 def record_outcome(

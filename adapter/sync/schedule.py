@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clock import Clock, utc_now
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
-from adapter.sdmk_integration_manager.connections import FIRST_RETRY, LONGEST_RETRY
+from adapter.sdmk_integration_manager.connections import backoff
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncRun
 from adapter.sync.requests import (
@@ -138,15 +138,19 @@ class DailySchedule:
         if last.status == "running":
             if not holding_its_lock and self._lock_held(system):
                 return Decision(system, False, "a run is in progress", slot)
-            return Decision(system, True, "retrying after a run whose process ended", slot)
+            # Its process died (the next run marks it abandoned: failed). A run that dies the
+            # same way each time (out of memory on one page) backs off like any failed one.
+            restart_at = last.started_at + backoff(failed_since_slot + 1)
+            if restart_at <= now:
+                return Decision(system, True, "retrying after a run whose process ended", slot)
+            return Decision(system, False, f"next attempt at {restart_at:%H:%M} UTC", slot)
         if last.status == "succeeded":
             return Decision(system, False, "done for today", slot)
         due_at = state.next_attempt_at
         if due_at is None or due_at < last.started_at:
             # The connection recorded no failure of this run: not the source's fault, but no
             # reason to run again at every poll either.
-            wait = FIRST_RETRY * 2 ** max(0, failed_since_slot - 1)
-            due_at = (last.finished_at or last.started_at) + min(wait, LONGEST_RETRY)
+            due_at = (last.finished_at or last.started_at) + backoff(failed_since_slot)
         if due_at <= now:
             return Decision(system, True, "retrying after a failed run", slot)
         return Decision(system, False, f"next attempt at {due_at:%H:%M} UTC", slot)

@@ -438,3 +438,36 @@ def test_a_stop_asked_during_a_run_lets_it_finish_and_starts_no_other(
     assert ran == ["sisdmk"]
     assert [o.system for o in outcomes] == ["sisdmk"]
     assert schedule.decide("kki").due, "still due for the next scheduler"
+
+
+def test_a_run_that_keeps_dying_is_restarted_with_backoff(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    """Each restart of a run that dies the same way (out of memory on one page) marks the one
+    before abandoned (failed): the restarts back off like failed runs, not every poll."""
+    started = slot_utc + dt.timedelta(minutes=1)
+    for _ in range(3):  # three died before, each marked failed by the next run
+        _run(sessions, "sisdmk", started, "failed")
+        started += dt.timedelta(seconds=30)
+    _run(sessions, "sisdmk", started, "running")  # and the newest died too
+    clock = Clock(started + dt.timedelta(minutes=7))
+    schedule = _schedule(sessions, clock, [])
+
+    assert not schedule.decide("sisdmk").due, "8 minutes after the 4th start, not 7"
+    clock.now = started + dt.timedelta(minutes=8)
+    assert schedule.decide("sisdmk").due
+
+
+def test_the_backoff_never_overflows_however_many_failures(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    """Uncapped, the 42nd failure asked for 2**41 minutes: OverflowError in the scheduler (a
+    crash loop), in the worker's every fetch failure and in every live look-up."""
+    clock = Clock(slot_utc + dt.timedelta(minutes=1))
+    with sessions.begin() as session:
+        for _ in range(60):
+            state = record_failure(session, "kki", "UpstreamUnavailable: down", clock=clock)
+    assert state.next_attempt_at == clock() + dt.timedelta(hours=1)
+    for _ in range(60):
+        _run(sessions, "sisdmk", clock(), "failed")
+    assert not _schedule(sessions, clock, []).decide("sisdmk").due
