@@ -147,19 +147,21 @@ class EventProcessor:
             return Verdict("skip", "unknown")
         if looked is None:
             return Verdict("skip", f"already_{event.state}")
+        early = (event.available_at - now()).total_seconds()
+        if from_broker and event.attempts > 0 and early > EARLY_TOLERANCE_S:
+            # Handed over again before its retry is due: the broker connection was lost after
+            # its retry was recorded, and the message came back with every other unacked one.
+            # Put back until then, no attempt spent; processed now, it spent an attempt per
+            # reconnect and dead-lettered healthy events within seconds. Only a retried event:
+            # a new or replayed one's `available_at` is another host's clock (the database's,
+            # the API's), and skew between them must not delay it.
+            tier = self._schedule.tier_for_wait(early)
+            return Verdict("retry", "not_yet_due", delay_s=early, tier=tier, reason="early")
         # The trace the webhook's request started (its `traceparent` was stored with the event).
         with start_span(f"process {event.event_type}", event.traceparent, kind=SpanKind.CONSUMER):
             self._metrics.event_age.labels(event.source).observe(
                 max(0.0, (now() - event.received_at).total_seconds())
             )
-            early = (event.available_at - now()).total_seconds()
-            if from_broker and early > EARLY_TOLERANCE_S:
-                # Handed over again before its retry is due: the broker connection was lost
-                # after its retry was recorded, and the message came back with every other
-                # unacked one. Put back until then, no attempt spent; processed now, it spent
-                # an attempt per reconnect and dead-lettered healthy events within seconds.
-                tier = self._schedule.tier_for_wait(early)
-                return Verdict("retry", "not_yet_due", delay_s=early, tier=tier, reason="early")
             if unfinished_deliveries >= self._delivery_limit:
                 return self._dead(
                     event,
@@ -178,6 +180,10 @@ class EventProcessor:
                 return self._dead(event, exc.reason, exc.message, count_attempt=True)
             except SQLAlchemyError:
                 raise  # the database went away: nothing can be counted; the worker says so
+            except AdapterError as exc:
+                # One of ours that no class above names (a proxy refusing the connection is a
+                # ConfigurationError): the state of the system, retried, no traceback.
+                return self._retry(event, exc.reason, exc.message)
             except Exception as exc:  # a bug, or an error no class above names
                 # Counted as an attempt like a transient failure: left to the worker, it came
                 # back every second for ever (no attempt counted, no dead letter, no alert).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from adapter.clients.errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
-from adapter.errors import DecryptionError, KeyNotFoundError
+from adapter.errors import ConfigurationError, DecryptionError, KeyNotFoundError
 from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.alerts import DeadLetterAlert, DeadLetterAlerts
 from adapter.queue.embedded import EmbeddedQueue
@@ -565,3 +566,34 @@ def test_a_message_handed_over_before_its_retry_is_due_is_put_back_without_an_at
     assert (stored.state, stored.attempts) == ("pending", 1), "no attempt spent"
     # The embedded queue hands over only due events (and leases them by moving available_at).
     assert worker.process(event_id).kind == "done"
+
+
+def test_a_new_event_whose_database_clock_runs_ahead_is_applied_not_put_back(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A new event's `available_at` is the database's clock, not a worker's: a worker host
+    behind it must not put every new event back."""
+    event_id = an_event(sessions)
+    with sessions.begin() as session:
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(available_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20))
+        )
+    verdict = processor(sessions, FakeKki(None), RecordingAlerts()).process(
+        event_id, from_broker=True
+    )
+    assert verdict.kind == "done"
+
+
+def test_an_adapter_error_no_class_names_is_retried_under_its_own_reason_not_as_a_bug(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy refusing the connection is a ConfigurationError: the state of the system,
+    not a bug (no traceback per event and attempt)."""
+    event_id = an_event(sessions)
+    refused = ConfigurationError("kki getRegistration: cannot send the request (ProxyError)")
+    with caplog.at_level(logging.ERROR, logger="adapter.worker"):
+        verdict = processor(sessions, FakeKki(refused), RecordingAlerts()).process(event_id)
+    assert (verdict.kind, verdict.reason) == ("retry", refused.reason)
+    assert not [r for r in caplog.records if r.exc_info]
