@@ -282,19 +282,30 @@ class Sealer:
         try:
             with self._sessions() as session:
                 session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                oldest = session.scalar(
-                    select(func.min(AuditEvent.at)).where(AuditEvent.chain_seq.is_(None))
+                # Entries this sealer refused (forged, or under a key not configured) stay
+                # pending for ever: `audit verify` reports them, they are no stall.
+                pending = select(func.min(AuditEvent.at)).where(AuditEvent.chain_seq.is_(None))
+                if self._refused:
+                    pending = pending.where(AuditEvent.seq.not_in(self._refused))
+                oldest = session.scalar(pending)
+                # Every sealer's turn moves the head's `changed_at`, whichever process it is.
+                last_turn = session.scalar(
+                    select(AuditChainHead.changed_at).where(AuditChainHead.id == 1)
                 )
         except Exception:  # noqa: BLE001 - the turn's own failure is logged already
             return
         if oldest is None:
             return
-        waited = (dt.datetime.now(dt.UTC) - oldest).total_seconds()
-        if waited >= self._stall_warning_s:
+        moment = dt.datetime.now(dt.UTC)
+        waited = (moment - oldest).total_seconds()
+        idle = (moment - last_turn).total_seconds() if last_turn is not None else waited
+        if min(waited, idle) >= self._stall_warning_s:
             log.warning(
-                "audit entries have waited %.0f s to be sealed: no sealer has sealed since; "
-                "another session may hold the sealing lock (hf-adapter audit seal says which)",
+                "audit entries have waited %.0f s to be sealed, and no sealer has taken a turn "
+                "for %.0f s: a session that is no sealer may hold the sealing lock or the "
+                "chain head (hf-adapter audit seal says so)",
                 waited,
+                idle,
             )
 
     def _turn(self) -> bool:

@@ -21,6 +21,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.api.listings import AuditFilter
+from adapter.api.services import ApiServices
 from adapter.audit import (
     Actor,
     Sealer,
@@ -31,6 +33,7 @@ from adapter.audit import (
     seal_pending,
     verify_chain,
 )
+from adapter.audit import seal as seal_module
 from adapter.audit.seal import SEALER_LOCK
 from adapter.audit.trail import audit_keys, seal_hash
 from adapter.store.crypto import Key
@@ -589,5 +592,31 @@ def test_the_sealer_thread_warns_when_entries_wait_while_the_lock_is_held(
             sealer.stop()
     warnings = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
     assert warnings, "no warning while the entry waited"
-    assert "another session may hold the sealing lock" in warnings[0]
+    assert "no sealer has taken a turn" in warnings[0]
     assert _pending(sessions) == 0, "sealed once the lock was free (at stop)"
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_the_audit_listing_lists_what_is_sealed_while_the_head_is_held(
+    engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing seals first; with the head's row held by a session that is no sealer, the
+    seal gives up (SealingBlocked), and the listing used to answer 500 with it."""
+    monkeypatch.setattr(seal_module, "TURN_LOCK_TIMEOUT_S", 1)
+    _append(sessions, 2)
+    assert seal_all(sessions).sealed == 2
+    _append(sessions, 1)
+    api = ApiServices(
+        engine=engine,
+        sessions=sessions,
+        cipher=None,  # type: ignore[arg-type]
+        blind_index=None,  # type: ignore[arg-type]
+        lookup=None,  # type: ignore[arg-type]
+        publisher=None,  # type: ignore[arg-type]
+    )
+    with engine.connect() as holder:
+        holder.execute(text("BEGIN"))
+        holder.execute(text("SELECT seq FROM audit_chain_head WHERE id = 1 FOR UPDATE"))
+        page, pending = api.audit_events(AuditFilter(), cursor=None, limit=10)
+        holder.rollback()
+    assert (len(page.items), pending) == (2, 1)
