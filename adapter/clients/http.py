@@ -28,8 +28,9 @@ MAX_PAGE_SIZE: Final = 500
 # Empty pages in a row, each with a next cursor, after which a list walk is refused: a source
 # handing out fresh cursors over nothing would keep a sync walking for ever.
 MAX_EMPTY_PAGES: Final = 100
-# One answer may take this many read timeouts to arrive in full (`Timeouts.answer_s`).
-ANSWER_READ_TIMEOUTS: Final = 2
+# One answer may take this many read timeouts to arrive in full (`Timeouts.answer_s`): 2 min by
+# default, for pages of at most 500 records (about 1 MB).
+ANSWER_READ_TIMEOUTS: Final = 4
 # A page of 500 records is ~1.5 MB; anything near this limit is a broken or hostile answer.
 MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
@@ -253,7 +254,10 @@ class JsonExchange:
                 received += chunk
                 if len(received) > limit:
                     raise self._too_large(operation, response.status_code)
-                if time.monotonic() > deadline:
+                whole = (
+                    declared is not None and declared.isdigit() and len(received) >= int(declared)
+                )
+                if time.monotonic() > deadline and not whole:
                     # A transport timeout: retried, and counted against the breaker.
                     raise httpx.ReadTimeout(
                         f"the answer took longer than {self.answer_s:g} s to arrive",

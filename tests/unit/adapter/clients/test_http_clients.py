@@ -332,7 +332,7 @@ def test_an_answer_dripped_slower_than_its_deadline_is_a_timeout_not_a_thread_he
         "secret-token",
         transport=httpx.MockTransport(handler),
         metrics=ClientMetrics.for_registry(CollectorRegistry()),
-        timeouts=Timeouts(connect_s=1.0, read_s=0.1),  # the whole answer: 0.2 s at most
+        timeouts=Timeouts(connect_s=1.0, read_s=0.05),  # the whole answer: 0.2 s at most
         policy=RetryPolicy(max_attempts=1),
     )
     with pytest.raises(UpstreamUnavailable, match=r"timed out \(ReadTimeout\)"):
