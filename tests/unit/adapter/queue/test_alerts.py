@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,7 +130,14 @@ def test_alerts_waiting_beyond_the_bound_are_dropped_and_shutdown_does_not_wait_
     assert count("dropped") == 3, "two waiting at most (the one being posted counts)"
     closing = threading.Thread(target=alerts.close)
     closing.start()
-    receiver.release.set()  # the post under way fails; the one queued behind it is not sent
+    # Released only once close() has cancelled what waits (the executor sets its flag and
+    # cancels under one lock): released sooner, the queued alert could still be posted.
+    pool = alerts._pool
+    while not pool._shutdown:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    with pool._shutdown_lock:  # type: ignore[attr-defined]
+        pass
+    receiver.release.set()  # the post under way fails; the one queued behind it was cancelled
     closing.join(timeout=30)
     assert not closing.is_alive()
     assert (count("sent"), count("failed"), count("dropped")) == (0.0, 1.0, 4.0)
