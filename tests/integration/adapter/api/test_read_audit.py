@@ -183,6 +183,30 @@ def test_a_lookup_that_finds_leaves_one_read_entry_beside_its_write(
     ]
 
 
+def test_a_lookup_kki_asks_to_wait_for_serves_the_stored_copy_at_once(
+    served: Adapter, tokens: dict[str, str], mock_kki: Mock
+) -> None:
+    """KKI answers 503 with Retry-After: 10. A look-up holds a request thread: it used to sleep
+    the 10 s and ask again (up to 4 attempts and 30 s waits); it now serves the stored copy."""
+    stored = mock_kki.records("registrations")[1]["str_number"]
+    with served.client(tokens[READONLY]) as reader:
+        first = reader.post("/api/v1/registrations/lookup", json={"str_number": stored})
+        mock_kki.fault(
+            {
+                "route": "getRegistration",
+                "kind": "error",
+                "status": 503,
+                "retry_after_s": 10,
+                "times": 1,
+            }
+        )
+        asked = reader.post("/api/v1/registrations/lookup", json={"str_number": stored})
+    assert (first.status_code, first.json()["live"]) == (200, True)
+    assert asked.status_code == 200, asked.text
+    # One attempt met the fault and gave up (a second, after the wait, would have been live).
+    assert (asked.json()["live"], asked.json()["stale"]) == (False, True)
+
+
 def test_a_str_lookup_kki_cannot_answer_is_audited_as_an_error(
     served: Adapter, tokens: dict[str, str], mock_kki: Mock
 ) -> None:
