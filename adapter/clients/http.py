@@ -246,17 +246,17 @@ class JsonExchange:
         # From the headers on (the read timeout bounded the wait for them).
         deadline = time.monotonic() + self.answer_s
         try:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            header = response.headers.get("Content-Length")
+            declared = int(header) if header is not None and header.isdigit() else None
+            if declared is not None and declared > limit:
                 raise self._too_large(operation, response.status_code)
             received = bytearray()
             for chunk in response.iter_bytes():
                 received += chunk
                 if len(received) > limit:
                     raise self._too_large(operation, response.status_code)
-                whole = (
-                    declared is not None and declared.isdigit() and len(received) >= int(declared)
-                )
+                # Bytes as sent (Content-Length counts them compressed), not as decoded.
+                whole = declared is not None and response.num_bytes_downloaded >= declared
                 if time.monotonic() > deadline and not whole:
                     # A transport timeout: retried, and counted against the breaker.
                     raise httpx.ReadTimeout(

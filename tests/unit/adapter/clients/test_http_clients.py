@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import re
 import time
@@ -339,6 +340,63 @@ def test_an_answer_dripped_slower_than_its_deadline_is_a_timeout_not_a_thread_he
         client.get_registration(REGISTRATION["str_number"])
     assert len(drip.chunks) * drip.pause_s > 1.0
     assert drip.handed < len(drip.chunks), "stopped reading before the end"
+
+
+class LateLastChunk(httpx.SyncByteStream):
+    """All of a body at once but its last 8 bytes, which come after `pause_s`."""
+
+    def __init__(self, body: bytes, pause_s: float) -> None:
+        self.body, self.pause_s = body, pause_s
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body[:-8]
+        time.sleep(self.pause_s)
+        yield self.body[-8:]
+
+
+def slow_client(handler: Handler) -> HttpKkiClient:
+    return HttpKkiClient(
+        "http://kki.test",
+        "secret-token",
+        transport=httpx.MockTransport(handler),
+        metrics=ClientMetrics.for_registry(CollectorRegistry()),
+        timeouts=Timeouts(connect_s=1.0, read_s=0.05),  # the whole answer: 0.2 s at most
+        policy=RetryPolicy(max_attempts=1),
+    )
+
+
+def test_an_answer_whose_declared_length_has_all_arrived_is_kept_however_late() -> None:
+    body = json.dumps(REGISTRATION).encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        return httpx.Response(200, headers=headers, stream=LateLastChunk(body, pause_s=0.4))
+
+    answer = slow_client(handler).get_registration(REGISTRATION["str_number"])
+    assert answer["str_number"] == REGISTRATION["str_number"]
+
+
+def test_a_compressed_answer_dripped_past_its_deadline_is_refused() -> None:
+    """Content-Length counts the bytes as sent: compared with the decoded bytes, a gzip answer
+    looked whole after a fifth of it, and the rest could drip for ever."""
+    # A long run first: its few compressed bytes decode to 20 KB at once, far past the
+    # declared (compressed) length, while the rest of the answer still drips.
+    rest = {key: value for key, value in REGISTRATION.items() if key != "kompetensi"}
+    body = gzip.compress(json.dumps({"kompetensi": "x" * 20_000, **rest}).encode())
+    drip = Drip(body, pause_s=0.005)
+    assert len(drip.chunks) * drip.pause_s > 0.4, "the drip outlasts the 0.2 s deadline"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(len(body)),
+        }
+        return httpx.Response(200, headers=headers, stream=drip)
+
+    with pytest.raises(UpstreamUnavailable, match=r"timed out \(ReadTimeout\)"):
+        slow_client(handler).get_registration(REGISTRATION["str_number"])
+    assert drip.handed < len(drip.chunks)
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
