@@ -574,6 +574,8 @@ def test_a_seal_waits_for_a_held_lock_only_so_long_then_says_why(
 def test_the_sealer_thread_warns_when_entries_wait_while_the_lock_is_held(
     engine: Engine, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
+    _append(sessions, 1)
+    assert seal_all(sessions).sealed == 1  # a sealer's turn: the head's changed_at is set
     sealer = Sealer(sessions, interval_s=0.05, stall_warning_s=0.5, stall_check_s=0.2)
     with engine.connect() as holder, caplog.at_level(logging.WARNING, logger="adapter.audit"):
         holder.execute(select(func.pg_advisory_lock(SEALER_LOCK)))
@@ -594,6 +596,44 @@ def test_the_sealer_thread_warns_when_entries_wait_while_the_lock_is_held(
     assert warnings, "no warning while the entry waited"
     assert "no sealer has taken a turn" in warnings[0]
     assert _pending(sessions) == 0, "sealed once the lock was free (at stop)"
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_no_stall_is_reported_while_another_sealer_works_through_a_backlog(
+    engine: Engine, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process's sealer holds the lock turn after turn (so every turn of this one is
+    skipped) while an entry it cannot seal waits: that is a backlog being worked, not a stall.
+    The warning used to look only at the oldest entry's age."""
+    _append(sessions, 1)
+
+    def forge(connection: Connection) -> None:  # pending, with a MAC under a guessed key
+        connection.execute(
+            update(AuditEvent).where(AuditEvent.chain_seq.is_(None)).values(entry_mac="0" * 64)
+        )
+
+    _around_the_triggers(engine, forge)
+    time.sleep(0.6)  # the entry is older than the warning's threshold
+    sealer = Sealer(sessions, interval_s=0.05, stall_warning_s=0.5, stall_check_s=0.1)
+    with engine.connect() as other, caplog.at_level(logging.WARNING, logger="adapter.audit"):
+        other.execute(select(func.pg_advisory_lock(SEALER_LOCK)))
+        other.commit()
+        sealer.start()
+        try:
+            for _ in range(10):  # each of the other sealer's turns moves the head's changed_at
+                other.execute(
+                    update(AuditChainHead)
+                    .where(AuditChainHead.id == 1)
+                    .values(changed_at=dt.datetime.now(dt.UTC))
+                )
+                other.commit()
+                time.sleep(0.1)
+        finally:
+            sealer._stop.set()
+            other.execute(select(func.pg_advisory_unlock(SEALER_LOCK)))
+            other.commit()
+            sealer.stop()
+    assert not [r for r in caplog.records if "waited" in r.getMessage()]
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
