@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api import listings
@@ -369,6 +369,12 @@ class ApiServices:
         except SealingBlocked as exc:
             # What is sealed is still listed, the pending ones counted (X-Audit-Pending).
             log.warning("audit listing: %s", exc)
+        except OperationalError as exc:
+            # SQLite's "database is locked" (another writer past the busy timeout) says the
+            # same, without PostgreSQL's lock_not_available.
+            if self._engine.dialect.name != "sqlite":
+                raise
+            log.warning("audit listing: the trail was not sealed first (%s)", exc.orig)
         with self._sessions() as session:
             page = listings.audit_events(session, where, cursor=cursor, limit=limit)
             return page, pending_count(session)

@@ -36,7 +36,7 @@ from adapter.clock import Clock, utc_now
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
 from adapter.sdmk_integration_manager.connections import backoff
 from adapter.store.locks import LockHeld
-from adapter.store.models import SyncRun
+from adapter.store.models import SyncCheckpoint, SyncRun
 from adapter.sync.requests import (
     RunNotRequested,
     pending_requests,
@@ -120,6 +120,7 @@ class DailySchedule:
                 .order_by(SyncRun.started_at.desc())
                 .limit(1)
             ).first()
+            checkpoint = session.get(SyncCheckpoint, system)
             failed_since_slot = int(
                 session.scalar(
                     select(func.count()).where(
@@ -140,7 +141,12 @@ class DailySchedule:
                 return Decision(system, False, "a run is in progress", slot)
             # Its process died (the next run marks it abandoned: failed). A run that dies the
             # same way each time (out of memory on one page) backs off like any failed one.
-            restart_at = last.started_at + backoff(failed_since_slot + 1)
+            # From its last sign of life: its newest committed page, else its start (a run
+            # dying an hour in, every time, is not restarted at once each time).
+            alive_at = last.started_at
+            if checkpoint is not None and checkpoint.run_id == last.id:
+                alive_at = max(alive_at, checkpoint.committed_at)
+            restart_at = alive_at + backoff(failed_since_slot + 1)
             if restart_at <= now:
                 return Decision(system, True, "retrying after a run whose process ended", slot)
             return Decision(system, False, f"next attempt at {restart_at:%H:%M} UTC", slot)

@@ -660,3 +660,27 @@ def test_the_audit_listing_lists_what_is_sealed_while_the_head_is_held(
         page, pending = api.audit_events(AuditFilter(), cursor=None, limit=10)
         holder.rollback()
     assert (len(page.items), pending) == (2, 1)
+
+
+@pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)
+def test_the_audit_listing_on_sqlite_lists_what_is_sealed_while_another_writer_holds_it(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    """SQLite says "database is locked" after its busy timeout, which is no SealingBlocked:
+    the listing answered 500 while another writer held the database."""
+    _append(sessions, 2)
+    assert seal_all(sessions).sealed == 2
+    _append(sessions, 1)
+    api = ApiServices(
+        engine=engine,
+        sessions=sessions,
+        cipher=None,  # type: ignore[arg-type]
+        blind_index=None,  # type: ignore[arg-type]
+        lookup=None,  # type: ignore[arg-type]
+        publisher=None,  # type: ignore[arg-type]
+    )
+    with engine.connect() as writer:
+        writer.exec_driver_sql("BEGIN IMMEDIATE")  # holds SQLite's write lock
+        page, pending = api.audit_events(AuditFilter(), cursor=None, limit=10)
+        writer.rollback()
+    assert (len(page.items), pending) == (2, 1)

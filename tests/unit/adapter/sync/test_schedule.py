@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.sdmk_integration_manager import ConnectionDisabled, record_failure, set_enabled
 from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.locks import LockHeld, exclusive
-from adapter.store.models import SyncRun
+from adapter.store.models import SyncCheckpoint, SyncRun
 from adapter.sync.requests import request_run, take_request
 from adapter.sync.schedule import DailySchedule
 from adapter.sync.service import NoLongerWanted, SyncCounts, SyncRunResult
@@ -471,3 +471,28 @@ def test_the_backoff_never_overflows_however_many_failures(
     for _ in range(60):
         _run(sessions, "sisdmk", clock(), "failed")
     assert not _schedule(sessions, clock, []).decide("sisdmk").due
+
+
+def test_a_run_that_dies_long_after_its_start_waits_from_its_last_committed_page(
+    sessions: sessionmaker[Session], slot_utc: dt.datetime
+) -> None:
+    started = slot_utc + dt.timedelta(minutes=1)
+    run_id = uuid.uuid4()
+    with sessions.begin() as session:
+        session.add(
+            SyncRun(id=run_id, system="sisdmk", mode="full", started_at=started, status="running")
+        )
+    with sessions.begin() as session:
+        session.add(
+            SyncCheckpoint(
+                system="sisdmk",
+                run_id=run_id,
+                cursor="c-70",
+                committed_at=started + dt.timedelta(minutes=70),  # alive until then
+            )
+        )
+    clock = Clock(started + dt.timedelta(minutes=70, seconds=30))
+    schedule = _schedule(sessions, clock, [])
+    assert not schedule.decide("sisdmk").due, "a minute after its last page, not its start"
+    clock.now = started + dt.timedelta(minutes=71)
+    assert schedule.decide("sisdmk").due
