@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
@@ -42,6 +42,13 @@ from adapter.webhooks.envelope import EventEnvelope
 # Ids one statement names at most (PostgreSQL binds at most 65,535 values in a statement; SQLite
 # 32,766 by default): larger sets go in chunks.
 IDS_PER_STATEMENT: Final = 10_000
+
+
+def _chunks(ids: Sequence[uuid.UUID]) -> Iterator[list[uuid.UUID]]:
+    """`ids` without repeats, `IDS_PER_STATEMENT` at a time."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), IDS_PER_STATEMENT):
+        yield unique[start : start + IDS_PER_STATEMENT]
 
 
 @dataclass(frozen=True)
@@ -354,10 +361,8 @@ class WebhookInbox:
 
     def states(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
         """The state of each of these events that exists."""
-        unique = list(dict.fromkeys(event_ids))
         found: dict[uuid.UUID, str] = {}
-        for start in range(0, len(unique), IDS_PER_STATEMENT):
-            chunk = unique[start : start + IDS_PER_STATEMENT]
+        for chunk in _chunks(event_ids):
             rows = self._session.execute(
                 select(WebhookEvent.id, WebhookEvent.state).where(WebhookEvent.id.in_(chunk))
             )
@@ -400,12 +405,10 @@ class WebhookInbox:
             rows = list(self._session.execute(replay))
             skipped = 0
         else:
-            unique = list(dict.fromkeys(event_ids))
             rows = []
-            for start in range(0, len(unique), IDS_PER_STATEMENT):
-                chunk = unique[start : start + IDS_PER_STATEMENT]
+            for chunk in _chunks(event_ids):
                 rows.extend(self._session.execute(replay.where(WebhookEvent.id.in_(chunk))))
-            skipped = len(unique) - len(rows)
+            skipped = len(set(event_ids)) - len(rows)
         messages = [(row.id, row.source, row.event_type, row.traceparent) for row in rows]
         return ReplayResult([row.id for row in rows], skipped, messages)
 

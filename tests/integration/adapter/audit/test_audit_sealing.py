@@ -636,6 +636,18 @@ def test_no_stall_is_reported_while_another_sealer_works_through_a_backlog(
     assert not [r for r in caplog.records if "waited" in r.getMessage()]
 
 
+def listing_only(engine: Engine, sessions: sessionmaker[Session]) -> ApiServices:
+    """The API's services for the audit listing alone (it needs only the store)."""
+    return ApiServices(
+        engine=engine,
+        sessions=sessions,
+        cipher=None,  # type: ignore[arg-type]
+        blind_index=None,  # type: ignore[arg-type]
+        lookup=None,  # type: ignore[arg-type]
+        publisher=None,  # type: ignore[arg-type]
+    )
+
+
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
 def test_the_audit_listing_lists_what_is_sealed_while_the_head_is_held(
     engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
@@ -646,14 +658,7 @@ def test_the_audit_listing_lists_what_is_sealed_while_the_head_is_held(
     _append(sessions, 2)
     assert seal_all(sessions).sealed == 2
     _append(sessions, 1)
-    api = ApiServices(
-        engine=engine,
-        sessions=sessions,
-        cipher=None,  # type: ignore[arg-type]
-        blind_index=None,  # type: ignore[arg-type]
-        lookup=None,  # type: ignore[arg-type]
-        publisher=None,  # type: ignore[arg-type]
-    )
+    api = listing_only(engine, sessions)
     with engine.connect() as holder:
         holder.execute(text("BEGIN"))
         holder.execute(text("SELECT seq FROM audit_chain_head WHERE id = 1 FOR UPDATE"))
@@ -671,14 +676,7 @@ def test_the_audit_listing_on_sqlite_lists_what_is_sealed_while_another_writer_h
     _append(sessions, 2)
     assert seal_all(sessions).sealed == 2
     _append(sessions, 1)
-    api = ApiServices(
-        engine=engine,
-        sessions=sessions,
-        cipher=None,  # type: ignore[arg-type]
-        blind_index=None,  # type: ignore[arg-type]
-        lookup=None,  # type: ignore[arg-type]
-        publisher=None,  # type: ignore[arg-type]
-    )
+    api = listing_only(engine, sessions)
     with engine.connect() as writer:
         writer.exec_driver_sql("BEGIN IMMEDIATE")  # holds SQLite's write lock
         page, pending = api.audit_events(AuditFilter(), cursor=None, limit=10)

@@ -328,16 +328,8 @@ def test_an_answer_dripped_slower_than_its_deadline_is_a_timeout_not_a_thread_he
         headers = {"Content-Type": "application/json"}
         return httpx.Response(200, headers=headers, stream=drip)
 
-    client = HttpKkiClient(
-        "http://kki.test",
-        "secret-token",
-        transport=httpx.MockTransport(handler),
-        metrics=ClientMetrics.for_registry(CollectorRegistry()),
-        timeouts=Timeouts(connect_s=1.0, read_s=0.05),  # the whole answer: 0.2 s at most
-        policy=RetryPolicy(max_attempts=1),
-    )
     with pytest.raises(UpstreamUnavailable, match=r"timed out \(ReadTimeout\)"):
-        client.get_registration(REGISTRATION["str_number"])
+        slow_client(handler).get_registration(REGISTRATION["str_number"])
     assert len(drip.chunks) * drip.pause_s > 1.0
     assert drip.handed < len(drip.chunks), "stopped reading before the end"
 
