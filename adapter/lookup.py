@@ -20,7 +20,7 @@ from typing import Any, Final
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.apply import Origin, RecordRefused, apply_documents
-from adapter.audit import Actor, nik_reference, record_audit
+from adapter.audit import Actor, nik_reference, record_audit, str_reference
 from adapter.clients.errors import NotFound, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from adapter.clients.kki import KkiClient
 from adapter.clock import Clock, utc_now
@@ -105,10 +105,11 @@ class RegistryLookup:
                 decrypt=decrypt,
             ),
             actor,
-            resource_id=str_number,
+            resource_id=None,
             fields=(),
             detail={"by": "str_number", "masked": masked},
             decrypt=decrypt,
+            asked=str_number,
         )
 
     def by_nik(
@@ -139,9 +140,18 @@ class RegistryLookup:
         fields: Iterable[str],
         detail: dict[str, Any],
         decrypt: bool,
+        asked: str | None = None,
     ) -> LookupAnswer:
         """`look_up()`, and its one audit entry: found, nothing found, or why KKI gave no answer
-        (the error is raised after its entry commits)."""
+        (the error is raised after its entry commits).
+
+        `asked`: the STR number asked for. It is the entry's resource id only when a
+        registration answered to it; otherwise the entry names it by its blind-index digest
+        (`str_digest`), since what was typed may be a NIK (old KKI STR numbers are 16 digits
+        too) and the trail must not keep one in clear.
+        """
+        if asked is not None:
+            detail = detail | str_reference(self._blind_index, asked)
         try:
             answer = look_up()
         except NotFound as exc:
@@ -158,6 +168,8 @@ class RegistryLookup:
             )
             raise
         found = bool(answer.registrations)
+        if found and asked is not None:
+            resource_id = asked  # a registration's STR number: it names the resource read
         self._audit(
             actor,
             resource_id,

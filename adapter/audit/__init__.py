@@ -21,6 +21,7 @@ from adapter.audit.trail import (
     record_audit,
     record_audit_alone,
     seal_hash,
+    str_reference,
 )
 from adapter.audit.verify import ChainReport, verify_chain
 
@@ -48,5 +49,6 @@ __all__ = [
     "seal_all",
     "seal_hash",
     "seal_pending",
+    "str_reference",
     "verify_chain",
 ]

@@ -285,6 +285,16 @@ def nik_reference(blind_index: BlindIndex, nik: str) -> dict[str, str | None]:
     return {"nik_digest": digest, "blind_index_key": blind_index.kid}
 
 
+def str_reference(blind_index: BlindIndex, str_number: str) -> dict[str, str | None]:
+    """How an entry's `detail` names an STR number asked for that no registration answered
+    to (it may be a NIK typed in the wrong field): its blind-index digest and that key's id."""
+    try:
+        digest: str | None = blind_index.digest(str_number, purpose="str_number")
+    except ValueError:
+        digest = None
+    return {"str_digest": digest, "blind_index_key": blind_index.kid}
+
+
 def audit_keys(session: Session) -> KeyRing:
     """The audit keys `session` carries (see `record_audit`)."""
     keys = session.info.get(AUDIT_KEYS_INFO)

@@ -208,7 +208,7 @@ def test_a_lookup_kki_asks_to_wait_for_serves_the_stored_copy_at_once(
 
 
 def test_a_str_lookup_kki_cannot_answer_is_audited_as_an_error(
-    served: Adapter, tokens: dict[str, str], mock_kki: Mock
+    served: Adapter, tokens: dict[str, str], mock_kki: Mock, blind_index: BlindIndex
 ) -> None:
     held = mock_kki.records("registrations")[-1]["str_number"]  # not in the store yet
     before = last_seq(served)
@@ -218,11 +218,36 @@ def test_a_str_lookup_kki_cannot_answer_is_audited_as_an_error(
         broken = reader.post("/api/v1/registrations/lookup", json={"str_number": held})
     assert (missing.status_code, broken.status_code) == (404, 502)
     miss, error = entries(served, before, action="registration.lookup")
-    assert (miss.outcome, miss.resource_id, miss.detail["found"]) == ("success", "9" * 16, False)
-    assert (error.outcome, error.resource_id) == ("error", held)
+    # Neither answered to a registration: each is named by its digest, not in clear.
+    assert (miss.outcome, miss.resource_id, miss.detail["found"]) == ("success", None, False)
+    assert miss.detail["str_digest"] == blind_index.digest("9" * 16, purpose="str_number")
+    assert (error.outcome, error.resource_id) == ("error", None)
+    assert error.detail["str_digest"] == blind_index.digest(held, purpose="str_number")
+    assert "9" * 16 not in miss.raw
+    assert held not in error.raw
     assert error.detail["reason"] == "contract_violation"
     assert {miss.actor, error.actor} == {service(READONLY)}
     assert len(entries(served, before)) == 2
+
+
+def test_a_nik_typed_as_an_str_number_is_never_in_the_trail(
+    served: Adapter, tokens: dict[str, str], mock_kki: Mock, blind_index: BlindIndex
+) -> None:
+    """A NIK and an old KKI STR number are both 16 digits, so a NIK typed into `str_number`
+    passes the request's checks; KKI knows no such STR. A found STR is the resource read."""
+    nik = mock_kki.records("registrations")[0]["nik"]
+    known = mock_kki.records("registrations")[1]["str_number"]
+    before = last_seq(served)
+    with served.client(tokens[READONLY]) as reader:
+        typed = reader.post("/api/v1/registrations/lookup", json={"str_number": nik})
+        found = reader.post("/api/v1/registrations/lookup", json={"str_number": known})
+    assert (typed.status_code, found.status_code) == (404, 200), typed.text
+    miss, hit = entries(served, before, action="registration.lookup")
+    assert (miss.resource_id, miss.detail["found"]) == (None, False)
+    assert miss.detail["str_digest"] == blind_index.digest(nik, purpose="str_number")
+    assert nik not in miss.raw
+    assert (hit.resource_id, hit.detail["found"]) == (known, True)
+    assert hit.detail["str_digest"] == blind_index.digest(known, purpose="str_number")
 
 
 def test_reads_that_find_nothing_in_the_store_are_audited(
