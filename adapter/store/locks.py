@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -18,11 +19,13 @@ from pathlib import Path
 from typing import Final
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapter.errors import AdapterError
 
 # One namespace for the adapter's advisory lock keys, so they don't meet another application's.
 _NAMESPACE: Final = "healthforce-adapter"
+log = logging.getLogger(__name__)
 _in_process: dict[str, threading.Lock] = {}
 _in_process_guard = threading.Lock()
 
@@ -78,8 +81,15 @@ def _advisory(engine: Engine, name: str) -> Iterator[None]:
         try:
             yield
         finally:
-            connection.scalar(select(func.pg_advisory_unlock(key)))
-            connection.commit()
+            try:
+                connection.scalar(select(func.pg_advisory_unlock(key)))
+                connection.commit()
+            except SQLAlchemyError as exc:
+                # The lock's connection failed (the server restarted, the network went): the
+                # connection is closed for good, not pooled, so the server ends its session
+                # and the lock with it; the body's own outcome is what the caller gets.
+                connection.invalidate()
+                log.warning("lock %s: released with its connection (%s)", name, type(exc).__name__)
     finally:
         connection.close()
 

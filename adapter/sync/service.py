@@ -337,8 +337,11 @@ def _locked_sync(
     status = "failed" if error is not None else "succeeded"
     duration = time.monotonic() - started
     _observe(metrics, system, mode, status, counts, findings, duration)
-    with session_factory() as session:
-        metrics.set_connection_status(system, connection_state(session, system).status)
+    try:
+        with session_factory() as session:
+            metrics.set_connection_status(system, connection_state(session, system).status)
+    except SQLAlchemyError as exc:  # the database went away too: the run's result still stands
+        log.warning("could not read %s's connection status: %s", system, _describe(exc))
     result = SyncRunResult(
         run_id=run_id,
         system=system,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -320,6 +320,65 @@ def test_a_second_sync_of_the_same_system_is_refused_while_the_first_runs(
     assert runs == 1, "the refused sync left no run behind"
     again = _sync(mock, sessions, cipher, blind_index)
     assert again.succeeded, "the lock is free once the first run ended"
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_database_gone_mid_run_fails_the_run_and_the_next_run_recovers(
+    mock: Mock,
+    empty_database_url: URL,
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+) -> None:
+    """After the first page the store's database refuses connections and its sessions are
+    ended (the sync's lock connection with them). The run used to raise out of `sync_system`
+    from the lock's release or the status read after its end; it now returns a failed result
+    (nothing to record it in), and the next run, with the database back, marks the run
+    abandoned and completes."""
+    database = empty_database_url.database
+    admin = create_engine(empty_database_url.set(database="postgres"))
+
+    def outage(allowed: bool) -> None:
+        with admin.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.execute(
+                text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+            )
+            if not allowed:
+                connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": database},
+                )
+
+    def cut(progress: SyncProgress) -> None:
+        if progress.pages == 1:
+            outcome["cut"] = True
+            outage(allowed=False)
+
+    outcome: dict[str, Any] = {}
+    try:
+        result = _sync(mock, sessions, cipher, blind_index, on_page=cut, read_ahead=False)
+    finally:
+        outage(allowed=True)
+        admin.dispose()
+    assert outcome == {"cut": True}
+    assert result.status == "failed"
+    assert result.error_type == "OperationalError", result.error
+    assert result.counts.fetched == PAGE  # the first page, committed before the outage
+    again = _sync(mock, sessions, cipher, blind_index)
+    assert again.succeeded, again.error
+    assert _workers(sessions) == SIZE
+    with sessions() as session:
+        runs = [
+            (run.status, run.error)
+            for run in session.scalars(select(SyncRun).order_by(SyncRun.started_at))
+        ]
+    assert runs[0][0] == "failed"
+    assert (runs[0][1] or "").startswith("abandoned:"), runs
+    assert runs[1] == ("succeeded", None)
 
 
 @pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
