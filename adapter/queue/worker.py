@@ -161,6 +161,8 @@ class Worker:
         self.stop_event = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hf-event")
         self._last_depths = 0.0
+        # Until then, retry and dead-letter publishes are not tried (the last one failed).
+        self._publishes_held_until = 0.0
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -260,7 +262,8 @@ class Worker:
                         self.stop_event.wait(RECONNECT_DELAY_S)
                         continue
                 try:
-                    consumer.drain(SETTLE_POLL_S if in_flight else DRAIN_TIMEOUT_S)
+                    busy = in_flight and time.monotonic() >= self._publishes_held_until
+                    consumer.drain(SETTLE_POLL_S if busy else DRAIN_TIMEOUT_S)
                     in_flight = self._settle(in_flight, publisher, topology, wait=False)
                     self._sample_depths(consumer.queue_depths)
                 except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:
@@ -301,23 +304,43 @@ class Worker:
                 waiting.append((message, future))
                 continue
             verdict = future.result()
-            event = EventMessage.from_body(message.payload)
-            try:
-                if verdict.kind == "retry":
-                    publisher.publish_to(
-                        [event],
-                        exchange="retry",
-                        routing_key=topology.retry_routing_key(
-                            min(verdict.tier, len(topology.retry_delays_s) - 1)
-                        ),
-                        expiration_s=verdict.delay_s,
+            if verdict.kind in ("retry", "dead"):
+                if not wait and time.monotonic() < self._publishes_held_until:
+                    waiting.append((message, future))  # held: its publish is tried again soon
+                    continue
+                event = EventMessage.from_body(message.payload)
+                try:
+                    if verdict.kind == "retry":
+                        publisher.publish_to(
+                            [event],
+                            exchange="retry",
+                            routing_key=topology.retry_routing_key(
+                                min(verdict.tier, len(topology.retry_delays_s) - 1)
+                            ),
+                            expiration_s=verdict.delay_s,
+                        )
+                    else:
+                        publisher.publish_to([event], exchange="dead", routing_key=DEAD_ROUTING_KEY)
+                except BrokerUnavailable as exc:
+                    if wait:  # leaving: not acked, so it comes back to a worker
+                        log.warning(
+                            "could not publish the %s of %s: %s", verdict.kind, event.event_id, exc
+                        )
+                        raise
+                    # The publish failed, not the consumer: the message stays unacked in hand
+                    # (its slot of the prefetch taken) and its publish is tried again after
+                    # RECONNECT_DELAY_S. Closing the consumer here made the broker deliver
+                    # every message in hand again, and reconnect, for as long as the
+                    # publishes failed.
+                    log.warning(
+                        "could not publish the %s of %s: %s; held, tried again in %.0f s",
+                        verdict.kind,
+                        event.event_id,
+                        exc,
+                        RECONNECT_DELAY_S,
                     )
-                elif verdict.kind == "dead":
-                    publisher.publish_to([event], exchange="dead", routing_key=DEAD_ROUTING_KEY)
-            except BrokerUnavailable as exc:
-                # Not acked: the message comes back after the reconnect (the inbox has the
-                # retry count and the state, so nothing is lost or applied twice).
-                log.warning("could not publish the %s of %s: %s", verdict.kind, event.event_id, exc)
-                raise
+                    self._publishes_held_until = time.monotonic() + RECONNECT_DELAY_S
+                    waiting.append((message, future))
+                    continue
             message.ack()
         return waiting
