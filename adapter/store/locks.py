@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapter.errors import AdapterError
@@ -65,6 +65,38 @@ def exclusive(engine: Engine, name: str) -> Iterator[None]:
     # An in-memory database lives in one process: a process-local lock is the whole truth.
     with _process_lock(name):
         yield
+
+
+def held(engine: Engine, name: str) -> bool:
+    """Whether a process (this one included) holds the lock `name` now.
+
+    On PostgreSQL the server's lock table is read; the lock is never taken, so a process
+    starting the guarded work at this instant is not refused because of the look. Elsewhere
+    (a file or in-process lock, one machine) the lock is taken and released at once.
+    """
+    if engine.dialect.name == "postgresql":
+        key = advisory_key(name)
+        with engine.connect() as connection:
+            # A bigint advisory key shows as its high and low 32 bits (classid, objid),
+            # objsubid 1; session-level locks of every database are listed, so ours is named.
+            return bool(
+                connection.scalar(
+                    text(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND granted AND objsubid = 1"
+                        " AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                        " AND classid = CAST(CAST(:high AS bigint) AS oid)"
+                        " AND objid = CAST(CAST(:low AS bigint) AS oid))"
+                    ),
+                    {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+                )
+            )
+    try:
+        with exclusive(engine, name):
+            return False
+    except LockHeld:
+        return True
 
 
 @contextmanager

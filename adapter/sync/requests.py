@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from adapter.errors import AdapterError
 from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
-from adapter.store.locks import LockHeld, exclusive
+from adapter.store.locks import held
 from adapter.store.models import SYSTEMS, SyncRequest, SyncRun
 
 
@@ -140,9 +140,6 @@ def refuse_request(
 
 
 def sync_lock_held(engine: Engine, system: str) -> bool:
-    """Whether a process (this one included) holds `system`'s sync lock now."""
-    try:
-        with exclusive(engine, f"sync-{system}"):  # the lock `sync_system` holds
-            return False
-    except LockHeld:
-        return True
+    """Whether a process (this one included) holds `system`'s sync lock now (the lock
+    `sync_system` holds; on PostgreSQL looked up, not taken)."""
+    return held(engine, f"sync-{system}")
