@@ -15,8 +15,31 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from adapter.errors import AdapterError
+
 # The identity fields KKI and SISDMK are compared on (a finding per field that differs).
 IDENTITY_FIELDS: Final = ("full_name", "gelar_depan", "gelar_belakang", "birth_date", "gender")
+
+
+# The contracts set no maximum on a record's `version`; the store's version columns are INTEGER,
+# 32-bit signed on PostgreSQL (SQLite's would hold 64 bits): the bound every backend holds.
+MAX_SOURCE_VERSION: Final = 2**31 - 1
+
+
+class VersionOutOfRange(AdapterError):
+    """A record's `version` is larger than the store keeps: refused alike on every backend."""
+
+    default_reason = "version_out_of_range"
+
+
+def source_version(doc: Mapping[str, Any]) -> int:
+    """The record's `version`, or `VersionOutOfRange` above `MAX_SOURCE_VERSION`."""
+    version = int(doc["version"])
+    if version > MAX_SOURCE_VERSION:
+        raise VersionOutOfRange(
+            f"version is larger than {MAX_SOURCE_VERSION} (2^31 - 1), the largest the store keeps"
+        )
+    return version
 
 
 @dataclass(frozen=True)
@@ -139,7 +162,7 @@ class SisdmkWorker:
         address = doc.get("address")
         return cls(
             sisdmk_id=uuid.UUID(str(doc["worker_id"])),
-            version=int(doc["version"]),
+            version=source_version(doc),
             personal={
                 "nik": str(doc["nik"]),
                 "full_name": str(doc["full_name"]),
@@ -282,7 +305,7 @@ class KkiRegistration:
         skp = doc.get("skp")
         return cls(
             str_number=str(doc["str_number"]),
-            version=int(doc["version"]),
+            version=source_version(doc),
             nik=str(doc["nik"]),
             identity=Identity(
                 full_name=str(doc["full_name"]),

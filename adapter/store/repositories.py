@@ -28,6 +28,7 @@ from adapter.merge.documents import (
     KkiRegistration,
     SisdmkWorker,
     canonical_json,
+    source_version,
 )
 from adapter.merge.findings import FindingChanges, StoredFinding
 from adapter.merge.plans import (
@@ -883,7 +884,7 @@ class FacilityRepository:
         self, doc: Mapping[str, Any], *, fetched_at: dt.datetime
     ) -> UpsertResult:
         code = str(doc["code"])
-        version = int(doc["version"])
+        version = source_version(doc)
         plain = hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
         payload_hash = self._blind_index.digest(plain, purpose=_PAYLOAD)
         _begin_write(self._session)

@@ -14,15 +14,16 @@ from typing import Any, Final
 
 from adapter.clients import kki, sisdmk
 from adapter.clients.contract import contract_for
+from adapter.merge.documents import MAX_SOURCE_VERSION
 from adapter.webhooks.signature import WebhookRejected
 from openapi_schemas import compiled_validator
 
 SOURCES: Final = ("kki", "sisdmk")
 # The resource an event is about, by source: the id the worker fetches.
 FACILITY_EVENT: Final = "facility.updated"
-# The contracts set no maximum on `data.version`; the inbox's `resource_version` column is an
-# INTEGER, 32-bit signed on PostgreSQL (SQLite's would hold 64 bits): the bound both hold.
-MAX_RESOURCE_VERSION: Final = 2**31 - 1
+# The contracts set no maximum on `data.version`; the inbox's `resource_version` column holds
+# what the store's version columns hold.
+MAX_RESOURCE_VERSION: Final = MAX_SOURCE_VERSION
 
 
 @dataclass(frozen=True)

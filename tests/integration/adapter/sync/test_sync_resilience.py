@@ -248,6 +248,23 @@ def test_records_that_break_the_contract_are_quarantined_and_the_rest_stored(
         assert (run.status, run.rejected) == ("succeeded", 3 * pages)
 
 
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_a_version_larger_than_the_store_keeps_is_quarantined_alike_on_every_backend(
+    mock: Mock, sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    """The contract sets no maximum on `version`; PostgreSQL's INTEGER column refused 2^31 as
+    `NumericValueOutOfRange` (after a failed page and a row-by-row retry), SQLite stored it."""
+    spoil = {2: lambda doc: {**doc, "version": 2**31}}
+    client = client_for("sisdmk", mock, policy=PATIENT, transport=Tampering(spoil))
+    result = run_sync("sisdmk", mock, sessions, cipher, blind_index, page_size=PAGE, client=client)
+    pages = SIZE // PAGE
+    assert result.succeeded, result.error
+    assert (result.counts.rejected, result.counts.created) == (pages, SIZE - pages)
+    with sessions() as session:
+        reasons = {row.reason for row in session.scalars(select(QuarantinedRecord))}
+    assert reasons == {"version_out_of_range: VersionOutOfRange"}
+
+
 class Repeating(httpx.BaseTransport):
     """Forwards to the real mock; every page after the first also carries the first page's
     first record again (a source whose paging shifts under concurrent writes does this)."""
