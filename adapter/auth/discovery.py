@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -25,6 +26,9 @@ WELL_KNOWN_PATH: Final = "/.well-known/openid-configuration"
 HTTP_TIMEOUT_S: Final = 5.0
 # Discovery documents and key sets are a few KiB; anything far larger is not one.
 MAX_DOCUMENT_BYTES: Final = 256 * 1024
+# The whole answer, however slowly it arrives: the read timeout bounds only the wait for each
+# chunk, so a body sent a byte at a time would otherwise hold the fetching thread for ever.
+FETCH_DEADLINE_S: Final = 3 * HTTP_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
 
     Redirects are not followed and the body is read up to `MAX_DOCUMENT_BYTES` only.
     """
+    deadline = time.monotonic() + FETCH_DEADLINE_S
     try:
         with (
             start_span(f"sso {what}", kind=SpanKind.CLIENT),
@@ -53,6 +58,10 @@ def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise ProviderError(f"{what}: the answer exceeds {MAX_DOCUMENT_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise ProviderError(
+                        f"{what}: the answer took longer than {FETCH_DEADLINE_S:.0f} s"
+                    )
     except httpx.HTTPError as exc:
         refusal = certificate_refusal(exc)
         if refusal is not None:

@@ -1,7 +1,8 @@
 """The SSO's signing keys: a JWKS cache that follows key rotation without letting tokens drive it.
 
 A token naming an unknown `kid` may trigger a refetch, but at most one fetch happens per
-cooldown however many such tokens arrive; when the SSO is down the last good key set stays.
+cooldown however many such tokens arrive, and no request waits for another's fetch; when the
+SSO is down the last good key set stays.
 Only public signature keys for the allowed algorithms are kept (never ``oct`` / HMAC keys).
 """
 
@@ -133,10 +134,15 @@ class JwksCache:
             if key is not None:
                 return key
         else:
-            with self._lock:
-                # Another thread may have fetched while we waited for the lock.
-                if kid not in self._keys:
-                    self._refresh_if_allowed()
+            # Never wait for another thread's fetch: a slow SSO would hold every request
+            # thread naming an unknown kid (a forged header costs nothing) for as long as it
+            # takes. While a fetch runs, an unknown kid is answered as within the cooldown.
+            if self._lock.acquire(blocking=False):
+                try:
+                    if kid not in self._keys:
+                        self._refresh_if_allowed()
+                finally:
+                    self._lock.release()
             key = self._keys.get(kid)
             if key is not None:
                 return key
@@ -173,6 +179,10 @@ class JwksCache:
                 "JWKS refresh failed, keeping %d known key(s): %s", len(self._keys), exc.message
             )
             return False
+        finally:
+            # The cooldown counts from the fetch's end: one slower than the cooldown would
+            # otherwise leave the next caller free to start another at once.
+            self._attempted_at = self._clock()
         self._keys = keys
         self._fetched_at = now
         self.last_error = None

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapter.auth import discovery
 from adapter.auth.discovery import MAX_DOCUMENT_BYTES, OidcDiscovery, parse_metadata
 from adapter.auth.errors import ProviderError
 from adapter.auth.jwks import HttpJwksFetcher, JwksCache
@@ -122,3 +123,27 @@ def test_an_sso_certificate_outside_the_trust_is_named_not_called_unreachable() 
         info.value
     )
     assert "CA_BUNDLE" in str(info.value)
+
+
+def test_a_key_set_sent_a_byte_at_a_time_is_given_up_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The read timeout bounds each chunk's wait only: a drip-fed body held the fetching thread
+    (and, before the cache stopped waiting, every thread with an unknown kid) for ever."""
+    clock = FakeClock()
+    monkeypatch.setattr(discovery.time, "monotonic", clock)
+    body = json.dumps(jwks(rsa_key())).encode()
+    sent: list[int] = []
+
+    def drip() -> Any:
+        for byte in body:
+            clock.advance(1.0)  # each byte within any read timeout
+            sent.append(byte)
+            yield bytes([byte])
+
+    http = httpx.Client(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=drip()))
+    )
+    with pytest.raises(ProviderError, match="took longer than"):
+        HttpJwksFetcher(JWKS_URI, http=http)()
+    assert len(sent) < len(body)

@@ -3,6 +3,7 @@ is down or serves garbage, and only RS256/ES256 public signature keys ever admit
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -151,3 +152,76 @@ def test_parse_key_set_refuses_huge_sets() -> None:
     entry = _entry(rsa_key("rsa-1"))
     with pytest.raises(ProviderError):
         parse_key_set({"keys": [entry] * (MAX_KEYS + 1)})
+
+
+class SlowEndpoint(FakeJwksEndpoint):
+    """A fetch that blocks until released (an SSO that accepted the connection and is slow)."""
+
+    def __init__(self, document: Any) -> None:
+        super().__init__(document)
+        self.slow = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self) -> Any:
+        if self.slow:
+            self.entered.set()
+            self.release.wait(30)
+        return super().__call__()
+
+
+def test_an_unknown_kid_never_waits_for_another_requests_fetch(
+    clock: FakeClock, rsa: SigningKey
+) -> None:
+    """A forged kid costs nothing to send: each one used to queue on the fetch in progress,
+    holding a request thread for as long as the SSO took."""
+    endpoint = SlowEndpoint(jwks(rsa))
+    cache = JwksCache(endpoint, cooldown_s=COOLDOWN_S, max_age_s=600.0, clock=clock)
+    assert cache.signing_key(rsa.kid)
+    clock.advance(COOLDOWN_S)
+    endpoint.slow = True
+    fetching = threading.Thread(target=lambda: _ignore(cache.signing_key, "forged-1"))
+    fetching.start()
+    assert endpoint.entered.wait(30)
+    outcome: list[BaseException] = []
+    other = threading.Thread(target=lambda: _ignore(cache.signing_key, "forged-2", outcome))
+    other.start()
+    other.join(timeout=10)  # a guard against hanging the suite, not a timing assertion
+    still_waiting = other.is_alive()
+    endpoint.release.set()
+    fetching.join(timeout=30)
+    other.join(timeout=30)
+    assert not still_waiting, "the second unknown kid waited for the first one's fetch"
+    assert [type(exc) for exc in outcome] == [InvalidTokenError]
+    assert endpoint.calls == 2  # the first fetch and the slow one, nothing more
+
+
+def test_the_cooldown_counts_from_the_end_of_a_failed_fetch(
+    clock: FakeClock, rsa: SigningKey
+) -> None:
+    """A failed fetch that outlasts the cooldown must not leave the next caller free to fetch."""
+    endpoint = FakeJwksEndpoint(jwks(rsa))
+    cache = JwksCache(endpoint, cooldown_s=COOLDOWN_S, max_age_s=600.0, clock=clock)
+    assert cache.signing_key(rsa.kid)
+    clock.advance(COOLDOWN_S)
+    endpoint.down = True
+    slow_failure = endpoint.__call__
+
+    def failing_slowly() -> Any:
+        clock.advance(2 * COOLDOWN_S)
+        return slow_failure()
+
+    cache._fetch = failing_slowly  # type: ignore[method-assign]
+    with pytest.raises(InvalidTokenError):
+        cache.signing_key("forged-1")
+    with pytest.raises(InvalidTokenError):
+        cache.signing_key("forged-2")
+    assert endpoint.calls == 2
+
+
+def _ignore(call: Any, kid: str, outcome: list[BaseException] | None = None) -> None:
+    try:
+        call(kid)
+    except (InvalidTokenError, KeySetUnavailableError) as exc:
+        if outcome is not None:
+            outcome.append(exc)
