@@ -21,6 +21,8 @@ SPEC_PATH: Final = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 API_PREFIX: Final = "/api/v1"
 _HTTP_METHODS: Final = ("get", "put", "post", "delete", "patch")
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+# Six digits is a birth date (DDMMYY) or a NIK's district code; no field of the spec has more.
+_DIGIT_RUN: Final = re.compile(r"[0-9]{6}")
 _INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
 
 
@@ -186,5 +188,8 @@ def _describe(error: Any, schema: dict[str, Any]) -> dict[str, str]:
 
 
 def _name(text: str) -> str:
-    """A field name fit to echo back (an unexpected key could be anything, even a NIK)."""
-    return text if _SAFE_NAME.fullmatch(text) and not text.isdigit() else "(an unknown field)"
+    """A field name fit to echo back (an unexpected key could be anything, even a NIK, alone or
+    with a letter or two around it): none with a run of digits as long as a date's."""
+    if _SAFE_NAME.fullmatch(text) and not _DIGIT_RUN.search(text):
+        return text
+    return "(an unknown field)"

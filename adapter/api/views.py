@@ -396,7 +396,12 @@ def _instant(name: str, text: str) -> dt.datetime:
         ) from None
     if value.tzinfo is None:
         raise RequestProblem(400, f"{name}: needs a time zone", reason="invalid_parameter")
-    return value
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first instant UTC holds
+        raise RequestProblem(
+            400, f"{name}: outside the years 1-9999 once in UTC", reason="invalid_parameter"
+        ) from None
 
 
 # Status and a fixed detail for errors whose own message may name an upstream URL.

@@ -257,7 +257,7 @@ class TokenValidator:
                 "the token's header is malformed (JSON, kid or crit)", cause="malformed"
             ) from None
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:  # a list is unhashable
             # Before any key lookup: `none`, HS256 with our public key as secret, PS/EdDSA ...
             allowed = ", ".join(sorted(ALLOWED_ALGORITHMS))
             raise InvalidTokenError(

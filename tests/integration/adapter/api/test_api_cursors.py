@@ -144,3 +144,19 @@ def test_cursor_not_issued_by_the_api_is_400_problem(
     assert problem["status"] == 400
     assert "cursor is not one this API issued" in problem["detail"]
     assert audit_count(served) == before
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-01:00"],
+    ids=["year 0", "year 10000"],
+)
+def test_an_audit_listing_since_outside_utcs_years_is_400_problem(
+    served: Adapter, tokens: dict[str, str], since: str
+) -> None:
+    """A date-time the spec admits but UTC cannot hold was a 500 (OverflowError on binding)."""
+    with served.client(tokens[OPS]) as client:
+        response = client.get("/api/v1/audit-events", params={"since": since})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "since: outside the years 1-9999" in response.json()["detail"]

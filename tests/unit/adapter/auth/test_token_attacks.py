@@ -67,6 +67,16 @@ def test_missing_alg_refused(
     assert refused_before_key_lookup(validator, endpoint, token).cause == "algorithm"
 
 
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": True}, 256, True])
+def test_an_alg_that_is_not_a_string_is_refused_not_a_server_error(
+    validator: TokenValidator, endpoint: FakeJwksEndpoint, rsa: SigningKey, alg: object
+) -> None:
+    """A list or an object raised TypeError (unhashable) out of the validator: a 500 and a
+    logged traceback for a request without any valid token."""
+    token = hand_made({"alg": alg, "kid": rsa.kid}, access_claims(), b"sig")
+    assert refused_before_key_lookup(validator, endpoint, token).cause == "algorithm"
+
+
 def _public_key_forms(key: SigningKey) -> dict[str, bytes]:
     return {
         "pem": key.public_pem(),
