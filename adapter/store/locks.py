@@ -20,12 +20,24 @@ from typing import Final
 
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from adapter.errors import AdapterError
 
 # One namespace for the adapter's advisory lock keys, so they don't meet another application's.
 _NAMESPACE: Final = "healthforce-adapter"
 log = logging.getLogger(__name__)
+# A session-level advisory lock of this database under a bigint key, which pg_locks lists as
+# its high and low 32 bits (classid, objid) with objsubid 1.
+_ADVISORY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND objsubid = 1"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND classid = CAST(CAST(:high AS bigint) AS oid)"
+    " AND objid = CAST(CAST(:low AS bigint) AS oid)"
+)
+_HELD: Final = text(_ADVISORY + ")")
+_HELD_BY: Final = text(_ADVISORY + " AND pid = :pid)")
 _in_process: dict[str, threading.Lock] = {}
 _in_process_guard = threading.Lock()
 
@@ -43,28 +55,62 @@ class LockHeld(AdapterError):
         self.name = name
 
 
+class LockLost(AdapterError):
+    """The lock's holder lost it while working: on PostgreSQL its connection ended (a server
+    restart, a fail-over, a network cut), so another process may hold it by now."""
+
+    default_reason = "lock_lost"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name}: the lock was lost (its database connection ended); this run stops so "
+            "that no two run at once, and the next run resumes from its last committed page"
+        )
+        self.name = name
+
+
+class HeldLock:
+    """What `exclusive` yields: `verify` in a transaction of the guarded work, before its
+    commit, raises `LockLost` if the lock is no longer this process's."""
+
+    def __init__(self, name: str, backend_pid: int | None = None) -> None:
+        self.name = name
+        self._backend_pid = backend_pid  # the holding session's, on PostgreSQL
+
+    def verify(self, session: Session) -> None:
+        if self._backend_pid is None:  # a file or process lock: held until the process ends
+            return
+        key = advisory_key(self.name)
+        if not session.scalar(_HELD_BY, {"pid": self._backend_pid, **_halves(key)}):
+            raise LockLost(self.name)
+
+
 def advisory_key(name: str) -> int:
     """The signed 64-bit PostgreSQL advisory lock key for `name`."""
     digest = hashlib.sha256(f"{_NAMESPACE}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _halves(key: int) -> dict[str, int]:
+    return {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}
+
+
 @contextmanager
-def exclusive(engine: Engine, name: str) -> Iterator[None]:
+def exclusive(engine: Engine, name: str) -> Iterator[HeldLock]:
     """Hold the lock `name` for the body, or raise `LockHeld` at once if someone else has it."""
     if engine.dialect.name == "postgresql":
-        with _advisory(engine, name):
-            yield
+        with _advisory(engine, name) as held_lock:
+            yield held_lock
         return
     database = engine.url.database
     on_disk = database and database != ":memory:" and not database.startswith("file:")
     if engine.dialect.name == "sqlite" and on_disk:
         with _file_lock(Path(f"{database}.{_slug(name)}.lock"), name):
-            yield
+            yield HeldLock(name)
         return
     # An in-memory database lives in one process: a process-local lock is the whole truth.
     with _process_lock(name):
-        yield
+        yield HeldLock(name)
 
 
 def held(engine: Engine, name: str) -> bool:
@@ -75,23 +121,8 @@ def held(engine: Engine, name: str) -> bool:
     (a file or in-process lock, one machine) the lock is taken and released at once.
     """
     if engine.dialect.name == "postgresql":
-        key = advisory_key(name)
         with engine.connect() as connection:
-            # A bigint advisory key shows as its high and low 32 bits (classid, objid),
-            # objsubid 1; session-level locks of every database are listed, so ours is named.
-            return bool(
-                connection.scalar(
-                    text(
-                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-                        " AND granted AND objsubid = 1"
-                        " AND database = (SELECT oid FROM pg_database"
-                        " WHERE datname = current_database())"
-                        " AND classid = CAST(CAST(:high AS bigint) AS oid)"
-                        " AND objid = CAST(CAST(:low AS bigint) AS oid))"
-                    ),
-                    {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
-                )
-            )
+            return bool(connection.scalar(_HELD, _halves(advisory_key(name))))
     try:
         with exclusive(engine, name):
             return False
@@ -100,7 +131,7 @@ def held(engine: Engine, name: str) -> bool:
 
 
 @contextmanager
-def _advisory(engine: Engine, name: str) -> Iterator[None]:
+def _advisory(engine: Engine, name: str) -> Iterator[HeldLock]:
     key = advisory_key(name)
     connection = engine.connect()
     try:
@@ -110,8 +141,9 @@ def _advisory(engine: Engine, name: str) -> Iterator[None]:
         connection.commit()
         if not taken:
             raise LockHeld(name)
+        info = getattr(connection.connection.dbapi_connection, "info", None)
         try:
-            yield
+            yield HeldLock(name, getattr(info, "backend_pid", None))
         finally:
             try:
                 connection.scalar(select(func.pg_advisory_unlock(key)))
@@ -121,7 +153,11 @@ def _advisory(engine: Engine, name: str) -> Iterator[None]:
                 # connection is closed for good, not pooled, so the server ends its session
                 # and the lock with it; the body's own outcome is what the caller gets.
                 connection.invalidate()
-                log.warning("lock %s: released with its connection (%s)", name, type(exc).__name__)
+                log.warning(
+                    "lock %s: its connection failed (%s); the server released the lock with it",
+                    name,
+                    type(exc).__name__,
+                )
     finally:
         connection.close()
 

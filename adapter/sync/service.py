@@ -60,7 +60,7 @@ from adapter.sdmk_integration_manager import (
 )
 from adapter.store.crypto import encrypt_fields
 from adapter.store.database import unusable_database
-from adapter.store.locks import exclusive
+from adapter.store.locks import HeldLock, exclusive
 from adapter.store.models import (
     SYSTEMS,
     QuarantinedRecord,
@@ -214,10 +214,11 @@ def sync_system(
     engine = session_factory.kw.get("bind")
     if engine is None:
         raise ValueError("session_factory must be bound to an engine")
-    with exclusive(engine, f"sync-{system}"), start_span(f"sync {system}"):
+    with exclusive(engine, f"sync-{system}") as lock, start_span(f"sync {system}"):
         if still_wanted is not None and not still_wanted():
             raise NoLongerWanted(system)
         return _locked_sync(
+            lock,
             system,
             session_factory,
             client,
@@ -234,6 +235,7 @@ def sync_system(
 
 
 def _locked_sync(
+    lock: HeldLock,
     system: str,
     session_factory: sessionmaker[Session],
     client: KkiClient | SisdmkClient,
@@ -303,6 +305,7 @@ def _locked_sync(
         for page in _read_ahead(walk) if read_ahead else walk:
             fetched_at = clock()
             page_counts, bad = _store_page_racing(
+                lock,
                 session_factory,
                 repository_factory,
                 source,
@@ -368,6 +371,7 @@ def _locked_sync(
 
 
 def _store_page(
+    lock: HeldLock,
     session_factory: sessionmaker[Session],
     repository_factory: Callable[[Session], HealthWorkerRepository],
     source: _Source,
@@ -464,6 +468,9 @@ def _store_page(
                 clock(),
             )
             _record_counts(session, run_id, totals, counts)
+            # Last, just before the commit: a run whose lock went with its connection stops
+            # here rather than write beside a run that took the lock since.
+            lock.verify(session)
             session.commit()
             return counts, ids
 

@@ -25,7 +25,7 @@ from adapter.sdmk_integration_manager import (
     set_enabled,
 )
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
-from adapter.store.locks import LockHeld, exclusive
+from adapter.store.locks import LockHeld, advisory_key, exclusive
 from adapter.store.models import AuditEvent, HealthWorker, QuarantinedRecord, SyncRun
 from adapter.sync import SyncProgress
 from tests.integration.adapter.sync.support import (
@@ -396,6 +396,52 @@ def test_a_database_gone_mid_run_fails_the_run_and_the_next_run_recovers(
     assert runs[0][0] == "failed"
     assert (runs[0][1] or "").startswith("abandoned:"), runs
     assert runs[1] == ("succeeded", None)
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_run_whose_lock_went_with_its_connection_stops_before_its_next_commit(
+    mock: Mock,
+    empty_database_url: URL,
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+) -> None:
+    """The lock's connection idles through the run while the pages use others, which are
+    replaced when the server drops them: a run whose lock connection was ended went on
+    writing pages and checkpoints, unlocked, beside any run that took the lock since."""
+    admin = create_engine(empty_database_url)
+    key = advisory_key("sync-sisdmk")
+
+    def end_the_lock_holder(progress: SyncProgress) -> None:
+        if progress.pages != 1:
+            return
+        with admin.connect() as connection:
+            ended = connection.scalar(
+                text(
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND objsubid = 1 "
+                    "AND classid = CAST(CAST(:high AS bigint) AS oid) "
+                    "AND objid = CAST(CAST(:low AS bigint) AS oid)"
+                ),
+                {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+            )
+        outcome["ended"] = ended
+
+    outcome: dict[str, Any] = {}
+    try:
+        result = _sync(
+            mock, sessions, cipher, blind_index, on_page=end_the_lock_holder, read_ahead=False
+        )
+    finally:
+        admin.dispose()
+    assert outcome == {"ended": True}
+    assert (result.status, result.error_type) == ("failed", "LockLost"), result.error
+    assert result.counts.fetched == PAGE  # page 1 only: page 2 was not committed
+    assert _workers(sessions) == PAGE
+    again = _sync(mock, sessions, cipher, blind_index)
+    assert again.succeeded, again.error
+    assert again.resumed
+    assert _workers(sessions) == SIZE
 
 
 @pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
