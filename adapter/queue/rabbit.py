@@ -187,6 +187,9 @@ class RabbitPublisher:
                 return
             except CONNECTION_ERRORS as exc:
                 self._drop_connection()
+                # Declared again with the next connection: an exchange or queue deleted
+                # meanwhile (a 404 closes the channel) is back for the next try.
+                self._declared = False
                 if kept and not isinstance(exc, TimeoutError | amqp.exceptions.MessageNacked):
                     kept = False
                     log.info("publisher: a kept connection was closed (%s); reconnecting", exc)

@@ -322,11 +322,14 @@ class Worker:
                     else:
                         publisher.publish_to([event], exchange="dead", routing_key=DEAD_ROUTING_KEY)
                 except BrokerUnavailable as exc:
-                    if wait:  # leaving: not acked, so it comes back to a worker
+                    if wait:  # leaving: not acked, so it comes back to a worker; the rest go on
                         log.warning(
-                            "could not publish the %s of %s: %s", verdict.kind, event.event_id, exc
+                            "could not publish the %s of %s: %s; it is delivered again",
+                            verdict.kind,
+                            event.event_id,
+                            exc,
                         )
-                        raise
+                        continue
                     # The publish failed, not the consumer: the message stays unacked in hand
                     # (its slot of the prefetch taken) and its publish is tried again after
                     # RECONNECT_DELAY_S. Closing the consumer here made the broker deliver
