@@ -13,6 +13,7 @@ digest only.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +36,8 @@ SYSTEM: Final = "kki"
 UNREACHABLE: Final = (UpstreamUnavailable, UpstreamRateLimited)
 LOOKUP_ACTION: Final = "registration.lookup"
 LOOKUP_RESOURCE: Final = "kki:registrations"
+# What a NIK looks like, and an old KKI STR number too: the two cannot be told apart.
+_SIXTEEN_DIGITS: Final = re.compile(r"[0-9]{16}")
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,10 @@ class RegistryLookup:
         """
         if asked is not None:
             detail = detail | str_reference(self._blind_index, asked)
+            if _SIXTEEN_DIGITS.fullmatch(asked):
+                # NIK-shaped (an old KKI STR number is too): also under its NIK digest, so a
+                # search of the trail for a person's NIK finds this look-up.
+                detail = detail | nik_reference(self._blind_index, asked)
         try:
             answer = look_up()
         except NotFound as exc:

@@ -236,7 +236,9 @@ def test_a_nik_typed_as_an_str_number_is_never_in_the_trail(
     """A NIK and an old KKI STR number are both 16 digits, so a NIK typed into `str_number`
     passes the request's checks; KKI knows no such STR. A found STR is the resource read."""
     nik = mock_kki.records("registrations")[0]["nik"]
-    known = mock_kki.records("registrations")[1]["str_number"]
+    known = next(  # a new-style STR number: two letters and 14 digits
+        r["str_number"] for r in mock_kki.records("registrations") if r["str_number"][0].isalpha()
+    )
     before = last_seq(served)
     with served.client(tokens[READONLY]) as reader:
         typed = reader.post("/api/v1/registrations/lookup", json={"str_number": nik})
@@ -245,9 +247,12 @@ def test_a_nik_typed_as_an_str_number_is_never_in_the_trail(
     miss, hit = entries(served, before, action="registration.lookup")
     assert (miss.resource_id, miss.detail["found"]) == (None, False)
     assert miss.detail["str_digest"] == blind_index.digest(nik, purpose="str_number")
+    # NIK-shaped: a search of the trail for this person's NIK digest finds it too.
+    assert miss.detail["nik_digest"] == blind_index.digest(nik, purpose="nik")
     assert nik not in miss.raw
     assert (hit.resource_id, hit.detail["found"]) == (known, True)
     assert hit.detail["str_digest"] == blind_index.digest(known, purpose="str_number")
+    assert "nik_digest" not in hit.detail  # an STR of two letters and 14 digits
 
 
 def test_reads_that_find_nothing_in_the_store_are_audited(
