@@ -210,41 +210,48 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
-    def before_call(self, operation: str) -> None:
-        """Raise `CircuitOpen` unless a call may go out now."""
+    def before_call(self, operation: str) -> bool:
+        """Raise `CircuitOpen` unless a call may go out now; True when it is the half-open
+        breaker's one trial call, whose outcome is then recorded with ``trial=True``."""
         with self._lock:
             state = self._state()
             if state is BreakerState.CLOSED:
-                return
+                return False
             if state is BreakerState.HALF_OPEN and not self._trial_running:
                 self._trial_running = True
-                return
+                return True
             assert self._opened_at is not None
             retry_in = max(0.0, self._opened_at + self.reset_timeout_s - self._clock())
         raise CircuitOpen(system=self.system, operation=operation, retry_in_s=retry_in)
 
-    def record_success(self) -> None:
+    # A call let through while the breaker was closed may end after it opened and half-opened:
+    # its outcome still counts (an answer is an answer, a failure a failure), but only the
+    # trial's own outcome ends the trial, so no second trial goes out beside the first.
+
+    def record_success(self, *, trial: bool = False) -> None:
         with self._lock:
             changed = self._opened_at is not None
             self._failures = 0
             self._opened_at = None
-            self._trial_running = False
+            self._trial_running = False  # closed: no trial is needed any more
             if changed:
                 self._changed_locked()
 
-    def record_failure(self) -> None:
+    def record_failure(self, *, trial: bool = False) -> None:
         with self._lock:
             self._failures += 1
-            was_trial = self._trial_running
-            self._trial_running = False
-            if was_trial or self._failures >= self.failure_threshold:
+            if trial:
+                self._trial_running = False
+            if trial or self._failures >= self.failure_threshold:
                 self._opened_at = self._clock()
                 self._changed_locked()
 
-    def record_neutral(self) -> None:
-        """The call ended in a way that says nothing about health (e.g. 429): free the trial."""
-        with self._lock:
-            self._trial_running = False
+    def record_neutral(self, *, trial: bool = False) -> None:
+        """The call ended in a way that says nothing about health (e.g. 429): if it was the
+        trial, another call may be the trial."""
+        if trial:
+            with self._lock:
+                self._trial_running = False
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -468,7 +475,7 @@ class ResilientCaller:
 
     def _attempt(self, operation: str, send: Callable[[], httpx.Response]) -> httpx.Response:
         try:
-            self.breaker.before_call(operation)
+            trial = self.breaker.before_call(operation)
         except CircuitOpen:
             self.metrics.calls.labels(self._label, operation, "circuit_open").inc()
             raise
@@ -477,7 +484,7 @@ class ResilientCaller:
             response = send()
         except TRANSIENT_TRANSPORT_ERRORS as exc:
             self._observe(operation, started, "transport_error")
-            self.breaker.record_failure()
+            self.breaker.record_failure(trial=trial)
             refusal = certificate_refusal(exc)
             if refusal is not None:
                 raise UntrustedCertificate(
@@ -491,7 +498,7 @@ class ResilientCaller:
             ) from exc
         except httpx.DecodingError as exc:
             self._observe(operation, started, "transport_error")
-            self.breaker.record_success()
+            self.breaker.record_success(trial=trial)
             raise ContractViolation(
                 "the body could not be decoded (bad Content-Encoding)",
                 system=self.system,
@@ -500,7 +507,7 @@ class ResilientCaller:
         except httpx.RequestError as exc:
             # Unsupported scheme, proxy or local protocol errors: ours to fix, not worth retrying.
             self._observe(operation, started, "transport_error")
-            self.breaker.record_neutral()
+            self.breaker.record_neutral(trial=trial)
             raise ConfigurationError(
                 f"{self.system} {operation}: cannot send the request ({type(exc).__name__}); "
                 "check the base URL and proxy settings"
@@ -508,25 +515,25 @@ class ResilientCaller:
         except ContractViolation:
             # Refused while it was read (larger than the client takes): it answered, so it is up.
             self._observe(operation, started, "contract_violation")
-            self.breaker.record_success()
+            self.breaker.record_success(trial=trial)
             raise
         except BaseException:
             # Anything else (a bug, an interrupt) says nothing about the system, but must free a
             # half-open trial: held, every later call would be refused until a restart.
-            self.breaker.record_neutral()
+            self.breaker.record_neutral(trial=trial)
             raise
         status_class = f"{response.status_code // 100}xx"
         self._observe(operation, started, status_class)
         if response.is_success:
-            self.breaker.record_success()
+            self.breaker.record_success(trial=trial)
             return response
         error = error_for_response(self.system, operation, response)
         if isinstance(error, UpstreamUnavailable):
-            self.breaker.record_failure()
+            self.breaker.record_failure(trial=trial)
         elif isinstance(error, UpstreamRateLimited):
-            self.breaker.record_neutral()
+            self.breaker.record_neutral(trial=trial)
         else:
-            self.breaker.record_success()  # it answered, so it is up
+            self.breaker.record_success(trial=trial)  # it answered, so it is up
         raise error
 
     def _observe(self, operation: str, started: float, status_class: str) -> None:

@@ -313,6 +313,23 @@ def test_breaker_half_opens_after_cool_down_and_closes_on_success() -> None:
     assert breaker.state is BreakerState.CLOSED
 
 
+def test_a_call_from_before_the_breaker_opened_does_not_end_its_trial() -> None:
+    """A call let through while closed that ends (429: neutral) during the half-open trial freed
+    the trial, and a second trial went out beside the first."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("KKI", failure_threshold=1, reset_timeout_s=10, clock=clock)
+    stale = breaker.before_call("getRegistration")  # closed: an ordinary call
+    breaker.record_failure()  # another call fails: open
+    clock.advance(10)
+    trial = breaker.before_call("getRegistration")
+    assert (stale, trial) == (False, True)
+    breaker.record_neutral(trial=stale)  # the old call ends now
+    with pytest.raises(CircuitOpen):
+        breaker.before_call("getRegistration")  # still waiting for the trial
+    breaker.record_success(trial=trial)
+    assert breaker.state is BreakerState.CLOSED
+
+
 def test_breaker_reopens_when_the_trial_fails() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("KKI", failure_threshold=5, reset_timeout_s=10, clock=clock)
