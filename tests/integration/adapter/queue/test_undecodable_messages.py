@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from typing import Any
 
 import pytest
 from kombu import Connection
-from prometheus_client import CollectorRegistry
-from sqlalchemy.exc import SQLAlchemyError
 
-from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.rabbit import RabbitConsumer, RabbitPublisher, declare_topology
 from adapter.queue.topology import EVENT_ROUTING_KEY, QueueTopology
-from adapter.queue.worker import Worker
+from tests.integration.adapter.queue.worker_support import bare_worker, started
 from tests.integration.adapter.webhooks.support import broker_url, delete_topology
 
 pytestmark = pytest.mark.integration
@@ -37,18 +33,6 @@ class NeverCalled:
         raise AssertionError("no event message was in the queue")
 
 
-class IdleRelay:
-    def run(self, stop: threading.Event) -> None:
-        stop.wait(60)
-
-
-class NoDatabase:
-    """The queue depths the worker samples are unavailable: it logs that and goes on."""
-
-    def __call__(self) -> Any:
-        raise SQLAlchemyError("no database in this test")
-
-
 def test_unreadable_messages_are_dead_lettered_and_the_worker_keeps_running() -> None:
     url = broker_url()
     prefix = f"hf-test-undecodable-{secrets.token_hex(4)}"
@@ -66,27 +50,13 @@ def test_unreadable_messages_are_dead_lettered_and_the_worker_keeps_running() ->
                     content_encoding="utf-8",
                     delivery_mode=2,
                 )
-        worker = Worker(
-            processor=NeverCalled(),  # type: ignore[arg-type]
-            sessions=NoDatabase(),  # type: ignore[arg-type]
-            metrics=EventMetrics.for_registry(CollectorRegistry()),
-            concurrency=2,
+        worker = bare_worker(NeverCalled())
+        thread, raised = started(
+            worker,
+            RabbitConsumer(url, topology, prefetch=4),
+            RabbitPublisher(url, topology),
+            topology,
         )
-        raised: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                worker.run_rabbit(
-                    RabbitConsumer(url, topology, prefetch=4),
-                    RabbitPublisher(url, topology),
-                    topology,
-                    IdleRelay(),  # type: ignore[arg-type]
-                )
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-                raised.append(exc)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
         deadline = time.monotonic() + 30
         dead = 0
         while time.monotonic() < deadline and dead < len(UNREADABLE) and thread.is_alive():
