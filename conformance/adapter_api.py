@@ -13,7 +13,7 @@ import httpx
 from adapter.auth import ClientCredentialsToken, TokenValidator
 from adapter.auth.errors import AuthError
 from conformance import protocol
-from conformance.context import RunContext
+from conformance.context import RunContext, needs_extra
 from conformance.oidc import (
     TOKEN_HTTP_TIMEOUT_S,
     BearerTokenAuth,
@@ -305,7 +305,8 @@ def _check_right_scope(
 def run_schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
     """Schemathesis once per client, on the operations its scopes open; once without a token
     on the open ones (no realm client holds every scope, by design)."""
-    from conformance import fuzzing  # Schemathesis and Hypothesis load only when used
+    with needs_extra():
+        from conformance import fuzzing  # Schemathesis and Hypothesis load only when used
 
     try:
         for client, operations in _coverage(ctx):

@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_today) -> int:
 
 def _say(line: str) -> None:
     """One unwrapped line on stderr (rich would wrap it at the terminal width)."""
-    print(f"hf-conformance: {line}", file=sys.stderr)
+    print(f"hf-conformance: {reports.well_formed(line)}", file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -290,13 +290,16 @@ def _write_reports(result: RunResult, args: argparse.Namespace) -> list[str]:
 
 def _short(text: str) -> str:
     """One terminal line: whitespace collapsed, cut at `MAX_NOTE_CHARS`."""
-    line = " ".join(text.split())
+    line = " ".join(reports.well_formed(text).split())
     return line if len(line) <= MAX_NOTE_CHARS else line[: MAX_NOTE_CHARS - 1] + "…"
 
 
 def print_summary(result: RunResult, console: Console) -> None:
     findings = [mask_finding(f) for f in result.findings]
-    table = Table(title=f"hf-conformance {result.options.system} — {result.options.base_url}")
+    # What a provider sent may hold a lone surrogate, which no terminal encoding takes.
+    line = reports.well_formed
+    title = f"hf-conformance {result.options.system} — {result.options.base_url}"
+    table = Table(title=line(title))
     # Every column counts checks (a rule on an operation), not findings: one check may have many.
     table.add_column("rule")
     table.add_column("operations checked", justify="right")
@@ -318,7 +321,7 @@ def print_summary(result: RunResult, console: Console) -> None:
     for finding in findings[:50]:
         mark = "FAIL" if finding.fails_run else "note"
         console.print(
-            f"{mark} {finding.rule} {finding.operation}: {finding.message}",
+            line(f"{mark} {finding.rule} {finding.operation}: {finding.message}"),
             markup=False,
             soft_wrap=True,
         )
@@ -327,10 +330,18 @@ def print_summary(result: RunResult, console: Console) -> None:
     shown = Counter(f"{f.rule} {f.operation}" for f in findings)
     for check, total in sorted(result.stats.get("findings_per_check", {}).items()):
         if total > shown[check]:
-            console.print(f"{check}: {total} findings in all, {shown[check]} shown", markup=False)
+            console.print(
+                line(f"{check}: {total} findings in all, {shown[check]} shown"), markup=False
+            )
+    skipped = Counter(rule for rule, _ in result.skipped)
+    for rule, total in sorted(skipped.items()):
+        console.print(
+            f"{rule}: {total} skipped, not verified (the notes and reports say which and why)",
+            markup=False,
+        )
     for phase in result.phases:
         if phase.status != "done":
-            console.print(f"{phase.name}: {phase.status}", markup=False)
+            console.print(line(f"{phase.name}: {phase.status}"), markup=False)
     for note in result.notes[:MAX_NOTES_SHOWN]:
         console.print(f"note: {_short(mask_text(note))}", markup=False, soft_wrap=True)
     if len(result.notes) > MAX_NOTES_SHOWN:
@@ -338,7 +349,9 @@ def print_summary(result: RunResult, console: Console) -> None:
     console.print(
         f"{result.verdict}: {sum(f.fails_run for f in findings)} failing findings, "
         f"{sum(not f.fails_run for f in findings)} reported only, "
-        f"{len(result.checked)} checks, {result.seconds:.1f} s",
+        f"{len(result.checked)} checks, "
+        + (f"{len(result.skipped)} skipped, " if result.skipped else "")
+        + f"{result.seconds:.1f} s",
         markup=False,
     )
 

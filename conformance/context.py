@@ -1,13 +1,15 @@
 """What every check of a run shares: options, the contract, the client, findings so far.
 
-Checks report through `RunContext.fail` and record what they verified with `RunContext.ok`.
+Checks report through `RunContext.fail`, record what they verified with `RunContext.ok`, and
+what they had to leave unverified with `RunContext.skip`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,28 @@ class BudgetSpent(Exception):
 class PartlyRun(Exception):
     """A phase that checked part of what it should and could not check the rest: the run is
     incomplete, not conforming, whatever --phases says. The message says which part is which."""
+
+
+# Schemathesis and pact-python come with this extra (pyproject.toml), not with the project.
+INSTALL_EXTRA = "install the conformance extra: pip install -e '.[conformance]'"
+
+
+class NotInstalled(Exception):
+    """A phase whose packages are not installed: not run, and the run incomplete. The message
+    names the package and how to install it."""
+
+
+@contextmanager
+def needs_extra() -> Iterator[None]:
+    """Imports of a phase that needs the conformance extra: a package of it missing is
+    `NotInstalled`, not an internal error. One of this project's own modules missing is a
+    defect, raised as it is."""
+    try:
+        yield
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == "conformance":
+            raise
+        raise NotInstalled(f"{exc.name or 'a package it needs'}; {INSTALL_EXTRA}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +110,9 @@ class RunContext:
     findings: list[Finding] = field(default_factory=list)
     # (rule, operation) pairs a check verified, failing or not: the JUnit test cases.
     checked: set[tuple[str, str]] = field(default_factory=set)
+    # (rule, operation) pairs a check could not verify, with why: skipped test cases, never
+    # passed ones (a Pact interaction that needs a provider state and has no state URL).
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)
     # Records read while paging, per list operation: the domain checks' input.
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Path parameter values of records that exist (for requests that need one).
@@ -113,6 +140,10 @@ class RunContext:
 
     def ok(self, rule: str, operation: str) -> None:
         self.checked.add((rule, operation))
+
+    def skip(self, rule: str, operation: str, reason: str) -> None:
+        """`rule` could not be verified on `operation`; `reason` says why (reports show it)."""
+        self.skipped.setdefault((rule, operation), reason)
 
     def fail(
         self,

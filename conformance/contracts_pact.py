@@ -26,6 +26,7 @@ from conformance.pacts import (
 ADMIN_PATH = "/__admin"
 STATE_PATH = f"{ADMIN_PATH}/provider-states"
 SNAPSHOT = "hf-conformance-before-pact"
+PACT_RULE = "pact/interaction"
 # How long one message interaction waits for the mock's delivery of its event.
 EVENT_WAIT_S = 5.0
 
@@ -115,6 +116,7 @@ def verify(ctx: RunContext, provider: str) -> None:
             )
         # Recorded before the message pacts run: their failing to run leaves these results.
         _record(ctx, verified, states)
+        verifications = [verified]
         if ctx.options.webhooks and on_mock:
             try:
                 messages = _verify_messages(ctx, provider)
@@ -124,9 +126,27 @@ def verify(ctx: RunContext, provider: str) -> None:
                     f"{provider}-webhooks message pacts were not: {exc}"
                 ) from None
             _record(ctx, messages, None)
+            verifications.append(messages)
         else:
             why = "needs --webhooks" if on_mock else "needs a target that emits events on demand"
             ctx.notes.append(f"pact: {provider}-webhooks message pacts not run ({why})")
+    _require_one_verified(ctx, verifications)
+
+
+def _require_one_verified(ctx: RunContext, verifications: list[PactVerification]) -> None:
+    """`PactVerificationError` (the phase is not run) when no interaction was verified: a phase
+    that verified nothing must not pass."""
+    if any(v.passed or v.failed for v in verifications):
+        return
+    names = " and ".join(f"the {v.provider} pact" for v in verifications)
+    if not any(v.skipped for v in verifications):
+        raise PactVerificationError(f"{names} has no interaction: nothing to verify")
+    # Masked when recorded.
+    why = next((why for (rule, _), why in ctx.skipped.items() if rule == PACT_RULE), "")
+    raise PactVerificationError(
+        f"every interaction of {names} was skipped, none verified (e.g. {why}); give --state-url "
+        "the target's provider-state set-up URL"
+    )
 
 
 def _verify_messages(ctx: RunContext, provider: str) -> PactVerification:
@@ -178,7 +198,13 @@ def _record(ctx: RunContext, result: PactVerification, states: str | None) -> No
     # The pact's own words (state names, descriptions) are no one's data: they stay readable.
     ours = {text for r in result.results for text in (r.description, *r.states)}
     for interaction in result.results:
-        ctx.ok("pact/interaction", interaction.description)
+        if interaction.outcome == "skipped":
+            detail = mask_quoted(interaction.detail, keep=ours)
+            # Not verified: a skipped test case in the reports, never a passed one.
+            ctx.skip(PACT_RULE, interaction.description, detail)
+            ctx.notes.append(f"pact: skipped {interaction.description}: {detail}")
+            continue
+        ctx.ok(PACT_RULE, interaction.description)
         if interaction.outcome == "failed":
             # The verifier quotes the provider's values: on staging, real people's.
             ctx.fail(
@@ -186,6 +212,3 @@ def _record(ctx: RunContext, result: PactVerification, states: str | None) -> No
                 interaction.description,
                 mask_quoted(interaction.detail, keep=ours),
             )
-        elif interaction.outcome == "skipped":
-            detail = mask_quoted(interaction.detail, keep=ours)
-            ctx.notes.append(f"pact: skipped {interaction.description}: {detail}")

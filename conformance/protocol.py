@@ -7,12 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from conformance.context import BudgetSpent, RunContext
+from conformance.context import BudgetSpent, PartlyRun, RunContext
 from conformance.findings import Exchange, Severity
 from conformance.provider import MAX_429_RETRIES, ClientCredentialsAuth, send
 from conformance.spec import Operation, json_kind
@@ -60,6 +63,11 @@ class _Walk:
         self.complete = False
         # The answer other than 200 that stopped the walk, if one did.
         self.refused: httpx.Response | None = None
+        # Pages answered 200 (the page checks were made on them).
+        self.pages_read = 0
+        # Where a 429 still there after the client's waits stopped the walk, if one did: the
+        # checks that need the whole list were not made.
+        self.rate_limited: str | None = None
 
 
 def walk(
@@ -84,6 +92,7 @@ def walk(
         query = {**(params or {}), "limit": str(limit), **({"cursor": cursor} if cursor else {})}
         response = ctx.client.request(operation.id, "GET", path, params=query)
         if response.status_code == 429:  # still, after the client's waits: not the list's fault
+            result.rate_limited = f"page {page_number} with limit {limit}"
             ctx.notes.append(
                 f"{operation.id}: page {page_number} still answered 429 after "
                 f"{MAX_429_RETRIES} waits; the walk stopped there"
@@ -105,6 +114,7 @@ def walk(
             else:  # the caller judges (updated_since), or only notes it (the peer's lists)
                 ctx.notes.append(f"{operation.id}: {message}")
             return result
+        result.pages_read += 1
         try:
             body = response.json()
         except ValueError:
@@ -193,8 +203,14 @@ def _check_page_schema(ctx: RunContext, operation: Operation, response: httpx.Re
         )
 
 
+# Checked on every page a walk reads: recorded when it read one.
+PAGE_RULES = ("repeated-record", "cursor-loop", "has-more", "page-answered")
+
+
 def check_pagination(ctx: RunContext) -> None:
-    """Walk every paged list twice (largest and a small limit); keep the records for later."""
+    """Walk every paged list twice (largest and a small limit); keep the records for later.
+    Only the checks made are recorded: `PartlyRun` names the lists a lasting 429 cut short."""
+    cut: list[str] = []
     for operation in ctx.operations():
         if not operation.is_paged_list:
             continue
@@ -203,39 +219,73 @@ def check_pagination(ctx: RunContext) -> None:
             ctx.notes.append(f"{operation.id}: not paged (no record to put in its path yet)")
             continue
         if operation.path_params:
-            walk(ctx, operation, path, SUB_LIST_LIMIT)
-            _mark_paging_checked(ctx, operation)
+            _record_walk(ctx, operation, walk(ctx, operation, path, SUB_LIST_LIMIT), cut)
             continue
-        full = walk(ctx, operation, path, max_limit(operation))
-        ctx.records[operation.id] = full.items
-        _remember_samples(ctx, full.items)
-        if not full.complete or ctx.time_left() <= 0:
-            _mark_paging_checked(ctx, operation)
-            continue
-        pages = max(1, min(SMALL_WALK_PAGES, ctx.options.max_pages - 1))
-        small_limit = max(2, min(max_limit(operation) // 2, math.ceil(len(full.items) / pages)))
-        small = walk(ctx, operation, path, small_limit)
-        big_keys = {record_key(ctx, operation, item) for item in full.items}
-        small_keys = {record_key(ctx, operation, item) for item in small.items}
-        lost = sorted(big_keys - small_keys)
-        if small.complete and lost:
-            ctx.fail(
-                "pagination/lost-record",
-                operation.id,
-                f"{len(lost)} of {len(big_keys)} records seen with limit "
-                f"{max_limit(operation)} are missing when paging with limit {small_limit} "
-                f"(e.g. {lost[0]})",
-            )
-        _mark_paging_checked(ctx, operation)
-        if operation.query_param("updated_since") is not None:
-            check_updated_since(ctx, operation, path, full.items)
+        _check_list(ctx, operation, path, cut)
+    if cut:
+        raise PartlyRun(
+            f"still answered 429 after {MAX_429_RETRIES} waits: "
+            + "; ".join(cut)
+            + "; the checks of what was not read were not made: run again when the provider "
+            "is less busy, or with a lower --rate-limit"
+        )
 
 
-def _mark_paging_checked(ctx: RunContext, operation: Operation) -> None:
-    for rule in ("repeated-record", "cursor-loop", "has-more", "page-answered"):
-        ctx.ok(f"pagination/{rule}", operation.id)
-    if not operation.path_params:
-        ctx.ok("pagination/lost-record", operation.id)
+def _check_list(ctx: RunContext, operation: Operation, path: str, cut: list[str]) -> None:
+    """A top-level list: walked whole at its largest limit and at a small one, then
+    `updated_since`; what a lasting 429 left unchecked is added to `cut`."""
+    full = walk(ctx, operation, path, max_limit(operation))
+    ctx.records[operation.id] = full.items
+    _remember_samples(ctx, full.items)
+    _record_walk(ctx, operation, full, cut, "lost-record and updated-since not checked")
+    if not full.complete:
+        return  # the finding or note that stopped the walk says why
+    if ctx.time_left() <= 0:
+        raise BudgetSpent(
+            f"{operation.id}: the time budget was spent before the walk with a small limit; "
+            "lost-record and updated-since not checked"
+        )
+    pages = max(1, min(SMALL_WALK_PAGES, ctx.options.max_pages - 1))
+    small_limit = max(2, min(max_limit(operation) // 2, math.ceil(len(full.items) / pages)))
+    small = walk(ctx, operation, path, small_limit)
+    _record_walk(ctx, operation, small, cut, "lost-record not checked")
+    if small.complete:
+        _compare_walks(ctx, operation, full, small, small_limit)
+    if operation.query_param("updated_since") is not None:
+        not_judged = check_updated_since(ctx, operation, path, full.items)
+        if not_judged is not None:
+            cut.append(not_judged)
+
+
+def _record_walk(
+    ctx: RunContext, operation: Operation, walked: _Walk, cut: list[str], unchecked: str = ""
+) -> None:
+    """The page checks as made when the walk read a page; a lasting 429 goes into `cut`, with
+    what `unchecked` says it leaves out."""
+    if walked.pages_read:
+        for rule in PAGE_RULES:
+            ctx.ok(f"pagination/{rule}", operation.id)
+    if walked.rate_limited is not None:
+        cut.append(
+            f"{operation.id} {walked.rate_limited}" + (f" ({unchecked})" if unchecked else "")
+        )
+
+
+def _compare_walks(
+    ctx: RunContext, operation: Operation, full: _Walk, small: _Walk, small_limit: int
+) -> None:
+    ctx.ok("pagination/lost-record", operation.id)
+    big_keys = {record_key(ctx, operation, item) for item in full.items}
+    small_keys = {record_key(ctx, operation, item) for item in small.items}
+    lost = sorted(big_keys - small_keys)
+    if lost:
+        ctx.fail(
+            "pagination/lost-record",
+            operation.id,
+            f"{len(lost)} of {len(big_keys)} records seen with limit "
+            f"{max_limit(operation)} are missing when paging with limit {small_limit} "
+            f"(e.g. {lost[0]})",
+        )
 
 
 def _remember_samples(ctx: RunContext, items: list[dict[str, Any]]) -> None:
@@ -245,23 +295,44 @@ def _remember_samples(ctx: RunContext, items: list[dict[str, Any]]) -> None:
                 ctx.samples.setdefault(name, item[name])
 
 
-def _instant(value: Any) -> dt.datetime | None:
-    """An RFC 3339 timestamp's instant; None for anything else, a time without an offset
-    included (it cannot be ordered against the others; the schema check reports it)."""
-    try:
-        instant = dt.datetime.fromisoformat(str(value))
-    except ValueError:
+# An RFC 3339 date-time (§5.6): the fraction kept whole, the offset required.
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
+)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _instant(value: Any) -> Fraction | None:
+    """An RFC 3339 timestamp's instant, exactly: seconds since the epoch with the whole
+    fraction (the contracts allow nine digits; a datetime keeps six, and two instants 100 ns
+    apart would be equal). None for anything else, a time without an offset included (it
+    cannot be ordered against the others; the schema check reports it)."""
+    match = _RFC3339.fullmatch(str(value))
+    if match is None:
         return None
-    return instant if instant.utcoffset() is not None else None
+    offset = match["offset"].upper().replace("Z", "+00:00")
+    try:
+        whole = dt.datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
+    except ValueError:  # no such date or time (month 13, second 60)
+        return None
+    since_epoch = whole - _EPOCH
+    seconds = since_epoch.days * 86_400 + since_epoch.seconds
+    digits = match["fraction"] or "0"
+    return seconds + Fraction(int(digits), 10 ** len(digits))
 
 
 def check_updated_since(
     ctx: RunContext, operation: Operation, path: str, items: list[dict[str, Any]]
-) -> None:
-    stamped = [(when, item) for item in items if (when := _instant(item.get("updated_at")))]
+) -> str | None:
+    """`updated_since` at the median `updated_at` of `items`: exactly the later records. Returns
+    why it could not be judged (a lasting 429), None when it was (or there was nothing to test)."""
+    stamped = [
+        (when, item) for item in items if (when := _instant(item.get("updated_at"))) is not None
+    ]
     if not stamped:
         ctx.notes.append(f"{operation.id}: no updated_at values to test updated_since with")
-        return
+        return None
     ordered = sorted({when for when, _ in stamped})
     pivot = ordered[len(ordered) // 2]
     since = next(str(item["updated_at"]) for when, item in stamped if when == pivot)
@@ -274,7 +345,6 @@ def check_updated_since(
     ]
     got_keys = {record_key(ctx, operation, item) for item in got.items}
     missing = expected - got_keys
-    ctx.ok("pagination/updated-since", operation.id)
     if got.refused is not None:
         ctx.fail(
             "pagination/updated-since",
@@ -289,6 +359,8 @@ def check_updated_since(
             f"updated_since={since} returned {len(early)} record(s) not changed after it "
             f"(e.g. one updated {early[0].get('updated_at')})",
         )
+    elif got.rate_limited is not None:
+        return f"{operation.id} {got.rate_limited} of the updated_since walk (not checked)"
     elif got.complete and missing:
         ctx.fail(
             "pagination/updated-since",
@@ -296,6 +368,8 @@ def check_updated_since(
             f"updated_since={since} left out {len(missing)} of {len(expected)} record(s) "
             "changed after it",
         )
+    ctx.ok("pagination/updated-since", operation.id)
+    return None
 
 
 def _probe_body(operation: Operation) -> dict[str, Any] | None:
@@ -376,26 +450,80 @@ def check_reads(ctx: RunContext) -> None:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class _ErrorProbe:
+    """A request the contract documents one error status for (`what` names it in findings)."""
+
+    what: str
+    path: str
+    expected: int
+    request: dict[str, Any]
+
+
+# Values that surely provoke the documented error: a cursor no server issued, a 16-digit NIK
+# with an unknown province (99), which cannot exist.
+UNISSUED_CURSOR = "AAAAAAAA"
+IMPOSSIBLE_NIK = "9900000000000000"
+
+
+def _error_probes(ctx: RunContext, operation: Operation) -> list[_ErrorProbe]:
+    """The errors the contract documents for the operation, each with the request provoking it:
+    an unknown record 404, a cursor the server did not issue 400, an impossible NIK 422."""
+    probes: list[_ErrorProbe] = []
+    if operation.path_params and "404" in operation.responses:
+        absent = fill_path(ctx, operation, absent=True)
+        if absent is not None:
+            what = "a record that does not exist"
+            probes.append(_ErrorProbe(what, absent, 404, {"json": _probe_body(operation)}))
+    if operation.is_paged_list and "400" in operation.responses:
+        path = fill_path(ctx, operation)
+        if path is not None:
+            what = f"a cursor this server never issued (cursor={UNISSUED_CURSOR})"
+            probes.append(_ErrorProbe(what, path, 400, {"params": {"cursor": UNISSUED_CURSOR}}))
+    if operation.id.startswith("lookup") and "422" in operation.responses:
+        what = "a 16-digit NIK that cannot exist (province 99)"
+        probes.append(_ErrorProbe(what, operation.path, 422, {"json": {"nik": IMPOSSIBLE_NIK}}))
+    return probes
+
+
 def check_error_responses(ctx: RunContext) -> None:
-    """Provoke the documented errors (unknown record, unissued cursor, impossible NIK)."""
+    """Provoke the documented errors (unknown record, unissued cursor, impossible NIK): each
+    must get the status the contract documents for it, with the documented error body.
+    `PartlyRun` when a probe still got 429 after the waits (it could not be judged)."""
+    not_judged: list[str] = []
     for operation in ctx.operations():
-        probes: list[tuple[str, dict[str, Any]]] = []
-        if operation.path_params:
-            absent = fill_path(ctx, operation, absent=True)
-            if absent is not None and "404" in operation.responses:
-                probes.append((absent, {"json": _probe_body(operation)}))
-        if operation.is_paged_list and "400" in operation.responses:
-            path = fill_path(ctx, operation)
-            if path is not None:
-                probes.append((path, {"params": {"cursor": "AAAAAAAA"}}))
-        if operation.id.startswith("lookup") and "422" in operation.responses:
-            probes.append((operation.path, {"json": {"nik": "9900000000000000"}}))
-        for path, kwargs in probes:
-            if operation.method != "GET" and operation.request_body is None:
-                continue  # a DELETE of an unknown record would still be a change request
-            response = ctx.client.request(operation.id, operation.method, path, **kwargs)
-            if response.status_code >= 400:
-                check_error_body(ctx, operation, response)
+        if operation.method != "GET" and operation.request_body is None:
+            continue  # a DELETE of an unknown record would still be a change request
+        for probe in _error_probes(ctx, operation):
+            response = ctx.client.request(
+                operation.id, operation.method, probe.path, **probe.request
+            )
+            if response.status_code == 429:  # still, after the client's waits
+                not_judged.append(f"{operation.id} ({probe.what})")
+                continue
+            _judge_error_probe(ctx, operation, probe, response)
+    if not_judged:
+        raise PartlyRun(
+            f"still answered 429 after {MAX_429_RETRIES} waits, so not judged: "
+            + "; ".join(not_judged)
+            + "; run again with a lower --rate-limit"
+        )
+
+
+def _judge_error_probe(
+    ctx: RunContext, operation: Operation, probe: _ErrorProbe, response: httpx.Response
+) -> None:
+    ctx.ok("errors/status", operation.id)
+    if response.status_code != probe.expected:
+        ctx.fail(
+            "errors/status",
+            operation.id,
+            f"{probe.what} was answered {response.status_code}; the contract documents "
+            f"{probe.expected} for it",
+            response,
+        )
+    if response.status_code >= 400:
+        check_error_body(ctx, operation, response)
 
 
 def on_too_many_requests(ctx: RunContext) -> Any:

@@ -9,8 +9,9 @@ import datetime as dt
 import html
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,26 @@ from conformance.findings import Finding, pretty_body
 from conformance.masking import mask_finding, mask_text
 from conformance.rules import RULES, rule_title
 from conformance.runner import RunResult
+
+# A lone UTF-16 surrogate: what a provider's JSON escape "\ud83d" without its pair decodes to.
+# UTF-8 cannot encode one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# What XML 1.0 cannot hold, not even as a character reference (§2.2 Char): control characters
+# but tab, line feed and carriage return, surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+REPLACEMENT = "\ufffd"
+
+
+def well_formed(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD: it can be written as UTF-8 (a report,
+    the terminal) whatever the provider sent."""
+    return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def xml_safe(text: str) -> str:
+    """`text` with each character XML cannot hold replaced by U+FFFD (a provider's value with a
+    control character, quoted in a finding, would make the JUnit file unreadable)."""
+    return _NOT_XML.sub(REPLACEMENT, text)
 
 
 class ReportPathError(Exception):
@@ -48,6 +69,15 @@ def _cases(result: RunResult) -> dict[tuple[str, str], list[Finding]]:
     return dict(sorted(cases.items()))
 
 
+def _skipped(result: RunResult) -> dict[tuple[str, str], str]:
+    """Every (operation, rule) that could not be verified, with why (masked)."""
+    return {
+        (operation, rule): mask_text(why)
+        for (rule, operation), why in sorted(result.skipped.items())
+        if (rule, operation) not in result.checked
+    }
+
+
 def to_json(result: RunResult) -> dict[str, Any]:
     findings = masked(result)
     return {
@@ -62,6 +92,10 @@ def to_json(result: RunResult) -> dict[str, Any]:
         ],
         "operations": result.operations,
         "checked": [{"rule": r, "operation": o} for r, o in sorted(result.checked)],
+        "skipped": [
+            {"rule": rule, "operation": operation, "reason": why}
+            for (operation, rule), why in _skipped(result).items()
+        ],
         "findings": [finding.to_dict() for finding in findings],
         "notes": [mask_text(note) for note in result.notes],
         "stats": result.stats,
@@ -70,7 +104,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
 
 def write_json(result: RunResult, path: Path) -> None:
     text = json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n"
-    write_atomically(path, text.encode("utf-8"))
+    write_atomically(path, well_formed(text).encode("utf-8"))
 
 
 def write_junit(result: RunResult, path: Path) -> None:
@@ -81,14 +115,22 @@ def write_junit(result: RunResult, path: Path) -> None:
     by_operation: dict[str, list[tuple[str, list[Finding]]]] = defaultdict(list)
     for (operation, rule), findings in cases.items():
         by_operation[operation].append((rule, findings))
+    skipped = _skipped(result)
+    for operation, rule in skipped:
+        by_operation[operation].append((rule, []))
     total = failures = 0
-    for operation, rules in by_operation.items():
+    for operation, rules in sorted(by_operation.items()):
         suite = ET.SubElement(root, "testsuite", name=operation)
-        suite_failures = 0
-        for rule, findings in rules:
+        suite_failures = suite_skipped = 0
+        for rule, findings in sorted(rules, key=lambda entry: entry[0]):
             case = ET.SubElement(
                 suite, "testcase", classname=f"{result.options.system}.{operation}", name=rule
             )
+            if (operation, rule) in skipped:
+                # Not verified: a CI counts it as skipped, not as passed.
+                suite_skipped += 1
+                ET.SubElement(case, "skipped", message=skipped[(operation, rule)][:500])
+                continue
             failing = [f for f in findings if f.fails_run]
             reported = [f for f in findings if not f.fails_run]
             if failing:
@@ -103,6 +145,7 @@ def write_junit(result: RunResult, path: Path) -> None:
         suite.set("tests", str(len(rules)))
         suite.set("failures", str(suite_failures))
         suite.set("errors", "0")
+        suite.set("skipped", str(suite_skipped))
         total += len(rules)
         failures += suite_failures
     # A CI that reads only JUnit must see an incomplete run as red, not as fewer green cases.
@@ -126,9 +169,21 @@ def write_junit(result: RunResult, path: Path) -> None:
     root.set("tests", str(total + errors))
     root.set("failures", str(failures))
     root.set("errors", str(errors))
+    root.set("skipped", str(len(skipped)))
+    _make_xml_safe(root)
     document = io.BytesIO()
     ET.ElementTree(root).write(document, encoding="utf-8", xml_declaration=True)
     write_atomically(path, document.getvalue())
+
+
+def _make_xml_safe(root: ET.Element) -> None:
+    """Every attribute and text node of the tree made of characters XML can hold."""
+    for element in root.iter():
+        element.attrib = {name: xml_safe(value) for name, value in element.attrib.items()}
+        if element.text:
+            element.text = xml_safe(element.text)
+        if element.tail:
+            element.tail = xml_safe(element.tail)
 
 
 def _finding_text(finding: Finding) -> str:
@@ -189,9 +244,11 @@ def _evidence_html(finding: Finding) -> str:
 
 def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
     cases = _cases(result)
+    skipped = _skipped(result)
     findings = masked(result)
     verdict = {"violations": "violations found"}.get(result.verdict, result.verdict)
     generated = generated or dt.datetime.now(dt.UTC)
+    not_verified = f"{len(skipped)} skipped (not verified); " if skipped else ""
     parts = [
         "<!doctype html><html lang=en><meta charset=utf-8>",
         f"<title>hf-conformance {_e(result.options.system)}</title><style>{_CSS}</style>",
@@ -199,6 +256,7 @@ def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
         f"<span class={'ok' if result.verdict == 'conforming' else 'fail'}>{verdict}</span></h1>",
         f"<p>Target {_e(result.options.base_url)}; {len(findings)} finding(s) "
         f"({sum(f.fails_run for f in findings)} failing); {len(cases)} checks; "
+        f"{not_verified}"
         f"{result.seconds:.1f} s; generated {_e(generated.isoformat(timespec='seconds'))}. "
         "Personal data (NIK, NIP, names, phone, e-mail) is masked.</p>",
         "<h2>Phases</h2><table><tr><th>phase</th><th>status</th><th>seconds</th></tr>",
@@ -208,11 +266,14 @@ def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
         ),
         "</table>",
         "<h2>Per rule</h2><table><tr><th>rule</th><th>meaning</th><th>source</th>"
-        "<th>operations checked</th><th>failing</th><th>reported</th></tr>",
+        "<th>operations checked</th><th>failing</th><th>reported</th><th>skipped</th></tr>",
     ]
     by_rule: dict[str, list[tuple[str, list[Finding]]]] = defaultdict(list)
     for (operation, rule), rule_findings in cases.items():
         by_rule[rule].append((operation, rule_findings))
+    skipped_per_rule = Counter(rule for _, rule in skipped)
+    for rule in skipped_per_rule:
+        by_rule.setdefault(rule, [])
     for rule, entries in sorted(by_rule.items()):
         known = RULES.get(rule)
         failing = sorted({op for op, fs in entries if any(f.fails_run for f in fs)})
@@ -221,16 +282,18 @@ def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
             f"<tr><td><a href='#rule-{_e(rule)}'>{_e(rule)}</a></td><td>{_e(rule_title(rule))}"
             f"</td><td>{_e(known.source if known else '')}</td><td>{len(entries)}</td>"
             f"<td class={'fail' if failing else 'ok'}>{_e(', '.join(failing) or '—')}</td>"
-            f"<td>{_e(', '.join(reported) or '—')}</td></tr>"
+            f"<td>{_e(', '.join(reported) or '—')}</td><td>{skipped_per_rule[rule]}</td></tr>"
         )
     parts.append(
         "</table><h2>Per operation</h2><table><tr><th>operation</th><th>rule</th>"
         "<th>result</th></tr>"
     )
-    for (operation, rule), rule_findings in cases.items():
+    rows = {key: _status(rule_findings) for key, rule_findings in cases.items()}
+    rows |= {key: f'<span class="warn">skipped</span>: {_e(why)}' for key, why in skipped.items()}
+    for (operation, rule), status in sorted(rows.items()):
         parts.append(
             f"<tr><td>{_e(operation)}</td><td><a href='#rule-{_e(rule)}'>{_e(rule)}</a></td>"
-            f"<td>{_status(rule_findings)}</td></tr>"
+            f"<td>{status}</td></tr>"
         )
     parts.append("</table><h2>Findings</h2>")
     if not findings:
@@ -258,4 +321,4 @@ def render_html(result: RunResult, generated: dt.datetime | None = None) -> str:
 
 
 def write_html(result: RunResult, path: Path) -> None:
-    write_atomically(path, render_html(result).encode("utf-8"))
+    write_atomically(path, well_formed(render_html(result)).encode("utf-8"))

@@ -116,6 +116,12 @@ RULES: Final[dict[str, Rule]] = _rules(
         "contract error responses (KKI: RFC 9457 problem+json; SISDMK: envelope, OperationOutcome)",
     ),
     Rule(
+        "errors/status",
+        "A provoked error gets the status the contract documents for it: 404 for a record that "
+        "does not exist, 400 for a cursor the server did not issue, 422 for an impossible NIK",
+        "contract: the operation's description and `responses`",
+    ),
+    Rule(
         "pagination/repeated-record",
         "No record appears twice while paging through a list",
         "contract: Page (cursor paging in (updated_at, key) order)",

@@ -13,7 +13,15 @@ from typing import Any
 
 from conformance import domain, protocol
 from conformance.baseline import BaselineEntry, apply_baseline
-from conformance.context import BudgetSpent, Clock, PartlyRun, RunContext, RunOptions
+from conformance.context import (
+    BudgetSpent,
+    Clock,
+    NotInstalled,
+    PartlyRun,
+    RunContext,
+    RunOptions,
+    needs_extra,
+)
 from conformance.findings import Finding
 from conformance.provider import CannotRun, ProviderClient, RequestFailed
 from conformance.spec import Contract, SpecError, load_contract
@@ -24,6 +32,8 @@ ProgressHook = Callable[[str, str], None]  # (phase, "start" | "done" | "skipped
 
 BUDGET_SPENT = "skipped (time budget spent)"
 PARTLY_RUN = "partly run"
+# A phase whose packages (the conformance extra) are not installed: the run is incomplete.
+NOT_INSTALLED = "not run (not installed:"
 # Phases that check the records and ids the `pagination` phase reads: asking for one of them
 # with --phases runs `pagination` first (without it they would check nothing).
 NEEDS_PAGINATION = frozenset({"reads", "domain", "skp", "peer"})
@@ -46,6 +56,9 @@ class RunResult:
     stats: dict[str, Any]
     seconds: float
     operations: list[str] = field(default_factory=list)
+    # (rule, operation) pairs that could not be verified, with why; none of them is in
+    # `checked` (what was verified elsewhere in the run counts as verified).
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -54,16 +67,16 @@ class RunResult:
     @property
     def incomplete(self) -> list[PhaseResult]:
         """Phases that should have run and did not: skipped for the time budget, partly run
-        (part of what they check could not be checked), or asked for by name (`--phases`, or
-        `--webhooks` for the webhooks phase) and not run. Without a failing finding, the run
-        proves nothing."""
+        (part of what they check could not be checked), not run for want of their packages, or
+        asked for by name (`--phases`, or `--webhooks` for the webhooks phase) and not run.
+        Without a failing finding, the run proves nothing."""
         return [
             phase
             for phase in self.phases
             if phase.status != "done"
             and (
                 phase.status == BUDGET_SPENT
-                or phase.status.startswith(PARTLY_RUN)
+                or phase.status.startswith((PARTLY_RUN, NOT_INSTALLED))
                 or phase.name in self.options.phases
                 # --webhooks asks for the webhooks phase as --phases does.
                 or (phase.name == "webhooks" and self.options.webhooks)
@@ -155,16 +168,18 @@ def _probe_peer(ctx: RunContext, profile: SystemProfile) -> None:
 
 
 def _schemathesis(ctx: RunContext, profile: SystemProfile) -> None:
-    from conformance import fuzzing  # Schemathesis and Hypothesis load only when used
+    with needs_extra():
+        from conformance import fuzzing  # Schemathesis and Hypothesis load only when used
 
     fuzzing.run_schemathesis(ctx, profile)
 
 
 def _pact(ctx: RunContext, profile: SystemProfile) -> None:
-    if not pact_verifier_available():
-        raise _Skip("not run (no verifier yet)")
-    from conformance import contracts_pact  # pact-python loads only when used
-    from conformance.pacts import PactVerificationError
+    with needs_extra():  # pact-python loads only when used
+        if not pact_verifier_available():
+            raise _Skip("not run (no verifier yet)")
+        from conformance import contracts_pact
+        from conformance.pacts import PactVerificationError
 
     try:
         contracts_pact.verify(ctx, profile.name)
@@ -180,8 +195,12 @@ def _webhooks(ctx: RunContext, profile: SystemProfile) -> None:
 
     try:
         webhooks.check_webhooks(ctx)
-    except webhooks.NothingChecked as exc:
-        # Asked for with --phases, the run is then incomplete, not conforming.
+    except RequestFailed:
+        raise  # partly run, naming the operation
+    except (webhooks.NothingChecked, CannotRun) as exc:
+        # The start-up checks found the receiver's address and the mock's policy usable; one
+        # that fails now (a mock gone mid-run) leaves the phases before it and their reports.
+        # Asked for with --phases or --webhooks, the run is then incomplete, not conforming.
         raise _Skip(f"not run ({exc})") from None
 
 
@@ -303,6 +322,10 @@ def execute(
         (profile.probe or _probe)(ctx, profile)
         if "peer" in planned and options.peer_url and profile.peer is not None:
             _probe_peer(ctx, profile)
+        if "webhooks" in planned and options.webhooks:
+            from conformance import webhooks
+
+            webhooks.check_startup(ctx)
         if options.phases and "pagination" in planned and "pagination" not in options.phases:
             ctx.notes.append(
                 "pagination: run because "
@@ -323,6 +346,8 @@ def execute(
                     status = str(skip) if str(skip).startswith("not run") else f"skipped ({skip})"
                 except PartlyRun as partly:
                     status = f"{PARTLY_RUN} ({partly})"
+                except NotInstalled as missing:
+                    status = f"{NOT_INSTALLED} {missing})"
                 except BudgetSpent as spent:
                     status = BUDGET_SPENT
                     ctx.notes.append(str(spent))
@@ -348,6 +373,7 @@ def execute(
         stats=ctx.stats,
         seconds=time.monotonic() - started,
         operations=[op.id for op in ctx.operations()],
+        skipped={key: why for key, why in ctx.skipped.items() if key not in ctx.checked},
     )
 
 

@@ -55,6 +55,14 @@ class WrongStatus(Breakage):
             exchange.status = 410  # not documented: 404 is
 
 
+class FindsWhatDoesNotExist(Breakage):
+    """An STR number no registration has is answered 200 (the contract documents 404)."""
+
+    def response(self, exchange: Exchange) -> None:
+        if re.fullmatch(r"/v1/registrations/[^/]+", exchange.path) and exchange.status == 404:
+            exchange.status = 200
+
+
 class LetInWithoutKey(Breakage):
     """listPracticeLicenses no longer asks for credentials (the proxy adds valid ones)."""
 
@@ -204,6 +212,19 @@ class NoRetries(Breakage):
             document = json.loads(exchange.body)
             if document == FAST_POLICY:  # the command's fast policy, not its restore
                 exchange.body = json.dumps({**document, "max_attempts": 1}).encode()
+
+
+class FixedRetryInterval(Breakage):
+    """The provider retries every second, never backing off."""
+
+    admin = True
+
+    def request(self, exchange: Exchange) -> None:
+        if exchange.path == "/__admin/webhook-policy" and exchange.method == "PUT":
+            document = json.loads(exchange.body)
+            if document == FAST_POLICY:  # the command's fast policy, not its restore
+                fixed = {**document, "max_delay_ms": document["base_delay_ms"]}
+                exchange.body = json.dumps(fixed).encode()
 
 
 def _same_webhook_id(headers: dict[str, str], body: dict[str, Any], count: int) -> None:
@@ -488,6 +509,14 @@ CATALOGUE = [
         args=("--phases", "pagination", "credentials"),
     ),
     Entry(
+        "unknown record answered 200",
+        "kki",
+        "errors/status",
+        "getRegistration",
+        breakage=FindsWhatDoesNotExist,
+        args=("--phases", "pagination", "errors"),
+    ),
+    Entry(
         "token endpoint accepting a wrong secret",
         "sisdmk",
         "token/wrong-secret",
@@ -665,6 +694,14 @@ CATALOGUE += [
         # Past the fast policy's retries (1 s, then 2 s), short of the mocks' 10 s wait: a
         # retry would have come within it.
         args=(*WEBHOOKS, "--webhook-wait", "5"),
+    ),
+    Entry(
+        "webhook retried at a fixed interval",
+        "kki",
+        "webhooks/retry",
+        "createWebhookSubscription",
+        breakage=FixedRetryInterval,
+        args=WEBHOOKS,
     ),
 ]
 

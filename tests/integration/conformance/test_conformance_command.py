@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from conformance.cli import main
+from conformance.webhooks import FAST_POLICY
 from harness.processes import free_port
 from tests.integration.conformance.support import (
     CREDENTIALS,
@@ -694,7 +695,8 @@ def test_webhooks_change_no_policy_and_cause_no_events_where_health_is_not_a_moc
     breakage = _PlainHealth()
     kki_target.reset(breakage)
     code, report = _webhooks_phase("kki", kki_target.proxy.url, tmp_path, "--time-budget", "2")
-    assert breakage.admin_requests == ["GET /__admin/health"], breakage.admin_requests
+    # Only its health document is read (at start-up, and again by the phase): nothing else.
+    assert set(breakage.admin_requests) == {"GET /__admin/health"}, breakage.admin_requests
     # Waited for as a real provider (its 120 s), cut by the budget: nothing judged.
     assert (code, report["verdict"]) == (2, "incomplete"), report.get("findings")
 
@@ -1587,7 +1589,8 @@ def test_a_subscription_that_cannot_be_deleted_at_the_end_leaves_the_webhooks_ve
     ("method", "words"),
     [
         ("GET", "the mock's GET /__admin/webhook-policy failed (RemoteProtocolError): its retry "),
-        ("PUT", "the mock's PUT /__admin/webhook-policy failed (RemoteProtocolError): its fast "),
+        # The start-up check sets the policy it read, as it is: that PUT is the first one.
+        ("PUT", "the mock's PUT /__admin/webhook-policy failed (RemoteProtocolError): its retry "),
     ],
 )
 def test_a_dropped_connection_on_the_mock_webhook_policy_cannot_run_in_one_line(
@@ -1681,3 +1684,72 @@ def test_webhooks_with_a_contract_without_subscriptions_is_not_run_and_the_run_i
         "not run (the contract has no webhook subscriptions (createWebhookSubscription, "
         "WebhookEvent, EventType): give --spec a contract that has them, or leave out --webhooks)"
     ]
+
+
+class _FastPolicyRefused(Breakage):
+    """The mock's admin API takes its policy as it is (the start-up check) but answers 503 to
+    the fast policy, as a mock going away between the start-up and the webhooks phase would."""
+
+    admin = True
+
+    def request(self, exchange: Exchange) -> None:
+        fast = exchange.path == "/__admin/webhook-policy" and exchange.method == "PUT"
+        if fast and json.loads(exchange.body) == FAST_POLICY:
+            exchange.path = "/__admin/webhook-policy-nowhere"
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/__admin/webhook-policy-nowhere":
+            exchange.status = 503
+
+
+def test_a_webhook_policy_refused_after_other_phases_ran_keeps_their_results_and_reports(
+    kki_target: Target, tmp_path: Path
+) -> None:
+    # It stopped the run with exit 2 before the summary and the reports: what pagination found
+    # was lost.
+    kki_target.reset(_FastPolicyRefused())
+    policy = _webhook_policy(kki_target)
+    code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "pagination", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    assert (code, report.get("verdict")) == (2, "incomplete"), report.get("phases")
+    assert [(p["name"], p["status"]) for p in report["phases"]] == [
+        ("pagination", "done"),
+        (
+            "webhooks",
+            "not run (the mock's PUT /__admin/webhook-policy answered 503: its fast retry policy "
+            "could not be set; nothing was changed there; check that the target runs hf-mock of "
+            "this release, or leave out --webhooks)",
+        ),
+    ]
+    assert {"rule": "pagination/has-more", "operation": "listRegistrations"} in report["checked"]
+    assert _webhook_policy(kki_target) == policy
+    with kki_target.public() as client:
+        assert client.get("/v1/webhook-subscriptions").json()["data"] == [], "unsubscribed"
+
+
+def test_a_webhook_policy_that_cannot_be_set_stops_the_run_before_any_phase(
+    kki_target: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kki_target.reset(_Rerouted("PUT", "/__admin/webhook-policy", 405, admin=True))
+    policy = _webhook_policy(kki_target)
+    run = in_process(
+        capsys,
+        "kki",
+        "--base-url",
+        kki_target.proxy.url,
+        *CREDENTIALS["kki"],
+        *("--quiet", "--phases", "pagination", "webhooks", "--webhooks"),
+        *("--receiver-listen", f"127.0.0.1:{free_port()}"),
+    )
+    _assert_cannot_run(
+        run,
+        "the mock's PUT /__admin/webhook-policy answered 405: its retry policy could not be set; "
+        "nothing was changed there",
+    )
+    assert run.stdout == ""  # no phase ran: nothing found was lost
+    assert _webhook_policy(kki_target) == policy

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import sys
 from dataclasses import replace
@@ -187,3 +188,32 @@ def test_a_time_budget_that_is_not_a_positive_finite_number_is_refused(
         cli.build_parser().parse_args(["kki", "--base-url", "http://x", "--time-budget", budget])
     assert exit_.value.code == 2
     assert f"'{budget}' must be a positive, finite number" in capsys.readouterr().err
+
+
+def test_a_lone_surrogate_from_the_provider_keeps_exit_1_and_writes_every_report(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A JSON "\ud83d" escape without its pair, quoted from a provider's record: writing the
+    # reports raised UnicodeEncodeError, and the run ended "internal error", exit 2, no report.
+    result = _result([PhaseResult("pagination", "done")], notes=["odd value \ud83d"])
+    result.findings = [Finding("pagination/has-more", "listRegistrations", "record Budi \ud83d")]
+    monkeypatch.setattr(cli, "_run", lambda *_args, **_kwargs: result)
+    # A terminal as strict as a real one: UTF-8 cannot encode a lone surrogate.
+    out, err = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="utf-8"))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding="utf-8"))
+    reports_asked = [f"--{kind}" for kind in ("junit", "html", "json")]
+    paths = [tmp_path / f"r.{kind}" for kind in ("xml", "html", "json")]
+    args = [item for pair in zip(reports_asked, map(str, paths), strict=True) for item in pair]
+
+    code = cli.main(["kki", "--base-url", "http://kki.test", "--api-key", "k", "--quiet", *args])
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    assert code == 1
+    assert err.getvalue() == b""
+    terminal = out.getvalue().decode("utf-8")
+    assert "FAIL pagination/has-more listRegistrations: record B" in terminal
+    assert terminal.splitlines()[-1].startswith("violations: 1 failing findings")
+    assert all(path.stat().st_size > 0 for path in paths)
+    assert json.loads(paths[2].read_text(encoding="utf-8"))["exit_code"] == 1

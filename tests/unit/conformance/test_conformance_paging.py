@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance import protocol, provider
-from conformance.context import BudgetSpent, Credentials, RunContext, RunOptions
+from conformance import protocol, provider, runner
+from conformance.context import BudgetSpent, Credentials, PartlyRun, RunContext, RunOptions
 from conformance.findings import Severity
 from conformance.provider import ApiKeyAuth, ClientCredentialsAuth, ProviderClient
 from conformance.spec import load_contract
@@ -184,3 +185,141 @@ def test_a_token_renewal_that_fails_mid_run_stops_the_phase_not_the_run() -> Non
 
     with pytest.raises(provider.RequestFailed, match=r"\(listHealthWorkers\)"):
         client.request("listHealthWorkers", "GET", "/v1/health-workers")
+
+
+def _rate_limited_after_page_one(request: httpx.Request) -> httpx.Response:
+    """Page 1 of any walk is answered; every later page is 429 however long one waits."""
+    if "cursor" in request.url.params:
+        return httpx.Response(429, headers={"Retry-After": "1"}, json={"title": "slow down"})
+    return page([{"str_number": "A1", "updated_at": "2026-01-01T00:00:00Z"}], cursor="c2")
+
+
+def test_a_lasting_429_leaves_the_whole_list_checks_unrecorded_and_the_phase_partly_run() -> None:
+    ctx = context(_rate_limited_after_page_one, include=("listRegistrations",))
+
+    with pytest.raises(PartlyRun) as partly:
+        protocol.check_pagination(ctx)
+
+    # The page checks were made on the page read; the ones needing the whole list were not.
+    assert ("pagination/has-more", "listRegistrations") in ctx.checked
+    assert ("pagination/lost-record", "listRegistrations") not in ctx.checked
+    assert ("pagination/updated-since", "listRegistrations") not in ctx.checked
+    assert str(partly.value).startswith(
+        "still answered 429 after 3 waits: listRegistrations page 2 with limit 500 "
+        "(lost-record and updated-since not checked)"
+    )
+    assert "--rate-limit" in str(partly.value)
+
+
+def test_a_lasting_429_on_the_updated_since_walk_leaves_it_unjudged() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "updated_since" in request.url.params:
+            return httpx.Response(429, headers={"Retry-After": "1"}, json={})
+        return page([])  # nothing: the check would otherwise pass on an empty answer
+
+    ctx = context(handler)
+    items = [
+        {"str_number": "A1", "updated_at": "2026-01-01T00:00:00Z"},
+        {"str_number": "A2", "updated_at": "2026-01-02T00:00:00Z"},
+    ]
+
+    why = protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", items)
+
+    assert why == (
+        "listRegistrations page 1 with limit 500 of the updated_since walk (not checked)"
+    )
+    assert ("pagination/updated-since", "listRegistrations") not in ctx.checked
+    assert not ctx.findings
+
+
+def _documented_until_rate_limited(request: httpx.Request) -> httpx.Response:
+    """As the contract says: an empty first page with a cursor, then a documented 429."""
+    if "cursor" not in request.url.params:
+        limit = int(request.url.params["limit"])
+        return httpx.Response(
+            200, json={"data": [], "page": {"limit": limit, "next_cursor": "c2", "has_more": True}}
+        )
+    problem = {"type": "about:blank", "title": "Too Many Requests", "status": 429, "detail": "x"}
+    return httpx.Response(
+        429,
+        headers={"Retry-After": "1", "Content-Type": "application/problem+json"},
+        content=json.dumps(problem).encode(),
+    )
+
+
+def test_a_run_whose_list_stays_rate_limited_is_incomplete_not_conforming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = runner.ProviderClient
+
+    def client(*args: Any, **kwargs: Any) -> ProviderClient:
+        built = made(*args, **kwargs)
+        built.http.close()
+        built.http = httpx.Client(
+            base_url=args[0], transport=httpx.MockTransport(_documented_until_rate_limited)
+        )
+        return built
+
+    monkeypatch.setattr(runner, "ProviderClient", client)
+    options = RunOptions(
+        system="kki",
+        base_url="http://kki.test",
+        credentials=Credentials(api_key="k"),
+        include=("listRegistrations",),
+        phases=("pagination",),
+    )
+
+    result = runner.execute(options, lambda: TODAY, [], sleep=lambda _: None)
+
+    [phase] = result.phases
+    assert phase.status.startswith("partly run (still answered 429 after 3 waits: ")
+    assert result.findings == []
+    assert (result.verdict, result.exit_code) == ("incomplete", 2)
+
+
+NANO_ITEMS = [
+    # Apart by 100 ns: the contracts allow nine fractional digits; a datetime keeps six.
+    {"str_number": "A1", "updated_at": "2026-01-01T00:00:00.123456700Z"},
+    {"str_number": "A2", "updated_at": "2026-01-01T00:00:00.123456800Z"},
+    {"str_number": "A3", "updated_at": "2026-01-01T07:00:00.1234569+07:00"},
+]
+
+
+def _answering_updated_since(*returned: int) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["updated_since"] == "2026-01-01T00:00:00.123456800Z"
+        return page([NANO_ITEMS[n] for n in returned])
+
+    return handler
+
+
+def test_updated_since_compares_every_fractional_digit() -> None:
+    # The provider answers exactly the record changed 100 ns after updated_since; it was failed
+    # for "a record not changed after it", the two instants being equal to the microsecond.
+    ctx = context(_answering_updated_since(2))
+
+    protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", NANO_ITEMS)
+
+    assert ctx.findings == []
+    assert ("pagination/updated-since", "listRegistrations") in ctx.checked
+
+
+def test_updated_since_including_the_instant_itself_fails_to_the_nanosecond() -> None:
+    ctx = context(_answering_updated_since(1, 2))
+
+    protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", NANO_ITEMS)
+
+    [finding] = ctx.findings
+    assert finding.message == (
+        "updated_since=2026-01-01T00:00:00.123456800Z returned 1 record(s) not changed after it "
+        "(e.g. one updated 2026-01-01T00:00:00.123456800Z)"
+    )
+
+
+def test_updated_since_leaving_out_a_record_100_ns_later_fails() -> None:
+    ctx = context(_answering_updated_since())
+
+    protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", NANO_ITEMS)
+
+    [finding] = ctx.findings
+    assert finding.message.endswith("left out 1 of 1 record(s) changed after it")

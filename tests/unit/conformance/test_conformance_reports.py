@@ -13,7 +13,7 @@ from rich.console import Console
 from conformance.cli import print_summary
 from conformance.context import Credentials, RunOptions
 from conformance.findings import Exchange, Finding, Severity
-from conformance.reports import render_html, to_json, write_junit
+from conformance.reports import render_html, to_json, write_html, write_json, write_junit
 from conformance.runner import BUDGET_SPENT, PhaseResult, RunResult
 
 NIK = "3171015708900042"
@@ -147,3 +147,99 @@ def test_a_nik_the_provider_echoes_in_groups_reaches_no_report_nor_the_terminal(
     for name, text in texts.items():
         digits = re.sub(r"[ -]", "", text)
         assert "01570890" not in digits, name  # the birth date and kecamatan of the NIK
+
+
+def _with_odd_characters() -> RunResult:
+    """A provider's values quoted in a finding and a note: a lone UTF-16 surrogate (a JSON
+    "\\ud83d" escape without its pair) and a control character in an STR number."""
+    evidence = Exchange(
+        method="GET",
+        url="http://kki.test/v1/registrations?limit=5",
+        request_headers={},
+        request_body=None,
+        status=200,
+        response_headers={"content-type": "application/json"},
+        response_body='{"data": [{"full_name": "Budi \\ud83d", "str_number": "AB\\u0001CD"}]}',
+    )
+    result = _result()
+    result.findings = [
+        Finding(
+            "pagination/repeated-record",
+            "listRegistrations",
+            "record AB\u0001CD (\ud83d) was already on page 1",
+            evidence=evidence,
+        )
+    ]
+    result.notes = ["listRegistrations: odd value \ud83d\u0001"]
+    return result
+
+
+def test_a_lone_surrogate_from_the_provider_does_not_stop_the_json_and_html_reports(
+    tmp_path: Path,
+) -> None:
+    result = _with_odd_characters()
+
+    write_json(result, tmp_path / "r.json")
+    write_html(result, tmp_path / "r.html")
+
+    document = json.loads((tmp_path / "r.json").read_bytes().decode("utf-8"))
+    assert document["findings"][0]["message"] == "record AB\u0001CD (\ufffd) was already on page 1"
+    assert document["notes"] == ["listRegistrations: odd value \ufffd\u0001"]
+    assert "B••• \ufffd" in document["findings"][0]["evidence"]["response"]["body"]
+    page = (tmp_path / "r.html").read_bytes().decode("utf-8")
+    assert "(\ufffd) was already on page 1" in page
+
+
+def test_junit_stays_well_formed_with_control_characters_and_surrogates(tmp_path: Path) -> None:
+    write_junit(_with_odd_characters(), tmp_path / "junit.xml")
+
+    root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - our own report
+    failure = next(root.iter("failure"))
+    assert failure.get("message") == "record AB\ufffdCD (\ufffd) was already on page 1"
+    assert "record AB\ufffdCD" in (failure.text or "")
+
+
+def _with_a_skipped_interaction() -> RunResult:
+    result = _result()
+    result.checked.add(("pact/interaction", "a request for the first page"))
+    result.skipped = {("pact/interaction", "a request needing a state"): "needs a state URL"}
+    return result
+
+
+def test_junit_shows_a_skipped_interaction_as_skipped_not_passed(tmp_path: Path) -> None:
+    write_junit(_with_a_skipped_interaction(), tmp_path / "junit.xml")
+
+    root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - our own report
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    case = next(suites["a request needing a state"].iter("testcase"))
+    assert case.find("skipped") is not None
+    assert case.find("skipped").get("message") == "needs a state URL"  # type: ignore[union-attr]
+    passed = next(suites["a request for the first page"].iter("testcase"))
+    assert passed.find("skipped") is None
+    assert suites["a request needing a state"].get("skipped") == "1"
+    assert root.get("skipped") == "1"
+
+
+def test_html_json_and_terminal_say_skipped() -> None:
+    result = _with_a_skipped_interaction()
+
+    page = render_html(result)
+    document = to_json(result)
+    out = io.StringIO()
+    print_summary(result, Console(file=out, width=200, highlight=False))
+
+    assert '<span class="warn">skipped</span>: needs a state URL' in page
+    assert "1 skipped (not verified)" in page
+    assert document["skipped"] == [
+        {
+            "rule": "pact/interaction",
+            "operation": "a request needing a state",
+            "reason": "needs a state URL",
+        }
+    ]
+    assert {"rule": "pact/interaction", "operation": "a request needing a state"} not in document[
+        "checked"
+    ]
+    terminal = out.getvalue()
+    assert "pact/interaction: 1 skipped, not verified" in terminal
+    assert ", 1 skipped, " in terminal.splitlines()[-1]

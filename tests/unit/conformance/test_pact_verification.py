@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import threading
@@ -222,3 +223,81 @@ def test_a_pact_phase_that_cannot_verify_is_not_run(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(contracts_pact, "verify", cannot)
     with pytest.raises(runner._Skip, match=r"^not run \(no pact file "):
         runner._pact(None, runner.SYSTEMS["kki"])  # type: ignore[arg-type]
+
+
+def _pact_context() -> Any:
+    """A run against a target that is no mock (its /__admin/health is 404): no state URL."""
+    from conformance.context import Credentials, RunContext, RunOptions
+    from conformance.provider import ApiKeyAuth, ProviderClient
+    from conformance.spec import load_contract
+    from conformance.systems import SYSTEMS
+
+    options = RunOptions("kki", "http://kki.test", Credentials(api_key="k"))
+    client = ProviderClient(options.base_url, ApiKeyAuth("X-API-Key", "k"))
+    client.http = httpx.Client(
+        base_url=options.base_url, transport=httpx.MockTransport(lambda r: httpx.Response(404))
+    )
+    contract = load_contract(SYSTEMS["kki"].contract)
+    return RunContext(options, contract, client, lambda: dt.date(2026, 12, 1))
+
+
+def _verification(*outcomes: str) -> PactVerification:
+    return PactVerification(
+        "kki",
+        "http://kki.test",
+        Path("pact.json"),
+        tuple(
+            InteractionResult(
+                f"interaction {n}",
+                ("a state",),
+                outcome,  # type: ignore[arg-type]
+                "needs the provider state(s) 'a state' and the target offers no state-setup URL"
+                if outcome == "skipped"
+                else "",
+            )
+            for n, outcome in enumerate(outcomes)
+        ),
+    )
+
+
+def test_skipped_interactions_are_recorded_as_skipped_not_as_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conformance import contracts_pact
+
+    ctx = _pact_context()
+    monkeypatch.setattr(
+        contracts_pact, "verify_pacts", lambda *a, **k: _verification("passed", "skipped")
+    )
+
+    contracts_pact.verify(ctx, "kki")
+
+    assert ("pact/interaction", "interaction 0") in ctx.checked
+    assert ("pact/interaction", "interaction 1") not in ctx.checked
+    assert ctx.skipped[("pact/interaction", "interaction 1")].startswith(
+        "needs the provider state(s) 'a state'"
+    )
+
+
+def test_a_pact_phase_that_verified_nothing_is_not_run_not_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every interaction skipped (no --state-url): the phase used to be "done", each skipped
+    # interaction a passed test case.
+    from conformance import contracts_pact, runner
+
+    ctx = _pact_context()
+    monkeypatch.setattr(
+        contracts_pact, "verify_pacts", lambda *a, **k: _verification("skipped", "skipped")
+    )
+
+    with pytest.raises(runner._Skip) as skip:
+        runner._pact(ctx, runner.SYSTEMS["kki"])
+
+    assert str(skip.value).startswith(
+        "not run (every interaction of the kki pact was skipped, none verified (e.g. needs the "
+        "provider state(s) 'a state'"
+    )
+    assert str(skip.value).endswith("give --state-url the target's provider-state set-up URL)")
+    assert not ctx.checked
+    assert len(ctx.skipped) == 2
