@@ -5,11 +5,14 @@ Fetched once, when first needed, and kept: an issuer's endpoints do not move whi
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -40,12 +43,37 @@ class ProviderMetadata:
     token_endpoint: str | None
 
 
-def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
-    """GET `url` and return its JSON object; `ProviderError` for anything else.
+def fetch_json(
+    http: httpx.Client, url: str, *, what: str, deadline_s: float = FETCH_DEADLINE_S
+) -> Mapping[str, Any]:
+    """GET `url` and return its JSON object; `ProviderError` for anything else, and when the
+    whole exchange takes longer than `deadline_s`.
 
-    Redirects are not followed and the body is read up to `MAX_DOCUMENT_BYTES` only.
+    Redirects are not followed and the body is read up to `MAX_DOCUMENT_BYTES` only. The
+    exchange runs on a thread of its own, so the deadline holds however the server stalls
+    (headers sent a byte at a time, a compressed body that decodes to nothing): the caller
+    gives up at the deadline; the thread ends with its read timeouts, holding no lock.
     """
-    deadline = time.monotonic() + FETCH_DEADLINE_S
+    outcome: Future[Mapping[str, Any]] = Future()
+    context = contextvars.copy_context()  # the caller's trace, for the exchange's span
+
+    def exchange() -> None:
+        try:
+            outcome.set_result(context.run(_fetch_json, http, url, what, deadline_s))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.set_exception(exc)
+
+    threading.Thread(target=exchange, name=f"sso-{what}", daemon=True).start()
+    try:
+        return outcome.result(timeout=deadline_s)
+    except FutureTimeout:
+        raise ProviderError(
+            f"{what}: no complete answer within {deadline_s:g} s; the SSO is too slow"
+        ) from None
+
+
+def _fetch_json(http: httpx.Client, url: str, what: str, deadline_s: float) -> Mapping[str, Any]:
+    deadline = time.monotonic() + deadline_s
     try:
         with (
             start_span(f"sso {what}", kind=SpanKind.CLIENT),
@@ -58,10 +86,8 @@ def fetch_json(http: httpx.Client, url: str, *, what: str) -> Mapping[str, Any]:
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise ProviderError(f"{what}: the answer exceeds {MAX_DOCUMENT_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise ProviderError(
-                        f"{what}: the answer took longer than {FETCH_DEADLINE_S:.0f} s"
-                    )
+                if time.monotonic() > deadline:  # the caller has given up: stop reading
+                    raise ProviderError(f"{what}: the answer took longer than {deadline_s:g} s")
     except httpx.HTTPError as exc:
         refusal = certificate_refusal(exc)
         if refusal is not None:

@@ -1,8 +1,8 @@
 """The SSO's signing keys: a JWKS cache that follows key rotation without letting tokens drive it.
 
 A token naming an unknown `kid` may trigger a refetch, but at most one fetch happens per
-cooldown however many such tokens arrive, and no request waits for another's fetch; when the
-SSO is down the last good key set stays.
+cooldown however many such tokens arrive, and only a few requests wait, briefly, for another's
+fetch; when the SSO is down the last good key set stays.
 Only public signature keys for the allowed algorithms are kept (never ``oct`` / HMAC keys).
 """
 
@@ -30,6 +30,12 @@ JWKS_REFETCH_COOLDOWN_S: Final = 30.0
 JWKS_MAX_AGE_S: Final = 600.0
 # A real key set holds a handful of keys; a huge one is a mistake or an attack.
 MAX_KEYS: Final = 50
+# Requests with an unknown kid waiting for another's fetch once a key set is known (a rotation:
+# a fetch takes milliseconds), at most this many at once and for this long; before the first
+# key set every request waits, up to the fetch's own deadline.
+MAX_KID_WAITERS: Final = 4
+KID_WAIT_S: Final = 2.0
+FIRST_FETCH_WAIT_S: Final = 20.0
 
 
 class JwksFetcher(Protocol):
@@ -110,6 +116,7 @@ class JwksCache:
         self.max_age_s = max_age_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._waiters = threading.BoundedSemaphore(MAX_KID_WAITERS)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # when the current key set arrived
         self._attempted_at: float | None = None  # when a fetch was last tried
@@ -134,12 +141,9 @@ class JwksCache:
             if key is not None:
                 return key
         else:
-            # Never wait for another thread's fetch: a slow SSO would hold every request
-            # thread naming an unknown kid (a forged header costs nothing) for as long as it
-            # takes. While a fetch runs, an unknown kid is answered as within the cooldown.
-            if self._lock.acquire(blocking=False):
+            if self._acquire_for_unknown_kid():
                 try:
-                    if kid not in self._keys:
+                    if kid not in self._keys:  # another thread may have fetched meanwhile
                         self._refresh_if_allowed()
                 finally:
                     self._lock.release()
@@ -152,6 +156,26 @@ class JwksCache:
                 retry_after_s=self.cooldown_s,
             )
         raise InvalidTokenError("the token's key id is not one of the SSO's keys", cause="kid")
+
+    def _acquire_for_unknown_kid(self) -> bool:
+        """The lock, to fetch or to see another thread's fetch, waiting only as long as is safe.
+
+        Before the first key set, every request needs it: each waits for the fetch (which
+        gives up within its deadline). After, an unknown kid is a key rotation or a forged
+        header, which costs nothing to send: at most `MAX_KID_WAITERS` threads wait, and for
+        `KID_WAIT_S` at most, so a slow SSO cannot hold every request thread; the others are
+        answered at once, as within the cooldown.
+        """
+        if self._lock.acquire(blocking=False):
+            return True
+        if self._fetched_at is None:
+            return self._lock.acquire(timeout=FIRST_FETCH_WAIT_S)
+        if not self._waiters.acquire(blocking=False):
+            return False
+        try:
+            return self._lock.acquire(timeout=KID_WAIT_S)
+        finally:
+            self._waiters.release()
 
     def refresh(self) -> bool:
         """Fetch now unless within the cooldown (e.g. at start-up); True if a new set arrived."""

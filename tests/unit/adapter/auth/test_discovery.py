@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
+import threading
 from typing import Any
 
 import httpx
@@ -147,3 +149,31 @@ def test_a_key_set_sent_a_byte_at_a_time_is_given_up_at_the_deadline(
     with pytest.raises(ProviderError, match="took longer than"):
         HttpJwksFetcher(JWKS_URI, http=http)()
     assert len(sent) < len(body)
+
+
+def test_an_sso_that_never_finishes_its_headers_is_given_up_at_the_deadline() -> None:
+    """The read timeout bounds each read only, and the body's deadline is checked between
+    chunks: headers sent a byte at a time (h11 takes 16 KiB of them) kept the fetch, and the
+    key cache's lock, for hours."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(b"HTTP/1.1 200 OK\\r\\n")
+            while not stop.wait(0.2):  # a header byte now and then, never the end of them
+                connection.sendall(b"X")
+
+    server = threading.Thread(target=drip, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/certs"
+    try:
+        with pytest.raises(ProviderError, match=r"no complete answer within 0\.5 s"):
+            discovery.fetch_json(httpx.Client(timeout=5.0), url, what="JWKS", deadline_s=0.5)
+    finally:
+        stop.set()
+        server.join(timeout=10)
+        listener.close()

@@ -4,12 +4,13 @@ is down or serves garbage, and only RS256/ES256 public signature keys ever admit
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from adapter.auth.errors import InvalidTokenError, KeySetUnavailableError, ProviderError
-from adapter.auth.jwks import MAX_KEYS, JwksCache, parse_key_set
+from adapter.auth.jwks import MAX_KEYS, MAX_KID_WAITERS, JwksCache, parse_key_set
 from adapter.auth.tokens import TokenValidator
 from tests.unit.adapter.auth.auth_fakes import (
     COOLDOWN_S,
@@ -170,28 +171,86 @@ class SlowEndpoint(FakeJwksEndpoint):
         return super().__call__()
 
 
-def test_an_unknown_kid_never_waits_for_another_requests_fetch(
+def _in_thread(call: Any, kid: str) -> tuple[threading.Thread, list[Any]]:
+    """`call(kid)` on a thread of its own; its key or its exception lands in the list."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call(kid))
+        except (InvalidTokenError, KeySetUnavailableError) as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_requests_with_a_rotated_kid_wait_for_the_fetch_another_started(
+    clock: FakeClock, rsa: SigningKey
+) -> None:
+    """Key rotation: many requests with the new kid arrive together; one fetches, the others
+    wait for that fetch rather than being refused with 401 while it runs."""
+    endpoint = SlowEndpoint(jwks(rsa))
+    cache = JwksCache(endpoint, cooldown_s=COOLDOWN_S, max_age_s=600.0, clock=clock)
+    assert cache.signing_key(rsa.kid)
+    rotated = rsa_key("rsa-2")
+    endpoint.document = jwks(rotated, rsa)
+    clock.advance(COOLDOWN_S)
+    endpoint.slow = True
+    fetching, fetched = _in_thread(cache.signing_key, rotated.kid)
+    assert endpoint.entered.wait(30)
+    waiting, waited = _in_thread(cache.signing_key, rotated.kid)
+    endpoint.release.set()
+    for thread in (fetching, waiting):
+        thread.join(timeout=30)
+    assert [key.key_id for key in (*fetched, *waited)] == [rotated.kid, rotated.kid]
+    assert endpoint.calls == 2
+
+
+def test_before_the_first_key_set_every_request_waits_for_the_fetch(rsa: SigningKey) -> None:
+    """A process's first requests arrive together: they used to be answered 503 while the
+    first of them fetched the key set."""
+    endpoint = SlowEndpoint(jwks(rsa))
+    endpoint.slow = True
+    cache = JwksCache(endpoint, cooldown_s=COOLDOWN_S, max_age_s=600.0)
+    fetching, fetched = _in_thread(cache.signing_key, rsa.kid)
+    assert endpoint.entered.wait(30)
+    others = [_in_thread(cache.signing_key, rsa.kid) for _ in range(MAX_KID_WAITERS + 2)]
+    endpoint.release.set()
+    for thread, _ in [(fetching, fetched), *others]:
+        thread.join(timeout=30)
+    answers = [*fetched, *(answer for _, outcome in others for answer in outcome)]
+    assert [getattr(answer, "key_id", answer) for answer in answers] == [rsa.kid] * (
+        MAX_KID_WAITERS + 3
+    )
+    assert endpoint.calls == 1
+
+
+def test_forged_kids_beyond_a_few_waiters_are_refused_at_once_while_a_fetch_runs(
     clock: FakeClock, rsa: SigningKey
 ) -> None:
     """A forged kid costs nothing to send: each one used to queue on the fetch in progress,
-    holding a request thread for as long as the SSO took."""
+    holding a request thread for as long as a slow SSO took. A few wait, briefly; the rest are
+    answered at once."""
     endpoint = SlowEndpoint(jwks(rsa))
     cache = JwksCache(endpoint, cooldown_s=COOLDOWN_S, max_age_s=600.0, clock=clock)
     assert cache.signing_key(rsa.kid)
     clock.advance(COOLDOWN_S)
     endpoint.slow = True
-    fetching = threading.Thread(target=lambda: _ignore(cache.signing_key, "forged-1"))
-    fetching.start()
+    fetching, _ = _in_thread(cache.signing_key, "forged-0")
     assert endpoint.entered.wait(30)
-    outcome: list[BaseException] = []
-    other = threading.Thread(target=lambda: _ignore(cache.signing_key, "forged-2", outcome))
-    other.start()
-    other.join(timeout=10)  # a guard against hanging the suite, not a timing assertion
-    still_waiting = other.is_alive()
+    waiters = [_in_thread(cache.signing_key, f"forged-{n}") for n in range(1, MAX_KID_WAITERS + 1)]
+    deadline = time.monotonic() + 30  # a guard against hanging the suite, not a timing check
+    while cache._waiters._value > 0 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    late, outcome = _in_thread(cache.signing_key, "forged-late")
+    late.join(timeout=10)
+    answered_while_fetching = not late.is_alive() and not endpoint.release.is_set()
     endpoint.release.set()
-    fetching.join(timeout=30)
-    other.join(timeout=30)
-    assert not still_waiting, "the second unknown kid waited for the first one's fetch"
+    for thread, _ in [(fetching, None), *waiters]:
+        thread.join(timeout=30)
+    assert answered_while_fetching, "the request beyond the waiters waited for the fetch"
     assert [type(exc) for exc in outcome] == [InvalidTokenError]
     assert endpoint.calls == 2  # the first fetch and the slow one, nothing more
 
@@ -217,11 +276,3 @@ def test_the_cooldown_counts_from_the_end_of_a_failed_fetch(
     with pytest.raises(InvalidTokenError):
         cache.signing_key("forged-2")
     assert endpoint.calls == 2
-
-
-def _ignore(call: Any, kid: str, outcome: list[BaseException] | None = None) -> None:
-    try:
-        call(kid)
-    except (InvalidTokenError, KeySetUnavailableError) as exc:
-        if outcome is not None:
-            outcome.append(exc)
