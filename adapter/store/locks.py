@@ -135,15 +135,18 @@ def _advisory(engine: Engine, name: str) -> Iterator[HeldLock]:
     key = advisory_key(name)
     connection = engine.connect()
     try:
-        taken = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
+        # The server's own pid for the session (a pooler such as PgBouncer gives the client
+        # a key of its own at connect, so the driver's `backend_pid` is not the server's).
+        taken, backend_pid = connection.execute(
+            select(func.pg_try_advisory_lock(key), func.pg_backend_pid())
+        ).one()
         # Session-level lock: it outlives this transaction, so end the transaction now rather
         # than hold a snapshot open for the whole sync.
         connection.commit()
-        if not taken:
+        if not bool(taken):
             raise LockHeld(name)
-        info = getattr(connection.connection.dbapi_connection, "info", None)
         try:
-            yield HeldLock(name, getattr(info, "backend_pid", None))
+            yield HeldLock(name, int(backend_pid))
         finally:
             try:
                 connection.scalar(select(func.pg_advisory_unlock(key)))
