@@ -19,12 +19,14 @@ def _problem(call: object) -> AdapterError:
     return caught.value
 
 
-@pytest.mark.parametrize("name", [NIK, f"x{NIK}", f"nik-{NIK}", f"{NIK}_a", "a871231b"])
+@pytest.mark.parametrize(
+    "name",
+    [NIK, f"x{NIK}", f"nik-{NIK}", f"{NIK}_a", "a871231b", "3171-0145-0987-0001", "87.12.31"],
+)
 def test_an_unknown_query_parameter_holding_a_digit_run_is_not_echoed(name: str) -> None:
     problem = _problem(lambda: RequestChecker().query("listHealthWorkers", {name: ["x"]}))
     assert "unknown query parameter (an unknown field)" in problem.message
-    assert NIK not in problem.message
-    assert "871231" not in problem.message
+    assert name not in problem.message
 
 
 @pytest.mark.parametrize("name", [f"x{NIK}", f"nik.{NIK}"])
