@@ -57,8 +57,11 @@ def started(
 
 
 def publish_events(url: str, topology: QueueTopology, count: int) -> None:
-    """`count` event messages of new ids onto the events exchange, as the receiver sends them."""
-    with Connection(url, connect_timeout=3) as connection:
+    """`count` event messages of new ids onto the events exchange, as the receiver sends them:
+    each confirmed by the broker before this returns (in the queue, not only on the wire)."""
+    with Connection(
+        url, connect_timeout=3, transport_options={"confirm_publish": True}
+    ) as connection:
         producer = connection.Producer(serializer="json")
         for _ in range(count):
             producer.publish(
