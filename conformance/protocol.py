@@ -337,6 +337,7 @@ def check_updated_since(
     pivot = ordered[len(ordered) // 2]
     since = next(str(item["updated_at"]) for when, item in stamped if when == pivot)
     expected = {record_key(ctx, operation, item) for when, item in stamped if when > pivot}
+    noted = len(ctx.notes)
     got = walk(ctx, operation, path, max_limit(operation), {"updated_since": since}, report=False)
     early = [
         item
@@ -361,7 +362,18 @@ def check_updated_since(
         )
     elif got.rate_limited is not None:
         return f"{operation.id} {got.rate_limited} of the updated_since walk (not checked)"
-    elif got.complete and missing:
+    elif not got.complete:
+        # The whole list was walked to its end; the same list from a point in time was not
+        # (a page that is not a list page, a bad or repeated cursor, or no end in sight).
+        why = "; ".join(note.split(": ", 1)[-1] for note in ctx.notes[noted:])
+        ctx.fail(
+            "pagination/updated-since",
+            operation.id,
+            f"the walk with updated_since={since} did not reach the list's end "
+            f"({why or f'more than {ctx.options.max_pages} pages'}), though the whole list "
+            "did: not judged",
+        )
+    elif missing:
         ctx.fail(
             "pagination/updated-since",
             operation.id,

@@ -214,8 +214,8 @@ class NoRetries(Breakage):
                 exchange.body = json.dumps({**document, "max_attempts": 1}).encode()
 
 
-class FixedRetryInterval(Breakage):
-    """The provider retries every second, never backing off."""
+class ImmediateRetries(Breakage):
+    """The provider retries at once, never backing off."""
 
     admin = True
 
@@ -223,8 +223,8 @@ class FixedRetryInterval(Breakage):
         if exchange.path == "/__admin/webhook-policy" and exchange.method == "PUT":
             document = json.loads(exchange.body)
             if document == FAST_POLICY:  # the command's fast policy, not its restore
-                fixed = {**document, "max_delay_ms": document["base_delay_ms"]}
-                exchange.body = json.dumps(fixed).encode()
+                at_once = {**document, "base_delay_ms": 0, "max_delay_ms": 0}
+                exchange.body = json.dumps(at_once).encode()
 
 
 def _same_webhook_id(headers: dict[str, str], body: dict[str, Any], count: int) -> None:
@@ -696,11 +696,11 @@ CATALOGUE += [
         args=(*WEBHOOKS, "--webhook-wait", "5"),
     ),
     Entry(
-        "webhook retried at a fixed interval",
+        "webhook retried at once",
         "kki",
         "webhooks/retry",
         "createWebhookSubscription",
-        breakage=FixedRetryInterval,
+        breakage=ImmediateRetries,
         args=WEBHOOKS,
     ),
 ]

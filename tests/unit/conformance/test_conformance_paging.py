@@ -232,6 +232,37 @@ def test_a_lasting_429_on_the_updated_since_walk_leaves_it_unjudged() -> None:
     assert not ctx.findings
 
 
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (lambda: httpx.Response(200, text="<html>maintenance</html>"), "no data array"),
+        (lambda: page([], cursor={"after": "A2"}), "not a string"),
+    ],
+    ids=["not a list page", "cursor not a string"],
+)
+def test_an_updated_since_walk_that_stops_short_fails_rather_than_passes(
+    answer: Callable[[], httpx.Response], why: str
+) -> None:
+    """The walk with updated_since reports nothing itself: one that stopped on a page that is
+    not a list page, or a cursor it could not follow, was recorded as a pass."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answer() if "updated_since" in request.url.params else page([])
+
+    ctx = context(handler)
+    items = [
+        {"str_number": "A1", "updated_at": "2026-01-01T00:00:00Z"},
+        {"str_number": "A2", "updated_at": "2026-01-02T00:00:00Z"},
+    ]
+
+    assert protocol.check_updated_since(ctx, listing(ctx), "/v1/registrations", items) is None
+
+    [finding] = [f for f in ctx.findings if f.rule == "pagination/updated-since"]
+    assert finding.severity is Severity.ERROR
+    assert "did not reach the list's end" in finding.message
+    assert why in finding.message
+
+
 def _documented_until_rate_limited(request: httpx.Request) -> httpx.Response:
     """As the contract says: an empty first page with a cursor, then a documented 429."""
     if "cursor" not in request.url.params:

@@ -51,27 +51,33 @@ def _retries(received: list[float]) -> tuple[RunContext, Receiver]:
 
 
 @pytest.mark.parametrize(
-    ("received", "grows"),
+    ("received", "verdict"),
     [
-        ([0.0, 0.001, 0.002], False),  # immediate retries
-        ([0.0, 1.0, 2.0], False),  # a fixed interval
-        ([0.0, 1.3, 2.5], False),  # a fixed 1.2 s, the first a little late: not growing
-        ([0.0, 2.0, 3.0], False),  # shrinking
-        ([0.0, 1.0, 3.0], True),  # the mocks' fast policy: 1 s, then 2 s
-        ([0.0, 1.4, 3.2], True),  # ditto, the first retry 0.4 s late on a busy machine
-        ([0.0, 5.0, 305.0], True),  # Standard Webhooks' schedule: 5 s, then 5 min
+        ([0.0, 0.001, 0.002], "error"),  # immediate retries
+        ([0.0, 0.05, 0.09], "error"),  # ditto, a little slower
+        ([0.0, 1.0, 2.0], "warning"),  # a fixed interval, or jitter drawing a short delay
+        ([0.0, 1.3, 2.5], "warning"),  # a fixed 1.2 s, the first a little late
+        ([0.0, 2.0, 3.0], "warning"),  # shrinking: jitter can do that, one sample cannot tell
+        ([0.0, 0.04, 1.5], None),  # full jitter: a first delay drawn short, the second long
+        ([0.0, 1.0, 3.0], None),  # the mocks' fast policy: 1 s, then 2 s
+        ([0.0, 1.4, 3.2], None),  # ditto, the first retry 0.4 s late on a busy machine
+        ([0.0, 5.0, 305.0], None),  # Standard Webhooks' schedule: 5 s, then 5 min
     ],
 )
-def test_retries_must_come_with_growing_delays(received: list[float], grows: bool) -> None:
+def test_retries_must_back_off(received: list[float], verdict: str | None) -> None:
+    """Immediate retries fail the rule. A second delay no longer than the first is reported
+    as a warning: full jitter (the mocks' own default) draws such pairs in a quarter to a third
+    of runs, so one pair cannot fail a provider."""
     ctx, receiver = _retries(received)
 
     deliveries: list[Delivery] = receiver.snapshot()
     webhooks._check_retries(ctx, "createWebhookSubscription", "http://r.test", receiver, deliveries)
 
-    failing = [f.message for f in ctx.findings if f.rule == "webhooks/retry"]
+    found = [(f.severity.value, f.message) for f in ctx.findings if f.rule == "webhooks/retry"]
     assert ("webhooks/retry", "createWebhookSubscription") in ctx.checked
-    if grows:
-        assert failing == []
+    if verdict is None:
+        assert found == []
     else:
-        [message] = failing
-        assert "retries must back off with growing delays" in message
+        [(severity, message)] = found
+        assert severity == verdict
+        assert "growing delays" in message or "fixed interval" in message
