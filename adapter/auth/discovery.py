@@ -49,11 +49,20 @@ def fetch_json(
     """GET `url` and return its JSON object; `ProviderError` for anything else, and when the
     whole exchange takes longer than `deadline_s`.
 
-    Redirects are not followed and the body is read up to `MAX_DOCUMENT_BYTES` only. The
-    exchange runs on a thread of its own, so the deadline holds however the server stalls
-    (headers sent a byte at a time, a compressed body that decodes to nothing): the caller
-    gives up at the deadline; the thread ends with its read timeouts, holding no lock.
+    Redirects are not followed, the body is asked for uncompressed and read up to
+    `MAX_DOCUMENT_BYTES` only. The exchange runs on a thread of its own, so the caller gives
+    up at the deadline however the server stalls (a status line or headers sent a byte at a
+    time). The body's reads stop at the deadline too; a stall before the body ends only with
+    the client's read timeouts, so while one such exchange to `url` is still running no other
+    is started (one thread and one connection at most, whatever the SSO does).
     """
+    with _stalled_guard:
+        stalled = _stalled.get(url)
+        if stalled is not None and stalled.is_alive():
+            raise ProviderError(
+                f"{what}: the last request to the SSO is still stalled after its deadline; "
+                "not asking again until it ends"
+            )
     outcome: Future[Mapping[str, Any]] = Future()
     context = contextvars.copy_context()  # the caller's trace, for the exchange's span
 
@@ -63,26 +72,43 @@ def fetch_json(
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             outcome.set_exception(exc)
 
-    threading.Thread(target=exchange, name=f"sso-{what}", daemon=True).start()
+    thread = threading.Thread(target=exchange, name=f"sso-{what}", daemon=True)
     try:
+        thread.start()
         return outcome.result(timeout=deadline_s)
     except FutureTimeout:
+        with _stalled_guard:
+            _stalled[url] = thread
         raise ProviderError(
             f"{what}: no complete answer within {deadline_s:g} s; the SSO is too slow"
         ) from None
+    except (RuntimeError, RecursionError) as exc:  # no thread to be had; JSON nested too deep
+        raise ProviderError(f"{what}: the answer could not be read ({type(exc).__name__})") from exc
+
+
+# Exchanges given up at their deadline and perhaps still running, by URL.
+_stalled: dict[str, threading.Thread] = {}
+_stalled_guard = threading.Lock()
 
 
 def _fetch_json(http: httpx.Client, url: str, what: str, deadline_s: float) -> Mapping[str, Any]:
     deadline = time.monotonic() + deadline_s
+    headers = inject({"Accept": "application/json", "Accept-Encoding": "identity"})
     try:
         with (
             start_span(f"sso {what}", kind=SpanKind.CLIENT),
-            http.stream("GET", url, headers=inject({"Accept": "application/json"})) as response,
+            http.stream("GET", url, headers=headers) as response,
         ):
             if response.status_code != 200:
                 raise ProviderError(f"{what}: the SSO answered HTTP {response.status_code}")
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding != "identity":
+                raise ProviderError(
+                    f"{what}: the SSO sent its answer {encoding}-encoded, though asked for it "
+                    "uncompressed"
+                )
             body = bytearray()
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_bytes():  # uncompressed: each read is a chunk, checked
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise ProviderError(f"{what}: the answer exceeds {MAX_DOCUMENT_BYTES} bytes")

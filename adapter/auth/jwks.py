@@ -17,7 +17,12 @@ from typing import Any, Final, Protocol
 import httpx
 import jwt
 
-from adapter.auth.discovery import OidcDiscovery, default_http_client, fetch_json
+from adapter.auth.discovery import (
+    FETCH_DEADLINE_S,
+    OidcDiscovery,
+    default_http_client,
+    fetch_json,
+)
 from adapter.auth.errors import InvalidTokenError, KeySetUnavailableError, ProviderError
 
 log = logging.getLogger("adapter.auth")
@@ -35,7 +40,8 @@ MAX_KEYS: Final = 50
 # key set every request waits, up to the fetch's own deadline.
 MAX_KID_WAITERS: Final = 4
 KID_WAIT_S: Final = 2.0
-FIRST_FETCH_WAIT_S: Final = 20.0
+# Discovery then the key set, each within its fetch deadline.
+FIRST_FETCH_WAIT_S: Final = 2 * FETCH_DEADLINE_S + 5.0
 
 
 class JwksFetcher(Protocol):

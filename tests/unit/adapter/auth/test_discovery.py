@@ -170,10 +170,33 @@ def test_an_sso_that_never_finishes_its_headers_is_given_up_at_the_deadline() ->
     server = threading.Thread(target=drip, daemon=True)
     server.start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/certs"
+    http = httpx.Client(timeout=5.0)
     try:
         with pytest.raises(ProviderError, match=r"no complete answer within 0\.5 s"):
-            discovery.fetch_json(httpx.Client(timeout=5.0), url, what="JWKS", deadline_s=0.5)
+            discovery.fetch_json(http, url, what="JWKS", deadline_s=0.5)
+        # The given-up exchange still runs (its reads keep getting a byte): none other starts.
+        with pytest.raises(ProviderError, match="still stalled after its deadline"):
+            discovery.fetch_json(http, url, what="JWKS", deadline_s=0.5)
     finally:
         stop.set()
         server.join(timeout=10)
         listener.close()
+    stalled = discovery._stalled[url]
+    stalled.join(timeout=30)  # ends once the server hangs up
+    assert not stalled.is_alive()
+    with pytest.raises(ProviderError, match="unreachable"):  # asked again: nobody listens
+        discovery.fetch_json(http, url, what="JWKS", deadline_s=0.5)
+
+
+def test_a_compressed_key_set_is_refused_as_it_was_asked_for_uncompressed() -> None:
+    """A gzip body whose blocks decode to nothing never reached the deadline's check."""
+    asked: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers["accept-encoding"])
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"\x1f\x8b")
+
+    http = httpx.Client(transport=httpx.MockTransport(handle))
+    with pytest.raises(ProviderError, match="gzip-encoded, though asked for it uncompressed"):
+        HttpJwksFetcher(JWKS_URI, http=http)()
+    assert asked == ["identity"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from adapter.auth import jwks as jwks_module
 from adapter.auth.errors import InvalidTokenError, KeySetUnavailableError, ProviderError
 from adapter.auth.jwks import MAX_KEYS, MAX_KID_WAITERS, JwksCache, parse_key_set
 from adapter.auth.tokens import TokenValidator
@@ -228,11 +229,13 @@ def test_before_the_first_key_set_every_request_waits_for_the_fetch(rsa: Signing
 
 
 def test_forged_kids_beyond_a_few_waiters_are_refused_at_once_while_a_fetch_runs(
-    clock: FakeClock, rsa: SigningKey
+    clock: FakeClock, rsa: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A forged kid costs nothing to send: each one used to queue on the fetch in progress,
     holding a request thread for as long as a slow SSO took. A few wait, briefly; the rest are
     answered at once."""
+    # Waiters wait longer than the test looks: one not turned away would still be waiting.
+    monkeypatch.setattr(jwks_module, "KID_WAIT_S", 60.0)
     endpoint = SlowEndpoint(jwks(rsa))
     cache = JwksCache(endpoint, cooldown_s=COOLDOWN_S, max_age_s=600.0, clock=clock)
     assert cache.signing_key(rsa.kid)
