@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from adapter.errors import AdapterError
 
@@ -37,7 +36,7 @@ _ADVISORY = (
     " AND objid = CAST(CAST(:low AS bigint) AS oid)"
 )
 _HELD: Final = text(_ADVISORY + ")")
-_HELD_BY: Final = text(_ADVISORY + " AND pid = :pid)")
+_HELD_HERE: Final = text(_ADVISORY + " AND pid = pg_backend_pid())")
 _in_process: dict[str, threading.Lock] = {}
 _in_process_guard = threading.Lock()
 
@@ -70,18 +69,25 @@ class LockLost(AdapterError):
 
 
 class HeldLock:
-    """What `exclusive` yields: `verify` in a transaction of the guarded work, before its
-    commit, raises `LockLost` if the lock is no longer this process's."""
+    """What `exclusive` yields: `verify`, just before the guarded work commits, raises
+    `LockLost` if the lock is no longer this process's."""
 
-    def __init__(self, name: str, backend_pid: int | None = None) -> None:
+    def __init__(self, name: str, connection: Connection | None = None) -> None:
         self.name = name
-        self._backend_pid = backend_pid  # the holding session's, on PostgreSQL
+        self._connection = connection  # the lock's own, on PostgreSQL
 
-    def verify(self, session: Session) -> None:
-        if self._backend_pid is None:  # a file or process lock: held until the process ends
+    def verify(self) -> None:
+        """Ask on the lock's own connection whether its session still holds the lock: a
+        connection that ended (a server restart, a fail-over, a pooler's idle timeout) fails
+        the question, and a session given to someone else since holds no lock of ours."""
+        if self._connection is None:  # a file or process lock: held until the process ends
             return
-        key = advisory_key(self.name)
-        if not session.scalar(_HELD_BY, {"pid": self._backend_pid, **_halves(key)}):
+        try:
+            held = bool(self._connection.scalar(_HELD_HERE, _halves(advisory_key(self.name))))
+            self._connection.commit()  # idle between pages, not idle in a transaction
+        except SQLAlchemyError:
+            held = False
+        if not held:
             raise LockLost(self.name)
 
 
@@ -135,18 +141,14 @@ def _advisory(engine: Engine, name: str) -> Iterator[HeldLock]:
     key = advisory_key(name)
     connection = engine.connect()
     try:
-        # The server's own pid for the session (a pooler such as PgBouncer gives the client
-        # a key of its own at connect, so the driver's `backend_pid` is not the server's).
-        taken, backend_pid = connection.execute(
-            select(func.pg_try_advisory_lock(key), func.pg_backend_pid())
-        ).one()
+        taken = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
         # Session-level lock: it outlives this transaction, so end the transaction now rather
         # than hold a snapshot open for the whole sync.
         connection.commit()
-        if not bool(taken):
+        if not taken:
             raise LockHeld(name)
         try:
-            yield HeldLock(name, int(backend_pid))
+            yield HeldLock(name, connection)
         finally:
             try:
                 connection.scalar(select(func.pg_advisory_unlock(key)))

@@ -470,7 +470,7 @@ def _store_page(
             _record_counts(session, run_id, totals, counts)
             # Last, just before the commit: a run whose lock went with its connection stops
             # here rather than write beside a run that took the lock since.
-            lock.verify(session)
+            lock.verify()
             session.commit()
             return counts, ids
 
