@@ -173,6 +173,11 @@ def walk(
                     f"page {page_number} hands out a cursor already used; paging never ends",
                     response,
                 )
+            else:
+                ctx.notes.append(
+                    f"{operation.id}: page {page_number} hands out a cursor already used; "
+                    "walk stopped"
+                )
             return result
         seen_cursors.add(next_cursor)
         cursor = next_cursor
@@ -371,7 +376,7 @@ def check_updated_since(
             operation.id,
             f"the walk with updated_since={since} did not reach the list's end "
             f"({why or f'more than {ctx.options.max_pages} pages'}), though the whole list "
-            "did: not judged",
+            "did",
         )
     elif missing:
         ctx.fail(

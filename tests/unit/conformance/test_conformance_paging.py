@@ -237,8 +237,9 @@ def test_a_lasting_429_on_the_updated_since_walk_leaves_it_unjudged() -> None:
     [
         (lambda: httpx.Response(200, text="<html>maintenance</html>"), "no data array"),
         (lambda: page([], cursor={"after": "A2"}), "not a string"),
+        (lambda: page([], cursor="the-same"), "a cursor already used"),
     ],
-    ids=["not a list page", "cursor not a string"],
+    ids=["not a list page", "cursor not a string", "cursor repeated"],
 )
 def test_an_updated_since_walk_that_stops_short_fails_rather_than_passes(
     answer: Callable[[], httpx.Response], why: str
