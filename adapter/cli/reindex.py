@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import uuid
 from types import FrameType
 from typing import Final
 
@@ -74,10 +75,16 @@ def _summary(report: ReindexReport, *, previous_key_set: bool) -> int:
     table.add_column("recomputed", justify="right")
     table.add_column("withdrawn", justify="right")
     table.add_column("conflicts", justify="right")
+    table.add_column("undecryptable", justify="right")
     table.add_column("remaining", justify="right")
     for name, done in report.tables.items():
         table.add_row(
-            name, str(done.rows), str(done.withdrawn), str(len(done.conflicts)), str(done.remaining)
+            name,
+            str(done.rows),
+            str(done.withdrawn),
+            str(len(done.conflicts)),
+            str(len(done.undecryptable)),
+            str(done.remaining),
         )
     console = table_console()
     console.print(table)
@@ -89,12 +96,19 @@ def _summary(report: ReindexReport, *, previous_key_set: bool) -> int:
         _error(f"interrupted; {report.remaining} rows left, run `hf-adapter keys reindex` again")
         return EXIT_PROBLEM
     if report.conflicts:
-        ids = ", ".join(str(row) for row in report.conflicts[:10])
-        more = f" and {len(report.conflicts) - 10} more" if len(report.conflicts) > 10 else ""
         _error(
             f"{len(report.conflicts)} worker(s) have the same NIK as another row already under "
             f"the new key (two rows for one person, stored while the old key was missing): "
-            f"{ids}{more}; they stay under the old key, keep BLIND_INDEX_PREVIOUS_KEY set"
+            f"{_ids(report.conflicts)}; they stay under the old key, keep "
+            "BLIND_INDEX_PREVIOUS_KEY set"
+        )
+        return EXIT_PROBLEM
+    if report.undecryptable:
+        _error(
+            f"{len(report.undecryptable)} row(s) hold a value that does not decrypt (damaged, "
+            f"or moved between rows): {_ids(report.undecryptable)}; they stay under the old "
+            "key, keep BLIND_INDEX_PREVIOUS_KEY set; restore them from a backup or let their "
+            "source send them again, then run `hf-adapter keys reindex` again"
         )
         return EXIT_PROBLEM
     if report.remaining:
@@ -109,6 +123,12 @@ def _summary(report: ReindexReport, *, previous_key_set: bool) -> int:
         finished += "; BLIND_INDEX_PREVIOUS_KEY can be removed (then restart the services)"
     console.print(finished)
     return EXIT_OK
+
+
+def _ids(rows: list[uuid.UUID]) -> str:
+    """The first ten row ids, and how many more."""
+    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return ", ".join(str(row) for row in rows[:10]) + more
 
 
 def _error(message: str) -> None:

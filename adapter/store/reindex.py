@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from adapter.audit import Actor, record_audit
-from adapter.errors import ConfigurationError
+from adapter.errors import ConfigurationError, DecryptionError
 from adapter.merge.documents import IDENTITY_FIELDS
 from adapter.merge.findings import identity_digest
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext
@@ -116,6 +116,7 @@ class TableReindex:
     # Workers whose new NIK digest another worker already holds: two rows for one person
     # (stored while the old key was missing); left under the old key for an operator.
     conflicts: list[uuid.UUID] = field(default_factory=list)
+    undecryptable: list[uuid.UUID] = field(default_factory=list)  # left under the old key
     remaining: int = 0  # rows still under another key at the end
 
 
@@ -140,6 +141,10 @@ class ReindexReport:
         return [row for table in self.tables.values() for row in table.conflicts]
 
     @property
+    def undecryptable(self) -> list[uuid.UUID]:
+        return [row for table in self.tables.values() for row in table.undecryptable]
+
+    @property
     def rows_per_second(self) -> float:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
@@ -161,14 +166,17 @@ def check_stored_keys(
         recorded = BlindIndexKey.__tablename__ in tables
         if recorded:
             _check_values(connection, blind_index)
-        if unknown_ids_allowed:
-            return
         stored = {kid for kids in _stored_key_ids(connection).values() for kid in kids}
-        unknown = sorted(stored - set(blind_index.kids))
+        # Checked for the re-index too: every stored key id other than BLIND_INDEX_KEY is one
+        # it would move to BLIND_INDEX_KEY, so none may be newer than it.
+        other = sorted(stored - {blind_index.kid}) if unknown_ids_allowed else []
+        unknown = other or sorted(stored - set(blind_index.kids))
         if not unknown:
             return
         shown = ", ".join(repr(kid) for kid in unknown)
         newer = _first_used_after(connection, blind_index.kid, unknown) if recorded else []
+        if unknown_ids_allowed and not newer:
+            return
         if newer:
             # The store moved on to a key this process was never given: re-indexing to its key
             # would undo the change for every other process.
@@ -248,6 +256,7 @@ def reindex_blind_index(
                     stats.rows += len(batch.reindexed)
                     stats.withdrawn += len(batch.withdrawn)
                     stats.conflicts.extend(batch.conflicts)
+                    stats.undecryptable.extend(batch.undecryptable)
                     report.batches += 1
                     if progress is not None:
                         done = stats.rows + stats.withdrawn
@@ -269,6 +278,9 @@ class _Batch:
     reindexed: list[uuid.UUID] = field(default_factory=list)
     withdrawn: list[uuid.UUID] = field(default_factory=list)
     conflicts: list[uuid.UUID] = field(default_factory=list)
+    # Rows whose stored value does not decrypt (damaged, or moved between rows): left as they
+    # are, under the old key, for an operator; the run goes on past them.
+    undecryptable: list[uuid.UUID] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)  # personal fields decrypted
 
     @property
@@ -311,13 +323,14 @@ def _workers_batch(
         return batch
     batch.last = rows[-1].id
     batch.fields.add(_NIK)
-    digests = {
-        row.id: blind_index.digest(
-            cipher.decrypt(row.nik, context=FieldContext(WORKERS, "nik", str(row.id))),
-            purpose=_NIK,
-        )
-        for row in rows
-    }
+    digests: dict[uuid.UUID, str] = {}
+    for row in rows:
+        try:
+            nik = cipher.decrypt(row.nik, context=FieldContext(WORKERS, "nik", str(row.id)))
+        except DecryptionError:
+            batch.undecryptable.append(row.id)
+            continue
+        digests[row.id] = blind_index.digest(nik, purpose=_NIK)
     holders = dict(
         session.execute(
             select(HealthWorker.nik_bidx, HealthWorker.id).where(
@@ -390,8 +403,12 @@ def _findings_batch(
         name = str(row.field)
         if name not in IDENTITY_FIELDS:
             raise ValueError(f"identity finding {row.id} names no identity field")
-        kki = _identity_value(cipher, registrations[row.registration_id], f"kki_{name}", name)
-        sisdmk = _identity_value(cipher, workers[row.worker_id], name, name)
+        try:
+            kki = _identity_value(cipher, registrations[row.registration_id], f"kki_{name}", name)
+            sisdmk = _identity_value(cipher, workers[row.worker_id], name, name)
+        except DecryptionError:
+            batch.undecryptable.append(row.id)
+            continue
         if name in PERSONAL_FIELDS:
             batch.fields.add(name)
         changes.append(
@@ -403,7 +420,8 @@ def _findings_batch(
             }
         )
         batch.reindexed.append(row.id)
-    session.execute(_UPDATE_FINDING, changes)
+    if changes:
+        session.execute(_UPDATE_FINDING, changes)
     return batch
 
 

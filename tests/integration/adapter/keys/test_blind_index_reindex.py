@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from adapter.audit import command_line_operator, verify_chain
 from adapter.composition import build_services
@@ -150,6 +150,57 @@ def test_start_with_the_replaced_key_after_the_reindex_is_told_its_key_is_out_of
     assert "hf-adapter keys reindex" not in message
     assert stored_key_ids(store.engine)["health_workers"] == ("bidx-2",)
     build_services(load_settings(settings_env(url, NEW_KEY, None)), engine=store.engine).close()
+
+
+def test_a_reindex_with_the_replaced_key_is_refused_and_moves_no_digest_back(
+    store: Store,
+) -> None:
+    """The refusal above tells a process left on the old key not to re-index; the re-index
+    itself did not check, and moved every digest back to the key the others no longer have."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    build_services(
+        load_settings(settings_env(url, NEW_KEY, BLIND_INDEX_KEY)), engine=store.engine
+    ).close()
+    reindex_blind_index(store.engine, store.sessions, CIPHER, DURING, actor=command_line_operator())
+    before = raw_dump(store.engine)
+
+    with pytest.raises(BlindIndexKeyError) as refused:
+        reindex_blind_index(
+            store.engine, store.sessions, CIPHER, OLD, actor=command_line_operator()
+        )
+
+    assert "this process's BLIND_INDEX_KEY is out of date" in str(refused.value)
+    assert "do not re-index" in str(refused.value)
+    assert stored_key_ids(store.engine)["health_workers"] == ("bidx-2",)
+    assert raw_dump(store.engine) == before
+
+
+def test_a_row_that_does_not_decrypt_is_named_and_the_reindex_goes_on_past_it(
+    store: Store,
+) -> None:
+    """A NIK token copied from another row (its associated data names that row) made every run
+    fail at the same row: the rest of its key's rows and the findings were never reached."""
+    with store.engine.begin() as connection:
+        first, second = connection.execute(
+            select(HealthWorker.id, HealthWorker.nik).order_by(HealthWorker.id).limit(2)
+        ).all()
+        connection.execute(
+            update(HealthWorker).where(HealthWorker.id == second.id).values(nik=first.nik)
+        )
+
+    report = reindex_blind_index(
+        store.engine,
+        store.sessions,
+        CIPHER,
+        DURING,
+        actor=command_line_operator(),
+        batch_size=BATCH,
+    )
+
+    assert report.undecryptable == [second.id]
+    assert report.tables["health_workers"].rows == WORKERS - 1
+    assert report.remaining == 1
+    assert count_stale(store.engine, NEW)["health_workers"] == 1
 
 
 def test_start_is_refused_when_a_key_id_comes_back_with_another_key(store: Store) -> None:
