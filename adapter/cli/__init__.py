@@ -288,6 +288,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         stop_requested.append(signum)
 
     try:
+        database.require_migrated(engine)
         database.check(engine)
         stale = count_stale(engine, cipher)
         previous = {

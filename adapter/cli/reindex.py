@@ -38,6 +38,7 @@ def run(*, batch_size: int) -> int:
         stop_requested.append(signum)
 
     try:
+        database.require_migrated(services.engine)
         database.check(services.engine)
         stale = count_stale(services.engine, services.blind_index)
         previous = {

@@ -52,6 +52,7 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
     # A batch of N events updates at most N rows of a table: a temporary table only from 64.
     merges = merged_from_temporary_table(settings.event_apply_batch)
     services = build_services(settings, engine=engine, check_temporary=merges)
+    database.require_migrated(services.engine)
     database.check(services.engine)
     services.start_sealer()
     sessions = services.sessions

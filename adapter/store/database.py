@@ -299,6 +299,25 @@ def downgrade(engine_or_url: Engine | str | URL, revision: str = "base") -> None
         command.downgrade(config, revision)
 
 
+def require_migrated(engine: Engine) -> None:
+    """`DatabaseUnavailableError` (``database_not_migrated``: a command cannot run, exit 2)
+    unless the database is at the migrations' head; `check` then compares the models."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with connected(engine) as connection:
+        heads = set(ScriptDirectory.from_config(_base_config()).get_heads())
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if current != heads:
+        shown = ", ".join(sorted(current)) or "none"
+        raise DatabaseUnavailableError(
+            f"the database at {_shown(engine.url)} lacks the adapter's tables or is behind its "
+            f"migrations (revision {shown}, the migrations' head "
+            f"{', '.join(sorted(heads))}); run `hf-adapter db upgrade`",
+            reason="database_not_migrated",
+        )
+
+
 def check(engine_or_url: Engine | str | URL) -> None:
     """`SchemaDriftError` unless the database is at head and matches the models exactly."""
     from alembic.autogenerate import compare_metadata

@@ -221,6 +221,9 @@ def test_audit_verify_exits_2_when_the_database_does_not_exist(
         ("events", "list"),
         ("audit", "verify"),
         ("audit", "seal"),
+        ("keys", "rotate"),
+        ("keys", "reindex"),
+        ("worker",),
     ],
 )
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
