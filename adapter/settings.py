@@ -246,13 +246,16 @@ class Settings(BaseSettings):
                 "postgresql+psycopg://user:password@host:5432/database"
             )
         normalized = f"{_DATABASE_SCHEMES[scheme]}://{rest}"
-        authority = rest.partition("/")[0]
-        if authority.count("@") > 1:
+        authority, _, path = rest.partition("/")
+        path = path.partition("?")[0]
+        if authority.count("@") > 1 or (
+            not scheme.startswith("sqlite") and "@" in path
+        ):  # an @ after the first / is a password's /, unencoded, then its @
             # SQLAlchemy would take the password's end for the host, and print it back in
             # every error about that "host".
             raise ValueError(
-                "has more than one @ before the host; a password with @, : or / must be "
-                "percent-encoded, e.g. @ as %40"
+                "has more than one @ before the host, or an @ after a /; a password with @, : "
+                "or / must be percent-encoded, e.g. @ as %40 and / as %2F"
             )
         try:
             make_url(normalized)

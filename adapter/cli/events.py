@@ -31,11 +31,16 @@ EXIT_PROBLEM: Final = 1
 
 def parse_ids(values: Sequence[str]) -> list[uuid.UUID]:
     ids = []
-    for value in values:
+    for place, value in enumerate(values, start=1):
         try:
             ids.append(uuid.UUID(value))
         except ValueError:
-            raise AdapterError(f"not an event id (a UUID): {value!r}", reason="bad_id") from None
+            # Not quoted: what was typed in its place may be a NIK.
+            raise AdapterError(
+                f"id {place} of {len(values)} is not an event id (a UUID such as "
+                "0b9d2c1e-5f1a-4c7e-9a57-3f0c2d1e4b6a); `hf-adapter events list` shows them",
+                reason="bad_id",
+            ) from None
     return ids
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import main
+from adapter.cli.events import parse_ids
+from adapter.errors import AdapterError
 from tests.support.logging_state import logging_kept
 from tests.unit.adapter.test_settings import valid_env
 
@@ -132,3 +134,14 @@ def test_an_str_number_the_api_would_refuse_is_refused_before_kki_or_the_store(
     assert code == 2
     assert captured.err.startswith("hf-adapter: error: --str takes an STR number: 1 to 50 ")
     assert not (tmp_path / "untouched").exists()  # no audit entry, no store opened
+
+
+def test_an_event_id_that_is_not_a_uuid_is_refused_without_being_echoed() -> None:
+    """What was typed where an event id goes may be a NIK: the refusal says which argument."""
+    nik = "3171014509870001"
+    with pytest.raises(AdapterError) as refused:
+        parse_ids(["0b9d2c1e-5f1a-4c7e-9a57-3f0c2d1e4b6b", nik])
+
+    assert refused.value.reason == "bad_id"
+    assert "id 2 of 2 is not an event id" in refused.value.message
+    assert nik not in refused.value.message
