@@ -186,16 +186,22 @@ class Worker:
         if time.monotonic() - self._last_depths < DEPTH_INTERVAL_S:
             return
         self._last_depths = time.monotonic()
-        try:
-            with self._sessions() as session:
-                depths = WebhookInbox(session).depths()
-            if extra is not None:
-                depths.update(extra())
-        except (SQLAlchemyError, *CONNECTION_ERRORS) as exc:
-            log.debug("queue depths unavailable: %s", type(exc).__name__)
-            return
-        for queue, depth in depths.items():
-            self._metrics.queue_depth.labels(queue).set(depth)
+        # The inbox's and the broker's depths each on their own: the outbox's depth matters
+        # most while the broker is away (HfWebhookOutboxStuck), so it never waits for it.
+        for source in (self._inbox_depths, extra):
+            if source is None:
+                continue
+            try:
+                depths = source()
+            except (SQLAlchemyError, *CONNECTION_ERRORS) as exc:
+                log.debug("queue depths unavailable: %s", type(exc).__name__)
+                continue
+            for queue, depth in depths.items():
+                self._metrics.queue_depth.labels(queue).set(depth)
+
+    def _inbox_depths(self) -> dict[str, int]:
+        with self._sessions() as session:
+            return WebhookInbox(session).depths()
 
     # -- the embedded queue -----------------------------------------------------------------
 
@@ -259,6 +265,7 @@ class Worker:
                         log.info("worker connected to the broker")
                     except CONNECTION_ERRORS as exc:
                         log.warning("broker unavailable (%s); retrying", type(exc).__name__)
+                        self._sample_depths()  # the outbox fills meanwhile: say so
                         self.stop_event.wait(RECONNECT_DELAY_S)
                         continue
                 try:
