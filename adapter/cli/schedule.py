@@ -154,6 +154,11 @@ def observe(schedule: DailySchedule, systems: Iterable[str]) -> None:
         metrics.overdue.labels(system).set(schedule.decide(system).overdue_s)
     for system, finished in schedule.last_successes().items():
         sync_metrics.last_success.labels(system).set(finished.timestamp())
+    for state in schedule.connections():
+        # At every poll, whoever recorded it (a worker, a look-up, another scheduler): set only
+        # at the end of this process's own runs, an outage after the day's sync went unseen
+        # and a recovery another process saw paged on. A disabled connection has no status.
+        sync_metrics.set_connection_status(state.system, state.status if state.enabled else "")
     metrics.polled.set_to_current_time()
 
 

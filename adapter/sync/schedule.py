@@ -33,7 +33,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.clock import Clock, utc_now
-from adapter.sdmk_integration_manager import ConnectionDisabled, connection_state
+from adapter.sdmk_integration_manager import (
+    ConnectionDisabled,
+    ConnectionState,
+    connection_state,
+)
 from adapter.sdmk_integration_manager.connections import backoff
 from adapter.store.locks import LockHeld
 from adapter.store.models import SyncCheckpoint, SyncRun
@@ -164,6 +168,11 @@ class DailySchedule:
     def _lock_held(self, system: str) -> bool:
         engine = self._sessions.kw.get("bind")
         return isinstance(engine, Engine) and sync_lock_held(engine, system)
+
+    def connections(self) -> list[ConnectionState]:
+        """The scheduled systems' connections as the store holds them now."""
+        with self._sessions() as session:
+            return [connection_state(session, system) for system in self._times]
 
     def last_successes(self) -> dict[str, dt.datetime]:
         """When each scheduled system's last successful batch sync finished (any process's)."""

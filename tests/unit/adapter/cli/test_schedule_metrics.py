@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.cli import main
-from adapter.cli.schedule import _observe_until
+from adapter.cli.schedule import _observe_until, observe
+from adapter.sdmk_integration_manager import record_failure, record_success, set_enabled
 from adapter.store.database import create_engine_from_url, session_factory
 from adapter.sync.schedule import DailySchedule
 from tests.support.databases import migrate
@@ -62,3 +63,41 @@ def test_the_gauges_keep_moving_while_the_loop_is_busy(sessions: sessionmaker[Se
 def test_once_with_a_metrics_port_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schedule", "--once", "--metrics-port", "9103"]) == 2
     assert "--metrics-port needs a long-running scheduler" in capsys.readouterr().err
+
+
+def status(system: str) -> dict[str, float | None]:
+    return {
+        name: REGISTRY.get_sample_value("hf_connection_status", {"system": system, "status": name})
+        for name in ("healthy", "degraded", "down")
+    }
+
+
+def test_the_connection_status_is_read_from_the_store_at_every_poll(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Set only at the end of this process's own runs, the gauge missed an outage a worker
+    recorded after the day's sync, and kept a recovery another process saw paging."""
+
+    def never(system: str, **kwargs: Any) -> Any:
+        raise AssertionError("observing never runs a sync")
+
+    schedule = DailySchedule({"sisdmk": dt.time(1, 0)}, "Asia/Jakarta", sessions, never)
+    with sessions.begin() as session:  # as a worker's failing calls would, three times
+        for _ in range(3):
+            record_failure(session, "sisdmk", "SISDMK: connection refused")
+    observe(schedule, ["sisdmk"])
+    down = status("sisdmk")
+    with sessions.begin() as session:  # another process's call succeeds
+        record_success(session, "sisdmk")
+    observe(schedule, ["sisdmk"])
+    recovered = status("sisdmk")
+    with sessions.begin() as session:
+        for _ in range(3):
+            record_failure(session, "sisdmk", "SISDMK: connection refused")
+        set_enabled(session, "sisdmk", enabled=False)
+    observe(schedule, ["sisdmk"])
+    disabled = status("sisdmk")
+
+    assert down == {"healthy": 0.0, "degraded": 0.0, "down": 1.0}
+    assert recovered == {"healthy": 1.0, "degraded": 0.0, "down": 0.0}
+    assert disabled == {"healthy": 0.0, "degraded": 0.0, "down": 0.0}
