@@ -66,8 +66,10 @@ def create_app(
     readiness = health.Readiness(settings.readiness_cache_s)
     readiness.add("database", lambda: _database_problem(engine))
     broker_url = settings.broker_url.get_secret_value() if settings.broker_url else None
-    readiness.add("broker", lambda: _broker_problem(broker_url))
-    readiness.add("sso", lambda: _sso_problem(settings))
+    # Reported, not gating: webhooks wait in the outbox while the broker is away, and tokens
+    # are checked with the cached keys while the SSO is; every replica shares both.
+    readiness.add("broker", lambda: _broker_problem(broker_url), gates=False)
+    readiness.add("sso", lambda: _sso_problem(settings), gates=False)
     # With OPS_BIND, /readyz and /metrics are answered only there (`serve` wires the listener).
     separate_ops = settings.ops_bind is not None
     health.init_app(app, readiness, ops_routes=not separate_ops)

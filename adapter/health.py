@@ -43,14 +43,25 @@ class Readiness:
         self._max_age_s = max_age_s
         self._clock = clock
         self._checks: dict[str, ReadinessCheck] = {}
+        # Checks whose failure is reported but does not make the process unready.
+        self._reported_only: set[str] = set()
         # Held while the checks run: probes arriving meanwhile wait and share that round.
         self._lock = threading.Lock()
         self._answer: tuple[float, dict[str, str | None]] | None = None
 
-    def add(self, name: str, check: ReadinessCheck) -> None:
+    def add(self, name: str, check: ReadinessCheck, *, gates: bool = True) -> None:
+        """`check` under `name`; with `gates` False its failure is reported (``degraded``)
+        but the process stays ready: a dependency every replica shares and can serve without
+        (the broker: the outbox keeps the events; the SSO: cached keys) must not pull every
+        replica out of the load balancer at once."""
         with self._lock:
             self._checks[name] = check
+            if not gates:
+                self._reported_only.add(name)
             self._answer = None
+
+    def gating(self, name: str) -> bool:
+        return name not in self._reported_only
 
     def results(self) -> dict[str, str | None]:
         """Each check's problem (None when fine), run again only when the last answer is old."""
@@ -106,12 +117,12 @@ def healthz() -> tuple[Response, int]:
 
 @ops_blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    results = cast(Readiness, current_app.extensions[READINESS]).results()
-    ready = all(result is None for result in results.values())
-    body = {
-        "status": "ready" if ready else "not_ready",
-        "checks": {name: result or "ok" for name, result in results.items()},
-    }
+    readiness = cast(Readiness, current_app.extensions[READINESS])
+    results = readiness.results()
+    failing = [name for name, result in results.items() if result is not None]
+    ready = not any(readiness.gating(name) for name in failing)
+    status = "not_ready" if not ready else "degraded" if failing else "ready"
+    body = {"status": status, "checks": {name: result or "ok" for name, result in results.items()}}
     return jsonify(body), 200 if ready else 503
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from flask import Flask
 
 from adapter import health
@@ -104,3 +105,30 @@ def test_ops_routes_can_be_left_off_an_app() -> None:
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200
         assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("database", "broker", "status", "code"),
+    [
+        (None, None, "ready", 200),
+        (None, "unreachable (ConnectionRefusedError)", "degraded", 200),
+        ("unreachable (OperationalError)", None, "not_ready", 503),
+    ],
+)
+def test_only_a_gating_check_makes_the_process_unready(
+    database: str | None, broker: str | None, status: str, code: int
+) -> None:
+    """The broker and the SSO are shared by every replica and served around (the outbox, the
+    cached keys): their failure answered 503 on every replica at once, and a load balancer
+    took them all out, webhooks and API with them."""
+    readiness = health.Readiness(0.0)
+    readiness.add("database", lambda: database)
+    readiness.add("broker", lambda: broker, gates=False)
+    app = health.ops_app(readiness)
+
+    with app.test_client() as client:
+        answer = client.get("/readyz")
+
+    assert answer.status_code == code
+    assert answer.json["status"] == status
+    assert answer.json["checks"] == {"database": database or "ok", "broker": broker or "ok"}
