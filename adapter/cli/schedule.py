@@ -154,6 +154,11 @@ def observe(schedule: DailySchedule, systems: Iterable[str]) -> None:
         metrics.overdue.labels(system).set(schedule.decide(system).overdue_s)
     for system, finished in schedule.last_successes().items():
         sync_metrics.last_success.labels(system).set(finished.timestamp())
+    # The loop that starts requested runs may be held for hours by a long sync while this
+    # thread's heartbeat stays fresh: how long a request has waited says so.
+    oldest = schedule.oldest_request_at()
+    waited = 0.0 if oldest is None else (schedule.now() - oldest).total_seconds()
+    metrics.request_waiting.set(max(0.0, waited))
     for state in schedule.connections():
         # At every poll, whoever recorded it (a worker, a look-up, another scheduler): set only
         # at the end of this process's own runs, an outage after the day's sync went unseen

@@ -91,6 +91,7 @@ class ScheduleMetrics(MetricSet):
 
     polled: Gauge
     overdue: Gauge
+    request_waiting: Gauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> ScheduleMetrics:
@@ -105,6 +106,12 @@ class ScheduleMetrics(MetricSet):
                 "Seconds a system's daily sync slot has passed with no run started (0 when "
                 "none is waiting).",
                 ["system"],
+                registry=registry,
+            ),
+            request_waiting=Gauge(
+                "hf_sync_request_waiting_seconds",
+                "Seconds the oldest sync run requested through the API has waited for a "
+                "scheduler to start it (0 when none is waiting).",
                 registry=registry,
             ),
         )

@@ -169,6 +169,16 @@ class DailySchedule:
         engine = self._sessions.kw.get("bind")
         return isinstance(engine, Engine) and sync_lock_held(engine, system)
 
+    def now(self) -> dt.datetime:
+        """The schedule's clock (a test's own)."""
+        return self._clock()
+
+    def oldest_request_at(self) -> dt.datetime | None:
+        """When the oldest sync run requested through the API and not yet started was asked for."""
+        with self._sessions() as session:
+            waiting = pending_requests(session)
+        return waiting[0].requested_at if waiting else None
+
     def connections(self) -> list[ConnectionState]:
         """The scheduled systems' connections as the store holds them now."""
         with self._sessions() as session:

@@ -31,6 +31,7 @@ EXPECTED = {
     "HfScheduledSyncMissed",  # scheduler missed its slot
     "HfSchedulerDown",
     "HfSchedulerAbsent",
+    "HfSyncRequestWaiting",  # a requested run held up behind a long one
     "HfConnectionDown",
     "HfCircuitBreakerOpen",  # breaker open
     "HfAuditChainBroken",  # audit chain broken

@@ -19,6 +19,7 @@ from adapter.cli import main
 from adapter.cli.schedule import _observe_until, observe
 from adapter.sdmk_integration_manager import record_failure, record_success, set_enabled
 from adapter.store.database import create_engine_from_url, session_factory
+from adapter.sync.requests import request_run
 from adapter.sync.schedule import DailySchedule
 from tests.support.databases import migrate
 
@@ -101,3 +102,29 @@ def test_the_connection_status_is_read_from_the_store_at_every_poll(
     assert down == {"healthy": 0.0, "degraded": 0.0, "down": 1.0}
     assert recovered == {"healthy": 1.0, "degraded": 0.0, "down": 0.0}
     assert disabled == {"healthy": 0.0, "degraded": 0.0, "down": 0.0}
+
+
+def test_a_requested_run_waiting_shows_its_age_while_the_heartbeat_is_fresh(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The heartbeat comes from the metrics thread: a loop held by a long sync kept it fresh
+    while a run requested through the API waited for hours, and nothing said so."""
+    asked = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.UTC)
+    now = [asked]
+
+    def never(system: str, **kwargs: Any) -> Any:
+        raise AssertionError("observing never runs a sync")
+
+    schedule = DailySchedule(
+        {"kki": dt.time(1, 0)}, "Asia/Jakarta", sessions, never, clock=lambda: now[0]
+    )
+    engine = sessions.kw["bind"]
+    observe(schedule, ["kki"])
+    none_waiting = REGISTRY.get_sample_value("hf_sync_request_waiting_seconds")
+    with sessions.begin() as session:
+        request_run(session, engine, "kki", full=False, requested_by="ops", now=asked)
+    now[0] = asked + dt.timedelta(minutes=45)
+    observe(schedule, ["kki"])
+
+    assert none_waiting == 0.0
+    assert REGISTRY.get_sample_value("hf_sync_request_waiting_seconds") == 45 * 60
