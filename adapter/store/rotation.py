@@ -174,20 +174,23 @@ def rotate_keys(
                 continue
             total = _count(engine_or_session_factory, spec, stale)
             failed: list[Any] = []  # keys of this batch's rows whose values do not decrypt
-            last_failed: Any = None
+            last: Any = None  # the last key a batch selected
             while True:
                 if stop is not None and stop():
                     report.interrupted = True
                     break
-                # Past the last row that failed (batches go in key order): a failed row is
-                # not selected again, whatever their number. A row passed over while a writer
-                # held it (PostgreSQL) is counted as remaining, for the next run.
-                pending = stale if last_failed is None else and_(stale, spec.key > last_failed)
-                selected, rows, tokens = _rotate_batch(
+                # Past the last row selected (batches go in key order), by an index seek: the
+                # rows before are rotated, failed (not selected again, whatever their number)
+                # or passed over while a writer held them (PostgreSQL; counted as remaining,
+                # for the next run). From the table's start each time, every batch scanned
+                # the rows rotated so far: quadratic in a national table.
+                pending = stale if last is None else and_(stale, spec.key > last)
+                selected, rows, tokens, last_key = _rotate_batch(
                     engine_or_session_factory, cipher, spec, pending, batch_size, actor, failed
                 )
+                if last_key is not None:
+                    last = last_key
                 if failed:  # counted; only the first keys kept (a wrong key fails them all)
-                    last_failed = failed[-1]
                     stats.failed_count += len(failed)
                     room = FAILED_KEYS_KEPT - len(stats.failed)
                     stats.failed.extend(str(key) for key in failed[: max(room, 0)])
@@ -249,12 +252,12 @@ def _rotate_batch(
     batch_size: int,
     actor: Actor | None = None,
     failed: list[Any] | None = None,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, Any]:
     """Re-encrypt one batch in its own transaction; (rows selected, rows rewritten, tokens
-    rewritten). A row with a value that does not decrypt is left as it is and its key added to
-    `failed` (without it: `RotationError`). With `actor` (`source` then a session factory with
-    the audit keys), the batch's audit entry is in the same transaction: every value decrypted
-    and written again is on the trail."""
+    rewritten, the last key selected). A row with a value that does not decrypt is left as it
+    is and its key added to `failed` (without it: `RotationError`). With `actor` (`source` then
+    a session factory with the audit keys), the batch's audit entry is in the same
+    transaction: every value decrypted and written again is on the trail."""
     with ExitStack() as scope:
         session: Session | None = None
         if actor is not None:
@@ -269,7 +272,7 @@ def _rotate_batch(
             query = query.with_for_update(skip_locked=True)
         selected = connection.execute(query).all()
         if not selected:
-            return 0, 0, 0
+            return 0, 0, 0, None
         parameters: list[dict[str, Any]] = []
         rows = []
         tokens = 0
@@ -297,7 +300,7 @@ def _rotate_batch(
             rows.append(row)
             parameters.append(values)
         if not parameters:
-            return len(selected), 0, 0
+            return len(selected), 0, 0, selected[-1][0]
         statement = (
             sql_update(spec.table)
             .where(spec.key == bindparam(_ROW_KEY))
@@ -320,7 +323,7 @@ def _rotate_batch(
                     "row_ids": [str(row[0]) for row in rows],
                 },
             )
-    return len(selected), len(rows), tokens
+    return len(selected), len(rows), tokens, selected[-1][0]
 
 
 def _personal_fields(column: str) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from adapter.store import rotation
 from adapter.store.crypto import BlindIndex, FieldCipher, FieldContext, Key, KeyRing
@@ -68,6 +68,30 @@ def test_rotate_reencrypts_every_token_once_under_active_key_when_ring_is_b_then
 
     assert (again.rows, again.batches, again.remaining) == (0, 0, 0)
     assert tokens(store.engine) == rotated
+
+
+def test_each_batch_seeks_past_the_last_key_the_one_before_selected(store: Store) -> None:
+    """Each batch selected the stale rows from the table's start: it scanned every row rotated
+    so far, quadratic work on a table of millions. It now starts after the previous batch."""
+    selects: list[tuple[str, object]] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def record(
+        conn: object, cursor: object, statement: str, parameters: object, *a: object
+    ) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM health_workers" in statement:
+            selects.append((statement, parameters))
+
+    try:
+        report = rotate_keys(store.engine, cipher_of(KEY_B, KEY_A), batch_size=BATCH)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+
+    assert report.tables["health_workers"].rows == 200
+    batches = [(text, params) for text, params in selects if "LIMIT" in text.upper()]
+    assert len(batches) == 200 // BATCH + 1  # the last one finds nothing
+    assert "health_workers.id >" not in batches[0][0]
+    assert all("health_workers.id >" in text for text, _ in batches[1:])
 
 
 def test_rotation_interrupted_after_two_batches_resumes_to_same_state(store: Store) -> None:
