@@ -246,16 +246,19 @@ class Settings(BaseSettings):
                 "postgresql+psycopg://user:password@host:5432/database"
             )
         normalized = f"{_DATABASE_SCHEMES[scheme]}://{rest}"
-        authority, _, path = rest.partition("/")
-        path = path.partition("?")[0]
+        before_query = rest.partition("?")[0]
+        authority = rest.partition("/")[0]
+        # Two @ before the query: the password holds one (and perhaps a / before it, which
+        # hid the second from a look at the authority alone). One @ after an unencoded / in the
+        # password parses as it should, and a query's own @ (a file path) is no password's.
         if authority.count("@") > 1 or (
-            not scheme.startswith("sqlite") and "@" in path
-        ):  # an @ after the first / is a password's /, unencoded, then its @
+            not scheme.startswith("sqlite") and before_query.count("@") > 1
+        ):
             # SQLAlchemy would take the password's end for the host, and print it back in
             # every error about that "host".
             raise ValueError(
-                "has more than one @ before the host, or an @ after a /; a password with @, : "
-                "or / must be percent-encoded, e.g. @ as %40 and / as %2F"
+                "has more than one @ before the host; a password with @, : or / must be "
+                "percent-encoded, e.g. @ as %40 and / as %2F"
             )
         try:
             make_url(normalized)

@@ -358,6 +358,18 @@ def test_a_password_with_a_reserved_character_is_told_to_be_percent_encoded(
     assert "ecret" not in str(error)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://hf:ab/cd@127.0.0.1:5432/hf",  # a / in the password, one @
+        "postgresql+psycopg://hf:pw@127.0.0.1:5432/hf?sslrootcert=/etc/ssl/a@b.pem",
+        "postgresql+psycopg://hf:pw@/hf?host=/var/run/postgresql",
+    ],
+)
+def test_urls_with_one_at_before_the_query_are_accepted(url: str) -> None:
+    assert load_settings(valid_env() | {"DATABASE_URL": url}).database_url
+
+
 def test_log_level_is_read_whatever_its_case() -> None:
     assert load_settings(valid_env() | {"LOG_LEVEL": "warning"}).log_level == "WARNING"
 
