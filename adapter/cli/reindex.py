@@ -84,7 +84,7 @@ def _summary(report: ReindexReport, *, previous_key_set: bool) -> int:
             str(done.rows),
             str(done.withdrawn),
             str(len(done.conflicts)),
-            str(len(done.undecryptable)),
+            str(done.undecryptable_count),
             str(done.remaining),
         )
     console = table_console()
@@ -104,12 +104,16 @@ def _summary(report: ReindexReport, *, previous_key_set: bool) -> int:
             "BLIND_INDEX_PREVIOUS_KEY set"
         )
         return EXIT_PROBLEM
-    if report.undecryptable:
+    if report.undecryptable_count:
+        shown = _ids(report.undecryptable)
+        if report.undecryptable_count > len(report.undecryptable):
+            shown = f"{shown} (of {report.undecryptable_count})"
         _error(
-            f"{len(report.undecryptable)} row(s) hold a value that does not decrypt (damaged, "
-            f"or moved between rows): {_ids(report.undecryptable)}; they stay under the old "
-            "key, keep BLIND_INDEX_PREVIOUS_KEY set; restore them from a backup or let their "
-            "source send them again, then run `hf-adapter keys reindex` again"
+            f"{report.undecryptable_count} row(s) hold a value that does not decrypt: {shown}; "
+            "they stay under the old key, keep BLIND_INDEX_PREVIOUS_KEY set. Most or all rows: "
+            "an ENCRYPTION_KEYS secret is wrong (check it against the key that wrote them). A "
+            "few: those values are damaged or moved between rows; restore them from a backup "
+            "or let their source send them again. Then run `hf-adapter keys reindex` again"
         )
         return EXIT_PROBLEM
     if report.remaining:

@@ -93,6 +93,10 @@ ProgressCallback = Callable[["BatchDone"], None]
 StopCallback = Callable[[], bool]
 
 
+# Ids of rows whose value does not decrypt kept in a report (all are counted).
+UNDECRYPTABLE_KEPT: Final = 100
+
+
 class BlindIndexKeyError(ConfigurationError):
     """Stored digests are under a blind-index key that is not configured."""
 
@@ -116,7 +120,10 @@ class TableReindex:
     # Workers whose new NIK digest another worker already holds: two rows for one person
     # (stored while the old key was missing); left under the old key for an operator.
     conflicts: list[uuid.UUID] = field(default_factory=list)
-    undecryptable: list[uuid.UUID] = field(default_factory=list)  # left under the old key
+    # Rows left under the old key because their value does not decrypt: the first
+    # `UNDECRYPTABLE_KEPT` ids, and how many in all (a wrong key secret fails every row).
+    undecryptable: list[uuid.UUID] = field(default_factory=list)
+    undecryptable_count: int = 0
     remaining: int = 0  # rows still under another key at the end
 
 
@@ -143,6 +150,10 @@ class ReindexReport:
     @property
     def undecryptable(self) -> list[uuid.UUID]:
         return [row for table in self.tables.values() for row in table.undecryptable]
+
+    @property
+    def undecryptable_count(self) -> int:
+        return sum(table.undecryptable_count for table in self.tables.values())
 
     @property
     def rows_per_second(self) -> float:
@@ -256,7 +267,9 @@ def reindex_blind_index(
                     stats.rows += len(batch.reindexed)
                     stats.withdrawn += len(batch.withdrawn)
                     stats.conflicts.extend(batch.conflicts)
-                    stats.undecryptable.extend(batch.undecryptable)
+                    stats.undecryptable_count += len(batch.undecryptable)
+                    room = max(UNDECRYPTABLE_KEPT - len(stats.undecryptable), 0)
+                    stats.undecryptable.extend(batch.undecryptable[:room])
                     report.batches += 1
                     if progress is not None:
                         done = stats.rows + stats.withdrawn
@@ -494,9 +507,15 @@ def _check_values(connection: Connection, blind_index: BlindIndex) -> None:
     postgresql = connection.dialect.name == "postgresql"
     insert = postgresql_insert(BlindIndexKey) if postgresql else sqlite_insert(BlindIndexKey)
     now = dt.datetime.now(dt.UTC)
-    # The previous key was in use before the current one: seen together for the first time, it
-    # is recorded as the earlier, so the order of first use is the order of the keys.
-    first_used = {kid: now if kid == blind_index.kid else now - _EARLIER for kid in ours}
+    # The previous key was in use before the current one: seen for the first time, it is
+    # recorded as the earlier, so the order of first use is the order of the keys — earlier
+    # than the current key's own row too, when that one was recorded before (a re-index run
+    # without BLIND_INDEX_PREVIOUS_KEY, the previous key's digests older than this table).
+    current_since = connection.execute(
+        select(BlindIndexKey.first_used_at).where(BlindIndexKey.kid == blind_index.kid)
+    ).scalar_one_or_none()
+    earliest = now if current_since is None else min(now, current_since)
+    first_used = {kid: now if kid == blind_index.kid else earliest - _EARLIER for kid in ours}
     # Another process starting with the same id at once: the first row wins, the other compares.
     connection.execute(
         insert.on_conflict_do_nothing(index_elements=["kid"]),

@@ -10,13 +10,13 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from adapter.audit import command_line_operator, verify_chain
 from adapter.composition import build_services
 from adapter.settings import load_settings
 from adapter.store.crypto import BlindIndex, FieldContext, Key
-from adapter.store.models import AuditEvent, HealthWorker, IdentityFinding
+from adapter.store.models import AuditEvent, BlindIndexKey, HealthWorker, IdentityFinding
 from adapter.store.reindex import (
     AUDIT_ACTION,
     BatchDone,
@@ -175,6 +175,28 @@ def test_a_reindex_with_the_replaced_key_is_refused_and_moves_no_digest_back(
     assert raw_dump(store.engine) == before
 
 
+def test_a_previous_key_first_recorded_after_the_new_one_is_still_the_older(
+    store: Store,
+) -> None:
+    """The old key's digests predate the key table (no row for it); a re-index run with the new
+    key alone records the new key and stops early; the operator then adds the old key as
+    BLIND_INDEX_PREVIOUS_KEY. Recorded at that moment, the old key looked newer than the new
+    one, and every later re-index was refused as 'out of date'."""
+    with store.engine.begin() as connection:
+        connection.execute(delete(BlindIndexKey))
+    first = reindex_blind_index(
+        store.engine, store.sessions, CIPHER, NEW, actor=command_line_operator(), stop=lambda: True
+    )
+    assert first.interrupted
+
+    finished = reindex_blind_index(
+        store.engine, store.sessions, CIPHER, DURING, actor=command_line_operator()
+    )
+
+    assert finished.remaining == 0
+    assert stored_key_ids(store.engine)["health_workers"] == ("bidx-2",)
+
+
 def test_a_row_that_does_not_decrypt_is_named_and_the_reindex_goes_on_past_it(
     store: Store,
 ) -> None:
@@ -198,6 +220,7 @@ def test_a_row_that_does_not_decrypt_is_named_and_the_reindex_goes_on_past_it(
     )
 
     assert report.undecryptable == [second.id]
+    assert report.undecryptable_count == 1
     assert report.tables["health_workers"].rows == WORKERS - 1
     assert report.remaining == 1
     assert count_stale(store.engine, NEW)["health_workers"] == 1
