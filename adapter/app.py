@@ -18,6 +18,8 @@ from werkzeug.exceptions import HTTPException
 
 from adapter import health
 from adapter.api import views as api_views
+from adapter.auth import web as auth_web
+from adapter.auth.jwks import JwksCache
 from adapter.clients.http import verify_from
 from adapter.composition import build_services
 from adapter.errors import AdapterError
@@ -70,6 +72,9 @@ def create_app(
     # are checked with the cached keys while the SSO is; every replica shares both.
     readiness.add("broker", lambda: _broker_problem(broker_url), gates=False)
     readiness.add("sso", lambda: _sso_problem(settings), gates=False)
+    # But a process that has never had the SSO's keys cannot check a single token (a new
+    # replica during an SSO outage, a wrong CA_BUNDLE or OIDC_ISSUER in a rollout): not ready.
+    readiness.add("signing_keys", lambda: _signing_keys_problem(app))
     # With OPS_BIND, /readyz and /metrics are answered only there (`serve` wires the listener).
     separate_ops = settings.ops_bind is not None
     health.init_app(app, readiness, ops_routes=not separate_ops)
@@ -151,6 +156,18 @@ def _sso_problem(settings: Settings) -> str | None:
     if response.status_code != 200:
         return f"discovery answered {response.status_code}"
     return None
+
+
+def _signing_keys_problem(app: Flask) -> str | None:
+    """Whether this process holds a key set to check tokens with; fetched now if it has none
+    yet (the probes at start-up warm it), within the cooldown and the fetch's deadline."""
+    keys = getattr(app.extensions.get(auth_web.EXTENSION), "keys", None)
+    if not isinstance(keys, JwksCache) or keys.key_ids:
+        return None
+    keys.refresh()
+    if keys.key_ids:
+        return None
+    return f"none fetched yet ({keys.last_error or 'the SSO gave no usable key'})"
 
 
 def _broker_problem(url: str | None) -> str | None:

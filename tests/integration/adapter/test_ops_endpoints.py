@@ -28,15 +28,18 @@ from harness.processes import ManagedProcess, free_port
 from tests.integration.adapter.queue.tcp_proxy import TcpFaultProxy
 from tests.integration.adapter.sync.support import adapter_environment, migrated
 from tests.integration.adapter.webhooks.support import broker_url
+from tests.unit.adapter.auth.auth_fakes import jwks, rsa_key
 
 pytestmark = pytest.mark.integration
 
 DISCOVERY = "/.well-known/openid-configuration"
+CERTS = "/protocol/openid-connect/certs"
 CALLS = 10
 
 
 class CountingSso:
-    """An SSO stand-in that answers its discovery document and counts the requests for it."""
+    """An SSO stand-in that answers its discovery document and its key set, and counts the
+    requests for the discovery document."""
 
     def __init__(self) -> None:
         self.requests = 0
@@ -44,9 +47,15 @@ class CountingSso:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                sso.requests += 1
-                body = json.dumps({"issuer": sso.issuer}).encode()
-                self.send_response(200 if self.path.endswith(DISCOVERY) else 404)
+                if self.path.endswith(CERTS):
+                    body = json.dumps(jwks(rsa_key())).encode()
+                    self.send_response(200)
+                else:
+                    sso.requests += 1
+                    body = json.dumps(
+                        {"issuer": sso.issuer, "jwks_uri": sso.issuer + CERTS}
+                    ).encode()
+                    self.send_response(200 if self.path.endswith(DISCOVERY) else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -108,7 +117,12 @@ def _readyz_calls(url: str, times: int, counts: dict[str, Any]) -> tuple[int, in
         for _ in range(times):
             ready = client.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "sso": "ok"}
+            assert ready.json()["checks"] == {
+                "database": "ok",
+                "broker": "ok",
+                "sso": "ok",
+                "signing_keys": "ok",
+            }
     return (
         len(statements) - before[0],
         proxy.accepted - before[1],
@@ -120,14 +134,16 @@ def test_readiness_calls_within_the_cache_window_cost_one_round_of_checks(
     tmp_path: Path,
 ) -> None:
     # A 300 s window: the calls fall inside it however slow the machine is.
+    # The SSO's discovery document twice in the round: the probe, and once for good to find
+    # the key set the process fetches then (signing_keys).
     with counted_adapter(tmp_path, "300") as (url, counts):
-        assert _readyz_calls(url, CALLS, counts) == (1, 1, 1)
+        assert _readyz_calls(url, CALLS, counts) == (1, 1, 2)
 
 
 def test_without_a_cache_every_readiness_call_runs_every_check(tmp_path: Path) -> None:
     # The counters above count what they claim: with no window each call costs a round.
     with counted_adapter(tmp_path, "0") as (url, counts):
-        assert _readyz_calls(url, 3, counts) == (3, 3, 3)
+        assert _readyz_calls(url, 3, counts) == (3, 3, 4)  # the key set fetched once
 
 
 # -- OPS_BIND: a real `hf-adapter serve` -------------------------------------------------------
@@ -176,7 +192,7 @@ def test_ops_bind_serves_readyz_and_metrics_only_on_the_ops_port(
         assert "hf_http_requests" in metrics.text
         ready = inside.get("/readyz")  # the SSO and registries are not running: 503, but here
         assert ready.status_code in (200, 503)
-        assert set(ready.json()["checks"]) == {"database", "broker", "sso"}
+        assert set(ready.json()["checks"]) == {"database", "broker", "sso", "signing_keys"}
         assert ready.headers["Cache-Control"] == "no-store"
         assert ready.headers["X-Content-Type-Options"] == "nosniff"
         assert inside.get("/api/v1/health-workers").status_code == 404  # only ops here
@@ -217,3 +233,30 @@ def test_serve_refuses_an_ops_bind_it_cannot_keep_apart(
     )
     assert done.returncode != 0
     assert expected in done.stderr
+
+
+def test_a_process_that_never_had_the_ssos_keys_is_not_ready(tmp_path: Path) -> None:
+    """The SSO does not gate readiness while a process checks tokens with keys it holds; a
+    process that never fetched them (a replica started during an SSO outage, a wrong
+    OIDC_ISSUER or CA_BUNDLE in a rollout) can check none, and must not take traffic."""
+    database = f"sqlite:///{tmp_path / 'adapter.sqlite3'}"
+    engine = migrated(make_url(database))
+    nowhere = f"http://127.0.0.1:{free_port()}/realms/healthforce"
+    env = adapter_environment(database, "http://127.0.0.1:9", "http://127.0.0.1:9") | {
+        "OIDC_ISSUER": nowhere,
+        "READINESS_CACHE_S": "0",
+    }
+    try:
+        app = create_app(load_settings(env), engine=engine)
+        with app.test_client() as client:
+            ready = client.get("/readyz")
+    finally:
+        engine.dispose()
+    assert ready.status_code == 503
+    checks = ready.get_json()["checks"]
+    assert ready.get_json()["status"] == "not_ready"
+    assert checks["database"] == "ok"
+    assert checks["sso"].startswith("unreachable")
+    assert checks["signing_keys"].startswith(
+        "none fetched yet (OIDC discovery: the SSO is unreachable"
+    )

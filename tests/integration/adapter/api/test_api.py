@@ -661,7 +661,7 @@ def test_readyz_checks_database_broker_and_sso(adapter: Adapter) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "broker": "ok", "sso": "ok"},
+        "checks": {"database": "ok", "broker": "ok", "sso": "ok", "signing_keys": "ok"},
     }
 
 
