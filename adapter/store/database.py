@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     # Alembic is imported by the functions that migrate or check (a tenth of a second that the
     # commands which only read and write rows do not pay at start).
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
 
 MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
 # PostgreSQL: a small pool per process (serve and worker scale by processes; docs/architecture.md,
@@ -299,15 +300,21 @@ def downgrade(engine_or_url: Engine | str | URL, revision: str = "base") -> None
         command.downgrade(config, revision)
 
 
+def _revisions(context: MigrationContext) -> tuple[set[str], set[str]]:
+    """The database's current revisions and the migrations' heads."""
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(_base_config()).get_heads())
+    return set(context.get_current_heads()), heads
+
+
 def require_migrated(engine: Engine) -> None:
     """`DatabaseUnavailableError` (``database_not_migrated``: a command cannot run, exit 2)
     unless the database is at the migrations' head; `check` then compares the models."""
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     with connected(engine) as connection:
-        heads = set(ScriptDirectory.from_config(_base_config()).get_heads())
-        current = set(MigrationContext.configure(connection).get_current_heads())
+        current, heads = _revisions(MigrationContext.configure(connection))
     if current != heads:
         shown = ", ".join(sorted(current)) or "none"
         raise DatabaseUnavailableError(
@@ -322,14 +329,12 @@ def check(engine_or_url: Engine | str | URL) -> None:
     """`SchemaDriftError` unless the database is at head and matches the models exactly."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     with connected(engine_or_url) as connection:
-        heads = set(ScriptDirectory.from_config(_base_config()).get_heads())
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "render_as_batch": True}
         )
-        current = set(context.get_current_heads())
+        current, heads = _revisions(context)
         if current != heads:
             shown = ", ".join(sorted(current)) or "none (empty database)"
             raise SchemaDriftError(
