@@ -10,22 +10,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.observability.event_metrics import EventMetrics
 from adapter.queue.rabbit import RabbitConsumer, RabbitPublisher
 from adapter.queue.topology import QueueTopology
-from adapter.queue.worker import Worker
 from adapter.webhooks.inbox import WebhookInbox
-from tests.integration.adapter.queue.worker_support import started
+from tests.integration.adapter.queue.worker_support import NeverCalled, bare_worker, started
 from tests.integration.adapter.webhooks.test_inbox_marks import received
 
 pytestmark = pytest.mark.integration
 
 NOBODY = "amqp://guest:guest@127.0.0.1:9//"
-
-
-class NeverCalled:
-    def process(self, *args: object, **kwargs: object) -> object:
-        raise AssertionError("no message can arrive without a broker")
 
 
 def test_the_outbox_depth_is_reported_while_the_broker_is_away(
@@ -35,12 +28,7 @@ def test_the_outbox_depth_is_reported_while_the_broker_is_away(
     with sessions() as session:
         expected = WebhookInbox(session).depths()["outbox_unpublished"]
     registry = CollectorRegistry()
-    worker = Worker(
-        processor=NeverCalled(),  # type: ignore[arg-type]
-        sessions=sessions,
-        metrics=EventMetrics.for_registry(registry),
-        concurrency=1,
-    )
+    worker = bare_worker(NeverCalled(), concurrency=1, sessions=sessions, registry=registry)
     topology = QueueTopology("hf-test-nobody", 5, (1.0,))
     thread, raised = started(
         worker,

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any
 
 import pytest
 from kombu import Connection
 
 from adapter.queue.rabbit import RabbitConsumer, RabbitPublisher, declare_topology
 from adapter.queue.topology import EVENT_ROUTING_KEY, QueueTopology
-from tests.integration.adapter.queue.worker_support import bare_worker, started
+from tests.integration.adapter.queue.worker_support import NeverCalled, bare_worker, started
 from tests.integration.adapter.webhooks.support import broker_url, delete_topology
 
 pytestmark = pytest.mark.integration
@@ -26,11 +25,6 @@ UNREADABLE = (
     ("{not json", "application/json"),
     (json.dumps({"hello": "world"}), "application/json"),
 )
-
-
-class NeverCalled:
-    def process(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("no event message was in the queue")
 
 
 def test_unreadable_messages_are_dead_lettered_and_the_worker_keeps_running() -> None:

@@ -30,11 +30,28 @@ class NoDatabase:
         raise SQLAlchemyError("no database in this test")
 
 
-def bare_worker(processor: Any, *, concurrency: int = 2) -> Worker:
+class NeverCalled:
+    """A processor for tests where no event message can reach it."""
+
+    def process(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no event message was to reach the processor")
+
+
+def bare_worker(
+    processor: Any,
+    *,
+    concurrency: int = 2,
+    sessions: Any = None,
+    registry: CollectorRegistry | None = None,
+) -> Worker:
+    """A worker around `processor`; without `sessions`, with no database at all; its metrics
+    in `registry` (a registry of its own without)."""
     return Worker(
         processor=processor,
-        sessions=NoDatabase(),  # type: ignore[arg-type]
-        metrics=EventMetrics.for_registry(CollectorRegistry()),
+        sessions=sessions if sessions is not None else NoDatabase(),
+        metrics=EventMetrics.for_registry(
+            registry if registry is not None else CollectorRegistry()
+        ),
         concurrency=concurrency,
     )
 
