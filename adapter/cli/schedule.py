@@ -32,6 +32,7 @@ from adapter.clock import utc_now
 from adapter.composition import build_services
 from adapter.observability.sync_metrics import ScheduleMetrics, SyncMetrics
 from adapter.settings import load_settings
+from adapter.store.models import SYSTEMS
 from adapter.sync.schedule import DailySchedule, Decision, Outcome
 from adapter.sync.service import SyncRunResult
 
@@ -45,6 +46,7 @@ def run(*, once: bool, metrics_port: int | None = None, metrics_host: str = "127
     settings = load_settings()
     if metrics_port is not None:  # first: a port taken stops it before any work
         start_metrics_server(metrics_port, metrics_host)
+        SyncMetrics.for_registry().start_at_zero(SYSTEMS)
     services = build_services(settings, check_temporary=True)
     services.start_sealer()
     clock = utc_now  # one clock for the schedule's decisions and the runs it starts

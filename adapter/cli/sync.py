@@ -60,6 +60,8 @@ def run(
     # (process_*, python_*): node_exporter's textfile collector serves every file beside its
     # own series, and those would clash with its own and with the other system's file.
     registry = CollectorRegistry()
+    sync_metrics = SyncMetrics.for_registry(registry)
+    sync_metrics.start_at_zero([system])  # this system's only: the collector merges the files
     stderr = Console(stderr=True)
     # SIGTERM at the console ends the run as Ctrl-C does: recorded as interrupted, summarised.
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -84,7 +86,7 @@ def run(
                     full=full,
                     progress=on_page,
                     page_size=page_size,
-                    metrics=SyncMetrics.for_registry(registry),
+                    metrics=sync_metrics,
                     client_metrics=ClientMetrics.for_registry(registry),
                     started_by=command_line_operator(),
                 )

@@ -7,15 +7,19 @@ external-call metrics (latency, status, retries, breaker) live with the clients
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from adapter.observability.metric_sets import MetricSet
-from adapter.store.models import CONNECTION_STATUSES
+from adapter.store.models import CONNECTION_STATUSES, SYNC_MODES
 
 SYNC_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+# How a run ended (`hf_sync_runs_total{status}`) and what became of its records.
+RUN_OUTCOMES: Final = ("succeeded", "failed")
+RECORD_OUTCOMES: Final = ("created", "updated", "unchanged", "rejected")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,24 @@ class SyncMetrics(MetricSet):
                 registry=registry,
             ),
         )
+
+    def start_at_zero(self, systems: Iterable[str]) -> None:
+        """Expose the counters of `systems`' runs at 0 before any run ends.
+
+        A counter series born at its first count hides that count from `increase()`: after a
+        restart, the first successful run would not show in `HfSyncFailing`'s `unless` branch
+        (nor the first failure in its count). The last success's timestamp is left unset: a 0
+        there would read as a sync 56 years ago (`HfSyncStale`).
+        """
+        for system in systems:
+            for mode in SYNC_MODES:
+                for status in RUN_OUTCOMES:
+                    self.runs.labels(system, mode, status)
+            for status in RUN_OUTCOMES:
+                self.duration.labels(system, status)
+            for outcome in RECORD_OUTCOMES:
+                self.records.labels(system, outcome)
+            self.findings.labels(system)
 
     def set_connection_status(self, system: str, status: str) -> None:
         for candidate in CONNECTION_STATUSES:

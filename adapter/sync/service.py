@@ -49,7 +49,7 @@ from adapter.clients.kki import KkiClient
 from adapter.clients.sisdmk import SisdmkClient
 from adapter.clock import Clock, utc_now
 from adapter.errors import AdapterError
-from adapter.observability.sync_metrics import SyncMetrics
+from adapter.observability.sync_metrics import RECORD_OUTCOMES, SyncMetrics
 from adapter.observability.tracing import start_span
 from adapter.sdmk_integration_manager import (
     ConnectionDisabled,
@@ -614,7 +614,7 @@ def _observe(
     duration_s: float,
 ) -> None:
     metrics.runs.labels(system, mode, status).inc()
-    for outcome in ("created", "updated", "unchanged", "rejected"):
+    for outcome in RECORD_OUTCOMES:
         metrics.records.labels(system, outcome).inc(getattr(counts, outcome))
     metrics.findings.labels(system).inc(findings)
     metrics.duration.labels(system, status).observe(duration_s)

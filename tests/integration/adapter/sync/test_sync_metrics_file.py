@@ -80,6 +80,13 @@ def test_sync_metrics_files_hold_only_the_syncs_series_and_two_systems_never_cla
         assert names >= DOCUMENTED, sorted(DOCUMENTED - names)
         samples = [sample for family in families for sample in family.samples]
         assert {sample.labels.get("system") for sample in samples} == {system}
+        # A failure before this run's end would be counted from 0, not hidden by being first.
+        runs = {
+            (s.labels["mode"], s.labels["status"]): s.value
+            for s in samples
+            if s.name == "hf_sync_runs_total"
+        }
+        assert runs[("full", "failed")] == runs[("incremental", "failed")] == 0
         series[system] = {(s.name, frozenset(s.labels.items())) for s in samples}
 
     # The collector refuses a series two files both hold ("collected before with the same name
