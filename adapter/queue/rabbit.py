@@ -48,11 +48,17 @@ def open_connection(url: str) -> Connection:
     return Connection(url, connect_timeout=CONNECT_TIMEOUT_S, heartbeat=HEARTBEAT_S)
 
 
+class Unroutable(Exception):
+    """The broker confirmed a publish that no queue took (a queue deleted, say)."""
+
+
 class PublisherConfirms:
     """The confirms of one channel in confirm mode, awaited for a whole batch at once.
 
     RabbitMQ numbers a confirm-mode channel's publishes 1, 2, 3 … and acks (or nacks) them,
-    one tag or every tag up to one (``multiple``), in any order.
+    one tag or every tag up to one (``multiple``), in any order. Publishes are mandatory: one
+    that no queue takes comes back (``basic.return``) before its ack, which alone would say
+    nothing of it — the broker acks a message it dropped for want of a queue.
     """
 
     def __init__(self, channel: Any) -> None:
@@ -60,9 +66,11 @@ class PublisherConfirms:
         self._published = 0
         self._unconfirmed: set[int] = set()
         self._nacked = False
+        self._returned: list[str] = []
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
 
     def published(self) -> None:
         self._published += 1
@@ -78,6 +86,10 @@ class PublisherConfirms:
             self._channel.connection.drain_events(timeout=remaining)
         if self._nacked:
             raise amqp.exceptions.MessageNacked()
+        if self._returned:
+            raise Unroutable(
+                f"{len(self._returned)} message(s) reached no queue: {self._returned[0]}"
+            )
 
     def _settle(self, delivery_tag: int, multiple: bool) -> None:
         if multiple:
@@ -91,6 +103,9 @@ class PublisherConfirms:
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self._settle(delivery_tag, multiple)
         self._nacked = True
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        self._returned.append(f"exchange {exchange!r}, routing key {routing_key!r} ({exc})")
 
 
 def declare_topology(connection: Connection, topology: QueueTopology) -> None:
@@ -181,17 +196,27 @@ class RabbitPublisher:
         # batches; a broker restart): it is replaced and the batch sent again at once, not
         # the broker called unreachable. A message sent twice is applied once (the inbox).
         kept = getattr(self._local, "producer", None) is not None
+        again = True  # one more try at once, after a kept connection closed or no queue took it
         while True:
             try:
                 self._send(messages, target, routing_key, expiration_s)
                 return
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, Unroutable) as exc:
                 self._drop_connection()
                 # Declared again with the next connection: an exchange or queue deleted
-                # meanwhile (a 404 closes the channel) is back for the next try.
+                # meanwhile (a 404 closes the channel; a message no queue took comes back)
+                # is back for the next try.
                 self._declared = False
-                if kept and not isinstance(exc, TimeoutError | amqp.exceptions.MessageNacked):
-                    kept = False
+                if again and isinstance(exc, Unroutable):
+                    again = False
+                    log.warning("publisher: %s; declaring the queues again", exc)
+                    continue
+                if (
+                    again
+                    and kept
+                    and not isinstance(exc, TimeoutError | amqp.exceptions.MessageNacked)
+                ):
+                    again = False
                     log.info("publisher: a kept connection was closed (%s); reconnecting", exc)
                     continue
                 self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
@@ -215,6 +240,7 @@ class RabbitPublisher:
                 exchange=target,
                 routing_key=routing_key,
                 retry=False,
+                mandatory=True,
                 **message_properties(message),
                 **extra,
             )

@@ -90,3 +90,36 @@ def test_a_failed_set_up_closes_its_connection(
         publisher.close()
     assert len(opened) == 1
     assert not opened[0].connected
+
+
+def wait_for_queued(broker: str, topology: QueueTopology, count: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while (seen := queued(broker, topology)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return seen
+
+
+@pytest.mark.parametrize("deleted", ["events", "retry tier 0"])
+def test_a_queue_deleted_by_hand_is_declared_again_and_the_batch_published_into_it(
+    broker: str, topology: QueueTopology, deleted: str
+) -> None:
+    """The broker confirms a message no queue took (it drops it): publishes are mandatory, so
+    one that comes back makes the publisher declare the queues again and send it once more."""
+    publisher = RabbitPublisher(broker, topology)
+    try:
+        publisher.publish([message()], path="receiver")  # declares the topology
+        assert wait_for_queued(broker, topology, 1, timeout_s=5) == 1
+        with Connection(broker) as connection:
+            queue = topology.events_queue if deleted == "events" else topology.retry_queue(0)
+            connection.default_channel.queue_delete(queue.name)
+        if deleted == "events":
+            publisher.publish([message(), message()], path="receiver")
+            expected = 2  # the first message went with its queue
+        else:  # a worker's retry: back in the events queue once its 0.2 s are up
+            publisher.publish_to(
+                [message(), message()], exchange="retry", routing_key=topology.retry_routing_key(0)
+            )
+            expected = 3
+    finally:
+        publisher.close()
+    assert wait_for_queued(broker, topology, expected, timeout_s=10) == expected
