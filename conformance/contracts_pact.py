@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import httpx
@@ -22,6 +22,7 @@ from conformance.pacts import (
     PactVerificationError,
     verify_pacts,
 )
+from conformance.provider import CannotRun, RequestFailed, send
 
 ADMIN_PATH = "/__admin"
 STATE_PATH = f"{ADMIN_PATH}/provider-states"
@@ -90,16 +91,40 @@ def _data_kept(ctx: RunContext, target: PactTarget) -> Iterator[None]:
         yield
         return
     http = ctx.client.http
-    http.delete(f"{admin}/snapshots/{SNAPSHOT}", timeout=30)  # left by an interrupted run
-    taken = http.post(f"{admin}/snapshots", json={"name": SNAPSHOT}, timeout=30)
+    try:
+        send(http, "DELETE", f"{admin}/snapshots/{SNAPSHOT}", timeout=30)  # an interrupted run's
+        taken = send(http, "POST", f"{admin}/snapshots", json={"name": SNAPSHOT}, timeout=30)
+    except CannotRun as exc:  # the mock answered its health a moment ago: gone meanwhile
+        raise RequestFailed(f"{exc} (the snapshot of the mock's data before the pact)") from None
     try:
         yield
     finally:
         if taken.status_code in (200, 201):
-            http.post(f"{admin}/snapshots/{SNAPSHOT}/restore", timeout=30)
-            http.delete(f"{admin}/snapshots/{SNAPSHOT}", timeout=30)
+            _restore(ctx, admin)
         else:
             ctx.notes.append("pact: no snapshot of the mock's data; its states replaced the data")
+
+
+def _restore(ctx: RunContext, admin: str) -> None:
+    """The mock's data back from the snapshot, then the snapshot removed; what fails is a note
+    saying how to finish by hand (never an error over the phase's own outcome)."""
+    http = ctx.client.http
+    restore = f"{admin}/snapshots/{SNAPSHOT}/restore"
+    try:
+        restored = send(http, "POST", restore, timeout=30)
+    except CannotRun as exc:
+        restored = None
+        reason = str(exc)
+    else:
+        reason = f"it answered {restored.status_code}"
+    if restored is None or restored.status_code not in (200, 204):
+        ctx.notes.append(
+            f"pact: the mock's data could not be put back ({reason}): the pact's provider states "
+            f"replaced it; POST {restore} when the mock is back, or restart it"
+        )
+        return
+    with suppress(CannotRun):  # the data is back; the next run removes the snapshot first
+        send(http, "DELETE", f"{admin}/snapshots/{SNAPSHOT}", timeout=30)
 
 
 def verify(ctx: RunContext, provider: str) -> None:

@@ -301,3 +301,62 @@ def test_a_pact_phase_that_verified_nothing_is_not_run_not_passed(
     assert str(skip.value).endswith("give --state-url the target's provider-state set-up URL)")
     assert not ctx.checked
     assert len(ctx.skipped) == 2
+
+
+def _mock_context(snapshot: str, restore: str) -> Any:
+    """A run against a KKI mock whose admin API answers its health, and whose snapshot and
+    restore calls answer 201 / 200 or drop the connection (`snapshot`, `restore`: "ok" or
+    "gone")."""
+    from conformance.provider import ProviderClient
+
+    ctx = _pact_context()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/__admin/health":
+            return httpx.Response(200, json={"system": "kki", "records": {"registrations": 3}})
+        if request.method == "POST" and path == "/__admin/snapshots":
+            if snapshot == "gone":
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response(201, json={"name": "hf-conformance-before-pact"})
+        if path.endswith("/restore"):
+            if restore == "gone":
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response(200, json={})
+        return httpx.Response(204)
+
+    client: ProviderClient = ctx.client
+    client.http = httpx.Client(base_url=ctx.options.base_url, transport=httpx.MockTransport(answer))
+    return ctx
+
+
+def test_a_mock_gone_before_its_snapshot_stops_the_phase_partly_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It used to end the whole command in an internal error (httpx.ConnectError).
+    from conformance import contracts_pact
+    from conformance.provider import RequestFailed
+
+    ctx = _mock_context(snapshot="gone", restore="ok")
+    monkeypatch.setattr(
+        contracts_pact, "verify_pacts", lambda *a, **k: pytest.fail("verified without a snapshot")
+    )
+
+    with pytest.raises(RequestFailed, match=r"cannot reach .*\(the snapshot of the mock's data"):
+        contracts_pact.verify(ctx, "kki")
+
+
+def test_a_restore_that_fails_is_a_note_saying_what_to_do_and_the_results_stand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conformance import contracts_pact
+
+    ctx = _mock_context(snapshot="ok", restore="gone")
+    monkeypatch.setattr(contracts_pact, "verify_pacts", lambda *a, **k: _verification("passed"))
+
+    contracts_pact.verify(ctx, "kki")
+
+    assert ("pact/interaction", "interaction 0") in ctx.checked
+    [note] = [note for note in ctx.notes if "could not be put back" in note]
+    assert "cannot reach" in note
+    assert "POST http://kki.test/__admin/snapshots/hf-conformance-before-pact/restore" in note
