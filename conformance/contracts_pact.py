@@ -111,13 +111,11 @@ def _restore(ctx: RunContext, admin: str) -> None:
     http = ctx.client.http
     restore = f"{admin}/snapshots/{SNAPSHOT}/restore"
     try:
-        restored = send(http, "POST", restore, timeout=30)
+        status = send(http, "POST", restore, timeout=30).status_code
+        reason = f"it answered {status}"
     except CannotRun as exc:
-        restored = None
-        reason = str(exc)
-    else:
-        reason = f"it answered {restored.status_code}"
-    if restored is None or restored.status_code not in (200, 204):
+        status, reason = None, str(exc)
+    if status not in (200, 204):
         ctx.notes.append(
             f"pact: the mock's data could not be put back ({reason}): the pact's provider states "
             f"replaced it; POST {restore} when the mock is back, or restart it"
