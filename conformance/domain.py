@@ -20,7 +20,7 @@ from adapter.merge.rules import (
     add_years,
 )
 from adapter.workforce.directory import mask_nik
-from conformance.context import RunContext
+from conformance.context import PartlyRun, RunContext
 from conformance.findings import Severity
 from conformance.protocol import max_limit, walk
 from conformance.spec import json_kind
@@ -415,8 +415,35 @@ def check_peer(
         _uncomparable(ctx, people.operation, "record", people.key, records)
         return
     operation = peer_ctx.contract.operation(peer_people.operation)
-    theirs = walk(peer_ctx, operation, operation.path, max_limit(operation), report=False).items
+    walked = walk(peer_ctx, operation, operation.path, max_limit(operation), report=False)
+    theirs = walked.items
     ctx.notes.extend(f"peer: {note}" for note in peer_ctx.notes)
+    _compare_with_peer(ctx, people, peer_people, records, ours, theirs, walked.complete)
+    if not walked.complete:
+        # What was compared stands; that no NIK is in both registries, or the rates over all
+        # NIKs in both, cannot be said from part of the peer's list.
+        stopped = (
+            f"{walked.rate_limited} still answered 429"
+            if walked.rate_limited is not None
+            else f"answered {walked.refused.status_code}"
+            if walked.refused is not None
+            else "was not read to its end (the peer's notes say why)"
+        )
+        raise PartlyRun(
+            f"compared with the {len(theirs)} records of the peer's list read before it "
+            f"stopped: its {stopped}"
+        )
+
+
+def _compare_with_peer(
+    ctx: RunContext,
+    people: PersonList,
+    peer_people: PersonList,
+    records: list[dict[str, Any]],
+    ours: dict[str, dict[str, Any]],
+    theirs: list[dict[str, Any]],
+    whole: bool,
+) -> None:
     ctx.ok("domain/peer-identity", people.operation)
     _uncomparable(ctx, people.operation, "record", people.key, records)
     # The other registry's data is not this provider's to answer for: reported, not failed.
@@ -430,7 +457,8 @@ def check_peer(
     ]
     ctx.stats["peer_matched"] = len(both)
     if not both:
-        ctx.notes.append("peer: no NIK is in both registries")
+        if whole:
+            ctx.notes.append("peer: no NIK is in both registries")
         return
     for field_name in ("full_name", "birth_date"):
         differing = [(a, b) for a, b in both if a.get(field_name) != b.get(field_name)]

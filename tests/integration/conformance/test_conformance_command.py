@@ -1670,6 +1670,44 @@ def test_a_nik_that_is_not_a_string_fails_the_peer_comparison_without_its_value(
     assert NIK_IN_A_LIST not in json.dumps(report)
 
 
+class _PeerListLimited(Breakage):
+    """SISDMK's worker list answers 429 (retry at once) to every walk; the start-up probe's
+    one-item page passes."""
+
+    def response(self, exchange: Exchange) -> None:
+        if exchange.path == "/v1/health-workers" and exchange.param("limit") != "1":
+            exchange.status = 429
+            exchange.response_headers = {
+                "content-type": "application/problem+json",
+                "retry-after": "0",
+            }
+            exchange.response_body = b'{"title": "Too Many Requests", "status": 429}'
+
+
+def test_a_peer_list_cut_short_by_a_lasting_429_leaves_the_peer_phase_partly_run(
+    kki_target: Target, sisdmk_target: Target, tmp_path: Path
+) -> None:
+    # The comparison ran on the part read (here nothing) and the phase was "done": exit 0,
+    # conforming, with the note "no NIK is in both registries".
+    kki_target.reset()
+    sisdmk_target.reset(_PeerListLimited())
+    exit_code, report = run_conformance(
+        "kki",
+        kki_target.proxy.url,
+        tmp_path,
+        *("--phases", "peer", "--peer", sisdmk_target.proxy.url),
+        *[arg.replace("--", "--peer-", 1) for arg in CREDENTIALS["sisdmk"]],
+    )
+    assert (exit_code, report["verdict"]) == (2, "incomplete"), report.get("phases")
+    [peer] = [p for p in report["phases"] if p["name"] == "peer"]
+    assert peer["status"].startswith(
+        "partly run (compared with the 0 records of the peer's list read before it stopped: its "
+        "page 1 with limit "
+    )
+    assert peer["status"].endswith(" still answered 429)")
+    assert "peer: no NIK is in both registries" not in report["notes"]
+
+
 def test_webhooks_with_a_contract_without_subscriptions_is_not_run_and_the_run_incomplete(
     kki_target: Target, tmp_path: Path
 ) -> None:
