@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,7 +60,7 @@ from adapter.sdmk_integration_manager import (
 )
 from adapter.store.crypto import encrypt_fields
 from adapter.store.database import unusable_database
-from adapter.store.locks import HeldLock, exclusive
+from adapter.store.locks import HeldLock, LockLost, exclusive
 from adapter.store.models import (
     SYSTEMS,
     QuarantinedRecord,
@@ -257,17 +257,20 @@ def _locked_sync(
     with session_factory() as session, session.begin():
         if not connection_state(session, system).enabled:
             raise ConnectionDisabled(system)
-        checkpoint = session.get(SyncCheckpoint, system)
-        updated_since = None if full or checkpoint is None else checkpoint.updated_since
-        cursor = None if full or checkpoint is None else checkpoint.cursor
-        mode = "full" if full or checkpoint is None else "incremental"
-        resumed = cursor is not None
-        # A run still marked running was ended without a chance to say so (killed, crashed).
+        # A run still marked running was ended without a chance to say so (killed, crashed),
+        # or lost the lock with its connection and may still be writing: marked first, its
+        # pages stop committing (`_record_counts`), and one committing now is waited for, so
+        # the checkpoint read next is past it.
         session.execute(
             update(SyncRun)
             .where(SyncRun.system == system, SyncRun.status == "running")
             .values(status="failed", finished_at=started_at, error=_ABANDONED)
         )
+        checkpoint = session.get(SyncCheckpoint, system)
+        updated_since = None if full or checkpoint is None else checkpoint.updated_since
+        cursor = None if full or checkpoint is None else checkpoint.cursor
+        mode = "full" if full or checkpoint is None else "incremental"
+        resumed = cursor is not None
         request = None if run_id is None else take_request(session, system, run_id)
         run = SyncRun(
             id=uuid.uuid4() if run_id is None else run_id,
@@ -467,7 +470,11 @@ def _store_page(
                 _newest(page, high_water, not_after=fetched_at),
                 clock(),
             )
-            _record_counts(session, run_id, totals, counts)
+            if not _record_counts(session, run_id, totals, counts):
+                # The fence: a run that took the lock since marked this one abandoned (in its
+                # first transaction, before reading the checkpoint), so this page is not
+                # written after its start, even when the lock went between `verify` and here.
+                raise LockLost(lock.name)
             # Last, just before the commit: a run whose lock went with its connection stops
             # here rather than write beside a run that took the lock since.
             lock.verify()
@@ -543,10 +550,13 @@ def _advance(
 
 def _record_counts(
     session: Session, run_id: uuid.UUID, totals: SyncCounts, page: SyncCounts
-) -> None:
-    session.execute(
+) -> bool:
+    """The run's counts with this page's; ``False`` when the run is no longer `running` (a run
+    started since under the lock marked it abandoned). The row stays locked until the page
+    commits, so such a run's start waits for this page and then reads its checkpoint."""
+    written = session.execute(
         update(SyncRun)
-        .where(SyncRun.id == run_id)
+        .where(SyncRun.id == run_id, SyncRun.status == "running")
         .values(
             fetched=totals.fetched + page.fetched,
             created=totals.created + page.created,
@@ -558,6 +568,7 @@ def _record_counts(
             findings=totals.findings + page.findings,
         )
     )
+    return cast(CursorResult[Any], written).rowcount == 1
 
 
 def _finish(

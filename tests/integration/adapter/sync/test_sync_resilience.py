@@ -25,8 +25,14 @@ from adapter.sdmk_integration_manager import (
     set_enabled,
 )
 from adapter.store.crypto import BlindIndex, FieldCipher, decrypt_fields
-from adapter.store.locks import LockHeld, advisory_key, exclusive
-from adapter.store.models import AuditEvent, HealthWorker, QuarantinedRecord, SyncRun
+from adapter.store.locks import HeldLock, LockHeld, advisory_key, exclusive
+from adapter.store.models import (
+    AuditEvent,
+    HealthWorker,
+    QuarantinedRecord,
+    SyncCheckpoint,
+    SyncRun,
+)
 from adapter.sync import SyncProgress
 from tests.integration.adapter.sync.support import (
     Mock,
@@ -398,6 +404,23 @@ def test_a_database_gone_mid_run_fails_the_run_and_the_next_run_recovers(
     assert runs[1] == ("succeeded", None)
 
 
+def _end_the_lock_holder(admin: Any) -> bool:
+    """Terminate the server session holding SISDMK's sync lock; whether one was."""
+    key = advisory_key("sync-sisdmk")
+    with admin.connect() as connection:
+        return bool(
+            connection.scalar(
+                text(
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND objsubid = 1 "
+                    "AND classid = CAST(CAST(:high AS bigint) AS oid) "
+                    "AND objid = CAST(CAST(:low AS bigint) AS oid)"
+                ),
+                {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+            )
+        )
+
+
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
 def test_a_run_whose_lock_went_with_its_connection_stops_before_its_next_commit(
     mock: Mock,
@@ -410,22 +433,10 @@ def test_a_run_whose_lock_went_with_its_connection_stops_before_its_next_commit(
     replaced when the server drops them: a run whose lock connection was ended went on
     writing pages and checkpoints, unlocked, beside any run that took the lock since."""
     admin = create_engine(empty_database_url)
-    key = advisory_key("sync-sisdmk")
 
     def end_the_lock_holder(progress: SyncProgress) -> None:
-        if progress.pages != 1:
-            return
-        with admin.connect() as connection:
-            ended = connection.scalar(
-                text(
-                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND objsubid = 1 "
-                    "AND classid = CAST(CAST(:high AS bigint) AS oid) "
-                    "AND objid = CAST(CAST(:low AS bigint) AS oid)"
-                ),
-                {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
-            )
-        outcome["ended"] = ended
+        if progress.pages == 1:
+            outcome["ended"] = _end_the_lock_holder(admin)
 
     outcome: dict[str, Any] = {}
     try:
@@ -441,6 +452,43 @@ def test_a_run_whose_lock_went_with_its_connection_stops_before_its_next_commit(
     again = _sync(mock, sessions, cipher, blind_index)
     assert again.succeeded, again.error
     assert again.resumed
+    assert _workers(sessions) == SIZE
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_run_that_lost_its_lock_after_the_check_commits_nothing_after_the_next_runs_start(
+    mock: Mock,
+    empty_database_url: URL,
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window `verify` leaves: the lock lost between the check and the commit. Modelled by
+    a check that always passes: run A loses its lock after page 1, run B takes it and syncs to
+    the end, then A's page 2 would have committed and set the checkpoint back to mid-list."""
+    monkeypatch.setattr(HeldLock, "verify", lambda self: None)
+    admin = create_engine(empty_database_url)
+    outcome: dict[str, Any] = {}
+
+    def taken_over(progress: SyncProgress) -> None:
+        if progress.pages == 1 and "b" not in outcome:
+            outcome["ended"] = _end_the_lock_holder(admin)
+            outcome["b"] = _sync(mock, sessions, cipher, blind_index)
+
+    try:
+        result = _sync(mock, sessions, cipher, blind_index, on_page=taken_over, read_ahead=False)
+    finally:
+        admin.dispose()
+    assert outcome["ended"]
+    assert outcome["b"].succeeded, outcome["b"].error
+    assert outcome["b"].resumed  # from A's page 1, read after A was marked
+    assert (result.status, result.error_type) == ("failed", "LockLost"), result.error
+    assert result.counts.fetched == PAGE
+    with sessions() as session:
+        checkpoint = session.get(SyncCheckpoint, "sisdmk")
+        assert checkpoint is not None
+        assert (checkpoint.cursor, checkpoint.run_id) == (None, outcome["b"].run_id)
     assert _workers(sessions) == SIZE
 
 
