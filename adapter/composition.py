@@ -33,7 +33,7 @@ from adapter.clients import (
 from adapter.clock import Clock, utc_now
 from adapter.lookup import RegistryLookup
 from adapter.observability.event_metrics import EventMetrics
-from adapter.observability.sync_metrics import SyncMetrics
+from adapter.observability.sync_metrics import SealerMetrics, SyncMetrics
 from adapter.queue.alerts import DeadLetterAlerts
 from adapter.queue.messages import EventPublisher
 from adapter.queue.processor import EventProcessor
@@ -237,7 +237,7 @@ class Services:
     def start_sealer(self) -> Sealer:
         """Seal the audit trail's pending entries in a thread of this process until `close`
         (`serve`'s workers, `worker`, `schedule`); one sealer at a time seals."""
-        sealer = Sealer(self.sessions).start()
+        sealer = Sealer(self.sessions, lag=SealerMetrics.for_registry().lag).start()
         self._closers.append(sealer.stop)
         return sealer
 

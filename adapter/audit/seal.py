@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Final
 
+from prometheus_client import Gauge
 from sqlalchemy import Table, Update, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import OperationalError
@@ -53,6 +54,9 @@ WAIT_LOCK_TIMEOUT_S: Final = 60
 # every `STALL_CHECK_S`, only while its turns are skipped or fail).
 STALL_WARNING_S: Final = 60.0
 STALL_CHECK_S: Final = 30.0
+# While entries wait, the sealer reads the oldest one's age at most this often for its gauge
+# (`hf_audit_sealing_lag_seconds`); with none waiting the gauge is 0 at every look.
+LAG_CHECK_S: Final = 5.0
 # PostgreSQL's lock_not_available: lock_timeout ran out.
 _LOCK_NOT_AVAILABLE: Final = "55P03"
 
@@ -227,8 +231,13 @@ class Sealer:
         batch: int = SEAL_BATCH,
         stall_warning_s: float = STALL_WARNING_S,
         stall_check_s: float = STALL_CHECK_S,
+        lag: Gauge | None = None,
+        lag_check_s: float = LAG_CHECK_S,
     ) -> None:
         self._sessions = sessions
+        self._lag = lag
+        self._lag_check_s = lag_check_s
+        self._last_lag_check = float("-inf")
         self._interval_s = interval_s
         self._batch = batch
         self._stall_warning_s = stall_warning_s
@@ -319,11 +328,28 @@ class Sealer:
             if self._refused:
                 query = query.where(AuditEvent.seq.not_in(self._refused))
             if session.scalar(query.limit(1)) is None:
+                if self._lag is not None:
+                    self._lag.set(0)
                 return False
+            self._measure_lag(session)
         result = seal_pending(self._sessions, batch=self._batch, refused=self._refused)
         if result.busy:
             self._watch_for_a_stall()
         return result.sealed + result.refused >= self._batch
+
+    def _measure_lag(self, session: Session) -> None:
+        """The oldest waiting entry's age into the gauge, at most every `lag_check_s`: a
+        sealer that keeps sealing full batches and never catches up warns nowhere else."""
+        now = time.monotonic()
+        if self._lag is None or now - self._last_lag_check < self._lag_check_s:
+            return
+        self._last_lag_check = now
+        oldest = select(func.min(AuditEvent.at)).where(AuditEvent.chain_seq.is_(None))
+        if self._refused:
+            oldest = oldest.where(AuditEvent.seq.not_in(self._refused))
+        at = session.scalar(oldest)
+        waited = 0.0 if at is None else (dt.datetime.now(dt.UTC) - at).total_seconds()
+        self._lag.set(max(0.0, waited))
 
 
 def pending_count(session: Session) -> int:

@@ -178,3 +178,23 @@ class AuditMetrics(MetricSet):
                 registry=registry,
             ),
         )
+
+
+@dataclass(frozen=True)
+class SealerMetrics(MetricSet):
+    """What each long-running process's audit sealer sees as it works (`HfAuditSealingBehind`)."""
+
+    lag: Gauge
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> SealerMetrics:
+        return cls(
+            lag=Gauge(
+                "hf_audit_sealing_lag_seconds",
+                "Age of the oldest audit entry waiting to be sealed into the chain, as this "
+                "process's sealer last looked (0: none waiting).",
+                registry=registry,
+                # Several processes (gunicorn workers, workers, schedulers): the worst seen.
+                multiprocess_mode="livemax",
+            )
+        )

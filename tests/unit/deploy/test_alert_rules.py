@@ -38,6 +38,7 @@ EXPECTED = {
     "HfAuditChainUnverified",
     "HfAuditChainVerificationAbsent",
     "HfAuditSealingStalled",
+    "HfAuditSealingBehind",  # sealers sealing but not keeping up (live)
 }
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, event, func, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -36,6 +37,7 @@ from adapter.audit import (
 from adapter.audit import seal as seal_module
 from adapter.audit.seal import SEALER_LOCK
 from adapter.audit.trail import audit_keys, seal_hash
+from adapter.observability.sync_metrics import SealerMetrics
 from adapter.store.crypto import Key
 from adapter.store.models import AuditChainHead, AuditEvent, AuditWriter
 from tests.integration.adapter.sync.support import adapter_environment
@@ -372,6 +374,31 @@ def test_an_idle_look_for_pending_entries_opens_no_transaction(
 
     # One SELECT, outside a transaction: no BEGIN before it, no ROLLBACK after it.
     assert states == [("SELECT", "IDLE")]
+    assert _pending(sessions) == 0
+
+
+@pytest.mark.parametrize("empty_database_url", BACKENDS, indirect=True)
+def test_the_sealers_gauge_says_how_long_the_oldest_entry_has_waited_and_0_when_none_does(
+    sessions: sessionmaker[Session],
+) -> None:
+    # A sealer sealing full batches that never catches up warned nowhere: its turns are not
+    # skipped, so the stall warning never looked, and `audit verify` runs from cron.
+    registry = CollectorRegistry()
+    lag = SealerMetrics.for_registry(registry).lag
+    _append(sessions, 5)
+    time.sleep(0.3)
+    sealer = Sealer(sessions, batch=2, lag=lag, lag_check_s=0)
+
+    def seen() -> float:
+        return registry.get_sample_value("hf_audit_sealing_lag_seconds") or 0.0
+
+    assert sealer._turn() is True  # a full batch of 2: more waiting
+    assert seen() >= 0.3  # the oldest's age when the turn looked (the entries it then sealed)
+    assert sealer._turn() is True
+    assert sealer._turn() is False  # the fifth
+    assert seen() >= 0.3
+    assert sealer._turn() is False  # none waiting
+    assert seen() == 0.0
     assert _pending(sessions) == 0
 
 
