@@ -62,6 +62,7 @@ def run(
     registry = CollectorRegistry()
     sync_metrics = SyncMetrics.for_registry(registry)
     sync_metrics.start_at_zero([system])  # this system's only: the collector merges the files
+    client_metrics = ClientMetrics.for_registry(registry)
     stderr = Console(stderr=True)
     # SIGTERM at the console ends the run as Ctrl-C does: recorded as interrupted, summarised.
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -87,7 +88,7 @@ def run(
                     progress=on_page,
                     page_size=page_size,
                     metrics=sync_metrics,
-                    client_metrics=ClientMetrics.for_registry(registry),
+                    client_metrics=client_metrics,
                     started_by=command_line_operator(),
                 )
             except RunInterrupted as interrupted:  # recorded as failed
@@ -99,6 +100,11 @@ def run(
     table_console().print(summary_table(result))
     if metrics_file is not None:
         # For node_exporter's textfile collector: a one-shot CLI run has no /metrics to scrape.
+        # What the run did, not what is true now: the file is served unchanged until the next
+        # run, so a connection's status and a breaker's state (a live process's, and the
+        # scheduler's at every poll) would page on an outage long over.
+        registry.unregister(sync_metrics.connection_status)
+        registry.unregister(client_metrics.breaker_state)
         write_to_textfile(str(metrics_file), registry)
     if result.succeeded:
         return EXIT_OK
