@@ -152,6 +152,7 @@ class AdminHandlers:
     async def redeliver(self, delivery_id: str) -> Response:
         if self.runtime.dispatcher.get(delivery_id) is None:
             raise MockProblem(404, f"no delivery with id {delivery_id!r}")
+        self.runtime.dispatcher.ensure_room(1)
         delivery = self.runtime.dispatcher.redeliver(delivery_id)
         return delivery.to_dict(), 202
 

@@ -401,6 +401,7 @@ class MockRuntime:
 
     def create_record(self, collection: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(collection)
+        self.dispatcher.ensure_room(1)  # before the change: its events are never dropped
         stored = store.create(self._checked(collection, doc))
         self.publish(self.system.events_for_change(collection, None, stored))
         return stored
@@ -408,6 +409,7 @@ class MockRuntime:
     def replace_record(self, collection: str, key: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(collection)
         before = store.require(key)
+        self.dispatcher.ensure_room(1)
         stored = store.replace(key, self._checked(collection, doc))
         self.publish(self.system.events_for_change(collection, before, stored))
         return stored
@@ -418,6 +420,8 @@ class MockRuntime:
         return self.replace_record(collection, key, merged)
 
     def delete_record(self, collection: str, key: str) -> dict[str, Any]:
+        self.store(collection).require(key)
+        self.dispatcher.ensure_room(1)
         before = self.store(collection).delete(key)
         self.publish(self.system.events_for_change(collection, before, None))
         return before
@@ -547,6 +551,9 @@ class MockRuntime:
                 raise MockProblem(409, f"the {collection} collection is empty")
             pool = [record.key for record in store.records()]
             keys = [self._emit_rng.choice(pool) for _ in range(count)]
+        self.dispatcher.ensure_room(
+            self.dispatcher.deliveries_for(event_type, len(keys), mode, copies, subscription_id)
+        )
         drafts: list[EventDraft] = []
         for record_key in keys:
             doc = store.touch(record_key)

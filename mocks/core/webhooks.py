@@ -94,6 +94,10 @@ class RedeliveryRefused(RecordConflict):
     """The delivery can't be sent again, e.g. because its subscription was deleted (409)."""
 
 
+class DeliveryBacklogFull(RecordConflict):
+    """More deliveries would wait to be sent than the log keeps (409): nothing was changed."""
+
+
 # -- secrets and subject hashing ----------------------------------------------------------
 
 
@@ -505,8 +509,9 @@ class Delivery:
 
 
 class DeliveryLog:
-    """Deliveries by id in a bounded ring; when full, the oldest succeeded go first, then the
-    oldest failed, and only then the oldest of all. Not thread-safe: the dispatcher locks."""
+    """Deliveries by id; past `capacity` the oldest succeeded go first, then the oldest failed.
+    One still to be sent is never dropped: the dispatcher refuses what would leave more of
+    those than `capacity` (`Dispatcher.ensure_room`). Not thread-safe: the dispatcher locks."""
 
     def __init__(self, capacity: int = DEFAULT_LOG_CAPACITY) -> None:
         if capacity < 1:
@@ -519,8 +524,13 @@ class DeliveryLog:
     def __len__(self) -> int:
         return len(self._all)
 
+    @property
+    def unfinished(self) -> int:
+        """Deliveries not yet succeeded or failed (pending, delivering, retrying)."""
+        return len(self._all) - len(self._succeeded) - len(self._failed)
+
     def add(self, delivery: Delivery) -> builtins.list[str]:
-        """Store `delivery`; returns the ids evicted to make room."""
+        """Store `delivery`; returns the ids evicted to make room (finished ones only)."""
         self._all[delivery.id] = delivery
         evicted: builtins.list[str] = []
         while len(self._all) > self.capacity:
@@ -529,7 +539,7 @@ class DeliveryLog:
                     victim, _ = index.popitem(last=False)
                     break
             else:
-                victim = next(iter(self._all))
+                break  # every one left is still to be sent
             del self._all[victim]
             evicted.append(victim)
         return evicted
@@ -822,6 +832,27 @@ class Dispatcher:
                 f"unknown event type {event.type!r}; this mock sends: "
                 + ", ".join(self.subscriptions.event_types)
             )
+
+    def ensure_room(self, deliveries: int) -> None:
+        """Refuse (`DeliveryBacklogFull`) what would leave more than the log's capacity of
+        deliveries waiting to be sent; callers ask before they change anything. A record's
+        change asks room for one: its few events may overshoot the cap by that much."""
+        with self._lock:
+            waiting, capacity = self._log.unfinished, self._log.capacity
+        if waiting + deliveries > capacity:
+            raise DeliveryBacklogFull(
+                f"{waiting:,} webhook deliveries are waiting to be sent and this would add "
+                f"{deliveries:,}: the mock keeps at most {capacity:,} unsent; wait for them "
+                "(GET /__admin/deliveries?status=pending) or drop them (POST /__admin/reset "
+                'with {"deliveries": true})'
+            )
+
+    def deliveries_for(
+        self, event_type: str, events: int, mode: str, copies: int, subscription_id: str | None
+    ) -> int:
+        """How many deliveries publishing `events` events of `event_type` would schedule."""
+        per_event = copies if mode == "duplicate" else 1
+        return events * per_event * len(self._targets(event_type, subscription_id))
 
     def _targets(self, event_type: str, subscription_id: str | None) -> list[Subscription]:
         if subscription_id is None:

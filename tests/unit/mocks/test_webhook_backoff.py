@@ -346,7 +346,8 @@ def logged(delivery_id: str, status: str) -> Delivery:
     )
 
 
-def test_full_log_drops_oldest_succeeded_then_failed_then_oldest() -> None:
+def test_full_log_drops_oldest_succeeded_then_failed_and_never_one_still_to_be_sent() -> None:
+    # It dropped the oldest of all at last: a pending delivery, never sent, nothing said.
     ring = DeliveryLog(capacity=3)
     for delivery_id, status in [("a", "pending"), ("b", "succeeded"), ("c", "failed")]:
         delivery = logged(delivery_id, status)
@@ -355,8 +356,63 @@ def test_full_log_drops_oldest_succeeded_then_failed_then_oldest() -> None:
             ring.finished(delivery)
     assert ring.add(logged("d", "pending")) == ["b"]
     assert ring.add(logged("e", "pending")) == ["c"]
-    assert ring.add(logged("f", "pending")) == ["a"]
-    assert [d.id for d in ring.list()] == ["f", "e", "d"]
+    assert ring.add(logged("f", "pending")) == []
+    assert [d.id for d in ring.list()] == ["f", "e", "d", "a"]
+    assert ring.unfinished == 4
+
+
+def test_an_emit_that_would_leave_more_unsent_than_the_log_keeps_is_refused_before_it_touches() -> (
+    None
+):
+    # 10,000 events to 6 subscriptions (60,000 deliveries) dropped the first 10,000 unsent
+    # while answering `deliveries_scheduled: 60000`.
+    from mocks.core.runtime import MockRuntime, MockSettings
+    from mocks.core.webhooks import DeliveryBacklogFull
+    from mocks.kki.system import KkiSystem
+
+    runtime = MockRuntime.build(KkiSystem(), MockSettings(size=6, seed=3))
+    runtime.dispatcher._log.capacity = 10  # never started: every delivery waits
+    for _ in range(2):
+        runtime.subscriptions.create("http://127.0.0.1:9/hooks")
+    before = {r.key: r.updated_at for r in runtime.store("registrations").records()}
+
+    _, scheduled = runtime.emit_events(
+        "registration.status_changed",
+        key=None,
+        count=4,
+        mode="normal",
+        copies=2,
+        subscription_id=None,
+    )
+    assert scheduled == 8
+    with pytest.raises(
+        DeliveryBacklogFull,
+        match=r"^8 webhook deliveries are waiting to be sent "
+        r"and this would add 6: the mock keeps at most 10 unsent",
+    ):
+        runtime.emit_events(
+            "registration.status_changed",
+            key=None,
+            count=3,
+            mode="normal",
+            copies=2,
+            subscription_id=None,
+        )
+    after = {r.key: r.updated_at for r in runtime.store("registrations").records()}
+    touched = [key for key in before if after[key] != before[key]]
+    assert 1 <= len(touched) <= 4  # the first emit's draws (with repeats); the refused, none
+    assert len(runtime.dispatcher.deliveries(limit=100)) == 8
+    runtime.emit_events(  # room for 2 more: exactly full
+        "registration.status_changed",
+        key=None,
+        count=1,
+        mode="normal",
+        copies=2,
+        subscription_id=None,
+    )
+    with pytest.raises(DeliveryBacklogFull):  # a record's change asks room for one
+        runtime.delete_record("registrations", next(iter(before)))
+    assert len(runtime.store("registrations")) == len(before)
 
 
 def test_log_filters_newest_first_with_limit() -> None:
