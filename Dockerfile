@@ -24,6 +24,7 @@ COPY harness harness
 COPY indonesian_ids indonesian_ids
 COPY openapi_schemas openapi_schemas
 COPY retry_after retry_after
+COPY strict_json strict_json
 COPY contracts contracts
 # Editable: the code reads contracts/openapi beside the packages (/app/contracts), which a
 # regular install into site-packages would leave behind. Compiled now: the root is read-only later.

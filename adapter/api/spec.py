@@ -6,7 +6,6 @@ framework here: `RequestChecker` takes plain mappings and bytes.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+import strict_json
 from adapter.errors import AdapterError
 from openapi_schemas import compiled_validator, load_yaml, resolve_local_refs
 
@@ -122,7 +122,9 @@ class RequestChecker:
         if schema is None:
             raise RequestProblem(400, "this operation takes no body", reason="unexpected_body")
         try:
-            document = json.loads(raw)
+            document = strict_json.loads(raw)
+        except strict_json.NotJson as exc:
+            raise RequestProblem(400, f"the body is not valid JSON: {exc}", reason="json") from None
         except (UnicodeDecodeError, ValueError):
             raise RequestProblem(400, "the body is not valid JSON", reason="json") from None
         except RecursionError:

@@ -20,6 +20,7 @@ from jsonschema import FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
+import strict_json
 from adapter.clients.errors import ContractViolation
 from openapi_schemas import (
     compiled_validator,
@@ -256,11 +257,18 @@ def contract_for(system: str, filename: str) -> OpenApiContract:
 def decode_json(system: str, operation: str, response: httpx.Response) -> Any:
     """The parsed JSON body, or `ContractViolation` saying why not (never echoing the body)."""
     try:
-        return json.loads(response.content)
+        return strict_json.loads(response.content)
     except json.JSONDecodeError as exc:
         raise ContractViolation(
             f"{response.status_code} response is not valid JSON "
             f"({exc.msg} at line {exc.lineno} column {exc.colno})",
+            system=system,
+            operation=operation,
+            status=response.status_code,
+        ) from None
+    except strict_json.NotJson as exc:  # NaN would be stored: NUMERIC takes 'NaN'
+        raise ContractViolation(
+            f"{response.status_code} response is not valid JSON ({exc})",
             system=system,
             operation=operation,
             status=response.status_code,
@@ -275,6 +283,13 @@ def decode_json(system: str, operation: str, response: httpx.Response) -> Any:
     except RecursionError:
         raise ContractViolation(
             f"{response.status_code} response is JSON nested too deeply to read",
+            system=system,
+            operation=operation,
+            status=response.status_code,
+        ) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise ContractViolation(
+            f"{response.status_code} response holds a number too long to read",
             system=system,
             operation=operation,
             status=response.status_code,

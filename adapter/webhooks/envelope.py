@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
+import strict_json
 from adapter.clients import kki, sisdmk
 from adapter.clients.contract import contract_for
 from adapter.merge.documents import MAX_SOURCE_VERSION
@@ -52,9 +53,11 @@ def load_schemas() -> None:
 def parse_envelope(source: str, webhook_id: str, body: bytes) -> EventEnvelope:
     """The envelope of a verified body, or `WebhookRejected` (400 not JSON, 422 not the schema)."""
     try:
-        document = json.loads(body)
+        document = strict_json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise WebhookRejected(400, "json", "the body is not valid UTF-8 JSON") from None
+    except strict_json.NotJson as exc:
+        raise WebhookRejected(400, "json", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise WebhookRejected(400, "json", "the body's JSON is nested too deeply") from None
     except ValueError:  # an integer of more digits than Python converts (4,300)

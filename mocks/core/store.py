@@ -129,7 +129,14 @@ class Cursor:
             raise InvalidCursor(_CURSOR_HELP) from exc
         if not (isinstance(updated_at, str) and isinstance(key, str) and isinstance(tag, str)):
             raise InvalidCursor(_CURSOR_HELP)
-        if not hmac.compare_digest(tag, _cursor_tag(collection, updated_at, key)):
+        try:
+            # compare_digest refuses a str that is not ASCII; a lone surrogate cannot encode.
+            valid = tag.isascii() and hmac.compare_digest(
+                tag, _cursor_tag(collection, updated_at, key)
+            )
+        except UnicodeEncodeError:
+            valid = False
+        if not valid:
             raise InvalidCursor(_CURSOR_HELP)
         return cls(updated_at, key)
 

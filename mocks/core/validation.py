@@ -21,6 +21,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from starlette.responses import Response
 from starlette.types import Scope, Send
 
+import strict_json
 from mocks.core.problems import FieldError, MockProblem
 from openapi_schemas import compiled_validator
 
@@ -115,13 +116,20 @@ class PreciseJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
         if not raw:
             return NO_BODY
         try:
-            return json.loads(raw.decode(self._encoding))
+            # NaN stored would be served as `NaN`, which strict parsers refuse.
+            return strict_json.loads(raw.decode(self._encoding))
         except UnicodeDecodeError as exc:
             raise MockProblem(
                 400, f"the request body is not valid {self._encoding}: {exc.reason}"
             ) from exc
         except json.JSONDecodeError as exc:
             raise MockProblem(400, f"the request body is not valid JSON: {exc}") from exc
+        except strict_json.NotJson as exc:
+            raise MockProblem(400, f"the request body is not valid JSON: {exc}") from None
+        except ValueError:  # Python's bound on an integer's digits (sys.get_int_max_str_digits)
+            raise MockProblem(
+                400, "the request body is not valid here: a number in it has too many digits"
+            ) from None
         except RecursionError:
             raise MockProblem(400, "the request body's JSON is nested too deeply") from None
 

@@ -451,6 +451,30 @@ def test_body_that_is_not_json_is_a_contract_violation() -> None:
     assert "QZ0001" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        ("NaN", r"not valid JSON \(NaN is not a JSON number\)"),
+        ("-Infinity", r"not valid JSON \(-Infinity is not a JSON number\)"),
+        ("9" * 5_000, "a number too long to read"),
+    ],
+)
+def test_a_number_json_has_not_is_a_contract_violation_not_a_stored_nan(
+    number: str, words: str
+) -> None:
+    # NaN passed the contract (no comparison with it is true) and NUMERIC stores 'NaN'; 5,000
+    # digits raised a bare ValueError out of the client.
+    body = json.dumps(REGISTRATION).replace('"earned_total": 131.5', f'"earned_total": {number}')
+    assert number in body
+    client = kki_client(
+        lambda request: httpx.Response(
+            200, content=body.encode(), headers={"Content-Type": "application/json"}
+        )
+    )
+    with pytest.raises(ContractViolation, match=words):
+        client.get_registration("QZ00011234567890")
+
+
 def test_body_nested_too_deeply_is_a_contract_violation() -> None:
     client = kki_client(
         lambda request: httpx.Response(

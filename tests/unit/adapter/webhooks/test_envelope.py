@@ -97,6 +97,15 @@ def test_a_number_too_long_to_read_is_a_400_not_a_crash() -> None:
     assert (caught.value.status, caught.value.reason) == (400, "json")
 
 
+def test_nan_in_a_body_is_a_400_naming_it() -> None:
+    body = json.dumps(sisdmk_event()).replace('"version": 3', '"version": 3, "score": NaN')
+    assert "NaN" in body
+    with pytest.raises(WebhookRejected) as caught:
+        parse_envelope("sisdmk", "x", body.encode())
+    assert (caught.value.status, caught.value.reason) == (400, "json")
+    assert caught.value.message == "the body is not valid JSON: NaN is not a JSON number"
+
+
 @pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_an_instant_outside_the_years_once_in_utc_is_a_422_not_a_crash(occurred_at: str) -> None:
     event = sisdmk_event(occurred_at=occurred_at)

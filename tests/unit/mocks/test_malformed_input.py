@@ -1,0 +1,88 @@
+"""Malformed input a client may send the mocks (fuzzers, hand-written tests): each answer is a
+4xx problem saying what is wrong, never a 500, and nothing is stored."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from mocks.core.app import create_asgi_app
+from mocks.core.runtime import MockRuntime, MockSettings
+from mocks.kki.system import KkiSystem
+
+KEY = {"X-API-Key": "kki-dev-token"}
+
+
+@pytest.fixture(scope="module")
+def runtime() -> MockRuntime:
+    return MockRuntime.build(KkiSystem(), MockSettings(size=4, seed=5))
+
+
+@pytest.fixture(scope="module")
+def client(runtime: MockRuntime) -> Iterator[TestClient]:
+    with TestClient(create_asgi_app(runtime), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _cursor(*parts: str) -> str:
+    raw = json.dumps(list(parts), ensure_ascii=True).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "\u00e9",  # not ASCII: hmac.compare_digest raised TypeError
+        "\ud800",  # a lone surrogate
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/registrations", "/__admin/records/registrations"])
+def test_a_forged_cursor_with_a_tag_that_is_no_ascii_is_a_400(
+    client: TestClient, tag: str, path: str
+) -> None:
+    cursor = _cursor("2026-01-01T00:00:00.000000Z", "k", tag)
+    answer = client.get(path, params={"cursor": cursor}, headers=KEY)
+    assert answer.status_code == 400, answer.text
+    assert "cursor" in answer.text
+
+
+def test_a_cursor_whose_key_is_a_lone_surrogate_is_a_400(client: TestClient) -> None:
+    cursor = _cursor("2026-01-01T00:00:00.000000Z", "\ud800", "0123456789abcdef")
+    answer = client.get("/v1/registrations", params={"cursor": cursor}, headers=KEY)
+    assert answer.status_code == 400, answer.text
+
+
+def test_a_number_with_more_digits_than_python_reads_is_a_400(client: TestClient) -> None:
+    body = b'{"nik": ' + b"1" * 5000 + b"}"
+    answer = client.post(
+        "/v1/registrations/lookup",
+        content=body,
+        headers={**KEY, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"].endswith("a number in it has too many digits")
+    assert "1111111111" not in answer.text
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_and_nothing_is_stored(
+    client: TestClient, runtime: MockRuntime, constant: str
+) -> None:
+    # NaN passed the contract (no comparison with it is true) and was served as `NaN`, which
+    # strict JSON parsers refuse.
+    key = next(iter(runtime.store("registrations").records())).key
+    before = client.get(f"/v1/registrations/{key}", headers=KEY).content
+    answer = client.patch(
+        f"/__admin/records/registrations/{key}",
+        content=b'{"skp": {"earned_total": ' + constant.encode() + b"}}",
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"] == (
+        f"the request body is not valid JSON: {constant} is not a JSON number"
+    )
+    assert client.get(f"/v1/registrations/{key}", headers=KEY).content == before
