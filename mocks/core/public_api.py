@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from functools import cached_property
 from typing import Any
 
@@ -129,12 +130,12 @@ class PublicApi:
         transform: Callable[[Any], Any] | None = None,
     ) -> Response:
         """A page of `store`, narrowed by indexed filters (index name → wanted value)."""
-        among: frozenset[str] | None = None
+        among: AbstractSet[str] | None = None
         for index, value in (filters or {}).items():
             if value is None:
                 continue
             keys = store.keys_for(index, value)
-            among = keys if among is None else among & keys
+            among = keys if among is None else frozenset(among & keys)
         result = store.page(
             limit=limit,
             cursor=cursor,
