@@ -23,6 +23,7 @@ import yaml
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mocks.core.listener import ConnectionHandle, connection_handle
+from mocks.core.store import RecordConflict
 
 log = logging.getLogger("hf_mock.faults")
 
@@ -36,6 +37,8 @@ MAX_TIMES = 1_000_000
 MAX_LIMIT = 1_000_000
 MAX_WINDOW_S = 86_400
 MAX_SEED = 2**32 - 1
+# Rules kept at once: each public request is matched against every one, under a lock.
+MAX_FAULT_RULES = 1_000
 DEFAULT_ERROR_STATUS = 503
 DEFAULT_TIMEOUT_MS = 30_000
 # The public specs document Retry-After on 429 and 503, so injected ones always carry it.
@@ -71,6 +74,10 @@ _INT_FIELDS = frozenset(
     }
 )
 _ROUTE_FORMS = "'*', an operationId such as getRegistration, or 'METHOD /path/template'"
+
+
+class FaultRulesFull(RecordConflict):
+    """The mock keeps `MAX_FAULT_RULES` rules (409): every public request looks through them."""
 
 
 class FaultSpecError(ValueError):
@@ -553,6 +560,12 @@ class FaultInjector:
     def add(self, rule: FaultRule) -> FaultRule:
         """Register `rule` (assigning its id when it has none) and seed its generator."""
         with self._lock:
+            if len(self._rules) >= MAX_FAULT_RULES:
+                raise FaultRulesFull(
+                    f"at most {MAX_FAULT_RULES:,} fault rules are kept (every request looks "
+                    "through them); delete some (DELETE /__admin/faults/{id}, or all with "
+                    "DELETE /__admin/faults), or give rules `times` so they end"
+                )
             if self._routes is not None:
                 self._routes.check_route(rule.route)
             if rule.id in self._rules:

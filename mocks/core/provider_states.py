@@ -6,12 +6,12 @@ and record. A pact written by the adapter's consumer tests names them in `.given
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from mocks.core.faults import FaultRule, FaultSpecError
 from mocks.core.problems import FieldError, MockProblem
-from mocks.core.store import Cursor
+from mocks.core.store import Cursor, RecordStore
 
 if TYPE_CHECKING:
     from mocks.core.runtime import MockRuntime
@@ -102,6 +102,14 @@ class ProviderStates:
                 raise MockProblem(
                     404,
                     f"no {collection} record {key!r}; pass params.document to create it",
+                )
+            named = _key_in(store, document)
+            if named is not None and named != key:  # not the record the pact then asks for
+                raise MockProblem(
+                    400,
+                    f"params.document is the {collection} record {named!r}, not params.key "
+                    f"{key!r}: give the document that key",
+                    errors=[FieldError("body", "params.document", "its key is not params.key")],
                 )
             self.runtime.create_record(collection, document)
         return {"key": key}
@@ -261,3 +269,12 @@ class ProviderStates:
             )
         token, _issued = self.runtime.issue_token(client_id, scopes)
         return {"access_token": token}
+
+
+def _key_in(store: RecordStore, document: Mapping[str, Any]) -> str | None:
+    """The key `document` would be stored under; ``None`` without one (the contract check of
+    the create says what is missing)."""
+    try:
+        return store.key_of(document)
+    except (KeyError, TypeError):
+        return None

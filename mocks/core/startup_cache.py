@@ -97,7 +97,10 @@ class StartupCache:
             for store in stores.values():  # start again from empty stores
                 store.clear()
             return False
-        os.utime(self.path)  # recently used: not pruned
+        try:
+            os.utime(self.path)  # recently used: not pruned
+        except OSError as exc:  # a read-only cache (a shared volume mounted :ro) still serves
+            log.info("start-up cache %s not marked as used (%s)", self.path, exc)
         return True
 
     def _fill(

@@ -13,12 +13,14 @@ import pytest
 import yaml
 from starlette.types import Message, Receive, Scope, Send
 
+from mocks.core import faults as faults_module
 from mocks.core.faults import (
     Decision,
     FaultInjector,
     FaultMiddleware,
     FaultNotSupportedError,
     FaultRule,
+    FaultRulesFull,
     FaultSpecError,
     RouteTable,
     load_fault_profile,
@@ -195,6 +197,19 @@ def test_from_dict_applies_defaults_and_ignores_assigned_fields() -> None:
 def test_from_dict_normalises_method_and_path_route() -> None:
     rule = FaultRule.from_dict({"route": "get   /v1/registrations/{str_number}", "kind": "error"})
     assert rule.route == "GET /v1/registrations/{str_number}"
+
+
+def test_rules_past_the_cap_are_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10,001 rules made GET /__admin/faults a 500 (its schema's maxItems) and every public
+    # request looked through all of them under a lock.
+    monkeypatch.setattr(faults_module, "MAX_FAULT_RULES", 3)
+    injector = FaultInjector(seed=1)
+    for _ in range(3):
+        injector.add(FaultRule.from_dict({"route": "getRegistration", "kind": "error"}))
+    with pytest.raises(FaultRulesFull, match=r"^at most 3 fault rules are kept .* delete some"):
+        injector.add(FaultRule.from_dict({"route": "getRegistration", "kind": "error"}))
+    assert FaultRulesFull.status == 409
+    assert len(injector.list()) == 3
 
 
 def test_to_dict_round_trips_through_from_dict() -> None:

@@ -103,6 +103,34 @@ def test_only_these_records_exist_refuses_two_documents_with_one_key(
     assert len(kki_runtime.store("registrations")) == before
 
 
+def test_record_exists_refuses_a_document_of_another_key_and_creates_nothing(
+    kki: ProviderStates, kki_runtime: MockRuntime
+) -> None:
+    # It created the document's record and answered the key asked for, which did not exist:
+    # the pact then failed on a 404 that said nothing of why.
+    document = two_new_registrations(kki_runtime)[0]
+    before = len(kki_runtime.store("registrations"))
+    with pytest.raises(MockProblem) as raised:
+        kki.apply(
+            "record exists",
+            {"collection": "registrations", "key": "QZ99999999999999", "document": document},
+            "setup",
+        )
+    assert raised.value.status == 400
+    assert raised.value.detail.startswith(
+        "params.document is the registrations record 'QZ00011234567890', not params.key "
+        "'QZ99999999999999'"
+    )
+    assert len(kki_runtime.store("registrations")) == before
+    made = kki.apply(
+        "record exists",
+        {"collection": "registrations", "key": document["str_number"], "document": document},
+        "setup",
+    )
+    assert made == {"key": document["str_number"]}
+    assert kki_runtime.store("registrations").get(document["str_number"]) is not None
+
+
 def test_records_follow_a_cursor_lists_exactly_the_last_records(
     kki: ProviderStates, kki_runtime: MockRuntime
 ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mocks.core import runtime as runtime_module
+from mocks.core import startup_cache as startup_cache_module
 from mocks.core.runtime import MockRuntime, MockSettings
 from mocks.core.startup_cache import StartupCache
 from mocks.core.system import MockSystem
@@ -53,6 +54,22 @@ def test_indexes_and_changes_work_on_cached_records(tmp_path: Path) -> None:
     assert store.require(doc["str_number"])["full_name"] == "Budi"
     runtime.reset()
     assert store.require(doc["str_number"]) == doc
+
+
+def test_a_cache_that_cannot_be_marked_as_used_still_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cache shared read-only (a volume mounted :ro) loaded, then os.utime's PermissionError
+    # ended the mock's start with a traceback.
+    build(KkiSystem(), tmp_path)
+
+    def refused(path: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Read-only file system", str(path))
+
+    monkeypatch.setattr(startup_cache_module.os, "utime", refused)
+    runtime = build(KkiSystem(), tmp_path)
+    assert runtime.loaded_from is not None
+    assert not runtime.generated
 
 
 def test_damaged_cache_file_is_ignored_and_rewritten(tmp_path: Path) -> None:
