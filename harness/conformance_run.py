@@ -20,7 +20,7 @@ from typing import Any, Final
 from rich.console import Console
 from rich.table import Table
 
-from harness.processes import start_mock
+from harness.processes import start_mock, unwind_on_kill
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports" / "conformance"
@@ -198,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="the mocks' data seed")
     parser.add_argument("extra", nargs="*", help="more hf-conformance options, after --")
     args = parser.parse_args(argv)
+    unwind_on_kill()  # the mocks run in sessions of their own: stopped by the finally blocks
     REPORTS.mkdir(parents=True, exist_ok=True)
     for old in REPORTS.glob("*.*"):  # a run that cannot start writes none: never show the last
         old.unlink()

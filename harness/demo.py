@@ -18,7 +18,6 @@ import argparse
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -42,7 +41,13 @@ from adapter.store import database
 from harness.conformance_run import REPO, quick_commands, run_all, summary_table
 from harness.embedded import embedded_environment, webhook_secret
 from harness.idp import IdpProcess
-from harness.processes import ManagedProcess, ProcessFailed, free_port, mock_process
+from harness.processes import (
+    ManagedProcess,
+    ProcessFailed,
+    free_port,
+    mock_process,
+    unwind_on_kill,
+)
 from harness.receiver import WebhookReceiver
 
 SIZE = 1000
@@ -448,10 +453,6 @@ def _print_endpoints(
     console.print("Ctrl-C stops the mocks, the SSO, the adapter and its worker.")
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -461,9 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     console = Console()
-    # A closed terminal or `kill` unwinds like Ctrl-C, so the processes started are stopped.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
+    unwind_on_kill()  # the processes started are stopped on `kill` or a closed terminal too
     try:
         return run(console, keep=args.keep)
     except KeyboardInterrupt:

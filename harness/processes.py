@@ -26,6 +26,18 @@ READY_POLL_S = 0.05
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def unwind_on_kill() -> None:
+    """`kill` (SIGTERM) and a closed terminal (SIGHUP) raise `KeyboardInterrupt` in the main
+    thread, as Ctrl-C does, so a command's `finally` blocks stop what it started: the mocks and
+    servers run in sessions of their own and never get the terminal's signals."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 class ProcessFailed(RuntimeError):
     """A process exited or never became ready; the message carries the end of its output."""
 

@@ -16,7 +16,6 @@ import datetime as dt
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import httpx
@@ -36,7 +34,7 @@ from adapter.store.models import SyncRun, WebhookEvent
 from harness import services
 from harness.idp import IdpProcess, realm_clients
 from harness.keycloak import KeycloakServer
-from harness.processes import ManagedProcess, free_port, start_mock
+from harness.processes import ManagedProcess, free_port, start_mock, unwind_on_kill
 from load import report
 from load.messages import Resources
 
@@ -432,10 +430,6 @@ def say(line: str) -> None:
     print(f"load.run: {line}", file=sys.stderr, flush=True)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def _title(shape: Shape, target: Target) -> str:
     mode = f"distributed, 1 master + {shape.workers} workers" if shape.workers else "standalone"
     return (
@@ -504,10 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         user_classes=args.user_classes,
     )
-    # A closed terminal or `kill` unwinds like Ctrl-C: what the run started is stopped, and
-    # its database dropped.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
+    unwind_on_kill()  # what the run started is stopped, and its database dropped
     try:
         if args.host:
             target = Target(args.host, {}, args.database_url)  # LOAD_… from this environment

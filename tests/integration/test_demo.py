@@ -162,3 +162,38 @@ def test_sigterm_while_the_demo_starts_stops_what_it_had_started() -> None:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()
+
+
+def test_sigterm_to_make_conformance_stops_the_mocks_it_started() -> None:
+    # The mocks run in sessions of their own and were stopped only by `finally` blocks, which
+    # a SIGTERM (a CI job's timeout, `kill`) never ran: both were left holding their ports.
+    run = subprocess.Popen(
+        [sys.executable, "-m", "harness.conformance_run", "--size", "30"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+        start_new_session=True,
+    )
+    watchdog = threading.Timer(120, os.killpg, (run.pid, signal.SIGKILL))
+    watchdog.start()
+    started: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while not (started := children(run.pid)):
+            assert run.poll() is None, "make conformance ended before starting a mock"
+            assert time.monotonic() < deadline, "no mock started within 60 s"
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) != 0
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in started):
+            assert time.monotonic() < deadline, "a mock make conformance started still runs"
+            time.sleep(0.2)
+    finally:
+        watchdog.cancel()
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        for pid in started:  # left running (the failure above): not for the next tests
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
