@@ -366,7 +366,8 @@ def promtool_path() -> str | None:
 
 def ensure_promtool(system: System) -> str:
     """promtool (the alert rules' tests need it): found, or installed with Debian's
-    prometheus package (only its promtool is used; the server is not started)."""
+    prometheus package (only its promtool is used: on a host run by systemd the package starts
+    its server on :9090, all interfaces, so it is stopped and disabled at once)."""
     configured = os.environ.get(PROMTOOL_ENV)
     if configured:
         if not os.access(configured, os.X_OK):
@@ -375,6 +376,8 @@ def ensure_promtool(system: System) -> str:
     found = system.which("promtool")
     if found is None:
         system.apt_install(["prometheus"], "promtool", PROMTOOL_ENV, missing="is not installed")
+        if system.which("systemctl") is not None:  # no systemd running: it fails, harmless
+            system.run(["systemctl", "disable", "--now", "prometheus"])
         found = system.which("promtool")
         if found is None:
             raise ServiceError(

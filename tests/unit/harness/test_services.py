@@ -230,9 +230,12 @@ def test_a_broker_that_refuses_the_connection_is_one_line_not_a_wait() -> None:
         assert machine.commands == []
 
 
-def _installs(machine: FakeMachine, *, package: str, program: str) -> System:
-    """A root machine with apt-get, where installing `package` puts `program` on the PATH."""
-    tools = {"apt-get"}
+def _installs(
+    machine: FakeMachine, *, package: str, program: str, extra: set[str] | None = None
+) -> System:
+    """A root machine with apt-get (and `extra` tools), where installing `package` puts
+    `program` on the PATH."""
+    tools = {"apt-get", *(extra or set())}
 
     def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         if list(argv[:2]) == ["apt-get", "install"] and package in argv:
@@ -263,6 +266,20 @@ def test_missing_promtool_is_installed_from_the_prometheus_package(
     system = _installs(machine, package="prometheus", program="promtool")
     assert services.ensure_promtool(system) == "/usr/bin/promtool"
     assert machine.commands == ["apt-get install -y -q --no-install-recommends prometheus"]
+
+
+def test_the_prometheus_server_the_package_starts_under_systemd_is_stopped_and_disabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only promtool is used; Debian's package starts the server on :9090 on every interface.
+    monkeypatch.delenv(services.PROMTOOL_ENV, raising=False)
+    machine = FakeMachine()
+    system = _installs(machine, package="prometheus", program="promtool", extra={"systemctl"})
+    assert services.ensure_promtool(system) == "/usr/bin/promtool"
+    assert machine.commands == [
+        "apt-get install -y -q --no-install-recommends prometheus",
+        "systemctl disable --now prometheus",
+    ]
 
 
 def test_without_root_it_says_to_install_promtool_or_set_promtool(
