@@ -33,6 +33,7 @@ from mocks.core.validation import (
     FastJSONResponseBodyValidator,
     PreciseFormDataValidator,
     PreciseJSONBodyValidator,
+    PreciseParameterValidator,
 )
 from mocks.core.webhooks import WebhookConfigError
 
@@ -241,6 +242,7 @@ def create_asgi_app(runtime: MockRuntime, *, shortcut: bool = True) -> ASGIApp:
 
     validators = {
         **VALIDATOR_MAP,
+        "parameter": PreciseParameterValidator,
         "body": MediaTypeDict(
             {
                 **VALIDATOR_MAP["body"],

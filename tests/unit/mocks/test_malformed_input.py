@@ -86,3 +86,27 @@ def test_nan_and_infinity_are_refused_and_nothing_is_stored(
         f"the request body is not valid JSON: {constant} is not a JSON number"
     )
     assert client.get(f"/v1/registrations/{key}", headers=KEY).content == before
+
+
+@pytest.mark.parametrize(
+    ("url", "name", "message"),
+    [
+        ("/__admin/deliveries?limit=0", "limit", "the value is less than the minimum of 1"),
+        ("/v1/registrations?limit=abc", "limit", "the value is not of type 'integer'"),
+        ("/v1/registrations?status=3171015708900042", "status", "the value is not one of"),
+    ],
+)
+def test_a_bad_parameter_is_named_as_a_field_and_its_value_never_quoted(
+    client: TestClient, url: str, name: str, message: str
+) -> None:
+    # connexion's detail was jsonschema's whole report: the value, the schema, no field list.
+    answer = client.get(url, headers=KEY)
+    assert answer.status_code == 400, answer.text
+    problem = answer.json()
+    assert problem["detail"].startswith(f"query parameter {name}: {message}")
+    assert problem["errors"][0]["location"] == "query"
+    assert problem["errors"][0]["name"] == name
+    assert problem["errors"][0]["message"].startswith(message)
+    assert "Failed validating" not in answer.text
+    assert "3171015708900042" not in answer.text
+    assert "abc" not in answer.text
