@@ -559,6 +559,12 @@ class RecordStore:
         )
 
     def restore(self, snapshot: StoreSnapshot) -> None:
+        # A record the restore removes is retired at its version, as a delete retires it: made
+        # again, it goes on from there, never back to 1 (a client holding version 2 would
+        # take the new record's 1 for an older state and keep its own).
+        for key in self._records.keys() - snapshot.records.keys():
+            version = int(self.document(self._records[key])["version"])
+            self._retired[key] = max(self._retired.get(key, 0), version)
         self._records = dict(snapshot.records)
         self._order = SortedKeyList(self._records.values(), key=_order_key)
         self._indexes = {name: _Index(keys) for name, keys in snapshot.indexes.items()}

@@ -243,3 +243,20 @@ def test_a_record_created_again_after_its_deletion_goes_on_from_its_last_version
     again = store.create(document)
 
     assert again["version"] == last + 1
+
+
+def test_a_record_a_restore_removed_goes_on_from_its_last_version_when_made_again() -> None:
+    # `POST /__admin/reset` (or a snapshot's restore) removed a record created since: made
+    # again it started at version 1, which a client holding version 2 kept its own over.
+    store = make_store(3)
+    seeded = store.snapshot()
+    document = {"id": "k99999", "colour": "red"}
+    store.create(document)
+    store.replace("k99999", document)
+    assert store.require("k99999")["version"] == 2
+
+    store.restore(seeded)
+    assert store.get("k99999") is None
+    again = store.create(document)
+
+    assert again["version"] == 3
