@@ -485,7 +485,7 @@ class Delivery:
     next_attempt_at: dt.datetime | None = None
     redelivery_of: str | None = None
     # duplicate mode: every copy's first attempt carries the very same signed message
-    pinned_timestamp: int | None = field(default=None, repr=False)
+    pinned_timestamp: PinnedTimestamp | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -506,6 +506,15 @@ class Delivery:
 
     def snapshot(self) -> Delivery:
         return dataclasses.replace(self, attempts=builtins.list(self.attempts))
+
+
+@dataclass(slots=True)
+class PinnedTimestamp:
+    """The `webhook-timestamp` every copy of a `duplicate` delivery signs, so that all send
+    the very same message; taken by the first copy's first attempt (under the dispatcher's
+    lock)."""
+
+    at: int | None = None
 
 
 class DeliveryLog:
@@ -734,7 +743,7 @@ class Dispatcher:
         for subscription in self._targets(event.type, subscription_id):
             body = build_body(event, subscription)
             if mode == "duplicate":
-                pinned = int(time.time())
+                pinned = PinnedTimestamp()  # set by the first copy's first attempt
                 created += [
                     self._new_delivery(event, subscription, body, mode, now, pinned)
                     for _ in range(copies)
@@ -867,7 +876,7 @@ class Dispatcher:
         body: bytes,
         mode: str,
         now: dt.datetime,
-        pinned_timestamp: int | None = None,
+        pinned_timestamp: PinnedTimestamp | None = None,
     ) -> Delivery:
         return Delivery(
             id=str(uuid.uuid4()),
@@ -1030,7 +1039,12 @@ class Dispatcher:
         if delivery.mode == "stale_timestamp":
             timestamp -= STALE_TIMESTAMP_AGE_S
         elif first and delivery.pinned_timestamp is not None:
-            timestamp = delivery.pinned_timestamp
+            # Taken when the first copy is sent, not when the event was published: a backlog
+            # of deliveries would otherwise age every copy past receivers' 5-minute tolerance.
+            pin = delivery.pinned_timestamp
+            if pin.at is None:
+                pin.at = timestamp
+            timestamp = pin.at
         signing_key = wrong_key(key) if delivery.mode == "bad_signature" else key
         return signed_headers(
             delivery.event_id, timestamp, delivery.body, signing_key, user_agent=self.user_agent

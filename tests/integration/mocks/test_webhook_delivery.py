@@ -20,11 +20,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from mocks.core import webhooks as webhooks_module
 from mocks.core.webhooks import (
     Delivery,
     Dispatcher,
@@ -540,6 +542,39 @@ def test_duplicate_mode_sends_the_same_signed_message_concurrently(
     for request in requests:
         Webhook(subscription.secret).verify(request.body, request.headers)
     assert all(status_codes(d) == [204] for d in final)
+
+
+def test_duplicate_copies_sign_the_time_of_their_first_send_not_of_the_publish(
+    receiver: Receiver, registry: SubscriptionRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The timestamp was taken at publish: behind a backlog of ten minutes every copy was
+    # older than receivers' 5-minute tolerance and refused, though the mode says "accept".
+    subscription = registry.create(receiver.url)
+    sent_at = time.time()
+    clock = {"now": sent_at - 600}  # published ten minutes before the send
+    monkeypatch.setattr(
+        webhooks_module,
+        "time",
+        SimpleNamespace(
+            time=lambda: clock["now"], monotonic=time.monotonic, perf_counter=time.perf_counter
+        ),
+    )
+
+    async def scenario() -> list[Received]:
+        dispatcher = Dispatcher(registry, policy=FAST, seed=SEED, user_agent="hf-mock/kki")
+        dispatcher.publish(make_event(), mode="duplicate", copies=3)  # not started: all wait
+        clock["now"] = sent_at  # the backlog
+        dispatcher.start()
+        try:
+            return await received(receiver, 3)
+        finally:
+            await dispatcher.aclose()
+
+    requests = asyncio.run(scenario())
+    assert {r.headers["webhook-timestamp"] for r in requests} == {str(int(sent_at))}
+    assert len({r.headers["webhook-signature"] for r in requests}) == 1
+    for request in requests:
+        Webhook(subscription.secret).verify(request.body, request.headers)
 
 
 def test_bad_signature_mode_fails_verification(
