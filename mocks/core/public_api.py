@@ -141,6 +141,11 @@ class PublicApi:
             cursor=cursor,
             updated_since=parse_datetime(updated_since, "updated_since"),
             among=among,
+            scope="&".join(
+                f"{index}={value}"
+                for index, value in sorted((filters or {}).items())
+                if value is not None
+            ),
         )
         return self.page(result, limit, transform)
 

@@ -378,15 +378,18 @@ class RecordStore:
         updated_since: dt.datetime | None = None,
         where: Callable[[Mapping[str, Any]], bool] | None = None,
         among: AbstractSet[str] | None = None,
+        scope: str = "",
     ) -> Page:
         """Up to `limit` records after `cursor` (or with `updated_at > updated_since`).
 
         `among` narrows to a set of keys (from an index) so a filtered list doesn't scan
-        the whole collection.
+        the whole collection; `scope` names that filter, and its cursors are its own: one from
+        another filter's walk is refused, not followed past records it never listed.
         """
+        tagged = f"{self.name}?{scope}" if scope else self.name
         start: tuple[str, str] | None = None
         if cursor is not None:
-            position = Cursor.decode(cursor, self.name)
+            position = Cursor.decode(cursor, tagged)
             start = (position.updated_at, position.key)
         elif updated_since is not None:
             # "\uffff" sorts after every key, so records stamped exactly then are excluded.
@@ -417,7 +420,7 @@ class RecordStore:
                 continue
             if len(records) == limit:
                 last = records[-1]
-                next_cursor = Cursor(last.updated_at, last.key).encode(self.name)
+                next_cursor = Cursor(last.updated_at, last.key).encode(tagged)
                 break
             records.append(record)
         return Page(records, next_cursor, self.codec)

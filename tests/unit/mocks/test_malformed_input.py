@@ -110,3 +110,21 @@ def test_a_bad_parameter_is_named_as_a_field_and_its_value_never_quoted(
     assert "Failed validating" not in answer.text
     assert "3171015708900042" not in answer.text
     assert "abc" not in answer.text
+
+
+def test_a_cursor_of_another_filters_walk_is_a_400(
+    client: TestClient, runtime: MockRuntime
+) -> None:
+    # It was followed: the AKTIF walk's position skipped every DICABUT record before it.
+    walk = client.get("/v1/registrations", params={"limit": 1, "status": "AKTIF"}, headers=KEY)
+    cursor = walk.json()["page"]["next_cursor"]
+    assert cursor is not None
+    same = client.get(
+        "/v1/registrations", params={"limit": 1, "status": "AKTIF", "cursor": cursor}, headers=KEY
+    )
+    assert same.status_code == 200, same.text
+    for other in ({"status": "DICABUT"}, {}, {"status": "AKTIF", "profession": "bidan"}):
+        answer = client.get(
+            "/v1/registrations", params={"limit": 1, **other, "cursor": cursor}, headers=KEY
+        )
+        assert answer.status_code == 400, (other, answer.text)
