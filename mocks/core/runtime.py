@@ -313,7 +313,10 @@ class MockRuntime:
                 loaded_from.append(cache.path)
                 return
             generated.append(True)
-            if cache is not None and settings.size >= GENERATE_APART_FROM:
+            # A directory that cannot take the file (a read-only mount) is found first: the
+            # child would generate, fail to save, and this process generate it all again.
+            saving = cache is not None and cache.writable()
+            if cache is not None and saving and settings.size >= GENERATE_APART_FROM:
                 # Generated in a child that writes the cache, then loaded: the generator's
                 # objects never fragment this process's heap (~650 instead of ~180 MiB RSS
                 # at 100,000 people).
@@ -322,7 +325,7 @@ class MockRuntime:
                     loaded_from.append(cache.path)
                     return
             fill_generated(system, settings, stores, on_progress)
-            if cache is not None:
+            if cache is not None and saving:
                 cache.save(stores, on_progress)
 
         runtime = cls(system, settings, fill)

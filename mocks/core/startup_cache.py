@@ -76,10 +76,26 @@ class StartupCache:
     ) -> None:
         self.directory = directory
         name = (
-            f"{system.name}-n{size}-seed{seed}-mismatch{mismatch_rate:g}-"
+            f"{system.name}-n{size}-seed{seed}-mismatch{mismatch_rate!r}-"
             f"{generator_digest(system)}.cache"
         )
         self.path = directory / name
+
+    def writable(self) -> bool:
+        """Whether a cache file can be written in the directory (made when missing); says why
+        not once, in the log."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".probe-"):
+                return True
+        except OSError as exc:
+            log.warning(
+                "start-up cache directory %s is not writable (%s): generating in this process, "
+                "nothing cached",
+                self.directory,
+                exc,
+            )
+            return False
 
     def load(self, stores: dict[str, RecordStore], on_progress: Progress | None = None) -> bool:
         """Fill the (empty) stores from the file; False when there is no usable file."""

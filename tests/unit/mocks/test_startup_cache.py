@@ -88,9 +88,10 @@ def test_each_data_set_has_its_own_file(tmp_path: Path) -> None:
         StartupCache(tmp_path, KkiSystem(), 301, 11, 0.02).path.name,
         StartupCache(tmp_path, KkiSystem(), 300, 12, 0.02).path.name,
         StartupCache(tmp_path, KkiSystem(), 300, 11, 0.03).path.name,
+        StartupCache(tmp_path, KkiSystem(), 300, 11, 0.02000001).path.name,  # was 0.02's
         StartupCache(tmp_path, SisdmkSystem(), 300, 11, 0.02).path.name,
     }
-    assert len(names) == 5
+    assert len(names) == 6
 
 
 def test_no_cache_dir_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,6 +116,31 @@ def test_large_data_set_is_generated_in_a_child_and_loaded_from_its_cache(
     assert "generating people" in phases  # reported by the child
     assert phases[-1].startswith("loading")
     assert served(runtime) == served(build(SisdmkSystem(), None))
+
+
+def test_a_directory_that_cannot_take_the_cache_generates_once_in_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The child generated, could not save, and this process generated everything again:
+    # minutes more at 100,000 people.
+    monkeypatch.setattr(runtime_module, "GENERATE_APART_FROM", 100)
+    monkeypatch.setattr(StartupCache, "writable", lambda self: False)
+    children: list[object] = []
+    monkeypatch.setattr(runtime_module, "_generate_in_child", lambda *args: children.append(args))
+    runtime = MockRuntime.build(
+        SisdmkSystem(), MockSettings(size=300, seed=11, cache_dir=tmp_path / "ro")
+    )
+    assert runtime.generated
+    assert runtime.loaded_from is None
+    assert children == []
+    assert served(runtime) == served(build(SisdmkSystem(), None))
+
+
+def test_a_read_only_directory_is_found_not_writable(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    assert not StartupCache(blocked / "cache", KkiSystem(), 3, 1, 0.0).writable()
+    assert StartupCache(tmp_path / "made", KkiSystem(), 3, 1, 0.0).writable()
 
 
 def test_the_cache_key_changes_with_the_contract_checks_code(
