@@ -56,7 +56,8 @@ pacts: bootstrap ## Regenerate contracts/pacts/ from the consumer tests, then ve
 	@$(PY) -m pytest -p no:cacheprovider tests/contract $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: bootstrap services keycloak ## Only the end-to-end suite: the whole stack over HTTPS, the data-flow scenarios (docs/e2e.md)
+e2e: bootstrap keycloak ## Only the end-to-end suite: the whole stack over HTTPS, the data-flow scenarios (docs/e2e.md)
+	@$(PY) -m harness.services packages
 	@$(PY) -m pytest -p no:cacheprovider e2e $(PYTEST_ARGS)
 
 .PHONY: test-unit

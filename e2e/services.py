@@ -163,7 +163,7 @@ def rabbitmq_script() -> Path:
             return script
     found = shutil.which("rabbitmq-server")
     if found is None:
-        raise ProcessFailed("rabbitmq-server is not installed (run `make services`)")
+        raise ProcessFailed("rabbitmq-server is not installed (`make e2e` installs it)")
     return Path(found)
 
 

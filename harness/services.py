@@ -400,6 +400,20 @@ def ensure_wrk(system: System) -> str:
     return found
 
 
+def ensure_server_packages(system: System) -> str:
+    """The PostgreSQL and RabbitMQ servers installed, not started: the e2e suite starts private
+    ones of its own (e2e/services.py) and needs only their programs."""
+    if not installed_server_versions():
+        system.apt_install(
+            ["postgresql"], "the PostgreSQL server", None, missing="is not installed"
+        )
+    if system.which("rabbitmq-server") is None:
+        system.apt_install(
+            ["rabbitmq-server"], "the RabbitMQ server", None, missing="is not installed"
+        )
+    return f"PostgreSQL {', '.join(installed_server_versions()) or '?'} and RabbitMQ installed"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.services",
@@ -408,14 +422,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "command",
-        choices=["up", "bench-tools"],
-        help="up: start what is missing (idempotent); bench-tools: install wrk for `make bench`",
+        choices=["up", "bench-tools", "packages"],
+        help="up: start what is missing (idempotent); bench-tools: install wrk for `make "
+        "bench`; packages: install the PostgreSQL and RabbitMQ servers without starting them "
+        "(`make e2e` starts its own)",
     )
     args = parser.parse_args(argv)
     system = System.real()
     try:
         if args.command == "bench-tools":
             summary = f"wrk {ensure_wrk(system)}"
+        elif args.command == "packages":
+            summary = ensure_server_packages(system)
         else:
             database = ensure_postgres(system)
             broker = ensure_rabbitmq(system)

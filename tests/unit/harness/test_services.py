@@ -330,3 +330,29 @@ def test_without_root_it_says_to_install_wrk() -> None:
         "(not root): install wrk"
     )
     assert machine.commands == []
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_e2e_gets_both_servers_installed_and_none_started(
+    monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    # `make e2e` needed the shared servers running (`make services`) though its suite starts
+    # private ones: a user with the packages and no root could not run it.
+    versions = ["15"] if installed else []
+    monkeypatch.setattr(services, "installed_server_versions", lambda: versions)
+    machine = FakeMachine()
+    system = machine.system(
+        root=True,
+        tools={"apt-get", "rabbitmq-server"} if installed else {"apt-get"},
+        pg_port=1,
+        amqp_port=1,
+    )
+    services.ensure_server_packages(system)
+    assert machine.commands == (
+        []
+        if installed
+        else [
+            "apt-get install -y -q --no-install-recommends postgresql",
+            "apt-get install -y -q --no-install-recommends rabbitmq-server",
+        ]
+    )
