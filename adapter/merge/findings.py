@@ -72,35 +72,44 @@ def reconcile_identity(
     one side leaves empty differs from one the other fills. An open finding whose worker or
     digests no longer match is resolved and, if the sources still disagree, opened anew.
     """
-    current = {
-        finding.field: finding
-        for finding in open_findings
-        if finding.rule == Rule.IDENTITY_MISMATCH
-    }
-    opened: list[NewFinding] = []
-    resolved: list[uuid.UUID] = []
+    digests: dict[str, tuple[str | None, str | None]] = {}
+    disagree: set[str] = set()
     for field in IDENTITY_FIELDS:
         kki_value, sisdmk_value = kki.value(field), sisdmk.value(field)
-        kki_digest = identity_digest(fingerprint, field, kki_value)
-        sisdmk_digest = identity_digest(fingerprint, field, sisdmk_value)
-        finding = current.get(field)
-        if finding is not None and (
-            finding.worker_id != worker_id
-            or (finding.kki_digest, finding.sisdmk_digest) != (kki_digest, sisdmk_digest)
+        digests[field] = (
+            identity_digest(fingerprint, field, kki_value),
+            identity_digest(fingerprint, field, sisdmk_value),
+        )
+        if fold(kki_value) != fold(sisdmk_value):
+            disagree.add(field)
+    # One open finding per field at most: two writers meeting on a registration each opened
+    # one, and a dict by field kept the last and left the other open for ever.
+    kept: set[str] = set()
+    resolved: list[uuid.UUID] = []
+    for finding in open_findings:
+        if finding.rule != Rule.IDENTITY_MISMATCH or finding.field not in digests:
+            continue
+        if (
+            finding.field in disagree
+            and finding.field not in kept
+            and finding.worker_id == worker_id
+            and (finding.kki_digest, finding.sisdmk_digest) == digests[finding.field]
         ):
+            kept.add(finding.field)
+        else:
             resolved.append(finding.id)
-            finding = None
-        if fold(kki_value) != fold(sisdmk_value) and finding is None:
-            opened.append(
-                NewFinding(
-                    Rule.IDENTITY_MISMATCH,
-                    field,
-                    worker_id,
-                    registration_id,
-                    kki_digest=kki_digest,
-                    sisdmk_digest=sisdmk_digest,
-                )
-            )
+    opened = [
+        NewFinding(
+            Rule.IDENTITY_MISMATCH,
+            field,
+            worker_id,
+            registration_id,
+            kki_digest=digests[field][0],
+            sisdmk_digest=digests[field][1],
+        )
+        for field in IDENTITY_FIELDS
+        if field in disagree and field not in kept
+    ]
     return FindingChanges(tuple(opened), tuple(resolved))
 
 

@@ -149,6 +149,25 @@ LIFETIME = Breach(Rule.STR_CITIZEN_LIFETIME, "valid_until")
 SIP = Breach(Rule.SIP_FIVE_YEARS, "sips[2].valid_until")
 
 
+@pytest.mark.parametrize("stale_first", [True, False])
+def test_two_open_findings_of_one_field_leave_one_open_whatever_their_order(
+    stale_first: bool,
+) -> None:
+    # Two writers meeting on a registration each opened one; a dict by field kept the last
+    # read and left the other open for ever (or resolved the live one and reopened it).
+    kki = dataclasses.replace(SISDMK, full_name="Budi Santoso")
+    live = _stored(_reconcile(kki).opened[0])
+    stale = dataclasses.replace(_stored(_reconcile(kki).opened[0]), worker_id=OTHER_WORKER)
+    twin = _stored(_reconcile(kki).opened[0])
+    found = (stale, live, twin) if stale_first else (twin, live, stale)
+
+    changes = _reconcile(kki, *found)
+
+    assert changes.opened == ()
+    assert set(changes.resolved) == {stale.id, live.id if not stale_first else twin.id}
+    assert _reconcile(SISDMK, *found).resolved == tuple(f.id for f in found)  # agree: all go
+
+
 def test_a_breach_opens_a_finding_keyed_by_rule_record_and_field() -> None:
     changes = _rules([SIP, LIFETIME])
 
