@@ -268,12 +268,16 @@ class RegistryLookup:
     ) -> LookupAnswer:
         with self._sessions() as session:
             records = stored(self._repositories(session))
-        if not records and error is not None:
+        if not records:
+            # Nothing to serve in place of KKI's answer: an empty list would read as "not
+            # registered", which nobody could know while KKI is not asked.
             self._metrics.lookups.labels(SYSTEM, "miss").inc()
+            why = "the connection is disabled" if error is None else f"unreachable ({error.reason})"
             raise UpstreamUnavailable(
-                f"unreachable ({error.reason}) and the store holds no copy to serve meanwhile",
+                f"{why} and the store holds no copy to serve meanwhile",
                 system=SYSTEM,
-                operation=error.operation,
+                operation="lookup" if error is None else error.operation,
+                reason="connection_disabled" if error is None else None,
             ) from error
         self._metrics.lookups.labels(SYSTEM, "stale").inc()
         return LookupAnswer(tuple(records), live=False, stale_reason=reason)

@@ -264,6 +264,11 @@ def test_a_disabled_connection_serves_the_stored_copy_without_calling_kki(
     answer = lookup.by_str(registration["str_number"], actor=CALLER)
     assert answer.stale_reason == "connection_disabled"
     assert [found.str_number for found in answer.registrations] == [registration["str_number"]]
+    # Nothing stored: not an empty answer, which would read as "not registered".
+    with pytest.raises(UpstreamUnavailable) as nothing:
+        lookup.by_str("QZ99999999999999", actor=CALLER)
+    assert nothing.value.reason == "connection_disabled"
+    assert "the connection is disabled and the store holds no copy" in str(nothing.value)
     assert _matched(mock, counter) == 0
 
 
