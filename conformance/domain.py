@@ -116,7 +116,7 @@ def _check_nik(
     nik = record.get("nik")
     if not isinstance(nik, str):
         return
-    problems = validate_nik(nik, reference=today)
+    problems = validate_nik(nik, reference=today, quote=False)  # the NIK is shown masked
     if problems:
         ctx.fail(
             "domain/nik-structure",
@@ -167,7 +167,7 @@ def _check_nips(
     for nip in sorted(n for n in nips if isinstance(n, str)):
         ctx.ok("domain/nip-structure", operation)
         ctx.ok("domain/nip-agreement", operation)
-        structure = validate_nip(nip, reference=today)
+        structure = validate_nip(nip, reference=today, quote=False)  # shown masked
         if structure:
             ctx.fail(
                 "domain/nip-structure",
@@ -175,7 +175,7 @@ def _check_nips(
                 f"record {key}: NIP {mask_nik(nip)} is not a possible NIP: {'; '.join(structure)}",
             )
             continue
-        agreement = validate_nip(nip, birth_date, gender, reference=today)
+        agreement = validate_nip(nip, birth_date, gender, reference=today, quote=False)
         if agreement:
             what = ["birth date" if "birth date" in problem else "gender" for problem in agreement]
             ctx.fail(

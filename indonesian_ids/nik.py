@@ -88,9 +88,11 @@ def could_be_nik(text: str) -> bool:
 
 
 def _check(
-    nik: str, reference: dt.date
+    nik: str, reference: dt.date, *, quote: bool = True
 ) -> tuple[list[str], dt.date | None, Gender | None, tuple[int, int, int]]:
-    """Problems of a well-shaped NIK, plus what could be decoded: date, gender, (day, month, yy)."""
+    """Problems of a well-shaped NIK, plus what could be decoded: date, gender, (day, month, yy).
+    Without `quote`, no problem names digits of the middle eight (kecamatan and birth date),
+    which a masked NIK hides."""
     problems: list[str] = []
     province = nik[:2]
     if province not in PROVINCES:
@@ -98,24 +100,30 @@ def _check(
     if nik[2:4] == "00":
         problems.append("kab/kota code 00 does not exist")
     if nik[4:6] == "00":
-        problems.append("kecamatan code 00 does not exist")
+        problems.append(
+            "kecamatan code 00 does not exist" if quote else "its kecamatan code does not exist"
+        )
 
     raw_day = int(nik[6:8])
     day, month, yy, gender = _birth_digits(nik)
     if gender is None:
-        problems.append(
-            f"birth day field {raw_day:02d} is impossible: "
-            f"it must be 01-31 (men) or 41-71 (women, day + 40)"
-        )
+        field = f"birth day field {raw_day:02d}" if quote else "its birth day field"
+        problems.append(f"{field} is impossible: it must be 01-31 (men) or 41-71 (women, day + 40)")
     birth_date: dt.date | None = None
     if not 1 <= month <= 12:
-        problems.append(f"birth month {month:02d} does not exist")
+        problems.append(
+            f"birth month {month:02d} does not exist" if quote else "its birth month does not exist"
+        )
     elif gender is not None:
         year = _century_year(yy, month, day, reference)
         try:
             birth_date = dt.date(year, month, day)
         except ValueError:
-            problems.append(f"birth date {year:04d}-{month:02d}-{day:02d} does not exist")
+            problems.append(
+                f"birth date {year:04d}-{month:02d}-{day:02d} does not exist"
+                if quote
+                else "its birth date does not exist"
+            )
     if nik[12:] == "0000":
         problems.append("serial 0000 is not valid; serials start at 0001")
     return problems, birth_date, gender, (day, month, yy)
@@ -127,24 +135,35 @@ def validate_nik(
     birth_date: dt.date | None = None,
     gender: Gender | None = None,
     reference: dt.date | None = None,
+    quote: bool = True,
 ) -> list[str]:
     """Every reason `nik` can't be a real NIK (or can't be this person's); empty if valid.
 
     The two-digit year is read in the century that makes the holder 0-100 years old on
     `reference` (default today). `birth_date` and `gender`, when given, must agree with the NIK.
+    Without `quote` the reasons name no digit a masked NIK hides (the kecamatan and the birth
+    date, or the gender its day field gives): for reports that show the NIK masked.
     """
     problems = _shape_problems(nik)
     if problems:
         return problems
-    problems, _, nik_gender, (day, month, yy) = _check(nik, reference or dt.date.today())
+    problems, _, nik_gender, (day, month, yy) = _check(
+        nik, reference or dt.date.today(), quote=quote
+    )
     contradicted = contradicted_fields(nik, birth_date=birth_date, gender=gender)
     if "birth_date" in contradicted and birth_date is not None:
         problems.append(
             f"NIK encodes birth date {day:02d}-{month:02d}-{yy:02d} (DD-MM-YY) but the given "
             f"birth date is {birth_date:%d-%m-%y}"
+            if quote
+            else "the birth date it encodes is not the given birth date"
         )
     if "gender" in contradicted:
-        problems.append(f"NIK encodes gender {nik_gender} but the given gender is {gender}")
+        problems.append(
+            f"NIK encodes gender {nik_gender} but the given gender is {gender}"
+            if quote
+            else "the gender it encodes is not the given gender"
+        )
     return problems
 
 

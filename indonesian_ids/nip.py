@@ -66,7 +66,11 @@ def make_ni_pppk(birth_date: dt.date, appointment_year: int, gender: Gender, ser
     )
 
 
-def _decode(nip: str, reference: dt.date) -> tuple[list[str], NipParts | None]:
+def _decode(
+    nip: str, reference: dt.date, *, quote: bool = True
+) -> tuple[list[str], NipParts | None]:
+    """Problems and parts; without `quote` no problem names the NIP's digits (birth date, TMT,
+    gender digit) a masked NIP hides."""
     if len(nip) != NIP_LENGTH:
         return [f"NIP must be {NIP_LENGTH} digits, got {len(nip)} characters"], None
     for position, char in enumerate(nip, start=1):
@@ -78,9 +82,17 @@ def _decode(nip: str, reference: dt.date) -> tuple[list[str], NipParts | None]:
     try:
         birth_date = dt.date(int(nip[0:4]), int(nip[4:6]), int(nip[6:8]))
     except ValueError:
-        problems.append(f"birth date {nip[0:4]}-{nip[4:6]}-{nip[6:8]} does not exist")
+        problems.append(
+            f"birth date {nip[0:4]}-{nip[4:6]}-{nip[6:8]} does not exist"
+            if quote
+            else "its birth date does not exist"
+        )
     if birth_date is not None and birth_date > reference:
-        problems.append(f"birth date {birth_date.isoformat()} is in the future")
+        problems.append(
+            f"birth date {birth_date.isoformat()} is in the future"
+            if quote
+            else "its birth date is in the future"
+        )
 
     tmt_year, tmt_month = int(nip[8:12]), int(nip[12:14])
     kind: NipKind | None = None
@@ -89,9 +101,8 @@ def _decode(nip: str, reference: dt.date) -> tuple[list[str], NipParts | None]:
     elif tmt_month == PPPK_MARKER:
         kind = "PPPK"
     else:
-        problems.append(
-            f"TMT month {nip[12:14]} is neither 01-12 (NIP PNS) nor {PPPK_MARKER} (NI PPPK)"
-        )
+        month = f"TMT month {nip[12:14]}" if quote else "its TMT month"
+        problems.append(f"{month} is neither 01-12 (NIP PNS) nor {PPPK_MARKER} (NI PPPK)")
     if birth_date is not None and kind is not None:
         # A PPPK marker carries no month, so only its year can be checked.
         earliest = birth_date.year + MIN_APPOINTMENT_AGE
@@ -105,11 +116,14 @@ def _decode(nip: str, reference: dt.date) -> tuple[list[str], NipParts | None]:
             problems.append(
                 f"TMT {when} is before the holder turned {MIN_APPOINTMENT_AGE} "
                 f"(born {birth_date.isoformat()})"
+                if quote
+                else f"its TMT is before the holder turned {MIN_APPOINTMENT_AGE}"
             )
 
     gender = _DIGIT_GENDER.get(nip[14])
     if gender is None:
-        problems.append(f"gender digit {nip[14]} must be 1 (male) or 2 (female)")
+        digit = f"gender digit {nip[14]}" if quote else "its gender digit"
+        problems.append(f"{digit} must be 1 (male) or 2 (female)")
     if nip[15:] == "000":
         problems.append("serial 000 is not valid; serials start at 001")
     if problems or birth_date is None or kind is None or gender is None:
@@ -138,17 +152,25 @@ def validate_nip(
     gender: Gender | None = None,
     *,
     reference: dt.date | None = None,
+    quote: bool = True,
 ) -> list[str]:
-    """Every reason `nip` can't be a real NIP/NI PPPK (or this person's); empty if valid."""
-    problems, _ = _decode(nip, reference or dt.date.today())
+    """Every reason `nip` can't be a real NIP/NI PPPK (or this person's); empty if valid.
+    Without `quote` the reasons name none of its digits (for reports showing it masked)."""
+    problems, _ = _decode(nip, reference or dt.date.today(), quote=quote)
     if len(nip) != NIP_LENGTH or not (nip.isascii() and nip.isdigit()):
         return problems
     if birth_date is not None and nip[:8] != _ymd(birth_date):
         problems.append(
             f"NIP encodes birth date {nip[0:4]}-{nip[4:6]}-{nip[6:8]} but the given birth date "
             f"is {birth_date.isoformat()}"
+            if quote
+            else "the birth date it encodes is not the given birth date"
         )
     nip_gender = _DIGIT_GENDER.get(nip[14])
     if gender is not None and nip_gender is not None and nip_gender != gender:
-        problems.append(f"NIP encodes gender {nip_gender} but the given gender is {gender}")
+        problems.append(
+            f"NIP encodes gender {nip_gender} but the given gender is {gender}"
+            if quote
+            else "the gender it encodes is not the given gender"
+        )
     return problems

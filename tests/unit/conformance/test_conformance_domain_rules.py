@@ -85,6 +85,30 @@ def test_impossible_nik_is_structure_error_without_leaking_it() -> None:
     assert nik not in ctx.findings[0].message
 
 
+@pytest.mark.parametrize(
+    ("field", "number", "hidden"),
+    [
+        # kecamatan 00 and 30 February: the masked NIK hides digits 5 to 12.
+        ("nik", "3171003002900042", ("00", "1990-02-30", "30", "02")),
+        # born 1995-03-01, TMT 2010-05, at 15: the masked NIP hides digits 5 to 14.
+        ("nip", "199503012010051001", ("1995-03-01", "2010-05", "03-01")),
+    ],
+)
+def test_an_impossible_nik_or_nip_is_reported_without_the_digits_its_mask_hides(
+    field: str, number: str, hidden: tuple[str, ...]
+) -> None:
+    # The reasons quoted the decoded dates and codes after the masked number: the whole
+    # number could be read back from the report.
+    record = {**_registration(), "worker_id": "w", field: number}
+    ctx = _context([record], SISDMK)
+    check_people(ctx, SISDMK)
+    [finding] = [f for f in ctx.findings if f.rule == f"domain/{field}-structure"]
+    masked = finding.message.split(" is not a possible ")[1]
+    for digits in hidden:
+        assert digits not in masked, finding.message
+    assert "does not exist" in masked or "before the holder turned 18" in masked
+
+
 def test_nip_disagreeing_with_gender_is_reported() -> None:
     born = dt.date(1990, 8, 17)
     nip = make_nip(born, dt.date(2015, 3, 1), "male", 1)
