@@ -16,7 +16,7 @@ from mocks.kki.system import REGISTRATIONS
 
 def nik_problem(nik: str) -> MockProblem | None:
     """422 for a 16-digit NIK that can't exist (the schema already checked the shape)."""
-    problems = validate_nik(nik)
+    problems = validate_nik(nik, quote=False)  # its digits are never echoed
     if not problems:
         return None
     return MockProblem(
