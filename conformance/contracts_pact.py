@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -22,7 +23,7 @@ from conformance.pacts import (
     PactVerificationError,
     verify_pacts,
 )
-from conformance.provider import CannotRun, RequestFailed, send
+from conformance.provider import CannotRun, RequestFailed
 
 ADMIN_PATH = "/__admin"
 STATE_PATH = f"{ADMIN_PATH}/provider-states"
@@ -92,8 +93,8 @@ def _data_kept(ctx: RunContext, target: PactTarget) -> Iterator[None]:
         return
     http = ctx.client.http
     try:
-        send(http, "DELETE", f"{admin}/snapshots/{SNAPSHOT}", timeout=30)  # an interrupted run's
-        taken = send(http, "POST", f"{admin}/snapshots", json={"name": SNAPSHOT}, timeout=30)
+        _admin(http, "DELETE", f"{admin}/snapshots/{SNAPSHOT}")  # an interrupted run's
+        taken = _admin(http, "POST", f"{admin}/snapshots", json={"name": SNAPSHOT})
     except CannotRun as exc:  # the mock answered its health a moment ago: gone meanwhile
         raise RequestFailed(f"{exc} (the snapshot of the mock's data before the pact)") from None
     try:
@@ -105,13 +106,22 @@ def _data_kept(ctx: RunContext, target: PactTarget) -> Iterator[None]:
             ctx.notes.append("pact: no snapshot of the mock's data; its states replaced the data")
 
 
+def _admin(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """A call to a mock's admin API, which may be another server than the target's (a
+    `--state-url`): a failure names the URL called, not the target's."""
+    try:
+        return http.request(method, url, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        raise CannotRun(f"cannot reach {url}: {type(exc).__name__}") from None
+
+
 def _restore(ctx: RunContext, admin: str) -> None:
     """The mock's data back from the snapshot, then the snapshot removed; what fails is a note
     saying how to finish by hand (never an error over the phase's own outcome)."""
     http = ctx.client.http
     restore = f"{admin}/snapshots/{SNAPSHOT}/restore"
     try:
-        status = send(http, "POST", restore, timeout=30).status_code
+        status = _admin(http, "POST", restore).status_code
         reason = f"it answered {status}"
     except CannotRun as exc:
         status, reason = None, str(exc)
@@ -122,7 +132,7 @@ def _restore(ctx: RunContext, admin: str) -> None:
         )
         return
     with suppress(CannotRun):  # the data is back; the next run removes the snapshot first
-        send(http, "DELETE", f"{admin}/snapshots/{SNAPSHOT}", timeout=30)
+        _admin(http, "DELETE", f"{admin}/snapshots/{SNAPSHOT}")
 
 
 def verify(ctx: RunContext, provider: str) -> None:

@@ -423,15 +423,15 @@ def check_peer(
         # What was compared stands; that no NIK is in both registries, or the rates over all
         # NIKs in both, cannot be said from part of the peer's list.
         stopped = (
-            f"{walked.rate_limited} still answered 429"
+            f"its {walked.rate_limited} still answered 429"
             if walked.rate_limited is not None
-            else f"answered {walked.refused.status_code}"
+            else f"a page of it answered {walked.refused.status_code}"
             if walked.refused is not None
-            else "was not read to its end (the peer's notes say why)"
+            else "it was not read to its end (the peer's notes say why)"
         )
         raise PartlyRun(
             f"compared with the {len(theirs)} records of the peer's list read before it "
-            f"stopped: its {stopped}"
+            f"stopped: {stopped}"
         )
 
 

@@ -149,6 +149,10 @@ class AdminHandlers:
             raise MockProblem(404, f"no delivery with id {delivery_id!r}")
         return delivery.to_dict(), 200
 
+    async def clear_deliveries(self) -> Response:
+        self.runtime.dispatcher.clear_log()
+        return None, 204
+
     async def redeliver(self, delivery_id: str) -> Response:
         if self.runtime.dispatcher.get(delivery_id) is None:
             raise MockProblem(404, f"no delivery with id {delivery_id!r}")

@@ -375,6 +375,10 @@ def load_fault_profile(path: str | Path, routes: RouteTable | None = None) -> li
     entries = document["faults"] or []
     if not isinstance(entries, list):
         raise FaultSpecError(f"{path}: 'faults' must be a list of rules")
+    if len(entries) > MAX_FAULT_RULES:  # refused here, before the data set is generated
+        raise FaultSpecError(
+            f"{path}: {len(entries):,} rules; the mock keeps at most {MAX_FAULT_RULES:,}"
+        )
     rules: list[FaultRule] = []
     for index, entry in enumerate(entries):
         try:

@@ -163,6 +163,9 @@ class ProviderStates:
                 "params.documents has two documents with the same key",
                 errors=[FieldError("body", "params.documents", "duplicate key")],
             )
+        # Room for every creation's events first: refused half-way, the collection would be
+        # left with some of the documents.
+        self.runtime.ensure_room_for_changes(collection, len(documents))
         for key in [record.key for record in store.records()]:
             self.runtime.delete_record(collection, key)
         for doc in documents:

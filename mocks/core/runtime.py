@@ -402,9 +402,27 @@ class MockRuntime:
             )
         return stamped
 
+    def ensure_room_for_changes(self, collection: str, changes: int = 1) -> None:
+        """Refuse (409) before `changes` records of `collection` change when their events could
+        not all wait to be sent: each change announces itself once to every subscription of
+        the collection's event types (a status change twice: the cap is soft by that much).
+        Nothing to announce — no subscription, a collection no event is about — never refuses."""
+        types = [
+            event_type
+            for event_type in self.system.event_types
+            if self.system.collection_for_event(event_type) == collection
+        ]
+        listening = sum(
+            1
+            for subscription in self.subscriptions.list()
+            if any(subscription.matches(event_type) for event_type in types)
+        )
+        if listening:
+            self.dispatcher.ensure_room(changes * listening)
+
     def create_record(self, collection: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(collection)
-        self.dispatcher.ensure_room(1)  # before the change: its events are never dropped
+        self.ensure_room_for_changes(collection)  # before the change: its events are never dropped
         stored = store.create(self._checked(collection, doc))
         self.publish(self.system.events_for_change(collection, None, stored))
         return stored
@@ -412,7 +430,7 @@ class MockRuntime:
     def replace_record(self, collection: str, key: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(collection)
         before = store.require(key)
-        self.dispatcher.ensure_room(1)
+        self.ensure_room_for_changes(collection)
         stored = store.replace(key, self._checked(collection, doc))
         self.publish(self.system.events_for_change(collection, before, stored))
         return stored
@@ -423,8 +441,6 @@ class MockRuntime:
         return self.replace_record(collection, key, merged)
 
     def delete_record(self, collection: str, key: str) -> dict[str, Any]:
-        self.store(collection).require(key)
-        self.dispatcher.ensure_room(1)
         before = self.store(collection).delete(key)
         self.publish(self.system.events_for_change(collection, before, None))
         return before
@@ -436,7 +452,8 @@ class MockRuntime:
 
     def reset(self) -> None:
         """Back to the seeded data set, and the random choices (the records `emit` picks, the
-        webhook retry jitter) back to the seed: a reset mock answers as a fresh one. Faults and
+        webhook retry jitter) back to the seed: a reset mock answers as a fresh one, but that a
+        record it removes is made again at its next version (`RecordStore.restore`). Faults and
         subscriptions are separate."""
         for name, store in self.stores.items():
             store.restore(self._initial[name])

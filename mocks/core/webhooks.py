@@ -852,8 +852,8 @@ class Dispatcher:
             raise DeliveryBacklogFull(
                 f"{waiting:,} webhook deliveries are waiting to be sent and this would add "
                 f"{deliveries:,}: the mock keeps at most {capacity:,} unsent; wait for them "
-                "(GET /__admin/deliveries?status=pending) or drop them (POST /__admin/reset "
-                'with {"deliveries": true})'
+                "(GET /__admin/deliveries?status=pending) or drop them (DELETE "
+                "/__admin/deliveries)"
             )
 
     def deliveries_for(

@@ -89,6 +89,7 @@ OUTLINE_OPERATIONS = {
         "deleteFault",
         "clearFaults",
         "listDeliveries",
+        "clearDeliveries",
         "getDelivery",
         "redeliver",
         "emitEvents",

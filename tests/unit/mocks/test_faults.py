@@ -212,6 +212,19 @@ def test_rules_past_the_cap_are_refused_with_what_to_do(monkeypatch: pytest.Monk
     assert len(injector.list()) == 3
 
 
+def test_a_profile_of_more_rules_than_kept_is_refused_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It reached the injector after the data set was built and ended the start in a traceback.
+    monkeypatch.setattr(faults_module, "MAX_FAULT_RULES", 2)
+    profile = tmp_path / "big.yaml"
+    profile.write_text(
+        "faults:\n" + "  - {route: getRegistration, kind: error}\n" * 3, encoding="utf-8"
+    )
+    with pytest.raises(FaultSpecError, match=r"big\.yaml: 3 rules; the mock keeps at most 2$"):
+        load_fault_profile(profile)
+
+
 def test_to_dict_round_trips_through_from_dict() -> None:
     injector = FaultInjector(seed=1)
     rule = injector.add(

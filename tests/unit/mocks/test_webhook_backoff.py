@@ -366,6 +366,7 @@ def test_an_emit_that_would_leave_more_unsent_than_the_log_keeps_is_refused_befo
 ):
     # 10,000 events to 6 subscriptions (60,000 deliveries) dropped the first 10,000 unsent
     # while answering `deliveries_scheduled: 60000`.
+    from mocks.core.provider_states import ProviderStates
     from mocks.core.runtime import MockRuntime, MockSettings
     from mocks.core.webhooks import DeliveryBacklogFull
     from mocks.kki.system import KkiSystem
@@ -410,9 +411,21 @@ def test_an_emit_that_would_leave_more_unsent_than_the_log_keeps_is_refused_befo
         copies=2,
         subscription_id=None,
     )
-    with pytest.raises(DeliveryBacklogFull):  # a record's change asks room for one
-        runtime.delete_record("registrations", next(iter(before)))
+    key = next(iter(before))
+    with pytest.raises(DeliveryBacklogFull):  # a change announced to both subscriptions
+        runtime.patch_record("registrations", key, {"full_name": "Budi"})
+    assert runtime.store("registrations").require(key)["full_name"] != "Budi"
+    states = ProviderStates(runtime)
+    documents = [runtime.store("registrations").require(key)]
+    with pytest.raises(DeliveryBacklogFull):  # refused before its deletes: nothing half-done
+        states.apply(
+            "only these records exist",
+            {"collection": "registrations", "documents": documents},
+            "setup",
+        )
     assert len(runtime.store("registrations")) == len(before)
+    runtime.delete_record("registrations", key)  # announces nothing: never refused
+    assert len(runtime.store("registrations")) == len(before) - 1
 
 
 def test_log_filters_newest_first_with_limit() -> None:
