@@ -15,6 +15,8 @@ from indonesian_ids.nik import Gender
 NIP_LENGTH = 18
 PPPK_MARKER = 21
 MIN_APPOINTMENT_AGE = 18
+# Older than this on the reference date is taken for a wrong century or a typo.
+MAX_AGE = 100
 
 NipKind = Literal["PNS", "PPPK"]
 
@@ -93,6 +95,12 @@ def _decode(
             if quote
             else "its birth date is in the future"
         )
+    elif birth_date is not None and reference.year - birth_date.year > MAX_AGE:
+        problems.append(
+            f"birth date {birth_date.isoformat()} makes the holder over {MAX_AGE}"
+            if quote
+            else f"its birth date makes the holder over {MAX_AGE}"
+        )
 
     tmt_year, tmt_month = int(nip[8:12]), int(nip[12:14])
     kind: NipKind | None = None
@@ -103,6 +111,15 @@ def _decode(
     else:
         month = f"TMT month {nip[12:14]}" if quote else "its TMT month"
         problems.append(f"{month} is neither 01-12 (NIP PNS) nor {PPPK_MARKER} (NI PPPK)")
+    born_ahead = birth_date is not None and birth_date > reference  # said already, and implies it
+    if kind is not None and tmt_year > reference.year + 1 and not born_ahead:
+        # An appointment may take effect months ahead, not years.
+        when = f"{tmt_year:04d}-{tmt_month:02d}" if kind == "PNS" else f"{tmt_year:04d}"
+        problems.append(
+            f"TMT {when} is more than a year ahead"
+            if quote
+            else "its TMT is more than a year ahead"
+        )
     if birth_date is not None and kind is not None:
         # A PPPK marker carries no month, so only its year can be checked.
         earliest = birth_date.year + MIN_APPOINTMENT_AGE

@@ -93,6 +93,9 @@ def test_validate_nip_rejects_a_wrong_shape_with_only_that_problem(nip: str, pro
         ("198503122003021003", "TMT 2003-02 is before the holder turned 18 (born 1985-03-12)"),
         ("198503122002212003", "TMT 2002 is before the holder turned 18 (born 1985-03-12)"),
         ("198503122010040003", "gender digit 0 must be 1 (male) or 2 (female)"),
+        ("198503122099121003", "TMT 2099-12 is more than a year ahead"),
+        ("198503122099212003", "TMT 2099 is more than a year ahead"),
+        ("180001012020011001", "birth date 1800-01-01 makes the holder over 100"),
         ("198503122010041000", "serial 000 is not valid; serials start at 001"),
     ],
 )
