@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -9,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,25 +129,44 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_sigterm_while_the_demo_starts_stops_what_it_had_started() -> None:
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "harness.demo", "--keep"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=ENV,
-        start_new_session=True,
-    )
-    watchdog = threading.Timer(120, os.killpg, (demo.pid, signal.SIGKILL))
+@contextlib.contextmanager
+def killable(argv: list[str], **options: Any) -> Iterator[tuple[subprocess.Popen[str], set[int]]]:
+    """`argv` in a session of its own, SIGKILLed with its group after 120 s or at the end if
+    still running, and the set the test fills with the processes it started: those that
+    outlive it (in sessions of their own) are killed too."""
+    process = subprocess.Popen(argv, env=ENV, start_new_session=True, text=True, **options)
+    watchdog = threading.Timer(120, os.killpg, (process.pid, signal.SIGKILL))
     watchdog.start()
+    started: set[int] = set()
     try:
+        yield process, started
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in started:
+            if alive(pid):  # left running (a failure above): not for the next tests
+                os.kill(pid, signal.SIGKILL)
+
+
+def all_gone(pids: set[int], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"a process {what} started is still running"
+        time.sleep(0.2)
+
+
+def test_sigterm_while_the_demo_starts_stops_what_it_had_started() -> None:
+    argv = [sys.executable, "-m", "harness.demo", "--keep"]
+    with killable(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as (demo, started):
         assert demo.stdout is not None
         line = ""
         while "start the KKI mock" not in line:
             line = demo.stdout.readline()
             assert line, "the demo ended before starting the KKI mock"
         # The KKI mock is up; catch the SISDMK mock on its way up too.
-        started = children(demo.pid)
+        started |= children(demo.pid)
         deadline = time.monotonic() + 5
         while len(started) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -153,47 +175,20 @@ def test_sigterm_while_the_demo_starts_stops_what_it_had_started() -> None:
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=60) == 130
         assert "every process the demo started has been stopped" in demo.stdout.read()
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in started):
-            assert time.monotonic() < deadline, "a process the demo started is still running"
-            time.sleep(0.2)
-    finally:
-        watchdog.cancel()
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+        all_gone(started, "the demo")
 
 
 def test_sigterm_to_make_conformance_stops_the_mocks_it_started() -> None:
     # The mocks run in sessions of their own and were stopped only by `finally` blocks, which
     # a SIGTERM (a CI job's timeout, `kill`) never ran: both were left holding their ports.
-    run = subprocess.Popen(
-        [sys.executable, "-m", "harness.conformance_run", "--size", "30"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=ENV,
-        start_new_session=True,
-    )
-    watchdog = threading.Timer(120, os.killpg, (run.pid, signal.SIGKILL))
-    watchdog.start()
-    started: set[int] = set()
-    try:
+    argv = [sys.executable, "-m", "harness.conformance_run", "--size", "30"]
+    with killable(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as (run, started):
         deadline = time.monotonic() + 60
-        while not (started := children(run.pid)):
+        while not started:
             assert run.poll() is None, "make conformance ended before starting a mock"
             assert time.monotonic() < deadline, "no mock started within 60 s"
             time.sleep(0.05)
+            started |= children(run.pid)
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=60) != 0
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in started):
-            assert time.monotonic() < deadline, "a mock make conformance started still runs"
-            time.sleep(0.2)
-    finally:
-        watchdog.cancel()
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-        for pid in started:  # left running (the failure above): not for the next tests
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        all_gone(started, "make conformance")
