@@ -376,17 +376,13 @@ def ensure_promtool(system: System) -> str:
     found = system.which("promtool")
     if found is None:
         system.apt_install(["prometheus"], "promtool", PROMTOOL_ENV, missing="is not installed")
+        if system.which("systemctl") is not None:  # no systemd running: it fails, harmless
+            system.run(["systemctl", "disable", "--now", "prometheus"])
         found = system.which("promtool")
         if found is None:
             raise ServiceError(
                 f"the prometheus package installed no promtool on the PATH; set {PROMTOOL_ENV}"
             )
-    # At every run, not only after the install: an earlier one's server may still listen.
-    if (
-        system.which("systemctl") is not None
-        and system.run(["systemctl", "is-active", "--quiet", "prometheus"]).returncode == 0
-    ):
-        system.run(["systemctl", "disable", "--now", "prometheus"])
     return found
 
 

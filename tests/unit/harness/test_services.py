@@ -278,22 +278,8 @@ def test_the_prometheus_server_the_package_starts_under_systemd_is_stopped_and_d
     assert services.ensure_promtool(system) == "/usr/bin/promtool"
     assert machine.commands == [
         "apt-get install -y -q --no-install-recommends prometheus",
-        "systemctl is-active --quiet prometheus",
         "systemctl disable --now prometheus",
     ]
-
-
-@pytest.mark.parametrize("active", [True, False])
-def test_a_prometheus_server_an_earlier_install_left_running_is_stopped_too(
-    monkeypatch: pytest.MonkeyPatch, active: bool
-) -> None:
-    monkeypatch.delenv(services.PROMTOOL_ENV, raising=False)
-    machine = FakeMachine({"systemctl is-active": (0 if active else 3, "")})
-    system = machine.system(root=True, tools={"promtool", "systemctl"}, pg_port=1, amqp_port=1)
-    assert services.ensure_promtool(system) == "/usr/bin/promtool"
-    assert machine.commands == ["systemctl is-active --quiet prometheus"] + (
-        ["systemctl disable --now prometheus"] if active else []
-    )
 
 
 def test_without_root_it_says_to_install_promtool_or_set_promtool(
