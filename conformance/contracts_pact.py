@@ -23,7 +23,7 @@ from conformance.pacts import (
     PactVerificationError,
     verify_pacts,
 )
-from conformance.provider import CannotRun, RequestFailed
+from conformance.provider import CannotRun, RequestFailed, send
 
 ADMIN_PATH = "/__admin"
 STATE_PATH = f"{ADMIN_PATH}/provider-states"
@@ -109,10 +109,7 @@ def _data_kept(ctx: RunContext, target: PactTarget) -> Iterator[None]:
 def _admin(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """A call to a mock's admin API, which may be another server than the target's (a
     `--state-url`): a failure names the URL called, not the target's."""
-    try:
-        return http.request(method, url, timeout=30, **kwargs)
-    except httpx.HTTPError as exc:
-        raise CannotRun(f"cannot reach {url}: {type(exc).__name__}") from None
+    return send(http, method, url, where=url, timeout=30, **kwargs)
 
 
 def _restore(ctx: RunContext, admin: str) -> None:

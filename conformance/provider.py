@@ -123,20 +123,22 @@ def _seconds(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
-def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request; network failures become `CannotRun` with a one-line reason."""
+def send(
+    client: httpx.Client, method: str, url: str, *, where: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    """One request; network failures become `CannotRun` with a one-line reason naming `where`
+    (the client's base URL unless said: a mock's admin API may be another server)."""
+    server = where or str(client.base_url)
     try:
         return client.request(method, url, **kwargs)
     except httpx.ConnectError as exc:
         if _is_tls(exc):
-            raise CannotRun(f"TLS failure talking to {client.base_url}: {_reason(exc)}") from None
-        raise CannotRun(f"cannot reach {client.base_url}: {_reason(exc)}") from None
+            raise CannotRun(f"TLS failure talking to {server}: {_reason(exc)}") from None
+        raise CannotRun(f"cannot reach {server}: {_reason(exc)}") from None
     except httpx.TimeoutException as exc:
-        raise CannotRun(
-            f"{client.base_url} did not answer in time ({type(exc).__name__})"
-        ) from None
+        raise CannotRun(f"{server} did not answer in time ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
-        raise CannotRun(f"talking to {client.base_url} failed: {_reason(exc)}") from None
+        raise CannotRun(f"talking to {server} failed: {_reason(exc)}") from None
 
 
 @contextmanager

@@ -432,6 +432,13 @@ def _problem_of(error: AdapterError) -> Response:
     status = 500
     if isinstance(error, RequestProblem):
         status, errors = error.status, error.errors or None
+    elif isinstance(error, UpstreamError) and error.reason == "connection_disabled":
+        # Not an outage: retrying does nothing until someone enables the connection.
+        status = 503
+        detail = (
+            "the KKI connection is disabled and the store holds no copy; an operator enables "
+            "it (PATCH /api/v1/integrations/kki)"
+        )
     elif isinstance(error, UpstreamError):
         status, detail = next((s, d) for kind, s, d in _UPSTREAM if isinstance(error, kind))
     else:
@@ -441,6 +448,8 @@ def _problem_of(error: AdapterError) -> Response:
         # what to do; an AdapterError's message never holds personal data or key material.
         log.error("api request failed: %s (%s): %s", error.reason, type(error).__name__, detail)
         detail = "the adapter failed; the log has the details"
+    elif status > 500 and error.reason == "connection_disabled":  # an operator's choice
+        log.info("api request answered 503: the kki connection is disabled, nothing stored")
     elif status > 500:
         log.error("api request failed: %s (%s)", error.reason, type(error).__name__)
     body: dict[str, Any] = {

@@ -44,11 +44,14 @@ def run(*, str_number: str | None, nik_from_stdin: bool) -> int:
             return EXIT_NOT_FOUND
         except UpstreamError as exc:
             print(f"hf-adapter: {exc}", file=sys.stderr)
-            print(
-                "hf-adapter: next step: check KKI_BASE_URL and `hf-adapter sync --system "
-                "kki` so the store holds a copy to fall back on",
-                file=sys.stderr,
+            step = (
+                "enable the kki connection (PATCH /api/v1/integrations/kki with "
+                '{"enabled": true}); a sync is refused while it is disabled'
+                if exc.reason == "connection_disabled"
+                else "check KKI_BASE_URL and `hf-adapter sync --system kki` so the store holds "
+                "a copy to fall back on"
             )
+            print(f"hf-adapter: next step: {step}", file=sys.stderr)
             return EXIT_NOT_FOUND
     finally:
         services.close()

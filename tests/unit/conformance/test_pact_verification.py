@@ -344,7 +344,7 @@ def test_a_mock_gone_before_its_snapshot_stops_the_phase_partly_run(
 
     with pytest.raises(
         RequestFailed,
-        match=r"^cannot reach http://kki.test/__admin/snapshots: ConnectError \(the snapshot",
+        match=r"^cannot reach http://kki.test/__admin/snapshots: connection refused \(the snapshot",
     ):
         contracts_pact.verify(ctx, "kki")
 

@@ -132,6 +132,17 @@ def test_disabled_connection_refuses_sync_serves_stale_and_holds_events_until_en
         status, output = adapter.cli("lookup", "--str", held_keys[0])
         assert status == 0, output
         assert "STALE: stored copy (connection_disabled)" in output
+        # Nothing stored: a 503 saying what to do, not an empty answer ("not registered").
+        with stack.api(PORTAL) as portal:
+            nothing = portal.post(
+                "/api/v1/registrations/lookup", json={"str_number": "QZ99999999999999"}
+            )
+        assert nothing.status_code == 503, nothing.text
+        assert nothing.json()["reason"] == "connection_disabled"
+        assert nothing.json()["detail"].startswith("the KKI connection is disabled")
+        status, output = adapter.cli("lookup", "--str", "QZ99999999999999")
+        assert status == 1, output
+        assert "next step: enable the kki connection" in output
         assert stored_versions(stack, held_keys) == before
         writes = [e for e in stack.entries(*WRITE_ACTIONS) if e.seq > audited]
         assert [e.resource_type for e in writes] == ["sisdmk:health-workers"], "no KKI write"
