@@ -50,6 +50,7 @@ class PostgresServer:
         name = f"hf_test_{self._worker}_{secrets.token_hex(4)}"
         with self._admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
+            _commit_without_waiting_for_the_disk(connection, name)
         with self._lock:
             self._created.append(name)
         return self._admin.url.set(database=name)
@@ -62,7 +63,7 @@ class PostgresServer:
         name = engine.url.database
         with self._lock:
             ours = name is not None and name in self._created and name != self._template
-        if not ours or not _holds_nothing(engine):
+        if name is None or not ours or not _holds_nothing(engine):
             return False
         engine.dispose()
         with self._template_lock:
@@ -73,6 +74,7 @@ class PostgresServer:
         with self._admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}"'))
             connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"'))
+            _commit_without_waiting_for_the_disk(connection, name)  # not copied from a template
         return True
 
     def drop_soon(self, url: URL) -> None:
@@ -109,6 +111,14 @@ class PostgresServer:
                 continue  # still listed: drop_all tries it again
             with self._lock:
                 self._created.remove(name)
+
+
+def _commit_without_waiting_for_the_disk(connection: Connection, name: str) -> None:
+    """The test database's sessions commit without waiting for the WAL's flush to disk: what
+    the tests kill is the adapter's processes, never this server, so nothing a test can see
+    changes (a commit is as visible to every other session at once), and thousands of commits
+    stop waiting on `fsync`. The benchmarks' databases keep the server's default."""
+    connection.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
 
 
 def drop_database(connection: Connection, name: str) -> None:
