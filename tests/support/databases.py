@@ -5,9 +5,12 @@ brings a new database to the migrations' head."""
 from __future__ import annotations
 
 import atexit
+import os
 import queue
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -24,6 +27,7 @@ START_HINT = (
     "TEST_DATABASE_URL to a server whose user may CREATE DATABASE"
 )
 BACKENDS = ("postgresql", "sqlite")
+REPO = Path(__file__).resolve().parents[2]
 ENCRYPTION_KEY = Key("test-1", bytes(range(32)))
 BLIND_INDEX_KEY = Key("bidx-1", bytes(range(100, 132)))
 AUDIT_KEY = Key("audit-1", bytes(range(150, 182)))
@@ -90,17 +94,36 @@ class PostgresServer:
         self._to_drop.put(url.database)
 
     def drop_all(self) -> None:
-        """Wait for the queued drops, then drop what is left (a drop that failed on the
-        thread is tried again here, where its error fails the session's teardown)."""
+        """Hand every database not dropped yet to a process of its own that drops them after
+        the session (`tests/support/drop_databases.py`): waiting for the last few hundred
+        drops kept a test worker, and so the suite, up to 20 s longer."""
         if self._dropper is not None:
+            while True:  # the queued ones go with the rest: they are still in `_created`
+                try:
+                    self._to_drop.get_nowait()
+                except queue.Empty:
+                    break
             self._to_drop.put(None)
-            self._dropper.join()
+            self._dropper.join(timeout=10)  # the drop under way
             self._dropper = None
         with self._lock:
             left, self._created = self._created, []
-        with self._admin.connect() as connection:
-            for name in left:
-                drop_database(connection, name)
+        if not left:
+            return
+        log = Path(tempfile.gettempdir()) / f"hf-test-drops-{self._worker}.log"
+        with log.open("ab") as output:
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.support.drop_databases", *left],
+                cwd=REPO,
+                env={
+                    **os.environ,
+                    "HF_TEST_ADMIN_URL": self._admin.url.render_as_string(hide_password=False),
+                },
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+            )
 
     def _drop_queued(self) -> None:
         while (name := self._to_drop.get()) is not None:
@@ -108,7 +131,7 @@ class PostgresServer:
                 with self._admin.connect() as connection:
                     drop_database(connection, name)
             except SQLAlchemyError:
-                continue  # still listed: drop_all tries it again
+                continue  # still listed: drop_all hands it to the dropping process
             with self._lock:
                 self._created.remove(name)
 
