@@ -4,11 +4,12 @@ of the same collection in the same invocation (the baseline), and each way a fil
 be found — the matching keys sorted, or the collection's order walked testing membership — so
 the threshold `mocks.core.store.SORT_AMONG_UP_TO` is read off the table.
 Run: `.venv/bin/python bench/bench_mock_filters.py [--size 100000]` (the start-up cache makes a
-second run start in seconds)."""
+second run start in seconds); `make bench` runs it too. Writes reports/bench-mock-filters.json."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -27,6 +28,7 @@ from mocks.kki.system import KkiSystem  # noqa: E402
 
 PAGES = 20
 LIMIT = 100
+REPORT = ROOT / "reports" / "bench-mock-filters.json"
 WAYS = {"sorted": sys.maxsize, "walked": 0}
 
 
@@ -61,6 +63,7 @@ def main() -> None:
     for column in ("filter", "matches", *WAYS, "in use", "÷ unfiltered"):
         table.add_column(column, justify="left" if column == "filter" else "right")
     threshold = store_module.SORT_AMONG_UP_TO
+    measured: list[dict[str, object]] = []
     for index in ("status", "profession"):
         counts = {value: len(store.keys_for(index, value)) for value in store._indexes[index].keys}
         ranked = sorted(counts, key=counts.__getitem__)
@@ -78,9 +81,26 @@ def main() -> None:
                 f"{used:.2f}",
                 f"{used / baseline:.1f}x",
             )
+            measured.append(
+                {
+                    "filter": f"{index}={value}",
+                    "matches": counts[value],
+                    "ms_per_page": {way: round(timings[way], 3) for way in WAYS},
+                    "ms_per_page_in_use": round(used, 3),
+                }
+            )
     table.add_row("(none: the baseline)", f"{len(store):,}", "", "", f"{baseline:.2f}", "1.0x")
     console.print(table)
     console.print(f"threshold: matches sorted up to {threshold:,}, walked past it")
+    REPORT.parent.mkdir(exist_ok=True)
+    report = {
+        "size": args.size,
+        "limit": LIMIT,
+        "sort_among_up_to": threshold,
+        "unfiltered_ms_per_page": round(baseline, 3),
+        "filters": measured,
+    }
+    REPORT.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """`make bench`: every benchmark in one invocation, one report against the throughput goals.
 
-Runs bench_mocks.py, bench_sync.py, bench_webhooks.py, bench_api.py, bench_keycloak.py and
-bench_startup.py one
-after the other (each measures its figures against its own baseline in the same run: Prism,
-`COPY`, a bare endpoint in the same gunicorn), then writes reports/bench.json (every script's own
+Runs bench_mocks.py, bench_sync.py, bench_webhooks.py, bench_api.py, bench_keycloak.py,
+bench_mock_filters.py and bench_startup.py one after the other (each measures its figures
+against its own baseline in the same run: Prism, `COPY`, a bare endpoint in the same gunicorn,
+the unfiltered page), then writes reports/bench.json (every script's own
 report, its exit status, the load average before and after each, the machine) and
 reports/bench.md (the goals of docs/benchmarks.md "Goals", each with its figure and baseline, the
 date and the load averages). Run it on a machine with nothing else running: the load average is
@@ -88,6 +88,13 @@ BENCHMARKS = (
         quick=("--runs", "1"),
     ),
     Benchmark(
+        "mock-filters",
+        "bench_mock_filters.py",
+        "bench-mock-filters.json",
+        full=("--size", "100000"),
+        quick=("--size", "10000"),
+    ),
+    Benchmark(
         "startup",
         "bench_startup.py",
         "bench-startup.json",
@@ -161,6 +168,7 @@ def rows(runs: dict[str, Any]) -> list[Row]:
         ("api", _api_rows),
         ("mocks", _mock_rows),
         ("keycloak", _keycloak_rows),
+        ("mock-filters", _mock_filter_rows),
         ("startup", _startup_rows),
     )
     for name, extract in extractors:
@@ -335,6 +343,24 @@ def _keycloak_rows(runs: dict[str, Any]) -> list[Row]:
             "— (reported)",
             None,
         )
+    ]
+
+
+def _mock_filter_rows(runs: dict[str, Any]) -> list[Row]:
+    report = _report(runs, "mock-filters")
+    if not report:
+        return []
+    baseline = report["unfiltered_ms_per_page"]
+    return [
+        Row(
+            f"mock filtered page of {report['limit']}, N={report['size']:,}: "
+            f"{measured['filter']} ({measured['matches']:,} matches)",
+            f"{measured['ms_per_page_in_use']:.2f} ms a page",
+            f"unfiltered {baseline:.2f} ms → {measured['ms_per_page_in_use'] / baseline:.1f}x",
+            "— (reported)",
+            None,
+        )
+        for measured in report["filters"]
     ]
 
 

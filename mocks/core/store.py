@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Final
+from typing import Any
 
 import zstandard
 from sortedcontainers import SortedKeyList
@@ -211,7 +211,7 @@ class Page:
 # order testing membership: where the two cost alike for 100-record pages of 100,000
 # registrations (bench/bench_mock_filters.py: 971 matches sorted 0.5 ms a page, walked 2.0;
 # 2,984 sorted 2.1, walked 0.6).
-SORT_AMONG_UP_TO: Final = 1_024
+SORT_AMONG_UP_TO = 1_024  # not Final: bench/bench_mock_filters.py tries both ways
 
 
 class _Index:

@@ -192,3 +192,29 @@ def test_startup_rows_report_each_command_against_its_old_start() -> None:
     assert row.figure == "1.00 CPU s"
     assert row.baseline == "imported with the collector running 1.25 CPU s → 0.80x"
     assert row.met is None
+
+
+def test_mock_filter_rows_report_each_filter_against_the_unfiltered_page() -> None:
+    runs = {
+        "mock-filters": {
+            "exit_status": 0,
+            "report": {
+                "size": 100_000,
+                "limit": 100,
+                "sort_among_up_to": 1024,
+                "unfiltered_ms_per_page": 0.02,
+                "filters": [
+                    {
+                        "filter": "status=AKTIF",
+                        "matches": 94_632,
+                        "ms_per_page": {"sorted": 155.5, "walked": 0.03},
+                        "ms_per_page_in_use": 0.03,
+                    }
+                ],
+            },
+        }
+    }
+    [row] = [row for row in rows(runs) if row.path.startswith("mock filtered page")]
+    assert row.path == "mock filtered page of 100, N=100,000: status=AKTIF (94,632 matches)"
+    assert (row.figure, row.baseline) == ("0.03 ms a page", "unfiltered 0.02 ms → 1.5x")
+    assert (row.goal, row.met) == ("— (reported)", None)
