@@ -154,6 +154,7 @@ def apply_documents(
     source = SOURCES[system]
     if not connection_state(session, system).enabled:
         raise ConnectionDisabled(system)
+    removed_before = len(repository.workers_removed)
     source.prefetch(repository, documents)
     results: list[UpsertResult] = []
     for index, doc in enumerate(documents):
@@ -178,20 +179,25 @@ def apply_documents(
         for doc, result in zip(documents, results, strict=True)
         if result in WRITTEN
     )
+    removed = [str(worker_id) for worker_id in repository.workers_removed[removed_before:]]
     if written or quarantined_ids:
+        detail: dict[str, Any] = {
+            **origin.detail,
+            "created": results.count(UpsertResult.CREATED),
+            "updated": results.count(UpsertResult.UPDATED),
+            "quarantined": len(quarantined_ids),
+            "written_ids": list(written),
+            "quarantined_ids": list(quarantined_ids),
+        }
+        if removed:
+            # Workers only KKI knew, deleted when their last registration moved away.
+            detail["removed_worker_ids"] = removed
         record_audit(
             session,
             origin.actor,
             origin.action,
             f"{system}:{source.resource}",
             fields=source.personal_fields,
-            detail={
-                **origin.detail,
-                "created": results.count(UpsertResult.CREATED),
-                "updated": results.count(UpsertResult.UPDATED),
-                "quarantined": len(quarantined_ids),
-                "written_ids": list(written),
-                "quarantined_ids": list(quarantined_ids),
-            },
+            detail=detail,
         )
     return Applied(tuple(results), written)

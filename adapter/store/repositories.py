@@ -17,7 +17,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, Table, delete, inspect, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    delete,
+    exists,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstanceState, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -120,6 +130,7 @@ class _PageRows:
     stored are added, so a later document of the same page finds them.
     """
 
+    by_id: dict[uuid.UUID, HealthWorker] = dataclasses.field(default_factory=dict)
     by_sisdmk: dict[uuid.UUID, HealthWorker] = dataclasses.field(default_factory=dict)
     sisdmk_known: set[uuid.UUID] = dataclasses.field(default_factory=set)
     by_nik: dict[str, HealthWorker] = dataclasses.field(default_factory=dict)
@@ -138,6 +149,7 @@ class _PageRows:
 
     def index_worker(self, worker: HealthWorker) -> None:
         """(Re-)index a worker under its current keys; a NIK it no longer has points nowhere."""
+        self.by_id[worker.id] = worker
         if worker.sisdmk_worker_id is not None:
             self.by_sisdmk[worker.sisdmk_worker_id] = worker
             self.sisdmk_known.add(worker.sisdmk_worker_id)
@@ -147,6 +159,17 @@ class _PageRows:
         self.by_nik[worker.nik_bidx] = worker
         self.nik_known.add(worker.nik_bidx)
         self.nik_of[worker.id] = worker.nik_bidx
+
+    def forget_worker(self, worker: HealthWorker) -> None:
+        """A worker deleted from the store: its keys (still known) name nobody now."""
+        self.by_id.pop(worker.id, None)
+        if worker.sisdmk_worker_id is not None:
+            self.by_sisdmk.pop(worker.sisdmk_worker_id, None)
+        nik = self.nik_of.pop(worker.id, None)
+        if nik is not None and self.by_nik.get(nik) is worker:
+            del self.by_nik[nik]
+        self.registrations_of.pop(worker.id, None)
+        self.record_findings_of.pop(worker.id, None)
 
     def add_worker(self, worker: HealthWorker) -> None:
         self.new_rows.add(worker.id)
@@ -200,6 +223,9 @@ class _StagedWrites:
     updates: dict[Table, dict[uuid.UUID, dict[str, Any]]] = dataclasses.field(
         default_factory=lambda: {table: {} for table in _PARENT_TABLES}
     )
+    # Workers only KKI knew whose last registration moved to another person: deleted after
+    # the moves are written, unless a registration hangs on them again by then.
+    emptied: dict[uuid.UUID, HealthWorker] = dataclasses.field(default_factory=dict)
 
     def replace(self, table: Table, parent_id: uuid.UUID, rows: list[dict[str, Any]]) -> None:
         self.rows[table][parent_id] = rows
@@ -208,7 +234,12 @@ class _StagedWrites:
         self.updates[table].setdefault(row_id, {}).update(values)
 
     def __bool__(self) -> bool:
-        return any(self.rows.values()) or any(self.updates.values()) or any(self.new.values())
+        return (
+            any(self.rows.values())
+            or any(self.updates.values())
+            or any(self.new.values())
+            or bool(self.emptied)
+        )
 
 
 @dataclass(frozen=True)
@@ -258,6 +289,9 @@ class HealthWorkerRepository:
         self._staged = _StagedWrites()
         # Identity findings this repository's upserts opened (a sync page counts its run's).
         self.findings_opened = 0
+        # Workers only KKI knew, deleted when their last registration moved to another person
+        # (a NIK corrected): ids, for the audit entry.
+        self.workers_removed: list[uuid.UUID] = []
         # Set by a prefetch: the page's staged writes wait for `write_staged`; otherwise
         # each upsert writes its own at its end.
         self._paged = False
@@ -294,21 +328,29 @@ class HealthWorkerRepository:
             rows.by_str[registration.str_number] = registration
         rows.str_known |= numbers
         self._load_workers(set(), niks)
+        # The workers registrations of the page may move away from (their NIK corrected), locked
+        # too: one left with none is deleted if only KKI knew them.
+        away = {r.worker_id for r in rows.by_str.values()} - rows.by_id.keys()
+        if away:
+            self._load_workers(set(), set(), ids=frozenset(away))
 
     def _load_workers(
-        self, sisdmk_ids: set[uuid.UUID], niks: set[str], *, record_findings: bool = False
+        self,
+        sisdmk_ids: set[uuid.UUID],
+        niks: set[str],
+        *,
+        ids: frozenset[uuid.UUID] = frozenset(),
+        record_findings: bool = False,
     ) -> None:
         rows = self._rows
+        wanted_workers = HealthWorker.sisdmk_worker_id.in_(sisdmk_ids) | HealthWorker.nik_bidx.in_(
+            niks
+        )
+        if ids:
+            wanted_workers |= HealthWorker.id.in_(ids)
         workers = list(
             self._session.scalars(
-                _locked(
-                    select(HealthWorker)
-                    .where(
-                        HealthWorker.sisdmk_worker_id.in_(sisdmk_ids)
-                        | HealthWorker.nik_bidx.in_(niks)
-                    )
-                    .order_by(HealthWorker.id)
-                )
+                _locked(select(HealthWorker).where(wanted_workers).order_by(HealthWorker.id))
             )
         )
         for worker in workers:
@@ -331,6 +373,7 @@ class HealthWorkerRepository:
             rows.by_str.setdefault(registration.str_number, registration)
         touched = {registration.id for registration in registrations}
         touched |= {registration.id for registration in rows.by_str.values()}
+        touched -= rows.findings_of.keys()  # loaded by an earlier call of the page
         for registration_id in touched:
             rows.findings_of.setdefault(registration_id, [])
         # The open findings of the registrations touched and, for a SISDMK page, of the
@@ -404,6 +447,46 @@ class HealthWorkerRepository:
         new_rows.difference_update(
             parent for by_parent in staged.rows.values() for parent in by_parent
         )
+        if staged.emptied:
+            self._delete_emptied(connection, staged.emptied)
+
+    def _delete_emptied(
+        self, connection: Connection, emptied: Mapping[uuid.UUID, HealthWorker]
+    ) -> None:
+        """Delete the workers only KKI knew that no registration hangs on now (one may have
+        come back later in the page, or SISDMK may know them by now: those stay). The findings
+        of registrations that left them go with the registrations first, resolved ones too, so
+        the delete's cascade takes none of a registration's history."""
+        ids = sorted(emptied)
+        findings = cast(Table, IdentityFinding.__table__)
+        registrations = cast(Table, Registration.__table__)
+        workers = cast(Table, HealthWorker.__table__)
+        connection.execute(
+            update(findings)
+            .where(findings.c.worker_id.in_(ids), findings.c.registration_id.is_not(None))
+            .values(
+                worker_id=select(registrations.c.worker_id)
+                .where(registrations.c.id == findings.c.registration_id)
+                .scalar_subquery()
+            )
+        )
+        removed = set(
+            connection.execute(
+                delete(workers)
+                .where(
+                    workers.c.id.in_(ids),
+                    workers.c.identity_source == "kki",
+                    ~exists().where(registrations.c.worker_id == workers.c.id),
+                )
+                .returning(workers.c.id)
+            ).scalars()
+        )
+        for worker_id in ids:
+            if worker_id in removed:
+                worker = emptied[worker_id]
+                self._rows.forget_worker(worker)
+                self._session.expunge(worker)
+                self.workers_removed.append(worker_id)
 
     def _add_new(self, row: _NewRow) -> None:
         """Stage a row new to the store: it is written by `write_staged` in one statement per
@@ -653,11 +736,16 @@ class HealthWorkerRepository:
             self._rows.add_worker(worker)
         if changes.worker is not None:
             self._write_worker(worker, changes.worker)
+        left = None
         if registration is None:
             registration = Registration(id=changes.registration.id)
             self._add_new(registration)
             self._rows.add_registration(registration)
+        elif registration.worker_id != worker.id:
+            left = registration.worker_id
         self._write_registration(registration, worker, changes)
+        if left is not None:
+            self._remove_if_emptied(left)
         self._replace_registration_details(registration, changes)
         self._apply_findings(changes.findings, open_findings)
         if not self._paged:
@@ -701,6 +789,25 @@ class HealthWorkerRepository:
         mine = self._rows.registrations_of.get(worker.id)
         if mine is not None:
             mine.append(registration)
+
+    def _remove_if_emptied(self, worker_id: uuid.UUID) -> None:
+        """Stage the deletion of the worker a registration moved away from, when only KKI knew
+        them (a stand-in made for the registration's NIK, since corrected) and they hold no
+        registration now: kept, they would be a second person with the mistyped NIK, found by
+        it and counted. SISDMK's workers stay: SISDMK says who exists."""
+        worker = self._rows.by_id.get(worker_id)
+        if worker is None:  # not prefetched: lock them now
+            self._before_locked_read()
+            worker = self._session.scalars(
+                _locked(select(HealthWorker).where(HealthWorker.id == worker_id))
+            ).one_or_none()
+            if worker is None:
+                return
+        if worker.identity_source != "kki":
+            return
+        if any(r.worker_id == worker.id for r in self._registrations_of(worker)):
+            return
+        self._staged.emptied[worker.id] = worker
 
     def _write_row(self, row: HealthWorker | Registration, values: Mapping[str, Any]) -> None:
         """Give `row` its new `values`, without the unit of work's change tracking: a row new

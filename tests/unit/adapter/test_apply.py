@@ -21,7 +21,7 @@ from adapter.store.database import create_engine_from_url, session_factory
 from adapter.store.models import AuditEvent, HealthWorker
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult
 from tests.support.databases import migrate
-from tests.support.documents import sisdmk_worker
+from tests.support.documents import bumped, kki_registration, sisdmk_worker
 
 Repositories = Callable[[Session], HealthWorkerRepository]
 CALLER = Actor("user", "apply-tester", "hf-tests")
@@ -44,13 +44,16 @@ def repository_of() -> Repositories:
 
 
 def apply(
-    sessions: sessionmaker[Session], repository_of: Repositories, docs: list[dict[str, Any]]
+    sessions: sessionmaker[Session],
+    repository_of: Repositories,
+    docs: list[dict[str, Any]],
+    system: str = "sisdmk",
 ) -> Applied:
     with sessions.begin() as session:
         return apply_documents(
             session,
             repository_of(session),
-            "sisdmk",
+            system,
             docs,
             fetched_at=AT,
             origin=Origin(CALLER, "lookup.refresh", {"by": "test"}),
@@ -120,3 +123,24 @@ def test_a_refused_record_is_named_by_its_position(
     with sessions() as session:  # the transaction rolled back: not even the good record
         assert session.scalar(select(func.count()).select_from(HealthWorker)) == 0
     assert audit_entries(sessions) == []
+
+
+def test_a_person_deleted_when_their_last_registration_moved_is_named_in_the_audit_entry(
+    sessions: sessionmaker[Session], repository_of: Repositories
+) -> None:
+    """Only KKI knew them (a mistyped NIK, since corrected): the entry of the write that moved
+    the registration away names the worker it deleted, by id."""
+    registration = kki_registration()
+    apply(sessions, repository_of, [registration], "kki")
+    with sessions() as session:
+        [stand_in] = session.scalars(select(HealthWorker.id))
+
+    apply(sessions, repository_of, [bumped(registration, nik=sisdmk_worker()["nik"])], "kki")
+
+    first, second = audit_entries(sessions)
+    assert "removed_worker_ids" not in json.loads(first.detail or "{}")
+    detail = json.loads(second.detail or "{}")
+    assert detail["removed_worker_ids"] == [str(stand_in)]
+    assert detail["written_ids"] == [registration["str_number"]]
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(HealthWorker)) == 1

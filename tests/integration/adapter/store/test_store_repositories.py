@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import DecryptionError
@@ -559,3 +559,154 @@ def test_a_registration_whose_nik_names_another_person_moves_there_with_its_find
         assert [f.field for f in repository.open_findings(second_id)] == ["full_name"]
     [resolved] = _findings(sessions, worker_id=first_id)
     assert (resolved.id, resolved.resolved_at is not None) == (before.id, True)
+    with sessions() as session:
+        assert session.get(HealthWorker, first_id) is not None  # SISDMK's person stays
+
+
+def _page_kki(
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    docs: list[dict[str, Any]],
+) -> list[UpsertResult]:
+    """`docs` written as a sync page or a batch of events writes them: prefetched, staged."""
+    with sessions.begin() as session:
+        page = _repository(session, cipher, blind_index)
+        page.prefetch_kki(docs)
+        results = [page.upsert_registration_from_kki(doc, fetched_at=FETCHED_AT) for doc in docs]
+        page.write_staged()
+    return results
+
+
+def _worker_of(sessions: sessionmaker[Session], str_number: str) -> uuid.UUID:
+    with sessions() as session:
+        return session.scalars(
+            select(Registration.worker_id).where(Registration.str_number == str_number)
+        ).one()
+
+
+def _write_kki(
+    paged: bool,
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    doc: dict[str, Any],
+) -> UpsertResult:
+    if paged:
+        [result] = _page_kki(sessions, cipher, blind_index, [doc])
+        return result
+    return _upsert_kki(sessions, cipher, blind_index, doc)
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["page", "one document"])
+@pytest.mark.parametrize("known_to_sisdmk", [True, False], ids=["to SISDMK's", "to nobody's"])
+def test_a_person_only_kki_knew_is_deleted_when_their_registration_moves_to_its_corrected_nik(
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+    paged: bool,
+    known_to_sisdmk: bool,
+) -> None:
+    """KKI sends a registration with a mistyped NIK (nobody in SISDMK has it: a worker made
+    from KKI's identity stands in), then corrects the NIK: the registration moves, and the
+    stand-in, holding nothing now, no longer shows as a second person under the mistyped NIK.
+    The registration keeps all its findings, resolved ones included."""
+    person = sisdmk_worker()
+    if known_to_sisdmk:
+        _upsert_sisdmk(sessions, cipher, blind_index, person)
+    # Born on the 12th; the mistyped NIK says the 13th.
+    typo = person["nik"][:6] + "13" + person["nik"][8:]
+    doc = kki_registration(person, nik=typo)
+    _write_kki(paged, sessions, cipher, blind_index, doc)
+    stand_in = _worker_of(sessions, doc["str_number"])
+    with sessions() as session:
+        record = _repository(session, cipher, blind_index).find_by_nik(typo)
+        assert record is not None
+        assert (record.id, record.identity_source) == (stand_in, "kki")
+        registration_id = session.scalars(
+            select(Registration.id).where(Registration.str_number == doc["str_number"])
+        ).one()
+    findings_before = {f.id for f in _findings(sessions, registration_id=registration_id)}
+    assert findings_before, "the mistyped NIK contradicts the birth date: a finding"
+
+    corrected = bumped(doc, nik=person["nik"])
+    assert _write_kki(paged, sessions, cipher, blind_index, corrected) is UpsertResult.UPDATED
+
+    holder = _worker_of(sessions, doc["str_number"])
+    assert holder != stand_in
+    with sessions() as session:
+        repository = _repository(session, cipher, blind_index)
+        assert repository.find_by_nik(typo) is None
+        assert session.get(HealthWorker, stand_in) is None
+        now = repository.find_by_nik(person["nik"])
+        assert now is not None
+        assert now.id == holder
+        assert now.identity_source == ("sisdmk" if known_to_sisdmk else "kki")
+    after = _findings(sessions, registration_id=registration_id)
+    assert findings_before <= {f.id for f in after}
+    assert {f.worker_id for f in after} == {holder}
+    assert _findings(sessions, worker_id=stand_in) == []
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["page", "one document"])
+def test_a_person_only_kki_knows_stays_while_another_registration_is_theirs(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex, paged: bool
+) -> None:
+    person, typo = sisdmk_worker(), sisdmk_worker()
+    first = kki_registration(typo)
+    second = kki_registration(typo)
+    _page_kki(sessions, cipher, blind_index, [first, second])
+    stand_in = _worker_of(sessions, first["str_number"])
+
+    _write_kki(paged, sessions, cipher, blind_index, bumped(first, nik=person["nik"]))
+
+    assert _worker_of(sessions, first["str_number"]) != stand_in
+    assert _worker_of(sessions, second["str_number"]) == stand_in
+    with sessions() as session:
+        record = _repository(session, cipher, blind_index).find_by_nik(typo["nik"])
+        assert record is not None
+        assert record.id == stand_in
+
+
+def test_a_page_that_moves_a_registration_off_a_person_and_gives_them_another_keeps_them(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    """The page's first document empties the stand-in, a later one names its NIK again: the
+    later one finds the same person (not a second row with that NIK) and they stay."""
+    person, typo = sisdmk_worker(), sisdmk_worker()
+    leaving = kki_registration(typo)
+    _page_kki(sessions, cipher, blind_index, [leaving])
+    stand_in = _worker_of(sessions, leaving["str_number"])
+    arriving = kki_registration(typo)
+
+    results = _page_kki(
+        sessions, cipher, blind_index, [bumped(leaving, nik=person["nik"]), arriving]
+    )
+
+    assert results == [UpsertResult.UPDATED, UpsertResult.CREATED]
+    assert _worker_of(sessions, arriving["str_number"]) == stand_in
+    with sessions() as session:
+        assert session.get(HealthWorker, stand_in) is not None
+
+
+@pytest.mark.parametrize("migrated_engine", ["postgresql"], indirect=True)
+def test_a_page_locks_the_person_a_registration_moves_away_from(
+    sessions: sessionmaker[Session], cipher: FieldCipher, blind_index: BlindIndex
+) -> None:
+    """While a page moves a registration off a person (who may be deleted, or whose findings
+    it resolves), another writer of that person waits for the page's commit (PostgreSQL: the
+    page holds the row's lock; SQLite writers are serialised anyway)."""
+    person, typo = sisdmk_worker(), sisdmk_worker()
+    doc = kki_registration(typo)
+    _upsert_kki(sessions, cipher, blind_index, doc)
+    moving = bumped(doc, nik=person["nik"])
+    other = kki_registration(typo)  # names the person the page's registration leaves
+
+    with sessions.begin() as page_session:
+        page = _repository(page_session, cipher, blind_index)
+        page.prefetch_kki([moving])
+        with sessions.begin() as other_session:
+            other_session.execute(text("SET LOCAL lock_timeout = '300ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                _repository(other_session, cipher, blind_index).prefetch_kki([other])
+            other_session.rollback()

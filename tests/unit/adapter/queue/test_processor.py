@@ -61,6 +61,7 @@ class FakeKki:
 
 class FakeRepository:
     applied: list[str] = []
+    workers_removed: list[uuid.UUID] = []
 
     def prefetch_kki(self, docs: Any) -> None:
         pass
