@@ -108,10 +108,9 @@ def exclusive(engine: Engine, name: str) -> Iterator[HeldLock]:
         with _advisory(engine, name) as held_lock:
             yield held_lock
         return
-    database = engine.url.database
-    on_disk = database and database != ":memory:" and not database.startswith("file:")
-    if engine.dialect.name == "sqlite" and on_disk:
-        with _file_lock(Path(f"{database}.{_slug(name)}.lock"), name):
+    path = _lock_file(engine, name)
+    if path is not None:
+        with _file_lock(path, name):
             yield HeldLock(name)
         return
     # An in-memory database lives in one process: a process-local lock is the whole truth.
@@ -122,13 +121,19 @@ def exclusive(engine: Engine, name: str) -> Iterator[HeldLock]:
 def held(engine: Engine, name: str) -> bool:
     """Whether a process (this one included) holds the lock `name` now.
 
-    On PostgreSQL the server's lock table is read; the lock is never taken, so a process
-    starting the guarded work at this instant is not refused because of the look. Elsewhere
-    (a file or in-process lock, one machine) the lock is taken and released at once.
+    On PostgreSQL the server's lock table is read, and on SQLite on Linux the kernel's
+    (``/proc/locks``): the lock is never taken, so a process starting the guarded work at this
+    instant is not refused because of the look. Without ``/proc/locks`` (another OS), and for
+    an in-memory database's in-process lock, it is taken and released at once.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             return bool(connection.scalar(_HELD, _halves(advisory_key(name))))
+    path = _lock_file(engine, name)
+    if path is not None:
+        listed = _flock_listed(path)
+        if listed is not None:
+            return listed
     try:
         with exclusive(engine, name):
             return False
@@ -165,6 +170,40 @@ def _advisory(engine: Engine, name: str) -> Iterator[HeldLock]:
                 )
     finally:
         connection.close()
+
+
+def _lock_file(engine: Engine, name: str) -> Path | None:
+    """The file `name` is locked on, next to an SQLite database on disk (None: no file)."""
+    database = engine.url.database
+    on_disk = database and database != ":memory:" and not database.startswith("file:")
+    if engine.dialect.name == "sqlite" and on_disk:
+        return Path(f"{database}.{_slug(name)}.lock")
+    return None
+
+
+def _flock_listed(path: Path, table: Path = Path("/proc/locks")) -> bool | None:
+    """Whether the kernel lists a `flock` held on `path` (None: it cannot tell).
+
+    A line of ``/proc/locks`` reads ``1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF``: the
+    holder's pid, then the file as ``major:minor:inode`` (the two device numbers in hex); a
+    process waiting for the lock is listed under it, after ``->``.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False  # never locked on this machine: a holder creates it first
+    except OSError:
+        return None
+    try:
+        listing = table.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    wanted = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return True
+    return False
 
 
 @contextmanager
