@@ -327,12 +327,11 @@ class HealthWorkerRepository:
         ):
             rows.by_str[registration.str_number] = registration
         rows.str_known |= numbers
-        self._load_workers(set(), niks)
-        # The workers registrations of the page may move away from (their NIK corrected), locked
-        # too: one left with none is deleted if only KKI knew them.
-        away = {r.worker_id for r in rows.by_str.values()} - rows.by_id.keys()
-        if away:
-            self._load_workers(set(), set(), ids=frozenset(away))
+        # With the workers the NIKs name, those the registrations hang on now, which they may
+        # move away from (a NIK corrected): one left with none is deleted if only KKI knew them,
+        # and a SISDMK writer of them must not meet a registration half moved. One statement,
+        # in id order, as every writer locks workers: no two writers wait for each other.
+        self._load_workers(set(), niks, ids=frozenset(r.worker_id for r in rows.by_str.values()))
 
     def _load_workers(
         self,
@@ -454,39 +453,41 @@ class HealthWorkerRepository:
         self, connection: Connection, emptied: Mapping[uuid.UUID, HealthWorker]
     ) -> None:
         """Delete the workers only KKI knew that no registration hangs on now (one may have
-        come back later in the page, or SISDMK may know them by now: those stay). The findings
-        of registrations that left them go with the registrations first, resolved ones too, so
-        the delete's cascade takes none of a registration's history."""
-        ids = sorted(emptied)
+        come back later in the page: it stays). The findings of registrations that left them
+        go with the registrations first, resolved ones too, so the delete's cascade takes none
+        of a registration's history. The workers are locked by this transaction: nobody gives
+        them a registration between the three statements."""
         findings = cast(Table, IdentityFinding.__table__)
         registrations = cast(Table, Registration.__table__)
         workers = cast(Table, HealthWorker.__table__)
+        removed = list(
+            connection.execute(
+                select(workers.c.id)
+                .where(
+                    workers.c.id.in_(sorted(emptied)),
+                    workers.c.identity_source == "kki",
+                    ~exists().where(registrations.c.worker_id == workers.c.id),
+                )
+                .order_by(workers.c.id)
+            ).scalars()
+        )
+        if not removed:
+            return
         connection.execute(
             update(findings)
-            .where(findings.c.worker_id.in_(ids), findings.c.registration_id.is_not(None))
+            .where(findings.c.worker_id.in_(removed), findings.c.registration_id.is_not(None))
             .values(
                 worker_id=select(registrations.c.worker_id)
                 .where(registrations.c.id == findings.c.registration_id)
                 .scalar_subquery()
             )
         )
-        removed = set(
-            connection.execute(
-                delete(workers)
-                .where(
-                    workers.c.id.in_(ids),
-                    workers.c.identity_source == "kki",
-                    ~exists().where(registrations.c.worker_id == workers.c.id),
-                )
-                .returning(workers.c.id)
-            ).scalars()
-        )
-        for worker_id in ids:
-            if worker_id in removed:
-                worker = emptied[worker_id]
-                self._rows.forget_worker(worker)
-                self._session.expunge(worker)
-                self.workers_removed.append(worker_id)
+        connection.execute(delete(workers).where(workers.c.id.in_(removed)))
+        for worker_id in removed:
+            worker = emptied[worker_id]
+            self._rows.forget_worker(worker)
+            self._session.expunge(worker)
+            self.workers_removed.append(worker_id)
 
     def _add_new(self, row: _NewRow) -> None:
         """Stage a row new to the store: it is written by `write_staged` in one statement per
@@ -715,7 +716,13 @@ class HealthWorkerRepository:
             return outcome
 
         document = KkiRegistration.from_document(doc)
-        worker = self._worker_by_nik_digests(self._nik_digests(document.nik))
+        digests = self._nik_digests(document.nik)
+        if registration is not None and registration.worker_id not in self._rows.by_id:
+            # Not prefetched: the worker the registration may leave is locked with the one its
+            # NIK names, in one statement (see `prefetch_kki`).
+            self._before_locked_read()
+            self._load_workers(set(), set(digests), ids=frozenset({registration.worker_id}))
+        worker = self._worker_by_nik_digests(digests)
         sisdmk = None
         if worker is not None and worker.identity_source == "sisdmk":
             sisdmk = self._sisdmk_identity(worker)
@@ -795,15 +802,8 @@ class HealthWorkerRepository:
         them (a stand-in made for the registration's NIK, since corrected) and they hold no
         registration now: kept, they would be a second person with the mistyped NIK, found by
         it and counted. SISDMK's workers stay: SISDMK says who exists."""
-        worker = self._rows.by_id.get(worker_id)
-        if worker is None:  # not prefetched: lock them now
-            self._before_locked_read()
-            worker = self._session.scalars(
-                _locked(select(HealthWorker).where(HealthWorker.id == worker_id))
-            ).one_or_none()
-            if worker is None:
-                return
-        if worker.identity_source != "kki":
+        worker = self._rows.by_id.get(worker_id)  # locked with the registration's new worker
+        if worker is None or worker.identity_source != "kki":
             return
         if any(r.worker_id == worker.id for r in self._registrations_of(worker)):
             return
@@ -1067,7 +1067,10 @@ def _locked(query: _Query) -> _Query:
 
     ``FOR NO KEY UPDATE`` (the lock an UPDATE takes anyway): writers of a row wait for each
     other, but a foreign-key check (an identity finding inserted for a locked registration)
-    does not, so a KKI page and a SISDMK writer of the same person cannot deadlock.
+    does not, so a KKI page and a SISDMK writer of the same person cannot deadlock. A page
+    locks its workers in one statement ordered by id (a KKI page: after its registrations, the
+    workers its NIKs name and those its registrations hang on now), so two pages never wait
+    for each other's workers.
     """
     return query.with_for_update(key_share=True).execution_options(populate_existing=True)
 

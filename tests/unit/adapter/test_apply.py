@@ -48,6 +48,8 @@ def apply(
     repository_of: Repositories,
     docs: list[dict[str, Any]],
     system: str = "sisdmk",
+    *,
+    flush_each: bool = False,
 ) -> Applied:
     with sessions.begin() as session:
         return apply_documents(
@@ -57,6 +59,7 @@ def apply(
             docs,
             fetched_at=AT,
             origin=Origin(CALLER, "lookup.refresh", {"by": "test"}),
+            flush_each=flush_each,
         )
 
 
@@ -125,22 +128,26 @@ def test_a_refused_record_is_named_by_its_position(
     assert audit_entries(sessions) == []
 
 
+@pytest.mark.parametrize("flush_each", [False, True], ids=["batch", "one by one"])
 def test_a_person_deleted_when_their_last_registration_moved_is_named_in_the_audit_entry(
-    sessions: sessionmaker[Session], repository_of: Repositories
+    sessions: sessionmaker[Session], repository_of: Repositories, flush_each: bool
 ) -> None:
     """Only KKI knew them (a mistyped NIK, since corrected): the entry of the write that moved
-    the registration away names the worker it deleted, by id."""
+    the registration away names the worker it deleted, by id (also when a refused record has
+    the batch written again document by document)."""
     registration = kki_registration()
     apply(sessions, repository_of, [registration], "kki")
     with sessions() as session:
         [stand_in] = session.scalars(select(HealthWorker.id))
 
-    apply(sessions, repository_of, [bumped(registration, nik=sisdmk_worker()["nik"])], "kki")
+    moved, other = bumped(registration, nik=sisdmk_worker()["nik"]), kki_registration()
+    apply(sessions, repository_of, [moved, other], "kki", flush_each=flush_each)
 
     first, second = audit_entries(sessions)
     assert "removed_worker_ids" not in json.loads(first.detail or "{}")
     detail = json.loads(second.detail or "{}")
     assert detail["removed_worker_ids"] == [str(stand_in)]
-    assert detail["written_ids"] == [registration["str_number"]]
+    assert detail["written_ids"] == [registration["str_number"], other["str_number"]]
     with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(HealthWorker)) == 1
+        assert stand_in not in set(session.scalars(select(HealthWorker.id)))
+        assert session.scalar(select(func.count()).select_from(HealthWorker)) == 2

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -710,3 +710,33 @@ def test_a_page_locks_the_person_a_registration_moves_away_from(
             with pytest.raises(OperationalError, match="lock timeout"):
                 _repository(other_session, cipher, blind_index).prefetch_kki([other])
             other_session.rollback()
+
+
+@pytest.mark.parametrize("migrated_engine", ["postgresql"], indirect=True)
+def test_a_kki_page_locks_all_its_workers_in_one_statement_in_id_order(
+    migrated_engine: Engine,
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    blind_index: BlindIndex,
+) -> None:
+    """Two statements (the workers the NIKs name, then those left) took locks out of id order:
+    a page moving a registration from W to X against a page holding W and wanting X was a
+    deadlock. Now one statement, ordered by id, as every other page takes them."""
+    first, second = sisdmk_worker(), sisdmk_worker()
+    for worker in (first, second):
+        _upsert_sisdmk(sessions, cipher, blind_index, worker)
+    doc = kki_registration(first)
+    _upsert_kki(sessions, cipher, blind_index, doc)
+    locking: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM health_workers" in statement and "FOR NO KEY UPDATE" in statement:
+            locking.append(statement)
+
+    event.listen(migrated_engine, "before_cursor_execute", record)
+    try:
+        _page_kki(sessions, cipher, blind_index, [bumped(doc, nik=second["nik"])])
+    finally:
+        event.remove(migrated_engine, "before_cursor_execute", record)
+    assert len(locking) == 1, locking
+    assert "ORDER BY health_workers.id" in locking[0]
