@@ -234,7 +234,7 @@ def main() -> int:
             process.close()
         idp.close()
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            services.drop_database(connection, name)
         admin.dispose()
     report: dict[str, Any] = {
         "load_average_1min": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],

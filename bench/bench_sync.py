@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,10 +91,11 @@ def key() -> str:
 
 def fresh_database(name: str) -> str:
     admin_url = make_url(services.database_url())
-    dsn = admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        services.drop_database(connection, name)
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
     return admin_url.set(database=name).render_as_string(hide_password=False)
 
 

@@ -163,7 +163,7 @@ def new_database() -> str:
 def drop_database(url: str) -> None:
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        services.drop_database(connection, str(make_url(url).database))
     admin.dispose()
 
 

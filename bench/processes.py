@@ -124,5 +124,5 @@ def throwaway_database(prefix: str) -> Iterator[URL]:
         yield make_url(services.database_url()).set(database=name)
     finally:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            services.drop_database(connection, name)
         admin.dispose()

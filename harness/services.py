@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Final
 
 import psycopg
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import ProgrammingError
 
 from adapter.queue.rabbit import open_connection
 
@@ -87,6 +89,26 @@ def is_amqp(answer: bytes | None) -> bool:
     # A broker answers the protocol header with a method frame (type 1, channel 0), or with
     # its own header when it wants another protocol version.
     return answer is not None and (answer[:3] == b"\x01\x00\x00" or answer.startswith(b"AMQP"))
+
+
+def drop_database(connection: Connection, name: str) -> None:
+    """Drop database `name` (a test's or a benchmark's) if it is there, ending this user's
+    sessions on it first; `connection` is in autocommit."""
+    try:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except ProgrammingError:
+        # FORCE refuses to end a backend of another role — an autovacuum worker busy on the
+        # database after heavy writes is one. End ours, then a plain DROP, which stops
+        # autovacuum on the database itself.
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND usename = current_user "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 def pg_connect_error(url: str) -> str | None:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapter.store.crypto import Key, KeyRing
 from adapter.store.database import create_engine_from_url, upgrade
+from harness.services import drop_database as drop_database  # re-exported for the tests
 
 START_HINT = (
     "run `make services` (it installs and starts a local PostgreSQL), or set "
@@ -142,25 +143,6 @@ def _commit_without_waiting_for_the_disk(connection: Connection, name: str) -> N
     changes (a commit is as visible to every other session at once), and thousands of commits
     stop waiting on `fsync`. The benchmarks' databases keep the server's default."""
     connection.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-
-
-def drop_database(connection: Connection, name: str) -> None:
-    """Drop database `name` if it is there, ending this user's sessions on it first."""
-    try:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    except ProgrammingError:
-        # FORCE refuses to end a backend of another role — an autovacuum worker busy on the
-        # database after a heavy test is one. End ours, then a plain DROP, which stops
-        # autovacuum on the database itself.
-        connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND usename = current_user "
-                "AND pid <> pg_backend_pid()"
-            ),
-            {"name": name},
-        )
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 # -- migrated databases -------------------------------------------------------------------------
