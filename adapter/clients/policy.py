@@ -225,8 +225,9 @@ class CircuitBreaker:
         raise CircuitOpen(system=self.system, operation=operation, retry_in_s=retry_in)
 
     # A call let through while the breaker was closed may end after it opened and half-opened:
-    # its outcome still counts (an answer is an answer, a failure a failure), but only the
-    # trial's own outcome ends the trial, so no second trial goes out beside the first.
+    # an answer still closes it (the system is up), but a failure is the outage that opened it,
+    # not a new one, so it neither restarts the open period nor ends a trial; only the trial's
+    # own outcome ends the trial, so no second trial goes out beside the first.
 
     def record_success(self, *, trial: bool = False) -> None:
         with self._lock:
@@ -242,6 +243,8 @@ class CircuitBreaker:
             self._failures += 1
             if trial:
                 self._trial_running = False
+            elif self._opened_at is not None:
+                return  # from before it opened (see above): it waits for its time as it was
             if trial or self._failures >= self.failure_threshold:
                 self._opened_at = self._clock()
                 self._changed_locked()

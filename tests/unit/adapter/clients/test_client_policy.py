@@ -330,14 +330,33 @@ def test_a_call_from_before_the_breaker_opened_does_not_end_its_trial() -> None:
     assert breaker.state is BreakerState.CLOSED
 
 
+def test_a_call_from_before_the_breaker_opened_failing_late_does_not_keep_it_open_longer() -> None:
+    """It failed after the breaker had opened, and restarted the open period: with calls of a
+    long timeout in flight, a breaker could stay open well past its reset timeout."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("KKI", failure_threshold=1, reset_timeout_s=10, clock=clock)
+    stale = breaker.before_call("getRegistration")  # closed: an ordinary call
+    breaker.record_failure()  # another call fails: open
+    clock.advance(8)
+    breaker.record_failure(trial=stale)  # the old call times out now
+    clock.advance(2)
+    assert breaker.state is BreakerState.HALF_OPEN  # ten seconds after it opened
+    trial = breaker.before_call("getRegistration")
+    breaker.record_failure(trial=stale)  # another old one, during the trial
+    with pytest.raises(CircuitOpen):
+        breaker.before_call("getRegistration")  # still the one trial
+    breaker.record_success(trial=trial)
+    assert breaker.state is BreakerState.CLOSED
+
+
 def test_breaker_reopens_when_the_trial_fails() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("KKI", failure_threshold=5, reset_timeout_s=10, clock=clock)
     for _ in range(5):
         breaker.record_failure()
     clock.advance(10)
-    breaker.before_call("getRegistration")
-    breaker.record_failure()
+    trial = breaker.before_call("getRegistration")
+    breaker.record_failure(trial=trial)
     assert breaker.state is BreakerState.OPEN
     clock.advance(9)
     assert breaker.state is BreakerState.OPEN
