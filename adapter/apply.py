@@ -161,7 +161,7 @@ def apply_documents(
         try:
             results.append(source.upsert(repository, doc, fetched_at))
             if flush_each:
-                repository.write_staged()
+                repository.write_staged(last=False)
                 session.flush()
         except NOT_A_RECORD:
             raise

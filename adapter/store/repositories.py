@@ -223,9 +223,6 @@ class _StagedWrites:
     updates: dict[Table, dict[uuid.UUID, dict[str, Any]]] = dataclasses.field(
         default_factory=lambda: {table: {} for table in _PARENT_TABLES}
     )
-    # Workers only KKI knew whose last registration moved to another person: deleted after
-    # the moves are written, unless a registration hangs on them again by then.
-    emptied: dict[uuid.UUID, HealthWorker] = dataclasses.field(default_factory=dict)
 
     def replace(self, table: Table, parent_id: uuid.UUID, rows: list[dict[str, Any]]) -> None:
         self.rows[table][parent_id] = rows
@@ -234,12 +231,7 @@ class _StagedWrites:
         self.updates[table].setdefault(row_id, {}).update(values)
 
     def __bool__(self) -> bool:
-        return (
-            any(self.rows.values())
-            or any(self.updates.values())
-            or any(self.new.values())
-            or bool(self.emptied)
-        )
+        return any(self.rows.values()) or any(self.updates.values()) or any(self.new.values())
 
 
 @dataclass(frozen=True)
@@ -289,8 +281,10 @@ class HealthWorkerRepository:
         self._staged = _StagedWrites()
         # Identity findings this repository's upserts opened (a sync page counts its run's).
         self.findings_opened = 0
-        # Workers only KKI knew, deleted when their last registration moved to another person
-        # (a NIK corrected): ids, for the audit entry.
+        # Workers only KKI knew whose last registration moved to another person (a NIK
+        # corrected): deleted by the page's last `write_staged`, unless a registration hangs on
+        # them again by then; the ids of those deleted, for the audit entry.
+        self._emptied: dict[uuid.UUID, HealthWorker] = {}
         self.workers_removed: list[uuid.UUID] = []
         # Set by a prefetch: the page's staged writes wait for `write_staged`; otherwise
         # each upsert writes its own at its end.
@@ -395,8 +389,13 @@ class HealthWorkerRepository:
             else:  # selected as a worker record's own
                 rows.record_findings_of[finding.worker_id].append(finding)
 
-    def write_staged(self) -> None:
+    def write_staged(self, *, last: bool = True) -> None:
         """Write the rows staged since the last call (a no-op when there are none).
+
+        The page's `last` call also deletes the workers only KKI knew that its registrations
+        left with none: a call within the page (``last=False``: a locked read outside the
+        prefetch, a batch written again document by document) keeps them, so a later document
+        naming their NIK finds the same person, as it does when the page is written at once.
 
         First the rows new to the store (workers, registrations, findings: one set-based
         insert per table, so the rows the others point at exist), which then join the session
@@ -410,9 +409,14 @@ class HealthWorkerRepository:
         both are an executemany.
         """
         staged = self._staged
-        if not staged:
-            return
-        self._staged = _StagedWrites()
+        if staged:
+            self._staged = _StagedWrites()
+            self._write(staged)
+        if last and self._emptied:
+            emptied, self._emptied = self._emptied, {}
+            self._delete_emptied(self._session.connection(), emptied)
+
+    def _write(self, staged: _StagedWrites) -> None:
         connection = self._session.connection()
         for table, created in staged.new.items():
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -446,8 +450,6 @@ class HealthWorkerRepository:
         new_rows.difference_update(
             parent for by_parent in staged.rows.values() for parent in by_parent
         )
-        if staged.emptied:
-            self._delete_emptied(connection, staged.emptied)
 
     def _delete_emptied(
         self, connection: Connection, emptied: Mapping[uuid.UUID, HealthWorker]
@@ -500,7 +502,7 @@ class HealthWorkerRepository:
         and an older document of the page could win the version check. The prefetch makes
         such reads rare within a page; this keeps them right when one happens."""
         if self._paged:
-            self.write_staged()
+            self.write_staged(last=False)
 
     def _worker_by_sisdmk_id(self, sisdmk_id: uuid.UUID) -> HealthWorker | None:
         if sisdmk_id in self._rows.sisdmk_known:
@@ -807,7 +809,7 @@ class HealthWorkerRepository:
             return
         if any(r.worker_id == worker.id for r in self._registrations_of(worker)):
             return
-        self._staged.emptied[worker.id] = worker
+        self._emptied[worker.id] = worker
 
     def _write_row(self, row: HealthWorker | Registration, values: Mapping[str, Any]) -> None:
         """Give `row` its new `values`, without the unit of work's change tracking: a row new

@@ -18,7 +18,7 @@ from adapter.audit import Actor, verify_chain
 from adapter.sdmk_integration_manager import ConnectionDisabled, set_enabled
 from adapter.store.crypto import BlindIndex, FieldCipher, Key, KeyRing
 from adapter.store.database import create_engine_from_url, session_factory
-from adapter.store.models import AuditEvent, HealthWorker
+from adapter.store.models import AuditEvent, HealthWorker, Registration
 from adapter.store.repositories import HealthWorkerRepository, UpsertResult
 from tests.support.databases import migrate
 from tests.support.documents import bumped, kki_registration, sisdmk_worker
@@ -151,3 +151,29 @@ def test_a_person_deleted_when_their_last_registration_moved_is_named_in_the_aud
     with sessions() as session:
         assert stand_in not in set(session.scalars(select(HealthWorker.id)))
         assert session.scalar(select(func.count()).select_from(HealthWorker)) == 2
+
+
+@pytest.mark.parametrize("flush_each", [False, True], ids=["batch", "one by one"])
+def test_a_person_a_batch_empties_and_names_again_stays_the_same_person(
+    sessions: sessionmaker[Session], repository_of: Repositories, flush_each: bool
+) -> None:
+    """Written again document by document (a refused record in the batch), the first document
+    deleted the person at once and the second made another with the same NIK: the outcome
+    depended on how the batch was written."""
+    typo = sisdmk_worker()["nik"]
+    leaving = kki_registration(nik=typo)
+    apply(sessions, repository_of, [leaving], "kki")
+    with sessions() as session:
+        [stand_in] = session.scalars(select(HealthWorker.id))
+    arriving = kki_registration(nik=typo)
+
+    moved = bumped(leaving, nik=sisdmk_worker()["nik"])
+    apply(sessions, repository_of, [moved, arriving], "kki", flush_each=flush_each)
+
+    with sessions() as session:
+        holders = dict(
+            session.execute(select(Registration.str_number, Registration.worker_id)).all()
+        )
+    assert holders[arriving["str_number"]] == stand_in
+    assert holders[leaving["str_number"]] != stand_in
+    assert "removed_worker_ids" not in json.loads(audit_entries(sessions)[-1].detail or "{}")

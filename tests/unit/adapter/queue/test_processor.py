@@ -70,7 +70,7 @@ class FakeRepository:
         FakeRepository.applied.append(doc["str_number"])
         return UpsertResult.UPDATED
 
-    def write_staged(self) -> None:
+    def write_staged(self, *, last: bool = True) -> None:
         pass
 
 

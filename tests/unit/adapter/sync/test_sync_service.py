@@ -205,7 +205,7 @@ class CollidingRepository(HealthWorkerRepository):
             raise IntegrityError("COPY health_workers …", None, UniqueViolation("duplicate key"))
         return super().upsert_from_sisdmk(doc, fetched_at=fetched_at)
 
-    def write_staged(self) -> None:
+    def write_staged(self, *, last: bool = True) -> None:
         if self.state["page"]:
             self.state["page"] -= 1
             raise IntegrityError("COPY health_workers …", None, UniqueViolation("duplicate key"))
@@ -294,7 +294,7 @@ class DeadlockingRepository(HealthWorkerRepository):
         super().__init__(session, CIPHER, BLIND_INDEX)
         self.state = state
 
-    def write_staged(self) -> None:
+    def write_staged(self, *, last: bool = True) -> None:
         if self.state["times"]:
             self.state["times"] -= 1
             raise OperationalError("COPY health_workers …", None, DeadlockDetected("deadlock"))
