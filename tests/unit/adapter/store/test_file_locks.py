@@ -7,6 +7,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,13 @@ def engine(tmp_path: Path) -> Any:
     engine.dispose()
 
 
-def test_a_lock_held_elsewhere_is_seen_and_its_release_too(engine: Engine) -> None:
-    assert not held(engine, "sync-kki")  # no lock file yet
+@contextmanager
+def held_elsewhere(engine: Engine, name: str) -> Iterator[None]:
+    """`name` held by another thread (its own open file: a lock of its own) for the body."""
     ready, done = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with exclusive(engine, "sync-kki"):
+        with exclusive(engine, name):
             ready.set()
             done.wait(30)
 
@@ -37,13 +40,19 @@ def test_a_lock_held_elsewhere_is_seen_and_its_release_too(engine: Engine) -> No
     holder.start()
     try:
         assert ready.wait(30)
+        yield
+    finally:
+        done.set()
+        holder.join(30)
+
+
+def test_a_lock_held_elsewhere_is_seen_and_its_release_too(engine: Engine) -> None:
+    assert not held(engine, "sync-kki")  # no lock file yet
+    with held_elsewhere(engine, "sync-kki"):
         assert held(engine, "sync-kki")
         assert not held(engine, "sync-sisdmk")
         with pytest.raises(LockHeld), exclusive(engine, "sync-kki"):
             pass
-    finally:
-        done.set()
-        holder.join(30)
     assert not held(engine, "sync-kki")  # the file stays, unlocked
 
 
@@ -100,18 +109,5 @@ def test_without_the_kernels_list_the_lock_is_taken_for_a_moment_to_look(
     with exclusive(engine, "sync-kki"):
         pass
     assert not held(engine, "sync-kki")
-    ready, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with exclusive(engine, "sync-kki"):
-            ready.set()
-            done.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert ready.wait(30)
+    with held_elsewhere(engine, "sync-kki"):
         assert held(engine, "sync-kki")
-    finally:
-        done.set()
-        holder.join(30)
