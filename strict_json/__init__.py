@@ -25,7 +25,7 @@ def _refuse(constant: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_refuse)
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | bytearray | str) -> Any:
     """`json.loads`, refusing `NaN` and `±Infinity` with `NotJson` (a `ValueError`). Otherwise
     it raises as `json.loads` does: `JSONDecodeError`, `UnicodeDecodeError`, `RecursionError`,
     and a plain `ValueError` for an integer of more digits than Python converts (4,300)."""

@@ -7,6 +7,7 @@ before it expires, or at once after the callee refused it (`invalidate`).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -14,6 +15,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
+import strict_json
 from adapter.auth.discovery import OidcDiscovery, default_http_client
 from adapter.auth.errors import ClientCredentialsError, ProviderError
 from adapter.auth.token_cache import AccessTokenCache
@@ -123,7 +125,7 @@ class ClientCredentialsToken:
             raise ClientCredentialsError(
                 f"token endpoint unreachable ({type(exc).__name__})", reason="sso_unavailable"
             ) from exc
-        body = _json_object(response)
+        body, unreadable = _json_object(response)
         if response.status_code != 200:
             error = body.get("error") if isinstance(body.get("error"), str) else None
             raise ClientCredentialsError(
@@ -134,6 +136,8 @@ class ClientCredentialsToken:
                 if response.status_code in {400, 401, 403}
                 else "sso_unavailable",
             )
+        if unreadable is not None:
+            raise ClientCredentialsError(f"token endpoint answer is {unreadable}")
         token = body.get("access_token")
         token_type = body.get("token_type")
         expires_in = body.get("expires_in")
@@ -144,6 +148,7 @@ class ClientCredentialsToken:
         if (
             not isinstance(expires_in, int | float)
             or isinstance(expires_in, bool)
+            or not math.isfinite(expires_in)  # 1e400 parses as infinity
             or expires_in <= 0
         ):
             raise ClientCredentialsError("token endpoint answer has no positive expires_in")
@@ -156,9 +161,12 @@ def _form_encode(value: str) -> str:
     return quote_plus(value)
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(response: httpx.Response) -> tuple[dict[str, Any], str | None]:
+    """The answer's JSON object, and what is wrong with it when it is none (``{}`` then)."""
     try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        body = strict_json.loads(response.content)
+    except strict_json.NotJson as exc:
+        return {}, f"not JSON ({exc})"
+    except (ValueError, RecursionError):
+        return {}, "not JSON"
+    return (body, None) if isinstance(body, dict) else ({}, "not a JSON object")

@@ -6,7 +6,6 @@ Fetched once, when first needed, and kept: an issuer's endpoints do not move whi
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import threading
 import time
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+import strict_json
 from adapter.auth.errors import ProviderError
 from adapter.clients.policy import certificate_refusal
 from adapter.observability.tracing import SpanKind, inject, start_span
@@ -123,8 +123,8 @@ def _fetch_json(http: httpx.Client, url: str, what: str, deadline_s: float) -> M
             ) from exc
         raise ProviderError(f"{what}: the SSO is unreachable ({type(exc).__name__})") from exc
     try:
-        document = json.loads(body)
-    except ValueError as exc:
+        document = strict_json.loads(body)
+    except (ValueError, RecursionError) as exc:
         raise ProviderError(f"{what}: the answer is not JSON") from exc
     if not isinstance(document, dict):
         raise ProviderError(f"{what}: the answer is not a JSON object")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,33 @@ def test_unusable_token_answer_refused(body: dict[str, object]) -> None:
         token_endpoint=ENDPOINT, client_id="c", client_secret=SECRET, http=http
     )
     with pytest.raises(ClientCredentialsError):
+        tokens.token()
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "message"),
+    [
+        ("NaN", "not JSON (NaN is not a JSON number)"),
+        ("Infinity", "not JSON (Infinity is not a JSON number)"),
+        ("1e400", "no positive expires_in"),
+    ],
+)
+def test_a_lifetime_that_is_no_finite_number_is_refused(expires_in: str, message: str) -> None:
+    """Python's parser takes NaN and Infinity (no JSON number) and makes 1e400 infinite: such a
+    token was cached for ever (or its log line failed to format), and the calls failed with 401
+    once the real token expired."""
+    body = f'{{"access_token": "t", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    http = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda _: httpx.Response(
+                200, content=body, headers={"Content-Type": "application/json"}
+            )
+        )
+    )
+    tokens = ClientCredentialsToken(
+        token_endpoint=ENDPOINT, client_id="c", client_secret=SECRET, http=http
+    )
+    with pytest.raises(ClientCredentialsError, match=re.escape(message)):
         tokens.token()
 
 
