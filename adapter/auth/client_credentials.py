@@ -26,6 +26,9 @@ log = logging.getLogger("adapter.auth")
 # Renew this long before the SSO says the token expires (clock skew, time in flight).
 RENEW_BEFORE_EXPIRY_S: Final = 30.0
 TOKEN_TIMEOUT_S: Final = 10.0
+# A token the SSO says lives longer is still renewed after a day: an `expires_in` of years (a
+# misconfigured realm, a huge number) would keep one token, and its rights, for ever.
+MAX_TOKEN_LIFETIME_S: Final = 86_400
 
 
 class ClientCredentialsToken:
@@ -148,12 +151,14 @@ class ClientCredentialsToken:
         if (
             not isinstance(expires_in, int | float)
             or isinstance(expires_in, bool)
-            or not math.isfinite(expires_in)  # 1e400 parses as infinity
+            or (isinstance(expires_in, float) and not math.isfinite(expires_in))  # 1e400: inf
             or expires_in <= 0
         ):
             raise ClientCredentialsError("token endpoint answer has no positive expires_in")
-        log.info("new access token for client %s, valid %d s", self.client_id, expires_in)
-        return token, float(expires_in)
+        # Compared before any conversion: an integer of hundreds of digits is no float.
+        lifetime = float(min(expires_in, MAX_TOKEN_LIFETIME_S))
+        log.info("new access token for client %s, valid %d s", self.client_id, lifetime)
+        return token, lifetime
 
 
 def _form_encode(value: str) -> str:

@@ -12,7 +12,11 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from adapter.auth.client_credentials import RENEW_BEFORE_EXPIRY_S, ClientCredentialsToken
+from adapter.auth.client_credentials import (
+    MAX_TOKEN_LIFETIME_S,
+    RENEW_BEFORE_EXPIRY_S,
+    ClientCredentialsToken,
+)
 from adapter.auth.errors import ClientCredentialsError
 from tests.unit.adapter.auth.auth_fakes import FakeClock
 
@@ -157,6 +161,7 @@ def test_unusable_token_answer_refused(body: dict[str, object]) -> None:
         ("NaN", "not JSON (NaN is not a JSON number)"),
         ("Infinity", "not JSON (Infinity is not a JSON number)"),
         ("1e400", "no positive expires_in"),
+        ("-1" + "0" * 400, "no positive expires_in"),
     ],
 )
 def test_a_lifetime_that_is_no_finite_number_is_refused(expires_in: str, message: str) -> None:
@@ -193,3 +198,29 @@ def test_unreachable_endpoint_is_client_credentials_error() -> None:
 
 def test_repr_hides_secret() -> None:
     assert SECRET not in repr(source(FakeTokenEndpoint()))
+
+
+@pytest.mark.parametrize("expires_in", ["1" + "0" * 400, "1e300", "31536000"])
+def test_a_lifetime_of_more_than_a_day_is_renewed_after_a_day(expires_in: str) -> None:
+    """An integer of 401 digits raised OverflowError out of `token()`; 1e300 kept the token for
+    ever."""
+    body = f'{{"access_token": "t", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    http = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda _: httpx.Response(
+                200, content=body, headers={"Content-Type": "application/json"}
+            )
+        )
+    )
+    clock = FakeClock()
+    tokens = ClientCredentialsToken(
+        token_endpoint=ENDPOINT, client_id="c", client_secret=SECRET, http=http, clock=clock
+    )
+    assert tokens.token() == "t"
+    fetched = tokens.fetch_count
+    clock.advance(MAX_TOKEN_LIFETIME_S - 31)
+    tokens.token()
+    assert tokens.fetch_count == fetched
+    clock.advance(2)
+    tokens.token()
+    assert tokens.fetch_count == fetched + 1
