@@ -186,7 +186,14 @@ def _flock_listed(path: Path, table: Path = Path("/proc/locks")) -> bool | None:
 
     A line of ``/proc/locks`` reads ``1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF``: the
     holder's pid, then the file as ``major:minor:inode`` (the two device numbers in hex); a
-    process waiting for the lock is listed under it, after ``->``.
+    process waiting for the lock is listed under it, after ``->``. The device is the file
+    system's, which is not always the one `stat` shows (a btrfs subvolume, some overlay
+    set-ups): a lock on the same inode number under another device is ours if its holder has
+    our file open, or if its open files cannot be read.
+
+    Not seen: a lock held from another PID namespace (another container; the kernel lists only
+    its own namespace's) or another host (a network file system) — the SQLite store is for one
+    machine and one container.
     """
     try:
         stat = path.stat()
@@ -201,7 +208,30 @@ def _flock_listed(path: Path, table: Path = Path("/proc/locks")) -> bool | None:
     wanted = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
     for line in listing.splitlines():
         fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        if fields[5] == wanted:
+            return True
+        if fields[5].rpartition(":")[2] == str(stat.st_ino) and _has_open(fields[4], stat):
+            return True
+    return False
+
+
+def _has_open(pid: str, stat: os.stat_result) -> bool:
+    """Whether process `pid` has the file `stat` describes open (True when its open files
+    cannot be read: the caller then counts the lock as held, as the safe answer)."""
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False  # gone
+    except OSError:
+        return True
+    for descriptor in descriptors:
+        try:
+            opened = os.stat(f"/proc/{pid}/fd/{descriptor}")
+        except OSError:
+            continue  # closed meanwhile
+        if (opened.st_dev, opened.st_ino) == (stat.st_dev, stat.st_ino):
             return True
     return False
 

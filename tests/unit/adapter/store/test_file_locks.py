@@ -88,9 +88,16 @@ def test_the_kernels_list_is_read_by_device_and_inode_waiters_apart(tmp_path: Pa
 
     assert listed() is False
     assert listed(f"1: FLOCK  ADVISORY  WRITE 4321 {device}:{stat.st_ino} 0 EOF") is True
-    # The same inode number on another file system, or a POSIX lock, is not this lock.
-    assert listed(f"1: FLOCK  ADVISORY  WRITE 4321 {other}:{stat.st_ino} 0 EOF") is False
+    # The same inode number on another file system (its holder gone), or a POSIX lock, is not
+    # this lock.
+    assert listed(f"1: FLOCK  ADVISORY  WRITE 0 {other}:{stat.st_ino} 0 EOF") is False
     assert listed(f"1: POSIX  ADVISORY  WRITE 4321 {device}:{stat.st_ino} 0 EOF") is False
+    # Listed under the file system's device, not the one `stat` shows (a btrfs subvolume): ours
+    # when its holder has our file open, not when it has another file of that inode number.
+    with path.open("rb"):
+        mine = f"1: FLOCK  ADVISORY  WRITE {os.getpid()} {other}:{stat.st_ino} 0 EOF"
+        assert listed(mine) is True
+    assert listed(mine) is False
     # A process waiting for it is listed under its holder, after "->".
     assert (
         listed(
