@@ -170,6 +170,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_running = False
+        self._trials = 0  # the number of the last trial let through
         self._watchers: list[Callable[[BreakerState], None]] = []
 
     def watch(self, watcher: Callable[[BreakerState], None]) -> None:
@@ -210,26 +211,33 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
-    def before_call(self, operation: str) -> bool:
-        """Raise `CircuitOpen` unless a call may go out now; True when it is the half-open
-        breaker's one trial call, whose outcome is then recorded with ``trial=True``."""
+    def before_call(self, operation: str) -> int:
+        """Raise `CircuitOpen` unless a call may go out now. 0 for an ordinary call; for the
+        half-open breaker's one trial call its number, which its outcome is then recorded
+        with (``trial=``): a trial that ends after the breaker closed and opened again is not
+        the trial of the new open period."""
         with self._lock:
             state = self._state()
             if state is BreakerState.CLOSED:
-                return False
+                return 0
             if state is BreakerState.HALF_OPEN and not self._trial_running:
                 self._trial_running = True
-                return True
+                self._trials += 1
+                return self._trials
             assert self._opened_at is not None
             retry_in = max(0.0, self._opened_at + self.reset_timeout_s - self._clock())
         raise CircuitOpen(system=self.system, operation=operation, retry_in_s=retry_in)
 
-    # A call let through while the breaker was closed may end after it opened and half-opened:
-    # an answer still closes it (the system is up), but a failure is the outage that opened it,
-    # not a new one, so it neither restarts the open period nor ends a trial; only the trial's
-    # own outcome ends the trial, so no second trial goes out beside the first.
+    # A call let through while the breaker was closed may end after it opened and half-opened,
+    # and a trial may end after an answer to such a call closed the breaker: an answer still
+    # closes it (the system is up), but a failure is the outage that opened it, not a new one,
+    # so it neither restarts the open period nor ends a trial; only the current trial's own
+    # outcome ends the trial, so no second trial goes out beside the first.
 
-    def record_success(self, *, trial: bool = False) -> None:
+    def _current_trial(self, trial: int) -> bool:
+        return bool(trial) and self._trial_running and trial == self._trials
+
+    def record_success(self, *, trial: int = 0) -> None:
         with self._lock:
             changed = self._opened_at is not None
             self._failures = 0
@@ -238,23 +246,25 @@ class CircuitBreaker:
             if changed:
                 self._changed_locked()
 
-    def record_failure(self, *, trial: bool = False) -> None:
+    def record_failure(self, *, trial: int = 0) -> None:
         with self._lock:
             self._failures += 1
-            if trial:
+            current = self._current_trial(trial)
+            if current:
                 self._trial_running = False
             elif self._opened_at is not None:
-                return  # from before it opened (see above): it waits for its time as it was
-            if trial or self._failures >= self.failure_threshold:
+                return  # from before it opened, or an earlier trial (see above)
+            if current or self._failures >= self.failure_threshold:
                 self._opened_at = self._clock()
                 self._changed_locked()
 
-    def record_neutral(self, *, trial: bool = False) -> None:
+    def record_neutral(self, *, trial: int = 0) -> None:
         """The call ended in a way that says nothing about health (e.g. 429): if it was the
         trial, another call may be the trial."""
         if trial:
             with self._lock:
-                self._trial_running = False
+                if self._current_trial(trial):
+                    self._trial_running = False
 
 
 # -- metrics -------------------------------------------------------------------------------------

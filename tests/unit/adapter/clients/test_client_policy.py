@@ -349,6 +349,35 @@ def test_a_call_from_before_the_breaker_opened_failing_late_does_not_keep_it_ope
     assert breaker.state is BreakerState.CLOSED
 
 
+def test_a_trial_ending_after_the_breaker_closed_is_an_ordinary_call() -> None:
+    """A late answer to a call from before the breaker opened closed it while its trial was
+    out: the trial's failure then reopened it on one failure, and after it opened again an old
+    trial's end freed the new period's trial, letting a second one out."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("KKI", failure_threshold=3, reset_timeout_s=10, clock=clock)
+    stale = breaker.before_call("getRegistration")
+    for _ in range(3):
+        breaker.record_failure()
+    clock.advance(10)
+    first_trial = breaker.before_call("getRegistration")
+    breaker.record_success(trial=stale)  # the old call answers: closed
+    breaker.record_failure(trial=first_trial)  # one failure of three, not a trial's
+    assert breaker.state is BreakerState.CLOSED
+
+    for _ in range(2):
+        breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+    clock.advance(10)
+    second_trial = breaker.before_call("getRegistration")
+    breaker.record_neutral(trial=first_trial)  # an old trial's end frees nothing
+    with pytest.raises(CircuitOpen):
+        breaker.before_call("getRegistration")
+    breaker.record_failure(trial=first_trial)  # nor reopens: still the one trial out
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.record_success(trial=second_trial)
+    assert breaker.state is BreakerState.CLOSED
+
+
 def test_breaker_reopens_when_the_trial_fails() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("KKI", failure_threshold=5, reset_timeout_s=10, clock=clock)
