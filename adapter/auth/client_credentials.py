@@ -18,7 +18,7 @@ import httpx
 import strict_json
 from adapter.auth.discovery import OidcDiscovery, default_http_client
 from adapter.auth.errors import ClientCredentialsError, ProviderError
-from adapter.auth.token_cache import AccessTokenCache
+from adapter.auth.token_cache import MAX_TOKEN_LIFETIME_S, AccessTokenCache
 from adapter.observability.tracing import inject
 
 log = logging.getLogger("adapter.auth")
@@ -26,9 +26,6 @@ log = logging.getLogger("adapter.auth")
 # Renew this long before the SSO says the token expires (clock skew, time in flight).
 RENEW_BEFORE_EXPIRY_S: Final = 30.0
 TOKEN_TIMEOUT_S: Final = 10.0
-# A token the SSO says lives longer is still renewed after a day: an `expires_in` of years (a
-# misconfigured realm, a huge number) would keep one token, and its rights, for ever.
-MAX_TOKEN_LIFETIME_S: Final = 86_400
 
 
 class ClientCredentialsToken:
@@ -155,7 +152,7 @@ class ClientCredentialsToken:
             or expires_in <= 0
         ):
             raise ClientCredentialsError("token endpoint answer has no positive expires_in")
-        # Compared before any conversion: an integer of hundreds of digits is no float.
+        # Capped before any conversion: an integer of hundreds of digits is no float.
         lifetime = float(min(expires_in, MAX_TOKEN_LIFETIME_S))
         log.info("new access token for client %s, valid %d s", self.client_id, lifetime)
         return token, lifetime

@@ -8,14 +8,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
+
+# A token its issuer says lives longer is still renewed after a day: an `expires_in` of years
+# (a misconfigured realm, a huge number) would keep one token, and its rights, for ever.
+MAX_TOKEN_LIFETIME_S: Final = 86_400
 
 
 def usable_for(expires_in_s: float, renew_before_s: float) -> float:
-    """How long to use a token that expires in `expires_in_s` seconds.
+    """How long to use a token that expires in `expires_in_s` seconds (a day at most).
 
     ``expires_in - renew_before``; for a token living under twice the margin (test setups) that
     would mean a new token per call, so such a token is used for half its life.
     """
+    expires_in_s = min(expires_in_s, MAX_TOKEN_LIFETIME_S)
     if expires_in_s > 2 * renew_before_s:
         return expires_in_s - renew_before_s
     return expires_in_s / 2

@@ -145,7 +145,9 @@ class HttpSisdmkClient:
             data={"client_id": self._client_id, "client_secret": self._client_secret},
         )
         expires_in = str(body["expires_in"]).strip()
-        if not expires_in.isdigit():  # a string of digits, per the contract
+        # A string of digits, per the contract (ASCII: "²".isdigit() is true too); a huge one
+        # reads as infinity, which the token cache caps at a day.
+        if not (expires_in.isascii() and expires_in.isdigit()):
             raise ContractViolation(
                 "200 response field expires_in is not a whole number of seconds",
                 system=SYSTEM,

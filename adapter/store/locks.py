@@ -189,7 +189,8 @@ def _flock_listed(path: Path, table: Path = Path("/proc/locks")) -> bool | None:
     process waiting for the lock is listed under it, after ``->``. The device is the file
     system's, which is not always the one `stat` shows (a btrfs subvolume, some overlay
     set-ups): a lock on the same inode number under another device is ours if its holder has
-    our file open, or if its open files cannot be read.
+    our file open (a holder whose open files cannot be read is not counted: inode numbers
+    repeat across file systems, and a stranger's lock must not hold off every sync).
 
     Not seen: a lock held from another PID namespace (another container; the kernel lists only
     its own namespace's) or another host (a network file system) — the SQLite store is for one
@@ -212,27 +213,25 @@ def _flock_listed(path: Path, table: Path = Path("/proc/locks")) -> bool | None:
             continue
         if fields[5] == wanted:
             return True
-        if fields[5].rpartition(":")[2] == str(stat.st_ino) and _has_open(fields[4], stat):
+        if fields[5].rpartition(":")[2] == str(stat.st_ino) and _has_open(fields[4], path):
             return True
     return False
 
 
-def _has_open(pid: str, stat: os.stat_result) -> bool:
-    """Whether process `pid` has the file `stat` describes open (True when its open files
-    cannot be read: the caller then counts the lock as held, as the safe answer)."""
+def _has_open(pid: str, path: Path) -> bool:
+    """Whether process `pid` has `path` open, by the links of its open files (read, never
+    followed: a file on a hung mount does not hang the look)."""
+    target = os.path.realpath(path)
     try:
         descriptors = os.listdir(f"/proc/{pid}/fd")
-    except FileNotFoundError:
-        return False  # gone
     except OSError:
-        return True
+        return False  # gone, or not ours to read
     for descriptor in descriptors:
         try:
-            opened = os.stat(f"/proc/{pid}/fd/{descriptor}")
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") == target:
+                return True
         except OSError:
             continue  # closed meanwhile
-        if (opened.st_dev, opened.st_ino) == (stat.st_dev, stat.st_ino):
-            return True
     return False
 
 

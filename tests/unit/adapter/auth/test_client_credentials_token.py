@@ -12,12 +12,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from adapter.auth.client_credentials import (
-    MAX_TOKEN_LIFETIME_S,
-    RENEW_BEFORE_EXPIRY_S,
-    ClientCredentialsToken,
-)
+from adapter.auth.client_credentials import RENEW_BEFORE_EXPIRY_S, ClientCredentialsToken
 from adapter.auth.errors import ClientCredentialsError
+from adapter.auth.token_cache import MAX_TOKEN_LIFETIME_S
 from tests.unit.adapter.auth.auth_fakes import FakeClock
 
 ENDPOINT = "https://sso.example.go.id/realms/healthforce/protocol/openid-connect/token"

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from adapter.auth.token_cache import MAX_TOKEN_LIFETIME_S
 from adapter.clients import (
     AuthenticationFailed,
     CircuitBreaker,
@@ -579,9 +580,28 @@ def test_sisdmk_refused_credentials_are_authentication_failed() -> None:
         client.lookup_by_nik(NIK)
 
 
-def test_sisdmk_expires_in_that_is_not_a_number_is_a_contract_violation() -> None:
+@pytest.mark.parametrize("expires_in", ["soon", "²", "3600.5", "-60"])
+def test_sisdmk_expires_in_that_is_not_a_number_is_a_contract_violation(expires_in: str) -> None:
+    # "²" passed `str.isdigit` and then failed `float` with a ValueError out of the client.
     with pytest.raises(ContractViolation, match="expires_in"):
-        sisdmk_client(FakeSisdmk(expires_in="soon")).lookup_by_nik(NIK)
+        sisdmk_client(FakeSisdmk(expires_in=expires_in)).lookup_by_nik(NIK)
+
+
+@pytest.mark.parametrize("expires_in", ["9999999999", "31536000"])
+def test_sisdmk_token_said_to_live_longer_than_a_day_is_renewed_after_a_day(
+    expires_in: str,
+) -> None:
+    """The contract allows ten digits (317 years): the token was kept until a call was
+    refused."""
+    fake, clock = FakeSisdmk(expires_in=expires_in), FakeClock()
+    client = sisdmk_client(fake, clock)
+    client.lookup_by_nik(NIK)
+    clock.now = MAX_TOKEN_LIFETIME_S - 61.0
+    client.lookup_by_nik(NIK)
+    assert fake.issued == 1
+    clock.now = MAX_TOKEN_LIFETIME_S - 60.0
+    client.lookup_by_nik(NIK)
+    assert fake.issued == 2
 
 
 def test_sisdmk_token_request_is_retried_on_server_errors() -> None:
