@@ -492,12 +492,14 @@ class ResilientCaller:
         except CircuitOpen:
             self.metrics.calls.labels(self._label, operation, "circuit_open").inc()
             raise
+        # The breaker hears each outcome before the metrics do: a metric that fails (a
+        # multiprocess file) must not leave a half-open trial held, refusing every later call.
         started = time.perf_counter()
         try:
             response = send()
         except TRANSIENT_TRANSPORT_ERRORS as exc:
-            self._observe(operation, started, "transport_error")
             self.breaker.record_failure(trial=trial)
+            self._observe(operation, started, "transport_error")
             refusal = certificate_refusal(exc)
             if refusal is not None:
                 raise UntrustedCertificate(
@@ -510,8 +512,8 @@ class ResilientCaller:
                 _transport_message(exc), system=self.system, operation=operation
             ) from exc
         except httpx.DecodingError as exc:
-            self._observe(operation, started, "transport_error")
             self.breaker.record_success(trial=trial)
+            self._observe(operation, started, "transport_error")
             raise ContractViolation(
                 "the body could not be decoded (bad Content-Encoding)",
                 system=self.system,
@@ -519,16 +521,16 @@ class ResilientCaller:
             ) from exc
         except httpx.RequestError as exc:
             # Unsupported scheme, proxy or local protocol errors: ours to fix, not worth retrying.
-            self._observe(operation, started, "transport_error")
             self.breaker.record_neutral(trial=trial)
+            self._observe(operation, started, "transport_error")
             raise ConfigurationError(
                 f"{self.system} {operation}: cannot send the request ({type(exc).__name__}); "
                 "check the base URL and proxy settings"
             ) from exc
         except ContractViolation:
             # Refused while it was read (larger than the client takes): it answered, so it is up.
-            self._observe(operation, started, "contract_violation")
             self.breaker.record_success(trial=trial)
+            self._observe(operation, started, "contract_violation")
             raise
         except BaseException:
             # Anything else (a bug, an interrupt) says nothing about the system, but must free a
@@ -536,17 +538,22 @@ class ResilientCaller:
             self.breaker.record_neutral(trial=trial)
             raise
         status_class = f"{response.status_code // 100}xx"
-        self._observe(operation, started, status_class)
         if response.is_success:
             self.breaker.record_success(trial=trial)
+            self._observe(operation, started, status_class)
             return response
-        error = error_for_response(self.system, operation, response)
+        try:
+            error = error_for_response(self.system, operation, response)
+        except BaseException:
+            self.breaker.record_neutral(trial=trial)
+            raise
         if isinstance(error, UpstreamUnavailable):
             self.breaker.record_failure(trial=trial)
         elif isinstance(error, UpstreamRateLimited):
             self.breaker.record_neutral(trial=trial)
         else:
             self.breaker.record_success(trial=trial)  # it answered, so it is up
+        self._observe(operation, started, status_class)
         raise error
 
     def _observe(self, operation: str, started: float, status_class: str) -> None:

@@ -425,6 +425,34 @@ def test_a_trial_call_ending_in_any_other_exception_does_not_wedge_the_breaker(
     assert breaker.state is BreakerState.CLOSED
 
 
+@pytest.mark.parametrize(
+    "outcome",
+    [answer(200), answer(503), answer(429), answer(404), httpx.ConnectError("refused")],
+    ids=["200", "503", "429", "404", "transport"],
+)
+def test_a_trial_whose_metrics_fail_to_record_does_not_wedge_the_breaker(
+    outcome: httpx.Response | Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metrics were recorded before the breaker heard the outcome: a metric that raised (a
+    multiprocess file) left the trial held, and every later call was refused until a restart."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("KKI", failure_threshold=1, reset_timeout_s=10, clock=clock)
+    caller, _ = make_caller(breaker=breaker, policy=RetryPolicy(max_attempts=1))
+    breaker.record_failure()
+    clock.advance(10)  # half-open: the next call is the trial
+
+    def fail(*args: object) -> None:
+        raise OSError("the metrics file is gone")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(caller, "_observe", fail)
+        with pytest.raises(OSError, match="metrics file"):
+            caller.call("getRegistration", Script(outcome))
+
+    clock.advance(10)  # reopened by a failed trial: half-open again
+    assert caller.call("getRegistration", Script(answer(200))).status_code == 200
+
+
 def test_open_breaker_stops_the_retry_loop_and_shows_in_metrics() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("KKI", failure_threshold=2, reset_timeout_s=5, clock=clock)
