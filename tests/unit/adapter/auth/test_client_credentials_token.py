@@ -152,6 +152,21 @@ def test_unusable_token_answer_refused(body: dict[str, object]) -> None:
         tokens.token()
 
 
+def answering_expires_in(expires_in: str, clock: FakeClock | None = None) -> ClientCredentialsToken:
+    """A token source whose endpoint answers a token with `expires_in` written as given (raw
+    JSON text: `NaN`, `1e400`, an integer of hundreds of digits)."""
+    body = f'{{"access_token": "t", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    answer = httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+    http = httpx.Client(transport=httpx.MockTransport(lambda _: answer))
+    return ClientCredentialsToken(
+        token_endpoint=ENDPOINT,
+        client_id="c",
+        client_secret=SECRET,
+        http=http,
+        clock=clock or FakeClock(),
+    )
+
+
 @pytest.mark.parametrize(
     ("expires_in", "message"),
     [
@@ -165,17 +180,7 @@ def test_a_lifetime_that_is_no_finite_number_is_refused(expires_in: str, message
     """Python's parser takes NaN and Infinity (no JSON number) and makes 1e400 infinite: such a
     token was cached for ever (or its log line failed to format), and the calls failed with 401
     once the real token expired."""
-    body = f'{{"access_token": "t", "token_type": "Bearer", "expires_in": {expires_in}}}'
-    http = httpx.Client(
-        transport=httpx.MockTransport(
-            lambda _: httpx.Response(
-                200, content=body, headers={"Content-Type": "application/json"}
-            )
-        )
-    )
-    tokens = ClientCredentialsToken(
-        token_endpoint=ENDPOINT, client_id="c", client_secret=SECRET, http=http
-    )
+    tokens = answering_expires_in(expires_in)
     with pytest.raises(ClientCredentialsError, match=re.escape(message)):
         tokens.token()
 
@@ -201,18 +206,8 @@ def test_repr_hides_secret() -> None:
 def test_a_lifetime_of_more_than_a_day_is_renewed_after_a_day(expires_in: str) -> None:
     """An integer of 401 digits raised OverflowError out of `token()`; 1e300 kept the token for
     ever."""
-    body = f'{{"access_token": "t", "token_type": "Bearer", "expires_in": {expires_in}}}'
-    http = httpx.Client(
-        transport=httpx.MockTransport(
-            lambda _: httpx.Response(
-                200, content=body, headers={"Content-Type": "application/json"}
-            )
-        )
-    )
     clock = FakeClock()
-    tokens = ClientCredentialsToken(
-        token_endpoint=ENDPOINT, client_id="c", client_secret=SECRET, http=http, clock=clock
-    )
+    tokens = answering_expires_in(expires_in, clock)
     assert tokens.token() == "t"
     fetched = tokens.fetch_count
     clock.advance(MAX_TOKEN_LIFETIME_S - 31)
