@@ -152,10 +152,15 @@ def test_every_dashboard_and_alert_query_names_an_exported_metric(
 
     serve_metrics = scrape(f"{stack.url}/metrics")
     worker_metrics = scrape(f"http://127.0.0.1:{worker_port}/metrics")
-    # The scheduler's gauges are set at its first poll, before it runs anything due.
+    # The scheduler's gauges are exported at 0 from its start and set at its first poll, in a
+    # thread of their own: wait for that poll, not for the name.
     deadline = time.monotonic() + WAIT_S
-    while "hf_schedule_poll_timestamp_seconds " not in (
-        schedule_metrics := scrape(f"http://127.0.0.1:{schedule_port}/metrics")
+    while (
+        gauge(
+            schedule_metrics := scrape(f"http://127.0.0.1:{schedule_port}/metrics"),
+            "hf_schedule_poll_timestamp_seconds",
+        )
+        == 0.0
     ):
         assert time.monotonic() < deadline, scheduler.output()
         time.sleep(0.2)
