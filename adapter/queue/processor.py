@@ -241,7 +241,7 @@ class EventProcessor:
 
     def _apply(self, event: WebhookEvent, looked: _Looked) -> str:
         if event.event_type == FACILITY_EVENT:
-            # SISDMK has no single-facility read in the client: the daily batch carries them.
+            # SISDMK has no single-facility read in the client, and no sync stores facilities.
             return self._commit(event, "ignored", None)
         if not looked.enabled:
             raise ConnectionDisabled(event.source)
