@@ -61,7 +61,8 @@ class EventMetrics(MetricSet):
             ),
             receive_duration=Histogram(
                 "hf_webhook_receive_duration_seconds",
-                "Time to verify, store and publish one webhook (the receiver's answer time).",
+                "Time to verify one webhook and commit it to the inbox (the receiver's answer "
+                "time; the publish follows the answer).",
                 ["source"],
                 buckets=RECEIVE_BUCKETS,
                 registry=registry,
