@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mocks.core.admin import AdminHandlers
-from mocks.core.fast_read import StoredReadShortcut, shortcut_routes
+from mocks.core.fast_read import StoredReadShortcut, page_routes, shortcut_routes
 from mocks.core.faults import FaultMiddleware, RouteTable
 from mocks.core.problems import ErrorFormat, FieldError, MockProblem
 from mocks.core.public_api import PublicApi
@@ -285,13 +285,15 @@ def create_asgi_app(runtime: MockRuntime, *, shortcut: bool = True) -> ASGIApp:
     app.add_error_handler(HTTPException, on_http)
     app.add_error_handler(Exception, on_unexpected)
 
-    reads = (
-        public_handlers.stored_reads()
-        if shortcut and isinstance(public_handlers, PublicApi)
-        else {}
-    )
+    api = public_handlers if shortcut and isinstance(public_handlers, PublicApi) else None
+    reads = api.stored_reads() if api is not None else {}
+    pages = api.stored_pages() if api is not None else {}
     faulted = FaultMiddleware(
-        StoredReadShortcut(app, shortcut_routes(runtime.public_spec, reads)),
+        StoredReadShortcut(
+            app,
+            shortcut_routes(runtime.public_spec, reads),
+            page_routes(runtime.public_spec, pages),
+        ),
         injector=runtime.injector,
         route_table=routes,
         error_renderer=lambda path, status, title, detail, _headers: system.error_format_for(

@@ -13,11 +13,11 @@ from typing import Any
 
 from starlette.responses import Response as HttpResponse
 
-from mocks.core.fast_read import StoredRead
+from mocks.core.fast_read import StoredPage, StoredRead
 from mocks.core.problems import FieldError, MockProblem
 from mocks.core.runtime import MockRuntime
 from mocks.core.store import Page, RecordStore, StoredRecord, encode_document
-from mocks.core.validation import stored_json_response
+from mocks.core.validation import StoredAnswer, stored_json_response
 
 JsonAnswer = tuple[Any, int] | tuple[Any, int, dict[str, str]]
 Response = JsonAnswer | HttpResponse
@@ -32,6 +32,11 @@ def splice(envelope: Any, data: bytes) -> bytes:
     """`envelope` as JSON with `data` (raw JSON) where it holds the `_STORED` placeholder."""
     head, tail = encode_document(envelope).split(_STORED_JSON)
     return head + data + tail
+
+
+def answered(answer: StoredAnswer) -> HttpResponse:
+    """The response of a page built from stored bodies (its envelope checked on the way out)."""
+    return stored_json_response(answer.body, answer.envelope)
 
 
 def parse_datetime(value: str | dt.datetime | None, name: str) -> dt.datetime | None:
@@ -82,9 +87,14 @@ class PublicApi:
     ) -> Response:
         if transform is not None:
             return self.listing([transform(d) for d in page.items], limit, page.next_cursor)
+        return answered(self.page_answer(page, limit))
+
+    def page_answer(self, page: Page, limit: int) -> StoredAnswer:
+        """`page` in the list envelope, spliced from its stored bodies; the envelope without
+        them, for the response check."""
         envelope = self.listing([], limit, page.next_cursor)[0]
         body = splice(self.listing([_STORED], limit, page.next_cursor)[0], b",".join(page.bodies))
-        return stored_json_response(body, envelope)
+        return StoredAnswer(body, envelope)
 
     def stored(self, store: RecordStore, record: StoredRecord) -> Response:
         """One stored record, in the single-resource envelope, from its stored body."""
@@ -104,6 +114,12 @@ class PublicApi:
         """GET operations (by operationId) answering one record of a store, keyed by their
         only path parameter, exactly as `stored()` answers: `StoredReadShortcut` may serve
         them without connexion's per-request stack (mocks/core/fast_read.py)."""
+        return {}
+
+    def stored_pages(self) -> Mapping[str, StoredPage]:
+        """List operations (by operationId) whose handler answers `list_answer` of a store:
+        `StoredPageShortcut` may serve them without connexion's per-request stack once it has
+        checked their query as connexion would (mocks/core/fast_read.py)."""
         return {}
 
     def embedded_page(
@@ -130,13 +146,36 @@ class PublicApi:
         transform: Callable[[Any], Any] | None = None,
     ) -> Response:
         """A page of `store`, narrowed by indexed filters (index name → wanted value)."""
+        result = self._page_of(store, limit, cursor, updated_since, filters)
+        return self.page(result, limit, transform)
+
+    def list_answer(
+        self,
+        store: RecordStore,
+        *,
+        limit: int,
+        cursor: str | None,
+        updated_since: str | None = None,
+        filters: Mapping[str, str | None] | None = None,
+    ) -> StoredAnswer:
+        """`list_page`'s answer from stored bodies, as bytes and envelope."""
+        return self.page_answer(self._page_of(store, limit, cursor, updated_since, filters), limit)
+
+    def _page_of(
+        self,
+        store: RecordStore,
+        limit: int,
+        cursor: str | None,
+        updated_since: str | None,
+        filters: Mapping[str, str | None] | None,
+    ) -> Page:
         among: AbstractSet[str] | None = None
         for index, value in (filters or {}).items():
             if value is None:
                 continue
             keys = store.keys_for(index, value)
             among = keys if among is None else frozenset(among & keys)
-        result = store.page(
+        return store.page(
             limit=limit,
             cursor=cursor,
             updated_since=parse_datetime(updated_since, "updated_since"),
@@ -147,7 +186,6 @@ class PublicApi:
                 if value is not None
             ),
         )
-        return self.page(result, limit, transform)
 
     @staticmethod
     def sub_page(

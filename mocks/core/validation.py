@@ -28,8 +28,8 @@ import strict_json
 from mocks.core.problems import FieldError, MockProblem
 from openapi_schemas import compiled_validator
 
-# The formats connexion's own parameter validator checks.
-_FORMATS = Draft4Validator.FORMAT_CHECKER
+# The formats connexion's own parameter validator checks (and the page shortcut, as it does).
+PARAMETER_FORMATS = Draft4Validator.FORMAT_CHECKER
 
 # Fields whose values are personal data: never echoed back in an error message.
 PERSONAL_FIELDS = frozenset(
@@ -127,7 +127,7 @@ class PreciseParameterValidator(ParameterValidator):  # type: ignore[misc]
                 return f"Missing {parameter_type} parameter '{name}'"
             return None
         schema = param.get("schema", param)
-        errors = list(Draft4Validator(schema, format_checker=_FORMATS).iter_errors(value))
+        errors = list(Draft4Validator(schema, format_checker=PARAMETER_FORMATS).iter_errors(value))
         if not errors:
             return None
         error = best_match(errors)

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from indonesian_ids.nik import validate_nik
-from mocks.core.fast_read import StoredRead
+from mocks.core.fast_read import StoredPage, StoredRead
 from mocks.core.problems import FieldError, MockProblem
-from mocks.core.public_api import DEFAULT_LIMIT, PublicApi, Response
+from mocks.core.public_api import DEFAULT_LIMIT, PublicApi, Response, answered
 from mocks.core.runtime import MockRuntime
 from mocks.core.store import RecordStore, format_timestamp
+from mocks.core.validation import StoredAnswer
 from mocks.kki.system import REGISTRATIONS
 
 
@@ -34,6 +35,9 @@ class KkiApi(PublicApi):
     def stored_reads(self) -> Mapping[str, StoredRead]:
         return {"getRegistration": StoredRead(lambda: self.registrations, self.stored_body)}
 
+    def stored_pages(self) -> Mapping[str, StoredPage]:
+        return {"listRegistrations": StoredPage(self.registrations_page)}
+
     async def list_registrations(
         self,
         limit: int = DEFAULT_LIMIT,
@@ -42,7 +46,17 @@ class KkiApi(PublicApi):
         status: str | None = None,
         profession: str | None = None,
     ) -> Response:
-        return self.list_page(
+        return answered(self.registrations_page(limit, cursor, updated_since, status, profession))
+
+    def registrations_page(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        updated_since: str | None = None,
+        status: str | None = None,
+        profession: str | None = None,
+    ) -> StoredAnswer:
+        return self.list_answer(
             self.registrations,
             limit=limit,
             cursor=cursor,

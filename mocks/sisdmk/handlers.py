@@ -7,10 +7,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mocks.core.fast_read import StoredRead
+from mocks.core.fast_read import StoredPage, StoredRead
 from mocks.core.problems import MockProblem
-from mocks.core.public_api import DEFAULT_LIMIT, JsonAnswer, PublicApi, Response
+from mocks.core.public_api import DEFAULT_LIMIT, JsonAnswer, PublicApi, Response, answered
 from mocks.core.store import RecordStore
+from mocks.core.validation import StoredAnswer
 from mocks.kki.handlers import nik_problem
 from mocks.sisdmk.system import FACILITIES, HEALTH_WORKERS
 
@@ -42,6 +43,12 @@ class SisdmkApi(PublicApi):
 
     def stored_reads(self) -> Mapping[str, StoredRead]:
         return {"getHealthWorker": StoredRead(lambda: self.workers, self.stored_body)}
+
+    def stored_pages(self) -> Mapping[str, StoredPage]:
+        return {
+            "listHealthWorkers": StoredPage(self.health_workers_page),
+            "listFacilities": StoredPage(self.facilities_page),
+        }
 
     # -- token endpoint ---------------------------------------------------------------------
 
@@ -98,7 +105,19 @@ class SisdmkApi(PublicApi):
         facility_code: str | None = None,
         profession: str | None = None,
     ) -> Response:
-        return self.list_page(
+        return answered(
+            self.health_workers_page(limit, cursor, updated_since, facility_code, profession)
+        )
+
+    def health_workers_page(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        updated_since: str | None = None,
+        facility_code: str | None = None,
+        profession: str | None = None,
+    ) -> StoredAnswer:
+        return self.list_answer(
             self.workers,
             limit=limit,
             cursor=cursor,
@@ -154,7 +173,15 @@ class SisdmkApi(PublicApi):
         cursor: str | None = None,
         updated_since: str | None = None,
     ) -> Response:
-        return self.list_page(
+        return answered(self.facilities_page(limit, cursor, updated_since))
+
+    def facilities_page(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        updated_since: str | None = None,
+    ) -> StoredAnswer:
+        return self.list_answer(
             self.runtime.store(FACILITIES), limit=limit, cursor=cursor, updated_since=updated_since
         )
 

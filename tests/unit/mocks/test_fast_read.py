@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mocks.core.app import create_asgi_app
-from mocks.core.fast_read import StoredRead, StoredReadShortcut, shortcut_routes
+from mocks.core.fast_read import StoredRead, StoredReadShortcut, page_routes, shortcut_routes
 from mocks.core.runtime import MockRuntime, MockSettings
 from mocks.kki.system import REGISTRATIONS, KkiSystem
 from mocks.sisdmk.system import HEALTH_WORKERS, SisdmkSystem
@@ -95,6 +95,99 @@ def sisdmk_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str, str]
     ]
 
 
+def page_requests(
+    collection: str, headers: dict[str, str], filters: dict[str, str], cursor: str
+) -> list[tuple[str, str, dict[str, str]]]:
+    """A list operation's queries: those the shortcut answers and those it must leave alone."""
+    (name, value), (other, other_value) = filters.items()
+    queries = [
+        "",
+        "?limit=3",
+        "?limit=500",
+        "?limit=1&updated_since=2020-01-01T00:00:00Z",
+        "?updated_since=2020-01-01T07:00:00.123456-07:00",
+        f"?cursor={cursor}",
+        f"?limit=2&cursor={cursor}&updated_since=2020-01-01T00:00:00Z",
+        f"?{name}={value}",
+        f"?{name}={value}&{other}={other_value}&limit=2",
+        f"?{name}={value}&cursor={cursor}",  # another walk's cursor: 400
+        "?cursor=WyJub3QiLCJpc3N1ZWQiXQ",  # not issued: 400
+        "?limit=0",
+        "?limit=501",
+        "?limit=010",
+        "?limit=+5",
+        "?limit=1_0",
+        "?limit=",
+        "?limit",
+        "?limit=abc",
+        "?limit=3&limit=4",
+        "?unknown=1",
+        "?updated_since=2026-02-30T00:00:00Z",  # the pattern's, not the calendar's
+        "?updated_since=2026-01-01T00:00:00",
+        "?updated_since=2026-01-01T00:00:00%2B07:00",
+        "?updated_since=2026-01-01T00:00:00+07:00",
+        f"?{name}=not-a-value",
+        f"?{name}={value}&{name}={value}",
+        "?limit=%33",
+        "?&",
+        "?=3",
+    ]
+    return [("GET", f"/v1/{collection}{query}", headers) for query in queries]
+
+
+def kki_page_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str, str]]]:
+    token = {"X-API-Key": runtime.settings.credentials["api_token"]}
+    cursor = TestClient(create_asgi_app(runtime, shortcut=False)).get(
+        "/v1/registrations?limit=2", headers=token
+    )
+    document = runtime.store(REGISTRATIONS).get(first_key(runtime, REGISTRATIONS))
+    assert document is not None
+    filters = {"status": "AKTIF", "profession": str(document["profession"]).replace(" ", "%20")}
+    requests = page_requests("registrations", token, filters, cursor.json()["page"]["next_cursor"])
+    return [
+        *requests,
+        ("GET", "/v1/registrations?limit=2", {"X-API-Key": "not-a-token"}),
+        ("GET", "/v1/registrations?limit=2", {}),
+        ("HEAD", "/v1/registrations?limit=2", token),
+        ("GET", "/v1/registrations/?limit=2", token),
+    ]
+
+
+def sisdmk_page_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str, str]]]:
+    token, _ = runtime.issue_token("sisdmk-dev-client", frozenset({"workforce:read"}))
+    bearer = {"Authorization": f"Bearer {token}"}
+    client = TestClient(create_asgi_app(runtime, shortcut=False))
+    cursor = client.get("/v1/health-workers?limit=2", headers=bearer).json()["page"]
+    facilities = client.get("/v1/facilities?limit=2", headers=bearer).json()
+    document = runtime.store(HEALTH_WORKERS).get(first_key(runtime, HEALTH_WORKERS))
+    assert document is not None
+    filters = {"profession": "perawat", "facility_code": str(document["facility_code"])}
+    return [
+        *page_requests("health-workers", bearer, filters, cursor["next_cursor"]),
+        ("GET", "/v1/facilities", bearer),
+        ("GET", "/v1/facilities?limit=1", bearer),
+        ("GET", f"/v1/facilities?cursor={facilities['page']['next_cursor']}", bearer),
+        ("GET", "/v1/facilities?profession=perawat", bearer),
+        ("GET", "/v1/health-workers?limit=2", {"Authorization": f"Basic {token}"}),
+        ("GET", "/v1/health-workers?limit=2", {"Authorization": f"Bearer {token}x"}),
+        ("GET", "/v1/health-workers?limit=2", {}),
+    ]
+
+
+@pytest.mark.parametrize("clients", ["kki", "sisdmk"], indirect=True)
+def test_every_page_is_connexions(clients: tuple[MockRuntime, TestClient, TestClient]) -> None:
+    runtime, fast, slow = clients
+    requests = (kki_page_requests if runtime.system.name == "kki" else sisdmk_page_requests)(
+        runtime
+    )
+    statuses = set()
+    for method, url, headers in requests:
+        expected = answer(slow, method, url, headers)
+        assert answer(fast, method, url, headers) == expected, url
+        statuses.add(expected[0])
+    assert statuses >= {200, 400, 401}, statuses
+
+
 @pytest.mark.parametrize("clients", ["kki", "sisdmk"], indirect=True)
 def test_every_answer_is_connexions(clients: tuple[MockRuntime, TestClient, TestClient]) -> None:
     runtime, fast, slow = clients
@@ -103,6 +196,29 @@ def test_every_answer_is_connexions(clients: tuple[MockRuntime, TestClient, Test
         assert answer(fast, method, url, headers) == answer(slow, method, url, headers), url
     method, url, headers = requests[0]
     assert answer(fast, method, url, headers)[0] == 200
+
+
+def test_a_page_is_answered_without_connexion_and_a_doubtful_query_never(
+    kki: MockRuntime,
+) -> None:
+    spy = Spy()
+    api = kki.system.public_handlers(kki)
+    pages = page_routes(kki.public_spec, api.stored_pages())  # type: ignore[attr-defined]
+    token = {"X-API-Key": kki.settings.credentials["api_token"]}
+    client = TestClient(shortcut_over(kki, spy, pages=pages))
+    first = client.get("/v1/registrations?limit=3", headers=token)
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "application/json"
+    assert len(first.json()["data"]) == 3
+    cursor = first.json()["page"]["next_cursor"]
+    second = client.get(f"/v1/registrations?limit=3&cursor={cursor}", headers=token)
+    assert second.status_code == 200
+    assert client.get("/v1/registrations?status=AKTIF", headers=token).status_code == 200
+    assert spy.paths == []
+    for query in ("limit=+3", "limit=3&limit=3", "x=1", "cursor=WyJub3QiXQ", "limit=0"):
+        assert client.get(f"/v1/registrations?{query}", headers=token).status_code == 599, query
+    assert client.get("/v1/registrations", headers={"X-API-Key": "wrong"}).status_code == 599
+    assert len(spy.paths) == 6
 
 
 def routes_of(runtime: MockRuntime, spec: dict[str, Any] | None = None) -> list[Any]:
@@ -122,9 +238,12 @@ class Spy:
 
 
 def shortcut_over(
-    runtime: MockRuntime, inner: ASGIApp, spec: dict[str, Any] | None = None
+    runtime: MockRuntime,
+    inner: ASGIApp,
+    spec: dict[str, Any] | None = None,
+    pages: list[Any] | None = None,
 ) -> ASGIApp:
-    shortcut = StoredReadShortcut(inner, routes_of(runtime, spec))
+    shortcut = StoredReadShortcut(inner, routes_of(runtime, spec), pages)
 
     async def with_runtime(scope: Scope, receive: Receive, send: Send) -> None:
         scope.setdefault("state", {})["mock"] = runtime
