@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
     import time
 
     metrics = ClientMetrics(CollectorRegistry())
-    breaker = CircuitBreaker("kki", failure_threshold=2, reset_timeout_s=0.3)
+    # Long enough that the scrape right after the failures sees it open on a busy machine.
+    breaker = CircuitBreaker("kki", failure_threshold=2, reset_timeout_s=2.0)
     metrics.track_breaker(breaker)
 
     def scraped():
@@ -29,7 +30,7 @@ SCRIPT = textwrap.dedent(
     breaker.record_failure()
     print(scraped())
     # No call comes: the reset timeout alone turns it half-open, and the scrape says so.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while scraped() != 1.0 and time.monotonic() < deadline:
         time.sleep(0.05)
     print(scraped())
