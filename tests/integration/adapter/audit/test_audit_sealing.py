@@ -636,24 +636,33 @@ def test_no_stall_is_reported_while_another_sealer_works_through_a_backlog(
 
     def forge(connection: Connection) -> None:  # pending, with a MAC under a guessed key
         connection.execute(
-            update(AuditEvent).where(AuditEvent.chain_seq.is_(None)).values(entry_mac="0" * 64)
+            update(AuditEvent)
+            .where(AuditEvent.chain_seq.is_(None))
+            # An hour old: far past the warning's threshold, with no wait for it.
+            .values(entry_mac="0" * 64, at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
         )
 
     _around_the_triggers(engine, forge)
-    time.sleep(0.6)  # the entry is older than the warning's threshold
-    sealer = Sealer(sessions, interval_s=0.05, stall_warning_s=0.5, stall_check_s=0.1)
+    # The threshold well above the other sealer's 0.1 s turns, so a busy machine delaying one
+    # of them does not make it look idle.
+    sealer = Sealer(sessions, interval_s=0.05, stall_warning_s=5.0, stall_check_s=0.1)
     with engine.connect() as other, caplog.at_level(logging.WARNING, logger="adapter.audit"):
         other.execute(select(func.pg_advisory_lock(SEALER_LOCK)))
         other.commit()
+
+        def other_sealers_turn() -> None:  # each of its turns moves the head's changed_at
+            other.execute(
+                update(AuditChainHead)
+                .where(AuditChainHead.id == 1)
+                .values(changed_at=dt.datetime.now(dt.UTC))
+            )
+            other.commit()
+
+        other_sealers_turn()  # before this sealer's first look
         sealer.start()
         try:
-            for _ in range(10):  # each of the other sealer's turns moves the head's changed_at
-                other.execute(
-                    update(AuditChainHead)
-                    .where(AuditChainHead.id == 1)
-                    .values(changed_at=dt.datetime.now(dt.UTC))
-                )
-                other.commit()
+            for _ in range(10):
+                other_sealers_turn()
                 time.sleep(0.1)
         finally:
             sealer._stop.set()
