@@ -12,7 +12,9 @@ else to connexion unchanged, so every error (400, 401, 403, 404, 405, 500) keeps
 source of truth:
 
 - the method is GET, there is no query string (so connexion's strict query validation has
-  nothing to say) and the raw path has no percent-escapes;
+  nothing to say), the raw path has no percent-escapes, and the request declares no body
+  (no `content-type`, `transfer-encoding` or non-zero `content-length`: connexion reads a
+  form or multipart body even on a GET, and refuses a malformed one with 400);
 - the path is `prefix/{key}` of an operation whose handler is a stored read (the public API
   names them in `stored_reads()`), the operation takes no other parameter and no body;
 - the key passes the parameter's schema (jsonschema-rs, never looser than connexion's check:
@@ -24,7 +26,7 @@ source of truth:
   answer's envelope is fixed, so the per-request response validation of a stored answer
   (`FastJSONResponseBodyValidator`) has nothing to check here either.
 
-A page (`StoredPageShortcut`'s routes: the list operations a public API names in
+A page (`StoredReadShortcut`'s page routes: the list operations a public API names in
 `stored_pages()`) is answered only when, besides the method, path, escapes and credentials
 above:
 
@@ -214,6 +216,10 @@ def _page_route(
             parameter.get("in") != "query"
             or parameter.get("required")
             or not isinstance(schema, dict)
+            # connexion reads "null" as None for these, and a parameter's own default first
+            or parameter.get("nullable")
+            or schema.get("nullable")
+            or "default" in parameter
         ):
             return None
         kind = schema.get("type")
@@ -226,6 +232,8 @@ def _page_route(
         if "default" in schema:
             defaults[name] = schema["default"]
     response = (operation.get("responses") or {}).get("200") or {}
+    if response.get("headers"):  # connexion checks declared response headers; none are sent
+        return None
     envelope = ((response.get("content") or {}).get("application/json") or {}).get("schema")
     validator = compiled_validator(envelope) if isinstance(envelope, dict) else None
     credentials = _credentials(spec, operation)
@@ -263,7 +271,7 @@ class StoredReadShortcut:
         self.pages = {route.path: route for route in pages or []}
 
     def _answer(self, scope: Scope) -> bytes | None:
-        if scope["method"] != "GET":
+        if scope["method"] != "GET" or _declares_a_body(scope):
             return None
         raw = scope.get("raw_path")
         if raw is not None and b"%" in raw:
@@ -307,6 +315,15 @@ class StoredReadShortcut:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _declares_a_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name in (b"content-type", b"transfer-encoding"):
+            return True
+        if name == b"content-length" and value.strip() != b"0":
+            return True
+    return False
 
 
 def _authorised(credentials: _Credentials, scope: Scope) -> bool:

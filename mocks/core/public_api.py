@@ -118,7 +118,7 @@ class PublicApi:
 
     def stored_pages(self) -> Mapping[str, StoredPage]:
         """List operations (by operationId) whose handler answers `list_answer` of a store:
-        `StoredPageShortcut` may serve them without connexion's per-request stack once it has
+        `StoredReadShortcut` may serve them without connexion's per-request stack once it has
         checked their query as connexion would (mocks/core/fast_read.py)."""
         return {}
 

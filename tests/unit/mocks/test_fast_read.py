@@ -68,6 +68,7 @@ def kki_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str, str]]]:
         ("GET", "/v1/registrations/" + key[:4] + "%41" + key[5:], full),
         ("GET", "/v1/registrations/lookup", full),
         ("DELETE", url, full),
+        ("GET", url, {**full, "Content-Type": "multipart/form-data"}),
     ]
 
 
@@ -150,6 +151,9 @@ def kki_page_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str, st
         ("GET", "/v1/registrations?limit=2", {}),
         ("HEAD", "/v1/registrations?limit=2", token),
         ("GET", "/v1/registrations/?limit=2", token),
+        # connexion reads a form body even on a GET: a malformed one is its 400
+        ("GET", "/v1/registrations?limit=2", {**token, "Content-Type": "multipart/form-data"}),
+        ("GET", "/v1/registrations", {**token, "Content-Type": "application/json"}),
     ]
 
 
@@ -171,6 +175,7 @@ def sisdmk_page_requests(runtime: MockRuntime) -> list[tuple[str, str, dict[str,
         ("GET", "/v1/health-workers?limit=2", {"Authorization": f"Basic {token}"}),
         ("GET", "/v1/health-workers?limit=2", {"Authorization": f"Bearer {token}x"}),
         ("GET", "/v1/health-workers?limit=2", {}),
+        ("GET", "/v1/facilities?limit=1", {**bearer, "Content-Type": "multipart/form-data"}),
     ]
 
 
