@@ -88,7 +88,8 @@ def test_killed_sync_resumes_to_the_state_of_a_clean_run(
     sisdmk.reset()
     database_url = empty_database_url.render_as_string(hide_password=False)
     with store(empty_database_url) as sessions:
-        sisdmk.fault({"route": "listHealthWorkers", "kind": "latency", "latency_ms": 50})
+        # Seconds of pages left after the first commit: the kill comes before the end, however busy.
+        sisdmk.fault({"route": "listHealthWorkers", "kind": "latency", "latency_ms": 500})
         process = _sync(database_url, sisdmk)
         try:
             committed = _once_running(
