@@ -78,14 +78,15 @@ def test_readonly_client_reads_but_cannot_subscribe(sisdmk_mock: Mock) -> None:
 
 
 def test_expired_token_is_401() -> None:
-    process, url = start_mock("sisdmk", size=10, extra=["--token-ttl", "1"])
+    # Seconds enough to issue a token and use it once on a busy machine, then see it expire.
+    process, url = start_mock("sisdmk", size=10, extra=["--token-ttl", "3"])
     try:
         token = sisdmk_token(url)
         headers = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{url}/v1/health-workers", headers=headers).status_code == 200
         import time
 
-        time.sleep(1.2)
+        time.sleep(3.2)
         assert httpx.get(f"{url}/v1/health-workers", headers=headers).status_code == 401
     finally:
         process.close()

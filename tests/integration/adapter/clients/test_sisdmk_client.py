@@ -58,7 +58,8 @@ def sisdmk_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def short_token_url() -> Iterator[str]:
-    yield from _mock_url(["--token-ttl", "1"])
+    # Seconds enough to issue a token and use it once on a busy machine, then see it expire.
+    yield from _mock_url(["--token-ttl", "3"])
 
 
 def make_client(url: str, exchanges: Exchanges, **options: Any) -> HttpSisdmkClient:
@@ -121,10 +122,10 @@ def test_rate_limit_on_every_attempt_is_upstream_rate_limited(sisdmk_url: str) -
 
 def test_expired_token_is_refreshed_once_on_401(short_token_url: str) -> None:
     exchanges = Exchanges()
-    # A clock that never moves: our cache keeps the token while the mock expires it after 1 s.
+    # A clock that never moves: our cache keeps the token while the mock expires it after 3 s.
     with make_client(short_token_url, exchanges, clock=lambda: 0.0) as client:
         worker = next(iter(client.iter_health_workers(page_size=1))).items[0]
-        time.sleep(1.2)
+        time.sleep(3.2)
         assert client.get_health_worker(worker["worker_id"])["worker_id"] == worker["worker_id"]
     path = f"/v1/health-workers/{worker['worker_id']}"
     assert exchanges.count(path, 401) == 1
