@@ -585,15 +585,23 @@ OUTAGE_MS = 20_000
 
 
 def kki_unreachable(stack: Stack) -> bool | None:
+    """True once KKI refuses connections (`down` closes its socket); a slow answer on a busy
+    machine is no outage, and is looked at again."""
     try:
         stack.kki.admin.get("/health", timeout=2)
-    except httpx.TransportError:
+    except httpx.ConnectError:
         return True
+    except httpx.TransportError:
+        return None
     return None
 
 
 def kki_reachable(stack: Stack) -> bool | None:
-    return None if kki_unreachable(stack) else True
+    try:
+        stack.kki.admin.get("/health", timeout=2)
+    except httpx.TransportError:
+        return None
+    return True
 
 
 def integration(stack: Stack, system: str) -> dict[str, Any]:
