@@ -62,7 +62,7 @@ class EventMetrics(MetricSet):
             receive_duration=Histogram(
                 "hf_webhook_receive_duration_seconds",
                 "Time to verify one webhook and commit it to the inbox (the receiver's answer "
-                "time; the publish follows the answer).",
+                "time; the publish is handed to its own thread, not waited for).",
                 ["source"],
                 buckets=RECEIVE_BUCKETS,
                 registry=registry,

@@ -116,6 +116,15 @@ def gauge(exposition: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name}{labels}")
 
 
+def polled(exposition: str) -> bool:
+    """Whether the scheduler's poll timestamp is exported and set."""
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "hf_schedule_poll_timestamp_seconds":
+                return sample.value > 0
+    return False
+
+
 def start(adapter: Adapter, name: str, *args: str) -> ManagedProcess:
     argv = [sys.executable, "-m", "adapter", *args]
     process = ManagedProcess(name, argv, env=adapter.environment).start()
@@ -153,16 +162,10 @@ def test_every_dashboard_and_alert_query_names_an_exported_metric(
 
     serve_metrics = scrape(f"{stack.url}/metrics")
     worker_metrics = scrape(f"http://127.0.0.1:{worker_port}/metrics")
-    # The scheduler's gauges are exported at 0 from its start and set at its first poll, in a
-    # thread of their own: wait for that poll, not for the name.
+    # The scheduler's gauges appear once its metrics thread registers them (the endpoint answers
+    # before), at 0, and are set at that thread's first look: wait for that look.
     deadline = time.monotonic() + WAIT_S
-    while (
-        gauge(
-            schedule_metrics := scrape(f"http://127.0.0.1:{schedule_port}/metrics"),
-            "hf_schedule_poll_timestamp_seconds",
-        )
-        == 0.0
-    ):
+    while not polled(schedule_metrics := scrape(f"http://127.0.0.1:{schedule_port}/metrics")):
         assert time.monotonic() < deadline, scheduler.output()
         time.sleep(0.2)
     audit_metrics = audit_file.read_text(encoding="utf-8")

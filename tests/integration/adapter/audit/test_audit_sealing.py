@@ -510,9 +510,9 @@ def hf_adapter(empty_database_url: URL) -> AuditCommand:
 
 
 BACKLOG = 3000
-# Small batches: a thousand transactions, seconds of sealing, so the kill after the first one
-# lands mid-way even when this process waits for a CPU (batches of 20 sealed it in ~0.3 s).
-BATCH = 3
+# Small batches: over 400 transactions, about a second of sealing, so the kill after the first
+# one lands mid-way even when this process waits for a CPU (batches of 20 sealed it in ~0.3 s).
+BATCH = 7
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
@@ -646,8 +646,8 @@ def test_no_stall_is_reported_while_another_sealer_works_through_a_backlog(
 
     _around_the_triggers(engine, forge)
     # The threshold well above the other sealer's 0.1 s turns, so a busy machine delaying one
-    # of them does not make it look idle.
-    sealer = Sealer(sessions, interval_s=0.05, stall_warning_s=5.0, stall_check_s=0.1)
+    # of them does not make it look idle; the turns go on past it.
+    sealer = Sealer(sessions, interval_s=0.05, stall_warning_s=2.0, stall_check_s=0.1)
     with engine.connect() as other, caplog.at_level(logging.WARNING, logger="adapter.audit"):
         other.execute(select(func.pg_advisory_lock(SEALER_LOCK)))
         other.commit()
@@ -663,7 +663,7 @@ def test_no_stall_is_reported_while_another_sealer_works_through_a_backlog(
         other_sealers_turn()  # before this sealer's first look
         sealer.start()
         try:
-            for _ in range(10):
+            for _ in range(35):  # 3.5 s or more: past the threshold
                 other_sealers_turn()
                 time.sleep(0.1)
         finally:
