@@ -6,10 +6,10 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
-from functools import cached_property
-from typing import Any
+from functools import cached_property, wraps
+from typing import Any, ParamSpec
 
 from starlette.responses import Response as HttpResponse
 
@@ -37,6 +37,21 @@ def splice(envelope: Any, data: bytes) -> bytes:
 def answered(answer: StoredAnswer) -> HttpResponse:
     """The response of a page built from stored bodies (its envelope checked on the way out)."""
     return stored_json_response(answer.body, answer.envelope)
+
+
+P = ParamSpec("P")
+
+
+def page_handler(page: Callable[P, StoredAnswer]) -> Callable[P, Awaitable[HttpResponse]]:
+    """The connexion handler of a stored page function: its parameters (connexion reads them
+    through `__wrapped__`), its page as the response. The handler and the page shortcut
+    (`stored_pages()`) thus share one function and one list of parameters."""
+
+    @wraps(page)
+    async def handler(*args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        return answered(page(*args, **kwargs))
+
+    return handler
 
 
 def parse_datetime(value: str | dt.datetime | None, name: str) -> dt.datetime | None:

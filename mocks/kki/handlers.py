@@ -8,7 +8,7 @@ from typing import Any
 from indonesian_ids.nik import validate_nik
 from mocks.core.fast_read import StoredPage, StoredRead
 from mocks.core.problems import FieldError, MockProblem
-from mocks.core.public_api import DEFAULT_LIMIT, PublicApi, Response, answered
+from mocks.core.public_api import DEFAULT_LIMIT, PublicApi, Response, page_handler
 from mocks.core.runtime import MockRuntime
 from mocks.core.store import RecordStore, format_timestamp
 from mocks.core.validation import StoredAnswer
@@ -38,16 +38,6 @@ class KkiApi(PublicApi):
     def stored_pages(self) -> Mapping[str, StoredPage]:
         return {"listRegistrations": StoredPage(self.registrations_page)}
 
-    async def list_registrations(
-        self,
-        limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None,
-        updated_since: str | None = None,
-        status: str | None = None,
-        profession: str | None = None,
-    ) -> Response:
-        return answered(self.registrations_page(limit, cursor, updated_since, status, profession))
-
     def registrations_page(
         self,
         limit: int = DEFAULT_LIMIT,
@@ -63,6 +53,8 @@ class KkiApi(PublicApi):
             updated_since=updated_since,
             filters={"status": status, "profession": profession},
         )
+
+    list_registrations = page_handler(registrations_page)
 
     async def lookup_registrations_by_nik(self, body: Mapping[str, Any]) -> Response:
         nik = str(body["nik"])

@@ -9,7 +9,13 @@ from typing import Any
 
 from mocks.core.fast_read import StoredPage, StoredRead
 from mocks.core.problems import MockProblem
-from mocks.core.public_api import DEFAULT_LIMIT, JsonAnswer, PublicApi, Response, answered
+from mocks.core.public_api import (
+    DEFAULT_LIMIT,
+    JsonAnswer,
+    PublicApi,
+    Response,
+    page_handler,
+)
 from mocks.core.store import RecordStore
 from mocks.core.validation import StoredAnswer
 from mocks.kki.handlers import nik_problem
@@ -97,18 +103,6 @@ class SisdmkApi(PublicApi):
     def workers(self) -> RecordStore:
         return self.runtime.store(HEALTH_WORKERS)
 
-    async def list_health_workers(
-        self,
-        limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None,
-        updated_since: str | None = None,
-        facility_code: str | None = None,
-        profession: str | None = None,
-    ) -> Response:
-        return answered(
-            self.health_workers_page(limit, cursor, updated_since, facility_code, profession)
-        )
-
     def health_workers_page(
         self,
         limit: int = DEFAULT_LIMIT,
@@ -124,6 +118,8 @@ class SisdmkApi(PublicApi):
             updated_since=updated_since,
             filters={"facility": facility_code, "profession": profession},
         )
+
+    list_health_workers = page_handler(health_workers_page)
 
     async def lookup_health_worker_by_nik(self, body: Mapping[str, Any]) -> Response:
         nik = str(body["nik"])
@@ -167,14 +163,6 @@ class SisdmkApi(PublicApi):
 
     # -- facilities -------------------------------------------------------------------------
 
-    async def list_facilities(
-        self,
-        limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None,
-        updated_since: str | None = None,
-    ) -> Response:
-        return answered(self.facilities_page(limit, cursor, updated_since))
-
     def facilities_page(
         self,
         limit: int = DEFAULT_LIMIT,
@@ -184,6 +172,8 @@ class SisdmkApi(PublicApi):
         return self.list_answer(
             self.runtime.store(FACILITIES), limit=limit, cursor=cursor, updated_since=updated_since
         )
+
+    list_facilities = page_handler(facilities_page)
 
     async def get_facility(self, facility_code: str) -> Response:
         facilities = self.runtime.store(FACILITIES)
