@@ -49,9 +49,9 @@ are outside this layer and apply as before.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from connexion.utils import get_function_from_name
 from jsonschema import Draft4Validator
@@ -177,18 +177,28 @@ def _route(
     return _Route(match.group(1), validator.is_valid, credentials, read)
 
 
-def shortcut_routes(spec: Mapping[str, Any], reads: Mapping[str, StoredRead]) -> list[_Route]:
-    """Routes of `spec` whose GET operation (by operationId) is one of `reads`."""
-    resolved = resolve_local_refs(spec)
-    routes: list[_Route] = []
+_Named = TypeVar("_Named")
+
+
+def _named_gets(
+    resolved: Mapping[str, Any], named: Mapping[str, _Named]
+) -> Iterator[tuple[str, Mapping[str, Any], _Named]]:
+    """(path template, path item, what `named` holds) for each GET whose operationId it names."""
     for template, item in (resolved.get("paths") or {}).items():
         operation = item.get("get") if isinstance(item, Mapping) else None
         if not isinstance(operation, Mapping):
             continue
-        read = reads.get(str(operation.get("operationId")))
-        if read is None:
-            continue
-        route = _route(resolved, str(template), item, read)
+        found = named.get(str(operation.get("operationId")))
+        if found is not None:
+            yield str(template), item, found
+
+
+def shortcut_routes(spec: Mapping[str, Any], reads: Mapping[str, StoredRead]) -> list[_Route]:
+    """Routes of `spec` whose GET operation (by operationId) is one of `reads`."""
+    resolved = resolve_local_refs(spec)
+    routes: list[_Route] = []
+    for template, item, read in _named_gets(resolved, reads):
+        route = _route(resolved, template, item, read)
         if route is None:
             raise ValueError(f"GET {template} can't be a stored read: see mocks/core/fast_read.py")
         siblings = {
@@ -246,14 +256,8 @@ def page_routes(spec: Mapping[str, Any], pages: Mapping[str, StoredPage]) -> lis
     """Routes of `spec` whose GET operation (by operationId) is one of `pages`."""
     resolved = resolve_local_refs(spec)
     routes: list[_PageRoute] = []
-    for template, item in (resolved.get("paths") or {}).items():
-        operation = item.get("get") if isinstance(item, Mapping) else None
-        if not isinstance(operation, Mapping):
-            continue
-        page = pages.get(str(operation.get("operationId")))
-        if page is None:
-            continue
-        route = _page_route(resolved, str(template), item, page)
+    for template, item, page in _named_gets(resolved, pages):
+        route = _page_route(resolved, template, item, page)
         if route is None:
             raise ValueError(f"GET {template} can't be a stored page: see mocks/core/fast_read.py")
         routes.append(route)
