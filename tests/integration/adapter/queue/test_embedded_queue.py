@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from tests.integration.adapter.sync.support import Mock
-from tests.integration.adapter.webhooks.support import adapter_stack, emit
+from tests.integration.adapter.webhooks.support import adapter_stack, emit, hang_fetches_after
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,9 +29,17 @@ def test_embedded_queue_survives_a_killed_worker_and_applies_each_event_once(
         assert "BROKER_URL" not in adapter.environment
         emitted = emit(kki, "training.completed", count=BATCH // 2)["events"]
         emitted += emit(sisdmk, "education.added", count=BATCH // 2)["events"]
+        # Fetches after the 25th of each source hang: the first worker cannot have applied
+        # every event when the test sees a fifth done and kills it, however slow the machine.
+        for mock, route in ((kki, "getRegistration"), (sisdmk, "getHealthWorker")):
+            hang_fetches_after(mock, route, 25)
         first = adapter.start_worker(concurrency=4)
         adapter.wait_for(lambda: adapter.counts().get("done", 0) >= BATCH // 5, what="a fifth")
         first.signal(signal.SIGKILL)  # its leased events come back when the lease ends
+        first.process.wait(timeout=10)  # type: ignore[union-attr]
+        assert adapter.counts().get("done", 0) < BATCH
+        for mock in (kki, sisdmk):
+            mock.admin.delete("/faults").raise_for_status()
         adapter.start_worker(concurrency=4)
         adapter.wait_for(lambda: adapter.counts().get("done", 0) == BATCH, what="every event")
         events = adapter.events()

@@ -23,7 +23,13 @@ from sqlalchemy.engine import URL
 from harness.processes import free_port
 from tests.integration.adapter.queue.tcp_proxy import TcpFaultProxy
 from tests.integration.adapter.sync.support import Mock
-from tests.integration.adapter.webhooks.support import Adapter, adapter_stack, deliveries, emit
+from tests.integration.adapter.webhooks.support import (
+    Adapter,
+    adapter_stack,
+    deliveries,
+    emit,
+    hang_fetches_after,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,6 +81,9 @@ def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
 ) -> None:
     kki, sisdmk = mocks
     with adapter_stack(empty_database_url, kki, sisdmk, broker=broker) as adapter:
+        # Fetches after the 25th of each source hang: the first worker cannot have applied
+        # every event when the test sees a fifth done and kills it, however slow the machine.
+        hang_fetches_after(sisdmk, "getHealthWorker", 25)
         emitted = emit(sisdmk, "employment.changed", count=BATCH)["events"]
         expected = {event["event_id"] for event in emitted}
         first = adapter.start_worker(concurrency=6)
@@ -82,6 +91,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
         first.signal(signal.SIGKILL)  # mid-batch: messages in hand are never acked
         first.process.wait(timeout=10)  # type: ignore[union-attr]
         assert adapter.counts().get("done", 0) < BATCH
+        sisdmk.admin.delete("/faults").raise_for_status()
         adapter.start_worker(concurrency=6)
         adapter.wait_for(lambda: adapter.counts().get("done", 0) == BATCH, what="every event")
         assert_each_applied_once(adapter, expected)

@@ -260,6 +260,14 @@ def emit(mock: Mock, event_type: str, **body: Any) -> dict[str, Any]:
     return emitted
 
 
+def hang_fetches_after(mock: Mock, route: str, answered: int) -> None:
+    """`mock` answers the first `answered` requests to `route` at once and every later one
+    after 20 s (the adapter's client waits 30): a worker then stops with events in hand, at a
+    point that does not depend on the machine's speed. Both rules go with the mock's reset."""
+    mock.fault({"route": route, "kind": "latency", "latency_ms": 0, "times": answered})
+    mock.fault({"route": route, "kind": "latency", "latency_ms": 20_000})
+
+
 def deliveries(mock: Mock, **params: Any) -> list[dict[str, Any]]:
     """The newest 500 deliveries matching `params` (event_id, status, event_type)."""
     response = mock.admin.get("/deliveries", params={"limit": 500, **params})
