@@ -341,7 +341,16 @@ def _sip_for_seven_years(target: Target) -> None:
 def _rate_limit(target: Target) -> None:
     response = target.mock.admin.post(
         "/faults",
-        json={"route": "listRegistrations", "kind": "rate_limit", "limit": 2, "window_s": 1},
+        # One 429 after two requests, however slowly they come (a 1 s window needed three
+        # requests within a second, which a loaded machine may not send).
+        json={
+            "route": "listRegistrations",
+            "kind": "rate_limit",
+            "limit": 2,
+            "window_s": 60,
+            "retry_after_s": 1,
+            "times": 1,
+        },
     )
     assert response.status_code == 201, response.text
 

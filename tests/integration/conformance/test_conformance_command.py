@@ -113,7 +113,15 @@ def test_rate_limited_provider_is_waited_for_not_reported(
     kki_target: Target, tmp_path: Path
 ) -> None:
     kki_target.reset()
-    fault = {"route": "listRegistrations", "kind": "rate_limit", "limit": 3, "window_s": 1}
+    # One 429 (Retry-After: 1) after three requests, however slowly they come.
+    fault = {
+        "route": "listRegistrations",
+        "kind": "rate_limit",
+        "limit": 3,
+        "window_s": 60,
+        "retry_after_s": 1,
+        "times": 1,
+    }
     assert kki_target.mock.admin.post("/faults", json=fault).status_code == 201
     code, report = run_conformance("kki", kki_target.mock.url, tmp_path, "--phases", "pagination")
     assert code == 0, report["findings"]
