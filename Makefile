@@ -14,7 +14,7 @@ bootstrap: ## Create the virtualenv, install the project and the Node tools (ide
 	@./scripts/bootstrap.sh
 
 .PHONY: services
-services: bootstrap ## Make sure PostgreSQL and RabbitMQ run for the tests and promtool is installed (installs/starts them as root, or uses TEST_DATABASE_URL / TEST_BROKER_URL / PROMTOOL)
+services: bootstrap ## Make sure PostgreSQL and RabbitMQ run for the tests, their packages (the e2e suite's private servers) and promtool are installed (installs/starts them as root, or uses TEST_DATABASE_URL / TEST_BROKER_URL / PROMTOOL)
 	@$(PY) -m harness.services up
 
 .PHONY: bench-tools

@@ -436,6 +436,17 @@ def ensure_server_packages(system: System) -> str:
     return f"PostgreSQL {', '.join(installed_server_versions()) or '?'} and RabbitMQ installed"
 
 
+def bring_up(system: System) -> str:
+    """What `make test` needs, started or installed: the shared PostgreSQL and RabbitMQ, the
+    servers' programs the e2e suite starts private ones from (also when TEST_DATABASE_URL and
+    TEST_BROKER_URL name servers elsewhere), and promtool. The one-line summary."""
+    database = ensure_postgres(system)
+    broker = ensure_rabbitmq(system)
+    ensure_server_packages(system)
+    promtool = ensure_promtool(system)
+    return f"PostgreSQL {database} | RabbitMQ {broker} | promtool {promtool}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.services",
@@ -445,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "command",
         choices=["up", "bench-tools", "packages"],
-        help="up: start what is missing (idempotent); bench-tools: install wrk for `make "
+        help="up: start what is missing (idempotent; also installs the servers' packages the "
+        "e2e suite starts its own from); bench-tools: install wrk for `make "
         "bench`; packages: install the PostgreSQL and RabbitMQ servers without starting them "
         "(`make e2e` starts its own)",
     )
@@ -457,10 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "packages":
             summary = ensure_server_packages(system)
         else:
-            database = ensure_postgres(system)
-            broker = ensure_rabbitmq(system)
-            promtool = ensure_promtool(system)
-            summary = f"PostgreSQL {database} | RabbitMQ {broker} | promtool {promtool}"
+            summary = bring_up(system)
     except ServiceError as exc:
         print(f"services: {exc}", file=sys.stderr)
         return 2

@@ -211,7 +211,8 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     actions = keys.add_subparsers(title="actions", metavar="ACTION")
 
     generate = actions.add_parser(
-        "generate", help="print a new kid:key entry (for ENCRYPTION_KEYS or BLIND_INDEX_KEY)"
+        "generate",
+        help="print a new kid:key entry (for ENCRYPTION_KEYS, AUDIT_KEYS or BLIND_INDEX_KEY)",
     )
     generate.add_argument(
         "--kid", help="the key id, 1-32 of a-z, 0-9, '-' (default: today's date and 4 hex digits)"
@@ -259,9 +260,10 @@ def _keys_generate(args: argparse.Namespace) -> int:
     kid = args.kid or f"{dt.datetime.now(dt.UTC):%Y-%m-%d}-{secrets.token_hex(2)}"
     print(KeyRing.generate_key_entry(kid))
     print(
-        "put it first in ENCRYPTION_KEYS or AUDIT_KEYS (keep the old entries after it), or "
-        "use it alone as BLIND_INDEX_KEY; one key per use, never the same in two; keep it in "
-        "the secret store",
+        "ENCRYPTION_KEYS: put it first (keep the old entries after it); AUDIT_KEYS: add it "
+        "after the current entry, roll every process, then move it first; BLIND_INDEX_KEY: use "
+        "it alone (the old one as BLIND_INDEX_PREVIOUS_KEY until `keys reindex`); one key per "
+        "use, never the same in two; keep it in the secret store (docs/configuration.md)",
         file=sys.stderr,
     )
     return EXIT_OK

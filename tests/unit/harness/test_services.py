@@ -356,3 +356,27 @@ def test_e2e_gets_both_servers_installed_and_none_started(
             "apt-get install -y -q --no-install-recommends rabbitmq-server",
         ]
     )
+
+
+@pytest.mark.parametrize("root", [True, False])
+def test_up_with_servers_elsewhere_still_gets_the_e2e_suites_server_programs(
+    monkeypatch: pytest.MonkeyPatch, root: bool
+) -> None:
+    # `make test` runs the e2e suite, which starts private servers from the local programs: with
+    # TEST_DATABASE_URL / TEST_BROKER_URL set they were never installed and e2e failed late.
+    monkeypatch.setattr(services, "ensure_postgres", lambda system: "postgresql://elsewhere")
+    monkeypatch.setattr(services, "ensure_rabbitmq", lambda system: "amqp://elsewhere")
+    monkeypatch.setattr(services, "ensure_promtool", lambda system: "/usr/bin/promtool")
+    monkeypatch.setattr(services, "installed_server_versions", lambda: [])
+    machine = FakeMachine()
+    system = machine.system(root=root, tools={"apt-get"}, pg_port=1, amqp_port=1)
+    if root:
+        assert services.bring_up(system).startswith("PostgreSQL postgresql://elsewhere")
+        assert machine.commands == [
+            "apt-get install -y -q --no-install-recommends postgresql",
+            "apt-get install -y -q --no-install-recommends rabbitmq-server",
+        ]
+    else:
+        with pytest.raises(services.ServiceError, match="PostgreSQL server is not installed"):
+            services.bring_up(system)
+        assert machine.commands == []

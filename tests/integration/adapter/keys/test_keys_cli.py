@@ -75,6 +75,10 @@ def test_keys_generate_prints_entry_that_parses_as_key_ring(hf_adapter: Run) -> 
     ring = KeyRing.parse(f"{generated.stdout.strip()},{unnamed.stdout.strip()}")
     assert ring.kids[0] == "2026-06"
     assert ring.active.material != ring.keys[1].material
+    # Where the entry goes: an audit key is added after the current one first (in one step, the
+    # processes not yet rolled cannot verify what the rolled ones sign).
+    assert "ENCRYPTION_KEYS: put it first" in generated.stderr
+    assert "AUDIT_KEYS: add it after the current entry, roll every process" in generated.stderr
 
 
 def test_keys_generate_exits_2_when_kid_is_invalid(hf_adapter: Run) -> None:
