@@ -191,6 +191,12 @@ def main() -> int:
     parser.add_argument("--fault-events", type=int, default=1000)
     parser.add_argument("--worker-concurrency", type=int, default=8)
     parser.add_argument(
+        "--broker-prefetch",
+        type=int,
+        help="BROKER_PREFETCH of the worker (default: the adapter's, 16); keep it at least "
+        "--worker-concurrency, or the worker never holds more messages than it",
+    )
+    parser.add_argument(
         "--threads", type=int, default=8, help="threads per gunicorn process (throughput part)"
     )
     parser.add_argument(
@@ -220,6 +226,7 @@ def main() -> int:
         "gunicorn_workers": args.workers,
         "gunicorn_threads": args.threads,
         "worker_concurrency": args.worker_concurrency,
+        "broker_prefetch": args.broker_prefetch,
         "load_average_at_start": os.getloadavg()[0],
     }
     kki_process, kki_url = start_mock("kki", size=200, seed=5, extra=FAST_WEBHOOKS)
@@ -245,7 +252,9 @@ def main() -> int:
     REPORT.write_text(json.dumps(report, indent=2), encoding="utf-8")
     table = Table(
         title=f"webhooks under gunicorn ({args.workers} gthread workers x {args.threads} threads, "
-        f"wrk {args.connections} connections; worker --concurrency {args.worker_concurrency})"
+        f"wrk {args.connections} connections; worker --concurrency {args.worker_concurrency}"
+        + ("" if args.broker_prefetch is None else f", BROKER_PREFETCH {args.broker_prefetch}")
+        + ")"
     )
     for column in ("measure", "value"):
         table.add_column(column)
@@ -401,8 +410,12 @@ def throughput(
     }
 
 
-def started_adapter(kki: Mock, sisdmk: Mock, database: str, broker: str, prefix: str) -> Adapter:
+def started_adapter(
+    kki: Mock, sisdmk: Mock, database: str, broker: str, prefix: str, prefetch: int | None
+) -> Adapter:
     environment = stack_environment(database, kki.url, sisdmk.url, broker=broker, prefix=prefix)
+    if prefetch is not None:
+        environment["BROKER_PREFETCH"] = str(prefetch)
     adapter = Adapter(environment, migrated_engine(database))
     adapter.serve(workers=2)
     subscribe(kki, "kki", f"{adapter.url}/webhooks/kki", environment["KKI_WEBHOOK_SECRET"])
@@ -453,7 +466,7 @@ def lag_figures(adapter: Adapter) -> dict[str, float]:
 def steady_lag(kki: Mock, sisdmk: Mock, args: argparse.Namespace) -> dict[str, Any]:
     """Events at `args.rate` per second (a burst every 100 ms, half KKI, half SISDMK)."""
     database, prefix = new_database(), unique_prefix()
-    adapter = started_adapter(kki, sisdmk, database, BROKER_URL, prefix)
+    adapter = started_adapter(kki, sisdmk, database, BROKER_URL, prefix, args.broker_prefetch)
     try:
         adapter.start_worker(concurrency=args.worker_concurrency)
         time.sleep(2)
@@ -499,7 +512,7 @@ def storm(kki: Mock, sisdmk: Mock, args: argparse.Namespace) -> dict[str, Any]:
     """`args.storm_events` emitted at once; applied events/s from the first occurred_at to the
     last commit."""
     database, prefix = new_database(), unique_prefix()
-    adapter = started_adapter(kki, sisdmk, database, BROKER_URL, prefix)
+    adapter = started_adapter(kki, sisdmk, database, BROKER_URL, prefix, args.broker_prefetch)
     try:
         adapter.start_worker(concurrency=args.worker_concurrency)
         time.sleep(2)
@@ -535,7 +548,7 @@ def fault_run(kki: Mock, sisdmk: Mock, args: argparse.Namespace) -> dict[str, An
     database, prefix = new_database(), unique_prefix()
     proxy = TcpFaultProxy(("127.0.0.1", 5672))
     broker = BROKER_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
-    adapter = started_adapter(kki, sisdmk, database, broker, prefix)
+    adapter = started_adapter(kki, sisdmk, database, broker, prefix, args.broker_prefetch)
     try:
         worker = adapter.start_worker(concurrency=args.worker_concurrency)
         emitted = emit(kki, "skp.credited", count=args.fault_events // 2)["events"]

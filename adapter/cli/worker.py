@@ -92,6 +92,10 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
         broker = f"RabbitMQ, queues {settings.broker_queue_prefix}.*"
     stderr = Console(stderr=True)
     stderr.print(f"hf-adapter worker: {broker}, {concurrency} threads; Ctrl-C stops")
+    if settings.broker_url is not None:
+        short = prefetch_shortfall(concurrency, settings.broker_prefetch)
+        if short is not None:
+            stderr.print(f"hf-adapter worker: warning: {short}", markup=False)
     done = threading.Event()
     try:
         with Live(
@@ -129,6 +133,17 @@ def run(*, concurrency: int, metrics_port: int | None, metrics_host: str = "127.
         engine.dispose()
     table_console().print(summary_table(stats))
     return EXIT_OK
+
+
+def prefetch_shortfall(concurrency: int, prefetch: int) -> str | None:
+    """What a BROKER_PREFETCH under `concurrency` costs, and what to set, or None: RabbitMQ
+    hands a worker no more unacked messages than its prefetch, so threads beyond it stay idle."""
+    if prefetch >= concurrency:
+        return None
+    return (
+        f"BROKER_PREFETCH is {prefetch}, under --concurrency {concurrency}: at most {prefetch} "
+        f"events are applied at once; set BROKER_PREFETCH to {concurrency} or more"
+    )
 
 
 def _tick(live: Live, stats: WorkerStats, done: threading.Event) -> None:
