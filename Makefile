@@ -14,7 +14,7 @@ bootstrap: ## Create the virtualenv, install the project and the Node tools (ide
 	@./scripts/bootstrap.sh
 
 .PHONY: services
-services: bootstrap ## Make sure PostgreSQL and RabbitMQ run for the tests, their packages (the e2e suite's private servers) and promtool are installed (installs/starts them as root, or uses TEST_DATABASE_URL / TEST_BROKER_URL / PROMTOOL)
+services: bootstrap ## Make sure PostgreSQL and RabbitMQ run for the tests and promtool is installed (installs/starts them as root, or uses TEST_DATABASE_URL / TEST_BROKER_URL / PROMTOOL)
 	@$(PY) -m harness.services up
 
 .PHONY: bench-tools
@@ -38,7 +38,8 @@ demo: bootstrap ## The main job: bring the harness up on the embedded default an
 # 9 min 49 s; with three, 6 min 35 s to 8 min 01 s in four clean runs (docs/benchmarks.md, "The
 # test command"). TEST_WORKERS=N sets another count.
 TEST_WORKERS ?= 3
-test: services ## Run every test (unit, integration, contract, fuzz) — what CI runs
+test: services ## Run every test (unit, integration, contract, fuzz, e2e) — what CI runs
+	@$(PY) -m harness.services packages
 	@$(MAKE) --no-print-directory -j3 --output-sync=line keycloak lint typecheck
 	@$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

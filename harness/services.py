@@ -153,6 +153,22 @@ def installed_server_versions() -> list[str]:
     )
 
 
+# Debian puts rabbitmq-server in /usr/sbin (not on a normal user's PATH); the script it wraps,
+# which the e2e suite runs, in /usr/lib/rabbitmq/bin.
+RABBITMQ_SERVER_PROGRAMS: Final = (
+    Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),
+    Path("/usr/sbin/rabbitmq-server"),
+)
+
+
+def rabbitmq_server_installed(
+    programs: Sequence[Path] = RABBITMQ_SERVER_PROGRAMS,
+    which: Callable[[str], str | None] = shutil.which,
+) -> bool:
+    """Whether a RabbitMQ server program is installed, on the PATH or where Debian puts it."""
+    return which("rabbitmq-server") is not None or any(path.is_file() for path in programs)
+
+
 @dataclass
 class System:
     """The machine's commands, behind one object so the decisions can be unit-tested."""
@@ -164,6 +180,7 @@ class System:
     pg_port: int = PG_PORT
     amqp_port: int = AMQP_PORT
     server_versions: Callable[[], list[str]] = installed_server_versions
+    rabbitmq_installed: Callable[[], bool] = rabbitmq_server_installed
 
     @classmethod
     def real(cls) -> System:
@@ -358,7 +375,7 @@ def ensure_rabbitmq(system: System, timeout_s: float = START_TIMEOUT_S) -> str:
             f"{BROKER_ENV} to a RabbitMQ whose user may declare queues"
         )
     if answer is None:
-        if system.which("rabbitmq-server") is None:
+        if not system.rabbitmq_installed():
             system.apt_install(["rabbitmq-server"], "RabbitMQ", BROKER_ENV)
         if not system.is_root():
             raise ServiceError(
@@ -425,26 +442,16 @@ def ensure_wrk(system: System) -> str:
 def ensure_server_packages(system: System) -> str:
     """The PostgreSQL and RabbitMQ servers installed, not started: the e2e suite starts private
     ones of its own (e2e/services.py) and needs only their programs."""
+    why = "the e2e suite (in `make test` too) starts private ones from, also when TEST_* are set,"
     if not installed_server_versions():
         system.apt_install(
-            ["postgresql"], "the PostgreSQL server", None, missing="is not installed"
+            ["postgresql"], f"the PostgreSQL server {why}", None, missing="is not installed"
         )
-    if system.which("rabbitmq-server") is None:
+    if not system.rabbitmq_installed():
         system.apt_install(
-            ["rabbitmq-server"], "the RabbitMQ server", None, missing="is not installed"
+            ["rabbitmq-server"], f"the RabbitMQ server {why}", None, missing="is not installed"
         )
     return f"PostgreSQL {', '.join(installed_server_versions()) or '?'} and RabbitMQ installed"
-
-
-def bring_up(system: System) -> str:
-    """What `make test` needs, started or installed: the shared PostgreSQL and RabbitMQ, the
-    servers' programs the e2e suite starts private ones from (also when TEST_DATABASE_URL and
-    TEST_BROKER_URL name servers elsewhere), and promtool. The one-line summary."""
-    database = ensure_postgres(system)
-    broker = ensure_rabbitmq(system)
-    ensure_server_packages(system)
-    promtool = ensure_promtool(system)
-    return f"PostgreSQL {database} | RabbitMQ {broker} | promtool {promtool}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -456,10 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "command",
         choices=["up", "bench-tools", "packages"],
-        help="up: start what is missing (idempotent; also installs the servers' packages the "
-        "e2e suite starts its own from); bench-tools: install wrk for `make "
+        help="up: start what is missing (idempotent); bench-tools: install wrk for `make "
         "bench`; packages: install the PostgreSQL and RabbitMQ servers without starting them "
-        "(`make e2e` starts its own)",
+        "(the e2e suite, in `make test` and `make e2e`, starts private ones from them)",
     )
     args = parser.parse_args(argv)
     system = System.real()
@@ -469,7 +475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "packages":
             summary = ensure_server_packages(system)
         else:
-            summary = bring_up(system)
+            database = ensure_postgres(system)
+            broker = ensure_rabbitmq(system)
+            promtool = ensure_promtool(system)
+            summary = f"PostgreSQL {database} | RabbitMQ {broker} | promtool {promtool}"
     except ServiceError as exc:
         print(f"services: {exc}", file=sys.stderr)
         return 2

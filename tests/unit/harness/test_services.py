@@ -52,6 +52,7 @@ class FakeMachine:
             pg_port=pg_port,
             amqp_port=amqp_port,
             server_versions=lambda: list(versions),
+            rabbitmq_installed=lambda: "rabbitmq-server" in tools,
         )
 
 
@@ -358,25 +359,25 @@ def test_e2e_gets_both_servers_installed_and_none_started(
     )
 
 
-@pytest.mark.parametrize("root", [True, False])
-def test_up_with_servers_elsewhere_still_gets_the_e2e_suites_server_programs(
-    monkeypatch: pytest.MonkeyPatch, root: bool
+def test_a_rabbitmq_server_off_the_path_counts_as_installed(tmp_path: Path) -> None:
+    # Debian's /usr/sbin is not on a normal user's PATH: `which` alone said "not installed".
+    program = tmp_path / "rabbitmq-server"
+    assert not services.rabbitmq_server_installed((program,), which=lambda name: None)
+    program.write_text("#!/bin/sh\n")
+    assert services.rabbitmq_server_installed((program,), which=lambda name: None)
+    assert services.rabbitmq_server_installed((), which=lambda name: f"/usr/bin/{name}")
+
+
+def test_packages_missing_without_root_say_the_e2e_suite_needs_them(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # `make test` runs the e2e suite, which starts private servers from the local programs: with
-    # TEST_DATABASE_URL / TEST_BROKER_URL set they were never installed and e2e failed late.
-    monkeypatch.setattr(services, "ensure_postgres", lambda system: "postgresql://elsewhere")
-    monkeypatch.setattr(services, "ensure_rabbitmq", lambda system: "amqp://elsewhere")
-    monkeypatch.setattr(services, "ensure_promtool", lambda system: "/usr/bin/promtool")
     monkeypatch.setattr(services, "installed_server_versions", lambda: [])
     machine = FakeMachine()
-    system = machine.system(root=root, tools={"apt-get"}, pg_port=1, amqp_port=1)
-    if root:
-        assert services.bring_up(system).startswith("PostgreSQL postgresql://elsewhere")
-        assert machine.commands == [
-            "apt-get install -y -q --no-install-recommends postgresql",
-            "apt-get install -y -q --no-install-recommends rabbitmq-server",
-        ]
-    else:
-        with pytest.raises(services.ServiceError, match="PostgreSQL server is not installed"):
-            services.bring_up(system)
-        assert machine.commands == []
+    system = machine.system(root=False, tools={"apt-get"}, pg_port=1, amqp_port=1)
+    with pytest.raises(services.ServiceError) as refused:
+        services.ensure_server_packages(system)
+    message = str(refused.value)
+    assert message.startswith("the PostgreSQL server the e2e suite (in `make test` too)")
+    assert "also when TEST_* are set" in message
+    assert message.endswith("(not root): install postgresql")
+    assert machine.commands == []
