@@ -51,11 +51,14 @@ class PostgresServer:
         self._to_drop: queue.Queue[str | None] = queue.Queue()
         self._dropper: threading.Thread | None = None
 
-    def create_database(self) -> URL:
+    def create_database(self, template: str | None = None) -> URL:
+        """A new database, dropped at the session's end; with `template`, a copy of that one
+        (which nothing may be connected to)."""
         name = f"hf_test_{self._worker}_{secrets.token_hex(4)}"
+        copy = "" if template is None else f' TEMPLATE "{template}"'
         with self._admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-            _commit_without_waiting_for_the_disk(connection, name)
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+            _commit_without_waiting_for_the_disk(connection, name)  # not copied from a template
         with self._lock:
             self._created.append(name)
         return self._admin.url.set(database=name)

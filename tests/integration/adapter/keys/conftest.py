@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapter.store.crypto import BlindIndex
-from tests.integration.adapter.keys.store import Store, database_url, filled_store
+from tests.integration.adapter.keys.store import Store, filled_copy
 from tests.support.databases import PostgresServer
 
 
@@ -19,7 +19,7 @@ def store(
     postgres_server: PostgresServer,
     blind_index: BlindIndex,
 ) -> Iterator[Store]:
-    filled = filled_store(database_url(request.param, tmp_path, postgres_server), blind_index)
+    filled = filled_copy(request.param, tmp_path, postgres_server, blind_index)
     try:
         yield filled
     finally:
