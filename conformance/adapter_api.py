@@ -12,6 +12,7 @@ import httpx
 
 from adapter.auth import ClientCredentialsToken, TokenValidator
 from adapter.auth.errors import AuthError
+from adapter.clients.http import tls_verification
 from conformance import protocol
 from conformance.context import RunContext, needs_extra
 from conformance.oidc import (
@@ -89,7 +90,9 @@ def probe(ctx: RunContext, profile: SystemProfile) -> None:
             f"{health.status_code}"
         )
     http = httpx.Client(
-        timeout=TOKEN_HTTP_TIMEOUT_S, follow_redirects=False, verify=ctx.options.tls_verify
+        timeout=TOKEN_HTTP_TIMEOUT_S,
+        follow_redirects=False,
+        verify=tls_verification(ctx.options.tls_verify),
     )
     validator = TokenValidator.for_issuer(oidc.issuer, oidc.audience, http=http)
     granted: list[dict[str, Any]] = []

@@ -16,6 +16,7 @@ import jwt
 
 from adapter.auth import ClientCredentialsToken
 from adapter.auth.errors import ClientCredentialsError, ProviderError
+from adapter.clients.http import tls_verification
 from conformance.provider import CannotRun
 
 # The adapter's audience (OIDC_AUDIENCE in deploy/ and docs/auth.md).
@@ -132,7 +133,9 @@ def token_source(
     issuer: str, client: OidcClient, *, verify: bool, scopes: tuple[str, ...] = ()
 ) -> ClientCredentialsToken:
     """The adapter's own client-credentials token source (discovery, then the token endpoint)."""
-    http = httpx.Client(timeout=TOKEN_HTTP_TIMEOUT_S, follow_redirects=False, verify=verify)
+    http = httpx.Client(
+        timeout=TOKEN_HTTP_TIMEOUT_S, follow_redirects=False, verify=tls_verification(verify)
+    )
     return ClientCredentialsToken.for_issuer(
         issuer, client_id=client.client_id, client_secret=client.secret, scopes=scopes, http=http
     )

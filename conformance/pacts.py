@@ -24,6 +24,7 @@ import httpx
 from pact import Verifier
 from pact.types import Message
 
+from adapter.clients.http import tls_context
 from conformance.masking import media_type
 
 CONSUMER: Final = "healthforce-adapter"
@@ -278,7 +279,7 @@ def _state_proxy(state_url: str, timeout_s: float = STATE_TIMEOUT_S) -> Iterator
     answer them under ``result``, so the proxy lifts them. The verifier only says that a set-up
     failed, so the proxy keeps what the state URL answered.
     """
-    client = httpx.Client(timeout=timeout_s, follow_redirects=False)
+    client = httpx.Client(timeout=timeout_s, follow_redirects=False, verify=tls_context(None))
     failures: dict[str, str] = {}
 
     class Forward(BaseHTTPRequestHandler):
@@ -408,7 +409,10 @@ class MockEventSource:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._client = httpx.Client(
-            base_url=self._base_url, headers=dict(auth_headers), timeout=timeout_s
+            base_url=self._base_url,
+            headers=dict(auth_headers),
+            timeout=timeout_s,
+            verify=tls_context(None),
         )
         self._timeout_s = timeout_s
         # Each delivery: its content type as sent (None: none) and its body.

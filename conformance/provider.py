@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from adapter.clients.http import tls_verification
 from retry_after import parse_retry_after
 
 # How long one 429 may hold the run up, and how often one request is retried after a 429.
@@ -183,7 +184,10 @@ class ProviderClient:
         on_429: TooManyRequests | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.http = httpx.Client(base_url=base_url, verify=verify, timeout=timeout_s)
+        # One TLS context per process and CA bundle: httpx would load the bundle for every client.
+        self.http = httpx.Client(
+            base_url=base_url, verify=tls_verification(verify), timeout=timeout_s
+        )
         self.auth = auth
         self.min_interval = 1.0 / rate_limit if rate_limit else 0.0
         self.on_429 = on_429

@@ -20,6 +20,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from adapter.clients.http import tls_context
 from harness.processes import ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +150,7 @@ class IdpProcess:
         self.clients = realm_clients(realm_export)
         self._process: ManagedProcess | None = None
         self._keys_dir = tempfile.TemporaryDirectory(prefix="hf-test-idp-")
-        self._http = httpx.Client(timeout=10.0)
+        self._http = httpx.Client(timeout=10.0, verify=tls_context(None))
 
     @property
     def issuer(self) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import httpx
 
+from adapter.clients.http import tls_verification
 from harness.processes import ManagedProcess, free_port
 
 REPO: Final = Path(__file__).resolve().parents[1]
@@ -345,7 +346,7 @@ class KeycloakRealm:
             data=dict(form),
             auth=(client_id, secret),
             timeout=HTTP_TIMEOUT_S,
-            verify=self.verify,
+            verify=tls_verification(self.verify),
         )
 
     def client_credentials(
@@ -401,7 +402,9 @@ class KeycloakAdmin:
         self.default_realm = realm
         self._username = username
         self._password = password
-        self._http = httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S, verify=verify)
+        self._http = httpx.Client(
+            base_url=base_url, timeout=HTTP_TIMEOUT_S, verify=tls_verification(verify)
+        )
 
     def close(self) -> None:
         self._http.close()

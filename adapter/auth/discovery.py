@@ -20,6 +20,7 @@ import httpx
 
 import strict_json
 from adapter.auth.errors import ProviderError
+from adapter.clients.http import tls_context
 from adapter.clients.policy import certificate_refusal
 from adapter.observability.tracing import SpanKind, inject, start_span
 
@@ -182,4 +183,4 @@ class OidcDiscovery:
 
 
 def default_http_client() -> httpx.Client:
-    return httpx.Client(timeout=HTTP_TIMEOUT_S, follow_redirects=False)
+    return httpx.Client(timeout=HTTP_TIMEOUT_S, follow_redirects=False, verify=tls_context(None))

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 
+from adapter.clients.http import tls_context
+
 HOP_BY_HOP = {"connection", "transfer-encoding", "content-length", "keep-alive", "content-encoding"}
 
 
@@ -72,7 +74,7 @@ class Relabelled(Breakage):
 
 class BreakingProxy:
     def __init__(self, upstream: str) -> None:
-        self.upstream = httpx.Client(base_url=upstream, timeout=30)
+        self.upstream = httpx.Client(base_url=upstream, timeout=30, verify=tls_context(None))
         self.breakage: Breakage = Breakage()
         proxy = self
 

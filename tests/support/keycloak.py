@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapter.clients.http import tls_context
 from harness.idp import load_realm
 from harness.keycloak import (
     REALM,
@@ -104,7 +105,9 @@ def _read(state_file: Path) -> dict[str, Any] | None:
 
 def _answers(base_url: str) -> bool:
     try:
-        return httpx.get(f"{base_url}/realms/master", timeout=5.0).is_success
+        return httpx.get(
+            f"{base_url}/realms/master", timeout=5.0, verify=tls_context(None)
+        ).is_success
     except httpx.HTTPError:
         return False
 

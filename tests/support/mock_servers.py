@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from adapter.clients.http import tls_context
 from harness.processes import ManagedProcess
 
 SIZE = 500
@@ -30,7 +31,9 @@ class Mock:
     def __init__(self, process: ManagedProcess, url: str) -> None:
         self.process = process
         self.url = url
-        self.admin = httpx.Client(base_url=f"{url}/__admin", timeout=10, limits=KEEPALIVE)
+        self.admin = httpx.Client(
+            base_url=f"{url}/__admin", timeout=10, limits=KEEPALIVE, verify=tls_context(None)
+        )
 
     def reset(self) -> None:
         response = self.admin.post(
@@ -49,6 +52,7 @@ def sisdmk_token(url: str, credentials: dict[str, str] = SISDMK_CLIENT) -> str:
         params={"grant_type": "client_credentials"},
         data=credentials,
         timeout=10,
+        verify=tls_context(None),
     )
     response.raise_for_status()
     return str(response.json()["access_token"])

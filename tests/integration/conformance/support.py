@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from adapter.clients.http import tls_context
 from conformance.cli import main
 from harness.processes import start_mock
 from tests.support.breaking_proxy import Breakage, BreakingProxy, Exchange
@@ -45,7 +46,9 @@ class Target:
             headers = {"X-API-Key": KKI_TOKEN}
         else:
             headers = {"Authorization": f"Bearer {sisdmk_token(self.mock.url)}"}
-        return httpx.Client(base_url=self.mock.url, headers=headers, timeout=30)
+        return httpx.Client(
+            base_url=self.mock.url, headers=headers, timeout=30, verify=tls_context(None)
+        )
 
     def patch(self, collection: str, key: str, document: dict[str, Any]) -> None:
         response = self.mock.admin.patch(

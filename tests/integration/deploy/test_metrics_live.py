@@ -20,6 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import URL
 
+from adapter.clients.http import tls_context
 from harness.processes import ManagedProcess, free_port
 from tests.integration.adapter.sync.support import Mock
 from tests.integration.adapter.webhooks.support import Adapter, adapter_stack
@@ -98,7 +99,7 @@ def scrape(url: str) -> str:
     deadline = time.monotonic() + WAIT_S
     while True:
         try:
-            response = httpx.get(url, timeout=5)
+            response = httpx.get(url, timeout=5, verify=tls_context(None))
             if response.status_code == 200:
                 return response.text
         except httpx.TransportError:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapter.clients.http import tls_context
 from adapter.settings import Settings
 from harness.processes import ManagedProcess, free_port
 from tests.integration.adapter.webhooks.support import delete_topology, unique_prefix
@@ -103,7 +104,7 @@ def python(argv: Sequence[str]) -> list[str]:
 def metric_samples(url: str, name: str, **labels: str) -> list[float]:
     """The values of `name`'s samples holding `labels` (others may differ), [] when unreachable."""
     try:
-        exposition = httpx.get(url, timeout=5).text
+        exposition = httpx.get(url, timeout=5, verify=tls_context(None)).text
     except httpx.TransportError:
         return []
     return [

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from adapter.clients.http import tls_context
 from harness.processes import start_mock
 from tests.support.mock_servers import FAST_WEBHOOKS, KKI_TOKEN, SEED, SIZE, Mock, sisdmk_token
 
@@ -51,7 +52,10 @@ def sisdmk_mock(sisdmk_process: Mock) -> Mock:
 def kki(kki_mock: Mock) -> Iterator[httpx.Client]:
     """A client with KKI's full token, against a mock reset to the seeded data."""
     with httpx.Client(
-        base_url=kki_mock.url, headers={"X-API-Key": KKI_TOKEN}, timeout=10
+        base_url=kki_mock.url,
+        headers={"X-API-Key": KKI_TOKEN},
+        timeout=10,
+        verify=tls_context(None),
     ) as client:
         yield client
 
@@ -61,6 +65,9 @@ def sisdmk(sisdmk_mock: Mock) -> Iterator[httpx.Client]:
     """A client with a fresh SISDMK bearer token, against a mock reset to the seeded data."""
     token = sisdmk_token(sisdmk_mock.url)
     with httpx.Client(
-        base_url=sisdmk_mock.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        base_url=sisdmk_mock.url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        verify=tls_context(None),
     ) as client:
         yield client

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
 from adapter.app import create_app
+from adapter.clients.http import tls_context
 from adapter.settings import load_settings
 from adapter.store.database import session_factory
 from harness.idp import IdpProcess, IdpUnavailable
@@ -48,7 +49,9 @@ class Adapter:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=30.0, verify=tls_context(None)
+        )
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from kombu.connection import Connection
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import URL
 
+from adapter.clients.http import tls_context
 from adapter.queue.topology import QueueTopology
 from adapter.store.database import create_engine_from_url
 from adapter.store.models import WebhookEvent
@@ -234,6 +235,7 @@ def subscribe(mock: Mock, system: str, url: str, secret: str) -> str:
             json=body,
             headers={"X-API-Key": KKI_TOKEN},
             timeout=10,
+            verify=tls_context(None),
         )
         response.raise_for_status()
         return str(response.json()["id"])
@@ -242,12 +244,14 @@ def subscribe(mock: Mock, system: str, url: str, secret: str) -> str:
         params={"grant_type": "client_credentials"},
         data={"client_id": "sisdmk-dev-client", "client_secret": "sisdmk-dev-secret"},
         timeout=10,
+        verify=tls_context(None),
     ).json()["access_token"]
     response = httpx.post(
         f"{mock.url}/v1/webhook-subscriptions",
         json=body,
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
+        verify=tls_context(None),
     )
     response.raise_for_status()
     return str(response.json()["data"]["id"])

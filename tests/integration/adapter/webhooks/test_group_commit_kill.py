@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
+from adapter.clients.http import tls_context
 from tests.integration.adapter.sync.support import Mock
 from tests.integration.adapter.webhooks.support import adapter_stack, signed_correction
 
@@ -47,7 +48,7 @@ def test_serve_killed_mid_stream_keeps_every_acknowledged_webhook(
 
         def sender(index: int) -> None:
             sent = 0
-            with httpx.Client(timeout=10) as client:
+            with httpx.Client(timeout=10, verify=tls_context(None)) as client:
                 while not stop.is_set():
                     registration = registrations[(index + sent * SENDERS) % len(registrations)]
                     webhook_id, headers, body = signed_correction(

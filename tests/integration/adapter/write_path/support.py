@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from adapter.clients.http import tls_context
 from adapter.store.models import AuditEvent, SyncRun
 from harness.idp import IdpProcess
 from tests.integration.adapter.api.stack import AUDIENCE, OPS
@@ -58,6 +59,7 @@ class Stack:
             base_url=self.adapter.url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30.0,
+            verify=tls_context(None),
         )
 
     def sync(self, system: str) -> dict[str, Any]:
