@@ -82,7 +82,9 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     (certifi's bundle, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set); a directory is read
     as a hashed certificate directory, a file as a bundle, as httpx reads them. A bundle
     changed in place (a renewed, mounted secret) is loaded again by the next call. Shared
-    between threads: httpcore only sets the same ALPN protocols on it per connection."""
+    between clients and threads: nothing here changes it, and httpcore sets on it, for each new
+    TLS connection, the same ALPN list every time (no client here speaks HTTP/2) — the same
+    sharing a single httpx client used from several threads has."""
     source = ca_bundle or os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")
     return _tls_context(ca_bundle, _file_version(source))
 
