@@ -82,7 +82,7 @@ def settings_env(database_url: str, blind_index_key: Key, previous: Key | None) 
 # The store each test gets is a copy of one filled once per test process, backend and blind-index
 # key: filling it record by record (200 workers, 40 registrations) took 0.9 s of a PostgreSQL
 # test's setup and 0.25 s of a SQLite one's, 26 tests on each.
-_filled: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {}
+_filled: dict[tuple[str, int, str, str], tuple[str, list[dict[str, Any]]]] = {}
 _filled_lock = threading.Lock()
 
 
@@ -90,11 +90,13 @@ def filled_copy(backend: str, tmp_path: Path, server: PostgresServer, bidx: Blin
     """A store as `filled_store` leaves it, of the test's own: on PostgreSQL a database copied
     from a filled template (`CREATE DATABASE … TEMPLATE`), on SQLite a copy of a filled file
     at ``tmp_path/keys/adapter.sqlite3``. Every copy holds the same people (`Store.workers`)."""
+    # Keyed by what the key does, not only its id: another key under the same id fills anew.
+    key = (backend, id(server), bidx.kid, bidx.digest("hf-test-keys-store", purpose="name"))
     with _filled_lock:
-        filled = _filled.get((backend, bidx.kid))
+        filled = _filled.get(key)
         if filled is None:
             filled = _fill_template(backend, server, bidx)
-            _filled[(backend, bidx.kid)] = filled
+            _filled[key] = filled
     source, workers = filled
     if backend == "postgresql":
         url = server.create_database(template=source)
