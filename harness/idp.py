@@ -20,7 +20,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from harness.processes import ManagedProcess, free_port
+from harness.processes import ManagedProcess, free_port, shared_verify
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_TOOLS = REPO / "tools" / "node"
@@ -149,11 +149,7 @@ class IdpProcess:
         self.clients = realm_clients(realm_export)
         self._process: ManagedProcess | None = None
         self._keys_dir = tempfile.TemporaryDirectory(prefix="hf-test-idp-")
-        # The process's shared TLS context (httpx would load the CA bundle for this client);
-        # imported here: the harness's other users need none of the adapter's clients.
-        from adapter.clients.http import tls_context
-
-        self._http = httpx.Client(timeout=10.0, verify=tls_context(None))
+        self._http = httpx.Client(timeout=10.0, verify=shared_verify(True))
 
     @property
     def issuer(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import httpx
 
-from harness.processes import ManagedProcess, free_port
+from harness.processes import ManagedProcess, free_port, shared_verify
 
 REPO: Final = Path(__file__).resolve().parents[1]
 REALM_EXPORT: Final = REPO / "deploy" / "keycloak" / "healthforce-realm.json"
@@ -345,7 +345,7 @@ class KeycloakRealm:
             data=dict(form),
             auth=(client_id, secret),
             timeout=HTTP_TIMEOUT_S,
-            verify=_shared(self.verify),
+            verify=shared_verify(self.verify),
         )
 
     def client_credentials(
@@ -401,7 +401,9 @@ class KeycloakAdmin:
         self.default_realm = realm
         self._username = username
         self._password = password
-        self._http = httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S, verify=_shared(verify))
+        self._http = httpx.Client(
+            base_url=base_url, timeout=HTTP_TIMEOUT_S, verify=shared_verify(verify)
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -540,12 +542,3 @@ def _ok_json(response: httpx.Response) -> dict[str, Any]:
         )
     body: dict[str, Any] = response.json()
     return body
-
-
-def _shared(verify: ssl.SSLContext | bool) -> ssl.SSLContext | bool:
-    """`verify` with ``True`` as the process's shared TLS context: httpx would load the CA
-    bundle for each client. Imported here: the harness's other users need none of the
-    adapter's clients."""
-    from adapter.clients.http import tls_verification
-
-    return tls_verification(verify)

@@ -100,10 +100,7 @@ class ManagedProcess:
         last_error = "no answer yet"
         # One client for all the polls, with the process's shared TLS context: building a
         # context (even for plain http) costs ~40 ms of CPU, taken from the starting process.
-        # Imported here: the harness's other users need none of the adapter's clients.
-        from adapter.clients.http import tls_verification
-
-        with httpx.Client(timeout=2.0, verify=tls_verification(verify)) as client:
+        with httpx.Client(timeout=2.0, verify=shared_verify(verify)) as client:
             while time.monotonic() < deadline:
                 if not self.is_running():
                     raise ProcessFailed(
@@ -277,3 +274,13 @@ def start_mock(
         process.close()
         raise
     return process, url
+
+
+def shared_verify(verify: ssl.SSLContext | bool) -> ssl.SSLContext | bool:
+    """`verify` for an httpx client, with ``True`` as the process's shared TLS context
+    (`adapter.clients.http.tls_verification`): httpx would load the CA bundle (~40 ms of CPU)
+    for every client. Imported here: the harness's other users need none of the adapter's
+    clients."""
+    from adapter.clients.http import tls_verification
+
+    return tls_verification(verify)
